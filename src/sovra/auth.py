@@ -1,0 +1,157 @@
+"""Request authentication: principals sign short-lived, single-use request tokens.
+
+A token is ``v1.<claims>.<signature>`` (both base64url, no padding). The claims bind it
+to one principal, one HTTP method, one path and one body (SHA-256), a time window and a
+nonce, and the signature is the principal's Ed25519 signature over
+``b"sovra-token/v1." + claims``. So a token cannot be replayed, moved to another request
+or outlive its lifetime, and the gateway never holds a secret a thief could reuse.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from sovra.errors import NotFound, Unauthenticated
+from sovra.model import Principal, canonical_json
+
+__all__ = ["Authenticator", "make_token"]
+
+_MAX_TOKEN_CHARS = 2048
+_CLOCK_SKEW_S = 30
+_DOMAIN = b"sovra-token/v1."
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def make_token(
+    key: Ed25519PrivateKey,
+    principal_id: str,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    now_s: int,
+    lifetime_s: int = 60,
+) -> str:
+    """Sign a token for exactly one request."""
+    claims = canonical_json(
+        {
+            "sub": principal_id,
+            "htm": method.upper(),
+            "htu": path,
+            "bh": hashlib.sha256(body).hexdigest(),
+            "iat": now_s,
+            "exp": now_s + lifetime_s,
+            "nonce": _b64(os.urandom(16)),
+        }
+    )
+    encoded = _b64(claims)
+    return f"v1.{encoded}.{_b64(key.sign(_DOMAIN + encoded.encode()))}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Claims:
+    sub: str
+    htm: str
+    htu: str
+    bh: str
+    iat: int
+    exp: int
+    nonce: str
+
+
+class Authenticator:
+    """Checks tokens against registered principals and a replay store."""
+
+    def __init__(
+        self,
+        lookup: Callable[[str], Principal],
+        use_nonce: Callable[[str, str, int, int], None],
+        *,
+        max_age_s: int,
+        clock: Callable[[], float],
+    ) -> None:
+        """Create an authenticator.
+
+        Args:
+            lookup: principal id -> Principal; raises NotFound for an unknown id.
+            use_nonce: ``(principal, nonce, expires_ms, now_ms)``; raises Unauthenticated
+                if the nonce was seen before.
+            max_age_s: the longest lifetime a token may claim.
+            clock: UNIX seconds.
+        """
+        self._lookup = lookup
+        self._use_nonce = use_nonce
+        self._max_age_s = max_age_s
+        self._clock = clock
+
+    def authenticate(self, token: str | None, method: str, path: str, body: bytes) -> Principal:
+        """Return the principal that signed *token* for this very request.
+
+        Raises:
+            Unauthenticated: missing, malformed, unknown principal, forged, expired,
+                not yet valid, made for another request, or replayed.
+        """
+        if not token:
+            raise Unauthenticated("missing credential: send 'Authorization: Sovra <token>'")
+        claims, signed, signature = self._parse(token)
+        try:
+            principal = self._lookup(claims.sub)
+        except NotFound:
+            raise Unauthenticated(f"unknown principal {claims.sub!r}") from None
+        try:
+            Ed25519PublicKey.from_public_bytes(principal.public_key).verify(signature, signed)
+        except InvalidSignature:
+            raise Unauthenticated(f"token signature is not {claims.sub}'s: forged or corrupted") from None
+        now = int(self._clock())
+        if claims.exp - claims.iat > self._max_age_s:
+            raise Unauthenticated(f"token lifetime over the {self._max_age_s} s maximum")
+        if now >= claims.exp + _CLOCK_SKEW_S:
+            raise Unauthenticated(f"token expired {now - claims.exp} s ago")
+        if claims.iat > now + _CLOCK_SKEW_S:
+            raise Unauthenticated("token issued in the future: check the client's clock")
+        if claims.htm != method.upper() or claims.htu != path:
+            raise Unauthenticated(f"token was made for {claims.htm} {claims.htu}, not {method} {path}")
+        if claims.bh != hashlib.sha256(body).hexdigest():
+            raise Unauthenticated("token was made for another request body")
+        self._use_nonce(
+            claims.sub, claims.nonce, (claims.exp + _CLOCK_SKEW_S) * 1000, now * 1000
+        )
+        return principal
+
+    @staticmethod
+    def _parse(token: str) -> tuple[_Claims, bytes, bytes]:
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise Unauthenticated(f"token longer than {_MAX_TOKEN_CHARS} characters")
+        parts = token.split(".")
+        if len(parts) != 3 or parts[0] != "v1":
+            raise Unauthenticated("malformed token: expected v1.<claims>.<signature>")
+        try:
+            raw = json.loads(_unb64(parts[1]))
+            signature = _unb64(parts[2])
+            claims = _Claims(**raw)
+        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+            raise Unauthenticated("malformed token: claims or signature do not decode") from None
+        if not all(isinstance(v, int) for v in (claims.iat, claims.exp)) or not all(
+            isinstance(v, str) for v in (claims.sub, claims.htm, claims.htu, claims.bh, claims.nonce)
+        ):
+            raise Unauthenticated("malformed token: claims have the wrong types")
+        return claims, _DOMAIN + parts[1].encode(), signature

@@ -1,0 +1,187 @@
+"""Python SDK for a sovra gateway.
+
+Each call signs a single-use token for exactly that request with the caller's Ed25519
+key. Errors come back as the same :mod:`sovra.errors` classes the gateway raised::
+
+    client = Client("http://127.0.0.1:8750", "svc-pl", load_ed25519(path))
+    receipt = client.ingest("anna@example.pl", "PL", "tel. +48 601 234 567")
+    data = client.access("customer-support", record_ids=[receipt["record_id"]])
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sovra.auth import make_token
+from sovra.errors import (
+    BadRequest,
+    Denied,
+    NotFound,
+    PayloadTooLarge,
+    SovraError,
+    Unauthenticated,
+)
+from sovra.model import Grant
+
+__all__ = ["Client"]
+
+_BY_STATUS: dict[int, type[SovraError]] = {
+    400: BadRequest,
+    401: Unauthenticated,
+    403: Denied,
+    404: NotFound,
+    413: PayloadTooLarge,
+}
+
+
+class Client:
+    """A principal talking to one gateway."""
+
+    def __init__(
+        self,
+        base_url: str,
+        principal_id: str | None = None,
+        key: Ed25519PrivateKey | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+        self._id = principal_id
+        self._key = key
+        self._clock = clock
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        data = b"" if body is None else json.dumps(body).encode()
+        headers = {"content-type": "application/json"} if body is not None else {}
+        if auth:
+            if self._id is None or self._key is None:
+                raise Unauthenticated("this client has no principal id and key to sign with")
+            token = make_token(self._key, self._id, method, path, data, now_s=int(self._clock()))
+            headers["authorization"] = f"Sovra {token}"
+        response = self._http.request(method, path, content=data, headers=headers)
+        if response.status_code >= 400:
+            raise _error(response)
+        if response.headers.get("content-type", "").startswith("text/plain"):
+            return response.text
+        return response.json()
+
+    # -- records ---------------------------------------------------------------------------
+
+    def ingest(self, subject_id: str, jurisdiction: str, content: str) -> dict[str, Any]:
+        """Store a record; returns its id, region, findings and log receipt."""
+        body = {"subject_id": subject_id, "jurisdiction": jurisdiction, "content": content}
+        result: dict[str, Any] = self._call("POST", "/v1/records", body)
+        return result
+
+    def access(
+        self,
+        purpose: str,
+        *,
+        record_ids: Sequence[str] = (),
+        subjects: Sequence[tuple[str, str]] = (),
+        jurisdiction: str | None = None,
+        grant: Grant | None = None,
+    ) -> dict[str, Any]:
+        """Read records; raises :class:`~sovra.errors.Denied` (with its log index) on deny."""
+        body: dict[str, Any] = {"purpose": purpose, "record_ids": list(record_ids)}
+        body["subjects"] = [{"jurisdiction": j, "subject_id": s} for j, s in subjects]
+        if jurisdiction is not None:
+            body["jurisdiction"] = jurisdiction
+        if grant is not None:
+            body["grant"] = json.loads(grant.to_json())
+        result: dict[str, Any] = self._call("POST", "/v1/access", body)
+        return result
+
+    # -- grants ----------------------------------------------------------------------------
+
+    def register_grant(self, grant: Grant) -> dict[str, Any]:
+        """Register a signed grant; returns the log receipt."""
+        result: dict[str, Any] = self._call("POST", "/v1/grants", json.loads(grant.to_json()))
+        return result
+
+    def get_grant(self, grant_id: str) -> dict[str, Any]:
+        """A registered grant and whether it is revoked."""
+        result: dict[str, Any] = self._call("GET", f"/v1/grants/{grant_id}")
+        return result
+
+    def revoke_grant(self, grant_id: str) -> dict[str, Any]:
+        """Revoke a grant (approving authority only)."""
+        result: dict[str, Any] = self._call("POST", f"/v1/grants/{grant_id}/revoke")
+        return result
+
+    # -- subjects and the log ----------------------------------------------------------------
+
+    def report(self, jurisdiction: str, subject_id: str) -> dict[str, Any]:
+        """Every log entry about a subject, with inclusion proofs (base64) and a checkpoint."""
+        body = {"jurisdiction": jurisdiction, "subject_id": subject_id}
+        result: dict[str, Any] = self._call("POST", "/v1/subjects/report", body)
+        return result
+
+    def checkpoint(self) -> str:
+        """The latest signed checkpoint note."""
+        text: str = self._call("GET", "/v1/log/checkpoint", auth=False)
+        return text
+
+    def checkpoints(self) -> list[str]:
+        """Every published checkpoint note, oldest first."""
+        notes: list[str] = self._call("GET", "/v1/log/checkpoints", auth=False)["checkpoints"]
+        return notes
+
+    def verifier_key(self) -> str:
+        """The log's vkey string."""
+        text: str = self._call("GET", "/v1/log/key", auth=False)
+        return text.strip()
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        """Entries ``[start, end)``, fetched 1000 at a time."""
+        out: list[bytes] = []
+        while start < end:
+            stop = min(end, start + 1000)
+            page = self._call("GET", f"/v1/log/entries?start={start}&end={stop}", auth=False)
+            out += [e.encode() for e in page["entries"]]
+            start = stop
+        return out
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """Inclusion proof of entry *index* in the tree of *size*."""
+        page = self._call("GET", f"/v1/log/proof/inclusion?index={index}&size={size}", auth=False)
+        return [base64.b64decode(h) for h in page["proof"]]
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        """Consistency proof between the trees of *old* and *new* entries."""
+        page = self._call("GET", f"/v1/log/proof/consistency?old={old}&new={new}", auth=False)
+        return [base64.b64decode(h) for h in page["proof"]]
+
+
+def _error(response: httpx.Response) -> SovraError:
+    try:
+        body = response.json()
+        message = str(body.get("message", response.text))
+        index = body.get("log_index")
+    except (ValueError, AttributeError):
+        message, index = response.text or response.reason_phrase, None
+    cls = _BY_STATUS.get(response.status_code, SovraError)
+    error = cls(message, log_index=index if isinstance(index, int) else None)
+    error.status = response.status_code
+    return error

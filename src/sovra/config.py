@@ -1,0 +1,203 @@
+"""The deployment's configuration: a TOML file a person can read and edit.
+
+Parsing is strict: unknown sections or keys are refused (a typo in a rule must not
+silently weaken it), and every value is checked when the file is read.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sovra.errors import ConfigError, SovraError
+from sovra.model import check_jurisdiction, check_purpose
+
+__all__ = ["DEFAULT_JURISDICTIONS", "Config", "JurisdictionConfig", "render_default_config"]
+
+_ACTIONS = frozenset({"keep", "redact", "tokenize", "refuse"})
+
+
+@dataclass(frozen=True, slots=True)
+class JurisdictionConfig:
+    """One jurisdiction's rules: where its data may live, why it may be read, what to minimise."""
+
+    code: str
+    name: str
+    regions: tuple[str, ...]
+    purposes: tuple[str, ...]
+    minimisation: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole deployment configuration."""
+
+    origin: str
+    database: str
+    blobs: str
+    max_body_bytes: int
+    max_record_bytes: int
+    max_records_per_request: int
+    token_max_age_s: int
+    request_subject_limit: int
+    window_subject_limit: int
+    window_s: int
+    jurisdictions: Mapping[str, JurisdictionConfig]
+
+    @classmethod
+    def load(cls, path: Path) -> Config:
+        """Read and check ``sovra.toml``.
+
+        Raises:
+            ConfigError: missing file, bad TOML, unknown key or bad value; names the key.
+        """
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path} not found: create a deployment with `sovra init DIR`") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        try:
+            return cls._from_dict(raw)
+        except SovraError as exc:
+            raise ConfigError(f"{path}: {exc.message}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: bad or missing setting {exc}") from None
+
+    @classmethod
+    def _from_dict(cls, raw: dict[str, Any]) -> Config:
+        _only(raw, {"deployment", "limits", "bulk", "jurisdictions"}, "top level")
+        dep, lim, bulk = raw["deployment"], raw.get("limits", {}), raw.get("bulk", {})
+        _only(dep, {"origin", "database", "blobs"}, "[deployment]")
+        _only(lim, {"max_body_bytes", "max_record_bytes", "max_records_per_request",
+                    "token_max_age_s"}, "[limits]")
+        _only(bulk, {"request_subject_limit", "window_subject_limit", "window_s"}, "[bulk]")
+        jurisdictions = {}
+        for code, body in raw["jurisdictions"].items():
+            check_jurisdiction(code)
+            _only(body, {"name", "regions", "purposes", "minimisation"}, f"[jurisdictions.{code}]")
+            rules = dict(body.get("minimisation", {}))
+            for kind, action in rules.items():
+                if action not in _ACTIONS:
+                    raise ConfigError(
+                        f"[jurisdictions.{code}.minimisation] {kind} = {action!r}: "
+                        f"use one of {', '.join(sorted(_ACTIONS))}"
+                    )
+            regions = tuple(body["regions"])
+            if not regions:
+                raise ConfigError(f"[jurisdictions.{code}] needs at least one storage region")
+            jurisdictions[code] = JurisdictionConfig(
+                code=code,
+                name=str(body.get("name", code)),
+                regions=regions,
+                purposes=tuple(check_purpose(p) for p in body["purposes"]),
+                minimisation=rules,
+            )
+        if not jurisdictions:
+            raise ConfigError("no jurisdictions configured")
+        config = cls(
+            origin=str(dep["origin"]),
+            database=str(dep.get("database", "sovra.db")),
+            blobs=str(dep.get("blobs", "blobs")),
+            max_body_bytes=_positive(lim, "max_body_bytes", 1 << 20),
+            max_record_bytes=_positive(lim, "max_record_bytes", 512 << 10),
+            max_records_per_request=_positive(lim, "max_records_per_request", 10_000),
+            token_max_age_s=_positive(lim, "token_max_age_s", 300),
+            request_subject_limit=_positive(bulk, "request_subject_limit", 50),
+            window_subject_limit=_positive(bulk, "window_subject_limit", 500),
+            window_s=_positive(bulk, "window_s", 3600),
+            jurisdictions=jurisdictions,
+        )
+        if "\n" in config.origin or not config.origin.strip():
+            raise ConfigError("[deployment] origin must be one non-empty line")
+        return config
+
+    def jurisdiction(self, code: str) -> JurisdictionConfig:
+        """The configuration of *code*.
+
+        Raises:
+            BadRequest: the jurisdiction is not configured in this deployment.
+        """
+        from sovra.errors import BadRequest
+
+        check_jurisdiction(code)
+        try:
+            return self.jurisdictions[code]
+        except KeyError:
+            known = ", ".join(sorted(self.jurisdictions))
+            raise BadRequest(f"unknown jurisdiction {code!r}; this deployment serves {known}") from None
+
+
+def _only(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(section) - allowed
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}")
+
+
+def _positive(section: Mapping[str, Any], key: str, default: int) -> int:
+    value = section.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+# code, name, storage regions, purposes its services may read for
+DEFAULT_JURISDICTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "PL": ("Poland", ("eu-central-pl",)),
+    "VN": ("Viet Nam", ("ap-southeast-vn",)),
+    "DE": ("Germany", ("eu-central-de",)),
+    "US": ("United States", ("us-east",)),
+    "CN": ("China", ("cn-north",)),
+}
+_DEFAULT_PURPOSES = ("customer-support", "service-operation", "billing")
+_DEFAULT_RULES = {
+    "PL": {"email": "keep", "phone": "keep", "pl_pesel": "tokenize", "iban": "redact"},
+    "DE": {"email": "keep", "phone": "keep", "iban": "redact"},
+}
+
+
+def render_default_config(origin: str, jurisdictions: list[str]) -> str:
+    """The commented ``sovra.toml`` that ``sovra init`` writes."""
+    lines = [
+        "# sovra deployment configuration. Edit and restart `sovra serve` to apply.",
+        "",
+        "[deployment]",
+        "# The transparency log's origin line: names this log in every checkpoint.",
+        f'origin = "{origin}"',
+        "# Metadata database (SQLite, WAL) and blob folder, relative to this file.",
+        "# A postgresql:// URL also works for the database.",
+        'database = "sovra.db"',
+        'blobs = "blobs"',
+        "",
+        "[limits]",
+        "max_body_bytes = 1048576        # HTTP request bodies",
+        "max_record_bytes = 524288       # one record's content",
+        "max_records_per_request = 10000",
+        "token_max_age_s = 300           # longest lifetime of a request token",
+        "",
+        "[bulk]",
+        "# No mass surveillance: distinct subjects per request, and per requester per window.",
+        "request_subject_limit = 50",
+        "window_subject_limit = 500",
+        "window_s = 3600",
+    ]
+    for code in jurisdictions:
+        name, regions = DEFAULT_JURISDICTIONS.get(code, (code, (f"region-{code.lower()}",)))
+        lines += [
+            "",
+            f"[jurisdictions.{code}]",
+            f'name = "{name}"',
+            "# Storage regions this jurisdiction allows for its residents' data (first = default).",
+            "regions = [" + ", ".join(f'"{r}"' for r in regions) + "]",
+            "# Purposes for which this jurisdiction's own services may read its residents' data.",
+            "purposes = [" + ", ".join(f'"{p}"' for p in _DEFAULT_PURPOSES) + "]",
+            "",
+            f"[jurisdictions.{code}.minimisation]",
+            "# What to do with each kind of sensitive data found at ingest:",
+            "# keep | redact | tokenize | refuse. Kinds not listed are kept.",
+        ]
+        lines += [f'{kind} = "{action}"' for kind, action in _DEFAULT_RULES.get(code, {}).items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,216 @@
+"""A deployment on disk: create one (``sovra init``) and wire it into a running gateway.
+
+Layout of a deployment directory::
+
+    sovra.toml                 the configuration (readable, editable)
+    sovra.db                   SQLite (WAL): records' metadata, grants, nonces, the log
+    blobs/<region>/...         ciphertext only, one folder per storage region
+    keys/log.key               the log's Ed25519 signing key (0600)
+    keys/commitment.secret     HMAC key for subject commitments (0600)
+    keys/token.secret          HMAC key for minimisation tokens (0600)
+    custodians/<J>.key         each jurisdiction custodian's key-encryption keys (0600)
+    authorities/<J>.pub        each jurisdiction authority's public key
+    authorities/<J>.key        its private key: held by that authority in production;
+                               written here so a single-machine deployment is complete
+    principals/<id>.key        private keys of the principals ``init`` registers
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from sovra.auth import Authenticator
+from sovra.config import DEFAULT_JURISDICTIONS, Config, render_default_config
+from sovra.errors import ConfigError
+from sovra.gateway import Gateway
+from sovra.keys import LocalCustodian, generate_ed25519, load_ed25519, public_bytes, read_secret, write_secret
+from sovra.ledger import NoteSigner, SQLiteLogStorage, TransparencyLog
+from sovra.model import Principal, Role, check_id, check_jurisdiction
+from sovra.policy import BulkGuard, BulkLimits, DecisionPoint, default_pack
+from sovra.store import FilesystemBlobStore, MetadataStore, open_metadata_store
+
+__all__ = ["Deployment", "default_principals"]
+
+CONFIG_NAME = "sovra.toml"
+
+
+def default_principals(jurisdictions: Sequence[str]) -> list[tuple[str, str, Role]]:
+    """(id, jurisdiction, role) of the principals ``sovra init`` registers."""
+    out = []
+    for j in jurisdictions:
+        low = j.lower()
+        out += [(f"svc-{low}", j, Role.SERVICE), (f"authority-{low}", j, Role.AUTHORITY)]
+    home = jurisdictions[0]
+    out += [("operator", home, Role.OPERATOR), ("auditor", home, Role.AUDITOR)]
+    return out
+
+
+@dataclass
+class Deployment:
+    """An opened deployment: its configuration, its gateway and its authenticator."""
+
+    root: Path
+    config: Config
+    gateway: Gateway
+    authenticator: Authenticator
+    store: MetadataStore
+
+    # -- creating ------------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        root: Path,
+        *,
+        jurisdictions: Sequence[str] = tuple(DEFAULT_JURISDICTIONS),
+        origin: str | None = None,
+    ) -> None:
+        """Create a new deployment in *root* (which must not hold one already).
+
+        Raises:
+            ConfigError: *root* already holds a deployment.
+            BadRequest: a jurisdiction code is malformed.
+        """
+        for j in jurisdictions:
+            check_jurisdiction(j)
+        if not jurisdictions:
+            raise ConfigError("a deployment needs at least one jurisdiction")
+        if (root / CONFIG_NAME).exists():
+            raise ConfigError(f"{root} already holds a deployment ({CONFIG_NAME} exists)")
+        for sub in ("keys", "custodians", "authorities", "principals", "blobs"):
+            (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_key = generate_ed25519(root / "keys" / "log.key")
+        write_secret(root / "keys" / "commitment.secret", os.urandom(32))
+        write_secret(root / "keys" / "token.secret", os.urandom(32))
+        for j in jurisdictions:
+            LocalCustodian.create(root / "custodians" / f"{j}.key", j, log_key.public_key())
+            authority = generate_ed25519(root / "authorities" / f"{j}.key")
+            (root / "authorities" / f"{j}.pub").write_text(public_bytes(authority).hex() + "\n")
+        origin = origin or f"sovra.local/{os.urandom(4).hex()}"
+        (root / CONFIG_NAME).write_text(render_default_config(origin, list(jurisdictions)))
+        config = Config.load(root / CONFIG_NAME)
+        store = open_metadata_store(_database_url(root, config))
+        try:
+            for pid, j, role in default_principals(list(jurisdictions)):
+                key = generate_ed25519(root / "principals" / f"{pid}.key")
+                store.put_principal(Principal(pid, j, role, public_bytes(key)))
+        finally:
+            store.close()
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, root: Path, *, clock: Callable[[], float] = time.time) -> Deployment:
+        """Open the deployment in *root* and wire every stage into a gateway.
+
+        Raises:
+            ConfigError: missing or inconsistent files, with the path and the fix.
+        """
+        config = Config.load(root / CONFIG_NAME)
+        log_key = load_ed25519(root / "keys" / "log.key")
+        store = open_metadata_store(_database_url(root, config))
+        log = TransparencyLog(
+            SQLiteLogStorage(_sqlite_path(root, config)),
+            NoteSigner(config.origin, log_key),
+            config.origin,
+            clock=lambda: int(clock() * 1000),
+        )
+        custodians = {
+            j: LocalCustodian.open(
+                root / "custodians" / f"{j}.key",
+                j,
+                log_key.public_key(),
+                clock=lambda: int(clock() * 1000),
+            )
+            for j in config.jurisdictions
+        }
+        blobs = {
+            region: FilesystemBlobStore(root / config.blobs, region, max_blob_bytes=config.max_record_bytes + 1024)
+            for j in config.jurisdictions.values()
+            for region in j.regions
+        }
+        guard = BulkGuard(
+            BulkLimits(config.request_subject_limit, config.window_subject_limit, config.window_s),
+            clock,
+        )
+        decisions = DecisionPoint(
+            default_pack(), guard, {c: j.purposes for c, j in config.jurisdictions.items()}
+        )
+        gateway = Gateway(
+            config=config,
+            store=store,
+            blobs=blobs,
+            custodians=custodians,
+            log=log,
+            decisions=decisions,
+            authority_keys={j: _authority_public(root, j) for j in config.jurisdictions},
+            commitment_secret=read_secret(root / "keys" / "commitment.secret", expected_len=32),
+            token_key=read_secret(root / "keys" / "token.secret", expected_len=32),
+            clock=clock,
+        )
+        authenticator = Authenticator(
+            store.get_principal, store.use_nonce, max_age_s=config.token_max_age_s, clock=clock
+        )
+        return cls(root, config, gateway, authenticator, store)
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.store.close()
+
+    # -- keys held beside the deployment (single-machine convenience) ---------------------
+
+    def principal_key(self, principal_id: str) -> Ed25519PrivateKey:
+        """The private key ``init`` wrote for a registered principal.
+
+        Raises:
+            ConfigError: no key file for this principal.
+        """
+        return load_ed25519(self.root / "principals" / f"{check_id(principal_id, 'principal')}.key")
+
+    def authority_key(self, jurisdiction: str) -> Ed25519PrivateKey:
+        """A jurisdiction authority's private key, where this machine holds it.
+
+        Raises:
+            ConfigError: this deployment does not hold that authority's key.
+        """
+        return load_ed25519(self.root / "authorities" / f"{check_jurisdiction(jurisdiction)}.key")
+
+    def register(self, principal_id: str, jurisdiction: str, role: Role, *, subject: str = "") -> Ed25519PrivateKey:
+        """Register a new principal with a fresh key pair kept under ``principals/``."""
+        key = generate_ed25519(self.root / "principals" / f"{check_id(principal_id, 'principal')}.key")
+        self.config.jurisdiction(jurisdiction)
+        self.store.put_principal(Principal(principal_id, jurisdiction, role, public_bytes(key), subject))
+        return key
+
+
+def _authority_public(root: Path, jurisdiction: str) -> Ed25519PublicKey:
+    path = root / "authorities" / f"{jurisdiction}.pub"
+    try:
+        raw = bytes.fromhex(path.read_text().strip())
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} missing: every configured jurisdiction needs its authority's public key") from None
+    except ValueError:
+        raise ConfigError(f"{path} is not a hex Ed25519 public key") from None
+
+
+def _database_url(root: Path, config: Config) -> str:
+    if config.database.startswith("postgresql://"):
+        return config.database
+    return str(_sqlite_path(root, config))
+
+
+def _sqlite_path(root: Path, config: Config) -> Path:
+    if config.database.startswith("postgresql://"):
+        raise ConfigError("the transparency log is stored in SQLite in this version; "
+                          "set [deployment] database to a file path")
+    return root / config.database

@@ -1,0 +1,424 @@
+"""The two flows of sovra, and nothing else.
+
+ingest:  classify -> minimise -> place -> encrypt -> wrap -> store -> log -> receipt
+access:  decide -> log the decision (allow and deny) -> custodian checks the logged allow
+         -> unwrap -> log the key release -> decrypt -> response
+
+Authentication happens at the edges (``sovra.auth``); every method here takes an
+already-authenticated :class:`~sovra.model.Principal`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from sovra import classify
+from sovra.config import Config
+from sovra.errors import BadRequest, Denied, NotFound
+from sovra.keys import Custodian, open_blob, seal
+from sovra.ledger import TransparencyLog
+from sovra.model import (
+    Decision,
+    Grant,
+    LogEntry,
+    LogReceipt,
+    Principal,
+    RecordHeader,
+    RecordMeta,
+    ReleaseAuthorization,
+    Role,
+    check_purpose,
+    subject_commitment,
+)
+from sovra.policy import DecisionPoint, GrantFacts, RecordFacts, check_grant
+from sovra.store import BlobStore, MetadataStore
+
+__all__ = ["AccessResult", "Gateway", "IngestReceipt", "ReportEntry", "SubjectReport"]
+
+_INGEST_ROLES = frozenset({Role.SERVICE, Role.OPERATOR})
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReceipt:
+    """What the caller gets back from an ingest."""
+
+    record_id: str
+    region: str
+    receipt: LogReceipt
+    findings: Mapping[str, int]
+    actions: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessResult:
+    """An allowed access: the records, the logged decision and the logged key release."""
+
+    decision: Decision
+    decision_receipt: LogReceipt
+    release_receipt: LogReceipt
+    records: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportEntry:
+    """One log entry about a subject, with its inclusion proof."""
+
+    index: int
+    entry: bytes
+    proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectReport:
+    """Everything the log says about one subject, provable against one checkpoint."""
+
+    commitment: str
+    checkpoint: str
+    entries: tuple[ReportEntry, ...]
+
+
+class Gateway:
+    """The ingest and access flows over the stages below."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: MetadataStore,
+        blobs: Mapping[str, BlobStore],
+        custodians: Mapping[str, Custodian],
+        log: TransparencyLog,
+        decisions: DecisionPoint,
+        authority_keys: Mapping[str, Ed25519PublicKey],
+        commitment_secret: bytes,
+        token_key: bytes,
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.blobs = blobs
+        self.custodians = custodians
+        self.log = log
+        self.decisions = decisions
+        self.authority_keys = authority_keys
+        self._secret = commitment_secret
+        self._token_key = token_key
+        self._clock = clock
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def commitment(self, jurisdiction: str, subject_id: str) -> str:
+        """The keyed commitment standing for a subject in headers and the log."""
+        self.config.jurisdiction(jurisdiction)
+        return subject_commitment(self._secret, jurisdiction, subject_id)
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _append(self, entry: LogEntry, tags: Sequence[str]) -> tuple[bytes, LogReceipt]:
+        data = entry.to_bytes()
+        return data, self.log.append(data, tags)
+
+    def _refuse(self, principal: Principal, action: str, reason: str, tags: Sequence[str]) -> int:
+        """Log a refusal taken outside the policy engine; returns its log index."""
+        decision = Decision(
+            decision_id=uuid.uuid4().hex,
+            allow=False,
+            reason=reason,
+            principal=principal.id,
+            purpose="none",
+            records=(),
+            subjects=tuple(tags),
+            action=action,
+        )
+        return self._append(decision.to_entry(self._now_ms()), tags)[1].index
+
+    # -- ingest --------------------------------------------------------------------------
+
+    def ingest(
+        self, principal: Principal, *, subject_id: str, jurisdiction: str, content: str
+    ) -> IngestReceipt:
+        """Store *content* about a subject under the rules of her home *jurisdiction*.
+
+        Raises:
+            BadRequest: unknown jurisdiction, or content a minimisation rule refuses
+                (that refusal is logged).
+            PayloadTooLarge: content over the configured record size.
+            Denied: the principal may not ingest (logged).
+        """
+        rules = self.config.jurisdiction(jurisdiction)
+        subject = self.commitment(jurisdiction, subject_id)
+        if principal.role not in _INGEST_ROLES:
+            reason = f"a {principal.role} may not ingest records"
+            raise Denied(reason, log_index=self._refuse(principal, "ingest", reason, [subject]))
+        data = content.encode("utf-8", errors="strict")
+        if len(data) > self.config.max_record_bytes:
+            from sovra.errors import PayloadTooLarge
+
+            raise PayloadTooLarge(
+                f"record is {len(data)} bytes; this deployment accepts at most "
+                f"{self.config.max_record_bytes}"
+            )
+
+        findings = classify.scan(content)
+        actions = {k: classify.Action(v) for k, v in rules.minimisation.items()}
+        try:
+            minimised = classify.minimise(content, findings, actions, token_key=self._token_key)
+        except BadRequest as exc:
+            kinds = sorted({f.kind for f in findings})
+            exc.log_index = self._refuse(
+                principal, "ingest", f"minimisation refused kinds {', '.join(kinds)}", [subject]
+            )
+            raise
+
+        region = rules.regions[0]
+        custodian = self.custodians[jurisdiction]
+        header = RecordHeader(
+            record_id="r-" + uuid.uuid4().hex,
+            subject=subject,
+            jurisdiction=jurisdiction,
+            region=region,
+            kek_version=custodian.current_kek_version,
+        )
+        blob, data_key = seal(header, minimised.text.encode())
+        wrapped = custodian.wrap(data_key, header)
+        self.blobs[region].put(header.record_id, blob)
+        now = self._now_ms()
+        self.store.put_record(
+            RecordMeta(
+                header=header,
+                wrapped_key=wrapped,
+                blob_size=len(blob),
+                created_ms=now,
+                findings=dict(minimised.counts),
+                actions=dict(minimised.actions),
+            )
+        )
+        entry = LogEntry(
+            kind="ingest",
+            time_ms=now,
+            principal=principal.id,
+            fields={
+                "record": header.record_id,
+                "subject": subject,
+                "jurisdiction": jurisdiction,
+                "region": region,
+                "blob_sha256": hashlib.sha256(blob).hexdigest(),
+                "kinds": dict(minimised.counts),
+                "actions": dict(minimised.actions),
+            },
+        )
+        _, receipt = self._append(entry, [subject])
+        self.store.set_record_log_index(header.record_id, receipt.index)
+        return IngestReceipt(header.record_id, region, receipt, minimised.counts, minimised.actions)
+
+    # -- access --------------------------------------------------------------------------
+
+    def access(
+        self,
+        principal: Principal,
+        *,
+        purpose: str,
+        record_ids: Sequence[str] = (),
+        subjects: Sequence[tuple[str, str]] = (),
+        jurisdiction: str | None = None,
+        grant: Grant | None = None,
+    ) -> AccessResult:
+        """Read records: by id, by (jurisdiction, subject id), or every record of a jurisdiction.
+
+        Raises:
+            BadRequest: malformed request (no target, too many records...).
+            NotFound: a named record does not exist (nothing is logged: nothing was decided).
+            Denied: the decision is deny; it is in the log at ``exc.log_index``.
+        """
+        check_purpose(purpose)
+        metas = self._targets(record_ids, subjects, jurisdiction)
+        facts = [
+            RecordFacts(m.header.record_id, m.header.subject, m.header.jurisdiction) for m in metas
+        ]
+        decision = self.decisions.decide(principal, purpose, facts, self._grant_facts(grant))
+        entry, receipt = self._append(decision.to_entry(self._now_ms()), decision.subjects)
+        if not decision.allow:
+            raise Denied(decision.reason, log_index=receipt.index)
+
+        authorization = ReleaseAuthorization(entry=entry, receipt=receipt)
+        keys = {
+            m.header.record_id: self.custodians[m.header.jurisdiction].unwrap(
+                m.wrapped_key, m.header, authorization, principal.id
+            )
+            for m in metas
+        }
+        # Log before release: the key release is in the log before any plaintext leaves.
+        _, release = self._append(
+            LogEntry(
+                kind="key_release",
+                time_ms=self._now_ms(),
+                principal=principal.id,
+                fields={
+                    "decision_id": decision.decision_id,
+                    "decision_index": receipt.index,
+                    "records": list(keys),
+                    "subjects": list(decision.subjects),
+                },
+            ),
+            decision.subjects,
+        )
+        records = {
+            m.header.record_id: open_blob(
+                m.header, self.blobs[m.header.region].get(m.header.record_id), keys[m.header.record_id]
+            ).decode()
+            for m in metas
+        }
+        return AccessResult(decision, receipt, release, records)
+
+    def _targets(
+        self,
+        record_ids: Sequence[str],
+        subjects: Sequence[tuple[str, str]],
+        jurisdiction: str | None,
+    ) -> list[RecordMeta]:
+        if sum(map(bool, (record_ids, subjects, jurisdiction))) != 1:
+            raise BadRequest("name exactly one of: record ids, subjects, or a jurisdiction")
+        limit = self.config.max_records_per_request
+        if len(record_ids) > limit or len(subjects) > limit:
+            raise BadRequest(f"at most {limit} records or subjects per request")
+        if record_ids:
+            return [self.store.get_record(r) for r in dict.fromkeys(record_ids)]
+        if subjects:
+            metas = [
+                m
+                for j, s in dict.fromkeys(subjects)
+                for m in self.store.records_for_subject(self.commitment(j, s))
+            ]
+            if not metas:
+                raise NotFound("no records for the named subjects")
+            return metas
+        assert jurisdiction is not None  # noqa: S101 - exactly one target was checked above
+        self.config.jurisdiction(jurisdiction)
+        ids = self.store.record_ids_for_jurisdiction(jurisdiction, limit + 1)
+        if len(ids) > limit:
+            raise BadRequest(f"the selection spans over {limit} records; narrow it")
+        if not ids:
+            raise NotFound(f"no records of {jurisdiction} subjects")
+        return [self.store.get_record(r) for r in ids]
+
+    def _grant_facts(self, grant: Grant | None) -> GrantFacts:
+        if grant is None:
+            return GrantFacts.none()
+        return check_grant(
+            grant,
+            self.authority_keys,
+            now_s=int(self._clock()),
+            revoked=self.store.grant_revoked(grant.grant_id),
+            commit=self.commitment,
+        )
+
+    # -- grants --------------------------------------------------------------------------
+
+    def register_grant(self, principal: Principal, grant: Grant) -> LogReceipt:
+        """Store a signed grant and log it (subjects as commitments only).
+
+        Raises:
+            Denied: the signature is not the approving authority's (logged).
+            BadRequest: a grant with this id exists already.
+        """
+        facts = check_grant(
+            grant, self.authority_keys, now_s=int(self._clock()), revoked=False,
+            commit=self.commitment,
+        )
+        tags = sorted(facts.subjects)
+        if not facts.verified and "signed" in facts.problem:
+            raise Denied(facts.problem, log_index=self._refuse(principal, "grant", facts.problem, tags))
+        self.store.put_grant(grant.grant_id, grant.digest(), grant.to_json())
+        entry = LogEntry(
+            kind="grant",
+            time_ms=self._now_ms(),
+            principal=principal.id,
+            fields={
+                "grant": grant.digest(),
+                "grant_id": grant.grant_id,
+                "approver": grant.approver,
+                "grantee": grant.grantee,
+                "purpose": grant.purpose,
+                "not_before": grant.not_before,
+                "not_after": grant.not_after,
+                "subjects": tags,
+            },
+        )
+        return self._append(entry, tags)[1]
+
+    def get_grant(self, grant_id: str) -> Grant:
+        """A stored grant.
+
+        Raises:
+            NotFound: no grant with this id.
+        """
+        return Grant.from_json(self.store.get_grant(grant_id))
+
+    def revoke_grant(self, principal: Principal, grant_id: str) -> LogReceipt:
+        """Revoke a grant at once; only its approving authority may.
+
+        Raises:
+            NotFound: no grant with this id.
+            Denied: the principal is not the approving authority.
+        """
+        grant = self.get_grant(grant_id)
+        if principal.role is not Role.AUTHORITY or principal.jurisdiction != grant.approver:
+            reason = f"only {grant.approver}'s authority may revoke grant {grant_id}"
+            raise Denied(reason, log_index=self._refuse(principal, "revoke", reason, []))
+        self.store.revoke_grant(grant_id, self._now_ms())
+        entry = LogEntry(
+            kind="grant_revoked",
+            time_ms=self._now_ms(),
+            principal=principal.id,
+            fields={"grant": grant.digest(), "grant_id": grant_id},
+        )
+        return self._append(entry, [])[1]
+
+    # -- subject access report -----------------------------------------------------------
+
+    def subject_report(self, principal: Principal, *, jurisdiction: str, subject_id: str) -> SubjectReport:
+        """Who touched this subject's data: every log entry about her, with inclusion proofs.
+
+        Raises:
+            Denied: the principal is neither the subject nor her home authority (logged).
+        """
+        commitment = self.commitment(jurisdiction, subject_id)
+        is_subject = principal.role is Role.SUBJECT and principal.subject == commitment
+        is_home_authority = (
+            principal.role is Role.AUTHORITY and principal.jurisdiction == jurisdiction
+        )
+        if not (is_subject or is_home_authority):
+            reason = "a subject report is for the subject herself or her home authority"
+            raise Denied(reason, log_index=self._refuse(principal, "report", reason, [commitment]))
+        checkpoint = self.log.checkpoint()
+        size = _checkpoint_size(checkpoint)
+        entries = tuple(
+            ReportEntry(i, self.log.entry(i), tuple(self.log.inclusion_proof(i, size)))
+            for i in self.log.find(commitment)
+            if i < size
+        )
+        return SubjectReport(commitment, checkpoint, entries)
+
+    def describe(self) -> dict[str, Any]:
+        """Public facts about this deployment: jurisdictions, regions, log key."""
+        return {
+            "origin": self.config.origin,
+            "log_verifier_key": self.log.verifier_key,
+            "log_size": self.log.size,
+            "jurisdictions": {
+                code: {"name": j.name, "regions": list(j.regions), "purposes": list(j.purposes)}
+                for code, j in self.config.jurisdictions.items()
+            },
+        }
+
+
+def _checkpoint_size(note: str) -> int:
+    """The tree size line of a checkpoint note (its second line)."""
+    return int(note.split("\n", 2)[1])

@@ -1,0 +1,428 @@
+"""Where the transparency log keeps its entries, leaf hashes, tags and checkpoints.
+
+:class:`LogStorage` is the contract; :class:`MemoryLogStorage` (tests, ephemeral
+deployments) and :class:`SQLiteLogStorage` (the embedded default) implement it. Both
+run the same input checks before touching anything, so a refused batch leaves the
+stored log exactly as it was.
+
+Tags are opaque strings (the gateway passes subject commitments); each tag is indexed,
+so "every entry about subject X" is a lookup, not a scan of the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from sovra.errors import BadRequest, ConfigError, IntegrityError
+from sovra.ledger._merkle import HASH_SIZE, leaf_hash
+from sovra.model import MAX_ENTRY_BYTES
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_ENTRY_BYTES",
+    "MAX_TAGS_PER_ENTRY",
+    "MAX_TAG_CHARS",
+    "LogStorage",
+    "MemoryLogStorage",
+    "SQLiteLogStorage",
+    "check_tag",
+]
+
+MAX_TAG_CHARS = 256
+MAX_TAGS_PER_ENTRY = 1024
+MAX_BATCH = 10_000
+_MAX_CHECKPOINT_CHARS = 1 << 20
+
+BatchItem = tuple[bytes, bytes, Sequence[str]]
+
+
+def check_tag(tag: object) -> str:
+    """Return *tag* if it is a usable tag: 1..256 printable characters.
+
+    Raises:
+        BadRequest: it is not.
+    """
+    if not isinstance(tag, str) or not 0 < len(tag) <= MAX_TAG_CHARS:
+        raise BadRequest(f"a tag must be a string of 1..{MAX_TAG_CHARS} characters")
+    if not tag.isprintable():
+        raise BadRequest("a tag must hold printable characters only")
+    return tag
+
+
+def _check_batch(items: Sequence[BatchItem]) -> list[tuple[bytes, bytes, tuple[str, ...]]]:
+    """Validate a whole batch before any of it is written; return a normalised copy."""
+    if len(items) > MAX_BATCH:
+        raise BadRequest(f"a batch holds at most {MAX_BATCH} entries, got {len(items)}")
+    out = []
+    for n, item in enumerate(items):
+        if not isinstance(item, tuple) or len(item) != 3:
+            raise BadRequest(f"batch item {n} must be (entry, leaf hash, tags)")
+        entry, leaf, tags = item
+        if not isinstance(entry, bytes | bytearray) or not entry:
+            raise BadRequest(f"entry {n} must be non-empty bytes")
+        if len(entry) > MAX_ENTRY_BYTES:
+            raise BadRequest(f"entry {n} is {len(entry)} bytes, over {MAX_ENTRY_BYTES}")
+        if not isinstance(leaf, bytes | bytearray) or len(leaf) != HASH_SIZE:
+            raise BadRequest(f"leaf hash of entry {n} must be {HASH_SIZE} bytes")
+        if leaf_hash(bytes(entry)) != leaf:
+            raise BadRequest(f"leaf hash of entry {n} is not SHA-256(0x00 || entry)")
+        if isinstance(tags, str) or not isinstance(tags, Sequence):
+            raise BadRequest(f"tags of entry {n} must be a sequence of strings")
+        if len(tags) > MAX_TAGS_PER_ENTRY:
+            raise BadRequest(f"entry {n} has {len(tags)} tags, over {MAX_TAGS_PER_ENTRY}")
+        # Duplicates collapse: a tag either marks an entry or it does not.
+        unique = tuple(dict.fromkeys(check_tag(t) for t in tags))
+        out.append((bytes(entry), bytes(leaf), unique))
+    return out
+
+
+def _check_range(start: int, end: int, size: int) -> None:
+    if not 0 <= start <= end <= size:
+        raise BadRequest(f"range [{start}, {end}) is not inside the log of size {size}")
+
+
+def _check_checkpoint(size: int, note: str, log_size: int, latest: int | None) -> None:
+    if not isinstance(note, str) or not 0 < len(note) <= _MAX_CHECKPOINT_CHARS:
+        raise BadRequest("a checkpoint note must be non-empty text of bounded size")
+    if not 0 <= size <= log_size:
+        raise BadRequest(f"checkpoint size {size} is beyond the log size {log_size}")
+    if latest is not None and size < latest:
+        raise BadRequest(f"checkpoint size {size} is below the latest one, {latest}")
+
+
+@runtime_checkable
+class LogStorage(Protocol):
+    """Durable home of one log. Implementations MUST be safe to call from many threads.
+
+    Indices are assigned by the storage, densely from 0, inside the same atomic step
+    that stores the batch: an index MUST NOT ever be handed out twice, and a batch
+    MUST be stored entirely or not at all. A refused call MUST leave the stored data
+    unchanged.
+    """
+
+    def append_batch(self, items: Sequence[BatchItem]) -> list[int]:
+        """Store ``(entry, leaf hash, tags)`` items in order; return their indices.
+
+        Raises:
+            BadRequest: a malformed item (the whole batch is refused).
+        """
+        ...
+
+    def size(self) -> int:
+        """Number of stored entries."""
+        ...
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        """Entries ``[start, end)``.
+
+        Raises:
+            BadRequest: the range is not inside the log.
+            IntegrityError: stored rows are missing.
+        """
+        ...
+
+    def read_leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        """Leaf hashes ``[start, end)``.
+
+        Raises:
+            BadRequest: the range is not inside the log.
+            IntegrityError: stored rows are missing.
+        """
+        ...
+
+    def find(self, tag: str) -> list[int]:
+        """Indices of the entries carrying *tag*, ascending.
+
+        Raises:
+            BadRequest: *tag* is not a valid tag.
+        """
+        ...
+
+    def add_checkpoint(self, size: int, note: str) -> None:
+        """Keep a published checkpoint note for tree size *size*.
+
+        Raises:
+            BadRequest: *size* beyond the log or below the latest checkpoint's.
+        """
+        ...
+
+    def checkpoints(self) -> list[str]:
+        """Every stored checkpoint note, oldest first."""
+        ...
+
+    def latest_checkpoint(self) -> str | None:
+        """The newest checkpoint note, if any."""
+        ...
+
+    def close(self) -> None:
+        """Release resources; the storage is unusable afterwards."""
+        ...
+
+
+class MemoryLogStorage:
+    """A :class:`LogStorage` in process memory; gone when the process ends."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._lock = threading.Lock()
+        self._entries: list[bytes] = []
+        self._leaves: list[bytes] = []
+        self._tags: dict[str, list[int]] = {}
+        self._checkpoints: list[tuple[int, str]] = []
+
+    def append_batch(self, items: Sequence[BatchItem]) -> list[int]:
+        """See :meth:`LogStorage.append_batch`."""
+        batch = _check_batch(items)
+        with self._lock:
+            first = len(self._entries)
+            for offset, (entry, leaf, tags) in enumerate(batch):
+                self._entries.append(entry)
+                self._leaves.append(leaf)
+                for tag in tags:
+                    self._tags.setdefault(tag, []).append(first + offset)
+            return list(range(first, first + len(batch)))
+
+    def size(self) -> int:
+        """See :meth:`LogStorage.size`."""
+        with self._lock:
+            return len(self._entries)
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        """See :meth:`LogStorage.read_entries`."""
+        with self._lock:
+            _check_range(start, end, len(self._entries))
+            return self._entries[start:end]
+
+    def read_leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        """See :meth:`LogStorage.read_leaf_hashes`."""
+        with self._lock:
+            _check_range(start, end, len(self._leaves))
+            return self._leaves[start:end]
+
+    def find(self, tag: str) -> list[int]:
+        """See :meth:`LogStorage.find`."""
+        check_tag(tag)
+        with self._lock:
+            return list(self._tags.get(tag, ()))
+
+    def add_checkpoint(self, size: int, note: str) -> None:
+        """See :meth:`LogStorage.add_checkpoint`."""
+        with self._lock:
+            latest = self._checkpoints[-1][0] if self._checkpoints else None
+            _check_checkpoint(size, note, len(self._entries), latest)
+            self._checkpoints.append((size, note))
+
+    def checkpoints(self) -> list[str]:
+        """See :meth:`LogStorage.checkpoints`."""
+        with self._lock:
+            return [note for _, note in self._checkpoints]
+
+    def latest_checkpoint(self) -> str | None:
+        """See :meth:`LogStorage.latest_checkpoint`."""
+        with self._lock:
+            return self._checkpoints[-1][1] if self._checkpoints else None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    schema_version INTEGER NOT NULL,
+    next_index INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_entries (
+    idx INTEGER PRIMARY KEY,
+    entry BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL CHECK (length(leaf_hash) = 32)
+);
+CREATE TABLE IF NOT EXISTS log_tags (
+    tag TEXT NOT NULL,
+    idx INTEGER NOT NULL REFERENCES log_entries (idx),
+    PRIMARY KEY (tag, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_checkpoints (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    size INTEGER NOT NULL,
+    note TEXT NOT NULL
+);
+INSERT OR IGNORE INTO log_state (id, schema_version, next_index) VALUES (1, 1, 0);
+"""
+
+
+class SQLiteLogStorage:
+    """A :class:`LogStorage` in a SQLite file (WAL mode), in tables prefixed ``log_``.
+
+    It opens its own connection, so it can share the deployment's database file with
+    the metadata store. Indices come from a counter row that only ever grows, read and
+    advanced in the same write transaction as the rows it numbers: a crash or a
+    refused batch leaves no gap and no index handed out twice, and a deleted row shows
+    up as an :class:`~sovra.errors.IntegrityError` rather than a reused index.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        """Open (creating if needed) the log tables in the database at *path*.
+
+        Raises:
+            ConfigError: the file cannot be opened, is not a database, or holds a
+                log schema of another version.
+        """
+        self._lock = threading.Lock()
+        try:
+            # Autocommit mode: writes open BEGIN IMMEDIATE themselves, so the index
+            # counter is read under the database's write lock.
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the log database {path}: {exc}") from None
+        try:
+            self._prepare(str(path))
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _prepare(self, path: str) -> None:
+        with _guard(self._db, write=False):
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # A logged decision gates a key release; it must survive power loss.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+        with _guard(self._db, write=True):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+        with _guard(self._db, write=False):
+            row = self._db.execute("SELECT schema_version FROM log_state WHERE id = 1").fetchone()
+        if row is None or row[0] != 1:
+            raise ConfigError(f"log database {path} has an unknown schema version")
+
+    def _next_index(self) -> int:
+        row = self._db.execute("SELECT next_index FROM log_state WHERE id = 1").fetchone()
+        return int(row[0])
+
+    def append_batch(self, items: Sequence[BatchItem]) -> list[int]:
+        """See :meth:`LogStorage.append_batch`."""
+        batch = _check_batch(items)
+        if not batch:
+            return []
+        with self._lock, _guard(self._db, write=True):
+            first = self._next_index()
+            self._db.executemany(
+                "INSERT INTO log_entries (idx, entry, leaf_hash) VALUES (?, ?, ?)",
+                [(first + off, entry, leaf) for off, (entry, leaf, _) in enumerate(batch)],
+            )
+            self._db.executemany(
+                "INSERT INTO log_tags (tag, idx) VALUES (?, ?)",
+                [(tag, first + off) for off, (_, _, tags) in enumerate(batch) for tag in tags],
+            )
+            self._db.execute(
+                "UPDATE log_state SET next_index = ? WHERE id = 1", (first + len(batch),)
+            )
+        return list(range(first, first + len(batch)))
+
+    def size(self) -> int:
+        """See :meth:`LogStorage.size`."""
+        with self._lock, _guard(self._db, write=False):
+            return self._next_index()
+
+    def _read(self, query: str, start: int, end: int) -> list[bytes]:
+        with self._lock, _guard(self._db, write=False):
+            _check_range(start, end, self._next_index())
+            rows = self._db.execute(query, (start, end)).fetchall()
+        if len(rows) != end - start or any(idx != start + n for n, (idx, _) in enumerate(rows)):
+            present = {idx for idx, _ in rows}
+            missing = next(i for i in range(start, end) if i not in present)
+            raise IntegrityError(f"log entry {missing} is missing from storage")
+        return [bytes(value) for _, value in rows]
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        """See :meth:`LogStorage.read_entries`."""
+        return self._read(
+            "SELECT idx, entry FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            start,
+            end,
+        )
+
+    def read_leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        """See :meth:`LogStorage.read_leaf_hashes`."""
+        return self._read(
+            "SELECT idx, leaf_hash FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            start,
+            end,
+        )
+
+    def find(self, tag: str) -> list[int]:
+        """See :meth:`LogStorage.find`."""
+        check_tag(tag)
+        with self._lock, _guard(self._db, write=False):
+            rows = self._db.execute(
+                "SELECT idx FROM log_tags WHERE tag = ? ORDER BY idx", (tag,)
+            ).fetchall()
+        return [int(idx) for (idx,) in rows]
+
+    def add_checkpoint(self, size: int, note: str) -> None:
+        """See :meth:`LogStorage.add_checkpoint`."""
+        with self._lock, _guard(self._db, write=True):
+            row = self._db.execute(
+                "SELECT size FROM log_checkpoints ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            _check_checkpoint(size, note, self._next_index(), None if row is None else row[0])
+            self._db.execute(
+                "INSERT INTO log_checkpoints (size, note) VALUES (?, ?)", (size, note)
+            )
+
+    def checkpoints(self) -> list[str]:
+        """See :meth:`LogStorage.checkpoints`."""
+        with self._lock, _guard(self._db, write=False):
+            rows = self._db.execute("SELECT note FROM log_checkpoints ORDER BY seq").fetchall()
+        return [str(note) for (note,) in rows]
+
+    def latest_checkpoint(self) -> str | None:
+        """See :meth:`LogStorage.latest_checkpoint`."""
+        with self._lock, _guard(self._db, write=False):
+            row = self._db.execute(
+                "SELECT note FROM log_checkpoints ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+
+@contextlib.contextmanager
+def _guard(db: sqlite3.Connection, *, write: bool) -> Iterator[None]:
+    """Run a block (in ``BEGIN IMMEDIATE`` ... ``COMMIT`` if *write*), mapping DB errors.
+
+    A write block that raises is rolled back, so nothing of a refused batch remains.
+    """
+    try:
+        if write:
+            db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if write:
+                db.execute("ROLLBACK")
+            raise
+        if write:
+            db.execute("COMMIT")
+    except sqlite3.IntegrityError as exc:
+        # Only a tampered counter can make an insert collide with an existing index.
+        raise IntegrityError(f"log database refused a write: {exc}") from None
+    except sqlite3.Error as exc:
+        raise ConfigError(f"log database error: {exc}") from None
+
+
+if TYPE_CHECKING:
+    # Both backends satisfy the protocol; mypy checks these assignments.
+    _memory: type[LogStorage] = MemoryLogStorage
+    _sqlite: type[LogStorage] = SQLiteLogStorage

@@ -1,0 +1,519 @@
+"""Core types shared by every stage: who asks, about whom, for what, and what was decided.
+
+This module does no I/O. Constructors validate (parse, don't validate later); every
+``from_bytes`` bounds its input. The byte encodings defined here (record headers, log
+entries, grants, log receipts) are what signatures and AEAD tags cover, so they are
+canonical: sorted keys, no whitespace, UTF-8, one encoding per value.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from sovra.errors import BadRequest, VerificationError
+
+__all__ = [
+    "ENTRY_KINDS",
+    "MAX_ENTRY_BYTES",
+    "Decision",
+    "Finding",
+    "Grant",
+    "LogEntry",
+    "LogReceipt",
+    "Principal",
+    "RecordHeader",
+    "RecordMeta",
+    "ReleaseAuthorization",
+    "Role",
+    "WrappedKey",
+    "canonical_json",
+    "check_id",
+    "check_jurisdiction",
+    "check_purpose",
+    "subject_commitment",
+]
+
+_JURISDICTION = re.compile(r"[A-Z]{2}")
+_PURPOSE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+MAX_ENTRY_BYTES = 64 * 1024
+_MAX_HEADER_BYTES = 4 * 1024
+_MAX_GRANT_BYTES = 256 * 1024
+
+
+def canonical_json(value: Any) -> bytes:
+    """Encode *value* as canonical JSON: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _parse_json_object(data: bytes, limit: int, what: str) -> dict[str, Any]:
+    if len(data) > limit:
+        raise BadRequest(f"{what} is {len(data)} bytes, over the {limit}-byte limit")
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    return value
+
+
+def _exact_keys(obj: Mapping[str, Any], required: set[str], optional: set[str], what: str) -> None:
+    missing = required - obj.keys()
+    unknown = obj.keys() - required - optional
+    if missing:
+        raise BadRequest(f"{what} is missing {', '.join(sorted(missing))}")
+    if unknown:
+        raise BadRequest(f"{what} has unknown field(s) {', '.join(sorted(unknown))}")
+
+
+def check_jurisdiction(code: object) -> str:
+    """Return *code* if it is a two-letter upper-case jurisdiction code.
+
+    Raises:
+        BadRequest: it is not.
+    """
+    if not isinstance(code, str) or not _JURISDICTION.fullmatch(code):
+        raise BadRequest(f"jurisdiction must be two upper-case letters (ISO 3166-1), got {code!r}")
+    return code
+
+
+def check_purpose(purpose: object) -> str:
+    """Return *purpose* if it is a lower-case token such as ``customer-support``.
+
+    Raises:
+        BadRequest: it is not.
+    """
+    if not isinstance(purpose, str) or not _PURPOSE.fullmatch(purpose):
+        raise BadRequest(f"purpose must match {_PURPOSE.pattern}, got {purpose!r}")
+    return purpose
+
+
+def check_id(value: object, what: str) -> str:
+    """Return *value* if it is a safe identifier (letters, digits, ``._:@-``, <= 128 chars).
+
+    Raises:
+        BadRequest: it is not.
+    """
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise BadRequest(f"{what} must match {_ID.pattern}, got {value!r}")
+    return value
+
+
+def subject_commitment(secret: bytes, jurisdiction: str, subject_id: str) -> str:
+    """The keyed commitment that stands for a subject in headers and the public log.
+
+    HMAC-SHA256 under the deployment's commitment secret, so the log reveals nothing
+    about who the subject is to anyone without the secret.
+    """
+    mac = hmac.new(secret, f"{jurisdiction}\x00{subject_id}".encode(), hashlib.sha256)
+    return mac.hexdigest()
+
+
+class Role(enum.StrEnum):
+    """What a principal is. Whether it is *foreign* depends on the subject, not the role."""
+
+    SERVICE = "service"
+    AUTHORITY = "authority"
+    ANALYST = "analyst"
+    OPERATOR = "operator"
+    SUBJECT = "subject"
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller with a home jurisdiction and a role."""
+
+    id: str
+    jurisdiction: str
+    role: Role
+    public_key: bytes = field(repr=False)
+    # For role SUBJECT: the commitment of the subject this principal is; empty otherwise.
+    subject: str = ""
+
+    def __post_init__(self) -> None:
+        check_id(self.id, "principal id")
+        check_jurisdiction(self.jurisdiction)
+        if len(self.public_key) != 32:
+            raise BadRequest("a principal's public key is a raw 32-byte Ed25519 key")
+        if (self.role is Role.SUBJECT) != bool(self.subject):
+            raise BadRequest("a subject principal, and only one, carries a subject commitment")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One piece of sensitive data found in a text: what, where, how sure."""
+
+    kind: str
+    start: int
+    end: int
+    confidence: float
+    validated: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``sovra scan`` (never includes the value)."""
+        return {
+            "kind": self.kind,
+            "start": self.start,
+            "end": self.end,
+            "confidence": round(self.confidence, 3),
+            "validated": self.validated,
+        }
+
+
+RECORD_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RecordHeader:
+    """What a record's ciphertext is bound to (its AEAD associated data).
+
+    A ciphertext or wrapped key moved to another record, subject, jurisdiction or key
+    version no longer opens.
+    """
+
+    record_id: str
+    subject: str  # subject commitment, hex
+    jurisdiction: str
+    region: str
+    kek_version: int
+    content_type: str = "text/plain; charset=utf-8"
+    format: int = RECORD_FORMAT
+
+    def __post_init__(self) -> None:
+        check_id(self.record_id, "record id")
+        check_jurisdiction(self.jurisdiction)
+        check_id(self.region, "region")
+        if not re.fullmatch(r"[0-9a-f]{64}", self.subject):
+            raise BadRequest("record subject must be a 64-hex-digit commitment")
+        if self.kek_version < 1:
+            raise BadRequest("kek_version starts at 1")
+
+    def to_bytes(self) -> bytes:
+        """Canonical encoding, used as associated data."""
+        return b"sovra-record\n" + canonical_json(
+            {
+                "content_type": self.content_type,
+                "format": self.format,
+                "jurisdiction": self.jurisdiction,
+                "kek_version": self.kek_version,
+                "record_id": self.record_id,
+                "region": self.region,
+                "subject": self.subject,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RecordHeader:
+        """Parse :meth:`to_bytes` output.
+
+        Raises:
+            BadRequest: malformed, oversized or with unknown fields.
+        """
+        prefix = b"sovra-record\n"
+        if not data.startswith(prefix):
+            raise BadRequest("record header does not start with the sovra-record tag")
+        obj = _parse_json_object(data[len(prefix) :], _MAX_HEADER_BYTES, "record header")
+        keys = {"content_type", "format", "jurisdiction", "kek_version", "record_id", "region"}
+        _exact_keys(obj, keys | {"subject"}, set(), "record header")
+        return cls(**obj)
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedKey:
+    """A data key sealed by a jurisdiction custodian's key-encryption key."""
+
+    jurisdiction: str
+    kek_version: int
+    blob: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A legal-assistance grant: the software form of a mutual-legal-assistance request.
+
+    Signed by the approving (home) jurisdiction's authority key over :meth:`signed_bytes`.
+    Times are UNIX seconds.
+    """
+
+    grant_id: str
+    grantee: str  # principal id of the requesting authority
+    grantee_jurisdiction: str
+    approver: str  # jurisdiction whose authority signs; the subjects' home
+    subjects: tuple[str, ...]  # subject ids, as the approving authority names them
+    purpose: str
+    legal_basis: str
+    not_before: int
+    not_after: int
+    signature: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        check_id(self.grant_id, "grant id")
+        check_id(self.grantee, "grantee")
+        check_jurisdiction(self.grantee_jurisdiction)
+        check_jurisdiction(self.approver)
+        check_purpose(self.purpose)
+        if not self.subjects:
+            raise BadRequest("a grant must name at least one subject")
+        for s in self.subjects:
+            check_id(s, "grant subject")
+        if not (0 < len(self.legal_basis) <= 512):
+            raise BadRequest("a grant needs a legal basis of 1..512 characters")
+        if self.not_after <= self.not_before:
+            raise BadRequest("a grant's not_after must be later than its not_before")
+
+    def body(self) -> dict[str, Any]:
+        """Every field but the signature."""
+        return {
+            "approver": self.approver,
+            "grant_id": self.grant_id,
+            "grantee": self.grantee,
+            "grantee_jurisdiction": self.grantee_jurisdiction,
+            "legal_basis": self.legal_basis,
+            "not_after": self.not_after,
+            "not_before": self.not_before,
+            "purpose": self.purpose,
+            "subjects": list(self.subjects),
+        }
+
+    def signed_bytes(self) -> bytes:
+        """The exact bytes the approving authority signs."""
+        return b"sovra-grant/v1\n" + canonical_json(self.body())
+
+    def digest(self) -> str:
+        """SHA-256 of the signed bytes, hex: how the log names a grant."""
+        return hashlib.sha256(self.signed_bytes()).hexdigest()
+
+    def to_json(self) -> bytes:
+        """Grant with its signature, for storage and transport."""
+        return canonical_json({**self.body(), "signature": self.signature.hex()})
+
+    @classmethod
+    def from_json(cls, data: bytes | Mapping[str, Any]) -> Grant:
+        """Parse :meth:`to_json` output.
+
+        Raises:
+            BadRequest: malformed, oversized, unknown fields or bad values.
+        """
+        obj = dict(data) if isinstance(data, Mapping) else _parse_json_object(
+            data, _MAX_GRANT_BYTES, "grant"
+        )
+        fields_ = {
+            "approver", "grant_id", "grantee", "grantee_jurisdiction", "legal_basis",
+            "not_after", "not_before", "purpose", "subjects",
+        }
+        _exact_keys(obj, fields_, {"signature"}, "grant")
+        if not isinstance(obj["subjects"], list) or len(obj["subjects"]) > 10_000:
+            raise BadRequest("grant subjects must be a list of at most 10000 ids")
+        for k in ("not_before", "not_after"):
+            if not isinstance(obj[k], int) or isinstance(obj[k], bool):
+                raise BadRequest(f"grant {k} must be an integer UNIX time")
+        for k in ("legal_basis", "grant_id", "grantee", "purpose"):
+            if not isinstance(obj[k], str):
+                raise BadRequest(f"grant {k} must be a string")
+        try:
+            signature = bytes.fromhex(obj.pop("signature", "") or "")
+        except (TypeError, ValueError):
+            raise BadRequest("grant signature must be hex") from None
+        obj["subjects"] = tuple(obj["subjects"])
+        return cls(**obj, signature=signature)
+
+
+ENTRY_KINDS = frozenset(
+    {"ingest", "decision", "key_release", "grant", "grant_revoked", "policy_activation", "shred"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One entry of the transparency log. Public: subjects appear only as commitments.
+
+    ``fields`` holds the kind-specific members (for a decision: ``effect``, ``reason``,
+    ``records``, ``subjects``, ``purpose``, ``policies``, ``grant``).
+    """
+
+    kind: str
+    time_ms: int
+    principal: str
+    fields: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENTRY_KINDS:
+            raise BadRequest(f"unknown log entry kind {self.kind!r}")
+        reserved = {"v", "kind", "time_ms", "principal"} & self.fields.keys()
+        if reserved:
+            raise BadRequest(f"entry fields may not reuse {sorted(reserved)}")
+
+    def to_bytes(self) -> bytes:
+        """Canonical encoding; the Merkle leaf is this, hashed with the 0x00 prefix."""
+        data = canonical_json(
+            {
+                **self.fields,
+                "kind": self.kind,
+                "principal": self.principal,
+                "time_ms": self.time_ms,
+                "v": 1,
+            }
+        )
+        if len(data) > MAX_ENTRY_BYTES:
+            raise BadRequest(f"log entry of {len(data)} bytes is over {MAX_ENTRY_BYTES}")
+        return data
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LogEntry:
+        """Parse :meth:`to_bytes` output.
+
+        Raises:
+            BadRequest: malformed, oversized, wrong version or unknown kind.
+        """
+        obj = _parse_json_object(data, MAX_ENTRY_BYTES, "log entry")
+        if obj.pop("v", None) != 1:
+            raise BadRequest("log entry version must be 1")
+        try:
+            kind, time_ms, principal = obj.pop("kind"), obj.pop("time_ms"), obj.pop("principal")
+        except KeyError as exc:
+            raise BadRequest(f"log entry is missing {exc.args[0]}") from None
+        if not isinstance(kind, str) or not isinstance(principal, str):
+            raise BadRequest("log entry kind and principal must be strings")
+        if not isinstance(time_ms, int) or isinstance(time_ms, bool):
+            raise BadRequest("log entry time_ms must be an integer")
+        return cls(kind=kind, time_ms=time_ms, principal=principal, fields=obj)
+
+
+@dataclass(frozen=True, slots=True)
+class LogReceipt:
+    """The log's signed promise: this entry hash is at this index (like a CT SCT).
+
+    Signed by the log key over :meth:`signed_bytes`; the entry is included in the tree at
+    the next checkpoint.
+    """
+
+    origin: str
+    index: int
+    leaf_hash: bytes
+    time_ms: int
+    signature: bytes = field(default=b"", repr=False)
+
+    def signed_bytes(self) -> bytes:
+        """The exact bytes the log key signs."""
+        return (
+            f"sovra-promise/v1\n{self.origin}\n{self.index}\n{self.time_ms}\n".encode()
+            + self.leaf_hash.hex().encode()
+            + b"\n"
+        )
+
+    def verify(self, log_key: Ed25519PublicKey, entry: bytes) -> None:
+        """Check that this receipt is the log's and that it covers *entry*.
+
+        Raises:
+            VerificationError: wrong signature, or the entry does not hash to leaf_hash.
+        """
+        if hashlib.sha256(b"\x00" + entry).digest() != self.leaf_hash:
+            raise VerificationError("receipt does not cover this entry (leaf hash differs)")
+        try:
+            log_key.verify(self.signature, self.signed_bytes())
+        except InvalidSignature:
+            raise VerificationError("receipt signature is not the log's") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for responses."""
+        return {
+            "origin": self.origin,
+            "index": self.index,
+            "leaf_hash": self.leaf_hash.hex(),
+            "time_ms": self.time_ms,
+            "signature": self.signature.hex(),
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> LogReceipt:
+        """Parse :meth:`to_dict` output.
+
+        Raises:
+            BadRequest: malformed.
+        """
+        _exact_keys(obj, {"origin", "index", "leaf_hash", "time_ms", "signature"}, set(), "receipt")
+        try:
+            return cls(
+                origin=str(obj["origin"]),
+                index=int(obj["index"]),
+                leaf_hash=bytes.fromhex(obj["leaf_hash"]),
+                time_ms=int(obj["time_ms"]),
+                signature=bytes.fromhex(obj["signature"]),
+            )
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"malformed receipt: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseAuthorization:
+    """What a custodian needs before it unwraps: a logged decision entry and its receipt.
+
+    The only way to plaintext is Decision -> LogReceipt -> DataKey.
+    """
+
+    entry: bytes
+    receipt: LogReceipt
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of the decision point for one access request."""
+
+    decision_id: str
+    allow: bool
+    reason: str
+    principal: str
+    purpose: str
+    records: tuple[str, ...]
+    subjects: tuple[str, ...]  # commitments
+    policies: tuple[str, ...] = ()
+    grant: str | None = None  # grant digest
+    action: str = "read"
+
+    def to_entry(self, time_ms: int) -> LogEntry:
+        """The log entry that records this decision, allow and deny alike."""
+        return LogEntry(
+            kind="decision",
+            time_ms=time_ms,
+            principal=self.principal,
+            fields={
+                "action": self.action,
+                "decision_id": self.decision_id,
+                "effect": "allow" if self.allow else "deny",
+                "grant": self.grant,
+                "policies": list(self.policies),
+                "purpose": self.purpose,
+                "reason": self.reason,
+                "records": list(self.records),
+                "subjects": list(self.subjects),
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMeta:
+    """What the metadata store keeps about a record: never the plaintext, never a data key.
+
+    ``findings`` counts the kinds of sensitive data found at ingest (never the values);
+    ``actions`` says what minimisation did per kind.
+    """
+
+    header: RecordHeader
+    wrapped_key: WrappedKey
+    blob_size: int
+    created_ms: int
+    findings: Mapping[str, int] = field(default_factory=dict)
+    actions: Mapping[str, str] = field(default_factory=dict)
+    log_index: int = -1

@@ -1,0 +1,256 @@
+"""HTTP API: a thin adapter from requests to the gateway, and errors to status codes.
+
+Every call under ``/v1`` except the public log is authenticated with a signed request
+token (``Authorization: Sovra <token>``, see :mod:`sovra.auth`). The log endpoints are
+public on purpose: anyone may verify the log. Errors are translated once, here:
+:class:`~sovra.errors.SovraError` subclasses carry their own status.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from sovra import __version__
+from sovra.deployment import Deployment
+from sovra.errors import BadRequest, PayloadTooLarge, SovraError
+from sovra.gateway import AccessResult, IngestReceipt, SubjectReport
+from sovra.model import Grant, Principal
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("sovra.server")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestBody(_Strict):
+    """A record to store under its subject's home jurisdiction."""
+
+    subject_id: str = Field(description="the subject's identifier, as the caller knows her")
+    jurisdiction: str = Field(description="the subject's home jurisdiction, e.g. PL")
+    content: str = Field(description="the record's text")
+
+
+class SubjectRef(_Strict):
+    """A subject named by her home jurisdiction and identifier."""
+
+    jurisdiction: str
+    subject_id: str
+
+
+class AccessBody(_Strict):
+    """What to read, why, and under which grant. Name exactly one target."""
+
+    purpose: str = Field(description="declared purpose, e.g. customer-support")
+    record_ids: list[str] = Field(default_factory=list)
+    subjects: list[SubjectRef] = Field(default_factory=list)
+    jurisdiction: str | None = Field(default=None, description="every record of this jurisdiction")
+    grant: dict[str, Any] | None = Field(default=None, description="a signed legal-assistance grant")
+
+
+def create_app(deployment: Deployment) -> FastAPI:
+    """Build the ASGI application for an opened deployment."""
+    gw = deployment.gateway
+    app = FastAPI(
+        title="sovra",
+        version=__version__,
+        description="Data-sovereignty gateway: ingest, access, grants, subject reports and a "
+        "public Merkle transparency log. Authenticate with `Authorization: Sovra <token>`.",
+    )
+    max_body = deployment.config.max_body_bytes
+
+    async def principal(request: Request) -> Principal:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > max_body):
+            raise PayloadTooLarge(f"request body over the {max_body}-byte limit")
+        body = await request.body()
+        if len(body) > max_body:
+            raise PayloadTooLarge(f"request body over the {max_body}-byte limit")
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if header and scheme != "Sovra":
+            raise BadRequest("Authorization scheme must be 'Sovra <token>'")
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return deployment.authenticator.authenticate(token or None, request.method, path, body)
+
+    Caller = Annotated[Principal, Depends(principal)]
+
+    @app.exception_handler(SovraError)
+    async def _sovra_error(_: Request, exc: SovraError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("%s", exc.diagnostics())
+        return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        )
+        return JSONResponse({"error": "bad_request", "message": problems}, status_code=400)
+
+    @app.post("/v1/records", status_code=201, tags=["records"])
+    def ingest(body: IngestBody, caller: Caller) -> dict[str, Any]:
+        """Ingest a record: classify, minimise, place, seal, wrap, store, log."""
+        return _receipt(
+            gw.ingest(caller, subject_id=body.subject_id, jurisdiction=body.jurisdiction,
+                      content=body.content)
+        )
+
+    @app.post("/v1/access", tags=["records"])
+    def access(body: AccessBody, caller: Caller) -> dict[str, Any]:
+        """Read records. The decision, allow or deny, is logged before anything is released."""
+        grant = Grant.from_json(body.grant) if body.grant is not None else None
+        return _access(
+            gw.access(
+                caller,
+                purpose=body.purpose,
+                record_ids=body.record_ids,
+                subjects=[(s.jurisdiction, s.subject_id) for s in body.subjects],
+                jurisdiction=body.jurisdiction,
+                grant=grant,
+            )
+        )
+
+    @app.post("/v1/grants", status_code=201, tags=["grants"])
+    def register_grant(body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """Register a legal-assistance grant signed by the subjects' home authority."""
+        return {"receipt": gw.register_grant(caller, Grant.from_json(body)).to_dict()}
+
+    @app.get("/v1/grants/{grant_id}", tags=["grants"])
+    def show_grant(grant_id: str, caller: Caller) -> dict[str, Any]:
+        """A registered grant, with its revocation status."""
+        grant = gw.get_grant(grant_id)
+        return {"grant": grant.body() | {"signature": grant.signature.hex()},
+                "revoked": gw.store.grant_revoked(grant_id)}
+
+    @app.post("/v1/grants/{grant_id}/revoke", tags=["grants"])
+    def revoke_grant(grant_id: str, caller: Caller) -> dict[str, Any]:
+        """Revoke a grant (its approving authority only); takes effect at once."""
+        return {"receipt": gw.revoke_grant(caller, grant_id).to_dict()}
+
+    @app.post("/v1/subjects/report", tags=["subjects"])
+    def subject_report(body: SubjectRef, caller: Caller) -> dict[str, Any]:
+        """Who touched this subject's data: her log entries with inclusion proofs."""
+        return _report(
+            gw.subject_report(caller, jurisdiction=body.jurisdiction, subject_id=body.subject_id)
+        )
+
+    # -- the public log --------------------------------------------------------------------
+
+    @app.get("/v1/log/checkpoint", response_class=PlainTextResponse, tags=["log"])
+    def checkpoint() -> str:
+        """The latest signed checkpoint (C2SP tlog-checkpoint in a signed note)."""
+        return gw.log.checkpoint()
+
+    @app.get("/v1/log/key", response_class=PlainTextResponse, tags=["log"])
+    def verifier_key() -> str:
+        """The log's verifier key, as a signed-note vkey string."""
+        return gw.log.verifier_key + "\n"
+
+    @app.get("/v1/log/checkpoints", tags=["log"])
+    def checkpoints() -> dict[str, Any]:
+        """Every checkpoint this log has published, oldest first."""
+        return {"checkpoints": gw.log.checkpoints()}
+
+    @app.get("/v1/log/entries", tags=["log"])
+    def entries(
+        start: Annotated[int, Query(ge=0)], end: Annotated[int, Query(ge=1)]
+    ) -> dict[str, Any]:
+        """Entries ``[start, end)``, at most 1000 at a time."""
+        if end <= start or end - start > 1000:
+            raise BadRequest("need start < end and at most 1000 entries per call")
+        if end > gw.log.size:
+            raise BadRequest(f"end {end} is beyond the log size {gw.log.size}")
+        return {"start": start, "entries": [e.decode() for e in gw.log.entries(start, end)]}
+
+    @app.get("/v1/log/proof/inclusion", tags=["log"])
+    def inclusion(
+        index: Annotated[int, Query(ge=0)], size: Annotated[int, Query(ge=1)]
+    ) -> dict[str, Any]:
+        """Inclusion proof of entry *index* in the tree of *size* entries."""
+        return {"index": index, "size": size, "proof": _b64(gw.log.inclusion_proof(index, size))}
+
+    @app.get("/v1/log/proof/consistency", tags=["log"])
+    def consistency(
+        old: Annotated[int, Query(ge=1)], new: Annotated[int, Query(ge=1)]
+    ) -> dict[str, Any]:
+        """Consistency proof between the trees of *old* and *new* entries."""
+        return {"old": old, "new": new, "proof": _b64(gw.log.consistency_proof(old, new))}
+
+    @app.get("/v1/info", tags=["log"])
+    def info() -> dict[str, Any]:
+        """Public facts: jurisdictions, regions, purposes, log origin and key."""
+        return gw.describe()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home() -> str:
+        facts = gw.describe()
+        rows = "".join(
+            f"<tr><td>{c}</td><td>{j['name']}</td><td>{', '.join(j['regions'])}</td></tr>"
+            for c, j in facts["jurisdictions"].items()
+        )
+        return (
+            "<!doctype html><meta charset=utf-8><title>sovra</title>"
+            "<style>body{font:15px system-ui;max-width:50em;margin:2em auto}td{padding:2px 8px}"
+            "</style><h1>sovra</h1>"
+            f"<p>Log <code>{facts['origin']}</code>, {facts['log_size']} entries. "
+            f"Verifier key <code>{facts['log_verifier_key']}</code></p>"
+            "<p><a href=/docs>API docs</a> · <a href=/v1/log/checkpoint>latest checkpoint</a>"
+            " · <a href=/v1/log/checkpoints>all checkpoints</a> · <a href=/v1/info>info</a></p>"
+            f"<table><tr><th>jurisdiction</th><th>name</th><th>regions</th></tr>{rows}</table>"
+        )
+
+    return app
+
+
+def _b64(hashes: list[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode() for h in hashes]
+
+
+def _receipt(r: IngestReceipt) -> dict[str, Any]:
+    return {
+        "record_id": r.record_id,
+        "region": r.region,
+        "log_index": r.receipt.index,
+        "receipt": r.receipt.to_dict(),
+        "findings": dict(r.findings),
+        "actions": dict(r.actions),
+    }
+
+
+def _access(r: AccessResult) -> dict[str, Any]:
+    d = r.decision
+    return {
+        "decision": {
+            "decision_id": d.decision_id,
+            "effect": "allow" if d.allow else "deny",
+            "reason": d.reason,
+            "policies": list(d.policies),
+            "grant": d.grant,
+        },
+        "log_index": r.decision_receipt.index,
+        "decision_receipt": r.decision_receipt.to_dict(),
+        "release_receipt": r.release_receipt.to_dict(),
+        "records": dict(r.records),
+    }
+
+
+def _report(r: SubjectReport) -> dict[str, Any]:
+    return {
+        "commitment": r.commitment,
+        "checkpoint": r.checkpoint,
+        "entries": [
+            {"index": e.index, "entry": e.entry.decode(), "proof": _b64(list(e.proof))}
+            for e in r.entries
+        ],
+    }

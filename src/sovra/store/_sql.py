@@ -1,0 +1,565 @@
+"""What the SQL metadata stores share: the schema, the input checks and the row mapping.
+
+Each engine subclass supplies its connection, its locking and its transactions (the
+parts where SQLite and PostgreSQL genuinely differ); the statements themselves are plain
+SQL both engines run unchanged, written with ``?`` placeholders. Duplicates are detected
+with ``INSERT ... ON CONFLICT DO NOTHING`` and the affected-row count rather than by
+catching driver exceptions, so both engines report them the same way and a refused
+write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from sovra.errors import (
+    BadRequest,
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+)
+from sovra.model import (
+    Principal,
+    RecordHeader,
+    RecordMeta,
+    Role,
+    WrappedKey,
+    canonical_json,
+    check_id,
+    check_jurisdiction,
+)
+
+__all__ = [
+    "MAX_GRANT_BYTES",
+    "MAX_NONCE_CHARS",
+    "MAX_WRAPPED_KEY_BYTES",
+    "SCHEMA_VERSION",
+    "Run",
+    "SQLMetadataStore",
+]
+
+SCHEMA_VERSION = 1
+MAX_GRANT_BYTES = 256 * 1024
+MAX_WRAPPED_KEY_BYTES = 4096
+MAX_NONCE_CHARS = 1024
+_MAX_LABELS = 256
+_MAX_LABEL_CHARS = 128
+_MAX_CONTENT_TYPE_CHARS = 255
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_COMMITMENT = re.compile(r"[0-9a-f]{64}")
+_COMPONENT = "metadata"
+
+
+class _Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+Run = Callable[[str, Sequence[object]], _Cursor]
+"""Executes one statement inside the current transaction and returns its cursor."""
+
+
+def _schema(int_type: str, blob_type: str, table_suffix: str) -> list[str]:
+    return [
+        f"""CREATE TABLE records (
+            record_id TEXT PRIMARY KEY,
+            subject TEXT NOT NULL,
+            jurisdiction TEXT NOT NULL,
+            region TEXT NOT NULL,
+            kek_version {int_type} NOT NULL,
+            content_type TEXT NOT NULL,
+            format {int_type} NOT NULL,
+            wrapped_jurisdiction TEXT NOT NULL,
+            wrapped_kek_version {int_type} NOT NULL,
+            wrapped_key {blob_type} NOT NULL,
+            blob_size {int_type} NOT NULL,
+            created_ms {int_type} NOT NULL,
+            findings TEXT NOT NULL,
+            actions TEXT NOT NULL,
+            log_index {int_type} NOT NULL
+        ){table_suffix}""",
+        "CREATE INDEX records_by_subject ON records (subject, created_ms, record_id)",
+        "CREATE INDEX records_by_jurisdiction ON records (jurisdiction, created_ms, record_id)",
+        f"""CREATE TABLE grants (
+            grant_id TEXT PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            grant_json {blob_type} NOT NULL,
+            revoked_ms {int_type}
+        ){table_suffix}""",
+        f"""CREATE TABLE principals (
+            principal_id TEXT PRIMARY KEY,
+            jurisdiction TEXT NOT NULL,
+            role TEXT NOT NULL,
+            public_key {blob_type} NOT NULL
+        ){table_suffix}""",
+        # Nonces are chosen by clients, so they are stored as a hash: a fixed-size key
+        # whatever characters or length a client sent.
+        f"""CREATE TABLE token_nonces (
+            principal_id TEXT NOT NULL,
+            nonce_sha256 TEXT NOT NULL,
+            expires_ms {int_type} NOT NULL,
+            PRIMARY KEY (principal_id, nonce_sha256)
+        ){table_suffix}""",
+        "CREATE INDEX token_nonces_by_expiry ON token_nonces (expires_ms)",
+    ]
+
+
+def _int(value: object, what: str, minimum: int = _INT64_MIN) -> int:
+    # bool is an int subclass; True as a log index is a bug, not the number 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"{what} must be an integer, got {type(value).__name__}")
+    if not minimum <= value <= _INT64_MAX:
+        raise BadRequest(f"{what} must be between {minimum} and {_INT64_MAX}, got {value}")
+    return value
+
+
+def _label(value: object, what: str, max_chars: int = _MAX_LABEL_CHARS) -> str:
+    # isprintable() also rejects NUL (which PostgreSQL TEXT cannot hold) and lone
+    # surrogates (which cannot be encoded), so a label stores the same on every engine.
+    if not isinstance(value, str) or not 0 < len(value) <= max_chars or not value.isprintable():
+        raise BadRequest(f"{what} must be 1..{max_chars} printable characters, got {value!r}")
+    return value
+
+
+def _labels(value: object, what: str, check: Callable[[object, str], object]) -> str:
+    if not isinstance(value, Mapping):
+        raise BadRequest(f"{what} must be a mapping")
+    if len(value) > _MAX_LABELS:
+        raise BadRequest(f"{what} has {len(value)} entries, over the {_MAX_LABELS} limit")
+    for k, v in value.items():
+        _label(k, f"{what} key")
+        check(v, f"{what}[{k}]")
+    return canonical_json(dict(value)).decode()
+
+
+def _count(value: object, what: str) -> int:
+    return _int(value, what, 0)
+
+
+def _commitment(value: object) -> str:
+    if not isinstance(value, str) or not _COMMITMENT.fullmatch(value):
+        raise BadRequest("a subject commitment is 64 lower-case hex digits")
+    return value
+
+
+def _bytes(value: object, what: str, max_bytes: int) -> bytes:
+    if not isinstance(value, bytes):
+        raise BadRequest(f"{what} must be bytes, got {type(value).__name__}")
+    if not value:
+        raise BadRequest(f"{what} is empty")
+    if len(value) > max_bytes:
+        raise BadRequest(f"{what} is {len(value)} bytes, over the {max_bytes}-byte limit")
+    return value
+
+
+def _record_row(meta: object) -> tuple[object, ...]:
+    if not isinstance(meta, RecordMeta):
+        raise BadRequest(f"expected RecordMeta, got {type(meta).__name__}")
+    h, wk = meta.header, meta.wrapped_key
+    if not isinstance(h, RecordHeader) or not isinstance(wk, WrappedKey):
+        raise BadRequest("record metadata needs a RecordHeader and a WrappedKey")
+    # RecordHeader's constructor checks values but not types: 1.5 passes `>= 1`.
+    return (
+        h.record_id,
+        h.subject,
+        h.jurisdiction,
+        h.region,
+        _int(h.kek_version, "kek_version", 1),
+        _label(h.content_type, "content type", _MAX_CONTENT_TYPE_CHARS),
+        _int(h.format, "record format", 1),
+        check_jurisdiction(wk.jurisdiction),
+        _int(wk.kek_version, "wrapped key kek_version", 1),
+        _bytes(wk.blob, "wrapped key", MAX_WRAPPED_KEY_BYTES),
+        _count(meta.blob_size, "blob_size"),
+        _count(meta.created_ms, "created_ms"),
+        _labels(meta.findings, "findings", _count),
+        _labels(meta.actions, "actions", _label),
+        _int(meta.log_index, "log_index", -1),
+    )
+
+
+# Written out in full (not assembled) so every statement is a constant a reader can
+# check against the table definition.
+_INSERT_RECORD = """INSERT INTO records (
+    record_id, subject, jurisdiction, region, kek_version, content_type, format,
+    wrapped_jurisdiction, wrapped_kek_version, wrapped_key, blob_size, created_ms,
+    findings, actions, log_index
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (record_id) DO NOTHING"""
+
+_SELECT_RECORD = """SELECT
+    record_id, subject, jurisdiction, region, kek_version, content_type, format,
+    wrapped_jurisdiction, wrapped_kek_version, wrapped_key, blob_size, created_ms,
+    findings, actions, log_index
+FROM records WHERE record_id = ?"""
+
+_SELECT_SUBJECT_RECORDS = """SELECT
+    record_id, subject, jurisdiction, region, kek_version, content_type, format,
+    wrapped_jurisdiction, wrapped_kek_version, wrapped_key, blob_size, created_ms,
+    findings, actions, log_index
+FROM records WHERE subject = ? ORDER BY created_ms, record_id"""
+
+
+def _json_object(text: object, what: str) -> dict[str, Any]:
+    value = json.loads(str(text))
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} must be a JSON object")
+    return value
+
+
+def _record_from_row(row: Sequence[Any]) -> RecordMeta:
+    try:
+        return RecordMeta(
+            header=RecordHeader(
+                record_id=row[0],
+                subject=row[1],
+                jurisdiction=row[2],
+                region=row[3],
+                kek_version=row[4],
+                content_type=row[5],
+                format=row[6],
+            ),
+            wrapped_key=WrappedKey(jurisdiction=row[7], kek_version=row[8], blob=bytes(row[9])),
+            blob_size=row[10],
+            created_ms=row[11],
+            findings=_json_object(row[12], "findings"),
+            actions=_json_object(row[13], "actions"),
+            log_index=row[14],
+        )
+    except (BadRequest, TypeError, ValueError) as exc:
+        raise IntegrityError(f"stored record {row[0]!r} does not parse: {exc}") from None
+
+
+def _principal_from_row(row: Sequence[Any]) -> Principal:
+    try:
+        return Principal(
+            id=row[0], jurisdiction=row[1], role=Role(row[2]), public_key=bytes(row[3])
+        )
+    except (BadRequest, TypeError, ValueError) as exc:
+        raise IntegrityError(f"stored principal {row[0]!r} does not parse: {exc}") from None
+
+
+class SQLMetadataStore(abc.ABC):
+    """A :class:`~sovra.store.protocols.MetadataStore` over an SQL engine.
+
+    Subclasses implement :meth:`_transaction` and :meth:`close`, and call
+    :meth:`_init_schema` once from their constructor.
+    """
+
+    # Column types: PostgreSQL's names here; SQLite overrides them for its STRICT tables.
+    _INT_TYPE = "BIGINT"
+    _BLOB_TYPE = "BYTEA"
+    _TABLE_SUFFIX = ""
+
+    @abc.abstractmethod
+    def _transaction(self, *, write: bool) -> AbstractContextManager[Run]:
+        """Run statements as one transaction, serialised with every other caller's.
+
+        MUST commit when the block ends normally and roll back when it raises.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection. Calling it twice is harmless."""
+
+    def _init_schema(self, run: Run) -> None:
+        """Create the tables on first use, or check the stored schema version matches.
+
+        Raises:
+            ConfigError: the database holds another schema version.
+        """
+        run(
+            "CREATE TABLE IF NOT EXISTS schema_versions ("
+            f"component TEXT PRIMARY KEY, version {self._INT_TYPE} NOT NULL){self._TABLE_SUFFIX}",
+            (),
+        )
+        row = run("SELECT version FROM schema_versions WHERE component = ?", (_COMPONENT,))
+        found = row.fetchone()
+        if found is not None:
+            if found[0] != SCHEMA_VERSION:
+                raise ConfigError(
+                    f"metadata schema version is {found[0]}, this sovra reads version "
+                    f"{SCHEMA_VERSION}: migrate the database or use the matching release"
+                )
+            return
+        for statement in _schema(self._INT_TYPE, self._BLOB_TYPE, self._TABLE_SUFFIX):
+            run(statement, ())
+        run(
+            "INSERT INTO schema_versions (component, version) VALUES (?, ?)",
+            (_COMPONENT, SCHEMA_VERSION),
+        )
+
+    # -- records ---------------------------------------------------------------------
+
+    def put_record(self, meta: RecordMeta) -> None:
+        """Store a new record's metadata; see the protocol for the contract.
+
+        Raises:
+            BadRequest: the record id is already stored, or a field is malformed.
+        """
+        row = _record_row(meta)
+        with self._transaction(write=True) as run:
+            cur = run(_INSERT_RECORD, row)
+            if cur.rowcount != 1:
+                raise BadRequest(f"record {meta.header.record_id} already exists")
+
+    def get_record(self, record_id: str) -> RecordMeta:
+        """Return the record stored under *record_id*.
+
+        Raises:
+            BadRequest: *record_id* is not a valid id.
+            NotFound: no such record.
+            IntegrityError: the stored row no longer parses.
+        """
+        check_id(record_id, "record id")
+        with self._transaction(write=False) as run:
+            row = run(_SELECT_RECORD, (record_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no record {record_id}")
+        return _record_from_row(row)
+
+    def set_record_log_index(self, record_id: str, index: int) -> None:
+        """Write the record's log index once; see the protocol for the contract.
+
+        Raises:
+            BadRequest: *index* is negative, or the record already has another index.
+            NotFound: no such record.
+        """
+        check_id(record_id, "record id")
+        _int(index, "log index", 0)
+        with self._transaction(write=True) as run:
+            # The condition in the UPDATE, not a prior SELECT, decides: two writers racing
+            # from different processes cannot both set an index.
+            cur = run(
+                "UPDATE records SET log_index = ? WHERE record_id = ? AND log_index = -1",
+                (index, record_id),
+            )
+            if cur.rowcount == 1:
+                return
+            row = run("SELECT log_index FROM records WHERE record_id = ?", (record_id,))
+            found = row.fetchone()
+        if found is None:
+            raise NotFound(f"no record {record_id}")
+        if found[0] != index:
+            raise BadRequest(f"record {record_id} is already at log index {found[0]}")
+
+    def records_for_subject(self, commitment: str) -> list[RecordMeta]:
+        """Every record about one subject, oldest first.
+
+        Raises:
+            BadRequest: *commitment* is not 64 lower-case hex digits.
+            IntegrityError: a stored row no longer parses.
+        """
+        _commitment(commitment)
+        with self._transaction(write=False) as run:
+            rows = run(_SELECT_SUBJECT_RECORDS, (commitment,)).fetchall()
+        return [_record_from_row(r) for r in rows]
+
+    def record_ids_for_jurisdiction(self, jurisdiction: str, limit: int) -> list[str]:
+        """Up to *limit* record ids in *jurisdiction*, oldest first.
+
+        Raises:
+            BadRequest: *jurisdiction* is not a jurisdiction code or *limit* is below 1.
+        """
+        check_jurisdiction(jurisdiction)
+        _int(limit, "limit", 1)
+        with self._transaction(write=False) as run:
+            rows = run(
+                "SELECT record_id FROM records WHERE jurisdiction = ? "
+                "ORDER BY created_ms, record_id LIMIT ?",
+                (jurisdiction, limit),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def count_records(self) -> int:
+        """How many records are stored."""
+        with self._transaction(write=False) as run:
+            row = run("SELECT COUNT(*) FROM records", ()).fetchone()
+        return int(row[0])
+
+    # -- grants ----------------------------------------------------------------------
+
+    def put_grant(self, grant_id: str, digest: str, grant_json: bytes) -> None:
+        """Store a signed grant; see the protocol for the contract.
+
+        Raises:
+            BadRequest: the id or digest is already stored, or an argument is malformed.
+            PayloadTooLarge: *grant_json* is over :data:`MAX_GRANT_BYTES`.
+        """
+        check_id(grant_id, "grant id")
+        if not isinstance(digest, str) or not _COMMITMENT.fullmatch(digest):
+            raise BadRequest("a grant digest is 64 lower-case hex digits (SHA-256)")
+        if not isinstance(grant_json, bytes) or not grant_json:
+            raise BadRequest("grant JSON must be non-empty bytes")
+        if len(grant_json) > MAX_GRANT_BYTES:
+            raise PayloadTooLarge(
+                f"grant {grant_id} is {len(grant_json)} bytes, "
+                f"over the {MAX_GRANT_BYTES}-byte limit"
+            )
+        with self._transaction(write=True) as run:
+            cur = run(
+                "INSERT INTO grants (grant_id, digest, grant_json, revoked_ms) "
+                "VALUES (?, ?, ?, NULL) ON CONFLICT DO NOTHING",
+                (grant_id, digest, grant_json),
+            )
+            if cur.rowcount == 1:
+                return
+            same_id = run("SELECT 1 FROM grants WHERE grant_id = ?", (grant_id,)).fetchone()
+        if same_id is not None:
+            raise BadRequest(f"grant {grant_id} already exists")
+        raise BadRequest(f"a grant with digest {digest} is already stored under another id")
+
+    def get_grant(self, grant_id: str) -> bytes:
+        """Return the stored grant JSON.
+
+        Raises:
+            BadRequest: *grant_id* is not a valid id.
+            NotFound: no such grant.
+        """
+        check_id(grant_id, "grant id")
+        with self._transaction(write=False) as run:
+            row = run("SELECT grant_json FROM grants WHERE grant_id = ?", (grant_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no grant {grant_id}")
+        return bytes(row[0])
+
+    def revoke_grant(self, grant_id: str, time_ms: int) -> None:
+        """Revoke a grant once, for good.
+
+        Raises:
+            BadRequest: malformed argument, or the grant is already revoked.
+            NotFound: no such grant.
+        """
+        check_id(grant_id, "grant id")
+        _count(time_ms, "revocation time_ms")
+        with self._transaction(write=True) as run:
+            cur = run(
+                "UPDATE grants SET revoked_ms = ? WHERE grant_id = ? AND revoked_ms IS NULL",
+                (time_ms, grant_id),
+            )
+            if cur.rowcount == 1:
+                return
+            found = run(
+                "SELECT revoked_ms FROM grants WHERE grant_id = ?", (grant_id,)
+            ).fetchone()
+        if found is None:
+            raise NotFound(f"no grant {grant_id}")
+        raise BadRequest(f"grant {grant_id} was already revoked at {found[0]} ms")
+
+    def grant_revoked(self, grant_id: str) -> bool:
+        """Whether the grant has been revoked.
+
+        Raises:
+            BadRequest: *grant_id* is not a valid id.
+            NotFound: no such grant.
+        """
+        check_id(grant_id, "grant id")
+        with self._transaction(write=False) as run:
+            row = run("SELECT revoked_ms FROM grants WHERE grant_id = ?", (grant_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no grant {grant_id}")
+        return row[0] is not None
+
+    # -- principals ------------------------------------------------------------------
+
+    def put_principal(self, principal: Principal) -> None:
+        """Create or replace a principal.
+
+        Raises:
+            BadRequest: a field is malformed.
+        """
+        if not isinstance(principal, Principal):
+            raise BadRequest(f"expected Principal, got {type(principal).__name__}")
+        try:
+            role = Role(principal.role)
+        except ValueError:
+            raise BadRequest(f"unknown role {principal.role!r}") from None
+        if not isinstance(principal.public_key, bytes) or len(principal.public_key) != 32:
+            raise BadRequest("a principal's public key is a raw 32-byte Ed25519 key")
+        row = (
+            check_id(principal.id, "principal id"),
+            check_jurisdiction(principal.jurisdiction),
+            role.value,
+            principal.public_key,
+        )
+        with self._transaction(write=True) as run:
+            run(
+                "INSERT INTO principals (principal_id, jurisdiction, role, public_key) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (principal_id) DO UPDATE SET "
+                "jurisdiction = excluded.jurisdiction, role = excluded.role, "
+                "public_key = excluded.public_key",
+                row,
+            )
+
+    def get_principal(self, principal_id: str) -> Principal:
+        """Return a registered principal.
+
+        Raises:
+            BadRequest: *principal_id* is not a valid id.
+            NotFound: no such principal.
+            IntegrityError: the stored row no longer parses.
+        """
+        check_id(principal_id, "principal id")
+        with self._transaction(write=False) as run:
+            row = run(
+                "SELECT principal_id, jurisdiction, role, public_key FROM principals "
+                "WHERE principal_id = ?",
+                (principal_id,),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no principal {principal_id}")
+        return _principal_from_row(row)
+
+    def list_principals(self) -> list[Principal]:
+        """Every principal, ordered by id.
+
+        Raises:
+            IntegrityError: a stored row no longer parses.
+        """
+        with self._transaction(write=False) as run:
+            rows = run(
+                "SELECT principal_id, jurisdiction, role, public_key FROM principals "
+                "ORDER BY principal_id",
+                (),
+            ).fetchall()
+        return [_principal_from_row(r) for r in rows]
+
+    # -- nonces ----------------------------------------------------------------------
+
+    def use_nonce(self, principal_id: str, nonce: str, expires_ms: int, now_ms: int) -> None:
+        """Spend a token nonce; see the protocol for the contract.
+
+        Raises:
+            Unauthenticated: the nonce was already used and has not expired.
+            BadRequest: malformed argument, or *expires_ms* is not after *now_ms*.
+        """
+        check_id(principal_id, "principal id")
+        if not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_NONCE_CHARS:
+            raise BadRequest(f"a nonce is 1..{MAX_NONCE_CHARS} characters")
+        _count(expires_ms, "nonce expires_ms")
+        _count(now_ms, "now_ms")
+        if expires_ms <= now_ms:
+            raise BadRequest(f"nonce already expired ({expires_ms} ms is not after {now_ms} ms)")
+        # surrogatepass: a nonce decoded from client JSON may hold lone surrogates.
+        digest = hashlib.sha256(nonce.encode("utf-8", "surrogatepass")).hexdigest()
+        with self._transaction(write=True) as run:
+            run("DELETE FROM token_nonces WHERE expires_ms <= ?", (now_ms,))
+            cur = run(
+                "INSERT INTO token_nonces (principal_id, nonce_sha256, expires_ms) "
+                "VALUES (?, ?, ?) ON CONFLICT (principal_id, nonce_sha256) DO NOTHING",
+                (principal_id, digest, expires_ms),
+            )
+            if cur.rowcount != 1:
+                raise Unauthenticated("token replayed")

@@ -1,0 +1,317 @@
+"""Blob stores: ciphertext by key, in one region.
+
+:class:`BlobStoreBase` is the template: its public methods check the key, enforce the
+size limit both ways and translate ``OSError`` into sovra errors; a backend writes only
+``_put``, ``_get``, ``_delete`` and ``_exists``, which see valid keys and speak the
+stdlib's ``OSError`` dialect (``FileExistsError``, ``FileNotFoundError``) whatever they
+store in. That keeps every backend's failure modes, and its limits, the same.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Generator
+from pathlib import Path
+
+from sovra.errors import (
+    BadRequest,
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    PayloadTooLarge,
+)
+from sovra.model import check_id
+
+__all__ = [
+    "DEFAULT_MAX_BLOB_BYTES",
+    "BlobStoreBase",
+    "FilesystemBlobStore",
+    "MemoryBlobStore",
+]
+
+DEFAULT_MAX_BLOB_BYTES = 64 * 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
+
+
+class BlobStoreBase(abc.ABC):
+    """A :class:`~sovra.store.protocols.BlobStore` with its checks done once, here.
+
+    Implementers write the four private methods below and nothing else.
+    """
+
+    def __init__(self, region: str, *, max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES) -> None:
+        """Set the region and the size limit.
+
+        Raises:
+            ConfigError: *region* is not a valid id or *max_blob_bytes* is below 1.
+        """
+        try:
+            self._region = check_id(region, "region")
+        except BadRequest as exc:
+            raise ConfigError(exc.message) from None
+        if isinstance(max_blob_bytes, bool) or not isinstance(max_blob_bytes, int):
+            raise ConfigError("max_blob_bytes must be an integer")
+        if max_blob_bytes < 1:
+            raise ConfigError(f"max_blob_bytes must be at least 1, got {max_blob_bytes}")
+        self._max_blob_bytes = max_blob_bytes
+
+    @property
+    def region(self) -> str:
+        """Where the blobs physically live."""
+        return self._region
+
+    @property
+    def max_blob_bytes(self) -> int:
+        """The largest blob this store writes or reads back."""
+        return self._max_blob_bytes
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store *data* under a new *key*, atomically.
+
+        Raises:
+            BadRequest: *key* is not a valid id, *data* is not bytes, or the key exists.
+            PayloadTooLarge: *data* is over :attr:`max_blob_bytes`; nothing is written.
+            ConfigError: the storage failed.
+        """
+        check_id(key, "blob key")
+        if not isinstance(data, bytes):
+            raise BadRequest(f"blob data must be bytes, got {type(data).__name__}")
+        if len(data) > self._max_blob_bytes:
+            raise PayloadTooLarge(
+                f"blob {key} is {len(data)} bytes, over the {self._max_blob_bytes}-byte limit"
+            )
+        try:
+            self._put(key, data)
+        except FileExistsError:
+            raise BadRequest(f"blob {key} already exists in region {self._region}") from None
+        except OSError as exc:
+            raise ConfigError(f"blob store {self._region}: cannot write {key}: {exc}") from exc
+
+    def get(self, key: str) -> bytes:
+        """Return the bytes under *key*, refusing to read past the size limit.
+
+        Raises:
+            BadRequest: *key* is not a valid id.
+            NotFound: no such blob.
+            IntegrityError: the stored blob is over :attr:`max_blob_bytes`.
+            ConfigError: the storage failed.
+        """
+        check_id(key, "blob key")
+        parts: list[bytes] = []
+        total = 0
+        try:
+            chunks = self._get(key)
+            try:
+                for chunk in chunks:
+                    total += len(chunk)
+                    # Stop pulling as soon as the limit is passed: a blob grown on disk is
+                    # refused after at most one chunk past it, never read whole.
+                    if total > self._max_blob_bytes:
+                        raise IntegrityError(
+                            f"blob {key} in region {self._region} is over the "
+                            f"{self._max_blob_bytes}-byte limit: refusing to read it"
+                        )
+                    parts.append(chunk)
+            finally:
+                chunks.close()
+        except FileNotFoundError:
+            raise NotFound(f"no blob {key} in region {self._region}") from None
+        except OSError as exc:
+            raise ConfigError(f"blob store {self._region}: cannot read {key}: {exc}") from exc
+        return b"".join(parts)
+
+    def delete(self, key: str) -> None:
+        """Remove the blob under *key*; a missing blob is not an error.
+
+        Raises:
+            BadRequest: *key* is not a valid id.
+            ConfigError: the storage failed.
+        """
+        check_id(key, "blob key")
+        try:
+            self._delete(key)
+        except FileNotFoundError:
+            # Deleting twice must succeed, so a crypto-shred interrupted after the
+            # delete can simply be run again.
+            return
+        except OSError as exc:
+            raise ConfigError(f"blob store {self._region}: cannot delete {key}: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        """Whether a blob is stored under *key*.
+
+        Raises:
+            BadRequest: *key* is not a valid id.
+            ConfigError: the storage failed.
+        """
+        check_id(key, "blob key")
+        try:
+            return self._exists(key)
+        except OSError as exc:
+            raise ConfigError(f"blob store {self._region}: cannot look up {key}: {exc}") from exc
+
+    @abc.abstractmethod
+    def _put(self, key: str, data: bytes) -> None:
+        """Store *data* under *key*.
+
+        MUST be atomic (a reader sees the whole blob or none) and durable on return.
+        MUST NOT replace an existing blob: raise ``FileExistsError`` instead.
+        """
+
+    @abc.abstractmethod
+    def _get(self, key: str) -> Generator[bytes, None, None]:
+        """Yield the blob's bytes in chunks.
+
+        MUST raise ``FileNotFoundError`` when there is no such blob. SHOULD yield chunks of
+        bounded size, so the caller can stop at its limit without reading everything;
+        the generator is closed when the caller stops early.
+        """
+
+    @abc.abstractmethod
+    def _delete(self, key: str) -> None:
+        """Remove the blob, durably. MAY raise ``FileNotFoundError`` if it is absent."""
+
+    @abc.abstractmethod
+    def _exists(self, key: str) -> bool:
+        """Whether the blob exists."""
+
+
+class FilesystemBlobStore(BlobStoreBase):
+    """Blobs as files under ``root/<region>/<fan-out>/<key>``.
+
+    The region folder is how residency shows on disk: mount each region's folder on
+    storage in that region. The two-hex-digit fan-out (from SHA-256 of the key) keeps
+    folders small. Files are 0600, folders 0700. Keys are ids (``check_id``), which cannot
+    start with a dot, so they never collide with the store's own ``.tmp-`` files.
+    """
+
+    def __init__(
+        self, root: Path, region: str, *, max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES
+    ) -> None:
+        """Use (creating if needed) the folder ``root/region``.
+
+        Raises:
+            ConfigError: bad region or limit, the folder cannot be created, or it is on a
+                case-insensitive filesystem (where ``Rec1`` and ``rec1`` would be one blob).
+        """
+        super().__init__(region, max_blob_bytes=max_blob_bytes)
+        self._dir = Path(root) / self._region
+        try:
+            self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folds_case = self._folds_case()
+        except OSError as exc:
+            raise ConfigError(f"cannot use blob folder {self._dir}: {exc}") from exc
+        if folds_case:
+            raise ConfigError(
+                f"blob folder {self._dir} is on a case-insensitive filesystem; "
+                "blob keys are case-sensitive"
+            )
+
+    @property
+    def directory(self) -> Path:
+        """This region's folder."""
+        return self._dir
+
+    def _folds_case(self) -> bool:
+        fd, probe = tempfile.mkstemp(prefix=".case-probe-", suffix="A", dir=self._dir)
+        os.close(fd)
+        try:
+            # mkstemp's random part is lower-case, so only the suffix differs.
+            return os.path.lexists(probe[:-1] + "a")
+        finally:
+            os.unlink(probe)
+
+    def path_for(self, key: str) -> Path:
+        """Where the blob under *key* is (or would be) stored.
+
+        Raises:
+            BadRequest: *key* is not a valid id.
+        """
+        check_id(key, "blob key")
+        return self._dir / hashlib.sha256(key.encode()).hexdigest()[:2] / key
+
+    def _put(self, key: str, data: bytes) -> None:
+        final = self.path_for(key)
+        folder = final.parent
+        try:
+            folder.mkdir(mode=0o700)
+            _fsync_dir(self._dir)
+        except FileExistsError:
+            pass
+        # mkstemp creates the file 0600 whatever the umask.
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            # link, unlike rename, fails if the name exists: no blob is ever replaced.
+            os.link(tmp, final)
+        finally:
+            os.unlink(tmp)
+        _fsync_dir(folder)
+
+    def _get(self, key: str) -> Generator[bytes, None, None]:
+        # O_NOFOLLOW: a symlink planted in the store is refused, not followed elsewhere.
+        fd = os.open(self.path_for(key), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            while chunk := f.read(_CHUNK_BYTES):
+                yield chunk
+
+    def _delete(self, key: str) -> None:
+        path = self.path_for(key)
+        path.unlink()
+        # Without this a crash could bring a shredded blob back.
+        _fsync_dir(path.parent)
+
+    def _exists(self, key: str) -> bool:
+        return self.path_for(key).is_file()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class MemoryBlobStore(BlobStoreBase):
+    """Blobs in a dict, for tests of the stages that use a blob store."""
+
+    def __init__(
+        self, region: str = "local", *, max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES
+    ) -> None:
+        """An empty store.
+
+        Raises:
+            ConfigError: bad region or limit.
+        """
+        super().__init__(region, max_blob_bytes=max_blob_bytes)
+        self._blobs: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def _put(self, key: str, data: bytes) -> None:
+        with self._lock:
+            if key in self._blobs:
+                raise FileExistsError(key)
+            self._blobs[key] = data
+
+    def _get(self, key: str) -> Generator[bytes, None, None]:
+        with self._lock:
+            data = self._blobs.get(key)
+        if data is None:
+            raise FileNotFoundError(key)
+        yield data
+
+    def _delete(self, key: str) -> None:
+        with self._lock:
+            self._blobs.pop(key, None)
+
+    def _exists(self, key: str) -> bool:
+        with self._lock:
+            return key in self._blobs

@@ -1,0 +1,223 @@
+"""The storage contracts the gateway depends on, one small protocol per concern.
+
+A backend implements each protocol natively (SQLite, PostgreSQL, a folder, an object
+store); nothing here assumes a particular engine. Every method that takes a name checks
+it and raises :class:`~sovra.errors.BadRequest` before touching storage, and a refused
+call MUST leave stored data exactly as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from sovra.model import Principal, RecordMeta
+
+__all__ = ["BlobStore", "MetadataStore"]
+
+
+@runtime_checkable
+class MetadataStore(Protocol):
+    """Records' metadata, grants, principals and token nonces.
+
+    Implementations MUST be safe to call from several threads at once, MUST make every
+    write atomic (all of it or none of it), and MUST hand back exactly what was stored:
+    ``get_record(m.header.record_id) == m`` after ``put_record(m)``.
+    """
+
+    def put_record(self, meta: RecordMeta) -> None:
+        """Store a new record's metadata.
+
+        MUST NOT replace an existing record: a record id is written once.
+
+        Raises:
+            BadRequest: the record id is already stored (nothing is changed), or a field
+                is malformed or out of range.
+        """
+        ...
+
+    def get_record(self, record_id: str) -> RecordMeta:
+        """Return the metadata stored under *record_id*.
+
+        Raises:
+            BadRequest: *record_id* is not a valid id.
+            NotFound: no such record.
+            IntegrityError: the stored row no longer parses.
+        """
+        ...
+
+    def set_record_log_index(self, record_id: str, index: int) -> None:
+        """Record where the record's ingest entry landed in the transparency log.
+
+        The index is written once: setting the index a record already has is a no-op (so
+        a retry is safe), setting a different one MUST be refused.
+
+        Raises:
+            BadRequest: *index* is negative, or the record already has another index.
+            NotFound: no such record.
+        """
+        ...
+
+    def records_for_subject(self, commitment: str) -> list[RecordMeta]:
+        """Every record about one subject, oldest first (ties broken by record id).
+
+        Raises:
+            BadRequest: *commitment* is not 64 lower-case hex digits.
+        """
+        ...
+
+    def record_ids_for_jurisdiction(self, jurisdiction: str, limit: int) -> list[str]:
+        """Up to *limit* ids of records whose subject lives in *jurisdiction*, oldest first.
+
+        Raises:
+            BadRequest: *jurisdiction* is not a jurisdiction code or *limit* is below 1.
+        """
+        ...
+
+    def count_records(self) -> int:
+        """How many records are stored."""
+        ...
+
+    def put_grant(self, grant_id: str, digest: str, grant_json: bytes) -> None:
+        """Store a signed grant as its canonical JSON, named by id and by digest.
+
+        MUST NOT replace an existing grant. The store does not parse or verify the grant;
+        the policy layer does that before calling.
+
+        Raises:
+            BadRequest: the id or the digest is already stored (nothing is changed), or
+                an argument is malformed.
+            PayloadTooLarge: *grant_json* is over the grant size limit.
+        """
+        ...
+
+    def get_grant(self, grant_id: str) -> bytes:
+        """Return the grant JSON stored under *grant_id*, byte for byte.
+
+        Raises:
+            BadRequest: *grant_id* is not a valid id.
+            NotFound: no such grant.
+        """
+        ...
+
+    def revoke_grant(self, grant_id: str, time_ms: int) -> None:
+        """Mark a grant revoked as of *time_ms*. Revocation is permanent.
+
+        MUST refuse to revoke twice, so the first revocation time stands.
+
+        Raises:
+            BadRequest: malformed argument, or the grant is already revoked.
+            NotFound: no such grant.
+        """
+        ...
+
+    def grant_revoked(self, grant_id: str) -> bool:
+        """Whether the grant has been revoked.
+
+        MUST raise for an unknown grant rather than answer ``False``: an unknown grant
+        is not a valid one.
+
+        Raises:
+            BadRequest: *grant_id* is not a valid id.
+            NotFound: no such grant.
+        """
+        ...
+
+    def put_principal(self, principal: Principal) -> None:
+        """Create or replace the principal with this id (key rotation, role change).
+
+        Raises:
+            BadRequest: a field is malformed.
+        """
+        ...
+
+    def get_principal(self, principal_id: str) -> Principal:
+        """Return the principal registered under *principal_id*.
+
+        Raises:
+            BadRequest: *principal_id* is not a valid id.
+            NotFound: no such principal.
+            IntegrityError: the stored row no longer parses.
+        """
+        ...
+
+    def list_principals(self) -> list[Principal]:
+        """Every principal, ordered by id.
+
+        Raises:
+            IntegrityError: a stored row no longer parses.
+        """
+        ...
+
+    def use_nonce(self, principal_id: str, nonce: str, expires_ms: int, now_ms: int) -> None:
+        """Spend a request token's nonce: the second use before it expires is a replay.
+
+        A nonce is remembered per principal until *expires_ms*; once expired it MAY be
+        used again, and the store MUST forget expired nonces (any principal's) so the
+        table does not grow without bound. Two concurrent calls with the same nonce MUST
+        NOT both succeed.
+
+        Raises:
+            Unauthenticated: ``token replayed``: the nonce is remembered and unexpired.
+            BadRequest: malformed argument, or *expires_ms* is not after *now_ms*.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the connection. Calling it twice is harmless."""
+        ...
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Ciphertext blobs in one region, by key.
+
+    The store does not authenticate content (the AEAD tag does that, in ``keys/``), but
+    it MUST refuse to return more than its size limit, so a blob swollen on disk cannot
+    exhaust memory.
+    """
+
+    @property
+    def region(self) -> str:
+        """Where the blobs physically live; placement checks compare it to policy."""
+        ...
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store *data* under *key*, atomically: a reader sees all of it or nothing.
+
+        MUST NOT replace an existing blob.
+
+        Raises:
+            BadRequest: *key* is not a valid id, *data* is not bytes, or the key exists.
+            PayloadTooLarge: *data* is over the limit (nothing is written).
+            ConfigError: the storage itself failed (permissions, full disk).
+        """
+        ...
+
+    def get(self, key: str) -> bytes:
+        """Return the bytes stored under *key*.
+
+        Raises:
+            BadRequest: *key* is not a valid id.
+            NotFound: no such blob.
+            IntegrityError: the stored blob is over the size limit.
+            ConfigError: the storage itself failed.
+        """
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the blob under *key*, durably; deleting a missing blob is not an error.
+
+        Raises:
+            BadRequest: *key* is not a valid id.
+            ConfigError: the storage itself failed.
+        """
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether a blob is stored under *key*.
+
+        Raises:
+            BadRequest: *key* is not a valid id.
+            ConfigError: the storage itself failed.
+        """
+        ...

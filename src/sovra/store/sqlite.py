@@ -1,0 +1,113 @@
+"""The default metadata store: one SQLite file in WAL mode.
+
+Threads share ONE connection behind a lock. SQLite admits one writer at a time per file
+anyway, so a connection per thread would only trade the lock for ``SQLITE_BUSY`` retries
+on every concurrent write, and leave connections open after their threads end. WAL lets
+other processes (the CLI next to a running server) read while this one writes; the busy
+timeout makes their writers wait rather than fail.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+
+from sovra.errors import ConfigError
+from sovra.store._sql import Run, SQLMetadataStore
+
+__all__ = ["SQLiteMetadataStore"]
+
+_BUSY_TIMEOUT_MS = 5000
+
+
+class SQLiteMetadataStore(SQLMetadataStore):
+    """A :class:`~sovra.store.protocols.MetadataStore` in one SQLite file.
+
+    The file is created (mode 0600; SQLite gives its WAL and shared-memory files the same
+    mode) with its tables on first use. ``":memory:"`` gives a private in-memory store.
+    """
+
+    _INT_TYPE = "INTEGER"
+    _BLOB_TYPE = "BLOB"
+    # STRICT makes SQLite refuse a value of the wrong type instead of storing it as-is.
+    _TABLE_SUFFIX = " STRICT"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open (creating if needed) the store at *path*.
+
+        Raises:
+            ConfigError: the file cannot be created or opened, is not an SQLite
+                database, or holds another schema version.
+        """
+        self._path = str(path)
+        self._lock = threading.Lock()
+        try:
+            if self._path != ":memory:":
+                os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+            # isolation_level=None: transactions are begun explicitly below, so the
+            # module never opens one behind our back.
+            self._conn = sqlite3.connect(
+                self._path, check_same_thread=False, isolation_level=None
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open metadata store {self._path}: {exc}") from exc
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a power cut may lose the last commits but never corrupts.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            with self._transaction(write=True) as run:
+                self._init_schema(run)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise ConfigError(f"metadata store {self._path} is unusable: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Run]:
+        with self._lock:
+            conn = self._conn
+
+            def run(sql: str, params: Sequence[object]) -> sqlite3.Cursor:
+                return conn.execute(sql, params)
+
+            try:
+                # IMMEDIATE takes the write lock up front: a deferred transaction that
+                # later upgrades can fail with SQLITE_BUSY halfway through.
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield run
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise ConfigError(f"metadata store {self._path} failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection. Calling it twice is harmless."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SQLiteMetadataStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

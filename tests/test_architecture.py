@@ -1,0 +1,92 @@
+"""Arrows point down: pins DESIGN.md's layering by walking every import in src/sovra.
+
+server/cli -> deployment -> gateway -> {classify, policy, keys, ledger, store} -> model.
+No stage imports the gateway or an edge; model and policy do no I/O; every public module
+declares ``__all__`` and every name in it exists.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "sovra"
+STAGES = ("classify", "policy", "keys", "ledger", "store")
+ABOVE_STAGES = {"sovra.gateway", "sovra.server", "sovra.cli", "sovra.client", "sovra.deployment",
+                "sovra.demo", "sovra.auth", "sovra.config"}
+IO_MODULES = {"sqlite3", "psycopg", "socket", "httpx", "urllib", "subprocess", "shutil", "tempfile"}
+
+
+def _modules() -> list[tuple[str, Path]]:
+    out = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out.append((".".join(parts), path))
+    return out
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def _under(name: str, prefixes: set[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+@pytest.mark.parametrize(("module", "path"), _modules(), ids=lambda v: str(v))
+def test_stages_and_model_never_import_upwards(module, path):
+    if module == "sovra.model" or _under(module, {f"sovra.{s}" for s in STAGES}):
+        upward = {i for i in _imports(path) if _under(i, ABOVE_STAGES)}
+        assert not upward, f"{module} imports {upward}: arrows must point down"
+
+
+@pytest.mark.parametrize(("module", "path"), _modules(), ids=lambda v: str(v))
+def test_model_and_policy_do_no_io(module, path):
+    if module == "sovra.model" or _under(module, {"sovra.policy"}):
+        io = {i for i in _imports(path) if _under(i, IO_MODULES)}
+        assert not io, f"{module} imports {io}: model and policy must stay pure"
+        calls = [n for n in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "open"]
+        assert not calls, f"{module} calls open()"
+
+
+def test_model_imports_no_other_sovra_module_but_errors():
+    inner = {i for i in _imports(SRC / "model.py") if i.startswith("sovra")}
+    assert inner <= {"sovra.errors"}
+
+
+@pytest.mark.parametrize(("module", "path"), _modules(), ids=lambda v: str(v))
+def test_public_modules_declare_all(module, path):
+    if any(part.startswith("_") and part != "__init__" for part in path.relative_to(SRC).parts):
+        return  # primitives behind underscore modules are private by name
+    if module.endswith("__main__"):
+        return
+    mod = importlib.import_module(module)
+    exported = getattr(mod, "__all__", None)
+    assert exported is not None, f"{module} has no __all__"
+    missing = [n for n in exported if not hasattr(mod, n)]
+    assert not missing, f"{module}.__all__ names missing members {missing}"
+
+
+def test_public_api_of_the_top_level_packages():
+    """The names auditors and integrators import are pinned (httpx-style)."""
+    import sovra.ledger as ledger
+    import sovra.policy as policy
+
+    for name in ("TransparencyLog", "Checkpoint", "verify_checkpoint", "verify_consistency",
+                 "verify_entry_inclusion", "audit"):
+        assert name in ledger.__all__
+    for name in ("DecisionPoint", "check_grant", "sign_grant", "default_pack"):
+        assert name in policy.__all__
