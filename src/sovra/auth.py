@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from sovra.errors import NotFound, Unauthenticated
+from sovra.errors import BadRequest, NotFound, Unauthenticated
 from sovra.model import Principal, canonical_json
 
 __all__ = ["Authenticator", "make_token"]
@@ -115,7 +115,7 @@ class Authenticator:
         claims, signed, signature = self._parse(token)
         try:
             principal = self._lookup(claims.sub)
-        except NotFound:
+        except (NotFound, BadRequest):
             raise Unauthenticated(f"unknown principal {claims.sub!r}") from None
         try:
             Ed25519PublicKey.from_public_bytes(principal.public_key).verify(signature, signed)

@@ -304,9 +304,10 @@ def log_verify(
                     entries += client.entries(start, min(size, start + 1000))
                     bar.update(task, completed=len(entries))
         result = audit(entries, notes, key)
+        result.check()
     except SovraError as exc:
         _fail(exc)
-    out.print(f"[bold green]verified[/] {size} entries and {result.checkpoints_verified} "
+    out.print(f"[bold green]verified[/] {size} entries and {result.checkpoints} "
               f"checkpoints: every root recomputed, every signature checked")
 
 

@@ -239,10 +239,11 @@ def _audit(dep: Deployment, first_note: str) -> Step:
         last = verify_checkpoint(last_note, vkey)
         verify_consistency(first.size, last.size, first.root_hash, last.root_hash,
                            gw.log.consistency_proof(first.size, last.size))
-        report = audit(gw.log.entries(0, last.size), gw.log.checkpoints(), vkey)
+        report = audit(gw.log.iter_entries(0, last.size), gw.log.checkpoints(), vkey)
+        report.check()
     except SovraError as exc:
         return Step(7, "auditor", "verify the log", "verified", "failed", exc.message, None)
     return Step(7, "auditor", "verify log: first -> last checkpoint", "verified", "verified",
-                f"{last.size} entries replayed, {report.checkpoints_verified} checkpoints, "
+                f"{last.size} entries replayed, {report.checkpoints} checkpoints, "
                 f"consistent {first.size} -> {last.size}", None)
 

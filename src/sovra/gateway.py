@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -33,6 +33,7 @@ from sovra.model import (
     RecordMeta,
     ReleaseAuthorization,
     Role,
+    check_id,
     check_purpose,
     subject_commitment,
 )
@@ -116,7 +117,7 @@ class Gateway:
     def commitment(self, jurisdiction: str, subject_id: str) -> str:
         """The keyed commitment standing for a subject in headers and the log."""
         self.config.jurisdiction(jurisdiction)
-        return subject_commitment(self._secret, jurisdiction, subject_id)
+        return subject_commitment(self._secret, jurisdiction, check_id(subject_id, "subject id"))
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -309,15 +310,26 @@ class Gateway:
         return [self.store.get_record(r) for r in ids]
 
     def _grant_facts(self, grant: Grant | None) -> GrantFacts:
+        """Verify a presented grant; it must also be the one registered (and logged) under its id."""
         if grant is None:
             return GrantFacts.none()
-        return check_grant(
-            grant,
-            self.authority_keys,
-            now_s=int(self._clock()),
-            revoked=self.store.grant_revoked(grant.grant_id),
+        try:
+            registered = Grant.from_json(self.store.get_grant(grant.grant_id))
+            revoked = self.store.grant_revoked(grant.grant_id)
+        except NotFound:
+            registered, revoked = None, False
+        facts = check_grant(
+            grant, self.authority_keys, now_s=int(self._clock()), revoked=revoked,
             commit=self.commitment,
         )
+        if facts.verified and registered is None:
+            return replace(facts, verified=False, problem=(
+                f"grant {grant.grant_id} is not registered; register it (POST /v1/grants) "
+                "so that it is in the log before it is used"))
+        if facts.verified and registered is not None and registered.digest() != grant.digest():
+            return replace(facts, verified=False, problem=(
+                f"grant {grant.grant_id} differs from the grant registered under that id"))
+        return facts
 
     # -- grants --------------------------------------------------------------------------
 
@@ -367,6 +379,7 @@ class Gateway:
         Raises:
             NotFound: no grant with this id.
             Denied: the principal is not the approving authority.
+            BadRequest: the grant is revoked already.
         """
         grant = self.get_grant(grant_id)
         if principal.role is not Role.AUTHORITY or principal.jurisdiction != grant.approver:

@@ -38,6 +38,26 @@ def break_last_digit(number: str) -> str:
     return number[:-1] + str((int(number[-1]) + 1) % 10)
 
 
+@pytest.fixture(name="pesel_for")
+def pesel_for_fixture() -> Callable[[datetime.date, int], str]:
+    return pesel_for
+
+
+@pytest.fixture(name="iban_for")
+def iban_for_fixture() -> Callable[[str, str], str]:
+    return iban_for
+
+
+@pytest.fixture(name="printed")
+def printed_fixture() -> Callable[[str], str]:
+    return printed
+
+
+@pytest.fixture(name="break_last_digit")
+def break_last_digit_fixture() -> Callable[[str], str]:
+    return break_last_digit
+
+
 @pytest.fixture
 def rng() -> random.Random:
     return random.Random(20200908)  # fixed: failures must reproduce

@@ -206,15 +206,16 @@ def test_bad_grants_are_denied_and_logged(dep, principals, clock, case, message)
         clock.now += 8 * 86400
     elif case == "not-yet-valid":
         clock.now -= 3600
-    elif case == "revoked":
-        gw.register_grant(principals["authority-vn"], grant)
-        gw.revoke_grant(principals["authority-vn"], grant.grant_id)
     elif case == "wrong-purpose":
         grant = sign_grant(replace(grant, purpose="customs"), dep.authority_key("VN"))
     elif case == "other-grantee":
         grant = sign_grant(replace(grant, grantee="authority-cn"), dep.authority_key("VN"))
     elif case == "wrong-approver":
         grant = _grant(dep, clock, approver="PL")
+    if case != "bad-signature":  # a forged grant cannot be registered (tested below)
+        gw.register_grant(principals[f"authority-{grant.approver.lower()}"], grant)
+    if case == "revoked":
+        gw.revoke_grant(principals["authority-vn"], grant.grant_id)
     size = gw.log.size
     with pytest.raises(Denied, match=message) as info:
         gw.access(principals["authority-us"], purpose=purpose, record_ids=[lan_id], grant=grant)
@@ -290,6 +291,7 @@ def test_every_released_key_was_backed_by_a_logged_allow(dep, principals, clock)
         custodian.unwrap = spy  # type: ignore[method-assign]
     anna_id, lan_id = _ingest_pair(dep, principals)
     grant = _grant(dep, clock)
+    gw.register_grant(principals["authority-vn"], grant)
     attempts = [
         ("svc-pl", "customer-support", [anna_id], None),
         ("svc-pl", "customer-support", [lan_id], None),
@@ -433,6 +435,20 @@ def test_subject_report_is_only_for_the_subject_or_home_authority(dep, principal
     assert _entry(dep, info.value.log_index).fields["effect"] == "deny"
     with pytest.raises(Denied):
         gw.subject_report(principals["subject-anna"], jurisdiction="VN", subject_id=LAN)
+
+
+def test_an_unregistered_or_substituted_grant_is_denied(dep, principals, clock):
+    _, lan_id = _ingest_pair(dep, principals)
+    gw, us = dep.gateway, principals["authority-us"]
+    grant = _grant(dep, clock)
+    with pytest.raises(Denied, match="not registered"):
+        gw.access(us, purpose="foreign-legal-process", record_ids=[lan_id], grant=grant)
+    gw.register_grant(principals["authority-vn"], grant)
+    wider = sign_grant(replace(grant, not_after=grant.not_after + 10**6), dep.authority_key("VN"))
+    with pytest.raises(Denied, match="differs from the grant registered"):
+        gw.access(us, purpose="foreign-legal-process", record_ids=[lan_id], grant=wider)
+    with pytest.raises(BadRequest):
+        gw.register_grant(principals["authority-vn"], wider)  # the id is taken
 
 
 def test_a_grant_with_a_bad_signature_is_not_registered(dep, principals, clock):

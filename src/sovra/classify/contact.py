@@ -31,14 +31,23 @@ REGIONS = ("PL", "VN", "DE", "US", "CN")
 
 _MAX_LOCAL = 64  # RFC 5321 section 4.5.3.1.1
 _MAX_DOMAIN = 253  # RFC 1035 presentation form without the trailing dot
-_LOCAL_PUNCT = frozenset("._%+-'")
+# Scripts written without spaces between words (Han, kana, Hangul, Yi). Their letters
+# are allowed in addresses by RFC 6531, but "邮箱wang@example.cn" is a label glued to an
+# address far more often than an address, so they end a local part or a domain.
+_UNSPACED = (
+    "\u1100-\u115f\u2e80-\u303f\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\ua000-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\U00020000-\U0003fffd"
+)
+_LOCAL_PUNCT = "._%+'-"
+_LOCAL_CHAR = re.compile(rf"[^\W{_UNSPACED}]|[{re.escape(_LOCAL_PUNCT)}]")
+_LETTER_OR_DIGIT = rf"[^\W_{_UNSPACED}]"
 # One label is at most 63 characters and never starts or ends with a hyphen; the last
 # label must be alphabetic (or an IDNA A-label), which keeps "1.5@2.0"-style noise out.
 # Every repetition is bounded, so the work per '@' is bounded whatever follows it.
 _DOMAIN = re.compile(
-    r"(?:[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?\.){1,126}"
-    r"(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})"
-    r"(?![\w-])",
+    rf"(?:{_LETTER_OR_DIGIT}(?:(?:{_LETTER_OR_DIGIT}|-){{0,61}}{_LETTER_OR_DIGIT})?\.){{1,126}}"
+    rf"(?:(?:(?!\d){_LETTER_OR_DIGIT}){{2,63}}|xn--[a-z0-9-]{{1,59}})"
+    rf"(?!{_LETTER_OR_DIGIT}|-)",
     re.IGNORECASE,
 )
 
@@ -51,7 +60,7 @@ _PHONE_POSSIBLE_ONLY = 0.4
 
 
 def _is_local(char: str) -> bool:
-    return char.isalnum() or char in _LOCAL_PUNCT
+    return _LOCAL_CHAR.match(char) is not None
 
 
 def _local_part_start(text: str, at: int) -> int | None:
@@ -64,8 +73,8 @@ def _local_part_start(text: str, at: int) -> int | None:
         start -= 1
     if at - start > _MAX_LOCAL:
         return None
-    while start < at and text[start] in _LOCAL_PUNCT:
-        start += 1  # punctuation before the address belongs to the sentence
+    while start < at and text[start] in ".'":
+        start += 1  # an ellipsis or opening quote before the address belongs to the prose
     local = text[start:at]
     if not local or ".." in local or local.endswith("."):
         return None
@@ -101,7 +110,7 @@ def _phone_matches(text: str, region: str | None, leniency: int) -> Iterator[Fin
     )
     for match in matcher:
         raw = str(match.raw_string).lstrip()
-        international = raw.startswith(("+", "00"))
+        international = raw.startswith(("+", "\uff0b", "00"))
         valid = bool(phonenumbers.is_valid_number(match.number))
         if valid:
             confidence = _PHONE_INTERNATIONAL if international else _PHONE_NATIONAL
@@ -127,10 +136,11 @@ def detect_phones(text: str) -> Iterator[Finding]:
     found: list[Finding] = []
     for region in REGIONS:
         found.extend(_phone_matches(text, region, phonenumbers.Leniency.VALID))
-    # With no region only numbers that carry their own country code are considered; the
-    # lenient check lets an unassigned but well-shaped "+CC ..." number through, marked
-    # as not validated, since someone wrote it down as a phone number on purpose.
-    found.extend(_phone_matches(text, None, phonenumbers.Leniency.POSSIBLE))
+    if "+" in text or "\uff0b" in text:  # phonenumbers reads the full-width plus too
+        # With no region only numbers that carry their own country code are considered;
+        # the lenient check lets an unassigned but well-shaped "+CC ..." number through,
+        # marked as not validated, since someone wrote it down as a phone number.
+        found.extend(_phone_matches(text, None, phonenumbers.Leniency.POSSIBLE))
     yield from resolve_overlaps(found)
 
 

@@ -147,17 +147,18 @@ def minimise(
 
     Raises:
         BadRequest: a finding of a refused kind is present (the message names the kind,
-            never the value); a rule names an unknown kind or action; a finding lies
-            outside *text* or overlaps another; tokenizing without a key of at least
-            :data:`MIN_TOKEN_KEY_BYTES` bytes.
+            never the value); *text* is not a string; a rule names an unknown kind or
+            action; a finding lies outside *text* or overlaps another; tokenizing
+            without a key of at least :data:`MIN_TOKEN_KEY_BYTES` bytes.
     """
+    if not isinstance(text, str):
+        raise BadRequest(f"minimise takes text, not {type(text).__name__}")
     plan, fallback = _parse_rules(rules, default)
     ordered = _ordered(text, findings)
     tokenizes = fallback is Action.TOKENIZE or Action.TOKENIZE in plan.values()
     if tokenizes and (token_key is None or len(token_key) < MIN_TOKEN_KEY_BYTES):
         raise BadRequest(
-            f"a rule tokenizes, so a token key of at least {MIN_TOKEN_KEY_BYTES} bytes "
-            "is required"
+            f"a rule tokenizes, so a token key of at least {MIN_TOKEN_KEY_BYTES} bytes is required"
         )
     for finding in ordered:
         if plan.get(finding.kind, fallback) is Action.REFUSE:

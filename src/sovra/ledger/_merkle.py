@@ -297,6 +297,16 @@ class MerkleTree:
         for h in leaf_hashes:
             self.append(h)
 
+    def leaf(self, index: int) -> bytes:
+        """The leaf hash at *index*.
+
+        Raises:
+            BadRequest: *index* is not inside the tree.
+        """
+        if not 0 <= index < self.size:
+            raise BadRequest(f"leaf index {index} is not inside a tree of size {self.size}")
+        return self._levels[0][index]
+
     def _subtree(self, start: int, end: int) -> bytes:
         """MTH of leaves ``[start, end)`` for a node of the tree (``start < end``)."""
         hashes = []

@@ -102,6 +102,8 @@ class Checkpoint:
             root = base64.b64decode(root_text.encode("ascii"), validate=True)
         except (UnicodeEncodeError, binascii.Error):
             raise BadRequest("checkpoint root hash is not valid base64") from None
+        if len(root) != 32:
+            raise BadRequest(f"checkpoint root hash decodes to {len(root)} bytes, not 32")
         if base64.b64encode(root).decode("ascii") != root_text:
             raise BadRequest("checkpoint root hash is not canonical base64")
         return cls(origin, int(size_text), root, tuple(extensions))

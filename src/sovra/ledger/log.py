@@ -60,10 +60,10 @@ class TransparencyLog:
         """
         if signer.name != origin:
             raise ConfigError(f"log key is named {signer.name!r}, not the origin {origin!r}")
-        if origin.startswith("sovra-"):
+        if origin.startswith("sovra-promise/"):
             # Receipts signed by this key start with a "sovra-promise/v1" line; no
-            # checkpoint's origin line may ever read like one.
-            raise ConfigError("a log origin must not start with 'sovra-'")
+            # checkpoint, whose first line is the origin, may ever read like one.
+            raise ConfigError("a log origin must not start with 'sovra-promise/'")
         self._storage = storage
         self._signer = signer
         self._origin = origin
@@ -175,30 +175,45 @@ class TransparencyLog:
             self._tree.extend(self._storage.read_leaf_hashes(self._tree.size, size))
 
     def entry(self, index: int) -> bytes:
-        """The entry at *index*.
+        """The entry at *index*, checked against its leaf hash.
 
         Raises:
             NotFound: there is no such entry.
+            IntegrityError: the stored entry no longer matches its leaf hash.
         """
-        if not 0 <= index < self.size:
-            raise NotFound(f"no log entry {index} (the log has {self.size})")
-        return self._storage.read_entries(index, index + 1)[0]
+        size = self.size
+        if not 0 <= index < size:
+            raise NotFound(f"no log entry {index} (the log has {size})")
+        return self._checked(index, self._storage.read_entries(index, index + 1))[0]
 
     def entries(self, start: int, end: int) -> list[bytes]:
-        """Entries ``[start, end)``, at most :data:`MAX_READ` of them.
+        """Entries ``[start, end)``, at most :data:`MAX_READ`, checked against their leaves.
 
         Raises:
             BadRequest: the range is not inside the log or is too long.
+            IntegrityError: a stored entry no longer matches its leaf hash.
         """
         if end - start > MAX_READ:
             raise BadRequest(f"read at most {MAX_READ} entries at a time")
         size = self.size
         if not 0 <= start <= end <= size:
             raise BadRequest(f"range [{start}, {end}) is not inside the log of size {size}")
-        return self._storage.read_entries(start, end)
+        return self._checked(start, self._storage.read_entries(start, end))
+
+    def _checked(self, start: int, entries: list[bytes]) -> list[bytes]:
+        """*entries* read from *start*, after checking each against the tree's leaf."""
+        with self._tree_lock:
+            expected = [self._tree.leaf(start + n) for n in range(len(entries))]
+        for n, (data, leaf) in enumerate(zip(entries, expected, strict=True)):
+            if leaf_hash(data) != leaf:
+                raise IntegrityError(f"stored log entry {start + n} does not match its leaf hash")
+        return entries
 
     def iter_entries(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Entries ``[start, end)`` (default: to the current end), read page by page.
+
+        Entries are not checked against their leaf hashes here: auditors iterate to
+        recompute the tree themselves, and must see what storage really holds.
 
         Raises:
             BadRequest: the range is not inside the log (raised here, not on iteration).

@@ -47,6 +47,7 @@ MAX_SIGNATURES = 100
 _MAX_NAME_BYTES = 256
 _SIG_PREFIX = "\u2014 "
 _KEY_ID_HEX = re.compile(r"[0-9a-f]{8}")
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
 def _b64decode(text: str, what: str) -> bytes:
@@ -70,9 +71,9 @@ def _check_chars(text: str, what: str) -> bytes:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
         raise BadRequest(f"{what} is not valid UTF-8") from None
-    for ch in text:
-        if ch < " " and ch != "\n":
-            raise BadRequest(f"{what} contains control character U+{ord(ch):04X}")
+    bad = _CONTROL.search(text)
+    if bad:
+        raise BadRequest(f"{what} contains control character U+{ord(bad.group()):04X}")
     return data
 
 

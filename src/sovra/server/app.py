@@ -6,7 +6,6 @@ public on purpose: anyone may verify the log. Errors are translated once, here:
 :class:`~sovra.errors.SovraError` subclasses carry their own status.
 """
 
-from __future__ import annotations
 
 import base64
 import logging

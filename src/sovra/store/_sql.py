@@ -102,7 +102,8 @@ def _schema(int_type: str, blob_type: str, table_suffix: str) -> list[str]:
             principal_id TEXT PRIMARY KEY,
             jurisdiction TEXT NOT NULL,
             role TEXT NOT NULL,
-            public_key {blob_type} NOT NULL
+            public_key {blob_type} NOT NULL,
+            subject TEXT NOT NULL DEFAULT ''
         ){table_suffix}""",
         # Nonces are chosen by clients, so they are stored as a hash: a fixed-size key
         # whatever characters or length a client sent.
@@ -245,7 +246,11 @@ def _record_from_row(row: Sequence[Any]) -> RecordMeta:
 def _principal_from_row(row: Sequence[Any]) -> Principal:
     try:
         return Principal(
-            id=row[0], jurisdiction=row[1], role=Role(row[2]), public_key=bytes(row[3])
+            id=row[0],
+            jurisdiction=row[1],
+            role=Role(row[2]),
+            public_key=bytes(row[3]),
+            subject=row[4],
         )
     except (BadRequest, TypeError, ValueError) as exc:
         raise IntegrityError(f"stored principal {row[0]!r} does not parse: {exc}") from None
@@ -451,9 +456,7 @@ class SQLMetadataStore(abc.ABC):
             )
             if cur.rowcount == 1:
                 return
-            found = run(
-                "SELECT revoked_ms FROM grants WHERE grant_id = ?", (grant_id,)
-            ).fetchone()
+            found = run("SELECT revoked_ms FROM grants WHERE grant_id = ?", (grant_id,)).fetchone()
         if found is None:
             raise NotFound(f"no grant {grant_id}")
         raise BadRequest(f"grant {grant_id} was already revoked at {found[0]} ms")
@@ -493,13 +496,14 @@ class SQLMetadataStore(abc.ABC):
             check_jurisdiction(principal.jurisdiction),
             role.value,
             principal.public_key,
+            principal.subject,
         )
         with self._transaction(write=True) as run:
             run(
-                "INSERT INTO principals (principal_id, jurisdiction, role, public_key) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (principal_id) DO UPDATE SET "
+                "INSERT INTO principals (principal_id, jurisdiction, role, public_key, subject) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (principal_id) DO UPDATE SET "
                 "jurisdiction = excluded.jurisdiction, role = excluded.role, "
-                "public_key = excluded.public_key",
+                "public_key = excluded.public_key, subject = excluded.subject",
                 row,
             )
 
@@ -514,7 +518,7 @@ class SQLMetadataStore(abc.ABC):
         check_id(principal_id, "principal id")
         with self._transaction(write=False) as run:
             row = run(
-                "SELECT principal_id, jurisdiction, role, public_key FROM principals "
+                "SELECT principal_id, jurisdiction, role, public_key, subject FROM principals "
                 "WHERE principal_id = ?",
                 (principal_id,),
             ).fetchone()
@@ -530,7 +534,7 @@ class SQLMetadataStore(abc.ABC):
         """
         with self._transaction(write=False) as run:
             rows = run(
-                "SELECT principal_id, jurisdiction, role, public_key FROM principals "
+                "SELECT principal_id, jurisdiction, role, public_key, subject FROM principals "
                 "ORDER BY principal_id",
                 (),
             ).fetchall()

@@ -50,9 +50,7 @@ class SQLiteMetadataStore(SQLMetadataStore):
                 os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
             # isolation_level=None: transactions are begun explicitly below, so the
             # module never opens one behind our back.
-            self._conn = sqlite3.connect(
-                self._path, check_same_thread=False, isolation_level=None
-            )
+            self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open metadata store {self._path}: {exc}") from exc
         try:

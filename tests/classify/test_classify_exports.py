@@ -1,0 +1,59 @@
+"""The public surface of sovra.classify, pinned: a change here is an API change."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+from sovra.classify import minimise, scan
+
+PUBLIC = {
+    "sovra.classify": ["KINDS", "Action", "Minimised", "minimise", "scan"],
+    "sovra.classify.contact": ["KINDS", "REGIONS", "detect", "detect_emails", "detect_phones"],
+    "sovra.classify.finance": ["KINDS", "detect", "detect_iban"],
+    "sovra.classify.ids": ["CONTEXT_WINDOW", "KINDS", "detect", "detect_pesel"],
+    "sovra.classify.minimise": [
+        "MIN_TOKEN_KEY_BYTES",
+        "Action",
+        "Minimised",
+        "minimise",
+        "token_for",
+    ],
+    "sovra.classify.registry": ["FAMILIES", "KINDS", "Detector", "Family"],
+    "sovra.classify.scanner": ["DEFAULT_MAX_CHARS", "DEFAULT_MAX_NUMBERS", "scan"],
+}
+
+
+@pytest.mark.parametrize(("name", "exported"), PUBLIC.items(), ids=PUBLIC.keys())
+def test_all_is_pinned(name: str, exported: list[str]) -> None:
+    module = importlib.import_module(name)
+    assert module.__all__ == exported
+    for attr in exported:
+        assert hasattr(module, attr), attr
+
+
+@pytest.mark.parametrize("name", list(PUBLIC))
+def test_every_public_function_and_class_is_exported(name: str) -> None:
+    module = importlib.import_module(name)
+    defined_here = {
+        attr
+        for attr, value in vars(module).items()
+        if not attr.startswith("_")
+        and (inspect.isfunction(value) or inspect.isclass(value))
+        and value.__module__ == name
+    }
+    assert defined_here <= set(module.__all__)
+
+
+def test_scan_signature() -> None:
+    assert str(inspect.signature(scan)) == (
+        "(text: 'str', *, max_chars: 'int' = 10000000, max_numbers: 'int' = 10000) "
+        "-> 'list[Finding]'"
+    )
+    assert str(inspect.signature(minimise)) == (
+        "(text: 'str', findings: 'Iterable[Finding]', rules: 'Mapping[str, Action]', *, "
+        "default: 'Action' = <Action.KEEP: 'keep'>, token_key: 'bytes | None' = None) "
+        "-> 'Minimised'"
+    )

@@ -1,0 +1,272 @@
+"""One conformance suite for every BlobStore backend: a folder and memory."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sovra.errors import BadRequest, ConfigError, IntegrityError, NotFound, PayloadTooLarge
+from sovra.store import BlobStore, BlobStoreBase, FilesystemBlobStore, MemoryBlobStore
+
+LIMIT = 1_000
+
+
+@pytest.fixture(params=["filesystem", "memory"])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStoreBase:
+    if request.param == "filesystem":
+        return FilesystemBlobStore(tmp_path / "blobs", "pl-waw", max_blob_bytes=LIMIT)
+    return MemoryBlobStore("pl-waw", max_blob_bytes=LIMIT)
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if not p.is_dir())
+
+
+def test_is_a_blob_store(blobs: BlobStoreBase) -> None:
+    assert isinstance(blobs, BlobStore)
+    assert blobs.region == "pl-waw"
+    assert blobs.max_blob_bytes == LIMIT
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00", bytes(range(256)), b"x" * LIMIT])
+def test_round_trip(blobs: BlobStoreBase, data: bytes) -> None:
+    assert not blobs.exists("rec-1")
+    blobs.put("rec-1", data)
+    assert blobs.exists("rec-1")
+    assert blobs.get("rec-1") == data
+
+
+def test_delete_is_durable_and_repeatable(blobs: BlobStoreBase) -> None:
+    blobs.put("rec-1", b"cipher")
+    blobs.put("rec-2", b"other")
+    blobs.delete("rec-1")
+    assert not blobs.exists("rec-1")
+    with pytest.raises(NotFound, match="rec-1"):
+        blobs.get("rec-1")
+    blobs.delete("rec-1")  # a second delete (an interrupted shred run again) succeeds
+    assert blobs.get("rec-2") == b"other"
+
+
+def test_missing_blob_is_not_found(blobs: BlobStoreBase) -> None:
+    with pytest.raises(NotFound, match="no blob nope in region pl-waw"):
+        blobs.get("nope")
+
+
+def test_existing_key_is_never_replaced(blobs: BlobStoreBase) -> None:
+    blobs.put("rec-1", b"original")
+    with pytest.raises(BadRequest, match="already exists"):
+        blobs.put("rec-1", b"impostor")
+    assert blobs.get("rec-1") == b"original"
+
+
+BAD_KEYS = ["../x", "..", ".", "a/b", "/abs", "a\x00b", "", "k" * 200, ".hidden", "a\\b", None, 7]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS, ids=repr)
+def test_bad_keys_refused_everywhere(blobs: BlobStoreBase, tmp_path: Path, key: Any) -> None:
+    blobs.put("rec-1", b"keep")
+    before = files_under(tmp_path)
+    with pytest.raises(BadRequest, match="blob key"):
+        blobs.put(key, b"data")
+    with pytest.raises(BadRequest, match="blob key"):
+        blobs.get(key)
+    with pytest.raises(BadRequest, match="blob key"):
+        blobs.delete(key)
+    with pytest.raises(BadRequest, match="blob key"):
+        blobs.exists(key)
+    assert files_under(tmp_path) == before
+    assert blobs.get("rec-1") == b"keep"
+
+
+def test_oversized_blob_refused_and_nothing_written(blobs: BlobStoreBase, tmp_path: Path) -> None:
+    with pytest.raises(PayloadTooLarge, match="1001 bytes"):
+        blobs.put("rec-1", b"x" * (LIMIT + 1))
+    assert not blobs.exists("rec-1")
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize("data", [bytearray(b"x"), memoryview(b"x"), "text", None])
+def test_non_bytes_refused(blobs: BlobStoreBase, data: Any) -> None:
+    with pytest.raises(BadRequest, match="must be bytes"):
+        blobs.put("rec-1", data)
+    assert not blobs.exists("rec-1")
+
+
+def _put_ignoring_duplicates(blobs: BlobStoreBase, key: str, data: bytes, wins: list[str]) -> None:
+    try:
+        blobs.put(key, data)
+        wins.append(key)
+    except BadRequest:
+        pass
+
+
+def test_threads_putting_distinct_and_same_keys(blobs: BlobStoreBase) -> None:
+    wins: list[str] = []
+    pool = [
+        threading.Thread(
+            target=_put_ignoring_duplicates, args=(blobs, f"rec-{i}", bytes([i]) * 10, wins)
+        )
+        for i in range(32)
+    ] + [
+        threading.Thread(
+            target=_put_ignoring_duplicates, args=(blobs, "contested", bytes([i]), wins)
+        )
+        for i in range(8)
+    ]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    for i in range(32):
+        assert blobs.get(f"rec-{i}") == bytes([i]) * 10
+    assert wins.count("contested") == 1
+    assert len(blobs.get("contested")) == 1
+
+
+@pytest.mark.parametrize(
+    ("region", "limit"), [("../up", 10), ("", 10), ("eu", 0), ("eu", -5), ("eu", True)]
+)
+def test_bad_configuration_refused(tmp_path: Path, region: str, limit: Any) -> None:
+    with pytest.raises(ConfigError):
+        MemoryBlobStore(region, max_blob_bytes=limit)
+    with pytest.raises(ConfigError):
+        FilesystemBlobStore(tmp_path, region, max_blob_bytes=limit)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- the template method itself ----------------------------------------------------
+
+
+class EndlessBlobStore(BlobStoreBase):
+    """A backend whose stored blob is 100 times the limit: the limit must stop the read."""
+
+    def __init__(self) -> None:
+        super().__init__("nowhere", max_blob_bytes=LIMIT)
+        self.pulled = 0
+        self.closed = False
+
+    def _put(self, key: str, data: bytes) -> None:
+        raise AssertionError("not used")
+
+    def _get(self, key: str) -> Generator[bytes, None, None]:
+        try:
+            # Bounded, so a broken limit fails this test instead of exhausting memory.
+            for _ in range(LIMIT):
+                self.pulled += 100
+                yield b"x" * 100
+        finally:
+            self.closed = True
+
+    def _delete(self, key: str) -> None:
+        raise PermissionError("read-only medium")
+
+    def _exists(self, key: str) -> bool:
+        raise OSError(5, "Input/output error")
+
+
+def test_base_stops_reading_at_the_limit() -> None:
+    store = EndlessBlobStore()
+    with pytest.raises(IntegrityError, match="over the 1000-byte limit"):
+        store.get("k")
+    assert store.pulled == LIMIT + 100
+    assert store.closed
+
+
+def test_base_wraps_os_errors() -> None:
+    store = EndlessBlobStore()
+    with pytest.raises(ConfigError, match="cannot delete k: read-only medium"):
+        store.delete("k")
+    with pytest.raises(ConfigError, match="Input/output error"):
+        store.exists("k")
+
+
+# -- the filesystem layout -----------------------------------------------------------
+
+
+def test_filesystem_layout_and_modes(tmp_path: Path) -> None:
+    store = FilesystemBlobStore(tmp_path, "vn-han")
+    store.put("rec-1", b"cipher")
+    path = store.path_for("rec-1")
+    assert path.parent.parent == tmp_path / "vn-han"
+    assert len(path.parent.name) == 2
+    assert path.name == "rec-1"
+    assert path.read_bytes() == b"cipher"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "vn-han").stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    # No temporary file is left behind next to the blob.
+    assert files_under(tmp_path) == [path]
+
+
+def test_regions_are_separate_folders(tmp_path: Path) -> None:
+    pl = FilesystemBlobStore(tmp_path, "pl-waw")
+    de = FilesystemBlobStore(tmp_path, "de-fra")
+    pl.put("rec-1", b"polish")
+    assert not de.exists("rec-1")
+    with pytest.raises(NotFound):
+        de.get("rec-1")
+    de.put("rec-1", b"german")
+    assert pl.get("rec-1") == b"polish"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["de-fra", "pl-waw"]
+
+
+def test_filesystem_reopen_keeps_blobs(tmp_path: Path) -> None:
+    FilesystemBlobStore(tmp_path, "pl-waw").put("rec-1", b"kept")
+    assert FilesystemBlobStore(tmp_path, "pl-waw").get("rec-1") == b"kept"
+
+
+def test_changed_on_disk_within_limit_returned_as_is(tmp_path: Path) -> None:
+    # The store does not authenticate content; the AEAD tag in keys/ catches this.
+    store = FilesystemBlobStore(tmp_path, "pl-waw", max_blob_bytes=LIMIT)
+    store.put("short", b"0123456789")
+    store.put("long", b"0123456789")
+    store.path_for("short").write_bytes(b"0123")
+    store.path_for("long").write_bytes(b"0123456789" + b"!" * (LIMIT - 10))
+    assert store.get("short") == b"0123"
+    assert store.get("long") == b"0123456789" + b"!" * (LIMIT - 10)
+
+
+def test_grown_on_disk_beyond_limit_is_refused(tmp_path: Path) -> None:
+    store = FilesystemBlobStore(tmp_path, "pl-waw", max_blob_bytes=LIMIT)
+    store.put("rec-1", b"small")
+    path = store.path_for("rec-1")
+    with path.open("ab") as f:
+        f.truncate(50 * 1024 * 1024)
+    with pytest.raises(IntegrityError, match="refusing to read it"):
+        store.get("rec-1")
+    # Refusing to read is not deleting: the evidence stays for the operator.
+    assert path.stat().st_size == 50 * 1024 * 1024
+
+
+def test_symlink_in_the_store_is_not_followed(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not a blob")
+    store = FilesystemBlobStore(tmp_path / "blobs", "pl-waw")
+    path = store.path_for("rec-1")
+    path.parent.mkdir(parents=True)
+    path.symlink_to(secret)
+    with pytest.raises(ConfigError, match="cannot read rec-1"):
+        store.get("rec-1")
+
+
+def test_filesystem_root_that_is_a_file_is_config_error(tmp_path: Path) -> None:
+    root = tmp_path / "file"
+    root.write_bytes(b"")
+    with pytest.raises(ConfigError, match="cannot use blob folder"):
+        FilesystemBlobStore(root, "pl-waw")
+
+
+def test_filesystem_write_failure_is_config_error(tmp_path: Path) -> None:
+    store = FilesystemBlobStore(tmp_path, "pl-waw")
+    # A file where the fan-out folder should be: the write cannot happen.
+    folder = store.path_for("rec-1").parent
+    folder.write_bytes(b"")
+    with pytest.raises(ConfigError, match="cannot write rec-1"):
+        store.put("rec-1", b"data")
+    assert os.path.getsize(folder) == 0

@@ -1,0 +1,618 @@
+"""One conformance suite for every MetadataStore backend: SQLite (a temp file) and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from sovra.errors import (
+    BadRequest,
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+)
+from sovra.model import Principal, RecordHeader, RecordMeta, Role, WrappedKey
+from sovra.store import MetadataStore, SQLiteMetadataStore, open_metadata_store
+from sovra.store._sql import MAX_GRANT_BYTES, MAX_WRAPPED_KEY_BYTES
+from sovra.store.postgres import PostgresMetadataStore
+
+
+def commitment(n: int) -> str:
+    return hashlib.sha256(f"subject-{n}".encode()).hexdigest()
+
+
+def make_meta(
+    record_id: str = "rec-1",
+    *,
+    subject: int = 1,
+    jurisdiction: str = "PL",
+    created_ms: int = 1_000,
+    **changes: Any,
+) -> RecordMeta:
+    meta = RecordMeta(
+        header=RecordHeader(
+            record_id=record_id,
+            subject=commitment(subject),
+            jurisdiction=jurisdiction,
+            region="pl-waw",
+            kek_version=3,
+            content_type="text/plain; charset=utf-8; lang=pl-Zażółć",
+        ),
+        wrapped_key=WrappedKey(jurisdiction=jurisdiction, kek_version=3, blob=bytes(range(256))),
+        blob_size=4_096,
+        created_ms=created_ms,
+        findings={"pl.pesel": 2, "phone": 1},
+        actions={"pl.pesel": "tokenize", "phone": "redact"},
+    )
+    return dataclasses.replace(meta, **changes)
+
+
+def make_principal(pid: str = "svc-1", *, role: Role = Role.SERVICE, key: int = 1) -> Principal:
+    return Principal(id=pid, jurisdiction="VN", role=role, public_key=bytes([key]) * 32)
+
+
+class Backend:
+    """Opens stores at one location and reads its tables directly, behind the store's back."""
+
+    def __init__(self, kind: str, location: str) -> None:
+        self.kind = kind
+        self.location = location
+        self.opened: list[MetadataStore] = []
+
+    def open(self) -> MetadataStore:
+        store: MetadataStore
+        if self.kind == "sqlite":
+            store = SQLiteMetadataStore(self.location)
+        else:
+            store = PostgresMetadataStore(self.location)
+        self.opened.append(store)
+        return store
+
+    def sql(self, statement: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        if self.kind == "sqlite":
+            conn = sqlite3.connect(self.location)
+            try:
+                with conn:
+                    return conn.execute(statement, params).fetchall()
+            finally:
+                conn.close()
+        with psycopg.connect(self.location, autocommit=True) as pg:
+            cur = pg.execute(statement.replace("?", "%s"), params or None)
+            return cur.fetchall() if cur.description else []
+
+    def count(self, table: str) -> int:
+        return int(self.sql(f"SELECT COUNT(*) FROM {table}")[0][0])
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        b = Backend("sqlite", str(tmp_path / "meta.db"))
+    else:
+        b = Backend("postgres", request.getfixturevalue("pg_dsn"))
+    yield b
+    for s in b.opened:
+        s.close()
+
+
+@pytest.fixture
+def store(backend: Backend) -> MetadataStore:
+    return backend.open()
+
+
+def test_is_a_metadata_store(store: MetadataStore) -> None:
+    assert isinstance(store, MetadataStore)
+
+
+# -- records -------------------------------------------------------------------------
+
+
+def test_record_round_trip_is_exact(store: MetadataStore) -> None:
+    meta = make_meta()
+    store.put_record(meta)
+    got = store.get_record("rec-1")
+    assert got == meta
+    assert got.wrapped_key.blob == bytes(range(256))
+    assert got.header.to_bytes() == meta.header.to_bytes()
+    assert store.count_records() == 1
+
+
+def test_record_with_defaults_round_trips(store: MetadataStore) -> None:
+    meta = RecordMeta(
+        header=RecordHeader(
+            record_id="r", subject=commitment(9), jurisdiction="DE", region="de-fra", kek_version=1
+        ),
+        wrapped_key=WrappedKey(jurisdiction="DE", kek_version=1, blob=b"\x00"),
+        blob_size=0,
+        created_ms=0,
+    )
+    store.put_record(meta)
+    got = store.get_record("r")
+    assert got == meta
+    assert got.log_index == -1
+    assert dict(got.findings) == {}
+
+
+def test_duplicate_record_refused_and_original_kept(store: MetadataStore) -> None:
+    original = make_meta()
+    store.put_record(original)
+    impostor = make_meta(blob_size=1, created_ms=99, findings={})
+    with pytest.raises(BadRequest, match="rec-1 already exists"):
+        store.put_record(impostor)
+    assert store.get_record("rec-1") == original
+    assert store.count_records() == 1
+
+
+def test_missing_record_is_not_found(store: MetadataStore) -> None:
+    with pytest.raises(NotFound):
+        store.get_record("nope")
+
+
+@pytest.mark.parametrize("bad_id", ["", "../etc", "a/b", "a\x00b", "x" * 200, None])
+def test_bad_record_id_on_read_is_bad_request(store: MetadataStore, bad_id: Any) -> None:
+    with pytest.raises(BadRequest):
+        store.get_record(bad_id)
+
+
+def _bad_header(**changes: Any) -> RecordHeader:
+    # Builds a header its constructor accepts but whose types are wrong.
+    return dataclasses.replace(make_meta().header, **changes)
+
+
+BAD_RECORDS: dict[str, Callable[[], RecordMeta]] = {
+    "float kek_version": lambda: make_meta(header=_bad_header(kek_version=1.5)),
+    "bool record format": lambda: make_meta(header=_bad_header(format=True)),
+    "NUL in content type": lambda: make_meta(header=_bad_header(content_type="a\x00b")),
+    "empty content type": lambda: make_meta(header=_bad_header(content_type="")),
+    "lowercase wrapped jurisdiction": lambda: make_meta(
+        wrapped_key=WrappedKey(jurisdiction="pl", kek_version=1, blob=b"k")
+    ),
+    "wrapped kek_version 0": lambda: make_meta(
+        wrapped_key=WrappedKey(jurisdiction="PL", kek_version=0, blob=b"k")
+    ),
+    "empty wrapped key": lambda: make_meta(
+        wrapped_key=WrappedKey(jurisdiction="PL", kek_version=1, blob=b"")
+    ),
+    "oversized wrapped key": lambda: make_meta(
+        wrapped_key=WrappedKey(
+            jurisdiction="PL", kek_version=1, blob=b"k" * (MAX_WRAPPED_KEY_BYTES + 1)
+        )
+    ),
+    "str wrapped key": lambda: make_meta(
+        wrapped_key=WrappedKey(jurisdiction="PL", kek_version=1, blob="k")  # type: ignore[arg-type]
+    ),
+    "negative blob_size": lambda: make_meta(blob_size=-1),
+    "created_ms over int64": lambda: make_meta(created_ms=2**63),
+    "log_index -2": lambda: make_meta(log_index=-2),
+    "negative finding count": lambda: make_meta(findings={"phone": -1}),
+    "bool finding count": lambda: make_meta(findings={"phone": True}),
+    "non-str action": lambda: make_meta(actions={"phone": 3}),
+    "NUL in finding kind": lambda: make_meta(findings={"ph\x00one": 1}),
+    "lone surrogate in action": lambda: make_meta(actions={"phone": "\ud800"}),
+    "findings not a mapping": lambda: make_meta(findings=[("phone", 1)]),
+    "too many findings": lambda: make_meta(findings={f"k{i}": 1 for i in range(257)}),
+    "not a RecordMeta": lambda: make_meta().header,  # type: ignore[dict-item, return-value]
+}
+
+
+@pytest.mark.parametrize("case", BAD_RECORDS.keys())
+def test_malformed_record_refused_and_nothing_stored(store: MetadataStore, case: str) -> None:
+    store.put_record(make_meta("keep-me"))
+    with pytest.raises(BadRequest):
+        store.put_record(BAD_RECORDS[case]())
+    assert store.count_records() == 1
+    with pytest.raises(NotFound):
+        store.get_record("rec-1")
+    assert store.get_record("keep-me") == make_meta("keep-me")
+
+
+def test_log_index_is_set_once(store: MetadataStore) -> None:
+    store.put_record(make_meta())
+    store.set_record_log_index("rec-1", 5)
+    assert store.get_record("rec-1").log_index == 5
+    store.set_record_log_index("rec-1", 5)  # a retry of the same write is harmless
+    with pytest.raises(BadRequest, match="already at log index 5"):
+        store.set_record_log_index("rec-1", 6)
+    assert store.get_record("rec-1") == make_meta(log_index=5)
+
+
+def test_log_index_refusals(store: MetadataStore) -> None:
+    store.put_record(make_meta())
+    with pytest.raises(NotFound):
+        store.set_record_log_index("other", 1)
+    for bad in (-1, True, 1.0, 2**63):
+        with pytest.raises(BadRequest):
+            store.set_record_log_index("rec-1", bad)  # type: ignore[arg-type]
+    assert store.get_record("rec-1").log_index == -1
+
+
+def test_records_for_subject_oldest_first(store: MetadataStore) -> None:
+    for rid, subject, created in [
+        ("c", 1, 3_000),
+        ("b", 1, 1_000),
+        ("a", 1, 1_000),
+        ("x", 2, 500),
+        ("d", 1, 2_000),
+    ]:
+        store.put_record(make_meta(rid, subject=subject, created_ms=created))
+    got = store.records_for_subject(commitment(1))
+    assert [m.header.record_id for m in got] == ["a", "b", "d", "c"]
+    assert got[0] == make_meta("a", subject=1, created_ms=1_000)
+    assert store.records_for_subject(commitment(3)) == []
+    for bad in ("ABC", commitment(1).upper(), "", None):
+        with pytest.raises(BadRequest):
+            store.records_for_subject(bad)  # type: ignore[arg-type]
+
+
+def test_record_ids_for_jurisdiction(store: MetadataStore) -> None:
+    for i in range(5):
+        store.put_record(make_meta(f"pl-{i}", jurisdiction="PL", created_ms=10 - i))
+    store.put_record(make_meta("vn-0", jurisdiction="VN"))
+    assert store.record_ids_for_jurisdiction("PL", 3) == ["pl-4", "pl-3", "pl-2"]
+    assert store.record_ids_for_jurisdiction("PL", 100) == [f"pl-{i}" for i in range(4, -1, -1)]
+    assert store.record_ids_for_jurisdiction("VN", 1) == ["vn-0"]
+    assert store.record_ids_for_jurisdiction("DE", 10) == []
+    assert store.count_records() == 6
+    with pytest.raises(BadRequest):
+        store.record_ids_for_jurisdiction("PL", 0)
+    with pytest.raises(BadRequest):
+        store.record_ids_for_jurisdiction("pl", 1)
+
+
+def test_corrupted_record_row_is_integrity_error(store: MetadataStore, backend: Backend) -> None:
+    store.put_record(make_meta())
+    backend.sql("UPDATE records SET findings = ? WHERE record_id = ?", ("[1]", "rec-1"))
+    with pytest.raises(IntegrityError, match="rec-1"):
+        store.get_record("rec-1")
+    with pytest.raises(IntegrityError):
+        store.records_for_subject(commitment(1))
+    backend.sql("UPDATE records SET findings = '{}', subject = 'zz' WHERE record_id = 'rec-1'")
+    with pytest.raises(IntegrityError):
+        store.get_record("rec-1")
+
+
+# -- grants --------------------------------------------------------------------------
+
+GRANT = b'{"grant_id":"g-1","signature":"00ff"}'
+DIGEST = hashlib.sha256(b"g-1").hexdigest()
+
+
+def test_grant_round_trip_and_revocation(store: MetadataStore) -> None:
+    store.put_grant("g-1", DIGEST, GRANT)
+    assert store.get_grant("g-1") == GRANT
+    assert store.grant_revoked("g-1") is False
+    store.revoke_grant("g-1", 1_234)
+    assert store.grant_revoked("g-1") is True
+    assert store.get_grant("g-1") == GRANT
+
+
+def test_second_revocation_refused_first_time_kept(store: MetadataStore, backend: Backend) -> None:
+    store.put_grant("g-1", DIGEST, GRANT)
+    store.revoke_grant("g-1", 1_234)
+    with pytest.raises(BadRequest, match="already revoked at 1234"):
+        store.revoke_grant("g-1", 9_999)
+    assert backend.sql("SELECT revoked_ms FROM grants") == [(1_234,)]
+
+
+def test_duplicate_grant_refused_and_original_kept(store: MetadataStore) -> None:
+    store.put_grant("g-1", DIGEST, GRANT)
+    with pytest.raises(BadRequest, match="g-1 already exists"):
+        store.put_grant("g-1", hashlib.sha256(b"other").hexdigest(), b"{}")
+    with pytest.raises(BadRequest, match="digest"):
+        store.put_grant("g-2", DIGEST, b"{}")
+    assert store.get_grant("g-1") == GRANT
+    with pytest.raises(NotFound):
+        store.get_grant("g-2")
+
+
+def test_grant_refusals_leave_nothing(store: MetadataStore, backend: Backend) -> None:
+    with pytest.raises(PayloadTooLarge):
+        store.put_grant("g-1", DIGEST, b"x" * (MAX_GRANT_BYTES + 1))
+    for gid, digest, body in [
+        ("g-1", DIGEST.upper(), GRANT),
+        ("g-1", DIGEST[:-1], GRANT),
+        ("g-1", DIGEST, b""),
+        ("g-1", DIGEST, "text"),
+        ("../g", DIGEST, GRANT),
+    ]:
+        with pytest.raises(BadRequest):
+            store.put_grant(gid, digest, body)  # type: ignore[arg-type]
+    assert backend.count("grants") == 0
+    store.put_grant("g-1", DIGEST, b"x" * MAX_GRANT_BYTES)  # exactly at the limit is fine
+
+
+def test_unknown_grant_is_not_found_everywhere(store: MetadataStore) -> None:
+    with pytest.raises(NotFound):
+        store.get_grant("g-x")
+    with pytest.raises(NotFound):
+        store.revoke_grant("g-x", 1)
+    # An unknown grant must not read as "not revoked".
+    with pytest.raises(NotFound):
+        store.grant_revoked("g-x")
+
+
+# -- principals ----------------------------------------------------------------------
+
+
+def test_principals_round_trip_upsert_and_list(store: MetadataStore) -> None:
+    a, b = make_principal("b-svc"), make_principal("a-auth", role=Role.AUTHORITY, key=2)
+    store.put_principal(a)
+    store.put_principal(b)
+    assert store.get_principal("b-svc") == a
+    assert store.list_principals() == [b, a]
+    rotated = make_principal("b-svc", role=Role.ANALYST, key=7)
+    store.put_principal(rotated)
+    assert store.get_principal("b-svc") == rotated
+    assert store.list_principals() == [b, rotated]
+    got = store.get_principal("a-auth")
+    assert isinstance(got.role, Role)
+
+
+def test_principal_refusals(store: MetadataStore, backend: Backend) -> None:
+    with pytest.raises(NotFound):
+        store.get_principal("ghost")
+    with pytest.raises(BadRequest):
+        store.get_principal("../ghost")
+    bad_role = dataclasses.replace(make_principal(), role="root")  # type: ignore[arg-type]
+    with pytest.raises(BadRequest, match="role"):
+        store.put_principal(bad_role)
+    with pytest.raises(BadRequest):
+        store.put_principal("svc-1")  # type: ignore[arg-type]
+    assert backend.count("principals") == 0
+    assert store.list_principals() == []
+
+
+def test_corrupted_principal_row_is_integrity_error(store: MetadataStore, backend: Backend) -> None:
+    store.put_principal(make_principal())
+    backend.sql("UPDATE principals SET role = 'root'")
+    with pytest.raises(IntegrityError, match="svc-1"):
+        store.get_principal("svc-1")
+    with pytest.raises(IntegrityError):
+        store.list_principals()
+
+
+# -- nonces --------------------------------------------------------------------------
+
+
+def test_nonce_replay_refused_until_expiry(store: MetadataStore) -> None:
+    store.use_nonce("svc-1", "n-1", expires_ms=2_000, now_ms=1_000)
+    with pytest.raises(Unauthenticated, match="token replayed"):
+        store.use_nonce("svc-1", "n-1", expires_ms=2_500, now_ms=1_999)
+    # Another principal's nonce space is its own.
+    store.use_nonce("svc-2", "n-1", expires_ms=2_000, now_ms=1_000)
+    # At its expiry the nonce is forgotten, so it may be used again...
+    store.use_nonce("svc-1", "n-1", expires_ms=5_000, now_ms=2_000)
+    # ...and is then guarded until the new expiry.
+    with pytest.raises(Unauthenticated):
+        store.use_nonce("svc-1", "n-1", expires_ms=6_000, now_ms=4_999)
+
+
+def test_expired_nonces_are_pruned(store: MetadataStore, backend: Backend) -> None:
+    for i in range(10):
+        store.use_nonce("svc-1", f"n-{i}", expires_ms=1_000 + i, now_ms=0)
+    assert backend.count("token_nonces") == 10
+    store.use_nonce("svc-2", "fresh", expires_ms=10_000, now_ms=1_005)
+    # n-0..n-5 expired at or before 1005; n-6..n-9 and the fresh one remain.
+    assert backend.count("token_nonces") == 5
+
+
+def test_replay_refusal_changes_nothing(store: MetadataStore, backend: Backend) -> None:
+    store.use_nonce("svc-1", "n-1", expires_ms=2_000, now_ms=1_000)
+    with pytest.raises(Unauthenticated):
+        store.use_nonce("svc-1", "n-1", expires_ms=9_000, now_ms=1_500)
+    assert backend.sql("SELECT expires_ms FROM token_nonces") == [(2_000,)]
+
+
+@pytest.mark.parametrize("nonce", ["-starts-with-dash_", "ż\x00\ud800/../", "x" * 1024])
+def test_odd_nonces_are_stored_by_hash(store: MetadataStore, nonce: str) -> None:
+    store.use_nonce("svc-1", nonce, expires_ms=2_000, now_ms=1_000)
+    with pytest.raises(Unauthenticated):
+        store.use_nonce("svc-1", nonce, expires_ms=2_000, now_ms=1_000)
+
+
+@pytest.mark.parametrize(
+    ("principal", "nonce", "expires_ms", "now_ms"),
+    [
+        ("svc-1", "", 2_000, 1_000),
+        ("svc-1", "x" * 1025, 2_000, 1_000),
+        ("svc-1", b"bytes", 2_000, 1_000),
+        ("../svc", "n", 2_000, 1_000),
+        ("svc-1", "n", 1_000, 1_000),
+        ("svc-1", "n", 500, 1_000),
+        ("svc-1", "n", -1, -5),
+        ("svc-1", "n", 2**63, 1),
+    ],
+)
+def test_bad_nonce_arguments(
+    store: MetadataStore, backend: Backend, principal: Any, nonce: Any, expires_ms: int, now_ms: int
+) -> None:
+    with pytest.raises(BadRequest):
+        store.use_nonce(principal, nonce, expires_ms, now_ms)
+    assert backend.count("token_nonces") == 0
+
+
+# -- concurrency, durability, versions -----------------------------------------------
+
+
+def test_threads_inserting_distinct_records_all_land(store: MetadataStore) -> None:
+    threads, per_thread = 8, 25
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(per_thread):
+                store.put_record(make_meta(f"t{t}-r{i}", subject=t, created_ms=i))
+                store.use_nonce(f"p{t}", f"n{i}", expires_ms=10_000, now_ms=1)
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    assert errors == []
+    assert store.count_records() == threads * per_thread
+    for t in range(threads):
+        assert len(store.records_for_subject(commitment(t))) == per_thread
+        assert store.get_record(f"t{t}-r{per_thread - 1}").header.record_id == f"t{t}-r24"
+
+
+def _spend(
+    store: MetadataStore, nonce: str, barrier: threading.Barrier, outcomes: list[str]
+) -> None:
+    barrier.wait()
+    try:
+        store.use_nonce("svc-1", nonce, expires_ms=10_000, now_ms=1)
+        outcomes.append("ok")
+    except Unauthenticated:
+        outcomes.append("replay")
+
+
+def test_racing_nonce_spends_succeed_exactly_once(backend: Backend) -> None:
+    # Two separate stores (connections) on one database: the engine, not a lock in
+    # this process, must make the later spends fail.
+    stores = [backend.open() for _ in range(2)]
+    for round_ in range(20):
+        outcomes: list[str] = []
+        barrier = threading.Barrier(4)
+        pool = [
+            threading.Thread(target=_spend, args=(stores[i % 2], f"n{round_}", barrier, outcomes))
+            for i in range(4)
+        ]
+        for th in pool:
+            th.start()
+        for th in pool:
+            th.join()
+        assert sorted(outcomes) == ["ok", "replay", "replay", "replay"]
+
+
+def test_reopen_keeps_everything(backend: Backend) -> None:
+    first = backend.open()
+    meta = make_meta(log_index=4)
+    first.put_record(meta)
+    first.put_grant("g-1", DIGEST, GRANT)
+    first.revoke_grant("g-1", 77)
+    first.put_principal(make_principal())
+    first.use_nonce("svc-1", "n-1", expires_ms=2_000, now_ms=1_000)
+    first.close()
+    first.close()  # closing twice is harmless
+
+    second = backend.open()
+    assert second.get_record("rec-1") == meta
+    assert second.get_grant("g-1") == GRANT
+    assert second.grant_revoked("g-1") is True
+    assert second.get_principal("svc-1") == make_principal()
+    with pytest.raises(Unauthenticated):
+        second.use_nonce("svc-1", "n-1", expires_ms=2_000, now_ms=1_500)
+    assert second.count_records() == 1
+
+
+def test_other_schema_version_refused(backend: Backend) -> None:
+    backend.open().close()
+    backend.sql("UPDATE schema_versions SET version = 99 WHERE component = 'metadata'")
+    with pytest.raises(ConfigError, match="version is 99"):
+        backend.open()
+
+
+def test_factory_opens_the_same_store(backend: Backend) -> None:
+    backend.open().put_record(make_meta())
+    if backend.kind == "sqlite":
+        urls: list[Any] = [backend.location, Path(backend.location), f"sqlite://{backend.location}"]
+    else:
+        urls = [backend.location]
+    for url in urls:
+        store = open_metadata_store(url)
+        try:
+            assert store.get_record("rec-1") == make_meta()
+        finally:
+            store.close()
+
+
+# -- backend specifics ---------------------------------------------------------------
+
+
+def test_sqlite_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    with SQLiteMetadataStore(path) as store:
+        store.put_record(make_meta())
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        conn = sqlite3.connect(path)
+        try:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        finally:
+            conn.close()
+
+
+def test_sqlite_tables_are_strict(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    SQLiteMetadataStore(path).close()
+    conn = sqlite3.connect(path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO principals VALUES ('p', 'PL', 'service', 'not bytes')")
+    finally:
+        conn.close()
+
+
+def test_sqlite_unusable_paths_are_config_errors(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not an sqlite database, just text " * 100)
+    with pytest.raises(ConfigError, match=r"garbage\.db"):
+        SQLiteMetadataStore(garbage)
+    assert garbage.read_bytes().startswith(b"this is not")
+    with pytest.raises(ConfigError):
+        SQLiteMetadataStore(tmp_path / "no" / "such" / "dir" / "m.db")
+
+
+def test_sqlite_in_memory_works() -> None:
+    with SQLiteMetadataStore(":memory:") as store:
+        store.put_record(make_meta())
+        assert store.get_record("rec-1") == make_meta()
+
+
+@pytest.mark.postgres
+def test_postgres_dropped_connection_fails_once_then_reconnects(pg_dsn: str) -> None:
+    with PostgresMetadataStore(pg_dsn) as store:
+        store.put_record(make_meta())
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(ConfigError, match="PostgreSQL metadata store failed"):
+            store.count_records()
+        assert store.get_record("rec-1") == make_meta()
+
+
+def test_postgres_unreachable_is_config_error() -> None:
+    with pytest.raises(ConfigError, match="cannot connect to PostgreSQL"):
+        PostgresMetadataStore("postgresql://postgres@127.0.0.1:1/none", connect_timeout_s=2)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("mysql://root:hunter2@db/x", "unsupported metadata store scheme 'mysql'"),
+        ("sqlite://host/path.db", "three slashes"),
+        ("sqlite:///p.db?mode=ro", "three slashes"),
+    ],
+)
+def test_factory_refuses_bad_settings(setting: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        open_metadata_store(setting)
+    assert "hunter2" not in str(info.value)
