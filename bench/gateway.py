@@ -18,18 +18,17 @@ import os
 import platform
 import socket
 import sqlite3
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+import uvicorn
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from sovra.client import Client  # noqa: E402
-from sovra.deployment import Deployment  # noqa: E402
+from sovra.client import Client
+from sovra.deployment import Deployment
+from sovra.server import create_app
 
 RECORD = (
     "Zgłoszenie {i}: klientka prosi o zmianę adresu dostawy, tel. +48 601 234 567, "
@@ -78,7 +77,9 @@ def _open(root: Path) -> Deployment:
     Deployment.init(root, jurisdictions=["PL", "VN"], origin="bench.sovra/log")
     config = root / "sovra.toml"
     # The benchmark reads every subject once: lift the bulk window so it measures speed.
-    text = config.read_text().replace("window_subject_limit = 500", "window_subject_limit = 100000000")
+    text = config.read_text().replace(
+        "window_subject_limit = 500", "window_subject_limit = 100000000"
+    )
     config.write_text(text)
     return Deployment.open(root)
 
@@ -106,10 +107,6 @@ def _free_port() -> int:
 
 
 def bench_http(dep: Deployment, texts: list[str]) -> tuple[float, float]:
-    import uvicorn
-
-    from sovra.server import create_app
-
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(dep), host="127.0.0.1", port=port, log_level="warning")
@@ -163,7 +160,8 @@ def main() -> None:
         "ingest_ratio_vs_floor": round(ingest / floor_in, 4),
         "access_ratio_vs_floor": round(access / floor_out, 4),
         "http_ingest_ratio_vs_floor": round(http_ingest / floor_in, 4),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
     }
     width = max(len(k) for k in figures)
     print(f"sovra gateway benchmark ({n} records in-process, {n_http} over HTTP)")

@@ -15,8 +15,16 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "sovra"
 STAGES = ("classify", "policy", "keys", "ledger", "store")
-ABOVE_STAGES = {"sovra.gateway", "sovra.server", "sovra.cli", "sovra.client", "sovra.deployment",
-                "sovra.demo", "sovra.auth", "sovra.config"}
+ABOVE_STAGES = {
+    "sovra.gateway",
+    "sovra.server",
+    "sovra.cli",
+    "sovra.client",
+    "sovra.deployment",
+    "sovra.demo",
+    "sovra.auth",
+    "sovra.config",
+}
 IO_MODULES = {"sqlite3", "psycopg", "socket", "httpx", "urllib", "subprocess", "shutil", "tempfile"}
 
 
@@ -45,20 +53,23 @@ def _under(name: str, prefixes: set[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-@pytest.mark.parametrize(("module", "path"), _modules(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("module", "path"), _modules(), ids=str)
 def test_stages_and_model_never_import_upwards(module, path):
     if module == "sovra.model" or _under(module, {f"sovra.{s}" for s in STAGES}):
         upward = {i for i in _imports(path) if _under(i, ABOVE_STAGES)}
         assert not upward, f"{module} imports {upward}: arrows must point down"
 
 
-@pytest.mark.parametrize(("module", "path"), _modules(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("module", "path"), _modules(), ids=str)
 def test_model_and_policy_do_no_io(module, path):
     if module == "sovra.model" or _under(module, {"sovra.policy"}):
         io = {i for i in _imports(path) if _under(i, IO_MODULES)}
         assert not io, f"{module} imports {io}: model and policy must stay pure"
-        calls = [n for n in ast.walk(ast.parse(path.read_text()))
-                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "open"]
+        calls = [
+            n
+            for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "open"
+        ]
         assert not calls, f"{module} calls open()"
 
 
@@ -67,7 +78,7 @@ def test_model_imports_no_other_sovra_module_but_errors():
     assert inner <= {"sovra.errors"}
 
 
-@pytest.mark.parametrize(("module", "path"), _modules(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("module", "path"), _modules(), ids=str)
 def test_public_modules_declare_all(module, path):
     if any(part.startswith("_") and part != "__init__" for part in path.relative_to(SRC).parts):
         return  # primitives behind underscore modules are private by name
@@ -85,8 +96,14 @@ def test_public_api_of_the_top_level_packages():
     import sovra.ledger as ledger
     import sovra.policy as policy
 
-    for name in ("TransparencyLog", "Checkpoint", "verify_checkpoint", "verify_consistency",
-                 "verify_entry_inclusion", "audit"):
+    for name in (
+        "TransparencyLog",
+        "Checkpoint",
+        "verify_checkpoint",
+        "verify_consistency",
+        "verify_entry_inclusion",
+        "audit",
+    ):
         assert name in ledger.__all__
     for name in ("DecisionPoint", "check_grant", "sign_grant", "default_pack"):
         assert name in policy.__all__

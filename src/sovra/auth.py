@@ -120,7 +120,9 @@ class Authenticator:
         try:
             Ed25519PublicKey.from_public_bytes(principal.public_key).verify(signature, signed)
         except InvalidSignature:
-            raise Unauthenticated(f"token signature is not {claims.sub}'s: forged or corrupted") from None
+            raise Unauthenticated(
+                f"token signature is not {claims.sub}'s: forged or corrupted"
+            ) from None
         now = int(self._clock())
         if claims.exp - claims.iat > self._max_age_s:
             raise Unauthenticated(f"token lifetime over the {self._max_age_s} s maximum")
@@ -129,12 +131,12 @@ class Authenticator:
         if claims.iat > now + _CLOCK_SKEW_S:
             raise Unauthenticated("token issued in the future: check the client's clock")
         if claims.htm != method.upper() or claims.htu != path:
-            raise Unauthenticated(f"token was made for {claims.htm} {claims.htu}, not {method} {path}")
+            raise Unauthenticated(
+                f"token was made for {claims.htm} {claims.htu}, not {method} {path}"
+            )
         if claims.bh != hashlib.sha256(body).hexdigest():
             raise Unauthenticated("token was made for another request body")
-        self._use_nonce(
-            claims.sub, claims.nonce, (claims.exp + _CLOCK_SKEW_S) * 1000, now * 1000
-        )
+        self._use_nonce(claims.sub, claims.nonce, (claims.exp + _CLOCK_SKEW_S) * 1000, now * 1000)
         return principal
 
     @staticmethod
@@ -151,7 +153,8 @@ class Authenticator:
         except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
             raise Unauthenticated("malformed token: claims or signature do not decode") from None
         if not all(isinstance(v, int) for v in (claims.iat, claims.exp)) or not all(
-            isinstance(v, str) for v in (claims.sub, claims.htm, claims.htu, claims.bh, claims.nonce)
+            isinstance(v, str)
+            for v in (claims.sub, claims.htm, claims.htu, claims.bh, claims.nonce)
         ):
             raise Unauthenticated("malformed token: claims have the wrong types")
         return claims, _DOMAIN + parts[1].encode(), signature

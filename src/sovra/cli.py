@@ -100,8 +100,10 @@ def serve(
         dep = Deployment.open(directory)
     except SovraError as exc:
         _fail(exc)
-    out.print(f"sovra serving [bold]{directory}[/] at http://{host}:{port}  "
-              f"(API docs: http://{host}:{port}/docs, log: http://{host}:{port}/v1/log/checkpoint)")
+    out.print(
+        f"sovra serving [bold]{directory}[/] at http://{host}:{port}  "
+        f"(API docs: http://{host}:{port}/docs, log: http://{host}:{port}/v1/log/checkpoint)"
+    )
     try:
         uvicorn.run(create_app(dep), host=host, port=port, log_level="warning")
     finally:
@@ -165,8 +167,15 @@ def get(
     try:
         grant = Grant.from_json(grant_file.read_bytes()) if grant_file else None
         with _client(url, principal, key, deployment) as client:
-            _print_json(client.access(purpose, record_ids=record or [], subjects=subjects,
-                                      jurisdiction=everything_of, grant=grant))
+            _print_json(
+                client.access(
+                    purpose,
+                    record_ids=record or [],
+                    subjects=subjects,
+                    jurisdiction=everything_of,
+                    grant=grant,
+                )
+            )
     except OSError as exc:
         err.print(f"[bold red]error[/] cannot read {grant_file}: {exc.strerror}")
         raise typer.Exit(1) from None
@@ -214,8 +223,10 @@ def grant(
             receipt = client.register_grant(signed)
     except SovraError as exc:
         _fail(exc)
-    out.print(f"grant [bold]{signed.grant_id}[/] registered at log index "
-              f"{receipt['receipt']['index']}" + (f", written to {output}" if output else ""))
+    out.print(
+        f"grant [bold]{signed.grant_id}[/] registered at log index "
+        f"{receipt['receipt']['index']}" + (f", written to {output}" if output else "")
+    )
 
 
 @app.command()
@@ -242,13 +253,21 @@ def report(
             entry = e["entry"].encode()
             verify_entry_inclusion(entry, e["index"], [base64.b64decode(h) for h in e["proof"]], cp)
             fields = json.loads(entry)
-            table.add_row(str(e["index"]), fields["kind"], fields["principal"],
-                          fields.get("effect", ""), fields.get("reason", "")[:60], "verified")
+            table.add_row(
+                str(e["index"]),
+                fields["kind"],
+                fields["principal"],
+                fields.get("effect", ""),
+                fields.get("reason", "")[:60],
+                "verified",
+            )
     except SovraError as exc:
         _fail(exc)
     out.print(table)
-    out.print(f"{len(rep['entries'])} entries, every inclusion proof verified against the "
-              f"checkpoint of size {cp.size}")
+    out.print(
+        f"{len(rep['entries'])} entries, every inclusion proof verified against the "
+        f"checkpoint of size {cp.size}"
+    )
 
 
 @log_app.command("checkpoint")
@@ -277,8 +296,15 @@ def log_prove(
         verify_entry_inclusion(entry, index, proof, cp)
     except SovraError as exc:
         _fail(exc)
-    _print_json({"index": index, "size": cp.size, "entry": json.loads(entry),
-                 "proof": [base64.b64encode(h).decode() for h in proof], "verified": True})
+    _print_json(
+        {
+            "index": index,
+            "size": cp.size,
+            "entry": json.loads(entry),
+            "proof": [base64.b64encode(h).decode() for h in proof],
+            "verified": True,
+        }
+    )
 
 
 @log_app.command("verify")
@@ -297,8 +323,14 @@ def log_verify(
             notes = client.checkpoints()
             size = verify_checkpoint(notes[-1], key).size if notes else 0
             entries: list[bytes] = []
-            with Progress(TextColumn("fetching entries"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err, transient=True) as bar:
+            with Progress(
+                TextColumn("fetching entries"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            ) as bar:
                 task = bar.add_task("", total=size)
                 for start in range(0, size, 1000):
                     entries += client.entries(start, min(size, start + 1000))
@@ -307,8 +339,10 @@ def log_verify(
         result.check()
     except SovraError as exc:
         _fail(exc)
-    out.print(f"[bold green]verified[/] {size} entries and {result.checkpoints} "
-              f"checkpoints: every root recomputed, every signature checked")
+    out.print(
+        f"[bold green]verified[/] {size} entries and {result.checkpoints} "
+        f"checkpoints: every root recomputed, every signature checked"
+    )
 
 
 @app.command()
@@ -328,11 +362,20 @@ def demo(
             if not (root / "sovra.toml").exists():
                 Deployment.init(root)
             dep = Deployment.open(root)
-            with Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err, transient=True) as bar:
+            with Progress(
+                TextColumn("ingesting"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            ) as bar:
                 task = bar.add_task("", total=None)
-                steps = run_demo(dep, synthetic=synthetic,
-                                 progress=lambda n, t: bar.update(task, completed=n, total=t))
+                steps = run_demo(
+                    dep,
+                    synthetic=synthetic,
+                    progress=lambda n, t: bar.update(task, completed=n, total=t),
+                )
             dep.close()
         except SovraError as exc:
             _fail(exc)
@@ -341,8 +384,15 @@ def demo(
         table.add_column(col, overflow="fold")
     for s in steps:
         colour = "green" if s.ok else "bold red"
-        table.add_row(str(s.number), s.actor, s.action, s.expected, f"[{colour}]{s.outcome}[/]",
-                      s.reason, "" if s.log_index is None else str(s.log_index))
+        table.add_row(
+            str(s.number),
+            s.actor,
+            s.action,
+            s.expected,
+            f"[{colour}]{s.outcome}[/]",
+            s.reason,
+            "" if s.log_index is None else str(s.log_index),
+        )
     out.print(table)
     bad = [s.number for s in steps if not s.ok]
     if bad:

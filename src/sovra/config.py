@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sovra.errors import ConfigError, SovraError
+from sovra.errors import BadRequest, ConfigError, SovraError
 from sovra.model import check_jurisdiction, check_purpose
 
 __all__ = ["DEFAULT_JURISDICTIONS", "Config", "JurisdictionConfig", "render_default_config"]
@@ -57,7 +57,9 @@ class Config:
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"{path} not found: create a deployment with `sovra init DIR`") from None
+            raise ConfigError(
+                f"{path} not found: create a deployment with `sovra init DIR`"
+            ) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
         try:
@@ -72,8 +74,11 @@ class Config:
         _only(raw, {"deployment", "limits", "bulk", "jurisdictions"}, "top level")
         dep, lim, bulk = raw["deployment"], raw.get("limits", {}), raw.get("bulk", {})
         _only(dep, {"origin", "database", "blobs"}, "[deployment]")
-        _only(lim, {"max_body_bytes", "max_record_bytes", "max_records_per_request",
-                    "token_max_age_s"}, "[limits]")
+        _only(
+            lim,
+            {"max_body_bytes", "max_record_bytes", "max_records_per_request", "token_max_age_s"},
+            "[limits]",
+        )
         _only(bulk, {"request_subject_limit", "window_subject_limit", "window_s"}, "[bulk]")
         jurisdictions = {}
         for code, body in raw["jurisdictions"].items():
@@ -121,14 +126,14 @@ class Config:
         Raises:
             BadRequest: the jurisdiction is not configured in this deployment.
         """
-        from sovra.errors import BadRequest
-
         check_jurisdiction(code)
         try:
             return self.jurisdictions[code]
         except KeyError:
             known = ", ".join(sorted(self.jurisdictions))
-            raise BadRequest(f"unknown jurisdiction {code!r}; this deployment serves {known}") from None
+            raise BadRequest(
+                f"unknown jurisdiction {code!r}; this deployment serves {known}"
+            ) from None
 
 
 def _only(section: Mapping[str, Any], allowed: set[str], where: str) -> None:

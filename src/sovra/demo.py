@@ -59,8 +59,14 @@ class Step:
 
 def _pesel(rng: random.Random) -> str:
     """A synthetic PESEL with a valid checksum (born 1950-1999)."""
-    digits = [rng.randint(5, 9), rng.randint(0, 9), 0, rng.randint(1, 9), rng.randint(1, 2),
-              rng.randint(0, 8)] + [rng.randint(0, 9) for _ in range(4)]
+    digits = [
+        rng.randint(5, 9),
+        rng.randint(0, 9),
+        0,
+        rng.randint(1, 9),
+        rng.randint(1, 2),
+        rng.randint(0, 8),
+    ] + [rng.randint(0, 9) for _ in range(4)]
     check = (10 - sum(w * d for w, d in zip((1, 3, 7, 9) * 3, digits, strict=False)) % 10) % 10
     return "".join(map(str, digits)) + str(check)
 
@@ -69,12 +75,16 @@ def _synthetic(rng: random.Random, n: int) -> list[tuple[str, str, str]]:
     out = []
     for i in range(n):
         if i % 2:
-            body = (f"Klient nr {i}: PESEL {_pesel(rng)}, tel. +48 5{rng.randint(10, 99)} "
-                    f"{rng.randint(100, 999)} {rng.randint(100, 999)}, prosi o fakturę.")
+            body = (
+                f"Klient nr {i}: PESEL {_pesel(rng)}, tel. +48 5{rng.randint(10, 99)} "
+                f"{rng.randint(100, 999)} {rng.randint(100, 999)}, prosi o fakturę."
+            )
             out.append(("PL", f"pl-synthetic-{i:04d}", body))
         else:
-            body = (f"Khách hàng số {i}, điện thoại +84 9{rng.randint(10, 99)} "
-                    f"{rng.randint(100, 999)} {rng.randint(100, 999)}, hỏi về giao hàng.")
+            body = (
+                f"Khách hàng số {i}, điện thoại +84 9{rng.randint(10, 99)} "
+                f"{rng.randint(100, 999)} {rng.randint(100, 999)}, hỏi về giao hàng."
+            )
             out.append(("VN", f"vn-synthetic-{i:04d}", body))
     return out
 
@@ -86,7 +96,7 @@ class _Actor:
         self.dep, self.id, self.key = dep, principal_id, key
 
     def login(self, path: str) -> Principal:
-        now = int(self.dep.gateway._clock())  # noqa: SLF001 - the demo shares the gateway clock
+        now = int(self.dep.gateway._clock())
         token = make_token(self.key, self.id, "POST", path, b"", now_s=now)
         return self.dep.authenticator.authenticate(token, "POST", path, b"")
 
@@ -96,8 +106,12 @@ def run_demo(
 ) -> list[Step]:
     """Run the seven steps on an opened deployment; return one :class:`Step` per outcome."""
     gw = dep.gateway
-    rng = random.Random(20200908)  # the Initiative's date: a fixed seed keeps runs comparable
-    svc = {j: _Actor(dep, f"svc-{j.lower()}", dep.principal_key(f"svc-{j.lower()}")) for j in ("PL", "VN")}
+    # Synthetic data, not secrets; a fixed seed (the Initiative's date) keeps runs comparable.
+    rng = random.Random(20200908)  # noqa: S311
+    svc = {
+        j: _Actor(dep, f"svc-{j.lower()}", dep.principal_key(f"svc-{j.lower()}"))
+        for j in ("PL", "VN")
+    }
     anna_c = gw.commitment(*ANNA)
     anna_key = dep.register("subject-anna", "PL", Role.SUBJECT, subject=anna_c)
     anna = _Actor(dep, "subject-anna", anna_key)
@@ -111,14 +125,18 @@ def run_demo(
     first_checkpoint = gw.log.checkpoint()
     steps: list[Step] = []
 
-    def attempt(number: int, actor: str, action: str, expected: str, call: Callable[[], int]) -> None:
+    def attempt(
+        number: int, actor: str, action: str, expected: str, call: Callable[[], int]
+    ) -> None:
         try:
             index = call()
             steps.append(Step(number, actor, action, expected, "allow", "", index))
         except Denied as exc:
             steps.append(Step(number, actor, action, expected, "deny", exc.message, exc.log_index))
         except SovraError as exc:
-            steps.append(Step(number, actor, action, expected, "error", exc.diagnostics(), exc.log_index))
+            steps.append(
+                Step(number, actor, action, expected, "error", exc.diagnostics(), exc.log_index)
+            )
 
     def read(actor: _Actor, purpose: str, grant: Grant | None = None, **target: object) -> int:
         result = gw.access(actor.login("/v1/access"), purpose=purpose, grant=grant, **target)  # type: ignore[arg-type]
@@ -128,17 +146,27 @@ def run_demo(
     steps_reason = [""]
 
     # 1. the subject's own-country service, for a declared purpose
-    attempt(1, "svc-pl (PL service)", "read Anna's records for customer-support", "allow",
-            lambda: read(svc["PL"], "customer-support", subjects=[ANNA]))
+    attempt(
+        1,
+        "svc-pl (PL service)",
+        "read Anna's records for customer-support",
+        "allow",
+        lambda: read(svc["PL"], "customer-support", subjects=[ANNA]),
+    )
     _fill_reason(steps, steps_reason)
 
     # 2. a foreign authority without a grant
     us = _Actor(dep, "authority-us", dep.principal_key("authority-us"))
-    attempt(2, "authority-us (foreign)", "read Lan's record, no grant", "deny",
-            lambda: read(us, "foreign-legal-process", subjects=[LAN]))
+    attempt(
+        2,
+        "authority-us (foreign)",
+        "read Lan's record, no grant",
+        "deny",
+        lambda: read(us, "foreign-legal-process", subjects=[LAN]),
+    )
 
     # 3. the home authority signs a scoped grant; the same request is allowed
-    now = int(gw._clock())  # noqa: SLF001
+    now = int(gw._clock())
     grant = sign_grant(
         Grant(
             grant_id="mla-2026-vn-0001",
@@ -153,15 +181,27 @@ def run_demo(
         ),
         dep.authority_key("VN"),
     )
-    gw.register_grant(_Actor(dep, "authority-vn", dep.principal_key("authority-vn")).login("/v1/grants"), grant)
-    attempt(3, "authority-us + VN grant", "same request under grant mla-2026-vn-0001", "allow",
-            lambda: read(us, "foreign-legal-process", grant=grant, subjects=[LAN]))
+    gw.register_grant(
+        _Actor(dep, "authority-vn", dep.principal_key("authority-vn")).login("/v1/grants"), grant
+    )
+    attempt(
+        3,
+        "authority-us + VN grant",
+        "same request under grant mla-2026-vn-0001",
+        "allow",
+        lambda: read(us, "foreign-legal-process", grant=grant, subjects=[LAN]),
+    )
     _fill_reason(steps, steps_reason)
 
     # 4. another state asks for every record of a foreign nationality at once
     cn = _Actor(dep, "authority-cn", dep.principal_key("authority-cn"))
-    attempt(4, "authority-cn (foreign)", "read every VN record at once", "deny",
-            lambda: read(cn, "foreign-legal-process", jurisdiction="VN"))
+    attempt(
+        4,
+        "authority-cn (foreign)",
+        "read every VN record at once",
+        "deny",
+        lambda: read(cn, "foreign-legal-process", jurisdiction="VN"),
+    )
 
     # 5. the operator goes straight to the custodian, with no logged decision
     steps.append(_operator_bypass(dep))
@@ -177,8 +217,15 @@ def run_demo(
 def _fill_reason(steps: list[Step], reason: list[str]) -> None:
     last = steps[-1]
     if last.outcome == "allow":
-        steps[-1] = Step(last.number, last.actor, last.action, last.expected, last.outcome,
-                         reason[0], last.log_index)
+        steps[-1] = Step(
+            last.number,
+            last.actor,
+            last.action,
+            last.expected,
+            last.outcome,
+            reason[0],
+            last.log_index,
+        )
 
 
 def _operator_bypass(dep: Deployment) -> Step:
@@ -193,22 +240,37 @@ def _operator_bypass(dep: Deployment) -> Step:
     except Denied as exc:
         refusals.append(exc.message)
     # An allow the operator invents, with a receipt it signs itself: not the log's key.
-    now_ms = int(gw._clock() * 1000)  # noqa: SLF001
-    entry = Decision(
-        decision_id="forged", allow=True, reason="", principal="operator",
-        purpose="service-operation", records=(meta.header.record_id,),
-        subjects=(meta.header.subject,),
-    ).to_entry(now_ms).to_bytes()
-    unsigned = LogReceipt(gw.config.origin, gw.log.size, hashlib.sha256(b"\x00" + entry).digest(), now_ms)
-    receipt = replace(unsigned, signature=Ed25519PrivateKey.generate().sign(unsigned.signed_bytes()))
+    now_ms = int(gw._clock() * 1000)
+    entry = (
+        Decision(
+            decision_id="forged",
+            allow=True,
+            reason="",
+            principal="operator",
+            purpose="service-operation",
+            records=(meta.header.record_id,),
+            subjects=(meta.header.subject,),
+        )
+        .to_entry(now_ms)
+        .to_bytes()
+    )
+    unsigned = LogReceipt(
+        gw.config.origin, gw.log.size, hashlib.sha256(b"\x00" + entry).digest(), now_ms
+    )
+    receipt = replace(
+        unsigned, signature=Ed25519PrivateKey.generate().sign(unsigned.signed_bytes())
+    )
     try:
-        custodian.unwrap(meta.wrapped_key, meta.header, ReleaseAuthorization(entry, receipt), "operator")
+        custodian.unwrap(
+            meta.wrapped_key, meta.header, ReleaseAuthorization(entry, receipt), "operator"
+        )
         refusals.append("released against a forged receipt")
     except SovraError as exc:
         refusals.append(exc.message)
     leaked = any(r.startswith("released") for r in refusals)
-    return Step(5, "operator", action, "deny", "allow" if leaked else "deny",
-                " | ".join(refusals), None)
+    return Step(
+        5, "operator", action, "deny", "allow" if leaked else "deny", " | ".join(refusals), None
+    )
 
 
 def _subject_report(dep: Deployment, anna: _Actor) -> Step:
@@ -223,11 +285,20 @@ def _subject_report(dep: Deployment, anna: _Actor) -> Step:
             kind = e.entry.split(b'"kind":"', 1)[1].split(b'"', 1)[0].decode()
             kinds[kind] = kinds.get(kind, 0) + 1
     except SovraError as exc:
-        return Step(6, "subject-anna", "who touched my data?", "verified", "failed", exc.message, None)
+        return Step(
+            6, "subject-anna", "who touched my data?", "verified", "failed", exc.message, None
+        )
     summary = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
-    return Step(6, "subject-anna", "who touched my data? (inclusion proofs)", "verified", "verified",
-                f"{len(report.entries)} entries ({summary}), all proofs verify "
-                f"against checkpoint of size {checkpoint.size}", None)
+    return Step(
+        6,
+        "subject-anna",
+        "who touched my data? (inclusion proofs)",
+        "verified",
+        "verified",
+        f"{len(report.entries)} entries ({summary}), all proofs verify "
+        f"against checkpoint of size {checkpoint.size}",
+        None,
+    )
 
 
 def _audit(dep: Deployment, first_note: str) -> Step:
@@ -237,13 +308,24 @@ def _audit(dep: Deployment, first_note: str) -> Step:
     try:
         first = verify_checkpoint(first_note, vkey)
         last = verify_checkpoint(last_note, vkey)
-        verify_consistency(first.size, last.size, first.root_hash, last.root_hash,
-                           gw.log.consistency_proof(first.size, last.size))
+        verify_consistency(
+            first.size,
+            last.size,
+            first.root_hash,
+            last.root_hash,
+            gw.log.consistency_proof(first.size, last.size),
+        )
         report = audit(gw.log.iter_entries(0, last.size), gw.log.checkpoints(), vkey)
         report.check()
     except SovraError as exc:
         return Step(7, "auditor", "verify the log", "verified", "failed", exc.message, None)
-    return Step(7, "auditor", "verify log: first -> last checkpoint", "verified", "verified",
-                f"{last.size} entries replayed, {report.checkpoints} checkpoints, "
-                f"consistent {first.size} -> {last.size}", None)
-
+    return Step(
+        7,
+        "auditor",
+        "verify log: first -> last checkpoint",
+        "verified",
+        "verified",
+        f"{last.size} entries replayed, {report.checkpoints} checkpoints, "
+        f"consistent {first.size} -> {last.size}",
+        None,
+    )

@@ -32,7 +32,14 @@ from sovra.auth import Authenticator
 from sovra.config import DEFAULT_JURISDICTIONS, Config, render_default_config
 from sovra.errors import ConfigError
 from sovra.gateway import Gateway
-from sovra.keys import LocalCustodian, generate_ed25519, load_ed25519, public_bytes, read_secret, write_secret
+from sovra.keys import (
+    LocalCustodian,
+    generate_ed25519,
+    load_ed25519,
+    public_bytes,
+    read_secret,
+    write_secret,
+)
 from sovra.ledger import NoteSigner, SQLiteLogStorage, TransparencyLog
 from sovra.model import Principal, Role, check_id, check_jurisdiction
 from sovra.policy import BulkGuard, BulkLimits, DecisionPoint, default_pack
@@ -134,7 +141,9 @@ class Deployment:
             for j in config.jurisdictions
         }
         blobs = {
-            region: FilesystemBlobStore(root / config.blobs, region, max_blob_bytes=config.max_record_bytes + 1024)
+            region: FilesystemBlobStore(
+                root / config.blobs, region, max_blob_bytes=config.max_record_bytes + 1024
+            )
             for j in config.jurisdictions.values()
             for region in j.regions
         }
@@ -184,11 +193,17 @@ class Deployment:
         """
         return load_ed25519(self.root / "authorities" / f"{check_jurisdiction(jurisdiction)}.key")
 
-    def register(self, principal_id: str, jurisdiction: str, role: Role, *, subject: str = "") -> Ed25519PrivateKey:
+    def register(
+        self, principal_id: str, jurisdiction: str, role: Role, *, subject: str = ""
+    ) -> Ed25519PrivateKey:
         """Register a new principal with a fresh key pair kept under ``principals/``."""
-        key = generate_ed25519(self.root / "principals" / f"{check_id(principal_id, 'principal')}.key")
+        key = generate_ed25519(
+            self.root / "principals" / f"{check_id(principal_id, 'principal')}.key"
+        )
         self.config.jurisdiction(jurisdiction)
-        self.store.put_principal(Principal(principal_id, jurisdiction, role, public_bytes(key), subject))
+        self.store.put_principal(
+            Principal(principal_id, jurisdiction, role, public_bytes(key), subject)
+        )
         return key
 
 
@@ -198,7 +213,9 @@ def _authority_public(root: Path, jurisdiction: str) -> Ed25519PublicKey:
         raw = bytes.fromhex(path.read_text().strip())
         return Ed25519PublicKey.from_public_bytes(raw)
     except FileNotFoundError:
-        raise ConfigError(f"{path} missing: every configured jurisdiction needs its authority's public key") from None
+        raise ConfigError(
+            f"{path} missing: every configured jurisdiction needs its authority's public key"
+        ) from None
     except ValueError:
         raise ConfigError(f"{path} is not a hex Ed25519 public key") from None
 
@@ -211,6 +228,8 @@ def _database_url(root: Path, config: Config) -> str:
 
 def _sqlite_path(root: Path, config: Config) -> Path:
     if config.database.startswith("postgresql://"):
-        raise ConfigError("the transparency log is stored in SQLite in this version; "
-                          "set [deployment] database to a file path")
+        raise ConfigError(
+            "the transparency log is stored in SQLite in this version; "
+            "set [deployment] database to a file path"
+        )
     return root / config.database

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sovra import classify
 from sovra.config import Config
-from sovra.errors import BadRequest, Denied, NotFound
+from sovra.errors import BadRequest, Denied, NotFound, PayloadTooLarge
 from sovra.keys import Custodian, open_blob, seal
 from sovra.ledger import TransparencyLog
 from sovra.model import (
@@ -160,8 +160,6 @@ class Gateway:
             raise Denied(reason, log_index=self._refuse(principal, "ingest", reason, [subject]))
         data = content.encode("utf-8", errors="strict")
         if len(data) > self.config.max_record_bytes:
-            from sovra.errors import PayloadTooLarge
-
             raise PayloadTooLarge(
                 f"record is {len(data)} bytes; this deployment accepts at most "
                 f"{self.config.max_record_bytes}"
@@ -272,7 +270,9 @@ class Gateway:
         )
         records = {
             m.header.record_id: open_blob(
-                m.header, self.blobs[m.header.region].get(m.header.record_id), keys[m.header.record_id]
+                m.header,
+                self.blobs[m.header.region].get(m.header.record_id),
+                keys[m.header.record_id],
             ).decode()
             for m in metas
         }
@@ -300,7 +300,7 @@ class Gateway:
             if not metas:
                 raise NotFound("no records for the named subjects")
             return metas
-        assert jurisdiction is not None  # noqa: S101 - exactly one target was checked above
+        assert jurisdiction is not None
         self.config.jurisdiction(jurisdiction)
         ids = self.store.record_ids_for_jurisdiction(jurisdiction, limit + 1)
         if len(ids) > limit:
@@ -310,7 +310,7 @@ class Gateway:
         return [self.store.get_record(r) for r in ids]
 
     def _grant_facts(self, grant: Grant | None) -> GrantFacts:
-        """Verify a presented grant; it must also be the one registered (and logged) under its id."""
+        """Verify a presented grant; it must be the one registered (and logged) under its id."""
         if grant is None:
             return GrantFacts.none()
         try:
@@ -319,16 +319,27 @@ class Gateway:
         except NotFound:
             registered, revoked = None, False
         facts = check_grant(
-            grant, self.authority_keys, now_s=int(self._clock()), revoked=revoked,
+            grant,
+            self.authority_keys,
+            now_s=int(self._clock()),
+            revoked=revoked,
             commit=self.commitment,
         )
         if facts.verified and registered is None:
-            return replace(facts, verified=False, problem=(
-                f"grant {grant.grant_id} is not registered; register it (POST /v1/grants) "
-                "so that it is in the log before it is used"))
+            return replace(
+                facts,
+                verified=False,
+                problem=(
+                    f"grant {grant.grant_id} is not registered; register it (POST /v1/grants) "
+                    "so that it is in the log before it is used"
+                ),
+            )
         if facts.verified and registered is not None and registered.digest() != grant.digest():
-            return replace(facts, verified=False, problem=(
-                f"grant {grant.grant_id} differs from the grant registered under that id"))
+            return replace(
+                facts,
+                verified=False,
+                problem=(f"grant {grant.grant_id} differs from the grant registered under that id"),
+            )
         return facts
 
     # -- grants --------------------------------------------------------------------------
@@ -341,12 +352,17 @@ class Gateway:
             BadRequest: a grant with this id exists already.
         """
         facts = check_grant(
-            grant, self.authority_keys, now_s=int(self._clock()), revoked=False,
+            grant,
+            self.authority_keys,
+            now_s=int(self._clock()),
+            revoked=False,
             commit=self.commitment,
         )
         tags = sorted(facts.subjects)
         if not facts.verified and "signed" in facts.problem:
-            raise Denied(facts.problem, log_index=self._refuse(principal, "grant", facts.problem, tags))
+            raise Denied(
+                facts.problem, log_index=self._refuse(principal, "grant", facts.problem, tags)
+            )
         self.store.put_grant(grant.grant_id, grant.digest(), grant.to_json())
         entry = LogEntry(
             kind="grant",
@@ -396,7 +412,9 @@ class Gateway:
 
     # -- subject access report -----------------------------------------------------------
 
-    def subject_report(self, principal: Principal, *, jurisdiction: str, subject_id: str) -> SubjectReport:
+    def subject_report(
+        self, principal: Principal, *, jurisdiction: str, subject_id: str
+    ) -> SubjectReport:
         """Who touched this subject's data: every log entry about her, with inclusion proofs.
 
         Raises:

@@ -63,6 +63,8 @@ def _parse_json_object(data: bytes, limit: int, what: str) -> dict[str, Any]:
         value = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(f"{what} nests too deeply") from None
     if not isinstance(value, dict):
         raise BadRequest(f"{what} must be a JSON object")
     return value
@@ -306,12 +308,21 @@ class Grant:
         Raises:
             BadRequest: malformed, oversized, unknown fields or bad values.
         """
-        obj = dict(data) if isinstance(data, Mapping) else _parse_json_object(
-            data, _MAX_GRANT_BYTES, "grant"
+        obj = (
+            dict(data)
+            if isinstance(data, Mapping)
+            else _parse_json_object(data, _MAX_GRANT_BYTES, "grant")
         )
         fields_ = {
-            "approver", "grant_id", "grantee", "grantee_jurisdiction", "legal_basis",
-            "not_after", "not_before", "purpose", "subjects",
+            "approver",
+            "grant_id",
+            "grantee",
+            "grantee_jurisdiction",
+            "legal_basis",
+            "not_after",
+            "not_before",
+            "purpose",
+            "subjects",
         }
         _exact_keys(obj, fields_, {"signature"}, "grant")
         if not isinstance(obj["subjects"], list) or len(obj["subjects"]) > 10_000:

@@ -49,9 +49,15 @@ def _ingest_pair(dep: Deployment, principals: dict[str, object]) -> tuple[str, s
 def _grant(dep: Deployment, clock, *, subjects=(LAN,), approver="VN", key=None, days=7) -> Grant:
     now = int(clock())
     body = Grant(
-        grant_id="g-1", grantee="authority-us", grantee_jurisdiction="US", approver=approver,
-        subjects=tuple(subjects), purpose="foreign-legal-process", legal_basis="MLA 2026/1",
-        not_before=now - 10, not_after=now + days * 86400,
+        grant_id="g-1",
+        grantee="authority-us",
+        grantee_jurisdiction="US",
+        approver=approver,
+        subjects=tuple(subjects),
+        purpose="foreign-legal-process",
+        legal_basis="MLA 2026/1",
+        not_before=now - 10,
+        not_after=now + days * 86400,
     )
     return sign_grant(body, key or dep.authority_key(approver))
 
@@ -82,7 +88,7 @@ def test_ingest_seals_places_logs_and_minimises(dep, principals, root):
     for path in _files_under(root):
         data = path.read_bytes()
         assert PESEL.encode() not in data, path
-        assert "Kowalska".encode() not in data, path
+        assert b"Kowalska" not in data, path
 
 
 def test_ingest_unknown_jurisdiction_changes_nothing(dep, principals):
@@ -105,19 +111,26 @@ def test_ingest_oversized_record_changes_nothing(dep, principals):
 
 
 def test_minimisation_refusal_is_logged_and_stores_nothing(root, clock, principals):
-    config = (root / "sovra.toml").read_text().replace('pl_pesel = "tokenize"', 'pl_pesel = "refuse"')
+    config = (
+        (root / "sovra.toml").read_text().replace('pl_pesel = "tokenize"', 'pl_pesel = "refuse"')
+    )
     (root / "sovra.toml").write_text(config)
     dep = Deployment.open(root, clock=clock)
     try:
         with pytest.raises(BadRequest, match="pl_pesel") as info:
             dep.gateway.ingest(
-                dep.store.get_principal("svc-pl"), subject_id=ANNA, jurisdiction="PL",
+                dep.store.get_principal("svc-pl"),
+                subject_id=ANNA,
+                jurisdiction="PL",
                 content=ANNA_TEXT,
             )
         assert PESEL not in info.value.message
         entry = _entry(dep, info.value.log_index)
         assert (entry.kind, entry.fields["effect"], entry.fields["action"]) == (
-            "decision", "deny", "ingest")
+            "decision",
+            "deny",
+            "ingest",
+        )
         assert dep.gateway.store.count_records() == 0
     finally:
         dep.close()
@@ -125,8 +138,9 @@ def test_minimisation_refusal_is_logged_and_stores_nothing(root, clock, principa
 
 def test_only_services_ingest_and_refusal_is_logged(dep, principals):
     with pytest.raises(Denied) as info:
-        dep.gateway.ingest(principals["authority-us"], subject_id=ANNA, jurisdiction="PL",
-                           content="x")
+        dep.gateway.ingest(
+            principals["authority-us"], subject_id=ANNA, jurisdiction="PL", content="x"
+        )
     assert _entry(dep, info.value.log_index).fields["effect"] == "deny"
 
 
@@ -135,8 +149,7 @@ def test_only_services_ingest_and_refusal_is_logged(dep, principals):
 
 def test_home_service_reads_minimised_content(dep, principals):
     anna_id, _ = _ingest_pair(dep, principals)
-    res = dep.gateway.access(principals["svc-pl"], purpose="customer-support",
-                             record_ids=[anna_id])
+    res = dep.gateway.access(principals["svc-pl"], purpose="customer-support", record_ids=[anna_id])
     text = res.records[anna_id]
     assert "+48 601 234 567" in text  # PL keeps phone numbers
     assert PESEL not in text and "[TOKEN:pl_pesel:" in text  # ...and tokenizes PESELs
@@ -242,7 +255,9 @@ def test_window_budget_stops_slow_enumeration(dep, principals):
     gw = dep.gateway
     window = dep.config.window_subject_limit
     ids = [
-        gw.ingest(principals["svc-pl"], subject_id=f"pl-{i}", jurisdiction="PL", content="x").record_id
+        gw.ingest(
+            principals["svc-pl"], subject_id=f"pl-{i}", jurisdiction="PL", content="x"
+        ).record_id
         for i in range(window + 1)
     ]
     svc = principals["svc-pl"]
@@ -256,7 +271,9 @@ def test_window_budget_stops_slow_enumeration(dep, principals):
 def test_operator_never_reads(dep, principals):
     anna_id, _ = _ingest_pair(dep, principals)
     with pytest.raises(Denied, match="may never read") as info:
-        dep.gateway.access(principals["operator"], purpose="service-operation", record_ids=[anna_id])
+        dep.gateway.access(
+            principals["operator"], purpose="service-operation", record_ids=[anna_id]
+        )
     assert _entry(dep, info.value.log_index).fields["effect"] == "deny"
 
 
@@ -333,8 +350,10 @@ def test_custodian_refuses_without_a_logged_allow(dep, principals):
     index = info.value.log_index
     deny = dep.gateway.log.entry(index)
     receipt = dep.gateway.log.append(b"{}", ())  # any genuine receipt, for another entry
-    with pytest.raises((Denied, VerificationError), match="receipt|allow"):
-        custodian.unwrap(meta.wrapped_key, meta.header, ReleaseAuthorization(deny, receipt), "svc-vn")
+    with pytest.raises((Denied, VerificationError), match=r"receipt|allow"):
+        custodian.unwrap(
+            meta.wrapped_key, meta.header, ReleaseAuthorization(deny, receipt), "svc-vn"
+        )
 
 
 # -- tampering ---------------------------------------------------------------------------------
@@ -356,7 +375,10 @@ def test_flipping_any_blob_byte_fails_loudly_and_restoring_recovers(dep, princip
         with pytest.raises(IntegrityError, match=anna_id):
             dep.gateway.access(svc, purpose="billing", record_ids=[anna_id])
     path.write_bytes(original)
-    assert PESEL not in dep.gateway.access(svc, purpose="billing", record_ids=[anna_id]).records[anna_id]
+    assert (
+        PESEL
+        not in dep.gateway.access(svc, purpose="billing", record_ids=[anna_id]).records[anna_id]
+    )
 
 
 def test_truncated_or_swapped_blob_fails(dep, principals, root):
@@ -381,8 +403,10 @@ def test_flipping_any_wrapped_key_byte_fails_loudly(dep, principals, root):
             tampered = bytearray(original)
             tampered[position] ^= 0x80
             with db:
-                db.execute(f"UPDATE {table} SET {column} = ? WHERE record_id = ?",
-                           (bytes(tampered), anna_id))
+                db.execute(
+                    f"UPDATE {table} SET {column} = ? WHERE record_id = ?",
+                    (bytes(tampered), anna_id),
+                )
             with pytest.raises(IntegrityError):
                 dep.gateway.access(principals["svc-pl"], purpose="billing", record_ids=[anna_id])
     finally:
@@ -396,7 +420,14 @@ def _wrapped_key_column(db: sqlite3.Connection) -> tuple[str, str]:
     """Find the column holding wrapped keys, so the test does not pin the schema."""
     for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'"):
         cols = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
-        wrapped = [c for c in cols if "wrapped" in c and ("blob" in c or "key" in c) and "version" not in c and "jurisdiction" not in c]
+        wrapped = [
+            c
+            for c in cols
+            if "wrapped" in c
+            and ("blob" in c or "key" in c)
+            and "version" not in c
+            and "jurisdiction" not in c
+        ]
         if "record_id" in cols and wrapped:
             return table, wrapped[0]
     raise AssertionError("no wrapped-key column found")
@@ -423,7 +454,9 @@ def test_subject_report_lists_everything_with_proofs(dep, principals, clock):
     with pytest.raises(VerificationError):
         verify_entry_inclusion(e.entry, e.index, bad, checkpoint)
     with pytest.raises(VerificationError):
-        verify_entry_inclusion(e.entry.replace(b"ingest", b"ingesT"), e.index, list(e.proof), checkpoint)
+        verify_entry_inclusion(
+            e.entry.replace(b"ingest", b"ingesT"), e.index, list(e.proof), checkpoint
+        )
 
 
 def test_subject_report_is_only_for_the_subject_or_home_authority(dep, principals):
@@ -467,7 +500,16 @@ def test_principal_constructor_rejects_bad_keys():
 
 
 def _minimal_grant() -> bytes:
-    return json.dumps({
-        "approver": "VN", "grant_id": "g", "grantee": "a", "grantee_jurisdiction": "US",
-        "legal_basis": "x", "not_after": 2, "not_before": 1, "purpose": "p", "subjects": ["s"],
-    }).encode()
+    return json.dumps(
+        {
+            "approver": "VN",
+            "grant_id": "g",
+            "grantee": "a",
+            "grantee_jurisdiction": "US",
+            "legal_basis": "x",
+            "not_after": 2,
+            "not_before": 1,
+            "purpose": "p",
+            "subjects": ["s"],
+        }
+    ).encode()

@@ -36,12 +36,16 @@ def http(dep):
 def _call(http, dep, clock, who, method, path, body=None, *, raw=None, key=None, token=None):
     data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
     if token is None:
-        token = make_token(key or dep.principal_key(who), who, method, path, data, now_s=int(clock()))
+        token = make_token(
+            key or dep.principal_key(who), who, method, path, data, now_s=int(clock())
+        )
     headers = {"authorization": f"Sovra {token}", "content-type": "application/json"}
     return http.request(method, path, content=data, headers=headers)
 
 
-def _put(http, dep, clock, who="svc-pl", jurisdiction="PL", subject="anna@example.pl", text=ANNA_TEXT):
+def _put(
+    http, dep, clock, who="svc-pl", jurisdiction="PL", subject="anna@example.pl", text=ANNA_TEXT
+):
     body = {"subject_id": subject, "jurisdiction": jurisdiction, "content": text}
     return _call(http, dep, clock, who, "POST", "/v1/records", body)
 
@@ -50,8 +54,15 @@ def test_ingest_and_read_over_http(http, dep, clock):
     r = _put(http, dep, clock)
     assert r.status_code == 201, r.text
     rid = r.json()["record_id"]
-    r = _call(http, dep, clock, "svc-pl", "POST", "/v1/access",
-              {"purpose": "customer-support", "record_ids": [rid]})
+    r = _call(
+        http,
+        dep,
+        clock,
+        "svc-pl",
+        "POST",
+        "/v1/access",
+        {"purpose": "customer-support", "record_ids": [rid]},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["decision"]["effect"] == "allow"
@@ -61,8 +72,15 @@ def test_ingest_and_read_over_http(http, dep, clock):
 
 def test_deny_is_403_with_its_log_index(http, dep, clock):
     rid = _put(http, dep, clock).json()["record_id"]
-    r = _call(http, dep, clock, "authority-us", "POST", "/v1/access",
-              {"purpose": "foreign-legal-process", "record_ids": [rid]})
+    r = _call(
+        http,
+        dep,
+        clock,
+        "authority-us",
+        "POST",
+        "/v1/access",
+        {"purpose": "foreign-legal-process", "record_ids": [rid]},
+    )
     assert r.status_code == 403
     body = r.json()
     assert body["error"] == "denied" and "grant" in body["message"]
@@ -119,8 +137,9 @@ def test_bad_credentials_are_401_and_change_nothing(http, dep, clock, case, stat
 
 def test_replayed_token_is_refused(http, dep, clock):
     body = json.dumps({"subject_id": "a", "jurisdiction": "PL", "content": "x"}).encode()
-    token = make_token(dep.principal_key("svc-pl"), "svc-pl", "POST", "/v1/records", body,
-                       now_s=int(clock()))
+    token = make_token(
+        dep.principal_key("svc-pl"), "svc-pl", "POST", "/v1/records", body, now_s=int(clock())
+    )
     headers = {"authorization": f"Sovra {token}", "content-type": "application/json"}
     assert http.post("/v1/records", content=body, headers=headers).status_code == 201
     r = http.post("/v1/records", content=body, headers=headers)
@@ -134,12 +153,23 @@ def test_replayed_token_is_refused(http, dep, clock):
         (b"{not json", 400, "JSON"),
         (b"[]", 400, "body"),
         (json.dumps({"subject_id": "a", "jurisdiction": "PL"}).encode(), 400, "content"),
-        (json.dumps({"subject_id": "a", "jurisdiction": "PL", "content": "x", "extra": 1}).encode(),
-         400, "extra"),
-        (json.dumps({"subject_id": "a", "jurisdiction": "XX", "content": "x"}).encode(), 400,
-         "unknown jurisdiction"),
-        (json.dumps({"subject_id": "a/../b", "jurisdiction": "PL", "content": "x"}).encode(), 400,
-         "subject"),
+        (
+            json.dumps(
+                {"subject_id": "a", "jurisdiction": "PL", "content": "x", "extra": 1}
+            ).encode(),
+            400,
+            "extra",
+        ),
+        (
+            json.dumps({"subject_id": "a", "jurisdiction": "XX", "content": "x"}).encode(),
+            400,
+            "unknown jurisdiction",
+        ),
+        (
+            json.dumps({"subject_id": "a/../b", "jurisdiction": "PL", "content": "x"}).encode(),
+            400,
+            "subject",
+        ),
     ],
 )
 def test_malformed_bodies_are_400_and_change_nothing(http, dep, clock, raw, status, message):
@@ -158,8 +188,15 @@ def test_oversized_body_is_413(http, dep, clock):
 
 
 def test_unknown_record_is_404(http, dep, clock):
-    r = _call(http, dep, clock, "svc-pl", "POST", "/v1/access",
-              {"purpose": "billing", "record_ids": ["r-does-not-exist"]})
+    r = _call(
+        http,
+        dep,
+        clock,
+        "svc-pl",
+        "POST",
+        "/v1/access",
+        {"purpose": "billing", "record_ids": ["r-does-not-exist"]},
+    )
     assert r.status_code == 404
     assert dep.gateway.log.size == 0
 
@@ -169,8 +206,17 @@ def test_grant_with_bad_signature_is_403_and_logged(http, dep, clock):
 
     now = int(clock())
     grant = sign_grant(
-        Grant("g-x", "authority-us", "US", "VN", ("lan",), "foreign-legal-process", "MLA",
-              now - 1, now + 100),
+        Grant(
+            "g-x",
+            "authority-us",
+            "US",
+            "VN",
+            ("lan",),
+            "foreign-legal-process",
+            "MLA",
+            now - 1,
+            now + 100,
+        ),
         Ed25519PrivateKey.generate(),
     )
     r = _call(http, dep, clock, "authority-us", "POST", "/v1/grants", json.loads(grant.to_json()))
@@ -190,12 +236,16 @@ def test_public_log_endpoints_verify(http, dep, clock):
     vkey = http.get("/v1/log/key").text.strip()
     a, b = verify_checkpoint(first, vkey), verify_checkpoint(last, vkey)
     assert (a.size, b.size) == (5, 9)
-    proof = [base64.b64decode(h) for h in
-             http.get(f"/v1/log/proof/consistency?old={a.size}&new={b.size}").json()["proof"]]
+    proof = [
+        base64.b64decode(h)
+        for h in http.get(f"/v1/log/proof/consistency?old={a.size}&new={b.size}").json()["proof"]
+    ]
     verify_consistency(a.size, b.size, a.root_hash, b.root_hash, proof)
     entry = http.get("/v1/log/entries?start=3&end=4").json()["entries"][0].encode()
-    proof = [base64.b64decode(h) for h in
-             http.get(f"/v1/log/proof/inclusion?index=3&size={b.size}").json()["proof"]]
+    proof = [
+        base64.b64decode(h)
+        for h in http.get(f"/v1/log/proof/inclusion?index=3&size={b.size}").json()["proof"]
+    ]
     verify_entry_inclusion(entry, 3, proof, b)
     assert http.get("/v1/log/entries?start=0&end=99").status_code == 400
     assert http.get("/v1/log/proof/inclusion?index=20&size=9").status_code == 400
@@ -213,8 +263,9 @@ def _free_port() -> int:
 def test_python_client_against_a_real_server(dep, clock):
     clock.now = time.time()  # the client signs with the wall clock
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(dep), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(dep), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -227,15 +278,21 @@ def test_python_client_against_a_real_server(dep, clock):
             assert "+48" in svc.access("billing", record_ids=[rid])["records"][rid]
             with pytest.raises(NotFound):
                 svc.access("billing", record_ids=["r-missing"])
-        with Client(url, "authority-us", dep.principal_key("authority-us")) as us, \
-                pytest.raises(Denied) as info:
+        with (
+            Client(url, "authority-us", dep.principal_key("authority-us")) as us,
+            pytest.raises(Denied) as info,
+        ):
             us.access("foreign-legal-process", record_ids=[rid])
         assert info.value.log_index is not None
-        with Client(url, "svc-pl", Ed25519PrivateKey.generate()) as forger, \
-                pytest.raises(Unauthenticated):
+        with (
+            Client(url, "svc-pl", Ed25519PrivateKey.generate()) as forger,
+            pytest.raises(Unauthenticated),
+        ):
             forger.ingest("x", "PL", "y")
         with Client(url) as anyone:
-            assert verify_checkpoint(anyone.checkpoint(), anyone.verifier_key()).size == 4  # ingest, allow, release, deny
+            assert (
+                verify_checkpoint(anyone.checkpoint(), anyone.verifier_key()).size == 4
+            )  # ingest, allow, release, deny
     finally:
         server.should_exit = True
         thread.join(timeout=10)

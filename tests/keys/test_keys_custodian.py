@@ -398,7 +398,7 @@ def test_entry_time_that_is_a_boolean_is_denied(
         sort_keys=True,
     ).encode()
     authorization = ReleaseAuthorization(entry, receipt_for(entry, log_key))
-    with pytest.raises(Denied, match="time is not an integer"):
+    with pytest.raises(Denied, match="time_ms must be an integer"):
         pl.unwrap(wrapped_for(pl), header(), authorization, REQUESTER)
 
 

@@ -165,9 +165,7 @@ def test_inclusion_fails_when_anything_is_altered(size: int) -> None:
         for other_size in {size - 1, size + 1, size * 2, size * 2 + 1} - {size}:
             if index < other_size:
                 with pytest.raises(VerificationError):
-                    verify_inclusion(
-                        leaves[index], index, other_size, proof, tree.root(other_size)
-                    )
+                    verify_inclusion(leaves[index], index, other_size, proof, tree.root(other_size))
         with pytest.raises(VerificationError, match="proof has"):
             verify_inclusion(leaves[index], index, size, [*proof, root], root)
         if proof:

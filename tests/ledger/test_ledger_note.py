@@ -286,9 +286,7 @@ def test_sign_note_needs_distinct_signers() -> None:
 
 # --- round trips -------------------------------------------------------------------
 
-_LINE = st.text(
-    alphabet=st.characters(min_codepoint=0x20, exclude_categories=("Cs",)), max_size=30
-)
+_LINE = st.text(alphabet=st.characters(min_codepoint=0x20, exclude_categories=("Cs",)), max_size=30)
 _TEXT = st.lists(_LINE, min_size=1, max_size=6).map(lambda lines: "\n".join(lines) + "\n")
 _SIGNERS = [fresh("a.example"), fresh("b.example"), fresh("c.example")]
 

@@ -42,9 +42,17 @@ NOW = 1_800_000_000
 
 
 def grant(**change: object) -> Grant:
-    fields = dict(grant_id="g", grantee="authority-us", grantee_jurisdiction="US", approver="VN",
-                  subjects=("lan",), purpose="foreign-legal-process", legal_basis="MLA",
-                  not_before=NOW - 10, not_after=NOW + 10)
+    fields = dict(
+        grant_id="g",
+        grantee="authority-us",
+        grantee_jurisdiction="US",
+        approver="VN",
+        subjects=("lan",),
+        purpose="foreign-legal-process",
+        legal_basis="MLA",
+        not_before=NOW - 10,
+        not_after=NOW + 10,
+    )
     fields.update(change)
     return sign_grant(Grant(**fields), KEYS[str(fields["approver"])])
 
@@ -67,48 +75,120 @@ class Case:
 
 US = who("authority-us", "US", Role.AUTHORITY)
 CASES = {
-    "home service, allowed purpose": Case(who("svc-vn", "VN", Role.SERVICE), "billing", [rec(1)],
-                                          facts(None), True, "home jurisdiction"),
-    "home service, other purpose": Case(who("svc-vn", "VN", Role.SERVICE), "marketing", [rec(1)],
-                                        facts(None), False, "does not allow services"),
-    "foreign service": Case(who("svc-pl", "PL", Role.SERVICE), "billing", [rec(1)], facts(None),
-                            False, "foreign access needs judicial assistance"),
-    "foreign authority, no grant": Case(US, "foreign-legal-process", [rec(1)], facts(None), False,
-                                        "no legal-assistance grant"),
-    "foreign authority, grant": Case(US, "foreign-legal-process", [rec(1)], facts(grant()), True,
-                                     "legal-assistance grant signed"),
-    "grant, expired": Case(US, "foreign-legal-process", [rec(1)], facts(grant(), now=NOW + 10),
-                           False, "expired"),
-    "grant, revoked": Case(US, "foreign-legal-process", [rec(1)], facts(grant(), revoked=True),
-                           False, "revoked"),
-    "grant, forged": Case(US, "foreign-legal-process", [rec(1)],
-                          facts(Grant(**{**grant().body(), "subjects": ("lan",)},
-                                      signature=KEYS["PL"].sign(b"x"))),
-                          False, "not signed by the VN authority"),
-    "grant, another subject": Case(US, "foreign-legal-process", [rec(1, subject="minh")],
-                                   facts(grant()), False, "does not name the subject"),
+    "home service, allowed purpose": Case(
+        who("svc-vn", "VN", Role.SERVICE),
+        "billing",
+        [rec(1)],
+        facts(None),
+        True,
+        "home jurisdiction",
+    ),
+    "home service, other purpose": Case(
+        who("svc-vn", "VN", Role.SERVICE),
+        "marketing",
+        [rec(1)],
+        facts(None),
+        False,
+        "does not allow services",
+    ),
+    "foreign service": Case(
+        who("svc-pl", "PL", Role.SERVICE),
+        "billing",
+        [rec(1)],
+        facts(None),
+        False,
+        "foreign access needs judicial assistance",
+    ),
+    "foreign authority, no grant": Case(
+        US, "foreign-legal-process", [rec(1)], facts(None), False, "no legal-assistance grant"
+    ),
+    "foreign authority, grant": Case(
+        US, "foreign-legal-process", [rec(1)], facts(grant()), True, "legal-assistance grant signed"
+    ),
+    "grant, expired": Case(
+        US, "foreign-legal-process", [rec(1)], facts(grant(), now=NOW + 10), False, "expired"
+    ),
+    "grant, revoked": Case(
+        US, "foreign-legal-process", [rec(1)], facts(grant(), revoked=True), False, "revoked"
+    ),
+    "grant, forged": Case(
+        US,
+        "foreign-legal-process",
+        [rec(1)],
+        facts(Grant(**{**grant().body(), "subjects": ("lan",)}, signature=KEYS["PL"].sign(b"x"))),
+        False,
+        "not signed by the VN authority",
+    ),
+    "grant, another subject": Case(
+        US,
+        "foreign-legal-process",
+        [rec(1, subject="minh")],
+        facts(grant()),
+        False,
+        "does not name the subject",
+    ),
     "grant, one of two records uncovered": Case(
-        US, "foreign-legal-process", [rec(1), rec(2, subject="minh")], facts(grant()), False,
-        "does not name the subject"),
+        US,
+        "foreign-legal-process",
+        [rec(1), rec(2, subject="minh")],
+        facts(grant()),
+        False,
+        "does not name the subject",
+    ),
     "grant, used by another authority": Case(
-        who("authority-cn", "CN", Role.AUTHORITY), "foreign-legal-process", [rec(1)],
-        facts(grant()), False, "was issued to authority-us"),
-    "grant, other purpose": Case(US, "tax-audit", [rec(1)], facts(grant()), False,
-                                 "covers purpose"),
-    "home authority, domestic process": Case(who("authority-vn", "VN", Role.AUTHORITY),
-                                             "domestic-legal-process", [rec(1)], facts(None), True,
-                                             "domestic legal process"),
-    "subject, own data": Case(who("me", "VN", Role.SUBJECT, commit("VN", "lan")), "own-request",
-                              [rec(1)], facts(None), True, "her own data"),
-    "subject, someone else's": Case(who("me", "VN", Role.SUBJECT, commit("VN", "minh")),
-                                    "own-request", [rec(1)], facts(None), False, "no policy"),
-    "operator": Case(who("operator", "VN", Role.OPERATOR), "service-operation", [rec(1)],
-                     facts(None), False, "may never read"),
+        who("authority-cn", "CN", Role.AUTHORITY),
+        "foreign-legal-process",
+        [rec(1)],
+        facts(grant()),
+        False,
+        "was issued to authority-us",
+    ),
+    "grant, other purpose": Case(
+        US, "tax-audit", [rec(1)], facts(grant()), False, "covers purpose"
+    ),
+    "home authority, domestic process": Case(
+        who("authority-vn", "VN", Role.AUTHORITY),
+        "domestic-legal-process",
+        [rec(1)],
+        facts(None),
+        True,
+        "domestic legal process",
+    ),
+    "subject, own data": Case(
+        who("me", "VN", Role.SUBJECT, commit("VN", "lan")),
+        "own-request",
+        [rec(1)],
+        facts(None),
+        True,
+        "her own data",
+    ),
+    "subject, someone else's": Case(
+        who("me", "VN", Role.SUBJECT, commit("VN", "minh")),
+        "own-request",
+        [rec(1)],
+        facts(None),
+        False,
+        "no policy",
+    ),
+    "operator": Case(
+        who("operator", "VN", Role.OPERATOR),
+        "service-operation",
+        [rec(1)],
+        facts(None),
+        False,
+        "may never read",
+    ),
     "bulk over the per-request cap": Case(
-        who("svc-vn", "VN", Role.SERVICE), "billing", [rec(i, subject=f"s{i}") for i in range(4)],
-        facts(None), False, "bulk-collection limit"),
-    "no records": Case(who("svc-vn", "VN", Role.SERVICE), "billing", [], facts(None), False,
-                       "names no records"),
+        who("svc-vn", "VN", Role.SERVICE),
+        "billing",
+        [rec(i, subject=f"s{i}") for i in range(4)],
+        facts(None),
+        False,
+        "bulk-collection limit",
+    ),
+    "no records": Case(
+        who("svc-vn", "VN", Role.SERVICE), "billing", [], facts(None), False, "names no records"
+    ),
 }
 
 
@@ -140,10 +220,12 @@ def test_window_budget_counts_only_allowed_requests_and_slides():
 
 def test_pack_refuses_unannotated_invalid_and_empty_policies():
     with pytest.raises(BadRequest, match="@id and @reason"):
-        PolicyPack.load('permit(principal, action, resource);')
+        PolicyPack.load("permit(principal, action, resource);")
     with pytest.raises(BadRequest, match="schema validation"):
-        PolicyPack.load('@id("x") @reason("y") permit(principal, action, resource) '
-                        'when { principal.shoe_size > 3 };')
+        PolicyPack.load(
+            '@id("x") @reason("y") permit(principal, action, resource) '
+            "when { principal.shoe_size > 3 };"
+        )
     with pytest.raises(BadRequest, match="does not parse"):
         PolicyPack.load('@id("x") @reason("y") permit(principal, action resource);')
     with pytest.raises(BadRequest, match="empty policy pack"):

@@ -562,7 +562,7 @@ def test_sqlite_tables_are_strict(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         with pytest.raises(sqlite3.IntegrityError):
-            conn.execute("INSERT INTO principals VALUES ('p', 'PL', 'service', 'not bytes')")
+            conn.execute("INSERT INTO principals VALUES ('p', 'PL', 'service', 'not bytes', '')")
     finally:
         conn.close()
 

@@ -374,9 +374,7 @@ class SQLiteLogStorage:
                 "SELECT size FROM log_checkpoints ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             _check_checkpoint(size, note, self._next_index(), None if row is None else row[0])
-            self._db.execute(
-                "INSERT INTO log_checkpoints (size, note) VALUES (?, ?)", (size, note)
-            )
+            self._db.execute("INSERT INTO log_checkpoints (size, note) VALUES (?, ?)", (size, note))
 
     def checkpoints(self) -> list[str]:
         """See :meth:`LogStorage.checkpoints`."""

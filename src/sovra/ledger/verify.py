@@ -51,9 +51,7 @@ def verify_checkpoint(
     checkpoint = Checkpoint.parse(text)
     expected = verifier.name if origin is None else origin
     if checkpoint.origin != expected:
-        raise VerificationError(
-            f"checkpoint is for origin {checkpoint.origin!r}, not {expected!r}"
-        )
+        raise VerificationError(f"checkpoint is for origin {checkpoint.origin!r}, not {expected!r}")
     return checkpoint
 
 

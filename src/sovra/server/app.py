@@ -6,7 +6,6 @@ public on purpose: anyone may verify the log. Errors are translated once, here:
 :class:`~sovra.errors.SovraError` subclasses carry their own status.
 """
 
-
 import base64
 import logging
 from typing import Annotated, Any
@@ -53,7 +52,9 @@ class AccessBody(_Strict):
     record_ids: list[str] = Field(default_factory=list)
     subjects: list[SubjectRef] = Field(default_factory=list)
     jurisdiction: str | None = Field(default=None, description="every record of this jurisdiction")
-    grant: dict[str, Any] | None = Field(default=None, description="a signed legal-assistance grant")
+    grant: dict[str, Any] | None = Field(
+        default=None, description="a signed legal-assistance grant"
+    )
 
 
 def create_app(deployment: Deployment) -> FastAPI:
@@ -101,8 +102,12 @@ def create_app(deployment: Deployment) -> FastAPI:
     def ingest(body: IngestBody, caller: Caller) -> dict[str, Any]:
         """Ingest a record: classify, minimise, place, seal, wrap, store, log."""
         return _receipt(
-            gw.ingest(caller, subject_id=body.subject_id, jurisdiction=body.jurisdiction,
-                      content=body.content)
+            gw.ingest(
+                caller,
+                subject_id=body.subject_id,
+                jurisdiction=body.jurisdiction,
+                content=body.content,
+            )
         )
 
     @app.post("/v1/access", tags=["records"])
@@ -129,8 +134,10 @@ def create_app(deployment: Deployment) -> FastAPI:
     def show_grant(grant_id: str, caller: Caller) -> dict[str, Any]:
         """A registered grant, with its revocation status."""
         grant = gw.get_grant(grant_id)
-        return {"grant": grant.body() | {"signature": grant.signature.hex()},
-                "revoked": gw.store.grant_revoked(grant_id)}
+        return {
+            "grant": grant.body() | {"signature": grant.signature.hex()},
+            "revoked": gw.store.grant_revoked(grant_id),
+        }
 
     @app.post("/v1/grants/{grant_id}/revoke", tags=["grants"])
     def revoke_grant(grant_id: str, caller: Caller) -> dict[str, Any]:

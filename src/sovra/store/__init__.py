@@ -52,7 +52,7 @@ def open_metadata_store(url_or_path: str | os.PathLike[str]) -> MetadataStore:
     scheme = url_or_path.split("://", 1)[0].lower()
     if scheme in ("postgresql", "postgres"):
         try:
-            from sovra.store.postgres import PostgresMetadataStore  # noqa: PLC0415
+            from sovra.store.postgres import PostgresMetadataStore
         except ImportError:
             raise ConfigError(
                 "a postgresql:// store needs psycopg: pip install 'sovra[postgres]'"
