@@ -1,7 +1,10 @@
 """The ``sovra`` command: a thin adapter over the deployment, the client and the verifier.
 
-Errors from the tree in :mod:`sovra.errors` are printed with their diagnostics and turn
-into exit code 1 (caller's fault), 2 (usage) or 3 (integrity/verification failures).
+Errors are translated once, at this edge: an error from the tree in :mod:`sovra.errors`
+that leaves a command is printed with its diagnostics and becomes exit code 1 (the
+caller's fault: a refusal, bad input, a missing or broken deployment) or 3 (an integrity
+or verification failure); 2 is a usage error. A gateway that cannot be reached is exit
+code 1 with the URL in the message. No expected failure prints a traceback.
 """
 
 from __future__ import annotations
@@ -12,19 +15,39 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
-from sovra.errors import ClientError, IntegrityError, SovraError
+from sovra.errors import IntegrityError, SovraError
+
+if TYPE_CHECKING:
+    from sovra.client import Client
 
 __all__ = ["app", "main"]
 
+
+class _Edge(TyperGroup):
+    """The root command group; turns a sovra error leaving any command into a message."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SovraError as exc:
+            _fail(exc)
+
+
 app = typer.Typer(
+    cls=_Edge,
     help="sovra: a data-sovereignty gateway. Start with `sovra init DIR` or `sovra demo`.",
     no_args_is_help=True,
     add_completion=False,
@@ -32,12 +55,14 @@ app = typer.Typer(
 )
 log_app = typer.Typer(help="Read and verify the public transparency log.", no_args_is_help=True)
 app.add_typer(log_app, name="log")
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: a line of text is never broken at the console's width, so a path or a
+# message can be copied or grepped whole; tables still fit the width.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
-DEFAULT_URL = os.environ.get("SOVRA_URL", "http://127.0.0.1:8750")
+DEFAULT_URL = "http://127.0.0.1:8750"
 DeploymentDir = Annotated[Path, typer.Option("--deployment", "-d", help="deployment directory")]
-Url = Annotated[str, typer.Option("--url", help="gateway URL (env SOVRA_URL)")]
+Url = Annotated[str, typer.Option("--url", envvar="SOVRA_URL", help="gateway URL")]
 As = Annotated[str, typer.Option("--as", help="principal id to act as")]
 KeyOpt = Annotated[
     Path | None,
@@ -45,19 +70,47 @@ KeyOpt = Annotated[
 ]
 
 
+def _error(message: str) -> None:
+    # Plain Text, not markup: messages quote user input, which may contain brackets.
+    err.print(Text.assemble(("error", "bold red"), " ", message))
+
+
 def _fail(exc: SovraError) -> NoReturn:
-    err.print(f"[bold red]error[/] {exc.diagnostics()}", highlight=False)
+    _error(exc.diagnostics())
     raise typer.Exit(3 if isinstance(exc, IntegrityError) else 1)
 
 
-def _client(url: str, principal: str | None, key: Path | None, deployment: Path):  # type: ignore[no-untyped-def]
+@contextmanager
+def _client(
+    url: str,
+    principal: str | None = None,
+    key: Path | None = None,
+    deployment: Path = Path(),
+) -> Iterator[Client]:
+    """A client for *url*, signing as *principal* when given."""
     from sovra.client import Client
     from sovra.keys import load_ed25519
+    from sovra.model import check_id
 
-    if principal is None:
-        return Client(url)
-    path = key or deployment / "principals" / f"{principal}.key"
-    return Client(url, principal, load_ed25519(path))
+    signing_key = None
+    if principal is not None:
+        path = key or deployment / "principals" / f"{check_id(principal, 'principal')}.key"
+        signing_key = load_ed25519(path)
+    with Client(url, principal, signing_key) as client:
+        yield client
+
+
+def _progress(label: str) -> Progress:
+    """A progress bar on stderr, shown only on a terminal so pipes stay clean."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
 
 
 def _print_json(value: object) -> None:
@@ -76,12 +129,10 @@ def init(
     from sovra.deployment import Deployment
 
     codes = [c.strip() for c in jurisdictions.split(",") if c.strip()]
-    try:
-        Deployment.init(directory, jurisdictions=codes, origin=origin)
-    except SovraError as exc:
-        _fail(exc)
-    out.print(f"created deployment in [bold]{directory}[/] for {', '.join(codes)}")
-    out.print(f"edit {directory / 'sovra.toml'}, then: sovra serve {directory}")
+    Deployment.init(directory, jurisdictions=codes, origin=origin)
+    shown = escape(str(directory))
+    out.print(f"created deployment in [bold]{shown}[/] for {', '.join(codes)}")
+    out.print(f"edit {escape(str(directory / 'sovra.toml'))}, then: sovra serve {shown}")
 
 
 @app.command()
@@ -96,12 +147,9 @@ def serve(
     from sovra.deployment import Deployment
     from sovra.server import create_app
 
-    try:
-        dep = Deployment.open(directory)
-    except SovraError as exc:
-        _fail(exc)
+    dep = Deployment.open(directory)
     out.print(
-        f"sovra serving [bold]{directory}[/] at http://{host}:{port}  "
+        f"sovra serving [bold]{escape(str(directory))}[/] at http://{host}:{port}  "
         f"(API docs: http://{host}:{port}/docs, log: http://{host}:{port}/v1/log/checkpoint)"
     )
     try:
@@ -121,21 +169,20 @@ def put(
     url: Url = DEFAULT_URL,
 ) -> None:
     """Ingest a record through a running gateway."""
+    stdin = str(source) == "-"
+    name = "standard input" if stdin else str(source)
     try:
-        raw = sys.stdin.buffer.read() if str(source) == "-" else source.read_bytes()
+        raw = sys.stdin.buffer.read() if stdin else source.read_bytes()
     except OSError as exc:
-        err.print(f"[bold red]error[/] cannot read {source}: {exc.strerror}")
+        _error(f"cannot read {name}: {exc.strerror}")
         raise typer.Exit(1) from None
     try:
         content = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        err.print(f"[bold red]error[/] {source} is not UTF-8 text (byte {exc.start})")
+        _error(f"{name} is not UTF-8 text (byte {exc.start})")
         raise typer.Exit(1) from None
-    try:
-        with _client(url, principal, key, deployment) as client:
-            _print_json(client.ingest(subject, jurisdiction, content))
-    except SovraError as exc:
-        _fail(exc)
+    with _client(url, principal, key, deployment) as client:
+        _print_json(client.ingest(subject, jurisdiction, content))
 
 
 @app.command()
@@ -161,26 +208,27 @@ def get(
     for s in subject or []:
         j, sep, sid = s.partition(":")
         if not sep:
-            err.print(f"[bold red]error[/] --subject must be JURISDICTION:SUBJECT_ID, got {s!r}")
+            _error(f"--subject must be JURISDICTION:SUBJECT_ID, got {s!r}")
             raise typer.Exit(2)
         subjects.append((j, sid))
-    try:
-        grant = Grant.from_json(grant_file.read_bytes()) if grant_file else None
-        with _client(url, principal, key, deployment) as client:
-            _print_json(
-                client.access(
-                    purpose,
-                    record_ids=record or [],
-                    subjects=subjects,
-                    jurisdiction=everything_of,
-                    grant=grant,
-                )
+    grant = None
+    if grant_file is not None:
+        try:
+            raw = grant_file.read_bytes()
+        except OSError as exc:
+            _error(f"cannot read {grant_file}: {exc.strerror}")
+            raise typer.Exit(1) from None
+        grant = Grant.from_json(raw)
+    with _client(url, principal, key, deployment) as client:
+        _print_json(
+            client.access(
+                purpose,
+                record_ids=record or [],
+                subjects=subjects,
+                jurisdiction=everything_of,
+                grant=grant,
             )
-    except OSError as exc:
-        err.print(f"[bold red]error[/] cannot read {grant_file}: {exc.strerror}")
-        raise typer.Exit(1) from None
-    except SovraError as exc:
-        _fail(exc)
+        )
 
 
 @app.command()
@@ -203,29 +251,30 @@ def grant(
     from sovra.policy import sign_grant
 
     now = int(time.time())
-    try:
-        body = Grant(
-            grant_id=grant_id or f"mla-{approver.lower()}-{os.urandom(4).hex()}",
-            grantee=grantee,
-            grantee_jurisdiction=grantee_jurisdiction,
-            approver=approver,
-            subjects=tuple(subject),
-            purpose=purpose,
-            legal_basis=legal_basis or f"legal assistance approved by {approver}",
-            not_before=now - 60,
-            not_after=now + days * 86400,
-        )
-        signed = sign_grant(body, load_ed25519(deployment / "authorities" / f"{approver}.key"))
-        if output:
+    body = Grant(
+        grant_id=grant_id or f"mla-{approver.lower()}-{os.urandom(4).hex()}",
+        grantee=grantee,
+        grantee_jurisdiction=grantee_jurisdiction,
+        approver=approver,
+        subjects=tuple(subject),
+        purpose=purpose,
+        legal_basis=legal_basis or f"legal assistance approved by {approver}",
+        not_before=now - 60,
+        not_after=now + days * 86400,
+    )
+    signed = sign_grant(body, load_ed25519(deployment / "authorities" / f"{approver}.key"))
+    if output:
+        # Written before registering, so a registered grant is never lost to a bad --out.
+        try:
             output.write_bytes(signed.to_json())
-        authority = f"authority-{approver.lower()}"
-        with _client(url, authority, None, deployment) as client:
-            receipt = client.register_grant(signed)
-    except SovraError as exc:
-        _fail(exc)
+        except OSError as exc:
+            _error(f"cannot write {output}: {exc.strerror}; grant not registered")
+            raise typer.Exit(1) from None
+    with _client(url, f"authority-{approver.lower()}", None, deployment) as client:
+        receipt = client.register_grant(signed)
     out.print(
-        f"grant [bold]{signed.grant_id}[/] registered at log index "
-        f"{receipt['receipt']['index']}" + (f", written to {output}" if output else "")
+        f"grant [bold]{escape(signed.grant_id)}[/] registered at log index "
+        f"{receipt['receipt']['index']}" + (f", written to {escape(str(output))}" if output else "")
     )
 
 
@@ -241,29 +290,26 @@ def report(
     """Who touched this subject's data: entries verified against the log's checkpoint."""
     from sovra.ledger import verify_checkpoint, verify_entry_inclusion
 
-    try:
-        with _client(url, principal, key, deployment) as client:
-            rep = client.report(jurisdiction, subject)
-            vkey = client.verifier_key()
-        cp = verify_checkpoint(rep["checkpoint"], vkey)
-        table = Table(title=f"log entries about subject {rep['commitment'][:16]}…")
-        for col in ("index", "kind", "principal", "effect", "reason", "proof"):
-            table.add_column(col)
-        for e in rep["entries"]:
-            entry = e["entry"].encode()
-            verify_entry_inclusion(entry, e["index"], [base64.b64decode(h) for h in e["proof"]], cp)
-            fields = json.loads(entry)
-            table.add_row(
-                str(e["index"]),
-                fields["kind"],
-                fields["principal"],
-                fields.get("effect", ""),
-                fields.get("reason", "")[:60],
-                "verified",
-            )
-    except SovraError as exc:
-        _fail(exc)
-    out.print(table)
+    with _client(url, principal, key, deployment) as client:
+        rep = client.report(jurisdiction, subject)
+        vkey = client.verifier_key()
+    cp = verify_checkpoint(rep["checkpoint"], vkey)
+    table = Table(title=f"log entries about subject {rep['commitment'][:16]}…")
+    for col in ("index", "kind", "principal", "effect", "reason", "proof"):
+        table.add_column(col)
+    for e in rep["entries"]:
+        entry = e["entry"].encode()
+        verify_entry_inclusion(entry, e["index"], [base64.b64decode(h) for h in e["proof"]], cp)
+        fields = json.loads(entry)
+        table.add_row(
+            str(e["index"]),
+            fields["kind"],
+            fields["principal"],
+            fields.get("effect", ""),
+            fields.get("reason", "")[:60],
+            "verified",
+        )
+    out.print(table, markup=False, soft_wrap=False)
     out.print(
         f"{len(rep['entries'])} entries, every inclusion proof verified against the "
         f"checkpoint of size {cp.size}"
@@ -273,11 +319,10 @@ def report(
 @log_app.command("checkpoint")
 def log_checkpoint(url: Url = DEFAULT_URL) -> None:
     """Print the latest signed checkpoint."""
-    try:
-        with _client(url, None, None, Path()) as client:
-            out.print(client.checkpoint(), end="", highlight=False)
-    except SovraError as exc:
-        _fail(exc)
+    with _client(url) as client:
+        note = client.checkpoint()
+    # Byte for byte: a signed note that is wrapped or restyled no longer verifies.
+    out.out(note, end="", highlight=False)
 
 
 @log_app.command("prove")
@@ -288,14 +333,11 @@ def log_prove(
     """Fetch and verify the inclusion proof of one entry against the latest checkpoint."""
     from sovra.ledger import verify_checkpoint, verify_entry_inclusion
 
-    try:
-        with _client(url, None, None, Path()) as client:
-            cp = verify_checkpoint(client.checkpoint(), client.verifier_key())
-            entry = client.entries(index, index + 1)[0]
-            proof = client.inclusion_proof(index, cp.size)
-        verify_entry_inclusion(entry, index, proof, cp)
-    except SovraError as exc:
-        _fail(exc)
+    with _client(url) as client:
+        cp = verify_checkpoint(client.checkpoint(), client.verifier_key())
+        entry = client.entries(index, index + 1)[0]
+        proof = client.inclusion_proof(index, cp.size)
+    verify_entry_inclusion(entry, index, proof, cp)
     _print_json(
         {
             "index": index,
@@ -315,30 +357,22 @@ def log_verify(
     ] = None,
 ) -> None:
     """Replay the whole log, recompute every root and check every checkpoint."""
-    from sovra.ledger import audit, verify_checkpoint
+    from sovra.ledger import NoteVerifier, audit, verify_checkpoint
 
-    try:
-        with _client(url, None, None, Path()) as client:
-            key = vkey or client.verifier_key()
-            notes = client.checkpoints()
-            size = verify_checkpoint(notes[-1], key).size if notes else 0
-            entries: list[bytes] = []
-            with Progress(
-                TextColumn("fetching entries"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            ) as bar:
-                task = bar.add_task("", total=size)
-                for start in range(0, size, 1000):
-                    entries += client.entries(start, min(size, start + 1000))
-                    bar.update(task, completed=len(entries))
-        result = audit(entries, notes, key)
-        result.check()
-    except SovraError as exc:
-        _fail(exc)
+    if vkey is not None:
+        NoteVerifier.from_vkey(vkey)  # a malformed key is refused before any request
+    with _client(url) as client:
+        key = vkey or client.verifier_key()
+        notes = client.checkpoints()
+        size = verify_checkpoint(notes[-1], key).size if notes else 0
+        entries: list[bytes] = []
+        with _progress("fetching entries") as bar:
+            task = bar.add_task("", total=size)
+            for start in range(0, size, 1000):
+                entries += client.entries(start, min(size, start + 1000))
+                bar.update(task, completed=len(entries))
+    result = audit(entries, notes, key)
+    result.check()
     out.print(
         f"[bold green]verified[/] {size} entries and {result.checkpoints} "
         f"checkpoints: every root recomputed, every signature checked"
@@ -358,55 +392,43 @@ def demo(
 
     with tempfile.TemporaryDirectory(prefix="sovra-demo-") as tmp:
         root = deployment or Path(tmp) / "deployment"
+        if not (root / "sovra.toml").exists():
+            Deployment.init(root)
+        dep = Deployment.open(root)
         try:
-            if not (root / "sovra.toml").exists():
-                Deployment.init(root)
-            dep = Deployment.open(root)
-            with Progress(
-                TextColumn("ingesting"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            ) as bar:
+            with _progress("ingesting") as bar:
                 task = bar.add_task("", total=None)
                 steps = run_demo(
                     dep,
                     synthetic=synthetic,
                     progress=lambda n, t: bar.update(task, completed=n, total=t),
                 )
+        finally:
             dep.close()
-        except SovraError as exc:
-            _fail(exc)
     table = Table(title="sovra demo: the seed scenario", show_lines=True)
     for col in ("#", "actor", "request", "expected", "outcome", "reason", "log index"):
         table.add_column(col, overflow="fold")
     for s in steps:
-        colour = "green" if s.ok else "bold red"
         table.add_row(
             str(s.number),
             s.actor,
             s.action,
             s.expected,
-            f"[{colour}]{s.outcome}[/]",
+            Text(s.outcome, style="green" if s.ok else "bold red"),
             s.reason,
             "" if s.log_index is None else str(s.log_index),
         )
-    out.print(table)
+    out.print(table, markup=False, soft_wrap=False)
     bad = [s.number for s in steps if not s.ok]
     if bad:
-        err.print(f"[bold red]unexpected outcome in step(s) {bad}[/]")
+        _error(f"unexpected outcome in step(s) {bad}")
         raise typer.Exit(1)
     out.print("[bold green]all seven outcomes as expected[/]")
 
 
 def main() -> None:
     """Entry point of the ``sovra`` console script."""
-    try:
-        app()
-    except ClientError as exc:  # an error that escaped a command's own handling
-        _fail(exc)
+    app(prog_name="sovra")
 
 
 if __name__ == "__main__":

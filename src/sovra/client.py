@@ -27,6 +27,7 @@ from sovra.errors import (
     PayloadTooLarge,
     SovraError,
     Unauthenticated,
+    Unavailable,
 )
 from sovra.model import Grant
 
@@ -54,6 +55,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._base = base_url
         self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
         self._id = principal_id
         self._key = key
@@ -79,12 +81,23 @@ class Client:
                 raise Unauthenticated("this client has no principal id and key to sign with")
             token = make_token(self._key, self._id, method, path, data, now_s=int(self._clock()))
             headers["authorization"] = f"Sovra {token}"
-        response = self._http.request(method, path, content=data, headers=headers)
+        base = self._base
+        try:
+            response = self._http.request(method, path, content=data, headers=headers)
+        except httpx.ConnectError as exc:
+            raise Unavailable(
+                f"cannot connect to the gateway at {base}: {exc} (is `sovra serve` running there?)"
+            ) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise Unavailable(f"gateway at {base}: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 400:
             raise _error(response)
         if response.headers.get("content-type", "").startswith("text/plain"):
             return response.text
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise Unavailable(f"{base} answered with something that is not sovra's JSON") from None
 
     # -- records ---------------------------------------------------------------------------
 

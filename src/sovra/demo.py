@@ -10,17 +10,20 @@ real signed token, exactly as an HTTP request would.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.auth import make_token
 from sovra.deployment import Deployment
-from sovra.errors import Denied, SovraError
+from sovra.errors import Denied, NotFound, SovraError
+from sovra.gateway import AccessResult
 from sovra.ledger import audit, verify_checkpoint, verify_consistency, verify_entry_inclusion
-from sovra.model import Decision, Grant, LogReceipt, Principal, ReleaseAuthorization, Role
+from sovra.model import Decision, Grant, LogEntry, LogReceipt, Principal, ReleaseAuthorization, Role
 from sovra.policy import sign_grant
 
 __all__ = ["ANNA", "LAN", "Step", "run_demo"]
@@ -113,11 +116,16 @@ def run_demo(
         for j in ("PL", "VN")
     }
     anna_c = gw.commitment(*ANNA)
-    anna_key = dep.register("subject-anna", "PL", Role.SUBJECT, subject=anna_c)
+    try:  # a second run on the same deployment reuses her
+        dep.store.get_principal("subject-anna")
+        anna_key = dep.principal_key("subject-anna")
+    except NotFound:
+        anna_key = dep.register("subject-anna", "PL", Role.SUBJECT, subject=anna_c)
     anna = _Actor(dep, "subject-anna", anna_key)
 
     todo = [(*ANNA, t) for t in ANNA_RECORDS] + [(*LAN, t) for t in LAN_RECORDS]
-    todo += _synthetic(rng, synthetic)
+    # Enough subjects of each jurisdiction that step 4 crosses the per-request bulk cap.
+    todo += _synthetic(rng, max(synthetic, 2 * dep.config.request_subject_limit + 2))
     for n, (j, sid, text) in enumerate(todo, 1):
         gw.ingest(svc[j].login("/v1/records"), subject_id=sid, jurisdiction=j, content=text)
         if progress:
@@ -126,24 +134,30 @@ def run_demo(
     steps: list[Step] = []
 
     def attempt(
-        number: int, actor: str, action: str, expected: str, call: Callable[[], int]
+        number: int, actor: str, action: str, expected: str, call: Callable[[], AccessResult]
     ) -> None:
         try:
-            index = call()
-            steps.append(Step(number, actor, action, expected, "allow", "", index))
+            result = call()
+            index = result.decision_receipt.index
+            reason = result.decision.reason
+            steps.append(Step(number, actor, action, expected, "allow", reason, index))
         except Denied as exc:
-            steps.append(Step(number, actor, action, expected, "deny", exc.message, exc.log_index))
+            outcome = "deny"
+            if exc.log_index is not None:
+                # Read the refusal back from the public log: which policy decided it.
+                logged = LogEntry.from_bytes(gw.log.entry(exc.log_index))
+                if any(p.startswith("bulk-collection") for p in logged.fields["policies"]):
+                    outcome = "deny: bulk"
+            steps.append(Step(number, actor, action, expected, outcome, exc.message, exc.log_index))
         except SovraError as exc:
             steps.append(
                 Step(number, actor, action, expected, "error", exc.diagnostics(), exc.log_index)
             )
 
-    def read(actor: _Actor, purpose: str, grant: Grant | None = None, **target: object) -> int:
-        result = gw.access(actor.login("/v1/access"), purpose=purpose, grant=grant, **target)  # type: ignore[arg-type]
-        steps_reason[0] = result.decision.reason
-        return result.decision_receipt.index
-
-    steps_reason = [""]
+    def read(
+        actor: _Actor, purpose: str, grant: Grant | None = None, **target: Any
+    ) -> AccessResult:
+        return gw.access(actor.login("/v1/access"), purpose=purpose, grant=grant, **target)
 
     # 1. the subject's own-country service, for a declared purpose
     attempt(
@@ -153,7 +167,6 @@ def run_demo(
         "allow",
         lambda: read(svc["PL"], "customer-support", subjects=[ANNA]),
     )
-    _fill_reason(steps, steps_reason)
 
     # 2. a foreign authority without a grant
     us = _Actor(dep, "authority-us", dep.principal_key("authority-us"))
@@ -167,9 +180,10 @@ def run_demo(
 
     # 3. the home authority signs a scoped grant; the same request is allowed
     now = int(gw._clock())
+    grant_id = f"mla-vn-{now}-{os.urandom(3).hex()}"  # unique, so the demo can run again
     grant = sign_grant(
         Grant(
-            grant_id="mla-2026-vn-0001",
+            grant_id=grant_id,
             grantee="authority-us",
             grantee_jurisdiction="US",
             approver="VN",
@@ -187,11 +201,10 @@ def run_demo(
     attempt(
         3,
         "authority-us + VN grant",
-        "same request under grant mla-2026-vn-0001",
+        f"same request under grant {grant_id}",
         "allow",
         lambda: read(us, "foreign-legal-process", grant=grant, subjects=[LAN]),
     )
-    _fill_reason(steps, steps_reason)
 
     # 4. another state asks for every record of a foreign nationality at once
     cn = _Actor(dep, "authority-cn", dep.principal_key("authority-cn"))
@@ -199,7 +212,7 @@ def run_demo(
         4,
         "authority-cn (foreign)",
         "read every VN record at once",
-        "deny",
+        "deny: bulk",
         lambda: read(cn, "foreign-legal-process", jurisdiction="VN"),
     )
 
@@ -212,20 +225,6 @@ def run_demo(
     # 7. an auditor verifies the log from its first checkpoint to its last
     steps.append(_audit(dep, first_checkpoint))
     return steps
-
-
-def _fill_reason(steps: list[Step], reason: list[str]) -> None:
-    last = steps[-1]
-    if last.outcome == "allow":
-        steps[-1] = Step(
-            last.number,
-            last.actor,
-            last.action,
-            last.expected,
-            last.outcome,
-            reason[0],
-            last.log_index,
-        )
 
 
 def _operator_bypass(dep: Deployment) -> Step:

@@ -93,8 +93,11 @@ class Deployment:
             raise ConfigError("a deployment needs at least one jurisdiction")
         if (root / CONFIG_NAME).exists():
             raise ConfigError(f"{root} already holds a deployment ({CONFIG_NAME} exists)")
-        for sub in ("keys", "custodians", "authorities", "principals", "blobs"):
-            (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            for sub in ("keys", "custodians", "authorities", "principals", "blobs"):
+                (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(f"cannot create a deployment in {root}: {exc.strerror}") from None
         log_key = generate_ed25519(root / "keys" / "log.key")
         write_secret(root / "keys" / "commitment.secret", os.urandom(32))
         write_secret(root / "keys" / "token.secret", os.urandom(32))

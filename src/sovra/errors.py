@@ -12,7 +12,8 @@ exit code and message in ``cli``)::
     │   └── PayloadTooLarge         413 over a configured size limit
     ├── IntegrityError              stored bytes or a proof failed authentication (500)
     │   └── VerificationError       a proof, checkpoint or signature does not verify
-    └── ConfigError                 the deployment on disk is missing or inconsistent (500)
+    ├── ConfigError                 the deployment on disk is missing or inconsistent (500)
+    └── Unavailable                 the gateway cannot be reached or is not a gateway (503)
 
 Decryption and unwrapping raise one opaque :class:`IntegrityError` whatever went wrong,
 so no oracle leaks; details go to the server log only.
@@ -30,6 +31,7 @@ __all__ = [
     "PayloadTooLarge",
     "SovraError",
     "Unauthenticated",
+    "Unavailable",
     "VerificationError",
 ]
 
@@ -118,3 +120,10 @@ class ConfigError(SovraError):
 
     status = 500
     code = "config"
+
+
+class Unavailable(SovraError):
+    """A client could not reach a gateway, or what answered is not one; retrying may help."""
+
+    status = 503
+    code = "unavailable"

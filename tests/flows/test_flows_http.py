@@ -43,6 +43,10 @@ def _call(http, dep, clock, who, method, path, body=None, *, raw=None, key=None,
     return http.request(method, path, content=data, headers=headers)
 
 
+def _access(http, dep, clock, who, body):
+    return _call(http, dep, clock, who, "POST", "/v1/access", body)
+
+
 def _put(
     http, dep, clock, who="svc-pl", jurisdiction="PL", subject="anna@example.pl", text=ANNA_TEXT
 ):
@@ -54,15 +58,7 @@ def test_ingest_and_read_over_http(http, dep, clock):
     r = _put(http, dep, clock)
     assert r.status_code == 201, r.text
     rid = r.json()["record_id"]
-    r = _call(
-        http,
-        dep,
-        clock,
-        "svc-pl",
-        "POST",
-        "/v1/access",
-        {"purpose": "customer-support", "record_ids": [rid]},
-    )
+    r = _access(http, dep, clock, "svc-pl", {"purpose": "customer-support", "record_ids": [rid]})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["decision"]["effect"] == "allow"
@@ -72,14 +68,8 @@ def test_ingest_and_read_over_http(http, dep, clock):
 
 def test_deny_is_403_with_its_log_index(http, dep, clock):
     rid = _put(http, dep, clock).json()["record_id"]
-    r = _call(
-        http,
-        dep,
-        clock,
-        "authority-us",
-        "POST",
-        "/v1/access",
-        {"purpose": "foreign-legal-process", "record_ids": [rid]},
+    r = _access(
+        http, dep, clock, "authority-us", {"purpose": "foreign-legal-process", "record_ids": [rid]}
     )
     assert r.status_code == 403
     body = r.json()
@@ -188,14 +178,8 @@ def test_oversized_body_is_413(http, dep, clock):
 
 
 def test_unknown_record_is_404(http, dep, clock):
-    r = _call(
-        http,
-        dep,
-        clock,
-        "svc-pl",
-        "POST",
-        "/v1/access",
-        {"purpose": "billing", "record_ids": ["r-does-not-exist"]},
+    r = _access(
+        http, dep, clock, "svc-pl", {"purpose": "billing", "record_ids": ["r-does-not-exist"]}
     )
     assert r.status_code == 404
     assert dep.gateway.log.size == 0

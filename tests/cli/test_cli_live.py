@@ -1,0 +1,285 @@
+"""The command against a live gateway: ingest, read, refusals, grants, reports and the log.
+
+Every test names its own subjects, so the tests of this module share one server in any
+order. Outcomes are checked against the server's own deployment: the record it stored,
+the log entry a message points at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sovra.classify.minimise import token_for
+from sovra.keys import read_secret
+from sovra.ledger import NoteSigner, verify_checkpoint
+from sovra.model import Grant, Role
+from sovra.policy import verify_grant_signature
+
+PESEL = "44051401359"
+IBAN = "PL61 1090 1014 0000 0712 1981 2874"
+
+
+def _polish(name: str) -> str:
+    return f"Klientka {name}, PESEL {PESEL}, tel. +48 601 234 567, rachunek {IBAN}."
+
+
+def _log_entry(live, index: int) -> dict[str, object]:
+    entry: dict[str, object] = json.loads(live.dep.gateway.log.entry(index))
+    return entry
+
+
+def _logged_index(message: str) -> int:
+    found = re.search(r"\(logged at index (\d+)\)$", message)
+    assert found, message
+    return int(found.group(1))
+
+
+def test_put_from_a_file_and_from_stdin(sovra, live, tmp_path):
+    note = tmp_path / "note.txt"
+    note.write_text(_polish("Ewa"), encoding="utf-8")
+    from_file = sovra(
+        *live.args("put", "--subject", "ewa@example.pl", "--jurisdiction", "PL", note)
+    )
+    assert from_file.code == 0, from_file.err
+    receipt = from_file.json()
+    assert receipt["record_id"].startswith("r-")
+    assert receipt["region"] == "eu-central-pl"
+    assert receipt["actions"]["pl_pesel"] == "tokenize"
+    assert _log_entry(live, receipt["log_index"])["kind"] == "ingest"
+
+    from_stdin = sovra(
+        *live.args("put", "--subject", "ewa@example.pl", "--jurisdiction", "PL", "-"),
+        stdin=_polish("Ewa").encode(),
+    )
+    assert from_stdin.code == 0, from_stdin.err
+    second = from_stdin.json()["record_id"]
+    assert second != receipt["record_id"]
+    ewa = live.dep.gateway.commitment("PL", "ewa@example.pl")
+    assert {m.header.record_id for m in live.dep.store.records_for_subject(ewa)} == {
+        receipt["record_id"],
+        second,
+    }
+
+
+def test_get_by_record_returns_the_minimised_text(sovra, live, tmp_path):
+    note = tmp_path / "note.txt"
+    note.write_text(_polish("Zofia"), encoding="utf-8")
+    put = sovra(*live.args("put", "--subject", "zofia@example.pl", "--jurisdiction", "PL", note))
+    rid = put.json()["record_id"]
+
+    ran = sovra(
+        *live.args("get", "--as", "svc-pl", "--purpose", "customer-support", "--record", rid)
+    )
+    assert ran.code == 0, ran.err
+    body = ran.json()
+    assert body["decision"]["effect"] == "allow"
+    token = token_for("pl_pesel", PESEL, read_secret(live.root / "keys" / "token.secret"))
+    expected = _polish("Zofia").replace(PESEL, token).replace(IBAN, "[REDACTED:iban]")
+    assert body["records"] == {rid: expected}
+    assert PESEL not in ran.out
+    decision = _log_entry(live, body["log_index"])
+    assert (decision["principal"], decision["effect"]) == ("svc-pl", "allow")
+
+
+def test_foreign_authority_needs_a_grant(sovra, live, tmp_path):
+    lan = "tran.thi.mai@example.vn"
+    text = tmp_path / "lan.txt"
+    text.write_text(f"Khách hàng {lan}, điện thoại +84 912 345 678.", encoding="utf-8")
+    put = sovra(*live.args("put", "--as", "svc-vn", "--subject", lan, "--jurisdiction", "VN", text))
+    assert put.code == 0, put.err
+    rid = put.json()["record_id"]
+    request = live.args(
+        "get",
+        "--as",
+        "authority-us",
+        "--purpose",
+        "foreign-legal-process",
+        "--subject",
+        f"VN:{lan}",
+    )
+
+    denied = sovra(*request)
+    assert denied.code == 1
+    assert denied.out == ""
+    assert denied.message.startswith("error denied: ")
+    assert "grant" in denied.message
+    refusal = _log_entry(live, _logged_index(denied.message))
+    assert (refusal["principal"], refusal["effect"]) == ("authority-us", "deny")
+
+    grant_file = tmp_path / "g.json"
+    granted = sovra(
+        *live.args(
+            "grant",
+            "--approver",
+            "VN",
+            "--grantee",
+            "authority-us",
+            "--grantee-jurisdiction",
+            "US",
+            "--subject",
+            lan,
+            "--days",
+            "7",
+            "--grant-id",
+            "mla-cli-0001",
+            "--out",
+            grant_file,
+        )
+    )
+    assert granted.code == 0, granted.err
+    shown = re.fullmatch(
+        r"grant mla-cli-0001 registered at log index (\d+), written to (.+)", granted.out.strip()
+    )
+    assert shown, granted.out
+    assert shown.group(2) == str(grant_file)
+    assert _log_entry(live, int(shown.group(1)))["kind"] == "grant"
+    grant = Grant.from_json(grant_file.read_bytes())
+    assert (grant.grant_id, grant.grantee, grant.approver, grant.subjects) == (
+        "mla-cli-0001",
+        "authority-us",
+        "VN",
+        (lan,),
+    )
+    assert grant.not_after - grant.not_before == 7 * 86400 + 60
+    verify_grant_signature(grant, {"VN": live.dep.authority_key("VN").public_key()})
+
+    allowed = sovra(*request, "--grant", grant_file)
+    assert allowed.code == 0, allowed.err
+    body = allowed.json()
+    assert body["decision"]["effect"] == "allow"
+    assert body["decision"]["grant"] == grant.digest()
+    assert body["records"] == {rid: f"Khách hàng {lan}, điện thoại +84 912 345 678."}
+
+
+def test_report_verifies_every_entry_about_the_subject(sovra, live, tmp_path):
+    subject = "halina@example.pl"
+    live.dep.register(
+        "subject-halina", "PL", Role.SUBJECT, subject=live.dep.gateway.commitment("PL", subject)
+    )
+    note = tmp_path / "note.txt"
+    note.write_text(_polish("Halina"), encoding="utf-8")
+    rid = sovra(*live.args("put", "--subject", subject, "--jurisdiction", "PL", note)).json()[
+        "record_id"
+    ]
+    read = sovra(*live.args("get", "--purpose", "billing", "--record", rid))
+    assert read.code == 0, read.err
+
+    ran = sovra(
+        *live.args("report", "--as", "subject-halina", "--jurisdiction", "PL", "--subject", subject)
+    )
+    assert ran.code == 0, ran.err
+    rows = [line for line in ran.out.splitlines() if re.match(r"^│ \d+ ", line)]
+    assert len(rows) >= 2  # the ingest and the read, at least
+    assert all(row.rstrip().endswith("│ verified │") for row in rows), ran.out
+    assert any("│ ingest " in row and "│ svc-pl " in row for row in rows), ran.out
+    summary = re.search(
+        r"^(\d+) entries, every inclusion proof verified against the checkpoint of size (\d+)$",
+        ran.out,
+        re.MULTILINE,
+    )
+    assert summary, ran.out
+    assert int(summary.group(1)) == len(rows)
+    assert int(summary.group(2)) <= live.dep.gateway.log.size
+
+
+def test_report_about_someone_else_is_denied(sovra, live):
+    live.dep.register(
+        "subject-irena",
+        "PL",
+        Role.SUBJECT,
+        subject=live.dep.gateway.commitment("PL", "irena@example.pl"),
+    )
+    ran = sovra(
+        *live.args(
+            "report", "--as", "subject-irena", "--jurisdiction", "PL", "--subject", "ewa@example.pl"
+        )
+    )
+    assert ran.code == 1
+    assert ran.out == ""
+    assert ran.message.startswith("error denied: ")
+    assert _log_entry(live, _logged_index(ran.message))["principal"] == "subject-irena"
+
+
+def test_log_checkpoint_prints_the_signed_note_byte_for_byte(sovra, live, tmp_path):
+    note = tmp_path / "note.txt"
+    note.write_text("nothing sensitive", encoding="utf-8")
+    sovra(*live.args("put", "--subject", "cp@example.pl", "--jurisdiction", "PL", note))
+
+    ran = sovra("log", "checkpoint", "--url", live.url)
+    assert ran.code == 0, ran.err
+    checkpoint = verify_checkpoint(ran.out, live.dep.gateway.log.verifier_key)
+    assert checkpoint.origin == "sovra.test/cli"
+    assert 1 <= checkpoint.size <= live.dep.gateway.log.size
+
+
+def test_log_commands_read_the_url_from_sovra_url(live):
+    from typer.testing import CliRunner
+
+    from sovra.cli import app
+
+    result = CliRunner().invoke(app, ["log", "checkpoint"], env={"SOVRA_URL": live.url})
+    assert result.exit_code == 0, result.output
+    verify_checkpoint(result.stdout, live.dep.gateway.log.verifier_key)
+
+
+def test_log_prove_prints_a_verified_inclusion_proof(sovra, live, tmp_path):
+    note = tmp_path / "note.txt"
+    note.write_text("nothing sensitive", encoding="utf-8")
+    sovra(*live.args("put", "--subject", "prove@example.pl", "--jurisdiction", "PL", note))
+
+    ran = sovra("log", "prove", "0", "--url", live.url)
+    assert ran.code == 0, ran.err
+    body = ran.json()
+    assert body["index"] == 0
+    assert body["verified"] is True
+    assert body["entry"] == _log_entry(live, 0)
+    assert 1 <= body["size"] <= live.dep.gateway.log.size
+    assert len(body["proof"]) == (body["size"] - 1).bit_length()  # leftmost leaf
+
+    beyond = sovra("log", "prove", str(live.dep.gateway.log.size + 5), "--url", live.url)
+    assert beyond.code == 1
+    assert beyond.message.startswith("error ")
+
+
+def test_log_verify_replays_the_whole_log(sovra, live, tmp_path):
+    note = tmp_path / "note.txt"
+    note.write_text("nothing sensitive", encoding="utf-8")
+    sovra(*live.args("put", "--subject", "audit@example.pl", "--jurisdiction", "PL", note))
+
+    ran = sovra("log", "verify", "--url", live.url)
+    assert ran.code == 0, ran.err
+    shown = re.fullmatch(
+        r"verified (\d+) entries and (\d+) checkpoints: every root recomputed, "
+        r"every signature checked",
+        ran.out.strip(),
+    )
+    assert shown, ran.out
+    assert 1 <= int(shown.group(1)) <= live.dep.gateway.log.size
+    assert int(shown.group(2)) >= 1
+
+    pinned = sovra("log", "verify", "--url", live.url, "--vkey", live.dep.gateway.log.verifier_key)
+    assert pinned.code == 0, pinned.err
+
+
+def test_log_verify_with_another_key_is_a_verification_failure(sovra, live, tmp_path):
+    note = tmp_path / "note.txt"
+    note.write_text("nothing sensitive", encoding="utf-8")
+    sovra(*live.args("put", "--subject", "other@example.pl", "--jurisdiction", "PL", note))
+    # Same origin name, another key: a valid vkey that did not sign this log.
+    impostor = NoteSigner("sovra.test/cli", Ed25519PrivateKey.generate()).vkey
+
+    ran = sovra("log", "verify", "--url", live.url, "--vkey", impostor)
+    assert ran.code == 3
+    assert ran.out == ""
+    assert ran.message.startswith("error verification_failed: ")
+
+
+@pytest.mark.parametrize("vkey", ["not-a-vkey", "sovra.test/cli+0000000+AAAA"])
+def test_log_verify_with_a_malformed_key_is_a_bad_request(sovra, live, vkey):
+    ran = sovra("log", "verify", "--url", live.url, "--vkey", vkey)
+    assert ran.code == 1
+    assert ran.message.startswith("error bad_request: ")

@@ -1,0 +1,87 @@
+"""``sovra serve`` run as the console script: it serves a deployment, or says why not."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sovra.deployment import Deployment
+from sovra.ledger import verify_checkpoint
+
+SOVRA = Path(sys.executable).with_name("sovra")
+
+
+def _wait_for(port: int, proc: subprocess.Popen[str], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port} after {seconds} s")
+
+
+def test_serve_answers_the_command_and_stops_cleanly(sovra, template, tmp_path, free_port):
+    root = tmp_path / "deployment"
+    shutil.copytree(template, root)
+    url = f"http://127.0.0.1:{free_port}"
+    proc = subprocess.Popen(
+        [SOVRA, "serve", root, "--port", str(free_port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(free_port, proc)
+        note = tmp_path / "note.txt"
+        note.write_text("tel. +48 601 234 567", encoding="utf-8")
+        put = sovra(
+            "put", "--subject", "s1", "--jurisdiction", "PL", note, "-d", root, "--url", url
+        )
+        assert put.code == 0, put.err
+        checkpoint = sovra("log", "checkpoint", "--url", url)
+        assert checkpoint.code == 0, checkpoint.err
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught.
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in err
+    assert out.startswith(f"sovra serving {root} at {url}")
+    dep = Deployment.open(root)
+    try:
+        assert verify_checkpoint(checkpoint.out, dep.gateway.log.verifier_key).size == 1
+        assert dep.store.count_records() == 1
+    finally:
+        dep.close()
+
+
+def test_serve_without_a_deployment_says_how_to_make_one(sovra_script, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    ran = sovra_script("serve", empty, "--port", "1")
+    assert ran.code == 1
+    assert ran.out == ""
+    assert ran.message == (
+        f"error config: {empty / 'sovra.toml'} not found: create a deployment with `sovra init DIR`"
+    )
+
+
+def test_python_dash_m_runs_the_same_command(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sovra.cli", "serve", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "create a deployment with `sovra init DIR`" in proc.stderr
