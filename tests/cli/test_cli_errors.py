@@ -165,14 +165,18 @@ def test_nothing_listening_at_the_url(sovra, template, dead_url, command):
     ran = sovra(*(a.format(template=template) for a in command), "--url", dead_url, stdin=b"x")
     assert ran.code == 1
     assert ran.out == ""
-    assert ran.message.startswith(f"error unavailable: cannot connect to the gateway at {dead_url}: ")
+    assert ran.message.startswith(
+        f"error unavailable: cannot connect to the gateway at {dead_url}: "
+    )
     assert ran.message.endswith("(is `sovra serve` running there?)")
 
 
 def test_a_url_without_a_scheme(sovra):
     ran = sovra("log", "checkpoint", "--url", "127.0.0.1:8750")
     assert ran.code == 1
-    assert ran.message.startswith("error unavailable: gateway at 127.0.0.1:8750: UnsupportedProtocol: ")
+    assert ran.message.startswith(
+        "error unavailable: gateway at 127.0.0.1:8750: UnsupportedProtocol: "
+    )
 
 
 class _NotSovra(BaseHTTPRequestHandler):
@@ -200,14 +204,18 @@ def test_a_url_that_is_not_a_sovra_gateway(sovra):
         server.server_close()
         thread.join(timeout=5)
     assert ran.code == 1
-    assert ran.message == f"error unavailable: {url} answered with something that is not sovra's JSON"
+    assert (
+        ran.message == f"error unavailable: {url} answered with something that is not sovra's JSON"
+    )
 
 
 def test_errors_from_the_console_script_are_messages(sovra_script, dead_url, tmp_path):
     ran = sovra_script("log", "verify", "--url", dead_url)
     assert ran.code == 1
     assert ran.out == ""
-    assert ran.message.startswith(f"error unavailable: cannot connect to the gateway at {dead_url}: ")
+    assert ran.message.startswith(
+        f"error unavailable: cannot connect to the gateway at {dead_url}: "
+    )
 
     ran = sovra_script("get", "--purpose", "billing", "--record", "r-1", "-d", tmp_path)
     assert ran.code == 1
