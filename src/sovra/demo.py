@@ -281,7 +281,7 @@ def _subject_report(dep: Deployment, anna: _Actor) -> Step:
         kinds: dict[str, int] = {}
         for e in report.entries:
             verify_entry_inclusion(e.entry, e.index, list(e.proof), checkpoint)
-            kind = e.entry.split(b'"kind":"', 1)[1].split(b'"', 1)[0].decode()
+            kind = LogEntry.from_bytes(e.entry).kind
             kinds[kind] = kinds.get(kind, 0) + 1
     except SovraError as exc:
         return Step(

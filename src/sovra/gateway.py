@@ -22,7 +22,7 @@ from sovra import classify
 from sovra.config import Config
 from sovra.errors import BadRequest, Denied, NotFound, PayloadTooLarge
 from sovra.keys import Custodian, open_blob, seal
-from sovra.ledger import TransparencyLog
+from sovra.ledger import TransparencyLog, verify_checkpoint
 from sovra.model import (
     Decision,
     Grant,
@@ -37,7 +37,13 @@ from sovra.model import (
     check_purpose,
     subject_commitment,
 )
-from sovra.policy import DecisionPoint, GrantFacts, RecordFacts, check_grant
+from sovra.policy import (
+    DecisionPoint,
+    GrantFacts,
+    RecordFacts,
+    check_grant,
+    verify_grant_signature,
+)
 from sovra.store import BlobStore, MetadataStore
 
 __all__ = ["AccessResult", "Gateway", "IngestReceipt", "ReportEntry", "SubjectReport"]
@@ -351,18 +357,12 @@ class Gateway:
             Denied: the signature is not the approving authority's (logged).
             BadRequest: a grant with this id exists already.
         """
-        facts = check_grant(
-            grant,
-            self.authority_keys,
-            now_s=int(self._clock()),
-            revoked=False,
-            commit=self.commitment,
-        )
-        tags = sorted(facts.subjects)
-        if not facts.verified and "signed" in facts.problem:
-            raise Denied(
-                facts.problem, log_index=self._refuse(principal, "grant", facts.problem, tags)
-            )
+        tags = sorted({self.commitment(grant.approver, s) for s in grant.subjects})
+        try:
+            verify_grant_signature(grant, self.authority_keys)
+        except Denied as exc:
+            exc.log_index = self._refuse(principal, "grant", exc.message, tags)
+            raise
         self.store.put_grant(grant.grant_id, grant.digest(), grant.to_json())
         entry = LogEntry(
             kind="grant",
@@ -429,7 +429,7 @@ class Gateway:
             reason = "a subject report is for the subject herself or her home authority"
             raise Denied(reason, log_index=self._refuse(principal, "report", reason, [commitment]))
         checkpoint = self.log.checkpoint()
-        size = _checkpoint_size(checkpoint)
+        size = verify_checkpoint(checkpoint, self.log.verifier_key).size
         entries = tuple(
             ReportEntry(i, self.log.entry(i), tuple(self.log.inclusion_proof(i, size)))
             for i in self.log.find(commitment)
@@ -448,8 +448,3 @@ class Gateway:
                 for code, j in self.config.jurisdictions.items()
             },
         }
-
-
-def _checkpoint_size(note: str) -> int:
-    """The tree size line of a checkpoint note (its second line)."""
-    return int(note.split("\n", 2)[1])
