@@ -1,0 +1,95 @@
+"""What every ``sovra`` sub-command shares: consoles, options, the client, error output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from sovra.errors import IntegrityError, SovraError
+
+if TYPE_CHECKING:
+    from sovra.client import Client
+
+__all__ = [
+    "DEFAULT_URL",
+    "As",
+    "DeploymentDir",
+    "KeyOpt",
+    "Url",
+    "connect",
+    "err",
+    "error",
+    "fail",
+    "out",
+    "print_json",
+    "progress",
+]
+
+# soft_wrap: a line of text is never broken at the console's width, so a path or a
+# message can be copied or grepped whole; tables still fit the width.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+DEFAULT_URL = "http://127.0.0.1:8750"
+DeploymentDir = Annotated[Path, typer.Option("--deployment", "-d", help="deployment directory")]
+Url = Annotated[str, typer.Option("--url", envvar="SOVRA_URL", help="gateway URL")]
+As = Annotated[str, typer.Option("--as", help="principal id to act as")]
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option("--key", help="principal's key file [default: DEPLOYMENT/principals/ID.key]"),
+]
+
+
+def error(message: str) -> None:
+    # Plain Text, not markup: messages quote user input, which may contain brackets.
+    err.print(Text.assemble(("error", "bold red"), " ", message))
+
+
+def fail(exc: SovraError) -> NoReturn:
+    error(exc.diagnostics())
+    raise typer.Exit(3 if isinstance(exc, IntegrityError) else 1)
+
+
+@contextmanager
+def connect(
+    url: str,
+    principal: str | None = None,
+    key: Path | None = None,
+    deployment: Path = Path(),
+) -> Iterator[Client]:
+    """A client for *url*, signing as *principal* when given."""
+    from sovra.client import Client
+    from sovra.keys import load_ed25519
+    from sovra.model import check_id
+
+    signing_key = None
+    if principal is not None:
+        path = key or deployment / "principals" / f"{check_id(principal, 'principal')}.key"
+        signing_key = load_ed25519(path)
+    with Client(url, principal, signing_key) as client:
+        yield client
+
+
+def progress(label: str) -> Progress:
+    """A progress bar on stderr, shown only on a terminal so pipes stay clean."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+def print_json(value: object) -> None:
+    out.print_json(json.dumps(value, ensure_ascii=False))
