@@ -35,8 +35,12 @@ from sovra._cli.common import (
     print_json,
     progress,
 )
-from sovra._cli.grants import grant
+from sovra._cli.grants import grant_app
+from sovra._cli.keys import register as register_keys
 from sovra._cli.log import log_app
+from sovra._cli.policy import register as register_policy
+from sovra._cli.scan import scan as scan_command
+from sovra._cli.witness import register as register_witness
 from sovra.errors import SovraError
 
 __all__ = ["app", "main"]
@@ -61,8 +65,12 @@ app = typer.Typer(
 )
 
 # Sub-commands, one module per area under sovra/_cli/.
+app.command("scan")(scan_command)
 app.add_typer(log_app, name="log")
-app.command()(grant)
+app.add_typer(grant_app, name="grant")
+register_policy(app)
+register_keys(app)
+register_witness(app)
 
 
 @app.command()
@@ -144,6 +152,10 @@ def get(
         str | None, typer.Option("--all-of", help="every record of this jurisdiction")
     ] = None,
     grant_file: Annotated[Path | None, typer.Option("--grant", help="signed grant JSON")] = None,
+    justification: Annotated[
+        str | None,
+        typer.Option(help="justification code, e.g. customer-initiated-support (docs/policy.md)"),
+    ] = None,
     principal: As = "svc-pl",
     key: KeyOpt = None,
     deployment: DeploymentDir = Path("deployment"),
@@ -175,6 +187,7 @@ def get(
                 subjects=subjects,
                 jurisdiction=everything_of,
                 grant=grant,
+                justification=justification,
             )
         )
 

@@ -115,9 +115,12 @@ class Client:
         subjects: Sequence[tuple[str, str]] = (),
         jurisdiction: str | None = None,
         grant: Grant | None = None,
+        justification: str | None = None,
     ) -> dict[str, Any]:
         """Read records; raises :class:`~sovra.errors.Denied` (with its log index) on deny."""
         body: dict[str, Any] = {"purpose": purpose, "record_ids": list(record_ids)}
+        if justification is not None:
+            body["justification"] = justification
         body["subjects"] = [{"jurisdiction": j, "subject_id": s} for j, s in subjects]
         if jurisdiction is not None:
             body["jurisdiction"] = jurisdiction
@@ -141,6 +144,23 @@ class Client:
     def revoke_grant(self, grant_id: str) -> dict[str, Any]:
         """Revoke a grant (approving authority only)."""
         result: dict[str, Any] = self._call("POST", f"/v1/grants/{grant_id}/revoke")
+        return result
+
+    # -- policy --------------------------------------------------------------------------------
+
+    def explain(self, decision_id: str) -> dict[str, Any]:
+        """A logged decision explained: rules and their reasons, grant, justification."""
+        result: dict[str, Any] = self._call("GET", f"/v1/decisions/{decision_id}/explain")
+        return result
+
+    def policy(self) -> dict[str, Any]:
+        """The active policy pack: name, version, digest, parties, rules."""
+        result: dict[str, Any] = self._call("GET", "/v1/policy")
+        return result
+
+    def activate_policy(self, envelope: bytes) -> dict[str, Any]:
+        """Activate a signed pack (a DSSE envelope); returns the activation's log receipt."""
+        result: dict[str, Any] = self._call("POST", "/v1/policy/activate", json.loads(envelope))
         return result
 
     # -- subjects and the log ----------------------------------------------------------------
@@ -180,6 +200,20 @@ class Client:
         """Inclusion proof of entry *index* in the tree of *size*."""
         page = self._call("GET", f"/v1/log/proof/inclusion?index={index}&size={size}", auth=False)
         return [base64.b64decode(h) for h in page["proof"]]
+
+    def log_file(self, path: str) -> bytes:
+        """The bytes at ``/v1/log/<path>``: a tlog-tiles hash tile or entry bundle.
+
+        Raises:
+            BadRequest: not a tile path. NotFound: beyond the log. Unavailable: no gateway.
+        """
+        try:
+            response = self._http.get(f"/v1/log/{path}")
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise Unavailable(f"gateway at {self._base}: {type(exc).__name__}: {exc}") from None
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.content
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
         """Consistency proof between the trees of *old* and *new* entries."""

@@ -9,6 +9,9 @@ Layout of a deployment directory::
     keys/commitment.secret     HMAC key for subject commitments (0600)
     keys/token.secret          HMAC key for minimisation tokens (0600)
     custodians/<J>.key         each jurisdiction custodian's key-encryption keys (0600)
+    custodians/<J>.subjects.db its subject keys, each sealed under a KEK version
+    custodians/<J>.url         optional: the custodian runs as a service at this URL
+                               (``sovra custodian serve``); <J>.token is its bearer secret
     authorities/<J>.pub        each jurisdiction authority's public key
     authorities/<J>.key        its private key: held by that authority in production;
                                written here so a single-machine deployment is complete
@@ -33,6 +36,7 @@ from sovra.config import DEFAULT_JURISDICTIONS, Config, render_default_config
 from sovra.errors import ConfigError
 from sovra.gateway import Gateway
 from sovra.keys import (
+    Custodian,
     LocalCustodian,
     generate_ed25519,
     load_ed25519,
@@ -40,7 +44,7 @@ from sovra.keys import (
     read_secret,
     write_secret,
 )
-from sovra.ledger import NoteSigner, SQLiteLogStorage, TransparencyLog
+from sovra.ledger import LogStorage, NoteSigner, SQLiteLogStorage, TransparencyLog
 from sovra.model import Principal, Role, check_id, check_jurisdiction
 from sovra.policy import BulkGuard, BulkLimits, DecisionPoint, default_pack
 from sovra.store import FilesystemBlobStore, MetadataStore, open_metadata_store
@@ -129,18 +133,13 @@ class Deployment:
         log_key = load_ed25519(root / "keys" / "log.key")
         store = open_metadata_store(_database_url(root, config))
         log = TransparencyLog(
-            SQLiteLogStorage(_sqlite_path(root, config)),
+            _open_log_storage(root, config),
             NoteSigner(config.origin, log_key),
             config.origin,
             clock=lambda: int(clock() * 1000),
         )
         custodians = {
-            j: LocalCustodian.open(
-                root / "custodians" / f"{j}.key",
-                j,
-                log_key.public_key(),
-                clock=lambda: int(clock() * 1000),
-            )
+            j: _open_custodian(root, j, log_key.public_key(), clock)
             for j in config.jurisdictions
         }
         blobs = {
@@ -172,11 +171,17 @@ class Deployment:
         authenticator = Authenticator(
             store.get_principal, store.use_nonce, max_age_s=config.token_max_age_s, clock=clock
         )
+        gateway.restore_policy()  # the last logged activation, so a restart is no rollback
         return cls(root, config, gateway, authenticator, store)
 
     def close(self) -> None:
-        """Release database connections."""
+        """Release database connections (and custodians' stores and connections)."""
         self.store.close()
+        self.gateway.log.close()
+        for custodian in self.gateway.custodians.values():
+            close = getattr(custodian, "close", None)
+            if callable(close):
+                close()
 
     # -- keys held beside the deployment (single-machine convenience) ---------------------
 
@@ -210,6 +215,24 @@ class Deployment:
         return key
 
 
+def _open_custodian(
+    root: Path, jurisdiction: str, log_public: Ed25519PublicKey, clock: Callable[[], float]
+) -> Custodian:
+    """The in-process custodian, or the remote one when ``custodians/<J>.url`` names it."""
+    url_file = root / "custodians" / f"{jurisdiction}.url"
+    if url_file.exists():
+        from sovra.keys.remote import RemoteCustodian
+
+        token = read_secret(root / "custodians" / f"{jurisdiction}.token", expected_len=32)
+        return RemoteCustodian(url_file.read_text().strip(), jurisdiction, token)
+    return LocalCustodian.open(
+        root / "custodians" / f"{jurisdiction}.key",
+        jurisdiction,
+        log_public,
+        clock=lambda: int(clock() * 1000),
+    )
+
+
 def _authority_public(root: Path, jurisdiction: str) -> Ed25519PublicKey:
     path = root / "authorities" / f"{jurisdiction}.pub"
     try:
@@ -227,6 +250,15 @@ def _database_url(root: Path, config: Config) -> str:
     if config.database.startswith("postgresql://"):
         return config.database
     return str(_sqlite_path(root, config))
+
+
+def _open_log_storage(root: Path, config: Config) -> LogStorage:
+    """The log beside the metadata: PostgreSQL when configured, else the SQLite file."""
+    if config.database.startswith("postgresql://"):
+        from sovra.ledger.postgres import PostgresLogStorage
+
+        return PostgresLogStorage(config.database)
+    return SQLiteLogStorage(_sqlite_path(root, config))
 
 
 def _sqlite_path(root: Path, config: Config) -> Path:

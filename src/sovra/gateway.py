@@ -11,6 +11,7 @@ already-authenticated :class:`~sovra.model.Principal`.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sovra import classify
 from sovra.config import Config
-from sovra.errors import BadRequest, Denied, NotFound, PayloadTooLarge
+from sovra.errors import BadRequest, ConfigError, Denied, NotFound, PayloadTooLarge, SovraError
 from sovra.keys import Custodian, open_blob, seal
 from sovra.ledger import TransparencyLog, verify_checkpoint
 from sovra.model import (
@@ -39,10 +40,15 @@ from sovra.model import (
 )
 from sovra.policy import (
     DecisionPoint,
+    Envelope,
+    Explanation,
+    GrantChecker,
     GrantFacts,
     RecordFacts,
-    check_grant,
+    explain_entry,
+    parse_justification,
     verify_grant_signature,
+    verify_pack,
 )
 from sovra.store import BlobStore, MetadataStore
 
@@ -117,6 +123,8 @@ class Gateway:
         self._secret = commitment_secret
         self._token_key = token_key
         self._clock = clock
+        # Signatures are verified once per grant digest; revocation and window on every use.
+        self._grant_checker = GrantChecker(authority_keys, self.commitment)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -234,8 +242,12 @@ class Gateway:
         subjects: Sequence[tuple[str, str]] = (),
         jurisdiction: str | None = None,
         grant: Grant | None = None,
+        justification: str | None = None,
     ) -> AccessResult:
         """Read records: by id, by (jurisdiction, subject id), or every record of a jurisdiction.
+
+        *justification* is one of the fixed codes of :mod:`sovra.policy.justification`;
+        without one the request is decided under the code its purpose and role imply.
 
         Raises:
             BadRequest: malformed request (no target, too many records...).
@@ -243,22 +255,31 @@ class Gateway:
             Denied: the decision is deny; it is in the log at ``exc.log_index``.
         """
         check_purpose(purpose)
+        code = None if justification is None else parse_justification(justification)
         metas = self._targets(record_ids, subjects, jurisdiction)
         facts = [
-            RecordFacts(m.header.record_id, m.header.subject, m.header.jurisdiction) for m in metas
+            RecordFacts(
+                m.header.record_id,
+                m.header.subject,
+                m.header.jurisdiction,
+                frozenset(k for k, n in m.findings.items() if n),
+                m.header.region,
+                m.created_ms / 1000,
+            )
+            for m in metas
         ]
-        decision = self.decisions.decide(principal, purpose, facts, self._grant_facts(grant))
-        entry, receipt = self._append(decision.to_entry(self._now_ms()), decision.subjects)
+        decision = self.decisions.decide(
+            principal, purpose, facts, self._grant_facts(grant), justification=code
+        )
+        entry, receipt = self._append(
+            decision.to_entry(self._now_ms()),
+            [*decision.subjects, f"decision:{decision.decision_id}"],
+        )
         if not decision.allow:
             raise Denied(decision.reason, log_index=receipt.index)
 
         authorization = ReleaseAuthorization(entry=entry, receipt=receipt)
-        keys = {
-            m.header.record_id: self.custodians[m.header.jurisdiction].unwrap(
-                m.wrapped_key, m.header, authorization, principal.id
-            )
-            for m in metas
-        }
+        keys = self._unwrap(metas, authorization, principal)
         # Log before release: the key release is in the log before any plaintext leaves.
         _, release = self._append(
             LogEntry(
@@ -283,6 +304,21 @@ class Gateway:
             for m in metas
         }
         return AccessResult(decision, receipt, release, records)
+
+    def _unwrap(
+        self, metas: Sequence[RecordMeta], authorization: ReleaseAuthorization, principal: Principal
+    ) -> dict[str, bytes]:
+        """One batched unwrap per custodian: its receipt check is paid once per request."""
+        by_jurisdiction: dict[str, list[RecordMeta]] = {}
+        for m in metas:
+            by_jurisdiction.setdefault(m.header.jurisdiction, []).append(m)
+        keys: dict[str, bytes] = {}
+        for code, group in by_jurisdiction.items():
+            released = self.custodians[code].unwrap_many(
+                [(m.wrapped_key, m.header) for m in group], authorization, principal.id
+            )
+            keys.update(zip((m.header.record_id for m in group), released, strict=True))
+        return {m.header.record_id: keys[m.header.record_id] for m in metas}
 
     def _targets(
         self,
@@ -324,13 +360,7 @@ class Gateway:
             revoked = self.store.grant_revoked(grant.grant_id)
         except NotFound:
             registered, revoked = None, False
-        facts = check_grant(
-            grant,
-            self.authority_keys,
-            now_s=int(self._clock()),
-            revoked=revoked,
-            commit=self.commitment,
-        )
+        facts = self._grant_checker.check(grant, now_s=int(self._clock()), revoked=revoked)
         if facts.verified and registered is None:
             return replace(
                 facts,
@@ -409,6 +439,127 @@ class Gateway:
             fields={"grant": grant.digest(), "grant_id": grant_id},
         )
         return self._append(entry, [])[1]
+
+    # -- policy: explanations and pack activation --------------------------------------
+
+    def explain(self, decision_id: str) -> Explanation:
+        """Explain a logged decision: its rules' reasons, grant, justification, review.
+
+        Raises:
+            NotFound: no decision with this id in the log.
+        """
+        indexes = self.log.find(f"decision:{check_id(decision_id, 'decision id')}")
+        if not indexes:
+            raise NotFound(f"no decision {decision_id} in the log")
+        entry = LogEntry.from_bytes(self.log.entry(indexes[0]))
+        return explain_entry(
+            entry.fields,
+            index=indexes[0],
+            time_ms=entry.time_ms,
+            principal=entry.principal,
+            pack=self.decisions.pack,
+        )
+
+    def activate_policy(self, principal: Principal, envelope: Envelope) -> LogReceipt:
+        """Activate a signed policy pack: verify k of n signers, log, then switch.
+
+        The ``policy_activation`` entry (pack name, version, digest, signers) is in the log
+        before the pack decides anything.
+
+        Raises:
+            Denied: the principal is neither the operator nor an authority (logged).
+            BadRequest: too few, unknown or non-party signers, rollback, or a pack that
+                fails validation; the active pack is unchanged.
+            VerificationError: a signature over other bytes; the active pack is unchanged.
+        """
+        if principal.role not in (Role.OPERATOR, Role.AUTHORITY):
+            reason = "only the operator or a jurisdiction authority may activate a policy pack"
+            raise Denied(reason, log_index=self._refuse(principal, "policy", reason, []))
+        previous = self.decisions.pack
+        verified = verify_pack(envelope, self.authority_keys, active=self.decisions.active())
+        pack = verified.bundle.compile()
+        entry = LogEntry(
+            kind="policy_activation",
+            time_ms=self._now_ms(),
+            principal=principal.id,
+            fields={
+                "pack": pack.name,
+                "version": pack.version,
+                "digest": pack.digest,
+                "parties": list(pack.parties),
+                "threshold": pack.threshold,
+                "signers": list(verified.signers),
+                "previous": {
+                    "pack": previous.name,
+                    "version": previous.version,
+                    "digest": previous.digest,
+                },
+                # The signed pack itself (public, like the log), so that a restart restores it.
+                "envelope": json.loads(envelope.to_json()),
+            },
+        )
+        receipt = self._append(entry, ["policy_activation"])[1]
+        self.decisions.activate(pack)
+        return receipt
+
+    def restore_policy(self) -> None:
+        """Re-activate the pack of the last ``policy_activation`` entry, if any.
+
+        Its signatures are checked again against the authority keys: a logged pack that no
+        longer verifies stops the gateway rather than falling back to another pack.
+
+        Raises:
+            ConfigError: the last logged pack no longer verifies or validates.
+        """
+        indexes = self.log.find("policy_activation")
+        if not indexes:
+            return
+        entry = LogEntry.from_bytes(self.log.entry(indexes[-1]))
+        try:
+            envelope = Envelope.from_json(json.dumps(entry.fields["envelope"]).encode())
+            pack = verify_pack(envelope, self.authority_keys).bundle.compile()
+        except (KeyError, SovraError) as exc:
+            detail = exc.message if isinstance(exc, SovraError) else f"missing {exc}"
+            raise ConfigError(
+                f"the policy pack activated at log index {indexes[-1]} does not verify: {detail}"
+            ) from None
+        self.decisions.activate(pack)
+
+    # -- crypto-shredding ----------------------------------------------------------------
+
+    def shred(self, principal: Principal, *, jurisdiction: str, subject_id: str) -> LogReceipt:
+        """Erase a subject: her custodian destroys her key, so no record of hers opens again.
+
+        The ``shred`` entry is logged first, then the key is destroyed; blobs and metadata
+        stay as they are and are unreadable. Shredding twice logs twice and is harmless.
+
+        Raises:
+            Denied: the principal is neither the subject nor her home authority (logged).
+            ConfigError: the custodian could not destroy the key; retry.
+        """
+        commitment = self.commitment(jurisdiction, subject_id)
+        is_subject = principal.role is Role.SUBJECT and principal.subject == commitment
+        is_home_authority = (
+            principal.role is Role.AUTHORITY and principal.jurisdiction == jurisdiction
+        )
+        if not (is_subject or is_home_authority):
+            reason = "only the subject herself or her home authority may erase her data"
+            raise Denied(reason, log_index=self._refuse(principal, "shred", reason, [commitment]))
+        records = self.store.records_for_subject(commitment)
+        entry = LogEntry(
+            kind="shred",
+            time_ms=self._now_ms(),
+            principal=principal.id,
+            fields={
+                "subject": commitment,
+                "jurisdiction": jurisdiction,
+                # A count, not the ids: an entry is bounded and a subject's records are not.
+                "records": len(records),
+            },
+        )
+        _, receipt = self._append(entry, [commitment])
+        self.custodians[jurisdiction].shred(commitment)
+        return receipt
 
     # -- subject access report -----------------------------------------------------------
 

@@ -259,6 +259,12 @@ class Grant:
     not_before: int
     not_after: int
     signature: bytes = field(default=b"", repr=False)
+    # Optional scope, signed when set: data categories (kinds of data found at ingest, or
+    # "plain" for records with none) and a cap on records per request (0: no cap).
+    categories: tuple[str, ...] = ()
+    max_records: int = 0
+    # Co-signatures by further authorities over the same signed bytes (bulk scope).
+    cosignatures: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         check_id(self.grant_id, "grant id")
@@ -274,10 +280,21 @@ class Grant:
             raise BadRequest("a grant needs a legal basis of 1..512 characters")
         if self.not_after <= self.not_before:
             raise BadRequest("a grant's not_after must be later than its not_before")
+        for c in self.categories:
+            check_purpose(c)
+        if self.max_records < 0:
+            raise BadRequest("a grant's max_records is 0 (no cap) or positive")
+        for j, _ in self.cosignatures:
+            check_jurisdiction(j)
 
     def body(self) -> dict[str, Any]:
-        """Every field but the signature."""
-        return {
+        """Every field but the signatures (optional scope fields only when set)."""
+        optional: dict[str, Any] = {}
+        if self.categories:
+            optional["categories"] = list(self.categories)
+        if self.max_records:
+            optional["max_records"] = self.max_records
+        return optional | {
             "approver": self.approver,
             "grant_id": self.grant_id,
             "grantee": self.grantee,
@@ -298,8 +315,11 @@ class Grant:
         return hashlib.sha256(self.signed_bytes()).hexdigest()
 
     def to_json(self) -> bytes:
-        """Grant with its signature, for storage and transport."""
-        return canonical_json({**self.body(), "signature": self.signature.hex()})
+        """Grant with its signature(s), for storage and transport."""
+        extra: dict[str, Any] = {}
+        if self.cosignatures:
+            extra["cosignatures"] = {j: sig.hex() for j, sig in self.cosignatures}
+        return canonical_json({**self.body(), "signature": self.signature.hex(), **extra})
 
     @classmethod
     def from_json(cls, data: bytes | Mapping[str, Any]) -> Grant:
@@ -324,7 +344,9 @@ class Grant:
             "purpose",
             "subjects",
         }
-        _exact_keys(obj, fields_, {"signature"}, "grant")
+        _exact_keys(
+            obj, fields_, {"signature", "categories", "max_records", "cosignatures"}, "grant"
+        )
         if not isinstance(obj["subjects"], list) or len(obj["subjects"]) > 10_000:
             raise BadRequest("grant subjects must be a list of at most 10000 ids")
         for k in ("not_before", "not_after"):
@@ -338,7 +360,20 @@ class Grant:
         except (TypeError, ValueError):
             raise BadRequest("grant signature must be hex") from None
         obj["subjects"] = tuple(obj["subjects"])
-        return cls(**obj, signature=signature)
+        if not isinstance(obj.get("categories", []), list) or len(obj.get("categories", [])) > 64:
+            raise BadRequest("grant categories must be a list of at most 64 names")
+        obj["categories"] = tuple(obj.get("categories", ()))
+        max_records = obj.get("max_records", 0)
+        if not isinstance(max_records, int) or isinstance(max_records, bool):
+            raise BadRequest("grant max_records must be an integer")
+        cosigned = obj.pop("cosignatures", {})
+        if not isinstance(cosigned, dict) or len(cosigned) > 64:
+            raise BadRequest("grant cosignatures must map at most 64 jurisdictions to hex")
+        try:
+            cosignatures = tuple(sorted((str(j), bytes.fromhex(h)) for j, h in cosigned.items()))
+        except (TypeError, ValueError):
+            raise BadRequest("grant cosignatures must be hex") from None
+        return cls(**obj, signature=signature, cosignatures=cosignatures)
 
 
 ENTRY_KINDS = frozenset(
@@ -407,7 +442,9 @@ class LogReceipt:
     """The log's signed promise: this entry hash is at this index (like a CT SCT).
 
     Signed by the log key over :meth:`signed_bytes`; the entry is included in the tree at
-    the next checkpoint.
+    the next checkpoint. A batch promise (``batch_size > 0``) is one signature over the
+    RFC 9162 root of the leaf hashes ``[batch_start, batch_start + batch_size)``; the
+    receipt carries its entry's path to that root in ``batch_path``.
     """
 
     origin: str
@@ -415,9 +452,22 @@ class LogReceipt:
     leaf_hash: bytes
     time_ms: int
     signature: bytes = field(default=b"", repr=False)
+    batch_start: int = 0
+    batch_size: int = 0
+    batch_path: tuple[bytes, ...] = field(default=(), repr=False)
 
     def signed_bytes(self) -> bytes:
-        """The exact bytes the log key signs."""
+        """The exact bytes the log key signs.
+
+        Raises:
+            VerificationError: a batch promise whose path does not fit its batch.
+        """
+        if self.batch_size:
+            root = _batch_root(self.leaf_hash, self.index, self)
+            return (
+                f"sovra-promise/v2\n{self.origin}\n{self.batch_start}\n{self.batch_size}\n"
+                f"{self.time_ms}\n{root.hex()}\n"
+            ).encode()
         return (
             f"sovra-promise/v1\n{self.origin}\n{self.index}\n{self.time_ms}\n".encode()
             + self.leaf_hash.hex().encode()
@@ -445,7 +495,17 @@ class LogReceipt:
             "leaf_hash": self.leaf_hash.hex(),
             "time_ms": self.time_ms,
             "signature": self.signature.hex(),
-        }
+        } | (
+            {
+                "batch": {
+                    "start": self.batch_start,
+                    "size": self.batch_size,
+                    "path": [h.hex() for h in self.batch_path],
+                }
+            }
+            if self.batch_size
+            else {}
+        )
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> LogReceipt:
@@ -454,7 +514,15 @@ class LogReceipt:
         Raises:
             BadRequest: malformed.
         """
-        _exact_keys(obj, {"origin", "index", "leaf_hash", "time_ms", "signature"}, set(), "receipt")
+        _exact_keys(
+            obj, {"origin", "index", "leaf_hash", "time_ms", "signature"}, {"batch"}, "receipt"
+        )
+        batch = obj.get("batch", {"start": 0, "size": 0, "path": []})
+        if not isinstance(batch, Mapping) or not isinstance(batch.get("path"), list):
+            raise BadRequest("malformed receipt: batch must be an object with a path list")
+        _exact_keys(batch, {"start", "size", "path"}, set(), "receipt batch")
+        if len(batch["path"]) > 64:
+            raise BadRequest("malformed receipt: batch path over 64 hashes")
         try:
             return cls(
                 origin=str(obj["origin"]),
@@ -462,9 +530,36 @@ class LogReceipt:
                 leaf_hash=bytes.fromhex(obj["leaf_hash"]),
                 time_ms=int(obj["time_ms"]),
                 signature=bytes.fromhex(obj["signature"]),
+                batch_start=int(batch["start"]),
+                batch_size=int(batch["size"]),
+                batch_path=tuple(bytes.fromhex(h) for h in batch["path"]),
             )
         except (TypeError, ValueError) as exc:
             raise BadRequest(f"malformed receipt: {exc}") from None
+
+
+def _batch_root(leaf: bytes, index: int, receipt: LogReceipt) -> bytes:
+    """The root of a promise's batch, rebuilt from *leaf* and its path (RFC 9162 2.1.3.2).
+
+    Kept here rather than imported from the ledger, which sits above this module.
+    """
+    start, size, path = receipt.batch_start, receipt.batch_size, receipt.batch_path
+    if not 0 <= index - start < size:
+        raise VerificationError(f"receipt index {index} is outside its batch")
+    fn, sn, r = index - start, size - 1, leaf
+    for p in path:
+        if len(p) != 32 or sn == 0:
+            raise VerificationError("receipt batch path does not fit its batch")
+        if fn & 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            while not fn & 1 and fn:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn, sn = fn >> 1, sn >> 1
+    if sn != 0:
+        raise VerificationError("receipt batch path is too short for its batch")
+    return r
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,9 +587,16 @@ class Decision:
     policies: tuple[str, ...] = ()
     grant: str | None = None  # grant digest
     action: str = "read"
+    justification: str = ""  # the access justification code it was decided under
+    review: str = ""  # the review queue it was sent to ("legal", ...), if any
 
     def to_entry(self, time_ms: int) -> LogEntry:
         """The log entry that records this decision, allow and deny alike."""
+        optional: dict[str, Any] = {}
+        if self.justification:
+            optional["justification"] = self.justification
+        if self.review:
+            optional["review"] = self.review
         return LogEntry(
             kind="decision",
             time_ms=time_ms,
@@ -509,6 +611,7 @@ class Decision:
                 "reason": self.reason,
                 "records": list(self.records),
                 "subjects": list(self.subjects),
+                **optional,
             },
         )
 

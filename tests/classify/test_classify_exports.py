@@ -11,9 +11,40 @@ from sovra.classify import minimise, scan
 
 PUBLIC = {
     "sovra.classify": ["KINDS", "Action", "Minimised", "minimise", "scan"],
-    "sovra.classify.contact": ["KINDS", "REGIONS", "detect", "detect_emails", "detect_phones"],
-    "sovra.classify.finance": ["KINDS", "detect", "detect_iban"],
-    "sovra.classify.ids": ["CONTEXT_WINDOW", "KINDS", "detect", "detect_pesel"],
+    "sovra.classify.contact": [
+        "KINDS",
+        "PHONE_CONTEXT",
+        "REGIONS",
+        "detect",
+        "detect_emails",
+        "detect_phones",
+    ],
+    "sovra.classify.finance": [
+        "KINDS",
+        "detect",
+        "detect_bic",
+        "detect_cards",
+        "detect_iban",
+        "detect_vat",
+    ],
+    "sovra.classify.ids": ["CONTEXT", "CONTEXT_WINDOW", "KINDS", "detect", "detect_pesel"],
+    "sovra.classify.network": ["KINDS", "detect", "detect_ip"],
+    "sovra.classify.location": ["KINDS", "detect", "detect_coordinates"],
+    "sovra.classify.personal": [
+        "BIRTH_WORDS",
+        "CONTEXT_WINDOW",
+        "KINDS",
+        "detect",
+        "detect_birth_dates",
+    ],
+    "sovra.classify.special": [
+        "CONTEXT_AFTER",
+        "CONTEXT_BEFORE",
+        "KINDS",
+        "LANGUAGES",
+        "detect",
+        "detect_special",
+    ],
     "sovra.classify.minimise": [
         "MIN_TOKEN_KEY_BYTES",
         "Action",
@@ -21,8 +52,8 @@ PUBLIC = {
         "minimise",
         "token_for",
     ],
-    "sovra.classify.registry": ["FAMILIES", "KINDS", "Detector", "Family"],
-    "sovra.classify.scanner": ["DEFAULT_MAX_CHARS", "DEFAULT_MAX_NUMBERS", "scan"],
+    "sovra.classify.registry": ["FAMILIES", "KINDS", "Detector", "Family", "LanguageDetector"],
+    "sovra.classify.scanner": ["DEFAULT_MAX_CHARS", "DEFAULT_MAX_NUMBERS", "LANGUAGES", "scan"],
 }
 
 
@@ -49,8 +80,8 @@ def test_every_public_function_and_class_is_exported(name: str) -> None:
 
 def test_scan_signature() -> None:
     assert str(inspect.signature(scan)) == (
-        "(text: 'str', *, max_chars: 'int' = 10000000, max_numbers: 'int' = 10000) "
-        "-> 'list[Finding]'"
+        "(text: 'str', *, lang: 'str | None' = None, max_chars: 'int' = 10000000, "
+        "max_numbers: 'int' = 10000) -> 'list[Finding]'"
     )
     assert str(inspect.signature(minimise)) == (
         "(text: 'str', findings: 'Iterable[Finding]', rules: 'Mapping[str, Action]', *, "

@@ -103,7 +103,7 @@ def test_agrees_with_stdnum_on_mutations(
         seen_invalid += not expected
         for form in (compact, printed(compact)):
             text = f"rachunek {form} - koniec"
-            reported = [text[f.start : f.end] for f in finance.detect(text)]
+            reported = [text[f.start : f.end] for f in finance.detect_iban(text)]
             assert reported == ([form] if expected else []), form
     assert seen_valid > 50
     assert seen_invalid > 50

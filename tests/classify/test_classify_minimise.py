@@ -125,7 +125,7 @@ def test_same_value_in_another_form_gets_the_same_token(samples: dict[str, str])
     )
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted({"email", "iban", "phone", "pl_pesel"}))
 def test_refuse_names_the_kind_not_the_value(
     kind: str, parts: list[tuple[str, str | None]]
 ) -> None:

@@ -108,9 +108,11 @@ def test_get_with_an_unreadable_or_malformed_grant(sovra, live, tmp_path):
 def test_grant_that_cannot_be_written_is_not_registered(sovra, live, tmp_path):
     size = live.dep.gateway.log.size
     target = tmp_path / "no" / "such" / "dir" / "g.json"
-    ran = sovra(
+    request = tmp_path / "request.json"
+    asked = sovra(
         *live.args(
             "grant",
+            "request",
             "--approver",
             "VN",
             "--grantee",
@@ -120,9 +122,11 @@ def test_grant_that_cannot_be_written_is_not_registered(sovra, live, tmp_path):
             "--subject",
             "lan@example.vn",
             "--out",
-            target,
+            request,
         )
     )
+    assert asked.code == 0, asked.err
+    ran = sovra(*live.args("grant", "approve", request, "--out", target))
     assert ran.code == 1
     assert ran.message == (
         f"error cannot write {target}: No such file or directory; grant not registered"
@@ -130,10 +134,12 @@ def test_grant_that_cannot_be_written_is_not_registered(sovra, live, tmp_path):
     assert live.dep.gateway.log.size == size
 
 
-def test_grant_for_an_authority_this_machine_does_not_hold(sovra, live):
-    ran = sovra(
+def test_grant_for_an_authority_this_machine_does_not_hold(sovra, live, tmp_path):
+    request = tmp_path / "request.json"
+    asked = sovra(
         *live.args(
             "grant",
+            "request",
             "--approver",
             "FR",
             "--grantee",
@@ -142,8 +148,12 @@ def test_grant_for_an_authority_this_machine_does_not_hold(sovra, live):
             "US",
             "--subject",
             "x",
+            "--out",
+            request,
         )
     )
+    assert asked.code == 0, asked.err
+    ran = sovra(*live.args("grant", "approve", request))
     assert ran.code == 1
     assert ran.message == (
         f"error config: secret file {live.root / 'authorities' / 'FR.key'} does not exist"

@@ -111,9 +111,11 @@ def test_foreign_authority_needs_a_grant(sovra, live, tmp_path):
     assert (refusal["principal"], refusal["effect"]) == ("authority-us", "deny")
 
     grant_file = tmp_path / "g.json"
-    granted = sovra(
+    request_file = tmp_path / "request.json"
+    requested = sovra(
         *live.args(
             "grant",
+            "request",
             "--approver",
             "VN",
             "--grantee",
@@ -127,9 +129,11 @@ def test_foreign_authority_needs_a_grant(sovra, live, tmp_path):
             "--grant-id",
             "mla-cli-0001",
             "--out",
-            grant_file,
+            request_file,
         )
     )
+    assert requested.code == 0, requested.err
+    granted = sovra(*live.args("grant", "approve", request_file, "--out", grant_file))
     assert granted.code == 0, granted.err
     shown = re.fullmatch(
         r"grant mla-cli-0001 registered at log index (\d+), written to (.+)", granted.out.strip()

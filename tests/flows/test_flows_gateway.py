@@ -298,14 +298,14 @@ def test_every_released_key_was_backed_by_a_logged_allow(dep, principals, clock)
     gw = dep.gateway
     releases: list[tuple[str, object, str]] = []
     for custodian in gw.custodians.values():
-        original = custodian.unwrap
+        original = custodian.unwrap_many
 
-        def spy(wrapped, header, authorization, requester, _orig=original):
-            key = _orig(wrapped, header, authorization, requester)
-            releases.append((header.record_id, authorization, requester))
-            return key
+        def spy(items, authorization, requester, _orig=original):
+            keys = _orig(items, authorization, requester)
+            releases.extend((header.record_id, authorization, requester) for _, header in items)
+            return keys
 
-        custodian.unwrap = spy  # type: ignore[method-assign]
+        custodian.unwrap_many = spy  # type: ignore[method-assign]
     anna_id, lan_id = _ingest_pair(dep, principals)
     grant = _grant(dep, clock)
     gw.register_grant(principals["authority-vn"], grant)

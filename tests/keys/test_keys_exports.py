@@ -8,9 +8,21 @@ from types import ModuleType
 import pytest
 
 import sovra.keys
-from sovra.keys import _aead, custodian, envelope, files
+from sovra.keys import _aead, _stream, custodian, envelope, files, remote, sealing, subjects
+from sovra.server import custodian as custodian_service
 
-MODULES = [sovra.keys, _aead, custodian, envelope, files]
+MODULES = [
+    sovra.keys,
+    _aead,
+    _stream,
+    custodian,
+    envelope,
+    files,
+    remote,
+    sealing,
+    subjects,
+    custodian_service,
+]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
@@ -20,7 +32,7 @@ def test_all_names_exist_once(module: ModuleType) -> None:
     assert len(set(module.__all__)) == len(module.__all__)
 
 
-@pytest.mark.parametrize("module", [_aead, custodian, envelope, files], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", MODULES[1:], ids=lambda m: m.__name__)
 def test_every_public_definition_is_exported(module: ModuleType) -> None:
     defined = {
         name
@@ -38,14 +50,21 @@ def test_package_exports() -> None:
         "BaseCustodian",
         "Clock",
         "Custodian",
+        "CustodianStatus",
         "JournalEntry",
         "LocalCustodian",
         "generate_ed25519",
         "load_ed25519",
         "open_blob",
+        "open_into",
+        "open_range",
+        "open_stream",
         "public_bytes",
         "read_secret",
         "seal",
+        "seal_into",
+        "seal_stream",
+        "sealed_size",
         "system_clock_ms",
         "write_secret",
     }

@@ -53,11 +53,17 @@ def reference_root(leaves: list[bytes]) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogStorage]:
-    backend: LogStorage = (
-        MemoryLogStorage() if request.param == "memory" else SQLiteLogStorage(tmp_path / "d.db")
-    )
+    backend: LogStorage
+    if request.param == "postgres":
+        from sovra.ledger.postgres import PostgresLogStorage
+
+        backend = PostgresLogStorage(request.getfixturevalue("pg_dsn"))
+    elif request.param == "sqlite":
+        backend = SQLiteLogStorage(tmp_path / "d.db")
+    else:
+        backend = MemoryLogStorage()
     yield backend
     backend.close()
 

@@ -22,11 +22,17 @@ from sovra.model import MAX_ENTRY_BYTES
 Factory = Callable[[], LogStorage]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogStorage]:
-    backend: LogStorage = (
-        MemoryLogStorage() if request.param == "memory" else SQLiteLogStorage(tmp_path / "d.db")
-    )
+    backend: LogStorage
+    if request.param == "postgres":
+        from sovra.ledger.postgres import PostgresLogStorage
+
+        backend = PostgresLogStorage(request.getfixturevalue("pg_dsn"))
+    elif request.param == "sqlite":
+        backend = SQLiteLogStorage(tmp_path / "d.db")
+    else:
+        backend = MemoryLogStorage()
     yield backend
     backend.close()
 
@@ -197,6 +203,8 @@ def test_sqlite_layout(tmp_path: Path) -> None:
         "log_state",
         "log_entries",
         "log_tags",
+        "log_tags_recent",
+        "log_tags_by_epoch",
         "log_checkpoints",
     }
     assert mode == "wal"

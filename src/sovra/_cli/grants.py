@@ -1,4 +1,11 @@
-"""``sovra grant``: sign a legal-assistance grant with the approving authority's key."""
+"""``sovra grant request|approve|revoke|show``: legal-assistance grants from request to revocation.
+
+``request`` writes the requesting authority's unsigned grant (who asks, for whom, why, on
+which legal basis, which data categories, how long, how many records). ``approve`` signs it
+with the approving (home) authority's key and registers it, so it is in the log before any
+use; with ``--cosigner`` another authority co-signs an approved grant (bulk scope).
+``revoke`` takes effect at once; ``show`` prints a registered grant and its status.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +17,65 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from sovra._cli.common import DEFAULT_URL, DeploymentDir, Url, connect, error, out
+from sovra._cli.common import (
+    DEFAULT_URL,
+    As,
+    DeploymentDir,
+    KeyOpt,
+    Url,
+    connect,
+    error,
+    out,
+    print_json,
+)
 
-__all__ = ["grant"]
+__all__ = ["grant_app"]
+
+grant_app = typer.Typer(
+    help="Legal-assistance grants: request, approve (sign and register), revoke, show.",
+    no_args_is_help=True,
+)
 
 
-def grant(
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        error(f"cannot read {path}: {exc.strerror}")
+        raise typer.Exit(1) from None
+
+
+def _write(path: Path, data: bytes, consequence: str) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        error(f"cannot write {path}: {exc.strerror}; {consequence}")
+        raise typer.Exit(1) from None
+
+
+@grant_app.command()
+def request(
     grantee: Annotated[str, typer.Option(help="principal id of the requesting authority")],
     grantee_jurisdiction: Annotated[str, typer.Option(help="its jurisdiction")],
-    approver: Annotated[str, typer.Option(help="home jurisdiction that approves and signs")],
+    approver: Annotated[str, typer.Option(help="subjects' home jurisdiction, which approves")],
     subject: Annotated[list[str], typer.Option(help="subject id (repeatable)")],
+    output: Annotated[Path, typer.Option("--out", help="where to write the request")],
     purpose: Annotated[str, typer.Option()] = "foreign-legal-process",
     legal_basis: Annotated[str, typer.Option(help="treaty / request reference")] = "",
+    category: Annotated[
+        list[str] | None,
+        typer.Option(help="data category the grant covers, e.g. email (repeatable; default all)"),
+    ] = None,
+    max_records: Annotated[int, typer.Option(help="records per request, 0: no cap")] = 0,
     days: Annotated[int, typer.Option(help="validity in days from now")] = 30,
     grant_id: Annotated[str | None, typer.Option(help="default: generated")] = None,
-    output: Annotated[Path | None, typer.Option("--out", help="also write the grant here")] = None,
     deployment: DeploymentDir = Path("deployment"),
     url: Url = DEFAULT_URL,
 ) -> None:
-    """Sign a legal-assistance grant with the approver's authority key and register it."""
-    from sovra.keys import load_ed25519
+    """Write an unsigned grant request for the approving authority to sign."""
     from sovra.model import Grant
-    from sovra.policy import sign_grant
 
+    del deployment, url  # accepted so every grant command takes the same options
     now = int(time.time())
     body = Grant(
         grant_id=grant_id or f"mla-{approver.lower()}-{os.urandom(4).hex()}",
@@ -41,21 +84,84 @@ def grant(
         approver=approver,
         subjects=tuple(subject),
         purpose=purpose,
-        legal_basis=legal_basis or f"legal assistance approved by {approver}",
+        legal_basis=legal_basis or f"legal assistance requested of {approver}",
         not_before=now - 60,
         not_after=now + days * 86400,
+        categories=tuple(sorted(set(category or []))),
+        max_records=max_records,
     )
-    signed = sign_grant(body, load_ed25519(deployment / "authorities" / f"{approver}.key"))
+    _write(output, body.to_json(), "no request written")
+    out.print(f"grant request [bold]{escape(body.grant_id)}[/] written to {escape(str(output))}")
+
+
+@grant_app.command()
+def approve(
+    source: Annotated[Path, typer.Argument(help="grant request (or approved grant) JSON")],
+    output: Annotated[
+        Path | None, typer.Option("--out", help="also write the signed grant here")
+    ] = None,
+    cosigner: Annotated[
+        str | None,
+        typer.Option(help="co-sign an approved grant as this jurisdiction's authority"),
+    ] = None,
+    deployment: DeploymentDir = Path("deployment"),
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Sign a grant as its approving authority and register it (or co-sign it)."""
+    from sovra.keys import load_ed25519
+    from sovra.model import Grant, check_jurisdiction
+    from sovra.policy import cosign_grant, sign_grant
+
+    grant = Grant.from_json(_read(source))
+    if cosigner is not None:
+        key = load_ed25519(deployment / "authorities" / f"{check_jurisdiction(cosigner)}.key")
+        cosigned = cosign_grant(grant, cosigner, key)
+        target = output or source
+        _write(target, cosigned.to_json(), "not co-signed")
+        out.print(
+            f"grant [bold]{escape(grant.grant_id)}[/] co-signed by {cosigner}, "
+            f"written to {escape(str(target))}"
+        )
+        return
+    approver = check_jurisdiction(grant.approver)
+    signed = sign_grant(grant, load_ed25519(deployment / "authorities" / f"{approver}.key"))
     if output:
         # Written before registering, so a registered grant is never lost to a bad --out.
-        try:
-            output.write_bytes(signed.to_json())
-        except OSError as exc:
-            error(f"cannot write {output}: {exc.strerror}; grant not registered")
-            raise typer.Exit(1) from None
+        _write(output, signed.to_json(), "grant not registered")
     with connect(url, f"authority-{approver.lower()}", None, deployment) as client:
         receipt = client.register_grant(signed)
     out.print(
         f"grant [bold]{escape(signed.grant_id)}[/] registered at log index "
         f"{receipt['receipt']['index']}" + (f", written to {escape(str(output))}" if output else "")
     )
+
+
+@grant_app.command()
+def revoke(
+    grant_id: Annotated[str, typer.Argument(help="id of the grant to revoke")],
+    principal: Annotated[
+        str, typer.Option("--as", help="the approving authority, e.g. authority-vn")
+    ],
+    key: KeyOpt = None,
+    deployment: DeploymentDir = Path("deployment"),
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Revoke a grant; it takes effect at once (its approving authority only)."""
+    with connect(url, principal, key, deployment) as client:
+        receipt = client.revoke_grant(grant_id)
+    out.print(
+        f"grant [bold]{escape(grant_id)}[/] revoked at log index {receipt['receipt']['index']}"
+    )
+
+
+@grant_app.command()
+def show(
+    grant_id: Annotated[str, typer.Argument(help="id of a registered grant")],
+    principal: As = "auditor",
+    key: KeyOpt = None,
+    deployment: DeploymentDir = Path("deployment"),
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Print a registered grant and whether it is revoked."""
+    with connect(url, principal, key, deployment) as client:
+        print_json(client.get_grant(grant_id))

@@ -11,6 +11,7 @@ at exactly the same offsets.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import unicodedata
 
@@ -40,6 +41,39 @@ def _table() -> dict[int, int]:
     return table
 
 
+def _class_item(first: int, last: int) -> str:
+    if first == last:
+        return re.escape(chr(first))
+    return f"{re.escape(chr(first))}-{re.escape(chr(last))}"
+
+
+@functools.cache
+def _foldable() -> re.Pattern[str]:
+    # Every key of the table as one class of plain ranges, which the engine compiles to
+    # a bitmap: one pass costs about ten milliseconds per megabyte of non-ASCII text and
+    # finds the rare runs that need folding. ``str.translate`` over the whole text looks
+    # up every character in the dict, several times slower; a class using ``\d`` instead
+    # of the ranges is tested item by item and is slower too.
+    # Astral keys (mathematical and other-script digits beyond U+FFFF) would each be a
+    # range tested one by one; one range over all astral code points costs one test, and
+    # astral characters that are not keys come back unchanged from the translation.
+    keys = sorted(cp for cp in _table() if cp <= 0xFFFF)
+    items: list[str] = []
+    first = last = keys[0]
+    for cp in keys[1:]:
+        if cp != last + 1:
+            items.append(_class_item(first, last))
+            first = cp
+        last = cp
+    items.append(_class_item(first, last))
+    items.append(_class_item(0x10000, sys.maxunicode))
+    return re.compile("[" + "".join(items) + "]+")
+
+
+def _fold_run(match: re.Match[str]) -> str:
+    return match.group().translate(_table())
+
+
 def fold(text: str) -> str:
     """Map full-width and other-script digits, letters, spaces and dashes to ASCII.
 
@@ -52,4 +86,4 @@ def fold(text: str) -> str:
     """
     if text.isascii():
         return text
-    return text.translate(_table())
+    return _foldable().sub(_fold_run, text)

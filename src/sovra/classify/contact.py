@@ -5,10 +5,11 @@ Kinds:
     ends in an alphabetic (or ``xn--``) top-level label. Only well-formed addresses are
     reported, so every e-mail finding is ``validated``.
 
-    ``phone``: found with ``phonenumbers.PhoneNumberMatcher``. Numbers written in
-    national form are reported only when they are valid for one of :data:`REGIONS`;
-    numbers in international form (leading ``+``) are reported when they are possible,
-    and ``validated`` says whether ``phonenumbers.is_valid_number`` accepts them.
+    ``phone``: digit runs parsed with ``phonenumbers``. Numbers written in national
+    form are reported only when they are valid for one of :data:`REGIONS`; numbers in
+    international form (leading ``+`` or ``00``, any country) are reported when they
+    are possible, and ``validated`` says whether ``phonenumbers.is_valid_number``
+    accepts them.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ from collections.abc import Iterator
 
 import phonenumbers
 
-from sovra.classify._overlap import resolve_overlaps
+from sovra.classify._runs import segments
 from sovra.model import Finding
 
-__all__ = ["KINDS", "REGIONS", "detect", "detect_emails", "detect_phones"]
+__all__ = ["KINDS", "PHONE_CONTEXT", "REGIONS", "detect", "detect_emails", "detect_phones"]
 
 KINDS = frozenset({"email", "phone"})
 
-# Regions whose national numbering plans are tried for numbers written without a
-# country code. Any region's matcher also finds "+CC ..." numbers of every country.
-REGIONS = ("PL", "VN", "DE", "US", "CN")
+# Regions whose national numbering plans are tried, in order, for numbers written
+# without a country code; numbers with one ("+CC ...", "00CC ...") are read for every
+# country.
+REGIONS = ("PL", "VN", "DE", "US", "CN", "FR", "ES", "GB")
 
 _MAX_LOCAL = 64  # RFC 5321 section 4.5.3.1.1
 _MAX_DOMAIN = 253  # RFC 1035 presentation form without the trailing dot
@@ -51,11 +53,119 @@ _DOMAIN = re.compile(
     re.IGNORECASE,
 )
 
-_DIGIT = re.compile(r"\d")
+# Runs that are dates, not numbers to call: 2020-11-03, 03.11.2020, 3-11-20.
+_DATE_LIKE = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}|[0-9]{1,2}[-.][0-9]{1,2}[-.][0-9]{2,4}")
+_CONTEXT_WINDOW = 30
+_NANP_DOTTED = re.compile(r"[0-9]{3}\.[0-9]{3}\.[0-9]{4}")
+_NAMING_WINDOW = 14
+# Words that name a number as something else: a reference, or an identifier (a PESEL
+# whose checksum fails is still not a phone number).
+_NOT_PHONE_CONTEXT = (
+    "isbn",
+    "issn",
+    "doi",
+    "nr zam",
+    "order",
+    "invoice",
+    "faktur",
+    "pesel",
+    "nip",
+    "regon",
+    "cccd",
+    "cmnd",
+    "căn cước",
+    "steuer",
+    "ssn",
+    "social security",
+    "itin",
+    "nir",
+    "dni",
+    "身份证",
+    "passport",
+    "paszport",
+    "iban",
+    "konto",
+    "account",
+    "card",
+    "karta",
+)
+
+
+def _de_or_vn(digits: str) -> bool:
+    return digits.startswith("0")
+
+
+def _pl(digits: str) -> bool:
+    return len(digits) == 9 and not digits.startswith("0")
+
+
+def _us(digits: str) -> bool:
+    return len(digits) == 10 or (len(digits) == 11 and digits.startswith("1"))
+
+
+def _cn(digits: str) -> bool:
+    return (len(digits) == 11 and digits.startswith("1")) or digits.startswith("0")
+
+
+def _fr(digits: str) -> bool:
+    return len(digits) == 10 and digits.startswith("0")
+
+
+def _es(digits: str) -> bool:
+    return len(digits) == 9 and digits[0] in "6789"
+
+
+# How each region's national numbers are written: German and Vietnamese numbers always
+# with the trunk prefix 0, Polish ones as nine digits without it, and so on. phonenumbers
+# alone accepts an unprefixed German number of almost any length, so without this shape
+# test most order numbers would read as German telephone numbers.
+_NATIONAL_SHAPE = {
+    "PL": _pl,
+    "VN": _de_or_vn,
+    "DE": _de_or_vn,
+    "US": _us,
+    "CN": _cn,
+    "FR": _fr,
+    "ES": _es,
+    "GB": _de_or_vn,
+}
+# Lower-case words that, just before a number, say it is a telephone number.
+PHONE_CONTEXT = (
+    "tel",
+    "phone",
+    "mobile",
+    "call",
+    "zadzwo",
+    "komórk",
+    "telefon",
+    "điện thoại",
+    "sđt",
+    "gọi",
+    "handy",
+    "rufnummer",
+    "téléphone",
+    "portable",
+    "teléfono",
+    "móvil",
+    "电话",
+    "手机",
+    "联系",
+    "contact",
+    "kontakt",
+    "liên hệ",
+    "contacto",
+    "joignable",
+    "appel",
+    "anruf",
+    "llam",
+)
+_NATIONAL_DIGITS = (7, 12)
+_INTERNATIONAL_DIGITS = (8, 15)
 
 _EMAIL_CONFIDENCE = 0.9
 _PHONE_INTERNATIONAL = 0.95
 _PHONE_NATIONAL = 0.75
+_PHONE_NAMED = 0.9
 _PHONE_POSSIBLE_ONLY = 0.4
 
 
@@ -101,47 +211,94 @@ def detect_emails(text: str) -> Iterator[Finding]:
             at = text.find("@", at + 1)
 
 
-def _phone_matches(text: str, region: str | None, leniency: int) -> Iterator[Finding]:
-    # max_tries caps how many failed candidates the matcher tolerates before it stops
-    # looking. Its default would let a prefix of junk numbers hide a real one, so the cap
-    # is lifted to the number of characters: the work stays linear in the text.
-    matcher = phonenumbers.PhoneNumberMatcher(
-        text, region, leniency=leniency, max_tries=len(text) + 1
-    )
-    for match in matcher:
-        raw = str(match.raw_string).lstrip()
-        international = raw.startswith(("+", "\uff0b", "00"))
-        valid = bool(phonenumbers.is_valid_number(match.number))
-        if valid:
-            confidence = _PHONE_INTERNATIONAL if international else _PHONE_NATIONAL
-        else:
-            confidence = _PHONE_POSSIBLE_ONLY
-        yield Finding("phone", int(match.start), int(match.end), confidence, validated=valid)
+def _looks_like_date_or_reference(text: str, start: int, end: int) -> bool:
+    raw = text[start:end]
+    if _DATE_LIKE.fullmatch(raw) or "/" in raw:
+        return True
+    # Dots group prices and dates far more often than phone numbers, except in the
+    # French and Belgian style of five or more pairs ("06.12.34.56.78").
+    if "." in raw and raw.count(".") < 3 and _NANP_DOTTED.fullmatch(raw) is None:
+        return True
+    before = text[max(0, start - _CONTEXT_WINDOW) : start].lower()
+    if any(word in before for word in PHONE_CONTEXT):
+        return False  # "PESEL ..., tel. +48 ...": the nearer naming word is the phone's
+    # Only a word right before the number names it ("PESEL 4405...", "ISBN 978-...");
+    # further back it names the previous number.
+    near = before[-_NAMING_WINDOW:]
+    return any(word in near for word in _NOT_PHONE_CONTEXT)
+
+
+def _named(text: str, start: int) -> bool:
+    before = text[max(0, start - _CONTEXT_WINDOW) : start].lower()
+    return any(word in before for word in PHONE_CONTEXT)
+
+
+def _phone_at(text: str, start: int, end: int, digits: str) -> Finding | None:
+    raw = text[start:end]
+    international = raw.startswith("+") or (raw.startswith("00") and len(digits) > 9)
+    if international:
+        if not _INTERNATIONAL_DIGITS[0] <= len(digits) <= _INTERNATIONAL_DIGITS[1]:
+            return None
+        spelled = "+" + (raw[2:] if raw.startswith("00") else raw[1:])
+        try:
+            number = phonenumbers.parse(spelled, None)
+        except phonenumbers.NumberParseException:
+            return None
+        if not phonenumbers.is_possible_number(number):
+            return None
+        valid = bool(phonenumbers.is_valid_number(number))
+        confidence = _PHONE_INTERNATIONAL if valid else _PHONE_POSSIBLE_ONLY
+        return Finding("phone", start, end, confidence, validated=valid)
+    if not _NATIONAL_DIGITS[0] <= len(digits) <= _NATIONAL_DIGITS[1]:
+        return None
+    possible = False
+    for region in REGIONS:
+        if not _NATIONAL_SHAPE[region](digits):
+            continue
+        try:
+            number = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            confidence = _PHONE_NAMED if _named(text, start) else _PHONE_NATIONAL
+            return Finding("phone", start, end, confidence, validated=True)
+        possible = possible or bool(phonenumbers.is_possible_number(number))
+    # Not in any numbering plan, but shaped like a number of one and introduced as a
+    # telephone number: someone wrote it down as one (unassigned, or a typo).
+    if possible and _named(text, start):
+        return Finding("phone", start, end, _PHONE_POSSIBLE_ONLY, validated=False)
+    return None
 
 
 def detect_phones(text: str) -> Iterator[Finding]:
     """Yield ``phone`` findings: valid national numbers and possible international ones.
 
-    Each region of :data:`REGIONS` is tried in turn; where their matches overlap, the
-    validated, longer, more confident one is kept.
+    Candidates come from one pass over the text's digit runs (shared with the identity
+    number detectors), and each is parsed once: with no region when it carries its own
+    country code ("+48 ..." or "0048 ..."), otherwise in each region of
+    :data:`REGIONS` until one numbering plan accepts it. Runs that read as dates, page
+    or issue references ("12/2020"), dotted prices or ISBNs are skipped. A word such as
+    "tel." or "số điện thoại" just before a national number raises its confidence.
 
     Args:
-        text: the text to search; spans index it directly.
+        text: the text to search, with ASCII digits (the scanner folds others first);
+            spans index it directly.
 
     Yields:
         Non-overlapping findings in order of start.
     """
-    if _DIGIT.search(text) is None:
-        return
-    found: list[Finding] = []
-    for region in REGIONS:
-        found.extend(_phone_matches(text, region, phonenumbers.Leniency.VALID))
-    if "+" in text or "\uff0b" in text:  # phonenumbers reads the full-width plus too
-        # With no region only numbers that carry their own country code are considered;
-        # the lenient check lets an unassigned but well-shaped "+CC ..." number through,
-        # marked as not validated, since someone wrote it down as a phone number.
-        found.extend(_phone_matches(text, None, phonenumbers.Leniency.POSSIBLE))
-    yield from resolve_overlaps(found)
+    for segment in segments(text):
+        start, end = segment.lead, segment.end
+        if end - start < _NATIONAL_DIGITS[0]:
+            continue  # cheapest test first: most digit runs are short
+        digits = "".join(text[g.start : g.end] for g in segment.groups)
+        if not _NATIONAL_DIGITS[0] <= len(digits) <= _INTERNATIONAL_DIGITS[1]:
+            continue
+        if _looks_like_date_or_reference(text, start, end):
+            continue
+        finding = _phone_at(text, start, end, digits)
+        if finding is not None:
+            yield finding
 
 
 def detect(text: str) -> Iterator[Finding]:

@@ -5,6 +5,18 @@ Kinds:
     or printed in groups with single spaces (``PL61 1090 1014 0000 0712 1981 2874``),
     accepted only when ``stdnum.iban`` accepts its mod-97 check digits and the country's
     BBAN structure. A candidate that fails is not reported.
+
+    ``payment_card``: 13 to 19 digits, compact or in groups, that pass the Luhn check
+    (``stdnum.luhn``) and start with an issuer prefix of a card scheme (Visa, Mastercard,
+    American Express, Discover, JCB, UnionPay, Diners, Maestro); twelve-digit Maestro
+    numbers only after a word naming a card.
+
+    ``vat_number``: an EU VAT number with its country prefix (``PL5261040828``,
+    ``DE136695976``), accepted only when ``stdnum.eu.vat`` accepts the country's check.
+
+    ``bic``: a SWIFT/BIC code (``BPKOPLPW``, ``DEUTDEFF500``) with a valid country, next
+    to a word that names it ("BIC", "SWIFT"); eight capitals are too often a plain word
+    to report on shape alone. ``stdnum.bic`` checks the shape and country.
 """
 
 from __future__ import annotations
@@ -14,14 +26,88 @@ import re
 import string
 from collections.abc import Iterator
 
-from stdnum import iban, numdb
-from stdnum.exceptions import ValidationError
+from stdnum import bic, iban, luhn, numdb
+from stdnum.eu import vat
 
+from sovra.classify._runs import segments, spans
+from sovra.classify._stdnum import passes
 from sovra.model import Finding
 
-__all__ = ["KINDS", "detect", "detect_iban"]
+__all__ = ["KINDS", "detect", "detect_bic", "detect_cards", "detect_iban", "detect_vat"]
 
-KINDS = frozenset({"iban"})
+KINDS = frozenset({"iban", "payment_card", "vat_number", "bic"})
+
+# Issuer prefixes of the card schemes (ISO/IEC 7812 IINs), as the schemes publish them.
+_CARD_PREFIX = re.compile(
+    r"4|5[1-5]|2(?:22[1-9]|2[3-9]|[3-6]|7[01]|720)|3[47]|6(?:011|4[4-9]|5)|35"
+    r"|62|3(?:0[0-5]|[689])|5[06-8]|6[0-9]|2131|1800"
+)
+# Maestro numbers may be as short as twelve digits; so many twelve-digit numbers pass
+# the Luhn check (one in ten) that they are reported only after a word naming a card.
+_MAESTRO = re.compile(r"5[06-8]|6[0-9]")
+# Cards are printed whole or in groups of four (Amex 4-6-5); a run of pairs such as
+# "1 61 08 64 643 414 65" is some other number.
+_CARD_PRINTED = re.compile(r"[0-9]{4,19}(?:[ -][0-9]{3,6})*")
+_CARD_CONFIDENCE = 0.9
+_CARD_LENGTHS = frozenset(range(12, 20))
+_CARD_LENGTHS_MIN = 12
+_CARD_NAMED = 0.97
+_CARD_CONTEXT = (
+    "card",
+    "karta",
+    "karty",
+    "kartą",
+    "thẻ",
+    "karte",
+    "carte",
+    "tarjeta",
+    "visa",
+    "mastercard",
+    "amex",
+    "卡",
+    "cc ",
+)
+_VAT = re.compile(
+    r"[A-Z](?=[A-Z])(?<![0-9A-Za-z][A-Z])[A-Z] ?"
+    r"(?=[0-9A-Z]{0,3}[0-9])[0-9A-Z][0-9A-Z .-]{6,14}[0-9A-Z]"
+)
+_VAT_CONFIDENCE = 0.95
+_VAT_COUNTRIES = frozenset(
+    [
+        "AT",
+        "BE",
+        "BG",
+        "CY",
+        "CZ",
+        "DE",
+        "DK",
+        "EE",
+        "EL",
+        "ES",
+        "FI",
+        "FR",
+        "HR",
+        "HU",
+        "IE",
+        "IT",
+        "LT",
+        "LU",
+        "LV",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SE",
+        "SI",
+        "SK",
+        "XI",
+    ]
+)
+_BIC = re.compile(r"[A-Z](?<![0-9A-Za-z][A-Z])[A-Z]{5}[A-Z0-9]{2}(?:[A-Z0-9]{3})?(?![0-9A-Za-z])")
+_BIC_WORDS = ("BIC", "bic", "Bic", "SWIFT", "swift", "Swift")
+_BIC_CONFIDENCE = 0.9
+_CONTEXT_WINDOW = 30
 
 _MIN_IBAN = 15  # Norway
 _MAX_IBAN = 34  # ISO 13616
@@ -32,6 +118,10 @@ _BBAN_MIN, _BBAN_MAX = _MIN_IBAN - 4, _MAX_IBAN - 4
 _CANDIDATE = re.compile(
     rf"(?<![A-Za-z0-9])(?=([A-Za-z]{{2}}[0-9]{{2}}(?: ?[A-Za-z0-9]){{{_BBAN_MIN},{_BBAN_MAX}}}))"
 )
+# Where an IBAN can start: a digit (the engine skips to digits fast) that is the first of
+# two check digits right after a two-letter country code at a word start. The candidate
+# pattern is then tried only there, not at every position of the text.
+_CHECK_DIGITS = re.compile(r"[0-9](?<=(?<![A-Za-z0-9])[A-Za-z]{2}[0-9])[0-9]")
 _BASE36 = 36
 # One part of a SWIFT BBAN structure such as "8!n16!n": a length, "!" when it is fixed.
 _BBAN_PART = re.compile(r"(\d+)(!?)[nac]")
@@ -80,11 +170,7 @@ def _mod97_ends(candidate: str, bban_length: int | None) -> list[int]:
 
 
 def _is_iban(compact: str) -> bool:
-    try:
-        iban.validate(compact)
-    except ValidationError:
-        return False
-    return True
+    return passes(iban.validate, compact)
 
 
 def _longest_valid(candidate: str) -> int | None:
@@ -112,9 +198,12 @@ def detect_iban(text: str) -> Iterator[Finding]:
         Non-overlapping findings in order of start.
     """
     resume = 0
-    for match in _CANDIDATE.finditer(text):
-        start = match.start()
+    for digits in _CHECK_DIGITS.finditer(text):
+        start = digits.start() - 2
         if start < resume:
+            continue
+        match = _CANDIDATE.match(text, start)
+        if match is None:
             continue
         candidate = match.group(1)
         length = _longest_valid(candidate)
@@ -129,6 +218,111 @@ def _runs_on(text: str, end: int) -> bool:
     return end < len(text) and text[end].isascii() and text[end].isalnum()
 
 
+def _named(text: str, start: int, words: tuple[str, ...]) -> bool:
+    before = text[max(0, start - _CONTEXT_WINDOW) : start].lower()
+    return any(word in before for word in words)
+
+
+def _luhn(digits: str) -> bool:
+    # The Luhn sum in one pass over a lookup table; stdnum.luhn confirms the rare pass.
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        total += _LUHN_DOUBLE[int(char)] if i % 2 else int(char)
+    return total % 10 == 0 and passes(luhn.is_valid, digits)
+
+
+_LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+def detect_cards(text: str) -> Iterator[Finding]:
+    """Yield a ``payment_card`` finding for each Luhn-valid card number in *text*.
+
+    Args:
+        text: the text to search, with ASCII digits (the scanner folds others first);
+            spans index it directly.
+
+    Yields:
+        Findings in order of start.
+    """
+    for segment in segments(text):
+        if segment.end - segment.lead < _CARD_LENGTHS_MIN:
+            continue
+        for start, end, digits in spans(text, segment, _CARD_LENGTHS):
+            if text[start] in "+(" or _CARD_PRINTED.fullmatch(text[start:end]) is None:
+                continue
+            if _CARD_PREFIX.match(digits) is None or not _luhn(digits):
+                continue
+            named = _named(text, start, _CARD_CONTEXT)
+            if len(digits) == _CARD_LENGTHS_MIN and not (named and _MAESTRO.match(digits)):
+                continue
+            confidence = _CARD_NAMED if named else _CARD_CONFIDENCE
+            yield Finding("payment_card", start, end, confidence, validated=True)
+            break  # the longest valid stretch of a segment is the card
+
+
+def detect_vat(text: str) -> Iterator[Finding]:
+    """Yield a ``vat_number`` finding for each valid EU VAT number in *text*.
+
+    Args:
+        text: the text to search, with ASCII digits (the scanner folds others first);
+            spans index it directly.
+
+    Yields:
+        Findings in order of start.
+    """
+    match = _VAT.search(text)
+    while match is not None:
+        found = _vat_at(text, match)
+        resume = found.end if found is not None else match.start() + 1
+        if found is not None:
+            yield found
+        # Searching again from just after a rejected start lets "UE PL526..." find the
+        # VAT number that the rejected "UE P..." candidate had swallowed.
+        match = _VAT.search(text, resume)
+
+
+def _vat_at(text: str, match: re.Match[str]) -> Finding | None:
+    if match.group()[:2] not in _VAT_COUNTRIES:
+        return None
+    raw = match.group()
+    # The candidate may run on into the next word; try each shorter end, longest first.
+    for end in range(len(raw), 9, -1):
+        if raw[end - 1] in " .-":
+            continue
+        if match.start() + end < len(text) and text[match.start() + end].isalnum():
+            continue
+        compact = raw[:end].replace(" ", "").replace(".", "").replace("-", "")
+        if passes(vat.is_valid, compact):
+            return Finding(
+                "vat_number", match.start(), match.start() + end, _VAT_CONFIDENCE, validated=True
+            )
+    return None
+
+
+def detect_bic(text: str) -> Iterator[Finding]:
+    """Yield a ``bic`` finding for each well-formed BIC named as one in *text*.
+
+    Args:
+        text: the text to search; spans index it directly.
+
+    Yields:
+        Findings in order of start.
+    """
+    # Only reported after its naming word, so the words are searched for (a fast literal
+    # search) and the code only in the short stretch after each.
+    for word in _BIC_WORDS:
+        at = text.find(word)
+        while at != -1:
+            window_end = min(len(text), at + len(word) + _CONTEXT_WINDOW)
+            for match in _BIC.finditer(text, at + len(word), window_end):
+                if passes(bic.is_valid, match.group()):
+                    yield Finding(
+                        "bic", match.start(), match.end(), _BIC_CONFIDENCE, validated=False
+                    )
+                    break
+            at = text.find(word, at + 1)
+
+
 def detect(text: str) -> Iterator[Finding]:
     """Yield every financial-identifier finding in *text*.
 
@@ -139,3 +333,6 @@ def detect(text: str) -> Iterator[Finding]:
         Findings of kinds :data:`KINDS`.
     """
     yield from detect_iban(text)
+    yield from detect_cards(text)
+    yield from detect_vat(text)
+    yield from detect_bic(text)

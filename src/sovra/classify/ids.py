@@ -1,44 +1,327 @@
-"""National identity numbers.
+"""National identity and tax numbers of people, one kind per country and scheme.
 
-Kinds:
-    ``pl_pesel``: the Polish PESEL, eleven digits standing alone (no digit directly
-    before or after), accepted only when ``stdnum.pl.pesel`` accepts both its check
-    digit and the birth date it encodes. A candidate that fails is not reported.
+Every kind below is reported only when its check passes: ``python-stdnum``'s validator
+where stdnum has one (check digits, encoded birth dates, region codes), the ICAO 9303
+or national check digit written out here where it does not. A candidate whose check
+fails is never reported as that identifier. The few schemes that carry no check at all
+(the Vietnamese citizen ID, the British National Insurance number, the Polish passport)
+are reported only next to a word that names them, and with ``validated`` false.
+
+Kinds (country, validation):
+    ``pl_pesel`` (PL, ``stdnum.pl.pesel``: check digit and birth date),
+    ``pl_nip`` (PL, ``stdnum.pl.nip``; bare only in its printed 3-3-2-2 or 3-2-2-3
+    form, otherwise next to "NIP"), ``pl_regon`` (PL, ``stdnum.pl.regon``, named only),
+    ``pl_id_card`` (PL, the ID card's check digit), ``pl_passport`` (PL, shape, named
+    only), ``vn_citizen_id`` (VN, CCCD 12 digits with a province code or CMND 9 digits,
+    named only), ``vn_tax_code`` (VN, ``stdnum.vn.mst``, named only),
+    ``cn_resident_id`` (CN, ``stdnum.cn.ric``: region, birth date, ISO 7064 check),
+    ``de_tax_id`` (DE, ``stdnum.de.idnr``), ``de_id_card`` (DE, ICAO check digit),
+    ``fr_nir`` (FR, ``stdnum.fr.nir``: control key), ``es_dni`` and ``es_nie`` (ES,
+    ``stdnum.es.dni`` / ``stdnum.es.nie``: control letter), ``us_ssn`` and ``us_itin``
+    (US, ``stdnum.us.ssn`` / ``stdnum.us.itin``: reserved ranges; bare only in the
+    printed ``123-45-6789`` form, otherwise named), ``gb_nino`` (GB, HMRC's prefix
+    and suffix rules, named or printed in its own shape).
+
+A word that names the number within :data:`CONTEXT_WINDOW` characters before it
+("PESEL", "số CCCD", "Steuer-ID", "NIR") raises the confidence.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from stdnum.exceptions import ValidationError
-from stdnum.pl import pesel
+from stdnum.cn import ric
+from stdnum.de import idnr
+from stdnum.es import dni, nie
+from stdnum.fr import nir
+from stdnum.pl import nip, pesel, regon
+from stdnum.us import itin, ssn
+from stdnum.vn import mst
 
+from sovra.classify._runs import segments, spans
+from sovra.classify._stdnum import passes
 from sovra.model import Finding
 
-__all__ = ["CONTEXT_WINDOW", "KINDS", "detect", "detect_pesel"]
-
-KINDS = frozenset({"pl_pesel"})
+__all__ = ["CONTEXT", "CONTEXT_WINDOW", "KINDS", "detect", "detect_pesel"]
 
 # How many characters before a number are searched for a word that names it.
-CONTEXT_WINDOW = 30
+CONTEXT_WINDOW = 40
 
-_PESEL = re.compile(r"(?<![0-9])[0-9]{11}(?![0-9])")
-# Lower-case words that, written just before a number, say it is a PESEL.
-_PESEL_CONTEXT = ("pesel", "numer ewidencyjny", "nr ewid")
+# Lower-case words that, written just before a number, say which identifier it is.
+CONTEXT: dict[str, tuple[str, ...]] = {
+    "pl_pesel": ("pesel", "numer ewidencyjny", "nr ewid"),
+    "pl_nip": ("nip",),
+    "pl_regon": ("regon",),
+    "pl_id_card": ("dowód", "dowodu", "dowod", "id card", "identity card"),
+    "pl_passport": ("paszport", "passport"),
+    "vn_citizen_id": (
+        "cccd",
+        "cmnd",
+        "căn cước",
+        "chứng minh",
+        "citizen id",
+        "định danh",
+    ),
+    "vn_tax_code": ("mst", "mã số thuế", "mã số doanh nghiệp", "tax code"),
+    "cn_resident_id": ("身份证", "公民身份号码", "身份号码", "resident id", "id number"),
+    "de_tax_id": (
+        "steuer-id",
+        "steuerid",
+        "steuer-identifikationsnummer",
+        "steueridentifikationsnummer",
+        "identifikationsnummer",
+        "idnr",
+        "tax id",
+    ),
+    "de_id_card": ("personalausweis", "ausweisnummer", "ausweis-nr", "ausweis", "id card"),
+    "fr_nir": (
+        "nir",
+        "sécurité sociale",
+        "securite sociale",
+        "n° ss",
+        "numéro de sécu",
+        "insee",
+    ),
+    "es_dni": ("dni", "nif", "documento nacional"),
+    "es_nie": ("nie", "extranjero"),
+    "us_ssn": ("ssn", "social security", "soc. sec"),
+    "us_itin": ("itin", "taxpayer identification"),
+    "gb_nino": ("national insurance", "nino", "ni number", "ni no"),
+}
 
-# About one random eleven-digit number in fifty passes the check digit and the date
-# test, so a bare match is likely but not certain; a naming word makes it near certain.
-_PESEL_BARE = 0.8
-_PESEL_NAMED = 0.97
+KINDS = frozenset(CONTEXT)
+
+_BARE = 0.8
+_SHORTEST = 9  # digits of the shortest numeric identifier here
+_NAMED = 0.97
+_UNCHECKED_NAMED = 0.85  # no check digit: the naming word is the evidence
 
 
-def _is_pesel(candidate: str) -> bool:
-    try:
-        pesel.validate(candidate)
-    except ValidationError:
-        return False
+def _weighted(digits: str, weights: tuple[int, ...]) -> int:
+    return sum(int(d) * w for d, w in zip(digits, weights, strict=False))
+
+
+# Fast arithmetic pre-checks, written from each scheme's published rule: most digit runs
+# in a text are not identifiers, and these reject them without stdnum's parsing. A run
+# that passes is then validated by stdnum, which stays the authority.
+def _pesel_sum(d: str) -> bool:
+    return (10 - _weighted(d, (1, 3, 7, 9, 1, 3, 7, 9, 1, 3)) % 10) % 10 == int(d[10])
+
+
+def _nip_sum(d: str) -> bool:
+    return _weighted(d, (6, 5, 7, 2, 3, 4, 5, 6, 7)) % 11 == int(d[9])
+
+
+def _regon_sum(d: str) -> bool:
+    weights = (8, 9, 2, 3, 4, 5, 6, 7) if len(d) == 9 else (2, 4, 8, 5, 0, 9, 7, 3, 6, 1, 2, 4, 8)
+    return _weighted(d, weights) % 11 % 10 == int(d[-1])
+
+
+def _mod11_10(d: str) -> bool:  # ISO 7064 MOD 11,10, the Steuer-ID's check digit
+    product = 10
+    for digit in d[:-1]:
+        total = (int(digit) + product) % 10 or 10
+        product = total * 2 % 11
+    return (11 - product) % 10 == int(d[-1])
+
+
+def _mst_sum(d: str) -> bool:
+    return 10 - _weighted(d, (31, 29, 23, 19, 17, 13, 7, 5, 3)) % 11 == int(d[9])
+
+
+def _ric_sum(d: str) -> bool:  # ISO 7064 MOD 11-2
+    total = sum(int(c) * (2 ** (17 - i) % 11) for i, c in enumerate(d[:17]))
+    return "10X98765432"[total % 11] == d[17].upper()
+
+
+def _nir_sum(d: str) -> bool:
+    return 97 - int(d[:13]) % 97 == int(d[13:])
+
+
+def _always(_: str) -> bool:
     return True
+
+
+def _valid(
+    validator: Callable[[str], object], quick: Callable[[str], bool] = _always
+) -> Callable[[str], bool]:
+    def check(number: str) -> bool:
+        return quick(number) and passes(validator, number)
+
+    return check
+
+
+def _cccd(digits: str) -> bool:
+    # Province code 001..096, then a digit for century and sex; no check digit exists.
+    return len(digits) == 9 or (1 <= int(digits[:3]) <= 96)
+
+
+@dataclass(frozen=True, slots=True)
+class _Numeric:
+    kind: str
+    lengths: frozenset[int]
+    check: Callable[[str], bool]
+    bare: bool  # reported without a naming word (only when the check is a checksum)
+    validated: bool
+    printed: re.Pattern[str] | None = None  # a printed shape that counts as naming it
+    compact: bool = False  # only ever written as one unbroken run of digits
+
+
+# Order matters where one number passes two checks: the earlier reading wins unless a
+# naming word points to the later one.
+_NUMERIC: tuple[_Numeric, ...] = (
+    _Numeric(
+        "pl_pesel", frozenset({11}), _valid(pesel.is_valid, _pesel_sum), True, True, compact=True
+    ),
+    _Numeric("de_tax_id", frozenset({11}), _valid(idnr.is_valid, _mod11_10), True, True),
+    _Numeric(
+        "pl_nip",
+        frozenset({10}),
+        _valid(nip.is_valid, _nip_sum),
+        False,
+        True,
+        re.compile(r"[0-9]{3}-[0-9]{3}-[0-9]{2}-[0-9]{2}|[0-9]{3}-[0-9]{2}-[0-9]{2}-[0-9]{3}"),
+    ),
+    _Numeric("pl_regon", frozenset({9, 14}), _valid(regon.is_valid, _regon_sum), False, True),
+    _Numeric("vn_tax_code", frozenset({10, 13}), _valid(mst.is_valid, _mst_sum), False, True),
+    _Numeric("vn_citizen_id", frozenset({9, 12}), _cccd, False, False),
+    _Numeric(
+        "cn_resident_id", frozenset({18}), _valid(ric.is_valid, _ric_sum), True, True, compact=True
+    ),
+    _Numeric("fr_nir", frozenset({15}), _valid(nir.is_valid, _nir_sum), True, True),
+    _Numeric(
+        "us_itin",
+        frozenset({9}),
+        _valid(itin.is_valid),
+        False,
+        True,
+        re.compile(r"9[0-9]{2}-[0-9]{2}-[0-9]{4}"),
+    ),
+    _Numeric(
+        "us_ssn",
+        frozenset({9}),
+        _valid(ssn.is_valid),
+        False,
+        True,
+        re.compile(r"[0-8][0-9]{2}-[0-9]{2}-[0-9]{4}"),
+    ),
+)
+
+# Identifiers that mix letters and digits, each in its printed shapes, in one pattern so
+# the text is walked once; group names are the kinds. The pattern opens with a plain
+# character class so the engine skips fast to an upper-case letter or a digit, then
+# drops the common case of a capitalised word (a lower-case letter next), and only then
+# checks the word boundary (a look-behind first would run at every position); each
+# alternative re-reads that first character through a look-behind.
+_ALNUM = re.compile(
+    r"[0-9A-Z](?=[0-9A-Z -])(?<![0-9A-Za-z].)(?:"
+    r"(?<=[0-9])(?P<cn_resident_id>[0-9]{16}[Xx])"
+    r"|(?<=[0-9])(?P<es_dni>[0-9]{7}[- ]?[A-Z])"
+    r"|(?<=[XYZ])(?P<es_nie>[- ]?[0-9]{7}[- ]?[A-Z])"
+    r"|(?<=[A-CEGHJ-PR-TW-Z])(?P<gb_nino>[A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D])"
+    r"|(?<=[A-Z])(?P<pl_id_card>[A-Z]{2} ?[0-9]{6})"
+    r"|(?<=[A-Z])(?P<pl_passport>[A-Z] ?[0-9]{7})"
+    r"|(?<=[CFGHJKLMNPRTVWXYZ])(?P<de_id_card>[CFGHJKLMNPRTVWXYZ0-9]{8}[0-9])"
+    r")(?![0-9A-Za-z])"
+)
+_GB_NINO_BAD_PREFIXES = frozenset({"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"})
+_ICAO_WEIGHTS = (7, 3, 1)
+_PL_ID_WEIGHTS = (7, 3, 1, 0, 7, 3, 1, 7, 3)
+
+
+def _char_value(char: str) -> int:
+    return int(char, 36)  # 0-9, then A=10 ... Z=35, as ICAO 9303 and the Polish card
+
+
+def _icao_check(body: str, check: str) -> bool:
+    total = sum(_char_value(c) * _ICAO_WEIGHTS[i % 3] for i, c in enumerate(body))
+    return total % 10 == int(check)
+
+
+def _pl_id_card(compact: str) -> bool:
+    # Three letters, then the check digit, then five digits; the check digit's weight 9
+    # is left out of the sum, which must then equal it modulo 10.
+    total = sum(_char_value(c) * w for c, w in zip(compact, _PL_ID_WEIGHTS, strict=True))
+    return total % 10 == int(compact[3])
+
+
+def _alnum_check(kind: str, compact: str) -> tuple[bool, bool]:
+    """(passes, validated) for a letter-and-digit candidate of *kind*."""
+    if kind == "cn_resident_id":
+        return passes(ric.is_valid, compact), True
+    if kind == "es_dni":
+        return passes(dni.is_valid, compact), True
+    if kind == "es_nie":
+        return passes(nie.is_valid, compact), True
+    if kind == "pl_id_card":
+        return _pl_id_card(compact), True
+    if kind == "de_id_card":
+        return _icao_check(compact[:9], compact[9]), True
+    if kind == "gb_nino":
+        return compact[:2] not in _GB_NINO_BAD_PREFIXES, False
+    return True, False  # pl_passport: a shape only
+
+
+def _named(text: str, start: int, kind: str) -> bool:
+    before = text[max(0, start - CONTEXT_WINDOW) : start].lower()
+    return any(word in before for word in CONTEXT[kind])
+
+
+_LENGTHS = frozenset(n for spec in _NUMERIC for n in spec.lengths)
+_BY_LENGTH = {n: tuple(spec for spec in _NUMERIC if n in spec.lengths) for n in _LENGTHS}
+
+
+def _numeric(text: str) -> Iterator[Finding]:
+    for segment in segments(text):
+        if segment.end - segment.lead < _SHORTEST:
+            continue
+        for start, end, digits in spans(text, segment, _LENGTHS):
+            if text[start] in "+(":
+                continue  # a phone number's country code or area code
+            found = _read_number(text, start, end, digits)
+            if found is not None:
+                yield found
+
+
+def _read_number(text: str, start: int, end: int, digits: str) -> Finding | None:
+    chosen: Finding | None = None
+    for spec in _BY_LENGTH[len(digits)]:
+        if spec.compact and end - start != len(digits):
+            continue
+        # Cheapest first: a scheme that needs its word or its printed shape is skipped
+        # before any check digit is computed.
+        printed = spec.printed is not None and spec.printed.fullmatch(text[start:end])
+        named = _named(text, start, spec.kind)
+        if not (named or printed or spec.bare) or not spec.check(digits):
+            continue
+        confidence = (_NAMED if named else _BARE) if spec.validated else _UNCHECKED_NAMED
+        finding = Finding(spec.kind, start, end, confidence, validated=spec.validated)
+        if named:
+            return finding
+        if chosen is None:
+            chosen = finding
+    return chosen
+
+
+def _alnum(text: str) -> Iterator[Finding]:
+    for match in _ALNUM.finditer(text):
+        kind = str(match.lastgroup)
+        compact = match.group().replace(" ", "").replace("-", "").upper()
+        passes, validated = _alnum_check(kind, compact)
+        if not passes:
+            continue
+        named = _named(text, match.start(), kind)
+        if not validated and not named and kind != "gb_nino":
+            continue
+        if kind == "de_id_card" and not named and compact[:9].isalpha():
+            continue  # ten capitals ending in a digit: a word or a code, unless named
+        if validated:
+            confidence = _NAMED if named else _BARE
+        else:
+            confidence = _UNCHECKED_NAMED if named else _BARE - 0.1
+        yield Finding(kind, match.start(), match.end(), confidence, validated=validated)
 
 
 def detect_pesel(text: str) -> Iterator[Finding]:
@@ -49,24 +332,23 @@ def detect_pesel(text: str) -> Iterator[Finding]:
             spans index it directly.
 
     Yields:
-        Non-overlapping findings in order of start.
+        Findings in order of start.
     """
-    for match in _PESEL.finditer(text):
-        if not _is_pesel(match.group()):
-            continue
-        before = text[max(0, match.start() - CONTEXT_WINDOW) : match.start()].lower()
-        named = any(word in before for word in _PESEL_CONTEXT)
-        confidence = _PESEL_NAMED if named else _PESEL_BARE
-        yield Finding("pl_pesel", match.start(), match.end(), confidence, validated=True)
+    for finding in _numeric(text):
+        if finding.kind == "pl_pesel":
+            yield finding
 
 
 def detect(text: str) -> Iterator[Finding]:
     """Yield every national-identity-number finding in *text*.
 
     Args:
-        text: the text to search; spans index it directly.
+        text: the text to search, with ASCII digits (the scanner folds others first);
+            spans index it directly.
 
     Yields:
-        Findings of kinds :data:`KINDS`.
+        Findings of kinds :data:`KINDS`; where two readings of one number overlap the
+        scanner keeps one.
     """
-    yield from detect_pesel(text)
+    yield from _numeric(text)
+    yield from _alnum(text)

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from sovra.classify import contact, finance, ids
+from sovra.classify import contact, finance, ids, location, network, personal, special
 from sovra.errors import ConfigError
 from sovra.model import Finding
 
-__all__ = ["FAMILIES", "KINDS", "Detector", "Family"]
+__all__ = ["FAMILIES", "KINDS", "Detector", "Family", "LanguageDetector"]
 
 Detector = Callable[[str], Iterator[Finding]]
 """A detector yields findings whose spans index the very string it was given.
@@ -25,19 +25,34 @@ It MUST NOT yield a kind its family does not declare, MUST yield only spans with
 """
 
 
+LanguageDetector = Callable[[str, str | None], Iterator[Finding]]
+"""A detector whose word lists depend on the language: ``(text, lang)``, where ``lang``
+is a code of ``special.LANGUAGES`` or None for every language. Same contract as
+:data:`Detector`."""
+
+
 @dataclass(frozen=True, slots=True)
 class Family:
-    """One detector family: a name, the kinds it reports and its detector."""
+    """One detector family: a name, the kinds it reports and its detector.
+
+    ``detect_in`` is set for families whose word lists are per language; the scanner
+    calls it instead of ``detect`` when the caller names a language.
+    """
 
     name: str
     kinds: frozenset[str]
     detect: Detector
+    detect_in: LanguageDetector | None = None
 
 
 FAMILIES: tuple[Family, ...] = (
     Family("contact", contact.KINDS, contact.detect),
     Family("ids", ids.KINDS, ids.detect),
     Family("finance", finance.KINDS, finance.detect),
+    Family("network", network.KINDS, network.detect),
+    Family("location", location.KINDS, location.detect),
+    Family("personal", personal.KINDS, personal.detect, personal.detect_birth_dates),
+    Family("special", special.KINDS, special.detect, special.detect_special),
 )
 
 

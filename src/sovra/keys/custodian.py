@@ -1,13 +1,22 @@
 """Key custodians: each jurisdiction's holder of key-encryption keys (KEKs).
 
-A custodian wraps record data keys under its current KEK and releases a data key only
-against a logged allow: a decision entry from the transparency log, with the log's signed
-receipt, that names the record, its subject and the requester, and is fresh. There is no
-other path from a wrapped key to a data key.
+Keys form a hierarchy (ADR 0008)::
+
+    KEK (per jurisdiction, versioned) -> subject key (per subject) -> data key (per record)
+
+A custodian wraps a record's data key under the key of the record's subject, and keeps each
+subject key sealed under its current KEK. Destroying a subject key (:meth:`~BaseCustodian.
+shred`) makes every record of hers unreadable at once without touching a blob; rotating the
+KEK (:meth:`LocalCustodian.rotate`, :meth:`LocalCustodian.rewrap`) reseals subject keys only,
+never a record, and an old KEK version is destroyed once no subject key depends on it.
+
+A custodian releases a data key only against a logged allow: a decision entry from the
+transparency log, with the log's signed receipt, that names the record, its subject and the
+requester, and is fresh. There is no other path from a wrapped key to a data key.
 
 :class:`BaseCustodian` does every check in its public methods and leaves exactly the
-cryptography to two private methods, :meth:`~BaseCustodian._wrap_with` and
-:meth:`~BaseCustodian._unwrap_with`, so an in-process custodian
+cryptography to private methods, :meth:`~BaseCustodian._wrap_with`,
+:meth:`~BaseCustodian._unwrap_with` and :meth:`~BaseCustodian._shred`, so an in-process custodian
 (:class:`LocalCustodian`) and a remote one plug in the same way and cannot skip a check.
 
 Local key file, format 1 (JSON, UTF-8, at most 1 MiB, mode 0600)::
@@ -39,8 +48,8 @@ import logging
 import re
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -48,9 +57,18 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from sovra.errors import BadRequest, ConfigError, Denied, IntegrityError, VerificationError
+from sovra.errors import (
+    BadRequest,
+    ConfigError,
+    Denied,
+    IntegrityError,
+    NotFound,
+    VerificationError,
+)
 from sovra.keys import _aead
 from sovra.keys.files import StrPath, read_secret, write_secret
+from sovra.keys.sealing import Sealer, Unlock, is_sealed, new_sealer, seal_key_file, unseal_key_file
+from sovra.keys.subjects import SubjectKeyStore, subjects_path
 from sovra.model import (
     MAX_ENTRY_BYTES,
     LogEntry,
@@ -65,10 +83,12 @@ __all__ = [
     "DEFAULT_JOURNAL_SIZE",
     "DEFAULT_MAX_AUTHORIZATION_AGE_MS",
     "KEY_FILE_FORMAT",
+    "MAX_BATCH",
     "MAX_WRAPPED_BYTES",
     "BaseCustodian",
     "Clock",
     "Custodian",
+    "CustodianStatus",
     "JournalEntry",
     "LocalCustodian",
     "system_clock_ms",
@@ -84,12 +104,16 @@ DEFAULT_JOURNAL_SIZE = 10_000
 MAX_WRAPPED_BYTES = 4096
 """A wrapped 32-byte key is far smaller; anything larger is refused before any work."""
 KEY_FILE_FORMAT = 1
+MAX_BATCH = 1000
+"""Most keys one :meth:`BaseCustodian.unwrap_many` call releases."""
 _KEY_FILE_TYPE = "sovra-custodian-keys"
 _MAX_KEY_FILE_BYTES = 1024 * 1024
 _MAX_KEKS = 4096
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
 _HEX_CHECK = re.compile(r"[0-9a-f]{32}")
-_WRAP_TAG = b"sovra-wrap/v1\n"
+_WRAP_TAG = b"sovra-wrap/v2\n"
+_SUBJECT_TAG = b"sovra-subject-key/v1\n"
+_SUBJECT_CACHE_SIZE = 4096
 _JOURNAL_REQUESTER_CHARS = 128
 
 
@@ -105,6 +129,34 @@ def _wrap_aad(jurisdiction: str, kek_version: int, header: RecordHeader) -> byte
 
 
 @dataclass(frozen=True, slots=True)
+class CustodianStatus:
+    """What ``sovra keys status`` shows for one custodian.
+
+    ``versions`` maps every KEK version held to the number of subject keys it seals;
+    ``orphaned`` counts subject keys sealed under a version no longer held (MUST be empty;
+    anything there is unreadable).
+    """
+
+    jurisdiction: str
+    current_kek_version: int
+    versions: Mapping[int, int]
+    subjects: int
+    shredded: int
+    orphaned: Mapping[int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "jurisdiction": self.jurisdiction,
+            "current_kek_version": self.current_kek_version,
+            "versions": {str(v): n for v, n in self.versions.items()},
+            "subjects": self.subjects,
+            "shredded": self.shredded,
+            "orphaned": {str(v): n for v, n in self.orphaned.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class JournalEntry:
     """One request a custodian received, and what became of it.
 
@@ -113,10 +165,10 @@ class JournalEntry:
     """
 
     time_ms: int
-    operation: Literal["wrap", "unwrap"]
+    operation: Literal["wrap", "unwrap", "shred"]
     requester: str | None
     record_id: str
-    outcome: Literal["wrapped", "released", "refused", "denied", "failed"]
+    outcome: Literal["wrapped", "released", "refused", "denied", "failed", "shredded"]
     reason: str = ""
 
 
@@ -125,9 +177,12 @@ class Custodian(Protocol):
     """What the gateway needs from a jurisdiction's custodian.
 
     Implementations MUST refuse headers of another jurisdiction, MUST bind each wrapped
-    key to its jurisdiction, KEK version and record header, MUST NOT release a data key
-    without verifying a fresh logged allow for that record, subject and requester, and
-    MUST raise one opaque :class:`IntegrityError` for every cryptographic failure.
+    key to its jurisdiction, KEK version and record header, MUST wrap it under the key of
+    the record's subject, MUST NOT release a data key without verifying a fresh logged
+    allow for that record, subject and requester, MUST release a batch all or none, MUST
+    raise one opaque :class:`IntegrityError` for every cryptographic failure and
+    :class:`NotFound` for a crypto-shredded subject, and after :meth:`shred` MUST NOT keep
+    any copy of that subject's key, nor make her a new one.
     """
 
     @property
@@ -154,12 +209,26 @@ class Custodian(Protocol):
         """Release the data key of *header*'s record to *requester* under *authorization*."""
         ...
 
+    def unwrap_many(
+        self,
+        items: Sequence[tuple[WrappedKey, RecordHeader]],
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+    ) -> list[bytes]:
+        """Release several records' data keys under one authorization; all or none."""
+        ...
+
+    def shred(self, subject: str) -> bool:
+        """Destroy *subject*'s key for good; True if a key existed."""
+        ...
+
 
 class BaseCustodian(abc.ABC):
     """Every check of :class:`Custodian`, around two private methods implementers write.
 
-    Subclasses provide :attr:`current_kek_version`, :meth:`_wrap_with` and
-    :meth:`_unwrap_with`; they MUST NOT override :meth:`wrap` or :meth:`unwrap`.
+    Subclasses provide :attr:`current_kek_version`, :meth:`_wrap_with`,
+    :meth:`_unwrap_with` and :meth:`_shred`; they MUST NOT override :meth:`wrap`,
+    :meth:`unwrap`, :meth:`unwrap_many` or :meth:`shred`.
     """
 
     def __init__(
@@ -206,20 +275,33 @@ class BaseCustodian(abc.ABC):
         """The KEK version new wraps use."""
 
     @abc.abstractmethod
-    def _wrap_with(self, kek_version: int, data_key: bytes, aad: bytes) -> bytes:
-        """Seal *data_key* under KEK *kek_version* with associated data *aad*.
+    def _wrap_with(self, subject: str, data_key: bytes, aad: bytes) -> bytes:
+        """Seal *data_key* under *subject*'s key with associated data *aad*.
 
-        Called only after every check has passed. MUST authenticate *aad*.
+        Called only after every check has passed. MUST authenticate *aad*; MUST create
+        the subject key (sealed under the current KEK) when she has none; MUST raise
+        :class:`BadRequest` for a subject whose key was shredded.
         """
 
     @abc.abstractmethod
-    def _unwrap_with(self, kek_version: int, blob: bytes, aad: bytes) -> bytes:
-        """Open *blob* under KEK *kek_version* with associated data *aad*.
+    def _unwrap_with(self, subject: str, blob: bytes, aad: bytes) -> bytes:
+        """Open *blob* under *subject*'s key with associated data *aad*.
 
         Called only after the authorization has been verified. MUST raise
-        :class:`IntegrityError` (any message; it is logged, never shown) when the KEK
-        version is unknown or *blob* does not authenticate.
+        :class:`NotFound` when the subject's key was shredded, and
+        :class:`IntegrityError` (any message; it is logged, never shown) when she has no
+        key, its KEK version is unknown, or anything does not authenticate.
         """
+
+    @abc.abstractmethod
+    def _shred(self, subject: str) -> bool:
+        """Destroy *subject*'s key and remember that it was; True if a key existed.
+
+        MUST leave no copy of the subject key, sealed or not, in the custodian's storage.
+        """
+
+    def _begin(self) -> None:  # noqa: B027 - an optional hook, empty by design
+        """Called once before the keys of one request are touched; a hook for caches."""
 
     def journal(self) -> tuple[JournalEntry, ...]:
         """The most recent wrap and unwrap requests, oldest first."""
@@ -264,7 +346,11 @@ class BaseCustodian(abc.ABC):
             self._record(JournalEntry(now, "wrap", None, record_id, "refused", exc.message))
             raise
         try:
+            self._begin()
             blob = self._wrap_checked(version, data_key, header)
+        except BadRequest as exc:
+            self._record(JournalEntry(now, "wrap", None, record_id, "refused", exc.message))
+            raise
         except Exception:
             self._record(JournalEntry(now, "wrap", None, record_id, "failed", "wrap failed"))
             raise
@@ -284,7 +370,8 @@ class BaseCustodian(abc.ABC):
         return version
 
     def _wrap_checked(self, version: int, data_key: bytes, header: RecordHeader) -> bytes:
-        blob = self._wrap_with(version, data_key, _wrap_aad(self._jurisdiction, version, header))
+        aad = _wrap_aad(self._jurisdiction, version, header)
+        blob = self._wrap_with(header.subject, data_key, aad)
         if not 0 < len(blob) <= MAX_WRAPPED_BYTES:
             raise IntegrityError(f"custodian produced a wrapped key of {len(blob)} bytes")
         return blob
@@ -315,34 +402,109 @@ class BaseCustodian(abc.ABC):
             IntegrityError: the wrapped key does not open for this jurisdiction, version
                 and header; one message whatever the cause.
         """
+        return self.unwrap_many([(wrapped, header)], authorization, requester)[0]
+
+    def unwrap_many(
+        self,
+        items: Sequence[tuple[WrappedKey, RecordHeader]],
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+    ) -> list[bytes]:
+        """Release the data keys of several records under one logged allow, all or none.
+
+        The receipt's signature is verified once for the whole batch; every record is
+        still checked against the allow one by one. If any record is refused, denied or
+        fails to open, no key is returned.
+
+        Args:
+            items: ``(wrapped key, header)`` pairs, at most :data:`MAX_BATCH`.
+            authorization: the logged decision entry and the log's receipt for it.
+            requester: the principal id asking.
+
+        Returns:
+            The data keys, in the order of *items*.
+
+        Raises:
+            BadRequest: an empty or oversized batch, a header of another jurisdiction,
+                or *requester* is not an id.
+            Denied: as :meth:`unwrap`, for the first record the allow does not cover.
+            IntegrityError: as :meth:`unwrap`, for the first wrapped key that fails.
+        """
         now = self._clock()
-        record_id = header.record_id
+        if not 0 < len(items) <= MAX_BATCH:
+            raise BadRequest(f"a batch holds 1..{MAX_BATCH} keys, got {len(items)}")
+        current = items[0][1].record_id
         try:
             check_id(requester, "requester")
-            self._check_header(header)
+            for _, header in items:
+                current = header.record_id
+                self._check_header(header)
         except BadRequest as exc:
-            self._record(JournalEntry(now, "unwrap", requester, record_id, "refused", exc.message))
+            self._record(JournalEntry(now, "unwrap", requester, current, "refused", exc.message))
             raise
+        current = items[0][1].record_id
         try:
-            self._check_authorization(header, authorization, requester, now)
+            records, subjects = self._verify_allow(current, authorization, requester, now)
+            for _, header in items:
+                current = header.record_id
+                self._check_covers(header, records, subjects)
         except Denied as exc:
-            self._record(JournalEntry(now, "unwrap", requester, record_id, "denied", exc.message))
+            self._record(JournalEntry(now, "unwrap", requester, current, "denied", exc.message))
             raise
+        self._begin()
+        keys = []
+        for wrapped, header in items:
+            record_id = header.record_id
+            try:
+                keys.append(self._open_detailed(wrapped, header))
+            except NotFound as exc:
+                self._record(
+                    JournalEntry(now, "unwrap", requester, record_id, "denied", exc.message)
+                )
+                raise NotFound(f"record {record_id}: {exc.message}") from None
+            except IntegrityError as exc:
+                self._record(
+                    JournalEntry(now, "unwrap", requester, record_id, "failed", "integrity")
+                )
+                _log.warning(
+                    "custodian %s: wrapped key of record %s failed authentication: %s",
+                    self._jurisdiction,
+                    record_id,
+                    exc.message,
+                )
+                raise IntegrityError(
+                    f"wrapped key of record {record_id} failed authentication"
+                ) from None
+        for _, header in items:
+            self._record(JournalEntry(now, "unwrap", requester, header.record_id, "released"))
+        return keys
+
+    def shred(self, subject: str) -> bool:
+        """Crypto-shred a subject: destroy her key, so none of her records opens again.
+
+        The caller (the gateway) logs the shred. Shredding twice is harmless.
+
+        Args:
+            subject: the subject's commitment.
+
+        Returns:
+            True if a key was destroyed, False if she had none (a tombstone is left
+            either way, so no key is ever made for her again).
+
+        Raises:
+            BadRequest: *subject* is not a commitment.
+            ConfigError: the key store could not be written; retry.
+        """
+        now = self._clock()
+        if not re.fullmatch(r"[0-9a-f]{64}", subject):
+            raise BadRequest("a subject is named by her 64-hex-digit commitment")
         try:
-            data_key = self._open_detailed(wrapped, header)
-        except IntegrityError as exc:
-            self._record(JournalEntry(now, "unwrap", requester, record_id, "failed", "integrity"))
-            _log.warning(
-                "custodian %s: wrapped key of record %s failed authentication: %s",
-                self._jurisdiction,
-                record_id,
-                exc.message,
-            )
-            raise IntegrityError(
-                f"wrapped key of record {record_id} failed authentication"
-            ) from None
-        self._record(JournalEntry(now, "unwrap", requester, record_id, "released"))
-        return data_key
+            destroyed = self._shred(subject)
+        except Exception:
+            self._record(JournalEntry(now, "shred", None, subject, "failed", "store failed"))
+            raise
+        self._record(JournalEntry(now, "shred", None, subject, "shredded"))
+        return destroyed
 
     def _deny(self, record_id: str, reason: str) -> Denied:
         return Denied(
@@ -350,14 +512,14 @@ class BaseCustodian(abc.ABC):
             f"{record_id}: {reason}"
         )
 
-    def _check_authorization(
+    def _verify_allow(
         self,
-        header: RecordHeader,
+        rid: str,
         authorization: ReleaseAuthorization | None,
         requester: str,
         now: int,
-    ) -> None:
-        rid = header.record_id
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        """Verify the receipt and the decision once; returns the records and subjects it allows."""
         if authorization is None:
             raise Denied(
                 f"custodian {self._jurisdiction} releases keys only against a logged allow; "
@@ -380,10 +542,6 @@ class BaseCustodian(abc.ABC):
         effect = entry.fields.get("effect")
         if effect != "allow":
             raise self._deny(rid, f"the logged decision's effect is {effect!r}, not 'allow'")
-        if rid not in _str_list(entry.fields, "records"):
-            raise self._deny(rid, "the logged allow does not cover this record")
-        if header.subject not in _str_list(entry.fields, "subjects"):
-            raise self._deny(rid, "the logged allow does not cover this record's subject")
         if entry.principal != requester:
             raise self._deny(
                 rid, f"the logged allow was issued to {entry.principal!r}, not {requester!r}"
@@ -399,6 +557,19 @@ class BaseCustodian(abc.ABC):
                 f"the logged allow is dated {-age} ms in the future, "
                 f"over the {self._max_age_ms} ms limit",
             )
+        return (
+            frozenset(_str_list(entry.fields, "records")),
+            frozenset(_str_list(entry.fields, "subjects")),
+        )
+
+    def _check_covers(
+        self, header: RecordHeader, records: frozenset[str], subjects: frozenset[str]
+    ) -> None:
+        rid = header.record_id
+        if rid not in records:
+            raise self._deny(rid, "the logged allow does not cover this record")
+        if header.subject not in subjects:
+            raise self._deny(rid, "the logged allow does not cover this record's subject")
 
     def _open_detailed(self, wrapped: WrappedKey, header: RecordHeader) -> bytes:
         # The messages raised here name the cause; unwrap keeps them for the log only.
@@ -411,7 +582,7 @@ class BaseCustodian(abc.ABC):
             raise IntegrityError(f"wrapped key is {len(wrapped.blob)} bytes")
         aad = _wrap_aad(self._jurisdiction, version, header)
         try:
-            data_key = self._unwrap_with(version, wrapped.blob, aad)
+            data_key = self._unwrap_with(header.subject, wrapped.blob, aad)
         except InvalidTag:
             raise IntegrityError("tag does not verify") from None
         if len(data_key) != _aead.KEY_SIZE:
@@ -530,6 +701,21 @@ def _serialize_key_file(jurisdiction: str, keks: Mapping[int, bytes]) -> bytes:
     return (json.dumps(body, indent=2) + "\n").encode()
 
 
+def _load_keks(
+    path: StrPath, jurisdiction: str, unlock: Unlock | None
+) -> tuple[dict[int, bytes], Sealer | None]:
+    data = read_secret(path, max_len=_MAX_KEY_FILE_BYTES)
+    sealer = None
+    if is_sealed(data):
+        data, sealer = unseal_key_file(data, jurisdiction, unlock)
+    elif unlock is not None:
+        raise ConfigError(
+            f"custodian key file {path} is not sealed, yet a passphrase or key file was "
+            "given; seal it first (sovra custodian seal) or give none"
+        )
+    return _KeyFileParser(path, jurisdiction).parse(data), sealer
+
+
 class LocalCustodian(BaseCustodian):
     """An in-process custodian whose KEKs live in one 0600 key file.
 
@@ -546,6 +732,8 @@ class LocalCustodian(BaseCustodian):
         clock: Clock = system_clock_ms,
         max_authorization_age_ms: int = DEFAULT_MAX_AUTHORIZATION_AGE_MS,
         journal_size: int = DEFAULT_JOURNAL_SIZE,
+        unlock: Unlock | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         """Wrap already-loaded KEKs; prefer :meth:`create` and :meth:`open`.
 
@@ -568,7 +756,69 @@ class LocalCustodian(BaseCustodian):
                 raise ConfigError(f"custodian {jurisdiction} KEK version {version} is invalid")
         self._path = Path(path)
         self._keks = dict(keks)
-        self._rotate_lock = threading.Lock()
+        # One lock orders subject-key creation, rewraps, shreds and KEK changes, so a
+        # KEK version is never destroyed while a subject key sealed under it is in use.
+        self._lock = threading.RLock()
+        self._subjects = SubjectKeyStore(subjects_path(self._path))
+        self._unlock = unlock
+        self._sealer = sealer
+        self._file_stamp = self._stamp()
+        # Recently used subject keys, unsealed. The cache is dropped whenever another
+        # process commits to the store (a shred by ``sovra keys shred``), and a shred here
+        # evicts its entry, so a shredded key is never served from memory.
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_version = self._subjects.data_version()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self._path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _refresh(self) -> None:
+        """Reload the KEK file if another process (``sovra keys rotate``) changed it.
+
+        A stat per call: cheap, and it keeps a running gateway from sealing new subject
+        keys under a version the operator has just rotated away from.
+        """
+        stamp = self._stamp()
+        if stamp is None or stamp == self._file_stamp:
+            return
+        with self._lock:
+            keks, sealer = _load_keks(self._path, self._jurisdiction, self._unlock)
+            self._keks, self._sealer = keks, sealer
+            self._file_stamp = stamp
+
+    def _write_keks(self, keks: dict[int, bytes]) -> None:
+        data = _serialize_key_file(self._jurisdiction, keks)
+        if self._sealer is not None:
+            data = seal_key_file(data, self._jurisdiction, self._sealer)
+        write_secret(self._path, data, overwrite=True)
+        self._keks = keks
+        self._file_stamp = self._stamp()
+
+    @property
+    def sealed_at_rest(self) -> bool:
+        """Whether the KEK file is sealed under a passphrase or key file."""
+        return self._sealer is not None
+
+    def seal_at_rest(self, unlock: Unlock) -> None:
+        """Rewrite the KEK file sealed under *unlock* (a passphrase or a key file).
+
+        From then on the file opens only with :meth:`open` given the same unlock.
+
+        Raises:
+            ConfigError: the file cannot be rewritten; it stays as it was.
+        """
+        with self._lock:
+            previous = (self._sealer, self._unlock)
+            self._sealer, self._unlock = new_sealer(unlock), unlock
+            try:
+                self._write_keks(dict(self._keks))
+            except ConfigError:
+                self._sealer, self._unlock = previous
+                raise
 
     @classmethod
     def create(
@@ -580,16 +830,29 @@ class LocalCustodian(BaseCustodian):
         clock: Clock = system_clock_ms,
         max_authorization_age_ms: int = DEFAULT_MAX_AUTHORIZATION_AGE_MS,
         journal_size: int = DEFAULT_JOURNAL_SIZE,
+        unlock: Unlock | None = None,
     ) -> LocalCustodian:
         """Generate KEK version 1 and write a new key file (mode 0600) at *path*.
+
+        With *unlock*, the file is sealed at rest under that passphrase or key file.
 
         Raises:
             BadRequest: *jurisdiction* is not a two-letter code.
             ConfigError: *path* already exists or cannot be written.
         """
         check_jurisdiction(jurisdiction)
+        stale = subjects_path(path)
+        if stale.exists():
+            raise ConfigError(
+                f"{stale} already exists; a new custodian starts with no subject keys "
+                "(move the old store away first)"
+            )
         keks = {1: _aead.new_key()}
-        write_secret(path, _serialize_key_file(jurisdiction, keks))
+        sealer = None if unlock is None else new_sealer(unlock)
+        data = _serialize_key_file(jurisdiction, keks)
+        if sealer is not None:
+            data = seal_key_file(data, jurisdiction, sealer)
+        write_secret(path, data)
         return cls(
             path,
             jurisdiction,
@@ -598,6 +861,8 @@ class LocalCustodian(BaseCustodian):
             clock=clock,
             max_authorization_age_ms=max_authorization_age_ms,
             journal_size=journal_size,
+            unlock=unlock,
+            sealer=sealer,
         )
 
     @classmethod
@@ -610,17 +875,27 @@ class LocalCustodian(BaseCustodian):
         clock: Clock = system_clock_ms,
         max_authorization_age_ms: int = DEFAULT_MAX_AUTHORIZATION_AGE_MS,
         journal_size: int = DEFAULT_JOURNAL_SIZE,
+        unlock: Unlock | None = None,
     ) -> LocalCustodian:
         """Load the custodian of *jurisdiction* from its key file.
+
+        Args:
+            path: the KEK file; its subject-key store is beside it.
+            jurisdiction: the jurisdiction served.
+            log_key: the log's public key.
+            clock: UNIX ms.
+            max_authorization_age_ms: freshness limit of a logged allow.
+            journal_size: requests remembered.
+            unlock: the passphrase or key file of a file sealed at rest.
 
         Raises:
             BadRequest: *jurisdiction* is not a two-letter code.
             ConfigError: the file is missing, open to group or others, oversized,
-                malformed, of another jurisdiction, or a KEK fails its check value.
+                malformed, of another jurisdiction, a KEK fails its check value, or it is
+                sealed and *unlock* is missing or wrong.
         """
         check_jurisdiction(jurisdiction)
-        data = read_secret(path, max_len=_MAX_KEY_FILE_BYTES)
-        keks = _KeyFileParser(path, jurisdiction).parse(data)
+        keks, sealer = _load_keks(path, jurisdiction, unlock)
         return cls(
             path,
             jurisdiction,
@@ -629,17 +904,25 @@ class LocalCustodian(BaseCustodian):
             clock=clock,
             max_authorization_age_ms=max_authorization_age_ms,
             journal_size=journal_size,
+            unlock=unlock,
+            sealer=sealer,
         )
 
     @property
     def current_kek_version(self) -> int:
-        """The highest KEK version; new wraps use it."""
+        """The highest KEK version; new subject keys are sealed under it."""
+        self._refresh()
         return max(self._keks)
+
+    def close(self) -> None:
+        """Close the subject-key store."""
+        self._subjects.close()
 
     def rotate(self) -> int:
         """Add a new KEK version, make it current, and rewrite the key file atomically.
 
-        Existing wrapped keys still open under their own versions.
+        Subject keys stay sealed under their versions until :meth:`rewrap` moves them;
+        every record keeps opening throughout.
 
         Returns:
             The new current KEK version.
@@ -647,17 +930,151 @@ class LocalCustodian(BaseCustodian):
         Raises:
             ConfigError: the key file cannot be rewritten; nothing changes in memory.
         """
-        with self._rotate_lock:
+        with self._lock:
             keks = {**self._keks, self.current_kek_version + 1: _aead.new_key()}
-            write_secret(self._path, _serialize_key_file(self._jurisdiction, keks), overwrite=True)
-            self._keks = keks
+            self._write_keks(keks)
             return max(keks)
 
-    def _wrap_with(self, kek_version: int, data_key: bytes, aad: bytes) -> bytes:
-        return _aead.seal(self._keks[kek_version], data_key, aad)
+    def rewrap(
+        self, *, batch: int = 256, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Reseal every subject key held under an older KEK version under the current one.
 
-    def _unwrap_with(self, kek_version: int, blob: bytes, aad: bytes) -> bytes:
-        kek = self._keks.get(kek_version)
+        Runs in short batches, each its own transaction, so wraps, unwraps and shreds go
+        on meanwhile; no record and no wrapped data key is touched.
+
+        Args:
+            batch: subject keys per transaction.
+            progress: called with ``(done, total)`` after each batch.
+
+        Returns:
+            How many subject keys were resealed.
+
+        Raises:
+            IntegrityError: a stored subject key does not open under its KEK version.
+            ConfigError: the store could not be written; rerun to continue.
+        """
+        if batch <= 0:
+            raise BadRequest("batch must be positive")
+        target = self.current_kek_version
+        total = sum(n for v, n in self._subjects.counts().items() if v < target)
+        done = 0
+        while True:
+            with self._lock:
+                rows = self._subjects.sealed_below(target, batch)
+                if not rows:
+                    break
+                changes = []
+                for subject, version, sealed in rows:
+                    key = self._open_subject_key(subject, version, sealed)
+                    changes.append(
+                        (subject, version, target, self._seal_subject_key(subject, target, key))
+                    )
+                done += self._subjects.replace(changes)
+            if progress is not None:
+                progress(done, max(total, done))
+        return done
+
+    def destroy_unused(self) -> list[int]:
+        """Destroy every KEK version older than the current one that seals no subject key.
+
+        Returns:
+            The versions destroyed (removed from the key file for good).
+
+        Raises:
+            ConfigError: the key file cannot be rewritten; nothing is destroyed.
+        """
+        with self._lock:
+            counts = self._subjects.counts()
+            current = self.current_kek_version
+            unused = [v for v in self._keks if v != current and counts.get(v, 0) == 0]
+            if not unused:
+                return []
+            self._write_keks({v: k for v, k in self._keks.items() if v not in unused})
+            return sorted(unused)
+
+    def status(self) -> CustodianStatus:
+        """KEK versions held, how many subject keys each seals, and shredded subjects."""
+        with self._lock:
+            counts = self._subjects.counts()
+            versions = {v: counts.get(v, 0) for v in sorted(self._keks)}
+            orphaned = {v: n for v, n in counts.items() if v not in self._keks}
+            return CustodianStatus(
+                jurisdiction=self._jurisdiction,
+                current_kek_version=self.current_kek_version,
+                versions=versions,
+                subjects=sum(counts.values()),
+                shredded=self._subjects.shredded_count(),
+                orphaned=orphaned,
+            )
+
+    # -- the hierarchy ------------------------------------------------------------------
+
+    def _subject_aad(self, subject: str, version: int) -> bytes:
+        return _SUBJECT_TAG + f"{self._jurisdiction}\n{version}\n{subject}".encode()
+
+    def _seal_subject_key(self, subject: str, version: int, key: bytes) -> bytes:
+        return _aead.seal(self._keks[version], key, self._subject_aad(subject, version))
+
+    def _open_subject_key(self, subject: str, version: int, sealed: bytes) -> bytes:
+        kek = self._keks.get(version)
         if kek is None:
-            raise IntegrityError(f"no KEK version {kek_version}")
-        return _aead.open_sealed(kek, blob, aad)
+            self._refresh()
+            kek = self._keks.get(version)
+        if kek is None:
+            raise IntegrityError(f"subject key is sealed under KEK version {version}, not held")
+        key = _aead.open_sealed(kek, sealed, self._subject_aad(subject, version))
+        if len(key) != _aead.KEY_SIZE:
+            raise IntegrityError(f"subject key is {len(key)} bytes")
+        return key
+
+    def _begin(self) -> None:
+        # Once per request: drop the cache if another process committed to the store.
+        with self._lock:
+            version = self._subjects.data_version()
+            if version != self._cache_version:
+                self._cache.clear()
+                self._cache_version = version
+
+    def _subject_key(self, subject: str, *, create: bool) -> bytes:
+        with self._lock:
+            cached = self._cache.get(subject)
+            if cached is not None:
+                self._cache.move_to_end(subject)
+                return cached
+            key = self._load_subject_key(subject, create=create)
+            self._cache[subject] = key
+            if len(self._cache) > _SUBJECT_CACHE_SIZE:
+                self._cache.popitem(last=False)
+            return key
+
+    def _load_subject_key(self, subject: str, *, create: bool) -> bytes:
+        with self._lock:
+            row = self._subjects.get(subject)
+            if row is not None:
+                return self._open_subject_key(subject, row[1], row[2])
+            shredded = self._subjects.shredded_at(subject)
+            if shredded is not None:
+                message = f"the subject's key was destroyed (crypto-shredded) at {shredded} ms"
+                if create:
+                    raise BadRequest(message + "; no key is made for her again")
+                raise NotFound(message)
+            if not create:
+                raise IntegrityError("the subject has no key")
+            key = _aead.new_key()
+            version = self.current_kek_version
+            self._subjects.insert(
+                subject, version, self._seal_subject_key(subject, version, key), self._clock()
+            )
+            return key
+
+    def _wrap_with(self, subject: str, data_key: bytes, aad: bytes) -> bytes:
+        return _aead.seal(self._subject_key(subject, create=True), data_key, aad)
+
+    def _unwrap_with(self, subject: str, blob: bytes, aad: bytes) -> bytes:
+        return _aead.open_sealed(self._subject_key(subject, create=False), blob, aad)
+
+    def _shred(self, subject: str) -> bool:
+        with self._lock:
+            self._cache.pop(subject, None)
+            return self._subjects.shred(subject, self._clock())

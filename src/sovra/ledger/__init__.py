@@ -9,6 +9,11 @@ rest of sovra::
     note = log.checkpoint()
     cp = verify_checkpoint(note, log.verifier_key)
     verify_entry_inclusion(entry, receipt.index, log.inclusion_proof(receipt.index, cp.size), cp)
+
+The log is also published as C2SP tlog-tiles (:meth:`TransparencyLog.tile`,
+:meth:`TransparencyLog.entry_bundle`), which :func:`audit_tiles` replays with nothing
+but a fetch function and the log's vkey; :class:`Witness` cosigns checkpoints (C2SP
+tlog-cosignature) only after checking that the log grew consistently.
 """
 
 from sovra.ledger._merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
@@ -16,6 +21,7 @@ from sovra.ledger.checkpoint import Checkpoint
 from sovra.ledger.log import TransparencyLog
 from sovra.ledger.note import NoteSigner, NoteVerifier, open_note, sign_note
 from sovra.ledger.storage import LogStorage, MemoryLogStorage, SQLiteLogStorage
+from sovra.ledger.tiles import TileAudit, audit_tiles, entries_path, tile_path
 from sovra.ledger.verify import (
     AuditReport,
     audit,
@@ -23,24 +29,40 @@ from sovra.ledger.verify import (
     verify_checkpoint_consistency,
     verify_entry_inclusion,
 )
+from sovra.ledger.witness import (
+    CosignatureSigner,
+    CosignatureVerifier,
+    Witness,
+    find_split_view,
+    verify_cosignatures,
+)
 
 __all__ = [
     "EMPTY_ROOT",
     "AuditReport",
     "Checkpoint",
+    "CosignatureSigner",
+    "CosignatureVerifier",
     "LogStorage",
     "MemoryLogStorage",
     "NoteSigner",
     "NoteVerifier",
     "SQLiteLogStorage",
+    "TileAudit",
     "TransparencyLog",
+    "Witness",
     "audit",
+    "audit_tiles",
+    "entries_path",
+    "find_split_view",
     "leaf_hash",
     "open_note",
     "sign_note",
+    "tile_path",
     "verify_checkpoint",
     "verify_checkpoint_consistency",
     "verify_consistency",
+    "verify_cosignatures",
     "verify_entry_inclusion",
     "verify_inclusion",
 ]

@@ -289,13 +289,46 @@ class MerkleTree:
         return index
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
-        """Append many leaf hashes in order.
+        """Append many leaf hashes in order (the batched integration path).
+
+        Same steps as :meth:`append`, inlined: this loop is the log's hot path.
 
         Raises:
             BadRequest: a leaf hash is not 32 bytes (earlier ones stay appended).
         """
-        for h in leaf_hashes:
-            self.append(h)
+        levels = self._levels
+        leaves = levels[0]
+        sha256 = hashlib.sha256
+        for given in leaf_hashes:
+            leaf = given
+            if type(leaf) is not bytes or len(leaf) != HASH_SIZE:
+                _check_hash(leaf, "leaf hash", BadRequest)
+                leaf = bytes(leaf)
+            pos = len(leaves)
+            carry, level = leaf, 0
+            while pos & 1:
+                carry = sha256(b"\x01" + levels[level][pos - 1] + carry).digest()
+                level, pos = level + 1, pos >> 1
+                if len(levels) == level:
+                    levels.append([])
+                levels[level].append(carry)
+            leaves.append(leaf)
+
+    def level_hashes(self, level: int, start: int, end: int) -> list[bytes]:
+        """Hashes of the perfect subtrees of height *level*, numbered ``[start, end)``.
+
+        These are the hashes tlog-tiles publishes; a stored one never changes.
+
+        Raises:
+            BadRequest: the range is not among the subtrees completed so far.
+        """
+        count = self.size >> level if level >= 0 else -1
+        if not 0 <= start <= end <= count:
+            raise BadRequest(
+                f"subtrees [{start}, {end}) at height {level} are not complete in a tree "
+                f"of size {self.size}"
+            )
+        return self._levels[level][start:end] if start < end else []
 
     def leaf(self, index: int) -> bytes:
         """The leaf hash at *index*.
@@ -343,17 +376,22 @@ class MerkleTree:
         self._check_size(size, "tree size")
         if not 0 <= index < size:
             raise BadRequest(f"leaf index {index} is not inside a tree of size {size}")
+        # Below level `inner` the path climbs through siblings of the leaf's ancestors,
+        # all stored perfect subtrees except possibly the last (a right sibling cut off
+        # by the tree's end). Above it, the ancestors lie on the right border and their
+        # left siblings are stored perfect subtrees.
+        levels = self._levels
+        inner = (index ^ (size - 1)).bit_length()
         path: list[bytes] = []
-        start, end = 0, size
-        while end - start > 1:
-            k = _split(end - start)
-            if index < start + k:
-                path.append(self._subtree(start + k, end))
-                end = start + k
+        for level in range(inner):
+            sibling = (index >> level) ^ 1
+            if (sibling + 1) << level <= size:
+                path.append(levels[level][sibling])
             else:
-                path.append(self._subtree(start, start + k))
-                start += k
-        path.reverse()
+                path.append(self._subtree(sibling << level, size))
+        for level in range(inner, size.bit_length()):
+            if (index >> level) & 1:
+                path.append(levels[level][(index >> level) ^ 1])
         return path
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:

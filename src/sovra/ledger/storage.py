@@ -12,6 +12,7 @@ so "every entry about subject X" is a lookup, not a scan of the log.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_ENTRY_BYTES",
     "MAX_TAGS_PER_ENTRY",
     "MAX_TAG_CHARS",
+    "SYNC_MODES",
     "LogStorage",
     "MemoryLogStorage",
     "SQLiteLogStorage",
@@ -36,7 +38,12 @@ __all__ = [
 MAX_TAG_CHARS = 256
 MAX_TAGS_PER_ENTRY = 1024
 MAX_BATCH = 10_000
+SYNC_MODES = ("full", "checkpoint")
 _MAX_CHECKPOINT_CHARS = 1 << 20
+# find() scans the recent tags; merging past this many keeps that scan to a few ms,
+# and merging rarely keeps the sorted index's page writes few.
+_MAX_RECENT_TAGS = 65_536
+_EPOCH_BITS = 16
 
 BatchItem = tuple[bytes, bytes, Sequence[str]]
 
@@ -59,7 +66,28 @@ def _check_batch(items: Sequence[BatchItem]) -> list[tuple[bytes, bytes, tuple[s
     if len(items) > MAX_BATCH:
         raise BadRequest(f"a batch holds at most {MAX_BATCH} entries, got {len(items)}")
     out = []
+    sha256 = hashlib.sha256
     for n, item in enumerate(items):
+        # Fast path for what the log itself passes: bytes, at most one tag.
+        if type(item) is tuple and len(item) == 3:
+            entry, leaf, tags = item
+            if (
+                type(entry) is bytes
+                and type(tags) is tuple
+                and 0 < len(entry) <= MAX_ENTRY_BYTES
+                and sha256(b"\x00" + entry).digest() == leaf
+                and (
+                    not tags
+                    or (
+                        len(tags) == 1
+                        and type(tags[0]) is str
+                        and 0 < len(tags[0]) <= MAX_TAG_CHARS
+                        and tags[0].isprintable()
+                    )
+                )
+            ):
+                out.append((entry, leaf, tuple(tags)))
+                continue
         if not isinstance(item, tuple) or len(item) != 3:
             raise BadRequest(f"batch item {n} must be (entry, leaf hash, tags)")
         entry, leaf, tags = item
@@ -247,6 +275,21 @@ CREATE TABLE IF NOT EXISTS log_tags (
     idx INTEGER NOT NULL REFERENCES log_entries (idx),
     PRIMARY KEY (tag, idx)
 ) WITHOUT ROWID;
+-- Tags of recent batches, appended in index order (no random B-tree inserts on the
+-- hot path) and merged, sorted, into log_tags_by_epoch in one go: see _merge_tags.
+CREATE TABLE IF NOT EXISTS log_tags_recent (
+    tag TEXT NOT NULL,
+    idx INTEGER NOT NULL
+);
+-- The tag index, keyed by epoch (idx >> 16) first: a merge lands in the newest one or
+-- two epochs instead of rewriting pages across the whole index, and a lookup probes
+-- each epoch once. log_tags holds rows indexed before epochs existed.
+CREATE TABLE IF NOT EXISTS log_tags_by_epoch (
+    epoch INTEGER NOT NULL,
+    tag TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (epoch, tag, idx)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_checkpoints (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     size INTEGER NOT NULL,
@@ -266,14 +309,26 @@ class SQLiteLogStorage:
     up as an :class:`~sovra.errors.IntegrityError` rather than a reused index.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, sync: str = "full") -> None:
         """Open (creating if needed) the log tables in the database at *path*.
 
+        Args:
+            path: the SQLite file.
+            sync: ``"full"`` fsyncs every committed batch, so a promise survives power
+                loss; ``"checkpoint"`` fsyncs when a checkpoint is stored, so promises
+                survive a killed process at once and power loss from the next
+                checkpoint on (see docs/adr/0006-batched-integration-and-durability.md).
+
         Raises:
-            ConfigError: the file cannot be opened, is not a database, or holds a
-                log schema of another version.
+            ConfigError: the file cannot be opened, is not a database, holds a log
+                schema of another version, or *sync* is not a known mode.
         """
+        if sync not in SYNC_MODES:
+            raise ConfigError(f"log sync mode must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
+        self._sync = sync
         self._lock = threading.Lock()
+        # Unknown until counted; forces an early merge after a restart, which is cheap.
+        self._recent_tags = _MAX_RECENT_TAGS
         try:
             # Autocommit mode: writes open BEGIN IMMEDIATE themselves, so the index
             # counter is read under the database's write lock.
@@ -291,9 +346,15 @@ class SQLiteLogStorage:
     def _prepare(self, path: str) -> None:
         with _guard(self._db, write=False):
             self._db.execute("PRAGMA journal_mode=WAL")
-            # A logged decision gates a key release; it must survive power loss.
-            self._db.execute("PRAGMA synchronous=FULL")
+            # A logged decision gates a key release; by default it must survive power
+            # loss. In WAL mode NORMAL still writes each commit to the WAL before
+            # returning (a killed process loses nothing) and fsyncs on checkpoints.
+            self._db.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'full' else 'NORMAL'}")
             self._db.execute("PRAGMA foreign_keys=ON")
+            # The tag index takes random inserts; keep its pages in memory (64 MiB).
+            self._db.execute("PRAGMA cache_size=-65536")
+            # Fewer, larger WAL checkpoints: each one copies pages and fsyncs twice.
+            self._db.execute("PRAGMA wal_autocheckpoint=8192")
         with _guard(self._db, write=True):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -319,12 +380,15 @@ class SQLiteLogStorage:
                 [(first + off, entry, leaf) for off, (entry, leaf, _) in enumerate(batch)],
             )
             self._db.executemany(
-                "INSERT INTO log_tags (tag, idx) VALUES (?, ?)",
+                "INSERT INTO log_tags_recent (tag, idx) VALUES (?, ?)",
                 [(tag, first + off) for off, (_, _, tags) in enumerate(batch) for tag in tags],
             )
             self._db.execute(
                 "UPDATE log_state SET next_index = ? WHERE id = 1", (first + len(batch),)
             )
+            self._recent_tags += sum(len(tags) for _, _, tags in batch)
+            if self._recent_tags > _MAX_RECENT_TAGS:
+                self._merge_tags()
         return list(range(first, first + len(batch)))
 
     def size(self) -> int:
@@ -362,19 +426,55 @@ class SQLiteLogStorage:
         """See :meth:`LogStorage.find`."""
         check_tag(tag)
         with self._lock, _guard(self._db, write=False):
+            last_epoch = max(self._next_index() - 1, 0) >> _EPOCH_BITS
             rows = self._db.execute(
-                "SELECT idx FROM log_tags WHERE tag = ? ORDER BY idx", (tag,)
+                "WITH RECURSIVE epochs(e) AS (SELECT 0 UNION ALL "
+                "SELECT e + 1 FROM epochs WHERE e < ?) "
+                "SELECT idx FROM log_tags WHERE tag = ? UNION "
+                "SELECT idx FROM log_tags_by_epoch "
+                "WHERE epoch IN (SELECT e FROM epochs) AND tag = ? UNION "
+                "SELECT idx FROM log_tags_recent WHERE tag = ? ORDER BY idx",
+                (last_epoch, tag, tag, tag),
             ).fetchall()
         return [int(idx) for (idx,) in rows]
 
     def add_checkpoint(self, size: int, note: str) -> None:
         """See :meth:`LogStorage.add_checkpoint`."""
-        with self._lock, _guard(self._db, write=True):
+        with self._lock, self._synced(), _guard(self._db, write=True):
             row = self._db.execute(
                 "SELECT size FROM log_checkpoints ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             _check_checkpoint(size, note, self._next_index(), None if row is None else row[0])
             self._db.execute("INSERT INTO log_checkpoints (size, note) VALUES (?, ?)", (size, note))
+
+    def _merge_tags(self) -> None:
+        """Move recent tags into the sorted index (inside the caller's transaction)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO log_tags_by_epoch (epoch, tag, idx) "
+            "SELECT idx >> ? AS epoch, tag, idx FROM log_tags_recent "
+            "ORDER BY epoch, tag, idx",
+            (_EPOCH_BITS,),
+        )
+        self._db.execute("DELETE FROM log_tags_recent")
+        self._recent_tags = 0
+
+    @contextlib.contextmanager
+    def _synced(self) -> Iterator[None]:
+        """Commit the enclosed write with an fsync, whatever the sync mode.
+
+        The WAL is one sequential file: syncing it at this commit makes the checkpoint
+        and every batch committed before it durable.
+        """
+        if self._sync == "full":
+            yield
+            return
+        with _guard(self._db, write=False):
+            self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            yield
+        finally:
+            with _guard(self._db, write=False):
+                self._db.execute("PRAGMA synchronous=NORMAL")
 
     def checkpoints(self) -> list[str]:
         """See :meth:`LogStorage.checkpoints`."""

@@ -1,22 +1,72 @@
-"""Policy: packs of Cedar rules, legal-assistance grants, the bulk guard, the decision point.
+"""Policy: packs of Cedar rules, k-of-n signing, legal-assistance grants, the bulk guard,
+justification codes and the decision point.
 
-Pure: nothing here does I/O beyond reading the packaged default pack.
+Pure: nothing here does I/O beyond reading the packs shipped inside the package.
 """
 
-from sovra.policy.bulk import BulkGuard, BulkLimits
-from sovra.policy.decide import DecisionPoint, RecordFacts
-from sovra.policy.grants import GrantFacts, check_grant, sign_grant, verify_grant_signature
-from sovra.policy.pack import PolicyPack, default_pack
+from sovra.policy.bulk import Alert, BulkFlags, BulkGuard, BulkLimits, BulkUsage
+from sovra.policy.decide import DecisionPoint, RecordFacts, ReviewItem
+from sovra.policy.explain import Explanation, explain_entry
+from sovra.policy.grants import (
+    GrantChecker,
+    GrantFacts,
+    check_grant,
+    cosign_grant,
+    sign_grant,
+    verify_grant_signature,
+)
+from sovra.policy.justification import Justification, default_justification, parse_justification
+from sovra.policy.pack import (
+    SHIPPED_PACKS,
+    PackBundle,
+    PackParameters,
+    PolicyPack,
+    default_pack,
+    shipped_bundle,
+)
+from sovra.policy.signing import (
+    PAYLOAD_TYPE,
+    ActivePack,
+    Envelope,
+    VerifiedPack,
+    key_id,
+    pae,
+    sign_pack,
+    verify_pack,
+)
 
 __all__ = [
+    "PAYLOAD_TYPE",
+    "SHIPPED_PACKS",
+    "ActivePack",
+    "Alert",
+    "BulkFlags",
     "BulkGuard",
     "BulkLimits",
+    "BulkUsage",
     "DecisionPoint",
+    "Envelope",
+    "Explanation",
+    "GrantChecker",
     "GrantFacts",
+    "Justification",
+    "PackBundle",
+    "PackParameters",
     "PolicyPack",
     "RecordFacts",
+    "ReviewItem",
+    "VerifiedPack",
     "check_grant",
+    "cosign_grant",
+    "default_justification",
     "default_pack",
+    "explain_entry",
+    "key_id",
+    "pae",
+    "parse_justification",
+    "shipped_bundle",
     "sign_grant",
+    "sign_pack",
     "verify_grant_signature",
+    "verify_pack",
 ]

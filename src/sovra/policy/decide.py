@@ -1,34 +1,91 @@
 """The decision point: one access request in, one explained :class:`Decision` out.
 
 Cedar evaluates the request once per record; the request is allowed only if every record
-is permitted. A deny names the policy that forbade it or, when nothing permitted it, the
+is permitted. A deny names the policies that forbade it or, when nothing permitted it, the
 missing fact (no grant, wrong purpose, foreign service...). Pure: no I/O.
+
+Speed: the request Cedar sees is built from facts only (roles, jurisdictions, purpose,
+justification, grant facts, guard flags and per-record relations), never from identifiers,
+so two requests with equal facts get equal answers. The decision point memoises Cedar's
+answer per distinct fact tuple, and evaluates the distinct tuples a request still needs in
+one batch. The memo belongs to one pack and is dropped when another is activated.
 """
 
 from __future__ import annotations
 
-import uuid
+import os
+import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cedarpy
 
 from sovra.model import Decision, Principal, Role
-from sovra.policy.bulk import BulkGuard
+from sovra.policy.bulk import BulkGuard, BulkLimits
 from sovra.policy.grants import GrantFacts
+from sovra.policy.justification import Justification, default_justification
 from sovra.policy.pack import PolicyPack
+from sovra.policy.signing import ActivePack
 
-__all__ = ["DecisionPoint", "RecordFacts"]
+__all__ = ["DecisionPoint", "RecordFacts", "ReviewItem"]
+
+_MAX_MEMO = 65_536
+_MAX_REVIEW = 10_000
+_ACTION = {"type": "Action", "id": "read"}
+_PRINCIPAL = {"type": "Principal", "id": "requester"}
+
+# (allowed, cedar policy ids that decided, evaluation errors)
+_Answer = tuple[bool, tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
 class RecordFacts:
-    """What the policy may know of a record: never its content."""
+    """What the policy may know of a record: never its content.
+
+    ``kinds`` are the kinds of sensitive data found at ingest (the record's data categories);
+    ``region`` where it is stored; ``created_s`` when it was ingested (UNIX seconds).
+    """
 
     record_id: str
     subject: str  # commitment
     jurisdiction: str
+    kinds: frozenset[str] = frozenset()
+    region: str = ""
+    created_s: float | None = None
+
+
+def _within_retention(record: RecordFacts, retention: Mapping[str, int], now: float) -> bool:
+    """Whether *record* is within its home's retention period (unknown age: not, if limited)."""
+    days = retention.get(record.jurisdiction)
+    if days is None:
+        return True
+    return record.created_s is not None and now - record.created_s < days * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """A decision sent to human review by a rule's ``@review`` annotation."""
+
+    decision_id: str
+    queue: str
+    time_s: float
+    principal: str
+    principal_jurisdiction: str
+    justification: str
+    allow: bool
+    policies: tuple[str, ...]
+    jurisdictions: tuple[str, ...]
+
+
+@dataclass
+class _State:
+    """What changes together when a pack is activated."""
+
+    pack: PolicyPack
+    home: dict[str, tuple[list[str], list[str], list[str]]]  # purposes, adequacy, contracts
+    memo: dict[tuple[Any, ...], _Answer] = field(default_factory=dict)
 
 
 class DecisionPoint:
@@ -39,12 +96,57 @@ class DecisionPoint:
         pack: PolicyPack,
         guard: BulkGuard,
         home_purposes: Mapping[str, Sequence[str]],
-        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        self.pack = pack
         self.guard = guard
         self.home_purposes = {j: sorted(p) for j, p in home_purposes.items()}
+        self._base_limits = guard.limits
         self._new_id = new_id
+        self._clock = clock or guard.clock
+        self._lock = threading.Lock()
+        self._reviews: deque[ReviewItem] = deque(maxlen=_MAX_REVIEW)
+        self._state = self._prepare(pack)
+        self.guard.limits = pack.parameters.bulk_limits(self._base_limits)
+
+    # -- the active pack -------------------------------------------------------------------
+
+    @property
+    def pack(self) -> PolicyPack:
+        """The active pack."""
+        return self._state.pack
+
+    def activate(self, pack: PolicyPack) -> None:
+        """Make *pack* the active pack at once (its memo starts empty)."""
+        state = self._prepare(pack)
+        with self._lock:
+            self._state = state
+            self.guard.limits = pack.parameters.bulk_limits(self._base_limits)
+
+    def active(self) -> ActivePack:
+        """Name, version, digest, parties and threshold of the active pack."""
+        pack = self.pack
+        return ActivePack(pack.name, pack.version, pack.digest, pack.parties, pack.threshold)
+
+    def _prepare(self, pack: PolicyPack) -> _State:
+        params = pack.parameters
+        codes = set(self.home_purposes) | set(params.purposes) | set(params.adequacy)
+        home = {
+            j: (
+                sorted(set(self.home_purposes.get(j, ())) | set(params.purposes.get(j, ()))),
+                list(params.adequacy.get(j, ())),
+                list(params.contracts.get(j, ())),
+            )
+            for j in codes
+        }
+        return _State(pack, home)
+
+    def reviews(self, queue: str | None = None) -> list[ReviewItem]:
+        """Decisions waiting for review, oldest first (the last 10,000 at most)."""
+        with self._lock:
+            return [r for r in self._reviews if queue is None or r.queue == queue]
+
+    # -- deciding --------------------------------------------------------------------------
 
     def decide(
         self,
@@ -52,12 +154,26 @@ class DecisionPoint:
         purpose: str,
         records: Sequence[RecordFacts],
         grant: GrantFacts,
+        justification: Justification | None = None,
     ) -> Decision:
-        """Decide whether *principal* may read *records* for *purpose*."""
-        subjects = sorted({r.subject for r in records})
+        """Decide whether *principal* may read *records* for *purpose* under *justification*.
+
+        A request without a justification is decided under
+        :func:`~sovra.policy.justification.default_justification`.
+        """
+        state = self._state
+        pack = state.pack
+        pj = principal.jurisdiction
+        by_subject = {r.subject: r.jurisdiction for r in records}
+        subjects = sorted(by_subject)
+        if justification is None:
+            foreign = any(j != pj for j in by_subject.values())
+            justification = default_justification(principal.role, purpose, foreign)
         decision_id = self._new_id()
 
-        def outcome(allow: bool, reason: str, policies: Sequence[str] = ()) -> Decision:
+        def outcome(
+            allow: bool, reason: str, policies: Sequence[str] = (), review: str = ""
+        ) -> Decision:
             return Decision(
                 decision_id=decision_id,
                 allow=allow,
@@ -68,111 +184,294 @@ class DecisionPoint:
                 subjects=tuple(subjects),
                 policies=tuple(policies),
                 grant=grant.digest,
+                justification=str(justification),
+                review=review,
             )
 
         if not records:
             return outcome(False, "the request names no records")
-        context = {
-            "purpose": purpose,
-            "grant": grant.to_context(),
-            "distinct_subjects": len(subjects),
-            "request_subject_limit": self.guard.limits.request_limit,
-            "window_subjects": self.guard.window_count(principal.id, subjects),
-            "window_subject_limit": self.guard.limits.window_limit,
-        }
-        results = cedarpy.is_authorized_batch(
-            [self._request(principal, r, context) for r in records],
-            self.pack.policy_set,
-            self._entities(principal, records),
-            self.pack.schema,
+        pairs = list(by_subject.items())
+        record_ids = [r.record_id for r in records]
+        usage = self.guard.assess(principal.id, pj, pairs, record_ids)
+        limits = self.guard.limits
+        grant_context = (
+            grant.present,
+            grant.verified,
+            grant.approver,
+            grant.present and grant.grantee == principal.id,
+            grant.purpose,
+            not grant.max_records or len(records) <= grant.max_records,
+            len(grant.cosigners) >= pack.parameters.bulk_grant_cosigners,
+            len(grant.subjects) > limits.request_limit,
         )
-        if all(res.allowed for res in results):
-            fired = sorted({pid for res in results for pid in res.diagnostics.reasons})
-            self.guard.record(principal.id, subjects)
-            return outcome(
-                True,
-                "; ".join(dict.fromkeys(self.pack.reason_of(p) for p in fired)),
-                [self.pack.name_of(p) for p in fired],
+        flags = usage.flags
+        request_key = (
+            str(principal.role),
+            pj,
+            purpose,
+            str(justification),
+            grant_context,
+            (
+                flags.over_request_cap,
+                flags.over_window_budget,
+                flags.over_jurisdiction_budget,
+                flags.over_foreign_budget,
+                flags.enumeration,
+            ),
+        )
+        own = principal.subject
+        grant_subjects = grant.subjects
+        regions = pack.parameters.regions
+        retention = pack.parameters.retention_days
+        now = self._clock() if retention else 0.0
+        keys = [
+            (
+                request_key,
+                r.jurisdiction,
+                bool(own) and r.subject == own,
+                r.subject in grant_subjects,
+                grant.covers(r.kinds),
+                r.jurisdiction not in regions or r.region in regions[r.jurisdiction],
+                _within_retention(r, retention, now),
             )
-        index, denied = next((i, res) for i, res in enumerate(results) if not res.allowed)
-        errors = list(denied.diagnostics.errors)
+            for r in records
+        ]
+        answers = self._answers(state, keys)
+
+        denied = next((i for i, a in enumerate(answers) if not a[0]), None)
+        if denied is None:
+            fired = sorted({pid for a in answers for pid in a[1]})
+            review = next((pack.review[p] for p in fired if p in pack.review), "")
+            names = [pack.name_of(p) for p in fired]
+            reason = "; ".join(dict.fromkeys(pack.reason_of(p) for p in fired))
+            if review:
+                reason += f"; queued for {review} review"
+            decision = outcome(True, reason, names, review)
+            self.guard.record(usage)
+            self._queue(decision, principal, records, review)
+            return decision
+        _, forbidding, errors = answers[denied]
         if errors:
             # An evaluation error means a policy could not be applied: fail closed, visibly.
             return outcome(False, f"policy evaluation error: {errors[0]}")
-        forbidding = sorted(denied.diagnostics.reasons)
         if forbidding:
-            return outcome(
-                False,
-                "; ".join(self.pack.reason_of(p) for p in forbidding),
-                [self.pack.name_of(p) for p in forbidding],
+            names = [pack.name_of(p) for p in forbidding]
+            review = next((pack.review[p] for p in forbidding if p in pack.review), "")
+            decision = outcome(
+                False, "; ".join(pack.reason_of(p) for p in forbidding), names, review
             )
-        return outcome(False, self._why_not(principal, purpose, records[index], grant))
+            if any(p in pack.alerts for p in forbidding):
+                self.guard.alert(principal.id, pj, names, decision_id)
+            self._queue(decision, principal, records, review)
+            return decision
+        why = self._why_not(
+            principal,
+            purpose,
+            justification,
+            records[denied],
+            grant,
+            count=len(records),
+            limits=limits,
+        )
+        return outcome(False, why)
+
+    def _answers(self, state: _State, keys: list[tuple[Any, ...]]) -> list[_Answer]:
+        memo = state.memo
+        found = [memo.get(k) for k in keys]
+        missing = list(dict.fromkeys(k for k, a in zip(keys, found, strict=True) if a is None))
+        if missing:
+            fresh = self._evaluate(state, missing)
+            if len(memo) + len(fresh) > _MAX_MEMO:
+                memo.clear()
+            memo.update(fresh)
+            found = [a if a is not None else fresh[k] for k, a in zip(keys, found, strict=True)]
+        return [a for a in found if a is not None]
+
+    def _evaluate(self, state: _State, keys: list[tuple[Any, ...]]) -> dict[Any, _Answer]:
+        """One Cedar batch for the distinct fact tuples not in the memo."""
+        request_key = keys[0][0]
+        role, pj, purpose, justification, g, bulk = request_key
+        context = {
+            "purpose": purpose,
+            "justification": justification,
+            "grant": {
+                "present": g[0],
+                "verified": g[1],
+                "approver": g[2],
+                "issued_to_requester": g[3],
+                "purpose": g[4],
+                "within_max_records": g[5],
+                "cosigned": g[6],
+                "bulk_scope": g[7],
+            },
+            "bulk": {
+                "over_request_cap": bulk[0],
+                "over_window_budget": bulk[1],
+                "over_jurisdiction_budget": bulk[2],
+                "over_foreign_budget": bulk[3],
+                "enumeration": bulk[4],
+            },
+        }
+        entities: list[dict[str, Any]] = [
+            {"uid": _PRINCIPAL, "attrs": {"role": role, "jurisdiction": pj}, "parents": []}
+        ]
+        requests = []
+        empty: tuple[list[str], list[str], list[str]] = ([], [], [])
+        for n, (_, rj, own, in_grant, categories, region_ok, recent) in enumerate(keys):
+            purposes, adequacy, contracts = state.home.get(rj, empty)
+            uid = {"type": "Record", "id": f"k{n}"}
+            entities.append(
+                {
+                    "uid": uid,
+                    "attrs": {
+                        "jurisdiction": rj,
+                        "home_purposes": purposes,
+                        "adequate_to": adequacy,
+                        "contracts_with": contracts,
+                        "own": own,
+                        "in_grant": in_grant,
+                        "grant_categories": categories,
+                        "region_allowed": region_ok,
+                        "within_retention": recent,
+                    },
+                    "parents": [],
+                }
+            )
+            requests.append(
+                {"principal": _PRINCIPAL, "action": _ACTION, "resource": uid, "context": context}
+            )
+        # No per-call schema: the pack was validated against it at load, and these facts are
+        # built here with the schema's types; a mistyped fact would be an evaluation error,
+        # which denies (fail closed). Skipping it makes the miss path about 20% faster.
+        results = cedarpy.is_authorized_batch(requests, state.pack.policy_set, entities, None)
+        return {
+            k: (
+                res.allowed,
+                tuple(sorted(res.diagnostics.reasons)),
+                tuple(res.diagnostics.errors),
+            )
+            for k, res in zip(keys, results, strict=True)
+        }
+
+    def _queue(
+        self, decision: Decision, principal: Principal, records: Sequence[RecordFacts], queue: str
+    ) -> None:
+        if not queue:
+            return
+        item = ReviewItem(
+            decision_id=decision.decision_id,
+            queue=queue,
+            time_s=self._clock(),
+            principal=principal.id,
+            principal_jurisdiction=principal.jurisdiction,
+            justification=decision.justification,
+            allow=decision.allow,
+            policies=decision.policies,
+            jurisdictions=tuple(sorted({r.jurisdiction for r in records})),
+        )
+        with self._lock:
+            self._reviews.append(item)
 
     def _why_not(
-        self, principal: Principal, purpose: str, record: RecordFacts, grant: GrantFacts
+        self,
+        principal: Principal,
+        purpose: str,
+        justification: Justification,
+        record: RecordFacts,
+        grant: GrantFacts,
+        *,
+        count: int,
+        limits: BulkLimits,
     ) -> str:
         """Explain a deny that no forbid decided: which permit's condition is missing."""
         home = record.jurisdiction
-        foreign = principal.jurisdiction != home
-        if principal.role is Role.AUTHORITY and foreign:
-            if not grant.verified:
-                return (
-                    f"foreign authority of {principal.jurisdiction} needs a legal-assistance "
-                    f"grant signed by {home}'s authority: {grant.problem}"
-                )
-            if grant.approver != home:
-                return f"the grant is approved by {grant.approver}, not by {home} (subject's home)"
-            if grant.grantee != principal.id:
-                return f"the grant was issued to {grant.grantee}, not to {principal.id}"
-            if grant.purpose != purpose:
-                return f"the grant covers purpose {grant.purpose!r}, not {purpose!r}"
-            return f"the grant does not name the subject of record {record.record_id}"
-        if foreign:
+        pj = principal.jurisdiction
+        j = str(justification)
+        if pj != home and principal.role is Role.AUTHORITY:
+            return self._why_not_grant(
+                principal, purpose, justification, record, grant, count=count, limits=limits
+            )
+        if pj != home:
             return (
-                f"a {principal.role} of {principal.jurisdiction} may not read records of "
+                f"a {principal.role} of {pj} may not read records of "
                 f"{home} subjects; foreign access needs judicial assistance"
+                + self._transfer_hint(home, pj)
             )
         if principal.role is Role.SERVICE:
-            allowed = ", ".join(self.home_purposes.get(home, [])) or "none"
+            if justification not in (
+                Justification.CUSTOMER_INITIATED_SUPPORT,
+                Justification.SERVICE_OPERATION,
+            ):
+                return (
+                    "a service reads for customer-initiated-support or service-operation, "
+                    f"not under justification {j}"
+                )
+            allowed = ", ".join(self._state.home.get(home, ([], [], []))[0]) or "none"
             return f"{home} does not allow services the purpose {purpose!r} (allowed: {allowed})"
-        return f"no policy permits a {principal.role} of {home} to read this record for {purpose!r}"
-
-    @staticmethod
-    def _request(
-        principal: Principal, record: RecordFacts, context: dict[str, Any]
-    ) -> dict[str, Any]:
-        return {
-            "principal": {"type": "Principal", "id": principal.id},
-            "action": {"type": "Action", "id": "read"},
-            "resource": {"type": "Record", "id": record.record_id},
-            "context": context,
-        }
-
-    def _entities(
-        self, principal: Principal, records: Sequence[RecordFacts]
-    ) -> list[dict[str, Any]]:
-        entities: list[dict[str, Any]] = [
-            {
-                "uid": {"type": "Principal", "id": principal.id},
-                "attrs": {
-                    "id": principal.id,
-                    "role": str(principal.role),
-                    "jurisdiction": principal.jurisdiction,
-                    "subject": principal.subject,
-                },
-                "parents": [],
-            }
-        ]
-        entities.extend(
-            {
-                "uid": {"type": "Record", "id": r.record_id},
-                "attrs": {
-                    "jurisdiction": r.jurisdiction,
-                    "subject": r.subject,
-                    "home_purposes": self.home_purposes.get(r.jurisdiction, []),
-                },
-                "parents": [],
-            }
-            for r in records
+        if principal.role is Role.AUTHORITY:
+            return (
+                f"{home}'s authority reads its residents' data under domestic-legal-process "
+                f"or emergency, not {j}"
+            )
+        return (
+            f"no policy permits a {principal.role} of {home} to read this record for "
+            f"{purpose!r} under justification {j}"
         )
-        return entities
+
+    def _why_not_grant(
+        self,
+        principal: Principal,
+        purpose: str,
+        justification: Justification,
+        record: RecordFacts,
+        grant: GrantFacts,
+        *,
+        count: int,
+        limits: BulkLimits,
+    ) -> str:
+        """Explain why a foreign authority's request was not permitted."""
+        home = record.jurisdiction
+        if justification is not Justification.FOREIGN_LEGAL_PROCESS:
+            return (
+                f"a foreign authority reads {home} subjects' data only through judicial "
+                f"assistance (justification foreign-legal-process), not {justification}"
+            )
+        if not grant.verified:
+            return (
+                f"foreign authority of {principal.jurisdiction} needs a legal-assistance "
+                f"grant signed by {home}'s authority: {grant.problem}"
+            )
+        if grant.approver != home:
+            return f"the grant is approved by {grant.approver}, not by {home} (subject's home)"
+        if grant.grantee != principal.id:
+            return f"the grant was issued to {grant.grantee}, not to {principal.id}"
+        if grant.purpose != purpose:
+            return f"the grant covers purpose {grant.purpose!r}, not {purpose!r}"
+        if record.subject not in grant.subjects:
+            return f"the grant does not name the subject of record {record.record_id}"
+        if not grant.covers(record.kinds):
+            kinds = ", ".join(sorted(record.kinds)) or "plain"
+            allowed = ", ".join(sorted(grant.categories))
+            return (
+                f"the grant covers data categories {allowed}, not {kinds} "
+                f"found in record {record.record_id}"
+            )
+        if grant.max_records and count > grant.max_records:
+            return (
+                f"the request names {count} records; the grant allows at most "
+                f"{grant.max_records} per request"
+            )
+        if len(grant.subjects) > limits.request_limit:
+            need = self.pack.parameters.bulk_grant_cosigners
+            return (
+                f"the grant names {len(grant.subjects)} subjects (bulk scope) and needs "
+                f"{need} co-signing authorit{'y' if need == 1 else 'ies'} besides "
+                f"{grant.approver}; it has {len(grant.cosigners)}"
+            )
+        return f"no policy of pack {self.pack.name} permits this grant's use"
+
+    def _transfer_hint(self, home: str, to: str) -> str:
+        _, adequacy, contracts = self._state.home.get(home, ([], [], []))
+        if not (adequacy or contracts):
+            return ""
+        return f" (no transfer basis from {home} to {to}: no adequacy, no contract on file)"

@@ -20,6 +20,9 @@ from sovra.deployment import Deployment
 from sovra.errors import BadRequest, PayloadTooLarge, SovraError
 from sovra.gateway import AccessResult, IngestReceipt, SubjectReport
 from sovra.model import Grant, Principal
+from sovra.server.docs import mount_docs
+from sovra.server.log import log_tiles_router
+from sovra.server.policy import add_policy_routes
 
 __all__ = ["create_app"]
 
@@ -55,6 +58,9 @@ class AccessBody(_Strict):
     grant: dict[str, Any] | None = Field(
         default=None, description="a signed legal-assistance grant"
     )
+    justification: str | None = Field(
+        default=None, description="access justification code, e.g. customer-initiated-support"
+    )
 
 
 def create_app(deployment: Deployment) -> FastAPI:
@@ -65,7 +71,10 @@ def create_app(deployment: Deployment) -> FastAPI:
         version=__version__,
         description="Data-sovereignty gateway: ingest, access, grants, subject reports and a "
         "public Merkle transparency log. Authenticate with `Authorization: Sovra <token>`.",
+        docs_url=None,
+        redoc_url=None,
     )
+    mount_docs(app)
     max_body = deployment.config.max_body_bytes
 
     async def principal(request: Request) -> Principal:
@@ -122,6 +131,7 @@ def create_app(deployment: Deployment) -> FastAPI:
                 subjects=[(s.jurisdiction, s.subject_id) for s in body.subjects],
                 jurisdiction=body.jurisdiction,
                 grant=grant,
+                justification=body.justification,
             )
         )
 
@@ -151,7 +161,11 @@ def create_app(deployment: Deployment) -> FastAPI:
             gw.subject_report(caller, jurisdiction=body.jurisdiction, subject_id=body.subject_id)
         )
 
+    add_policy_routes(app, deployment, Caller)
+
     # -- the public log --------------------------------------------------------------------
+
+    app.include_router(log_tiles_router(gw.log))
 
     @app.get("/v1/log/checkpoint", response_class=PlainTextResponse, tags=["log"])
     def checkpoint() -> str:
@@ -243,6 +257,8 @@ def _access(r: AccessResult) -> dict[str, Any]:
             "reason": d.reason,
             "policies": list(d.policies),
             "grant": d.grant,
+            "justification": d.justification,
+            "review": d.review,
         },
         "log_index": r.decision_receipt.index,
         "decision_receipt": r.decision_receipt.to_dict(),

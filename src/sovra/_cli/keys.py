@@ -1,0 +1,242 @@
+"""``sovra keys status|rotate|shred`` and ``sovra custodian serve|seal``: custodians' keys.
+
+These commands work on the deployment directory directly, as its custodians do: they read
+the KEK files and subject-key stores under ``custodians/``. A gateway serving the same
+deployment meanwhile picks up a rotation by itself (it reloads a changed KEK file).
+``shred`` runs the gateway's erasure flow, so the shred is logged before the key goes.
+
+``sovra custodian serve --jurisdiction PL`` runs one jurisdiction's custodian as its own
+process (:mod:`sovra.server.custodian`), with its KEK file and subject-key store; callers
+present the bearer secret in ``custodians/<J>.token`` (created on first start, 0600).
+``sovra custodian seal`` seals a KEK file at rest under a passphrase or a key file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from sovra._cli.common import As, DeploymentDir, out, print_json, progress
+
+if TYPE_CHECKING:
+    from sovra.keys import LocalCustodian
+    from sovra.keys.sealing import Unlock
+
+__all__ = ["custodian_app", "keys_app", "register"]
+
+keys_app = typer.Typer(
+    help="Custodian keys: versions and counts, rotation, crypto-shredding.",
+    no_args_is_help=True,
+)
+
+custodian_app = typer.Typer(
+    help="Run a jurisdiction's custodian as its own service; seal its keys at rest.",
+    no_args_is_help=True,
+)
+
+Jurisdiction = Annotated[str, typer.Option("--jurisdiction", "-j", help="jurisdiction code")]
+
+
+@keys_app.command("status")
+def keys_status(
+    deployment: DeploymentDir = Path("deployment"),
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Show each custodian's KEK versions, subject keys per version, and shredded subjects."""
+    from sovra.deployment import Deployment
+    from sovra.keys import LocalCustodian
+
+    dep = Deployment.open(deployment)
+    try:
+        rows = [
+            c.status() for c in dep.gateway.custodians.values() if isinstance(c, LocalCustodian)
+        ]
+    finally:
+        dep.close()
+    if as_json:
+        print_json([r.to_dict() for r in rows])
+        return
+    table = Table("jurisdiction", "current", "versions (subject keys)", "subjects", "shredded")
+    for r in rows:
+        versions = ", ".join(f"v{v}: {n}" for v, n in r.versions.items())
+        if r.orphaned:
+            versions += " | UNREADABLE " + ", ".join(f"v{v}: {n}" for v, n in r.orphaned.items())
+        table.add_row(
+            r.jurisdiction, f"v{r.current_kek_version}", versions, str(r.subjects), str(r.shredded)
+        )
+    out.print(table)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    jurisdiction: Jurisdiction,
+    deployment: DeploymentDir = Path("deployment"),
+    batch: Annotated[int, typer.Option(help="subject keys per transaction")] = 256,
+    keep_old: Annotated[
+        bool, typer.Option("--keep-old", help="keep old KEK versions after the rewrap")
+    ] = False,
+) -> None:
+    """Add a KEK version, rewrap every subject key under it, then destroy unused versions.
+
+    No record is re-encrypted: only subject keys are resealed.
+    """
+    from sovra.deployment import Deployment
+    from sovra.keys import LocalCustodian
+    from sovra.model import check_jurisdiction
+
+    code = check_jurisdiction(jurisdiction)
+    dep = Deployment.open(deployment)
+    try:
+        dep.config.jurisdiction(code)
+        custodian = dep.gateway.custodians[code]
+        if not isinstance(custodian, LocalCustodian):
+            raise typer.BadParameter(f"custodian {code} is not held on this machine")
+        version = custodian.rotate()
+        before = custodian.status()
+        total = sum(n for v, n in before.versions.items() if v < version)
+        with progress(f"rewrapping {code} subject keys under v{version}") as bar:
+            task = bar.add_task("rewrap", total=total)
+            moved = custodian.rewrap(
+                batch=batch, progress=lambda done, _total: bar.update(task, completed=done)
+            )
+        destroyed = [] if keep_old else custodian.destroy_unused()
+        after = custodian.status()
+    finally:
+        dep.close()
+    print_json(
+        {
+            "jurisdiction": code,
+            "current_kek_version": version,
+            "rewrapped": moved,
+            "destroyed_versions": destroyed,
+            "status": after.to_dict(),
+        }
+    )
+
+
+@keys_app.command("shred")
+def keys_shred(
+    jurisdiction: Jurisdiction,
+    subject: Annotated[str, typer.Option(help="the subject's id, as her jurisdiction names her")],
+    as_: As,
+    deployment: DeploymentDir = Path("deployment"),
+) -> None:
+    """Crypto-shred a subject: log the erasure, then destroy her key; her records never open."""
+    from sovra.deployment import Deployment
+
+    dep = Deployment.open(deployment)
+    try:
+        principal = dep.store.get_principal(as_)
+        receipt = dep.gateway.shred(principal, jurisdiction=jurisdiction, subject_id=subject)
+        commitment = dep.gateway.commitment(jurisdiction, subject)
+    finally:
+        dep.close()
+    print_json({"shredded": commitment, "log_index": receipt.index})
+
+
+PassphraseEnv = Annotated[
+    str | None,
+    typer.Option(help="name of the environment variable holding the KEK file's passphrase"),
+]
+KeyFile = Annotated[Path | None, typer.Option(help="a 32-byte key file sealing the KEK file")]
+
+
+def _unlock(passphrase_env: str | None, key_file: Path | None) -> Unlock | None:
+    import os
+
+    from sovra.errors import ConfigError
+    from sovra.keys.sealing import Unlock
+
+    if passphrase_env is not None and key_file is not None:
+        raise ConfigError("give --passphrase-env or --key-file, not both")
+    if key_file is not None:
+        return Unlock.from_key_file(key_file)
+    if passphrase_env is not None:
+        value = os.environ.get(passphrase_env)
+        if value is None:
+            raise ConfigError(f"environment variable {passphrase_env} is not set")
+        return Unlock.from_passphrase(value)
+    return None
+
+
+def _custodian(
+    deployment: Path, jurisdiction: str, unlock: Unlock | None
+) -> tuple[LocalCustodian, Path]:
+    from sovra.keys import LocalCustodian, load_ed25519
+    from sovra.model import check_jurisdiction
+
+    code = check_jurisdiction(jurisdiction)
+    log_public = load_ed25519(deployment / "keys" / "log.key").public_key()
+    path = deployment / "custodians" / f"{code}.key"
+    return LocalCustodian.open(path, code, log_public, unlock=unlock), path
+
+
+@custodian_app.command("serve")
+def custodian_serve(
+    jurisdiction: Jurisdiction,
+    deployment: DeploymentDir = Path("deployment"),
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind")] = 8760,
+    rate: Annotated[float, typer.Option(help="requests per second per caller")] = 2000.0,
+    passphrase_env: PassphraseEnv = None,
+    key_file: KeyFile = None,
+) -> None:
+    """Serve one jurisdiction's custodian over HTTP (XKS-shaped API under /kms/xks/v1)."""
+    import os
+
+    import uvicorn
+
+    from sovra.errors import ConfigError
+    from sovra.keys import read_secret, write_secret
+    from sovra.server.custodian import create_custodian_app
+
+    custodian, path = _custodian(deployment, jurisdiction, _unlock(passphrase_env, key_file))
+    token_path = path.with_suffix(".token")
+    try:
+        token = read_secret(token_path, expected_len=32)
+    except ConfigError:
+        if token_path.exists():
+            raise
+        write_secret(token_path, os.urandom(32))
+        token = read_secret(token_path, expected_len=32)
+    out.print(
+        f"custodian {custodian.jurisdiction} serving at http://{host}:{port}/kms/xks/v1 "
+        f"(bearer secret in {token_path})",
+        markup=False,
+        highlight=False,
+    )
+    try:
+        app = create_custodian_app(custodian, token=token, rate_per_s=rate, burst=int(rate * 2))
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        custodian.close()
+
+
+@custodian_app.command("seal")
+def custodian_seal(
+    jurisdiction: Jurisdiction,
+    deployment: DeploymentDir = Path("deployment"),
+    passphrase_env: PassphraseEnv = None,
+    key_file: KeyFile = None,
+) -> None:
+    """Seal a custodian's KEK file at rest; from then on it opens only with that secret."""
+    from sovra.errors import ConfigError
+
+    unlock = _unlock(passphrase_env, key_file)
+    if unlock is None:
+        raise ConfigError("give --passphrase-env VAR or --key-file FILE to seal with")
+    custodian, path = _custodian(deployment, jurisdiction, None)
+    try:
+        custodian.seal_at_rest(unlock)
+    finally:
+        custodian.close()
+    print_json({"sealed": str(path)})
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``sovra keys ...`` and ``sovra custodian ...`` to the root command."""
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(custodian_app, name="custodian")

@@ -1,0 +1,228 @@
+"""``sovra policy sign|verify|activate|diff|show`` and ``sovra explain DECISION_ID``.
+
+A pack source is a DSSE envelope file, a pack bundle JSON file, or ``shipped:NAME`` for a
+pack shipped with sovra (``gdsi``, ``gdpr-chapter-v``, ``pipl-cross-border``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from sovra._cli.common import (
+    DEFAULT_URL,
+    As,
+    DeploymentDir,
+    KeyOpt,
+    Url,
+    connect,
+    error,
+    out,
+    print_json,
+)
+
+if TYPE_CHECKING:  # the CLI imports stages lazily, so that start-up stays quick
+    from sovra.policy import Envelope
+
+__all__ = ["policy_app", "register"]
+
+policy_app = typer.Typer(
+    help="Policy packs: sign (k of n parties), verify, activate, diff, show.",
+    no_args_is_help=True,
+)
+
+Source = Annotated[str, typer.Argument(help="envelope or bundle file, or shipped:NAME")]
+
+
+def _load(source: str) -> Envelope:
+    from sovra.policy import Envelope, PackBundle, shipped_bundle
+
+    if source.startswith("shipped:"):
+        return Envelope.wrap(shipped_bundle(source.removeprefix("shipped:")))
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        error(f"cannot read {path}: {exc.strerror}")
+        raise typer.Exit(1) from None
+    if b'"payloadType"' in data:
+        return Envelope.from_json(data)
+    return Envelope.wrap(PackBundle.from_bytes(data))
+
+
+def _authority_keys(deployment: Path) -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from sovra.errors import ConfigError
+
+    keys = {}
+    for pub in sorted((deployment / "authorities").glob("*.pub")):
+        try:
+            keys[pub.stem] = Ed25519PublicKey.from_public_bytes(bytes.fromhex(pub.read_text()))
+        except (OSError, ValueError):
+            raise ConfigError(f"{pub} is not a hex Ed25519 public key") from None
+    if not keys:
+        raise ConfigError(f"no authority public keys under {deployment / 'authorities'}")
+    return keys
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        error(f"cannot write {path}: {exc.strerror}")
+        raise typer.Exit(1) from None
+
+
+@policy_app.command()
+def sign(
+    source: Source,
+    authority: Annotated[str, typer.Option("--authority", help="sign as this jurisdiction")],
+    output: Annotated[Path, typer.Option("--out", help="where to write the envelope")],
+    set_version: Annotated[
+        int | None, typer.Option(help="give an unsigned pack this version before signing")
+    ] = None,
+    deployment: DeploymentDir = Path("deployment"),
+) -> None:
+    """Add a party's signature to a pack (DSSE envelope); other signatures are kept."""
+    from dataclasses import replace
+
+    from sovra.keys import load_ed25519
+    from sovra.model import check_jurisdiction
+    from sovra.policy import Envelope, sign_pack
+
+    envelope = _load(source)
+    if set_version is not None:
+        if envelope.signatures:
+            error("--set-version changes the signed bytes; use it on an unsigned pack only")
+            raise typer.Exit(2)
+        envelope = Envelope.wrap(replace(envelope.bundle(), version=set_version))
+    key = load_ed25519(deployment / "authorities" / f"{check_jurisdiction(authority)}.key")
+    signed = sign_pack(envelope, authority, key)
+    bundle = signed.bundle()
+    _write(output, signed.to_json())
+    out.print(
+        f"pack [bold]{escape(bundle.name)}[/] v{bundle.version} signed by {authority} "
+        f"({len(signed.signatures)} of {bundle.threshold} needed), "
+        f"written to {escape(str(output))}"
+    )
+
+
+@policy_app.command()
+def verify(source: Source, deployment: DeploymentDir = Path("deployment")) -> None:
+    """Check a pack's signatures against this deployment's authorities and validate it."""
+    from sovra.policy import verify_pack
+
+    verified = verify_pack(_load(source), _authority_keys(deployment))
+    pack = verified.bundle.compile()
+    out.print(
+        f"pack [bold]{escape(pack.name)}[/] v{pack.version} verified: signed by "
+        f"{', '.join(verified.signers)} ({len(verified.signers)} of "
+        f"{len(pack.parties)} parties, {pack.threshold} needed); {len(pack.annotations)} rules "
+        f"valid against the schema; digest {pack.digest}"
+    )
+
+
+@policy_app.command()
+def activate(
+    source: Source,
+    principal: As = "operator",
+    key: KeyOpt = None,
+    deployment: DeploymentDir = Path("deployment"),
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Activate a signed pack on a running gateway; the activation is logged first."""
+    envelope = _load(source)
+    with connect(url, principal, key, deployment) as client:
+        result = client.activate_policy(envelope.to_json())
+    out.print(
+        f"pack [bold]{escape(result['pack'])}[/] v{result['version']} active, logged at "
+        f"index {result['receipt']['index']}"
+    )
+
+
+def _rules(envelope: Envelope) -> tuple[Any, dict[str, tuple[str, str]]]:
+    import cedarpy
+
+    bundle = envelope.bundle()
+    parsed = json.loads(cedarpy.policies_to_json_str(bundle.policies))
+    rules = {}
+    for policy in parsed.get("staticPolicies", {}).values():
+        ann = policy.pop("annotations", {}) or {}
+        rules[str(ann.get("id", "?"))] = (
+            str(ann.get("reason", "")),
+            json.dumps(policy, sort_keys=True) + json.dumps(ann, sort_keys=True),
+        )
+    return bundle, rules
+
+
+@policy_app.command()
+def diff(old: Source, new: Source) -> None:
+    """Rule by rule: what a new pack adds, removes and changes (exit 1 if any difference)."""
+    old_bundle, old_rules = _rules(_load(old))
+    new_bundle, new_rules = _rules(_load(new))
+    lines = [f"{old_bundle.name} v{old_bundle.version} -> {new_bundle.name} v{new_bundle.version}"]
+    lines += [f"+ {r}: {new_rules[r][0]}" for r in new_rules if r not in old_rules]
+    lines += [f"- {r}: {old_rules[r][0]}" for r in old_rules if r not in new_rules]
+    lines += [
+        f"~ {r}: {new_rules[r][0]}"
+        for r in new_rules
+        if r in old_rules and new_rules[r] != old_rules[r]
+    ]
+    if (old_bundle.parties, old_bundle.threshold) != (new_bundle.parties, new_bundle.threshold):
+        lines.append(
+            f"~ signing: {old_bundle.threshold} of {', '.join(old_bundle.parties)} -> "
+            f"{new_bundle.threshold} of {', '.join(new_bundle.parties)}"
+        )
+    if old_bundle.parameters != new_bundle.parameters:
+        lines.append("~ parameters:")
+        for k in sorted(set(old_bundle.parameters) | set(new_bundle.parameters)):
+            before, after = old_bundle.parameters.get(k), new_bundle.parameters.get(k)
+            if before != after:
+                lines.append(f"    {k}: {json.dumps(before)} -> {json.dumps(after)}")
+    if old_bundle.schema != new_bundle.schema:
+        lines.append("~ schema changed")
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
+    if len(lines) > 1:
+        raise typer.Exit(1)
+    out.print("no differences in rules, signing or parameters")
+
+
+@policy_app.command()
+def show(
+    principal: As = "auditor",
+    key: KeyOpt = None,
+    deployment: DeploymentDir = Path("deployment"),
+    url: Url = DEFAULT_URL,
+) -> None:
+    """The pack a running gateway decides with: name, version, digest, rules."""
+    with connect(url, principal, key, deployment) as client:
+        print_json(client.policy())
+
+
+def explain(
+    decision_id: Annotated[str, typer.Argument(help="decision id, from an access response")],
+    principal: As = "auditor",
+    key: KeyOpt = None,
+    deployment: DeploymentDir = Path("deployment"),
+    url: Url = DEFAULT_URL,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Explain a logged decision: the rules that decided it, their reasons, its grant."""
+    with connect(url, principal, key, deployment) as client:
+        explained = client.explain(decision_id)
+    if as_json:
+        print_json(explained)
+    else:
+        out.print(explained["text"], markup=False, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``sovra policy ...`` and ``sovra explain`` to the root command."""
+    app.add_typer(policy_app, name="policy")
+    app.command()(explain)

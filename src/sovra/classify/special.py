@@ -1,0 +1,164 @@
+"""Special categories of personal data (GDPR article 9), found through term lists.
+
+Kinds: ``health``, ``religion``, ``ethnicity``, ``political_opinion``,
+``sexual_orientation``, ``biometric``, ``genetic``.
+
+Each kind has a term list per language of :data:`LANGUAGES` (see ``_terms``). A term
+is reported only when a context word of the same language (a pronoun, a person noun,
+"diagnosed", "choruje", "mắc", "leidet", ...) stands within :data:`CONTEXT_BEFORE`
+characters before it or :data:`CONTEXT_AFTER` after it, in the same sentence: "cancer
+research" in a news report names no one, "she was diagnosed with cancer" does. No
+checksum exists, so ``validated`` is false.
+
+All terms are matched in one pass of an Aho-Corasick automaton (``ahocorasick_rs``) over
+the text itself, each term listed in its case forms: about ten times faster than
+Python's regular expressions, which try every alternative at every position. Vietnamese terms
+are listed both precomposed (NFC) and decomposed (NFD), so combining marks are found too.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import ahocorasick_rs
+
+from sovra.classify._terms import CONTEXT, LANGUAGES, TERMS
+from sovra.errors import BadRequest
+from sovra.model import Finding
+
+__all__ = ["CONTEXT_AFTER", "CONTEXT_BEFORE", "KINDS", "LANGUAGES", "detect", "detect_special"]
+
+KINDS = frozenset(TERMS)
+
+CONTEXT_BEFORE = 60
+CONTEXT_AFTER = 30
+_CONFIDENCE = 0.8
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Western full stops end a sentence before a space; the ideographic ones (U+3002 full
+# stop, U+FF01 exclamation, U+FF1F question, U+FF1B semicolon) and newlines always do.
+_SENTENCE_END = re.compile("[.!?;](?:\\s|$)|[\u3002\uff01\uff1f\uff1b\n]")
+
+
+def _is_han(char: str) -> bool:
+    return "\u2e80" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff"
+
+
+@dataclass(frozen=True, slots=True)
+class _Matcher:
+    automaton: ahocorasick_rs.AhoCorasick
+    kinds: tuple[str, ...]  # pattern index -> kind
+    context: re.Pattern[str]
+
+
+@functools.cache
+def _matcher(lang: str | None) -> _Matcher:
+    """The automaton over every term form of *lang* (or all), and its context words."""
+    langs = LANGUAGES if lang is None else (lang,)
+    forms: dict[str, str] = {}
+    for kind, by_lang in TERMS.items():
+        for code in langs:
+            for term in by_lang.get(code, ()):
+                for form in _forms(term):
+                    forms.setdefault(form, kind)
+    patterns = sorted(forms)
+    words = {word for code in langs for word in CONTEXT[code]}
+    # Context words start a word ("mme" must not match inside "commence"); Han words
+    # stand anywhere. The window searched is short, so this pattern's cost is small.
+    context = re.compile(
+        "|".join(
+            re.escape(w) if _is_han(w[0]) else r"(?<!\w)" + re.escape(w) for w in sorted(words)
+        )
+    )
+    return _Matcher(
+        ahocorasick_rs.AhoCorasick(patterns, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest),
+        tuple(forms[p] for p in patterns),
+        context,
+    )
+
+
+def _forms(term: str) -> set[str]:
+    """The spellings of *term* to match: as listed, lower-case, capitalised, in capitals.
+
+    Listing the case forms lets the automaton read the text as it is, with no lower-cased
+    copy; acronyms ("HIV") are matched only as written. Each form also in NFD.
+    """
+    if term.isupper():
+        forms = {term}
+    else:
+        lower = term.lower()
+        forms = {
+            term,
+            lower,
+            lower[0].upper() + lower[1:],
+            term[0].upper() + term[1:],
+            term.upper(),
+        }
+    return forms | {unicodedata.normalize("NFD", form) for form in forms}
+
+
+def _sentence(text: str, start: int, end: int) -> str:
+    lo = max(0, start - CONTEXT_BEFORE)
+    hi = min(len(text), end + CONTEXT_AFTER)
+    before = text[lo:start]
+    ends = list(_SENTENCE_END.finditer(before))
+    if ends:
+        before = before[ends[-1].end() :]
+    after = text[end:hi]
+    stop = _SENTENCE_END.search(after)
+    if stop is not None:
+        after = after[: stop.start()]
+    # The window is only read, never sliced for spans, so it may be normalised: context
+    # words are listed precomposed, and decomposed text must match them too.
+    return unicodedata.normalize("NFC", (before + " " + after).lower())
+
+
+def detect_special(text: str, lang: str | None = None) -> Iterator[Finding]:
+    """Yield special-category findings: a listed term with a context word nearby.
+
+    Args:
+        text: the text to search; spans index it directly.
+        lang: one code of :data:`LANGUAGES` to use only that language's terms and
+            context words; None uses every language.
+
+    Yields:
+        Findings in order of start.
+
+    Raises:
+        BadRequest: *lang* is not None and not one of :data:`LANGUAGES`.
+    """
+    if lang is not None and lang not in LANGUAGES:
+        raise BadRequest(f"unknown language {lang!r}; use one of {', '.join(LANGUAGES)}")
+    matcher = _matcher(lang)
+    try:
+        matches = matcher.automaton.find_matches_as_indexes(text)
+    except UnicodeEncodeError:
+        # The automaton reads UTF-8, which has no lone surrogates; a stand-in of one
+        # code point keeps the offsets. Searching for them only here keeps the common
+        # case at one pass.
+        matches = matcher.automaton.find_matches_as_indexes(_SURROGATE.sub("\ufffd", text))
+    for index, start, term_end in matches:
+        end = term_end
+        if not _is_han(text[start]) and start > 0 and text[start - 1].isalnum():
+            continue  # inside a word: "gay" in "Megay"
+        if not _is_han(text[end - 1]):
+            while end < len(text) and (text[end].isalnum() or unicodedata.combining(text[end])):
+                end += 1
+        kind = matcher.kinds[index]
+        if matcher.context.search(_sentence(text, start, end)) is not None:
+            yield Finding(kind, start, end, _CONFIDENCE, validated=False)
+
+
+def detect(text: str) -> Iterator[Finding]:
+    """Yield every special-category finding in *text*, in every language.
+
+    Args:
+        text: the text to search; spans index it directly.
+
+    Yields:
+        Findings of kinds :data:`KINDS`.
+    """
+    yield from detect_special(text)

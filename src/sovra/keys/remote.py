@@ -1,0 +1,300 @@
+"""A custodian in another process, reached over HTTP, behind the same :class:`Custodian`.
+
+The service (``sovra custodian serve``, :mod:`sovra.server.custodian`) does every check
+that :class:`~sovra.keys.BaseCustodian` does, in its own process, with its own keys: this
+class only carries requests and maps the service's XKS-style error names back to the one
+error tree. It does not subclass :class:`~sovra.keys.BaseCustodian`, on purpose: the checks
+that matter must run where the keys are, not in the gateway that asks for them.
+
+Each unwrap sends the logged decision entry, the log's receipt for it, and the decision's
+purpose as the justification code; the service refuses a justification that is not the
+logged purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from sovra.errors import (
+    BadRequest,
+    ConfigError,
+    Denied,
+    IntegrityError,
+    NotFound,
+    SovraError,
+    Unauthenticated,
+    Unavailable,
+)
+from sovra.keys.custodian import MAX_BATCH
+from sovra.model import (
+    LogEntry,
+    RecordHeader,
+    ReleaseAuthorization,
+    WrappedKey,
+    check_id,
+    check_jurisdiction,
+)
+
+__all__ = ["API_PREFIX", "RemoteCustodian"]
+
+API_PREFIX = "/kms/xks/v1"
+_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+_ERRORS: dict[str, type[SovraError]] = {
+    "ValidationException": BadRequest,
+    "AuthenticationFailedException": Unauthenticated,
+    "AccessDeniedException": Denied,
+    "KeyNotFoundException": NotFound,
+    "InvalidCiphertextException": IntegrityError,
+    "ThrottlingException": Unavailable,
+}
+
+
+class RemoteCustodian:
+    """The :class:`~sovra.keys.Custodian` of one jurisdiction, served by another process."""
+
+    def __init__(
+        self,
+        url: str,
+        jurisdiction: str,
+        token: bytes,
+        *,
+        caller: str = "sovra-gateway",
+        timeout_s: float = 5.0,
+        version_ttl_s: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Point at a custodian service.
+
+        Args:
+            url: the service's base URL, e.g. ``http://127.0.0.1:8760``.
+            jurisdiction: the jurisdiction it serves.
+            token: the bearer secret it was started with.
+            caller: this gateway's name in every request's metadata.
+            timeout_s: per-request timeout.
+            version_ttl_s: how long the current KEK version is cached.
+            transport: an httpx transport (tests).
+            clock: monotonic seconds, for the version cache.
+
+        Raises:
+            BadRequest: *jurisdiction* or *caller* is malformed.
+        """
+        self._jurisdiction = check_jurisdiction(jurisdiction)
+        self._caller = check_id(caller, "caller")
+        self._client = httpx.Client(
+            base_url=url.rstrip("/"),
+            timeout=timeout_s,
+            headers={"Authorization": "Bearer " + token.hex()},
+            transport=transport,
+        )
+        self._ttl = version_ttl_s
+        self._clock = clock
+        self._version: tuple[int, float] | None = None
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> RemoteCustodian:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def jurisdiction(self) -> str:
+        """The jurisdiction whose residents' keys the service holds."""
+        return self._jurisdiction
+
+    def _post(self, path: str, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        payload = {
+            "requestMetadata": {
+                "callerPrincipal": self._caller,
+                "operation": operation,
+                "requestId": uuid.uuid4().hex,
+            },
+            **body,
+        }
+        try:
+            response = self._client.post(path, content=json.dumps(payload).encode())
+        except httpx.HTTPError as exc:
+            raise Unavailable(
+                f"custodian {self._jurisdiction} at {self._client.base_url} cannot be "
+                f"reached: {exc}"
+            ) from None
+        if len(response.content) > _MAX_RESPONSE_BYTES:
+            raise Unavailable(f"custodian {self._jurisdiction} sent an oversized response")
+        try:
+            result = response.json()
+        except ValueError:
+            raise Unavailable(
+                f"custodian {self._jurisdiction} answered {response.status_code} without JSON"
+            ) from None
+        if not isinstance(result, dict):
+            raise Unavailable(f"custodian {self._jurisdiction} answered with a non-object")
+        if response.status_code != 200:
+            name = str(result.get("errorName", ""))
+            message = str(result.get("errorMessage", ""))
+            kind = _ERRORS.get(name, ConfigError)
+            if kind is IntegrityError:
+                # One opaque failure, as from a local custodian.
+                raise IntegrityError(f"custodian {self._jurisdiction}: {message}")
+            raise kind(f"custodian {self._jurisdiction}: {name}: {message}")
+        return result
+
+    def _key(self, operation: str) -> str:
+        return f"{API_PREFIX}/keys/{self._jurisdiction}/{operation}"
+
+    @property
+    def current_kek_version(self) -> int:
+        """The service's current KEK version, cached for a few seconds.
+
+        Raises:
+            Unavailable: the service cannot be reached.
+        """
+        now = self._clock()
+        if self._version is None or now - self._version[1] > self._ttl:
+            status = self.metadata()
+            self._version = (int(status["current_kek_version"]), now)
+        return self._version[0]
+
+    def metadata(self) -> dict[str, Any]:
+        """KEK versions and subject-key counts (``sovra keys status`` of the service).
+
+        Raises:
+            Unavailable: the service cannot be reached.
+        """
+        return self._post(self._key("metadata"), "metadata", {})
+
+    def health(self) -> dict[str, Any]:
+        """The service's deep health check.
+
+        Raises:
+            Unavailable: the service cannot be reached.
+        """
+        return self._post(f"{API_PREFIX}/health", "health", {})
+
+    def wrap(self, data_key: bytes, header: RecordHeader) -> WrappedKey:
+        """Wrap *data_key* for *header*'s record (see :meth:`BaseCustodian.wrap`).
+
+        Raises:
+            BadRequest: refused by the service (a stale KEK version right after a
+                rotation, a shredded subject, another jurisdiction).
+            Unavailable: the service cannot be reached or is throttling.
+        """
+        item = {"header": _enc(header.to_bytes()), "dataKey": _enc(data_key)}
+        try:
+            result = self._post(self._key("wrap"), "wrap", {"items": [item]})
+        except BadRequest:
+            self._version = None  # after a rotation, the next ingest asks for the version
+            raise
+        (out,) = self._items(result, 1)
+        return WrappedKey(self._jurisdiction, int(out["kekVersion"]), _dec(out["wrapped"]))
+
+    def unwrap(
+        self,
+        wrapped: WrappedKey,
+        header: RecordHeader,
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+    ) -> bytes:
+        """Release one data key (see :meth:`BaseCustodian.unwrap`).
+
+        Raises:
+            Denied: no authorization, or the service refused it.
+            NotFound: the subject was crypto-shredded.
+            IntegrityError: the wrapped key does not open.
+            Unavailable: the service cannot be reached or is throttling.
+        """
+        return self.unwrap_many([(wrapped, header)], authorization, requester)[0]
+
+    def unwrap_many(
+        self,
+        items: Sequence[tuple[WrappedKey, RecordHeader]],
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+    ) -> list[bytes]:
+        """Release several data keys in one round trip, all or none.
+
+        Raises:
+            BadRequest: an empty or oversized batch.
+            Denied: no authorization, or the service refused it.
+            NotFound: a subject was crypto-shredded.
+            IntegrityError: a wrapped key does not open.
+            Unavailable: the service cannot be reached or is throttling.
+        """
+        if authorization is None:
+            raise Denied(
+                f"custodian {self._jurisdiction} releases keys only against a logged allow; "
+                "none was presented"
+            )
+        if not 0 < len(items) <= MAX_BATCH:
+            raise BadRequest(f"a batch holds 1..{MAX_BATCH} keys, got {len(items)}")
+        try:
+            purpose = LogEntry.from_bytes(authorization.entry).fields.get("purpose")
+        except BadRequest as exc:
+            raise Denied(f"the presented entry does not parse: {exc.message}") from None
+        body = {
+            "items": [
+                {
+                    "header": _enc(header.to_bytes()),
+                    "kekVersion": wrapped.kek_version,
+                    "wrapped": _enc(wrapped.blob),
+                }
+                for wrapped, header in items
+            ],
+            "authorization": {
+                "entry": _enc(authorization.entry),
+                "receipt": authorization.receipt.to_dict(),
+            },
+            "justification": purpose if isinstance(purpose, str) else "",
+            "requester": requester,
+        }
+        result = self._post(self._key("unwrap"), "unwrap", body)
+        return [_dec(item["dataKey"]) for item in self._items(result, len(items))]
+
+    def shred(self, subject: str) -> bool:
+        """Destroy *subject*'s key in the service.
+
+        Raises:
+            BadRequest: *subject* is not a commitment.
+            Unavailable: the service cannot be reached.
+        """
+        return bool(self._post(self._key("shred"), "shred", {"subject": subject})["destroyed"])
+
+    def rotate(self) -> dict[str, Any]:
+        """Rotate the service's KEK, rewrap its subject keys and destroy unused versions.
+
+        Raises:
+            Unavailable: the service cannot be reached.
+        """
+        self._version = None
+        return self._post(self._key("rotate"), "rotate", {})
+
+    def _items(self, result: dict[str, Any], count: int) -> list[dict[str, Any]]:
+        items = result.get("items")
+        if not isinstance(items, list) or len(items) != count:
+            raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
+        if not all(isinstance(i, dict) for i in items):
+            raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
+        return items
+
+
+def _enc(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _dec(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise Unavailable("custodian answered a non-string key")
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise Unavailable("custodian answered a malformed key") from None

@@ -1,0 +1,205 @@
+"""A custodian's store of per-subject keys, each sealed under one of its KEK versions.
+
+One SQLite file per custodian (``custodians/<J>.subjects.db`` beside the KEK file)::
+
+    subject_keys(subject TEXT PRIMARY KEY, kek_version INTEGER, sealed BLOB, created_ms INTEGER)
+    shredded(subject TEXT PRIMARY KEY, shredded_ms INTEGER)
+
+``sealed`` is ``nonce | AES-256-GCM(KEK[kek_version], subject key) | tag`` with associated
+data ``"sovra-subject-key/v1\\n" J "\\n" version "\\n" subject``; the file alone opens
+nothing. Crypto-shredding deletes the row: ``PRAGMA secure_delete`` overwrites the freed
+bytes with zeros and the rollback journal (not WAL, which would keep old pages until a
+checkpoint) is deleted at commit, so the sealed subject key is gone from every file the
+store owns. What the file system or the storage device keeps of unlinked or remapped
+blocks is beyond any file format; ADR 0008 says so.
+
+The subject column is the subject's keyed commitment, never her identifier.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from pathlib import Path
+
+from sovra.errors import BadRequest, ConfigError
+from sovra.keys.files import StrPath
+
+__all__ = ["SubjectKeyRow", "SubjectKeyStore", "subjects_path"]
+
+_COMMITMENT = re.compile(r"[0-9a-f]{64}")
+SubjectKeyRow = tuple[str, int, bytes]
+"""``(subject commitment, KEK version, sealed subject key)``."""
+
+
+def subjects_path(kek_path: StrPath) -> Path:
+    """Where the subject-key store of the custodian whose KEK file is *kek_path* lives."""
+    path = Path(kek_path)
+    return path.with_name(path.stem + ".subjects.db")
+
+
+def _check_subject(subject: str) -> str:
+    if not _COMMITMENT.fullmatch(subject):
+        raise BadRequest("a subject key is named by a 64-hex-digit subject commitment")
+    return subject
+
+
+class SubjectKeyStore:
+    """Sealed subject keys and shred tombstones, safe to share between threads."""
+
+    def __init__(self, path: StrPath) -> None:
+        """Open (or create) the store at *path*, mode 0600.
+
+        Raises:
+            ConfigError: the file cannot be opened or is not a subject-key store.
+        """
+        self._path = Path(path)
+        try:
+            # Create with 0600 before SQLite opens it, so the file is never open to others.
+            self._path.touch(mode=0o600, exist_ok=True)
+            self._db = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False, timeout=10
+            )
+            self._db.execute("PRAGMA journal_mode=DELETE")
+            self._db.execute("PRAGMA secure_delete=ON")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS subject_keys (subject TEXT PRIMARY KEY, "
+                "kek_version INTEGER NOT NULL, sealed BLOB NOT NULL, created_ms INTEGER NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS subject_keys_version ON subject_keys(kek_version)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS shredded "
+                "(subject TEXT PRIMARY KEY, shredded_ms INTEGER NOT NULL)"
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open subject-key store {self._path}: {exc}") from None
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        """The store's file."""
+        return self._path
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits to the store."""
+        with self._lock:
+            (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        return int(version)
+
+    def get(self, subject: str) -> SubjectKeyRow | None:
+        """The sealed key of *subject*, or None when she has none."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT subject, kek_version, sealed FROM subject_keys WHERE subject = ?",
+                (_check_subject(subject),),
+            ).fetchone()
+        return None if row is None else (row[0], row[1], bytes(row[2]))
+
+    def shredded_at(self, subject: str) -> int | None:
+        """When *subject*'s key was destroyed (UNIX ms), or None if it never was."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT shredded_ms FROM shredded WHERE subject = ?", (_check_subject(subject),)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def insert(self, subject: str, kek_version: int, sealed: bytes, now_ms: int) -> None:
+        """Store a new subject key; the caller has checked she has none and is not shredded.
+
+        Raises:
+            ConfigError: the write failed (disk full, a key already stored).
+        """
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO subject_keys VALUES (?, ?, ?, ?)",
+                    (_check_subject(subject), kek_version, sealed, now_ms),
+                )
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot store a subject key in {self._path}: {exc}") from None
+
+    def shred(self, subject: str, now_ms: int) -> bool:
+        """Delete *subject*'s key for good and leave a tombstone; True if a key was deleted.
+
+        Raises:
+            ConfigError: the write failed; the key may still be there, so retry.
+        """
+        _check_subject(subject)
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    deleted = self._db.execute(
+                        "DELETE FROM subject_keys WHERE subject = ?", (subject,)
+                    ).rowcount
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO shredded VALUES (?, ?)", (subject, now_ms)
+                    )
+                except sqlite3.Error:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot shred a subject key in {self._path}: {exc}") from None
+        return deleted > 0
+
+    def counts(self) -> dict[int, int]:
+        """How many subject keys each KEK version seals."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kek_version, COUNT(*) FROM subject_keys GROUP BY kek_version"
+            ).fetchall()
+        return {int(v): int(n) for v, n in rows}
+
+    def shredded_count(self) -> int:
+        """How many subjects have been crypto-shredded."""
+        with self._lock:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM shredded").fetchone()
+        return int(n)
+
+    def sealed_below(self, kek_version: int, limit: int) -> list[SubjectKeyRow]:
+        """Up to *limit* subject keys sealed under a version older than *kek_version*."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT subject, kek_version, sealed FROM subject_keys WHERE kek_version < ? "
+                "ORDER BY subject LIMIT ?",
+                (kek_version, limit),
+            ).fetchall()
+        return [(r[0], int(r[1]), bytes(r[2])) for r in rows]
+
+    def replace(self, rows: list[tuple[str, int, int, bytes]]) -> int:
+        """Swap sealed keys ``(subject, old version, new version, new sealed)`` atomically.
+
+        A row changes only if it is still sealed under the old version, so a key shredded
+        or rewrapped meanwhile is left alone. Returns how many rows changed.
+
+        Raises:
+            ConfigError: the write failed; nothing changed.
+        """
+        changed = 0
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for subject, old, new, sealed in rows:
+                        changed += self._db.execute(
+                            "UPDATE subject_keys SET kek_version = ?, sealed = ? "
+                            "WHERE subject = ? AND kek_version = ?",
+                            (new, sealed, subject, old),
+                        ).rowcount
+                except sqlite3.Error:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot rewrap subject keys in {self._path}: {exc}") from None
+        return changed

@@ -1,0 +1,203 @@
+"""The log in PostgreSQL, for gateways that scale out: the sequencer is the database.
+
+Same contract as :class:`~sovra.ledger.storage.SQLiteLogStorage`: the index counter row is
+locked (``SELECT ... FOR UPDATE``) and advanced in the transaction that stores the batch,
+so replicas sharing the database never hand out one index twice and a failed batch leaves
+nothing behind. Tables are created in the connection's first ``search_path`` schema.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from sovra.errors import ConfigError, IntegrityError
+from sovra.ledger.storage import (
+    BatchItem,
+    _check_batch,
+    _check_checkpoint,
+    _check_range,
+    check_tag,
+)
+
+__all__ = ["PostgresLogStorage"]
+
+# Serialises schema creation between processes opening a fresh database at once.
+_SCHEMA_LOCK_KEY = 0x736F767261_4C
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS log_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        schema_version INTEGER NOT NULL,
+        next_index BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS log_entries (
+        idx BIGINT PRIMARY KEY,
+        entry BYTEA NOT NULL,
+        leaf_hash BYTEA NOT NULL CHECK (length(leaf_hash) = 32)
+    )""",
+    """CREATE TABLE IF NOT EXISTS log_tags (
+        tag TEXT NOT NULL,
+        idx BIGINT NOT NULL REFERENCES log_entries (idx),
+        PRIMARY KEY (tag, idx)
+    )""",
+    """CREATE TABLE IF NOT EXISTS log_checkpoints (
+        seq BIGSERIAL PRIMARY KEY,
+        size BIGINT NOT NULL,
+        note TEXT NOT NULL
+    )""",
+    """INSERT INTO log_state (id, schema_version, next_index) VALUES (1, 1, 0)
+        ON CONFLICT (id) DO NOTHING""",
+)
+
+
+class PostgresLogStorage:
+    """A :class:`~sovra.ledger.storage.LogStorage` in PostgreSQL (psycopg 3).
+
+    One connection behind a lock serves this process; other processes and replicas
+    are serialised by the database's row lock on the index counter.
+    """
+
+    def __init__(self, dsn: str, *, connect_timeout_s: int = 10) -> None:
+        """Connect to *dsn* and create the log tables if needed.
+
+        Raises:
+            ConfigError: the server cannot be reached, the tables cannot be created, or
+                the database holds a log schema of another version.
+        """
+        self._dsn = dsn
+        self._timeout = connect_timeout_s
+        self._lock = threading.Lock()
+        self._conn = self._connect()
+        try:
+            version = self._prepare()
+        except BaseException:
+            self._conn.close()
+            raise
+        if version != 1:
+            self._conn.close()
+            raise ConfigError("the PostgreSQL log has an unknown schema version")
+
+    def _prepare(self) -> int | None:
+        with self._transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
+            for statement in _SCHEMA:
+                cur.execute(statement)
+            cur.execute("SELECT schema_version FROM log_state WHERE id = 1")
+            row = cur.fetchone()
+        return None if row is None else int(row[0])
+
+    def _connect(self) -> psycopg.Connection[TupleRow]:
+        try:
+            return psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._timeout)
+        except psycopg.Error as exc:
+            # The message names host and database, never the DSN (it may hold a password).
+            raise ConfigError(f"cannot connect to PostgreSQL for the log: {exc}") from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Cursor[TupleRow]]:
+        with self._lock:
+            if self._conn.broken:
+                self._conn = self._connect()
+            try:
+                with self._conn.transaction(), self._conn.cursor() as cur:
+                    yield cur
+            except psycopg.errors.IntegrityError as exc:
+                # Only a tampered counter makes an insert collide with a stored index.
+                raise IntegrityError(f"PostgreSQL refused a log write: {exc}") from None
+            except psycopg.Error as exc:
+                raise ConfigError(f"PostgreSQL log storage failed: {exc}") from None
+
+    def _next_index(self, cur: psycopg.Cursor[TupleRow], *, lock: bool = False) -> int:
+        cur.execute(
+            "SELECT next_index FROM log_state WHERE id = 1 FOR UPDATE"
+            if lock
+            else "SELECT next_index FROM log_state WHERE id = 1"
+        )
+        row = cur.fetchone()
+        if row is None:
+            raise IntegrityError("the log's index counter row is missing")
+        return int(row[0])
+
+    def append_batch(self, items: Sequence[BatchItem]) -> list[int]:
+        """See :meth:`LogStorage.append_batch`."""
+        batch = _check_batch(items)
+        if not batch:
+            return []
+        with self._transaction() as cur:
+            first = self._next_index(cur, lock=True)
+            cur.executemany(
+                "INSERT INTO log_entries (idx, entry, leaf_hash) VALUES (%s, %s, %s)",
+                [(first + off, entry, leaf) for off, (entry, leaf, _) in enumerate(batch)],
+            )
+            tags = [(tag, first + off) for off, (_, _, ts) in enumerate(batch) for tag in ts]
+            if tags:
+                cur.executemany("INSERT INTO log_tags (tag, idx) VALUES (%s, %s)", tags)
+            cur.execute("UPDATE log_state SET next_index = %s WHERE id = 1", (first + len(batch),))
+        return list(range(first, first + len(batch)))
+
+    def size(self) -> int:
+        """See :meth:`LogStorage.size`."""
+        with self._transaction() as cur:
+            return self._next_index(cur)
+
+    def _read(self, column: str, start: int, end: int) -> list[bytes]:
+        with self._transaction() as cur:
+            _check_range(start, end, self._next_index(cur))
+            cur.execute(
+                f"SELECT idx, {column} FROM log_entries "  # noqa: S608 - a fixed column name
+                "WHERE idx >= %s AND idx < %s ORDER BY idx",
+                (start, end),
+            )
+            rows = cur.fetchall()
+        if len(rows) != end - start or any(idx != start + n for n, (idx, _) in enumerate(rows)):
+            present = {idx for idx, _ in rows}
+            missing = next(i for i in range(start, end) if i not in present)
+            raise IntegrityError(f"log entry {missing} is missing from storage")
+        return [bytes(value) for _, value in rows]
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        """See :meth:`LogStorage.read_entries`."""
+        return self._read("entry", start, end)
+
+    def read_leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        """See :meth:`LogStorage.read_leaf_hashes`."""
+        return self._read("leaf_hash", start, end)
+
+    def find(self, tag: str) -> list[int]:
+        """See :meth:`LogStorage.find`."""
+        check_tag(tag)
+        with self._transaction() as cur:
+            cur.execute("SELECT idx FROM log_tags WHERE tag = %s ORDER BY idx", (tag,))
+            return [int(idx) for (idx,) in cur.fetchall()]
+
+    def add_checkpoint(self, size: int, note: str) -> None:
+        """See :meth:`LogStorage.add_checkpoint`."""
+        with self._transaction() as cur:
+            log_size = self._next_index(cur, lock=True)  # one checkpoint writer at a time
+            cur.execute("SELECT size FROM log_checkpoints ORDER BY seq DESC LIMIT 1")
+            row = cur.fetchone()
+            _check_checkpoint(size, note, log_size, None if row is None else int(row[0]))
+            cur.execute("INSERT INTO log_checkpoints (size, note) VALUES (%s, %s)", (size, note))
+
+    def checkpoints(self) -> list[str]:
+        """See :meth:`LogStorage.checkpoints`."""
+        with self._transaction() as cur:
+            cur.execute("SELECT note FROM log_checkpoints ORDER BY seq")
+            return [str(note) for (note,) in cur.fetchall()]
+
+    def latest_checkpoint(self) -> str | None:
+        """See :meth:`LogStorage.latest_checkpoint`."""
+        with self._transaction() as cur:
+            cur.execute("SELECT note FROM log_checkpoints ORDER BY seq DESC LIMIT 1")
+            row = cur.fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        """Close the connection. Calling it twice is harmless."""
+        with self._lock:
+            self._conn.close()

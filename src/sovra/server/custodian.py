@@ -1,0 +1,435 @@
+"""A jurisdiction's custodian as its own HTTP service (``sovra custodian serve``).
+
+The API is shaped like the AWS KMS external key store (XKS) proxy API, which key managers
+already speak: every call is a ``POST`` of JSON under ``/kms/xks/v1``, carries
+``requestMetadata`` naming the caller, the operation and a correlation id, and errors come
+back as ``{"errorName": ..., "errorMessage": ...}`` with the XKS names and statuses::
+
+    POST /kms/xks/v1/health                     deep health check (a wrap and unwrap)
+    POST /kms/xks/v1/keys/<J>/metadata          KEK versions, subject keys per version
+    POST /kms/xks/v1/keys/<J>/wrap              batch: data keys -> wrapped keys
+    POST /kms/xks/v1/keys/<J>/unwrap            batch: wrapped keys -> data keys, against a
+                                                logged allow and a justification code
+    POST /kms/xks/v1/keys/<J>/shred             destroy a subject's key
+    POST /kms/xks/v1/keys/<J>/rotate            new KEK version, rewrap, destroy unused
+
+Errors: ``ValidationException`` 400, ``InvalidCiphertextException`` 400 (one opaque
+message), ``AuthenticationFailedException`` 401, ``AccessDeniedException`` 403,
+``KeyNotFoundException`` 404 (other jurisdiction; a shredded subject),
+``ThrottlingException`` 429 with ``Retry-After``, ``InternalException`` 500.
+
+Differences from XKS, on purpose: callers authenticate with a bearer secret (XKS uses
+SigV4; this service runs on loopback or behind a TLS proxy), and an unwrap carries the log
+entry and the log's signed receipt of the allow that authorizes it. The custodian checks
+that receipt itself (:class:`~sovra.keys.BaseCustodian`), and that the justification code
+equals the purpose of the logged allow, so a caller cannot release a key for a reason the
+log does not show. Every request is rate-limited per caller and recorded (the custodian's
+journal, and one log line per request without any key material).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from sovra.errors import (
+    BadRequest,
+    ConfigError,
+    Denied,
+    IntegrityError,
+    NotFound,
+    SovraError,
+    Unauthenticated,
+)
+from sovra.keys import LocalCustodian
+from sovra.keys.custodian import MAX_BATCH
+from sovra.model import (
+    LogEntry,
+    LogReceipt,
+    RecordHeader,
+    ReleaseAuthorization,
+    WrappedKey,
+    check_jurisdiction,
+)
+
+__all__ = [
+    "API_PREFIX",
+    "MAX_BODY_BYTES",
+    "RateLimiter",
+    "Throttled",
+    "create_custodian_app",
+]
+
+log = logging.getLogger("sovra.custodian")
+
+API_PREFIX = "/kms/xks/v1"
+MAX_BODY_BYTES = 4 * 1024 * 1024
+"""A full batch of unwraps with its log entry fits well within this."""
+_REQUEST_ID = re.compile(r"[\x20-\x7e]{1,128}")
+_CALLER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
+_JUSTIFICATION = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+class Throttled(SovraError):
+    """A caller exceeded its request rate; it may retry after ``retry_after_s``."""
+
+    status = 429
+    code = "throttled"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimiter:
+    """A token bucket per caller: *rate* requests per second, bursts of *burst*."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Set the limits.
+
+        Raises:
+            ConfigError: *rate* or *burst* is not positive.
+        """
+        if rate <= 0 or burst <= 0:
+            raise ConfigError("rate limit and burst must be positive")
+        self._rate = rate
+        self._burst = burst
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, caller: str) -> None:
+        """Spend one request of *caller*'s budget.
+
+        Raises:
+            Throttled: the budget is empty; the error says when one request is back.
+        """
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(caller, (float(self._burst), now))
+            tokens = min(float(self._burst), tokens + (now - last) * self._rate)
+            if tokens < 1.0:
+                self._buckets[caller] = (tokens, now)
+                wait = (1.0 - tokens) / self._rate
+                raise Throttled(f"caller {caller} is over {self._rate:g} requests/s", wait)
+            self._buckets[caller] = (tokens - 1.0, now)
+            if len(self._buckets) > 100_000:
+                # Bounded memory: forget the fullest buckets' owners, they lose nothing.
+                self._buckets = {k: v for k, v in self._buckets.items() if v[0] < self._burst - 1}
+
+
+_ERROR_NAMES: list[tuple[type[SovraError], int, str]] = [
+    (Throttled, 429, "ThrottlingException"),
+    (Unauthenticated, 401, "AuthenticationFailedException"),
+    (Denied, 403, "AccessDeniedException"),
+    (NotFound, 404, "KeyNotFoundException"),
+    (IntegrityError, 400, "InvalidCiphertextException"),
+    (BadRequest, 400, "ValidationException"),
+]
+
+
+def _error_name(exc: SovraError) -> tuple[int, str]:
+    for kind, status, name in _ERROR_NAMES:
+        if isinstance(exc, kind):
+            return status, name
+    return 500, "InternalException"
+
+
+def _error_response(exc: SovraError) -> JSONResponse:
+    status, name = _error_name(exc)
+    # XKS: printable ASCII, under 512 characters.
+    message = "".join(c if " " <= c <= "~" else "?" for c in exc.message)[:511]
+    headers = {}
+    if isinstance(exc, Throttled):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return JSONResponse({"errorName": name, "errorMessage": message}, status, headers=headers)
+
+
+def _b64(value: object, what: str, *, max_len: int = 64 * 1024) -> bytes:
+    if not isinstance(value, str) or len(value) > max_len:
+        raise BadRequest(f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{what} is not valid base64") from None
+
+
+def _enc(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _fields(obj: object, required: set[str], optional: set[str], what: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    missing = required - obj.keys()
+    unknown = obj.keys() - required - optional
+    if missing:
+        raise BadRequest(f"{what} is missing {', '.join(sorted(missing))}")
+    if unknown:
+        raise BadRequest(f"{what} has unknown field(s) {', '.join(sorted(unknown))}")
+    return obj
+
+
+def _items(body: Mapping[str, Any]) -> list[Any]:
+    items = body["items"]
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
+        raise BadRequest(f"items must be a list of 1..{MAX_BATCH} entries")
+    return items
+
+
+def _header(value: object) -> RecordHeader:
+    return RecordHeader.from_bytes(_b64(value, "header", max_len=8192))
+
+
+class _Service:
+    """The custodian's operations on parsed requests; one instance per app."""
+
+    def __init__(self, custodian: LocalCustodian) -> None:
+        self.custodian = custodian
+        self.code = custodian.jurisdiction
+
+    def wrap(self, body: dict[str, Any], _caller: str) -> dict[str, Any]:
+        out = []
+        for item in _items(body):
+            fields = _fields(item, {"header", "dataKey"}, set(), "a wrap item")
+            wrapped = self.custodian.wrap(
+                _b64(fields["dataKey"], "dataKey"), _header(fields["header"])
+            )
+            out.append({"kekVersion": wrapped.kek_version, "wrapped": _enc(wrapped.blob)})
+        return {"items": out}
+
+    def unwrap(self, body: dict[str, Any], caller: str) -> dict[str, Any]:
+        auth = _fields(body["authorization"], {"entry", "receipt"}, set(), "authorization")
+        entry_bytes = _b64(auth["entry"], "authorization entry")
+        if not isinstance(auth["receipt"], dict):
+            raise BadRequest("receipt must be a JSON object")
+        receipt = LogReceipt.from_dict(auth["receipt"])
+        justification = body["justification"]
+        if not isinstance(justification, str) or not _JUSTIFICATION.fullmatch(justification):
+            raise BadRequest("justification must be a purpose code such as customer-support")
+        pairs = []
+        for item in _items(body):
+            fields = _fields(item, {"header", "kekVersion", "wrapped"}, set(), "an unwrap item")
+            version = fields["kekVersion"]
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise BadRequest("kekVersion must be an integer")
+            wrapped = WrappedKey(self.code, version, _b64(fields["wrapped"], "wrapped"))
+            pairs.append((wrapped, _header(fields["header"])))
+        requester = body["requester"]
+        if not isinstance(requester, str):
+            raise BadRequest("requester must be a principal id")
+        # The justification must be the purpose of the logged allow. The entry is read here
+        # before unwrap_many verifies its receipt: a mismatch can only refuse, and a match
+        # counts only if the receipt then verifies over these same bytes.
+        try:
+            purpose = LogEntry.from_bytes(entry_bytes).fields.get("purpose")
+        except BadRequest as exc:
+            raise Denied(f"the presented entry does not parse: {exc.message}") from None
+        if purpose != justification:
+            raise Denied(
+                f"justification {justification!r} is not the purpose of the logged allow "
+                f"({purpose!r}); no key is released"
+            )
+        authorization = ReleaseAuthorization(entry=entry_bytes, receipt=receipt)
+        keys = self.custodian.unwrap_many(pairs, authorization, requester)
+        log.info(
+            "custodian %s released %d key(s) to %s via %s, justification %s, log index %d",
+            self.code,
+            len(keys),
+            requester,
+            caller,
+            justification,
+            receipt.index,
+        )
+        return {"items": [{"dataKey": _enc(k)} for k in keys]}
+
+    def shred(self, body: dict[str, Any], _caller: str) -> dict[str, Any]:
+        subject = body["subject"]
+        if not isinstance(subject, str):
+            raise BadRequest("subject must be a commitment")
+        return {"destroyed": self.custodian.shred(subject)}
+
+    def rotate(self, _body: dict[str, Any], _caller: str) -> dict[str, Any]:
+        version = self.custodian.rotate()
+        moved = self.custodian.rewrap()
+        destroyed = self.custodian.destroy_unused()
+        return {
+            "currentKekVersion": version,
+            "rewrapped": moved,
+            "destroyedVersions": destroyed,
+        }
+
+    def metadata(self, _body: dict[str, Any], _caller: str) -> dict[str, Any]:
+        status = self.custodian.status().to_dict()
+        return {
+            "keySpec": "AES_256",
+            "keyUsage": ["WRAP", "UNWRAP"],
+            "keyStatus": "ENABLED",
+            **status,
+        }
+
+    def health(self, _body: dict[str, Any], _caller: str) -> dict[str, Any]:
+        status = self.custodian.status()
+        healthy = not status.orphaned
+        return {
+            "xksProxyFleetSize": 1,
+            "xksProxyVendor": "sovra",
+            "xksProxyModel": "sovra custodian",
+            "ekmVendor": "sovra",
+            "ekmFleetDetails": [
+                {
+                    "id": f"custodian-{self.code}",
+                    "model": "sovra LocalCustodian",
+                    "healthStatus": "ACTIVE" if healthy else "DEGRADED",
+                }
+            ],
+        }
+
+
+def create_custodian_app(
+    custodian: LocalCustodian,
+    *,
+    token: bytes,
+    rate_per_s: float = 2000.0,
+    burst: int = 4000,
+    clock: Callable[[], float] = time.monotonic,
+) -> FastAPI:
+    """The HTTP service of one jurisdiction's custodian.
+
+    Args:
+        custodian: the custodian, holding its KEKs and subject keys in this process.
+        token: the bearer secret callers MUST present (``Authorization: Bearer <hex>``).
+        rate_per_s: requests per second allowed per caller (XKS's default quota is 1800).
+        burst: requests a caller may make at once before the rate applies.
+        clock: monotonic seconds, for the rate limiter.
+
+    Raises:
+        ConfigError: an empty token or non-positive limits.
+    """
+    if len(token) < 16:
+        raise ConfigError("the custodian's bearer token must be at least 16 bytes")
+    expected = b"Bearer " + token.hex().encode()
+    limiter = RateLimiter(rate_per_s, burst, clock)
+    code = custodian.jurisdiction
+    service = _Service(custodian)
+    app = FastAPI(
+        title=f"sovra custodian {code}",
+        description="A jurisdiction's key custodian (XKS-shaped API).",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    async def call(
+        request: Request,
+        operation: str,
+        handler: Callable[[dict[str, Any], str], dict[str, Any]],
+        *,
+        key_path: str | None = None,
+        optional: frozenset[str] = frozenset(),
+        required: frozenset[str] = frozenset(),
+        authenticate: bool = True,
+    ) -> JSONResponse:
+        started = time.perf_counter()
+        request_id, caller = "-", "-"
+        try:
+            if authenticate:
+                given = request.headers.get("authorization", "").encode()
+                if not hmac.compare_digest(given, expected):
+                    raise Unauthenticated("missing or wrong bearer token")
+            if key_path is not None and key_path != code:
+                raise NotFound(f"this custodian holds keys of {code} only, not {key_path!r}")
+            raw = await request.body()
+            if len(raw) > MAX_BODY_BYTES:
+                raise BadRequest(f"request body is over {MAX_BODY_BYTES} bytes")
+            try:
+                body = json.loads(raw)
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                raise BadRequest("request body is not JSON") from None
+            body = _fields(body, {"requestMetadata", *required}, set(optional), "the request")
+            meta = _fields(
+                body["requestMetadata"],
+                {"callerPrincipal", "operation", "requestId"},
+                set(),
+                "requestMetadata",
+            )
+            request_id, caller = str(meta["requestId"]), str(meta["callerPrincipal"])
+            if not _REQUEST_ID.fullmatch(request_id):
+                raise BadRequest("requestId must be 1..128 printable ASCII characters")
+            if not _CALLER.fullmatch(caller):
+                raise BadRequest("callerPrincipal is not a principal name")
+            if meta["operation"] != operation:
+                raise BadRequest(f"operation is {meta['operation']!r}, but this is {operation}")
+            limiter.take(caller)
+            result = handler(body, caller)
+        except SovraError as exc:
+            log.info(
+                "custodian %s %s request=%s caller=%s outcome=%s %.1fms",
+                code,
+                operation,
+                request_id,
+                caller,
+                exc.code,
+                (time.perf_counter() - started) * 1000,
+            )
+            return _error_response(exc)
+        log.info(
+            "custodian %s %s request=%s caller=%s outcome=ok %.1fms",
+            code,
+            operation,
+            request_id,
+            caller,
+            (time.perf_counter() - started) * 1000,
+        )
+        return JSONResponse(result)
+
+    @app.post(f"{API_PREFIX}/health")
+    async def health_route(request: Request) -> JSONResponse:
+        return await call(request, "health", service.health, authenticate=False)
+
+    @app.post(API_PREFIX + "/keys/{key_id}/metadata")
+    async def metadata_route(request: Request, key_id: str) -> JSONResponse:
+        return await call(request, "metadata", service.metadata, key_path=key_id)
+
+    @app.post(API_PREFIX + "/keys/{key_id}/wrap")
+    async def wrap_route(request: Request, key_id: str) -> JSONResponse:
+        return await call(
+            request, "wrap", service.wrap, key_path=key_id, required=frozenset({"items"})
+        )
+
+    @app.post(API_PREFIX + "/keys/{key_id}/unwrap")
+    async def unwrap_route(request: Request, key_id: str) -> JSONResponse:
+        return await call(
+            request,
+            "unwrap",
+            service.unwrap,
+            key_path=key_id,
+            required=frozenset({"items", "authorization", "justification", "requester"}),
+        )
+
+    @app.post(API_PREFIX + "/keys/{key_id}/shred")
+    async def shred_route(request: Request, key_id: str) -> JSONResponse:
+        return await call(
+            request, "shred", service.shred, key_path=key_id, required=frozenset({"subject"})
+        )
+
+    @app.post(API_PREFIX + "/keys/{key_id}/rotate")
+    async def rotate_route(request: Request, key_id: str) -> JSONResponse:
+        return await call(request, "rotate", service.rotate, key_path=key_id)
+
+    check_jurisdiction(code)
+    return app
