@@ -23,13 +23,15 @@ from sovra.auth import make_token
 from sovra.errors import (
     BadRequest,
     Denied,
+    IntegrityError,
     NotFound,
     PayloadTooLarge,
     SovraError,
     Unauthenticated,
     Unavailable,
 )
-from sovra.model import Grant
+from sovra.keys import transport
+from sovra.model import Grant, RecordHeader
 
 __all__ = ["Client"]
 
@@ -129,6 +131,84 @@ class Client:
         result: dict[str, Any] = self._call("POST", "/v1/access", body)
         return result
 
+    # -- records sealed on this side ---------------------------------------------------------
+
+    def ingest_sealed(
+        self, subject_id: str, jurisdiction: str, content: str | bytes
+    ) -> dict[str, Any]:
+        """Seal a record here and store only its ciphertext; the gateway never sees the key.
+
+        The gateway prepares the header (it alone knows the subject's commitment and the
+        placement); the data key goes to the home custodian encrypted to its transport key.
+        No scan or minimisation runs on the gateway: that is the caller's responsibility.
+        """
+        body = {"subject_id": subject_id, "jurisdiction": jurisdiction}
+        prepared = self._call("POST", "/v1/sealed/prepare", body)
+        header_bytes = base64.b64decode(prepared["header"])
+        header = RecordHeader.from_bytes(header_bytes)
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        blob, envelope = transport.seal_record(
+            header, data, base64.b64decode(prepared["custodian_key"])
+        )
+        result: dict[str, Any] = self._call(
+            "POST",
+            "/v1/sealed/records",
+            {
+                "header": prepared["header"],
+                "expires_ms": prepared["expires_ms"],
+                "ticket": prepared["ticket"],
+                "blob": base64.b64encode(blob).decode(),
+                "key_envelope": base64.b64encode(envelope).decode(),
+            },
+        )
+        return result
+
+    def access_sealed(
+        self,
+        purpose: str,
+        *,
+        record_ids: Sequence[str] = (),
+        subjects: Sequence[tuple[str, str]] = (),
+        jurisdiction: str | None = None,
+        grant: Grant | None = None,
+        justification: str | None = None,
+    ) -> dict[str, Any]:
+        """Read records and open them here; ``records`` maps each id to its plaintext bytes.
+
+        Keys are released to a key pair made for this call only.
+
+        Raises:
+            Denied: the logged decision is deny (nothing is released).
+            IntegrityError: a blob, header or released key was changed on the way.
+        """
+        ephemeral = transport.new_recipient()
+        body: dict[str, Any] = {
+            "recipient": base64.b64encode(transport.public_bytes(ephemeral)).decode(),
+            "purpose": purpose,
+            "record_ids": list(record_ids),
+            "subjects": [{"jurisdiction": j, "subject_id": s} for j, s in subjects],
+        }
+        if jurisdiction is not None:
+            body["jurisdiction"] = jurisdiction
+        if justification is not None:
+            body["justification"] = justification
+        if grant is not None:
+            body["grant"] = json.loads(grant.to_json())
+        result: dict[str, Any] = self._call("POST", "/v1/sealed/access", body)
+        opened: dict[str, bytes] = {}
+        for rid, sealed in result["records"].items():
+            try:
+                header = RecordHeader.from_bytes(base64.b64decode(sealed["header"]))
+                blob = base64.b64decode(sealed["blob"])
+                key = base64.b64decode(sealed["key"])
+            except (BadRequest, ValueError, KeyError, TypeError):
+                raise IntegrityError(f"record {rid} failed authentication") from None
+            if header.record_id != rid:
+                raise IntegrityError(f"record {rid} failed authentication")
+            opened[rid] = transport.open_record(header, blob, key, ephemeral)
+        result["records"] = opened
+        return result
+
     # -- grants ----------------------------------------------------------------------------
 
     def register_grant(self, grant: Grant) -> dict[str, Any]:
@@ -219,6 +299,35 @@ class Client:
         """Consistency proof between the trees of *old* and *new* entries."""
         page = self._call("GET", f"/v1/log/proof/consistency?old={old}&new={new}", auth=False)
         return [base64.b64decode(h) for h in page["proof"]]
+
+    def cosigned_checkpoint(self) -> str:
+        """The newest checkpoint note cosigned by the gateway's quorum of witnesses.
+
+        Raises:
+            NotFound: no witness is configured, or no checkpoint has a quorum yet.
+        """
+        text: str = self._call("GET", "/v1/log/checkpoint/cosigned", auth=False)
+        return text
+
+    def submit_cosignatures(self, note: str) -> dict[str, Any]:
+        """Give the gateway a checkpoint note carrying a witness's cosignature lines.
+
+        Raises:
+            BadRequest: malformed note. Denied: unknown witness or a bad signature.
+            NotFound: the gateway never published that checkpoint. Unavailable: no gateway.
+        """
+        try:
+            response = self._http.post(
+                "/v1/log/cosignatures",
+                content=note.encode(),
+                headers={"content-type": "text/plain; charset=utf-8"},
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise Unavailable(f"gateway at {self._base}: {type(exc).__name__}: {exc}") from None
+        if response.status_code >= 400:
+            raise _error(response)
+        result: dict[str, Any] = response.json()
+        return result
 
 
 def _error(response: httpx.Response) -> SovraError:

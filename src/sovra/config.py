@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sovra.errors import BadRequest, ConfigError, SovraError
+from sovra.ledger.witness import CosignatureVerifier
 from sovra.model import check_jurisdiction, check_purpose
 
 __all__ = ["DEFAULT_JURISDICTIONS", "Config", "JurisdictionConfig", "render_default_config"]
@@ -46,6 +47,10 @@ class Config:
     window_subject_limit: int
     window_s: int
     jurisdictions: Mapping[str, JurisdictionConfig]
+    # [witnesses]: C2SP vkeys of the witnesses whose cosignatures the log collects, and
+    # how many must cosign a checkpoint (0 when none is configured).
+    witnesses: tuple[str, ...] = ()
+    witness_quorum: int = 0
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -71,7 +76,7 @@ class Config:
 
     @classmethod
     def _from_dict(cls, raw: dict[str, Any]) -> Config:
-        _only(raw, {"deployment", "limits", "bulk", "jurisdictions"}, "top level")
+        _only(raw, {"deployment", "limits", "bulk", "jurisdictions", "witnesses"}, "top level")
         dep, lim, bulk = raw["deployment"], raw.get("limits", {}), raw.get("bulk", {})
         _only(dep, {"origin", "database", "blobs"}, "[deployment]")
         _only(
@@ -115,6 +120,7 @@ class Config:
             window_subject_limit=_positive(bulk, "window_subject_limit", 500),
             window_s=_positive(bulk, "window_s", 3600),
             jurisdictions=jurisdictions,
+            **_witnesses(raw.get("witnesses", {})),
         )
         if "\n" in config.origin or not config.origin.strip():
             raise ConfigError("[deployment] origin must be one non-empty line")
@@ -140,6 +146,22 @@ def _only(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = set(section) - allowed
     if unknown:
         raise ConfigError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}")
+
+
+def _witnesses(section: Mapping[str, Any]) -> dict[str, Any]:
+    _only(section, {"keys", "quorum"}, "[witnesses]")
+    keys = section.get("keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ConfigError("[witnesses] keys must be a list of witness vkeys")
+    names = [CosignatureVerifier.from_vkey(k).name for k in keys]
+    if len(set(names)) != len(names):
+        raise ConfigError("[witnesses] names one witness twice")
+    if not keys and "quorum" in section:
+        raise ConfigError("[witnesses] quorum needs witness keys")
+    quorum = _positive(section, "quorum", len(keys)) if keys else 0
+    if quorum > len(keys):
+        raise ConfigError(f"[witnesses] quorum {quorum} is more than the {len(keys)} keys")
+    return {"witnesses": tuple(keys), "witness_quorum": quorum}
 
 
 def _positive(section: Mapping[str, Any], key: str, default: int) -> int:
@@ -188,6 +210,13 @@ def render_default_config(origin: str, jurisdictions: list[str]) -> str:
         "request_subject_limit = 50",
         "window_subject_limit = 500",
         "window_s = 3600",
+        "",
+        "[witnesses]",
+        "# Witnesses whose cosignatures the log collects (POST /v1/log/cosignatures), each",
+        "# by its vkey (`sovra witness vkey DIR` prints it), and how many must cosign a",
+        "# checkpoint for GET /v1/log/checkpoint/cosigned (default: all of them).",
+        "keys = []",
+        "# quorum = 1",
     ]
     for code in jurisdictions:
         name, regions = DEFAULT_JURISDICTIONS.get(code, (code, (f"region-{code.lower()}",)))

@@ -45,6 +45,7 @@ from sovra.keys import (
     write_secret,
 )
 from sovra.ledger import LogStorage, NoteSigner, SQLiteLogStorage, TransparencyLog
+from sovra.ledger.cosigning import CheckpointCosignatures, cosignature_store
 from sovra.model import Principal, Role, check_id, check_jurisdiction
 from sovra.policy import BulkGuard, BulkLimits, DecisionPoint, default_pack
 from sovra.store import FilesystemBlobStore, MetadataStore, open_metadata_store
@@ -74,6 +75,8 @@ class Deployment:
     gateway: Gateway
     authenticator: Authenticator
     store: MetadataStore
+    # Witness cosignatures of the log's checkpoints ([witnesses] in sovra.toml).
+    cosignatures: CheckpointCosignatures | None = None
 
     # -- creating ------------------------------------------------------------------------
 
@@ -132,8 +135,9 @@ class Deployment:
         config = Config.load(root / CONFIG_NAME)
         log_key = load_ed25519(root / "keys" / "log.key")
         store = open_metadata_store(_database_url(root, config))
+        log_storage = _open_log_storage(root, config)
         log = TransparencyLog(
-            _open_log_storage(root, config),
+            log_storage,
             NoteSigner(config.origin, log_key),
             config.origin,
             clock=lambda: int(clock() * 1000),
@@ -172,7 +176,13 @@ class Deployment:
             store.get_principal, store.use_nonce, max_age_s=config.token_max_age_s, clock=clock
         )
         gateway.restore_policy()  # the last logged activation, so a restart is no rollback
-        return cls(root, config, gateway, authenticator, store)
+        cosignatures = CheckpointCosignatures(
+            log,
+            cosignature_store(log_storage),
+            config.witnesses,
+            quorum=config.witness_quorum,
+        )
+        return cls(root, config, gateway, authenticator, store, cosignatures)
 
     def close(self) -> None:
         """Release database connections (and custodians' stores and connections)."""

@@ -11,6 +11,7 @@ already-authenticated :class:`~sovra.model.Principal`.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,9 @@ from sovra import classify
 from sovra.config import Config
 from sovra.errors import BadRequest, ConfigError, Denied, NotFound, PayloadTooLarge, SovraError
 from sovra.keys import Custodian, open_blob, seal
+from sovra.keys.custodian import SealingCustodian
+from sovra.keys.envelope import BLOB_OVERHEAD, BLOB_PREFIX, STREAM_PREFIX, sealed_size
+from sovra.keys.transport import CLIENT_SEALED_CONTENT_TYPE, check_public
 from sovra.ledger import TransparencyLog, verify_checkpoint
 from sovra.model import (
     Decision,
@@ -52,9 +56,20 @@ from sovra.policy import (
 )
 from sovra.store import BlobStore, MetadataStore
 
-__all__ = ["AccessResult", "Gateway", "IngestReceipt", "ReportEntry", "SubjectReport"]
+__all__ = [
+    "AccessResult",
+    "Gateway",
+    "IngestReceipt",
+    "ReportEntry",
+    "SealedAccessResult",
+    "SealedPreparation",
+    "SealedRecord",
+    "SubjectReport",
+]
 
 _INGEST_ROLES = frozenset({Role.SERVICE, Role.OPERATOR})
+_PREPARE_TTL_MS = 300_000
+"""How long a header prepared for client-side sealing may be used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +91,39 @@ class AccessResult:
     decision_receipt: LogReceipt
     release_receipt: LogReceipt
     records: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SealedPreparation:
+    """A header for a record the client seals itself, and what to seal its key to.
+
+    ``ticket`` is the gateway's MAC over the caller, the header and ``expires_ms``; the
+    client hands all three back with the sealed record.
+    """
+
+    header: RecordHeader
+    custodian_key: bytes
+    expires_ms: int
+    ticket: str
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRecord:
+    """A record released for opening on the client: its blob and its key for the client."""
+
+    header: RecordHeader
+    blob: bytes
+    sealed_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SealedAccessResult:
+    """An allowed access in client-side mode: ciphertexts and keys only the client opens."""
+
+    decision: Decision
+    decision_receipt: LogReceipt
+    release_receipt: LogReceipt
+    records: Mapping[str, SealedRecord]
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +305,8 @@ class Gateway:
         check_purpose(purpose)
         code = None if justification is None else parse_justification(justification)
         metas = self._targets(record_ids, subjects, jurisdiction)
+        if any(m.header.content_type == CLIENT_SEALED_CONTENT_TYPE for m in metas):
+            raise BadRequest("client-sealed records open only on the client: use sealed access")
         facts = [
             RecordFacts(
                 m.header.record_id,
@@ -319,6 +369,204 @@ class Gateway:
             )
             keys.update(zip((m.header.record_id for m in group), released, strict=True))
         return {m.header.record_id: keys[m.header.record_id] for m in metas}
+
+    # -- client-side sealing --------------------------------------------------------------
+
+    def _sealing_custodian(self, jurisdiction: str) -> SealingCustodian:
+        custodian = self.custodians[jurisdiction]
+        if not isinstance(custodian, SealingCustodian):
+            raise BadRequest(f"custodian {jurisdiction} does not take client-sealed keys")
+        return custodian
+
+    def _ticket(self, principal_id: str, header: RecordHeader, expires_ms: int) -> str:
+        label = f"sovra-sealed-prepare/v1\n{principal_id}\n{expires_ms}\n".encode()
+        return hmac.new(self._secret, label + header.to_bytes(), hashlib.sha256).hexdigest()
+
+    def prepare_sealed(
+        self, principal: Principal, *, subject_id: str, jurisdiction: str
+    ) -> SealedPreparation:
+        """Place a record the client will seal itself: its header and the custodian's key.
+
+        The client never learns the commitment secret; the gateway never sees the data key.
+        A jurisdiction that refuses kinds of data at ingest needs the scan, which cannot run
+        on ciphertext, so it refuses client-sealed records (logged).
+
+        Raises:
+            BadRequest: unknown jurisdiction, or its custodian takes no client-sealed keys.
+            Denied: the principal may not ingest, or the jurisdiction requires a scan (logged).
+        """
+        rules = self.config.jurisdiction(jurisdiction)
+        subject = self.commitment(jurisdiction, subject_id)
+        if principal.role not in _INGEST_ROLES:
+            reason = f"a {principal.role} may not ingest records"
+            raise Denied(reason, log_index=self._refuse(principal, "ingest", reason, [subject]))
+        refused = sorted(k for k, a in rules.minimisation.items() if a == "refuse")
+        if refused:
+            reason = (
+                f"{jurisdiction} refuses {', '.join(refused)} at ingest, which needs a scan; "
+                "a client-sealed record cannot be scanned"
+            )
+            raise Denied(reason, log_index=self._refuse(principal, "ingest", reason, [subject]))
+        version, public = self._sealing_custodian(jurisdiction).transport_key()
+        header = RecordHeader(
+            record_id="r-" + uuid.uuid4().hex,
+            subject=subject,
+            jurisdiction=jurisdiction,
+            region=rules.regions[0],
+            kek_version=version,
+            content_type=CLIENT_SEALED_CONTENT_TYPE,
+        )
+        expires = self._now_ms() + _PREPARE_TTL_MS
+        ticket = self._ticket(principal.id, header, expires)
+        return SealedPreparation(header, public, expires, ticket)
+
+    def ingest_sealed(
+        self,
+        principal: Principal,
+        *,
+        header: RecordHeader,
+        expires_ms: int,
+        ticket: str,
+        blob: bytes,
+        key_envelope: bytes,
+    ) -> IngestReceipt:
+        """Store a record the client sealed: ciphertext, and its key wrapped by the custodian.
+
+        The custodian opens *key_envelope* itself and wraps the key under the subject's key;
+        no classification runs (the log says ``kinds: "client-sealed"``).
+
+        Raises:
+            BadRequest: a header this gateway did not prepare for this caller, expired, of
+                a stored record, a blob not in a sealed format, or an envelope for another
+                record or subject.
+            PayloadTooLarge: a blob over the configured record size.
+            Denied: the principal may not ingest (logged).
+        """
+        if principal.role not in _INGEST_ROLES:
+            reason = f"a {principal.role} may not ingest records"
+            raise Denied(
+                reason, log_index=self._refuse(principal, "ingest", reason, [header.subject])
+            )
+        expected = self._ticket(principal.id, header, expires_ms)
+        if not hmac.compare_digest(expected, ticket):
+            raise BadRequest("this record header was not prepared by this gateway for this caller")
+        if self._now_ms() > expires_ms:
+            raise BadRequest("the prepared record header has expired; prepare again")
+        limit = self.config.max_record_bytes
+        if len(blob) > max(limit + BLOB_OVERHEAD, sealed_size(limit)):
+            raise PayloadTooLarge(f"sealed record is over this deployment's {limit}-byte limit")
+        if not blob.startswith((BLOB_PREFIX, STREAM_PREFIX)):
+            raise BadRequest("the blob is not in a sealed record format")
+        try:
+            self.store.get_record(header.record_id)
+        except NotFound:
+            pass
+        else:
+            raise BadRequest(f"record {header.record_id} is stored already")
+        wrapped = self._sealing_custodian(header.jurisdiction).wrap_sealed(key_envelope, header)
+        self.blobs[header.region].put(header.record_id, blob)
+        now = self._now_ms()
+        self.store.put_record(
+            RecordMeta(header=header, wrapped_key=wrapped, blob_size=len(blob), created_ms=now)
+        )
+        entry = LogEntry(
+            kind="ingest",
+            time_ms=now,
+            principal=principal.id,
+            fields={
+                "record": header.record_id,
+                "subject": header.subject,
+                "jurisdiction": header.jurisdiction,
+                "region": header.region,
+                "blob_sha256": hashlib.sha256(blob).hexdigest(),
+                "kinds": "client-sealed",
+                "actions": {},
+            },
+        )
+        _, receipt = self._append(entry, [header.subject])
+        self.store.set_record_log_index(header.record_id, receipt.index)
+        return IngestReceipt(header.record_id, header.region, receipt, {}, {})
+
+    def access_sealed(
+        self,
+        principal: Principal,
+        *,
+        recipient: bytes,
+        purpose: str,
+        record_ids: Sequence[str] = (),
+        subjects: Sequence[tuple[str, str]] = (),
+        jurisdiction: str | None = None,
+        grant: Grant | None = None,
+        justification: str | None = None,
+    ) -> SealedAccessResult:
+        """As :meth:`access`, but keys leave the custodian encrypted to *recipient* only.
+
+        The decision (allow or deny) and the key release are logged exactly as for
+        :meth:`access`; the gateway returns blobs and keys it cannot open.
+
+        Raises:
+            BadRequest: *recipient* is not an X25519 public key, and as :meth:`access`.
+            NotFound: as :meth:`access`.
+            Denied: the decision is deny; it is in the log at ``exc.log_index``.
+        """
+        check_purpose(purpose)
+        check_public(recipient)
+        code = None if justification is None else parse_justification(justification)
+        metas = self._targets(record_ids, subjects, jurisdiction)
+        facts = [
+            RecordFacts(
+                m.header.record_id,
+                m.header.subject,
+                m.header.jurisdiction,
+                frozenset(k for k, n in m.findings.items() if n),
+                m.header.region,
+                m.created_ms / 1000,
+            )
+            for m in metas
+        ]
+        decision = self.decisions.decide(
+            principal, purpose, facts, self._grant_facts(grant), justification=code
+        )
+        entry, receipt = self._append(
+            decision.to_entry(self._now_ms()),
+            [*decision.subjects, f"decision:{decision.decision_id}"],
+        )
+        if not decision.allow:
+            raise Denied(decision.reason, log_index=receipt.index)
+        authorization = ReleaseAuthorization(entry=entry, receipt=receipt)
+        sealed: dict[str, bytes] = {}
+        by_jurisdiction: dict[str, list[RecordMeta]] = {}
+        for m in metas:
+            by_jurisdiction.setdefault(m.header.jurisdiction, []).append(m)
+        for code_j, group in by_jurisdiction.items():
+            released = self._sealing_custodian(code_j).unwrap_many_to(
+                [(m.wrapped_key, m.header) for m in group], authorization, principal.id, recipient
+            )
+            sealed.update(zip((m.header.record_id for m in group), released, strict=True))
+        _, release = self._append(
+            LogEntry(
+                kind="key_release",
+                time_ms=self._now_ms(),
+                principal=principal.id,
+                fields={
+                    "decision_id": decision.decision_id,
+                    "decision_index": receipt.index,
+                    "records": [m.header.record_id for m in metas],
+                    "subjects": list(decision.subjects),
+                    "to": "client",
+                },
+            ),
+            decision.subjects,
+        )
+        records = {
+            m.header.record_id: SealedRecord(
+                m.header,
+                self.blobs[m.header.region].get(m.header.record_id),
+                sealed[m.header.record_id],
+            )
+            for m in metas
+        }
+        return SealedAccessResult(decision, receipt, release, records)
 
     def _targets(
         self,

@@ -8,7 +8,17 @@ from types import ModuleType
 import pytest
 
 import sovra.keys
-from sovra.keys import _aead, _stream, custodian, envelope, files, remote, sealing, subjects
+from sovra.keys import (
+    _aead,
+    _stream,
+    custodian,
+    envelope,
+    files,
+    remote,
+    sealing,
+    subjects,
+    transport,
+)
 from sovra.server import custodian as custodian_service
 
 MODULES = [
@@ -21,6 +31,7 @@ MODULES = [
     remote,
     sealing,
     subjects,
+    transport,
     custodian_service,
 ]
 

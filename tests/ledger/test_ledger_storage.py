@@ -206,6 +206,7 @@ def test_sqlite_layout(tmp_path: Path) -> None:
         "log_tags_recent",
         "log_tags_by_epoch",
         "log_checkpoints",
+        "log_cosignatures",
     }
     assert mode == "wal"
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sovra._cli.common import DEFAULT_URL, Url, connect, out, print_json, progress
 from sovra.errors import BadRequest
+
+if TYPE_CHECKING:
+    from sovra.ledger import CosignatureVerifier
 
 __all__ = ["log_app"]
 
@@ -63,17 +66,34 @@ def log_verify(
     to_checkpoint: Annotated[
         Path | None, typer.Option(help="audit up to this checkpoint note (default: the latest)")
     ] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(help="vkey of a trusted witness (repeatable): check the cosigned checkpoint"),
+    ] = None,
+    quorum: Annotated[
+        int | None,
+        typer.Option(help="how many of the --witness keys must cosign (default: all)"),
+    ] = None,
 ) -> None:
     """Replay the log from its tiles: every leaf, tile, root and consistency proof.
 
     Fetches every entry bundle and hash tile (C2SP tlog-tiles), recomputes every hash,
     checks every published checkpoint's signature and root and the consistency of each
-    with the next, and reports the first bad index if there is one.
+    with the next, and reports the first bad index if there is one. With ``--witness``
+    it also fetches the newest cosigned checkpoint, checks that a quorum of those
+    witnesses cosigned it, and audits it with the rest.
     """
-    from sovra.ledger import NoteVerifier, audit_tiles, verify_checkpoint
+    from sovra.ledger import CosignatureVerifier, NoteVerifier, audit_tiles, verify_checkpoint
 
     if vkey is not None:
         NoteVerifier.from_vkey(vkey)  # a malformed key is refused before any request
+    witnesses = [CosignatureVerifier.from_vkey(w) for w in witness or ()]
+    if quorum is not None and not witnesses:
+        raise BadRequest("--quorum needs at least one --witness key")
+    needed = len(witnesses) if quorum is None else quorum
+    if witnesses and not 0 < needed <= len(witnesses):
+        raise BadRequest(f"a quorum of {needed} out of {len(witnesses)} witnesses is not possible")
+    cosigned: tuple[int, list[str]] | None = None
     trusted = None if from_checkpoint is None else _read_note(from_checkpoint)
     target = None if to_checkpoint is None else _read_note(to_checkpoint)
     with connect(url) as client:
@@ -83,6 +103,10 @@ def log_verify(
         if target is not None:
             last = verify_checkpoint(target, key).size
             notes = [n for n in notes if verify_checkpoint(n, key).size <= last] + [target]
+        if witnesses:
+            notes, cosigned = _with_cosigned(
+                client.cosigned_checkpoint(), notes, key, witnesses, needed
+            )
         with progress("replaying entries") as bar:
             task = bar.add_task("", total=None)
 
@@ -95,6 +119,44 @@ def log_verify(
         f"[bold green]verified[/] {report.entries} entries and {report.checkpoints} "
         f"checkpoints: every root recomputed, every signature checked"
     )
+    if cosigned is not None:
+        size, names = cosigned
+        out.print(
+            f"[bold green]cosigned[/] checkpoint at size {size}: {len(names)} trusted "
+            f"witnesses cosigned it, {needed} required ({', '.join(names)})",
+            highlight=False,
+        )
+
+
+def _with_cosigned(
+    note: str, notes: list[str], key: str, witnesses: list[CosignatureVerifier], quorum: int
+) -> tuple[list[str], tuple[int, list[str]]]:
+    """*notes* with the cosigned *note* among them, in order, after checking its quorum.
+
+    Raises:
+        BadRequest: the cosigned checkpoint lies beyond the audited range.
+        VerificationError: too few cosignatures, or another root for an audited size.
+    """
+    from sovra.errors import VerificationError
+    from sovra.ledger import verify_checkpoint, verify_cosignatures
+
+    cp, names = verify_cosignatures(note, key, witnesses, quorum=quorum)
+    sizes = [verify_checkpoint(n, key) for n in notes]
+    for audited in sizes:
+        if audited.size == cp.size and audited.root_hash != cp.root_hash:
+            raise VerificationError(
+                f"split view: the cosigned checkpoint at size {cp.size} has another root "
+                "than the published one"
+            )
+    if sizes and cp.size > sizes[-1].size:
+        raise BadRequest(
+            f"the cosigned checkpoint (size {cp.size}) is beyond the audited one "
+            f"(size {sizes[-1].size})"
+        )
+    if any(a.size == cp.size for a in sizes):
+        return notes, (cp.size, names)
+    at = next(n for n, a in enumerate(sizes) if a.size > cp.size)
+    return [*notes[:at], note, *notes[at:]], (cp.size, names)
 
 
 def _read_note(path: Path) -> str:

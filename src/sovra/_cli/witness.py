@@ -3,7 +3,8 @@
 A witness directory holds ``witness.key`` (0600), ``witness.json`` (its name and the
 vkeys of the logs it witnesses) and ``heads.json`` (the last checkpoint cosigned per
 log). ``sovra witness cosign`` pulls the latest checkpoint and a consistency proof from
-the held one, and cosigns only if the log grew consistently.
+the held one, and cosigns only if the log grew consistently; with ``--submit`` it gives
+the cosigned checkpoint back to the gateway, which publishes the cosignature.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sovra._cli.common import DEFAULT_URL, Url, connect, out
+from sovra._cli.common import DEFAULT_URL, Url, connect, err, out
 from sovra.errors import BadRequest, ConfigError
 
 __all__ = ["register"]
@@ -96,11 +97,19 @@ def witness_vkey(directory: WitnessDir) -> None:
 
 
 @witness_app.command("cosign")
-def witness_cosign(directory: WitnessDir, url: Url = DEFAULT_URL) -> None:
+def witness_cosign(
+    directory: WitnessDir,
+    url: Url = DEFAULT_URL,
+    submit: Annotated[
+        bool, typer.Option(help="give the cosigned checkpoint back to the gateway to publish")
+    ] = False,
+) -> None:
     """Fetch the log's latest checkpoint, check it extends the held one, and cosign it.
 
     Prints the checkpoint with the cosignature added. A rollback or a fork is refused
-    (exit 3) and the held checkpoint is kept.
+    (exit 3) and the held checkpoint is kept. With ``--submit`` the cosigned checkpoint
+    is posted to the gateway's ``/v1/log/cosignatures``; a refusal there exits 1 and
+    the witness keeps its new head (cosigning the same checkpoint again is harmless).
     """
     witness = _open(directory)
     with connect(url) as client:
@@ -109,5 +118,13 @@ def witness_cosign(directory: WitnessDir, url: Url = DEFAULT_URL) -> None:
         held = witness.head(cp.origin)
         held_size = 0 if held is None else held[0]
         proof = client.consistency_proof(held_size, cp.size) if 0 < held_size < cp.size else []
-    # Byte for byte: a restyled note would no longer verify.
-    out.out(witness.add_checkpoint(note, held_size, proof), end="", highlight=False)
+        cosigned = witness.add_checkpoint(note, held_size, proof)
+        # Byte for byte: a restyled note would no longer verify.
+        out.out(cosigned, end="", highlight=False)
+        if submit:
+            result = client.submit_cosignatures(cosigned)
+            err.print(
+                f"submitted: the gateway holds {result['cosigned_by']} of the "
+                f"{result['quorum']} cosignatures it needs for size {result['size']}",
+                highlight=False,
+            )

@@ -56,6 +56,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from sovra.errors import (
     BadRequest,
@@ -65,7 +66,7 @@ from sovra.errors import (
     NotFound,
     VerificationError,
 )
-from sovra.keys import _aead
+from sovra.keys import _aead, transport
 from sovra.keys.files import StrPath, read_secret, write_secret
 from sovra.keys.sealing import Sealer, Unlock, is_sealed, new_sealer, seal_key_file, unseal_key_file
 from sovra.keys.subjects import SubjectKeyStore, subjects_path
@@ -91,6 +92,7 @@ __all__ = [
     "CustodianStatus",
     "JournalEntry",
     "LocalCustodian",
+    "SealingCustodian",
     "system_clock_ms",
 ]
 
@@ -220,6 +222,34 @@ class Custodian(Protocol):
 
     def shred(self, subject: str) -> bool:
         """Destroy *subject*'s key for good; True if a key existed."""
+        ...
+
+
+@runtime_checkable
+class SealingCustodian(Protocol):
+    """A custodian that also takes client-sealed data keys (:mod:`sovra.keys.transport`).
+
+    Implementations MUST make the checks of :class:`Custodian` for these calls too, MUST
+    NOT return a data key except encrypted to the client's key, and MUST refuse an
+    envelope that does not open for exactly the given header.
+    """
+
+    def transport_key(self) -> tuple[int, bytes]:
+        """``(current KEK version, X25519 public key)`` clients encrypt data keys to."""
+        ...
+
+    def wrap_sealed(self, envelope: bytes, header: RecordHeader) -> WrappedKey:
+        """Open a client's key envelope and wrap the data key as :meth:`Custodian.wrap`."""
+        ...
+
+    def unwrap_many_to(
+        self,
+        items: Sequence[tuple[WrappedKey, RecordHeader]],
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+        recipient: bytes,
+    ) -> list[bytes]:
+        """As :meth:`Custodian.unwrap_many`, each key encrypted to *recipient*."""
         ...
 
 
@@ -478,6 +508,94 @@ class BaseCustodian(abc.ABC):
         for _, header in items:
             self._record(JournalEntry(now, "unwrap", requester, header.record_id, "released"))
         return keys
+
+    # -- client-side sealing (sovra.keys.transport) -----------------------------------------
+
+    def _transport_private(self, version: int) -> X25519PrivateKey:
+        """The transport key of KEK *version*; a custodian that takes client-sealed keys
+        overrides this.
+
+        Raises:
+            BadRequest: this custodian does not take client-sealed keys, or does not hold
+                the version.
+        """
+        raise BadRequest(f"custodian {self._jurisdiction} does not take client-sealed keys")
+
+    def transport_key(self) -> tuple[int, bytes]:
+        """``(current KEK version, raw X25519 public key)`` clients encrypt data keys to.
+
+        Raises:
+            BadRequest: this custodian does not take client-sealed keys.
+        """
+        version = self.current_kek_version
+        return version, transport.public_bytes(self._transport_private(version))
+
+    def wrap_sealed(self, envelope: bytes, header: RecordHeader) -> WrappedKey:
+        """Wrap a data key the client encrypted to this custodian, without anyone else
+        seeing it.
+
+        Args:
+            envelope: a :func:`sovra.keys.transport.seal_key` envelope, ``to-custodian``,
+                for exactly *header*.
+            header: the record header the gateway prepared (client-sealed content type,
+                current KEK version).
+
+        Returns:
+            The wrapped key, as :meth:`wrap` makes it.
+
+        Raises:
+            BadRequest: a header of another jurisdiction, KEK version or content type, or
+                an envelope that does not open for this header (made for another record or
+                subject, changed, or to another key); one message for the last.
+        """
+        now = self._clock()
+        try:
+            data_key = self._open_envelope(envelope, header)
+        except BadRequest as exc:
+            self._record(JournalEntry(now, "wrap", None, header.record_id, "refused", exc.message))
+            raise
+        return self.wrap(data_key, header)
+
+    def _open_envelope(self, envelope: bytes, header: RecordHeader) -> bytes:
+        rid = header.record_id
+        self._check_header(header)
+        if header.content_type != transport.CLIENT_SEALED_CONTENT_TYPE:
+            raise BadRequest(f"record {rid} is not a client-sealed record")
+        if header.kek_version != self.current_kek_version:
+            raise BadRequest(
+                f"record {rid} names KEK version {header.kek_version}, not the current "
+                f"{self.current_kek_version}; prepare it again"
+            )
+        private = self._transport_private(header.kek_version)
+        try:
+            return transport.open_key(private, envelope, "to-custodian", header)
+        except IntegrityError:
+            raise BadRequest(f"the key envelope does not open for record {rid}") from None
+
+    def unwrap_many_to(
+        self,
+        items: Sequence[tuple[WrappedKey, RecordHeader]],
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+        recipient: bytes,
+    ) -> list[bytes]:
+        """As :meth:`unwrap_many`, but each key leaves encrypted to *recipient* only.
+
+        Every check of :meth:`unwrap_many` runs first and is journalled the same way; the
+        caller (the gateway) receives ``to-client`` envelopes it cannot open.
+
+        Raises:
+            BadRequest: *recipient* is not a usable X25519 public key, and as
+                :meth:`unwrap_many`.
+            Denied: as :meth:`unwrap_many`.
+            IntegrityError: as :meth:`unwrap_many`.
+        """
+        transport.check_public(recipient)
+        keys = self.unwrap_many(items, authorization, requester)
+        return [
+            transport.seal_key(recipient, key, "to-client", header)
+            for key, (_, header) in zip(keys, items, strict=True)
+        ]
 
     def shred(self, subject: str) -> bool:
         """Crypto-shred a subject: destroy her key, so none of her records opens again.
@@ -1067,6 +1185,15 @@ class LocalCustodian(BaseCustodian):
                 subject, version, self._seal_subject_key(subject, version, key), self._clock()
             )
             return key
+
+    def _transport_private(self, version: int) -> X25519PrivateKey:
+        kek = self._keks.get(version)
+        if kek is None:
+            self._refresh()
+            kek = self._keks.get(version)
+        if kek is None:
+            raise BadRequest(f"custodian {self._jurisdiction} holds no KEK version {version}")
+        return transport.derive_transport_key(kek, self._jurisdiction, version)
 
     def _wrap_with(self, subject: str, data_key: bytes, aad: bytes) -> bytes:
         return _aead.seal(self._subject_key(subject, create=True), data_key, aad)

@@ -230,6 +230,16 @@ class RemoteCustodian:
             IntegrityError: a wrapped key does not open.
             Unavailable: the service cannot be reached or is throttling.
         """
+        body = self._unwrap_body(items, authorization, requester)
+        result = self._post(self._key("unwrap"), "unwrap", body)
+        return [_dec(item["dataKey"]) for item in self._items(result, len(items))]
+
+    def _unwrap_body(
+        self,
+        items: Sequence[tuple[WrappedKey, RecordHeader]],
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+    ) -> dict[str, Any]:
         if authorization is None:
             raise Denied(
                 f"custodian {self._jurisdiction} releases keys only against a logged allow; "
@@ -241,7 +251,7 @@ class RemoteCustodian:
             purpose = LogEntry.from_bytes(authorization.entry).fields.get("purpose")
         except BadRequest as exc:
             raise Denied(f"the presented entry does not parse: {exc.message}") from None
-        body = {
+        return {
             "items": [
                 {
                     "header": _enc(header.to_bytes()),
@@ -257,8 +267,52 @@ class RemoteCustodian:
             "justification": purpose if isinstance(purpose, str) else "",
             "requester": requester,
         }
+
+    # -- client-side sealing (sovra.keys.transport) -----------------------------------------
+
+    def transport_key(self) -> tuple[int, bytes]:
+        """The service's ``(current KEK version, X25519 transport public key)``.
+
+        Raises:
+            BadRequest: the service takes no client-sealed keys.
+            Unavailable: the service cannot be reached.
+        """
+        result = self._post(self._key("transport-key"), "transport-key", {})
+        return int(result["kekVersion"]), _dec(result["publicKey"])
+
+    def wrap_sealed(self, envelope: bytes, header: RecordHeader) -> WrappedKey:
+        """Have the service open a client's key envelope and wrap the key (see
+        :meth:`BaseCustodian.wrap_sealed`).
+
+        Raises:
+            BadRequest: refused by the service (an envelope for another record or subject).
+            Unavailable: the service cannot be reached or is throttling.
+        """
+        item = {"header": _enc(header.to_bytes()), "keyEnvelope": _enc(envelope)}
+        result = self._post(self._key("wrap-sealed"), "wrap-sealed", {"items": [item]})
+        (out,) = self._items(result, 1)
+        return WrappedKey(self._jurisdiction, int(out["kekVersion"]), _dec(out["wrapped"]))
+
+    def unwrap_many_to(
+        self,
+        items: Sequence[tuple[WrappedKey, RecordHeader]],
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+        recipient: bytes,
+    ) -> list[bytes]:
+        """As :meth:`unwrap_many`, each key encrypted by the service to *recipient*.
+
+        Raises:
+            BadRequest: an empty or oversized batch, or an unusable *recipient*.
+            Denied: no authorization, or the service refused it.
+            NotFound: a subject was crypto-shredded.
+            IntegrityError: a wrapped key does not open.
+            Unavailable: the service cannot be reached or is throttling.
+        """
+        body = self._unwrap_body(items, authorization, requester)
+        body["recipient"] = _enc(recipient)
         result = self._post(self._key("unwrap"), "unwrap", body)
-        return [_dec(item["dataKey"]) for item in self._items(result, len(items))]
+        return [_dec(item["sealedKey"]) for item in self._items(result, len(items))]
 
     def shred(self, subject: str) -> bool:
         """Destroy *subject*'s key in the service.

@@ -13,14 +13,21 @@ rest of sovra::
 The log is also published as C2SP tlog-tiles (:meth:`TransparencyLog.tile`,
 :meth:`TransparencyLog.entry_bundle`), which :func:`audit_tiles` replays with nothing
 but a fetch function and the log's vkey; :class:`Witness` cosigns checkpoints (C2SP
-tlog-cosignature) only after checking that the log grew consistently.
+tlog-cosignature) only after checking that the log grew consistently, and
+:class:`CheckpointCosignatures` collects those cosignatures on the log's side.
 """
 
 from sovra.ledger._merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
 from sovra.ledger.checkpoint import Checkpoint
+from sovra.ledger.cosigning import CheckpointCosignatures
 from sovra.ledger.log import TransparencyLog
 from sovra.ledger.note import NoteSigner, NoteVerifier, open_note, sign_note
-from sovra.ledger.storage import LogStorage, MemoryLogStorage, SQLiteLogStorage
+from sovra.ledger.storage import (
+    CosignatureStore,
+    LogStorage,
+    MemoryLogStorage,
+    SQLiteLogStorage,
+)
 from sovra.ledger.tiles import TileAudit, audit_tiles, entries_path, tile_path
 from sovra.ledger.verify import (
     AuditReport,
@@ -41,7 +48,9 @@ __all__ = [
     "EMPTY_ROOT",
     "AuditReport",
     "Checkpoint",
+    "CheckpointCosignatures",
     "CosignatureSigner",
+    "CosignatureStore",
     "CosignatureVerifier",
     "LogStorage",
     "MemoryLogStorage",

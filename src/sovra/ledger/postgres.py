@@ -15,11 +15,14 @@ from contextlib import contextmanager
 import psycopg
 from psycopg.rows import TupleRow
 
-from sovra.errors import ConfigError, IntegrityError
+from sovra.errors import BadRequest, ConfigError, IntegrityError
 from sovra.ledger.storage import (
     BatchItem,
+    CosignatureRow,
     _check_batch,
     _check_checkpoint,
+    _check_cosignatures,
+    _check_quorum,
     _check_range,
     check_tag,
 )
@@ -49,6 +52,14 @@ _SCHEMA = (
         seq BIGSERIAL PRIMARY KEY,
         size BIGINT NOT NULL,
         note TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS log_checkpoints_by_size ON log_checkpoints (size)",
+    """CREATE TABLE IF NOT EXISTS log_cosignatures (
+        size BIGINT NOT NULL,
+        witness TEXT NOT NULL,
+        timestamp BIGINT NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (size, witness)
     )""",
     """INSERT INTO log_state (id, schema_version, next_index) VALUES (1, 1, 0)
         ON CONFLICT (id) DO NOTHING""",
@@ -196,6 +207,52 @@ class PostgresLogStorage:
             cur.execute("SELECT note FROM log_checkpoints ORDER BY seq DESC LIMIT 1")
             row = cur.fetchone()
         return None if row is None else str(row[0])
+
+    def checkpoint_at(self, size: int) -> str | None:
+        """See :meth:`CosignatureStore.checkpoint_at`."""
+        with self._transaction() as cur:
+            cur.execute(
+                "SELECT note FROM log_checkpoints WHERE size = %s ORDER BY seq DESC LIMIT 1",
+                (size,),
+            )
+            row = cur.fetchone()
+        return None if row is None else str(row[0])
+
+    def add_cosignatures(self, size: int, rows: Sequence[CosignatureRow]) -> None:
+        """See :meth:`CosignatureStore.add_cosignatures`."""
+        newest = _check_cosignatures(rows)
+        with self._transaction() as cur:
+            cur.execute("SELECT 1 FROM log_checkpoints WHERE size = %s LIMIT 1", (size,))
+            if cur.fetchone() is None:
+                raise BadRequest(f"no checkpoint of size {size} was published")
+            cur.executemany(
+                "INSERT INTO log_cosignatures (size, witness, timestamp, line) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (size, witness) DO UPDATE SET "
+                "timestamp = excluded.timestamp, line = excluded.line "
+                "WHERE excluded.timestamp > log_cosignatures.timestamp",
+                [(size, w, ts, line) for w, (ts, line) in newest.items()],
+            )
+
+    def cosignatures(self, size: int) -> list[tuple[str, str]]:
+        """See :meth:`CosignatureStore.cosignatures`."""
+        with self._transaction() as cur:
+            cur.execute(
+                "SELECT witness, line FROM log_cosignatures WHERE size = %s ORDER BY witness",
+                (size,),
+            )
+            return [(str(w), str(line)) for w, line in cur.fetchall()]
+
+    def latest_cosigned_size(self, witnesses: Sequence[str], quorum: int) -> int | None:
+        """See :meth:`CosignatureStore.latest_cosigned_size`."""
+        wanted = _check_quorum(witnesses, quorum)
+        with self._transaction() as cur:
+            cur.execute(
+                "SELECT size FROM log_cosignatures WHERE witness = ANY(%s) "
+                "GROUP BY size HAVING COUNT(*) >= %s ORDER BY size DESC LIMIT 1",
+                (wanted, quorum),
+            )
+            row = cur.fetchone()
+        return None if row is None else int(row[0])
 
     def close(self) -> None:
         """Close the connection. Calling it twice is harmless."""

@@ -7,6 +7,9 @@ stored log exactly as it was.
 
 Tags are opaque strings (the gateway passes subject commitments); each tag is indexed,
 so "every entry about subject X" is a lookup, not a scan of the log.
+
+:class:`CosignatureStore` is a second, small contract the same backends implement:
+witness cosignature lines of published checkpoints (see :mod:`sovra.ledger.cosigning`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "MAX_TAGS_PER_ENTRY",
     "MAX_TAG_CHARS",
     "SYNC_MODES",
+    "CosignatureStore",
     "LogStorage",
     "MemoryLogStorage",
     "SQLiteLogStorage",
@@ -44,8 +48,13 @@ _MAX_CHECKPOINT_CHARS = 1 << 20
 # and merging rarely keeps the sorted index's page writes few.
 _MAX_RECENT_TAGS = 65_536
 _EPOCH_BITS = 16
+_MAX_COSIGNATURES = 100
+_MAX_VKEY_CHARS = 400
+_MAX_LINE_CHARS = 1024
 
 BatchItem = tuple[bytes, bytes, Sequence[str]]
+# (witness vkey, cosignature timestamp in POSIX seconds, the signature line)
+CosignatureRow = tuple[str, int, str]
 
 
 def check_tag(tag: object) -> str:
@@ -192,6 +201,67 @@ class LogStorage(Protocol):
         ...
 
 
+@runtime_checkable
+class CosignatureStore(Protocol):
+    """Witness cosignatures of the checkpoints a log published, by tree size.
+
+    The caller MUST have verified every line against the published checkpoint of that
+    size: the store keeps lines, it does not check signatures. Per checkpoint size and
+    witness one line is kept, the one with the newest timestamp. A refused call MUST
+    leave the stored cosignatures unchanged.
+    """
+
+    def checkpoint_at(self, size: int) -> str | None:
+        """The published checkpoint note for tree size *size*, if there is one."""
+        ...
+
+    def add_cosignatures(self, size: int, rows: Sequence[CosignatureRow]) -> None:
+        """Keep ``(witness vkey, timestamp, line)`` rows for the checkpoint of *size*, atomically.
+
+        Raises:
+            BadRequest: no checkpoint of that size was published, or a malformed row.
+        """
+        ...
+
+    def cosignatures(self, size: int) -> list[tuple[str, str]]:
+        """``(witness vkey, line)`` of the checkpoint of *size*, ordered by vkey."""
+        ...
+
+    def latest_cosigned_size(self, witnesses: Sequence[str], quorum: int) -> int | None:
+        """The largest checkpoint size cosigned by at least *quorum* of *witnesses*."""
+        ...
+
+
+def _check_cosignatures(rows: Sequence[CosignatureRow]) -> dict[str, tuple[int, str]]:
+    """Validate rows before any is stored; the newest line per witness wins."""
+    if not rows or len(rows) > _MAX_COSIGNATURES:
+        raise BadRequest(f"store 1..{_MAX_COSIGNATURES} cosignatures at a time")
+    out: dict[str, tuple[int, str]] = {}
+    for row in rows:
+        if not isinstance(row, tuple) or len(row) != 3:
+            raise BadRequest("a cosignature row is (witness vkey, timestamp, line)")
+        witness, timestamp, line = row
+        if not isinstance(witness, str) or not 0 < len(witness) <= _MAX_VKEY_CHARS:
+            raise BadRequest("a witness vkey must be a short non-empty string")
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+            raise BadRequest("a cosignature timestamp must be an integer")
+        if not 0 <= timestamp < 1 << 63:
+            raise BadRequest("a cosignature timestamp must be in 0..2**63-1")
+        if not isinstance(line, str) or not 0 < len(line) <= _MAX_LINE_CHARS or "\n" in line:
+            raise BadRequest("a cosignature line must be one short line of text")
+        held = out.get(witness)
+        if held is None or timestamp > held[0]:
+            out[witness] = (timestamp, line)
+    return out
+
+
+def _check_quorum(witnesses: Sequence[str], quorum: int) -> list[str]:
+    unique = sorted(set(witnesses))
+    if isinstance(quorum, bool) or not isinstance(quorum, int) or not 0 < quorum <= len(unique):
+        raise BadRequest(f"a quorum of {quorum!r} out of {len(unique)} witnesses is not possible")
+    return unique
+
+
 class MemoryLogStorage:
     """A :class:`LogStorage` in process memory; gone when the process ends."""
 
@@ -202,6 +272,7 @@ class MemoryLogStorage:
         self._leaves: list[bytes] = []
         self._tags: dict[str, list[int]] = {}
         self._checkpoints: list[tuple[int, str]] = []
+        self._cosignatures: dict[int, dict[str, tuple[int, str]]] = {}
 
     def append_batch(self, items: Sequence[BatchItem]) -> list[int]:
         """See :meth:`LogStorage.append_batch`."""
@@ -255,6 +326,37 @@ class MemoryLogStorage:
         with self._lock:
             return self._checkpoints[-1][1] if self._checkpoints else None
 
+    def checkpoint_at(self, size: int) -> str | None:
+        """See :meth:`CosignatureStore.checkpoint_at`."""
+        with self._lock:
+            return next((n for s, n in reversed(self._checkpoints) if s == size), None)
+
+    def add_cosignatures(self, size: int, rows: Sequence[CosignatureRow]) -> None:
+        """See :meth:`CosignatureStore.add_cosignatures`."""
+        newest = _check_cosignatures(rows)
+        with self._lock:
+            if not any(s == size for s, _ in self._checkpoints):
+                raise BadRequest(f"no checkpoint of size {size} was published")
+            held = self._cosignatures.setdefault(size, {})
+            for witness, (timestamp, line) in newest.items():
+                if witness not in held or timestamp > held[witness][0]:
+                    held[witness] = (timestamp, line)
+
+    def cosignatures(self, size: int) -> list[tuple[str, str]]:
+        """See :meth:`CosignatureStore.cosignatures`."""
+        with self._lock:
+            held = self._cosignatures.get(size, {})
+            return [(w, line) for w, (_, line) in sorted(held.items())]
+
+    def latest_cosigned_size(self, witnesses: Sequence[str], quorum: int) -> int | None:
+        """See :meth:`CosignatureStore.latest_cosigned_size`."""
+        wanted = set(_check_quorum(witnesses, quorum))
+        with self._lock:
+            sizes = [
+                s for s, held in self._cosignatures.items() if len(wanted & set(held)) >= quorum
+            ]
+        return max(sizes, default=None)
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -295,6 +397,15 @@ CREATE TABLE IF NOT EXISTS log_checkpoints (
     size INTEGER NOT NULL,
     note TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS log_checkpoints_by_size ON log_checkpoints (size);
+-- Witness cosignatures, one line per checkpoint size and witness (the newest).
+CREATE TABLE IF NOT EXISTS log_cosignatures (
+    size INTEGER NOT NULL,
+    witness TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (size, witness)
+) WITHOUT ROWID;
 INSERT OR IGNORE INTO log_state (id, schema_version, next_index) VALUES (1, 1, 0);
 """
 
@@ -490,6 +601,56 @@ class SQLiteLogStorage:
             ).fetchone()
         return None if row is None else str(row[0])
 
+    def checkpoint_at(self, size: int) -> str | None:
+        """See :meth:`CosignatureStore.checkpoint_at`."""
+        with self._lock, _guard(self._db, write=False):
+            row = self._db.execute(
+                "SELECT note FROM log_checkpoints WHERE size = ? ORDER BY seq DESC LIMIT 1",
+                (size,),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def add_cosignatures(self, size: int, rows: Sequence[CosignatureRow]) -> None:
+        """See :meth:`CosignatureStore.add_cosignatures`."""
+        newest = _check_cosignatures(rows)
+        with self._lock, _guard(self._db, write=True):
+            if (
+                self._db.execute(
+                    "SELECT 1 FROM log_checkpoints WHERE size = ? LIMIT 1", (size,)
+                ).fetchone()
+                is None
+            ):
+                raise BadRequest(f"no checkpoint of size {size} was published")
+            self._db.executemany(
+                "INSERT INTO log_cosignatures (size, witness, timestamp, line) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (size, witness) DO UPDATE SET "
+                "timestamp = excluded.timestamp, line = excluded.line "
+                "WHERE excluded.timestamp > log_cosignatures.timestamp",
+                [(size, w, ts, line) for w, (ts, line) in newest.items()],
+            )
+
+    def cosignatures(self, size: int) -> list[tuple[str, str]]:
+        """See :meth:`CosignatureStore.cosignatures`."""
+        with self._lock, _guard(self._db, write=False):
+            rows = self._db.execute(
+                "SELECT witness, line FROM log_cosignatures WHERE size = ? ORDER BY witness",
+                (size,),
+            ).fetchall()
+        return [(str(w), str(line)) for w, line in rows]
+
+    def latest_cosigned_size(self, witnesses: Sequence[str], quorum: int) -> int | None:
+        """See :meth:`CosignatureStore.latest_cosigned_size`."""
+        wanted = _check_quorum(witnesses, quorum)
+        marks = ", ".join("?" * len(wanted))
+        with self._lock, _guard(self._db, write=False):
+            row = self._db.execute(
+                "SELECT size FROM log_cosignatures "  # noqa: S608 - only placeholders
+                f"WHERE witness IN ({marks}) GROUP BY size HAVING COUNT(*) >= ? "
+                "ORDER BY size DESC LIMIT 1",
+                (*wanted, quorum),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
@@ -524,3 +685,5 @@ if TYPE_CHECKING:
     # Both backends satisfy the protocol; mypy checks these assignments.
     _memory: type[LogStorage] = MemoryLogStorage
     _sqlite: type[LogStorage] = SQLiteLogStorage
+    _memory_cosignatures: type[CosignatureStore] = MemoryLogStorage
+    _sqlite_cosignatures: type[CosignatureStore] = SQLiteLogStorage

@@ -23,6 +23,7 @@ from sovra.model import Grant, Principal
 from sovra.server.docs import mount_docs
 from sovra.server.log import log_tiles_router
 from sovra.server.policy import add_policy_routes
+from sovra.server.sealed import add_sealed_routes
 
 __all__ = ["create_app"]
 
@@ -162,15 +163,11 @@ def create_app(deployment: Deployment) -> FastAPI:
         )
 
     add_policy_routes(app, deployment, Caller)
+    add_sealed_routes(app, deployment, Caller)
 
     # -- the public log --------------------------------------------------------------------
 
-    app.include_router(log_tiles_router(gw.log))
-
-    @app.get("/v1/log/checkpoint", response_class=PlainTextResponse, tags=["log"])
-    def checkpoint() -> str:
-        """The latest signed checkpoint (C2SP tlog-checkpoint in a signed note)."""
-        return gw.log.checkpoint()
+    app.include_router(log_tiles_router(gw.log, deployment.cosignatures))
 
     @app.get("/v1/log/key", response_class=PlainTextResponse, tags=["log"])
     def verifier_key() -> str:

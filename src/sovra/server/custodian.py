@@ -245,6 +245,19 @@ class _Service:
                 f"({purpose!r}); no key is released"
             )
         authorization = ReleaseAuthorization(entry=entry_bytes, receipt=receipt)
+        if "recipient" in body:
+            # Client-side sealing: each key leaves encrypted to the client's key only.
+            recipient = _b64(body["recipient"], "recipient", max_len=64)
+            sealed = self.custodian.unwrap_many_to(pairs, authorization, requester, recipient)
+            log.info(
+                "custodian %s released %d key(s) to %s's client via %s, log index %d",
+                self.code,
+                len(sealed),
+                requester,
+                caller,
+                receipt.index,
+            )
+            return {"items": [{"sealedKey": _enc(k)} for k in sealed]}
         keys = self.custodian.unwrap_many(pairs, authorization, requester)
         log.info(
             "custodian %s released %d key(s) to %s via %s, justification %s, log index %d",
@@ -256,6 +269,20 @@ class _Service:
             receipt.index,
         )
         return {"items": [{"dataKey": _enc(k)} for k in keys]}
+
+    def transport_key(self, _body: dict[str, Any], _caller: str) -> dict[str, Any]:
+        version, key = self.custodian.transport_key()
+        return {"kekVersion": version, "publicKey": _enc(key)}
+
+    def wrap_sealed(self, body: dict[str, Any], _caller: str) -> dict[str, Any]:
+        out = []
+        for item in _items(body):
+            fields = _fields(item, {"header", "keyEnvelope"}, set(), "a wrap-sealed item")
+            wrapped = self.custodian.wrap_sealed(
+                _b64(fields["keyEnvelope"], "keyEnvelope", max_len=256), _header(fields["header"])
+            )
+            out.append({"kekVersion": wrapped.kek_version, "wrapped": _enc(wrapped.blob)})
+        return {"items": out}
 
     def shred(self, body: dict[str, Any], _caller: str) -> dict[str, Any]:
         subject = body["subject"]
@@ -419,6 +446,21 @@ def create_custodian_app(
             service.unwrap,
             key_path=key_id,
             required=frozenset({"items", "authorization", "justification", "requester"}),
+            optional=frozenset({"recipient"}),
+        )
+
+    @app.post(API_PREFIX + "/keys/{key_id}/transport-key")
+    async def transport_key_route(request: Request, key_id: str) -> JSONResponse:
+        return await call(request, "transport-key", service.transport_key, key_path=key_id)
+
+    @app.post(API_PREFIX + "/keys/{key_id}/wrap-sealed")
+    async def wrap_sealed_route(request: Request, key_id: str) -> JSONResponse:
+        return await call(
+            request,
+            "wrap-sealed",
+            service.wrap_sealed,
+            key_path=key_id,
+            required=frozenset({"items"}),
         )
 
     @app.post(API_PREFIX + "/keys/{key_id}/shred")
