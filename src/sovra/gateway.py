@@ -48,6 +48,7 @@ from sovra.policy import (
     Explanation,
     GrantChecker,
     GrantFacts,
+    Justification,
     RecordFacts,
     explain_entry,
     parse_justification,
@@ -307,6 +308,33 @@ class Gateway:
         metas = self._targets(record_ids, subjects, jurisdiction)
         if any(m.header.content_type == CLIENT_SEALED_CONTENT_TYPE for m in metas):
             raise BadRequest("client-sealed records open only on the client: use sealed access")
+        decision, authorization = self._decide(principal, purpose, metas, grant, code)
+        keys = self._unwrap(metas, authorization, principal)
+        # Log before release: the key release is in the log before any plaintext leaves.
+        release = self._log_release(principal, decision, authorization, metas)
+        records = {
+            m.header.record_id: open_blob(
+                m.header,
+                self.blobs[m.header.region].get(m.header.record_id),
+                keys[m.header.record_id],
+            ).decode()
+            for m in metas
+        }
+        return AccessResult(decision, authorization.receipt, release, records)
+
+    def _decide(
+        self,
+        principal: Principal,
+        purpose: str,
+        metas: Sequence[RecordMeta],
+        grant: Grant | None,
+        code: Justification | None,
+    ) -> tuple[Decision, ReleaseAuthorization]:
+        """Decide, log the decision (allow and deny alike), and raise on a deny.
+
+        Raises:
+            Denied: the decision is deny; it is in the log at ``exc.log_index``.
+        """
         facts = [
             RecordFacts(
                 m.header.record_id,
@@ -327,43 +355,37 @@ class Gateway:
         )
         if not decision.allow:
             raise Denied(decision.reason, log_index=receipt.index)
+        return decision, ReleaseAuthorization(entry=entry, receipt=receipt)
 
-        authorization = ReleaseAuthorization(entry=entry, receipt=receipt)
-        keys = self._unwrap(metas, authorization, principal)
-        # Log before release: the key release is in the log before any plaintext leaves.
-        _, release = self._append(
-            LogEntry(
-                kind="key_release",
-                time_ms=self._now_ms(),
-                principal=principal.id,
-                fields={
-                    "decision_id": decision.decision_id,
-                    "decision_index": receipt.index,
-                    "records": list(keys),
-                    "subjects": list(decision.subjects),
-                },
-            ),
-            decision.subjects,
+    def _log_release(
+        self,
+        principal: Principal,
+        decision: Decision,
+        authorization: ReleaseAuthorization,
+        metas: Sequence[RecordMeta],
+        **extra: str,
+    ) -> LogReceipt:
+        """Append the key-release entry that must precede any release to the caller."""
+        entry = LogEntry(
+            kind="key_release",
+            time_ms=self._now_ms(),
+            principal=principal.id,
+            fields={
+                "decision_id": decision.decision_id,
+                "decision_index": authorization.receipt.index,
+                "records": [m.header.record_id for m in metas],
+                "subjects": list(decision.subjects),
+                **extra,
+            },
         )
-        records = {
-            m.header.record_id: open_blob(
-                m.header,
-                self.blobs[m.header.region].get(m.header.record_id),
-                keys[m.header.record_id],
-            ).decode()
-            for m in metas
-        }
-        return AccessResult(decision, receipt, release, records)
+        return self._append(entry, decision.subjects)[1]
 
     def _unwrap(
         self, metas: Sequence[RecordMeta], authorization: ReleaseAuthorization, principal: Principal
     ) -> dict[str, bytes]:
         """One batched unwrap per custodian: its receipt check is paid once per request."""
-        by_jurisdiction: dict[str, list[RecordMeta]] = {}
-        for m in metas:
-            by_jurisdiction.setdefault(m.header.jurisdiction, []).append(m)
         keys: dict[str, bytes] = {}
-        for code, group in by_jurisdiction.items():
+        for code, group in _by_jurisdiction(metas).items():
             released = self.custodians[code].unwrap_many(
                 [(m.wrapped_key, m.header) for m in group], authorization, principal.id
             )
@@ -513,51 +535,14 @@ class Gateway:
         check_public(recipient)
         code = None if justification is None else parse_justification(justification)
         metas = self._targets(record_ids, subjects, jurisdiction)
-        facts = [
-            RecordFacts(
-                m.header.record_id,
-                m.header.subject,
-                m.header.jurisdiction,
-                frozenset(k for k, n in m.findings.items() if n),
-                m.header.region,
-                m.created_ms / 1000,
-            )
-            for m in metas
-        ]
-        decision = self.decisions.decide(
-            principal, purpose, facts, self._grant_facts(grant), justification=code
-        )
-        entry, receipt = self._append(
-            decision.to_entry(self._now_ms()),
-            [*decision.subjects, f"decision:{decision.decision_id}"],
-        )
-        if not decision.allow:
-            raise Denied(decision.reason, log_index=receipt.index)
-        authorization = ReleaseAuthorization(entry=entry, receipt=receipt)
+        decision, authorization = self._decide(principal, purpose, metas, grant, code)
         sealed: dict[str, bytes] = {}
-        by_jurisdiction: dict[str, list[RecordMeta]] = {}
-        for m in metas:
-            by_jurisdiction.setdefault(m.header.jurisdiction, []).append(m)
-        for code_j, group in by_jurisdiction.items():
+        for code_j, group in _by_jurisdiction(metas).items():
             released = self._sealing_custodian(code_j).unwrap_many_to(
                 [(m.wrapped_key, m.header) for m in group], authorization, principal.id, recipient
             )
             sealed.update(zip((m.header.record_id for m in group), released, strict=True))
-        _, release = self._append(
-            LogEntry(
-                kind="key_release",
-                time_ms=self._now_ms(),
-                principal=principal.id,
-                fields={
-                    "decision_id": decision.decision_id,
-                    "decision_index": receipt.index,
-                    "records": [m.header.record_id for m in metas],
-                    "subjects": list(decision.subjects),
-                    "to": "client",
-                },
-            ),
-            decision.subjects,
-        )
+        release = self._log_release(principal, decision, authorization, metas, to="client")
         records = {
             m.header.record_id: SealedRecord(
                 m.header,
@@ -566,7 +551,7 @@ class Gateway:
             )
             for m in metas
         }
-        return SealedAccessResult(decision, receipt, release, records)
+        return SealedAccessResult(decision, authorization.receipt, release, records)
 
     def _targets(
         self,
@@ -847,3 +832,11 @@ class Gateway:
                 for code, j in self.config.jurisdictions.items()
             },
         }
+
+
+def _by_jurisdiction(metas: Sequence[RecordMeta]) -> dict[str, list[RecordMeta]]:
+    """Records grouped by home jurisdiction, in order: one custodian call per group."""
+    groups: dict[str, list[RecordMeta]] = {}
+    for m in metas:
+        groups.setdefault(m.header.jurisdiction, []).append(m)
+    return groups

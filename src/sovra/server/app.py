@@ -13,13 +13,13 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from sovra import __version__
 from sovra.deployment import Deployment
 from sovra.errors import BadRequest, PayloadTooLarge, SovraError
 from sovra.gateway import AccessResult, IngestReceipt, SubjectReport
 from sovra.model import Grant, Principal
+from sovra.server.bodies import AccessBody, IngestBody, SubjectRef
 from sovra.server.docs import mount_docs
 from sovra.server.log import log_tiles_router
 from sovra.server.policy import add_policy_routes
@@ -28,40 +28,6 @@ from sovra.server.sealed import add_sealed_routes
 __all__ = ["create_app"]
 
 log = logging.getLogger("sovra.server")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class IngestBody(_Strict):
-    """A record to store under its subject's home jurisdiction."""
-
-    subject_id: str = Field(description="the subject's identifier, as the caller knows her")
-    jurisdiction: str = Field(description="the subject's home jurisdiction, e.g. PL")
-    content: str = Field(description="the record's text")
-
-
-class SubjectRef(_Strict):
-    """A subject named by her home jurisdiction and identifier."""
-
-    jurisdiction: str
-    subject_id: str
-
-
-class AccessBody(_Strict):
-    """What to read, why, and under which grant. Name exactly one target."""
-
-    purpose: str = Field(description="declared purpose, e.g. customer-support")
-    record_ids: list[str] = Field(default_factory=list)
-    subjects: list[SubjectRef] = Field(default_factory=list)
-    jurisdiction: str | None = Field(default=None, description="every record of this jurisdiction")
-    grant: dict[str, Any] | None = Field(
-        default=None, description="a signed legal-assistance grant"
-    )
-    justification: str | None = Field(
-        default=None, description="access justification code, e.g. customer-initiated-support"
-    )
 
 
 def create_app(deployment: Deployment) -> FastAPI:

@@ -10,29 +10,26 @@ import binascii
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from sovra.deployment import Deployment
 from sovra.errors import BadRequest
 from sovra.gateway import IngestReceipt, SealedAccessResult
 from sovra.keys.custodian import SealingCustodian
 from sovra.model import Grant, RecordHeader
+from sovra.server.bodies import AccessBody, Strict
 
 __all__ = ["add_sealed_routes"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PrepareBody(_Strict):
+class PrepareBody(Strict):
     """A record about to be sealed on the client."""
 
     subject_id: str = Field(description="the subject's identifier, as the caller knows her")
     jurisdiction: str = Field(description="the subject's home jurisdiction, e.g. PL")
 
 
-class SealedIngestBody(_Strict):
+class SealedIngestBody(Strict):
     """A record sealed on the client under a prepared header."""
 
     header: str = Field(description="the prepared header, base64, as returned")
@@ -42,21 +39,10 @@ class SealedIngestBody(_Strict):
     key_envelope: str = Field(description="the data key encrypted to the custodian, base64")
 
 
-class _SubjectRef(_Strict):
-    jurisdiction: str
-    subject_id: str
-
-
-class SealedAccessBody(_Strict):
+class SealedAccessBody(AccessBody):
     """An access whose keys are released to the client's ephemeral X25519 key only."""
 
     recipient: str = Field(description="the client's ephemeral X25519 public key, base64")
-    purpose: str
-    record_ids: list[str] = Field(default_factory=list)
-    subjects: list[_SubjectRef] = Field(default_factory=list)
-    jurisdiction: str | None = None
-    grant: dict[str, Any] | None = None
-    justification: str | None = None
 
 
 def _b64(data: bytes) -> str:
