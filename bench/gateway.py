@@ -16,19 +16,17 @@ import argparse
 import json
 import os
 import platform
-import socket
 import sqlite3
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import uvicorn
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sovra.client import Client
 from sovra.deployment import Deployment
 from sovra.server import create_app
+from sovra.server.background import running
 
 RECORD = (
     "Zgłoszenie {i}: klientka prosi o zmianę adresu dostawy, tel. +48 601 234 567, "
@@ -100,33 +98,18 @@ def bench_in_process(dep: Deployment, texts: list[str]) -> tuple[float, float, l
     return ingest, access, ids
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def bench_http(dep: Deployment, texts: list[str]) -> tuple[float, float]:
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(dep), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        with Client(f"http://127.0.0.1:{port}", "svc-pl", dep.principal_key("svc-pl")) as c:
-            start = time.perf_counter()
-            ids = [c.ingest(f"http-{i}", "PL", t)["record_id"] for i, t in enumerate(texts)]
-            ingest = _rate(len(texts), time.perf_counter() - start)
-            start = time.perf_counter()
-            for rid in ids:
-                c.access("customer-support", record_ids=[rid])
-            access = _rate(len(ids), time.perf_counter() - start)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with (
+        running(create_app(dep)) as url,
+        Client(url, "svc-pl", dep.principal_key("svc-pl")) as c,
+    ):
+        start = time.perf_counter()
+        ids = [c.ingest(f"http-{i}", "PL", t)["record_id"] for i, t in enumerate(texts)]
+        ingest = _rate(len(texts), time.perf_counter() - start)
+        start = time.perf_counter()
+        for rid in ids:
+            c.access("customer-support", record_ids=[rid])
+        access = _rate(len(ids), time.perf_counter() - start)
     return ingest, access
 
 

@@ -12,20 +12,18 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from sovra.cli import app
 from sovra.deployment import Deployment
 from sovra.server import create_app
+from sovra.server.background import running
 
 SOVRA = Path(sys.executable).parent / "sovra"
 """The console script installed beside the interpreter that runs the tests."""
@@ -140,20 +138,8 @@ def live(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
     root = tmp_path_factory.mktemp("live") / "deployment"
     shutil.copytree(template, root)
     dep = Deployment.open(root)  # the wall clock, as the command's tokens use
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(dep), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "the gateway did not start"
     try:
-        yield Live(f"http://127.0.0.1:{port}", root, dep)
+        with running(create_app(dep)) as url:
+            yield Live(url, root, dep)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         dep.close()
-    assert not thread.is_alive()

@@ -7,19 +7,16 @@ hand the cosignatures back; the gateway publishes them, and a client checks the 
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from sovra.deployment import Deployment
 from sovra.ledger import verify_cosignatures
 from sovra.server import create_app
+from sovra.server.background import running
 
 
 @dataclass
@@ -32,12 +29,6 @@ class Gateway:
         log = self.dep.gateway.log
         start = log.size
         log.append_many([(b'{"kind":"test","n":%d}' % (start + n), ()) for n in range(count)])
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -59,21 +50,10 @@ def gateway(sovra, template: Path, tmp_path: Path) -> Iterator[Gateway]:
     keys = ", ".join(f'"{witnesses[n][1]}"' for n in ("w1", "w2"))
     config.write_text(config.read_text().replace("keys = []\n", f"keys = [{keys}]\n", 1))
     dep = Deployment.open(root)
-    port = _port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(dep), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "the gateway did not start"
     try:
-        yield Gateway(f"http://127.0.0.1:{port}", dep, witnesses)
+        with running(create_app(dep)) as url:
+            yield Gateway(url, dep, witnesses)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         dep.close()
 
 

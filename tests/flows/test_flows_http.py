@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
 import time
 
+import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
@@ -23,6 +21,7 @@ from sovra.errors import Denied, NotFound, Unauthenticated
 from sovra.ledger import verify_checkpoint, verify_consistency, verify_entry_inclusion
 from sovra.policy import sign_grant
 from sovra.server import create_app
+from sovra.server.background import running
 
 ANNA_TEXT = "Anna, PESEL 44051401359, tel. +48 601 234 567"
 
@@ -238,25 +237,9 @@ def test_public_log_endpoints_verify(http, dep, clock):
     assert "sovra" in http.get("/").text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_python_client_against_a_real_server(dep, clock):
     clock.now = time.time()  # the client signs with the wall clock
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(dep), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        url = f"http://127.0.0.1:{port}"
+    with running(create_app(dep)) as url:
         with Client(url, "svc-pl", dep.principal_key("svc-pl")) as svc:
             rid = svc.ingest("anna@example.pl", "PL", ANNA_TEXT)["record_id"]
             assert "+48" in svc.access("billing", record_ids=[rid])["records"][rid]
@@ -277,10 +260,6 @@ def test_python_client_against_a_real_server(dep, clock):
             assert (
                 verify_checkpoint(anyone.checkpoint(), anyone.verifier_key()).size == 4
             )  # ingest, allow, release, deny
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-    assert not thread.is_alive()
 
 
 def test_api_docs_are_served_without_a_cdn(http):
@@ -291,3 +270,10 @@ def test_api_docs_are_served_without_a_cdn(http):
     script = http.get("/docs-assets/swagger-ui-bundle.js")
     assert script.status_code == 200
     assert len(script.content) > 100_000
+
+
+def test_running_serves_until_the_block_ends(dep):
+    with running(create_app(dep)) as url:
+        assert httpx.get(f"{url}/v1/info", timeout=5).json()["origin"] == "sovra.test/log"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/v1/info", timeout=5)

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from sovra.client import Client
@@ -24,6 +21,7 @@ from sovra.errors import BadRequest, Denied, IntegrityError, NotFound
 from sovra.keys import _aead, transport
 from sovra.model import LogEntry, RecordHeader
 from sovra.server import create_app
+from sovra.server.background import running
 
 SECRET = "Anna's sealed note: diagnosis F32.1, tel. +48 601 234 567"
 
@@ -249,26 +247,9 @@ def test_a_jurisdiction_that_refuses_kinds_refuses_client_sealing(root, clock):
         dep.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_client_sealing_against_a_real_server(dep, clock):
     clock.now = time.time()  # the client signs with the wall clock
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(dep), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        url = f"http://127.0.0.1:{port}"
+    with running(create_app(dep)) as url:
         with Client(url, "svc-pl", dep.principal_key("svc-pl")) as svc:
             rid = svc.ingest_sealed("anna@example.pl", "PL", SECRET.encode())["record_id"]
             assert svc.access_sealed("billing", record_ids=[rid])["records"] == {
@@ -282,8 +263,4 @@ def test_client_sealing_against_a_real_server(dep, clock):
         with Client(url) as anyone:
             keys = json.loads(json.dumps(anyone._call("GET", "/v1/sealed/custodians", auth=False)))
             assert set(keys["custodians"]) >= {"PL"}
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-    assert not thread.is_alive()
     assert len(_released(dep, rid)) == 1

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from sovra.cli import app
@@ -21,6 +17,7 @@ from sovra.deployment import Deployment
 from sovra.model import Grant
 from sovra.policy import Envelope
 from sovra.server import create_app
+from sovra.server.background import running
 
 
 @dataclass
@@ -49,23 +46,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root = tmp_path_factory.mktemp("policy-cli") / "deployment"
     Deployment.init(root, origin="sovra.test/policy-cli")
     dep = Deployment.open(root)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(dep), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
     try:
-        yield Live(f"http://127.0.0.1:{port}", root, dep)
+        with running(create_app(dep)) as url:
+            yield Live(url, root, dep)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         dep.close()
 
 
