@@ -73,6 +73,7 @@ PINNED = {
         "key_id",
         "open_note",
         "sign_note",
+        "split_signed_note",
     ],
     "sovra.ledger.postgres": ["PostgresLogStorage"],
     "sovra.ledger.storage": [

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sovra.errors import BadRequest, ConfigError, Denied, NotFound, VerificationError
 from sovra.ledger.checkpoint import Checkpoint
 from sovra.ledger.log import TransparencyLog
-from sovra.ledger.note import _SIG_PREFIX, NoteVerifier, _b64decode, _decode_note, check_key_name
+from sovra.ledger.note import NoteVerifier, _decode_note, split_signed_note
 from sovra.ledger.storage import CosignatureRow, CosignatureStore, LogStorage
 from sovra.ledger.witness import CosignatureVerifier
 
@@ -218,26 +218,5 @@ class CheckpointCosignatures:
 
 
 def _split(body: str) -> tuple[str, list[tuple[str, str, int, bytes]]]:
-    """A note's text and its signature lines as ``(line, key name, key ID, blob)``."""
-    split = body.rfind("\n\n")
-    if split < 0:
-        raise BadRequest("note has no blank line before its signatures")
-    text, block = body[: split + 1], body[split + 2 :]
-    if not block or not block.endswith("\n"):
-        raise BadRequest("note must end with newline-terminated signature lines")
-    raw_lines = block[:-1].split("\n")
-    if len(raw_lines) > MAX_WITNESSES + 4:
-        raise BadRequest(f"note has {len(raw_lines)} signature lines, too many")
-    lines = []
-    for n, line in enumerate(raw_lines, 1):
-        if not line.startswith(_SIG_PREFIX):
-            raise BadRequest(f"signature line {n} does not start with an em dash and space")
-        name, sep, sig_b64 = line[len(_SIG_PREFIX) :].partition(" ")
-        if not sep:
-            raise BadRequest(f"signature line {n} has no signature after the key name")
-        check_key_name(name)
-        blob = _b64decode(sig_b64, f"signature line {n}")
-        if len(blob) < 5:
-            raise BadRequest(f"signature line {n} is too short to hold a key ID and signature")
-        lines.append((line, name, int.from_bytes(blob[:4], "big"), blob[4:]))
-    return text, lines
+    """A note's text and its signature lines: the log's own and the witnesses'."""
+    return split_signed_note(body, MAX_WITNESSES + 4)

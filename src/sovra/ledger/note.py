@@ -37,6 +37,7 @@ __all__ = [
     "key_id",
     "open_note",
     "sign_note",
+    "split_signed_note",
 ]
 
 ED25519_TYPE = 0x01
@@ -305,6 +306,39 @@ def _decode_note(note: object) -> str:
     return note
 
 
+def split_signed_note(body: str, max_lines: int) -> tuple[str, list[tuple[str, str, int, bytes]]]:
+    """Split a decoded note into its text and its parsed signature lines.
+
+    Each line comes back as ``(line, key name, key ID, signature)``; nothing is verified.
+
+    Raises:
+        BadRequest: no blank line before the signatures, no final newline, more than
+            *max_lines* signature lines, or a malformed line.
+    """
+    split = body.rfind("\n\n")
+    if split < 0:
+        raise BadRequest("note has no blank line before its signatures")
+    text, block = body[: split + 1], body[split + 2 :]
+    if not block or not block.endswith("\n"):
+        raise BadRequest("note must end with newline-terminated signature lines")
+    raw_lines = block[:-1].split("\n")
+    if len(raw_lines) > max_lines:
+        raise BadRequest(f"note has {len(raw_lines)} signature lines, over {max_lines}")
+    lines = []
+    for n, line in enumerate(raw_lines, 1):
+        if not line.startswith(_SIG_PREFIX):
+            raise BadRequest(f"signature line {n} does not start with an em dash and space")
+        name, sep, sig_b64 = line[len(_SIG_PREFIX) :].partition(" ")
+        if not sep:
+            raise BadRequest(f"signature line {n} has no signature after the key name")
+        check_key_name(name)
+        blob = _b64decode(sig_b64, f"signature line {n}")
+        if len(blob) < 5:
+            raise BadRequest(f"signature line {n} is too short to hold a key ID and signature")
+        lines.append((line, name, int.from_bytes(blob[:4], "big"), blob[4:]))
+    return text, lines
+
+
 def open_note(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> tuple[str, list[str]]:
     """Parse *note*, check its signatures, and return its text and the verified key names.
 
@@ -318,36 +352,18 @@ def open_note(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> tuple[str
         VerificationError: a known key's signature does not verify, or none verifies.
     """
     known = _index_verifiers(verifiers)
-    body = _decode_note(note)
-    split = body.rfind("\n\n")
-    if split < 0:
-        raise BadRequest("note has no blank line before its signatures")
-    text, block = body[: split + 1], body[split + 2 :]
-    if not block or not block.endswith("\n"):
-        raise BadRequest("note must end with newline-terminated signature lines")
-    lines = block[:-1].split("\n")
-    if len(lines) > MAX_SIGNATURES:
-        raise BadRequest(f"note has {len(lines)} signatures, over {MAX_SIGNATURES}")
+    text, lines = split_signed_note(_decode_note(note), MAX_SIGNATURES)
     message = text.encode("utf-8")
     verified: list[str] = []
     checked: set[tuple[str, int]] = set()
-    for n, line in enumerate(lines, 1):
-        if not line.startswith(_SIG_PREFIX):
-            raise BadRequest(f"signature line {n} does not start with an em dash and space")
-        name, sep, sig_b64 = line[len(_SIG_PREFIX) :].partition(" ")
-        if not sep:
-            raise BadRequest(f"signature line {n} has no signature after the key name")
-        check_key_name(name)
-        blob = _b64decode(sig_b64, f"signature line {n}")
-        if len(blob) < 5:
-            raise BadRequest(f"signature line {n} is too short to hold a key ID and signature")
-        ident = (name, int.from_bytes(blob[:4], "big"))
+    for _, name, key_id, signature in lines:
+        ident = (name, key_id)
         verifier = known.get(ident)
         if verifier is None or ident in checked:
             continue
         checked.add(ident)
         # One bad signature from a known key condemns the whole note.
-        verifier.verify(message, blob[4:])
+        verifier.verify(message, signature)
         verified.append(name)
     if not verified:
         raise VerificationError("no known key signed this note")
