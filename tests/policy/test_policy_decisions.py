@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from policy_cases import KEYS, NOW, commit, facts, grant, rec, who
 
 from sovra.errors import BadRequest
-from sovra.model import Grant, Principal, Role, subject_commitment
+from sovra.model import Grant, Principal, Role
 from sovra.policy import (
     BulkGuard,
     BulkLimits,
@@ -16,51 +16,8 @@ from sovra.policy import (
     GrantFacts,
     PolicyPack,
     RecordFacts,
-    check_grant,
     default_pack,
-    sign_grant,
 )
-
-SECRET = b"k" * 32
-KEYS = {j: Ed25519PrivateKey.generate() for j in ("PL", "VN", "US")}
-PUBLIC = {j: k.public_key() for j, k in KEYS.items()}
-
-
-def commit(j: str, s: str) -> str:
-    return subject_commitment(SECRET, j, s)
-
-
-def who(pid: str, j: str, role: Role, subject: str = "") -> Principal:
-    return Principal(pid, j, role, b"\x01" * 32, subject)
-
-
-def rec(i: int, j: str = "VN", subject: str = "lan") -> RecordFacts:
-    return RecordFacts(f"r-{i}", commit(j, subject), j)
-
-
-NOW = 1_800_000_000
-
-
-def grant(**change: object) -> Grant:
-    fields = dict(
-        grant_id="g",
-        grantee="authority-us",
-        grantee_jurisdiction="US",
-        approver="VN",
-        subjects=("lan",),
-        purpose="foreign-legal-process",
-        legal_basis="MLA",
-        not_before=NOW - 10,
-        not_after=NOW + 10,
-    )
-    fields.update(change)
-    return sign_grant(Grant(**fields), KEYS[str(fields["approver"])])
-
-
-def facts(g: Grant | None, *, revoked: bool = False, now: int = NOW) -> GrantFacts:
-    if g is None:
-        return GrantFacts.none()
-    return check_grant(g, PUBLIC, now_s=now, revoked=revoked, commit=commit)
 
 
 @dataclass
