@@ -14,7 +14,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -34,6 +34,7 @@ from sovra._cli.common import (
     out,
     print_json,
     progress,
+    warn,
 )
 from sovra._cli.grants import grant_app
 from sovra._cli.keys import register as register_keys
@@ -43,7 +44,18 @@ from sovra._cli.scan import scan as scan_command
 from sovra._cli.witness import register as register_witness
 from sovra.errors import SovraError
 
+if TYPE_CHECKING:
+    from sovra.keys.transport import TransportPins
+
 __all__ = ["app", "main"]
+
+ClientSide = Annotated[
+    bool,
+    typer.Option(
+        "--client-side",
+        help="seal and open the record on this machine; the gateway never sees its key",
+    ),
+]
 
 
 class _Edge(TyperGroup):
@@ -119,12 +131,36 @@ def put(
     subject: Annotated[str, typer.Option(help="subject id")],
     jurisdiction: Annotated[str, typer.Option(help="subject's home jurisdiction")],
     source: Annotated[Path, typer.Argument(help="file with the record's text, or - for stdin")],
+    purpose: Annotated[
+        str | None,
+        typer.Option(help="what the data is collected for; picks the minimisation rule"),
+    ] = None,
+    client_side: ClientSide = False,
+    pins: Annotated[
+        Path | None,
+        typer.Option(
+            help="custodians' transport keys to require, from `sovra keys transport-key` "
+            "(with --client-side)"
+        ),
+    ] = None,
     principal: As = "svc-pl",
     key: KeyOpt = None,
     deployment: DeploymentDir = Path("deployment"),
     url: Url = DEFAULT_URL,
 ) -> None:
-    """Ingest a record through a running gateway."""
+    """Ingest a record through a running gateway.
+
+    With --client-side the record (any bytes) is sealed here and its key encrypted to the
+    home custodian: the gateway stores ciphertext only, and no scan or minimisation runs.
+    With --pins, a custodian key the gateway offers that is not pinned is refused (exit 3)
+    before anything is sealed.
+    """
+    if pins is not None and not client_side:
+        error("--pins applies to --client-side only")
+        raise typer.Exit(2)
+    if purpose is not None and client_side:
+        error("--purpose picks a minimisation rule, and none runs on a client-sealed record")
+        raise typer.Exit(2)
     stdin = str(source) == "-"
     name = "standard input" if stdin else str(source)
     try:
@@ -132,13 +168,20 @@ def put(
     except OSError as exc:
         error(f"cannot read {name}: {exc.strerror}")
         raise typer.Exit(1) from None
+    if client_side:
+        transport_pins = None if pins is None else _read_pins(pins)
+        if transport_pins is None:
+            warn("no --pins: the custodian's transport key is taken from the gateway unchecked")
+        with connect(url, principal, key, deployment, transport_pins=transport_pins) as client:
+            print_json(client.ingest_sealed(subject, jurisdiction, raw))
+        return
     try:
         content = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         error(f"{name} is not UTF-8 text (byte {exc.start})")
         raise typer.Exit(1) from None
     with connect(url, principal, key, deployment) as client:
-        print_json(client.ingest(subject, jurisdiction, content))
+        print_json(client.ingest(subject, jurisdiction, content, purpose=purpose))
 
 
 @app.command()
@@ -156,14 +199,29 @@ def get(
         str | None,
         typer.Option(help="justification code, e.g. customer-initiated-support (docs/policy.md)"),
     ] = None,
+    reveal: Annotated[
+        bool,
+        typer.Option(
+            "--reveal", help="also turn tokenized and sealed values back (if policy allows)"
+        ),
+    ] = False,
+    client_side: ClientSide = False,
     principal: As = "svc-pl",
     key: KeyOpt = None,
     deployment: DeploymentDir = Path("deployment"),
     url: Url = DEFAULT_URL,
 ) -> None:
-    """Read records. A deny is printed with its reason and log index, exit code 1."""
+    """Read records. A deny is printed with its reason and log index, exit code 1.
+
+    With --client-side, records sealed by `put --client-side` are opened here with keys
+    released to this command alone; a record changed on the way fails with exit code 3.
+    Each record is printed as text, or as {"base64": ...} if it is not UTF-8.
+    """
     from sovra.model import Grant
 
+    if reveal and client_side:
+        error("--reveal needs the gateway to read the record; a client-sealed one it cannot")
+        raise typer.Exit(2)
     subjects = []
     for s in subject or []:
         j, sep, sid = s.partition(":")
@@ -180,6 +238,18 @@ def get(
             raise typer.Exit(1) from None
         grant = Grant.from_json(raw)
     with connect(url, principal, key, deployment) as client:
+        if client_side:
+            result = client.access_sealed(
+                purpose,
+                record_ids=record or [],
+                subjects=subjects,
+                jurisdiction=everything_of,
+                grant=grant,
+                justification=justification,
+            )
+            result["records"] = {rid: _shown(data) for rid, data in result["records"].items()}
+            print_json(result)
+            return
         print_json(
             client.access(
                 purpose,
@@ -188,8 +258,27 @@ def get(
                 jurisdiction=everything_of,
                 grant=grant,
                 justification=justification,
+                reveal=reveal,
             )
         )
+
+
+def _read_pins(path: Path) -> TransportPins:
+    from sovra.keys.transport import TransportPins
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        error(f"cannot read {path}: {exc.strerror}")
+        raise typer.Exit(1) from None
+    return TransportPins.from_json(data)
+
+
+def _shown(data: bytes) -> str | dict[str, str]:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode()}
 
 
 @app.command()

@@ -29,8 +29,10 @@ from sovra.errors import (
     SovraError,
     Unauthenticated,
     Unavailable,
+    VerificationError,
 )
 from sovra.keys import transport
+from sovra.keys.transport import TransportPins
 from sovra.model import Grant, RecordHeader
 
 __all__ = ["Client"]
@@ -56,12 +58,28 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        transport_pins: TransportPins | None = None,
     ) -> None:
+        """Point at a gateway.
+
+        Args:
+            base_url: the gateway's URL.
+            principal_id: who this client signs as; None for the public routes only.
+            key: that principal's Ed25519 key.
+            timeout: seconds per request.
+            transport: an httpx transport (tests).
+            clock: UNIX seconds, for request tokens.
+            transport_pins: the custodians' transport keys, obtained out of band
+                (``sovra keys transport-key``); with them, :meth:`ingest_sealed` refuses a
+                key the gateway offers that is not pinned. Without them the gateway's word
+                is taken.
+        """
         self._base = base_url
         self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
         self._id = principal_id
         self._key = key
         self._clock = clock
+        self._pins = transport_pins
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -103,9 +121,16 @@ class Client:
 
     # -- records ---------------------------------------------------------------------------
 
-    def ingest(self, subject_id: str, jurisdiction: str, content: str) -> dict[str, Any]:
-        """Store a record; returns its id, region, findings and log receipt."""
+    def ingest(
+        self, subject_id: str, jurisdiction: str, content: str, *, purpose: str | None = None
+    ) -> dict[str, Any]:
+        """Store a record; returns its id, region, findings and log receipt.
+
+        *purpose*, what the data is collected for, picks the minimisation rule.
+        """
         body = {"subject_id": subject_id, "jurisdiction": jurisdiction, "content": content}
+        if purpose is not None:
+            body["purpose"] = purpose
         result: dict[str, Any] = self._call("POST", "/v1/records", body)
         return result
 
@@ -118,11 +143,18 @@ class Client:
         jurisdiction: str | None = None,
         grant: Grant | None = None,
         justification: str | None = None,
+        reveal: bool = False,
     ) -> dict[str, Any]:
-        """Read records; raises :class:`~sovra.errors.Denied` (with its log index) on deny."""
+        """Read records; raises :class:`~sovra.errors.Denied` (with its log index) on deny.
+
+        With *reveal*, tokenized and sealed values come back as values, if the policy
+        allows the ``reveal`` action.
+        """
         body: dict[str, Any] = {"purpose": purpose, "record_ids": list(record_ids)}
         if justification is not None:
             body["justification"] = justification
+        if reveal:
+            body["reveal"] = True
         body["subjects"] = [{"jurisdiction": j, "subject_id": s} for j, s in subjects]
         if jurisdiction is not None:
             body["jurisdiction"] = jurisdiction
@@ -141,15 +173,24 @@ class Client:
         The gateway prepares the header (it alone knows the subject's commitment and the
         placement); the data key goes to the home custodian encrypted to its transport key.
         No scan or minimisation runs on the gateway: that is the caller's responsibility.
+        Records over 1 MiB are sealed in authenticated segments (format 2).
+
+        Raises:
+            VerificationError: the gateway prepared the record for another jurisdiction,
+                or this client has pins and the offered custodian key is not pinned; the
+                record is not sealed and nothing more is sent.
+            Unavailable: the gateway's preparation is malformed.
         """
         body = {"subject_id": subject_id, "jurisdiction": jurisdiction}
         prepared = self._call("POST", "/v1/sealed/prepare", body)
-        header_bytes = base64.b64decode(prepared["header"])
-        header = RecordHeader.from_bytes(header_bytes)
+        try:
+            header = RecordHeader.from_bytes(base64.b64decode(prepared["header"]))
+            offered = base64.b64decode(prepared["custodian_key"], validate=True)
+        except (BadRequest, ValueError, KeyError, TypeError):
+            raise Unavailable(f"{self._base} answered a malformed sealing preparation") from None
+        self._check_offer(jurisdiction, header, offered)
         data = content.encode("utf-8") if isinstance(content, str) else content
-        blob, envelope = transport.seal_record(
-            header, data, base64.b64decode(prepared["custodian_key"])
-        )
+        blob, envelope = transport.seal_record(header, data, offered)
         result: dict[str, Any] = self._call(
             "POST",
             "/v1/sealed/records",
@@ -162,6 +203,18 @@ class Client:
             },
         )
         return result
+
+    def _check_offer(self, jurisdiction: str, header: RecordHeader, offered: bytes) -> None:
+        if header.jurisdiction != jurisdiction:
+            raise VerificationError(
+                f"the gateway prepared a record for jurisdiction {header.jurisdiction}, not "
+                f"{jurisdiction}; nothing was sealed or sent"
+            )
+        if self._pins is not None:
+            try:
+                self._pins.check(header.jurisdiction, header.kek_version, offered)
+            except VerificationError as exc:
+                raise VerificationError(f"{exc.message}; nothing was sealed or sent") from None
 
     def access_sealed(
         self,

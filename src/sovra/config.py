@@ -18,7 +18,7 @@ from sovra.model import check_jurisdiction, check_purpose
 
 __all__ = ["DEFAULT_JURISDICTIONS", "Config", "JurisdictionConfig", "render_default_config"]
 
-_ACTIONS = frozenset({"keep", "redact", "tokenize", "refuse"})
+_ACTIONS = frozenset({"keep", "redact", "tokenize", "seal", "refuse"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,22 @@ class JurisdictionConfig:
     regions: tuple[str, ...]
     purposes: tuple[str, ...]
     minimisation: Mapping[str, str] = field(default_factory=dict)
+    # purpose -> kind -> action, over ``minimisation`` for data collected for that purpose
+    minimisation_for: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def rules_for(self, purpose: str | None) -> dict[str, str]:
+        """The minimisation rule for data collected for *purpose* (None: the base rule).
+
+        Raises:
+            BadRequest: *purpose* is not one this jurisdiction lists.
+        """
+        if purpose is None:
+            return dict(self.minimisation)
+        if purpose not in self.purposes:
+            raise BadRequest(
+                f"{self.code} collects data for {', '.join(self.purposes)}, not {purpose!r}"
+            )
+        return {**self.minimisation, **self.minimisation_for.get(purpose, {})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +104,19 @@ class Config:
         jurisdictions = {}
         for code, body in raw["jurisdictions"].items():
             check_jurisdiction(code)
-            _only(body, {"name", "regions", "purposes", "minimisation"}, f"[jurisdictions.{code}]")
-            rules = dict(body.get("minimisation", {}))
-            for kind, action in rules.items():
-                if action not in _ACTIONS:
-                    raise ConfigError(
-                        f"[jurisdictions.{code}.minimisation] {kind} = {action!r}: "
-                        f"use one of {', '.join(sorted(_ACTIONS))}"
-                    )
+            _only(
+                body,
+                {"name", "regions", "purposes", "minimisation", "minimisation_for"},
+                f"[jurisdictions.{code}]",
+            )
+            purposes = tuple(check_purpose(p) for p in body["purposes"])
+            rules = _rules(body.get("minimisation", {}), f"[jurisdictions.{code}.minimisation]")
+            by_purpose = {}
+            for purpose, table in body.get("minimisation_for", {}).items():
+                where = f"[jurisdictions.{code}.minimisation_for.{purpose}]"
+                if purpose not in purposes:
+                    raise ConfigError(f"{where}: {purpose!r} is not one of {code}'s purposes")
+                by_purpose[purpose] = _rules(table, where)
             regions = tuple(body["regions"])
             if not regions:
                 raise ConfigError(f"[jurisdictions.{code}] needs at least one storage region")
@@ -103,8 +124,9 @@ class Config:
                 code=code,
                 name=str(body.get("name", code)),
                 regions=regions,
-                purposes=tuple(check_purpose(p) for p in body["purposes"]),
+                purposes=purposes,
                 minimisation=rules,
+                minimisation_for=by_purpose,
             )
         if not jurisdictions:
             raise ConfigError("no jurisdictions configured")
@@ -148,6 +170,17 @@ def _only(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}")
 
 
+def _rules(table: object, where: str) -> dict[str, str]:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table of kind = action")
+    for kind, action in table.items():
+        if action not in _ACTIONS:
+            raise ConfigError(
+                f"{where} {kind} = {action!r}: use one of {', '.join(sorted(_ACTIONS))}"
+            )
+    return dict(table)
+
+
 def _witnesses(section: Mapping[str, Any]) -> dict[str, Any]:
     _only(section, {"keys", "quorum"}, "[witnesses]")
     keys = section.get("keys", [])
@@ -183,6 +216,11 @@ _DEFAULT_PURPOSES = ("customer-support", "service-operation", "billing")
 _DEFAULT_RULES = {
     "PL": {"email": "keep", "phone": "keep", "pl_pesel": "tokenize", "iban": "redact"},
     "DE": {"email": "keep", "phone": "keep", "iban": "redact"},
+}
+# purpose -> rules over the base ones, for data collected for that purpose
+_DEFAULT_PURPOSE_RULES = {
+    "PL": {"billing": {"iban": "seal"}},
+    "DE": {"billing": {"iban": "seal"}},
 }
 
 
@@ -231,7 +269,17 @@ def render_default_config(origin: str, jurisdictions: list[str]) -> str:
             "",
             f"[jurisdictions.{code}.minimisation]",
             "# What to do with each kind of sensitive data found at ingest:",
-            "# keep | redact | tokenize | refuse. Kinds not listed are kept.",
+            "# keep | redact | tokenize | seal | refuse. Kinds not listed are kept.",
+            "# tokenize and seal put a marker only the subject's custodian turns back (for",
+            "# a request allowed to reveal); tokens are the same for the same value of one",
+            "# subject, sealed values are not. Both die with her key when she is shredded.",
         ]
         lines += [f'{kind} = "{action}"' for kind, action in _DEFAULT_RULES.get(code, {}).items()]
+        for purpose, rules in _DEFAULT_PURPOSE_RULES.get(code, {}).items():
+            lines += [
+                "",
+                f"[jurisdictions.{code}.minimisation_for.{purpose}]",
+                f"# Over the rules above, for data collected for {purpose}.",
+            ]
+            lines += [f'{kind} = "{action}"' for kind, action in rules.items()]
     return "\n".join(lines) + "\n"

@@ -7,7 +7,6 @@ Layout of a deployment directory::
     blobs/<region>/...         ciphertext only, one folder per storage region
     keys/log.key               the log's Ed25519 signing key (0600)
     keys/commitment.secret     HMAC key for subject commitments (0600)
-    keys/token.secret          HMAC key for minimisation tokens (0600)
     custodians/<J>.key         each jurisdiction custodian's key-encryption keys (0600)
     custodians/<J>.subjects.db its subject keys, each sealed under a KEK version
     custodians/<J>.url         optional: the custodian runs as a service at this URL
@@ -107,7 +106,6 @@ class Deployment:
             raise ConfigError(f"cannot create a deployment in {root}: {exc.strerror}") from None
         log_key = generate_ed25519(root / "keys" / "log.key")
         write_secret(root / "keys" / "commitment.secret", os.urandom(32))
-        write_secret(root / "keys" / "token.secret", os.urandom(32))
         for j in jurisdictions:
             LocalCustodian.create(root / "custodians" / f"{j}.key", j, log_key.public_key())
             authority = generate_ed25519(root / "authorities" / f"{j}.key")
@@ -143,8 +141,7 @@ class Deployment:
             clock=lambda: int(clock() * 1000),
         )
         custodians = {
-            j: _open_custodian(root, j, log_key.public_key(), clock)
-            for j in config.jurisdictions
+            j: _open_custodian(root, j, log_key.public_key(), clock) for j in config.jurisdictions
         }
         blobs = {
             region: FilesystemBlobStore(
@@ -169,7 +166,6 @@ class Deployment:
             decisions=decisions,
             authority_keys={j: _authority_public(root, j) for j in config.jurisdictions},
             commitment_secret=read_secret(root / "keys" / "commitment.secret", expected_len=32),
-            token_key=read_secret(root / "keys" / "token.secret", expected_len=32),
             clock=clock,
         )
         authenticator = Authenticator(

@@ -1,8 +1,10 @@
 """The two flows of sovra, and nothing else.
 
-ingest:  classify -> minimise -> place -> encrypt -> wrap -> store -> log -> receipt
+ingest:  classify -> minimise (the custodian tokenizes and seals) -> place -> encrypt
+         -> wrap -> store -> log -> receipt
 access:  decide -> log the decision (allow and deny) -> custodian checks the logged allow
-         -> unwrap -> log the key release -> decrypt -> response
+         -> unwrap -> log the key release -> decrypt -> (reveal: the custodian turns
+         tokens and sealed values back) -> response
 
 Authentication happens at the edges (``sovra.auth``); every method here takes an
 already-authenticated :class:`~sovra.model.Principal`.
@@ -24,7 +26,7 @@ from sovra import classify
 from sovra.config import Config
 from sovra.errors import BadRequest, ConfigError, Denied, NotFound, PayloadTooLarge, SovraError
 from sovra.keys import Custodian, open_blob, seal
-from sovra.keys.custodian import SealingCustodian
+from sovra.keys.custodian import SealingCustodian, ValueCustodian
 from sovra.keys.envelope import BLOB_OVERHEAD, BLOB_PREFIX, STREAM_PREFIX, sealed_size
 from sovra.keys.transport import CLIENT_SEALED_CONTENT_TYPE, check_public
 from sovra.ledger import TransparencyLog, verify_checkpoint
@@ -159,7 +161,6 @@ class Gateway:
         decisions: DecisionPoint,
         authority_keys: Mapping[str, Ed25519PublicKey],
         commitment_secret: bytes,
-        token_key: bytes,
         clock: Callable[[], float],
     ) -> None:
         self.config = config
@@ -170,7 +171,6 @@ class Gateway:
         self.decisions = decisions
         self.authority_keys = authority_keys
         self._secret = commitment_secret
-        self._token_key = token_key
         self._clock = clock
         # Signatures are verified once per grant digest; revocation and window on every use.
         self._grant_checker = GrantChecker(authority_keys, self.commitment)
@@ -206,18 +206,29 @@ class Gateway:
     # -- ingest --------------------------------------------------------------------------
 
     def ingest(
-        self, principal: Principal, *, subject_id: str, jurisdiction: str, content: str
+        self,
+        principal: Principal,
+        *,
+        subject_id: str,
+        jurisdiction: str,
+        content: str,
+        purpose: str | None = None,
     ) -> IngestReceipt:
         """Store *content* about a subject under the rules of her home *jurisdiction*.
 
+        *purpose* is what the data is collected for; it picks the jurisdiction's
+        minimisation rule for that purpose (none: the base rule).
+
         Raises:
-            BadRequest: unknown jurisdiction, or content a minimisation rule refuses
-                (that refusal is logged).
+            BadRequest: unknown jurisdiction or purpose, content a minimisation rule
+                refuses (that refusal is logged), or a rule that tokenizes or seals for a
+                custodian that cannot.
             PayloadTooLarge: content over the configured record size.
             Denied: the principal may not ingest (logged).
         """
         rules = self.config.jurisdiction(jurisdiction)
         subject = self.commitment(jurisdiction, subject_id)
+        plan = rules.rules_for(None if purpose is None else check_purpose(purpose))
         if principal.role not in _INGEST_ROLES:
             reason = f"a {principal.role} may not ingest records"
             raise Denied(reason, log_index=self._refuse(principal, "ingest", reason, [subject]))
@@ -228,17 +239,6 @@ class Gateway:
                 f"{self.config.max_record_bytes}"
             )
 
-        findings = classify.scan(content)
-        actions = {k: classify.Action(v) for k, v in rules.minimisation.items()}
-        try:
-            minimised = classify.minimise(content, findings, actions, token_key=self._token_key)
-        except BadRequest as exc:
-            kinds = sorted({f.kind for f in findings})
-            exc.log_index = self._refuse(
-                principal, "ingest", f"minimisation refused kinds {', '.join(kinds)}", [subject]
-            )
-            raise
-
         region = rules.regions[0]
         custodian = self.custodians[jurisdiction]
         header = RecordHeader(
@@ -248,6 +248,29 @@ class Gateway:
             region=region,
             kek_version=custodian.current_kek_version,
         )
+        findings = classify.scan(content)
+        actions = {k: classify.Action(v) for k, v in plan.items()}
+        protecting: list[bool] = []
+
+        def protect(items: Sequence[tuple[str, str, str]]) -> list[str]:
+            # Called only once no finding is refused, so its errors are not refusals.
+            protecting.append(True)
+            return self._value_custodian(jurisdiction).protect(header, items)
+
+        needs_custodian = {"tokenize", "seal"} & set(plan.values())
+        try:
+            minimised = classify.minimise(
+                content, findings, actions, protect=protect if needs_custodian else None
+            )
+        except BadRequest as exc:
+            if protecting:
+                raise
+            kinds = sorted({f.kind for f in findings})
+            exc.log_index = self._refuse(
+                principal, "ingest", f"minimisation refused kinds {', '.join(kinds)}", [subject]
+            )
+            raise
+
         blob, data_key = seal(header, minimised.text.encode())
         wrapped = custodian.wrap(data_key, header)
         self.blobs[region].put(header.record_id, blob)
@@ -274,6 +297,7 @@ class Gateway:
                 "blob_sha256": hashlib.sha256(blob).hexdigest(),
                 "kinds": dict(minimised.counts),
                 "actions": dict(minimised.actions),
+                **({"purpose": purpose} if purpose is not None else {}),
             },
         )
         _, receipt = self._append(entry, [subject])
@@ -292,11 +316,14 @@ class Gateway:
         jurisdiction: str | None = None,
         grant: Grant | None = None,
         justification: str | None = None,
+        reveal: bool = False,
     ) -> AccessResult:
         """Read records: by id, by (jurisdiction, subject id), or every record of a jurisdiction.
 
         *justification* is one of the fixed codes of :mod:`sovra.policy.justification`;
         without one the request is decided under the code its purpose and role imply.
+        With *reveal* the request is decided as the ``reveal`` action, and on an allow the
+        records' custodians turn their tokens and sealed values back into the values.
 
         Raises:
             BadRequest: malformed request (no target, too many records...).
@@ -308,10 +335,15 @@ class Gateway:
         metas = self._targets(record_ids, subjects, jurisdiction)
         if any(m.header.content_type == CLIENT_SEALED_CONTENT_TYPE for m in metas):
             raise BadRequest("client-sealed records open only on the client: use sealed access")
-        decision, authorization = self._decide(principal, purpose, metas, grant, code)
+        action = "reveal" if reveal else "read"
+        decision, authorization = self._decide(
+            principal, purpose, metas, grant, code, action=action
+        )
         keys = self._unwrap(metas, authorization, principal)
         # Log before release: the key release is in the log before any plaintext leaves.
-        release = self._log_release(principal, decision, authorization, metas)
+        release = self._log_release(
+            principal, decision, authorization, metas, **({"action": action} if reveal else {})
+        )
         records = {
             m.header.record_id: open_blob(
                 m.header,
@@ -320,7 +352,37 @@ class Gateway:
             ).decode()
             for m in metas
         }
+        if reveal:
+            records = self._reveal(metas, records, authorization, principal)
         return AccessResult(decision, authorization.receipt, release, records)
+
+    def _value_custodian(self, jurisdiction: str) -> ValueCustodian:
+        custodian = self.custodians[jurisdiction]
+        if not isinstance(custodian, ValueCustodian):
+            raise BadRequest(f"custodian {jurisdiction} does not tokenize or seal values")
+        return custodian
+
+    def _reveal(
+        self,
+        metas: Sequence[RecordMeta],
+        records: dict[str, str],
+        authorization: ReleaseAuthorization,
+        principal: Principal,
+    ) -> dict[str, str]:
+        """Have each custodian turn the tokens and sealed values of its records back."""
+        spans = {rid: classify.protected_spans(text) for rid, text in records.items()}
+        for code, group in _by_jurisdiction(
+            [m for m in metas if spans[m.header.record_id]]
+        ).items():
+            items = [
+                (m.header, s.mode, s.kind, s.body) for m in group for s in spans[m.header.record_id]
+            ]
+            values = iter(self._value_custodian(code).reveal(items, authorization, principal.id))
+            for m in group:
+                rid = m.header.record_id
+                found = [next(values) for _ in spans[rid]]
+                records[rid] = classify.restore(records[rid], spans[rid], found)
+        return records
 
     def _decide(
         self,
@@ -329,6 +391,8 @@ class Gateway:
         metas: Sequence[RecordMeta],
         grant: Grant | None,
         code: Justification | None,
+        *,
+        action: str = "read",
     ) -> tuple[Decision, ReleaseAuthorization]:
         """Decide, log the decision (allow and deny alike), and raise on a deny.
 
@@ -347,7 +411,7 @@ class Gateway:
             for m in metas
         ]
         decision = self.decisions.decide(
-            principal, purpose, facts, self._grant_facts(grant), justification=code
+            principal, purpose, facts, self._grant_facts(grant), justification=code, action=action
         )
         entry, receipt = self._append(
             decision.to_entry(self._now_ms()),

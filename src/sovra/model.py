@@ -51,9 +51,14 @@ _MAX_HEADER_BYTES = 4 * 1024
 _MAX_GRANT_BYTES = 256 * 1024
 
 
+# One encoder for every call: json.dumps with these options builds a new one each time,
+# which is a quarter of the cost of encoding a record header (once per wrap and unwrap).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> bytes:
     """Encode *value* as canonical JSON: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def _parse_json_object(data: bytes, limit: int, what: str) -> dict[str, Any]:

@@ -10,7 +10,16 @@ import pytest
 from sovra.classify import minimise, scan
 
 PUBLIC = {
-    "sovra.classify": ["KINDS", "Action", "Minimised", "minimise", "scan"],
+    "sovra.classify": [
+        "KINDS",
+        "Action",
+        "Minimised",
+        "ProtectedSpan",
+        "minimise",
+        "protected_spans",
+        "restore",
+        "scan",
+    ],
     "sovra.classify.contact": [
         "KINDS",
         "PHONE_CONTEXT",
@@ -46,11 +55,14 @@ PUBLIC = {
         "detect_special",
     ],
     "sovra.classify.minimise": [
-        "MIN_TOKEN_KEY_BYTES",
         "Action",
         "Minimised",
+        "Protect",
+        "ProtectedSpan",
+        "canonical",
         "minimise",
-        "token_for",
+        "protected_spans",
+        "restore",
     ],
     "sovra.classify.registry": ["FAMILIES", "KINDS", "Detector", "Family", "LanguageDetector"],
     "sovra.classify.scanner": ["DEFAULT_MAX_CHARS", "DEFAULT_MAX_NUMBERS", "LANGUAGES", "scan"],
@@ -85,6 +97,6 @@ def test_scan_signature() -> None:
     )
     assert str(inspect.signature(minimise)) == (
         "(text: 'str', findings: 'Iterable[Finding]', rules: 'Mapping[str, Action]', *, "
-        "default: 'Action' = <Action.KEEP: 'keep'>, token_key: 'bytes | None' = None) "
+        "default: 'Action' = <Action.KEEP: 'keep'>, protect: 'Protect | None' = None) "
         "-> 'Minimised'"
     )

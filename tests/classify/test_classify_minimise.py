@@ -1,22 +1,50 @@
-"""Minimisation: redact, tokenize, refuse and keep, and what the result may reveal."""
+"""Minimisation: redact, tokenize, seal, refuse and keep, and what the result may reveal."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
-import hmac
 import re
+from collections.abc import Sequence
 
 import pytest
 
-from sovra.classify import KINDS, Action, Minimised, minimise, scan
-from sovra.classify.minimise import MIN_TOKEN_KEY_BYTES, token_for
+from sovra.classify import (
+    KINDS,
+    Action,
+    Minimised,
+    ProtectedSpan,
+    minimise,
+    protected_spans,
+    restore,
+    scan,
+)
+from sovra.classify.minimise import canonical
 from sovra.errors import BadRequest
 from sovra.model import Finding
 
-KEY_A = bytes(range(32))
-KEY_B = bytes(range(1, 33))
-TOKEN = re.compile(r"\[TOKEN:(?P<kind>[a-z_]+):(?P<hex>[0-9a-f]{16})\]")
+TOKEN = re.compile(r"\[TOKEN:(?P<kind>[a-z_]+):(?P<body>[A-Za-z0-9_-]+)\]")
+
+
+class Recorder:
+    """Stands in for the custodian's protect call: a keyless, visible body per item.
+
+    The custodian's cryptography is tested in tests/keys; here only what minimisation
+    asks for, and where it puts the answers.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[str, str, str]]] = []
+
+    def __call__(self, items: Sequence[tuple[str, str, str]]) -> list[str]:
+        self.calls.append(list(items))
+        return [body(mode, kind, value) for mode, kind, value in items]
+
+
+def body(mode: str, kind: str, value: str) -> str:
+    digest = hashlib.sha256(f"{mode}\x00{kind}\x00{value}".encode("utf-8", "surrogatepass"))
+    return base64.urlsafe_b64encode(digest.digest()[:12]).decode()
 
 
 @pytest.fixture
@@ -60,7 +88,7 @@ def test_redact_every_kind(parts: list[tuple[str, str | None]]) -> None:
 def test_mixed_actions(parts: list[tuple[str, str | None]]) -> None:
     text = _text(parts)
     rules = {"pl_pesel": Action.REDACT, "iban": Action.TOKENIZE, "phone": Action.REDACT}
-    result = minimise(text, scan(text), rules, token_key=KEY_A)
+    result = minimise(text, scan(text), rules, protect=Recorder())
     assert result.actions == {
         "email": "keep",
         "iban": "tokenize",
@@ -76,53 +104,79 @@ def test_mixed_actions(parts: list[tuple[str, str | None]]) -> None:
             assert piece not in result.text
 
 
-def test_tokens_match_an_independent_hmac(parts: list[tuple[str, str | None]]) -> None:
+def test_tokenize_asks_once_for_canonical_values(parts: list[tuple[str, str | None]]) -> None:
     text = _text(parts)
-    result = minimise(text, scan(text), dict.fromkeys(KINDS, Action("tokenize")), token_key=KEY_A)
-    expected = []
+    recorder = Recorder()
+    result = minimise(text, scan(text), dict.fromkeys(KINDS, Action.TOKENIZE), protect=recorder)
+    expected, asked = [], []
     for piece, kind in parts:
         if kind is None:
             expected.append(piece)
             continue
         # Documented canonical forms: e-mail lower-cased; others letters and digits only.
-        canonical = piece.lower() if kind == "email" else re.sub(r"[\W_]", "", piece).upper()
-        mac = hmac.new(KEY_A, f"{kind}\x00{canonical}".encode(), hashlib.sha256)
-        expected.append(f"[TOKEN:{kind}:{mac.hexdigest()[:16]}]")
+        value = piece.lower() if kind == "email" else re.sub(r"[\W_]", "", piece).upper()
+        asked.append(("tokenize", kind, value))
+        expected.append(f"[TOKEN:{kind}:{body('tokenize', kind, value)}]")
+    assert recorder.calls == [asked]
     assert result.text == "".join(expected)
     for piece, kind in parts:
         if kind is not None:
             assert piece not in result.text
 
 
-def test_tokenize_is_deterministic_per_key_and_differs_across_keys(
-    parts: list[tuple[str, str | None]],
-) -> None:
+def test_seal_asks_for_the_exact_text(parts: list[tuple[str, str | None]]) -> None:
     text = _text(parts)
-    found = scan(text)
-    rules = dict.fromkeys(KINDS, Action.TOKENIZE)
-    first = minimise(text, found, rules, token_key=KEY_A).text
-    again = minimise(text, found, rules, token_key=KEY_A).text
-    other = minimise(text, found, rules, token_key=KEY_B).text
-    assert first == again
-    tokens_a = [m["hex"] for m in TOKEN.finditer(first)]
-    tokens_b = [m["hex"] for m in TOKEN.finditer(other)]
-    assert len(tokens_a) == len(tokens_b) == 5
-    assert all(a != b for a, b in zip(tokens_a, tokens_b, strict=True))
-    assert len(set(tokens_a)) == 5  # different values, different tokens
+    recorder = Recorder()
+    rules = {"iban": Action.SEAL, "pl_pesel": Action.TOKENIZE}
+    result = minimise(text, scan(text), rules, protect=recorder)
+    iban = next(p for p, k in parts if k == "iban")
+    assert ("seal", "iban", iban) in recorder.calls[0]
+    assert f"[SEALED:iban:{body('seal', 'iban', iban)}]" in result.text
+    assert result.actions["iban"] == "seal"
 
 
-def test_same_value_in_another_form_gets_the_same_token(samples: dict[str, str]) -> None:
+def test_markers_are_found_again_and_restored(parts: list[tuple[str, str | None]]) -> None:
+    text = _text(parts)
+    rules = {"iban": Action.SEAL, "pl_pesel": Action.TOKENIZE, "phone": Action.REDACT}
+    recorder = Recorder()
+    result = minimise(text, scan(text), rules, protect=recorder)
+    spans = protected_spans(result.text)
+    assert [(s.mode, s.kind) for s in spans] == [("tokenize", "pl_pesel"), ("seal", "iban")]
+    assert [s.body for s in spans] == [body(*item) for item in recorder.calls[0]]
+    values = [item[2] for item in recorder.calls[0]]
+    restored = restore(result.text, spans, values)
+    assert restored == text.replace("+48 601 234 567", "[REDACTED:phone]").replace(
+        "0912 345 678", "[REDACTED:phone]"
+    )
+    # A value the custodian would not open (None) leaves its marker where it was.
+    assert restore(result.text, spans, [None, values[1]]).count("[TOKEN:pl_pesel:") == 1
+
+
+def test_text_that_only_looks_like_a_marker_is_reported_for_the_custodian() -> None:
+    text = "[TOKEN:email:abc] [SEALED:Bad:xx] [TOKEN:email:] [SEALED:iban:a+b]"
+    assert protected_spans(text) == [ProtectedSpan(0, 17, "tokenize", "email", "abc")]
+
+
+def test_restore_refuses_mismatched_spans() -> None:
+    spans = protected_spans("[TOKEN:email:abc]")
+    with pytest.raises(BadRequest, match="1 protected spans but 2 values"):
+        restore("[TOKEN:email:abc]", spans, ["a", "b"])
+    with pytest.raises(BadRequest, match="inside the text"):
+        restore("short", spans, ["a"])
+
+
+def test_same_value_in_another_form_has_one_canonical_form(samples: dict[str, str]) -> None:
     wide_digits = "".join(chr(0xFF10 + d) for d in range(10))
     wide = samples["pesel"].translate(str.maketrans("0123456789", wide_digits))
-    assert token_for("pl_pesel", samples["pesel"], KEY_A) == token_for("pl_pesel", wide, KEY_A)
-    assert token_for("iban", samples["iban"], KEY_A) == token_for(
-        "iban", samples["iban_printed"], KEY_A
-    )
-    # The kind is part of the keyed message: same digits, different kind, other token.
-    assert (
-        token_for("phone", samples["pesel"], KEY_A)[-17:]
-        != token_for("pl_pesel", samples["pesel"], KEY_A)[-17:]
-    )
+    assert canonical("pl_pesel", samples["pesel"]) == canonical("pl_pesel", wide)
+    assert canonical("iban", samples["iban"]) == canonical("iban", samples["iban_printed"])
+    assert canonical("email", "Anna.Nowak@Example.PL") == "anna.nowak@example.pl"
+
+
+def test_protect_returning_the_wrong_number_of_bodies_is_refused() -> None:
+    text = "tel. +48 601 234 567"
+    with pytest.raises(BadRequest, match="1 values to protect, but 0 bodies"):
+        minimise(text, scan(text), {"phone": Action.TOKENIZE}, protect=lambda items: [])
 
 
 @pytest.mark.parametrize("kind", sorted({"email", "iban", "phone", "pl_pesel"}))
@@ -171,16 +225,24 @@ def test_no_findings() -> None:
     assert minimise("nic", [], {"phone": Action.REDACT}) == Minimised("nic", {}, {})
 
 
-@pytest.mark.parametrize("key", [None, b"", b"k" * (MIN_TOKEN_KEY_BYTES - 1)])
-def test_tokenize_needs_a_key(key: bytes | None) -> None:
+@pytest.mark.parametrize("action", [Action.TOKENIZE, Action.SEAL])
+def test_tokenize_and_seal_need_the_custodian(action: Action) -> None:
     text = "tel. +48 601 234 567"
-    with pytest.raises(BadRequest, match="token key"):
-        minimise(text, scan(text), {"phone": Action.TOKENIZE}, token_key=key)
+    with pytest.raises(BadRequest, match="custodian is required"):
+        minimise(text, scan(text), {"phone": action})
 
 
-def test_missing_key_is_caught_even_when_nothing_is_tokenized() -> None:
-    with pytest.raises(BadRequest, match="token key"):
+def test_missing_custodian_is_caught_even_when_nothing_is_tokenized() -> None:
+    with pytest.raises(BadRequest, match="custodian is required"):
         minimise("nic tu nie ma", [], {}, default=Action.TOKENIZE)
+
+
+def test_refusal_comes_before_any_value_leaves() -> None:
+    text = "tel. +48 601 234 567, e-mail anna@example.pl"
+    recorder = Recorder()
+    with pytest.raises(BadRequest, match="refuses"):
+        minimise(text, scan(text), {"phone": Action.SEAL, "email": Action.REFUSE}, protect=recorder)
+    assert recorder.calls == []
 
 
 # name -> (rules, default)
@@ -232,7 +294,7 @@ def test_result_is_frozen_and_holds_no_values(parts: list[tuple[str, str | None]
 
 def test_surrogates_survive_tokenizing(samples: dict[str, str]) -> None:
     text = f"\ud800PESEL {samples['pesel']}\udfff"
-    result = minimise(text, scan(text), {"pl_pesel": Action.TOKENIZE}, token_key=KEY_A)
+    result = minimise(text, scan(text), {"pl_pesel": Action.TOKENIZE}, protect=Recorder())
     assert result.text.startswith("\ud800PESEL [TOKEN:pl_pesel:")
     assert result.text.endswith("]\udfff")
 

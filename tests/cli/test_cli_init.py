@@ -41,7 +41,6 @@ def test_init_writes_a_complete_deployment_with_private_key_files(sovra_script, 
     secrets = {
         "keys/log.key",
         "keys/commitment.secret",
-        "keys/token.secret",
         "custodians/PL.key",
         "custodians/VN.key",
         "authorities/PL.key",

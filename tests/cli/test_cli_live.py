@@ -13,8 +13,6 @@ import re
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sovra.classify.minimise import token_for
-from sovra.keys import read_secret
 from sovra.ledger import NoteSigner, verify_checkpoint
 from sovra.model import Grant, Role
 from sovra.policy import verify_grant_signature
@@ -77,10 +75,40 @@ def test_get_by_record_returns_the_minimised_text(sovra, live, tmp_path):
     assert ran.code == 0, ran.err
     body = ran.json()
     assert body["decision"]["effect"] == "allow"
-    token = token_for("pl_pesel", PESEL, read_secret(live.root / "keys" / "token.secret"))
-    expected = _polish("Zofia").replace(PESEL, token).replace(IBAN, "[REDACTED:iban]")
-    assert body["records"] == {rid: expected}
+    expected = re.escape(_polish("Zofia").replace(IBAN, "[REDACTED:iban]")).replace(
+        re.escape(PESEL), r"\[TOKEN:pl_pesel:[A-Za-z0-9_-]{20,}\]"
+    )
+    assert list(body["records"]) == [rid]
+    assert re.fullmatch(expected, body["records"][rid])
     assert PESEL not in ran.out
+
+    # Her home authority may reveal: the custodian turns the token back.
+    revealed = sovra(
+        *live.args(
+            "get",
+            "--as",
+            "authority-pl",
+            "--purpose",
+            "domestic-legal-process",
+            "--justification",
+            "domestic-legal-process",
+            "--record",
+            rid,
+            "--reveal",
+        )
+    )
+    assert revealed.code == 0, revealed.err
+    assert revealed.json()["records"][rid] == _polish("Zofia").replace(IBAN, "[REDACTED:iban]")
+    assert revealed.json()["decision"]["action"] == "reveal"
+
+    # The service may not: denied, and the deny is logged.
+    refused = sovra(
+        *live.args(
+            "get", "--as", "svc-pl", "--purpose", "customer-support", "--record", rid, "--reveal"
+        )
+    )
+    assert refused.code == 1
+    assert "reveal" in refused.err
     decision = _log_entry(live, body["log_index"])
     assert (decision["principal"], decision["effect"]) == ("svc-pl", "allow")
 

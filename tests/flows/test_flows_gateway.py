@@ -513,3 +513,157 @@ def _minimal_grant() -> bytes:
             "subjects": ["s"],
         }
     ).encode()
+
+
+# -- minimisation per purpose, and reveal -----------------------------------------------------
+
+IBAN = "PL61 1090 1014 0000 0712 1981 2874"
+BILLING_TEXT = f"Anna Kowalska, PESEL {PESEL}, konto {IBAN}, faktura 7/2026."
+
+
+def test_purpose_picks_the_rule_and_is_logged_without_values(dep, principals):
+    gw = dep.gateway
+    base = gw.ingest(principals["svc-pl"], subject_id=ANNA, jurisdiction="PL", content=BILLING_TEXT)
+    billing = gw.ingest(
+        principals["svc-pl"],
+        subject_id=ANNA,
+        jurisdiction="PL",
+        content=BILLING_TEXT,
+        purpose="billing",
+    )
+    assert base.actions == {"iban": "redact", "pl_pesel": "tokenize"}
+    assert billing.actions == {"iban": "seal", "pl_pesel": "tokenize"}
+    entry = _entry(dep, billing.receipt.index)
+    assert entry.fields["purpose"] == "billing"
+    assert entry.fields["actions"] == {"iban": "seal", "pl_pesel": "tokenize"}
+    raw = dep.gateway.log.entry(billing.receipt.index).decode()
+    assert PESEL not in raw and IBAN not in raw and IBAN.replace(" ", "") not in raw
+    assert "purpose" not in _entry(dep, base.receipt.index).fields
+
+    read = gw.access(
+        principals["svc-pl"],
+        purpose="customer-support",
+        record_ids=[base.record_id, billing.record_id],
+    )
+    assert "[REDACTED:iban]" in read.records[base.record_id]
+    stored = read.records[billing.record_id]
+    assert "[SEALED:iban:" in stored and "[TOKEN:pl_pesel:" in stored
+    assert IBAN not in stored and PESEL not in stored
+    # One subject, one value: the same token in both records.
+    tokens = {t.body for r in read.records.values() for t in _spans(r) if t.mode == "tokenize"}
+    assert len(tokens) == 1
+
+
+def _spans(text):
+    from sovra.classify import protected_spans
+
+    return protected_spans(text)
+
+
+def test_home_authority_reveals_and_the_reveal_is_logged(dep, principals):
+    gw = dep.gateway
+    r = gw.ingest(
+        principals["svc-pl"],
+        subject_id=ANNA,
+        jurisdiction="PL",
+        content=BILLING_TEXT,
+        purpose="billing",
+    )
+    res = gw.access(
+        principals["authority-pl"],
+        purpose="domestic-legal-process",
+        justification="domestic-legal-process",
+        record_ids=[r.record_id],
+        reveal=True,
+    )
+    # The token gives back the canonical value; the sealed IBAN its exact text.
+    assert res.records[r.record_id] == BILLING_TEXT
+    decision = _entry(dep, res.decision_receipt.index)
+    assert (decision.fields["action"], decision.fields["effect"]) == ("reveal", "allow")
+    release = _entry(dep, res.release_receipt.index)
+    assert release.fields["action"] == "reveal"
+    assert res.decision_receipt.index < res.release_receipt.index
+    pl = gw.custodians["PL"]
+    assert [e.outcome for e in pl.journal() if e.operation == "reveal"] == ["revealed"]
+
+
+def test_subject_reveals_her_own_record(dep, principals):
+    gw = dep.gateway
+    r = gw.ingest(principals["svc-pl"], subject_id=ANNA, jurisdiction="PL", content=ANNA_TEXT)
+    res = gw.access(
+        principals["subject-anna"],
+        purpose="subject-access",
+        record_ids=[r.record_id],
+        justification="subject-request",
+        reveal=True,
+    )
+    assert res.records[r.record_id] == ANNA_TEXT
+
+
+def test_a_service_may_read_but_not_reveal_and_the_deny_is_logged(dep, principals):
+    gw = dep.gateway
+    r = gw.ingest(principals["svc-pl"], subject_id=ANNA, jurisdiction="PL", content=ANNA_TEXT)
+    size = gw.log.size
+    with pytest.raises(Denied, match="reveal the values") as info:
+        gw.access(
+            principals["svc-pl"], purpose="customer-support", record_ids=[r.record_id], reveal=True
+        )
+    entry = _entry(dep, info.value.log_index)
+    assert (entry.kind, entry.fields["action"], entry.fields["effect"]) == (
+        "decision",
+        "reveal",
+        "deny",
+    )
+    assert gw.log.size == size + 1  # the deny, and no key release
+    assert not [e for e in gw.custodians["PL"].journal() if e.operation == "reveal"]
+
+
+def test_a_reveal_for_a_foreign_authority_without_a_grant_is_denied(dep, principals):
+    gw = dep.gateway
+    r = gw.ingest(principals["svc-pl"], subject_id=ANNA, jurisdiction="PL", content=ANNA_TEXT)
+    with pytest.raises(Denied):
+        gw.access(
+            principals["authority-us"],
+            purpose="foreign-legal-process",
+            record_ids=[r.record_id],
+            reveal=True,
+        )
+
+
+def test_text_that_looks_like_a_token_is_left_as_written(dep, principals):
+    gw = dep.gateway
+    fake = "[TOKEN:pl_pesel:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo]"
+    r = gw.ingest(
+        principals["svc-pl"], subject_id=ANNA, jurisdiction="PL", content=f"note {fake} end"
+    )
+    res = gw.access(
+        principals["subject-anna"],
+        purpose="subject-access",
+        record_ids=[r.record_id],
+        justification="subject-request",
+        reveal=True,
+    )
+    assert res.records[r.record_id] == f"note {fake} end"
+
+
+def test_unknown_purpose_stores_and_logs_nothing(dep, principals):
+    gw = dep.gateway
+    size = gw.log.size
+    with pytest.raises(BadRequest, match="not 'marketing'"):
+        gw.ingest(
+            principals["svc-pl"],
+            subject_id=ANNA,
+            jurisdiction="PL",
+            content=ANNA_TEXT,
+            purpose="marketing",
+        )
+    assert gw.log.size == size
+    assert dep.store.records_for_subject(gw.commitment("PL", ANNA)) == []
+
+
+def test_shredded_subject_ingest_with_tokens_is_refused(dep, principals):
+    gw = dep.gateway
+    gw.ingest(principals["svc-pl"], subject_id=ANNA, jurisdiction="PL", content=ANNA_TEXT)
+    gw.shred(principals["authority-pl"], jurisdiction="PL", subject_id=ANNA)
+    with pytest.raises(BadRequest, match="crypto-shredded"):
+        gw.ingest(principals["svc-pl"], subject_id=ANNA, jurisdiction="PL", content=ANNA_TEXT)

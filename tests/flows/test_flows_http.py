@@ -159,6 +159,20 @@ def test_replayed_token_is_refused(http, dep, clock):
             400,
             "subject",
         ),
+        (
+            json.dumps(
+                {"subject_id": "a", "jurisdiction": "PL", "content": "x", "purpose": "marketing"}
+            ).encode(),
+            400,
+            "not 'marketing'",
+        ),
+        (
+            json.dumps(
+                {"subject_id": "a", "jurisdiction": "PL", "content": "x", "purpose": ["billing"]}
+            ).encode(),
+            400,
+            "purpose",
+        ),
     ],
 )
 def test_malformed_bodies_are_400_and_change_nothing(http, dep, clock, raw, status, message):
@@ -277,3 +291,29 @@ def test_running_serves_until_the_block_ends(dep):
         assert httpx.get(f"{url}/v1/info", timeout=5).json()["origin"] == "sovra.test/log"
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/v1/info", timeout=5)
+
+
+def test_reveal_over_http_is_its_own_logged_decision(http, dep, clock):
+    rid = _put(http, dep, clock).json()["record_id"]
+    read = _access(http, dep, clock, "svc-pl", {"purpose": "customer-support", "record_ids": [rid]})
+    assert "44051401359" not in read.text and "[TOKEN:pl_pesel:" in read.text
+    refused = _access(
+        http,
+        dep,
+        clock,
+        "svc-pl",
+        {"purpose": "customer-support", "record_ids": [rid], "reveal": True},
+    )
+    assert refused.status_code == 403, refused.text
+    body = {
+        "purpose": "domestic-legal-process",
+        "justification": "domestic-legal-process",
+        "record_ids": [rid],
+        "reveal": True,
+    }
+    revealed = _access(http, dep, clock, "authority-pl", body)
+    assert revealed.status_code == 200, revealed.text
+    assert revealed.json()["records"][rid] == ANNA_TEXT
+    assert revealed.json()["decision"]["action"] == "reveal"
+    bad = _access(http, dep, clock, "authority-pl", {**body, "reveal": [1]})
+    assert bad.status_code == 400 and "reveal" in bad.text

@@ -264,3 +264,13 @@ def test_client_sealing_against_a_real_server(dep, clock):
             keys = json.loads(json.dumps(anyone._call("GET", "/v1/sealed/custodians", auth=False)))
             assert set(keys["custodians"]) >= {"PL"}
     assert len(_released(dep, rid)) == 1
+
+
+def test_sealed_access_refuses_reveal_and_logs_nothing(svc, dep):
+    rid = svc.ingest_sealed("anna@example.pl", "PL", SECRET)["record_id"]
+    size = dep.gateway.log.size
+    key = base64.b64encode(transport.public_bytes(transport.new_recipient())).decode()
+    body = {"recipient": key, "purpose": "customer-support", "record_ids": [rid], "reveal": True}
+    with pytest.raises(BadRequest, match="reveal"):
+        svc._call("POST", "/v1/sealed/access", body)
+    assert dep.gateway.log.size == size

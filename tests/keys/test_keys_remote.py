@@ -101,6 +101,7 @@ def authorize(
     time_ms: int | None = None,
     purpose: str = "customer-support",
     signer: Ed25519PrivateKey | None = None,
+    action: str = "read",
 ) -> ReleaseAuthorization:
     now = int(time.time() * 1000) if time_ms is None else time_ms
     entry = (
@@ -112,6 +113,7 @@ def authorize(
             purpose=purpose,
             records=tuple(h.record_id for h in headers),
             subjects=tuple(sorted({h.subject for h in headers})),
+            action=action,
         )
         .to_entry(now)
         .to_bytes()
@@ -398,3 +400,49 @@ def test_a_deployment_uses_the_custodian_service_its_url_file_names(tmp_path: Pa
         dep.close()
         _stop(server, thread)
         served.close()
+
+
+# -- protected values over HTTP ----------------------------------------------------------------
+
+
+def test_protect_and_reveal_over_http(remote: RemoteCustodian, service: Service) -> None:
+    h = header(f"r-values-{time.monotonic_ns()}")
+    token, sealed = remote.protect(
+        h, [("tokenize", "pl_pesel", "44051401359"), ("seal", "iban", "PL61 1090 1014")]
+    )
+    assert remote.protect(h, [("tokenize", "pl_pesel", "44051401359")]) == [token]
+    items = [(h, "tokenize", "pl_pesel", token), (h, "seal", "iban", sealed)]
+    # A read allow is not a reveal allow.
+    with pytest.raises(Denied, match="not 'reveal'"):
+        remote.reveal(items, authorize(service.log_key, [h]), REQUESTER)
+    with pytest.raises(Denied, match="none was presented"):
+        remote.reveal(items, None, REQUESTER)
+    allow = authorize(service.log_key, [h], action="reveal")
+    assert remote.reveal(items, allow, REQUESTER) == ["44051401359", "PL61 1090 1014"]
+    # A body that does not open stays unrevealed rather than failing the batch.
+    assert remote.reveal([(h, "seal", "iban", token)], allow, REQUESTER) == [None]
+    assert [e.outcome for e in service.custodian.journal()[-1:]] == ["revealed"]
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"mode": "erase", "kind": "iban", "value": "x"}, "mode must be"),
+        ({"mode": "seal", "kind": "IBAN!", "value": "x"}, "is not a kind name"),
+        ({"mode": "seal", "kind": "iban", "value": ""}, "1..1024 bytes"),
+        ({"mode": "seal", "kind": "iban", "value": "x" * 1025}, "1..1024 bytes"),
+        ({"mode": "seal", "kind": "iban"}, "missing value"),
+    ],
+)
+def test_bad_protect_items_are_refused(
+    service: Service, item: dict[str, Any], message: str
+) -> None:
+    body = {
+        "requestMetadata": {"callerPrincipal": "gw", "operation": "protect", "requestId": "1"},
+        "header": base64.b64encode(header().to_bytes()).decode(),
+        "items": [item],
+    }
+    response = _raw(service, "/keys/PL/protect", body)
+    assert response.status_code == 400
+    assert response.json()["errorName"] == "ValidationException"
+    assert message in response.json()["errorMessage"]

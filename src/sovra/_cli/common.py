@@ -17,6 +17,7 @@ from sovra.errors import IntegrityError, SovraError
 
 if TYPE_CHECKING:
     from sovra.client import Client
+    from sovra.keys.transport import TransportPins
 
 __all__ = [
     "DEFAULT_URL",
@@ -31,6 +32,7 @@ __all__ = [
     "out",
     "print_json",
     "progress",
+    "warn",
 ]
 
 # soft_wrap: a line of text is never broken at the console's width, so a path or a
@@ -53,6 +55,10 @@ def error(message: str) -> None:
     err.print(Text.assemble(("error", "bold red"), " ", message))
 
 
+def warn(message: str) -> None:
+    err.print(Text.assemble(("warning", "bold yellow"), " ", message))
+
+
 def fail(exc: SovraError) -> NoReturn:
     error(exc.diagnostics())
     raise typer.Exit(3 if isinstance(exc, IntegrityError) else 1)
@@ -64,8 +70,10 @@ def connect(
     principal: str | None = None,
     key: Path | None = None,
     deployment: Path = Path(),
+    *,
+    transport_pins: TransportPins | None = None,
 ) -> Iterator[Client]:
-    """A client for *url*, signing as *principal* when given."""
+    """A client for *url*, signing as *principal* when given, with *transport_pins* if any."""
     from sovra.client import Client
     from sovra.keys import load_ed25519
     from sovra.model import check_id
@@ -74,7 +82,7 @@ def connect(
     if principal is not None:
         path = key or deployment / "principals" / f"{check_id(principal, 'principal')}.key"
         signing_key = load_ed25519(path)
-    with Client(url, principal, signing_key) as client:
+    with Client(url, principal, signing_key, transport_pins=transport_pins) as client:
         yield client
 
 

@@ -1,4 +1,4 @@
-"""``sovra keys status|rotate|shred`` and ``sovra custodian serve|seal``: custodians' keys.
+"""``sovra keys status|rotate|shred|transport-key``, ``sovra custodian serve|seal``.
 
 These commands work on the deployment directory directly, as its custodians do: they read
 the KEK files and subject-key stores under ``custodians/``. A gateway serving the same
@@ -9,6 +9,7 @@ deployment meanwhile picks up a rotation by itself (it reloads a changed KEK fil
 process (:mod:`sovra.server.custodian`), with its KEK file and subject-key store; callers
 present the bearer secret in ``custodians/<J>.token`` (created on first start, 0600).
 ``sovra custodian seal`` seals a KEK file at rest under a passphrase or a key file.
+``sovra keys transport-key`` prints custodians' transport keys for clients to pin.
 """
 
 from __future__ import annotations
@@ -172,6 +173,48 @@ def _custodian(
     log_public = load_ed25519(deployment / "keys" / "log.key").public_key()
     path = deployment / "custodians" / f"{code}.key"
     return LocalCustodian.open(path, code, log_public, unlock=unlock), path
+
+
+@keys_app.command("transport-key")
+def keys_transport_key(
+    jurisdiction: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--jurisdiction",
+            "-j",
+            help="jurisdiction code (repeatable) [default: every custodian key file here]",
+        ),
+    ] = None,
+    deployment: DeploymentDir = Path("deployment"),
+    passphrase_env: PassphraseEnv = None,
+    key_file: KeyFile = None,
+) -> None:
+    """Print custodians' transport keys as a pins file for client-side sealing.
+
+    Run it where the custodians' KEK files are, and give the output to clients by a way
+    that does not pass through the gateway; `sovra put --client-side --pins FILE` then
+    refuses any other key. A KEK rotation changes the key: pin the new one.
+    """
+    from sovra.errors import ConfigError
+    from sovra.keys.transport import TransportPins
+    from sovra.model import check_jurisdiction
+
+    unlock = _unlock(passphrase_env, key_file)
+    codes = [check_jurisdiction(j) for j in jurisdiction or []]
+    if not codes:
+        found = (deployment / "custodians").glob("??.key")
+        codes = sorted(p.stem for p in found if p.stem.isascii() and p.stem.isupper())
+    if not codes:
+        raise ConfigError(f"no custodian key file in {deployment / 'custodians'}")
+    keys: dict[tuple[str, int], bytes] = {}
+    for code in dict.fromkeys(codes):
+        custodian, _ = _custodian(deployment, code, unlock)
+        try:
+            version, key = custodian.transport_key()
+        finally:
+            custodian.close()
+        keys[(code, version)] = key
+    out.print(TransportPins(keys).to_json().decode(), end="", markup=False, highlight=False)
 
 
 @custodian_app.command("serve")

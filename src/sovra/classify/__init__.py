@@ -8,8 +8,24 @@ kinds this version can report.
 
 from __future__ import annotations
 
-from sovra.classify.minimise import Action, Minimised, minimise
+from sovra.classify.minimise import (
+    Action,
+    Minimised,
+    ProtectedSpan,
+    minimise,
+    protected_spans,
+    restore,
+)
 from sovra.classify.registry import KINDS
 from sovra.classify.scanner import scan
 
-__all__ = ["KINDS", "Action", "Minimised", "minimise", "scan"]
+__all__ = [
+    "KINDS",
+    "Action",
+    "Minimised",
+    "ProtectedSpan",
+    "minimise",
+    "protected_spans",
+    "restore",
+    "scan",
+]

@@ -2,15 +2,26 @@
 
 Each kind of finding gets one :class:`Action`. The result reports how many findings of
 each kind there were and what was done to them; it never carries a found value.
+
+``tokenize`` and ``seal`` replace a value with a marker whose body only the subject's
+custodian can turn back (:mod:`sovra.keys.values`); this module only places and finds the
+markers, through a *protect* callable the caller wires to the custodian::
+
+    [TOKEN:<kind>:<body>]     deterministic: the same value of one subject, same token
+    [SEALED:<kind>:<body>]    randomised and bound to the record
+
+Bodies are unpadded base64url. A token protects the value's canonical form (look-alike
+characters folded; e-mail lower-cased, other kinds reduced to upper-cased letters and
+digits), so the same number written with spaces or full-width digits joins; a sealed value
+keeps the exact text.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
+import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sovra.classify._fold import fold
@@ -18,10 +29,24 @@ from sovra.classify.registry import KINDS
 from sovra.errors import BadRequest
 from sovra.model import Finding
 
-__all__ = ["MIN_TOKEN_KEY_BYTES", "Action", "Minimised", "minimise", "token_for"]
+__all__ = [
+    "Action",
+    "Minimised",
+    "Protect",
+    "ProtectedSpan",
+    "canonical",
+    "minimise",
+    "protected_spans",
+    "restore",
+]
 
-MIN_TOKEN_KEY_BYTES = 16
-_TOKEN_HEX = 16
+Protect = Callable[[Sequence[tuple[str, str, str]]], Sequence[str]]
+"""Takes ``(mode, kind, value)`` items, mode ``tokenize`` or ``seal``, and returns one
+protected body per item, in order."""
+
+_MARKER = re.compile(r"\[(TOKEN|SEALED):([a-z][a-z0-9_]{0,63}):([A-Za-z0-9_-]{1,2048})\]")
+_MODES = {"TOKEN": "tokenize", "SEALED": "seal"}
+_LABELS = {mode: label for label, mode in _MODES.items()}
 
 
 class Action(enum.StrEnum):
@@ -30,7 +55,19 @@ class Action(enum.StrEnum):
     KEEP = "keep"
     REDACT = "redact"
     TOKENIZE = "tokenize"
+    SEAL = "seal"
     REFUSE = "refuse"
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectedSpan:
+    """A tokenized or sealed value's marker found in a text: where, how and of what kind."""
+
+    start: int
+    end: int
+    mode: str  # "tokenize" or "seal"
+    kind: str
+    body: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,40 +119,46 @@ def _ordered(text: str, findings: Iterable[Finding]) -> list[Finding]:
     return ordered
 
 
-def _canonical(kind: str, value: str) -> str:
-    # The same number written with full-width digits, spaces or dashes gets the same
-    # token, so tokens still join records that hold the same value.
+def canonical(kind: str, value: str) -> str:
+    """The form of *value* a token protects: the same number written with full-width
+    digits, spaces or dashes gets the same token, so tokens still join records."""
     folded = fold(value)
     if kind == "email":
         return folded.lower()
     return "".join(c for c in folded if c.isalnum()).upper()
 
 
-def token_for(kind: str, value: str, key: bytes) -> str:
-    """The replacement that :attr:`Action.TOKENIZE` puts in place of *value*.
+def protected_spans(text: str) -> list[ProtectedSpan]:
+    """Every ``[TOKEN:...]`` and ``[SEALED:...]`` marker in *text*, left to right.
 
-    ``[TOKEN:<kind>:<hex>]`` where hex is the first 16 hex digits of
-    HMAC-SHA256(key, kind || 0x00 || canonical value), UTF-8 encoded. The NUL keeps the
-    kind and the value apart; the canonical value is the value with look-alike
-    characters folded, and then lower-cased for e-mail addresses, or reduced to its
-    upper-cased letters and digits for every other kind.
+    Whether a marker is real is for the custodian to say: text that only looks like one
+    does not open, and stays as it is.
+    """
+    return [
+        ProtectedSpan(m.start(), m.end(), _MODES[m[1]], m[2], m[3]) for m in _MARKER.finditer(text)
+    ]
 
-    Args:
-        kind: the finding's kind.
-        value: the matched text.
-        key: the tokenization key, at least :data:`MIN_TOKEN_KEY_BYTES` long.
 
-    Returns:
-        The token text.
+def restore(text: str, spans: Sequence[ProtectedSpan], values: Sequence[str | None]) -> str:
+    """*text* with each span replaced by its value; a ``None`` value leaves the span as is.
 
     Raises:
-        BadRequest: the key is missing or too short.
+        BadRequest: *spans* and *values* differ in length, or spans are out of order.
     """
-    if len(key) < MIN_TOKEN_KEY_BYTES:
-        raise BadRequest(f"the tokenization key must be at least {MIN_TOKEN_KEY_BYTES} bytes")
-    message = kind.encode() + b"\x00" + _canonical(kind, value).encode("utf-8", "surrogatepass")
-    digest = hmac.new(key, message, hashlib.sha256).hexdigest()
-    return f"[TOKEN:{kind}:{digest[:_TOKEN_HEX]}]"
+    if len(spans) != len(values):
+        raise BadRequest(f"{len(spans)} protected spans but {len(values)} values")
+    pieces: list[str] = []
+    cursor = 0
+    for span, value in zip(spans, values, strict=True):
+        if span.start < cursor or span.end > len(text):
+            raise BadRequest("protected spans must be disjoint, in order, and inside the text")
+        if value is None:
+            continue
+        pieces.append(text[cursor : span.start])
+        pieces.append(value)
+        cursor = span.end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 def minimise(
@@ -124,13 +167,14 @@ def minimise(
     rules: Mapping[str, Action],
     *,
     default: Action = Action.KEEP,
-    token_key: bytes | None = None,
+    protect: Protect | None = None,
 ) -> Minimised:
-    """Keep, redact, tokenize or refuse each finding according to *rules*.
+    """Keep, redact, tokenize, seal or refuse each finding according to *rules*.
 
-    ``redact`` puts ``[REDACTED:<kind>]`` in place of the span; ``tokenize`` puts the
-    keyed, deterministic :func:`token_for` token there; ``refuse`` rejects the whole
-    text. Nothing is replaced unless no finding is refused.
+    ``redact`` puts ``[REDACTED:<kind>]`` in place of the span; ``tokenize`` and ``seal``
+    put the markers described in this module's docstring there, with bodies from one call
+    of *protect* for the whole text; ``refuse`` rejects the whole text. Nothing is
+    replaced, and *protect* is not called, unless no finding is refused.
 
     Args:
         text: the text the findings were made on.
@@ -138,9 +182,9 @@ def minimise(
         rules: kind -> action; every key MUST be a kind in ``KINDS``. Values may be
             :class:`Action` members or their string values.
         default: the action for kinds *rules* does not name.
-        token_key: the HMAC key for ``tokenize``; required when any rule (or the
-            default) tokenizes, even if nothing in this text is tokenized, so a missing
-            key shows up at the first call rather than with the first match.
+        protect: makes the bodies of tokens and sealed values (the subject's custodian);
+            required when any rule (or the default) tokenizes or seals, even if nothing
+            in this text is, so a missing custodian shows up at the first call.
 
     Returns:
         The minimised text with per-kind counts and the action applied to each kind.
@@ -148,18 +192,16 @@ def minimise(
     Raises:
         BadRequest: a finding of a refused kind is present (the message names the kind,
             never the value); *text* is not a string; a rule names an unknown kind or
-            action; a finding lies outside *text* or overlaps another; tokenizing
-            without a key of at least :data:`MIN_TOKEN_KEY_BYTES` bytes.
+            action; a finding lies outside *text* or overlaps another; a rule tokenizes
+            or seals without *protect*; *protect* returns the wrong number of bodies.
     """
     if not isinstance(text, str):
         raise BadRequest(f"minimise takes text, not {type(text).__name__}")
     plan, fallback = _parse_rules(rules, default)
     ordered = _ordered(text, findings)
-    tokenizes = fallback is Action.TOKENIZE or Action.TOKENIZE in plan.values()
-    if tokenizes and (token_key is None or len(token_key) < MIN_TOKEN_KEY_BYTES):
-        raise BadRequest(
-            f"a rule tokenizes, so a token key of at least {MIN_TOKEN_KEY_BYTES} bytes is required"
-        )
+    protecting = {Action.TOKENIZE, Action.SEAL}
+    if protect is None and (fallback in protecting or protecting & set(plan.values())):
+        raise BadRequest("a rule tokenizes or seals, so the subject's custodian is required")
     for finding in ordered:
         if plan.get(finding.kind, fallback) is Action.REFUSE:
             raise BadRequest(
@@ -167,21 +209,31 @@ def minimise(
                 "minimisation rule refuses"
             )
 
-    key = token_key if token_key is not None else b""
+    changed = [f for f in ordered if plan.get(f.kind, fallback) is not Action.KEEP]
+    requests = []
+    for finding in changed:
+        action = plan.get(finding.kind, fallback)
+        if action in protecting:
+            value = text[finding.start : finding.end]
+            if action is Action.TOKENIZE:
+                value = canonical(finding.kind, value)
+            requests.append((action.value, finding.kind, value))
+    bodies: Sequence[str] = protect(requests) if requests and protect is not None else ()
+    if len(bodies) != len(requests):
+        raise BadRequest(f"{len(requests)} values to protect, but {len(bodies)} bodies came back")
     # Pieces are gathered left to right and joined once: each replacement is cut from
     # the untouched original, so every span stays valid, and the work is linear where
     # replacing in place (even right to left) would copy the text once per finding.
     pieces: list[str] = []
     cursor = 0
-    for finding in ordered:
+    next_body = iter(bodies)
+    for finding in changed:
         action = plan.get(finding.kind, fallback)
-        if action is Action.KEEP:
-            continue
         pieces.append(text[cursor : finding.start])
         if action is Action.REDACT:
             pieces.append(f"[REDACTED:{finding.kind}]")
         else:
-            pieces.append(token_for(finding.kind, text[finding.start : finding.end], key))
+            pieces.append(f"[{_LABELS[action.value]}:{finding.kind}:{next(next_body)}]")
         cursor = finding.end
     pieces.append(text[cursor:])
 

@@ -66,13 +66,14 @@ from sovra.errors import (
     NotFound,
     VerificationError,
 )
-from sovra.keys import _aead, transport
+from sovra.keys import _aead, transport, values
 from sovra.keys.files import StrPath, read_secret, write_secret
 from sovra.keys.sealing import Sealer, Unlock, is_sealed, new_sealer, seal_key_file, unseal_key_file
 from sovra.keys.subjects import SubjectKeyStore, subjects_path
 from sovra.model import (
     MAX_ENTRY_BYTES,
     LogEntry,
+    LogReceipt,
     RecordHeader,
     ReleaseAuthorization,
     WrappedKey,
@@ -93,6 +94,7 @@ __all__ = [
     "JournalEntry",
     "LocalCustodian",
     "SealingCustodian",
+    "ValueCustodian",
     "system_clock_ms",
 ]
 
@@ -116,6 +118,8 @@ _HEX_CHECK = re.compile(r"[0-9a-f]{32}")
 _WRAP_TAG = b"sovra-wrap/v2\n"
 _SUBJECT_TAG = b"sovra-subject-key/v1\n"
 _SUBJECT_CACHE_SIZE = 4096
+_PROMISE_CACHE_SIZE = 4096
+"""Batch promises remembered as verified; a few hundred bytes each, under 2 MiB in all."""
 _JOURNAL_REQUESTER_CHARS = 128
 
 
@@ -167,10 +171,12 @@ class JournalEntry:
     """
 
     time_ms: int
-    operation: Literal["wrap", "unwrap", "shred"]
+    operation: Literal["wrap", "unwrap", "shred", "protect", "reveal"]
     requester: str | None
     record_id: str
-    outcome: Literal["wrapped", "released", "refused", "denied", "failed", "shredded"]
+    outcome: Literal[
+        "wrapped", "released", "refused", "denied", "failed", "shredded", "protected", "revealed"
+    ]
     reason: str = ""
 
 
@@ -253,6 +259,90 @@ class SealingCustodian(Protocol):
         ...
 
 
+class _VerifiedPromises:
+    """The log's batch promises whose signature this custodian has already checked.
+
+    The log signs one promise per batch of entries (``sovra-promise/v2``: origin, batch
+    start and size, time, RFC 9162 root), and each receipt carries its own entry's path to
+    that root. Decisions appended together share the promise, so without this cache every
+    one of them would pay the same Ed25519 verification (~0.1 ms) again.
+
+    A cache entry is the exact triple an Ed25519 check covers: the log key, the signed
+    bytes and the signature. Verification is deterministic, so a hit stands for a check that
+    already passed on identical input. Everything that differs between receipts of one
+    batch is recomputed on every call before the lookup: the entry's leaf hash against the
+    receipt's, and the receipt's path up to the root, which is part of the signed bytes.
+    A receipt whose path, entry, origin, index, batch, time or signature differs from a
+    verified one builds another key and gets the full check; nothing is cached on failure.
+    Bounded (least recently used out) and safe to share between threads.
+    """
+
+    __slots__ = ("_key", "_lock", "_log_key", "_max", "_seen")
+
+    def __init__(self, log_key: Ed25519PublicKey, size: int = _PROMISE_CACHE_SIZE) -> None:
+        if size <= 0:
+            raise ConfigError("the promise cache size must be positive")
+        self._log_key = log_key
+        self._key = log_key.public_bytes_raw()
+        self._max = size
+        self._seen: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seen)
+
+    def verify(self, receipt: LogReceipt, entry: bytes) -> None:
+        """Check that *receipt* is the log's and covers *entry*, as :meth:`LogReceipt.verify`.
+
+        Raises:
+            VerificationError: the entry does not hash to the receipt's leaf, the path does
+                not fit the batch, or the signature is not the log key's.
+        """
+        if hashlib.sha256(b"\x00" + entry).digest() != receipt.leaf_hash:
+            raise VerificationError("receipt does not cover this entry (leaf hash differs)")
+        # A promise about one entry is never presented for another: caching it only
+        # churns the cache, so those (and v1 receipts) always get the full check.
+        shared = receipt.batch_size > 1
+        if shared:
+            # Rebuilds the batch root from this receipt's own leaf and path.
+            cache_key = (self._key, receipt.signed_bytes(), receipt.signature)
+            with self._lock:
+                if cache_key in self._seen:
+                    self._seen.move_to_end(cache_key)
+                    return
+        receipt.verify(self._log_key, entry)
+        if shared:
+            with self._lock:
+                self._seen[cache_key] = None
+                if len(self._seen) > self._max:
+                    self._seen.popitem(last=False)
+
+
+@runtime_checkable
+class ValueCustodian(Protocol):
+    """A custodian that also protects values minimisation takes out of records
+    (:mod:`sovra.keys.values`).
+
+    Implementations MUST protect under the key of the record's subject, so her shred makes
+    her tokens and sealed values unreadable, and MUST NOT reveal anything without the
+    checks of :class:`Custodian` and a logged allow whose action is ``reveal``.
+    """
+
+    def protect(self, header: RecordHeader, items: Sequence[tuple[str, str, str]]) -> list[str]:
+        """Tokenize or seal ``(mode, kind, value)`` items of *header*'s record."""
+        ...
+
+    def reveal(
+        self,
+        items: Sequence[tuple[RecordHeader, str, str, str]],
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+    ) -> list[str | None]:
+        """Reveal ``(header, mode, kind, body)`` items under a logged allow to reveal."""
+        ...
+
+
 class BaseCustodian(abc.ABC):
     """Every check of :class:`Custodian`, around two private methods implementers write.
 
@@ -289,6 +379,7 @@ class BaseCustodian(abc.ABC):
         if journal_size <= 0:
             raise ConfigError("journal_size must be positive")
         self._log_key = log_key
+        self._promises = _VerifiedPromises(log_key)
         self._clock = clock
         self._max_age_ms = max_authorization_age_ms
         self._journal: deque[JournalEntry] = deque(maxlen=journal_size)
@@ -442,8 +533,9 @@ class BaseCustodian(abc.ABC):
     ) -> list[bytes]:
         """Release the data keys of several records under one logged allow, all or none.
 
-        The receipt's signature is verified once for the whole batch; every record is
-        still checked against the allow one by one. If any record is refused, denied or
+        The receipt's signature is verified once for the whole batch (and once for every
+        receipt of one log batch: see :class:`_VerifiedPromises`); every record is still
+        checked against the allow one by one. If any record is refused, denied or
         fails to open, no key is returned.
 
         Args:
@@ -597,6 +689,116 @@ class BaseCustodian(abc.ABC):
             for key, (_, header) in zip(keys, items, strict=True)
         ]
 
+    # -- protected values (sovra.keys.values) -----------------------------------------------
+
+    def _value_key(self, subject: str, *, create: bool) -> bytes:
+        """The key protecting *subject*'s values; a custodian that protects values overrides
+        this. MUST raise as :meth:`_wrap_with` (create) and :meth:`_unwrap_with` do.
+
+        Raises:
+            BadRequest: this custodian does not protect values.
+        """
+        raise BadRequest(f"custodian {self._jurisdiction} does not protect values")
+
+    def protect(self, header: RecordHeader, items: Sequence[tuple[str, str, str]]) -> list[str]:
+        """Tokenize or seal values found in one record, under its subject's key.
+
+        Args:
+            header: the header of the record the values come from.
+            items: ``(mode, kind, value)`` triples; mode is ``tokenize`` or ``seal``.
+
+        Returns:
+            One protected body per item (see :mod:`sovra.keys.values`), in order.
+
+        Raises:
+            BadRequest: a header of another jurisdiction, an empty or oversized batch, an
+                unknown mode, an empty or oversized value, or a crypto-shredded subject.
+        """
+        now = self._clock()
+        try:
+            self._check_header(header)
+            checked = _value_items(items, "value")
+            self._begin()
+            key = self._value_key(header.subject, create=True)
+            bodies = [
+                values.protect_value(key, mode, kind, header.record_id, value)
+                for mode, kind, value in checked
+            ]
+        except BadRequest as exc:
+            self._record(
+                JournalEntry(now, "protect", None, header.record_id, "refused", exc.message)
+            )
+            raise
+        self._record(JournalEntry(now, "protect", None, header.record_id, "protected"))
+        return bodies
+
+    def reveal(
+        self,
+        items: Sequence[tuple[RecordHeader, str, str, str]],
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+    ) -> list[str | None]:
+        """Turn protected bodies back into values, against a logged allow to reveal.
+
+        The authorization is checked as for :meth:`unwrap_many`, and its decision MUST be
+        for the ``reveal`` action and cover each item's record and subject. A body that
+        does not open under the record's subject (text that only looks like a protected
+        value, or one copied from another record) gives ``None``: it is left as it is.
+
+        Args:
+            items: ``(header, mode, kind, body)`` of each protected value.
+            authorization: the logged decision entry and the log's receipt for it.
+            requester: the principal id asking.
+
+        Raises:
+            BadRequest: an empty or oversized batch, an unknown mode, a header of another
+                jurisdiction, or *requester* is not an id.
+            Denied: as :meth:`unwrap_many`, or the decision is not for ``reveal``.
+            NotFound: a subject was crypto-shredded.
+        """
+        now = self._clock()
+        first = items[0][0].record_id if items else ""
+        try:
+            check_id(requester, "requester")
+            checked = _value_items([(m, k, b) for _, m, k, b in items], "body")
+            for header, *_ in items:
+                self._check_header(header)
+        except BadRequest as exc:
+            self._record(JournalEntry(now, "reveal", requester, first, "refused", exc.message))
+            raise
+        current = first
+        try:
+            records, subjects = self._verify_allow(current, authorization, requester, now)
+            if authorization is not None:
+                action = LogEntry.from_bytes(authorization.entry).fields.get("action")
+                if action != "reveal":
+                    raise self._deny(current, f"the logged allow is for {action!r}, not 'reveal'")
+            for header, *_ in items:
+                current = header.record_id
+                self._check_covers(header, records, subjects)
+        except Denied as exc:
+            self._record(JournalEntry(now, "reveal", requester, current, "denied", exc.message))
+            raise
+        self._begin()
+        keys: dict[str, bytes] = {}
+        out: list[str | None] = []
+        for (header, *_), (mode, kind, body) in zip(items, checked, strict=True):
+            subject = header.subject
+            try:
+                if subject not in keys:
+                    keys[subject] = self._value_key(subject, create=False)
+                out.append(values.open_value(keys[subject], mode, kind, header.record_id, body))
+            except NotFound as exc:
+                self._record(
+                    JournalEntry(now, "reveal", requester, header.record_id, "denied", exc.message)
+                )
+                raise NotFound(f"record {header.record_id}: {exc.message}") from None
+            except IntegrityError:
+                out.append(None)
+        for record_id in dict.fromkeys(h.record_id for h, *_ in items):
+            self._record(JournalEntry(now, "reveal", requester, record_id, "revealed"))
+        return out
+
     def shred(self, subject: str) -> bool:
         """Crypto-shred a subject: destroy her key, so none of her records opens again.
 
@@ -647,7 +849,7 @@ class BaseCustodian(abc.ABC):
         if len(raw) > MAX_ENTRY_BYTES:
             raise self._deny(rid, f"the presented entry is over {MAX_ENTRY_BYTES} bytes")
         try:
-            authorization.receipt.verify(self._log_key, raw)
+            self._promises.verify(authorization.receipt, raw)
         except VerificationError as exc:
             raise self._deny(rid, f"the log receipt does not verify: {exc.message}") from None
         try:
@@ -706,6 +908,30 @@ class BaseCustodian(abc.ABC):
         if len(data_key) != _aead.KEY_SIZE:
             raise IntegrityError(f"unwrapped key is {len(data_key)} bytes")
         return data_key
+
+
+def _value_items(
+    items: Sequence[tuple[str, str, str]], what: str
+) -> list[tuple[values.Mode, str, str]]:
+    """Check a protect or reveal batch, before any key is touched: size, modes, kinds and
+    value lengths (bodies are checked when opened)."""
+    if not 0 < len(items) <= values.MAX_BATCH_VALUES:
+        raise BadRequest(f"a batch holds 1..{values.MAX_BATCH_VALUES} values, got {len(items)}")
+    checked = []
+    for n, (mode, kind, text) in enumerate(items):
+        if mode not in {m.value for m in values.Mode}:
+            raise BadRequest(f"item {n}: mode must be 'tokenize' or 'seal', not {mode!r}")
+        if not isinstance(kind, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", kind):
+            raise BadRequest(f"item {n}: {kind!r} is not a kind name")
+        if not isinstance(text, str):
+            raise BadRequest(f"item {n}: the {what} must be a string")
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if what == "value" and not 0 < size <= values.MAX_VALUE_BYTES:
+            raise BadRequest(
+                f"item {n}: a protected value is 1..{values.MAX_VALUE_BYTES} bytes, got {size}"
+            )
+        checked.append((values.Mode(mode), kind, text))
+    return checked
 
 
 def _str_list(fields: Mapping[str, Any], name: str) -> list[str]:
@@ -1194,6 +1420,11 @@ class LocalCustodian(BaseCustodian):
         if kek is None:
             raise BadRequest(f"custodian {self._jurisdiction} holds no KEK version {version}")
         return transport.derive_transport_key(kek, self._jurisdiction, version)
+
+    def _value_key(self, subject: str, *, create: bool) -> bytes:
+        return values.value_key(
+            self._subject_key(subject, create=create), self._jurisdiction, subject
+        )
 
     def _wrap_with(self, subject: str, data_key: bytes, aad: bytes) -> bytes:
         return _aead.seal(self._subject_key(subject, create=True), data_key, aad)

@@ -332,6 +332,60 @@ class RemoteCustodian:
         self._version = None
         return self._post(self._key("rotate"), "rotate", {})
 
+    # -- protected values (sovra.keys.values) -----------------------------------------------
+
+    def protect(self, header: RecordHeader, items: Sequence[tuple[str, str, str]]) -> list[str]:
+        """Have the service tokenize or seal values (see :meth:`BaseCustodian.protect`).
+
+        Raises:
+            BadRequest: refused by the service (a shredded subject, a bad batch).
+            Unavailable: the service cannot be reached or is throttling.
+        """
+        body = {
+            "header": _enc(header.to_bytes()),
+            "items": [{"mode": m, "kind": k, "value": v} for m, k, v in items],
+        }
+        result = self._post(self._key("protect"), "protect", body)
+        bodies = [item.get("body") for item in self._items(result, len(items))]
+        if not all(isinstance(b, str) for b in bodies):
+            raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
+        return [str(b) for b in bodies]
+
+    def reveal(
+        self,
+        items: Sequence[tuple[RecordHeader, str, str, str]],
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+    ) -> list[str | None]:
+        """Have the service reveal protected values (see :meth:`BaseCustodian.reveal`).
+
+        Raises:
+            Denied: no authorization, or the service refused it.
+            NotFound: a subject was crypto-shredded.
+            Unavailable: the service cannot be reached or is throttling.
+        """
+        if authorization is None:
+            raise Denied(
+                f"custodian {self._jurisdiction} reveals values only against a logged allow; "
+                "none was presented"
+            )
+        body = {
+            "items": [
+                {"header": _enc(h.to_bytes()), "mode": m, "kind": k, "body": b}
+                for h, m, k, b in items
+            ],
+            "authorization": {
+                "entry": _enc(authorization.entry),
+                "receipt": authorization.receipt.to_dict(),
+            },
+            "requester": requester,
+        }
+        result = self._post(self._key("reveal"), "reveal", body)
+        out = [item.get("value") for item in self._items(result, len(items))]
+        if not all(v is None or isinstance(v, str) for v in out):
+            raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
+        return out
+
     def _items(self, result: dict[str, Any], count: int) -> list[dict[str, Any]]:
         items = result.get("items")
         if not isinstance(items, list) or len(items) != count:

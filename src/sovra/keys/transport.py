@@ -19,26 +19,44 @@ one direction, one record or one subject opens for no other.
 A custodian's transport key is derived from its KEK of the header's version
 (HKDF-SHA256, info ``"sovra-transport-key/v1\\n" J "\\n" v``): it needs no file of its own,
 it rotates with the KEK, and it is destroyed with that KEK version.
+
+The gateway hands the client the key to seal to. A client that got the custodians' keys
+out of band (``sovra keys transport-key``, run where the KEK files are) pins them in a
+:class:`TransportPins` document and refuses any other key the gateway offers::
+
+    {
+      "type": "sovra-transport-keys",
+      "format": 1,
+      "keys": [{"jurisdiction": "PL", "kek_version": 1, "key": "<base64, 32 bytes>"}, ...]
+    }
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from sovra.errors import BadRequest, IntegrityError
+from sovra.errors import BadRequest, IntegrityError, VerificationError
 from sovra.keys import _aead
 from sovra.keys.envelope import open_blob, seal
-from sovra.model import RecordHeader
+from sovra.model import RecordHeader, check_jurisdiction
 
 __all__ = [
     "CLIENT_SEALED_CONTENT_TYPE",
     "ENVELOPE_SIZE",
+    "PINS_FORMAT",
     "PUBLIC_KEY_SIZE",
     "Direction",
+    "TransportPins",
     "check_public",
     "derive_transport_key",
     "new_recipient",
@@ -58,6 +76,10 @@ ENVELOPE_SIZE = PUBLIC_KEY_SIZE + _aead.OVERHEAD + _aead.KEY_SIZE
 """An envelope always holds one 32-byte data key, so its size is fixed."""
 _LABEL = b"sovra-key-envelope/v1\n"
 _TRANSPORT_INFO = b"sovra-transport-key/v1\n"
+PINS_FORMAT = 1
+_PINS_TYPE = "sovra-transport-keys"
+_MAX_PINS_BYTES = 1024 * 1024
+_MAX_PINS = 4096
 
 
 def _label(direction: Direction, header: RecordHeader) -> bytes:
@@ -184,3 +206,125 @@ def open_record(
     """
     data_key = open_key(private, sealed_key, "to-client", header)
     return open_blob(header, blob, data_key)
+
+
+@dataclass(frozen=True)
+class TransportPins:
+    """Custodians' transport keys a client trusts, by ``(jurisdiction, KEK version)``.
+
+    Obtained out of band, never from the gateway: a gateway that offers another key for a
+    record (its own, to read the data key) is refused before anything sealed leaves the
+    client. Each key MUST be a usable 32-byte X25519 public key.
+    """
+
+    keys: Mapping[tuple[str, int], bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for (jurisdiction, version), key in self.keys.items():
+            check_jurisdiction(jurisdiction)
+            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                raise BadRequest(f"pinned KEK version of {jurisdiction} must be >= 1: {version!r}")
+            check_public(key)
+
+    def check(self, jurisdiction: str, kek_version: int, offered: bytes) -> None:
+        """Accept *offered* as custodian *jurisdiction*'s key of *kek_version*, or raise.
+
+        Raises:
+            VerificationError: no key is pinned for that jurisdiction and version (after a
+                rotation: pin the new one), or the pinned key is another.
+        """
+        pinned = self.keys.get((jurisdiction, kek_version))
+        if pinned is None:
+            held = sorted(v for j, v in self.keys if j == jurisdiction)
+            raise VerificationError(
+                f"no transport key of custodian {jurisdiction} is pinned for KEK version "
+                f"{kek_version} (pinned versions: {', '.join(map(str, held)) or 'none'}); "
+                f"get it out of band (sovra keys transport-key -j {jurisdiction}) and add it"
+            )
+        if not hmac.compare_digest(pinned, offered):
+            raise VerificationError(
+                f"the gateway offered a transport key for custodian {jurisdiction} (KEK "
+                f"version {kek_version}) that is not the pinned one"
+            )
+
+    def to_json(self) -> bytes:
+        """The pins document, sorted by jurisdiction and version."""
+        keys = [
+            {
+                "jurisdiction": j,
+                "kek_version": v,
+                "key": base64.b64encode(self.keys[(j, v)]).decode(),
+            }
+            for j, v in sorted(self.keys)
+        ]
+        body = {"type": _PINS_TYPE, "format": PINS_FORMAT, "keys": keys}
+        return (json.dumps(body, indent=2) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> TransportPins:
+        """Parse a pins document; unknown fields and duplicate pins are refused.
+
+        Raises:
+            BadRequest: oversized, not JSON, another type or format, a malformed entry,
+                or one jurisdiction and version pinned twice.
+        """
+        if len(data) > _MAX_PINS_BYTES:
+            raise BadRequest(f"a pins document is at most {_MAX_PINS_BYTES} bytes")
+        try:
+            obj = json.loads(data, object_pairs_hook=_no_duplicates)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise BadRequest(f"the pins document is not JSON: {exc}") from None
+        doc = _fields(obj, {"type", "format", "keys"}, "the pins document")
+        if (
+            doc["type"] != _PINS_TYPE
+            or type(doc["format"]) is not int
+            or doc["format"] != PINS_FORMAT
+        ):
+            raise BadRequest(
+                f"not a pins document: type {doc['type']!r} format {doc['format']!r}, "
+                f"expected {_PINS_TYPE!r} format {PINS_FORMAT}"
+            )
+        items = doc["keys"]
+        if not isinstance(items, list) or len(items) > _MAX_PINS:
+            raise BadRequest(f"keys must be a list of at most {_MAX_PINS} pins")
+        keys: dict[tuple[str, int], bytes] = {}
+        for n, item in enumerate(items):
+            pin = _fields(item, {"jurisdiction", "kek_version", "key"}, f"pin {n}")
+            key = _b64_key(pin["key"], n)
+            version = pin["kek_version"]
+            if type(version) is not int or version < 1:
+                raise BadRequest(f"pin {n}: kek_version must be an integer >= 1")
+            at = (check_jurisdiction(pin["jurisdiction"]), version)
+            if at in keys:
+                raise BadRequest(f"pin {n}: {at[0]} KEK version {at[1]} is pinned twice")
+            keys[at] = key
+        return cls(keys)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in obj:
+            raise ValueError(f"duplicate field {name!r}")
+        obj[name] = value
+    return obj
+
+
+def _fields(obj: object, names: set[str], what: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    missing, unknown = names - obj.keys(), obj.keys() - names
+    if missing:
+        raise BadRequest(f"{what} is missing {', '.join(sorted(missing))}")
+    if unknown:
+        raise BadRequest(f"{what} has unknown field(s) {', '.join(sorted(unknown))}")
+    return obj
+
+
+def _b64_key(value: object, n: int) -> bytes:
+    if not isinstance(value, str):
+        raise BadRequest(f"pin {n}: key must be base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"pin {n}: key is not base64") from None

@@ -92,8 +92,12 @@ class TransparencyLog:
         self._origin = origin
         self._clock = clock
         self._write_lock = threading.Lock()
-        self._queue_lock = threading.Lock()
+        # Appenders queue under this condition; one of them at a time (the leader)
+        # integrates what is queued while the others wait here, not on the write lock,
+        # so whatever arrives during one batch goes into the next one whole.
+        self._queue_lock = threading.Condition(threading.Lock())
         self._queue: list[_Slot] = []
+        self._leading = False
         self._tree_lock = threading.Lock()
         self._tree = MerkleTree(storage.read_leaf_hashes(0, storage.size()))
         self._published_size: int | None = None
@@ -156,9 +160,27 @@ class TransparencyLog:
         slot = _Slot(item)
         with self._queue_lock:
             self._queue.append(slot)
+            while self._leading and not slot.done:
+                self._queue_lock.wait()
+            lead = not slot.done
+            if lead:
+                self._leading = True
+        if lead:
+            try:
+                self._lead(slot)
+            finally:
+                with self._queue_lock:
+                    self._leading = False
+                    self._queue_lock.notify_all()
+        if slot.error is not None:
+            raise slot.error
+        if slot.receipt is None:  # pragma: no cover - done always sets one of the two
+            raise IntegrityError("an appended entry got neither a receipt nor an error")
+        return slot.receipt
+
+    def _lead(self, slot: _Slot) -> None:
+        """Integrate the queue, oldest first, in batches of MAX_BATCH until *slot* is done."""
         with self._write_lock:
-            # The queue is taken in batches of MAX_BATCH, oldest first; this caller's
-            # entry is integrated by the time the loop ends, by it or by another caller.
             while not slot.done:
                 with self._queue_lock:
                     batch = self._queue[:MAX_BATCH]
@@ -167,15 +189,14 @@ class TransparencyLog:
                     receipts = self._integrate([s.item for s in batch])
                 except BaseException as exc:  # noqa: BLE001 - each waiter re-raises it
                     for s in batch:
-                        s.error, s.done = exc, True
+                        s.error = exc
                 else:
                     for s, r in zip(batch, receipts, strict=True):
-                        s.receipt, s.done = r, True
-        if slot.error is not None:
-            raise slot.error
-        if slot.receipt is None:  # pragma: no cover - done always sets one of the two
-            raise IntegrityError("an appended entry got neither a receipt nor an error")
-        return slot.receipt
+                        s.receipt = r
+                with self._queue_lock:
+                    for s in batch:
+                        s.done = True
+                    self._queue_lock.notify_all()
 
     def append_many(self, items: Sequence[tuple[bytes, Sequence[str]]]) -> list[LogReceipt]:
         """Persist entries atomically, in order; return one signed receipt per entry.

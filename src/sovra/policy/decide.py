@@ -29,11 +29,13 @@ from sovra.policy.justification import Justification, default_justification
 from sovra.policy.pack import PolicyPack
 from sovra.policy.signing import ActivePack
 
-__all__ = ["DecisionPoint", "RecordFacts", "ReviewItem"]
+__all__ = ["ACTIONS", "DecisionPoint", "RecordFacts", "ReviewItem"]
 
 _MAX_MEMO = 65_536
 _MAX_REVIEW = 10_000
-_ACTION = {"type": "Action", "id": "read"}
+ACTIONS = ("read", "reveal")
+"""What a request may ask: ``read`` the record as stored (minimised), or ``reveal`` it
+with the values minimisation tokenized or sealed turned back by the custodian."""
 _PRINCIPAL = {"type": "Principal", "id": "requester"}
 
 # (allowed, cedar policy ids that decided, evaluation errors)
@@ -155,12 +157,20 @@ class DecisionPoint:
         records: Sequence[RecordFacts],
         grant: GrantFacts,
         justification: Justification | None = None,
+        *,
+        action: str = "read",
     ) -> Decision:
         """Decide whether *principal* may read *records* for *purpose* under *justification*.
 
         A request without a justification is decided under
-        :func:`~sovra.policy.justification.default_justification`.
+        :func:`~sovra.policy.justification.default_justification`. *action* is one of
+        :data:`ACTIONS`; a pack that has no rule permitting ``reveal`` denies it.
+
+        Raises:
+            ValueError: *action* is not one of :data:`ACTIONS` (a caller's bug).
         """
+        if action not in ACTIONS:
+            raise ValueError(f"action must be one of {ACTIONS}, not {action!r}")
         state = self._state
         pack = state.pack
         pj = principal.jurisdiction
@@ -184,6 +194,7 @@ class DecisionPoint:
                 subjects=tuple(subjects),
                 policies=tuple(policies),
                 grant=grant.digest,
+                action=action,
                 justification=str(justification),
                 review=review,
             )
@@ -206,6 +217,7 @@ class DecisionPoint:
         )
         flags = usage.flags
         request_key = (
+            action,
             str(principal.role),
             pj,
             purpose,
@@ -264,6 +276,8 @@ class DecisionPoint:
                 self.guard.alert(principal.id, pj, names, decision_id)
             self._queue(decision, principal, records, review)
             return decision
+        if action == "reveal" and self._readable(state, keys[denied]):
+            return outcome(False, self._why_not_reveal(principal, justification, records[denied]))
         why = self._why_not(
             principal,
             purpose,
@@ -290,7 +304,7 @@ class DecisionPoint:
     def _evaluate(self, state: _State, keys: list[tuple[Any, ...]]) -> dict[Any, _Answer]:
         """One Cedar batch for the distinct fact tuples not in the memo."""
         request_key = keys[0][0]
-        role, pj, purpose, justification, g, bulk = request_key
+        action, role, pj, purpose, justification, g, bulk = request_key
         context = {
             "purpose": purpose,
             "justification": justification,
@@ -338,7 +352,12 @@ class DecisionPoint:
                 }
             )
             requests.append(
-                {"principal": _PRINCIPAL, "action": _ACTION, "resource": uid, "context": context}
+                {
+                    "principal": _PRINCIPAL,
+                    "action": {"type": "Action", "id": action},
+                    "resource": uid,
+                    "context": context,
+                }
             )
         # No per-call schema: the pack was validated against it at load, and these facts are
         # built here with the schema's types; a mistyped fact would be an evaluation error,
@@ -371,6 +390,21 @@ class DecisionPoint:
         )
         with self._lock:
             self._reviews.append(item)
+
+    def _readable(self, state: _State, key: tuple[Any, ...]) -> bool:
+        """Whether the record of a denied reveal's *key* could be read as stored."""
+        return self._answers(state, [(("read", *key[0][1:]), *key[1:])])[0][0]
+
+    @staticmethod
+    def _why_not_reveal(
+        principal: Principal, justification: Justification, record: RecordFacts
+    ) -> str:
+        """Explain a reveal denied where a read would be allowed."""
+        return (
+            f"no policy lets a {principal.role} of {principal.jurisdiction} reveal the values "
+            f"that minimisation tokenized or sealed in {record.jurisdiction} records under "
+            f"justification {justification}; read them as stored"
+        )
 
     def _why_not(
         self,

@@ -83,6 +83,7 @@ def create_app(deployment: Deployment) -> FastAPI:
                 subject_id=body.subject_id,
                 jurisdiction=body.jurisdiction,
                 content=body.content,
+                purpose=body.purpose,
             )
         )
 
@@ -99,6 +100,7 @@ def create_app(deployment: Deployment) -> FastAPI:
                 jurisdiction=body.jurisdiction,
                 grant=grant,
                 justification=body.justification,
+                reveal=body.reveal,
             )
         )
 
@@ -216,6 +218,7 @@ def _access(r: AccessResult) -> dict[str, Any]:
     return {
         "decision": {
             "decision_id": d.decision_id,
+            "action": d.action,
             "effect": "allow" if d.allow else "deny",
             "reason": d.reason,
             "policies": list(d.policies),

@@ -19,6 +19,11 @@ class IngestBody(Strict):
     subject_id: str = Field(description="the subject's identifier, as the caller knows her")
     jurisdiction: str = Field(description="the subject's home jurisdiction, e.g. PL")
     content: str = Field(description="the record's text")
+    purpose: str | None = Field(
+        default=None,
+        description="what the data is collected for (one of the jurisdiction's purposes); "
+        "picks the minimisation rule for it",
+    )
 
 
 class SubjectRef(Strict):
@@ -40,4 +45,8 @@ class AccessBody(Strict):
     )
     justification: str | None = Field(
         default=None, description="access justification code, e.g. customer-initiated-support"
+    )
+    reveal: bool = Field(
+        default=False,
+        description="also turn tokenized and sealed values back (decided as the reveal action)",
     )

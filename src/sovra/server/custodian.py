@@ -10,6 +10,10 @@ back as ``{"errorName": ..., "errorMessage": ...}`` with the XKS names and statu
     POST /kms/xks/v1/keys/<J>/wrap              batch: data keys -> wrapped keys
     POST /kms/xks/v1/keys/<J>/unwrap            batch: wrapped keys -> data keys, against a
                                                 logged allow and a justification code
+    POST /kms/xks/v1/keys/<J>/protect           batch: values -> tokens or sealed values
+                                                under a subject's key (minimisation)
+    POST /kms/xks/v1/keys/<J>/reveal            batch: tokens and sealed values -> values,
+                                                against a logged allow to reveal
     POST /kms/xks/v1/keys/<J>/shred             destroy a subject's key
     POST /kms/xks/v1/keys/<J>/rotate            new KEK version, rewrap, destroy unused
 
@@ -53,7 +57,7 @@ from sovra.errors import (
     SovraError,
     Unauthenticated,
 )
-from sovra.keys import LocalCustodian
+from sovra.keys import LocalCustodian, values
 from sovra.keys.custodian import MAX_BATCH
 from sovra.model import (
     LogEntry,
@@ -184,11 +188,28 @@ def _fields(obj: object, required: set[str], optional: set[str], what: str) -> d
     return obj
 
 
-def _items(body: Mapping[str, Any]) -> list[Any]:
+def _items(body: Mapping[str, Any], most: int = MAX_BATCH) -> list[Any]:
     items = body["items"]
-    if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
-        raise BadRequest(f"items must be a list of 1..{MAX_BATCH} entries")
+    if not isinstance(items, list) or not 0 < len(items) <= most:
+        raise BadRequest(f"items must be a list of 1..{most} entries")
     return items
+
+
+def _authorization(body: Mapping[str, Any]) -> ReleaseAuthorization:
+    auth = _fields(body["authorization"], {"entry", "receipt"}, set(), "authorization")
+    if not isinstance(auth["receipt"], dict):
+        raise BadRequest("receipt must be a JSON object")
+    return ReleaseAuthorization(
+        entry=_b64(auth["entry"], "authorization entry"),
+        receipt=LogReceipt.from_dict(auth["receipt"]),
+    )
+
+
+def _requester(body: Mapping[str, Any]) -> str:
+    requester = body["requester"]
+    if not isinstance(requester, str):
+        raise BadRequest("requester must be a principal id")
+    return requester
 
 
 def _header(value: object) -> RecordHeader:
@@ -213,11 +234,8 @@ class _Service:
         return {"items": out}
 
     def unwrap(self, body: dict[str, Any], caller: str) -> dict[str, Any]:
-        auth = _fields(body["authorization"], {"entry", "receipt"}, set(), "authorization")
-        entry_bytes = _b64(auth["entry"], "authorization entry")
-        if not isinstance(auth["receipt"], dict):
-            raise BadRequest("receipt must be a JSON object")
-        receipt = LogReceipt.from_dict(auth["receipt"])
+        authorization = _authorization(body)
+        entry_bytes, receipt = authorization.entry, authorization.receipt
         justification = body["justification"]
         if not isinstance(justification, str) or not _JUSTIFICATION.fullmatch(justification):
             raise BadRequest("justification must be a purpose code such as customer-support")
@@ -229,9 +247,7 @@ class _Service:
                 raise BadRequest("kekVersion must be an integer")
             wrapped = WrappedKey(self.code, version, _b64(fields["wrapped"], "wrapped"))
             pairs.append((wrapped, _header(fields["header"])))
-        requester = body["requester"]
-        if not isinstance(requester, str):
-            raise BadRequest("requester must be a principal id")
+        requester = _requester(body)
         # The justification must be the purpose of the logged allow. The entry is read here
         # before unwrap_many verifies its receipt: a mismatch can only refuse, and a match
         # counts only if the receipt then verifies over these same bytes.
@@ -244,7 +260,6 @@ class _Service:
                 f"justification {justification!r} is not the purpose of the logged allow "
                 f"({purpose!r}); no key is released"
             )
-        authorization = ReleaseAuthorization(entry=entry_bytes, receipt=receipt)
         if "recipient" in body:
             # Client-side sealing: each key leaves encrypted to the client's key only.
             recipient = _b64(body["recipient"], "recipient", max_len=64)
@@ -283,6 +298,35 @@ class _Service:
             )
             out.append({"kekVersion": wrapped.kek_version, "wrapped": _enc(wrapped.blob)})
         return {"items": out}
+
+    def protect(self, body: dict[str, Any], _caller: str) -> dict[str, Any]:
+        header = _header(body["header"])
+        triples = []
+        for item in _items(body, values.MAX_BATCH_VALUES):
+            fields = _fields(item, {"mode", "kind", "value"}, set(), "a protect item")
+            triples.append((fields["mode"], fields["kind"], fields["value"]))
+        bodies = self.custodian.protect(header, triples)
+        return {"items": [{"body": b} for b in bodies]}
+
+    def reveal(self, body: dict[str, Any], caller: str) -> dict[str, Any]:
+        authorization = _authorization(body)
+        requester = _requester(body)
+        quads = []
+        for item in _items(body, values.MAX_BATCH_VALUES):
+            fields = _fields(item, {"header", "mode", "kind", "body"}, set(), "a reveal item")
+            quads.append(
+                (_header(fields["header"]), fields["mode"], fields["kind"], fields["body"])
+            )
+        out = self.custodian.reveal(quads, authorization, requester)
+        log.info(
+            "custodian %s revealed %d value(s) to %s via %s, log index %d",
+            self.code,
+            sum(v is not None for v in out),
+            requester,
+            caller,
+            authorization.receipt.index,
+        )
+        return {"items": [{"value": v} for v in out]}
 
     def shred(self, body: dict[str, Any], _caller: str) -> dict[str, Any]:
         subject = body["subject"]
@@ -428,50 +472,45 @@ def create_custodian_app(
     async def health_route(request: Request) -> JSONResponse:
         return await call(request, "health", service.health, authenticate=False)
 
-    @app.post(API_PREFIX + "/keys/{key_id}/metadata")
-    async def metadata_route(request: Request, key_id: str) -> JSONResponse:
-        return await call(request, "metadata", service.metadata, key_path=key_id)
-
-    @app.post(API_PREFIX + "/keys/{key_id}/wrap")
-    async def wrap_route(request: Request, key_id: str) -> JSONResponse:
-        return await call(
-            request, "wrap", service.wrap, key_path=key_id, required=frozenset({"items"})
-        )
-
-    @app.post(API_PREFIX + "/keys/{key_id}/unwrap")
-    async def unwrap_route(request: Request, key_id: str) -> JSONResponse:
-        return await call(
-            request,
-            "unwrap",
+    # operation -> (handler, required body fields, optional body fields)
+    operations: dict[
+        str, tuple[Callable[[dict[str, Any], str], dict[str, Any]], set[str], set[str]]
+    ] = {
+        "metadata": (service.metadata, set(), set()),
+        "wrap": (service.wrap, {"items"}, set()),
+        "unwrap": (
             service.unwrap,
-            key_path=key_id,
-            required=frozenset({"items", "authorization", "justification", "requester"}),
-            optional=frozenset({"recipient"}),
-        )
+            {"items", "authorization", "justification", "requester"},
+            {"recipient"},
+        ),
+        "transport-key": (service.transport_key, set(), set()),
+        "wrap-sealed": (service.wrap_sealed, {"items"}, set()),
+        "protect": (service.protect, {"header", "items"}, set()),
+        "reveal": (service.reveal, {"items", "authorization", "requester"}, set()),
+        "shred": (service.shred, {"subject"}, set()),
+        "rotate": (service.rotate, set(), set()),
+    }
 
-    @app.post(API_PREFIX + "/keys/{key_id}/transport-key")
-    async def transport_key_route(request: Request, key_id: str) -> JSONResponse:
-        return await call(request, "transport-key", service.transport_key, key_path=key_id)
+    def key_route(
+        operation: str,
+        handler: Callable[[dict[str, Any], str], dict[str, Any]],
+        required: set[str],
+        optional: set[str],
+    ) -> None:
+        async def route(request: Request, key_id: str) -> JSONResponse:
+            return await call(
+                request,
+                operation,
+                handler,
+                key_path=key_id,
+                required=frozenset(required),
+                optional=frozenset(optional),
+            )
 
-    @app.post(API_PREFIX + "/keys/{key_id}/wrap-sealed")
-    async def wrap_sealed_route(request: Request, key_id: str) -> JSONResponse:
-        return await call(
-            request,
-            "wrap-sealed",
-            service.wrap_sealed,
-            key_path=key_id,
-            required=frozenset({"items"}),
-        )
+        app.post(API_PREFIX + "/keys/{key_id}/" + operation, name=operation)(route)
 
-    @app.post(API_PREFIX + "/keys/{key_id}/shred")
-    async def shred_route(request: Request, key_id: str) -> JSONResponse:
-        return await call(
-            request, "shred", service.shred, key_path=key_id, required=frozenset({"subject"})
-        )
-
-    @app.post(API_PREFIX + "/keys/{key_id}/rotate")
-    async def rotate_route(request: Request, key_id: str) -> JSONResponse:
-        return await call(request, "rotate", service.rotate, key_path=key_id)
+    for operation, (handler, required, optional) in operations.items():
+        key_route(operation, handler, required, optional)
 
     check_jurisdiction(code)
     return app

@@ -7,7 +7,7 @@ Binary values are base64. ``/v1/sealed/custodians`` is public, like ``/v1/info``
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from pydantic import Field
@@ -43,6 +43,9 @@ class SealedAccessBody(AccessBody):
     """An access whose keys are released to the client's ephemeral X25519 key only."""
 
     recipient: str = Field(description="the client's ephemeral X25519 public key, base64")
+    reveal: Literal[False] = Field(
+        default=False, description="client-sealed records hold no tokens or sealed values"
+    )
 
 
 def _b64(data: bytes) -> str:

@@ -1,0 +1,69 @@
+"""sovra.toml: the minimisation rules per jurisdiction and purpose, and their errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sovra.config import Config, render_default_config
+from sovra.errors import BadRequest, ConfigError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sovra.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_default_config_has_a_billing_rule_over_the_base_rule(tmp_path: Path) -> None:
+    config = Config.load(_write(tmp_path, render_default_config("sovra.test/log", ["PL", "VN"])))
+    pl = config.jurisdiction("PL")
+    assert pl.rules_for(None) == {
+        "email": "keep",
+        "phone": "keep",
+        "pl_pesel": "tokenize",
+        "iban": "redact",
+    }
+    assert pl.rules_for("billing") == {**pl.rules_for(None), "iban": "seal"}
+    assert pl.rules_for("customer-support") == pl.rules_for(None)
+    with pytest.raises(BadRequest, match="not 'marketing'"):
+        pl.rules_for("marketing")
+    assert config.jurisdiction("VN").rules_for("billing") == {}
+
+
+# The default PL section without its billing rule, so each case adds its own.
+BASE = re.sub(
+    r"\n\[jurisdictions\.PL\.minimisation_for\.billing\]\n#[^\n]*\n[^\n]*\n",
+    "\n",
+    render_default_config("sovra.test/log", ["PL"]),
+)
+
+# name -> (text appended to the default config, message)
+BAD = {
+    "unknown-purpose": (
+        '\n[jurisdictions.PL.minimisation_for.marketing]\nemail = "redact"\n',
+        "'marketing' is not one of PL's purposes",
+    ),
+    "unknown-action": (
+        '\n[jurisdictions.PL.minimisation_for.billing]\nemail = "shred"\n',
+        "[jurisdictions.PL.minimisation_for.billing] email = 'shred'",
+    ),
+    "not-a-table": (
+        "\n[jurisdictions.PL.minimisation_for]\nbilling = 3\n",
+        "must be a table of kind = action",
+    ),
+}
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD.values(), ids=BAD.keys())
+def test_bad_purpose_rules_name_the_setting(tmp_path: Path, extra: str, message: str) -> None:
+    text = (
+        BASE.replace("[jurisdictions.PL.minimisation_for.billing]\n", "[unused]\n")
+        if ("billing]" in extra)
+        else BASE
+    )
+    with pytest.raises(ConfigError) as info:
+        Config.load(_write(tmp_path, text + extra))
+    assert message in info.value.message
