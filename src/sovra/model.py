@@ -65,7 +65,8 @@ def _parse_json_object(data: bytes, limit: int, what: str) -> dict[str, Any]:
     if len(data) > limit:
         raise BadRequest(f"{what} is {len(data)} bytes, over the {limit}-byte limit")
     try:
-        value = json.loads(data)
+        # Decoding first skips json's encoding detection; invalid UTF-8 fails the same way.
+        value = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:

@@ -1,4 +1,5 @@
-"""E-mail and phone detection in Polish, Vietnamese, German, English and Chinese text."""
+"""E-mail and phone detection in Polish, Vietnamese, German, English, French, Spanish and
+Chinese text."""
 
 from __future__ import annotations
 
@@ -39,6 +40,53 @@ NOT_EMAILS = {
     "dot_before_at": "jan.@x.pl",
 }
 
+# name -> (language, text, the one address that must be found): French and Spanish
+# prose, with the words that introduce an address there and diacritics in the mailbox.
+EMAILS_FR_ES = {
+    "fr_courriel": ("fr", "Courriel : marie.dupont@exemple.fr, merci.", "marie.dupont@exemple.fr"),
+    "fr_adresse_electronique": (
+        "fr",
+        "Son adresse électronique est élodie.leclerc@mairie-lyon.fr.",
+        "élodie.leclerc@mairie-lyon.fr",
+    ),
+    "fr_accented_mailbox": (
+        "fr",
+        "Écrivez à françois.lefèvre@société.fr avant vendredi.",
+        "françois.lefèvre@société.fr",
+    ),
+    "fr_guillemets": ("fr", "Le mél « contact@assoc.fr » ne répond plus.", "contact@assoc.fr"),
+    "es_correo_electronico": (
+        "es",
+        "Correo electrónico: josé.garcía@empresa.es",
+        "josé.garcía@empresa.es",
+    ),
+    "es_enye": (
+        "es",
+        "Escriba a begoña.núñez@correo.com.es, gracias.",
+        "begoña.núñez@correo.com.es",
+    ),
+    "es_inverted_question": (
+        "es",
+        "¿Recibió el correo de info@ayuntamiento.es?",
+        "info@ayuntamiento.es",
+    ),
+    "es_parentheses": (
+        "es",
+        "Contacto (correo: soporte+pedidos@tienda.es).",
+        "soporte+pedidos@tienda.es",
+    ),
+}
+
+# name -> text in French or Spanish where something looks like an address but is not one.
+NOT_EMAILS_FR_ES = {
+    "fr_no_domain": "Courriel : jean.dupont@ (à compléter)",
+    "fr_double_dot": "Courriel : jean..dupont@exemple.fr",
+    "fr_no_tld": "adresse électronique : admin@serveur",
+    "es_spaces_around_at": "Correo electrónico: juan @ empresa.es",
+    "es_dot_before_at": "correo: maría.@empresa.es",
+    "es_numeric_tld": "correo electrónico pedro@empresa.123",
+}
+
 # name -> (text, the one number that must be found, region to parse it in as reference)
 PHONES = {
     "pl_international": ("Mój PESEL to..., tel. +48 601 234 567", "+48 601 234 567", None),
@@ -70,6 +118,20 @@ def test_email_found_with_exact_span(text: str, value: str) -> None:
 
 @pytest.mark.parametrize("text", NOT_EMAILS.values(), ids=NOT_EMAILS.keys())
 def test_not_an_email(text: str) -> None:
+    assert list(contact.detect_emails(text)) == []
+
+
+@pytest.mark.parametrize(("lang", "text", "value"), EMAILS_FR_ES.values(), ids=EMAILS_FR_ES.keys())
+def test_email_in_french_and_spanish(lang: str, text: str, value: str) -> None:
+    found = scan(text)
+    assert [(f.kind, text[f.start : f.end]) for f in found] == [("email", value)]
+    assert found[0].validated
+    assert scan(text, lang=lang) == found  # addresses are found in any language
+
+
+@pytest.mark.parametrize("text", NOT_EMAILS_FR_ES.values(), ids=NOT_EMAILS_FR_ES.keys())
+def test_not_an_email_in_french_and_spanish(text: str) -> None:
+    assert [f for f in scan(text) if f.kind == "email"] == []
     assert list(contact.detect_emails(text)) == []
 
 

@@ -4,44 +4,92 @@ A run is digits joined by single separators (space, hyphen, dot, slash) or wrapp
 one pair of parentheses, as people print phone numbers and identifiers. Splitting a run
 into *segments* stops two long groups from gluing ("601234567 44051401359" is two
 numbers; "601 234 567" and the German "06947 897435" are one each). Detectors ask for
-the runs of a text; the list is cached for the text object last asked about, so several
-detectors share one pass.
+the runs of a text; the list is cached for the texts last asked about, so several
+detectors share one pass, until :func:`forget` drops it (the scanner does at the end of
+each call).
+
+Prose holds few digits, so the walks over the whole text are few: one pass finds the
+*windows* of a text, the stretches within :data:`MARGIN` characters of a digit, and the
+digit runs and the letter-and-digit identifiers are then searched for inside those
+windows only.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ["Group", "Segment", "segments", "spans"]
+__all__ = ["MARGIN", "Group", "Segment", "forget", "segments", "spans", "windows"]
 
-# A run starts at a digit, a "+" or "(" before a digit, and never inside a word.
-_RUN = re.compile(r"(?<![0-9A-Za-z])[+(]?[0-9](?:\)?[-./ ]{0,2}\(?[0-9])*")
+# A run starts at a digit, a "+" or "(" before a digit, and never inside a word. The
+# pattern opens with a plain character class, which lets the engine skip ahead to the
+# next candidate in one tight loop (a look-behind first would be tried at every
+# position, four times slower); the class's character is then checked for its left
+# neighbour and, when it is a "+" or "(", for a digit after it.
+_RUN = re.compile(
+    r"[+(0-9](?<![0-9A-Za-z].)(?:(?<=[0-9])|(?<=[+(])[0-9])(?:\)?[-./ ]{0,2}\(?[0-9])*"
+)
+# A digit and what follows it up to a window's step: one match per 49 characters of
+# text dense with numbers, one per number in prose.
+_STEP = 48
+_DIGIT_AND_STEP = re.compile(rf"[0-9][\s\S]{{0,{_STEP}}}")
+MARGIN = 24
+"""How far a window reaches on either side of every digit in it.
+
+A searcher may use :func:`windows` in place of the whole text when every match it looks
+for holds a digit and lies, look-aheads included, within ``MARGIN - 1`` characters of
+one of its digits. Look-behinds may reach further: the windows are searched with
+``pattern.finditer(text, start, end)``, which lets them see the text before ``start``.
+The letter-and-digit identifiers reach 9 characters before their digit, VAT candidates
+16 after it.
+"""
 _GROUP = re.compile(r"[0-9]+")
 _LONG = 5  # groups longer than this are whole numbers, not parts of a printed one
 _MAX_GROUPS = 8
 
 
-@dataclass(frozen=True, slots=True)
-class Group:
+# Tuples rather than frozen dataclasses: a text dense with numbers makes tens of
+# thousands of them, and a frozen dataclass costs several times more to create.
+class Group(NamedTuple):
     """One maximal stretch of digits."""
 
     start: int
     end: int
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(NamedTuple):
     """Consecutive digit groups that may form one printed number."""
 
     groups: tuple[Group, ...]
     lead: int  # where the segment starts, a "+" or "(" included
+    end: int  # the end of the last group
+    digits: str  # the groups' digits, separators left out
 
-    @property
-    def end(self) -> int:
-        """The end of the last group."""
-        return self.groups[-1].end
+
+@functools.lru_cache(maxsize=2)
+def windows(text: str) -> tuple[tuple[int, int], ...]:
+    """Disjoint ``(start, end)`` stretches of *text* that hold all its ASCII digits.
+
+    Args:
+        text: folded text (ASCII digits).
+
+    Returns:
+        Stretches in order, each reaching at least :data:`MARGIN` characters (or to the
+        end of the text) either side of each digit in it; ``()`` when there is no digit.
+    """
+    found: list[tuple[int, int]] = []
+    lo = hi = -1
+    for match in _DIGIT_AND_STEP.finditer(text):
+        start, end = match.start() - MARGIN, match.end() + MARGIN
+        if start > hi:
+            if hi >= 0:
+                found.append((max(lo, 0), min(hi, len(text))))
+            lo = start
+        hi = end
+    if hi >= 0:
+        found.append((max(lo, 0), min(hi, len(text))))
+    return tuple(found)
 
 
 @functools.lru_cache(maxsize=2)
@@ -56,31 +104,42 @@ def segments(text: str) -> tuple[Segment, ...]:
         no two neighbours of which are both longer than five digits.
     """
     found: list[Segment] = []
-    for run in _RUN.finditer(text):
-        groups = [
-            Group(m.start() + run.start(), m.end() + run.start())
-            for m in _GROUP.finditer(run.group())
-        ]
-        current: list[Group] = []
-        for group in groups:
-            if current and (
-                group.start - current[-1].end > 2
-                or (group.end - group.start > _LONG and current[-1].end - current[-1].start > _LONG)
-                or len(current) >= _MAX_GROUPS
-            ):
-                found.append(_segment(text, current))
-                current = []
-            current.append(group)
-        if current:
-            found.append(_segment(text, current))
+    for lo, hi in windows(text):
+        for run in _RUN.finditer(text, lo, hi):
+            start, end = run.span()
+            if text[start] in "+(":
+                start += 1
+            digits = text[start:end]
+            if digits.isdigit():  # one unbroken group, most runs: no splitting to do
+                lead = start - 1 if start > 0 and text[start - 1] in "+(" else start
+                found.append(Segment((Group(start, end),), lead, end, digits))
+            else:
+                _split(text, start, end, found)
     return tuple(found)
+
+
+def _split(text: str, start: int, end: int, found: list[Segment]) -> None:
+    """Append the segments of the run ``text[start:end]`` to *found*."""
+    groups = [Group(*m.span()) for m in _GROUP.finditer(text, start, end)]
+    first = 0
+    for i in range(1, len(groups)):
+        previous, group = groups[i - 1], groups[i]
+        if (
+            group.start - previous.end > 2
+            or (group.end - group.start > _LONG and previous.end - previous.start > _LONG)
+            or i - first >= _MAX_GROUPS
+        ):
+            found.append(_segment(text, groups[first:i]))
+            first = i
+    found.append(_segment(text, groups[first:]))
 
 
 def _segment(text: str, groups: list[Group]) -> Segment:
     lead = groups[0].start
     if lead > 0 and text[lead - 1] in "+(":
         lead -= 1
-    return Segment(tuple(groups), lead)
+    digits = "".join([text[g.start : g.end] for g in groups])
+    return Segment(tuple(groups), lead, groups[-1].end, digits)
 
 
 def spans(
@@ -98,8 +157,11 @@ def spans(
         the first group, and ``digits`` is the stretch with separators removed.
     """
     groups = segment.groups
-    # All digits once, then each stretch is a slice of them.
-    joined = "".join(text[g.start : g.end] for g in groups)
+    joined = segment.digits
+    if len(groups) == 1:  # most numbers: one unbroken run of digits
+        if lengths is not None and len(joined) not in lengths:
+            return []
+        return [(segment.lead, segment.end, joined)]
     offsets = [0]
     for g in groups:
         offsets.append(offsets[-1] + g.end - g.start)
@@ -116,3 +178,9 @@ def spans(
     if len(out) > 1:
         out.sort(key=lambda item: (-len(item[2]), item[0]))
     return out
+
+
+def forget() -> None:
+    """Drop the cached passes, and with them the last texts asked about."""
+    windows.cache_clear()
+    segments.cache_clear()

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import phonenumbers
 
 from sovra.classify._runs import segments
+from sovra.classify._words import Words
 from sovra.model import Finding
 
 __all__ = ["KINDS", "PHONE_CONTEXT", "REGIONS", "detect", "detect_emails", "detect_phones"]
@@ -170,7 +171,12 @@ _PHONE_POSSIBLE_ONLY = 0.4
 
 
 def _is_local(char: str) -> bool:
+    if char.isascii():  # nearly every character, tested without the regex engine
+        return char in _ASCII_LOCAL
     return _LOCAL_CHAR.match(char) is not None
+
+
+_ASCII_LOCAL = frozenset(c for c in map(chr, range(128)) if _LOCAL_CHAR.match(c))
 
 
 def _local_part_start(text: str, at: int) -> int | None:
@@ -211,46 +217,68 @@ def detect_emails(text: str) -> Iterator[Finding]:
             at = text.find("@", at + 1)
 
 
-def _looks_like_date_or_reference(text: str, start: int, end: int) -> bool:
-    raw = text[start:end]
+_PHONE_WORDS = Words(PHONE_CONTEXT)
+_NOT_PHONE_WORDS = Words(_NOT_PHONE_CONTEXT)
+
+
+def _shaped(digits: str) -> bool:
+    """Whether *digits*, written without a country code, fit one of the national shapes.
+
+    The union of :data:`_NATIONAL_SHAPE`'s tests, written out because it runs for every
+    digit run of seven or more (a test compares the two).
+    """
+    n = len(digits)
+    if not _NATIONAL_DIGITS[0] <= n <= _NATIONAL_DIGITS[1]:
+        return False
+    return digits[0] == "0" or n in {9, 10} or (n == 11 and digits[0] == "1")
+
+
+def _dated_or_priced(raw: str) -> bool:
+    """A run that reads as a date, a page or issue reference ("12/2020") or a price."""
     if _DATE_LIKE.fullmatch(raw) or "/" in raw:
         return True
     # Dots group prices and dates far more often than phone numbers, except in the
     # French and Belgian style of five or more pairs ("06.12.34.56.78").
-    if "." in raw and raw.count(".") < 3 and _NANP_DOTTED.fullmatch(raw) is None:
+    return "." in raw and raw.count(".") < 3 and _NANP_DOTTED.fullmatch(raw) is None
+
+
+def _valid_in(number: phonenumbers.PhoneNumber, region: str) -> bool:
+    """``phonenumbers.is_valid_number`` for a number parsed in *region*, cheaper.
+
+    The full check first finds the number's region among all that share its country
+    code (25 for +1), which costs more than the parse. Every region of
+    :data:`REGIONS` comes first in its country code's list and claims no leading
+    digits, so a number valid for it is valid, and with a country code of one region
+    the region's own check is the whole answer (a test pins both facts).
+    """
+    if phonenumbers.is_valid_number_for_region(number, region):
         return True
-    before = text[max(0, start - _CONTEXT_WINDOW) : start].lower()
-    if any(word in before for word in PHONE_CONTEXT):
-        return False  # "PESEL ..., tel. +48 ...": the nearer naming word is the phone's
-    # Only a word right before the number names it ("PESEL 4405...", "ISBN 978-...");
-    # further back it names the previous number.
-    near = before[-_NAMING_WINDOW:]
-    return any(word in near for word in _NOT_PHONE_CONTEXT)
+    code = number.country_code
+    if code == _COUNTRY_CODES[region] and len(_REGIONS_OF_CODE[code]) == 1:
+        return False
+    return bool(phonenumbers.is_valid_number(number))
 
 
-def _named(text: str, start: int) -> bool:
-    before = text[max(0, start - _CONTEXT_WINDOW) : start].lower()
-    return any(word in before for word in PHONE_CONTEXT)
+_COUNTRY_CODES = {region: phonenumbers.country_code_for_region(region) for region in REGIONS}
+_REGIONS_OF_CODE = {
+    code: phonenumbers.region_codes_for_country_code(code) for code in _COUNTRY_CODES.values()
+}
+# What phonenumbers says of one printed run, before the words around it are read.
+_INVALID, _POSSIBLE, _VALID = 0, 1, 2
 
 
-def _phone_at(text: str, start: int, end: int, digits: str) -> Finding | None:
-    raw = text[start:end]
-    international = raw.startswith("+") or (raw.startswith("00") and len(digits) > 9)
-    if international:
-        if not _INTERNATIONAL_DIGITS[0] <= len(digits) <= _INTERNATIONAL_DIGITS[1]:
-            return None
-        spelled = "+" + (raw[2:] if raw.startswith("00") else raw[1:])
-        try:
-            number = phonenumbers.parse(spelled, None)
-        except phonenumbers.NumberParseException:
-            return None
-        if not phonenumbers.is_possible_number(number):
-            return None
-        valid = bool(phonenumbers.is_valid_number(number))
-        confidence = _PHONE_INTERNATIONAL if valid else _PHONE_POSSIBLE_ONLY
-        return Finding("phone", start, end, confidence, validated=valid)
-    if not _NATIONAL_DIGITS[0] <= len(digits) <= _NATIONAL_DIGITS[1]:
-        return None
+def _international(raw: str) -> int:
+    spelled = "+" + (raw[2:] if raw.startswith("00") else raw[1:])
+    try:
+        number = phonenumbers.parse(spelled, None)
+    except phonenumbers.NumberParseException:
+        return _INVALID
+    if not phonenumbers.is_possible_number(number):
+        return _INVALID
+    return _VALID if phonenumbers.is_valid_number(number) else _POSSIBLE
+
+
+def _national(raw: str, digits: str) -> int:
     possible = False
     for region in REGIONS:
         if not _NATIONAL_SHAPE[region](digits):
@@ -259,15 +287,10 @@ def _phone_at(text: str, start: int, end: int, digits: str) -> Finding | None:
             number = phonenumbers.parse(raw, region)
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_valid_number(number):
-            confidence = _PHONE_NAMED if _named(text, start) else _PHONE_NATIONAL
-            return Finding("phone", start, end, confidence, validated=True)
+        if _valid_in(number, region):
+            return _VALID
         possible = possible or bool(phonenumbers.is_possible_number(number))
-    # Not in any numbering plan, but shaped like a number of one and introduced as a
-    # telephone number: someone wrote it down as one (unassigned, or a typo).
-    if possible and _named(text, start):
-        return Finding("phone", start, end, _PHONE_POSSIBLE_ONLY, validated=False)
-    return None
+    return _POSSIBLE if possible else _INVALID
 
 
 def detect_phones(text: str) -> Iterator[Finding]:
@@ -280,6 +303,10 @@ def detect_phones(text: str) -> Iterator[Finding]:
     or issue references ("12/2020"), dotted prices or ISBNs are skipped. A word such as
     "tel." or "số điện thoại" just before a national number raises its confidence.
 
+    The cheap tests come first (digit counts, the national shapes, dates and prices,
+    then the words before the run), and one text's runs that are printed alike are
+    parsed once.
+
     Args:
         text: the text to search, with ASCII digits (the scanner folds others first);
             spans index it directly.
@@ -287,18 +314,62 @@ def detect_phones(text: str) -> Iterator[Finding]:
     Yields:
         Non-overlapping findings in order of start.
     """
+    # Kept for one call only: the numbers of one text, never carried over to the next.
+    parsed: dict[str, int] = {}
     for segment in segments(text):
         start, end = segment.lead, segment.end
         if end - start < _NATIONAL_DIGITS[0]:
             continue  # cheapest test first: most digit runs are short
-        digits = "".join(text[g.start : g.end] for g in segment.groups)
-        if not _NATIONAL_DIGITS[0] <= len(digits) <= _INTERNATIONAL_DIGITS[1]:
+        raw = text[start:end]
+        international = raw.startswith("+") or (raw.startswith("00") and len(segment.digits) > 9)
+        named = _named_if_candidate(text, start, raw, segment.digits, international)
+        if named is None:
             continue
-        if _looks_like_date_or_reference(text, start, end):
-            continue
-        finding = _phone_at(text, start, end, digits)
+        outcome = parsed.get(raw)
+        if outcome is None:
+            outcome = _international(raw) if international else _national(raw, segment.digits)
+            parsed[raw] = outcome
+        finding = _phone(start, end, outcome, international, named)
         if finding is not None:
             yield finding
+
+
+def _named_if_candidate(
+    text: str, start: int, raw: str, digits: str, international: bool
+) -> bool | None:
+    """None when *raw* cannot be a phone number; else whether a phone word names it."""
+    if international:
+        if not _INTERNATIONAL_DIGITS[0] <= len(digits) <= _INTERNATIONAL_DIGITS[1]:
+            return None
+    elif not _shaped(digits):
+        return None
+    if _dated_or_priced(raw):
+        return None
+    before = text[max(0, start - _CONTEXT_WINDOW) : start].lower()
+    named = _PHONE_WORDS.found_in(before)
+    # Only a word right before the number names it as something else ("PESEL 4405...",
+    # "ISBN 978-..."); further back it names the previous number, and a telephone word
+    # nearer ("PESEL ..., tel. +48 ...") is the phone's.
+    if not named and _NOT_PHONE_WORDS.found_in(before[-_NAMING_WINDOW:]):
+        return None
+    return named
+
+
+def _phone(start: int, end: int, outcome: int, international: bool, named: bool) -> Finding | None:
+    if international:
+        if outcome == _VALID:
+            return Finding("phone", start, end, _PHONE_INTERNATIONAL, validated=True)
+        if outcome == _POSSIBLE:
+            return Finding("phone", start, end, _PHONE_POSSIBLE_ONLY, validated=False)
+        return None
+    if outcome == _VALID:
+        confidence = _PHONE_NAMED if named else _PHONE_NATIONAL
+        return Finding("phone", start, end, confidence, validated=True)
+    if outcome == _POSSIBLE and named:
+        # Not in any numbering plan, but shaped like a number of one and introduced as a
+        # telephone number: someone wrote it down as one (unassigned, or a typo).
+        return Finding("phone", start, end, _PHONE_POSSIBLE_ONLY, validated=False)
+    return None
 
 
 def detect(text: str) -> Iterator[Finding]:

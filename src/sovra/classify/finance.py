@@ -24,13 +24,16 @@ from __future__ import annotations
 import functools
 import re
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from stdnum import bic, iban, luhn, numdb
+from stdnum import bic, luhn, numdb
 from stdnum.eu import vat
+from stdnum.iso7064 import mod_97_10
+from stdnum.util import get_cc_module
 
-from sovra.classify._runs import segments, spans
+from sovra.classify._runs import segments, spans, windows
 from sovra.classify._stdnum import passes
+from sovra.classify._words import Words
 from sovra.model import Finding
 
 __all__ = ["KINDS", "detect", "detect_bic", "detect_cards", "detect_iban", "detect_vat"]
@@ -122,7 +125,6 @@ _CANDIDATE = re.compile(
 # two check digits right after a two-letter country code at a word start. The candidate
 # pattern is then tried only there, not at every position of the text.
 _CHECK_DIGITS = re.compile(r"[0-9](?<=(?<![A-Za-z0-9])[A-Za-z]{2}[0-9])[0-9]")
-_BASE36 = 36
 # One part of a SWIFT BBAN structure such as "8!n16!n": a length, "!" when it is fixed.
 _BBAN_PART = re.compile(r"(\d+)(!?)[nac]")
 
@@ -147,30 +149,77 @@ def _bban_lengths() -> dict[str, int | None]:
 def _mod97_ends(candidate: str, bban_length: int | None) -> list[int]:
     """Offsets in *candidate* that end a space-separated chunk and pass ISO 7064 mod 97-10.
 
-    The remainder is carried across the candidate in one pass, so trying every chunk
-    end costs one walk, and ``stdnum`` only sees the rare candidates that pass.
+    A quick filter: ``stdnum`` only sees the rare chunk ends that pass.
     """
     # ISO 13616 moves the first four characters to the end and reads letters as 10..35,
     # so the country code and check digits always contribute six decimal digits.
-    head = int("".join(str(int(c, _BASE36)) for c in candidate[:4]))
-    remainder, count, ends = 0, 0, []
-    for i in range(4, len(candidate)):
+    head = int(candidate[:4].translate(_AS_DECIMAL))
+    ends: list[int] = []
+    count = 0
+    i = 4
+    while i < len(candidate):
         if candidate[i] == " ":
+            i += 1
             continue
-        value = int(candidate[i], _BASE36)
-        remainder = (remainder * (100 if value >= 10 else 10) + value) % 97
-        count += 1
+        end = candidate.find(" ", i)
+        end = len(candidate) if end == -1 else end
+        count += end - i
         if bban_length is not None and count > bban_length:
             break
-        at_chunk_end = i + 1 == len(candidate) or candidate[i + 1] == " "
         long_enough = count >= _BBAN_MIN if bban_length is None else count == bban_length
-        if at_chunk_end and long_enough and (remainder * 10**6 + head) % 97 == 1:
-            ends.append(i + 1)
+        if long_enough:
+            bban = int(candidate[4:end].replace(" ", "").translate(_AS_DECIMAL))
+            if (bban * 10**6 + head) % 97 == 1:
+                ends.append(end)
+        i = end
     return ends
 
 
+_AS_DECIMAL = str.maketrans({c: str(int(c, 36)) for c in string.ascii_letters})
+
+
+# stdnum's reading of a BBAN structure such as "4!a6!n8!n": every part is a fixed length
+# of digits (n), capitals (a) or either case and digits (c).
+_STRUCTURE_PART = re.compile(r"([1-9][0-9]*)!?([nac])")
+_STRUCTURE_CLASS = {"n": "[0-9]", "a": "[A-Z]", "c": "[A-Za-z0-9]"}
+
+
+def _structure(bban: str) -> re.Pattern[str]:
+    return re.compile(
+        _STRUCTURE_PART.sub(lambda m: f"{_STRUCTURE_CLASS[m.group(2)]}{{{m.group(1)}}}", bban)
+    )
+
+
+@functools.cache
+def _iban_rules(code: str) -> tuple[re.Pattern[str], Callable[[str], object] | None] | None:
+    """stdnum's rules for one country's IBANs: its BBAN structure and its own check.
+
+    ``stdnum.iban.validate`` looks the country up in its registry on every call, which
+    costs more than all its checks together; read once per country here, the checks
+    are then made with stdnum's own functions. A country with a module of its own
+    (Belgium, Spain, Montenegro, Norway) is left to that module, which runs the generic
+    checks first. None when stdnum knows no IBAN for the code.
+    """
+    props = numdb.get("iban").info(code)[0][1]
+    if not props:
+        return None
+    module = get_cc_module(code.lower(), "iban")
+    return _structure(str(props.get("bban", ""))), (module.validate if module else None)
+
+
 def _is_iban(compact: str) -> bool:
-    return passes(iban.validate, compact)
+    """``stdnum.iban.is_valid`` for a candidate with its spaces already removed."""
+    number = compact.upper()
+    rules = _iban_rules(number[:2])
+    if rules is None:
+        return False
+    structure, country_check = rules
+    if country_check is not None:
+        return passes(country_check, number)
+    return (
+        passes(mod_97_10.is_valid, number[4:] + number[:4])
+        and structure.fullmatch(number[4:]) is not None
+    )
 
 
 def _longest_valid(candidate: str) -> int | None:
@@ -198,7 +247,7 @@ def detect_iban(text: str) -> Iterator[Finding]:
         Non-overlapping findings in order of start.
     """
     resume = 0
-    for digits in _CHECK_DIGITS.finditer(text):
+    for digits in _check_digits(text):
         start = digits.start() - 2
         if start < resume:
             continue
@@ -214,24 +263,23 @@ def detect_iban(text: str) -> Iterator[Finding]:
         yield Finding("iban", start, resume, _IBAN_CONFIDENCE, validated=True)
 
 
+def _check_digits(text: str) -> Iterator[re.Match[str]]:
+    # Two digits, so the digit windows hold every match (see ``_runs.MARGIN``).
+    for lo, hi in windows(text):
+        yield from _CHECK_DIGITS.finditer(text, lo, hi)
+
+
 def _runs_on(text: str, end: int) -> bool:
     return end < len(text) and text[end].isascii() and text[end].isalnum()
 
 
-def _named(text: str, start: int, words: tuple[str, ...]) -> bool:
-    before = text[max(0, start - _CONTEXT_WINDOW) : start].lower()
-    return any(word in before for word in words)
+_CARD_WORDS = Words(_CARD_CONTEXT)
 
 
 def _luhn(digits: str) -> bool:
-    # The Luhn sum in one pass over a lookup table; stdnum.luhn confirms the rare pass.
-    total = 0
-    for i, char in enumerate(reversed(digits)):
-        total += _LUHN_DOUBLE[int(char)] if i % 2 else int(char)
-    return total % 10 == 0 and passes(luhn.is_valid, digits)
-
-
-_LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+    # stdnum's Luhn sum on the compact digits: is_valid would only add a test for empty
+    # input around it.
+    return luhn.checksum(digits) == 0
 
 
 def detect_cards(text: str) -> Iterator[Finding]:
@@ -248,11 +296,11 @@ def detect_cards(text: str) -> Iterator[Finding]:
         if segment.end - segment.lead < _CARD_LENGTHS_MIN:
             continue
         for start, end, digits in spans(text, segment, _CARD_LENGTHS):
-            if text[start] in "+(" or _CARD_PRINTED.fullmatch(text[start:end]) is None:
+            if text[start] in "+(" or _CARD_PRINTED.fullmatch(text, start, end) is None:
                 continue
             if _CARD_PREFIX.match(digits) is None or not _luhn(digits):
                 continue
-            named = _named(text, start, _CARD_CONTEXT)
+            named = _CARD_WORDS.found_in(text[max(0, start - _CONTEXT_WINDOW) : start].lower())
             if len(digits) == _CARD_LENGTHS_MIN and not (named and _MAESTRO.match(digits)):
                 continue
             confidence = _CARD_NAMED if named else _CARD_CONFIDENCE
@@ -270,15 +318,18 @@ def detect_vat(text: str) -> Iterator[Finding]:
     Yields:
         Findings in order of start.
     """
-    match = _VAT.search(text)
-    while match is not None:
-        found = _vat_at(text, match)
-        resume = found.end if found is not None else match.start() + 1
-        if found is not None:
-            yield found
-        # Searching again from just after a rejected start lets "UE PL526..." find the
-        # VAT number that the rejected "UE P..." candidate had swallowed.
-        match = _VAT.search(text, resume)
+    # A candidate holds a digit within its first seven characters and is at most 19
+    # long, so the digit windows hold every one (see ``_runs.MARGIN``).
+    for lo, hi in windows(text):
+        match = _VAT.search(text, lo, hi)
+        while match is not None:
+            found = _vat_at(text, match)
+            resume = found.end if found is not None else match.start() + 1
+            if found is not None:
+                yield found
+            # Searching again from just after a rejected start lets "UE PL526..." find
+            # the VAT number that the rejected "UE P..." candidate had swallowed.
+            match = _VAT.search(text, resume, hi)
 
 
 def _vat_at(text: str, match: re.Match[str]) -> Finding | None:

@@ -36,12 +36,14 @@ from stdnum.cn import ric
 from stdnum.de import idnr
 from stdnum.es import dni, nie
 from stdnum.fr import nir
+from stdnum.iso7064 import mod_11_10
 from stdnum.pl import nip, pesel, regon
 from stdnum.us import itin, ssn
 from stdnum.vn import mst
 
-from sovra.classify._runs import segments, spans
+from sovra.classify._runs import segments, spans, windows
 from sovra.classify._stdnum import passes
+from sovra.classify._words import Words
 from sovra.model import Finding
 
 __all__ = ["CONTEXT", "CONTEXT_WINDOW", "KINDS", "detect", "detect_pesel"]
@@ -99,45 +101,36 @@ _NAMED = 0.97
 _UNCHECKED_NAMED = 0.85  # no check digit: the naming word is the evidence
 
 
-def _weighted(digits: str, weights: tuple[int, ...]) -> int:
-    return sum(int(d) * w for d, w in zip(digits, weights, strict=False))
+# The check digits first, each with stdnum's own function called on the compact digits
+# (no cleaning, nothing to catch): most digit runs in a text are not identifiers, and
+# fail here. The few that pass are then validated whole by stdnum (birth dates, region
+# codes, reserved ranges), which stays the authority.
+def _pesel_check(d: str) -> bool:
+    return pesel.calc_check_digit(d[:-1]) == d[-1]
 
 
-# Fast arithmetic pre-checks, written from each scheme's published rule: most digit runs
-# in a text are not identifiers, and these reject them without stdnum's parsing. A run
-# that passes is then validated by stdnum, which stays the authority.
-def _pesel_sum(d: str) -> bool:
-    return (10 - _weighted(d, (1, 3, 7, 9, 1, 3, 7, 9, 1, 3)) % 10) % 10 == int(d[10])
+def _nip_check(d: str) -> bool:
+    return nip.checksum(d) == 0
 
 
-def _nip_sum(d: str) -> bool:
-    return _weighted(d, (6, 5, 7, 2, 3, 4, 5, 6, 7)) % 11 == int(d[9])
+def _regon_check(d: str) -> bool:
+    return regon.calc_check_digit(d[:-1]) == d[-1]
 
 
-def _regon_sum(d: str) -> bool:
-    weights = (8, 9, 2, 3, 4, 5, 6, 7) if len(d) == 9 else (2, 4, 8, 5, 0, 9, 7, 3, 6, 1, 2, 4, 8)
-    return _weighted(d, weights) % 11 % 10 == int(d[-1])
+def _idnr_check(d: str) -> bool:
+    return mod_11_10.checksum(d) == 1
 
 
-def _mod11_10(d: str) -> bool:  # ISO 7064 MOD 11,10, the Steuer-ID's check digit
-    product = 10
-    for digit in d[:-1]:
-        total = (int(digit) + product) % 10 or 10
-        product = total * 2 % 11
-    return (11 - product) % 10 == int(d[-1])
+def _mst_check(d: str) -> bool:
+    return mst.calc_check_digit(d) == d[9]
 
 
-def _mst_sum(d: str) -> bool:
-    return 10 - _weighted(d, (31, 29, 23, 19, 17, 13, 7, 5, 3)) % 11 == int(d[9])
+def _ric_check(d: str) -> bool:
+    return ric.calc_check_digit(d) == d[-1]
 
 
-def _ric_sum(d: str) -> bool:  # ISO 7064 MOD 11-2
-    total = sum(int(c) * (2 ** (17 - i) % 11) for i, c in enumerate(d[:17]))
-    return "10X98765432"[total % 11] == d[17].upper()
-
-
-def _nir_sum(d: str) -> bool:
-    return 97 - int(d[:13]) % 97 == int(d[13:])
+def _nir_check(d: str) -> bool:
+    return nir.calc_check_digits(d) == d[13:]
 
 
 def _always(_: str) -> bool:
@@ -173,24 +166,29 @@ class _Numeric:
 # naming word points to the later one.
 _NUMERIC: tuple[_Numeric, ...] = (
     _Numeric(
-        "pl_pesel", frozenset({11}), _valid(pesel.is_valid, _pesel_sum), True, True, compact=True
+        "pl_pesel", frozenset({11}), _valid(pesel.is_valid, _pesel_check), True, True, compact=True
     ),
-    _Numeric("de_tax_id", frozenset({11}), _valid(idnr.is_valid, _mod11_10), True, True),
+    _Numeric("de_tax_id", frozenset({11}), _valid(idnr.is_valid, _idnr_check), True, True),
     _Numeric(
         "pl_nip",
         frozenset({10}),
-        _valid(nip.is_valid, _nip_sum),
+        _valid(nip.is_valid, _nip_check),
         False,
         True,
         re.compile(r"[0-9]{3}-[0-9]{3}-[0-9]{2}-[0-9]{2}|[0-9]{3}-[0-9]{2}-[0-9]{2}-[0-9]{3}"),
     ),
-    _Numeric("pl_regon", frozenset({9, 14}), _valid(regon.is_valid, _regon_sum), False, True),
-    _Numeric("vn_tax_code", frozenset({10, 13}), _valid(mst.is_valid, _mst_sum), False, True),
+    _Numeric("pl_regon", frozenset({9, 14}), _valid(regon.is_valid, _regon_check), False, True),
+    _Numeric("vn_tax_code", frozenset({10, 13}), _valid(mst.is_valid, _mst_check), False, True),
     _Numeric("vn_citizen_id", frozenset({9, 12}), _cccd, False, False),
     _Numeric(
-        "cn_resident_id", frozenset({18}), _valid(ric.is_valid, _ric_sum), True, True, compact=True
+        "cn_resident_id",
+        frozenset({18}),
+        _valid(ric.is_valid, _ric_check),
+        True,
+        True,
+        compact=True,
     ),
-    _Numeric("fr_nir", frozenset({15}), _valid(nir.is_valid, _nir_sum), True, True),
+    _Numeric("fr_nir", frozenset({15}), _valid(nir.is_valid, _nir_check), True, True),
     _Numeric(
         "us_itin",
         frozenset({9}),
@@ -264,9 +262,19 @@ def _alnum_check(kind: str, compact: str) -> tuple[bool, bool]:
     return True, False  # pl_passport: a shape only
 
 
+_CONTEXT_WORDS = {kind: Words(words) for kind, words in CONTEXT.items()}
+
+
 def _named(text: str, start: int, kind: str) -> bool:
-    before = text[max(0, start - CONTEXT_WINDOW) : start].lower()
-    return any(word in before for word in CONTEXT[kind])
+    return _names(_before(text, start), kind)
+
+
+def _before(text: str, start: int) -> str:
+    return text[max(0, start - CONTEXT_WINDOW) : start].lower()
+
+
+def _names(before: str, kind: str) -> bool:
+    return _CONTEXT_WORDS[kind].found_in(before)
 
 
 _LENGTHS = frozenset(n for spec in _NUMERIC for n in spec.lengths)
@@ -287,13 +295,16 @@ def _numeric(text: str) -> Iterator[Finding]:
 
 def _read_number(text: str, start: int, end: int, digits: str) -> Finding | None:
     chosen: Finding | None = None
+    before: str | None = None  # the words before the number, read once if needed
     for spec in _BY_LENGTH[len(digits)]:
         if spec.compact and end - start != len(digits):
             continue
         # Cheapest first: a scheme that needs its word or its printed shape is skipped
         # before any check digit is computed.
-        printed = spec.printed is not None and spec.printed.fullmatch(text[start:end])
-        named = _named(text, start, spec.kind)
+        printed = spec.printed is not None and spec.printed.fullmatch(text, start, end)
+        if before is None:
+            before = _before(text, start)
+        named = _names(before, spec.kind)
         if not (named or printed or spec.bare) or not spec.check(digits):
             continue
         confidence = (_NAMED if named else _BARE) if spec.validated else _UNCHECKED_NAMED
@@ -306,7 +317,14 @@ def _read_number(text: str, start: int, end: int, digits: str) -> Finding | None
 
 
 def _alnum(text: str) -> Iterator[Finding]:
-    for match in _ALNUM.finditer(text):
+    # Every shape holds a digit and is at most 20 characters long, so the digit windows
+    # hold every match (see ``_runs.MARGIN``).
+    for lo, hi in windows(text):
+        yield from _alnum_in(text, lo, hi)
+
+
+def _alnum_in(text: str, lo: int, hi: int) -> Iterator[Finding]:
+    for match in _ALNUM.finditer(text, lo, hi):
         kind = str(match.lastgroup)
         compact = match.group().replace(" ", "").replace("-", "").upper()
         passes, validated = _alnum_check(kind, compact)

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator
 
 from sovra.classify._runs import segments
+from sovra.classify._words import Words
 from sovra.model import Finding
 
 __all__ = ["BIRTH_WORDS", "CONTEXT_WINDOW", "KINDS", "detect", "detect_birth_dates"]
@@ -37,6 +38,8 @@ BIRTH_WORDS: dict[str, tuple[str, ...]] = {
     "zh": ("出生", "生日", "出生日期", "生于"),
 }
 _ALL_WORDS = tuple(word for words in BIRTH_WORDS.values() for word in words)
+_WORDS = {lang: Words(words) for lang, words in BIRTH_WORDS.items()}
+_ANY_WORDS = Words(_ALL_WORDS)
 
 _MONTHS: dict[str, int] = {}
 for _names in (
@@ -93,12 +96,23 @@ def _first(match: re.Match[str], *names: str) -> str | None:
 _STATEMENT_END = re.compile(r"[;\uff1b\u3002\n]|(?<=[0-9])\. ")
 
 
-def _born(text: str, start: int, words: tuple[str, ...]) -> bool:
+def _born(text: str, start: int, words: Words) -> bool:
     before = text[max(0, start - CONTEXT_WINDOW) : start].lower()
     ends = list(_STATEMENT_END.finditer(before))
     if ends:
         before = before[ends[-1].end() :]
-    return any(word in before for word in words)
+    return words.found_in(before)
+
+
+def _birth_word_within_reach(text: str, year: int, words: Words) -> bool:
+    """Whether a birth word stands close enough before the year at *year* to count.
+
+    A date starts at most ``_LOOKBACK`` characters before its year, and its birth word
+    ends before the date (or inside its own "ngày"); so with no birth word in that reach
+    no date ending or starting at this year can be reported, and the date patterns,
+    which cost far more than this test, are skipped.
+    """
+    return words.found_in(text[max(0, year - _LOOKBACK - CONTEXT_WINDOW) : year].lower())
 
 
 def _years(text: str) -> Iterator[re.Match[str]]:
@@ -126,8 +140,10 @@ def detect_birth_dates(text: str, lang: str | None = None) -> Iterator[Finding]:
     Yields:
         Findings in order of start.
     """
-    words = BIRTH_WORDS.get(lang or "", _ALL_WORDS)
+    words = _WORDS.get(lang or "", _ANY_WORDS)
     for year in _years(text):
+        if not _birth_word_within_reach(text, year.start(), words):
+            continue
         found: tuple[int, int] | None = None
         forward = _YEAR_FIRST.match(text, year.start())
         if forward is not None and _date(
@@ -136,16 +152,14 @@ def detect_birth_dates(text: str, lang: str | None = None) -> Iterator[Finding]:
             found = forward.span()
         else:
             window_start = max(0, year.start() - _LOOKBACK)
-            window = text[window_start : year.end()]
-            for offset in range(len(window) - len(year.group())):
-                back = _YEAR_LAST.match(window, offset)
-                if back is None:
-                    continue
+            # The leftmost form that ends with this year, the search trying each start
+            # in turn.
+            back = _YEAR_LAST.search(text[window_start : year.end()])
+            if back is not None:
                 month = _first(back, "m1", "m3")
                 name = _first(back, "mn2", "mn4")
                 if _date(back["y"], month, _first(back, "d1", "d2", "d3", "d4"), name):
-                    found = (window_start + offset, year.end())
-                break
+                    found = (window_start + back.start(), year.end())
         # "sinh ngày 12 tháng 3 năm 1980": the birth word ends inside the date's own
         # "ngày", so the window read for it runs to the end of that word.
         own = len("ngày") if found is not None and text.startswith("ngày", found[0]) else 0

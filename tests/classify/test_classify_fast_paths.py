@@ -1,0 +1,524 @@
+"""The scanner's fast paths agree with the plain definitions they stand in for.
+
+Each shortcut taken for speed (one automaton instead of a table walk, searching only the
+stretches around digits, stdnum's check-digit functions before its full validation,
+fewer phonenumbers calls, a prefilter before the date patterns) is checked here against
+a straightforward reference written in this file, on hand cases and on many generated
+texts (fixed seeds, so that a failure reproduces).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import string
+import sys
+import unicodedata
+from collections.abc import Callable, Iterator
+
+import phonenumbers
+import pytest
+from phonenumbers import PhoneMetadata, PhoneNumberFormat, PhoneNumberType
+from stdnum import iban, numdb
+from stdnum.cn import ric
+from stdnum.de import idnr
+from stdnum.fr import nir
+from stdnum.pl import nip, pesel, regon
+from stdnum.us import itin, ssn
+from stdnum.vn import mst
+
+from sovra.classify import _fold, _runs, contact, finance, ids, personal, scan, special
+from sovra.classify._stdnum import passes
+from sovra.classify._terms import CONTEXT, LANGUAGES
+from sovra.classify._words import Words
+from sovra.model import Finding
+
+# --- folding -----------------------------------------------------------------------------
+
+
+def _reference_table() -> dict[int, int]:
+    """The fold table from a walk over every code point, as it was first written."""
+    table: dict[int, int] = {}
+    for cp in range(0x80, sys.maxunicode + 1):
+        char = chr(cp)
+        if char.isdecimal():
+            table[cp] = ord("0") + unicodedata.decimal(char)
+    for cp in range(0x21, 0x7F):
+        table[cp + 0xFF01 - 0x21] = cp
+    table.update(dict.fromkeys(_fold._SPACES, ord(" ")))
+    table.update(dict.fromkeys(_fold._DASHES, ord("-")))
+    return table
+
+
+def test_stepped_walk_finds_every_decimal_digit() -> None:
+    # Pins the assumption of the fast table build: decimal digits come in runs of ten,
+    # only in the first two planes, in this Python's Unicode version.
+    assert _fold._table() == _reference_table()
+
+
+def test_fold_is_translate_with_the_table() -> None:
+    everything = "".join(map(chr, range(sys.maxunicode + 1)))
+    assert _fold.fold(everything) == everything.translate(_reference_table())
+
+
+def test_fold_around_lone_surrogates_and_in_pure_ascii() -> None:
+    assert _fold.fold("\ud800\uff11\udfff\u00a0") == "\ud8001\udfff "
+    text = "plain ASCII 123"
+    assert _fold.fold(text) is text
+
+
+# --- digit windows -----------------------------------------------------------------------
+
+
+def _texts(rng: random.Random, alphabet: str, count: int, longest: int) -> Iterator[str]:
+    for _ in range(count):
+        yield "".join(rng.choice(alphabet) for _ in range(rng.randrange(longest)))
+
+
+# Digits, capitals, separators and letters around them, with long digit-free stretches
+# so that a text has several windows.
+_NOISY = string.digits * 2 + "ABCDEFGHJKLMNPXYZ" + "+()-./ " + "ab é中" + " " * 20 + "q" * 30
+
+
+def test_windows_hold_every_digit_with_its_margin() -> None:
+    rng = random.Random(1)
+    for text in _texts(rng, _NOISY, 3_000, 300):
+        spans = _runs.windows.__wrapped__(text)
+        assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))
+        for i, char in enumerate(text):
+            if char in string.digits:
+                assert any(
+                    lo <= max(0, i - _runs.MARGIN) and min(len(text), i + _runs.MARGIN) <= hi
+                    for lo, hi in spans
+                ), (text, i)
+
+
+def _whole_and_windowed(pattern: re.Pattern[str], text: str) -> tuple[list[str], list[str]]:
+    whole = [f"{m.span()}{m.lastgroup}" for m in pattern.finditer(text)]
+    windowed = [
+        f"{m.span()}{m.lastgroup}"
+        for lo, hi in _runs.windows.__wrapped__(text)
+        for m in pattern.finditer(text, lo, hi)
+    ]
+    return whole, windowed
+
+
+# Shapes that reach furthest from their digits: nine capitals before the one digit of an
+# ID card number, a VAT candidate running on into capitals, spaced groups.
+_FAR_REACHING = [
+    "LMNPRTVWX1",
+    "CFGHJKLMN0",
+    "T220001293",
+    "AB 12 34 56 C",
+    "X-2482300-W",
+    "11010519491231002X",
+    "PL5 ABCD EFGH IJKLMN",
+    "DE136695976 ABCDEFGHIJ",
+    "PL61 1090 1014 0000 0712 1981 2874",
+    "+48 (22) 123-45-67",
+]
+
+
+def _shaped_texts(rng: random.Random, count: int) -> Iterator[str]:
+    for noise in _texts(rng, _NOISY, count, 200):
+        cut = rng.randrange(len(noise) + 1)
+        far = rng.choice(_FAR_REACHING)
+        yield noise[:cut] + rng.choice([" ", "", "q" * 30]) + far + " " + noise[cut:]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [_runs._RUN, ids._ALNUM, finance._CHECK_DIGITS, finance._VAT],
+    ids=["digit_runs", "letter_and_digit_ids", "iban_check_digits", "vat_candidates"],
+)
+def test_windowed_search_finds_what_a_whole_text_search_finds(pattern: re.Pattern[str]) -> None:
+    rng = random.Random(2)
+    for text in _shaped_texts(rng, 5_000):
+        whole, windowed = _whole_and_windowed(pattern, text)
+        assert whole == windowed, text
+
+
+def _vat_over_the_whole_text(text: str) -> list[Finding]:
+    found = []
+    match = finance._VAT.search(text)
+    while match is not None:
+        finding = finance._vat_at(text, match)
+        if finding is not None:
+            found.append(finding)
+        match = finance._VAT.search(text, finding.end if finding else match.start() + 1)
+    return found
+
+
+def test_vat_numbers_found_in_windows_as_in_the_whole_text() -> None:
+    rng = random.Random(3)
+    pieces = ["PL5261040828", "DE136695976", "ES65992844W", "UE ", "PL ", "FR", " ", "x"]
+    for shaped in _shaped_texts(rng, 2_000):
+        text = shaped + rng.choice(pieces) + shaped[::-1] + rng.choice(pieces)
+        assert list(finance.detect_vat(text)) == _vat_over_the_whole_text(text), text
+
+
+# --- digit segments ----------------------------------------------------------------------
+
+_REFERENCE_RUN = re.compile(r"(?<![0-9A-Za-z])[+(]?[0-9](?:\)?[-./ ]{0,2}\(?[0-9])*")
+
+
+def _reference_segments(text: str) -> list[tuple[tuple[tuple[int, int], ...], int, str]]:
+    """Runs split where a gap exceeds two characters, two long groups meet, or at eight."""
+    found = []
+    for run in _REFERENCE_RUN.finditer(text):
+        groups = [
+            (run.start() + m.start(), run.start() + m.end()) for m in _DIGITS.finditer(run[0])
+        ]
+        current: list[tuple[int, int]] = []
+        for group in [*groups, None]:
+            if current and (
+                group is None
+                or group[0] - current[-1][1] > 2
+                or (group[1] - group[0] > 5 and current[-1][1] - current[-1][0] > 5)
+                or len(current) >= 8
+            ):
+                first = current[0][0]
+                lead = first - 1 if first > 0 and text[first - 1] in "+(" else first
+                digits = "".join(text[a:b] for a, b in current)
+                found.append((tuple(current), lead, digits))
+                current = []
+            if group is not None:
+                current.append(group)
+    return found
+
+
+_DIGITS = re.compile("[0-9]+")
+
+
+def test_segments_follow_the_splitting_rules() -> None:
+    rng = random.Random(4)
+    alphabet = string.digits * 4 + "+()-./ a"
+    cases = [*_texts(rng, alphabet, 20_000, 40), "+48 601 234 567", "(030) 1234-5678"]
+    cases += ["123456 789012 3", "1 2 3 4 5 6 7 8 9 10", "x+1", "a(12) 34", "12)  (34"]
+    for text in cases:
+        got = [
+            (tuple((g.start, g.end) for g in s.groups), s.lead, s.digits)
+            for s in _runs.segments.__wrapped__(text)
+        ]
+        assert got == _reference_segments(text), text
+        assert all(s.end == s.groups[-1].end for s in _runs.segments.__wrapped__(text))
+
+
+# --- phone numbers -----------------------------------------------------------------------
+
+
+def _reference_phones(text: str) -> list[Finding]:
+    """The plain path: every shaped region parsed, ``is_valid_number`` asked each time."""
+
+    def words_before(start: int, width: int, words: tuple[str, ...]) -> bool:
+        before = text[max(0, start - 30) : start].lower()[-width:]
+        return any(word in before for word in words)
+
+    found = []
+    for segment in _runs.segments.__wrapped__(text):
+        start, end = segment.lead, segment.end
+        raw, digits = text[start:end], segment.digits
+        if not 7 <= len(digits) <= 15 or contact._dated_or_priced(raw):
+            continue
+        named = words_before(start, 30, contact.PHONE_CONTEXT)
+        if not named and words_before(start, 14, contact._NOT_PHONE_CONTEXT):
+            continue
+        if raw.startswith("+") or (raw.startswith("00") and len(digits) > 9):
+            if not 8 <= len(digits) <= 15:
+                continue
+            spelled = "+" + (raw[2:] if raw.startswith("00") else raw[1:])
+            try:
+                number = phonenumbers.parse(spelled, None)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_possible_number(number):
+                valid = phonenumbers.is_valid_number(number)
+                found.append(Finding("phone", start, end, 0.95 if valid else 0.4, valid))
+            continue
+        if not 7 <= len(digits) <= 12:
+            continue
+        possible, valid = False, False
+        for region in contact.REGIONS:
+            if not contact._NATIONAL_SHAPE[region](digits):
+                continue
+            try:
+                number = phonenumbers.parse(raw, region)
+            except phonenumbers.NumberParseException:
+                continue
+            valid = valid or phonenumbers.is_valid_number(number)
+            possible = possible or phonenumbers.is_possible_number(number)
+        if valid:
+            found.append(Finding("phone", start, end, 0.9 if named else 0.75, True))
+        elif possible and named:
+            found.append(Finding("phone", start, end, 0.4, False))
+    return found
+
+
+_PHONE_REGIONS = (*contact.REGIONS, "IT", "NL", "JP", "BR", "IN", "CA", "AU", "RU", "CH")
+_PHONE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE, PhoneNumberType.TOLL_FREE)
+_PHONE_FORMATS = (
+    PhoneNumberFormat.NATIONAL,
+    PhoneNumberFormat.INTERNATIONAL,
+    PhoneNumberFormat.E164,
+)
+_BEFORE = ("", "tel. ", "Telefon: ", "số điện thoại ", "PESEL ", "order ", "ISBN ", "电话")
+
+
+def _printed_numbers(rng: random.Random) -> Iterator[str]:
+    for region, kind, form in itertools.product(_PHONE_REGIONS, _PHONE_TYPES, _PHONE_FORMATS):
+        example = phonenumbers.example_number_for_type(region, kind)
+        if example is None:
+            continue
+        printed = phonenumbers.format_number(example, form)
+        yield printed
+        yield "00" + printed[1:] if printed.startswith("+") else printed.replace(" ", ".")
+        for _ in range(12):  # the same layout with other digits: valid or not
+            yield "".join(rng.choice(string.digits) if c.isdigit() else c for c in printed)
+
+
+def test_phones_agree_with_the_plain_path() -> None:
+    rng = random.Random(5)
+    texts = [
+        f"{rng.choice(_BEFORE)}{number}{rng.choice(['', '.', ' i ', ', tel. 601 234 567'])}"
+        for number in _printed_numbers(rng)
+    ]
+    texts += [" ".join(str(rng.randrange(10**6, 10**12)) for _ in range(8)) for _ in range(300)]
+    found_some = 0
+    for text in texts:
+        expected = _reference_phones(text)
+        assert list(contact.detect_phones(text)) == expected, text
+        found_some += bool(expected)
+    assert found_some > len(texts) // 3  # the cases exercise both outcomes
+
+
+def test_one_number_twice_keeps_each_ones_own_words() -> None:
+    # Outcomes are reused within a call for runs printed alike; the words before each
+    # are still read for each.
+    text = "Zadzwoń: 601 234 567. W aktach klienta zapisano też numer 601 234 567."
+    first, second = contact.detect_phones(text)
+    assert (first.confidence, second.confidence) == (0.9, 0.75)
+
+
+def test_national_shapes_written_out_agree_with_the_table() -> None:
+    for length in range(1, 17):
+        for head in string.digits:
+            digits = head + "5" * (length - 1)
+            table = 7 <= length <= 12 and any(
+                shape(digits) for shape in contact._NATIONAL_SHAPE.values()
+            )
+            assert contact._shaped(digits) is table, digits
+
+
+def test_each_region_leads_its_country_code() -> None:
+    # What makes a region's own validity check enough in ``contact._valid_in``.
+    for region in contact.REGIONS:
+        code = phonenumbers.country_code_for_region(region)
+        assert phonenumbers.region_codes_for_country_code(code)[0] == region
+        assert PhoneMetadata.metadata_for_region(region).leading_digits is None
+
+
+def test_validity_shortcut_agrees_with_is_valid_number() -> None:
+    rng = random.Random(6)
+    for printed in _printed_numbers(rng):
+        for region in contact.REGIONS:
+            try:
+                number = phonenumbers.parse(printed, region)
+            except phonenumbers.NumberParseException:
+                continue
+            assert contact._valid_in(number, region) is phonenumbers.is_valid_number(number)
+
+
+# --- identity numbers --------------------------------------------------------------------
+
+# kind -> stdnum's full validation, which the fast check must agree with
+_VALIDATORS: dict[str, Callable[[str], bool]] = {
+    "pl_pesel": pesel.is_valid,
+    "de_tax_id": idnr.is_valid,
+    "pl_nip": nip.is_valid,
+    "pl_regon": regon.is_valid,
+    "vn_tax_code": mst.is_valid,
+    "cn_resident_id": ric.is_valid,
+    "fr_nir": nir.is_valid,
+    "us_itin": itin.is_valid,
+    "us_ssn": ssn.is_valid,
+}
+# kind -> how stdnum completes a number with its check digit(s), to make valid ones
+_COMPLETE: dict[str, Callable[[str], str]] = {
+    "pl_pesel": lambda d: d[:10] + pesel.calc_check_digit(d[:10]),
+    "pl_nip": lambda d: d,
+    "pl_regon": lambda d: d[:-1] + regon.calc_check_digit(d[:-1]),
+    "vn_tax_code": lambda d: d[:9] + mst.calc_check_digit(d[:9]) + d[10:],
+    "cn_resident_id": lambda d: d[:17] + ric.calc_check_digit(d[:17] + "0"),
+    "fr_nir": lambda d: d[:13] + nir.calc_check_digits(d[:13] + "00"),
+}
+
+
+def test_quick_checks_agree_with_stdnum() -> None:
+    rng = random.Random(7)
+    for spec in ids._NUMERIC:
+        if spec.kind not in _VALIDATORS:
+            continue
+        valid = 0
+        for length in sorted(spec.lengths):
+            for _ in range(3_000):
+                digits = "".join(rng.choice(string.digits) for _ in range(length))
+                if spec.kind == "cn_resident_id":  # a real region and birth date
+                    digits = "110105" + "19491231" + digits[14:]
+                if spec.kind in _COMPLETE and rng.random() < 0.5:
+                    digits = _COMPLETE[spec.kind](digits)
+                expected = passes(_VALIDATORS[spec.kind], digits)
+                assert spec.check(digits) is expected, (spec.kind, digits)
+                valid += expected
+        assert valid > 0, spec.kind
+
+
+# --- IBAN --------------------------------------------------------------------------------
+
+
+def _registry_countries() -> list[str]:
+    registry = numdb.get("iban")
+    codes = (a + b for a in string.ascii_uppercase for b in string.ascii_uppercase)
+    return [code for code in codes if registry.info(code)[0][1]]
+
+
+def test_iban_check_agrees_with_stdnum_for_every_country() -> None:
+    rng = random.Random(8)
+    countries = _registry_countries()
+    valid = 0
+    for code in [*countries, "XX", "QQ"] * 150:
+        length = (finance._bban_lengths().get(code) or 20) + rng.choice([0, 0, 0, -1, 1])
+        alphabet = rng.choice([string.digits, string.digits + string.ascii_uppercase])
+        bban = "".join(rng.choice(alphabet) for _ in range(length))
+        try:
+            number = code + iban.calc_check_digits(code + "00" + bban) + bban
+        except ValueError:
+            number = code + "00" + bban
+        if rng.random() < 0.1:
+            number = number.lower()
+        assert finance._is_iban(number) is iban.is_valid(number), number
+        valid += iban.is_valid(number)
+    assert valid > len(countries)
+
+
+def _reference_mod97_ends(candidate: str, bban_length: int | None) -> list[int]:
+    """Character by character, as ISO 7064 is usually written."""
+    ends, count = [], 0
+    for i in range(4, len(candidate)):
+        if candidate[i] == " ":
+            continue
+        count += 1
+        if bban_length is not None and count > bban_length:
+            break
+        if i + 1 < len(candidate) and candidate[i + 1] != " ":
+            continue
+        if (count >= 11 if bban_length is None else count == bban_length) and (
+            int("".join(str(int(c, 36)) for c in candidate[4 : i + 1] + candidate[:4] if c != " "))
+            % 97
+            == 1
+        ):
+            ends.append(i + 1)
+    return ends
+
+
+def test_mod97_chunk_ends_agree_with_the_plain_walk() -> None:
+    rng = random.Random(9)
+    for _ in range(5_000):
+        bban = "".join(rng.choice(string.digits + "ab") for _ in range(rng.randrange(11, 31)))
+        candidate = "PL" + iban.calc_check_digits("PL00" + bban) + bban
+        spaced = candidate[:4]
+        for char in candidate[4:]:
+            spaced += (" " if rng.random() < 0.25 else "") + char
+        for length in (None, 24, len(bban), len(bban) - 3):
+            assert finance._mod97_ends(spaced, length) == _reference_mod97_ends(spaced, length)
+
+
+# --- words in context --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", [None, *LANGUAGES])
+def test_context_words_agree_with_the_regular_expression(lang: str | None) -> None:
+    langs = LANGUAGES if lang is None else (lang,)
+    words = sorted({w for code in langs for w in CONTEXT[code]})
+    reference = re.compile(
+        "|".join(
+            re.escape(w) if special._is_han(w[0]) else r"(?<!\w)" + re.escape(w) for w in words
+        )
+    )
+    context = special._matcher(lang).context
+    rng = random.Random(10)
+    pieces = [*words, "a", "_", " ", "é", "1", "\u0301", "中", ".", "\ud800", "mme", "com"]
+    for _ in range(5_000):
+        window = "".join(
+            rng.choice(pieces) if rng.random() < 0.5 else rng.choice(words)[1:]
+            for _ in range(rng.randrange(7))
+        )
+        assert context.search(window) is (reference.search(window) is not None), window
+
+
+_WORD_LISTS = {
+    "phone": contact.PHONE_CONTEXT,
+    "not_phone": contact._NOT_PHONE_CONTEXT,
+    "card": finance._CARD_CONTEXT,
+    "birth": personal._ALL_WORDS,
+    **{f"id_{kind}": words for kind, words in ids.CONTEXT.items()},
+}
+
+
+@pytest.mark.parametrize("words", _WORD_LISTS.values(), ids=_WORD_LISTS.keys())
+def test_word_lists_agree_with_substring_tests(words: tuple[str, ...]) -> None:
+    found = Words(words)
+    rng = random.Random(13)
+    pieces = [*words, "a", " ", "é", "\ud800", ".", "中", "1"]
+    for _ in range(2_000):
+        window = "".join(
+            rng.choice(pieces) if rng.random() < 0.7 else rng.choice(words)[:-1]
+            for _ in range(rng.randrange(5))
+        )
+        assert found.found_in(window) is any(word in window for word in words), window
+
+
+def test_email_local_part_table_agrees_with_the_pattern() -> None:
+    for char in map(chr, range(0x3000)):
+        assert contact._is_local(char) is (contact._LOCAL_CHAR.match(char) is not None)
+
+
+# --- dates of birth ----------------------------------------------------------------------
+
+
+def test_year_last_search_is_the_first_start_that_matches() -> None:
+    rng = random.Random(11)
+    parts = ["12.03.", "3 marca ", "ngày 2 tháng 3 năm ", "March 12, ", "de ", "x", " ", "1"]
+    for _ in range(5_000):
+        window = "".join(rng.choice(parts) for _ in range(rng.randrange(5))) + "1980"
+        window = window[-28:]
+        first = next(
+            (m for i in range(len(window)) if (m := personal._YEAR_LAST.match(window, i))), None
+        )
+        found = personal._YEAR_LAST.search(window)
+        assert (found and found.span()) == (first and first.span()), window
+
+
+def test_birth_word_prefilter_changes_no_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(12)
+    dates = ["12.03.1980", "1980-03-12", "12 marca 1980", "ngày 12 tháng 3 năm 1980"]
+    dates += ["March 12, 1980", "12. März 1980", "12 de marzo de 1980", "1980年3月12日"]
+    words = ["urodzona ", "born on ", "sinh ", "geboren am ", "née le ", "nacida el ", "出生于"]
+    texts = []
+    for _ in range(3_000):
+        gap = " " * rng.randrange(70) + rng.choice(["", ". ", "; ", "x"])
+        texts.append(rng.choice(words) + gap + rng.choice(dates) + " " + rng.choice(dates))
+    with_prefilter = [list(personal.detect_birth_dates(t)) for t in texts]
+    monkeypatch.setattr(personal, "_birth_word_within_reach", lambda *_: True)
+    without = [list(personal.detect_birth_dates(t)) for t in texts]
+    assert with_prefilter == without
+    assert sum(map(bool, without)) > len(texts) // 4
+
+
+# --- the scanner -------------------------------------------------------------------------
+
+
+def test_scan_keeps_no_copy_of_the_text() -> None:
+    scan("PESEL 44051401359, tel. +48 601 234 567")
+    assert _runs.segments.cache_info().currsize == 0
+    assert _runs.windows.cache_info().currsize == 0
