@@ -11,13 +11,14 @@ key. Errors come back as the same :mod:`sovra.errors` classes the gateway raised
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from sovra.auth import make_token
 from sovra.errors import (
@@ -33,7 +34,7 @@ from sovra.errors import (
 )
 from sovra.keys import transport
 from sovra.keys.transport import TransportPins
-from sovra.model import Grant, RecordHeader
+from sovra.model import Grant, LogEntry, LogReceipt, RecordHeader
 
 __all__ = ["Client"]
 
@@ -59,6 +60,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         transport_pins: TransportPins | None = None,
+        log_key: Ed25519PublicKey | None = None,
     ) -> None:
         """Point at a gateway.
 
@@ -73,6 +75,8 @@ class Client:
                 (``sovra keys transport-key``); with them, :meth:`ingest_sealed` refuses a
                 key the gateway offers that is not pinned. Without them the gateway's word
                 is taken.
+            log_key: the transparency log's public key (out of band); with it,
+                :meth:`access_sealed` also checks the decision receipt's signature.
         """
         self._base = base_url
         self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
@@ -80,6 +84,7 @@ class Client:
         self._key = key
         self._clock = clock
         self._pins = transport_pins
+        self._log_key = log_key
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -248,6 +253,7 @@ class Client:
         if grant is not None:
             body["grant"] = json.loads(grant.to_json())
         result: dict[str, Any] = self._call("POST", "/v1/sealed/access", body)
+        self._check_recipient(result, transport.public_bytes(ephemeral))
         opened: dict[str, bytes] = {}
         for rid, sealed in result["records"].items():
             try:
@@ -261,6 +267,38 @@ class Client:
             opened[rid] = transport.open_record(header, blob, key, ephemeral)
         result["records"] = opened
         return result
+
+    def _check_recipient(self, result: Mapping[str, Any], recipient: bytes) -> None:
+        """The logged decision must name this call's key: a gateway that had the keys
+        released to its own key instead is caught here, and shown by its own log entry.
+
+        Raises:
+            VerificationError: the decision entry is missing, is not the one the receipt
+                covers (or, with the log key, the receipt is not the log's), or names
+                another recipient.
+        """
+        try:
+            entry = base64.b64decode(result["decision_entry"], validate=True)
+            receipt = LogReceipt.from_dict(result["decision_receipt"])
+            named = LogEntry.from_bytes(entry).fields.get("recipient")
+        except (BadRequest, ValueError, KeyError, TypeError):
+            raise VerificationError("the gateway sent no readable logged decision") from None
+        covered = hashlib.sha256(b"\x00" + entry).digest() == receipt.leaf_hash
+        if covered and self._log_key is not None:
+            try:
+                receipt.verify(self._log_key, entry)
+            except VerificationError:
+                covered = False
+        if not covered:
+            raise VerificationError(
+                "the decision the gateway sent is not the logged one (its receipt does not "
+                "cover it" + (" or is not the log's)" if self._log_key is not None else ")")
+            )
+        if named != recipient.hex():
+            raise VerificationError(
+                f"the logged decision (log index {receipt.index}) names another recipient "
+                "key than this client's: the gateway had the keys released to someone else"
+            )
 
     # -- grants ----------------------------------------------------------------------------
 

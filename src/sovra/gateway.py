@@ -127,6 +127,7 @@ class SealedAccessResult:
     decision_receipt: LogReceipt
     release_receipt: LogReceipt
     records: Mapping[str, SealedRecord]
+    decision_entry: bytes = b""  # the logged decision, naming the client's recipient key
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +394,7 @@ class Gateway:
         code: Justification | None,
         *,
         action: str = "read",
+        recipient: bytes | None = None,
     ) -> tuple[Decision, ReleaseAuthorization]:
         """Decide, log the decision (allow and deny alike), and raise on a deny.
 
@@ -413,6 +415,10 @@ class Gateway:
         decision = self.decisions.decide(
             principal, purpose, facts, self._grant_facts(grant), justification=code, action=action
         )
+        if recipient is not None:
+            # Logged with the decision: the custodian encrypts released keys to this key
+            # only, and the client checks that the log names its own.
+            decision = replace(decision, recipient=recipient.hex())
         entry, receipt = self._append(
             decision.to_entry(self._now_ms()),
             [*decision.subjects, f"decision:{decision.decision_id}"],
@@ -599,7 +605,9 @@ class Gateway:
         check_public(recipient)
         code = None if justification is None else parse_justification(justification)
         metas = self._targets(record_ids, subjects, jurisdiction)
-        decision, authorization = self._decide(principal, purpose, metas, grant, code)
+        decision, authorization = self._decide(
+            principal, purpose, metas, grant, code, recipient=recipient
+        )
         sealed: dict[str, bytes] = {}
         for code_j, group in _by_jurisdiction(metas).items():
             released = self._sealing_custodian(code_j).unwrap_many_to(
@@ -615,7 +623,9 @@ class Gateway:
             )
             for m in metas
         }
-        return SealedAccessResult(decision, authorization.receipt, release, records)
+        return SealedAccessResult(
+            decision, authorization.receipt, release, records, authorization.entry
+        )
 
     def _targets(
         self,

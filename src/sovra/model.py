@@ -595,10 +595,14 @@ class Decision:
     action: str = "read"
     justification: str = ""  # the access justification code it was decided under
     review: str = ""  # the review queue it was sent to ("legal", ...), if any
+    # client-side access: the hex X25519 key the released keys may be encrypted to
+    recipient: str = ""
 
     def to_entry(self, time_ms: int) -> LogEntry:
         """The log entry that records this decision, allow and deny alike."""
         optional: dict[str, Any] = {}
+        if self.recipient:
+            optional["recipient"] = self.recipient
         if self.justification:
             optional["justification"] = self.justification
         if self.review:

@@ -293,3 +293,95 @@ def test_a_record_over_the_limit_is_refused_before_it_is_stored(big_client, big)
         big_client.ingest_sealed("anna@example.pl", "PL", b"x" * (4 * 1024 * 1024 + 1))
     assert _stored(big) == []
     assert big.gateway.log.size == 0
+
+
+# -- the recipient key is in the log --------------------------------------------------------
+
+
+def _swapping(app_client: TestClient, dep: Deployment, clock: Any, **kw: Any) -> Client:
+    """A client whose gateway has the keys released to a key of its own, not the client's:
+    it runs the real access flow with its own recipient and answers with what that gives."""
+    from sovra.server.sealed import _access
+
+    client = Client("http://testserver", "svc-pl", dep.principal_key("svc-pl"), clock=clock, **kw)
+    client._http = app_client
+    real = client._call
+    stolen = transport.new_recipient()
+
+    def call(method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        if path != "/v1/sealed/access":
+            return real(method, path, body, auth=auth)
+        principal = dep.store.get_principal("svc-pl")
+        result = dep.gateway.access_sealed(
+            principal,
+            recipient=transport.public_bytes(stolen),
+            purpose=body["purpose"],
+            record_ids=body["record_ids"],
+        )
+        return _access(result)
+
+    client._call = call  # type: ignore[method-assign]
+    return client
+
+
+def test_a_gateway_that_swaps_the_recipient_is_caught_by_the_logged_decision(
+    app_client: TestClient, dep: Deployment, clock: Any
+) -> None:
+    honest = _recorded(app_client, dep, clock, _pins(dep, "PL")).client
+    rid = honest.ingest_sealed("anna@example.pl", "PL", SECRET)["record_id"]
+    opened = honest.access_sealed("customer-support", record_ids=[rid])
+    assert opened["records"] == {rid: SECRET}
+
+    swapped = _swapping(app_client, dep, clock)
+    with pytest.raises(VerificationError, match="names another recipient key") as info:
+        swapped.access_sealed("customer-support", record_ids=[rid])
+    # The swap is in the public log for anyone to see: the decision names the other key.
+    index = int(re.search(r"log index (\d+)", info.value.message)[1])  # type: ignore[index]
+    entry = json.loads(dep.gateway.log.entry(index))
+    assert entry["kind"] == "decision" and len(bytes.fromhex(entry["recipient"])) == 32
+
+
+def test_a_decision_entry_the_receipt_does_not_cover_is_refused(
+    app_client: TestClient, dep: Deployment, clock: Any
+) -> None:
+    client = _recorded(app_client, dep, clock, None)
+    rid = client.client.ingest_sealed("anna@example.pl", "PL", SECRET)["record_id"]
+    real = client.client._call
+
+    def forged(method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        result = real(method, path, body, auth=auth)
+        if path == "/v1/sealed/access":
+            entry = json.loads(base64.b64decode(result["decision_entry"]))
+            entry["reason"] = "edited"
+            result["decision_entry"] = base64.b64encode(json.dumps(entry).encode()).decode()
+        return result
+
+    client.client._call = forged  # type: ignore[method-assign]
+    with pytest.raises(VerificationError, match="not the logged one"):
+        client.client.access_sealed("customer-support", record_ids=[rid])
+
+
+def test_with_the_log_key_a_receipt_not_signed_by_the_log_is_refused(
+    app_client: TestClient, dep: Deployment, clock: Any
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    rid = _recorded(app_client, dep, clock, None).client.ingest_sealed(
+        "anna@example.pl", "PL", SECRET
+    )["record_id"]
+    log_key = dep.gateway.log.public_key
+    good = Client(
+        "http://testserver", "svc-pl", dep.principal_key("svc-pl"), clock=clock, log_key=log_key
+    )
+    good._http = app_client
+    assert good.access_sealed("customer-support", record_ids=[rid])["records"] == {rid: SECRET}
+    wrong = Client(
+        "http://testserver",
+        "svc-pl",
+        dep.principal_key("svc-pl"),
+        clock=clock,
+        log_key=Ed25519PrivateKey.generate().public_key(),
+    )
+    wrong._http = app_client
+    with pytest.raises(VerificationError, match="is not the log's"):
+        wrong.access_sealed("customer-support", record_ids=[rid])

@@ -34,7 +34,7 @@ BOB = subject_commitment(b"c" * 32, "PL", "bob")
 REQUESTER = "svc-support"
 
 
-def authorize(log_key: Ed25519PrivateKey) -> ReleaseAuthorization:
+def authorize(log_key: Ed25519PrivateKey, recipient: bytes | None = None) -> ReleaseAuthorization:
     entry = (
         Decision(
             decision_id="dec-1",
@@ -45,6 +45,7 @@ def authorize(log_key: Ed25519PrivateKey) -> ReleaseAuthorization:
             records=("rec-1",),
             subjects=(ALICE,),
             policies=("pl-default",),
+            recipient=recipient.hex() if recipient is not None else "",
         )
         .to_entry(NOW)
         .to_bytes()
@@ -142,10 +143,27 @@ def test_client_sealed_record_opens_only_after_a_logged_allow(
     with pytest.raises(Denied):
         pl.unwrap_many_to([(wrapped, hdr)], None, REQUESTER, mine)
     assert [j.outcome for j in pl.journal()] == ["wrapped", "denied"]
-    (sealed,) = pl.unwrap_many_to([(wrapped, hdr)], authorize(log_key), REQUESTER, mine)
+    (sealed,) = pl.unwrap_many_to([(wrapped, hdr)], authorize(log_key, mine), REQUESTER, mine)
     assert transport.open_record(hdr, blob, sealed, me) == b"alice's note"
     with pytest.raises(IntegrityError):
         transport.open_record(hdr, blob, sealed, transport.new_recipient())
+
+
+def test_keys_go_only_to_the_recipient_the_logged_allow_names(
+    pl: LocalCustodian, log_key: Ed25519PrivateKey
+) -> None:
+    hdr = sealed_header()
+    _, public = pl.transport_key()
+    _, envelope = transport.seal_record(hdr, b"alice's note", public)
+    wrapped = pl.wrap_sealed(envelope, hdr)
+    client = transport.public_bytes(transport.new_recipient())
+    gateway = transport.public_bytes(transport.new_recipient())
+    # A gateway that swaps in its own key must log that key, or be refused.
+    with pytest.raises(Denied, match="names another recipient key"):
+        pl.unwrap_many_to([(wrapped, hdr)], authorize(log_key, client), REQUESTER, gateway)
+    with pytest.raises(Denied, match="names no recipient key"):
+        pl.unwrap_many_to([(wrapped, hdr)], authorize(log_key), REQUESTER, client)
+    assert [j.outcome for j in pl.journal()][-2:] == ["denied", "denied"]
 
 
 @pytest.mark.parametrize("wrong", ["record", "subject", "content-type", "jurisdiction"])
@@ -203,10 +221,11 @@ def test_a_custodian_service_takes_client_sealed_keys(
             mine = transport.public_bytes(me)
             with pytest.raises(Denied):
                 remote.unwrap_many_to([(wrapped, hdr)], None, REQUESTER, mine)
-            (sealed,) = remote.unwrap_many_to([(wrapped, hdr)], authorize(log_key), REQUESTER, mine)
+            allow = authorize(log_key, mine)
+            (sealed,) = remote.unwrap_many_to([(wrapped, hdr)], allow, REQUESTER, mine)
             assert transport.open_record(hdr, blob, sealed, me) == b"alice's note"
             with pytest.raises(BadRequest):
-                remote.unwrap_many_to([(wrapped, hdr)], authorize(log_key), REQUESTER, b"x")
+                remote.unwrap_many_to([(wrapped, hdr)], allow, REQUESTER, b"x")
     finally:
         server.should_exit = True
         thread.join(timeout=10)

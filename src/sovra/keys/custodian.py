@@ -679,10 +679,30 @@ class BaseCustodian(abc.ABC):
         Raises:
             BadRequest: *recipient* is not a usable X25519 public key, and as
                 :meth:`unwrap_many`.
-            Denied: as :meth:`unwrap_many`.
+            Denied: as :meth:`unwrap_many`, or the logged allow does not name *recipient*
+                (a gateway that swapped the client's key for its own).
             IntegrityError: as :meth:`unwrap_many`.
         """
         transport.check_public(recipient)
+        if authorization is not None:
+            # Read before unwrap_many verifies the receipt: a mismatch can only refuse, and
+            # a match counts only if the receipt then verifies over these same bytes.
+            try:
+                named = LogEntry.from_bytes(authorization.entry).fields.get("recipient")
+            except BadRequest:
+                named = None
+            if named != recipient.hex():
+                reason = (
+                    "the logged allow names no recipient key"
+                    if named is None
+                    else "the logged allow names another recipient key"
+                )
+                rid = items[0][1].record_id if items else ""
+                denied = self._deny(rid, reason)
+                self._record(
+                    JournalEntry(self._clock(), "unwrap", requester, rid, "denied", denied.message)
+                )
+                raise denied
         keys = self.unwrap_many(items, authorization, requester)
         return [
             transport.seal_key(recipient, key, "to-client", header)

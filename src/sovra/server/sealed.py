@@ -135,6 +135,7 @@ def _access(r: SealedAccessResult) -> dict[str, Any]:
             "policies": list(d.policies),
         },
         "log_index": r.decision_receipt.index,
+        "decision_entry": _b64(r.decision_entry),
         "decision_receipt": r.decision_receipt.to_dict(),
         "release_receipt": r.release_receipt.to_dict(),
         "records": {
