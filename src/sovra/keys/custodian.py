@@ -57,6 +57,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sovra.errors import (
     BadRequest,
@@ -1130,7 +1131,8 @@ class LocalCustodian(BaseCustodian):
         # Recently used subject keys, unsealed. The cache is dropped whenever another
         # process commits to the store (a shred by ``sovra keys shred``), and a shred here
         # evicts its entry, so a shredded key is never served from memory.
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        # Each entry keeps the key and its AES-GCM object, made once per cached subject.
+        self._cache: OrderedDict[str, tuple[bytes, AESGCM]] = OrderedDict()
         self._cache_version = self._subjects.data_version()
 
     def _stamp(self) -> tuple[int, int, int] | None:
@@ -1401,16 +1403,20 @@ class LocalCustodian(BaseCustodian):
                 self._cache_version = version
 
     def _subject_key(self, subject: str, *, create: bool) -> bytes:
+        return self._subject_entry(subject, create=create)[0]
+
+    def _subject_entry(self, subject: str, *, create: bool) -> tuple[bytes, AESGCM]:
         with self._lock:
             cached = self._cache.get(subject)
             if cached is not None:
                 self._cache.move_to_end(subject)
                 return cached
             key = self._load_subject_key(subject, create=create)
-            self._cache[subject] = key
+            entry = (key, AESGCM(key))
+            self._cache[subject] = entry
             if len(self._cache) > _SUBJECT_CACHE_SIZE:
                 self._cache.popitem(last=False)
-            return key
+            return entry
 
     def _load_subject_key(self, subject: str, *, create: bool) -> bytes:
         with self._lock:
@@ -1447,10 +1453,10 @@ class LocalCustodian(BaseCustodian):
         )
 
     def _wrap_with(self, subject: str, data_key: bytes, aad: bytes) -> bytes:
-        return _aead.seal(self._subject_key(subject, create=True), data_key, aad)
+        return _aead.seal_with(self._subject_entry(subject, create=True)[1], data_key, aad)
 
     def _unwrap_with(self, subject: str, blob: bytes, aad: bytes) -> bytes:
-        return _aead.open_sealed(self._subject_key(subject, create=False), blob, aad)
+        return _aead.open_with(self._subject_entry(subject, create=False)[1], blob, aad)
 
     def _shred(self, subject: str) -> bool:
         with self._lock:
