@@ -18,7 +18,9 @@ text; default score threshold (0). tldextract is pointed at its bundled suffix l
 
 Throughput is for one core: ``mb_per_s_per_core`` is one scan() call over 1 MB of
 mixed-language text, news prose (Polish and Vietnamese) with 10% of the corpus (seven
-languages, dense with personal data) mixed in; ``mb_per_s_prose`` the prose alone;
+languages, dense with personal data) mixed in; ``mb_per_s_by_pii_share`` the same for
+0, 1, 2, 5, 10 and 25% of the corpus, to show how the cost grows with the density of
+personal data (``mb_per_s_prose`` is its 0% point, the prose alone);
 ``mb_per_s_per_document_call`` one call per corpus document (a few hundred bytes each),
 as a gateway scans each record. Each is the best of three runs after a warm-up on texts
 made from documents of another seed.
@@ -49,7 +51,13 @@ from sovra.classify import scan
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
 SPLIT_SEEDS = {"dev": 11, "test": 29}
 WARM_UP_SEED = 1000  # added to the split's seed: documents for warming up, never measured
-MIX_PER_LANGUAGE = 100  # 133,000 characters of documents, more than the mix takes
+# 290,000 characters of documents, more than the densest mix takes (250,000), so no
+# document is repeated in a measured text (a repeated number would be checked once).
+MIX_PER_LANGUAGE = 220
+# Shares of the corpus in the mixed megabyte for the throughput curve; 10% is the
+# headline figure, 0% the prose alone.
+PII_SHARES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.25)
+HEADLINE_SHARE = 0.1
 
 # Presidio entity type -> sovra kind. Types not listed (DATE_TIME, URL, US_BANK_NUMBER,
 # US_DRIVER_LICENSE, ...) have no counterpart here and are ignored, not counted as errors.
@@ -198,11 +206,13 @@ def mixed_text(docs: list[Document], size: int = 1_000_000, share: float = 0.1) 
     """News prose (the Polish and Vietnamese seeds) with corpus documents mixed in.
 
     About *share* of the characters come from the labelled corpus (all seven
-    languages, dense with personal data), the rest is prose with none. Documents are
+    languages, dense with personal data; none at 0), the rest is prose with none. Documents are
     taken one language after the other, and repeated only when there are too few.
     """
     seeds = [p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt"))]
     prose = "\n".join(seeds)
+    if share <= 0:
+        return (prose * (size // len(prose) + 1))[:size]
     # One document of each language in turn, so that every language is in the mix
     # however many documents there are per language.
     by_lang: dict[str, list[Document]] = defaultdict(list)
@@ -324,9 +334,16 @@ def main() -> None:
     mix = docs
     if per_language < MIX_PER_LANGUAGE:
         mix = documents(args.split, SPLIT_SEEDS[args.split], MIX_PER_LANGUAGE, TEMPLATES)
-    mixed = throughput(mixed_text(mix), mixed_text(warm))
-    prose = throughput(mixed_text(mix, share=0.0001), mixed_text(warm, share=0.0001))
+    curve = {
+        share: throughput(mixed_text(mix, share=share), mixed_text(warm, share=share))
+        for share in PII_SHARES
+    }
+    mixed, prose = curve[HEADLINE_SHARE], curve[0.0]
     one_per_call = per_document(docs)
+    print("\nthroughput, one core, one scan() call over 1 MB of prose with corpus mixed in")
+    print(f"{'corpus share':>12} {'MB/s':>7} {'ms per MB':>10}")
+    for share, mbps in curve.items():
+        print(f"{share:12.0%} {mbps:7.1f} {1000 / mbps:10.1f}")
     print(
         f"throughput, one core: sovra {mixed:.1f} MB/s on 1 MB of mixed-language text "
         f"(news prose with 10% of the corpus mixed in), {prose:.1f} MB/s on the news prose "
@@ -352,6 +369,7 @@ def main() -> None:
         "presidio_shared_kinds_f1": round(theirs.micro(shared), 4) if theirs else None,
         "mb_per_s_per_core": round(mixed, 2),
         "mb_per_s_prose": round(prose, 2),
+        "mb_per_s_by_pii_share": {f"{share:.0%}": round(mbps, 2) for share, mbps in curve.items()},
         "mb_per_s_per_document_call": round(one_per_call, 2),
         "presidio_mb_per_s": round(total_bytes / presidio_time / 1e6, 4) if theirs else None,
         "seed_findings": len(seeds),

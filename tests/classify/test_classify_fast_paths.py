@@ -24,14 +24,15 @@ from stdnum import iban, numdb
 from stdnum.cn import ric
 from stdnum.de import idnr
 from stdnum.fr import nir
+from stdnum.iso7064 import mod_97_10
 from stdnum.pl import nip, pesel, regon
 from stdnum.us import itin, ssn
 from stdnum.vn import mst
 
-from sovra.classify import _fold, _runs, contact, finance, ids, personal, scan, special
+from sovra.classify import _fold, _overlap, _runs, contact, finance, ids, personal, scan, special
 from sovra.classify._stdnum import passes
 from sovra.classify._terms import CONTEXT, LANGUAGES
-from sovra.classify._words import Words
+from sovra.classify._words import WordLists, Words
 from sovra.model import Finding
 
 # --- folding -----------------------------------------------------------------------------
@@ -92,6 +93,36 @@ def test_windows_hold_every_digit_with_its_margin() -> None:
                     lo <= max(0, i - _runs.MARGIN) and min(len(text), i + _runs.MARGIN) <= hi
                     for lo, hi in spans
                 ), (text, i)
+
+
+_DIGIT_AND_STEP = re.compile(r"[0-9][\s\S]{0,48}")
+
+
+def _reference_windows(text: str) -> tuple[tuple[int, int], ...]:
+    """The windows as first written: one regular-expression pass over the whole text."""
+    found: list[tuple[int, int]] = []
+    lo = hi = -1
+    for match in _DIGIT_AND_STEP.finditer(text):
+        start, end = match.start() - _runs.MARGIN, match.end() + _runs.MARGIN
+        if start > hi:
+            if hi >= 0:
+                found.append((max(lo, 0), min(hi, len(text))))
+            lo = start
+        hi = end
+    if hi >= 0:
+        found.append((max(lo, 0), min(hi, len(text))))
+    return tuple(found)
+
+
+def test_windows_agree_with_one_pass_over_the_whole_text() -> None:
+    # Dense stretches (found by the short search ahead), sparse ones (found by str.find)
+    # and the switches between them.
+    rng = random.Random(14)
+    alphabets = ["ab ", "ab 1", "a" * 40 + "5", string.digits + "x" * 30, "q" * 100 + "7"]
+    for _ in range(4_000):
+        alphabet = rng.choice(alphabets)
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(600)))
+        assert _runs.windows.__wrapped__(text) == _reference_windows(text), text
 
 
 def _whole_and_windowed(pattern: re.Pattern[str], text: str) -> tuple[list[str], list[str]]:
@@ -329,6 +360,29 @@ def test_validity_shortcut_agrees_with_is_valid_number() -> None:
             assert contact._valid_in(number, region) is phonenumbers.is_valid_number(number)
 
 
+def test_shared_code_walk_agrees_with_is_valid_number() -> None:
+    rng = random.Random(17)
+    checked = valid = 0
+    for code in (1, 44, 48, 7, 262, 590):
+        for _ in range(3_000):
+            length = rng.randrange(6, 13)
+            national = str(rng.randrange(10 ** (length - 1), 10**length))
+            try:
+                number = phonenumbers.parse(f"+{code}{national}", None)
+            except phonenumbers.NumberParseException:
+                continue
+            expected = phonenumbers.is_valid_number(number)
+            assert contact._valid_number(number) is expected, number
+            for region in contact.REGIONS:
+                if contact._COUNTRY_CODES[region] == code and not (
+                    phonenumbers.is_valid_number_for_region(number, region)
+                ):
+                    assert contact._valid_number(number, region) is expected, number
+            checked += 1
+            valid += expected
+    assert valid > checked // 50
+
+
 # --- identity numbers --------------------------------------------------------------------
 
 # kind -> stdnum's full validation, which the fast check must agree with
@@ -373,6 +427,27 @@ def test_quick_checks_agree_with_stdnum() -> None:
         assert valid > 0, spec.kind
 
 
+def test_resident_id_table_agrees_with_stdnum_for_every_region() -> None:
+    # Every region code of stdnum's database and others, in years around the dates at
+    # which counties were created and dissolved, with right and wrong check digits.
+    counties = ids._cn_counties()
+    assert counties is not None and len(counties) > 3_000
+    rng = random.Random(16)
+    codes = [*counties, *(f"{rng.randrange(10**6):06d}" for _ in range(2_000))]
+    valid = 0
+    for code in codes:
+        for year in (1900, 1983, 1993, 2015, rng.randrange(1900, 2030)):
+            body = f"{code}{year:04d}{rng.randrange(1, 14):02d}{rng.randrange(32):02d}"
+            body += f"{rng.randrange(1000):03d}"
+            check = ric.calc_check_digit(body + "0") if rng.random() < 0.8 else "7"
+            expected = passes(ric.is_valid, body + check)
+            assert ids._ric_valid(body + check) is expected, body + check
+            valid += expected
+    assert valid > len(counties)
+    for odd in ("", "1" * 17, "11010519491231002", "1101051949123100X2", "11010519491231002x"):
+        assert ids._ric_valid(odd) is passes(ric.is_valid, odd), odd
+
+
 # --- IBAN --------------------------------------------------------------------------------
 
 
@@ -397,6 +472,8 @@ def test_iban_check_agrees_with_stdnum_for_every_country() -> None:
         if rng.random() < 0.1:
             number = number.lower()
         assert finance._is_iban(number) is iban.is_valid(number), number
+        if passes(mod_97_10.is_valid, number[4:] + number[:4]):
+            assert finance._is_iban(number, mod97_checked=True) is iban.is_valid(number)
         valid += iban.is_valid(number)
     assert valid > len(countries)
 
@@ -478,6 +555,20 @@ def test_word_lists_agree_with_substring_tests(words: tuple[str, ...]) -> None:
         assert found.found_in(window) is any(word in window for word in words), window
 
 
+def test_one_automaton_over_every_list_agrees_with_each_list() -> None:
+    lists = WordLists(ids.CONTEXT)
+    every = sorted({word for words in ids.CONTEXT.values() for word in words})
+    rng = random.Random(15)
+    pieces = [*every, "a", " ", "é", "\ud800", "-", "1"]
+    for _ in range(5_000):
+        window = "".join(
+            rng.choice(pieces) if rng.random() < 0.6 else rng.choice(every)[1:]
+            for _ in range(rng.randrange(6))
+        )
+        expected = {k for k, words in ids.CONTEXT.items() if any(w in window for w in words)}
+        assert lists.names_in(window) == expected, window
+
+
 def test_email_local_part_table_agrees_with_the_pattern() -> None:
     for char in map(chr, range(0x3000)):
         assert contact._is_local(char) is (contact._LOCAL_CHAR.match(char) is not None)
@@ -516,6 +607,40 @@ def test_birth_word_prefilter_changes_no_result(monkeypatch: pytest.MonkeyPatch)
 
 
 # --- the scanner -------------------------------------------------------------------------
+
+
+def _reference_overlaps(findings: list[Finding]) -> list[Finding]:
+    """Every finding ranked at once, best first, each kept if it overlaps nothing kept."""
+    kept: list[Finding] = []
+    ranked = sorted(
+        set(findings),
+        key=lambda f: (f.validated, f.end - f.start, f.confidence, -f.start, f.kind),
+        reverse=True,
+    )
+    for finding in ranked:
+        if all(finding.end <= k.start or k.end <= finding.start for k in kept):
+            kept.append(finding)
+    return sorted(kept, key=lambda f: f.start)
+
+
+def test_overlaps_resolved_per_cluster_as_all_at_once() -> None:
+    rng = random.Random(18)
+    for _ in range(5_000):
+        findings = []
+        for _ in range(rng.randrange(14)):
+            start = rng.randrange(60)
+            findings.append(
+                Finding(
+                    rng.choice(["email", "phone", "iban"]),
+                    start,
+                    start + rng.randrange(1, 9),
+                    rng.choice([0.4, 0.8, 0.9]),
+                    rng.random() < 0.5,
+                )
+            )
+        findings += findings[: rng.randrange(3)]  # exact duplicates
+        rng.shuffle(findings)
+        assert _overlap.resolve_overlaps(findings) == _reference_overlaps(findings), findings
 
 
 def test_scan_keeps_no_copy_of_the_text() -> None:

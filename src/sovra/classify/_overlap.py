@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Iterable
 
 from sovra.model import Finding
 
 __all__ = ["resolve_overlaps"]
+
+_BY_START = operator.attrgetter("start")
 
 
 def _rank(finding: Finding) -> tuple[bool, int, float, int, str]:
@@ -36,9 +39,33 @@ def resolve_overlaps(findings: Iterable[Finding]) -> list[Finding]:
     Returns:
         The kept findings, sorted by start offset.
     """
+    # A finding can only be blocked by one it overlaps, so the rule is applied to each
+    # cluster of overlapping findings on its own, and the many findings that overlap
+    # nothing are kept without ranking (a test compares this with ranking them all).
+    kept: list[Finding] = []
+    cluster: list[Finding] = []
+    reach = -1  # the furthest end in the current cluster
+    for finding in sorted(set(findings), key=_BY_START):
+        if finding.start >= reach and cluster:
+            if len(cluster) == 1:
+                kept.append(cluster[0])
+            else:
+                kept.extend(_best_first(cluster))
+            cluster = []
+        cluster.append(finding)
+        reach = max(reach, finding.end)
+    if len(cluster) == 1:
+        kept.append(cluster[0])
+    elif cluster:
+        kept.extend(_best_first(cluster))
+    return kept
+
+
+def _best_first(findings: list[Finding]) -> list[Finding]:
+    """The rule applied to *findings*: the best kept first, then each that fits."""
     starts: list[int] = []
     kept: list[Finding] = []
-    for finding in sorted(set(findings), key=_rank, reverse=True):
+    for finding in sorted(findings, key=_rank, reverse=True):
         i = bisect.bisect_left(starts, finding.start)
         # Kept spans are disjoint and sorted, so only the neighbours can overlap.
         if i > 0 and kept[i - 1].end > finding.start:

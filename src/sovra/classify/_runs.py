@@ -30,10 +30,12 @@ __all__ = ["MARGIN", "Group", "Segment", "forget", "segments", "spans", "windows
 _RUN = re.compile(
     r"[+(0-9](?<![0-9A-Za-z].)(?:(?<=[0-9])|(?<=[+(])[0-9])(?:\)?[-./ ]{0,2}\(?[0-9])*"
 )
-# A digit and what follows it up to a window's step: one match per 49 characters of
-# text dense with numbers, one per number in prose.
+# A window grows in steps of a digit and the 48 characters after it: one step per 49
+# characters of text dense with numbers, one per number in prose.
 _STEP = 48
-_DIGIT_AND_STEP = re.compile(rf"[0-9][\s\S]{{0,{_STEP}}}")
+_DIGITS = "0123456789"
+_DIGIT = re.compile("[0-9]")
+_NEAR = 64  # how far ahead the regular expression looks before str.find takes over
 MARGIN = 24
 """How far a window reaches on either side of every digit in it.
 
@@ -78,17 +80,41 @@ def windows(text: str) -> tuple[tuple[int, int], ...]:
         Stretches in order, each reaching at least :data:`MARGIN` characters (or to the
         end of the text) either side of each digit in it; ``()`` when there is no digit.
     """
+    # The next digit: first a short regular-expression search ahead, which finds it at
+    # once where numbers are dense; where it finds none, the nearest next occurrence of
+    # each of the ten digits, each found with ``str.find`` and searched for again only
+    # once the walk has passed it. Prose costs about 0.8 ms per megabyte this way, where
+    # a regular expression over the whole text takes 6.
+    n = len(text)
+    upcoming: list[int] | None = None
     found: list[tuple[int, int]] = []
     lo = hi = -1
-    for match in _DIGIT_AND_STEP.finditer(text):
-        start, end = match.start() - MARGIN, match.end() + MARGIN
+    position = 0
+    while True:
+        near = _DIGIT.search(text, position, position + _NEAR)
+        if near is not None:
+            first = near.start()
+        else:
+            ahead = position + _NEAR
+            if upcoming is None:
+                upcoming = [text.find(digit, ahead) for digit in _DIGITS]
+                upcoming = [n if at < 0 else at for at in upcoming]
+            for i, at in enumerate(upcoming):
+                if at < ahead:
+                    again = text.find(_DIGITS[i], ahead)
+                    upcoming[i] = n if again < 0 else again
+            first = min(upcoming)
+            if first >= n:
+                break
+        position = min(n, first + 1 + _STEP)  # the digit and the step after it
+        start, end = first - MARGIN, position + MARGIN
         if start > hi:
             if hi >= 0:
-                found.append((max(lo, 0), min(hi, len(text))))
+                found.append((max(lo, 0), min(hi, n)))
             lo = start
         hi = end
     if hi >= 0:
-        found.append((max(lo, 0), min(hi, len(text))))
+        found.append((max(lo, 0), min(hi, n)))
     return tuple(found)
 
 
@@ -104,6 +130,7 @@ def segments(text: str) -> tuple[Segment, ...]:
         no two neighbours of which are both longer than five digits.
     """
     found: list[Segment] = []
+    append = found.append
     for lo, hi in windows(text):
         for run in _RUN.finditer(text, lo, hi):
             start, end = run.span()
@@ -112,34 +139,42 @@ def segments(text: str) -> tuple[Segment, ...]:
             digits = text[start:end]
             if digits.isdigit():  # one unbroken group, most runs: no splitting to do
                 lead = start - 1 if start > 0 and text[start - 1] in "+(" else start
-                found.append(Segment((Group(start, end),), lead, end, digits))
+                append(_new(Segment, ((_new(Group, (start, end)),), lead, end, digits)))
             else:
                 _split(text, start, end, found)
     return tuple(found)
 
 
+# The tuples' own constructor: a NamedTuple's generated ``__new__`` is a Python function
+# and costs twice as much, on every group of a text dense with numbers.
+_new = tuple.__new__
+
+
 def _split(text: str, start: int, end: int, found: list[Segment]) -> None:
     """Append the segments of the run ``text[start:end]`` to *found*."""
-    groups = [Group(*m.span()) for m in _GROUP.finditer(text, start, end)]
+    bounds = [m.span() for m in _GROUP.finditer(text, start, end)]
     first = 0
-    for i in range(1, len(groups)):
-        previous, group = groups[i - 1], groups[i]
+    previous_start, previous_end = bounds[0]
+    for i in range(1, len(bounds)):
+        group_start, group_end = bounds[i]
         if (
-            group.start - previous.end > 2
-            or (group.end - group.start > _LONG and previous.end - previous.start > _LONG)
+            group_start - previous_end > 2
+            or (group_end - group_start > _LONG and previous_end - previous_start > _LONG)
             or i - first >= _MAX_GROUPS
         ):
-            found.append(_segment(text, groups[first:i]))
+            found.append(_segment(text, bounds[first:i]))
             first = i
-    found.append(_segment(text, groups[first:]))
+        previous_start, previous_end = group_start, group_end
+    found.append(_segment(text, bounds[first:]))
 
 
-def _segment(text: str, groups: list[Group]) -> Segment:
-    lead = groups[0].start
+def _segment(text: str, bounds: list[tuple[int, int]]) -> Segment:
+    lead = bounds[0][0]
     if lead > 0 and text[lead - 1] in "+(":
         lead -= 1
-    digits = "".join([text[g.start : g.end] for g in groups])
-    return Segment(tuple(groups), lead, groups[-1].end, digits)
+    digits = "".join([text[a:b] for a, b in bounds])
+    groups = tuple([_new(Group, bound) for bound in bounds])
+    return _new(Segment, (groups, lead, bounds[-1][1], digits))
 
 
 def spans(
@@ -162,16 +197,23 @@ def spans(
         if lengths is not None and len(joined) not in lengths:
             return []
         return [(segment.lead, segment.end, joined)]
+    shortest, longest = (1, len(joined)) if lengths is None else (min(lengths), max(lengths))
+    if len(joined) < shortest:
+        return []
     offsets = [0]
     for g in groups:
         offsets.append(offsets[-1] + g.end - g.start)
     out: list[tuple[int, int, str]] = []
     for i, first in enumerate(groups):
+        if offsets[-1] - offsets[i] < shortest:
+            break  # every stretch from here on is too short
         start = first.start
         if start > 0 and text[start - 1] in "+(":
             start -= 1
         for j in range(i, len(groups)):
             total = offsets[j + 1] - offsets[i]
+            if total > longest:
+                break  # and so is every longer one
             if lengths is not None and total not in lengths:
                 continue
             out.append((start, groups[j].end, joined[offsets[i] : offsets[j + 1]]))

@@ -8,11 +8,11 @@ testing each word with ``in``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import ahocorasick_rs
 
-__all__ = ["Words"]
+__all__ = ["WordLists", "Words"]
 
 
 class Words:
@@ -39,3 +39,50 @@ class Words:
         except UnicodeEncodeError:
             # The automaton reads UTF-8, which has no lone surrogates; no word holds one.
             return any(word in window for word in self.words)
+
+
+class WordLists:
+    """Several named lists of lower-case words, all searched in one pass by :meth:`names_in`.
+
+    A detector that asks the same window about many lists (one per identifier kind)
+    pays for one automaton call instead of one per list.
+    """
+
+    __slots__ = ("_automaton", "_labels", "lists")
+
+    def __init__(self, lists: Mapping[str, Iterable[str]]) -> None:
+        self.lists = {label: tuple(words) for label, words in lists.items()}
+        labels_of: dict[str, set[str]] = {}
+        for label, words in self.lists.items():
+            for word in words:
+                labels_of.setdefault(word, set()).add(label)
+        patterns = sorted(labels_of)
+        self._labels = tuple(frozenset(labels_of[word]) for word in patterns)
+        self._automaton = ahocorasick_rs.AhoCorasick(patterns)
+
+    def names_in(self, window: str) -> frozenset[str]:
+        """The labels of the lists with a word that occurs in *window* (compared as given).
+
+        Args:
+            window: a short stretch of text, usually lower-cased by the caller; it may
+                hold lone surrogates.
+
+        Returns:
+            Each label whose list has a word that is a substring of *window*.
+        """
+        try:
+            # Every occurrence, overlapping ones included: one word must not hide
+            # another that overlaps it and belongs to another list.
+            hits = self._automaton.find_matches_as_indexes(window, overlapping=True)
+        except UnicodeEncodeError:
+            return frozenset(
+                label for label, words in self.lists.items() if any(w in window for w in words)
+            )
+        if not hits:
+            return _NONE
+        if len(hits) == 1:
+            return self._labels[hits[0][0]]
+        return frozenset().union(*[self._labels[index] for index, _, _ in hits])
+
+
+_NONE: frozenset[str] = frozenset()

@@ -14,10 +14,12 @@ Kinds:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
 import phonenumbers
+from phonenumbers import PhoneMetadata
 
 from sovra.classify._runs import segments
 from sovra.classify._words import Words
@@ -254,15 +256,62 @@ def _valid_in(number: phonenumbers.PhoneNumber, region: str) -> bool:
     if phonenumbers.is_valid_number_for_region(number, region):
         return True
     code = number.country_code
-    if code == _COUNTRY_CODES[region] and len(_REGIONS_OF_CODE[code]) == 1:
-        return False
-    return bool(phonenumbers.is_valid_number(number))
+    if code == _COUNTRY_CODES[region]:
+        if len(_REGIONS_OF_CODE[code]) == 1:
+            return False
+        return _valid_number(number, region)
+    return _valid_number(number)
 
 
 _COUNTRY_CODES = {region: phonenumbers.country_code_for_region(region) for region in REGIONS}
 _REGIONS_OF_CODE = {
     code: phonenumbers.region_codes_for_country_code(code) for code in _COUNTRY_CODES.values()
 }
+
+
+@functools.cache
+def _leading_digits(code: int) -> tuple[tuple[str, re.Pattern[str] | None], ...]:
+    """The regions of *code* in phonenumbers' order, with their leading digits compiled.
+
+    A region without leading digits has None; one without metadata is left out, as
+    phonenumbers skips it.
+    """
+    regions = []
+    for region in phonenumbers.region_codes_for_country_code(code):
+        metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+        if metadata is None:
+            continue
+        leading = metadata.leading_digits
+        regions.append((region, re.compile(leading) if leading is not None else None))
+    return tuple(regions)
+
+
+def _valid_number(number: phonenumbers.PhoneNumber, invalid_in: str | None = None) -> bool:
+    """``phonenumbers.is_valid_number``, cheaper for the shared codes of :data:`REGIONS`.
+
+    For a country code of several regions (25 for +1), phonenumbers picks the first
+    region whose leading digits match the number (or, for a region without them, for
+    which it is valid) and asks whether the number is valid there; it compiles or looks
+    up each region's pattern on every call. The same walk runs here over patterns
+    compiled once. *invalid_in* names a region without leading digits for which the
+    number is already known to be invalid, so it is not checked again. Other codes go
+    to phonenumbers itself (a test compares the two).
+    """
+    code = number.country_code
+    if code not in _SHARED_CODES:
+        return bool(phonenumbers.is_valid_number(number))
+    national = phonenumbers.national_significant_number(number)
+    for region, leading in _leading_digits(code):
+        if leading is None:
+            if region != invalid_in and phonenumbers.is_valid_number_for_region(number, region):
+                return True
+        elif leading.match(national):
+            return bool(phonenumbers.is_valid_number_for_region(number, region))
+    return False
+
+
+_SHARED_CODES = frozenset(code for code, regions in _REGIONS_OF_CODE.items() if len(regions) > 1)
+
 # What phonenumbers says of one printed run, before the words around it are read.
 _INVALID, _POSSIBLE, _VALID = 0, 1, 2
 
@@ -275,7 +324,7 @@ def _international(raw: str) -> int:
         return _INVALID
     if not phonenumbers.is_possible_number(number):
         return _INVALID
-    return _VALID if phonenumbers.is_valid_number(number) else _POSSIBLE
+    return _VALID if _valid_number(number) else _POSSIBLE
 
 
 def _national(raw: str, digits: str) -> int:

@@ -207,8 +207,12 @@ def _iban_rules(code: str) -> tuple[re.Pattern[str], Callable[[str], object] | N
     return _structure(str(props.get("bban", ""))), (module.validate if module else None)
 
 
-def _is_iban(compact: str) -> bool:
-    """``stdnum.iban.is_valid`` for a candidate with its spaces already removed."""
+def _is_iban(compact: str, mod97_checked: bool = False) -> bool:
+    """``stdnum.iban.is_valid`` for a candidate with its spaces already removed.
+
+    *mod97_checked* says the caller has already found the ISO 7064 remainder right
+    (``_mod97_ends`` does, for every candidate it returns), so it is not computed again.
+    """
     number = compact.upper()
     rules = _iban_rules(number[:2])
     if rules is None:
@@ -217,9 +221,8 @@ def _is_iban(compact: str) -> bool:
     if country_check is not None:
         return passes(country_check, number)
     return (
-        passes(mod_97_10.is_valid, number[4:] + number[:4])
-        and structure.fullmatch(number[4:]) is not None
-    )
+        mod97_checked or passes(mod_97_10.is_valid, number[4:] + number[:4])
+    ) and structure.fullmatch(number[4:]) is not None
 
 
 def _longest_valid(candidate: str) -> int | None:
@@ -231,7 +234,7 @@ def _longest_valid(candidate: str) -> int | None:
     if code not in lengths:
         return None
     for end in reversed(_mod97_ends(candidate, lengths[code])):
-        if _is_iban(candidate[:end].replace(" ", "")):
+        if _is_iban(candidate[:end].replace(" ", ""), mod97_checked=True):
             return end
     return None
 

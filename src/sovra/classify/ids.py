@@ -28,10 +28,13 @@ A word that names the number within :data:`CONTEXT_WINDOW` characters before it
 
 from __future__ import annotations
 
+import datetime
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from stdnum import numdb
 from stdnum.cn import ric
 from stdnum.de import idnr
 from stdnum.es import dni, nie
@@ -43,7 +46,7 @@ from stdnum.vn import mst
 
 from sovra.classify._runs import segments, spans, windows
 from sovra.classify._stdnum import passes
-from sovra.classify._words import Words
+from sovra.classify._words import WordLists
 from sovra.model import Finding
 
 __all__ = ["CONTEXT", "CONTEXT_WINDOW", "KINDS", "detect", "detect_pesel"]
@@ -137,6 +140,67 @@ def _always(_: str) -> bool:
     return True
 
 
+@functools.cache
+def _cn_counties() -> dict[str, str] | None:
+    """Region code -> the county entry of stdnum's ``cn/loc`` database, read once.
+
+    ``stdnum.cn.ric`` looks the region up with a linear walk of that database on every
+    call, which costs more than the rest of its checks together. The database is two
+    levels, provinces (two digits) and their counties (four more); None when it is laid
+    out otherwise, and stdnum is then asked for every number.
+    """
+    counties: dict[str, str] = {}
+    for length, low, high, _, children in numdb.get("cn/loc").prefixes:
+        if length != 2 or low != high:
+            return None
+        for county_length, county_low, county_high, props, grandchildren in children:
+            if county_length != 4 or county_low != county_high or grandchildren:
+                return None
+            if "county" not in props or low + county_low in counties:
+                return None
+            counties[low + county_low] = props["county"]
+    return counties
+
+
+def _ric_valid(number: str) -> bool:
+    """``stdnum.cn.ric.is_valid`` for a compact number, the region read from a table.
+
+    The same steps as stdnum's ``validate`` and ``get_birth_place``: length, digits,
+    check digit, birth date, then a county of the region that existed in the birth
+    year (a test compares the two over every region code).
+    """
+    counties = _cn_counties()
+    if counties is None:
+        return passes(ric.is_valid, number)
+    number = number.upper()  # as stdnum's compact(): a final "x" is an "X"
+    if len(number) != 18 or not _ascii_digits(number[:-1]):
+        return False
+    if ric.calc_check_digit(number) != number[-1]:
+        return False
+    try:
+        year = datetime.date(int(number[6:10]), int(number[10:12]), int(number[12:14])).year
+    except ValueError:
+        return False
+    entry = counties.get(number[:6])
+    if entry is None:
+        return False
+    try:
+        for county in entry.split(","):
+            if not county.startswith("["):
+                return True
+            years, _ = county[1:].split("]")
+            start, end = years.split("-")
+            if (not start or year >= int(start)) and (not end or year <= int(end)):
+                return True
+    except ValueError:  # an entry stdnum could not read either
+        return False
+    return False
+
+
+def _ascii_digits(number: str) -> bool:
+    return number.isascii() and number.isdigit()
+
+
 def _valid(
     validator: Callable[[str], object], quick: Callable[[str], bool] = _always
 ) -> Callable[[str], bool]:
@@ -183,7 +247,7 @@ _NUMERIC: tuple[_Numeric, ...] = (
     _Numeric(
         "cn_resident_id",
         frozenset({18}),
-        _valid(ric.is_valid, _ric_check),
+        _valid(_ric_valid, _ric_check),
         True,
         True,
         compact=True,
@@ -248,7 +312,7 @@ def _pl_id_card(compact: str) -> bool:
 def _alnum_check(kind: str, compact: str) -> tuple[bool, bool]:
     """(passes, validated) for a letter-and-digit candidate of *kind*."""
     if kind == "cn_resident_id":
-        return passes(ric.is_valid, compact), True
+        return _ric_valid(compact), True
     if kind == "es_dni":
         return passes(dni.is_valid, compact), True
     if kind == "es_nie":
@@ -262,49 +326,52 @@ def _alnum_check(kind: str, compact: str) -> tuple[bool, bool]:
     return True, False  # pl_passport: a shape only
 
 
-_CONTEXT_WORDS = {kind: Words(words) for kind, words in CONTEXT.items()}
+_CONTEXT_WORDS = WordLists(CONTEXT)
 
 
-def _named(text: str, start: int, kind: str) -> bool:
-    return _names(_before(text, start), kind)
+def _kinds_named(text: str, start: int, seen: dict[int, frozenset[str]]) -> frozenset[str]:
+    """The kinds whose naming words stand within reach before *start*.
 
-
-def _before(text: str, start: int) -> str:
-    return text[max(0, start - CONTEXT_WINDOW) : start].lower()
-
-
-def _names(before: str, kind: str) -> bool:
-    return _CONTEXT_WORDS[kind].found_in(before)
+    Every list is searched in one pass, once per start within one call (*seen*): the
+    stretches of one digit segment, and the schemes that read them, share a start.
+    """
+    kinds = seen.get(start)
+    if kinds is None:
+        before = text[max(0, start - CONTEXT_WINDOW) : start].lower()
+        kinds = seen[start] = _CONTEXT_WORDS.names_in(before)
+    return kinds
 
 
 _LENGTHS = frozenset(n for spec in _NUMERIC for n in spec.lengths)
 _BY_LENGTH = {n: tuple(spec for spec in _NUMERIC if n in spec.lengths) for n in _LENGTHS}
 
 
-def _numeric(text: str) -> Iterator[Finding]:
+def _numeric(text: str, seen: dict[int, frozenset[str]]) -> Iterator[Finding]:
     for segment in segments(text):
         if segment.end - segment.lead < _SHORTEST:
             continue
         for start, end, digits in spans(text, segment, _LENGTHS):
             if text[start] in "+(":
                 continue  # a phone number's country code or area code
-            found = _read_number(text, start, end, digits)
+            found = _read_number(text, start, end, digits, seen)
             if found is not None:
                 yield found
 
 
-def _read_number(text: str, start: int, end: int, digits: str) -> Finding | None:
+def _read_number(
+    text: str, start: int, end: int, digits: str, seen: dict[int, frozenset[str]]
+) -> Finding | None:
     chosen: Finding | None = None
-    before: str | None = None  # the words before the number, read once if needed
+    kinds: frozenset[str] | None = None  # the kinds named before the number, if needed
     for spec in _BY_LENGTH[len(digits)]:
         if spec.compact and end - start != len(digits):
             continue
         # Cheapest first: a scheme that needs its word or its printed shape is skipped
         # before any check digit is computed.
         printed = spec.printed is not None and spec.printed.fullmatch(text, start, end)
-        if before is None:
-            before = _before(text, start)
-        named = _names(before, spec.kind)
+        if kinds is None:
+            kinds = _kinds_named(text, start, seen)
+        named = spec.kind in kinds
         if not (named or printed or spec.bare) or not spec.check(digits):
             continue
         confidence = (_NAMED if named else _BARE) if spec.validated else _UNCHECKED_NAMED
@@ -316,21 +383,21 @@ def _read_number(text: str, start: int, end: int, digits: str) -> Finding | None
     return chosen
 
 
-def _alnum(text: str) -> Iterator[Finding]:
+def _alnum(text: str, seen: dict[int, frozenset[str]]) -> Iterator[Finding]:
     # Every shape holds a digit and is at most 20 characters long, so the digit windows
     # hold every match (see ``_runs.MARGIN``).
     for lo, hi in windows(text):
-        yield from _alnum_in(text, lo, hi)
+        yield from _alnum_in(text, lo, hi, seen)
 
 
-def _alnum_in(text: str, lo: int, hi: int) -> Iterator[Finding]:
+def _alnum_in(text: str, lo: int, hi: int, seen: dict[int, frozenset[str]]) -> Iterator[Finding]:
     for match in _ALNUM.finditer(text, lo, hi):
         kind = str(match.lastgroup)
         compact = match.group().replace(" ", "").replace("-", "").upper()
         passes, validated = _alnum_check(kind, compact)
         if not passes:
             continue
-        named = _named(text, match.start(), kind)
+        named = kind in _kinds_named(text, match.start(), seen)
         if not validated and not named and kind != "gb_nino":
             continue
         if kind == "de_id_card" and not named and compact[:9].isalpha():
@@ -352,7 +419,7 @@ def detect_pesel(text: str) -> Iterator[Finding]:
     Yields:
         Findings in order of start.
     """
-    for finding in _numeric(text):
+    for finding in _numeric(text, {}):
         if finding.kind == "pl_pesel":
             yield finding
 
@@ -368,5 +435,7 @@ def detect(text: str) -> Iterator[Finding]:
         Findings of kinds :data:`KINDS`; where two readings of one number overlap the
         scanner keeps one.
     """
-    yield from _numeric(text)
-    yield from _alnum(text)
+    # Offsets and the kinds named before them, for this call only.
+    seen: dict[int, frozenset[str]] = {}
+    yield from _numeric(text, seen)
+    yield from _alnum(text, seen)

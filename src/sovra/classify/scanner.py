@@ -5,7 +5,7 @@ text (NFC and NFKC change its length); it folds look-alike characters one code p
 one code point (full-width digit four to ``4``, no-break space to space, see ``_fold``) and
 runs the detectors on the folded copy, whose offsets are the original's.
 
-Cost is linear in the text. Prose costs a few passes (about 20 ms per megabyte on one
+Cost is linear in the text. Prose costs a few passes (about 15 ms per megabyte on one
 core: folding, the digit windows, the term automaton, a few string searches); each
 candidate number costs more: stdnum checks, and for a phone number one ``phonenumbers``
 parse per region whose national shape fits (tens of microseconds each). A text made of
