@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from sovra.errors import IntegrityError, SovraError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from sovra.client import Client
     from sovra.keys.transport import TransportPins
 
@@ -88,6 +89,8 @@ def connect(
 
 def progress(label: str) -> Progress:
     """A progress bar on stderr, shown only on a terminal so pipes stay clean."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn(label),
         BarColumn(),

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sovra.keys import LocalCustodian
     from sovra.keys.sealing import Unlock
 
-__all__ = ["custodian_app", "keys_app", "register"]
+__all__ = ["custodian_app", "keys_app"]
 
 keys_app = typer.Typer(
     help="Custodian keys: versions and counts, rotation, crypto-shredding.",
@@ -277,9 +277,3 @@ def custodian_seal(
     finally:
         custodian.close()
     print_json({"sealed": str(path)})
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``sovra keys ...`` and ``sovra custodian ...`` to the root command."""
-    app.add_typer(keys_app, name="keys")
-    app.add_typer(custodian_app, name="custodian")

@@ -28,7 +28,7 @@ from sovra._cli.common import (
 if TYPE_CHECKING:  # the CLI imports stages lazily, so that start-up stays quick
     from sovra.policy import Envelope
 
-__all__ = ["policy_app", "register"]
+__all__ = ["explain", "policy_app"]
 
 policy_app = typer.Typer(
     help="Policy packs: sign (k of n parties), verify, activate, diff, show.",
@@ -220,9 +220,3 @@ def explain(
         print_json(explained)
     else:
         out.print(explained["text"], markup=False, highlight=False)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``sovra policy ...`` and ``sovra explain`` to the root command."""
-    app.add_typer(policy_app, name="policy")
-    app.command()(explain)

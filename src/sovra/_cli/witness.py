@@ -18,7 +18,7 @@ import typer
 from sovra._cli.common import DEFAULT_URL, Url, connect, err, out
 from sovra.errors import BadRequest, ConfigError
 
-__all__ = ["register"]
+__all__ = ["witness_app"]
 
 witness_app = typer.Typer(
     help="Witness a log: cosign checkpoints that extend the last one seen.",
@@ -26,11 +26,6 @@ witness_app = typer.Typer(
 )
 
 WitnessDir = Annotated[Path, typer.Argument(help="the witness directory")]
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``sovra witness`` to the root command."""
-    app.add_typer(witness_app, name="witness")
 
 
 def _config(directory: Path) -> dict[str, Any]:
