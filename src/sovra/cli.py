@@ -270,30 +270,20 @@ def get(
             error(f"cannot read {grant_file}: {exc.strerror}")
             raise typer.Exit(1) from None
         grant = Grant.from_json(raw)
+    request: dict[str, Any] = {
+        "record_ids": record or [],
+        "subjects": subjects,
+        "jurisdiction": everything_of,
+        "grant": grant,
+        "justification": justification,
+    }
     with connect(url, principal, key, deployment) as client:
         if client_side:
-            result = client.access_sealed(
-                purpose,
-                record_ids=record or [],
-                subjects=subjects,
-                jurisdiction=everything_of,
-                grant=grant,
-                justification=justification,
-            )
+            result = client.access_sealed(purpose, **request)
             result["records"] = {rid: _shown(data) for rid, data in result["records"].items()}
             print_json(result)
             return
-        print_json(
-            client.access(
-                purpose,
-                record_ids=record or [],
-                subjects=subjects,
-                jurisdiction=everything_of,
-                grant=grant,
-                justification=justification,
-                reveal=reveal,
-            )
-        )
+        print_json(client.access(purpose, **request, reveal=reveal))
 
 
 def _read_pins(path: Path) -> TransportPins:

@@ -68,7 +68,7 @@ from sovra.errors import (
     VerificationError,
 )
 from sovra.keys import _aead, transport, values
-from sovra.keys.files import StrPath, read_secret, write_secret
+from sovra.keys.files import StrPath, no_duplicate_fields, read_secret, write_secret
 from sovra.keys.sealing import Sealer, Unlock, is_sealed, new_sealer, seal_key_file, unseal_key_file
 from sovra.keys.subjects import SubjectKeyStore, subjects_path
 from sovra.model import (
@@ -967,15 +967,6 @@ def _kek_check(key: bytes, jurisdiction: str, version: int) -> str:
     return hmac.new(key, label, hashlib.sha256).digest()[:16].hex()
 
 
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate field {key!r}")
-        obj[key] = value
-    return obj
-
-
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
@@ -1006,7 +997,7 @@ class _KeyFileParser:
         try:
             obj = json.loads(
                 data.decode("utf-8"),
-                object_pairs_hook=_refuse_duplicates,
+                object_pairs_hook=no_duplicate_fields,
                 parse_constant=_refuse_constant,
             )
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -16,6 +16,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -30,6 +31,7 @@ __all__ = [
     "StrPath",
     "generate_ed25519",
     "load_ed25519",
+    "no_duplicate_fields",
     "public_bytes",
     "read_secret",
     "write_secret",
@@ -179,3 +181,17 @@ def public_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
     """The raw 32-byte public key of *key*."""
     public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     return public.public_bytes_raw()
+
+
+def no_duplicate_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A ``json.loads`` object hook for the key files: a field named twice is an error.
+
+    Raises:
+        ValueError: a duplicate field (``json.loads`` passes it on).
+    """
+    obj: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in obj:
+            raise ValueError(f"duplicate field {name!r}")
+        obj[name] = value
+    return obj

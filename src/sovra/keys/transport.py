@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sovra.errors import BadRequest, IntegrityError, VerificationError
 from sovra.keys import _aead
 from sovra.keys.envelope import open_blob, seal
+from sovra.keys.files import no_duplicate_fields
 from sovra.model import RecordHeader, check_jurisdiction
 
 __all__ = [
@@ -271,7 +272,7 @@ class TransportPins:
         if len(data) > _MAX_PINS_BYTES:
             raise BadRequest(f"a pins document is at most {_MAX_PINS_BYTES} bytes")
         try:
-            obj = json.loads(data, object_pairs_hook=_no_duplicates)
+            obj = json.loads(data, object_pairs_hook=no_duplicate_fields)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise BadRequest(f"the pins document is not JSON: {exc}") from None
         doc = _fields(obj, {"type", "format", "keys"}, "the pins document")
@@ -299,15 +300,6 @@ class TransportPins:
                 raise BadRequest(f"pin {n}: {at[0]} KEK version {at[1]} is pinned twice")
             keys[at] = key
         return cls(keys)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in obj:
-            raise ValueError(f"duplicate field {name!r}")
-        obj[name] = value
-    return obj
 
 
 def _fields(obj: object, names: set[str], what: str) -> dict[str, Any]:
