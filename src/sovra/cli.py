@@ -239,6 +239,14 @@ def get(
         ),
     ] = False,
     client_side: ClientSide = False,
+    log_vkey: Annotated[
+        str | None,
+        typer.Option(
+            "--log-vkey",
+            help="the log's verifier key, from out of band (with --client-side): check that "
+            "the log signed the decision naming this command's key",
+        ),
+    ] = None,
     principal: As = "svc-pl",
     key: KeyOpt = None,
     deployment: DeploymentDir = Path("deployment"),
@@ -255,6 +263,14 @@ def get(
     if reveal and client_side:
         error("--reveal needs the gateway to read the record; a client-sealed one it cannot")
         raise typer.Exit(2)
+    if log_vkey is not None and not client_side:
+        error("--log-vkey applies to --client-side only")
+        raise typer.Exit(2)
+    log_key = None
+    if log_vkey is not None:
+        from sovra.ledger.note import NoteVerifier
+
+        log_key = NoteVerifier.from_vkey(log_vkey).public_key
     subjects = []
     for s in subject or []:
         j, sep, sid = s.partition(":")
@@ -277,7 +293,7 @@ def get(
         "grant": grant,
         "justification": justification,
     }
-    with connect(url, principal, key, deployment) as client:
+    with connect(url, principal, key, deployment, log_key=log_key) as client:
         if client_side:
             result = client.access_sealed(purpose, **request)
             result["records"] = {rid: _shown(data) for rid, data in result["records"].items()}

@@ -13,10 +13,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.deployment import Deployment
 from sovra.keys import LocalCustodian, transport
 from sovra.keys.transport import TransportPins
+from sovra.ledger import NoteSigner
 from sovra.model import LogEntry
 
 NOTE = "Klientka Ewa, tel. +48 601 234 567: zapiski zapieczętowane po stronie klienta."
@@ -94,6 +96,17 @@ def test_put_and_get_client_side_with_pins(sovra, live, pins, tmp_path):
     assert get.json()["records"] == {rid: NOTE}
     assert get.json()["decision"]["effect"] == "allow"
 
+    # With the log's key from out of band the decision's signature is checked too.
+    vkey = live.dep.gateway.log.verifier_key
+    args = ("get", "--purpose", "customer-support", "--record", rid, "--client-side")
+    checked = sovra(*live.args(*args, "--log-vkey", vkey))
+    assert checked.code == 0, checked.err
+    assert checked.json()["records"] == {rid: NOTE}
+    other = NoteSigner("sovra.test/other", Ed25519PrivateKey.generate()).vkey
+    refused = sovra(*live.args(*args, "--log-vkey", other))
+    assert refused.code == 3
+    assert "is not the log's" in refused.message
+
     # The gateway will not open it itself.
     plain = sovra(*live.args("get", "--purpose", "customer-support", "--record", rid))
     assert plain.code == 1
@@ -161,8 +174,14 @@ def test_client_side_without_pins_warns(sovra, live, tmp_path):
             ("get", "--client-side", "--reveal"),
             "error --reveal needs the gateway to read the record; a client-sealed one it cannot",
         ),
+        (("get", "--log-vkey", "x+00000000+AA"), "error --log-vkey applies to --client-side only"),
     ],
-    ids=["pins without client-side", "purpose with client-side", "reveal with client-side"],
+    ids=[
+        "pins without client-side",
+        "purpose with client-side",
+        "reveal with client-side",
+        "log-vkey without client-side",
+    ],
 )
 def test_options_that_do_not_go_together_are_usage_errors(sovra, live, tmp_path, args, message):
     note = tmp_path / "note.txt"

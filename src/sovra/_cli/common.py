@@ -15,6 +15,7 @@ from rich.text import Text
 from sovra.errors import IntegrityError, SovraError
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from rich.progress import Progress
 
     from sovra.client import Client
@@ -73,8 +74,10 @@ def connect(
     deployment: Path = Path(),
     *,
     transport_pins: TransportPins | None = None,
+    log_key: Ed25519PublicKey | None = None,
 ) -> Iterator[Client]:
-    """A client for *url*, signing as *principal* when given, with *transport_pins* if any."""
+    """A client for *url*, signing as *principal* when given, with *transport_pins* and the
+    log's *log_key* if any."""
     from sovra.client import Client
     from sovra.keys import load_ed25519
     from sovra.model import check_id
@@ -83,7 +86,9 @@ def connect(
     if principal is not None:
         path = key or deployment / "principals" / f"{check_id(principal, 'principal')}.key"
         signing_key = load_ed25519(path)
-    with Client(url, principal, signing_key, transport_pins=transport_pins) as client:
+    with Client(
+        url, principal, signing_key, transport_pins=transport_pins, log_key=log_key
+    ) as client:
         yield client
 
 
