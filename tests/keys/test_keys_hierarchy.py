@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass, replace
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _allow import logged_allow
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.errors import BadRequest, Denied, IntegrityError, NotFound
@@ -18,8 +18,6 @@ from sovra.keys.custodian import MAX_BATCH
 from sovra.keys.files import write_secret
 from sovra.keys.subjects import subjects_path
 from sovra.model import (
-    Decision,
-    LogReceipt,
     RecordHeader,
     ReleaseAuthorization,
     WrappedKey,
@@ -49,22 +47,7 @@ def header(record_id: str, subject: str) -> RecordHeader:
 def authorize(
     log_key: Ed25519PrivateKey, headers: list[RecordHeader], principal: str = REQUESTER
 ) -> ReleaseAuthorization:
-    entry = (
-        Decision(
-            decision_id="d-1",
-            allow=True,
-            reason="ok",
-            principal=principal,
-            purpose="customer-support",
-            records=tuple(h.record_id for h in headers),
-            subjects=tuple(sorted({h.subject for h in headers})),
-        )
-        .to_entry(NOW)
-        .to_bytes()
-    )
-    unsigned = LogReceipt("sovra.test/log", 7, hashlib.sha256(b"\x00" + entry).digest(), NOW)
-    receipt = replace(unsigned, signature=log_key.sign(unsigned.signed_bytes()))
-    return ReleaseAuthorization(entry=entry, receipt=receipt)
+    return logged_allow(log_key, headers, principal=principal, time_ms=NOW, index=7)
 
 
 @pytest.fixture

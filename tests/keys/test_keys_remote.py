@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import socket
 import threading
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from _allow import logged_allow
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.deployment import Deployment
@@ -23,8 +23,6 @@ from sovra.errors import BadRequest, Denied, IntegrityError, NotFound, Unauthent
 from sovra.keys import Custodian, LocalCustodian, load_ed25519, open_blob, seal, write_secret
 from sovra.keys.remote import API_PREFIX, RemoteCustodian
 from sovra.model import (
-    Decision,
-    LogReceipt,
     RecordHeader,
     ReleaseAuthorization,
     subject_commitment,
@@ -103,24 +101,17 @@ def authorize(
     signer: Ed25519PrivateKey | None = None,
     action: str = "read",
 ) -> ReleaseAuthorization:
-    now = int(time.time() * 1000) if time_ms is None else time_ms
-    entry = (
-        Decision(
-            decision_id="d-1",
-            allow=allow,
-            reason="test",
-            principal=REQUESTER,
-            purpose=purpose,
-            records=tuple(h.record_id for h in headers),
-            subjects=tuple(sorted({h.subject for h in headers})),
-            action=action,
-        )
-        .to_entry(now)
-        .to_bytes()
+    return logged_allow(
+        log_key,
+        headers,
+        principal=REQUESTER,
+        purpose=purpose,
+        action=action,
+        allow=allow,
+        time_ms=time_ms,
+        signer=signer,
+        index=3,
     )
-    unsigned = LogReceipt("sovra.test/log", 3, hashlib.sha256(b"\x00" + entry).digest(), now)
-    sig = (signer or log_key).sign(unsigned.signed_bytes())
-    return ReleaseAuthorization(entry=entry, receipt=replace(unsigned, signature=sig))
 
 
 def test_remote_satisfies_the_protocol(remote: RemoteCustodian) -> None:

@@ -3,7 +3,6 @@ custodian's two client-side calls: wrap a client's envelope, release to a client
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import threading
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from _allow import logged_allow
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.errors import BadRequest, Denied, IntegrityError
@@ -19,8 +19,6 @@ from sovra.keys import transport
 from sovra.keys.custodian import LocalCustodian, SealingCustodian
 from sovra.keys.remote import RemoteCustodian
 from sovra.model import (
-    Decision,
-    LogReceipt,
     RecordHeader,
     ReleaseAuthorization,
     subject_commitment,
@@ -35,29 +33,14 @@ REQUESTER = "svc-support"
 
 
 def authorize(log_key: Ed25519PrivateKey, recipient: bytes | None = None) -> ReleaseAuthorization:
-    entry = (
-        Decision(
-            decision_id="dec-1",
-            allow=True,
-            reason="customer asked for a copy",
-            principal=REQUESTER,
-            purpose="customer-support",
-            records=("rec-1",),
-            subjects=(ALICE,),
-            policies=("pl-default",),
-            recipient=recipient.hex() if recipient is not None else "",
-        )
-        .to_entry(NOW)
-        .to_bytes()
-    )
-    unsigned = LogReceipt(
-        origin="sovra.test/log",
-        index=41,
-        leaf_hash=hashlib.sha256(b"\x00" + entry).digest(),
+    return logged_allow(
+        log_key,
+        [sealed_header()],
+        principal=REQUESTER,
         time_ms=NOW,
+        recipient=recipient,
+        index=41,
     )
-    receipt = replace(unsigned, signature=log_key.sign(unsigned.signed_bytes()))
-    return ReleaseAuthorization(entry=entry, receipt=receipt)
 
 
 def sealed_header(record_id: str = "rec-1", subject: str = ALICE) -> RecordHeader:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from _allow import logged_allow
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
@@ -17,7 +15,7 @@ from sovra.errors import BadRequest, Denied, IntegrityError, NotFound
 from sovra.keys import LocalCustodian
 from sovra.keys.custodian import ValueCustodian
 from sovra.keys.values import Mode, open_value, protect_value, value_key
-from sovra.model import Decision, LogReceipt, RecordHeader, ReleaseAuthorization, subject_commitment
+from sovra.model import RecordHeader, ReleaseAuthorization, subject_commitment
 
 ALICE = subject_commitment(b"c" * 32, "PL", "alice")
 BOB = subject_commitment(b"c" * 32, "PL", "bob")
@@ -49,24 +47,13 @@ def authorize(
     allow: bool = True,
     principal: str = REQUESTER,
 ) -> ReleaseAuthorization:
-    now = int(time.time() * 1000)
-    entry = (
-        Decision(
-            decision_id="d-1",
-            allow=allow,
-            reason="test",
-            principal=principal,
-            purpose="domestic-legal-process",
-            records=tuple(h.record_id for h in headers),
-            subjects=tuple(sorted({h.subject for h in headers})),
-            action=action,
-        )
-        .to_entry(now)
-        .to_bytes()
-    )
-    unsigned = LogReceipt("sovra.test/log", 0, hashlib.sha256(b"\x00" + entry).digest(), now)
-    return ReleaseAuthorization(
-        entry=entry, receipt=replace(unsigned, signature=log_key.sign(unsigned.signed_bytes()))
+    return logged_allow(
+        log_key,
+        headers,
+        principal=principal,
+        purpose="domestic-legal-process",
+        action=action,
+        allow=allow,
     )
 
 
