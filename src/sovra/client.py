@@ -155,16 +155,16 @@ class Client:
         With *reveal*, tokenized and sealed values come back as values, if the policy
         allows the ``reveal`` action.
         """
-        body: dict[str, Any] = {"purpose": purpose, "record_ids": list(record_ids)}
-        if justification is not None:
-            body["justification"] = justification
+        body = _access_body(
+            purpose,
+            record_ids=record_ids,
+            subjects=subjects,
+            jurisdiction=jurisdiction,
+            grant=grant,
+            justification=justification,
+        )
         if reveal:
             body["reveal"] = True
-        body["subjects"] = [{"jurisdiction": j, "subject_id": s} for j, s in subjects]
-        if jurisdiction is not None:
-            body["jurisdiction"] = jurisdiction
-        if grant is not None:
-            body["grant"] = json.loads(grant.to_json())
         result: dict[str, Any] = self._call("POST", "/v1/access", body)
         return result
 
@@ -240,18 +240,15 @@ class Client:
             IntegrityError: a blob, header or released key was changed on the way.
         """
         ephemeral = transport.new_recipient()
-        body: dict[str, Any] = {
-            "recipient": base64.b64encode(transport.public_bytes(ephemeral)).decode(),
-            "purpose": purpose,
-            "record_ids": list(record_ids),
-            "subjects": [{"jurisdiction": j, "subject_id": s} for j, s in subjects],
-        }
-        if jurisdiction is not None:
-            body["jurisdiction"] = jurisdiction
-        if justification is not None:
-            body["justification"] = justification
-        if grant is not None:
-            body["grant"] = json.loads(grant.to_json())
+        body = _access_body(
+            purpose,
+            record_ids=record_ids,
+            subjects=subjects,
+            jurisdiction=jurisdiction,
+            grant=grant,
+            justification=justification,
+        )
+        body["recipient"] = base64.b64encode(transport.public_bytes(ephemeral)).decode()
         result: dict[str, Any] = self._call("POST", "/v1/sealed/access", body)
         self._check_recipient(result, transport.public_bytes(ephemeral))
         opened: dict[str, bytes] = {}
@@ -283,10 +280,12 @@ class Client:
             named = LogEntry.from_bytes(entry).fields.get("recipient")
         except (BadRequest, ValueError, KeyError, TypeError):
             raise VerificationError("the gateway sent no readable logged decision") from None
-        covered = hashlib.sha256(b"\x00" + entry).digest() == receipt.leaf_hash
-        if covered and self._log_key is not None:
+        if self._log_key is None:
+            covered = hashlib.sha256(b"\x00" + entry).digest() == receipt.leaf_hash
+        else:
             try:
-                receipt.verify(self._log_key, entry)
+                receipt.verify(self._log_key, entry)  # the leaf hash, then the signature
+                covered = True
             except VerificationError:
                 covered = False
         if not covered:
@@ -432,3 +431,27 @@ def _error(response: httpx.Response) -> SovraError:
     error = cls(message, log_index=index if isinstance(index, int) else None)
     error.status = response.status_code
     return error
+
+
+def _access_body(
+    purpose: str,
+    *,
+    record_ids: Sequence[str],
+    subjects: Sequence[tuple[str, str]],
+    jurisdiction: str | None,
+    grant: Grant | None,
+    justification: str | None,
+) -> dict[str, Any]:
+    """The fields ``/v1/access`` and ``/v1/sealed/access`` share."""
+    body: dict[str, Any] = {
+        "purpose": purpose,
+        "record_ids": list(record_ids),
+        "subjects": [{"jurisdiction": j, "subject_id": s} for j, s in subjects],
+    }
+    if jurisdiction is not None:
+        body["jurisdiction"] = jurisdiction
+    if justification is not None:
+        body["justification"] = justification
+    if grant is not None:
+        body["grant"] = json.loads(grant.to_json())
+    return body

@@ -258,11 +258,8 @@ class Gateway:
             protecting.append(True)
             return self._value_custodian(jurisdiction).protect(header, items)
 
-        needs_custodian = {"tokenize", "seal"} & set(plan.values())
         try:
-            minimised = classify.minimise(
-                content, findings, actions, protect=protect if needs_custodian else None
-            )
+            minimised = classify.minimise(content, findings, actions, protect=protect)
         except BadRequest as exc:
             if protecting:
                 raise

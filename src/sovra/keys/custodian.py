@@ -122,6 +122,8 @@ _SUBJECT_CACHE_SIZE = 4096
 _PROMISE_CACHE_SIZE = 4096
 """Batch promises remembered as verified; a few hundred bytes each, under 2 MiB in all."""
 _JOURNAL_REQUESTER_CHARS = 128
+_MODES = frozenset(m.value for m in values.Mode)
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def system_clock_ms() -> int:
@@ -553,6 +555,17 @@ class BaseCustodian(abc.ABC):
             Denied: as :meth:`unwrap`, for the first record the allow does not cover.
             IntegrityError: as :meth:`unwrap`, for the first wrapped key that fails.
         """
+        return self._release(items, authorization, requester)
+
+    def _release(
+        self,
+        items: Sequence[tuple[WrappedKey, RecordHeader]],
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+        *,
+        recipient: str | None = None,
+    ) -> list[bytes]:
+        """:meth:`unwrap_many`; with *recipient*, the allow must name that key (hex)."""
         now = self._clock()
         if not 0 < len(items) <= MAX_BATCH:
             raise BadRequest(f"a batch holds 1..{MAX_BATCH} keys, got {len(items)}")
@@ -567,7 +580,9 @@ class BaseCustodian(abc.ABC):
             raise
         current = items[0][1].record_id
         try:
-            records, subjects = self._verify_allow(current, authorization, requester, now)
+            records, subjects = self._verify_allow(
+                current, authorization, requester, now, recipient=recipient
+            )
             for _, header in items:
                 current = header.record_id
                 self._check_covers(header, records, subjects)
@@ -685,26 +700,7 @@ class BaseCustodian(abc.ABC):
             IntegrityError: as :meth:`unwrap_many`.
         """
         transport.check_public(recipient)
-        if authorization is not None:
-            # Read before unwrap_many verifies the receipt: a mismatch can only refuse, and
-            # a match counts only if the receipt then verifies over these same bytes.
-            try:
-                named = LogEntry.from_bytes(authorization.entry).fields.get("recipient")
-            except BadRequest:
-                named = None
-            if named != recipient.hex():
-                reason = (
-                    "the logged allow names no recipient key"
-                    if named is None
-                    else "the logged allow names another recipient key"
-                )
-                rid = items[0][1].record_id if items else ""
-                denied = self._deny(rid, reason)
-                self._record(
-                    JournalEntry(self._clock(), "unwrap", requester, rid, "denied", denied.message)
-                )
-                raise denied
-        keys = self.unwrap_many(items, authorization, requester)
+        keys = self._release(items, authorization, requester, recipient=recipient.hex())
         return [
             transport.seal_key(recipient, key, "to-client", header)
             for key, (_, header) in zip(keys, items, strict=True)
@@ -789,11 +785,9 @@ class BaseCustodian(abc.ABC):
             raise
         current = first
         try:
-            records, subjects = self._verify_allow(current, authorization, requester, now)
-            if authorization is not None:
-                action = LogEntry.from_bytes(authorization.entry).fields.get("action")
-                if action != "reveal":
-                    raise self._deny(current, f"the logged allow is for {action!r}, not 'reveal'")
+            records, subjects = self._verify_allow(
+                current, authorization, requester, now, action="reveal"
+            )
             for header, *_ in items:
                 current = header.record_id
                 self._check_covers(header, records, subjects)
@@ -859,8 +853,15 @@ class BaseCustodian(abc.ABC):
         authorization: ReleaseAuthorization | None,
         requester: str,
         now: int,
+        *,
+        action: str | None = None,
+        recipient: str | None = None,
     ) -> tuple[frozenset[str], frozenset[str]]:
-        """Verify the receipt and the decision once; returns the records and subjects it allows."""
+        """Verify the receipt and the decision once; returns the records and subjects it allows.
+
+        With *action*, the logged decision must also be for that action; with *recipient*
+        (a hex X25519 key), it must name that key as the one released keys go to.
+        """
         if authorization is None:
             raise Denied(
                 f"custodian {self._jurisdiction} releases keys only against a logged allow; "
@@ -883,6 +884,17 @@ class BaseCustodian(abc.ABC):
         effect = entry.fields.get("effect")
         if effect != "allow":
             raise self._deny(rid, f"the logged decision's effect is {effect!r}, not 'allow'")
+        logged_action = entry.fields.get("action")
+        if action is not None and logged_action != action:
+            raise self._deny(rid, f"the logged allow is for {logged_action!r}, not {action!r}")
+        named = entry.fields.get("recipient")
+        if recipient is not None and named != recipient:
+            raise self._deny(
+                rid,
+                "the logged allow names no recipient key"
+                if named is None
+                else "the logged allow names another recipient key",
+            )
         if entry.principal != requester:
             raise self._deny(
                 rid, f"the logged allow was issued to {entry.principal!r}, not {requester!r}"
@@ -940,9 +952,9 @@ def _value_items(
         raise BadRequest(f"a batch holds 1..{values.MAX_BATCH_VALUES} values, got {len(items)}")
     checked = []
     for n, (mode, kind, text) in enumerate(items):
-        if mode not in {m.value for m in values.Mode}:
+        if mode not in _MODES:
             raise BadRequest(f"item {n}: mode must be 'tokenize' or 'seal', not {mode!r}")
-        if not isinstance(kind, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", kind):
+        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
             raise BadRequest(f"item {n}: {kind!r} is not a kind name")
         if not isinstance(text, str):
             raise BadRequest(f"item {n}: the {what} must be a string")
