@@ -24,6 +24,7 @@ from sovra.errors import BadRequest, VerificationError
 
 __all__ = [
     "ENTRY_KINDS",
+    "KIND_NAME",
     "MAX_ENTRY_BYTES",
     "Decision",
     "Finding",
@@ -43,6 +44,8 @@ __all__ = [
     "subject_commitment",
 ]
 
+KIND_NAME = r"[a-z][a-z0-9_]{0,63}"
+"""The grammar of a finding kind's name (``pl_pesel``, ``email``), as a regex fragment."""
 _JURISDICTION = re.compile(r"[A-Z]{2}")
 _PURPOSE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")

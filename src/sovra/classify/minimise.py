@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from sovra.classify._fold import fold
 from sovra.classify.registry import KINDS
 from sovra.errors import BadRequest
-from sovra.model import Finding
+from sovra.model import KIND_NAME, Finding
 
 __all__ = [
     "Action",
@@ -44,7 +44,7 @@ Protect = Callable[[Sequence[tuple[str, str, str]]], Sequence[str]]
 """Takes ``(mode, kind, value)`` items, mode ``tokenize`` or ``seal``, and returns one
 protected body per item, in order."""
 
-_MARKER = re.compile(r"\[(TOKEN|SEALED):([a-z][a-z0-9_]{0,63}):([A-Za-z0-9_-]{1,2048})\]")
+_MARKER = re.compile(rf"\[(TOKEN|SEALED):({KIND_NAME}):([A-Za-z0-9_-]{{1,2048}})\]")
 _MODES = {"TOKEN": "tokenize", "SEALED": "seal"}
 _LABELS = {mode: label for label, mode in _MODES.items()}
 

@@ -72,6 +72,7 @@ from sovra.keys.files import StrPath, no_duplicate_fields, read_secret, write_se
 from sovra.keys.sealing import Sealer, Unlock, is_sealed, new_sealer, seal_key_file, unseal_key_file
 from sovra.keys.subjects import SubjectKeyStore, subjects_path
 from sovra.model import (
+    KIND_NAME,
     MAX_ENTRY_BYTES,
     LogEntry,
     LogReceipt,
@@ -123,7 +124,7 @@ _PROMISE_CACHE_SIZE = 4096
 """Batch promises remembered as verified; a few hundred bytes each, under 2 MiB in all."""
 _JOURNAL_REQUESTER_CHARS = 128
 _MODES = frozenset(m.value for m in values.Mode)
-_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_KIND = re.compile(KIND_NAME)
 
 
 def system_clock_ms() -> int:
