@@ -383,6 +383,48 @@ def test_shared_code_walk_agrees_with_is_valid_number() -> None:
     assert valid > checked // 50
 
 
+
+def _national_runs(rng: random.Random) -> Iterator[str]:
+    """Numbers printed without a country code: national forms of real example numbers
+    of many regions, the same with other digits, and random runs of 7 to 12 digits
+    (some starting with an international call prefix)."""
+    for printed in _printed_numbers(rng):
+        if not printed.startswith(("+", "00")):
+            yield printed
+    for _ in range(4_000):
+        length = rng.randrange(7, 13)
+        run = "".join(rng.choice(string.digits) for _ in range(length))
+        yield rng.choice(["", "", "", "00", "011", "0", "1", "12300"]) + run[: length - 2]
+
+
+def test_regions_skipped_without_a_parse_are_never_valid() -> None:
+    rng = random.Random(23)
+    skipped = valid = 0
+    for raw in _national_runs(rng):
+        digits = "".join(c for c in raw if c.isdigit())
+        for region in contact.REGIONS:
+            try:
+                number = phonenumbers.parse(raw, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if contact._valid_in(number, region):
+                valid += 1
+                assert contact._may_be_valid(region, digits), (raw, region)
+            elif not contact._may_be_valid(region, digits):
+                skipped += 1
+    assert valid > 300 and skipped > 5_000  # both outcomes are exercised
+
+
+def test_national_outcome_without_a_word_only_drops_possible() -> None:
+    # Unnamed, a run that is only possible gives no finding, so it may read as invalid.
+    rng = random.Random(29)
+    for raw in _national_runs(rng):
+        digits = "".join(c for c in raw if c.isdigit())
+        named = contact._national(raw, digits, True)
+        unnamed = contact._national(raw, digits, False)
+        assert unnamed == (contact._VALID if named == contact._VALID else contact._INVALID), raw
+
+
 # --- identity numbers --------------------------------------------------------------------
 
 # kind -> stdnum's full validation, which the fast check must agree with

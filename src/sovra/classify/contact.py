@@ -25,6 +25,12 @@ from sovra.classify._runs import segments
 from sovra.classify._words import Words
 from sovra.model import Finding
 
+# phonenumbers compiles its metadata's patterns through ``re.compile`` on every check;
+# numbers of many countries need more patterns than the 512 ``re`` keeps, and each one
+# recompiled costs as much as checking a few numbers. Keep every compiled pattern (a few
+# thousand at most: the metadata's own).
+phonenumbers.enable_pattern_cache()
+
 __all__ = ["KINDS", "PHONE_CONTEXT", "REGIONS", "detect", "detect_emails", "detect_phones"]
 
 KINDS = frozenset({"email", "phone"})
@@ -327,10 +333,16 @@ def _international(raw: str) -> int:
     return _VALID if _valid_number(number) else _POSSIBLE
 
 
-def _national(raw: str, digits: str) -> int:
+def _national(raw: str, digits: str, named: bool) -> int:
+    """What the numbering plans of :data:`REGIONS` say of a run printed without a
+    country code. Unless *named*, only validity matters (a possible number is reported
+    only when a phone word names it), and regions whose plans no tail of the digits
+    fits are not parsed at all."""
     possible = False
     for region in REGIONS:
         if not _NATIONAL_SHAPE[region](digits):
+            continue
+        if not named and not _may_be_valid(region, digits):
             continue
         try:
             number = phonenumbers.parse(raw, region)
@@ -338,8 +350,61 @@ def _national(raw: str, digits: str) -> int:
             continue
         if _valid_in(number, region):
             return _VALID
-        possible = possible or bool(phonenumbers.is_possible_number(number))
+        possible = possible or (named and bool(phonenumbers.is_possible_number(number)))
     return _POSSIBLE if possible else _INVALID
+
+
+def _may_be_valid(region: str, digits: str) -> bool:
+    """False only when ``_valid_in(phonenumbers.parse(raw, region), region)`` is False
+    for every printing *raw* of *digits*.
+
+    Parsing in a region keeps a tail of the digits as the national number (it strips an
+    international call prefix and country code, or the national prefix, and the plans
+    of :data:`REGIONS` have no rule that rewrites digits); a valid number matches the
+    general pattern of a region of its country code, in one of that pattern's lengths.
+    So a region none of whose shared-code patterns fits any tail is skipped without a
+    parse; digits that start with the region's international call prefix may name
+    another country and are always parsed. (A test checks this on generated numbers.)
+    """
+    if _DIALS_OUT[region].match(digits):
+        return True
+    n = len(digits)
+    for length, pattern in _TAILS[region]:
+        if length <= n and pattern.fullmatch(digits, n - length):
+            return True
+    return False
+
+
+def _metadata(region: str) -> PhoneMetadata:
+    metadata = PhoneMetadata.metadata_for_region(region, None)
+    if metadata is None:  # every region phonenumbers lists for a code has metadata
+        raise LookupError(f"phonenumbers has no metadata for {region}")
+    return metadata
+
+
+def _tails(region: str) -> tuple[tuple[int, re.Pattern[str]], ...]:
+    """For each length a valid national number of *region*'s country code may have,
+    its regions' general patterns of that length as one expression."""
+    by_length: dict[int, set[str]] = {}
+    code = phonenumbers.country_code_for_region(region)
+    for other in phonenumbers.region_codes_for_country_code(code):
+        desc = _metadata(other).general_desc
+        if desc is None or not desc.national_number_pattern:
+            continue  # phonenumbers finds no number valid for it
+        # No lengths listed means any length (phonenumbers then tests the pattern alone).
+        for length in desc.possible_length or range(1, 18):
+            by_length.setdefault(length, set()).add(desc.national_number_pattern)
+    return tuple(
+        (length, re.compile("|".join(f"(?:{p})" for p in sorted(patterns))))
+        for length, patterns in sorted(by_length.items())
+    )
+
+
+_TAILS = {region: _tails(region) for region in REGIONS}
+# A region without an international call prefix gets a pattern that never matches.
+_DIALS_OUT = {
+    region: re.compile(_metadata(region).international_prefix or "(?!)") for region in REGIONS
+}
 
 
 def detect_phones(text: str) -> Iterator[Finding]:
@@ -364,7 +429,7 @@ def detect_phones(text: str) -> Iterator[Finding]:
         Non-overlapping findings in order of start.
     """
     # Kept for one call only: the numbers of one text, never carried over to the next.
-    parsed: dict[str, int] = {}
+    parsed: dict[tuple[str, bool], int] = {}
     for segment in segments(text):
         start, end = segment.lead, segment.end
         if end - start < _NATIONAL_DIGITS[0]:
@@ -374,10 +439,13 @@ def detect_phones(text: str) -> Iterator[Finding]:
         named = _named_if_candidate(text, start, raw, segment.digits, international)
         if named is None:
             continue
-        outcome = parsed.get(raw)
+        outcome = parsed.get((raw, named))
         if outcome is None:
-            outcome = _international(raw) if international else _national(raw, segment.digits)
-            parsed[raw] = outcome
+            if international:
+                outcome = _international(raw)
+            else:
+                outcome = _national(raw, segment.digits, named)
+            parsed[raw, named] = outcome
         finding = _phone(start, end, outcome, international, named)
         if finding is not None:
             yield finding
