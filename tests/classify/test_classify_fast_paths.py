@@ -72,6 +72,47 @@ def test_fold_around_lone_surrogates_and_in_pure_ascii() -> None:
 # --- digit windows -----------------------------------------------------------------------
 
 
+@pytest.fixture(params=["compiled", "python"])
+def digit_pass(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with the compiled digit-run pass, then with the Python one."""
+    if request.param == "python":
+        monkeypatch.setattr(_runs, "_NATIVE", None)
+    return str(request.param)
+
+
+def test_compiled_digit_pass_is_built() -> None:
+    # Without it the scanner is correct but slower; an install with a C compiler has it.
+    assert _runs._NATIVE is not None, "sovra.classify._native is not built: pip install -e ."
+
+
+def test_compiled_and_python_digit_passes_agree() -> None:
+    assert _runs._NATIVE is not None
+    rng = random.Random(31)
+    # One-, two- and four-byte strings (Latin-1, CJK, an emoji), dense and sparse digits.
+    alphabets = [_NOISY, _NOISY + "\U0001f600", "+()-./ 0123456789", "x" * 80 + "1 (2)-3"]
+    for _ in range(6_000):
+        alphabet = rng.choice(alphabets)
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(400)))
+        spans = _runs._windows(text)
+        assert _runs._NATIVE.windows(text, _runs.MARGIN, _runs._STEP) == spans, text
+        compiled = _runs._NATIVE.segments(
+            text, spans, _runs.Segment, _runs.Group, _runs._LONG, _runs._MAX_GROUPS
+        )
+        assert compiled == _runs._segments(text), text
+        assert all(type(s) is _runs.Segment for s in compiled)
+        assert all(type(g) is _runs.Group for s in compiled for g in s.groups)
+
+
+def test_compiled_digit_pass_refuses_bad_arguments() -> None:
+    assert _runs._NATIVE is not None
+    with pytest.raises(ValueError, match="window outside the text"):
+        _runs._NATIVE.segments("12", ((0, 5),), _runs.Segment, _runs.Group, 5, 8)
+    with pytest.raises(TypeError):
+        _runs._NATIVE.segments("12", ((0, 2),), dict, _runs.Group, 5, 8)
+    with pytest.raises(TypeError):
+        _runs._NATIVE.windows(b"12", 24, 48)
+
+
 def _texts(rng: random.Random, alphabet: str, count: int, longest: int) -> Iterator[str]:
     for _ in range(count):
         yield "".join(rng.choice(alphabet) for _ in range(rng.randrange(longest)))
@@ -82,7 +123,7 @@ def _texts(rng: random.Random, alphabet: str, count: int, longest: int) -> Itera
 _NOISY = string.digits * 2 + "ABCDEFGHJKLMNPXYZ" + "+()-./ " + "ab é中" + " " * 20 + "q" * 30
 
 
-def test_windows_hold_every_digit_with_its_margin() -> None:
+def test_windows_hold_every_digit_with_its_margin(digit_pass: str) -> None:
     rng = random.Random(1)
     for text in _texts(rng, _NOISY, 3_000, 300):
         spans = _runs.windows.__wrapped__(text)
@@ -114,7 +155,7 @@ def _reference_windows(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(found)
 
 
-def test_windows_agree_with_one_pass_over_the_whole_text() -> None:
+def test_windows_agree_with_one_pass_over_the_whole_text(digit_pass: str) -> None:
     # Dense stretches (found by the short search ahead), sparse ones (found by str.find)
     # and the switches between them.
     rng = random.Random(14)
@@ -163,7 +204,9 @@ def _shaped_texts(rng: random.Random, count: int) -> Iterator[str]:
     [_runs._RUN, ids._ALNUM, finance._CHECK_DIGITS, finance._VAT],
     ids=["digit_runs", "letter_and_digit_ids", "iban_check_digits", "vat_candidates"],
 )
-def test_windowed_search_finds_what_a_whole_text_search_finds(pattern: re.Pattern[str]) -> None:
+def test_windowed_search_finds_what_a_whole_text_search_finds(
+    pattern: re.Pattern[str], digit_pass: str
+) -> None:
     rng = random.Random(2)
     for text in _shaped_texts(rng, 5_000):
         whole, windowed = _whole_and_windowed(pattern, text)
@@ -222,7 +265,7 @@ def _reference_segments(text: str) -> list[tuple[tuple[tuple[int, int], ...], in
 _DIGITS = re.compile("[0-9]+")
 
 
-def test_segments_follow_the_splitting_rules() -> None:
+def test_segments_follow_the_splitting_rules(digit_pass: str) -> None:
     rng = random.Random(4)
     alphabet = string.digits * 4 + "+()-./ a"
     cases = [*_texts(rng, alphabet, 20_000, 40), "+48 601 234 567", "(030) 1234-5678"]
@@ -381,7 +424,6 @@ def test_shared_code_walk_agrees_with_is_valid_number() -> None:
             checked += 1
             valid += expected
     assert valid > checked // 50
-
 
 
 def _national_runs(rng: random.Random) -> Iterator[str]:

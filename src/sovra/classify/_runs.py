@@ -12,12 +12,17 @@ Prose holds few digits, so the walks over the whole text are few: one pass finds
 *windows* of a text, the stretches within :data:`MARGIN` characters of a digit, and the
 digit runs and the letter-and-digit identifiers are then searched for inside those
 windows only.
+
+Both passes are also written in C (``_native.c``, built at install where a compiler is
+found): on text dense with numbers the Python walk costs about 10 ms per 100 KB, the C one
+about 1. The Python functions below stay the reference and the fallback.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from types import ModuleType
 from typing import NamedTuple
 
 __all__ = ["MARGIN", "Group", "Segment", "forget", "segments", "spans", "windows"]
@@ -69,6 +74,20 @@ class Segment(NamedTuple):
     digits: str  # the groups' digits, separators left out
 
 
+def _compiled() -> ModuleType | None:
+    try:
+        from sovra.classify import _native
+    except ImportError:  # not built (no C compiler at install): the Python pass below
+        return None
+    return _native
+
+
+_NATIVE = _compiled()
+"""The C build of :func:`windows` and :func:`segments`, the same rules about ten times
+faster on text dense with numbers, or None; the Python functions are the reference
+(tests compare the two)."""
+
+
 @functools.lru_cache(maxsize=2)
 def windows(text: str) -> tuple[tuple[int, int], ...]:
     """Disjoint ``(start, end)`` stretches of *text* that hold all its ASCII digits.
@@ -80,6 +99,13 @@ def windows(text: str) -> tuple[tuple[int, int], ...]:
         Stretches in order, each reaching at least :data:`MARGIN` characters (or to the
         end of the text) either side of each digit in it; ``()`` when there is no digit.
     """
+    if _NATIVE is not None:
+        found: tuple[tuple[int, int], ...] = _NATIVE.windows(text, MARGIN, _STEP)
+        return found
+    return _windows(text)
+
+
+def _windows(text: str) -> tuple[tuple[int, int], ...]:
     # The next digit: first a short regular-expression search ahead, which finds it at
     # once where numbers are dense; where it finds none, the nearest next occurrence of
     # each of the ten digits, each found with ``str.find`` and searched for again only
@@ -129,6 +155,15 @@ def segments(text: str) -> tuple[Segment, ...]:
         Segments whose groups are separated by at most two separator characters and
         no two neighbours of which are both longer than five digits.
     """
+    if _NATIVE is not None:
+        found: tuple[Segment, ...] = _NATIVE.segments(
+            text, windows(text), Segment, Group, _LONG, _MAX_GROUPS
+        )
+        return found
+    return _segments(text)
+
+
+def _segments(text: str) -> tuple[Segment, ...]:
     found: list[Segment] = []
     append = found.append
     for lo, hi in windows(text):

@@ -1,0 +1,343 @@
+/* The digit-run pass of sovra.classify._runs, compiled.
+ *
+ * windows() and segments() here give exactly what the Python functions of the same
+ * names in _runs.py give (those stay as the reference and the fallback when this
+ * module is not built; tests compare the two on generated texts). The Python versions
+ * document the rules; this file only restates them over code points.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
+#define IS_ALNUM_ASCII(c) \
+    (IS_DIGIT(c) || ((c) >= 'A' && (c) <= 'Z') || ((c) >= 'a' && (c) <= 'z'))
+#define IS_SEPARATOR(c) ((c) == '-' || (c) == '.' || (c) == '/' || (c) == ' ')
+#define IS_OPENER(c) ((c) == '+' || (c) == '(')
+
+/* Append (lo, hi) clipped to [0, n]. */
+static int
+append_window(PyObject *found, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n)
+{
+    PyObject *pair = Py_BuildValue("(nn)", lo > 0 ? lo : 0, hi < n ? hi : n);
+    if (pair == NULL) {
+        return -1;
+    }
+    int failed = PyList_Append(found, pair);
+    Py_DECREF(pair);
+    return failed;
+}
+
+/* windows(text, margin, step) -> tuple[tuple[int, int], ...] */
+static PyObject *
+windows(PyObject *module, PyObject *args)
+{
+    PyObject *text;
+    Py_ssize_t margin, step;
+    if (!PyArg_ParseTuple(args, "Unn", &text, &margin, &step)) {
+        return NULL;
+    }
+    const int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    PyObject *found = PyList_New(0);
+    if (found == NULL) {
+        return NULL;
+    }
+    Py_ssize_t lo = -1, hi = -1, position = 0;
+    for (;;) {
+        Py_ssize_t first = position;
+        while (first < n && !IS_DIGIT(PyUnicode_READ(kind, data, first))) {
+            first++;
+        }
+        if (first >= n) {
+            break;
+        }
+        position = first + 1 + step;
+        if (position > n) {
+            position = n;
+        }
+        Py_ssize_t start = first - margin, end = position + margin;
+        if (start > hi) {
+            if (hi >= 0 && append_window(found, lo, hi, n) < 0) {
+                Py_DECREF(found);
+                return NULL;
+            }
+            lo = start;
+        }
+        hi = end;
+    }
+    if (hi >= 0 && append_window(found, lo, hi, n) < 0) {
+        Py_DECREF(found);
+        return NULL;
+    }
+    PyObject *result = PyList_AsTuple(found);
+    Py_DECREF(found);
+    return result;
+}
+
+/* An instance of a tuple subclass (a NamedTuple) with the given items, references
+ * stolen; NULL with every item released on failure. */
+static PyObject *
+new_tuple(PyTypeObject *type, Py_ssize_t size, PyObject **items)
+{
+    PyObject *made = type->tp_alloc(type, size);
+    if (made == NULL) {
+        for (Py_ssize_t i = 0; i < size; i++) {
+            Py_XDECREF(items[i]);
+        }
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (items[i] == NULL) {
+            for (Py_ssize_t j = i + 1; j < size; j++) {
+                Py_XDECREF(items[j]);
+            }
+            Py_DECREF(made);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(made, i, items[i]);
+    }
+    return made;
+}
+
+typedef struct {
+    PyObject *text;
+    int kind;
+    const void *data;
+    Py_ssize_t n;
+    PyTypeObject *segment_type;
+    PyTypeObject *group_type;
+    Py_ssize_t longest_part; /* groups longer than this are whole numbers */
+    Py_ssize_t max_groups;
+    PyObject *found;
+} Pass;
+
+#define READ(pass, i) PyUnicode_READ((pass)->kind, (pass)->data, (i))
+
+/* Append Segment(groups, lead, end, digits) for bounds[first:last] (pairs of offsets). */
+static int
+append_segment(Pass *pass, const Py_ssize_t *bounds, Py_ssize_t first, Py_ssize_t last)
+{
+    Py_ssize_t count = last - first;
+    Py_ssize_t lead = bounds[2 * first];
+    if (lead > 0 && IS_OPENER(READ(pass, lead - 1))) {
+        lead--;
+    }
+    Py_ssize_t width = 0;
+    for (Py_ssize_t i = first; i < last; i++) {
+        width += bounds[2 * i + 1] - bounds[2 * i];
+    }
+    PyObject *digits = PyUnicode_New(width, 127);
+    if (digits == NULL) {
+        return -1;
+    }
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(digits);
+    for (Py_ssize_t i = first; i < last; i++) {
+        for (Py_ssize_t at = bounds[2 * i]; at < bounds[2 * i + 1]; at++) {
+            *out++ = (Py_UCS1)READ(pass, at);
+        }
+    }
+    PyObject *groups = PyTuple_New(count);
+    if (groups == NULL) {
+        Py_DECREF(digits);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair[2] = {
+            PyLong_FromSsize_t(bounds[2 * (first + i)]),
+            PyLong_FromSsize_t(bounds[2 * (first + i) + 1]),
+        };
+        PyObject *group = new_tuple(pass->group_type, 2, pair);
+        if (group == NULL) {
+            Py_DECREF(groups);
+            Py_DECREF(digits);
+            return -1;
+        }
+        PyTuple_SET_ITEM(groups, i, group);
+    }
+    PyObject *items[4] = {
+        groups,
+        PyLong_FromSsize_t(lead),
+        PyLong_FromSsize_t(bounds[2 * last - 1]),
+        digits,
+    };
+    PyObject *segment = new_tuple(pass->segment_type, 4, items);
+    if (segment == NULL) {
+        return -1;
+    }
+    int failed = PyList_Append(pass->found, segment);
+    Py_DECREF(segment);
+    return failed;
+}
+
+/* The segments of the run text[start:end] (its opening "+" or "(" already skipped). */
+static int
+split_run(Pass *pass, Py_ssize_t start, Py_ssize_t end)
+{
+    /* At most one group per two characters of the run. */
+    Py_ssize_t capacity = (end - start) / 2 + 1;
+    Py_ssize_t *bounds = PyMem_New(Py_ssize_t, 2 * capacity);
+    if (bounds == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t count = 0;
+    for (Py_ssize_t at = start; at < end;) {
+        if (!IS_DIGIT(READ(pass, at))) {
+            at++;
+            continue;
+        }
+        Py_ssize_t group_start = at;
+        while (at < end && IS_DIGIT(READ(pass, at))) {
+            at++;
+        }
+        bounds[2 * count] = group_start;
+        bounds[2 * count + 1] = at;
+        count++;
+    }
+    int failed = 0;
+    Py_ssize_t first = 0;
+    for (Py_ssize_t i = 1; i < count && !failed; i++) {
+        Py_ssize_t previous_start = bounds[2 * i - 2], previous_end = bounds[2 * i - 1];
+        Py_ssize_t group_start = bounds[2 * i], group_end = bounds[2 * i + 1];
+        if (group_start - previous_end > 2
+            || (group_end - group_start > pass->longest_part
+                && previous_end - previous_start > pass->longest_part)
+            || i - first >= pass->max_groups) {
+            failed = append_segment(pass, bounds, first, i);
+            first = i;
+        }
+    }
+    if (!failed) {
+        failed = append_segment(pass, bounds, first, count);
+    }
+    PyMem_Free(bounds);
+    return failed;
+}
+
+/* Where the run starting at *at* ends, or -1 when none starts there; runs are read
+ * within [0, hi) and may look at the character before *at*, as the regular expression
+ * _runs._RUN does when searched with an end position. */
+static Py_ssize_t
+run_end(Pass *pass, Py_ssize_t at, Py_ssize_t hi)
+{
+    Py_UCS4 c = READ(pass, at);
+    if (at > 0 && IS_ALNUM_ASCII(READ(pass, at - 1))) {
+        return -1;
+    }
+    Py_ssize_t position = at + 1;
+    if (IS_OPENER(c)) {
+        if (position >= hi || !IS_DIGIT(READ(pass, position))) {
+            return -1;
+        }
+        position++;
+    }
+    for (;;) {
+        Py_ssize_t q = position;
+        if (q < hi && READ(pass, q) == ')') {
+            q++;
+        }
+        for (int seps = 0; seps < 2 && q < hi && IS_SEPARATOR(READ(pass, q)); seps++) {
+            q++;
+        }
+        if (q < hi && READ(pass, q) == '(') {
+            q++;
+        }
+        if (q < hi && IS_DIGIT(READ(pass, q))) {
+            position = q + 1;
+        }
+        else {
+            return position;
+        }
+    }
+}
+
+/* segments(text, windows, segment_type, group_type, longest_part, max_groups)
+ *     -> tuple[Segment, ...] */
+static PyObject *
+segments(PyObject *module, PyObject *args)
+{
+    Pass pass;
+    PyObject *spans;
+    if (!PyArg_ParseTuple(args, "UO!O!O!nn", &pass.text, &PyTuple_Type, &spans,
+                          &PyType_Type, &pass.segment_type, &PyType_Type,
+                          &pass.group_type, &pass.longest_part, &pass.max_groups)) {
+        return NULL;
+    }
+    if (!PyType_IsSubtype(pass.segment_type, &PyTuple_Type)
+        || !PyType_IsSubtype(pass.group_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "segment and group types must be tuple types");
+        return NULL;
+    }
+    pass.kind = PyUnicode_KIND(pass.text);
+    pass.data = PyUnicode_DATA(pass.text);
+    pass.n = PyUnicode_GET_LENGTH(pass.text);
+    pass.found = PyList_New(0);
+    if (pass.found == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(spans); w++) {
+        Py_ssize_t lo, hi;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(spans, w), "nn", &lo, &hi)) {
+            goto error;
+        }
+        if (lo < 0 || hi > pass.n || lo > hi) {
+            PyErr_SetString(PyExc_ValueError, "window outside the text");
+            goto error;
+        }
+        Py_ssize_t at = lo;
+        while (at < hi) {
+            Py_UCS4 c = READ(&pass, at);
+            if (!IS_DIGIT(c) && !IS_OPENER(c)) {
+                at++;
+                continue;
+            }
+            Py_ssize_t end = run_end(&pass, at, hi);
+            if (end < 0) {
+                at++;
+                continue;
+            }
+            Py_ssize_t start = IS_OPENER(c) ? at + 1 : at;
+            Py_ssize_t i = start;
+            while (i < end && IS_DIGIT(READ(&pass, i))) {
+                i++;
+            }
+            if (i == end) { /* one unbroken group, most runs */
+                Py_ssize_t bounds[2] = {start, end};
+                if (append_segment(&pass, bounds, 0, 1) < 0) {
+                    goto error;
+                }
+            }
+            else if (split_run(&pass, start, end) < 0) {
+                goto error;
+            }
+            at = end;
+        }
+    }
+    PyObject *result = PyList_AsTuple(pass.found);
+    Py_DECREF(pass.found);
+    return result;
+error:
+    Py_DECREF(pass.found);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"windows", windows, METH_VARARGS,
+     "windows(text, margin, step): the stretches of text within margin of a digit."},
+    {"segments", segments, METH_VARARGS,
+     "segments(text, windows, segment_type, group_type, longest_part, max_groups): "
+     "the digit segments of text inside the windows."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_native", "The digit-run pass of sovra.classify._runs, compiled.",
+    -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    return PyModule_Create(&module_def);
+}
