@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.main
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from sovra._cli.common import (
     DEFAULT_URL,
@@ -80,10 +80,75 @@ def _load(name: str) -> Any:
         command = typer.main.get_group(target)
     else:
         single = typer.Typer(add_completion=False)
-        single.command(name)(target)
+        single.command(name, cls=_PlainCommand)(target)
         command = typer.main.get_command(single)
     command.name = name
     return command
+
+
+class _PlainValue:
+    """Turns a command-line value into a str, int or bool parameter's type, as typer would.
+
+    typer 0.29 coerces every value with a pydantic TypeAdapter, built for each
+    parameter on its first use: importing pydantic and building them is 85 ms of every
+    ``sovra scan``, a quarter of its start. A value of the type, or None, is returned as
+    it is and ASCII digits as their int, which is what those adapters return (a test
+    compares the two); any other value goes to typer's own coercion, errors and their
+    messages included.
+    """
+
+    __slots__ = ("_annotation",)
+
+    def __init__(self, annotation: type) -> None:
+        self._annotation = annotation
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value is None or type(value) is self._annotation:  # as each adapter returns them
+            return value
+        if (
+            self._annotation is int
+            and type(value) is str
+            and value.isascii()
+            and value.isdigit()
+            and len(value) < 19  # int() refuses more than 4300 digits
+        ):
+            return int(value)
+        from typer._coercion import build_runtime_param
+
+        return build_runtime_param(param.type_descriptor).coerce(value, param=param, ctx=ctx)
+
+
+def _coerce_plainly(params: list[Any]) -> None:
+    """Give each single str, int and bool parameter in *params* a :class:`_PlainValue`.
+
+    Only with a typer that builds a coercion per parameter, lazily, into
+    ``_runtime_param``; an older one converts with click's types, without pydantic.
+    """
+    for param in params:
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is None or getattr(param, "_runtime_param", True) is not None:
+            continue
+        info = descriptor.parameter_info
+        if (
+            descriptor.annotation in (str, int, bool)
+            and descriptor.file_annotation is None
+            and not param.multiple
+            and param.nargs == 1
+            and info.parser is None
+            and info.min is None
+            and info.max is None
+            and not info.clamp
+        ):
+            param._runtime_param = _PlainValue(descriptor.annotation)
+
+
+class _PlainCommand(TyperCommand):
+    """A lazily loaded command, whose plain values are coerced without pydantic."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # Here, with the command's own context: its --help option is made from it.
+        _coerce_plainly(self.get_params(ctx))
+        return super().parse_args(ctx, args)
 
 
 class _Edge(TyperGroup):
@@ -91,6 +156,10 @@ class _Edge(TyperGroup):
 
     def list_commands(self, ctx: Any) -> list[str]:
         return [*_LAZY_COMMANDS, *super().list_commands(ctx), *_LAZY_GROUPS]
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _coerce_plainly(self.get_params(ctx))
+        return super().parse_args(ctx, args)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self.commands and (

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 
 import typer
 from rich.console import Console
@@ -16,7 +16,7 @@ from sovra.errors import IntegrityError, SovraError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from sovra.client import Client
     from sovra.keys.transport import TransportPins
@@ -92,8 +92,31 @@ def connect(
         yield client
 
 
-def progress(label: str) -> Progress:
+class _Hidden:
+    """A progress bar that is not shown: what rich's Progress is when disabled, without
+    the 9 ms of loading rich's progress and live display (in every piped ``sovra scan``).
+    """
+
+    def __enter__(self) -> _Hidden:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, **fields: Any) -> TaskID:
+        return cast("TaskID", 0)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        return None
+
+    def update(self, task_id: TaskID, **fields: Any) -> None:
+        return None
+
+
+def progress(label: str) -> Progress | _Hidden:
     """A progress bar on stderr, shown only on a terminal so pipes stay clean."""
+    if not err.is_terminal:
+        return _Hidden()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
@@ -103,7 +126,6 @@ def progress(label: str) -> Progress:
         TimeElapsedColumn(),
         console=err,
         transient=True,
-        disable=not err.is_terminal,
     )
 
 

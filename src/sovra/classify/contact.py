@@ -55,11 +55,13 @@ _LETTER_OR_DIGIT = rf"[^\W_{_UNSPACED}]"
 # One label is at most 63 characters and never starts or ends with a hyphen; the last
 # label must be alphabetic (or an IDNA A-label), which keeps "1.5@2.0"-style noise out.
 # Every repetition is bounded, so the work per '@' is bounded whatever follows it.
+# Only the A-label is matched ignoring case: the letter class already holds both cases
+# (and matches the same characters either way, which a test checks), and compiling it
+# case-insensitively took 30 ms of every start instead of 10.
 _DOMAIN = re.compile(
     rf"(?:{_LETTER_OR_DIGIT}(?:(?:{_LETTER_OR_DIGIT}|-){{0,61}}{_LETTER_OR_DIGIT})?\.){{1,126}}"
-    rf"(?:(?:(?!\d){_LETTER_OR_DIGIT}){{2,63}}|xn--[a-z0-9-]{{1,59}})"
-    rf"(?!{_LETTER_OR_DIGIT}|-)",
-    re.IGNORECASE,
+    rf"(?:(?:(?!\d){_LETTER_OR_DIGIT}){{2,63}}|(?i:xn--[a-z0-9-]{{1,59}}))"
+    rf"(?!{_LETTER_OR_DIGIT}|-)"
 )
 
 # Runs that are dates, not numbers to call: 2020-11-03, 03.11.2020, 3-11-20.

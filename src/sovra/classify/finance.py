@@ -134,16 +134,33 @@ _IBAN_CONFIDENCE = 0.97  # mod-97 leaves one false pass in 97, the BBAN shape fa
 @functools.cache
 def _bban_lengths() -> dict[str, int | None]:
     """Country code -> fixed BBAN length (None when variable), from stdnum's registry."""
-    registry = numdb.get("iban")
     lengths: dict[str, int | None] = {}
-    for code in (a + b for a in string.ascii_uppercase for b in string.ascii_uppercase):
-        props = registry.info(code)[0][1]
-        if not props:
-            continue
+    for code, props in _iban_countries(numdb.get("iban")):
         parts = _BBAN_PART.findall(str(props.get("bban", "")))
         fixed = bool(parts) and all(bang for _, bang in parts)
         lengths[code] = sum(int(n) for n, _ in parts) if fixed else None
     return lengths
+
+
+def _iban_countries(registry: numdb.NumDB) -> list[tuple[str, dict[str, str]]]:
+    """Each code from AA to ZZ with the properties ``registry.info(code)`` gives it, if any.
+
+    stdnum's registry lists one country code a line, so a code's properties are those of
+    its lines, merged in order: read so, without 676 walks of the registry (8 ms of each
+    ``sovra scan``'s start). A registry laid out otherwise is asked code by code.
+    """
+    merged: dict[str, dict[str, str]] = {}
+    for length, low, high, props, _ in registry.prefixes:
+        if length != 2 or low != high:
+            codes = (a + b for a in string.ascii_uppercase for b in string.ascii_uppercase)
+            found = ((code, registry.info(code)[0][1]) for code in codes)
+            return [(code, props) for code, props in found if props]
+        merged.setdefault(low, {}).update(props)
+    return [
+        (code, props)
+        for code, props in sorted(merged.items())
+        if props and code.isascii() and code.isalpha() and code.isupper()
+    ]
 
 
 def _mod97_ends(candidate: str, bban_length: int | None) -> list[int]:

@@ -33,6 +33,7 @@ import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib import resources
 
 from stdnum import numdb
 from stdnum.cn import ric
@@ -148,9 +149,50 @@ def _cn_counties() -> dict[str, str] | None:
     call, which costs more than the rest of its checks together. The database is two
     levels, provinces (two digits) and their counties (four more); None when it is laid
     out otherwise, and stdnum is then asked for every number.
+
+    stdnum's own reader takes 35 ms over the file's 6,900 lines, paid by every ``sovra
+    scan`` before its workers start; :func:`_read_counties` reads the same file in 8 ms,
+    and leaves any layout it does not expect to stdnum's reader.
+    """
+    text = resources.files("stdnum").joinpath("cn/loc.dat").read_bytes().decode("utf-8")
+    counties = _read_counties(text)
+    return counties if counties is not None else _counties_in(numdb.get("cn/loc"))
+
+
+# The two kinds of line of cn/loc.dat: a province, and one of its counties, indented.
+_LOC_PROVINCE = re.compile(r'[0-9]{2} [0-9A-Za-z_-]+="[^"]*"')
+_LOC_COUNTY = re.compile(r'  ([0-9]{4}) county="([^"]*)"')
+
+
+def _read_counties(text: str) -> dict[str, str] | None:
+    """What :func:`_counties_in` gives for the database *text*, read a line at a time.
+
+    Lines are split, and comments and blank lines skipped, as ``stdnum.numdb`` does; a
+    line of one of the two kinds above is exactly what numdb makes of it (a test
+    compares the two readings). None for anything else: another layout, a county before
+    any province, a code twice.
     """
     counties: dict[str, str] = {}
-    for length, low, high, _, children in numdb.get("cn/loc").prefixes:
+    province = None
+    for line in text.splitlines():
+        county = _LOC_COUNTY.fullmatch(line)
+        if county is not None and province is not None:
+            code, name = county.groups()
+            code = province + code
+            if code in counties:
+                return None
+            counties[code] = name
+        elif _LOC_PROVINCE.fullmatch(line):
+            province = line[:2]
+        elif line[:1] != "#" and line.strip():  # numdb skips comments and blank lines
+            return None
+    return counties
+
+
+def _counties_in(database: numdb.NumDB) -> dict[str, str] | None:
+    """The table of :func:`_cn_counties` from stdnum's reading of the database."""
+    counties: dict[str, str] = {}
+    for length, low, high, _, children in database.prefixes:
         if length != 2 or low != high:
             return None
         for county_length, county_low, county_high, props, grandchildren in children:
