@@ -29,7 +29,18 @@ from stdnum.pl import nip, pesel, regon
 from stdnum.us import itin, ssn
 from stdnum.vn import mst
 
-from sovra.classify import _fold, _overlap, _runs, contact, finance, ids, personal, scan, special
+from sovra.classify import (
+    _compiled,
+    _fold,
+    _overlap,
+    _runs,
+    contact,
+    finance,
+    ids,
+    personal,
+    scan,
+    special,
+)
 from sovra.classify._stdnum import passes
 from sovra.classify._terms import CONTEXT, LANGUAGES
 from sovra.classify._words import WordLists, Words
@@ -58,35 +69,41 @@ def test_stepped_walk_finds_every_decimal_digit() -> None:
     assert _fold._table() == _reference_table()
 
 
-def test_fold_is_translate_with_the_table() -> None:
+@pytest.fixture(params=["compiled", "python"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with the compiled passes (fold, digit runs), then with the Python ones."""
+    if request.param == "python":
+        monkeypatch.setattr(_compiled, "NATIVE", None)
+    return str(request.param)
+
+
+def test_compiled_passes_are_built() -> None:
+    # Without them the scanner is correct but slower; an install with a C compiler has them.
+    assert _compiled.NATIVE is not None, "sovra.classify._native is not built: pip install -e ."
+
+
+def test_fold_is_translate_with_the_table(implementation: str) -> None:
     everything = "".join(map(chr, range(sys.maxunicode + 1)))
     assert _fold.fold(everything) == everything.translate(_reference_table())
 
 
-def test_fold_around_lone_surrogates_and_in_pure_ascii() -> None:
+def test_fold_around_lone_surrogates_and_in_pure_ascii(implementation: str) -> None:
     assert _fold.fold("\ud800\uff11\udfff\u00a0") == "\ud8001\udfff "
     text = "plain ASCII 123"
     assert _fold.fold(text) is text
+    untouched = "số điện thoại 😀"  # nothing to fold: the same string back
+    assert _fold.fold(untouched) is untouched
+    # A result is made in the narrowest form that holds it, so it equals the literal.
+    assert _fold.fold("\uff11\uff12\uff13") == "123"
+    assert _fold.fold("\U0001f600\uff11\u0661") == "\U0001f6001" + "1"
+    assert _fold.fold("é\u00a0\u2013") == "é -"
 
 
 # --- digit windows -----------------------------------------------------------------------
 
 
-@pytest.fixture(params=["compiled", "python"])
-def digit_pass(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test with the compiled digit-run pass, then with the Python one."""
-    if request.param == "python":
-        monkeypatch.setattr(_runs, "_NATIVE", None)
-    return str(request.param)
-
-
-def test_compiled_digit_pass_is_built() -> None:
-    # Without it the scanner is correct but slower; an install with a C compiler has it.
-    assert _runs._NATIVE is not None, "sovra.classify._native is not built: pip install -e ."
-
-
 def test_compiled_and_python_digit_passes_agree() -> None:
-    assert _runs._NATIVE is not None
+    assert _compiled.NATIVE is not None
     rng = random.Random(31)
     # One-, two- and four-byte strings (Latin-1, CJK, an emoji), dense and sparse digits.
     alphabets = [_NOISY, _NOISY + "\U0001f600", "+()-./ 0123456789", "x" * 80 + "1 (2)-3"]
@@ -94,8 +111,8 @@ def test_compiled_and_python_digit_passes_agree() -> None:
         alphabet = rng.choice(alphabets)
         text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(400)))
         spans = _runs._windows(text)
-        assert _runs._NATIVE.windows(text, _runs.MARGIN, _runs._STEP) == spans, text
-        compiled = _runs._NATIVE.segments(
+        assert _compiled.NATIVE.windows(text, _runs.MARGIN, _runs._STEP) == spans, text
+        compiled = _compiled.NATIVE.segments(
             text, spans, _runs.Segment, _runs.Group, _runs._LONG, _runs._MAX_GROUPS
         )
         assert compiled == _runs._segments(text), text
@@ -104,13 +121,13 @@ def test_compiled_and_python_digit_passes_agree() -> None:
 
 
 def test_compiled_digit_pass_refuses_bad_arguments() -> None:
-    assert _runs._NATIVE is not None
+    assert _compiled.NATIVE is not None
     with pytest.raises(ValueError, match="window outside the text"):
-        _runs._NATIVE.segments("12", ((0, 5),), _runs.Segment, _runs.Group, 5, 8)
+        _compiled.NATIVE.segments("12", ((0, 5),), _runs.Segment, _runs.Group, 5, 8)
     with pytest.raises(TypeError):
-        _runs._NATIVE.segments("12", ((0, 2),), dict, _runs.Group, 5, 8)
+        _compiled.NATIVE.segments("12", ((0, 2),), dict, _runs.Group, 5, 8)
     with pytest.raises(TypeError):
-        _runs._NATIVE.windows(b"12", 24, 48)
+        _compiled.NATIVE.windows(b"12", 24, 48)
 
 
 def _texts(rng: random.Random, alphabet: str, count: int, longest: int) -> Iterator[str]:
@@ -123,7 +140,7 @@ def _texts(rng: random.Random, alphabet: str, count: int, longest: int) -> Itera
 _NOISY = string.digits * 2 + "ABCDEFGHJKLMNPXYZ" + "+()-./ " + "ab é中" + " " * 20 + "q" * 30
 
 
-def test_windows_hold_every_digit_with_its_margin(digit_pass: str) -> None:
+def test_windows_hold_every_digit_with_its_margin(implementation: str) -> None:
     rng = random.Random(1)
     for text in _texts(rng, _NOISY, 3_000, 300):
         spans = _runs.windows.__wrapped__(text)
@@ -155,7 +172,7 @@ def _reference_windows(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(found)
 
 
-def test_windows_agree_with_one_pass_over_the_whole_text(digit_pass: str) -> None:
+def test_windows_agree_with_one_pass_over_the_whole_text(implementation: str) -> None:
     # Dense stretches (found by the short search ahead), sparse ones (found by str.find)
     # and the switches between them.
     rng = random.Random(14)
@@ -205,7 +222,7 @@ def _shaped_texts(rng: random.Random, count: int) -> Iterator[str]:
     ids=["digit_runs", "letter_and_digit_ids", "iban_check_digits", "vat_candidates"],
 )
 def test_windowed_search_finds_what_a_whole_text_search_finds(
-    pattern: re.Pattern[str], digit_pass: str
+    pattern: re.Pattern[str], implementation: str
 ) -> None:
     rng = random.Random(2)
     for text in _shaped_texts(rng, 5_000):
@@ -265,7 +282,7 @@ def _reference_segments(text: str) -> list[tuple[tuple[tuple[int, int], ...], in
 _DIGITS = re.compile("[0-9]+")
 
 
-def test_segments_follow_the_splitting_rules(digit_pass: str) -> None:
+def test_segments_follow_the_splitting_rules(implementation: str) -> None:
     rng = random.Random(4)
     alphabet = string.digits * 4 + "+()-./ a"
     cases = [*_texts(rng, alphabet, 20_000, 40), "+48 601 234 567", "(030) 1234-5678"]

@@ -16,6 +16,8 @@ import unicodedata
 
 import ahocorasick_rs
 
+from sovra.classify import _compiled
+
 __all__ = ["fold"]
 
 # Space separators people put inside printed numbers: no-break space (Polish typography
@@ -66,6 +68,17 @@ def _finder() -> tuple[ahocorasick_rs.AhoCorasick, tuple[str, ...]]:
     return automaton, tuple(chr(table[cp]) for cp in keys)
 
 
+@functools.cache
+def _dense() -> bytes:
+    """The table as the compiled fold reads it: byte ``c`` is what code point ``c``
+    folds to, 0 where it stays (every key is below U+20000, every value ASCII)."""
+    table = _table()
+    dense = bytearray(max(table) + 1)
+    for cp, ascii_cp in table.items():
+        dense[cp] = ascii_cp
+    return bytes(dense)
+
+
 def fold(text: str) -> str:
     """Map full-width and other-script digits, letters, spaces and dashes to ASCII.
 
@@ -78,6 +91,9 @@ def fold(text: str) -> str:
     """
     if text.isascii():
         return text
+    if _compiled.NATIVE is not None:
+        folded: str = _compiled.NATIVE.fold(text, _dense())
+        return folded
     automaton, replacements = _finder()
     try:
         hits = automaton.find_matches_as_indexes(text)

@@ -1,9 +1,10 @@
-/* The digit-run pass of sovra.classify._runs, compiled.
+/* The scanner's passes over a whole text, compiled: folding (sovra.classify._fold) and
+ * the digit runs (sovra.classify._runs).
  *
- * windows() and segments() here give exactly what the Python functions of the same
- * names in _runs.py give (those stay as the reference and the fallback when this
- * module is not built; tests compare the two on generated texts). The Python versions
- * document the rules; this file only restates them over code points.
+ * fold(), windows() and segments() here give exactly what the Python functions of the
+ * same names give (those stay as the reference and the fallback when this module is
+ * not built; tests compare the two). The Python versions document the rules; this
+ * file only restates them over code points.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -13,6 +14,59 @@
     (IS_DIGIT(c) || ((c) >= 'A' && (c) <= 'Z') || ((c) >= 'a' && (c) <= 'z'))
 #define IS_SEPARATOR(c) ((c) == '-' || (c) == '.' || (c) == '/' || (c) == ' ')
 #define IS_OPENER(c) ((c) == '+' || (c) == '(')
+
+/* fold(text, table) -> str: each code point c below len(table) with table[c] != 0
+ * replaced by that ASCII character; text itself when nothing is replaced. */
+static PyObject *
+fold(PyObject *module, PyObject *args)
+{
+    PyObject *text;
+    Py_buffer table;
+    if (!PyArg_ParseTuple(args, "Uy*", &text, &table)) {
+        return NULL;
+    }
+    const unsigned char *map = table.buf;
+    const Py_ssize_t mapped = table.len;
+    const int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    /* First pass: is anything replaced, and the largest code point of the result (a
+     * string must be made in the narrowest kind that holds it). */
+    Py_UCS4 widest = 0;
+    Py_ssize_t replaced = 0;
+    if (!PyUnicode_IS_ASCII(text)) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c < (Py_UCS4)mapped && map[c] != 0) {
+                c = map[c];
+                replaced++;
+            }
+            if (c > widest) {
+                widest = c;
+            }
+        }
+    }
+    if (replaced == 0) {
+        PyBuffer_Release(&table);
+        return Py_NewRef(text);
+    }
+    PyObject *folded = PyUnicode_New(n, widest);
+    if (folded == NULL) {
+        PyBuffer_Release(&table);
+        return NULL;
+    }
+    const int out_kind = PyUnicode_KIND(folded);
+    void *out = PyUnicode_DATA(folded);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c < (Py_UCS4)mapped && map[c] != 0) {
+            c = map[c];
+        }
+        PyUnicode_WRITE(out_kind, out, i, c);
+    }
+    PyBuffer_Release(&table);
+    return folded;
+}
 
 /* Append (lo, hi) clipped to [0, n]. */
 static int
@@ -323,6 +377,8 @@ error:
 }
 
 static PyMethodDef methods[] = {
+    {"fold", fold, METH_VARARGS,
+     "fold(text, table): text with each code point c that table[c] names replaced."},
     {"windows", windows, METH_VARARGS,
      "windows(text, margin, step): the stretches of text within margin of a digit."},
     {"segments", segments, METH_VARARGS,
@@ -334,7 +390,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_def = {
     .m_base = PyModuleDef_HEAD_INIT,
     .m_name = "_native",
-    .m_doc = "The digit-run pass of sovra.classify._runs, compiled.",
+    .m_doc = "The scanner's passes over a whole text, compiled.",
     .m_size = -1,
     .m_methods = methods,
 };

@@ -1,6 +1,7 @@
-# The C module built from _native.c; see _runs.py for what each function gives.
+# The C module built from _native.c; see _fold.py and _runs.py for what each gives.
 from typing import Any
 
+def fold(text: str, table: bytes, /) -> str: ...
 def windows(text: str, margin: int, step: int, /) -> tuple[tuple[int, int], ...]: ...
 def segments(
     text: str,

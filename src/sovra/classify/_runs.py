@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import functools
 import re
-from types import ModuleType
 from typing import NamedTuple
+
+from sovra.classify import _compiled
 
 __all__ = ["MARGIN", "Group", "Segment", "forget", "segments", "spans", "windows"]
 
@@ -74,20 +75,6 @@ class Segment(NamedTuple):
     digits: str  # the groups' digits, separators left out
 
 
-def _compiled() -> ModuleType | None:
-    try:
-        from sovra.classify import _native
-    except ImportError:  # not built (no C compiler at install): the Python pass below
-        return None
-    return _native
-
-
-_NATIVE = _compiled()
-"""The C build of :func:`windows` and :func:`segments`, the same rules about ten times
-faster on text dense with numbers, or None; the Python functions are the reference
-(tests compare the two)."""
-
-
 @functools.lru_cache(maxsize=2)
 def windows(text: str) -> tuple[tuple[int, int], ...]:
     """Disjoint ``(start, end)`` stretches of *text* that hold all its ASCII digits.
@@ -99,8 +86,8 @@ def windows(text: str) -> tuple[tuple[int, int], ...]:
         Stretches in order, each reaching at least :data:`MARGIN` characters (or to the
         end of the text) either side of each digit in it; ``()`` when there is no digit.
     """
-    if _NATIVE is not None:
-        found: tuple[tuple[int, int], ...] = _NATIVE.windows(text, MARGIN, _STEP)
+    if _compiled.NATIVE is not None:
+        found: tuple[tuple[int, int], ...] = _compiled.NATIVE.windows(text, MARGIN, _STEP)
         return found
     return _windows(text)
 
@@ -155,8 +142,8 @@ def segments(text: str) -> tuple[Segment, ...]:
         Segments whose groups are separated by at most two separator characters and
         no two neighbours of which are both longer than five digits.
     """
-    if _NATIVE is not None:
-        found: tuple[Segment, ...] = _NATIVE.segments(
+    if _compiled.NATIVE is not None:
+        found: tuple[Segment, ...] = _compiled.NATIVE.segments(
             text, windows(text), Segment, Group, _LONG, _MAX_GROUPS
         )
         return found
