@@ -43,7 +43,7 @@ from sovra.classify import (
 )
 from sovra.classify._stdnum import passes
 from sovra.classify._terms import CONTEXT, LANGUAGES
-from sovra.classify._words import WordLists, Words
+from sovra.classify._words import WordLists, Words, occurrences
 from sovra.model import Finding
 
 # --- folding -----------------------------------------------------------------------------
@@ -128,6 +128,37 @@ def test_compiled_digit_pass_refuses_bad_arguments() -> None:
         _compiled.NATIVE.segments("12", ((0, 2),), dict, _runs.Group, 5, 8)
     with pytest.raises(TypeError):
         _compiled.NATIVE.windows(b"12", 24, 48)
+
+
+def _finds(text: str, word: str) -> list[int]:
+    """Every offset of *word* in *text*: ``str.find`` from one past the last, repeated."""
+    found, at = [], text.find(word)
+    while at != -1:
+        found.append(at)
+        at = text.find(word, at + 1)
+    return found
+
+
+def test_word_occurrences_are_every_find(implementation: str) -> None:
+    rng = random.Random(37)
+    words = ("BIC", "bic", "aa", "a", "é中", "\U0001f600x", "SWIFT")
+    alphabet = "aBICbicxé中\U0001f600SWIFT "
+    for _ in range(3_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(80)))
+        got = occurrences(text, words)
+        assert got == [_finds(text, word) for word in words], text
+    assert occurrences("aaaa", ("aa",)) == [[0, 1, 2]]
+    assert occurrences("", ("a",)) == [[]]
+
+
+def test_compiled_word_search_refuses_bad_arguments() -> None:
+    assert _compiled.NATIVE is not None
+    with pytest.raises(TypeError, match="non-empty"):
+        _compiled.NATIVE.occurrences("abc", ("",))
+    with pytest.raises(TypeError, match="non-empty"):
+        _compiled.NATIVE.occurrences("abc", (b"a",))
+    with pytest.raises(ValueError, match="too many"):
+        _compiled.NATIVE.occurrences("abc", tuple("x" * 65))
 
 
 def _texts(rng: random.Random, alphabet: str, count: int, longest: int) -> Iterator[str]:

@@ -2,7 +2,7 @@
 
 ``_native.c`` is compiled at install where a C compiler is found. :data:`NATIVE` is that
 module, or None; each pass it speeds up (``_fold.fold``, ``_runs.windows``,
-``_runs.segments``) is also written in Python, which stays the reference and the
+``_runs.segments``, ``_words.occurrences``) is also written in Python, which stays the reference and the
 fallback (tests compare the two).
 """
 

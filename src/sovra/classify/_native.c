@@ -1,8 +1,8 @@
-/* The scanner's passes over a whole text, compiled: folding (sovra.classify._fold) and
- * the digit runs (sovra.classify._runs).
+/* The scanner's passes over a whole text, compiled: folding (sovra.classify._fold),
+ * the digit runs (sovra.classify._runs) and literal words (sovra.classify._words).
  *
- * fold(), windows() and segments() here give exactly what the Python functions of the
- * same names give (those stay as the reference and the fallback when this module is
+ * fold(), occurrences(), windows() and segments() here give exactly what the Python
+ * functions of the same names give (those stay as the reference and the fallback when this module is
  * not built; tests compare the two). The Python versions document the rules; this
  * file only restates them over code points.
  */
@@ -66,6 +66,74 @@ fold(PyObject *module, PyObject *args)
     }
     PyBuffer_Release(&table);
     return folded;
+}
+
+/* occurrences(text, words) -> list[list[int]]: for each word, the offset of each of
+ * its occurrences in text, overlapping ones included, in order (what str.find from one
+ * past the last occurrence gives, repeated). */
+#define MAX_WORDS 64
+static PyObject *
+occurrences(PyObject *module, PyObject *args)
+{
+    PyObject *text, *words;
+    if (!PyArg_ParseTuple(args, "UO!", &text, &PyTuple_Type, &words)) {
+        return NULL;
+    }
+    const Py_ssize_t count = PyTuple_GET_SIZE(words);
+    if (count > MAX_WORDS) {
+        PyErr_SetString(PyExc_ValueError, "too many words");
+        return NULL;
+    }
+    Py_UCS4 firsts[MAX_WORDS];
+    for (Py_ssize_t w = 0; w < count; w++) {
+        PyObject *word = PyTuple_GET_ITEM(words, w);
+        if (!PyUnicode_Check(word) || PyUnicode_GET_LENGTH(word) == 0) {
+            PyErr_SetString(PyExc_TypeError, "words must be non-empty strings");
+            return NULL;
+        }
+        firsts[w] = PyUnicode_READ_CHAR(word, 0);
+    }
+    PyObject *found = PyList_New(count);
+    if (found == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t w = 0; w < count; w++) {
+        PyObject *starts = PyList_New(0);
+        if (starts == NULL) {
+            Py_DECREF(found);
+            return NULL;
+        }
+        PyList_SET_ITEM(found, w, starts);
+    }
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    for (Py_ssize_t w = 0; w < count; w++) {
+        /* One word at a time: its first character is found with the same search
+         * str.find uses, and the rest compared only there. */
+        PyObject *word = PyTuple_GET_ITEM(words, w);
+        const Py_ssize_t length = PyUnicode_GET_LENGTH(word);
+        Py_ssize_t at = 0;
+        while (at + length <= n) {
+            at = PyUnicode_FindChar(text, firsts[w], at, n - length + 1, 1);
+            if (at == -2) {
+                Py_DECREF(found);
+                return NULL;
+            }
+            if (at < 0) {
+                break;
+            }
+            if (PyUnicode_Tailmatch(text, word, at, at + length, -1) == 1) {
+                PyObject *offset = PyLong_FromSsize_t(at);
+                if (offset == NULL || PyList_Append(PyList_GET_ITEM(found, w), offset) < 0) {
+                    Py_XDECREF(offset);
+                    Py_DECREF(found);
+                    return NULL;
+                }
+                Py_DECREF(offset);
+            }
+            at++;
+        }
+    }
+    return found;
 }
 
 /* Append (lo, hi) clipped to [0, n]. */
@@ -379,6 +447,8 @@ error:
 static PyMethodDef methods[] = {
     {"fold", fold, METH_VARARGS,
      "fold(text, table): text with each code point c that table[c] names replaced."},
+    {"occurrences", occurrences, METH_VARARGS,
+     "occurrences(text, words): each word's offsets in text, overlapping ones included."},
     {"windows", windows, METH_VARARGS,
      "windows(text, margin, step): the stretches of text within margin of a digit."},
     {"segments", segments, METH_VARARGS,

@@ -1,7 +1,9 @@
-# The C module built from _native.c; see _fold.py and _runs.py for what each gives.
+# The C module built from _native.c; see _fold.py, _runs.py and _words.py for
+# what each gives.
 from typing import Any
 
 def fold(text: str, table: bytes, /) -> str: ...
+def occurrences(text: str, words: tuple[str, ...], /) -> list[list[int]]: ...
 def windows(text: str, margin: int, step: int, /) -> tuple[tuple[int, int], ...]: ...
 def segments(
     text: str,

@@ -33,7 +33,7 @@ from stdnum.util import get_cc_module
 
 from sovra.classify._runs import segments, spans, windows
 from sovra.classify._stdnum import passes
-from sovra.classify._words import Words
+from sovra.classify._words import Words, occurrences
 from sovra.model import Finding
 
 __all__ = ["KINDS", "detect", "detect_bic", "detect_cards", "detect_iban", "detect_vat"]
@@ -381,9 +381,8 @@ def detect_bic(text: str) -> Iterator[Finding]:
     """
     # Only reported after its naming word, so the words are searched for (a fast literal
     # search) and the code only in the short stretch after each.
-    for word in _BIC_WORDS:
-        at = text.find(word)
-        while at != -1:
+    for word, starts in zip(_BIC_WORDS, occurrences(text, _BIC_WORDS), strict=True):
+        for at in starts:
             window_end = min(len(text), at + len(word) + _CONTEXT_WINDOW)
             for match in _BIC.finditer(text, at + len(word), window_end):
                 if passes(bic.is_valid, match.group()):
@@ -391,7 +390,6 @@ def detect_bic(text: str) -> Iterator[Finding]:
                         "bic", match.start(), match.end(), _BIC_CONFIDENCE, validated=False
                     )
                     break
-            at = text.find(word, at + 1)
 
 
 def detect(text: str) -> Iterator[Finding]:
