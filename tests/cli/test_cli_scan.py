@@ -105,6 +105,22 @@ def test_line_files_report_line_numbers(tmp_path: Path, suffix: str) -> None:
     assert (found[0]["start"], found[0]["end"]) == (11, 22)
 
 
+def test_line_files_in_a_directory_report_line_numbers(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text(f"PESEL\n{PESEL}\n", encoding="utf-8")
+    (tmp_path / "rows.jsonl").write_text(f'{{"n": 1}}\n{{"pesel": "{PESEL}"}}\n', encoding="utf-8")
+    outputs = []
+    for jobs in ("1", "2"):
+        result = CliRunner().invoke(app, ["scan", str(tmp_path), "--jobs", jobs])
+        assert result.exit_code == 0, result.output
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1]
+    notes, rows = _lines(outputs[0])
+    assert notes["path"].endswith("notes.txt") and "line" not in notes  # type: ignore[union-attr]
+    assert (notes["start"], notes["end"]) == (6, 17)
+    assert rows["path"].endswith("rows.jsonl")  # type: ignore[union-attr]
+    assert (rows["line"], rows["start"], rows["end"]) == (2, 11, 22)
+
+
 def test_one_long_line_is_read_in_overlapping_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -620,11 +620,11 @@ def _scan_files(
     rows: list[dict[str, object]],
     problems: list[str],
 ) -> None:
-    # Only a file named on its own is read line by line; in a directory every file is
-    # text, so that one listing mixes no offset conventions.
-    lines = target.is_file() and target.suffix.lower() in _LINE_FORMATS
     plans: list[_Plan | str] = []
     for file in files:
+        # A line file (JSONL, CSV, ...) is read a record a line, in a directory too; its
+        # findings carry their line, and their offsets are within it.
+        lines = file.suffix.lower() in _LINE_FORMATS
         try:
             plans.append(_plan(file, lines))
         except _BadInput as exc:
