@@ -501,10 +501,15 @@ def _run(
         for step in _steps(_Inline(), plans, lang, fmt, failed):
             finish(step)
         return
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     _warm(lang)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # Forked workers start with the tables _warm built. Asked for by name on Linux, since
+    # Python 3.14 starts workers another way there by default (each would build its own
+    # tables); elsewhere (macOS, Windows) the platform's default: the same output.
+    context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         # A bounded window of ranges in flight keeps memory flat on a huge input.
         pending: deque[_Step] = deque()
         for step in _steps(pool, plans, lang, fmt, failed):
