@@ -2,8 +2,8 @@
 
 ``_native.c`` is compiled at install where a C compiler is found. :data:`NATIVE` is that
 module, or None; each pass it speeds up (``_fold.fold``, ``_runs.windows``,
-``_runs.segments``, ``_words.occurrences``) is also written in Python, which stays the reference and the
-fallback (tests compare the two).
+``_runs.segments``, ``_words.occurrences``) is also written in Python, which stays the
+reference and the fallback (tests compare the two).
 """
 
 from __future__ import annotations
