@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,44 @@ def test_one_long_line_is_read_in_overlapping_chunks(
     found = _lines(result.stdout)
     assert [text[f["start"] : f["end"]] for f in found] == [PESEL] * 40  # type: ignore[misc]
     assert len({f["start"] for f in found}) == 40
+
+
+@pytest.mark.parametrize("name", ["long.txt", "rows.jsonl"])
+def test_a_range_with_many_findings_is_held_in_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # A small threshold stands in for millions of findings in one range (a 1 GB line
+    # dense with numbers): the output is the same, and no spilled file is left.
+    path = tmp_path / name
+    path.write_text(f"x PESEL {PESEL}, tel. 601 234 567\n" * 300, encoding="utf-8")
+    spill_root = tmp_path / "tmp"
+    spill_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill_root))
+    expected = CliRunner().invoke(app, ["scan", str(path), "--jobs", "1"])
+    assert expected.exit_code == 0, expected.output
+    assert len(_lines(expected.stdout)) == 600
+    monkeypatch.setattr(scan_module, "_SPILL_CHARS", 500)
+    for jobs in ("1", "2"):
+        result = CliRunner().invoke(app, ["scan", str(path), "--jobs", jobs])
+        assert result.exit_code == 0, result.output
+        assert result.stdout == expected.stdout
+    assert list(spill_root.iterdir()) == []
+
+
+def test_a_spilled_range_that_turns_out_bad_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(f"PESEL {PESEL}\n".encode() * 200 + b"\xff\n")
+    spill_root = tmp_path / "tmp"
+    spill_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill_root))
+    monkeypatch.setattr(scan_module, "_SPILL_CHARS", 500)
+    result = CliRunner().invoke(app, ["scan", str(path)])
+    assert result.exit_code == 1
+    assert "not UTF-8" in result.stderr
+    assert result.stdout == ""  # the one range is bad: none of it is written
+    assert list(spill_root.iterdir()) == []
 
 
 def test_installed_command_streams_from_a_pipe() -> None:

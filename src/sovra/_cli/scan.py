@@ -23,7 +23,9 @@ over the whole file as one text. Within a range, text is read in chunks of
 of the chunk; only a line of more than an eighth of a chunk is cut elsewhere, which
 changes nothing unless overlapping candidates chain across more than the overlap.
 Memory stays bounded whatever the shape of the input: a 1 GB single line has no cut
-point and is read, a chunk at a time, by one process.
+point and is read, a chunk at a time, by one process; and once a range's findings pass
+8 Mi characters of JSON lines, the rest wait in a file of a temporary directory of the
+scan (removed when it ends) rather than in the worker's or the parent's memory.
 
 The parent process does as little as it can, since it shares the cores with the
 workers: it finds the cut points, builds the scanner's tables once before the workers
@@ -47,7 +49,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, NamedTuple, TextIO
 
 import typer
 
@@ -80,8 +82,73 @@ _HEAP_BYTES = 31 << 20
 _LINE_FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv")
 
 
-_Block = str | list[dict[str, object]]
-"""Findings as a worker returns them: JSON lines ready to write, or rows for a table."""
+# JSON lines of one range held in memory, in characters; past this they go to a file.
+_SPILL_CHARS = 1 << 23
+
+
+class _Spilled(NamedTuple):
+    """A range's JSON lines, in a file of the scan's spill directory."""
+
+    path: str
+
+
+_Block = str | list[dict[str, object]] | _Spilled
+"""Findings as a worker returns them: JSON lines ready to write (in memory or in a
+file), or rows for a table."""
+
+
+class _Sink:
+    """One range's findings, collected as they are found.
+
+    Rows for a table; otherwise JSON lines, which move to a file in *spill* (a
+    directory the parent removes at the end) once they pass :data:`_SPILL_CHARS`, so that
+    a range with millions of findings (a 1 GB line dense with numbers) does not hold
+    them all in memory, in the worker or in the parent.
+    """
+
+    def __init__(self, fmt: str, spill: str | None) -> None:
+        self._rows: list[dict[str, object]] | None = [] if fmt == "table" else None
+        self._lines: list[str] = []
+        self._held = 0
+        self._spill = spill
+        self._file: TextIO | None = None  # closed by block() or discard()
+        self._path = ""
+
+    def add(self, row: dict[str, object]) -> None:
+        if self._rows is not None:
+            self._rows.append(row)
+            return
+        line = json.dumps(row, ensure_ascii=False) + "\n"
+        if self._file is not None:
+            self._file.write(line)
+            return
+        self._lines.append(line)
+        self._held += len(line)
+        if self._held > _SPILL_CHARS and self._spill is not None:
+            import tempfile
+
+            handle, self._path = tempfile.mkstemp(suffix=".jsonl", dir=self._spill)
+            spilled = open(handle, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            spilled.write("".join(self._lines))
+            self._file, self._lines = spilled, []
+
+    def block(self) -> _Block:
+        """Everything added, to be written by the parent."""
+        if self._rows is not None:
+            return self._rows
+        if self._file is not None:
+            self._file.close()
+            return _Spilled(self._path)
+        return "".join(self._lines)
+
+    def discard(self) -> _Block:
+        """Nothing of the range is to be written: an empty block."""
+        if self._file is not None:
+            self._file.close()
+            os.unlink(self._path)
+            self._file = None
+        self._lines = []
+        return [] if self._rows is not None else ""
 
 
 class _BadInput(Exception):
@@ -251,8 +318,9 @@ def _context_after(raw: BinaryIO) -> str:
     return codecs.getincrementaldecoder("utf-8")(errors="replace").decode(data, final=False)
 
 
-def _scan_text_range(raw: BinaryIO, part: _Range, base: int, lang: str | None) -> _Part:
-    """The findings that start in the range, offsets counted from the file's start."""
+def _scan_text_range(raw: BinaryIO, part: _Range, base: int, lang: str | None, sink: _Sink) -> int:
+    """Add the findings that start in the range to *sink*, offsets counted from the
+    file's start; returns the range's length in characters."""
     before = _context_before(raw, part.lo)
     raw.seek(part.lo)
     length = [0]
@@ -263,16 +331,20 @@ def _scan_text_range(raw: BinaryIO, part: _Range, base: int, lang: str | None) -
         if part.hi is not None:
             yield _context_after(raw)
 
-    found = list(_chunked(pieces(), lang, len(before)))
-    end = len(before) + length[0]
     shift = base - len(before)
-    rows = [_row(f, at + shift, part.path) for at, f in found if at + f.start < end]
-    return _Part(rows, length[0], None)
+    for at, finding in _chunked(pieces(), lang, len(before)):
+        # The range's own text ends here; past it is the context after. The length is
+        # whole by the time a chunk holds any of that context.
+        if at + finding.start < len(before) + length[0]:
+            sink.add(_row(finding, at + shift, part.path))
+    return length[0]
 
 
-def _scan_line_range(raw: BinaryIO, part: _Range, first: int, lang: str | None) -> _Part:
-    """Each line of the range scanned alone; *first* lines come before the range."""
-    rows: list[dict[str, object]] = []
+def _scan_line_range(
+    raw: BinaryIO, part: _Range, first: int, lang: str | None, sink: _Sink
+) -> tuple[int, str | None]:
+    """Each line of the range scanned alone, its findings added to *sink*; *first*
+    lines come before the range. Returns the lines read and why it stopped early."""
     raw.seek(part.lo)
     position, number = part.lo, first
     for data in raw:
@@ -281,30 +353,36 @@ def _scan_line_range(raw: BinaryIO, part: _Range, first: int, lang: str | None) 
             line = data.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as exc:
             problem = f"{part.path}: not UTF-8 (line {number}, byte {exc.start} of the line)"
-            return _Part(rows, number - first, problem)
-        rows.extend(_row(f, 0, part.path, number) for f in _scan_text(line, lang))
+            return number - first, problem
+        for finding in _scan_text(line, lang):
+            sink.add(_row(finding, 0, part.path, number))
         position += len(data)
         if part.hi is not None and position >= part.hi:
             break
-    return _Part(rows, number - first, None)
+    return number - first, None
 
 
-def _scan_range(part: _Range, base: int, lang: str | None, fmt: str) -> _Part:
-    """One range, in a worker process; *base* is the characters (lines) before it."""
+def _scan_range(part: _Range, base: int, lang: str | None, fmt: str, spill: str | None) -> _Part:
+    """One range, in a worker process; *base* is the characters (lines) before it.
+
+    Findings are serialised here, not in the parent, which shares the cores and then
+    only writes them out.
+    """
+    sink = _Sink(fmt, spill)
+    problem = None
     try:
         with open(part.path, "rb") as raw:
             if part.lo == 0:
                 _check_binary(raw.read(_BINARY_PROBE), part.path)
             if part.lines:
-                done = _scan_line_range(raw, part, base, lang)
+                length, problem = _scan_line_range(raw, part, base, lang, sink)
             else:
-                done = _scan_text_range(raw, part, base, lang)
+                length = _scan_text_range(raw, part, base, lang, sink)
     except _BadInput as exc:
-        return _Part(_pack([], fmt), 0, str(exc))
+        return _Part(sink.discard(), 0, str(exc))
     except OSError as exc:
-        return _Part(_pack([], fmt), 0, f"{part.path}: {exc.strerror or exc}")
-    assert isinstance(done.block, list)
-    return done._replace(block=_pack(done.block, fmt))
+        return _Part(sink.discard(), 0, f"{part.path}: {exc.strerror or exc}")
+    return _Part(sink.block(), length, problem)
 
 
 def _measure(part: _Range) -> int:
@@ -328,13 +406,6 @@ def _measure(part: _Range) -> int:
                 total += block.count(b"\n") if part.lines else len(decoder.decode(block))
     except OSError:
         return 0
-
-
-def _pack(findings: list[dict[str, object]], fmt: str) -> _Block:
-    # Serialising in the worker keeps the parent, which shares the cores, nearly idle.
-    if fmt == "json":
-        return "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in findings)
-    return findings
 
 
 def _warm(lang: str | None) -> None:
@@ -426,13 +497,18 @@ def _done(part: _Part) -> Future[_Part]:
 
 
 def _steps(
-    pool: Any, plans: list[_Plan | str], lang: str | None, fmt: str, failed: set[int]
+    pool: Any,
+    plans: list[_Plan | str],
+    lang: str | None,
+    fmt: str,
+    failed: set[int],
+    spill: str,
 ) -> Iterator[_Step]:
     """Submit each file's ranges in order; a file in *failed* gets no more submitted."""
     ahead = not isinstance(pool, _Inline)
     for index, plan in enumerate(plans):
         if isinstance(plan, str):
-            yield _Step(index, 0, True, _done(_Part(_pack([], fmt), 0, plan)))
+            yield _Step(index, 0, True, _done(_Part(_Sink(fmt, None).block(), 0, plan)))
             continue
         ranges = plan.ranges
         counts: list[Future[int]] = []
@@ -442,7 +518,7 @@ def _steps(
                 break
             last = k == len(ranges) - 1
             end = plan.size if last else ranges[k + 1].lo
-            task = pool.submit(_scan_range, part, base, lang, fmt)
+            task = pool.submit(_scan_range, part, base, lang, fmt, spill)
             if k == 0 and ahead:
                 # Each range's base is the sum of the lengths before it: with workers, a
                 # quick first pass counts them while the first range, whose base is 0,
@@ -496,11 +572,27 @@ def _run(
             step = step._replace(last=True)  # the file's last range to be written
         advance(step)
 
+    import tempfile
+
     _settle()
-    if workers <= 1:
-        for step in _steps(_Inline(), plans, lang, fmt, failed):
-            finish(step)
-        return
+    # Ranges with many findings leave them in files here; removed whatever happens.
+    with tempfile.TemporaryDirectory(prefix="sovra-scan-") as spill:
+        if workers <= 1:
+            for step in _steps(_Inline(), plans, lang, fmt, failed, spill):
+                finish(step)
+        else:
+            _run_in_workers(plans, lang, workers, fmt, failed, spill, finish)
+
+
+def _run_in_workers(
+    plans: list[_Plan | str],
+    lang: str | None,
+    workers: int,
+    fmt: str,
+    failed: set[int],
+    spill: str,
+    finish: Callable[[_Step], None],
+) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -512,7 +604,7 @@ def _run(
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         # A bounded window of ranges in flight keeps memory flat on a huge input.
         pending: deque[_Step] = deque()
-        for step in _steps(pool, plans, lang, fmt, failed):
+        for step in _steps(pool, plans, lang, fmt, failed, spill):
             pending.append(step)
             if len(pending) >= workers * 4:
                 finish(pending.popleft())
@@ -535,7 +627,13 @@ def _emit(findings: Iterable[dict[str, object]], fmt: str, rows: list[dict[str, 
 
 
 def _emit_block(block: _Block, rows: list[dict[str, object]]) -> None:
-    if isinstance(block, str):
+    if isinstance(block, _Spilled):
+        with open(block.path, encoding="utf-8", newline="") as spilled:
+            while piece := spilled.read(CHUNK_CHARS):
+                sys.stdout.write(piece)
+        os.unlink(block.path)
+        sys.stdout.flush()
+    elif isinstance(block, str):
         if block:
             sys.stdout.write(block)
             sys.stdout.flush()
