@@ -121,7 +121,12 @@ occurrences(PyObject *module, PyObject *args)
             if (at < 0) {
                 break;
             }
-            if (PyUnicode_Tailmatch(text, word, at, at + length, -1) == 1) {
+            Py_ssize_t matched = PyUnicode_Tailmatch(text, word, at, at + length, -1);
+            if (matched < 0) {
+                Py_DECREF(found);
+                return NULL;
+            }
+            if (matched == 1) {
                 PyObject *offset = PyLong_FromSsize_t(at);
                 if (offset == NULL || PyList_Append(PyList_GET_ITEM(found, w), offset) < 0) {
                     Py_XDECREF(offset);
