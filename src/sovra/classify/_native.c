@@ -2,9 +2,9 @@
  * the digit runs (sovra.classify._runs) and literal words (sovra.classify._words).
  *
  * fold(), occurrences(), windows() and segments() here give exactly what the Python
- * functions of the same names give (those stay as the reference and the fallback when this module is
- * not built; tests compare the two). The Python versions document the rules; this
- * file only restates them over code points.
+ * functions of the same names give; those stay as the reference, and as the fallback
+ * where this module is not built, and tests compare the two. The Python versions
+ * document the rules; this file only restates them over code points.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
