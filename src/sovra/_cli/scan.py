@@ -148,7 +148,9 @@ class _Sink:
             os.unlink(self._path)
             self._file = None
         self._lines = []
-        return [] if self._rows is not None else ""
+        if self._rows is not None:
+            self._rows = []
+        return self.block()
 
 
 class _BadInput(Exception):

@@ -22,8 +22,9 @@ def occurrences(text: str, words: tuple[str, ...]) -> list[list[int]]:
     """For each of *words*, the offset of each of its occurrences in *text*, in order.
 
     Overlapping occurrences are included, as ``str.find`` repeated from one past the
-    last one gives them. Compiled, one pass over the text serves every word (``str.find``
-    walks a text with characters beyond Latin-1 at about 1 ms per MB and word).
+    last one gives them. Compiled, each word's first character is searched for (the
+    fast single-character search) and the rest compared only there: prose beyond
+    Latin-1 costs about 0.16 ms per MB and word, against about 0.6 for ``str.find``.
 
     Args:
         text: the text to search.

@@ -388,8 +388,7 @@ def _tails(region: str) -> tuple[tuple[int, re.Pattern[str]], ...]:
     """For each length a valid national number of *region*'s country code may have,
     its regions' general patterns of that length as one expression."""
     by_length: dict[int, set[str]] = {}
-    code = phonenumbers.country_code_for_region(region)
-    for other in phonenumbers.region_codes_for_country_code(code):
+    for other in _REGIONS_OF_CODE[_COUNTRY_CODES[region]]:
         desc = _metadata(other).general_desc
         if desc is None or not desc.national_number_pattern:
             continue  # phonenumbers finds no number valid for it
