@@ -97,6 +97,11 @@ _Block = str | list[dict[str, object]] | _Spilled
 file), or rows for a table."""
 
 
+def _json_line(row: dict[str, object]) -> str:
+    """One finding as ``--format json`` prints it."""
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
 class _Sink:
     """One range's findings, collected as they are found.
 
@@ -118,7 +123,7 @@ class _Sink:
         if self._rows is not None:
             self._rows.append(row)
             return
-        line = json.dumps(row, ensure_ascii=False) + "\n"
+        line = _json_line(row)
         if self._file is not None:
             self._file.write(line)
             return
@@ -621,7 +626,7 @@ def _files(root: Path) -> list[Path]:
 def _emit(findings: Iterable[dict[str, object]], fmt: str, rows: list[dict[str, object]]) -> None:
     for finding in findings:
         if fmt == "json":
-            sys.stdout.write(json.dumps(finding, ensure_ascii=False) + "\n")
+            sys.stdout.write(_json_line(finding))
         else:
             rows.append(finding)
     if fmt == "json":
