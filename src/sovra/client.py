@@ -196,6 +196,12 @@ class Client:
         self._check_offer(jurisdiction, header, offered)
         data = content.encode("utf-8") if isinstance(content, str) else content
         blob, envelope = transport.seal_record(header, data, offered)
+        return self._submit_sealed(prepared, blob, envelope)
+
+    def _submit_sealed(
+        self, prepared: dict[str, Any], blob: bytes, envelope: bytes
+    ) -> dict[str, Any]:
+        """Send a record sealed against the gateway's *prepared* header."""
         result: dict[str, Any] = self._call(
             "POST",
             "/v1/sealed/records",

@@ -177,17 +177,7 @@ def _prepare(svc: Client, subject: str) -> dict[str, Any]:
 
 
 def _submit(svc: Client, prepared: dict[str, Any], blob: bytes, envelope: bytes) -> Any:
-    return svc._call(
-        "POST",
-        "/v1/sealed/records",
-        {
-            "header": prepared["header"],
-            "expires_ms": prepared["expires_ms"],
-            "ticket": prepared["ticket"],
-            "blob": base64.b64encode(blob).decode(),
-            "key_envelope": base64.b64encode(envelope).decode(),
-        },
-    )
+    return svc._submit_sealed(prepared, blob, envelope)
 
 
 def _header(prepared: dict[str, Any]) -> RecordHeader:
