@@ -5,7 +5,6 @@ Each storage backend keeps the same lines; a submission is accepted whole or not
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,21 +27,6 @@ from sovra.ledger.storage import LogStorage
 
 ORIGIN = "cosign.test/log"
 LOG_KEY = Ed25519PrivateKey.generate()
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryLogStorage]:
-    backend: object
-    if request.param == "postgres":
-        from sovra.ledger.postgres import PostgresLogStorage
-
-        backend = PostgresLogStorage(request.getfixturevalue("pg_dsn"))
-    elif request.param == "sqlite":
-        backend = SQLiteLogStorage(tmp_path / "d.db")
-    else:
-        backend = MemoryLogStorage()
-    yield backend  # type: ignore[misc]
-    backend.close()  # type: ignore[attr-defined]
 
 
 def _log(storage: LogStorage) -> TransparencyLog:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,21 +50,6 @@ def reference_root(leaves: list[bytes]) -> bytes:
         k *= 2
     left, right = reference_root(leaves[:k]), reference_root(leaves[k:])
     return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogStorage]:
-    backend: LogStorage
-    if request.param == "postgres":
-        from sovra.ledger.postgres import PostgresLogStorage
-
-        backend = PostgresLogStorage(request.getfixturevalue("pg_dsn"))
-    elif request.param == "sqlite":
-        backend = SQLiteLogStorage(tmp_path / "d.db")
-    else:
-        backend = MemoryLogStorage()
-    yield backend
-    backend.close()
 
 
 def open_log(storage: LogStorage, clock: Clock | None = None) -> TransparencyLog:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,27 +14,11 @@ from sovra.ledger._merkle import leaf_hash
 from sovra.ledger.storage import (
     MAX_TAG_CHARS,
     LogStorage,
-    MemoryLogStorage,
     SQLiteLogStorage,
 )
 from sovra.model import MAX_ENTRY_BYTES
 
 Factory = Callable[[], LogStorage]
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogStorage]:
-    backend: LogStorage
-    if request.param == "postgres":
-        from sovra.ledger.postgres import PostgresLogStorage
-
-        backend = PostgresLogStorage(request.getfixturevalue("pg_dsn"))
-    elif request.param == "sqlite":
-        backend = SQLiteLogStorage(tmp_path / "d.db")
-    else:
-        backend = MemoryLogStorage()
-    yield backend
-    backend.close()
 
 
 def item(data: bytes, *tags: str) -> tuple[bytes, bytes, tuple[str, ...]]:
