@@ -9,18 +9,20 @@ Kinds:
     form are reported only when they are valid for one of :data:`REGIONS`; numbers in
     international form (leading ``+`` or ``00``, any country) are reported when they
     are possible, and ``validated`` says whether ``phonenumbers.is_valid_number``
-    accepts them.
+    accepts them. Runs are parsed and checked through ``_plans``, which reads
+    phonenumbers' metadata directly and gives phonenumbers' own answers, in a sixth of
+    the time.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterator
 
 import phonenumbers
 from phonenumbers import PhoneMetadata
 
+from sovra.classify import _plans
 from sovra.classify._runs import segments
 from sovra.classify._words import Words
 from sovra.model import Finding
@@ -252,73 +254,10 @@ def _dated_or_priced(raw: str) -> bool:
     return "." in raw and raw.count(".") < 3 and _NANP_DOTTED.fullmatch(raw) is None
 
 
-def _valid_in(number: phonenumbers.PhoneNumber, region: str) -> bool:
-    """``phonenumbers.is_valid_number`` for a number parsed in *region*, cheaper.
-
-    The full check first finds the number's region among all that share its country
-    code (25 for +1), which costs more than the parse. Every region of
-    :data:`REGIONS` comes first in its country code's list and claims no leading
-    digits, so a number valid for it is valid, and with a country code of one region
-    the region's own check is the whole answer (a test pins both facts).
-    """
-    if phonenumbers.is_valid_number_for_region(number, region):
-        return True
-    code = number.country_code
-    if code == _COUNTRY_CODES[region]:
-        if len(_REGIONS_OF_CODE[code]) == 1:
-            return False
-        return _valid_number(number, region)
-    return _valid_number(number)
-
-
 _COUNTRY_CODES = {region: phonenumbers.country_code_for_region(region) for region in REGIONS}
 _REGIONS_OF_CODE = {
     code: phonenumbers.region_codes_for_country_code(code) for code in _COUNTRY_CODES.values()
 }
-
-
-@functools.cache
-def _leading_digits(code: int) -> tuple[tuple[str, re.Pattern[str] | None], ...]:
-    """The regions of *code* in phonenumbers' order, with their leading digits compiled.
-
-    A region without leading digits has None; one without metadata is left out, as
-    phonenumbers skips it.
-    """
-    regions = []
-    for region in phonenumbers.region_codes_for_country_code(code):
-        metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
-        if metadata is None:
-            continue
-        leading = metadata.leading_digits
-        regions.append((region, re.compile(leading) if leading is not None else None))
-    return tuple(regions)
-
-
-def _valid_number(number: phonenumbers.PhoneNumber, invalid_in: str | None = None) -> bool:
-    """``phonenumbers.is_valid_number``, cheaper for the shared codes of :data:`REGIONS`.
-
-    For a country code of several regions (25 for +1), phonenumbers picks the first
-    region whose leading digits match the number (or, for a region without them, for
-    which it is valid) and asks whether the number is valid there; it compiles or looks
-    up each region's pattern on every call. The same walk runs here over patterns
-    compiled once. *invalid_in* names a region without leading digits for which the
-    number is already known to be invalid, so it is not checked again. Other codes go
-    to phonenumbers itself (a test compares the two).
-    """
-    code = number.country_code
-    if code not in _SHARED_CODES:
-        return bool(phonenumbers.is_valid_number(number))
-    national = phonenumbers.national_significant_number(number)
-    for region, leading in _leading_digits(code):
-        if leading is None:
-            if region != invalid_in and phonenumbers.is_valid_number_for_region(number, region):
-                return True
-        elif leading.match(national):
-            return bool(phonenumbers.is_valid_number_for_region(number, region))
-    return False
-
-
-_SHARED_CODES = frozenset(code for code, regions in _REGIONS_OF_CODE.items() if len(regions) > 1)
 
 # What phonenumbers says of one printed run, before the words around it are read.
 _INVALID, _POSSIBLE, _VALID = 0, 1, 2
@@ -326,13 +265,10 @@ _INVALID, _POSSIBLE, _VALID = 0, 1, 2
 
 def _international(raw: str) -> int:
     spelled = "+" + (raw[2:] if raw.startswith("00") else raw[1:])
-    try:
-        number = phonenumbers.parse(spelled, None)
-    except phonenumbers.NumberParseException:
+    number = _plans.parse(spelled, None)
+    if number is None or not _plans.possible(*number):
         return _INVALID
-    if not phonenumbers.is_possible_number(number):
-        return _INVALID
-    return _VALID if _valid_number(number) else _POSSIBLE
+    return _VALID if _plans.valid(*number) else _POSSIBLE
 
 
 def _national(raw: str, digits: str, named: bool) -> int:
@@ -346,19 +282,18 @@ def _national(raw: str, digits: str, named: bool) -> int:
             continue
         if not named and not _may_be_valid(region, digits):
             continue
-        try:
-            number = phonenumbers.parse(raw, region)
-        except phonenumbers.NumberParseException:
+        number = _plans.parse(raw, region)
+        if number is None:
             continue
-        if _valid_in(number, region):
+        if _plans.valid(*number):
             return _VALID
-        possible = possible or (named and bool(phonenumbers.is_possible_number(number)))
+        possible = possible or (named and _plans.possible(*number))
     return _POSSIBLE if possible else _INVALID
 
 
 def _may_be_valid(region: str, digits: str) -> bool:
-    """False only when ``_valid_in(phonenumbers.parse(raw, region), region)`` is False
-    for every printing *raw* of *digits*.
+    """False only when ``phonenumbers.is_valid_number(phonenumbers.parse(raw, region))``
+    is False for every printing *raw* of *digits*.
 
     Parsing in a region keeps a tail of the digits as the national number (it strips an
     international call prefix and country code, or the national prefix, and the plans
