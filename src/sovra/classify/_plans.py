@@ -104,8 +104,9 @@ class _Plan:
         """Whether phonenumbers gives *nsn* a number type other than UNKNOWN here."""
         if self.general is None or not self.general.matches(nsn):
             return False
-        if any(desc.matches(nsn) for desc in self.types):
-            return True
+        for desc in self.types:
+            if desc.matches(nsn):
+                return True
         if self.fixed_line is not None and self.fixed_line.matches(nsn):
             return True
         if self.same_fixed_and_mobile or self.mobile is None:
@@ -337,15 +338,28 @@ def valid(code: int, nsn: str) -> bool:
         return False
     if len(regions) == 1:
         return valid_for_region(code, nsn, regions[0])
-    for region in regions:
-        plan = _plan(region.upper())
-        if plan is None:
-            if PhoneMetadata.metadata_for_region(region.upper(), None) is None:
-                continue  # phonenumbers skips a region without metadata
-            return bool(phonenumbers.is_valid_number(_number(code, nsn)))
+    plans = _shared_plans(code)
+    if plans is None:
+        return bool(phonenumbers.is_valid_number(_number(code, nsn)))
+    for region, plan in plans:
         if plan.leading_digits is not None:
             if plan.leading_digits.match(nsn):
                 return valid_for_region(code, nsn, region)
         elif plan.typed(nsn):  # so valid for that region, if it is one of the code's
             return plan.country_code == code
     return False
+
+
+@functools.cache
+def _shared_plans(code: int) -> tuple[tuple[str, _Plan], ...] | None:
+    """The regions of a shared *code* that have metadata, in phonenumbers' order, with
+    their plans; None when one of them has no plan here."""
+    plans = []
+    for region in COUNTRY_CODE_TO_REGION_CODE[code]:
+        plan = _plan(region.upper())
+        if plan is None:
+            if PhoneMetadata.metadata_for_region(region.upper(), None) is None:
+                continue  # phonenumbers skips a region without metadata
+            return None
+        plans.append((region, plan))
+    return tuple(plans)
