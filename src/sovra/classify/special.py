@@ -41,6 +41,12 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # Western full stops end a sentence before a space; the ideographic ones (U+3002 full
 # stop, U+FF01 exclamation, U+FF1F question, U+FF1B semicolon) and newlines always do.
 _SENTENCE_END = re.compile("[.!?;](?:\\s|$)|[\u3002\uff01\uff1f\uff1b\n]")
+# The last end before a term: the greedy prefix backs off from the right to the rightmost
+# position where an end matches, which ends where the last of ``finditer``'s matches
+# does (a stop's following space is itself an end only as a newline, ending at the same
+# place; the tests hold the two to each other). One match instead of an iterator and a
+# match object per stop: 0.39 ms against 1.16 on the benchmark mix.
+_LAST_END = re.compile("(?s:.*)(?:[.!?;](?:\\s|$)|[\u3002\uff01\uff1f\uff1b\n])")
 
 
 def _is_han(char: str) -> bool:
@@ -128,20 +134,25 @@ def _forms(term: str) -> set[str]:
     return forms | {unicodedata.normalize("NFD", form) for form in forms}
 
 
-def _sentence(text: str, start: int, end: int) -> str:
-    lo = max(0, start - CONTEXT_BEFORE)
-    hi = min(len(text), end + CONTEXT_AFTER)
-    before = text[lo:start]
-    ends = list(_SENTENCE_END.finditer(before))
-    if ends:
-        before = before[ends[-1].end() :]
-    after = text[end:hi]
-    stop = _SENTENCE_END.search(after)
-    if stop is not None:
-        after = after[: stop.start()]
+def _sentence(text: str, start: int, end: int) -> tuple[str, str]:
+    """The text before and after the term at *start*:*end*, each cut at a sentence end."""
+    # Searched in place (an end position reads as the end of the string, for ``$`` too),
+    # so each side is sliced once.
+    cut = max(0, start - CONTEXT_BEFORE)
+    last = _LAST_END.match(text, cut, start)
+    if last is not None:
+        cut = last.end()
+    stop = _SENTENCE_END.search(text, end, end + CONTEXT_AFTER)
+    return text[cut:start], text[end : end + CONTEXT_AFTER if stop is None else stop.start()]
+
+
+def _window(before: str, after: str) -> str:
+    """The text searched for context words: the sentence around a term, without it."""
     # The window is only read, never sliced for spans, so it may be normalised: context
-    # words are listed precomposed, and decomposed text must match them too.
-    return unicodedata.normalize("NFC", (before + " " + after).lower())
+    # words are listed precomposed, and decomposed text must match them too. ASCII is
+    # already in NFC.
+    window = (before + " " + after).lower()
+    return window if window.isascii() else unicodedata.normalize("NFC", window)
 
 
 def detect_special(text: str, lang: str | None = None) -> Iterator[Finding]:
@@ -168,16 +179,18 @@ def detect_special(text: str, lang: str | None = None) -> Iterator[Finding]:
         # code point keeps the offsets. Searching for them only here keeps the common
         # case at one pass.
         matches = matcher.automaton.find_matches_as_indexes(_SURROGATE.sub("\ufffd", text))
+    kinds = matcher.kinds
+    context = matcher.context
+    size = len(text)
     for index, start, term_end in matches:
-        end = term_end
-        if not _is_han(text[start]) and start > 0 and text[start - 1].isalnum():
+        if start > 0 and text[start - 1].isalnum() and not _is_han(text[start]):
             continue  # inside a word: "gay" in "Megay"
+        end = term_end
         if not _is_han(text[end - 1]):
-            while end < len(text) and (text[end].isalnum() or unicodedata.combining(text[end])):
+            while end < size and (text[end].isalnum() or unicodedata.combining(text[end])):
                 end += 1
-        kind = matcher.kinds[index]
-        if matcher.context.search(_sentence(text, start, end)):
-            yield Finding(kind, start, end, _CONFIDENCE, validated=False)
+        if context.search(_window(*_sentence(text, start, end))):
+            yield Finding(kinds[index], start, end, _CONFIDENCE, validated=False)
 
 
 def detect(text: str) -> Iterator[Finding]:
