@@ -22,14 +22,13 @@ from types import ModuleType
 
 import phonenumbers
 import pytest
+from _stdnum_validators import VALIDATORS
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from stdnum import iban, numdb
 from stdnum.cn import ric
-from stdnum.de import idnr
 from stdnum.fr import nir
 from stdnum.iso7064 import mod_97_10
-from stdnum.pl import nip, pesel, regon
-from stdnum.us import itin, ssn
+from stdnum.pl import pesel, regon
 from stdnum.vn import mst
 
 from sovra.classify import (
@@ -491,18 +490,7 @@ def test_national_outcome_without_a_word_only_drops_possible() -> None:
 
 # --- identity numbers --------------------------------------------------------------------
 
-# kind -> stdnum's full validation, which the fast check must agree with
-_VALIDATORS: dict[str, Callable[[str], bool]] = {
-    "pl_pesel": pesel.is_valid,
-    "de_tax_id": idnr.is_valid,
-    "pl_nip": nip.is_valid,
-    "pl_regon": regon.is_valid,
-    "vn_tax_code": mst.is_valid,
-    "cn_resident_id": ric.is_valid,
-    "fr_nir": nir.is_valid,
-    "us_itin": itin.is_valid,
-    "us_ssn": ssn.is_valid,
-}
+_VALIDATORS = VALIDATORS  # kind -> stdnum's validator, which the checks must agree with
 # kind -> how stdnum completes a number with its check digit(s), to make valid ones
 _COMPLETE: dict[str, Callable[[str], str]] = {
     "pl_pesel": lambda d: d[:10] + pesel.calc_check_digit(d[:10]),

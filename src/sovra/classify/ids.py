@@ -1,7 +1,8 @@
 """National identity and tax numbers of people, one kind per country and scheme.
 
 Every kind below is reported only when its check passes: ``python-stdnum``'s validator
-where stdnum has one (check digits, encoded birth dates, region codes), the ICAO 9303
+where stdnum has one (check digits, encoded birth dates, region codes; its steps are
+run here on the compact digits, and tests hold them to its ``is_valid``), the ICAO 9303
 or national check digit written out here where it does not. A candidate whose check
 fails is never reported as that identifier. The few schemes that carry no check at all
 (the Vietnamese citizen ID, the British National Insurance number, the Polish passport)
@@ -34,15 +35,14 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
+from operator import mul
 
 from stdnum import numdb
 from stdnum.cn import ric
-from stdnum.de import idnr
 from stdnum.es import dni, nie
 from stdnum.fr import nir
 from stdnum.iso7064 import mod_11_10
 from stdnum.pl import nip, pesel, regon
-from stdnum.us import itin, ssn
 from stdnum.vn import mst
 
 from sovra.classify._runs import segments, spans, windows
@@ -105,40 +105,138 @@ _NAMED = 0.97
 _UNCHECKED_NAMED = 0.85  # no check digit: the naming word is the evidence
 
 
-# The check digits first, each with stdnum's own function called on the compact digits
-# (no cleaning, nothing to catch): most digit runs in a text are not identifiers, and
-# fail here. The few that pass are then validated whole by stdnum (birth dates, region
-# codes, reserved ranges), which stays the authority.
-def _pesel_check(d: str) -> bool:
-    return pesel.calc_check_digit(d[:-1]) == d[-1]
+# Each scheme's whole validation, on a candidate that is already compact: exactly the
+# ASCII digits of one of the scheme's lengths, as every digit stretch here is. These are
+# the steps of stdnum's ``validate`` for such a number, in the same order, without its
+# generic ``compact``, which walks every character through ``stdnum.util.clean`` first
+# and cost 3.2 ms of the 14.4 ms the detector took on the benchmark's mix. The check
+# digits are first summed here (a few tenths of a microsecond, and most digit runs fail
+# there), then computed by stdnum's own function for the few that pass, so the check
+# digit of every reported identifier is stdnum's; the other steps (encoded dates,
+# reserved ranges) are written out. Tests compare each with stdnum's ``is_valid`` over
+# generated numbers, valid and not.
+_ZERO = ord("0")
 
 
-def _nip_check(d: str) -> bool:
-    return nip.checksum(d) == 0
+def _weighted(*weights: int) -> Callable[[str], int]:
+    """The sum of each digit times its weight, over as many ASCII digits as weights.
+
+    Read from the UTF-8 bytes in one ``map``, each a character code, the codes' share
+    taken off once: 0.6 us for ten digits, against 2.5 for stdnum's ``int`` per digit.
+    """
+    offset = _ZERO * sum(weights)
+
+    def total(digits: str) -> int:
+        codes: int = sum(map(mul, weights, digits.encode()))
+        return codes - offset
+
+    return total
 
 
-def _regon_check(d: str) -> bool:
-    return regon.calc_check_digit(d[:-1]) == d[-1]
+# PESEL's weights, with 1 for the check digit itself: stdnum's "check digit is
+# (10 - sum) % 10" holds exactly when the sum with it added ends in 0.
+_pesel_sum = _weighted(1, 3, 7, 9, 1, 3, 7, 9, 1, 3, 1)
+_PESEL_CENTURY = (1900, 2000, 2100, 2200, 1800)  # by month // 20, as stdnum reads it
 
 
-def _idnr_check(d: str) -> bool:
-    return mod_11_10.checksum(d) == 1
+def _pesel_valid(d: str) -> bool:
+    if _pesel_sum(d) % 10 or pesel.calc_check_digit(d[:10]) != d[10]:
+        return False
+    month = int(d[2:4])
+    return _is_date(int(d[:2]) + _PESEL_CENTURY[month // 20], month % 20, int(d[4:6]))
 
 
-def _mst_check(d: str) -> bool:
-    return mst.calc_check_digit(d) == d[9]
-
-
-def _ric_check(d: str) -> bool:
-    return ric.calc_check_digit(d) == d[-1]
-
-
-def _nir_check(d: str) -> bool:
-    return nir.calc_check_digits(d) == d[13:]
-
-
-def _always(_: str) -> bool:
+def _is_date(year: int, month: int, day: int) -> bool:
+    try:
+        datetime.date(year, month, day)
+    except ValueError:
+        return False
     return True
+
+
+# ISO 7064 Mod 11,10 as a table: each state is kept times 64, so that the state plus a
+# digit's character code is the index of the next state (times 64). 0.4 us for eleven
+# digits, against 1.8 for stdnum's loop.
+def _mod_11_10_table() -> list[int]:
+    table = [0] * 640
+    for state in range(10):
+        for digit in range(10):
+            table[state * 64 + _ZERO + digit] = (((state or 10) * 2 % 11 + digit) % 10) * 64
+    return table
+
+
+_MOD_11_10_NEXT = _mod_11_10_table()
+
+
+def _mod_11_10(d: str) -> int:
+    """``stdnum.iso7064.mod_11_10.checksum`` of ASCII digits."""
+    state = 5 * 64
+    for code in d.encode():
+        state = _MOD_11_10_NEXT[state + code]
+    return state // 64
+
+
+def _idnr_valid(d: str) -> bool:
+    if d[0] == "0" or _mod_11_10(d) != 1 or mod_11_10.checksum(d) != 1:
+        return False
+    # In the first ten digits one digit, and only one, is there twice or three times:
+    # nine different digits, or eight with one of them three times (not two pairs).
+    head = d[:10]
+    distinct = set(head)
+    return len(distinct) == 9 or (len(distinct) == 8 and max(map(head.count, distinct)) == 3)
+
+
+_nip_sum = _weighted(6, 5, 7, 2, 3, 4, 5, 6, 7, -1)
+
+
+def _nip_valid(d: str) -> bool:
+    return _nip_sum(d) % 11 == 0 and nip.checksum(d) == 0
+
+
+_regon_sum_9 = _weighted(8, 9, 2, 3, 4, 5, 6, 7)
+_regon_sum_14 = _weighted(2, 4, 8, 5, 0, 9, 7, 3, 6, 1, 2, 4, 8)
+
+
+def _regon_valid(d: str) -> bool:
+    # A 14-digit REGON holds a 9-digit one, each with its own check digit.
+    if len(d) == 14 and (
+        _regon_sum_14(d) % 11 % 10 != int(d[13]) or regon.calc_check_digit(d[:13]) != d[13]
+    ):
+        return False
+    return _regon_sum_9(d) % 11 % 10 == int(d[8]) and regon.calc_check_digit(d[:8]) == d[8]
+
+
+_mst_sum = _weighted(31, 29, 23, 19, 17, 13, 7, 5, 3)
+
+
+def _mst_valid(d: str) -> bool:
+    if d[2:9] == "0000000" or d[10:] == "000":  # no serial, no branch
+        return False
+    # A remainder of 0 asks for "10", which no digit is.
+    return 10 - _mst_sum(d) % 11 == int(d[9]) and mst.calc_check_digit(d) == d[9]
+
+
+def _nir_valid(d: str) -> bool:
+    return nir.calc_check_digits(d) == d[13:]  # all digits: no Corsican department
+
+
+# ``stdnum.us.itin``: area 9xx, and one of the groups the IRS issues.
+_ITIN_GROUPS = frozenset(str(group) for group in range(70, 100) if group not in (89, 93))
+
+
+def _itin_valid(d: str) -> bool:
+    return d[0] == "9" and d[3:5] in _ITIN_GROUPS
+
+
+# ``stdnum.us.ssn``: numbers published in advertising and never issued.
+_SSN_BLOCKED = frozenset({"078-05-1120", "457-55-5462", "219-09-9999"})
+
+
+def _ssn_valid(d: str) -> bool:
+    area, group, serial = d[:3], d[3:5], d[5:]
+    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
+        return False
+    return f"{area}-{group}-{serial}" not in _SSN_BLOCKED
 
 
 @functools.cache
@@ -243,15 +341,6 @@ def _ascii_digits(number: str) -> bool:
     return number.isascii() and number.isdigit()
 
 
-def _valid(
-    validator: Callable[[str], object], quick: Callable[[str], bool] = _always
-) -> Callable[[str], bool]:
-    def check(number: str) -> bool:
-        return quick(number) and passes(validator, number)
-
-    return check
-
-
 def _cccd(digits: str) -> bool:
     # Province code 001..096, then a digit for century and sex; no check digit exists.
     return len(digits) == 9 or (1 <= int(digits[:3]) <= 96)
@@ -261,7 +350,7 @@ def _cccd(digits: str) -> bool:
 class _Numeric:
     kind: str
     lengths: frozenset[int]
-    check: Callable[[str], bool]
+    check: Callable[[str], bool]  # whole validation of the digits, at one of the lengths
     bare: bool  # reported without a naming word (only when the check is a checksum)
     validated: bool
     printed: re.Pattern[str] | None = None  # a printed shape that counts as naming it
@@ -271,34 +360,25 @@ class _Numeric:
 # Order matters where one number passes two checks: the earlier reading wins unless a
 # naming word points to the later one.
 _NUMERIC: tuple[_Numeric, ...] = (
-    _Numeric(
-        "pl_pesel", frozenset({11}), _valid(pesel.is_valid, _pesel_check), True, True, compact=True
-    ),
-    _Numeric("de_tax_id", frozenset({11}), _valid(idnr.is_valid, _idnr_check), True, True),
+    _Numeric("pl_pesel", frozenset({11}), _pesel_valid, True, True, compact=True),
+    _Numeric("de_tax_id", frozenset({11}), _idnr_valid, True, True),
     _Numeric(
         "pl_nip",
         frozenset({10}),
-        _valid(nip.is_valid, _nip_check),
+        _nip_valid,
         False,
         True,
         re.compile(r"[0-9]{3}-[0-9]{3}-[0-9]{2}-[0-9]{2}|[0-9]{3}-[0-9]{2}-[0-9]{2}-[0-9]{3}"),
     ),
-    _Numeric("pl_regon", frozenset({9, 14}), _valid(regon.is_valid, _regon_check), False, True),
-    _Numeric("vn_tax_code", frozenset({10, 13}), _valid(mst.is_valid, _mst_check), False, True),
+    _Numeric("pl_regon", frozenset({9, 14}), _regon_valid, False, True),
+    _Numeric("vn_tax_code", frozenset({10, 13}), _mst_valid, False, True),
     _Numeric("vn_citizen_id", frozenset({9, 12}), _cccd, False, False),
-    _Numeric(
-        "cn_resident_id",
-        frozenset({18}),
-        _valid(_ric_valid, _ric_check),
-        True,
-        True,
-        compact=True,
-    ),
-    _Numeric("fr_nir", frozenset({15}), _valid(nir.is_valid, _nir_check), True, True),
+    _Numeric("cn_resident_id", frozenset({18}), _ric_valid, True, True, compact=True),
+    _Numeric("fr_nir", frozenset({15}), _nir_valid, True, True),
     _Numeric(
         "us_itin",
         frozenset({9}),
-        _valid(itin.is_valid),
+        _itin_valid,
         False,
         True,
         re.compile(r"9[0-9]{2}-[0-9]{2}-[0-9]{4}"),
@@ -306,30 +386,41 @@ _NUMERIC: tuple[_Numeric, ...] = (
     _Numeric(
         "us_ssn",
         frozenset({9}),
-        _valid(ssn.is_valid),
+        _ssn_valid,
         False,
         True,
         re.compile(r"[0-8][0-9]{2}-[0-9]{2}-[0-9]{4}"),
     ),
 )
 
-# Identifiers that mix letters and digits, each in its printed shapes, in one pattern so
-# the text is walked once; group names are the kinds. The pattern opens with a plain
-# character class so the engine skips fast to an upper-case letter or a digit, then
-# drops the common case of a capitalised word (a lower-case letter next), and only then
-# checks the word boundary (a look-behind first would run at every position); each
-# alternative re-reads that first character through a look-behind.
-_ALNUM = re.compile(
-    r"[0-9A-Z](?=[0-9A-Z -])(?<![0-9A-Za-z].)(?:"
+# Identifiers that mix letters and digits, each in its printed shapes, in one pattern;
+# group names are the kinds. It is searched in two halves (below), and stays the
+# definition that tests hold the halves to. It opens with a plain character class so
+# the engine skips fast to an upper-case letter or a digit, then drops the common case
+# of a capitalised word (a lower-case letter next), and only then checks the word
+# boundary (a look-behind first would run at every position); each alternative
+# re-reads that first character through a look-behind.
+_OPEN = r"(?=[0-9A-Z -])(?<![0-9A-Za-z].)(?:"
+_DIGIT_FIRST = (
     r"(?<=[0-9])(?P<cn_resident_id>[0-9]{16}[Xx])"
     r"|(?<=[0-9])(?P<es_dni>[0-9]{7}[- ]?[A-Z])"
-    r"|(?<=[XYZ])(?P<es_nie>[- ]?[0-9]{7}[- ]?[A-Z])"
+)
+_LETTER_FIRST = (
+    r"(?<=[XYZ])(?P<es_nie>[- ]?[0-9]{7}[- ]?[A-Z])"
     r"|(?<=[A-CEGHJ-PR-TW-Z])(?P<gb_nino>[A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D])"
     r"|(?<=[A-Z])(?P<pl_id_card>[A-Z]{2} ?[0-9]{6})"
     r"|(?<=[A-Z])(?P<pl_passport>[A-Z] ?[0-9]{7})"
     r"|(?<=[CFGHJKLMNPRTVWXYZ])(?P<de_id_card>[CFGHJKLMNPRTVWXYZ0-9]{8}[0-9])"
-    r")(?![0-9A-Za-z])"
 )
+_CLOSE = r")(?![0-9A-Za-z])"
+_ALNUM = re.compile(r"[0-9A-Z]" + _OPEN + _DIGIT_FIRST + "|" + _LETTER_FIRST + _CLOSE)
+
+# The same pattern in its two halves, searched apart (see :func:`_alnum_matches`): a
+# shape that opens with a digit opens a group of exactly 8 or 17 digits, which the digit
+# segments already list, so only the capitals of a window are tried as starts.
+_ALNUM_DIGIT = re.compile(r"[0-9]" + _OPEN + _DIGIT_FIRST + _CLOSE)
+_ALNUM_LETTER = re.compile(r"[A-Z]" + _OPEN + _LETTER_FIRST + _CLOSE)
+_DIGIT_FIRST_LENGTHS = (8, 17)
 _GB_NINO_BAD_PREFIXES = frozenset({"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"})
 _ICAO_WEIGHTS = (7, 3, 1)
 _PL_ID_WEIGHTS = (7, 3, 1, 0, 7, 3, 1, 7, 3)
@@ -351,21 +442,20 @@ def _pl_id_card(compact: str) -> bool:
     return total % 10 == int(compact[3])
 
 
-def _alnum_check(kind: str, compact: str) -> tuple[bool, bool]:
-    """(passes, validated) for a letter-and-digit candidate of *kind*."""
-    if kind == "cn_resident_id":
-        return _ric_valid(compact), True
-    if kind == "es_dni":
-        return passes(dni.is_valid, compact), True
-    if kind == "es_nie":
-        return passes(nie.is_valid, compact), True
-    if kind == "pl_id_card":
-        return _pl_id_card(compact), True
-    if kind == "de_id_card":
-        return _icao_check(compact[:9], compact[9]), True
-    if kind == "gb_nino":
-        return compact[:2] not in _GB_NINO_BAD_PREFIXES, False
-    return True, False  # pl_passport: a shape only
+# Each letter-and-digit kind: its check of the compact candidate (separators out), and
+# whether that check validates it. Spanish numbers are checked with stdnum's own
+# ``calc_check_digit`` on the compact form the pattern leaves (eight digits, or X, Y or Z
+# and seven, then a capital), the rest of stdnum's ``validate`` being what the pattern
+# already holds; ``is_valid`` would first clean it again, at 7 us a call.
+_ALNUM_CHECKS: dict[str, tuple[Callable[[str], bool], bool]] = {
+    "cn_resident_id": (_ric_valid, True),
+    "es_dni": (lambda c: dni.calc_check_digit(c[:8]) == c[8], True),
+    "es_nie": (lambda c: nie.calc_check_digit(c[:8]) == c[8], True),
+    "pl_id_card": (_pl_id_card, True),
+    "de_id_card": (lambda c: _icao_check(c[:9], c[9]), True),
+    "gb_nino": (lambda c: c[:2] not in _GB_NINO_BAD_PREFIXES, False),
+    "pl_passport": (lambda c: True, False),  # a shape only
+}
 
 
 _CONTEXT_WORDS = WordLists(CONTEXT)
@@ -390,7 +480,19 @@ _BY_LENGTH = {n: tuple(spec for spec in _NUMERIC if n in spec.lengths) for n in 
 
 def _numeric(text: str, seen: dict[int, frozenset[str]]) -> Iterator[Finding]:
     for segment in segments(text):
-        if segment.end - segment.lead < _SHORTEST:
+        digits = segment.digits
+        if len(digits) < _SHORTEST:
+            continue
+        # Any stretch but the whole segment leaves out its first or its last group; when
+        # that leaves too few digits, the whole segment is the only stretch ``spans``
+        # could give, and it is read without the call (585 of the mix's 790 segments
+        # long enough, every single group among them: 0.15 ms).
+        first, last = segment.groups[0], segment.groups[-1]
+        if len(digits) - min(first.end - first.start, last.end - last.start) < _SHORTEST:
+            if len(digits) in _BY_LENGTH and text[segment.lead] not in "+(":
+                found = _read_number(text, segment.lead, segment.end, digits, seen)
+                if found is not None:
+                    yield found
             continue
         for start, end, digits in spans(text, segment, _LENGTHS):
             if text[start] in "+(":
@@ -404,17 +506,20 @@ def _read_number(
     text: str, start: int, end: int, digits: str, seen: dict[int, frozenset[str]]
 ) -> Finding | None:
     chosen: Finding | None = None
-    kinds: frozenset[str] | None = None  # the kinds named before the number, if needed
     for spec in _BY_LENGTH[len(digits)]:
         if spec.compact and end - start != len(digits):
             continue
-        # Cheapest first: a scheme that needs its word or its printed shape is skipped
-        # before any check digit is computed.
-        printed = spec.printed is not None and spec.printed.fullmatch(text, start, end)
-        if kinds is None:
-            kinds = _kinds_named(text, start, seen)
-        named = spec.kind in kinds
-        if not (named or printed or spec.bare) or not spec.check(digits):
+        # The check first: a few arithmetic steps on the digits, which most digit runs
+        # fail for every scheme, so the naming words are read for few of them (450 of
+        # the mix's 1,100 starts, 0.7 ms less).
+        if not spec.check(digits):
+            continue
+        named = spec.kind in _kinds_named(text, start, seen)
+        if not (
+            named
+            or spec.bare
+            or (spec.printed is not None and spec.printed.fullmatch(text, start, end))
+        ):
             continue
         confidence = (_NAMED if named else _BARE) if spec.validated else _UNCHECKED_NAMED
         finding = Finding(spec.kind, start, end, confidence, validated=spec.validated)
@@ -426,18 +531,11 @@ def _read_number(
 
 
 def _alnum(text: str, seen: dict[int, frozenset[str]]) -> Iterator[Finding]:
-    # Every shape holds a digit and is at most 20 characters long, so the digit windows
-    # hold every match (see ``_runs.MARGIN``).
-    for lo, hi in windows(text):
-        yield from _alnum_in(text, lo, hi, seen)
-
-
-def _alnum_in(text: str, lo: int, hi: int, seen: dict[int, frozenset[str]]) -> Iterator[Finding]:
-    for match in _ALNUM.finditer(text, lo, hi):
+    for match in _alnum_matches(text):
         kind = str(match.lastgroup)
-        compact = match.group().replace(" ", "").replace("-", "").upper()
-        passes, validated = _alnum_check(kind, compact)
-        if not passes:
+        compact = match.group().replace(" ", "").replace("-", "")
+        check, validated = _ALNUM_CHECKS[kind]
+        if not check(compact):
             continue
         named = kind in _kinds_named(text, match.start(), seen)
         if not validated and not named and kind != "gb_nino":
@@ -449,6 +547,59 @@ def _alnum_in(text: str, lo: int, hi: int, seen: dict[int, frozenset[str]]) -> I
         else:
             confidence = _UNCHECKED_NAMED if named else _BARE - 0.1
         yield Finding(kind, match.start(), match.end(), confidence, validated=validated)
+
+
+def _alnum_matches(text: str) -> Iterator[re.Match[str]]:
+    """What ``_ALNUM.finditer`` finds in each digit window, in order.
+
+    Every shape holds a digit and is at most 20 characters long, so the digit windows
+    hold every match (see ``_runs.MARGIN``). In a window the pattern is tried at every
+    digit and capital, 28,000 starts on the mix, most of them digits inside a number.
+    A shape that opens with a digit opens a digit group (a digit or a letter before it
+    fails the pattern) of 8 or 17 digits, and the digit segments hold every group not
+    glued to a letter or a digit; so the digit half is tried at those few group starts
+    only, the letter half at the 7,700 capitals, and the two are merged as one walk
+    would take them: a match starting inside one already taken is passed over, and the
+    letter search starts again after a digit match it overlapped. 2.0 ms instead of 3.1
+    on the mix.
+    """
+    starts = [
+        group.start
+        for segment in segments(text)
+        if len(segment.digits) >= _DIGIT_FIRST_LENGTHS[0]
+        for group in segment.groups
+        if group.end - group.start in _DIGIT_FIRST_LENGTHS
+    ]
+    at = 0
+    for lo, hi in windows(text):
+        digit_first = []
+        while at < len(starts) and starts[at] < hi:
+            if starts[at] >= lo:
+                match = _ALNUM_DIGIT.match(text, starts[at], hi)
+                if match is not None:
+                    digit_first.append(match)
+            at += 1
+        letters = _ALNUM_LETTER.finditer(text, lo, hi)
+        if not digit_first:
+            yield from letters
+            continue
+        taken = lo  # where the walk has reached: the end of the last match taken
+        letter = next(letters, None)
+        for digit in digit_first:
+            while letter is not None and letter.start() < digit.start():
+                yield letter
+                taken = letter.end()
+                letter = next(letters, None)
+            if digit.start() < taken:
+                continue
+            yield digit
+            taken = digit.end()
+            if letter is not None and letter.start() < taken:
+                letters = _ALNUM_LETTER.finditer(text, taken, hi)
+                letter = next(letters, None)
+        while letter is not None:
+            yield letter
+            letter = next(letters, None)
 
 
 def detect_pesel(text: str) -> Iterator[Finding]:
