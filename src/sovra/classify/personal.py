@@ -54,7 +54,8 @@ for _names in (
         _MONTHS.setdefault(_name, _number)
 _MONTH_NAME = "|".join(sorted(_MONTHS, key=len, reverse=True))
 
-# Forms that end with the year: matched backwards from a four-digit year.
+# Forms that end with the year: matched backwards from a four-digit year. The reference
+# for the searches below, which look for one form at a time.
 _YEAR_LAST = re.compile(
     r"(?:(?P<d1>[0-9]{1,2})[./-](?P<m1>[0-9]{1,2})[./-]"
     rf"|(?P<d2>[0-9]{{1,2}})\.? (?:de )?(?P<mn2>{_MONTH_NAME}) (?:de )?"
@@ -63,12 +64,25 @@ _YEAR_LAST = re.compile(
     r"(?P<y>(?:19|20)[0-9]{2})$",
     re.IGNORECASE,
 )
+# The same forms one by one, each ending where the year starts. The one or two
+# characters before a year leave one form that can end there: a separator of digits
+# ("12.03."), a comma ("March 12,"), or after a space a comma ("March 12, "), the "m"
+# of Vietnamese "năm", or else a month name or "de" (no month name ends in "m"). One
+# form searched for costs 1.5 µs against 11 for all four, whose month names are tried
+# at every start of the window.
+_NUMERIC = re.compile(r"(?P<d>[0-9]{1,2})[./-](?P<m>[0-9]{1,2})[./-]\Z")
+_DAY_NAMED = re.compile(
+    rf"(?P<d>[0-9]{{1,2}})\.? (?:de )?(?P<mn>{_MONTH_NAME}) (?:de )?\Z", re.IGNORECASE
+)
+_VIETNAMESE = re.compile(r"ngày (?P<d>[0-9]{1,2}) tháng (?P<m>[0-9]{1,2}) năm \Z", re.IGNORECASE)
+_NAMED_DAY = re.compile(rf"(?P<mn>{_MONTH_NAME}) (?P<d>[0-9]{{1,2}}), ?\Z", re.IGNORECASE)
 # Forms that start with the year.
 _YEAR_FIRST = re.compile(
     r"(?P<y>(?:19|20)[0-9]{2})(?:-(?P<m1>[0-9]{1,2})-(?P<d1>[0-9]{1,2})"
     r"|年(?P<m2>[0-9]{1,2})月(?P<d2>[0-9]{1,2})[日号])(?![0-9])"
 )
-_YEAR = re.compile(r"(?:19|20)[0-9]{2}")
+_CENTURIES = ("19", "20")  # how a year opens
+_AFTER_YEAR = ("-", "年")  # what follows the year in a form that opens with it
 _LOOKBACK = 24  # longer than the longest day-and-month prefix ("ngày 12 tháng 12 năm ")
 _CONFIDENCE = 0.9
 
@@ -94,13 +108,16 @@ def _first(match: re.Match[str], *names: str) -> str | None:
 # date ("date of birth: 1980-03-12. Invoice 12.03.2020"). A full stop counts only after
 # a digit, since abbreviations such as "ur." and "geb." end in one too.
 _STATEMENT_END = re.compile(r"[;\uff1b\u3002\n]|(?<=[0-9])\. ")
+# The same written backwards: its first match in the reversed window is the last
+# statement end, found in 0.7 µs where listing every match takes 1.9.
+_STATEMENT_END_REVERSED = re.compile(r"[;\uff1b\u3002\n]| \.(?=[0-9])")
 
 
 def _born(text: str, start: int, words: Words) -> bool:
     before = text[max(0, start - CONTEXT_WINDOW) : start].lower()
-    ends = list(_STATEMENT_END.finditer(before))
-    if ends:
-        before = before[ends[-1].end() :]
+    last = _STATEMENT_END_REVERSED.search(before[::-1])
+    if last is not None:
+        before = before[len(before) - last.start() :]
     return words.found_in(before)
 
 
@@ -115,14 +132,35 @@ def _birth_word_within_reach(text: str, year: int, words: Words) -> bool:
     return words.found_in(text[max(0, year - _LOOKBACK - CONTEXT_WINDOW) : year].lower())
 
 
-def _years(text: str) -> Iterator[re.Match[str]]:
+def _years(text: str) -> Iterator[int]:
+    """Where each four-digit group of *text* that reads as a year from 1900 to 2099 starts."""
     # Four-digit groups of the shared digit-run pass, so no extra walk over the text.
     for segment in segments(text):
-        for group in segment.groups:
-            if group.end - group.start == 4:
-                match = _YEAR.match(text, group.start, group.end)
-                if match is not None:
-                    yield match
+        for start, end in segment.groups:
+            if end - start == 4 and text.startswith(_CENTURIES, start):
+                yield start
+
+
+def _form_ending_at(text: str, year: int) -> tuple[re.Pattern[str], bool] | None:
+    """The one form of :data:`_YEAR_LAST` that can end right before the year at *year*.
+
+    Returns:
+        The form's pattern and whether it names its month (groups ``d`` and ``mn``, or
+        ``d`` and ``m``); None when the characters before the year end no form.
+    """
+    before = text[year - 1 : year]
+    if before == " ":
+        two = text[year - 2 : year - 1]
+        if two == ",":
+            return _NAMED_DAY, True
+        if two in ("m", "M"):
+            return _VIETNAMESE, False
+        return _DAY_NAMED, True
+    if before == ",":
+        return _NAMED_DAY, True
+    if before in (".", "/", "-"):
+        return _NUMERIC, False
+    return None
 
 
 def detect_birth_dates(text: str, lang: str | None = None) -> Iterator[Finding]:
@@ -142,24 +180,32 @@ def detect_birth_dates(text: str, lang: str | None = None) -> Iterator[Finding]:
     """
     words = _WORDS.get(lang or "", _ANY_WORDS)
     for year in _years(text):
-        if not _birth_word_within_reach(text, year.start(), words):
+        # A form starting with the year goes on with "-" or "年"; one ending with it is
+        # told by the characters before it. Both are read before the birth words,
+        # which cost ten times more.
+        starts_form = text.startswith(_AFTER_YEAR, year + 4)
+        ends_form = _form_ending_at(text, year)
+        if not (starts_form or ends_form) or not _birth_word_within_reach(text, year, words):
             continue
         found: tuple[int, int] | None = None
-        forward = _YEAR_FIRST.match(text, year.start())
+        forward = _YEAR_FIRST.match(text, year) if starts_form else None
         if forward is not None and _date(
             forward["y"], _first(forward, "m1", "m2"), _first(forward, "d1", "d2"), None
         ):
             found = forward.span()
-        else:
-            window_start = max(0, year.start() - _LOOKBACK)
-            # The leftmost form that ends with this year, the search trying each start
-            # in turn.
-            back = _YEAR_LAST.search(text[window_start : year.end()])
+        elif ends_form is not None:
+            form, named = ends_form
+            # The leftmost start of the form, as a search over the window tries each.
+            back = form.search(text, max(0, year - _LOOKBACK), year)
             if back is not None:
-                month = _first(back, "m1", "m3")
-                name = _first(back, "mn2", "mn4")
-                if _date(back["y"], month, _first(back, "d1", "d2", "d3", "d4"), name):
-                    found = (window_start + back.start(), year.end())
+                month = back["mn" if named else "m"]
+                if _date(
+                    text[year : year + 4],
+                    None if named else month,
+                    back["d"],
+                    month if named else None,
+                ):
+                    found = (back.start(), year + 4)
         # "sinh ngày 12 tháng 3 năm 1980": the birth word ends inside the date's own
         # "ngày", so the window read for it runs to the end of that word.
         own = len("ngày") if found is not None and text.startswith("ngày", found[0]) else 0
