@@ -23,6 +23,7 @@ from types import ModuleType
 import phonenumbers
 import pytest
 from _stdnum_validators import VALIDATORS
+from _vat_reference import vat_over_the_whole_text
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from stdnum import iban, numdb
 from stdnum.cn import ric
@@ -276,23 +277,12 @@ def test_windowed_search_finds_what_a_whole_text_search_finds(
         assert whole == windowed, text
 
 
-def _vat_over_the_whole_text(text: str) -> list[Finding]:
-    found = []
-    match = finance._VAT.search(text)
-    while match is not None:
-        finding = finance._vat_at(text, match)
-        if finding is not None:
-            found.append(finding)
-        match = finance._VAT.search(text, finding.end if finding else match.start() + 1)
-    return found
-
-
 def test_vat_numbers_found_in_windows_as_in_the_whole_text() -> None:
     rng = random.Random(3)
     pieces = ["PL5261040828", "DE136695976", "ES65992844W", "UE ", "PL ", "FR", " ", "x"]
     for shaped in _shaped_texts(rng, 2_000):
         text = shaped + rng.choice(pieces) + shaped[::-1] + rng.choice(pieces)
-        assert list(finance.detect_vat(text)) == _vat_over_the_whole_text(text), text
+        assert list(finance.detect_vat(text)) == vat_over_the_whole_text(text), text
 
 
 # --- digit segments ----------------------------------------------------------------------
@@ -490,7 +480,6 @@ def test_national_outcome_without_a_word_only_drops_possible() -> None:
 
 # --- identity numbers --------------------------------------------------------------------
 
-_VALIDATORS = VALIDATORS  # kind -> stdnum's validator, which the checks must agree with
 # kind -> how stdnum completes a number with its check digit(s), to make valid ones
 _COMPLETE: dict[str, Callable[[str], str]] = {
     "pl_pesel": lambda d: d[:10] + pesel.calc_check_digit(d[:10]),
@@ -505,7 +494,7 @@ _COMPLETE: dict[str, Callable[[str], str]] = {
 def test_quick_checks_agree_with_stdnum() -> None:
     rng = random.Random(7)
     for spec in ids._NUMERIC:
-        if spec.kind not in _VALIDATORS:
+        if spec.kind not in VALIDATORS:
             continue
         valid = 0
         for length in sorted(spec.lengths):
@@ -515,7 +504,7 @@ def test_quick_checks_agree_with_stdnum() -> None:
                     digits = "110105" + "19491231" + digits[14:]
                 if spec.kind in _COMPLETE and rng.random() < 0.5:
                     digits = _COMPLETE[spec.kind](digits)
-                expected = passes(_VALIDATORS[spec.kind], digits)
+                expected = passes(VALIDATORS[spec.kind], digits)
                 assert spec.check(digits) is expected, (spec.kind, digits)
                 valid += expected
         assert valid > 0, spec.kind

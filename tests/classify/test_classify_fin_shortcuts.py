@@ -17,6 +17,7 @@ import re
 import string
 from collections.abc import Iterator
 
+from _vat_reference import vat_over_the_whole_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum import iban, luhn
@@ -158,19 +159,6 @@ def test_vat_module_answers_as_stdnum_eu_vat_on_random_numbers(code: str, body: 
     assert passes(finance._vat_module(code).validate, number) is passes(vat.is_valid, number)
 
 
-def _vat_over_the_whole_text(text: str) -> list[Finding]:
-    """``_VAT`` searched for over the whole text, from after each number found or one
-    past each rejected start."""
-    found = []
-    match = finance._VAT.search(text)
-    while match is not None:
-        finding = finance._vat_at(text, match)
-        if finding is not None:
-            found.append(finding)
-        match = finance._VAT.search(text, finding.end if finding else match.start() + 1)
-    return found
-
-
 def test_vat_numbers_found_from_shapes_next_to_each_other() -> None:
     rng = random.Random(34)
     pieces = ["PL5261040828", "DE136695976", "ES65992844W", "FR40303265045", "EL094259216"]
@@ -178,7 +166,7 @@ def test_vat_numbers_found_from_shapes_next_to_each_other() -> None:
     found = 0
     for _ in range(4_000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 12)))
-        expected = _vat_over_the_whole_text(text)
+        expected = vat_over_the_whole_text(text)
         assert list(finance.detect_vat(text)) == expected, text
         found += bool(expected)
     assert found > 800
@@ -351,7 +339,7 @@ def test_vat_numbers_found_from_shapes_are_those_of_the_whole_text() -> None:
     rng = random.Random(40)
     found = 0
     for text in _noisy_texts(rng, 3_000):
-        expected = _vat_over_the_whole_text(text)
+        expected = vat_over_the_whole_text(text)
         assert list(finance.detect_vat(text)) == expected, text
         found += len(expected)
     assert found > 1_000
