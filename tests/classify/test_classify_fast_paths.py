@@ -147,6 +147,41 @@ def test_compiled_digit_pass_refuses_bad_arguments(native: ModuleType) -> None:
         native.windows(b"12", 24, 48)
 
 
+def test_compiled_and_python_stretches_agree(native: ModuleType) -> None:
+    rng = random.Random(41)
+    # Groups of every length near the identifiers' and cards', joined by every separator.
+    pieces = ["+", "(", ")", "-", ".", "/", " ", "  ", "x", "é", "\U0001f600"]
+    length_sets = [None, ids._LENGTHS, finance._CARD_LENGTHS, frozenset({1}), frozenset({40})]
+    checked = 0
+    for _ in range(3_000):
+        text = "".join(
+            rng.choice(pieces)
+            if rng.random() < 0.3
+            else str(rng.randrange(10 ** rng.randrange(1, 12)))
+            for _ in range(rng.randrange(1, 30))
+        )
+        for segment in _runs._segments(text):
+            for lengths in length_sets:
+                expected = _runs._spans(text, segment, lengths)
+                assert native.spans(text, segment, lengths) == expected, (text, segment)
+                checked += len(expected) > 1
+    assert checked > 1_000  # the ordering of several stretches is exercised
+
+
+def test_compiled_stretches_refuse_bad_arguments(native: ModuleType) -> None:
+    segment = _runs.Segment((_runs.Group(0, 2), _runs.Group(3, 5)), 0, 5, "1234")
+    with pytest.raises(ValueError, match="empty"):
+        native.spans("12 34", segment, frozenset())
+    with pytest.raises(TypeError, match="set of ints"):
+        native.spans("12 34", segment, [9])
+    with pytest.raises(ValueError, match="outside the text"):
+        native.spans("12", segment, None)
+    with pytest.raises(ValueError, match="more digits"):
+        native.spans("12 34", segment._replace(digits="12"), None)
+    with pytest.raises(TypeError):
+        native.spans("12 34", ("not", "a", "segment"), None)
+
+
 def _finds(text: str, word: str) -> list[int]:
     """Every offset of *word* in *text*: ``str.find`` from one past the last, repeated."""
     found, at = [], text.find(word)

@@ -1,9 +1,9 @@
 /* The scanner's passes over a whole text, compiled: folding (sovra.classify._fold),
  * the digit runs (sovra.classify._runs) and literal words (sovra.classify._words).
  *
- * fold(), occurrences(), windows() and segments() here give exactly what the Python
- * functions of the same names give; those stay as the reference, and as the fallback
- * where this module is not built, and tests compare the two. The Python versions
+ * fold(), occurrences(), windows(), segments() and spans() here give exactly what the
+ * Python functions of the same names give; those stay as the reference, and as the
+ * fallback where this module is not built, and tests compare the two. The Python versions
  * document the rules; this file only restates them over code points.
  */
 #define PY_SSIZE_T_CLEAN
@@ -449,6 +449,197 @@ error:
     return NULL;
 }
 
+/* spans(text, segment, lengths) -> list[tuple[int, int, str]]: the contiguous stretches
+ * of a segment's groups, most digits first, as _runs.spans gives them. lengths is a set
+ * of ints (only stretches with that many digits) or None (all). */
+typedef struct {
+    Py_ssize_t start, end, first, last; /* text span; digit offsets in the joined digits */
+} Stretch;
+
+static int
+length_wanted(PyObject *lengths, Py_ssize_t total)
+{
+    if (lengths == Py_None) {
+        return 1;
+    }
+    PyObject *key = PyLong_FromSsize_t(total);
+    if (key == NULL) {
+        return -1;
+    }
+    int found = PySet_Contains(lengths, key);
+    Py_DECREF(key);
+    return found;
+}
+
+static int
+length_bounds(PyObject *lengths, Py_ssize_t *shortest, Py_ssize_t *longest)
+{
+    PyObject *iterator = PyObject_GetIter(lengths);
+    if (iterator == NULL) {
+        return -1;
+    }
+    int seen = 0;
+    PyObject *item;
+    while ((item = PyIter_Next(iterator)) != NULL) {
+        Py_ssize_t value = PyLong_AsSsize_t(item);
+        Py_DECREF(item);
+        if (value == -1 && PyErr_Occurred()) {
+            Py_DECREF(iterator);
+            return -1;
+        }
+        if (!seen || value < *shortest) {
+            *shortest = value;
+        }
+        if (!seen || value > *longest) {
+            *longest = value;
+        }
+        seen = 1;
+    }
+    Py_DECREF(iterator);
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (!seen) {
+        PyErr_SetString(PyExc_ValueError, "lengths is empty");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+stretch_tuple(PyObject *joined, const Stretch *s)
+{
+    PyObject *digits = PyUnicode_Substring(joined, s->first, s->last);
+    if (digits == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("(nnN)", s->start, s->end, digits);
+}
+
+static PyObject *
+spans(PyObject *module, PyObject *args)
+{
+    PyObject *text, *segment, *lengths;
+    if (!PyArg_ParseTuple(args, "UO!O", &text, &PyTuple_Type, &segment, &lengths)) {
+        return NULL;
+    }
+    if (lengths != Py_None && !PyAnySet_Check(lengths)) {
+        PyErr_SetString(PyExc_TypeError, "lengths must be a set of ints or None");
+        return NULL;
+    }
+    PyObject *groups, *joined;
+    Py_ssize_t lead, end;
+    if (!PyArg_ParseTuple(segment, "O!nnU", &PyTuple_Type, &groups, &lead, &end, &joined)) {
+        return NULL;
+    }
+    const Py_ssize_t count = PyTuple_GET_SIZE(groups);
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const Py_ssize_t digits = PyUnicode_GET_LENGTH(joined);
+    if (count == 1) { /* most numbers: one unbroken run of digits */
+        int wanted = length_wanted(lengths, digits);
+        if (wanted <= 0) {
+            return wanted < 0 ? NULL : PyList_New(0);
+        }
+        Stretch whole = {lead, end, 0, digits};
+        PyObject *item = stretch_tuple(joined, &whole);
+        if (item == NULL) {
+            return NULL;
+        }
+        PyObject *out = PyList_New(1);
+        if (out == NULL) {
+            Py_DECREF(item);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, 0, item);
+        return out;
+    }
+    Py_ssize_t shortest = 1, longest = digits;
+    if (lengths != Py_None && length_bounds(lengths, &shortest, &longest) < 0) {
+        return NULL;
+    }
+    if (digits < shortest) {
+        return PyList_New(0);
+    }
+    /* Group bounds and the running digit count before each group. */
+    Py_ssize_t *at = PyMem_New(Py_ssize_t, 3 * count + 1);
+    Stretch *found = PyMem_New(Stretch, count * (count + 1) / 2 + 1);
+    if (at == NULL || found == NULL) {
+        PyMem_Free(at);
+        PyMem_Free(found);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t *starts = at, *ends = at + count, *offsets = at + 2 * count;
+    Py_ssize_t kept = 0;
+    PyObject *out = NULL;
+    offsets[0] = 0;
+    for (Py_ssize_t g = 0; g < count; g++) {
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(groups, g), "nn", &starts[g], &ends[g])) {
+            goto done;
+        }
+        if (starts[g] < 0 || ends[g] > n || starts[g] > ends[g]) {
+            PyErr_SetString(PyExc_ValueError, "group outside the text");
+            goto done;
+        }
+        offsets[g + 1] = offsets[g] + ends[g] - starts[g];
+    }
+    if (offsets[count] > digits) {
+        PyErr_SetString(PyExc_ValueError, "groups hold more digits than the segment");
+        goto done;
+    }
+    const int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (offsets[count] - offsets[i] < shortest) {
+            break; /* every stretch from here on is too short */
+        }
+        Py_ssize_t start = starts[i];
+        if (start > 0 && IS_OPENER(PyUnicode_READ(kind, data, start - 1))) {
+            start--;
+        }
+        for (Py_ssize_t j = i; j < count; j++) {
+            Py_ssize_t total = offsets[j + 1] - offsets[i];
+            if (total > longest) {
+                break; /* and so is every longer one */
+            }
+            int wanted = length_wanted(lengths, total);
+            if (wanted < 0) {
+                goto done;
+            }
+            if (wanted) {
+                Stretch s = {start, ends[j], offsets[i], offsets[j + 1]};
+                /* Insert in order: most digits first, then earliest start; stable. */
+                Py_ssize_t k = kept++;
+                while (k > 0) {
+                    const Stretch *p = &found[k - 1];
+                    Py_ssize_t p_len = p->last - p->first;
+                    if (p_len > total || (p_len == total && p->start <= start)) {
+                        break;
+                    }
+                    found[k] = *p;
+                    k--;
+                }
+                found[k] = s;
+            }
+        }
+    }
+    out = PyList_New(kept);
+    if (out == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < kept; k++) {
+        PyObject *item = stretch_tuple(joined, &found[k]);
+        if (item == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, k, item);
+    }
+done:
+    PyMem_Free(at);
+    PyMem_Free(found);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"fold", fold, METH_VARARGS,
      "fold(text, table): text with each code point c that table[c] names replaced."},
@@ -459,6 +650,8 @@ static PyMethodDef methods[] = {
     {"segments", segments, METH_VARARGS,
      "segments(text, windows, segment_type, group_type, longest_part, max_groups): "
      "the digit segments of text inside the windows."},
+    {"spans", spans, METH_VARARGS,
+     "spans(text, segment, lengths): a segment's stretches of groups, most digits first."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,9 +13,10 @@ Prose holds few digits, so the walks over the whole text are few: one pass finds
 digit runs and the letter-and-digit identifiers are then searched for inside those
 windows only.
 
-Both passes are also written in C (``_native.c``, built at install where a compiler is
-found): on text dense with numbers the Python walk costs about 10 ms per 100 KB, the C one
-about 1. The Python functions below stay the reference and the fallback.
+Both passes, and :func:`spans`, are also written in C (``_native.c``, built at install
+where a compiler is found): on text dense with numbers the Python walk costs about 10 ms
+per 100 KB, the C one about 1. The Python functions below stay the reference and the
+fallback.
 """
 
 from __future__ import annotations
@@ -213,6 +214,15 @@ def spans(
         ``(start, end, digits)`` triples; a start includes a "+" or "(" right before
         the first group, and ``digits`` is the stretch with separators removed.
     """
+    if _compiled.NATIVE is not None:
+        found: list[tuple[int, int, str]] = _compiled.NATIVE.spans(text, segment, lengths)
+        return found
+    return _spans(text, segment, lengths)
+
+
+def _spans(
+    text: str, segment: Segment, lengths: frozenset[int] | None = None
+) -> list[tuple[int, int, str]]:
     groups = segment.groups
     joined = segment.digits
     if len(groups) == 1:  # most numbers: one unbroken run of digits
