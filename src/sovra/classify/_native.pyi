@@ -14,3 +14,6 @@ def segments(
     max_groups: int,
     /,
 ) -> tuple[Any, ...]: ...
+def spans(
+    text: str, segment: tuple[Any, ...], lengths: frozenset[int] | None, /
+) -> list[tuple[int, int, str]]: ...
