@@ -1,18 +1,23 @@
 """The special-category detector's fast paths agree with the forms they replace.
 
-``special`` finds the last sentence end before a term with a regular expression
-rewritten for speed (:data:`special._LAST_END`), searches the text in place instead of
-in slices, and skips NFC normalisation for ASCII windows. Each property below compares
-a fast form with the plain one it replaces (:data:`special._SENTENCE_END` over slices,
-and the detector as it was written before) on texts dense in sentence stops, whitespace
-of every kind, terms, context words, combining marks and lone surrogates.
+``special`` searches its terms in the text's UTF-8 and maps the offsets back to code
+points, finds the last sentence end before a term with a regular expression rewritten
+for speed (:data:`special._LAST_END`), searches the text in place instead of in slices,
+and skips NFC normalisation for ASCII windows. Each property below compares a fast form
+with the plain one it replaces (the automaton over characters, :data:`special._SENTENCE_END`
+over slices, and the detector as it was written before) on texts dense in sentence
+stops, whitespace of every kind, terms, context words, combining marks and lone
+surrogates.
 """
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Iterator
 
+import ahocorasick_rs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,12 +94,20 @@ def _sentence_as_before(text: str, start: int, end: int) -> str:
     return unicodedata.normalize("NFC", (before + " " + after).lower())
 
 
+@functools.cache
+def _characters_automaton(lang: str | None) -> ahocorasick_rs.AhoCorasick:
+    """The term automaton over characters, as ``ahocorasick_rs`` searches a ``str``."""
+    patterns = list(special._matcher(lang).patterns)
+    return ahocorasick_rs.AhoCorasick(patterns, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
+
+
 def _detect_as_before(text: str, lang: str | None) -> Iterator[Finding]:
     matcher = special._matcher(lang)
+    automaton = _characters_automaton(lang)
     try:
-        matches = matcher.automaton.find_matches_as_indexes(text)
+        matches = automaton.find_matches_as_indexes(text)
     except UnicodeEncodeError:
-        matches = matcher.automaton.find_matches_as_indexes(special._SURROGATE.sub("\ufffd", text))
+        matches = automaton.find_matches_as_indexes(special._SURROGATE.sub("\ufffd", text))
     for index, start, term_end in matches:
         end = term_end
         if not special._is_han(text[start]) and start > 0 and text[start - 1].isalnum():
@@ -118,3 +131,36 @@ def test_sentence_ends_cut_the_window() -> None:
     before, after = special._sentence(text, start, start + len("cancer"))
     assert (before, after) == ("She was diagnosed with ", "")
     assert [f.kind for f in special.detect(text)] == ["health"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.one_of(_DENSE, _ANY, _TEXTS), data=st.data())
+def test_code_point_offsets_map_bytes_back(text: str, data: st.DataObject) -> None:
+    text = special._SURROGATE.sub("\ufffd", text)
+    encoded = text.encode()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=12)))
+    pairs = list(zip(cuts[::2], cuts[1::2], strict=False))
+    if data.draw(st.booleans()):
+        pairs.reverse()  # out of order: read again from the start
+    matches = [
+        (i, len(text[:a].encode()), len(text[:b].encode())) for i, (a, b) in enumerate(pairs)
+    ]
+    expected = [(i, a, b) for i, (a, b) in enumerate(pairs)]
+    assert special._code_point_offsets_in_python(encoded, matches) == expected
+    assert special._code_point_offsets(encoded, matches) == expected
+
+
+@pytest.mark.parametrize("implementation", ["compiled", "python"])
+def test_code_point_offsets_refuse_offsets_that_are_not_boundaries(implementation: str) -> None:
+    convert = (
+        special._code_point_offsets
+        if implementation == "compiled"
+        else special._code_point_offsets_in_python
+    )
+    data = "zaż".encode()  # the ż takes two bytes, 2 and 3
+    assert convert(data, [(0, 2, 4)]) == [(0, 2, 3)]
+    for bad in ([(0, 3, 4)], [(0, 0, 5)], [(0, -1, 2)]):
+        with pytest.raises(ValueError, match="outside the data or inside a character"):
+            convert(data, bad)
+    with pytest.raises(ValueError, match="ends before it starts"):
+        convert(data, [(0, 2, 1)])

@@ -1,10 +1,12 @@
 /* The scanner's passes over a whole text, compiled: folding (sovra.classify._fold),
- * the digit runs (sovra.classify._runs) and literal words (sovra.classify._words).
+ * the digit runs (sovra.classify._runs), literal words (sovra.classify._words) and the
+ * offsets of the term search (sovra.classify.special).
  *
- * fold(), occurrences(), windows(), segments() and spans() here give exactly what the
- * Python functions of the same names give; those stay as the reference, and as the
- * fallback where this module is not built, and tests compare the two. The Python versions
- * document the rules; this file only restates them over code points.
+ * fold(), occurrences(), windows(), segments(), spans() and code_point_offsets() here
+ * give exactly what the Python functions of the same names give; those stay as the
+ * reference, and as the fallback where this module is not built, and tests compare the
+ * two. The Python versions document the rules; this file only restates them over code
+ * points.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -640,6 +642,79 @@ done:
     return out;
 }
 
+/* code_point_offsets(data, matches) -> list[tuple[int, int, int]]: matches of a search
+ * over the UTF-8 bytes data, (index, start, end) with byte offsets, given with code
+ * point offsets instead, as special._code_point_offsets gives them. An offset inside a
+ * character or past the end is refused. */
+#define IS_CONTINUATION(b) (((b) & 0xC0) == 0x80)
+
+static int
+count_code_points(const unsigned char *data, Py_ssize_t size, Py_ssize_t *position,
+                  Py_ssize_t *points, Py_ssize_t offset)
+{
+    if (offset < 0 || offset > size || (offset < size && IS_CONTINUATION(data[offset]))) {
+        PyErr_SetString(PyExc_ValueError, "offset outside the data or inside a character");
+        return -1;
+    }
+    if (offset < *position) { /* matches out of order: count again from the start */
+        *position = 0;
+        *points = 0;
+    }
+    for (Py_ssize_t i = *position; i < offset; i++) {
+        *points += !IS_CONTINUATION(data[i]);
+    }
+    *position = offset;
+    return 0;
+}
+
+static PyObject *
+code_point_offsets(PyObject *module, PyObject *args)
+{
+    Py_buffer buffer;
+    PyObject *matches;
+    if (!PyArg_ParseTuple(args, "y*O!", &buffer, &PyList_Type, &matches)) {
+        return NULL;
+    }
+    const unsigned char *data = buffer.buf;
+    const Py_ssize_t size = buffer.len;
+    const Py_ssize_t count = PyList_GET_SIZE(matches);
+    PyObject *out = PyList_New(count);
+    if (out == NULL) {
+        PyBuffer_Release(&buffer);
+        return NULL;
+    }
+    Py_ssize_t position = 0, points = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *index;
+        Py_ssize_t start, end, first;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(matches, k), "Onn", &index, &start, &end)) {
+            goto error;
+        }
+        if (end < start) {
+            PyErr_SetString(PyExc_ValueError, "a match ends before it starts");
+            goto error;
+        }
+        if (count_code_points(data, size, &position, &points, start) < 0) {
+            goto error;
+        }
+        first = points;
+        if (count_code_points(data, size, &position, &points, end) < 0) {
+            goto error;
+        }
+        PyObject *item = Py_BuildValue("(Onn)", index, first, points);
+        if (item == NULL) {
+            goto error;
+        }
+        PyList_SET_ITEM(out, k, item);
+    }
+    PyBuffer_Release(&buffer);
+    return out;
+error:
+    PyBuffer_Release(&buffer);
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"fold", fold, METH_VARARGS,
      "fold(text, table): text with each code point c that table[c] names replaced."},
@@ -652,6 +727,9 @@ static PyMethodDef methods[] = {
      "the digit segments of text inside the windows."},
     {"spans", spans, METH_VARARGS,
      "spans(text, segment, lengths): a segment's stretches of groups, most digits first."},
+    {"code_point_offsets", code_point_offsets, METH_VARARGS,
+     "code_point_offsets(data, matches): byte offsets of matches in UTF-8 data as code "
+     "point offsets."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,4 +1,4 @@
-# The C module built from _native.c; see _fold.py, _runs.py and _words.py for
+# The C module built from _native.c; see _fold.py, _runs.py, _words.py and special.py for
 # what each gives.
 from typing import Any
 
@@ -17,3 +17,6 @@ def segments(
 def spans(
     text: str, segment: tuple[Any, ...], lengths: frozenset[int] | None, /
 ) -> list[tuple[int, int, str]]: ...
+def code_point_offsets(
+    data: bytes, matches: list[tuple[int, int, int]], /
+) -> list[tuple[int, int, int]]: ...
