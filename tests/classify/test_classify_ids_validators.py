@@ -12,6 +12,7 @@ import datetime
 import itertools
 from collections.abc import Callable
 
+import pytest
 from _stdnum_validators import VALIDATORS
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -100,58 +101,19 @@ def _agrees(kind: str, digits: str) -> None:
     assert _SPECS[kind].check(digits) is passes(VALIDATORS[kind], digits), (kind, digits)
 
 
-@settings(max_examples=600, deadline=None)
-@given(digits=_candidates("pl_pesel"))
-def test_pesel_check_agrees_with_stdnum(digits: str) -> None:
-    _agrees("pl_pesel", digits)
+# kind -> how many generated numbers its property draws; the two with encoded dates and
+# digit counts (PESEL, Steuer-ID) get more.
+_EXAMPLES = dict.fromkeys(VALIDATORS, 300) | {"pl_pesel": 600, "de_tax_id": 600}
 
 
-@settings(max_examples=600, deadline=None)
-@given(digits=_candidates("de_tax_id"))
-def test_steuer_id_check_agrees_with_stdnum(digits: str) -> None:
-    _agrees("de_tax_id", digits)
+@pytest.mark.parametrize("kind", sorted(VALIDATORS))
+def test_check_agrees_with_stdnum(kind: str) -> None:
+    @settings(max_examples=_EXAMPLES[kind], deadline=None)
+    @given(digits=_candidates(kind))
+    def agrees(digits: str) -> None:
+        _agrees(kind, digits)
 
-
-@settings(max_examples=300, deadline=None)
-@given(digits=_candidates("pl_nip"))
-def test_nip_check_agrees_with_stdnum(digits: str) -> None:
-    _agrees("pl_nip", digits)
-
-
-@settings(max_examples=300, deadline=None)
-@given(digits=_candidates("pl_regon"))
-def test_regon_check_agrees_with_stdnum(digits: str) -> None:
-    _agrees("pl_regon", digits)
-
-
-@settings(max_examples=300, deadline=None)
-@given(digits=_candidates("vn_tax_code"))
-def test_vietnamese_tax_code_check_agrees_with_stdnum(digits: str) -> None:
-    _agrees("vn_tax_code", digits)
-
-
-@settings(max_examples=300, deadline=None)
-@given(digits=_candidates("cn_resident_id"))
-def test_resident_id_check_agrees_with_stdnum(digits: str) -> None:
-    _agrees("cn_resident_id", digits)
-
-
-@settings(max_examples=300, deadline=None)
-@given(digits=_candidates("fr_nir"))
-def test_nir_check_agrees_with_stdnum(digits: str) -> None:
-    _agrees("fr_nir", digits)
-
-
-@settings(max_examples=300, deadline=None)
-@given(digits=_candidates("us_itin"))
-def test_itin_check_agrees_with_stdnum(digits: str) -> None:
-    _agrees("us_itin", digits)
-
-
-@settings(max_examples=300, deadline=None)
-@given(digits=_candidates("us_ssn"))
-def test_ssn_check_agrees_with_stdnum(digits: str) -> None:
-    _agrees("us_ssn", digits)
+    agrees()
 
 
 def test_every_pesel_month_and_day_agrees_with_stdnum() -> None:
