@@ -762,6 +762,7 @@ def test_overlaps_resolved_per_cluster_as_all_at_once() -> None:
 
 
 def test_scan_keeps_no_copy_of_the_text() -> None:
-    scan("PESEL 44051401359, tel. +48 601 234 567")
+    scan("PESEL 44051401359, tel. +48 601 234 567, IBAN PL61109010140000071219812874")
     assert _runs.segments.cache_info().currsize == 0
     assert _runs.windows.cache_info().currsize == 0
+    assert _runs.windows_ascii.cache_info().currsize == 0

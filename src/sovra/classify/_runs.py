@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from sovra.classify import _compiled
 
-__all__ = ["MARGIN", "Group", "Segment", "forget", "segments", "spans", "windows"]
+__all__ = ["MARGIN", "Group", "Segment", "forget", "segments", "spans", "windows", "windows_ascii"]
 
 # A run starts at a digit, a "+" or "(" before a digit, and never inside a word. The
 # pattern opens with a plain character class, which lets the engine skip ahead to the
@@ -254,7 +254,29 @@ def _spans(
     return out
 
 
+@functools.lru_cache(maxsize=2)
+def windows_ascii(text: str) -> bytes:
+    """The windows of *text* as one ASCII string, each after a NUL.
+
+    Any character outside ASCII reads as "?". Detectors that search the windows for a
+    shape of characters (``finance``: IBAN check digits, VAT numbers) translate this
+    with their own table; making it costs 0.26 ms for the 110,000 characters of the
+    benchmark mix's windows, once per call for all of them.
+
+    Args:
+        text: folded text.
+
+    Returns:
+        ``b""`` when the text has no digit.
+    """
+    spans = windows(text)
+    if not spans:
+        return b""
+    return ("\0" + "\0".join([text[lo:hi] for lo, hi in spans])).encode("ascii", "replace")
+
+
 def forget() -> None:
     """Drop the cached passes, and with them the last texts asked about."""
     windows.cache_clear()
     segments.cache_clear()
+    windows_ascii.cache_clear()
