@@ -184,10 +184,15 @@ def _plan(region: str, code: int = 0) -> _Plan | None:
     )
 
 
+def _plan_for(region: str, code: int) -> _Plan | None:
+    """The plan a number of country *code* is read by in *region*: the region's own, or
+    for ``"001"`` the non-geographic code's (cached once per region, not per code)."""
+    return _plan(region, code if region == _NON_GEO else 0)
+
+
 def _code_plan(code: int) -> _Plan | None:
     """The plan of the main region of *code*: the one phonenumbers parses and sizes by."""
-    region = phonenumbers.region_code_for_country_code(code)
-    return _plan(region, code if region == _NON_GEO else 0)
+    return _plan_for(phonenumbers.region_code_for_country_code(code), code)
 
 
 def _country_code(digits: str) -> tuple[int, str]:
@@ -276,7 +281,7 @@ def parse(raw: str, region: str | None) -> tuple[int, str] | None:
     if code:
         main = phonenumbers.region_code_for_country_code(code)
         if main != region:
-            plan = _plan(main, code if main == _NON_GEO else 0)
+            plan = _plan_for(main, code)
     else:
         nsn = digits
         code = plan.country_code if plan is not None else 0
@@ -324,7 +329,7 @@ def possible(code: int, nsn: str) -> bool:
 
 def valid_for_region(code: int, nsn: str, region: str) -> bool:
     """``phonenumbers.is_valid_number_for_region`` for a parsed number."""
-    plan = _plan(region.upper(), code if region == _NON_GEO else 0)
+    plan = _plan_for(region.upper(), code)
     if plan is None:
         return bool(phonenumbers.is_valid_number_for_region(_number(code, nsn), region))
     return (region == _NON_GEO or plan.country_code == code) and plan.typed(nsn)
