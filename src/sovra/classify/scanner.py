@@ -5,13 +5,13 @@ text (NFC and NFKC change its length); it folds look-alike characters one code p
 one code point (full-width digit four to ``4``, no-break space to space, see ``_fold``) and
 runs the detectors on the folded copy, whose offsets are the original's.
 
-Cost is linear in the text. Prose costs a few passes (about 15 ms per megabyte on one
+Cost is linear in the text. Prose costs a few passes (about 8 ms per megabyte on one
 core: folding, the digit windows, the term automaton, a few string searches); each
-candidate number costs more: stdnum checks, and for a phone number one ``phonenumbers``
-parse per region whose national shape fits (tens of microseconds each). A text made of
-numbers would therefore cost seconds per megabyte, so the count of separate numbers is
-bounded as well as the length; a text over either bound is refused whole rather than
-scanned in part.
+candidate number costs more: check digits, and for a phone number one parse per region
+whose national shape fits (a few microseconds each, see ``_plans``). A text made of
+numbers would therefore cost up to seconds per megabyte, so the count of separate
+numbers is bounded as well as the length; a text over either bound is refused whole
+rather than scanned in part.
 """
 
 from __future__ import annotations
