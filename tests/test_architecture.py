@@ -1,6 +1,8 @@
 """Arrows point down: pins DESIGN.md's layering by walking every import in src/sovra.
 
-server/cli -> deployment -> gateway -> {classify, policy, keys, ledger, store} -> model.
+server/cli -> deployment -> gateway, governance -> {classify, policy, keys, ledger, store}
+-> model. The gateway runs the two flows and governance the rest (grants, packs, erasure,
+reports); governance never imports the gateway, so the two stay side by side.
 No stage imports the gateway or an edge; model and policy do no I/O; every public module
 declares ``__all__`` and every name in it exists.
 """
@@ -17,6 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "sovra"
 STAGES = ("classify", "policy", "keys", "ledger", "store")
 ABOVE_STAGES = {
     "sovra.gateway",
+    "sovra.governance",
     "sovra.server",
     "sovra.cli",
     "sovra.client",
@@ -71,6 +74,12 @@ def test_model_and_policy_do_no_io(module, path):
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "open"
         ]
         assert not calls, f"{module} calls open()"
+
+
+def test_governance_sits_beside_the_gateway_not_above_it():
+    """Governance never imports the gateway (the gateway may use its Authorizer)."""
+    upward = {i for i in _imports(SRC / "governance.py") if _under(i, ABOVE_STAGES)}
+    assert upward <= {"sovra.config"}, f"sovra.governance imports {upward}"
 
 
 def test_model_imports_no_other_sovra_module_but_errors():

@@ -195,7 +195,7 @@ def run_demo(
         ),
         dep.authority_key("VN"),
     )
-    gw.register_grant(
+    dep.governance.register_grant(
         _Actor(dep, "authority-vn", dep.principal_key("authority-vn")).login("/v1/grants"), grant
     )
     attempt(
@@ -274,7 +274,9 @@ def _operator_bypass(dep: Deployment) -> Step:
 
 def _subject_report(dep: Deployment, anna: _Actor) -> Step:
     gw = dep.gateway
-    report = gw.subject_report(anna.login("/v1/report"), jurisdiction=ANNA[0], subject_id=ANNA[1])
+    report = dep.governance.subject_report(
+        anna.login("/v1/report"), jurisdiction=ANNA[0], subject_id=ANNA[1]
+    )
     vkey = gw.log.verifier_key
     try:
         checkpoint = verify_checkpoint(report.checkpoint, vkey)

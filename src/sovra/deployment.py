@@ -34,6 +34,7 @@ from sovra.auth import Authenticator
 from sovra.config import DEFAULT_JURISDICTIONS, Config, render_default_config
 from sovra.errors import ConfigError
 from sovra.gateway import Gateway
+from sovra.governance import Governance
 from sovra.keys import (
     Custodian,
     LocalCustodian,
@@ -67,11 +68,13 @@ def default_principals(jurisdictions: Sequence[str]) -> list[tuple[str, str, Rol
 
 @dataclass
 class Deployment:
-    """An opened deployment: its configuration, its gateway and its authenticator."""
+    """An opened deployment: its configuration, its two flows, its governance operations
+    and its authenticator."""
 
     root: Path
     config: Config
     gateway: Gateway
+    governance: Governance
     authenticator: Authenticator
     store: MetadataStore
     # Witness cosignatures of the log's checkpoints ([witnesses] in sovra.toml).
@@ -157,6 +160,7 @@ class Deployment:
         decisions = DecisionPoint(
             default_pack(), guard, {c: j.purposes for c, j in config.jurisdictions.items()}
         )
+        authority_keys = {j: _authority_public(root, j) for j in config.jurisdictions}
         gateway = Gateway(
             config=config,
             store=store,
@@ -164,21 +168,31 @@ class Deployment:
             custodians=custodians,
             log=log,
             decisions=decisions,
-            authority_keys={j: _authority_public(root, j) for j in config.jurisdictions},
+            authority_keys=authority_keys,
             commitment_secret=read_secret(root / "keys" / "commitment.secret", expected_len=32),
+            clock=clock,
+        )
+        governance = Governance(
+            config=config,
+            store=store,
+            custodians=custodians,
+            log=log,
+            decisions=decisions,
+            authority_keys=authority_keys,
+            commitment=gateway.commitment,
             clock=clock,
         )
         authenticator = Authenticator(
             store.get_principal, store.use_nonce, max_age_s=config.token_max_age_s, clock=clock
         )
-        gateway.restore_policy()  # the last logged activation, so a restart is no rollback
+        governance.restore_policy()  # the last logged activation, so a restart is no rollback
         cosignatures = CheckpointCosignatures(
             log,
             cosignature_store(log_storage),
             config.witnesses,
             quorum=config.witness_quorum,
         )
-        return cls(root, config, gateway, authenticator, store, cosignatures)
+        return cls(root, config, gateway, governance, authenticator, store, cosignatures)
 
     def close(self) -> None:
         """Release database connections (and custodians' stores and connections)."""

@@ -14,22 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sovra import classify
 from sovra.config import Config
-from sovra.errors import BadRequest, ConfigError, Denied, NotFound, PayloadTooLarge, SovraError
+from sovra.errors import BadRequest, Denied, NotFound, PayloadTooLarge
+from sovra.governance import Authorizer
 from sovra.keys import Custodian, open_blob, seal
 from sovra.keys.custodian import SealingCustodian, ValueCustodian
 from sovra.keys.envelope import BLOB_OVERHEAD, BLOB_PREFIX, STREAM_PREFIX, sealed_size
 from sovra.keys.transport import CLIENT_SEALED_CONTENT_TYPE, check_public
-from sovra.ledger import TransparencyLog, verify_checkpoint
+from sovra.ledger import TransparencyLog
 from sovra.model import (
     Decision,
     Grant,
@@ -46,16 +45,11 @@ from sovra.model import (
 )
 from sovra.policy import (
     DecisionPoint,
-    Envelope,
-    Explanation,
     GrantChecker,
     GrantFacts,
     Justification,
     RecordFacts,
-    explain_entry,
     parse_justification,
-    verify_grant_signature,
-    verify_pack,
 )
 from sovra.store import BlobStore, MetadataStore
 
@@ -63,11 +57,9 @@ __all__ = [
     "AccessResult",
     "Gateway",
     "IngestReceipt",
-    "ReportEntry",
     "SealedAccessResult",
     "SealedPreparation",
     "SealedRecord",
-    "SubjectReport",
 ]
 
 _INGEST_ROLES = frozenset({Role.SERVICE, Role.OPERATOR})
@@ -130,24 +122,6 @@ class SealedAccessResult:
     decision_entry: bytes = b""  # the logged decision, naming the client's recipient key
 
 
-@dataclass(frozen=True, slots=True)
-class ReportEntry:
-    """One log entry about a subject, with its inclusion proof."""
-
-    index: int
-    entry: bytes
-    proof: tuple[bytes, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SubjectReport:
-    """Everything the log says about one subject, provable against one checkpoint."""
-
-    commitment: str
-    checkpoint: str
-    entries: tuple[ReportEntry, ...]
-
-
 class Gateway:
     """The ingest and access flows over the stages below."""
 
@@ -175,6 +149,7 @@ class Gateway:
         self._clock = clock
         # Signatures are verified once per grant digest; revocation and window on every use.
         self._grant_checker = GrantChecker(authority_keys, self.commitment)
+        self._authorizer = Authorizer(log, clock)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -184,25 +159,14 @@ class Gateway:
         return subject_commitment(self._secret, jurisdiction, check_id(subject_id, "subject id"))
 
     def _now_ms(self) -> int:
-        return int(self._clock() * 1000)
+        return self._authorizer.now_ms()
 
     def _append(self, entry: LogEntry, tags: Sequence[str]) -> tuple[bytes, LogReceipt]:
-        data = entry.to_bytes()
-        return data, self.log.append(data, tags)
+        return self._authorizer.append(entry, tags)
 
     def _refuse(self, principal: Principal, action: str, reason: str, tags: Sequence[str]) -> int:
         """Log a refusal taken outside the policy engine; returns its log index."""
-        decision = Decision(
-            decision_id=uuid.uuid4().hex,
-            allow=False,
-            reason=reason,
-            principal=principal.id,
-            purpose="none",
-            records=(),
-            subjects=tuple(tags),
-            action=action,
-        )
-        return self._append(decision.to_entry(self._now_ms()), tags)[1].index
+        return self._authorizer.refuse(principal, action, reason, tags)
 
     # -- ingest --------------------------------------------------------------------------
 
@@ -681,228 +645,6 @@ class Gateway:
                 problem=(f"grant {grant.grant_id} differs from the grant registered under that id"),
             )
         return facts
-
-    # -- grants --------------------------------------------------------------------------
-
-    def register_grant(self, principal: Principal, grant: Grant) -> LogReceipt:
-        """Store a signed grant and log it (subjects as commitments only).
-
-        Raises:
-            Denied: the signature is not the approving authority's (logged).
-            BadRequest: a grant with this id exists already.
-        """
-        tags = sorted({self.commitment(grant.approver, s) for s in grant.subjects})
-        try:
-            verify_grant_signature(grant, self.authority_keys)
-        except Denied as exc:
-            exc.log_index = self._refuse(principal, "grant", exc.message, tags)
-            raise
-        self.store.put_grant(grant.grant_id, grant.digest(), grant.to_json())
-        entry = LogEntry(
-            kind="grant",
-            time_ms=self._now_ms(),
-            principal=principal.id,
-            fields={
-                "grant": grant.digest(),
-                "grant_id": grant.grant_id,
-                "approver": grant.approver,
-                "grantee": grant.grantee,
-                "purpose": grant.purpose,
-                "not_before": grant.not_before,
-                "not_after": grant.not_after,
-                "subjects": tags,
-            },
-        )
-        return self._append(entry, tags)[1]
-
-    def get_grant(self, grant_id: str) -> Grant:
-        """A stored grant.
-
-        Raises:
-            NotFound: no grant with this id.
-        """
-        return Grant.from_json(self.store.get_grant(grant_id))
-
-    def revoke_grant(self, principal: Principal, grant_id: str) -> LogReceipt:
-        """Revoke a grant at once; only its approving authority may.
-
-        Raises:
-            NotFound: no grant with this id.
-            Denied: the principal is not the approving authority.
-            BadRequest: the grant is revoked already.
-        """
-        grant = self.get_grant(grant_id)
-        if principal.role is not Role.AUTHORITY or principal.jurisdiction != grant.approver:
-            reason = f"only {grant.approver}'s authority may revoke grant {grant_id}"
-            raise Denied(reason, log_index=self._refuse(principal, "revoke", reason, []))
-        self.store.revoke_grant(grant_id, self._now_ms())
-        entry = LogEntry(
-            kind="grant_revoked",
-            time_ms=self._now_ms(),
-            principal=principal.id,
-            fields={"grant": grant.digest(), "grant_id": grant_id},
-        )
-        return self._append(entry, [])[1]
-
-    # -- policy: explanations and pack activation --------------------------------------
-
-    def explain(self, decision_id: str) -> Explanation:
-        """Explain a logged decision: its rules' reasons, grant, justification, review.
-
-        Raises:
-            NotFound: no decision with this id in the log.
-        """
-        indexes = self.log.find(f"decision:{check_id(decision_id, 'decision id')}")
-        if not indexes:
-            raise NotFound(f"no decision {decision_id} in the log")
-        entry = LogEntry.from_bytes(self.log.entry(indexes[0]))
-        return explain_entry(
-            entry.fields,
-            index=indexes[0],
-            time_ms=entry.time_ms,
-            principal=entry.principal,
-            pack=self.decisions.pack,
-        )
-
-    def activate_policy(self, principal: Principal, envelope: Envelope) -> LogReceipt:
-        """Activate a signed policy pack: verify k of n signers, log, then switch.
-
-        The ``policy_activation`` entry (pack name, version, digest, signers) is in the log
-        before the pack decides anything.
-
-        Raises:
-            Denied: the principal is neither the operator nor an authority (logged).
-            BadRequest: too few, unknown or non-party signers, rollback, or a pack that
-                fails validation; the active pack is unchanged.
-            VerificationError: a signature over other bytes; the active pack is unchanged.
-        """
-        if principal.role not in (Role.OPERATOR, Role.AUTHORITY):
-            reason = "only the operator or a jurisdiction authority may activate a policy pack"
-            raise Denied(reason, log_index=self._refuse(principal, "policy", reason, []))
-        previous = self.decisions.pack
-        verified = verify_pack(envelope, self.authority_keys, active=self.decisions.active())
-        pack = verified.bundle.compile()
-        entry = LogEntry(
-            kind="policy_activation",
-            time_ms=self._now_ms(),
-            principal=principal.id,
-            fields={
-                "pack": pack.name,
-                "version": pack.version,
-                "digest": pack.digest,
-                "parties": list(pack.parties),
-                "threshold": pack.threshold,
-                "signers": list(verified.signers),
-                "previous": {
-                    "pack": previous.name,
-                    "version": previous.version,
-                    "digest": previous.digest,
-                },
-                # The signed pack itself (public, like the log), so that a restart restores it.
-                "envelope": json.loads(envelope.to_json()),
-            },
-        )
-        receipt = self._append(entry, ["policy_activation"])[1]
-        self.decisions.activate(pack)
-        return receipt
-
-    def restore_policy(self) -> None:
-        """Re-activate the pack of the last ``policy_activation`` entry, if any.
-
-        Its signatures are checked again against the authority keys: a logged pack that no
-        longer verifies stops the gateway rather than falling back to another pack.
-
-        Raises:
-            ConfigError: the last logged pack no longer verifies or validates.
-        """
-        indexes = self.log.find("policy_activation")
-        if not indexes:
-            return
-        entry = LogEntry.from_bytes(self.log.entry(indexes[-1]))
-        try:
-            envelope = Envelope.from_json(json.dumps(entry.fields["envelope"]).encode())
-            pack = verify_pack(envelope, self.authority_keys).bundle.compile()
-        except (KeyError, SovraError) as exc:
-            detail = exc.message if isinstance(exc, SovraError) else f"missing {exc}"
-            raise ConfigError(
-                f"the policy pack activated at log index {indexes[-1]} does not verify: {detail}"
-            ) from None
-        self.decisions.activate(pack)
-
-    # -- crypto-shredding ----------------------------------------------------------------
-
-    def shred(self, principal: Principal, *, jurisdiction: str, subject_id: str) -> LogReceipt:
-        """Erase a subject: her custodian destroys her key, so no record of hers opens again.
-
-        The ``shred`` entry is logged first, then the key is destroyed; blobs and metadata
-        stay as they are and are unreadable. Shredding twice logs twice and is harmless.
-
-        Raises:
-            Denied: the principal is neither the subject nor her home authority (logged).
-            ConfigError: the custodian could not destroy the key; retry.
-        """
-        commitment = self.commitment(jurisdiction, subject_id)
-        is_subject = principal.role is Role.SUBJECT and principal.subject == commitment
-        is_home_authority = (
-            principal.role is Role.AUTHORITY and principal.jurisdiction == jurisdiction
-        )
-        if not (is_subject or is_home_authority):
-            reason = "only the subject herself or her home authority may erase her data"
-            raise Denied(reason, log_index=self._refuse(principal, "shred", reason, [commitment]))
-        records = self.store.records_for_subject(commitment)
-        entry = LogEntry(
-            kind="shred",
-            time_ms=self._now_ms(),
-            principal=principal.id,
-            fields={
-                "subject": commitment,
-                "jurisdiction": jurisdiction,
-                # A count, not the ids: an entry is bounded and a subject's records are not.
-                "records": len(records),
-            },
-        )
-        _, receipt = self._append(entry, [commitment])
-        self.custodians[jurisdiction].shred(commitment)
-        return receipt
-
-    # -- subject access report -----------------------------------------------------------
-
-    def subject_report(
-        self, principal: Principal, *, jurisdiction: str, subject_id: str
-    ) -> SubjectReport:
-        """Who touched this subject's data: every log entry about her, with inclusion proofs.
-
-        Raises:
-            Denied: the principal is neither the subject nor her home authority (logged).
-        """
-        commitment = self.commitment(jurisdiction, subject_id)
-        is_subject = principal.role is Role.SUBJECT and principal.subject == commitment
-        is_home_authority = (
-            principal.role is Role.AUTHORITY and principal.jurisdiction == jurisdiction
-        )
-        if not (is_subject or is_home_authority):
-            reason = "a subject report is for the subject herself or her home authority"
-            raise Denied(reason, log_index=self._refuse(principal, "report", reason, [commitment]))
-        checkpoint = self.log.checkpoint()
-        size = verify_checkpoint(checkpoint, self.log.verifier_key).size
-        entries = tuple(
-            ReportEntry(i, self.log.entry(i), tuple(self.log.inclusion_proof(i, size)))
-            for i in self.log.find(commitment)
-            if i < size
-        )
-        return SubjectReport(commitment, checkpoint, entries)
-
-    def describe(self) -> dict[str, Any]:
-        """Public facts about this deployment: jurisdictions, regions, log key."""
-        return {
-            "origin": self.config.origin,
-            "log_verifier_key": self.log.verifier_key,
-            "log_size": self.log.size,
-            "jurisdictions": {
-                code: {"name": j.name, "regions": list(j.regions), "purposes": list(j.purposes)}
-                for code, j in self.config.jurisdictions.items()
-            },
-        }
 
 
 def _by_jurisdiction(metas: Sequence[RecordMeta]) -> dict[str, list[RecordMeta]]:

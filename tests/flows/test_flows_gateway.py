@@ -186,7 +186,7 @@ def test_foreign_authority_needs_a_grant(dep, principals, clock):
     assert denied.fields["records"] == [lan_id]
 
     grant = _grant(dep, clock)
-    gw.register_grant(principals["authority-vn"], grant)
+    dep.governance.register_grant(principals["authority-vn"], grant)
     res = gw.access(us, purpose="foreign-legal-process", record_ids=[lan_id], grant=grant)
     assert "Lan" in res.records[lan_id]
     assert res.decision.policies == ("judicial-assistance-grant",)
@@ -226,9 +226,9 @@ def test_bad_grants_are_denied_and_logged(dep, principals, clock, case, message)
     elif case == "wrong-approver":
         grant = _grant(dep, clock, approver="PL")
     if case != "bad-signature":  # a forged grant cannot be registered (tested below)
-        gw.register_grant(principals[f"authority-{grant.approver.lower()}"], grant)
+        dep.governance.register_grant(principals[f"authority-{grant.approver.lower()}"], grant)
     if case == "revoked":
-        gw.revoke_grant(principals["authority-vn"], grant.grant_id)
+        dep.governance.revoke_grant(principals["authority-vn"], grant.grant_id)
     size = gw.log.size
     with pytest.raises(Denied, match=message) as info:
         gw.access(principals["authority-us"], purpose=purpose, record_ids=[lan_id], grant=grant)
@@ -308,7 +308,7 @@ def test_every_released_key_was_backed_by_a_logged_allow(dep, principals, clock)
         custodian.unwrap_many = spy  # type: ignore[method-assign]
     anna_id, lan_id = _ingest_pair(dep, principals)
     grant = _grant(dep, clock)
-    gw.register_grant(principals["authority-vn"], grant)
+    dep.governance.register_grant(principals["authority-vn"], grant)
     attempts = [
         ("svc-pl", "customer-support", [anna_id], None),
         ("svc-pl", "customer-support", [lan_id], None),
@@ -442,7 +442,9 @@ def test_subject_report_lists_everything_with_proofs(dep, principals, clock):
     gw.access(principals["svc-pl"], purpose="customer-support", record_ids=[anna_id])
     with pytest.raises(Denied):
         gw.access(principals["authority-us"], purpose="foreign-legal-process", record_ids=[anna_id])
-    report = gw.subject_report(principals["subject-anna"], jurisdiction="PL", subject_id=ANNA)
+    report = dep.governance.subject_report(
+        principals["subject-anna"], jurisdiction="PL", subject_id=ANNA
+    )
     kinds = [LogEntry.from_bytes(e.entry).kind for e in report.entries]
     assert kinds == ["ingest", "decision", "key_release", "decision"]
     checkpoint = verify_checkpoint(report.checkpoint, gw.log.verifier_key)
@@ -461,13 +463,14 @@ def test_subject_report_lists_everything_with_proofs(dep, principals, clock):
 
 def test_subject_report_is_only_for_the_subject_or_home_authority(dep, principals):
     _ingest_pair(dep, principals)
-    gw = dep.gateway
-    gw.subject_report(principals["authority-pl"], jurisdiction="PL", subject_id=ANNA)
+    dep.governance.subject_report(principals["authority-pl"], jurisdiction="PL", subject_id=ANNA)
     with pytest.raises(Denied) as info:
-        gw.subject_report(principals["authority-us"], jurisdiction="PL", subject_id=ANNA)
+        dep.governance.subject_report(
+            principals["authority-us"], jurisdiction="PL", subject_id=ANNA
+        )
     assert _entry(dep, info.value.log_index).fields["effect"] == "deny"
     with pytest.raises(Denied):
-        gw.subject_report(principals["subject-anna"], jurisdiction="VN", subject_id=LAN)
+        dep.governance.subject_report(principals["subject-anna"], jurisdiction="VN", subject_id=LAN)
 
 
 def test_an_unregistered_or_substituted_grant_is_denied(dep, principals, clock):
@@ -476,20 +479,20 @@ def test_an_unregistered_or_substituted_grant_is_denied(dep, principals, clock):
     grant = _grant(dep, clock)
     with pytest.raises(Denied, match="not registered"):
         gw.access(us, purpose="foreign-legal-process", record_ids=[lan_id], grant=grant)
-    gw.register_grant(principals["authority-vn"], grant)
+    dep.governance.register_grant(principals["authority-vn"], grant)
     wider = sign_grant(replace(grant, not_after=grant.not_after + 10**6), dep.authority_key("VN"))
     with pytest.raises(Denied, match="differs from the grant registered"):
         gw.access(us, purpose="foreign-legal-process", record_ids=[lan_id], grant=wider)
     with pytest.raises(BadRequest):
-        gw.register_grant(principals["authority-vn"], wider)  # the id is taken
+        dep.governance.register_grant(principals["authority-vn"], wider)  # the id is taken
 
 
 def test_a_grant_with_a_bad_signature_is_not_registered(dep, principals, clock):
     forged = _grant(dep, clock, key=Ed25519PrivateKey.generate())
     with pytest.raises(Denied, match="not signed") as info:
-        dep.gateway.register_grant(principals["authority-us"], forged)
+        dep.governance.register_grant(principals["authority-us"], forged)
     with pytest.raises(NotFound):
-        dep.gateway.get_grant(forged.grant_id)
+        dep.governance.get_grant(forged.grant_id)
     assert _entry(dep, info.value.log_index).fields["action"] == "grant"
 
 
@@ -664,6 +667,6 @@ def test_unknown_purpose_stores_and_logs_nothing(dep, principals):
 def test_shredded_subject_ingest_with_tokens_is_refused(dep, principals):
     gw = dep.gateway
     gw.ingest(principals["svc-pl"], subject_id=ANNA, jurisdiction="PL", content=ANNA_TEXT)
-    gw.shred(principals["authority-pl"], jurisdiction="PL", subject_id=ANNA)
+    dep.governance.shred(principals["authority-pl"], jurisdiction="PL", subject_id=ANNA)
     with pytest.raises(BadRequest, match="crypto-shredded"):
         gw.ingest(principals["svc-pl"], subject_id=ANNA, jurisdiction="PL", content=ANNA_TEXT)

@@ -356,7 +356,7 @@ def test_gateway_flows_through_a_remote_custodian(tmp_path: Path) -> None:
         assert [e.outcome for e in served.journal()[-3:]] == ["released"] * 3
         assert remote.rotate()["destroyedVersions"] == [1]
         assert gw.access(svc, purpose="customer-support", record_ids=ids).records == got
-        gw.shred(
+        dep.governance.shred(
             dep.store.get_principal("authority-pl"), jurisdiction="PL", subject_id="anna@example.pl"
         )
         with pytest.raises(NotFound):

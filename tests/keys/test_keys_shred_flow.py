@@ -64,7 +64,9 @@ def test_shred_is_logged_and_every_record_of_hers_stops_opening(dep: Deployment)
     svc = _principal(dep, "svc-pl")
     assert gw.access(svc, purpose="customer-support", record_ids=anna).records
 
-    receipt = gw.shred(_principal(dep, "authority-pl"), jurisdiction="PL", subject_id=ANNA)
+    receipt = dep.governance.shred(
+        _principal(dep, "authority-pl"), jurisdiction="PL", subject_id=ANNA
+    )
     entry = LogEntry.from_bytes(gw.log.entry(receipt.index))
     assert entry.kind == "shred"
     assert entry.fields == {
@@ -83,7 +85,7 @@ def test_shred_is_logged_and_every_record_of_hers_stops_opening(dep: Deployment)
 def test_only_her_home_authority_or_she_may_shred(dep: Deployment, who: str) -> None:
     record = _ingest(dep, ANNA, "Anna's note")
     with pytest.raises(Denied) as info:
-        dep.gateway.shred(_principal(dep, who), jurisdiction="PL", subject_id=ANNA)
+        dep.governance.shred(_principal(dep, who), jurisdiction="PL", subject_id=ANNA)
     assert info.value.log_index is not None
     got = dep.gateway.access(
         _principal(dep, "svc-pl"), purpose="customer-support", record_ids=[record]
@@ -95,7 +97,7 @@ def test_the_subject_herself_may_shred(dep: Deployment) -> None:
     record = _ingest(dep, ANNA, "Anna's note")
     commitment = dep.gateway.commitment("PL", ANNA)
     dep.register("subject-anna", "PL", Role.SUBJECT, subject=commitment)
-    dep.gateway.shred(_principal(dep, "subject-anna"), jurisdiction="PL", subject_id=ANNA)
+    dep.governance.shred(_principal(dep, "subject-anna"), jurisdiction="PL", subject_id=ANNA)
     with pytest.raises(NotFound):
         dep.gateway.access(
             _principal(dep, "svc-pl"), purpose="customer-support", record_ids=[record]
@@ -117,7 +119,7 @@ def test_nothing_left_in_the_deployment_recovers_a_shredded_record(
     result = gw.access(svc, purpose="customer-support", record_ids=records)
     assert set(result.records.values()) == {"Anna's secret 0", "Anna's secret 1"}
 
-    gw.shred(_principal(dep, "authority-pl"), jurisdiction="PL", subject_id=ANNA)
+    dep.governance.shred(_principal(dep, "authority-pl"), jurisdiction="PL", subject_id=ANNA)
     dep.close()
     pl.close()
 

@@ -95,7 +95,7 @@ def test_justification_is_decided_logged_and_explained(env) -> None:
     )
     entry = _entry(dep, res.decision_receipt.index)
     assert entry.fields["justification"] == "customer-initiated-support"
-    explained = gw.explain(res.decision.decision_id)
+    explained = dep.governance.explain(_who(dep, "auditor"), res.decision.decision_id)
     assert explained.log_index == res.decision_receipt.index
     assert explained.rules[0][0] == "home-service-declared-purpose"
     assert "was ALLOWED" in explained.to_text()
@@ -118,7 +118,10 @@ def test_compelled_foreign_order_is_denied_and_queued_for_review(env) -> None:
     assert entry.fields["review"] == "legal"
     queued = gw.decisions.reviews("legal")
     assert [q.decision_id for q in queued] == [entry.fields["decision_id"]]
-    assert "queued for legal review" in gw.explain(entry.fields["decision_id"]).to_text()
+    assert (
+        "queued for legal review"
+        in dep.governance.explain(_who(dep, "auditor"), entry.fields["decision_id"]).to_text()
+    )
 
 
 def test_grant_categories_max_records_and_immediate_revocation(env) -> None:
@@ -127,15 +130,15 @@ def test_grant_categories_max_records_and_immediate_revocation(env) -> None:
     gw = dep.gateway
     us = _who(dep, "authority-us")
     narrow = _grant(dep, clock, approver="PL", subjects=(ANNA,), categories=("email",))
-    gw.register_grant(_who(dep, "authority-pl"), narrow)
+    dep.governance.register_grant(_who(dep, "authority-pl"), narrow)
     with pytest.raises(Denied, match="covers data categories email, not phone"):
         gw.access(us, purpose="foreign-legal-process", record_ids=[anna_id], grant=narrow)
     wide = _grant(
         dep, clock, grant_id="g-2", approver="PL", subjects=(ANNA,), categories=("phone",)
     )
-    gw.register_grant(_who(dep, "authority-pl"), wide)
+    dep.governance.register_grant(_who(dep, "authority-pl"), wide)
     assert gw.access(us, purpose="foreign-legal-process", record_ids=[anna_id], grant=wide)
-    gw.revoke_grant(_who(dep, "authority-pl"), "g-2")
+    dep.governance.revoke_grant(_who(dep, "authority-pl"), "g-2")
     with pytest.raises(Denied, match="revoked"):
         gw.access(us, purpose="foreign-legal-process", record_ids=[anna_id], grant=wide)
 
@@ -164,13 +167,15 @@ def test_signed_pack_activation_is_logged_with_signers_and_takes_effect(env) -> 
         (_envelope(dep, "gdsi", "PL", "DE", "VN"), "already active"),
     ]:
         with pytest.raises(BadRequest, match=message):
-            gw.activate_policy(_who(dep, "operator"), bad)
+            dep.governance.activate_policy(_who(dep, "operator"), bad)
     assert gw.log.size == size
     assert gw.decisions.pack.name == "gdsi"
     with pytest.raises(Denied, match="only the operator or a jurisdiction authority"):
-        gw.activate_policy(_who(dep, "svc-pl"), _envelope(dep, "gdpr-chapter-v", "PL", "DE", "VN"))
+        dep.governance.activate_policy(
+            _who(dep, "svc-pl"), _envelope(dep, "gdpr-chapter-v", "PL", "DE", "VN")
+        )
 
-    receipt = gw.activate_policy(
+    receipt = dep.governance.activate_policy(
         _who(dep, "operator"), _envelope(dep, "gdpr-chapter-v", "PL", "DE", "VN")
     )
     entry = _entry(dep, receipt.index)
@@ -183,14 +188,14 @@ def test_signed_pack_activation_is_logged_with_signers_and_takes_effect(env) -> 
 
     # the same pack again is refused; a newer version signed by enough parties is not
     with pytest.raises(BadRequest, match="already active"):
-        gw.activate_policy(
+        dep.governance.activate_policy(
             _who(dep, "operator"), _envelope(dep, "gdpr-chapter-v", "PL", "DE", "VN")
         )
     newer = _envelope(dep, "gdpr-chapter-v", "CN", "US", "VN", version=2)
-    gw.activate_policy(_who(dep, "authority-vn"), newer)
+    dep.governance.activate_policy(_who(dep, "authority-vn"), newer)
     older = _envelope(dep, "gdpr-chapter-v", "CN", "US", "VN", version=1)
     with pytest.raises(BadRequest, match="rollback refused"):
-        gw.activate_policy(_who(dep, "operator"), older)
+        dep.governance.activate_policy(_who(dep, "operator"), older)
     assert gw.decisions.pack.version == 2
 
     # a restart restores the last activated pack from the log: no rollback by restarting
@@ -204,7 +209,7 @@ def test_signed_pack_activation_is_logged_with_signers_and_takes_effect(env) -> 
 
 def test_a_logged_pack_that_no_longer_verifies_stops_the_gateway(env) -> None:
     dep, _ = env
-    dep.gateway.activate_policy(
+    dep.governance.activate_policy(
         _who(dep, "operator"), _envelope(dep, "pipl-cross-border", "PL", "DE", "VN")
     )
     # the deployment's VN authority key is replaced: VN's signature no longer counts
@@ -291,7 +296,7 @@ def test_pack_parameters_reach_the_gateway_retention_and_residency(env) -> None:
     envelope = Envelope.wrap(bundle)
     for j in ("PL", "DE", "VN"):
         envelope = sign_pack(envelope, j, dep.authority_key(j))
-    gw.activate_policy(_who(dep, "operator"), envelope)
+    dep.governance.activate_policy(_who(dep, "operator"), envelope)
     assert gw.access(_who(dep, "svc-pl"), purpose="billing", record_ids=[anna_id])
     clock.now += 31 * 86400
     with pytest.raises(Denied, match="retention period"):

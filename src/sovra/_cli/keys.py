@@ -131,7 +131,7 @@ def keys_shred(
     dep = Deployment.open(deployment)
     try:
         principal = dep.store.get_principal(as_)
-        receipt = dep.gateway.shred(principal, jurisdiction=jurisdiction, subject_id=subject)
+        receipt = dep.governance.shred(principal, jurisdiction=jurisdiction, subject_id=subject)
         commitment = dep.gateway.commitment(jurisdiction, subject)
     finally:
         dep.close()

@@ -17,7 +17,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from sovra import __version__
 from sovra.deployment import Deployment
 from sovra.errors import BadRequest, PayloadTooLarge, SovraError
-from sovra.gateway import AccessResult, IngestReceipt, SubjectReport
+from sovra.gateway import AccessResult, IngestReceipt
+from sovra.governance import SubjectReport
 from sovra.model import Grant, Principal
 from sovra.server.bodies import AccessBody, IngestBody, SubjectRef
 from sovra.server.docs import mount_docs
@@ -33,6 +34,7 @@ log = logging.getLogger("sovra.server")
 def create_app(deployment: Deployment) -> FastAPI:
     """Build the ASGI application for an opened deployment."""
     gw = deployment.gateway
+    gov = deployment.governance
     app = FastAPI(
         title="sovra",
         version=__version__,
@@ -107,31 +109,31 @@ def create_app(deployment: Deployment) -> FastAPI:
     @app.post("/v1/grants", status_code=201, tags=["grants"])
     def register_grant(body: dict[str, Any], caller: Caller) -> dict[str, Any]:
         """Register a legal-assistance grant signed by the subjects' home authority."""
-        return {"receipt": gw.register_grant(caller, Grant.from_json(body)).to_dict()}
+        return {"receipt": gov.register_grant(caller, Grant.from_json(body)).to_dict()}
 
     @app.get("/v1/grants/{grant_id}", tags=["grants"])
     def show_grant(grant_id: str, caller: Caller) -> dict[str, Any]:
         """A registered grant, with its revocation status."""
-        grant = gw.get_grant(grant_id)
+        status = gov.grant_status(caller, grant_id)
         return {
-            "grant": grant.body() | {"signature": grant.signature.hex()},
-            "revoked": gw.store.grant_revoked(grant_id),
+            "grant": status.grant.body() | {"signature": status.grant.signature.hex()},
+            "revoked": status.revoked,
         }
 
     @app.post("/v1/grants/{grant_id}/revoke", tags=["grants"])
     def revoke_grant(grant_id: str, caller: Caller) -> dict[str, Any]:
         """Revoke a grant (its approving authority only); takes effect at once."""
-        return {"receipt": gw.revoke_grant(caller, grant_id).to_dict()}
+        return {"receipt": gov.revoke_grant(caller, grant_id).to_dict()}
 
     @app.post("/v1/subjects/report", tags=["subjects"])
     def subject_report(body: SubjectRef, caller: Caller) -> dict[str, Any]:
         """Who touched this subject's data: her log entries with inclusion proofs."""
         return _report(
-            gw.subject_report(caller, jurisdiction=body.jurisdiction, subject_id=body.subject_id)
+            gov.subject_report(caller, jurisdiction=body.jurisdiction, subject_id=body.subject_id)
         )
 
-    add_policy_routes(app, deployment, Caller)
-    add_sealed_routes(app, deployment, Caller)
+    add_policy_routes(app, gov, Caller)
+    add_sealed_routes(app, gw, Caller)
 
     # -- the public log --------------------------------------------------------------------
 
@@ -175,11 +177,11 @@ def create_app(deployment: Deployment) -> FastAPI:
     @app.get("/v1/info", tags=["log"])
     def info() -> dict[str, Any]:
         """Public facts: jurisdictions, regions, purposes, log origin and key."""
-        return gw.describe()
+        return gov.describe()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home() -> str:
-        facts = gw.describe()
+        facts = gov.describe()
         rows = "".join(
             f"<tr><td>{c}</td><td>{j['name']}</td><td>{', '.join(j['regions'])}</td></tr>"
             for c, j in facts["jurisdictions"].items()

@@ -9,59 +9,42 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
-from sovra.deployment import Deployment
-from sovra.errors import Denied
-from sovra.model import Principal, Role
+from sovra.governance import Governance
 from sovra.policy import Envelope
 
 __all__ = ["add_policy_routes"]
 
-_OVERSIGHT = frozenset({Role.OPERATOR, Role.AUTHORITY, Role.AUDITOR})
 
-
-def add_policy_routes(app: FastAPI, deployment: Deployment, caller: Any) -> None:
+def add_policy_routes(app: FastAPI, governance: Governance, caller: Any) -> None:
     """Add the policy routes to *app*; *caller* is the app's authenticated-principal type."""
-    gw = deployment.gateway
-
-    def _oversight(principal: Principal, what: str) -> None:
-        if principal.role not in _OVERSIGHT:
-            raise Denied(f"{what} is for the operator, authorities and auditors")
+    gov = governance
 
     @app.get("/v1/decisions/{decision_id}/explain", tags=["policy"])
     def explain(decision_id: str, principal: caller) -> dict[str, Any]:
         """A logged decision in words: the rules that decided it and their reasons."""
-        return gw.explain(decision_id).to_dict()
+        return gov.explain(principal, decision_id).to_dict()
 
     @app.get("/v1/policy", tags=["policy"])
     def active_pack(principal: caller) -> dict[str, Any]:
         """The active policy pack: name, version, digest, parties, threshold and rules."""
-        pack = gw.decisions.pack
-        return {
-            "name": pack.name,
-            "version": pack.version,
-            "digest": pack.digest,
-            "parties": list(pack.parties),
-            "threshold": pack.threshold,
-            "rules": pack.rules(),
-        }
+        return gov.active_pack()
 
     @app.post("/v1/policy/activate", tags=["policy"])
     async def activate(request: Request, principal: caller) -> dict[str, Any]:
         """Activate a pack signed by k of its n parties (a DSSE envelope); logged first."""
         envelope = Envelope.from_json(await request.body())
-        receipt = gw.activate_policy(principal, envelope)
-        pack = gw.decisions.pack
+        receipt = gov.activate_policy(principal, envelope)
+        active = gov.active_pack()
         return {
-            "pack": pack.name,
-            "version": pack.version,
-            "digest": pack.digest,
+            "pack": active["name"],
+            "version": active["version"],
+            "digest": active["digest"],
             "receipt": receipt.to_dict(),
         }
 
     @app.get("/v1/policy/reviews", tags=["policy"])
     def reviews(principal: caller) -> dict[str, Any]:
         """Decisions queued for legal (or after-the-fact) review."""
-        _oversight(principal, "the review queue")
         return {
             "reviews": [
                 {
@@ -75,14 +58,13 @@ def add_policy_routes(app: FastAPI, deployment: Deployment, caller: Any) -> None
                     "policies": list(r.policies),
                     "jurisdictions": list(r.jurisdictions),
                 }
-                for r in gw.decisions.reviews()
+                for r in gov.reviews(principal)
             ]
         }
 
     @app.get("/v1/policy/alerts", tags=["policy"])
     def alerts(principal: caller) -> dict[str, Any]:
         """Refusals the bulk guard decided, newest last."""
-        _oversight(principal, "bulk alerts")
         return {
             "alerts": [
                 {
@@ -92,11 +74,11 @@ def add_policy_routes(app: FastAPI, deployment: Deployment, caller: Any) -> None
                     "policies": list(a.policies),
                     "decision_id": a.decision_id,
                 }
-                for a in gw.decisions.guard.alerts()
+                for a in gov.alerts(principal)
             ]
         }
 
     @app.get("/v1/policy/metrics", response_class=PlainTextResponse, tags=["policy"])
     def metrics() -> str:
         """Prometheus metrics of the bulk guard; ``sovra_bulk_alert`` is 1 while alerting."""
-        return gw.decisions.guard.metrics()
+        return gov.metrics()

@@ -12,9 +12,8 @@ from typing import Any, Literal
 from fastapi import FastAPI
 from pydantic import Field
 
-from sovra.deployment import Deployment
 from sovra.errors import BadRequest
-from sovra.gateway import IngestReceipt, SealedAccessResult
+from sovra.gateway import Gateway, IngestReceipt, SealedAccessResult
 from sovra.keys.custodian import SealingCustodian
 from sovra.model import Grant, RecordHeader
 from sovra.server.bodies import AccessBody, Strict
@@ -59,9 +58,9 @@ def _unb64(value: str, what: str) -> bytes:
         raise BadRequest(f"{what} is not base64") from None
 
 
-def add_sealed_routes(app: FastAPI, deployment: Deployment, caller: Any) -> None:
+def add_sealed_routes(app: FastAPI, gateway: Gateway, caller: Any) -> None:
     """Add the client-side sealing routes; *caller* is the app's authenticated-principal type."""
-    gw = deployment.gateway
+    gw = gateway
 
     @app.get("/v1/sealed/custodians", tags=["sealed"])
     def custodians() -> dict[str, Any]:

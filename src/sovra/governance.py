@@ -1,0 +1,396 @@
+"""Governance beside the two flows: grants, policy packs, explanations, erasure, reports.
+
+The gateway (:mod:`sovra.gateway`) runs ingest and access; everything else a principal can
+ask of a deployment is here: register, show and revoke legal-assistance grants, activate a
+signed policy pack (and restore the last one at start), explain a logged decision, read
+the review queue and the bulk alerts, erase a subject (crypto-shredding) and report to a
+subject who touched her data. :class:`Authorizer` is what both sides write to the log
+through.
+
+Every method takes an already-authenticated :class:`~sovra.model.Principal`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from sovra.config import Config
+from sovra.errors import ConfigError, Denied, NotFound, SovraError
+from sovra.keys import Custodian
+from sovra.ledger import TransparencyLog, verify_checkpoint
+from sovra.model import Decision, Grant, LogEntry, LogReceipt, Principal, Role, check_id
+from sovra.policy import (
+    Alert,
+    DecisionPoint,
+    Envelope,
+    Explanation,
+    ReviewItem,
+    explain_entry,
+    verify_grant_signature,
+    verify_pack,
+)
+from sovra.store import MetadataStore
+
+__all__ = ["Authorizer", "Governance", "GrantStatus", "ReportEntry", "SubjectReport"]
+
+_OVERSIGHT = frozenset({Role.OPERATOR, Role.AUTHORITY, Role.AUDITOR})
+
+
+@dataclass(frozen=True, slots=True)
+class GrantStatus:
+    """A registered grant and whether it has been revoked."""
+
+    grant: Grant
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReportEntry:
+    """One log entry about a subject, with its inclusion proof."""
+
+    index: int
+    entry: bytes
+    proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectReport:
+    """Everything the log says about one subject, provable against one checkpoint."""
+
+    commitment: str
+    checkpoint: str
+    entries: tuple[ReportEntry, ...]
+
+
+class Authorizer:
+    """Writes to the log for the flows and for governance, refusals included."""
+
+    def __init__(self, log: TransparencyLog, clock: Callable[[], float]) -> None:
+        self.log = log
+        self._clock = clock
+
+    def now_ms(self) -> int:
+        """The deployment clock, in milliseconds."""
+        return int(self._clock() * 1000)
+
+    def append(self, entry: LogEntry, tags: Sequence[str]) -> tuple[bytes, LogReceipt]:
+        """Append *entry* under *tags*; returns its bytes and its receipt."""
+        data = entry.to_bytes()
+        return data, self.log.append(data, tags)
+
+    def refuse(self, principal: Principal, action: str, reason: str, tags: Sequence[str]) -> int:
+        """Log a refusal taken outside the policy engine; returns its log index."""
+        decision = Decision(
+            decision_id=uuid.uuid4().hex,
+            allow=False,
+            reason=reason,
+            principal=principal.id,
+            purpose="none",
+            records=(),
+            subjects=tuple(tags),
+            action=action,
+        )
+        return self.append(decision.to_entry(self.now_ms()), tags)[1].index
+
+
+class Governance:
+    """Grants, policy packs, explanations, oversight, erasure and subject reports."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: MetadataStore,
+        custodians: Mapping[str, Custodian],
+        log: TransparencyLog,
+        decisions: DecisionPoint,
+        authority_keys: Mapping[str, Ed25519PublicKey],
+        commitment: Callable[[str, str], str],
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.custodians = custodians
+        self.log = log
+        self.decisions = decisions
+        self.authority_keys = authority_keys
+        self.commitment = commitment
+        self._authorizer = Authorizer(log, clock)
+
+    # -- grants --------------------------------------------------------------------------
+
+    def register_grant(self, principal: Principal, grant: Grant) -> LogReceipt:
+        """Store a signed grant and log it (subjects as commitments only).
+
+        Raises:
+            Denied: the signature is not the approving authority's (logged).
+            BadRequest: a grant with this id exists already.
+        """
+        tags = sorted({self.commitment(grant.approver, s) for s in grant.subjects})
+        try:
+            verify_grant_signature(grant, self.authority_keys)
+        except Denied as exc:
+            exc.log_index = self._authorizer.refuse(principal, "grant", exc.message, tags)
+            raise
+        self.store.put_grant(grant.grant_id, grant.digest(), grant.to_json())
+        entry = LogEntry(
+            kind="grant",
+            time_ms=self._authorizer.now_ms(),
+            principal=principal.id,
+            fields={
+                "grant": grant.digest(),
+                "grant_id": grant.grant_id,
+                "approver": grant.approver,
+                "grantee": grant.grantee,
+                "purpose": grant.purpose,
+                "not_before": grant.not_before,
+                "not_after": grant.not_after,
+                "subjects": tags,
+            },
+        )
+        return self._authorizer.append(entry, tags)[1]
+
+    def get_grant(self, grant_id: str) -> Grant:
+        """A stored grant.
+
+        Raises:
+            NotFound: no grant with this id.
+        """
+        return Grant.from_json(self.store.get_grant(grant_id))
+
+    def grant_status(self, principal: Principal, grant_id: str) -> GrantStatus:
+        """A registered grant, with its revocation status.
+
+        Raises:
+            NotFound: no grant with this id.
+        """
+        del principal
+        return GrantStatus(self.get_grant(grant_id), self.store.grant_revoked(grant_id))
+
+    def revoke_grant(self, principal: Principal, grant_id: str) -> LogReceipt:
+        """Revoke a grant at once; only its approving authority may.
+
+        Raises:
+            NotFound: no grant with this id.
+            Denied: the principal is not the approving authority.
+            BadRequest: the grant is revoked already.
+        """
+        grant = self.get_grant(grant_id)
+        if principal.role is not Role.AUTHORITY or principal.jurisdiction != grant.approver:
+            reason = f"only {grant.approver}'s authority may revoke grant {grant_id}"
+            raise Denied(reason, log_index=self._authorizer.refuse(principal, "revoke", reason, []))
+        now = self._authorizer.now_ms()
+        self.store.revoke_grant(grant_id, now)
+        entry = LogEntry(
+            kind="grant_revoked",
+            time_ms=now,
+            principal=principal.id,
+            fields={"grant": grant.digest(), "grant_id": grant_id},
+        )
+        return self._authorizer.append(entry, [])[1]
+
+    # -- policy: explanations, oversight and pack activation ---------------------------
+
+    def explain(self, principal: Principal, decision_id: str) -> Explanation:
+        """Explain a logged decision: its rules' reasons, grant, justification, review.
+
+        Raises:
+            NotFound: no decision with this id in the log.
+        """
+        del principal
+        indexes = self.log.find(f"decision:{check_id(decision_id, 'decision id')}")
+        if not indexes:
+            raise NotFound(f"no decision {decision_id} in the log")
+        entry = LogEntry.from_bytes(self.log.entry(indexes[0]))
+        return explain_entry(
+            entry.fields,
+            index=indexes[0],
+            time_ms=entry.time_ms,
+            principal=entry.principal,
+            pack=self.decisions.pack,
+        )
+
+    def reviews(self, principal: Principal) -> list[ReviewItem]:
+        """Decisions queued for legal (or after-the-fact) review, oldest first.
+
+        Raises:
+            Denied: the principal is not the operator, an authority or an auditor.
+        """
+        if principal.role not in _OVERSIGHT:
+            raise Denied("the review queue is for the operator, authorities and auditors")
+        return self.decisions.reviews()
+
+    def alerts(self, principal: Principal) -> list[Alert]:
+        """Refusals the bulk guard decided, newest last.
+
+        Raises:
+            Denied: the principal is not the operator, an authority or an auditor.
+        """
+        if principal.role not in _OVERSIGHT:
+            raise Denied("bulk alerts is for the operator, authorities and auditors")
+        return self.decisions.guard.alerts()
+
+    def metrics(self) -> str:
+        """Prometheus metrics of the bulk guard (counts only: public, like the log)."""
+        return self.decisions.guard.metrics()
+
+    def active_pack(self) -> dict[str, Any]:
+        """The active policy pack: name, version, digest, parties, threshold and rules."""
+        pack = self.decisions.pack
+        return {
+            "name": pack.name,
+            "version": pack.version,
+            "digest": pack.digest,
+            "parties": list(pack.parties),
+            "threshold": pack.threshold,
+            "rules": pack.rules(),
+        }
+
+    def activate_policy(self, principal: Principal, envelope: Envelope) -> LogReceipt:
+        """Activate a signed policy pack: verify k of n signers, log, then switch.
+
+        The ``policy_activation`` entry (pack name, version, digest, signers) is in the log
+        before the pack decides anything.
+
+        Raises:
+            Denied: the principal is neither the operator nor an authority (logged).
+            BadRequest: too few, unknown or non-party signers, rollback, or a pack that
+                fails validation; the active pack is unchanged.
+            VerificationError: a signature over other bytes; the active pack is unchanged.
+        """
+        if principal.role not in (Role.OPERATOR, Role.AUTHORITY):
+            reason = "only the operator or a jurisdiction authority may activate a policy pack"
+            raise Denied(reason, log_index=self._authorizer.refuse(principal, "policy", reason, []))
+        previous = self.decisions.pack
+        verified = verify_pack(envelope, self.authority_keys, active=self.decisions.active())
+        pack = verified.bundle.compile()
+        entry = LogEntry(
+            kind="policy_activation",
+            time_ms=self._authorizer.now_ms(),
+            principal=principal.id,
+            fields={
+                "pack": pack.name,
+                "version": pack.version,
+                "digest": pack.digest,
+                "parties": list(pack.parties),
+                "threshold": pack.threshold,
+                "signers": list(verified.signers),
+                "previous": {
+                    "pack": previous.name,
+                    "version": previous.version,
+                    "digest": previous.digest,
+                },
+                # The signed pack itself (public, like the log), so that a restart restores it.
+                "envelope": json.loads(envelope.to_json()),
+            },
+        )
+        receipt = self._authorizer.append(entry, ["policy_activation"])[1]
+        self.decisions.activate(pack)
+        return receipt
+
+    def restore_policy(self) -> None:
+        """Re-activate the pack of the last ``policy_activation`` entry, if any.
+
+        Its signatures are checked again against the authority keys: a logged pack that no
+        longer verifies stops the gateway rather than falling back to another pack.
+
+        Raises:
+            ConfigError: the last logged pack no longer verifies or validates.
+        """
+        indexes = self.log.find("policy_activation")
+        if not indexes:
+            return
+        entry = LogEntry.from_bytes(self.log.entry(indexes[-1]))
+        try:
+            envelope = Envelope.from_json(json.dumps(entry.fields["envelope"]).encode())
+            pack = verify_pack(envelope, self.authority_keys).bundle.compile()
+        except (KeyError, SovraError) as exc:
+            detail = exc.message if isinstance(exc, SovraError) else f"missing {exc}"
+            raise ConfigError(
+                f"the policy pack activated at log index {indexes[-1]} does not verify: {detail}"
+            ) from None
+        self.decisions.activate(pack)
+
+    # -- crypto-shredding ----------------------------------------------------------------
+
+    def shred(self, principal: Principal, *, jurisdiction: str, subject_id: str) -> LogReceipt:
+        """Erase a subject: her custodian destroys her key, so no record of hers opens again.
+
+        The ``shred`` entry is logged first, then the key is destroyed; blobs and metadata
+        stay as they are and are unreadable. Shredding twice logs twice and is harmless.
+
+        Raises:
+            Denied: the principal is neither the subject nor her home authority (logged).
+            ConfigError: the custodian could not destroy the key; retry.
+        """
+        commitment = self.commitment(jurisdiction, subject_id)
+        if not _subject_or_home_authority(principal, commitment, jurisdiction):
+            reason = "only the subject herself or her home authority may erase her data"
+            raise Denied(
+                reason, log_index=self._authorizer.refuse(principal, "shred", reason, [commitment])
+            )
+        records = self.store.records_for_subject(commitment)
+        entry = LogEntry(
+            kind="shred",
+            time_ms=self._authorizer.now_ms(),
+            principal=principal.id,
+            fields={
+                "subject": commitment,
+                "jurisdiction": jurisdiction,
+                # A count, not the ids: an entry is bounded and a subject's records are not.
+                "records": len(records),
+            },
+        )
+        _, receipt = self._authorizer.append(entry, [commitment])
+        self.custodians[jurisdiction].shred(commitment)
+        return receipt
+
+    # -- subject access report -----------------------------------------------------------
+
+    def subject_report(
+        self, principal: Principal, *, jurisdiction: str, subject_id: str
+    ) -> SubjectReport:
+        """Who touched this subject's data: every log entry about her, with inclusion proofs.
+
+        Raises:
+            Denied: the principal is neither the subject nor her home authority (logged).
+        """
+        commitment = self.commitment(jurisdiction, subject_id)
+        if not _subject_or_home_authority(principal, commitment, jurisdiction):
+            reason = "a subject report is for the subject herself or her home authority"
+            raise Denied(
+                reason, log_index=self._authorizer.refuse(principal, "report", reason, [commitment])
+            )
+        checkpoint = self.log.checkpoint()
+        size = verify_checkpoint(checkpoint, self.log.verifier_key).size
+        entries = tuple(
+            ReportEntry(i, self.log.entry(i), tuple(self.log.inclusion_proof(i, size)))
+            for i in self.log.find(commitment)
+            if i < size
+        )
+        return SubjectReport(commitment, checkpoint, entries)
+
+    def describe(self) -> dict[str, Any]:
+        """Public facts about this deployment: jurisdictions, regions, log key."""
+        return {
+            "origin": self.config.origin,
+            "log_verifier_key": self.log.verifier_key,
+            "log_size": self.log.size,
+            "jurisdictions": {
+                code: {"name": j.name, "regions": list(j.regions), "purposes": list(j.purposes)}
+                for code, j in self.config.jurisdictions.items()
+            },
+        }
+
+
+def _subject_or_home_authority(principal: Principal, commitment: str, jurisdiction: str) -> bool:
+    is_subject = principal.role is Role.SUBJECT and principal.subject == commitment
+    return is_subject or (
+        principal.role is Role.AUTHORITY and principal.jurisdiction == jurisdiction
+    )
