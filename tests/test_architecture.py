@@ -20,6 +20,7 @@ STAGES = ("classify", "policy", "keys", "ledger", "store")
 ABOVE_STAGES = {
     "sovra.gateway",
     "sovra.governance",
+    "sovra.check",
     "sovra.server",
     "sovra.cli",
     "sovra.client",

@@ -59,6 +59,7 @@ ClientSide = Annotated[
 _LAZY_COMMANDS = {
     "scan": "sovra._cli.scan:scan",
     "explain": "sovra._cli.policy:explain",
+    "check": "sovra._cli.check:check",
 }
 _LAZY_GROUPS = {
     "log": "sovra._cli.log:log_app",

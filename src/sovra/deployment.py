@@ -30,7 +30,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from sovra import check
 from sovra.auth import Authenticator
+from sovra.check import CheckReport
 from sovra.config import DEFAULT_JURISDICTIONS, Config, render_default_config
 from sovra.errors import ConfigError
 from sovra.gateway import Gateway
@@ -79,6 +81,8 @@ class Deployment:
     store: MetadataStore
     # Witness cosignatures of the log's checkpoints ([witnesses] in sovra.toml).
     cosignatures: CheckpointCosignatures | None = None
+    # What the start-up check settled: rows left pending by a crash (sovra.check.recover).
+    recovery: CheckReport | None = None
 
     # -- creating ------------------------------------------------------------------------
 
@@ -127,8 +131,14 @@ class Deployment:
     # -- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, root: Path, *, clock: Callable[[], float] = time.time) -> Deployment:
+    def open(
+        cls, root: Path, *, clock: Callable[[], float] = time.time, recover: bool = True
+    ) -> Deployment:
         """Open the deployment in *root* and wire every stage into a gateway.
+
+        With *recover* (the default), rows a crash left without their log index are
+        completed from the log or quarantined before anything is served
+        (:func:`sovra.check.recover`); ``sovra check`` opens without, to report them.
 
         Raises:
             ConfigError: missing or inconsistent files, with the path and the fix.
@@ -192,7 +202,10 @@ class Deployment:
             config.witnesses,
             quorum=config.witness_quorum,
         )
-        return cls(root, config, gateway, governance, authenticator, store, cosignatures)
+        recovery = check.recover(store, log, now_ms=int(clock() * 1000)) if recover else None
+        return cls(
+            root, config, gateway, governance, authenticator, store, cosignatures, recovery
+        )
 
     def close(self) -> None:
         """Release database connections (and custodians' stores and connections)."""

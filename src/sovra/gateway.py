@@ -235,17 +235,14 @@ class Gateway:
 
         blob, data_key = seal(header, minimised.text.encode())
         wrapped = custodian.wrap(data_key, header)
-        self.blobs[region].put(header.record_id, blob)
         now = self._now_ms()
-        self.store.put_record(
-            RecordMeta(
-                header=header,
-                wrapped_key=wrapped,
-                blob_size=len(blob),
-                created_ms=now,
-                findings=dict(minimised.counts),
-                actions=dict(minimised.actions),
-            )
+        meta = RecordMeta(
+            header=header,
+            wrapped_key=wrapped,
+            blob_size=len(blob),
+            created_ms=now,
+            findings=dict(minimised.counts),
+            actions=dict(minimised.actions),
         )
         entry = LogEntry(
             kind="ingest",
@@ -262,9 +259,32 @@ class Gateway:
                 **({"purpose": purpose} if purpose is not None else {}),
             },
         )
-        _, receipt = self._append(entry, [subject])
-        self.store.set_record_log_index(header.record_id, receipt.index)
+        receipt = self._store_logged(meta, blob, entry)
         return IngestReceipt(header.record_id, region, receipt, minimised.counts, minimised.actions)
+
+    def _store_logged(self, meta: RecordMeta, blob: bytes, entry: LogEntry) -> LogReceipt:
+        """Store a sealed record and log its ingest: logged before visible.
+
+        The row is written pending, which no reader sees; then the blob; then the entry is
+        appended; only then does the row get its log index and become readable. A crash
+        at any step leaves a logged, complete record or a row no reader reaches, which
+        ``sovra check`` completes from the log or quarantines. The blob is written after
+        the row, so a blob without a row is always an orphan that check may remove.
+
+        Raises:
+            BadRequest: the record id is stored already; nothing of this call is kept.
+        """
+        record_id = meta.header.record_id
+        self.store.put_record(meta)
+        try:
+            self.blobs[meta.header.region].put(record_id, blob)
+        except BaseException:
+            self.store.delete_unlogged_record(record_id)
+            raise
+        # From here a failure keeps the pending row: the entry may be in the log already.
+        _, receipt = self._append(entry, [meta.header.subject])
+        self.store.set_record_log_index(record_id, receipt.index)
+        return receipt
 
     # -- access --------------------------------------------------------------------------
 
@@ -517,11 +537,8 @@ class Gateway:
         else:
             raise BadRequest(f"record {header.record_id} is stored already")
         wrapped = self._sealing_custodian(header.jurisdiction).wrap_sealed(key_envelope, header)
-        self.blobs[header.region].put(header.record_id, blob)
         now = self._now_ms()
-        self.store.put_record(
-            RecordMeta(header=header, wrapped_key=wrapped, blob_size=len(blob), created_ms=now)
-        )
+        meta = RecordMeta(header=header, wrapped_key=wrapped, blob_size=len(blob), created_ms=now)
         entry = LogEntry(
             kind="ingest",
             time_ms=now,
@@ -536,8 +553,7 @@ class Gateway:
                 "actions": {},
             },
         )
-        _, receipt = self._append(entry, [header.subject])
-        self.store.set_record_log_index(header.record_id, receipt.index)
+        receipt = self._store_logged(meta, blob, entry)
         return IngestReceipt(header.record_id, header.region, receipt, {}, {})
 
     def access_sealed(

@@ -70,10 +70,15 @@ while True:
 
 
 def _run_and_kill(path: Path, seed: bytes, run: int, sync: str, rng: random.Random) -> list[str]:
+    # Unbuffered: readline() below must not read past its line. communicate() reads the
+    # pipe's descriptor directly, so bytes a buffered reader had already pulled in would
+    # be skipped, and the line they began would come back as its tail alone (a bare hex
+    # leaf hash): more likely the busier the machine, as more output waits in the pipe.
     child = subprocess.Popen(
         [sys.executable, "-c", APPENDER, str(path), seed.hex(), str(run), sync],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        bufsize=0,
     )
     assert child.stdout is not None
     first = child.stdout.readline()

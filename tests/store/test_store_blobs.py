@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +169,9 @@ class EndlessBlobStore(BlobStoreBase):
     def _exists(self, key: str) -> bool:
         raise OSError(5, "Input/output error")
 
+    def _keys(self) -> Iterator[str]:
+        raise OSError(5, "Input/output error")
+
 
 def test_base_stops_reading_at_the_limit() -> None:
     store = EndlessBlobStore()
@@ -270,3 +273,21 @@ def test_filesystem_write_failure_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot write rec-1"):
         store.put("rec-1", b"data")
     assert os.path.getsize(folder) == 0
+
+
+def test_stored_keys_lists_blobs_and_nothing_else(blobs: BlobStoreBase) -> None:
+    assert list(blobs.stored_keys()) == []
+    for key in ("r-1", "r-2", "R-3"):
+        blobs.put(key, b"x")
+    assert sorted(blobs.stored_keys()) == ["R-3", "r-1", "r-2"]
+    blobs.delete("r-2")
+    assert sorted(blobs.stored_keys()) == ["R-3", "r-1"]
+    if isinstance(blobs, FilesystemBlobStore):
+        # A temporary file left by a crash mid-write is the store's own, not a blob.
+        (blobs.path_for("r-1").parent / ".tmp-leftover").write_bytes(b"partial")
+        assert sorted(blobs.stored_keys()) == ["R-3", "r-1"]
+
+
+def test_stored_keys_translates_storage_failures() -> None:
+    with pytest.raises(ConfigError, match="cannot list"):
+        list(EndlessBlobStore().stored_keys())

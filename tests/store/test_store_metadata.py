@@ -55,6 +55,7 @@ def make_meta(
         created_ms=created_ms,
         findings={"pl.pesel": 2, "phone": 1},
         actions={"pl.pesel": "tokenize", "phone": "redact"},
+        log_index=1,  # logged, so readers see it; pending rows are tested on their own
     )
     return dataclasses.replace(meta, **changes)
 
@@ -139,9 +140,12 @@ def test_record_with_defaults_round_trips(store: MetadataStore) -> None:
         created_ms=0,
     )
     store.put_record(meta)
+    assert meta.log_index == -1
+    with pytest.raises(NotFound):
+        store.get_record("r")  # pending until its ingest entry is logged
+    store.set_record_log_index("r", 0)
     got = store.get_record("r")
-    assert got == meta
-    assert got.log_index == -1
+    assert got == dataclasses.replace(meta, log_index=0)
     assert dict(got.findings) == {}
 
 
@@ -219,7 +223,7 @@ def test_malformed_record_refused_and_nothing_stored(store: MetadataStore, case:
 
 
 def test_log_index_is_set_once(store: MetadataStore) -> None:
-    store.put_record(make_meta())
+    store.put_record(make_meta(log_index=-1))
     store.set_record_log_index("rec-1", 5)
     assert store.get_record("rec-1").log_index == 5
     store.set_record_log_index("rec-1", 5)  # a retry of the same write is harmless
@@ -229,13 +233,74 @@ def test_log_index_is_set_once(store: MetadataStore) -> None:
 
 
 def test_log_index_refusals(store: MetadataStore) -> None:
-    store.put_record(make_meta())
+    store.put_record(make_meta(log_index=-1))
     with pytest.raises(NotFound):
         store.set_record_log_index("other", 1)
     for bad in (-1, True, 1.0, 2**63):
         with pytest.raises(BadRequest):
             store.set_record_log_index("rec-1", bad)  # type: ignore[arg-type]
-    assert store.get_record("rec-1").log_index == -1
+    assert store.record_log_index("rec-1") == -1
+
+
+def test_pending_rows_are_seen_by_no_reader(store: MetadataStore) -> None:
+    store.put_record(make_meta("logged", log_index=3))
+    store.put_record(make_meta("pending", log_index=-1))
+    with pytest.raises(NotFound):
+        store.get_record("pending")
+    assert [m.header.record_id for m in store.records_for_subject(commitment(1))] == ["logged"]
+    assert store.record_ids_for_jurisdiction("PL", 10) == ["logged"]
+    assert store.count_records() == 1
+    # Only the reconciling methods see it.
+    assert [m.header.record_id for m in store.unlogged_records(10)] == ["pending"]
+    assert [m.header.record_id for m in store.records_page("", 10)] == ["logged", "pending"]
+    assert store.record_log_index("pending") == -1
+    assert store.record_log_index("absent") is None
+    store.set_record_log_index("pending", 4)
+    assert store.get_record("pending") == make_meta("pending", log_index=4)
+    assert store.record_ids_for_jurisdiction("PL", 10) == ["logged", "pending"]
+    assert store.count_records() == 2
+    assert store.unlogged_records(10) == []
+
+
+def test_quarantine_hides_and_the_logging_writer_still_completes(store: MetadataStore) -> None:
+    store.put_record(make_meta("a", log_index=-1))
+    store.put_record(make_meta("b", log_index=2))
+    assert store.quarantine_record("a") is True
+    assert store.quarantine_record("a") is False  # quarantined already
+    assert store.quarantine_record("b") is False  # a visible row is never hidden
+    assert store.record_log_index("a") == -2
+    assert store.count_records() == 1
+    assert [m.log_index for m in store.unlogged_records(10)] == [-2]
+    store.set_record_log_index("a", 7)
+    assert store.get_record("a").log_index == 7
+
+
+def test_only_unlogged_rows_are_deleted(store: MetadataStore) -> None:
+    store.put_record(make_meta("a", log_index=-1))
+    store.put_record(make_meta("b", log_index=2))
+    assert store.delete_unlogged_record("b") is False
+    assert store.delete_unlogged_record("a") is True
+    assert store.delete_unlogged_record("a") is False
+    assert store.record_log_index("a") is None
+    assert store.get_record("b") == make_meta("b", log_index=2)
+    with pytest.raises(BadRequest):
+        store.put_record(make_meta("c", log_index=-2))  # quarantine is check's verdict only
+
+
+def test_records_page_walks_every_row_once(store: MetadataStore) -> None:
+    ids = [f"r{i:03}" for i in range(25)]
+    for n, rid in enumerate(reversed(ids)):
+        store.put_record(make_meta(rid, log_index=n - 1 if n % 3 else -1))
+    seen: list[str] = []
+    after = ""
+    while page := store.records_page(after, 7):
+        seen += [m.header.record_id for m in page]
+        after = page[-1].header.record_id
+    assert seen == ids
+    with pytest.raises(BadRequest):
+        store.records_page("", 0)
+    with pytest.raises(BadRequest):
+        store.unlogged_records(0)
 
 
 def test_records_for_subject_oldest_first(store: MetadataStore) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from sovra.errors import ConfigError
+from sovra.store._sql import PENDING, QUARANTINED
 from sovra.store.blobs import (
     DEFAULT_MAX_BLOB_BYTES,
     BlobStoreBase,
@@ -23,6 +24,8 @@ from sovra.store.sqlite import SQLiteMetadataStore
 
 __all__ = [
     "DEFAULT_MAX_BLOB_BYTES",
+    "PENDING",
+    "QUARANTINED",
     "BlobStore",
     "BlobStoreBase",
     "FilesystemBlobStore",

@@ -41,6 +41,8 @@ __all__ = [
     "MAX_GRANT_BYTES",
     "MAX_NONCE_CHARS",
     "MAX_WRAPPED_KEY_BYTES",
+    "PENDING",
+    "QUARANTINED",
     "SCHEMA_VERSION",
     "Run",
     "SQLMetadataStore",
@@ -71,6 +73,17 @@ Run = Callable[[str, Sequence[object]], _Cursor]
 """Executes one statement inside the current transaction and returns its cursor."""
 
 
+# Rows whose ingest entry is not (yet) in the log: few at any time, found without a scan.
+_UNLOGGED_INDEX = (
+    "CREATE INDEX IF NOT EXISTS records_unlogged ON records (created_ms, record_id) "
+    "WHERE log_index < 0"
+)
+PENDING = -1
+"""``log_index`` of a row written before its ingest entry is appended: no reader sees it."""
+QUARANTINED = -2
+"""``log_index`` of a row ``sovra check`` found without an ingest entry: hidden, kept."""
+
+
 def _schema(int_type: str, blob_type: str, table_suffix: str) -> list[str]:
     return [
         f"""CREATE TABLE records (
@@ -92,6 +105,7 @@ def _schema(int_type: str, blob_type: str, table_suffix: str) -> list[str]:
         ){table_suffix}""",
         "CREATE INDEX records_by_subject ON records (subject, created_ms, record_id)",
         "CREATE INDEX records_by_jurisdiction ON records (jurisdiction, created_ms, record_id)",
+        _UNLOGGED_INDEX,
         f"""CREATE TABLE grants (
             grant_id TEXT PRIMARY KEY,
             digest TEXT NOT NULL UNIQUE,
@@ -204,13 +218,25 @@ _SELECT_RECORD = """SELECT
     record_id, subject, jurisdiction, region, kek_version, content_type, format,
     wrapped_jurisdiction, wrapped_kek_version, wrapped_key, blob_size, created_ms,
     findings, actions, log_index
-FROM records WHERE record_id = ?"""
+FROM records WHERE record_id = ? AND log_index >= 0"""
 
 _SELECT_SUBJECT_RECORDS = """SELECT
     record_id, subject, jurisdiction, region, kek_version, content_type, format,
     wrapped_jurisdiction, wrapped_kek_version, wrapped_key, blob_size, created_ms,
     findings, actions, log_index
-FROM records WHERE subject = ? ORDER BY created_ms, record_id"""
+FROM records WHERE subject = ? AND log_index >= 0 ORDER BY created_ms, record_id"""
+
+_SELECT_UNLOGGED_RECORDS = """SELECT
+    record_id, subject, jurisdiction, region, kek_version, content_type, format,
+    wrapped_jurisdiction, wrapped_kek_version, wrapped_key, blob_size, created_ms,
+    findings, actions, log_index
+FROM records WHERE log_index < 0 ORDER BY created_ms, record_id LIMIT ?"""
+
+_SELECT_RECORD_PAGE = """SELECT
+    record_id, subject, jurisdiction, region, kek_version, content_type, format,
+    wrapped_jurisdiction, wrapped_kek_version, wrapped_key, blob_size, created_ms,
+    findings, actions, log_index
+FROM records WHERE record_id > ? ORDER BY record_id LIMIT ?"""
 
 
 def _json_object(text: object, what: str) -> dict[str, Any]:
@@ -298,6 +324,8 @@ class SQLMetadataStore(abc.ABC):
                     f"metadata schema version is {found[0]}, this sovra reads version "
                     f"{SCHEMA_VERSION}: migrate the database or use the matching release"
                 )
+            # Added within version 1: an index only, so older files gain it in place.
+            run(_UNLOGGED_INDEX, ())
             return
         for statement in _schema(self._INT_TYPE, self._BLOB_TYPE, self._TABLE_SUFFIX):
             run(statement, ())
@@ -311,10 +339,15 @@ class SQLMetadataStore(abc.ABC):
     def put_record(self, meta: RecordMeta) -> None:
         """Store a new record's metadata; see the protocol for the contract.
 
+        A row stored with ``log_index`` -1 (the default) is pending: no reader sees it
+        until :meth:`set_record_log_index` gives it the index of its ingest entry.
+
         Raises:
             BadRequest: the record id is already stored, or a field is malformed.
         """
         row = _record_row(meta)
+        if meta.log_index < PENDING:
+            raise BadRequest("a record is stored pending (log index -1) or with its log index")
         with self._transaction(write=True) as run:
             cur = run(_INSERT_RECORD, row)
             if cur.rowcount != 1:
@@ -336,7 +369,7 @@ class SQLMetadataStore(abc.ABC):
         return _record_from_row(row)
 
     def set_record_log_index(self, record_id: str, index: int) -> None:
-        """Write the record's log index once; see the protocol for the contract.
+        """Write the record's log index once, making it visible; see the protocol.
 
         Raises:
             BadRequest: *index* is negative, or the record already has another index.
@@ -346,9 +379,11 @@ class SQLMetadataStore(abc.ABC):
         _int(index, "log index", 0)
         with self._transaction(write=True) as run:
             # The condition in the UPDATE, not a prior SELECT, decides: two writers racing
-            # from different processes cannot both set an index.
+            # from different processes cannot both set an index. A quarantined row is
+            # completed too: whoever holds the index knows its entry is in the log, and
+            # a check that quarantined it only saw the log before the entry arrived.
             cur = run(
-                "UPDATE records SET log_index = ? WHERE record_id = ? AND log_index = -1",
+                "UPDATE records SET log_index = ? WHERE record_id = ? AND log_index < 0",
                 (index, record_id),
             )
             if cur.rowcount == 1:
@@ -359,6 +394,69 @@ class SQLMetadataStore(abc.ABC):
             raise NotFound(f"no record {record_id}")
         if found[0] != index:
             raise BadRequest(f"record {record_id} is already at log index {found[0]}")
+
+    def unlogged_records(self, limit: int) -> list[RecordMeta]:
+        """Up to *limit* rows without a log index (pending or quarantined), oldest first.
+
+        Raises:
+            BadRequest: *limit* is below 1.
+            IntegrityError: a stored row no longer parses.
+        """
+        _int(limit, "limit", 1)
+        with self._transaction(write=False) as run:
+            rows = run(_SELECT_UNLOGGED_RECORDS, (limit,)).fetchall()
+        return [_record_from_row(r) for r in rows]
+
+    def quarantine_record(self, record_id: str) -> bool:
+        """Mark a pending row quarantined; whether it was pending.
+
+        Raises:
+            BadRequest: *record_id* is not a valid id.
+        """
+        check_id(record_id, "record id")
+        with self._transaction(write=True) as run:
+            cur = run(
+                "UPDATE records SET log_index = ? WHERE record_id = ? AND log_index = ?",
+                (QUARANTINED, record_id, PENDING),
+            )
+            return cur.rowcount == 1
+
+    def delete_unlogged_record(self, record_id: str) -> bool:
+        """Remove a row that never got a log index; whether one was removed.
+
+        Raises:
+            BadRequest: *record_id* is not a valid id.
+        """
+        check_id(record_id, "record id")
+        with self._transaction(write=True) as run:
+            cur = run("DELETE FROM records WHERE record_id = ? AND log_index < 0", (record_id,))
+            return cur.rowcount == 1
+
+    def record_log_index(self, record_id: str) -> int | None:
+        """The row's log index whatever its state (negative: hidden), None if no row.
+
+        Raises:
+            BadRequest: *record_id* is not a valid id.
+        """
+        check_id(record_id, "record id")
+        with self._transaction(write=False) as run:
+            row = run("SELECT log_index FROM records WHERE record_id = ?", (record_id,))
+            found = row.fetchone()
+        return None if found is None else int(found[0])
+
+    def records_page(self, after: str, limit: int) -> list[RecordMeta]:
+        """Up to *limit* rows, visible or not, with ids after *after*, by record id.
+
+        Raises:
+            BadRequest: *limit* is below 1 or *after* is not a string.
+            IntegrityError: a stored row no longer parses.
+        """
+        if not isinstance(after, str):
+            raise BadRequest("after must be a record id or the empty string")
+        _int(limit, "limit", 1)
+        with self._transaction(write=False) as run:
+            rows = run(_SELECT_RECORD_PAGE, (after, limit)).fetchall()
+        return [_record_from_row(r) for r in rows]
 
     def records_for_subject(self, commitment: str) -> list[RecordMeta]:
         """Every record about one subject, oldest first.
@@ -382,16 +480,16 @@ class SQLMetadataStore(abc.ABC):
         _int(limit, "limit", 1)
         with self._transaction(write=False) as run:
             rows = run(
-                "SELECT record_id FROM records WHERE jurisdiction = ? "
+                "SELECT record_id FROM records WHERE jurisdiction = ? AND log_index >= 0 "
                 "ORDER BY created_ms, record_id LIMIT ?",
                 (jurisdiction, limit),
             ).fetchall()
         return [str(r[0]) for r in rows]
 
     def count_records(self) -> int:
-        """How many records are stored."""
+        """How many records are visible (their ingest entry is in the log)."""
         with self._transaction(write=False) as run:
-            row = run("SELECT COUNT(*) FROM records", ()).fetchone()
+            row = run("SELECT COUNT(*) FROM records WHERE log_index >= 0", ()).fetchone()
         return int(row[0])
 
     # -- grants ----------------------------------------------------------------------

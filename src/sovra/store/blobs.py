@@ -14,7 +14,7 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from sovra.errors import (
@@ -154,6 +154,23 @@ class BlobStoreBase(abc.ABC):
         except OSError as exc:
             raise ConfigError(f"blob store {self._region}: cannot look up {key}: {exc}") from exc
 
+    def stored_keys(self) -> Iterator[str]:
+        """Every key stored in this region, in no particular order (for ``sovra check``).
+
+        Raises:
+            ConfigError: the storage failed.
+        """
+        try:
+            # Materialised, so a failure surfaces here rather than mid-iteration.
+            found = list(self._keys())
+        except OSError as exc:
+            raise ConfigError(f"blob store {self._region}: cannot list blobs: {exc}") from exc
+        return iter(found)
+
+    @abc.abstractmethod
+    def _keys(self) -> Iterator[str]:
+        """Yield every stored key (never a temporary file of the store's own)."""
+
     @abc.abstractmethod
     def _put(self, key: str, data: bytes) -> None:
         """Store *data* under *key*.
@@ -271,6 +288,15 @@ class FilesystemBlobStore(BlobStoreBase):
     def _exists(self, key: str) -> bool:
         return self.path_for(key).is_file()
 
+    def _keys(self) -> Iterator[str]:
+        for folder in os.scandir(self._dir):
+            # The fan-out folders are two hex digits; anything else is not the store's.
+            if len(folder.name) != 2 or not folder.is_dir(follow_symlinks=False):
+                continue
+            for item in os.scandir(folder.path):
+                if not item.name.startswith("."):
+                    yield item.name
+
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -315,3 +341,7 @@ class MemoryBlobStore(BlobStoreBase):
     def _exists(self, key: str) -> bool:
         with self._lock:
             return key in self._blobs
+
+    def _keys(self) -> Iterator[str]:
+        with self._lock:
+            return iter(list(self._blobs))

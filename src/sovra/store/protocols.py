@@ -8,6 +8,7 @@ call MUST leave stored data exactly as it was.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from sovra.model import Principal, RecordMeta
@@ -21,11 +22,18 @@ class MetadataStore(Protocol):
 
     Implementations MUST be safe to call from several threads at once, MUST make every
     write atomic (all of it or none of it), and MUST hand back exactly what was stored:
-    ``get_record(m.header.record_id) == m`` after ``put_record(m)``.
+    ``get_record(m.header.record_id) == m`` after ``put_record(m)`` of a logged record.
+
+    Logged before visible: a record row is written *pending* (``log_index`` -1) before its
+    ingest entry is appended, and gets its index once the entry is in the log. Every
+    reader of records (:meth:`get_record`, :meth:`records_for_subject`,
+    :meth:`record_ids_for_jurisdiction`, :meth:`count_records`) MUST NOT see a row whose
+    ``log_index`` is negative (pending, or quarantined by ``sovra check``); only the
+    reconciling methods (:meth:`unlogged_records`, :meth:`records_page`) do.
     """
 
     def put_record(self, meta: RecordMeta) -> None:
-        """Store a new record's metadata.
+        """Store a new record's metadata, pending unless ``meta.log_index`` is set.
 
         MUST NOT replace an existing record: a record id is written once.
 
@@ -36,7 +44,7 @@ class MetadataStore(Protocol):
         ...
 
     def get_record(self, record_id: str) -> RecordMeta:
-        """Return the metadata stored under *record_id*.
+        """Return the metadata stored under *record_id*, if its ingest entry is logged.
 
         Raises:
             BadRequest: *record_id* is not a valid id.
@@ -46,10 +54,11 @@ class MetadataStore(Protocol):
         ...
 
     def set_record_log_index(self, record_id: str, index: int) -> None:
-        """Record where the record's ingest entry landed in the transparency log.
+        """Record where the record's ingest entry landed in the log, making it visible.
 
         The index is written once: setting the index a record already has is a no-op (so
-        a retry is safe), setting a different one MUST be refused.
+        a retry is safe), setting a different one MUST be refused. A pending or a
+        quarantined row takes the index (the caller holds proof the entry is logged).
 
         Raises:
             BadRequest: *index* is negative, or the record already has another index.
@@ -74,7 +83,55 @@ class MetadataStore(Protocol):
         ...
 
     def count_records(self) -> int:
-        """How many records are stored."""
+        """How many records are visible."""
+        ...
+
+    def unlogged_records(self, limit: int) -> list[RecordMeta]:
+        """Up to *limit* rows with a negative ``log_index`` (pending -1, quarantined -2).
+
+        Oldest first; for reconciling the store with the log, never for serving.
+
+        Raises:
+            BadRequest: *limit* is below 1.
+            IntegrityError: a stored row no longer parses.
+        """
+        ...
+
+    def quarantine_record(self, record_id: str) -> bool:
+        """Turn a pending row (-1) into a quarantined one (-2); whether it was pending.
+
+        Raises:
+            BadRequest: *record_id* is not a valid id.
+        """
+        ...
+
+    def delete_unlogged_record(self, record_id: str) -> bool:
+        """Delete a row whose ``log_index`` is negative; whether one was deleted.
+
+        MUST NOT delete a visible row.
+
+        Raises:
+            BadRequest: *record_id* is not a valid id.
+        """
+        ...
+
+    def record_log_index(self, record_id: str) -> int | None:
+        """The row's ``log_index`` whatever its state (negative: hidden); None: no row.
+
+        Raises:
+            BadRequest: *record_id* is not a valid id.
+        """
+        ...
+
+    def records_page(self, after: str, limit: int) -> list[RecordMeta]:
+        """Up to *limit* rows of any state with ids above *after* (``""``: from the start).
+
+        Ordered by record id, so a reconciler pages through every row once.
+
+        Raises:
+            BadRequest: *limit* is below 1.
+            IntegrityError: a stored row no longer parses.
+        """
         ...
 
     def put_grant(self, grant_id: str, digest: str, grant_json: bytes) -> None:
@@ -218,6 +275,14 @@ class BlobStore(Protocol):
 
         Raises:
             BadRequest: *key* is not a valid id.
+            ConfigError: the storage itself failed.
+        """
+        ...
+
+    def stored_keys(self) -> Iterator[str]:
+        """Every key stored in this region, in no particular order.
+
+        Raises:
             ConfigError: the storage itself failed.
         """
         ...

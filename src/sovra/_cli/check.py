@@ -1,0 +1,123 @@
+"""``sovra check``: reconcile a deployment's metadata, blobs, subject keys and log.
+
+It opens the deployment folder itself (as ``sovra keys`` does) without the start-up
+recovery, so it reports what a crash left before settling it; ``--repair`` settles what
+is safe (see :mod:`sovra.check`). Exit code 0: clean; 3: integrity problems remain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+from rich.table import Table
+
+from sovra._cli.common import DeploymentDir, err, out, print_json, progress
+
+if TYPE_CHECKING:
+    from sovra.check import CheckReport, SubjectKeys
+    from sovra.deployment import Deployment
+    from sovra.keys.subjects import SubjectKeyStore
+
+__all__ = ["check"]
+
+_STAGES = {"log": "log entries", "records": "records", "blobs": "blobs"}
+
+
+def check(
+    deployment: DeploymentDir = Path("deployment"),
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="complete rows from the log, quarantine unlogged ones, remove orphan blobs",
+        ),
+    ] = False,
+    grace: Annotated[
+        int,
+        typer.Option(help="seconds before a row without its log entry counts as abandoned", min=0),
+    ] = 3600,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Reconcile metadata rows, blobs, subject keys and the log (like fsck); exit 3 if unclean."""
+    import time
+
+    from sovra import check as checker
+    from sovra.deployment import Deployment
+
+    dep = Deployment.open(deployment, recover=False)
+    subject_keys, opened = _subject_keys(dep)
+    try:
+        with progress("checking") as bar:
+            tasks = {stage: bar.add_task(label, total=None) for stage, label in _STAGES.items()}
+
+            def tick(stage: str, done: int, total: int | None) -> None:
+                bar.update(tasks[stage], completed=done, total=total)
+
+            report = checker.check(
+                dep.store,
+                dep.gateway.log,
+                dep.gateway.blobs,
+                now_ms=int(time.time() * 1000),
+                subject_keys=subject_keys,
+                repair=repair,
+                grace_ms=grace * 1000,
+                progress=tick,
+            )
+    finally:
+        for store in opened:
+            store.close()
+        dep.close()
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _summary(report)
+    if not report.clean:
+        raise typer.Exit(3)
+
+
+def _subject_keys(dep: Deployment) -> tuple[SubjectKeys | None, list[SubjectKeyStore]]:
+    """Look subjects up in each in-process custodian's subject-key store, where it is here.
+
+    A custodian that runs elsewhere (``custodians/<J>.url``) keeps its store out of
+    reach: then subject keys are not checked. Returns the lookup and the stores to close.
+    """
+    from sovra.keys.subjects import SubjectKeyStore, subjects_path
+
+    folder = dep.root / "custodians"
+    paths = {j: subjects_path(folder / f"{j}.key") for j in dep.config.jurisdictions}
+    if any((folder / f"{j}.url").exists() or not p.exists() for j, p in paths.items()):
+        return None, []
+    stores = {j: SubjectKeyStore(p) for j, p in paths.items()}
+
+    def state(jurisdiction: str, subject: str) -> Literal["present", "shredded", "missing"]:
+        store = stores[jurisdiction]
+        if store.get(subject) is not None:
+            return "present"
+        return "shredded" if store.shredded_at(subject) is not None else "missing"
+
+    return state, list(stores.values())
+
+
+def _summary(report: CheckReport) -> None:
+    c = report.counts
+    out.print(
+        f"checked {c.get('log_entries', 0)} log entries ({c.get('ingest_entries', 0)} ingests), "
+        f"{c.get('rows', 0)} record rows ({c.get('visible_rows', 0)} visible), "
+        f"{c.get('blobs', 0)} blobs"
+    )
+    if report.findings:
+        table = Table("finding", "at", "detail", "state")
+        for f in report.findings:
+            state = "repaired" if f.repaired else ("PROBLEM" if f.problem else "note")
+            table.add_row(f.kind, f.subject, f.detail, state)
+        out.print(table)
+    for what in report.not_checked:
+        err.print(f"not checked: {what} (the custodian's store is not in this deployment)")
+    problems = len(report.problems)
+    repaired = sum(f.repaired for f in report.findings)
+    if problems:
+        out.print(f"[bold red]{problems} integrity problem(s)[/], {repaired} repaired")
+    else:
+        out.print(f"[bold green]clean[/] ({repaired} repaired)")
