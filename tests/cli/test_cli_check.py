@@ -186,7 +186,7 @@ def test_shredded_subjects_are_not_missing_keys(sovra: Any, root: Path) -> None:
     dep = Deployment.open(root)
     try:
         authority = dep.store.get_principal("authority-pl")
-        dep.gateway.shred(authority, jurisdiction="PL", subject_id="jan@example.pl")
+        dep.governance.shred(authority, jurisdiction="PL", subject_id="jan@example.pl")
     finally:
         dep.close()
     ran = sovra("check", "-d", root, "--json")
