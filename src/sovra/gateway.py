@@ -319,7 +319,7 @@ class Gateway:
             raise BadRequest("client-sealed records open only on the client: use sealed access")
         action = "reveal" if reveal else "read"
         decision, authorization = self._decide(
-            principal, purpose, metas, grant, code, action=action
+            principal, purpose, metas, grant, code, action=action, names=_names(subjects)
         )
         keys = self._unwrap(metas, authorization, principal)
         # Log before release: the key release is in the log before any plaintext leaves.
@@ -376,8 +376,12 @@ class Gateway:
         *,
         action: str = "read",
         recipient: bytes | None = None,
+        names: Sequence[str] = (),
     ) -> tuple[Decision, ReleaseAuthorization]:
         """Decide, log the decision (allow and deny alike), and raise on a deny.
+
+        *names* are the subject ids the request named, if it named subjects: the bulk
+        guard looks for a walk through them (otherwise through the record ids).
 
         Raises:
             Denied: the decision is deny; it is in the log at ``exc.log_index``.
@@ -394,7 +398,13 @@ class Gateway:
             for m in metas
         ]
         decision = self.decisions.decide(
-            principal, purpose, facts, self._grant_facts(grant), justification=code, action=action
+            principal,
+            purpose,
+            facts,
+            self._grant_facts(grant),
+            justification=code,
+            action=action,
+            names=names,
         )
         if recipient is not None:
             # Logged with the decision: the custodian encrypts released keys to this key
@@ -583,7 +593,7 @@ class Gateway:
         code = None if justification is None else parse_justification(justification)
         metas = self._targets(record_ids, subjects, jurisdiction)
         decision, authorization = self._decide(
-            principal, purpose, metas, grant, code, recipient=recipient
+            principal, purpose, metas, grant, code, recipient=recipient, names=_names(subjects)
         )
         sealed: dict[str, bytes] = {}
         for code_j, group in _by_jurisdiction(metas).items():
@@ -661,6 +671,11 @@ class Gateway:
                 problem=(f"grant {grant.grant_id} differs from the grant registered under that id"),
             )
         return facts
+
+
+def _names(subjects: Sequence[tuple[str, str]]) -> list[str]:
+    """The subject ids a request named, as the bulk guard reads them for a walk."""
+    return [f"{jurisdiction}/{subject_id}" for jurisdiction, subject_id in subjects]
 
 
 def _by_jurisdiction(metas: Sequence[RecordMeta]) -> dict[str, list[RecordMeta]]:

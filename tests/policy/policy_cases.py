@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -40,6 +41,11 @@ def rec(
     i: int | str, j: str = "VN", subject: str = "lan", kinds: frozenset[str] = frozenset()
 ) -> RecordFacts:
     return RecordFacts(f"r-{i}", commit(j, subject), j, kinds)
+
+
+def random_id(i: int) -> str:
+    """The *i*-th of a fixed set of ids shaped like sovra's (random hex, no sequence)."""
+    return hashlib.sha256(b"record %d" % i).hexdigest()[:32]
 
 
 def grant(**change: object) -> Grant:

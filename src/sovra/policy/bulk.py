@@ -2,35 +2,64 @@
 
 No mass surveillance, no illegal collection of foreign citizens' data. The guard counts,
 over sliding windows, the distinct subjects each requester, each requesting jurisdiction,
-and each requester among *foreign* subjects has touched, and watches record ids for
-enumeration (runs of consecutive numbers). It turns the counts into flags
+and each requester among *foreign* subjects has touched, and watches the names a request
+uses (record ids, subject ids) for enumeration. It turns the counts into flags
 (:class:`BulkFlags`); the policy pack decides what the flags mean. Refusals that a flag
 decided become :class:`Alert` objects that the metrics endpoint shows.
 
 Windows are exact up to ``window_s / 64``: a subject seen again within that much of its
 last sighting does not extend its stay, which bounds memory by distinct subjects rather
 than by requests. Counting is conservative (a subject may count up to that long extra).
+
+Enumeration is walking a guessable sequence (``c-1041``, ``c-1042``, ... in any order) or
+sweeping a space at a fixed stride (``c-1000``, ``c-1010``, ``c-1020``, ... in the order
+read). A name is read as a *template* and a number: each of its last two digit fields in
+turn is the number and the rest of the name, with that field blanked, is the template
+(``inv-2024-0007`` is ``inv-2024-#`` with 7 and ``inv-#-0007`` with 2024). Numbers are
+compared only within one template. A random id (``r-<32 hex>``, a UUID) has a template
+of its own, so no other id is ever its neighbour: random ids cannot trip the detector,
+whatever their digits. (Reading the trailing digits of random ids as one sequence, as an
+earlier detector did, made a service reading its own fresh records trip it by chance.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sovra.errors import ConfigError
 
 __all__ = ["Alert", "BulkFlags", "BulkGuard", "BulkLimits", "BulkUsage"]
 
-_TAIL_NUMBER = re.compile(r"(\d{1,18})$")
+_DIGITS = re.compile(r"\d+")
+_FIELDS_READ = 2
+"""How many digit fields of a name, counted from its end, are read as a number."""
+_MAX_DIGITS = 18
+"""Longer digit fields are not counters (and 10**18 < 2**60 keeps the key arithmetic exact)."""
+_NUMBER_BITS = 64
 _MAX_ALERTS = 1000
+_LAST_PER_REQUESTER = 1024
+"""Templates per requester whose last number is remembered, for sweeps (least recent go)."""
 
 
-def _numbers(record_ids: Sequence[str]) -> set[int]:
-    search = _TAIL_NUMBER.search
-    return {int(m.group(1)) for r in record_ids if (m := search(r))}
+def _numbered(name: str) -> list[tuple[int, int]]:
+    """``(template key, number)`` for each of the last two digit fields of *name*.
+
+    The template is the name with that field blanked, hashed to 64 bits (the windows hold
+    no names). A key ``template << 64 | number`` then has its sequence neighbours at
+    ``key ± 1`` and its stride-``s`` neighbours at ``key ± s``.
+    """
+    fields = [m for m in _DIGITS.finditer(name) if m.end() - m.start() <= _MAX_DIGITS]
+    out = []
+    for m in fields[-_FIELDS_READ:]:
+        template = f"{name[: m.start()]}#{name[m.end() :]}".encode()
+        digest = hashlib.blake2b(template, digest_size=8, person=b"sovra-enum").digest()
+        out.append((int.from_bytes(digest) << _NUMBER_BITS, int(m.group())))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +73,8 @@ class BulkLimits:
         jurisdiction_limit: distinct subjects per requesting jurisdiction per window
             (all its requesters together).
         foreign_limit: distinct subjects of *other* jurisdictions per requester per window.
-        enumeration_run: this many consecutive numbered record ids from one requester in a
-            window is enumeration.
+        enumeration_run: this many names of one template from one requester in a window,
+            numbered in sequence (a walk) or at a fixed stride (a sweep), is enumeration.
     """
 
     request_limit: int = 50
@@ -107,7 +136,8 @@ class BulkUsage:
     requester_jurisdiction: str = field(default="", repr=False)
     subjects: tuple[str, ...] = field(default=(), repr=False)
     foreign_subjects: tuple[str, ...] = field(default=(), repr=False)
-    numbers: frozenset[int] = field(default=frozenset(), repr=False)
+    # (template key, number) of every numbered name, in the order the request named them
+    numbered: tuple[tuple[int, int], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +152,18 @@ class Alert:
 
 
 class _Window:
-    """Distinct keys seen within a sliding window (see the module docstring for precision)."""
+    """Distinct keys seen within a sliding window (see the module docstring for precision).
+
+    Keys are subject commitments, or the integer keys of :func:`_numbered`.
+    """
 
     __slots__ = ("_events", "_last", "_span", "_step")
 
     def __init__(self, span: float) -> None:
         self._span = span
         self._step = span / 64
-        self._last: dict[str, float] = {}
-        self._events: deque[tuple[float, str]] = deque()
+        self._last: dict[Hashable, float] = {}
+        self._events: deque[tuple[float, Hashable]] = deque()
 
     def expire(self, now: float) -> None:
         cutoff = now - self._span
@@ -140,14 +173,14 @@ class _Window:
             if last.get(key) == t:
                 del last[key]
 
-    def count_with(self, keys: Iterable[str]) -> int:
+    def count_with(self, keys: Iterable[Hashable]) -> int:
         last = self._last
         return len(last) + sum(1 for k in keys if k not in last)
 
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: Hashable) -> bool:
         return key in self._last
 
-    def add(self, keys: Iterable[str], now: float) -> None:
+    def add(self, keys: Iterable[Hashable], now: float) -> None:
         last, step = self._last, self._step
         for k in keys:
             seen = last.get(k)
@@ -170,6 +203,8 @@ class BulkGuard:
     _jurisdiction: dict[str, _Window] = field(default_factory=dict)
     _foreign: dict[str, _Window] = field(default_factory=dict)
     _ids: dict[str, _Window] = field(default_factory=dict)
+    # per requester: template key -> the number it last read under that template (sweeps)
+    _last: dict[str, OrderedDict[int, int]] = field(default_factory=dict)
     _alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=_MAX_ALERTS))
     _counters: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -187,20 +222,25 @@ class BulkGuard:
         requester: str,
         requester_jurisdiction: str,
         subjects: Sequence[tuple[str, str]],
-        record_ids: Sequence[str] = (),
+        names: Sequence[str] = (),
     ) -> BulkUsage:
-        """Count what allowing this request would bring each budget to; change nothing.
+        """Count what allowing this request would bring each budget to.
+
+        Nothing changes, but for one thing: names found enumerating are remembered at
+        once, allowed or not, so that a walk that steps over a refused name is still the
+        same walk (and is refused again at its next step).
 
         Args:
             requester: principal id.
             requester_jurisdiction: its home jurisdiction.
             subjects: distinct ``(subject commitment, subject's jurisdiction)`` pairs.
-            record_ids: the record ids the request names (for enumeration detection).
+            names: what the request named, in its order: record ids, or the subject ids
+                it asked for (for enumeration detection).
         """
         limits, now = self.limits, self.clock()
         commitments = tuple(s for s, _ in subjects)
         foreign = tuple(s for s, j in subjects if j != requester_jurisdiction)
-        fresh = _numbers(record_ids)
+        numbered = tuple(pair for name in dict.fromkeys(names) for pair in _numbered(name))
         with self._lock:
             window = self._window(self._requester, requester, now).count_with(commitments)
             jurisdiction = self._window(self._jurisdiction, requester_jurisdiction, now)
@@ -208,7 +248,10 @@ class BulkGuard:
             in_foreign = (
                 self._window(self._foreign, requester, now).count_with(foreign) if foreign else 0
             )
-            run = self._longest_run(self._window(self._ids, requester, now), fresh) if fresh else 0
+            ids = self._window(self._ids, requester, now)
+            run = self._longest_run(ids, requester, numbered) if numbered else 0
+            if run >= limits.enumeration_run:
+                self._remember(requester, ids, numbered, now)
         flags = BulkFlags(
             over_request_cap=len(subjects) > limits.request_limit,
             over_window_budget=window > limits.window_limit,
@@ -227,29 +270,48 @@ class BulkGuard:
             requester_jurisdiction,
             commitments,
             foreign,
-            frozenset(fresh),
+            numbered,
         )
 
-    def _longest_run(self, seen: _Window, fresh: set[int]) -> int:
-        """Longest run of consecutive numbers among record-id tails that includes a new one.
+    def _longest_run(
+        self, seen: _Window, requester: str, numbered: Sequence[tuple[int, int]]
+    ) -> int:
+        """The longest walk or sweep, within one template, that a newly named number joins.
 
-        Only runs through a newly requested id count, so a walk is refused at each further
-        step. Each run is walked at most ``enumeration_run`` steps either way, so the cost
-        is bounded whatever the window holds.
+        A walk is a run of consecutive numbers, read in any order. A sweep is a run at the
+        stride from the number last read under the template to this one, counted back
+        from this one. Only runs through a newly named number count, so an enumeration is
+        refused at each further step; each run is followed at most ``enumeration_run``
+        steps, so the cost is bounded whatever the window holds.
         """
         cap = self.limits.enumeration_run
+        fresh = {t | n for t, n in numbered}
+        remembered: Mapping[int, int] = self._last.get(requester, {})
+        named: dict[int, int] = {}  # the request's own numbers, as it names them
 
-        def known(n: int) -> bool:
-            return n in fresh or str(n) in seen
+        def known(key: int) -> bool:
+            return key in fresh or key in seen
 
         best = 0
-        for n in fresh:
-            low, high = n, n
-            while low - 1 >= 0 and known(low - 1) and n - low < cap:
-                low -= 1
-            while known(high + 1) and high - n < cap:
+        for template, n in numbered:
+            key = template | n
+            low = high = 0
+            while low < min(n, cap) and known(key - low - 1):
+                low += 1
+            while high < cap and known(key + high + 1):
                 high += 1
-            best = max(best, high - low + 1)
+            best = max(best, low + high + 1)
+            before = named.get(template, remembered.get(template))
+            stride = 0 if before is None else n - before
+            if stride > 1 or stride < -1:
+                steps, reach = 1, n
+                while steps < cap and 0 <= reach - stride < 10**_MAX_DIGITS:
+                    reach -= stride
+                    if template | reach not in seen and template | reach not in fresh:
+                        break
+                    steps += 1
+                best = max(best, steps)
+            named[template] = n
         return best
 
     def record(self, usage: BulkUsage) -> None:
@@ -261,9 +323,21 @@ class BulkGuard:
             jurisdiction.add(usage.subjects, now)
             if usage.foreign_subjects:
                 self._window(self._foreign, usage.requester, now).add(usage.foreign_subjects, now)
-            if usage.numbers:
+            if usage.numbered:
                 ids = self._window(self._ids, usage.requester, now)
-                ids.add([str(n) for n in usage.numbers], now)
+                self._remember(usage.requester, ids, usage.numbered, now)
+
+    def _remember(
+        self, requester: str, ids: _Window, numbered: Sequence[tuple[int, int]], now: float
+    ) -> None:
+        """Add numbered names to *requester*'s window, and each template's last number."""
+        ids.add([t | n for t, n in numbered], now)
+        last = self._last.setdefault(requester, OrderedDict())
+        for template, n in numbered:
+            last[template] = n
+            last.move_to_end(template)
+        while len(last) > _LAST_PER_REQUESTER:
+            last.popitem(last=False)
 
     # -- alerts and metrics ----------------------------------------------------------------
 

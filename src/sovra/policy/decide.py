@@ -159,12 +159,15 @@ class DecisionPoint:
         justification: Justification | None = None,
         *,
         action: str = "read",
+        names: Sequence[str] = (),
     ) -> Decision:
         """Decide whether *principal* may read *records* for *purpose* under *justification*.
 
         A request without a justification is decided under
         :func:`~sovra.policy.justification.default_justification`. *action* is one of
-        :data:`ACTIONS`; a pack that has no rule permitting ``reveal`` denies it.
+        :data:`ACTIONS`; a pack that has no rule permitting ``reveal`` denies it. *names*
+        are what the request named, if not the record ids (the subject ids it asked for):
+        the bulk guard looks for enumeration in them.
 
         Raises:
             ValueError: *action* is not one of :data:`ACTIONS` (a caller's bug).
@@ -202,8 +205,7 @@ class DecisionPoint:
         if not records:
             return outcome(False, "the request names no records")
         pairs = list(by_subject.items())
-        record_ids = [r.record_id for r in records]
-        usage = self.guard.assess(principal.id, pj, pairs, record_ids)
+        usage = self.guard.assess(principal.id, pj, pairs, names or [r.record_id for r in records])
         limits = self.guard.limits
         grant_context = (
             grant.present,
