@@ -46,6 +46,7 @@ from sovra.keys import (
     read_secret,
     write_secret,
 )
+from sovra.keys.subjects import subjects_path
 from sovra.ledger import LogStorage, NoteSigner, SQLiteLogStorage, TransparencyLog
 from sovra.ledger.cosigning import CheckpointCosignatures, cosignature_store
 from sovra.model import Principal, Role, check_id, check_jurisdiction
@@ -156,6 +157,7 @@ class Deployment:
         custodians = {
             j: _open_custodian(root, j, log_key.public_key(), clock) for j in config.jurisdictions
         }
+        _require_subject_keys(store, custodians)
         blobs = {
             region: FilesystemBlobStore(
                 root / config.blobs, region, max_blob_bytes=config.max_record_bytes + 1024
@@ -258,12 +260,53 @@ def _open_custodian(
 
         token = read_secret(root / "custodians" / f"{jurisdiction}.token", expected_len=32)
         return RemoteCustodian(url_file.read_text().strip(), jurisdiction, token)
+    kek_path = root / "custodians" / f"{jurisdiction}.key"
+    if not os.path.lexists(kek_path):
+        raise ConfigError(
+            f"custodian {jurisdiction}'s key file {kek_path} is missing: without it no "
+            f"record of {jurisdiction} opens again. Restore it from a backup (with "
+            f"{subjects_path(kek_path).name} beside it), or point custodians/"
+            f"{jurisdiction}.url at the custodian's service"
+        )
     return LocalCustodian.open(
-        root / "custodians" / f"{jurisdiction}.key",
+        kek_path,
         jurisdiction,
         log_public,
         clock=lambda: int(clock() * 1000),
     )
+
+
+def _require_subject_keys(store: MetadataStore, custodians: dict[str, Custodian]) -> None:
+    """Refuse to start when a custodian holds no subject key while records of its
+    jurisdiction exist: its store was lost or replaced, and every such record is unreadable.
+
+    Raises:
+        ConfigError: the first jurisdiction found in that state, and how to restore it.
+    """
+    for code, custodian in custodians.items():
+        if not store.record_ids_for_jurisdiction(code, 1):
+            continue
+        status = _custodian_status(custodian)
+        if status is not None and status["subjects"] == 0 and status["shredded"] == 0:
+            raise ConfigError(
+                f"custodian {code} holds no subject key, yet records of {code} are stored: "
+                f"its subject-key store ({code}.subjects.db) was lost or replaced by an empty "
+                "one, and none of those records would open. Restore the store from a backup "
+                "before starting (sovra doctor DIR lists what else is wrong)"
+            )
+
+
+def _custodian_status(custodian: Custodian) -> dict[str, int] | None:
+    """Subject keys held and shredded, from a local or remote custodian (None if neither)."""
+    status = getattr(custodian, "status", None)
+    if callable(status):
+        counts = status().to_dict()
+    else:
+        metadata = getattr(custodian, "metadata", None)
+        if not callable(metadata):
+            return None
+        counts = metadata()
+    return {"subjects": int(counts["subjects"]), "shredded": int(counts["shredded"])}
 
 
 def _authority_public(root: Path, jurisdiction: str) -> Ed25519PublicKey:

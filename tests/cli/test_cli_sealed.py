@@ -216,7 +216,8 @@ def test_pins_from_a_custodian_host_copy_of_the_deployment(sovra, live, tmp_path
     host = tmp_path / "custodian-host"
     (host / "custodians").mkdir(parents=True)
     (host / "keys").mkdir()
-    shutil.copy2(live.root / "custodians" / "PL.key", host / "custodians" / "PL.key")
+    for name in ("PL.key", "PL.subjects.db"):  # a custodian host holds its store as well
+        shutil.copy2(live.root / "custodians" / name, host / "custodians" / name)
     shutil.copy2(live.root / "keys" / "log.key", host / "keys" / "log.key")
     ran = sovra("keys", "transport-key", "-d", host)
     assert ran.code == 0, ran.err

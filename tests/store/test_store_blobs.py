@@ -183,7 +183,7 @@ def test_base_stops_reading_at_the_limit() -> None:
 
 def test_base_wraps_os_errors() -> None:
     store = EndlessBlobStore()
-    with pytest.raises(ConfigError, match="cannot delete k: read-only medium"):
+    with pytest.raises(ConfigError, match="cannot delete the blob of record k: read-only medium"):
         store.delete("k")
     with pytest.raises(ConfigError, match="Input/output error"):
         store.exists("k")
@@ -254,8 +254,9 @@ def test_symlink_in_the_store_is_not_followed(tmp_path: Path) -> None:
     path = store.path_for("rec-1")
     path.parent.mkdir(parents=True)
     path.symlink_to(secret)
-    with pytest.raises(ConfigError, match="cannot read rec-1"):
+    with pytest.raises(IntegrityError, match=r"blob of record rec-1 .* is a link") as caught:
         store.get("rec-1")
+    assert str(tmp_path) not in caught.value.message
 
 
 def test_filesystem_root_that_is_a_file_is_config_error(tmp_path: Path) -> None:
@@ -270,7 +271,7 @@ def test_filesystem_write_failure_is_config_error(tmp_path: Path) -> None:
     # A file where the fan-out folder should be: the write cannot happen.
     folder = store.path_for("rec-1").parent
     folder.write_bytes(b"")
-    with pytest.raises(ConfigError, match="cannot write rec-1"):
+    with pytest.raises(ConfigError, match="cannot write the blob of record rec-1"):
         store.put("rec-1", b"data")
     assert os.path.getsize(folder) == 0
 

@@ -70,7 +70,7 @@ from sovra.errors import (
 from sovra.keys import _aead, transport, values
 from sovra.keys.files import StrPath, no_duplicate_fields, read_secret, write_secret
 from sovra.keys.sealing import Sealer, Unlock, is_sealed, new_sealer, seal_key_file, unseal_key_file
-from sovra.keys.subjects import SubjectKeyStore, subjects_path
+from sovra.keys.subjects import SubjectKeyStore, require_subject_store, subjects_path
 from sovra.model import (
     KIND_NAME,
     MAX_ENTRY_BYTES,
@@ -1262,10 +1262,12 @@ class LocalCustodian(BaseCustodian):
             BadRequest: *jurisdiction* is not a two-letter code.
             ConfigError: the file is missing, open to group or others, oversized,
                 malformed, of another jurisdiction, a KEK fails its check value, or it is
-                sealed and *unlock* is missing or wrong.
+                sealed and *unlock* is missing or wrong; or the subject-key store beside
+                it is missing (an existing custodian never starts from an empty one).
         """
         check_jurisdiction(jurisdiction)
         keks, sealer = _load_keks(path, jurisdiction, unlock)
+        require_subject_store(subjects_path(path))
         return cls(
             path,
             jurisdiction,

@@ -21,13 +21,14 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import stat
 import threading
 from pathlib import Path
 
 from sovra.errors import BadRequest, ConfigError
 from sovra.keys.files import StrPath
 
-__all__ = ["SubjectKeyRow", "SubjectKeyStore", "subjects_path"]
+__all__ = ["SubjectKeyRow", "SubjectKeyStore", "require_subject_store", "subjects_path"]
 
 _COMMITMENT = re.compile(r"[0-9a-f]{64}")
 # The database header from offset 18: write and read format versions (1 = rollback
@@ -45,6 +46,37 @@ def subjects_path(kek_path: StrPath) -> Path:
     """Where the subject-key store of the custodian whose KEK file is *kek_path* lives."""
     path = Path(kek_path)
     return path.with_name(path.stem + ".subjects.db")
+
+
+def require_subject_store(path: StrPath) -> None:
+    """Check that the store of an existing custodian is there, before opening it.
+
+    Opening a store creates a missing file, which is right for a new custodian only: for
+    one that has held keys, a lost store would start as an empty one, with every record of
+    its jurisdiction unreadable for ever and nothing said. :meth:`LocalCustodian.open
+    <sovra.keys.LocalCustodian.open>` calls this first, so that loss stops the start.
+
+    Raises:
+        ConfigError: the file is missing (the message says what its loss means and how to
+            restore it), or is a link or not a regular file.
+    """
+    target = Path(path)
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"subject-key store {target} is missing: without it no record sealed by this "
+            f"custodian opens again. Restore it from a backup of {target.parent}; only a "
+            "custodian that never held a key may start from an empty one "
+            f"(touch {target} && chmod 600 {target})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot open subject-key store {target}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(
+            f"subject-key store {target} is not a regular file (a link or a folder?); "
+            "put the custodian's own store file there"
+        )
 
 
 def _check_subject(subject: str) -> str:

@@ -10,8 +10,10 @@ store in. That keeps every backend's failure modes, and its limits, the same.
 from __future__ import annotations
 
 import abc
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Generator, Iterator
@@ -35,6 +37,11 @@ __all__ = [
 
 DEFAULT_MAX_BLOB_BYTES = 64 * 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+# What opening a link without following it (ELOOP), a file where a folder should be
+# (ENOTDIR), a folder where a file should be (EISDIR) or a second name (EMLINK) raise.
+_NOT_A_PLAIN_FILE = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EMLINK})
 
 
 class BlobStoreBase(abc.ABC):
@@ -89,7 +96,9 @@ class BlobStoreBase(abc.ABC):
         except FileExistsError:
             raise BadRequest(f"blob {key} already exists in region {self._region}") from None
         except OSError as exc:
-            raise ConfigError(f"blob store {self._region}: cannot write {key}: {exc}") from exc
+            raise ConfigError(
+                f"blob store {self._region}: cannot write the blob of record {key}: {_reason(exc)}"
+            ) from None
 
     def get(self, key: str) -> bytes:
         """Return the bytes under *key*, refusing to read past the size limit.
@@ -121,7 +130,14 @@ class BlobStoreBase(abc.ABC):
         except FileNotFoundError:
             raise NotFound(f"no blob {key} in region {self._region}") from None
         except OSError as exc:
-            raise ConfigError(f"blob store {self._region}: cannot read {key}: {exc}") from exc
+            if exc.errno in _NOT_A_PLAIN_FILE:
+                raise IntegrityError(
+                    f"the blob of record {key} in region {self._region} is a link, or not a "
+                    "plain file of its own inside the region's folder: refusing to read it"
+                ) from None
+            raise ConfigError(
+                f"blob store {self._region}: cannot read the blob of record {key}: {_reason(exc)}"
+            ) from None
         return b"".join(parts)
 
     def delete(self, key: str) -> None:
@@ -139,7 +155,9 @@ class BlobStoreBase(abc.ABC):
             # delete can simply be run again.
             return
         except OSError as exc:
-            raise ConfigError(f"blob store {self._region}: cannot delete {key}: {exc}") from exc
+            raise ConfigError(
+                f"blob store {self._region}: cannot delete the blob of record {key}: {_reason(exc)}"
+            ) from None
 
     def exists(self, key: str) -> bool:
         """Whether a blob is stored under *key*.
@@ -152,7 +170,10 @@ class BlobStoreBase(abc.ABC):
         try:
             return self._exists(key)
         except OSError as exc:
-            raise ConfigError(f"blob store {self._region}: cannot look up {key}: {exc}") from exc
+            raise ConfigError(
+                f"blob store {self._region}: cannot look up the blob of record {key}: "
+                f"{_reason(exc)}"
+            ) from None
 
     def stored_keys(self) -> Iterator[str]:
         """Every key stored in this region, in no particular order (for ``sovra check``).
@@ -273,9 +294,19 @@ class FilesystemBlobStore(BlobStoreBase):
         _fsync_dir(folder)
 
     def _get(self, key: str) -> Generator[bytes, None, None]:
-        # O_NOFOLLOW: a symlink planted in the store is refused, not followed elsewhere.
-        fd = os.open(self.path_for(key), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # Every step below the region's folder is opened without following a link, so
+        # neither a linked blob nor a linked fan-out folder leads outside it; a blob with a
+        # second name (a hard link) may be a file from elsewhere and is refused as well.
+        path = self.path_for(key)
+        folder = os.open(path.parent, os.O_RDONLY | _NOFOLLOW | _DIRECTORY)
+        try:
+            fd = os.open(path.name, os.O_RDONLY | _NOFOLLOW, dir_fd=folder)
+        finally:
+            os.close(folder)
         with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                raise OSError(errno.EMLINK, "not a plain file with one name")
             while chunk := f.read(_CHUNK_BYTES):
                 yield chunk
 
@@ -286,7 +317,18 @@ class FilesystemBlobStore(BlobStoreBase):
         _fsync_dir(path.parent)
 
     def _exists(self, key: str) -> bool:
-        return self.path_for(key).is_file()
+        try:
+            return stat.S_ISREG(os.lstat(self.path_for(key)).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
+
+def _reason(exc: OSError) -> str:
+    """What went wrong, without the file's name: a server path is nobody's business in a
+    response, and ``str(exc)`` of an error from ``open()`` carries the absolute path."""
+    if exc.filename is not None or exc.filename2 is not None:
+        return exc.strerror or type(exc).__name__
+    return str(exc)
 
     def _keys(self) -> Iterator[str]:
         for folder in os.scandir(self._dir):
