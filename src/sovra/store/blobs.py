@@ -322,14 +322,6 @@ class FilesystemBlobStore(BlobStoreBase):
         except (FileNotFoundError, NotADirectoryError):
             return False
 
-
-def _reason(exc: OSError) -> str:
-    """What went wrong, without the file's name: a server path is nobody's business in a
-    response, and ``str(exc)`` of an error from ``open()`` carries the absolute path."""
-    if exc.filename is not None or exc.filename2 is not None:
-        return exc.strerror or type(exc).__name__
-    return str(exc)
-
     def _keys(self) -> Iterator[str]:
         for folder in os.scandir(self._dir):
             # The fan-out folders are two hex digits; anything else is not the store's.
@@ -338,6 +330,14 @@ def _reason(exc: OSError) -> str:
             for item in os.scandir(folder.path):
                 if not item.name.startswith("."):
                     yield item.name
+
+
+def _reason(exc: OSError) -> str:
+    """What went wrong, without the file's name: a server path is nobody's business in a
+    response, and ``str(exc)`` of an error from ``open()`` carries the absolute path."""
+    if exc.filename is not None or exc.filename2 is not None:
+        return exc.strerror or type(exc).__name__
+    return str(exc)
 
 
 def _fsync_dir(path: Path) -> None:
