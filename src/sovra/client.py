@@ -27,6 +27,7 @@ from sovra.errors import (
     IntegrityError,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     SovraError,
     Unauthenticated,
     Unavailable,
@@ -43,6 +44,7 @@ _BY_STATUS: dict[int, type[SovraError]] = {
     401: Unauthenticated,
     403: Denied,
     404: NotFound,
+    408: RequestTimeout,
     413: PayloadTooLarge,
 }
 

@@ -67,6 +67,9 @@ class Config:
     # how many must cosign a checkpoint (0 when none is configured).
     witnesses: tuple[str, ...] = ()
     witness_quorum: int = 0
+    # The longest an HTTP request body may take to arrive, so a slow sender cannot hold a
+    # connection and its buffer for ever (408 after it).
+    body_timeout_s: int = 30
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -87,7 +90,8 @@ class Config:
             return cls._from_dict(raw)
         except SovraError as exc:
             raise ConfigError(f"{path}: {exc.message}") from None
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # AttributeError: a section that should be a table is a string or a list.
             raise ConfigError(f"{path}: bad or missing setting {exc}") from None
 
     @classmethod
@@ -97,7 +101,13 @@ class Config:
         _only(dep, {"origin", "database", "blobs"}, "[deployment]")
         _only(
             lim,
-            {"max_body_bytes", "max_record_bytes", "max_records_per_request", "token_max_age_s"},
+            {
+                "max_body_bytes",
+                "max_record_bytes",
+                "max_records_per_request",
+                "token_max_age_s",
+                "body_timeout_s",
+            },
             "[limits]",
         )
         _only(bulk, {"request_subject_limit", "window_subject_limit", "window_s"}, "[bulk]")
@@ -138,6 +148,7 @@ class Config:
             max_record_bytes=_positive(lim, "max_record_bytes", 512 << 10),
             max_records_per_request=_positive(lim, "max_records_per_request", 10_000),
             token_max_age_s=_positive(lim, "token_max_age_s", 300),
+            body_timeout_s=_positive(lim, "body_timeout_s", 30),
             request_subject_limit=_positive(bulk, "request_subject_limit", 50),
             window_subject_limit=_positive(bulk, "window_subject_limit", 500),
             window_s=_positive(bulk, "window_s", 3600),
@@ -242,6 +253,7 @@ def render_default_config(origin: str, jurisdictions: list[str]) -> str:
         "max_record_bytes = 524288       # one record's content",
         "max_records_per_request = 10000",
         "token_max_age_s = 300           # longest lifetime of a request token",
+        "body_timeout_s = 30             # longest time a request body may take to arrive",
         "",
         "[bulk]",
         "# No mass surveillance: distinct subjects per request, and per requester per window.",

@@ -9,6 +9,7 @@ exit code and message in ``cli``)::
     │   ├── Unauthenticated         401 unknown, expired, replayed or forged credential
     │   ├── Denied                  403 a logged decision (or the custodian) said no
     │   ├── NotFound                404 no such record, grant, entry or checkpoint
+    │   ├── RequestTimeout          408 a request body did not arrive in time
     │   └── PayloadTooLarge         413 over a configured size limit
     ├── IntegrityError              stored bytes or a proof failed authentication (500)
     │   └── VerificationError       a proof, checkpoint or signature does not verify
@@ -29,6 +30,7 @@ __all__ = [
     "IntegrityError",
     "NotFound",
     "PayloadTooLarge",
+    "RequestTimeout",
     "SovraError",
     "Unauthenticated",
     "Unavailable",
@@ -93,6 +95,13 @@ class NotFound(ClientError):
 
     status = 404
     code = "not_found"
+
+
+class RequestTimeout(ClientError):
+    """The request body did not arrive within the configured time."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLarge(ClientError):

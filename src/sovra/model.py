@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "ENTRY_KINDS",
     "KIND_NAME",
     "MAX_ENTRY_BYTES",
+    "MAX_JSON_DEPTH",
     "Decision",
     "Finding",
     "Grant",
@@ -41,6 +43,8 @@ __all__ = [
     "check_id",
     "check_jurisdiction",
     "check_purpose",
+    "check_unicode",
+    "parse_json",
     "subject_commitment",
 ]
 
@@ -64,16 +68,82 @@ def canonical_json(value: Any) -> bytes:
     return _CANONICAL.encode(value).encode()
 
 
-def _parse_json_object(data: bytes, limit: int, what: str) -> dict[str, Any]:
+MAX_JSON_DEPTH = 32
+"""How deeply untrusted JSON may nest: every sovra document needs fewer than 8 levels."""
+# A string token (skipped whole, so brackets inside strings do not count) or a bracket.
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two parsers may keep different copies of a field named twice (a signature checked
+    # over one, a value read from the other), so a duplicate is refused, never resolved.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise ValueError(f"duplicate field {twice!r}")
+    return obj
+
+
+def parse_json(
+    data: bytes | str, *, limit: int, what: str, max_depth: int = MAX_JSON_DEPTH
+) -> Any:
+    """Parse untrusted JSON with every dimension bounded.
+
+    At most *limit* bytes, strict UTF-8 (no BOM, no other encoding guessed), at most
+    *max_depth* levels of nesting (checked before parsing, so no recursion limit is ever
+    reached), no field named twice, no ``NaN`` or ``Infinity``, no integer over 4300
+    digits, no lone surrogate in any string or field name.
+
+    Raises:
+        BadRequest: any of those, or not JSON at all.
+    """
     if len(data) > limit:
         raise BadRequest(f"{what} is {len(data)} bytes, over the {limit}-byte limit")
     try:
-        # Decoding first skips json's encoding detection; invalid UTF-8 fails the same way.
-        value = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"{what} is not valid UTF-8 (byte {exc.start})") from None
+    depth = 0
+    for token in _JSON_TOKENS.finditer(text):
+        bracket = token.group()
+        if bracket in "[{":
+            depth += 1
+            if depth > max_depth:
+                raise BadRequest(f"{what} nests deeper than {max_depth} levels")
+        elif bracket in "]}":
+            depth -= 1
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except ValueError as exc:  # JSONDecodeError, a duplicate, NaN, an over-long integer
         raise BadRequest(f"{what} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise BadRequest(f"{what} nests too deeply") from None
+    check_unicode(value, what)
+    return value
+
+
+def check_unicode(value: Any, what: str) -> None:
+    """Check that *value* (parsed JSON) holds only valid Unicode, in values and field names.
+
+    A lone surrogate (``"\\ud800"`` in JSON) is a Python string no UTF-8 byte string can
+    carry: refused here, it never reaches an encoder deep inside a flow.
+
+    Raises:
+        BadRequest: a lone surrogate anywhere in *value*, or *value* is not JSON data.
+    """
+    # One C-speed pass: the canonical encoder keeps lone surrogates, UTF-8 refuses them.
+    try:
+        _CANONICAL.encode(value).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} holds a lone surrogate, which is not valid Unicode") from None
+    except (TypeError, ValueError, RecursionError):
+        raise BadRequest(f"{what} is not a JSON document") from None
+
+
+def _parse_json_object(data: bytes, limit: int, what: str) -> dict[str, Any]:
+    value = parse_json(data, limit=limit, what=what)
     if not isinstance(value, dict):
         raise BadRequest(f"{what} must be a JSON object")
     return value
@@ -337,11 +407,11 @@ class Grant:
         Raises:
             BadRequest: malformed, oversized, unknown fields or bad values.
         """
-        obj = (
-            dict(data)
-            if isinstance(data, Mapping)
-            else _parse_json_object(data, _MAX_GRANT_BYTES, "grant")
-        )
+        if isinstance(data, Mapping):
+            obj = dict(data)
+            check_unicode(obj, "grant")
+        else:
+            obj = _parse_json_object(data, _MAX_GRANT_BYTES, "grant")
         fields_ = {
             "approver",
             "grant_id",

@@ -71,7 +71,7 @@ def test_no_pins_accept_nothing() -> None:
 
 
 REFUSED: dict[str, tuple[bytes, str]] = {
-    "not json": (b"{", "not JSON"),
+    "not json": (b"{", "not valid JSON"),
     "not an object": (b"[]", "must be a JSON object"),
     "another type": (_doc(type="sovra-custodian-keys"), "not a pins document"),
     "another format": (_doc(format=2), "not a pins document"),

@@ -48,8 +48,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sovra.errors import BadRequest, IntegrityError, VerificationError
 from sovra.keys import _aead
 from sovra.keys.envelope import open_blob, seal
-from sovra.keys.files import no_duplicate_fields
-from sovra.model import RecordHeader, check_jurisdiction
+from sovra.model import RecordHeader, check_jurisdiction, parse_json
 
 __all__ = [
     "CLIENT_SEALED_CONTENT_TYPE",
@@ -271,10 +270,7 @@ class TransportPins:
         """
         if len(data) > _MAX_PINS_BYTES:
             raise BadRequest(f"a pins document is at most {_MAX_PINS_BYTES} bytes")
-        try:
-            obj = json.loads(data, object_pairs_hook=no_duplicate_fields)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise BadRequest(f"the pins document is not JSON: {exc}") from None
+        obj = parse_json(data, limit=_MAX_PINS_BYTES, what="the pins document")
         doc = _fields(obj, {"type", "format", "keys"}, "the pins document")
         if (
             doc["type"] != _PINS_TYPE

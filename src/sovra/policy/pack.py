@@ -24,7 +24,13 @@ from typing import Any
 import cedarpy
 
 from sovra.errors import BadRequest
-from sovra.model import canonical_json, check_id, check_jurisdiction, check_purpose
+from sovra.model import (
+    canonical_json,
+    check_id,
+    check_jurisdiction,
+    check_purpose,
+    parse_json,
+)
 from sovra.policy.bulk import BulkLimits
 
 __all__ = [
@@ -236,14 +242,7 @@ class PackBundle:
         Raises:
             BadRequest: oversized, not JSON, unknown or missing fields, bad values.
         """
-        if len(data) > _MAX_PACK_BYTES:
-            raise BadRequest(f"policy pack is {len(data)} bytes, over {_MAX_PACK_BYTES}")
-        try:
-            obj = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadRequest(f"policy pack is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise BadRequest("policy pack nests too deeply") from None
+        obj = parse_json(data, limit=_MAX_PACK_BYTES, what="policy pack")
         if not isinstance(obj, dict):
             raise BadRequest("policy pack must be a JSON object")
         required = {"format", "name", "version", "parties", "threshold", "policies", "schema"}

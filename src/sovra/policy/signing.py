@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from sovra.errors import BadRequest, VerificationError
-from sovra.model import check_jurisdiction
+from sovra.model import check_jurisdiction, parse_json
 from sovra.policy.pack import PackBundle
 
 __all__ = [
@@ -114,12 +114,7 @@ class Envelope:
         Raises:
             BadRequest: oversized, malformed or with unknown fields.
         """
-        if len(data) > _MAX_ENVELOPE_BYTES:
-            raise BadRequest(f"envelope is {len(data)} bytes, over {_MAX_ENVELOPE_BYTES}")
-        try:
-            obj = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise BadRequest(f"envelope is not valid JSON: {exc}") from None
+        obj = parse_json(data, limit=_MAX_ENVELOPE_BYTES, what="envelope")
         if not isinstance(obj, dict) or set(obj) != {"payloadType", "payload", "signatures"}:
             raise BadRequest("envelope must have exactly payloadType, payload and signatures")
         sigs = obj["signatures"]

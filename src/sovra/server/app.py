@@ -11,17 +11,18 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from sovra import __version__
 from sovra.deployment import Deployment
-from sovra.errors import BadRequest, PayloadTooLarge, SovraError
+from sovra.errors import BadRequest
 from sovra.gateway import AccessResult, IngestReceipt
 from sovra.governance import SubjectReport
 from sovra.model import Grant, Principal
 from sovra.server.bodies import AccessBody, IngestBody, SubjectRef
-from sovra.server.docs import mount_docs
+from sovra.server.docs import describe_api, mount_docs
+from sovra.server.handlers import add_error_handlers
+from sovra.server.limits import BodyLimits
 from sovra.server.log import log_tiles_router
 from sovra.server.policy import add_policy_routes
 from sovra.server.sealed import add_sealed_routes
@@ -44,15 +45,16 @@ def create_app(deployment: Deployment) -> FastAPI:
         redoc_url=None,
     )
     mount_docs(app)
-    max_body = deployment.config.max_body_bytes
+
+    # Sizes, time and JSON shape of every body are bounded before any route runs.
+    app.add_middleware(
+        BodyLimits,
+        max_body_bytes=deployment.config.max_body_bytes,
+        body_timeout_s=deployment.config.body_timeout_s,
+    )
 
     async def principal(request: Request) -> Principal:
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > max_body):
-            raise PayloadTooLarge(f"request body over the {max_body}-byte limit")
         body = await request.body()
-        if len(body) > max_body:
-            raise PayloadTooLarge(f"request body over the {max_body}-byte limit")
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if header and scheme != "Sovra":
@@ -62,19 +64,7 @@ def create_app(deployment: Deployment) -> FastAPI:
 
     Caller = Annotated[Principal, Depends(principal)]
 
-    @app.exception_handler(SovraError)
-    async def _sovra_error(_: Request, exc: SovraError) -> JSONResponse:
-        if exc.status >= 500:
-            log.error("%s", exc.diagnostics())
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
-            for e in exc.errors()
-        )
-        return JSONResponse({"error": "bad_request", "message": problems}, status_code=400)
+    add_error_handlers(app)
 
     @app.post("/v1/records", status_code=201, tags=["records"])
     def ingest(body: IngestBody, caller: Caller) -> dict[str, Any]:
@@ -197,6 +187,7 @@ def create_app(deployment: Deployment) -> FastAPI:
             f"<table><tr><th>jurisdiction</th><th>name</th><th>regions</th></tr>{rows}</table>"
         )
 
+    describe_api(app, principal)
     return app
 
 

@@ -1,12 +1,22 @@
-"""API docs served from packaged assets, so /docs works on a machine with no internet."""
+"""API docs: the OpenAPI document as the API really behaves, and Swagger UI served offline.
+
+The document states the request-token security scheme (how to build a token) and, for
+every route, the error answers it can give, in sovra's error format. Swagger UI comes from
+packaged assets, so ``/docs`` works on a machine with no internet.
+"""
+
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-__all__ = ["mount_docs"]
+__all__ = ["SECURITY_SCHEME", "describe_api", "mount_docs"]
 
 _ASSETS = "/docs-assets"
 
@@ -25,3 +35,107 @@ def mount_docs(app: FastAPI) -> None:
             swagger_css_url=f"{_ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{_ASSETS}/favicon-32x32.png",
         )
+
+
+SECURITY_SCHEME = "SovraToken"
+"""The name of the request-token security scheme in the OpenAPI document."""
+
+_SIGNING = """\
+Every call under `/v1` except the public ones (the log, `/v1/info`, `/v1/sealed/custodians`,
+`/v1/policy/metrics`) carries `Authorization: Sovra <token>`, a token signed for exactly
+that request by a registered principal's Ed25519 key. The token is
+`v1.<claims>.<signature>`, both base64url without padding:
+
+- *claims* is the canonical JSON (sorted keys, no whitespace, UTF-8) of
+  `{"sub": <principal id>, "htm": <method, upper case>, "htu": <path with its query>,
+  "bh": <hex SHA-256 of the exact body bytes, of the empty string when there is none>,
+  "iat": <UNIX seconds now>, "exp": <iat + lifetime, at most the deployment's
+  token_max_age_s>, "nonce": <16 random bytes, base64url>}`;
+- *signature* is the principal's Ed25519 signature over the ASCII bytes
+  `sovra-token/v1.` followed by the base64url *claims* exactly as sent.
+
+A token is good for one request only (its nonce is remembered until it expires), for the
+method, path and body it names, within 30 s of clock skew. In Python,
+`sovra.auth.make_token(key, principal_id, method, path, body, now_s=int(time.time()))`
+builds one; `sovra.client.Client` signs every call itself.
+"""
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "a stable code, e.g. denied, not_found"},
+        "message": {"type": "string", "description": "what was wrong, in words"},
+        "log_index": {
+            "type": "integer",
+            "description": "the log entry that recorded this refusal, when one was written",
+        },
+    },
+}
+
+_WHY = {
+    "400": "malformed request: bad JSON, unknown or missing field, bad value",
+    "401": "missing, malformed, forged, expired, replayed or misdirected request token",
+    "403": "refused by a logged decision (the body names its log_index)",
+    "404": "no such record, grant, decision, entry, tile or route",
+    "408": "the request body did not arrive in time",
+    "413": "request body over the configured limit (refused before it is read)",
+}
+
+
+def _calls(dependant: Any) -> Iterator[Callable[..., Any]]:
+    for sub in dependant.dependencies:
+        if sub.call is not None:
+            yield sub.call
+        yield from _calls(sub)
+
+
+def describe_api(app: FastAPI, authenticate: Callable[..., Any]) -> None:
+    """State in the OpenAPI document what every route really answers and how to sign in.
+
+    Routes that depend on *authenticate* get the ``SovraToken`` security requirement and
+    their 401 and 403 answers; every route gets the 400, 404, 408 and 413 answers
+    the framework and the body limits give, in sovra's error format (422 is never sent:
+    FastAPI's validation errors are answered as 400).
+    """
+    secured = {
+        (route.path, method)
+        for route in app.routes
+        if isinstance(route, APIRoute) and authenticate in _calls(route.dependant)
+        for method in route.methods or ()
+    }
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        components = spec.setdefault("components", {})
+        components.setdefault("schemas", {})["Error"] = _ERROR_SCHEMA
+        components["securitySchemes"] = {
+            SECURITY_SCHEME: {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": _SIGNING,
+            }
+        }
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for path, operations in spec.get("paths", {}).items():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                codes = ["400", "404", "408", "413"]
+                if (path, method.upper()) in secured:
+                    operation["security"] = [{SECURITY_SCHEME: []}]
+                    codes += ["401", "403"]
+                for code in sorted(codes):
+                    responses.setdefault(code, {"description": _WHY[code], "content": error})
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -32,8 +32,10 @@ class SealedIngestBody(Strict):
     """A record sealed on the client under a prepared header."""
 
     header: str = Field(description="the prepared header, base64, as returned")
-    expires_ms: int
-    ticket: str
+    expires_ms: int = Field(ge=0, lt=1 << 63)
+    ticket: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="the gateway's ticket, as returned (64 hex digits)"
+    )
     blob: str = Field(description="the sealed blob, base64")
     key_envelope: str = Field(description="the data key encrypted to the custodian, base64")
 

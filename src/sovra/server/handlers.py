@@ -1,0 +1,80 @@
+"""Every error the HTTP API answers with, in one format: ``{"error": ..., "message": ...}``.
+
+sovra's own errors carry their status (:mod:`sovra.errors`); the framework's (an unknown
+route, a wrong method, a body its parser refused) are translated to the same shape, so a
+client reads one format whatever went wrong. Messages are escaped where they hold text
+that is not valid Unicode (an echoed lone surrogate), so rendering an error never fails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from sovra.errors import SovraError
+
+__all__ = ["add_error_handlers", "error_response"]
+
+log = logging.getLogger("sovra.server")
+
+# The framework's refusals, named like sovra's own codes.
+_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "bad_request",
+}
+
+
+def error_response(
+    status: int, body: dict[str, object], headers: Mapping[str, str] | None = None
+) -> Response:
+    """A JSON error response whose body always renders, whatever text it echoes."""
+    content = json.dumps(body, ensure_ascii=False).encode("utf-8", "backslashreplace")
+    return Response(content, status_code=status, media_type="application/json", headers=headers)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Translate every exception a request can raise into sovra's error format."""
+
+    @app.exception_handler(SovraError)
+    async def _sovra_error(_: Request, exc: SovraError) -> Response:
+        if exc.status >= 500:
+            log.error("%s", exc.diagnostics())
+        return error_response(exc.status, exc.to_dict())
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        )
+        return error_response(400, {"error": "bad_request", "message": problems})
+
+    @app.exception_handler(HTTPException)
+    async def _framework(_: Request, exc: HTTPException) -> Response:
+        # 422 is FastAPI's word for a body it could not read; sovra says 400 for all bad input.
+        status = 400 if exc.status_code == 422 else exc.status_code
+        code = _CODES.get(status, "bad_request" if status < 500 else "internal")
+        return error_response(
+            status, {"error": code, "message": str(exc.detail)}, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        # A bug, not bad input: the details go to the server log, never to the caller.
+        log.error("unexpected %s", type(exc).__name__, exc_info=exc)
+        return error_response(
+            500, {"error": "internal", "message": "internal error; see the server log"}
+        )
