@@ -77,6 +77,18 @@ def _read_answer(sock: socket.socket, deadline: float) -> Answer:
             return Answer(None, {}, data, closed=True)
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
+    while head.startswith(b"HTTP/1.1 1"):  # an interim answer (100 Continue): the next one counts
+        data = rest
+        while b"\r\n\r\n" not in data:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                return Answer(None, {}, data, closed=False)
+            if not chunk:
+                return Answer(None, {}, data, closed=True)
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     status = int(status_line.split(" ")[1])
     headers = {}
