@@ -17,6 +17,7 @@ import hmac
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -38,7 +39,6 @@ from sovra.model import (
     RecordHeader,
     RecordMeta,
     ReleaseAuthorization,
-    Role,
     check_id,
     check_purpose,
     subject_commitment,
@@ -49,6 +49,7 @@ from sovra.policy import (
     GrantFacts,
     Justification,
     RecordFacts,
+    Target,
     parse_justification,
 )
 from sovra.store import BlobStore, MetadataStore
@@ -62,7 +63,6 @@ __all__ = [
     "SealedRecord",
 ]
 
-_INGEST_ROLES = frozenset({Role.SERVICE, Role.OPERATOR})
 _PREPARE_TTL_MS = 300_000
 """How long a header prepared for client-side sealing may be used."""
 
@@ -149,7 +149,7 @@ class Gateway:
         self._clock = clock
         # Signatures are verified once per grant digest; revocation and window on every use.
         self._grant_checker = GrantChecker(authority_keys, self.commitment)
-        self._authorizer = Authorizer(log, clock)
+        self._authorizer = Authorizer(log, decisions, clock)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -165,8 +165,27 @@ class Gateway:
         return self._authorizer.append(entry, tags)
 
     def _refuse(self, principal: Principal, action: str, reason: str, tags: Sequence[str]) -> int:
-        """Log a refusal taken outside the policy engine; returns its log index."""
+        """Log a refusal of content (a minimisation rule); returns its log index."""
         return self._authorizer.refuse(principal, action, reason, tags)
+
+    def _may_ingest(
+        self, principal: Principal, jurisdiction: str, subject: str, *, client_sealed: bool = False
+    ) -> None:
+        """The policy stage decides whether *principal* may ingest; a deny is logged.
+
+        An allow is not logged on its own: the record's ``ingest`` entry is its trace.
+
+        Raises:
+            Denied: the decision is deny; it is in the log at ``exc.log_index``.
+        """
+        rules = self.config.jurisdiction(jurisdiction)
+        target = Target(
+            jurisdiction=jurisdiction,
+            subjects=(subject,),
+            client_sealed=client_sealed,
+            scan_required=any(a == "refuse" for a in rules.minimisation.values()),
+        )
+        self._authorizer.authorize(principal, "ingest", target, log_allow=False)
 
     # -- ingest --------------------------------------------------------------------------
 
@@ -194,9 +213,7 @@ class Gateway:
         rules = self.config.jurisdiction(jurisdiction)
         subject = self.commitment(jurisdiction, subject_id)
         plan = rules.rules_for(None if purpose is None else check_purpose(purpose))
-        if principal.role not in _INGEST_ROLES:
-            reason = f"a {principal.role} may not ingest records"
-            raise Denied(reason, log_index=self._refuse(principal, "ingest", reason, [subject]))
+        self._may_ingest(principal, jurisdiction, subject)
         data = content.encode("utf-8", errors="strict")
         if len(data) > self.config.max_record_bytes:
             raise PayloadTooLarge(
@@ -308,16 +325,24 @@ class Gateway:
         records' custodians turn their tokens and sealed values back into the values.
 
         Raises:
-            BadRequest: malformed request (no target, too many records...).
+            BadRequest: malformed request (no target, an unknown justification...).
             NotFound: a named record does not exist (nothing is logged: nothing was decided).
-            Denied: the decision is deny; it is in the log at ``exc.log_index``.
+            Denied: the decision is deny, or the selection is over the deployment's
+                ``max_records_per_request``; it is in the log at ``exc.log_index``.
         """
         check_purpose(purpose)
         code = None if justification is None else parse_justification(justification)
-        metas = self._targets(record_ids, subjects, jurisdiction)
+        action = "reveal" if reveal else "read"
+        metas = self._targets(
+            principal,
+            purpose,
+            action,
+            record_ids=record_ids,
+            subjects=subjects,
+            jurisdiction=jurisdiction,
+        )
         if any(m.header.content_type == CLIENT_SEALED_CONTENT_TYPE for m in metas):
             raise BadRequest("client-sealed records open only on the client: use sealed access")
-        action = "reveal" if reveal else "read"
         decision, authorization = self._decide(
             principal, purpose, metas, grant, code, action=action, names=_names(subjects)
         )
@@ -480,16 +505,7 @@ class Gateway:
         """
         rules = self.config.jurisdiction(jurisdiction)
         subject = self.commitment(jurisdiction, subject_id)
-        if principal.role not in _INGEST_ROLES:
-            reason = f"a {principal.role} may not ingest records"
-            raise Denied(reason, log_index=self._refuse(principal, "ingest", reason, [subject]))
-        refused = sorted(k for k, a in rules.minimisation.items() if a == "refuse")
-        if refused:
-            reason = (
-                f"{jurisdiction} refuses {', '.join(refused)} at ingest, which needs a scan; "
-                "a client-sealed record cannot be scanned"
-            )
-            raise Denied(reason, log_index=self._refuse(principal, "ingest", reason, [subject]))
+        self._may_ingest(principal, jurisdiction, subject, client_sealed=True)
         version, public = self._sealing_custodian(jurisdiction).transport_key()
         header = RecordHeader(
             record_id="r-" + uuid.uuid4().hex,
@@ -525,11 +541,7 @@ class Gateway:
             PayloadTooLarge: a blob over the configured record size.
             Denied: the principal may not ingest (logged).
         """
-        if principal.role not in _INGEST_ROLES:
-            reason = f"a {principal.role} may not ingest records"
-            raise Denied(
-                reason, log_index=self._refuse(principal, "ingest", reason, [header.subject])
-            )
+        self._may_ingest(principal, header.jurisdiction, header.subject, client_sealed=True)
         expected = self._ticket(principal.id, header, expires_ms)
         if not hmac.compare_digest(expected, ticket):
             raise BadRequest("this record header was not prepared by this gateway for this caller")
@@ -591,7 +603,14 @@ class Gateway:
         check_purpose(purpose)
         check_public(recipient)
         code = None if justification is None else parse_justification(justification)
-        metas = self._targets(record_ids, subjects, jurisdiction)
+        metas = self._targets(
+            principal,
+            purpose,
+            "read",
+            record_ids=record_ids,
+            subjects=subjects,
+            jurisdiction=jurisdiction,
+        )
         decision, authorization = self._decide(
             principal, purpose, metas, grant, code, recipient=recipient, names=_names(subjects)
         )
@@ -616,23 +635,44 @@ class Gateway:
 
     def _targets(
         self,
+        principal: Principal,
+        purpose: str,
+        action: str,
+        *,
         record_ids: Sequence[str],
         subjects: Sequence[tuple[str, str]],
         jurisdiction: str | None,
     ) -> list[RecordMeta]:
+        """The records a request selects; a selection over the per-request cap is refused
+        by the policy stage and logged, before any record is loaded.
+
+        Raises:
+            BadRequest: not exactly one kind of target, or an unknown jurisdiction.
+            NotFound: a named record does not exist, or the selection is empty.
+            Denied: over ``max_records_per_request`` records (logged).
+        """
         if sum(map(bool, (record_ids, subjects, jurisdiction))) != 1:
             raise BadRequest("name exactly one of: record ids, subjects, or a jurisdiction")
         limit = self.config.max_records_per_request
-        if len(record_ids) > limit or len(subjects) > limit:
-            raise BadRequest(f"at most {limit} records or subjects per request")
+
+        def over_limit() -> NoReturn:
+            self._authorizer.refuse_selection(principal, purpose, action=action, limit=limit)
+
         if record_ids:
-            return [self.store.get_record(r) for r in dict.fromkeys(record_ids)]
+            named = list(dict.fromkeys(record_ids))
+            if len(named) > limit:
+                over_limit()
+            return [self.store.get_record(r) for r in named]
         if subjects:
+            if len(dict.fromkeys(subjects)) > limit:
+                over_limit()
             metas = [
                 m
                 for j, s in dict.fromkeys(subjects)
                 for m in self.store.records_for_subject(self.commitment(j, s))
             ]
+            if len(metas) > limit:
+                over_limit()
             if not metas:
                 raise NotFound("no records for the named subjects")
             return metas
@@ -640,7 +680,7 @@ class Gateway:
         self.config.jurisdiction(jurisdiction)
         ids = self.store.record_ids_for_jurisdiction(jurisdiction, limit + 1)
         if len(ids) > limit:
-            raise BadRequest(f"the selection spans over {limit} records; narrow it")
+            over_limit()
         if not ids:
             raise NotFound(f"no records of {jurisdiction} subjects")
         return [self.store.get_record(r) for r in ids]

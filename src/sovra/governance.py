@@ -4,8 +4,14 @@ The gateway (:mod:`sovra.gateway`) runs ingest and access; everything else a pri
 ask of a deployment is here: register, show and revoke legal-assistance grants, activate a
 signed policy pack (and restore the last one at start), explain a logged decision, read
 the review queue and the bulk alerts, erase a subject (crypto-shredding) and report to a
-subject who touched her data. :class:`Authorizer` is what both sides write to the log
-through.
+subject who touched her data.
+
+One place decides: every authorization, here and in the gateway's flows, is a decision of
+the policy stage (:meth:`~sovra.policy.DecisionPoint.decide_action`, rules in the active
+pack), and :class:`Authorizer` logs it, allow and deny alike, with its reason and the rules
+that decided it, before anything else happens. A deny is :class:`~sovra.errors.Denied`
+(403) carrying the log index of its entry. Each allowed action's own entry (``grant``,
+``grant_revoked``, ``policy_activation``, ``shred``) names the decision that allowed it.
 
 Every method takes an already-authenticated :class:`~sovra.model.Principal`.
 """
@@ -16,21 +22,22 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sovra.config import Config
-from sovra.errors import ConfigError, Denied, NotFound, SovraError
+from sovra.errors import BadRequest, ConfigError, Denied, NotFound, SovraError
 from sovra.keys import Custodian
 from sovra.ledger import TransparencyLog, verify_checkpoint
-from sovra.model import Decision, Grant, LogEntry, LogReceipt, Principal, Role, check_id
+from sovra.model import Decision, Grant, LogEntry, LogReceipt, Principal, check_id
 from sovra.policy import (
     Alert,
     DecisionPoint,
     Envelope,
     Explanation,
     ReviewItem,
+    Target,
     explain_entry,
     verify_grant_signature,
     verify_pack,
@@ -38,8 +45,6 @@ from sovra.policy import (
 from sovra.store import MetadataStore
 
 __all__ = ["Authorizer", "Governance", "GrantStatus", "ReportEntry", "SubjectReport"]
-
-_OVERSIGHT = frozenset({Role.OPERATOR, Role.AUTHORITY, Role.AUDITOR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +74,13 @@ class SubjectReport:
 
 
 class Authorizer:
-    """Writes to the log for the flows and for governance, refusals included."""
+    """Asks the policy stage who may, and logs every answer: for the flows and governance."""
 
-    def __init__(self, log: TransparencyLog, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, log: TransparencyLog, decisions: DecisionPoint, clock: Callable[[], float]
+    ) -> None:
         self.log = log
+        self.decisions = decisions
         self._clock = clock
 
     def now_ms(self) -> int:
@@ -84,8 +92,44 @@ class Authorizer:
         data = entry.to_bytes()
         return data, self.log.append(data, tags)
 
+    def log_decision(self, decision: Decision) -> LogReceipt:
+        """Log *decision* under its subjects and its id (so it can be explained)."""
+        entry = decision.to_entry(self.now_ms())
+        return self.append(entry, [*decision.subjects, f"decision:{decision.decision_id}"])[1]
+
+    def authorize(
+        self, principal: Principal, action: str, target: Target, *, log_allow: bool = True
+    ) -> Decision:
+        """Have the policy stage decide a governance *action*, log it, and raise on a deny.
+
+        With *log_allow* false an allow is not logged here, for an action whose own entry
+        records it (an ingest); a deny always is.
+
+        Raises:
+            Denied: the decision is deny; it is in the log at ``exc.log_index``.
+        """
+        decision = self.decisions.decide_action(principal, action, target)
+        if decision.allow and not log_allow:
+            return decision
+        receipt = self.log_decision(decision)
+        if not decision.allow:
+            raise Denied(decision.reason, log_index=receipt.index)
+        return decision
+
+    def refuse_selection(
+        self, principal: Principal, purpose: str, *, action: str, limit: int
+    ) -> NoReturn:
+        """Have the policy stage refuse a selection over *limit* records, log it, raise.
+
+        Raises:
+            Denied: always; the refusal is in the log at ``exc.log_index``.
+        """
+        decision = self.decisions.decide_selection(principal, purpose, action=action, limit=limit)
+        raise Denied(decision.reason, log_index=self.log_decision(decision).index)
+
     def refuse(self, principal: Principal, action: str, reason: str, tags: Sequence[str]) -> int:
-        """Log a refusal taken outside the policy engine; returns its log index."""
+        """Log a refusal of content, not of a principal (a minimisation rule refused a kind
+        of data); returns its log index. Who may is never decided here."""
         decision = Decision(
             decision_id=uuid.uuid4().hex,
             allow=False,
@@ -121,7 +165,7 @@ class Governance:
         self.decisions = decisions
         self.authority_keys = authority_keys
         self.commitment = commitment
-        self._authorizer = Authorizer(log, clock)
+        self._authorizer = Authorizer(log, decisions, clock)
 
     # -- grants --------------------------------------------------------------------------
 
@@ -129,21 +173,34 @@ class Governance:
         """Store a signed grant and log it (subjects as commitments only).
 
         Raises:
-            Denied: the signature is not the approving authority's (logged).
+            Denied: the policy says no: by default, the signature is not the approving
+                authority's (logged).
             BadRequest: a grant with this id exists already.
         """
         tags = sorted({self.commitment(grant.approver, s) for s in grant.subjects})
         try:
             verify_grant_signature(grant, self.authority_keys)
+            signed, problem = True, ""
         except Denied as exc:
-            exc.log_index = self._authorizer.refuse(principal, "grant", exc.message, tags)
-            raise
+            signed, problem = False, exc.message
+        decision = self._authorizer.authorize(
+            principal,
+            "register-grant",
+            Target(
+                jurisdiction=grant.approver,
+                subjects=tuple(tags),
+                grantee=grant.grantee,
+                signed=signed,
+                problem=problem,
+            ),
+        )
         self.store.put_grant(grant.grant_id, grant.digest(), grant.to_json())
         entry = LogEntry(
             kind="grant",
             time_ms=self._authorizer.now_ms(),
             principal=principal.id,
             fields={
+                "decision_id": decision.decision_id,
                 "grant": grant.digest(),
                 "grant_id": grant.grant_id,
                 "approver": grant.approver,
@@ -165,33 +222,48 @@ class Governance:
         return Grant.from_json(self.store.get_grant(grant_id))
 
     def grant_status(self, principal: Principal, grant_id: str) -> GrantStatus:
-        """A registered grant, with its revocation status.
+        """A registered grant, with its revocation status (it names subjects: decided, logged).
 
         Raises:
             NotFound: no grant with this id.
+            Denied: the policy says no: by default, the principal is neither the grantee,
+                the approving authority, the operator nor an auditor (logged).
         """
-        del principal
-        return GrantStatus(self.get_grant(grant_id), self.store.grant_revoked(grant_id))
+        grant = self.get_grant(grant_id)
+        self._authorizer.authorize(principal, "view-grant", self._grant_target(grant))
+        return GrantStatus(grant, self.store.grant_revoked(grant_id))
+
+    def _grant_target(self, grant: Grant) -> Target:
+        subjects = {self.commitment(grant.approver, s) for s in grant.subjects}
+        return Target(
+            jurisdiction=grant.approver,
+            subjects=tuple(sorted(subjects)),
+            grantee=grant.grantee,
+            signed=True,  # registered grants were verified when registered
+        )
 
     def revoke_grant(self, principal: Principal, grant_id: str) -> LogReceipt:
         """Revoke a grant at once; only its approving authority may.
 
         Raises:
             NotFound: no grant with this id.
-            Denied: the principal is not the approving authority.
+            Denied: the policy says no: by default, the principal is not the approving
+                authority (logged).
             BadRequest: the grant is revoked already.
         """
         grant = self.get_grant(grant_id)
-        if principal.role is not Role.AUTHORITY or principal.jurisdiction != grant.approver:
-            reason = f"only {grant.approver}'s authority may revoke grant {grant_id}"
-            raise Denied(reason, log_index=self._authorizer.refuse(principal, "revoke", reason, []))
+        decision = self._authorizer.authorize(principal, "revoke-grant", self._grant_target(grant))
         now = self._authorizer.now_ms()
         self.store.revoke_grant(grant_id, now)
         entry = LogEntry(
             kind="grant_revoked",
             time_ms=now,
             principal=principal.id,
-            fields={"grant": grant.digest(), "grant_id": grant_id},
+            fields={
+                "decision_id": decision.decision_id,
+                "grant": grant.digest(),
+                "grant_id": grant_id,
+            },
         )
         return self._authorizer.append(entry, [])[1]
 
@@ -201,10 +273,13 @@ class Governance:
         """Explain a logged decision: its rules' reasons, grant, justification, review.
 
         Raises:
+            BadRequest: a malformed decision id.
+            Denied: the policy says no (logged; the shipped packs let anyone).
             NotFound: no decision with this id in the log.
         """
-        del principal
-        indexes = self.log.find(f"decision:{check_id(decision_id, 'decision id')}")
+        tag = f"decision:{check_id(decision_id, 'decision id')}"
+        self._authorizer.authorize(principal, "explain", Target())
+        indexes = self.log.find(tag)
         if not indexes:
             raise NotFound(f"no decision {decision_id} in the log")
         entry = LogEntry.from_bytes(self.log.entry(indexes[0]))
@@ -220,20 +295,20 @@ class Governance:
         """Decisions queued for legal (or after-the-fact) review, oldest first.
 
         Raises:
-            Denied: the principal is not the operator, an authority or an auditor.
+            Denied: the policy says no: by default, the principal is not the operator, an
+                authority or an auditor (logged).
         """
-        if principal.role not in _OVERSIGHT:
-            raise Denied("the review queue is for the operator, authorities and auditors")
+        self._authorizer.authorize(principal, "view-reviews", Target())
         return self.decisions.reviews()
 
     def alerts(self, principal: Principal) -> list[Alert]:
         """Refusals the bulk guard decided, newest last.
 
         Raises:
-            Denied: the principal is not the operator, an authority or an auditor.
+            Denied: the policy says no: by default, the principal is not the operator, an
+                authority or an auditor (logged).
         """
-        if principal.role not in _OVERSIGHT:
-            raise Denied("bulk alerts is for the operator, authorities and auditors")
+        self._authorizer.authorize(principal, "view-alerts", Target())
         return self.decisions.guard.alerts()
 
     def metrics(self) -> str:
@@ -259,22 +334,30 @@ class Governance:
         before the pack decides anything.
 
         Raises:
-            Denied: the principal is neither the operator nor an authority (logged).
-            BadRequest: too few, unknown or non-party signers, rollback, or a pack that
-                fails validation; the active pack is unchanged.
+            Denied: the active pack says no: by default, the principal is neither the
+                operator nor an authority (logged).
+            BadRequest: too few, unknown or non-party signers, rollback, a pack that fails
+                validation or that would let no one activate a later pack; the active pack
+                is unchanged.
             VerificationError: a signature over other bytes; the active pack is unchanged.
         """
-        if principal.role not in (Role.OPERATOR, Role.AUTHORITY):
-            reason = "only the operator or a jurisdiction authority may activate a policy pack"
-            raise Denied(reason, log_index=self._authorizer.refuse(principal, "policy", reason, []))
+        # The pack is checked first (no side effect): a pack that cannot take effect
+        # leaves nothing in the log, whoever sent it.
         previous = self.decisions.pack
         verified = verify_pack(envelope, self.authority_keys, active=self.decisions.active())
         pack = verified.bundle.compile()
+        if not self.decisions.permits_activation(pack):
+            raise BadRequest(
+                f"pack {pack.name} v{pack.version} lets no one activate a later pack, so it "
+                "could never be replaced; add a rule permitting action activate-policy"
+            )
+        decision = self._authorizer.authorize(principal, "activate-policy", Target())
         entry = LogEntry(
             kind="policy_activation",
             time_ms=self._authorizer.now_ms(),
             principal=principal.id,
             fields={
+                "decision_id": decision.decision_id,
                 "pack": pack.name,
                 "version": pack.version,
                 "digest": pack.digest,
@@ -326,21 +409,21 @@ class Governance:
         stay as they are and are unreadable. Shredding twice logs twice and is harmless.
 
         Raises:
-            Denied: the principal is neither the subject nor her home authority (logged).
+            Denied: the policy says no: by default, the principal is neither the subject
+                nor her home authority (logged).
             ConfigError: the custodian could not destroy the key; retry.
         """
         commitment = self.commitment(jurisdiction, subject_id)
-        if not _subject_or_home_authority(principal, commitment, jurisdiction):
-            reason = "only the subject herself or her home authority may erase her data"
-            raise Denied(
-                reason, log_index=self._authorizer.refuse(principal, "shred", reason, [commitment])
-            )
+        decision = self._authorizer.authorize(
+            principal, "shred", Target(jurisdiction=jurisdiction, subjects=(commitment,))
+        )
         records = self.store.records_for_subject(commitment)
         entry = LogEntry(
             kind="shred",
             time_ms=self._authorizer.now_ms(),
             principal=principal.id,
             fields={
+                "decision_id": decision.decision_id,
                 "subject": commitment,
                 "jurisdiction": jurisdiction,
                 # A count, not the ids: an entry is bounded and a subject's records are not.
@@ -359,14 +442,13 @@ class Governance:
         """Who touched this subject's data: every log entry about her, with inclusion proofs.
 
         Raises:
-            Denied: the principal is neither the subject nor her home authority (logged).
+            Denied: the policy says no: by default, the principal is neither the subject
+                nor her home authority (logged; the report then includes that refusal).
         """
         commitment = self.commitment(jurisdiction, subject_id)
-        if not _subject_or_home_authority(principal, commitment, jurisdiction):
-            reason = "a subject report is for the subject herself or her home authority"
-            raise Denied(
-                reason, log_index=self._authorizer.refuse(principal, "report", reason, [commitment])
-            )
+        self._authorizer.authorize(
+            principal, "report", Target(jurisdiction=jurisdiction, subjects=(commitment,))
+        )
         checkpoint = self.log.checkpoint()
         size = verify_checkpoint(checkpoint, self.log.verifier_key).size
         entries = tuple(
@@ -387,10 +469,3 @@ class Governance:
                 for code, j in self.config.jurisdictions.items()
             },
         }
-
-
-def _subject_or_home_authority(principal: Principal, commitment: str, jurisdiction: str) -> bool:
-    is_subject = principal.role is Role.SUBJECT and principal.subject == commitment
-    return is_subject or (
-        principal.role is Role.AUTHORITY and principal.jurisdiction == jurisdiction
-    )

@@ -445,8 +445,18 @@ def test_subject_report_lists_everything_with_proofs(dep, principals, clock):
     report = dep.governance.subject_report(
         principals["subject-anna"], jurisdiction="PL", subject_id=ANNA
     )
-    kinds = [LogEntry.from_bytes(e.entry).kind for e in report.entries]
-    assert kinds == ["ingest", "decision", "key_release", "decision"]
+    entries = [LogEntry.from_bytes(e.entry) for e in report.entries]
+    assert [e.kind for e in entries] == [
+        "ingest",
+        "decision",
+        "key_release",
+        "decision",
+        "decision",
+    ]
+    # the report itself is a decision about her, logged (allowed) before it is taken
+    assert entries[-1].fields["action"] == "report"
+    assert entries[-1].fields["effect"] == "allow"
+    assert entries[-1].fields["policies"] == ["report-to-subject-or-home-authority"]
     checkpoint = verify_checkpoint(report.checkpoint, gw.log.verifier_key)
     for e in report.entries:
         verify_entry_inclusion(e.entry, e.index, list(e.proof), checkpoint)
@@ -493,7 +503,7 @@ def test_a_grant_with_a_bad_signature_is_not_registered(dep, principals, clock):
         dep.governance.register_grant(principals["authority-us"], forged)
     with pytest.raises(NotFound):
         dep.governance.get_grant(forged.grant_id)
-    assert _entry(dep, info.value.log_index).fields["action"] == "grant"
+    assert _entry(dep, info.value.log_index).fields["action"] == "register-grant"
 
 
 def test_principal_constructor_rejects_bad_keys():

@@ -69,7 +69,11 @@ def test_shred_is_logged_and_every_record_of_hers_stops_opening(dep: Deployment)
     )
     entry = LogEntry.from_bytes(gw.log.entry(receipt.index))
     assert entry.kind == "shred"
+    allowed = LogEntry.from_bytes(gw.log.entry(receipt.index - 1))
+    assert allowed.fields["action"] == "shred"
+    assert allowed.fields["effect"] == "allow"
     assert entry.fields == {
+        "decision_id": allowed.fields["decision_id"],
         "subject": gw.commitment("PL", ANNA),
         "jurisdiction": "PL",
         "records": 3,

@@ -29,6 +29,16 @@ NOW = 1_800_000_000
 PURPOSES = {j: ["customer-support", "billing", "service-operation"] for j in PARTIES}
 
 
+class Clock:
+    """A deployment clock the test can move (UNIX seconds)."""
+
+    def __init__(self, start: float = 1_790_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def commit(j: str, s: str) -> str:
     return subject_commitment(SECRET, j, s)
 

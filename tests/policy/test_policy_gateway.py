@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from policy_cases import Clock
 
 from sovra.auth import make_token
 from sovra.deployment import Deployment
@@ -20,14 +21,6 @@ from sovra.server import create_app
 
 LAN = "lan@example.vn"
 ANNA = "anna@example.pl"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_790_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,14 @@ Pure: nothing here does I/O beyond reading the packs shipped inside the package.
 """
 
 from sovra.policy.bulk import Alert, BulkFlags, BulkGuard, BulkLimits, BulkUsage
-from sovra.policy.decide import DecisionPoint, RecordFacts, ReviewItem
+from sovra.policy.decide import (
+    BUILT_IN_RULES,
+    GOVERNANCE_ACTIONS,
+    DecisionPoint,
+    RecordFacts,
+    ReviewItem,
+    Target,
+)
 from sovra.policy.explain import Explanation, explain_entry
 from sovra.policy.grants import (
     GrantChecker,
@@ -36,6 +43,8 @@ from sovra.policy.signing import (
 )
 
 __all__ = [
+    "BUILT_IN_RULES",
+    "GOVERNANCE_ACTIONS",
     "PAYLOAD_TYPE",
     "SHIPPED_PACKS",
     "ActivePack",
@@ -55,6 +64,7 @@ __all__ = [
     "PolicyPack",
     "RecordFacts",
     "ReviewItem",
+    "Target",
     "VerifiedPack",
     "check_grant",
     "cosign_grant",

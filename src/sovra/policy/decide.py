@@ -1,6 +1,11 @@
-"""The decision point: one access request in, one explained :class:`Decision` out.
+"""The decision point: one request in, one explained :class:`Decision` out.
 
-Cedar evaluates the request once per record; the request is allowed only if every record
+Every authorization of a deployment is decided here. An access request (``read``,
+``reveal``) is evaluated by Cedar once per record; a governance action (ingest, grants,
+pack activation, explanations, the review queue and alerts, erasure, subject reports) once,
+on a :class:`Target` (:meth:`DecisionPoint.decide_action`); a selection over the
+deployment's per-request cap is refused before any record is loaded
+(:meth:`DecisionPoint.decide_selection`). An access request is allowed only if every record
 is permitted. A deny names the policies that forbade it or, when nothing permitted it, the
 missing fact (no grant, wrong purpose, foreign service...). Pure: no I/O.
 
@@ -29,14 +34,57 @@ from sovra.policy.justification import Justification, default_justification
 from sovra.policy.pack import PolicyPack
 from sovra.policy.signing import ActivePack
 
-__all__ = ["ACTIONS", "DecisionPoint", "RecordFacts", "ReviewItem"]
+__all__ = [
+    "ACTIONS",
+    "BUILT_IN_RULES",
+    "GOVERNANCE_ACTIONS",
+    "DecisionPoint",
+    "RecordFacts",
+    "ReviewItem",
+    "Target",
+]
 
 _MAX_MEMO = 65_536
 _MAX_REVIEW = 10_000
 ACTIONS = ("read", "reveal")
 """What a request may ask: ``read`` the record as stored (minimised), or ``reveal`` it
 with the values minimisation tokenized or sealed turned back by the custodian."""
+GOVERNANCE_ACTIONS = (
+    "ingest",
+    "register-grant",
+    "view-grant",
+    "revoke-grant",
+    "activate-policy",
+    "explain",
+    "view-reviews",
+    "view-alerts",
+    "shred",
+    "report",
+)
+"""Everything a principal may ask besides reading records, each decided by the pack."""
+_SELECTION_RULE = "bulk-selection-over-limit"
+BUILT_IN_RULES = {
+    _SELECTION_RULE: (
+        "a request selects at most the deployment's max_records_per_request records; a wider "
+        "selection is bulk collection and is refused before any record is loaded"
+    ),
+}
+"""Rules the decision point applies itself, ``@id`` -> reason, beside the pack's."""
 _PRINCIPAL = {"type": "Principal", "id": "requester"}
+_TARGET = {"type": "Target", "id": "target"}
+# Why a governance action no rule permitted was denied, in the shipped pack's terms.
+_WHY_NOT_ACTION = {
+    "ingest": "a {role} may not ingest records",
+    "register-grant": "the grant is not signed by its approving authority",
+    "view-grant": "a grant is shown to its grantee, {j}'s authority, the operator and auditors",
+    "revoke-grant": "only {j}'s authority may revoke this grant",
+    "activate-policy": "only the operator or a jurisdiction authority may activate a policy pack",
+    "explain": "no rule lets a {role} have logged decisions explained",
+    "view-reviews": "the review queue is for the operator, authorities and auditors",
+    "view-alerts": "bulk alerts are for the operator, authorities and auditors",
+    "shred": "only the subject herself or her home authority may erase her data",
+    "report": "a subject report is for the subject herself or her home authority",
+}
 
 # (allowed, cedar policy ids that decided, evaluation errors)
 _Answer = tuple[bool, tuple[str, ...], tuple[str, ...]]
@@ -56,6 +104,27 @@ class RecordFacts:
     kinds: frozenset[str] = frozenset()
     region: str = ""
     created_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What the policy may know of what a governance action acts on: facts, never content.
+
+    ``jurisdiction`` is the jurisdiction it concerns (a subject's home, a grant's approver;
+    empty for the review queue or a pack); ``subjects`` the commitments of the subjects it
+    concerns (the decision is logged under them); ``grantee`` a grant's grantee; ``signed``
+    whether a grant's signature is its approver's, and ``problem`` why not;
+    ``client_sealed`` an ingest of a record sealed on the client, whose home
+    ``scan_required`` (refuses kinds of data at ingest).
+    """
+
+    jurisdiction: str = ""
+    subjects: tuple[str, ...] = ()
+    grantee: str = ""
+    signed: bool = False
+    problem: str = ""
+    client_sealed: bool = False
+    scan_required: bool = False
 
 
 def _within_retention(record: RecordFacts, retention: Mapping[str, int], now: float) -> bool:
@@ -291,6 +360,96 @@ class DecisionPoint:
         )
         return outcome(False, why)
 
+    def decide_action(self, principal: Principal, action: str, target: Target) -> Decision:
+        """Decide whether *principal* may take the governance *action* on *target*.
+
+        One Cedar request on a ``Target`` entity; allowed only if a rule permits it and none
+        forbids it. The decision names the rules that decided it, with their reasons.
+
+        Raises:
+            ValueError: *action* is not one of :data:`GOVERNANCE_ACTIONS` (a caller's bug).
+        """
+        if action not in GOVERNANCE_ACTIONS:
+            raise ValueError(f"action must be one of {GOVERNANCE_ACTIONS}, not {action!r}")
+        state = self._state
+        pack = state.pack
+        own = bool(principal.subject) and principal.subject in target.subjects
+        key = (
+            "governance",
+            action,
+            str(principal.role),
+            principal.jurisdiction,
+            target.jurisdiction,
+            own,
+            bool(target.grantee) and target.grantee == principal.id,
+            target.signed,
+            target.client_sealed,
+            target.scan_required,
+        )
+        answer = self._answers(state, [key])[0]
+        allowed, fired, errors = answer
+
+        def outcome(allow: bool, reason: str, policies: Sequence[str] = ()) -> Decision:
+            return Decision(
+                decision_id=self._new_id(),
+                allow=allow,
+                reason=reason,
+                principal=principal.id,
+                purpose="none",
+                records=(),
+                subjects=tuple(sorted(set(target.subjects))),
+                policies=tuple(pack.name_of(p) for p in policies),
+                action=action,
+            )
+
+        if allowed:
+            return outcome(True, "; ".join(dict.fromkeys(pack.reason_of(p) for p in fired)), fired)
+        if errors:
+            return outcome(False, f"policy evaluation error: {errors[0]}")
+        if fired:
+            return outcome(False, "; ".join(pack.reason_of(p) for p in fired), fired)
+        why = target.problem or _WHY_NOT_ACTION[action].format(
+            role=principal.role, j=target.jurisdiction or principal.jurisdiction
+        )
+        return outcome(False, why)
+
+    def permits_activation(self, pack: PolicyPack) -> bool:
+        """Whether *pack* lets the operator or any of its parties' authorities activate a
+        later pack: one that does not could never be replaced, so it is not activated."""
+        state = self._prepare(pack)
+        keys = [
+            ("governance", "activate-policy", str(role), j, "", False, False, False, False, False)
+            for role, j in [
+                (Role.OPERATOR, ""),
+                *((Role.AUTHORITY, p) for p in pack.parties),
+            ]
+        ]
+        return any(a[0] for a in self._evaluate(state, keys).values())
+
+    def decide_selection(
+        self, principal: Principal, purpose: str, *, action: str, limit: int
+    ) -> Decision:
+        """Refuse a selection over *limit* records (the deployment's per-request cap).
+
+        The selection is bulk collection whatever the pack says: it is denied, as the rule
+        :data:`BUILT_IN_RULES` names, and raises a bulk alert like the guard's refusals.
+        """
+        decision = Decision(
+            decision_id=self._new_id(),
+            allow=False,
+            reason=f"bulk: selection over {limit} records",
+            principal=principal.id,
+            purpose=purpose,
+            records=(),
+            subjects=(),
+            policies=(_SELECTION_RULE,),
+            action=action,
+        )
+        self.guard.alert(
+            principal.id, principal.jurisdiction, [_SELECTION_RULE], decision.decision_id
+        )
+        return decision
+
     def _answers(self, state: _State, keys: list[tuple[Any, ...]]) -> list[_Answer]:
         memo = state.memo
         found = [memo.get(k) for k in keys]
@@ -305,6 +464,8 @@ class DecisionPoint:
 
     def _evaluate(self, state: _State, keys: list[tuple[Any, ...]]) -> dict[Any, _Answer]:
         """One Cedar batch for the distinct fact tuples not in the memo."""
+        if keys[0][0] == "governance":
+            return self._evaluate_governance(state, keys)
         request_key = keys[0][0]
         action, role, pj, purpose, justification, g, bulk = request_key
         context = {
@@ -373,6 +534,41 @@ class DecisionPoint:
             )
             for k, res in zip(keys, results, strict=True)
         }
+
+    @staticmethod
+    def _evaluate_governance(state: _State, keys: list[tuple[Any, ...]]) -> dict[Any, _Answer]:
+        """One Cedar request per governance fact tuple (each with its own principal)."""
+        out: dict[Any, _Answer] = {}
+        for key in keys:
+            _, action, role, pj, tj, own, grantee, signed, client_sealed, scan = key
+            entities: list[dict[str, Any]] = [
+                {"uid": _PRINCIPAL, "attrs": {"role": role, "jurisdiction": pj}, "parents": []},
+                {
+                    "uid": _TARGET,
+                    "attrs": {
+                        "jurisdiction": tj,
+                        "own": own,
+                        "grantee": grantee,
+                        "signed": signed,
+                        "client_sealed": client_sealed,
+                        "scan_required": scan,
+                    },
+                    "parents": [],
+                },
+            ]
+            request = {
+                "principal": _PRINCIPAL,
+                "action": {"type": "Action", "id": action},
+                "resource": _TARGET,
+                "context": {},
+            }
+            res = cedarpy.is_authorized(request, state.pack.policy_set, entities, None)
+            out[key] = (
+                res.allowed,
+                tuple(sorted(res.diagnostics.reasons)),
+                tuple(res.diagnostics.errors),
+            )
+        return out
 
     def _queue(
         self, decision: Decision, principal: Principal, records: Sequence[RecordFacts], queue: str

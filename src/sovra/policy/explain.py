@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sovra.errors import BadRequest
+from sovra.policy.decide import ACTIONS, BUILT_IN_RULES
 from sovra.policy.pack import PolicyPack
 
 __all__ = ["Explanation", "explain_entry"]
@@ -62,11 +63,17 @@ class Explanation:
     def to_text(self) -> str:
         """The explanation as a few plain sentences."""
         verdict = "ALLOWED" if self.effect == "allow" else "DENIED"
-        lines = [
-            f"Decision {self.decision_id} (log index {self.log_index}) was {verdict}.",
+        asked = (
             f"{self.principal} asked to {self.action} {self.records} record(s) of "
             f"{self.subjects} subject(s) for purpose {self.purpose!r}, justified as "
-            f"{self.justification or 'not stated'}.",
+            f"{self.justification or 'not stated'}."
+            if self.action in ACTIONS
+            else f"{self.principal} asked to {self.action} (a governance action)"
+            + (f" concerning {self.subjects} subject(s)." if self.subjects else ".")
+        )
+        lines = [
+            f"Decision {self.decision_id} (log index {self.log_index}) was {verdict}.",
+            asked,
             f"Reason: {self.reason}.",
         ]
         if self.rules:
@@ -94,7 +101,7 @@ def explain_entry(
     """
     try:
         policies = [str(p) for p in fields["policies"]]
-        rules = pack.rules()
+        rules = {**BUILT_IN_RULES, **pack.rules()}
         return Explanation(
             decision_id=str(fields["decision_id"]),
             log_index=index,
