@@ -72,7 +72,9 @@ def floor_access(root: Path, n: int) -> float:
 
 
 def _open(root: Path) -> Deployment:
-    Deployment.init(root, jurisdictions=["PL", "VN"], origin="bench.sovra/log")
+    Deployment.init(
+        root, jurisdictions=["PL", "VN"], origin="bench.sovra/log", custodians="in-process"
+    )
     config = root / "sovra.toml"
     # The benchmark reads every subject once: lift the bulk window so it measures speed.
     text = config.read_text().replace(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -39,3 +42,18 @@ def pg_dsn() -> Iterator[str]:
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def walkable() -> Iterator[Path]:
+    """A folder other users may enter, not list (0711); pytest's own are root's alone.
+
+    Where sovra runs as root, each custodian's and the gateway's system user must walk down
+    to its part of a deployment: tests of that put the deployment here.
+    """
+    base = Path(tempfile.mkdtemp(prefix="sovra-walkable-"))
+    base.chmod(0o711)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base)

@@ -25,6 +25,7 @@ ABOVE_STAGES = {
     "sovra.cli",
     "sovra.client",
     "sovra.deployment",
+    "sovra.custody",
     "sovra.demo",
     "sovra.auth",
     "sovra.config",

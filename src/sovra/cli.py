@@ -58,6 +58,7 @@ ClientSide = Annotated[
 # Typer group; the commands are listed before this module's own, the groups after.
 _LAZY_COMMANDS = {
     "scan": "sovra._cli.scan:scan",
+    "doctor": "sovra._cli.doctor:doctor",
     "explain": "sovra._cli.policy:explain",
     "check": "sovra._cli.check:check",
 }
@@ -192,14 +193,31 @@ def init(
         str, typer.Option(help="comma-separated ISO codes")
     ] = "PL,VN,DE,US,CN",
     origin: Annotated[str | None, typer.Option(help="log origin line")] = None,
+    custodians: Annotated[
+        str,
+        typer.Option(
+            help="'separate': each custodian its own process (its own user, as root); "
+            "'in-process': every key beside the gateway, for tests and embedding",
+        ),
+    ] = "separate",
 ) -> None:
     """Create a deployment: SQLite, blob folder, custodian and authority keys, sovra.toml."""
     from rich.markup import escape
 
     from sovra.deployment import Deployment
 
+    if custodians not in ("separate", "in-process"):
+        error(f"--custodians is 'separate' or 'in-process', not {custodians!r}")
+        raise typer.Exit(2)
     codes = [c.strip() for c in jurisdictions.split(",") if c.strip()]
-    Deployment.init(directory, jurisdictions=codes, origin=origin)
+    notes = Deployment.init(
+        directory,
+        jurisdictions=codes,
+        origin=origin,
+        custodians="separate" if custodians == "separate" else "in-process",
+    )
+    for note in notes:
+        warn(note)
     shown = escape(str(directory))
     out.print(f"created deployment in [bold]{shown}[/] for {', '.join(codes)}")
     out.print(f"edit {escape(str(directory / 'sovra.toml'))}, then: sovra serve {shown}")
@@ -211,22 +229,31 @@ def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind")] = 8750,
 ) -> None:
-    """Run the HTTP API (OpenAPI docs at /docs)."""
+    """Run the HTTP API (OpenAPI docs at /docs), and each custodian as its own process.
+
+    As root, each custodian runs as its folder's owner and the gateway as the deployment
+    folder's owner (the system users ``sovra init`` made).
+    """
     import uvicorn
     from rich.markup import escape
 
-    from sovra.deployment import Deployment
+    from sovra.deployment import Deployment, become_gateway
     from sovra.server import create_app
 
-    dep = Deployment.open(directory)
-    out.print(
-        f"sovra serving [bold]{escape(str(directory))}[/] at http://{host}:{port}  "
-        f"(API docs: http://{host}:{port}/docs, log: http://{host}:{port}/v1/log/checkpoint)"
-    )
+    processes = become_gateway(directory)
     try:
-        uvicorn.run(create_app(dep), host=host, port=port, log_level="warning")
+        dep = Deployment.open(directory, processes=processes)
+        out.print(
+            f"sovra serving [bold]{escape(str(directory))}[/] at http://{host}:{port}  "
+            f"(API docs: http://{host}:{port}/docs, log: http://{host}:{port}/v1/log/checkpoint)"
+        )
+        try:
+            uvicorn.run(create_app(dep), host=host, port=port, log_level="warning")
+        finally:
+            dep.close()
     finally:
-        dep.close()
+        if processes is not None:
+            processes.close()
 
 
 @app.command()
@@ -441,24 +468,30 @@ def demo(
     from rich.table import Table
     from rich.text import Text
 
-    from sovra.demo import run_demo
-    from sovra.deployment import Deployment
+    from sovra.demo import Step, demo_keys, run_demo
+    from sovra.deployment import Deployment, run_as_gateway
+
+    def scenario(dep: Deployment) -> list[Step]:
+        with progress("ingesting") as bar:
+            task = bar.add_task("", total=None)
+            return run_demo(
+                dep,
+                synthetic=synthetic,
+                progress=lambda n, t: bar.update(task, completed=n, total=t),
+                keys=keys,
+            )
 
     with tempfile.TemporaryDirectory(prefix="sovra-demo-") as tmp:
+        # Others may walk into the folder (not list it), so the custodians' and the
+        # gateway's users reach their own parts of the deployment inside.
+        Path(tmp).chmod(0o711)
         root = deployment or Path(tmp) / "deployment"
         if not (root / "sovra.toml").exists():
-            Deployment.init(root)
-        dep = Deployment.open(root)
-        try:
-            with progress("ingesting") as bar:
-                task = bar.add_task("", total=None)
-                steps = run_demo(
-                    dep,
-                    synthetic=synthetic,
-                    progress=lambda n, t: bar.update(task, completed=n, total=t),
-                )
-        finally:
-            dep.close()
+            for note in Deployment.init(root):
+                warn(note)
+        # The clients' keys, read here: the gateway's user may not read them.
+        keys = demo_keys(root)
+        steps = run_as_gateway(root, scenario)
     table = Table(title="sovra demo: the seed scenario", show_lines=True)
     for col in ("#", "actor", "request", "expected", "outcome", "reason", "log index"):
         table.add_column(col, overflow="fold")

@@ -12,21 +12,24 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.auth import make_token
+from sovra.custody import authority_key_path, custodian_key_path, separate
 from sovra.deployment import Deployment
 from sovra.errors import Denied, NotFound, SovraError
 from sovra.gateway import AccessResult
+from sovra.keys import generate_ed25519, load_ed25519, public_bytes
 from sovra.ledger import audit, verify_checkpoint, verify_consistency, verify_entry_inclusion
 from sovra.model import Decision, Grant, LogEntry, LogReceipt, Principal, ReleaseAuthorization, Role
 from sovra.policy import sign_grant
 
-__all__ = ["ANNA", "LAN", "Step", "run_demo"]
+__all__ = ["ANNA", "DEMO_PRINCIPALS", "LAN", "Step", "demo_keys", "run_demo"]
 
 ANNA = ("PL", "anna.kowalska@example.pl")
 LAN = ("VN", "nguyen.thi.lan@example.vn")
@@ -40,6 +43,30 @@ LAN_RECORDS = [
     "Khách hàng Nguyễn Thị Lan, số điện thoại +84 912 345 678, email "
     "nguyen.thi.lan@example.vn, yêu cầu hỗ trợ về đơn hàng số 44871.",
 ]
+
+
+DEMO_PRINCIPALS = ("svc-pl", "svc-vn", "authority-us", "authority-vn", "authority-cn")
+"""The registered principals whose keys the scenario signs with."""
+_SUBJECT = "subject-anna"
+_GRANTOR = "authority:VN"
+"""The key that signs step 3's grant: VN's authority key, not its principal's."""
+
+
+def demo_keys(root: Path) -> dict[str, Ed25519PrivateKey]:
+    """Every private key the scenario uses, read (or, for Anna, made) by the clients' user.
+
+    Principals' keys and the authority's are not the gateway's: where the gateway runs as
+    a user of its own, it cannot read them, so the command reads them first and the
+    scenario signs with these.
+
+    Raises:
+        ConfigError: a key file is missing or open to others.
+    """
+    keys = {pid: load_ed25519(root / "principals" / f"{pid}.key") for pid in DEMO_PRINCIPALS}
+    anna = root / "principals" / f"{_SUBJECT}.key"
+    keys[_SUBJECT] = load_ed25519(anna) if anna.exists() else generate_ed25519(anna)
+    keys[_GRANTOR] = load_ed25519(authority_key_path(root, "VN"))
+    return keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,23 +132,31 @@ class _Actor:
 
 
 def run_demo(
-    dep: Deployment, *, synthetic: int = 300, progress: Callable[[int, int], None] | None = None
+    dep: Deployment,
+    *,
+    synthetic: int = 300,
+    progress: Callable[[int, int], None] | None = None,
+    keys: Mapping[str, Ed25519PrivateKey] | None = None,
 ) -> list[Step]:
-    """Run the seven steps on an opened deployment; return one :class:`Step` per outcome."""
+    """Run the seven steps on an opened deployment; return one :class:`Step` per outcome.
+
+    *keys* are the clients' keys from :func:`demo_keys`; without them they are read from
+    the deployment (where this process may read them).
+    """
     gw = dep.gateway
+    keys = keys if keys is not None else demo_keys(dep.root)
     # Synthetic data, not secrets; a fixed seed (the Initiative's date) keeps runs comparable.
     rng = random.Random(20200908)  # noqa: S311
-    svc = {
-        j: _Actor(dep, f"svc-{j.lower()}", dep.principal_key(f"svc-{j.lower()}"))
-        for j in ("PL", "VN")
-    }
+    svc = {j: _Actor(dep, f"svc-{j.lower()}", keys[f"svc-{j.lower()}"]) for j in ("PL", "VN")}
     anna_c = gw.commitment(*ANNA)
+    anna_key = keys[_SUBJECT]
     try:  # a second run on the same deployment reuses her
-        dep.store.get_principal("subject-anna")
-        anna_key = dep.principal_key("subject-anna")
+        dep.store.get_principal(_SUBJECT)
     except NotFound:
-        anna_key = dep.register("subject-anna", "PL", Role.SUBJECT, subject=anna_c)
-    anna = _Actor(dep, "subject-anna", anna_key)
+        dep.store.put_principal(
+            Principal(_SUBJECT, "PL", Role.SUBJECT, public_bytes(anna_key), anna_c)
+        )
+    anna = _Actor(dep, _SUBJECT, anna_key)
 
     todo = [(*ANNA, t) for t in ANNA_RECORDS] + [(*LAN, t) for t in LAN_RECORDS]
     # Enough subjects of each jurisdiction that step 4 crosses the per-request bulk cap.
@@ -169,7 +204,7 @@ def run_demo(
     )
 
     # 2. a foreign authority without a grant
-    us = _Actor(dep, "authority-us", dep.principal_key("authority-us"))
+    us = _Actor(dep, "authority-us", keys["authority-us"])
     attempt(
         2,
         "authority-us (foreign)",
@@ -193,10 +228,10 @@ def run_demo(
             not_before=now - 60,
             not_after=now + 7 * 86400,
         ),
-        dep.authority_key("VN"),
+        keys[_GRANTOR],
     )
     dep.governance.register_grant(
-        _Actor(dep, "authority-vn", dep.principal_key("authority-vn")).login("/v1/grants"), grant
+        _Actor(dep, "authority-vn", keys["authority-vn"]).login("/v1/grants"), grant
     )
     attempt(
         3,
@@ -207,7 +242,7 @@ def run_demo(
     )
 
     # 4. another state asks for every record of a foreign nationality at once
-    cn = _Actor(dep, "authority-cn", dep.principal_key("authority-cn"))
+    cn = _Actor(dep, "authority-cn", keys["authority-cn"])
     attempt(
         4,
         "authority-cn (foreign)",
@@ -267,8 +302,27 @@ def _operator_bypass(dep: Deployment) -> Step:
     except SovraError as exc:
         refusals.append(exc.message)
     leaked = any(r.startswith("released") for r in refusals)
+    refusals.append(_key_file_reach(dep))
     return Step(
         5, "operator", action, "deny", "allow" if leaked else "deny", " | ".join(refusals), None
+    )
+
+
+def _key_file_reach(dep: Deployment) -> str:
+    """Whether this process, the gateway's, can open custodian PL's key file itself."""
+    if not separate(dep.root, "PL"):
+        return "in-process custodian: its key file is beside the gateway (a test layout)"
+    path = custodian_key_path(dep.root, "PL")
+    try:
+        with path.open("rb"):
+            pass
+    except PermissionError:
+        return f"and the gateway's user cannot open {path.name}: permission denied"
+    except OSError as exc:
+        return f"and the gateway cannot open {path.name}: {exc.strerror}"
+    return (
+        f"the custodian runs as its own process, but as this same user, which can open "
+        f"{path.name} (run sovra as root for a user per custodian)"
     )
 
 

@@ -1,20 +1,24 @@
 """A deployment on disk: create one (``sovra init``) and wire it into a running gateway.
 
-Layout of a deployment directory::
+Layout of a deployment directory (``sovra init``; :mod:`sovra.custody` says who owns what)::
 
     sovra.toml                 the configuration (readable, editable)
     sovra.db                   SQLite (WAL): records' metadata, grants, nonces, the log
     blobs/<region>/...         ciphertext only, one folder per storage region
     keys/log.key               the log's Ed25519 signing key (0600)
     keys/commitment.secret     HMAC key for subject commitments (0600)
-    custodians/<J>.key         each jurisdiction custodian's key-encryption keys (0600)
-    custodians/<J>.subjects.db its subject keys, each sealed under a KEK version
+    custodians/<J>/<J>.key     each jurisdiction custodian's key-encryption keys (0600), in a
+                               folder of its own: the custodian runs as its own process
+    custodians/<J>/<J>.subjects.db  its subject keys, each sealed under a KEK version
     custodians/<J>.url         optional: the custodian runs as a service at this URL
                                (``sovra custodian serve``); <J>.token is its bearer secret
     authorities/<J>.pub        each jurisdiction authority's public key
-    authorities/<J>.key        its private key: held by that authority in production;
+    authorities/<J>/<J>.key    its private key: held by that authority in production;
                                written here so a single-machine deployment is complete
     principals/<id>.key        private keys of the principals ``init`` registers
+
+``sovra init --custodians in-process`` writes ``custodians/<J>.key`` and
+``authorities/<J>.key`` beside the gateway instead, and the gateway opens them itself.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
 
-from sovra import check
+from sovra import check, custody
 from sovra.auth import Authenticator
 from sovra.check import CheckReport
 from sovra.config import DEFAULT_JURISDICTIONS, Config, render_default_config
@@ -53,9 +58,11 @@ from sovra.model import Principal, Role, check_id, check_jurisdiction
 from sovra.policy import BulkGuard, BulkLimits, DecisionPoint, default_pack
 from sovra.store import FilesystemBlobStore, MetadataStore, open_metadata_store
 
-__all__ = ["Deployment", "default_principals"]
+__all__ = ["CustodianMode", "Deployment", "become_gateway", "default_principals", "run_as_gateway"]
 
 CONFIG_NAME = "sovra.toml"
+CustodianMode = Literal["separate", "in-process"]
+_T = TypeVar("_T")
 
 
 def default_principals(jurisdictions: Sequence[str]) -> list[tuple[str, str, Role]]:
@@ -84,6 +91,8 @@ class Deployment:
     cosignatures: CheckpointCosignatures | None = None
     # What the start-up check settled: rows left pending by a crash (sovra.check.recover).
     recovery: CheckReport | None = None
+    # The custodian processes open() started for this deployment (stopped by close()).
+    processes: custody.CustodianProcesses | None = None
 
     # -- creating ------------------------------------------------------------------------
 
@@ -94,29 +103,46 @@ class Deployment:
         *,
         jurisdictions: Sequence[str] = tuple(DEFAULT_JURISDICTIONS),
         origin: str | None = None,
-    ) -> None:
+        custodians: CustodianMode = "separate",
+    ) -> list[str]:
         """Create a new deployment in *root* (which must not hold one already).
 
+        With *custodians* ``"separate"`` (the default) each custodian runs as its own
+        process and keeps its keys in a folder of its own (:mod:`sovra.custody`); run as
+        root, each custodian and authority gets a system user owning its folder, and the
+        gateway one owning the data. ``"in-process"`` keeps every key file beside the
+        gateway, opened in its process: for tests and embedding.
+
+        Returns:
+            Notes for the person running it (why the holders share one user, if they do).
+
         Raises:
-            ConfigError: *root* already holds a deployment.
+            ConfigError: *root* already holds a deployment, or a system user cannot be made.
             BadRequest: a jurisdiction code is malformed.
         """
         for j in jurisdictions:
             check_jurisdiction(j)
         if not jurisdictions:
             raise ConfigError("a deployment needs at least one jurisdiction")
+        if custodians not in ("separate", "in-process"):
+            raise ConfigError(f"custodians must be 'separate' or 'in-process', not {custodians!r}")
         if (root / CONFIG_NAME).exists():
             raise ConfigError(f"{root} already holds a deployment ({CONFIG_NAME} exists)")
-        try:
-            for sub in ("keys", "custodians", "authorities", "principals", "blobs"):
-                (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise ConfigError(f"cannot create a deployment in {root}: {exc.strerror}") from None
+        own = custodians == "separate"
+        users = _make_folders(root, jurisdictions, separate=own)
+        notes = []
+        if own and os.geteuid() == 0 and not users:
+            notes.append(
+                f"the custodians run as separate processes of root: a system user cannot "
+                f"walk down to {root} (a folder above it is not o+x), so no user of their "
+                "own was made. Put the deployment under a folder others may enter (e.g. "
+                "/srv) for a user per custodian and authority"
+            )
         log_key = generate_ed25519(root / "keys" / "log.key")
         write_secret(root / "keys" / "commitment.secret", os.urandom(32))
         for j in jurisdictions:
-            LocalCustodian.create(root / "custodians" / f"{j}.key", j, log_key.public_key())
-            authority = generate_ed25519(root / "authorities" / f"{j}.key")
+            LocalCustodian.create(custody.custodian_key_path(root, j), j, log_key.public_key())
+            authority = generate_ed25519(custody.authority_key_path(root, j))
             (root / "authorities" / f"{j}.pub").write_text(public_bytes(authority).hex() + "\n")
         origin = origin or f"sovra.local/{os.urandom(4).hex()}"
         (root / CONFIG_NAME).write_text(render_default_config(origin, list(jurisdictions)))
@@ -128,24 +154,62 @@ class Deployment:
                 store.put_principal(Principal(pid, j, role, public_bytes(key)))
         finally:
             store.close()
+        if users:
+            _give_to_users(root, config, jurisdictions)
+        return notes
 
     # -- opening -------------------------------------------------------------------------
 
     @classmethod
     def open(
-        cls, root: Path, *, clock: Callable[[], float] = time.time, recover: bool = True
+        cls,
+        root: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        recover: bool = True,
+        processes: custody.CustodianProcesses | None = None,
     ) -> Deployment:
         """Open the deployment in *root* and wire every stage into a gateway.
 
         With *recover* (the default), rows a crash left without their log index are
         completed from the log or quarantined before anything is served
         (:func:`sovra.check.recover`); ``sovra check`` opens without, to report them.
+        Custodians that run as their own processes are reached through *processes* when
+        given (``sovra serve`` starts them before it drops to the gateway's user), else
+        started here and stopped by :meth:`close`.
 
         Raises:
             ConfigError: missing or inconsistent files, with the path and the fix.
         """
         config = Config.load(root / CONFIG_NAME)
         log_key = load_ed25519(root / "keys" / "log.key")
+        owned = None
+        if processes is None:
+            codes = [j for j in config.jurisdictions if _needs_process(root, j)]
+            if codes:
+                owned = processes = custody.CustodianProcesses(root, codes, log_key.public_key())
+        try:
+            dep = cls._wire(
+                root, config, log_key, clock=clock, recover=recover, processes=processes
+            )
+        except BaseException:
+            if owned is not None:
+                owned.close()
+            raise
+        dep.processes = owned
+        return dep
+
+    @classmethod
+    def _wire(
+        cls,
+        root: Path,
+        config: Config,
+        log_key: Ed25519PrivateKey,
+        *,
+        clock: Callable[[], float],
+        recover: bool,
+        processes: custody.CustodianProcesses | None,
+    ) -> Deployment:
         store = open_metadata_store(_database_url(root, config))
         log_storage = _open_log_storage(root, config)
         log = TransparencyLog(
@@ -154,8 +218,10 @@ class Deployment:
             config.origin,
             clock=lambda: int(clock() * 1000),
         )
+        endpoints = {} if processes is None else processes.endpoints
         custodians = {
-            j: _open_custodian(root, j, log_key.public_key(), clock) for j in config.jurisdictions
+            j: _open_custodian(root, j, log_key.public_key(), clock, endpoints.get(j))
+            for j in config.jurisdictions
         }
         _require_subject_keys(store, custodians)
         blobs = {
@@ -205,18 +271,20 @@ class Deployment:
             quorum=config.witness_quorum,
         )
         recovery = check.recover(store, log, now_ms=int(clock() * 1000)) if recover else None
-        return cls(
-            root, config, gateway, governance, authenticator, store, cosignatures, recovery
-        )
+        return cls(root, config, gateway, governance, authenticator, store, cosignatures, recovery)
 
     def close(self) -> None:
-        """Release database connections (and custodians' stores and connections)."""
+        """Release database connections (and custodians' stores, connections and the
+        processes :meth:`open` started)."""
         self.store.close()
         self.gateway.log.close()
         for custodian in self.gateway.custodians.values():
             close = getattr(custodian, "close", None)
             if callable(close):
                 close()
+        if self.processes is not None:
+            self.processes.close()
+            self.processes = None
 
     # -- keys held beside the deployment (single-machine convenience) ---------------------
 
@@ -234,7 +302,7 @@ class Deployment:
         Raises:
             ConfigError: this deployment does not hold that authority's key.
         """
-        return load_ed25519(self.root / "authorities" / f"{check_jurisdiction(jurisdiction)}.key")
+        return load_ed25519(custody.authority_key_path(self.root, jurisdiction))
 
     def register(
         self, principal_id: str, jurisdiction: str, role: Role, *, subject: str = ""
@@ -250,17 +318,97 @@ class Deployment:
         return key
 
 
+def become_gateway(root: Path) -> custody.CustodianProcesses | None:
+    """Start the deployment's custodian processes, then (as root) become the gateway's user.
+
+    The custodians start while this process may still change user: each then drops to
+    its own folder's owner. This process drops to the deployment folder's owner (the
+    gateway's user) for good, so whatever it runs next opens no custodian's, authority's
+    or principal's key. Returns the processes, for :meth:`Deployment.open`.
+
+    Raises:
+        ConfigError: a custodian did not start, or the user cannot be changed.
+    """
+    config = Config.load(root / CONFIG_NAME)
+    codes = [j for j in config.jurisdictions if _needs_process(root, j)]
+    processes = None
+    if codes:
+        log_public = load_ed25519(root / "keys" / "log.key").public_key()
+        processes = custody.CustodianProcesses(root, codes, log_public)
+    try:
+        if os.geteuid() == 0:
+            uid, gid = custody.owner_of(root)
+            if uid != 0:
+                custody.drop_privileges(uid, gid)
+    except BaseException:
+        if processes is not None:
+            processes.close()
+        raise
+    return processes
+
+
+def run_as_gateway(root: Path, work: Callable[[Deployment], _T]) -> _T:
+    """Run *work* on the deployment in *root*, opened as the gateway's user.
+
+    As root, on a deployment whose data belongs to the gateway's user, *work* runs in a
+    child process that has become that user (:func:`become_gateway`), so what it writes
+    stays the gateway's and this process keeps its own user (:func:`sovra.custody.in_child`).
+    Otherwise it runs here.
+
+    Raises:
+        SovraError: what *work* raised.
+        ConfigError: the child ended without an answer.
+    """
+    if os.geteuid() != 0 or custody.owner_of(root)[0] == 0:
+        dep = Deployment.open(root)
+        try:
+            return work(dep)
+        finally:
+            dep.close()
+
+    def as_gateway() -> _T:
+        processes = become_gateway(root)
+        dep = Deployment.open(root, processes=processes)
+        try:
+            return work(dep)
+        finally:
+            dep.close()
+            if processes is not None:
+                processes.close()
+
+    return custody.in_child(as_gateway)
+
+
+def _needs_process(root: Path, jurisdiction: str) -> bool:
+    return (
+        custody.separate(root, jurisdiction)
+        and not (root / "custodians" / f"{jurisdiction}.url").exists()
+    )
+
+
 def _open_custodian(
-    root: Path, jurisdiction: str, log_public: Ed25519PublicKey, clock: Callable[[], float]
+    root: Path,
+    jurisdiction: str,
+    log_public: Ed25519PublicKey,
+    clock: Callable[[], float],
+    endpoint: custody.Endpoint | None,
 ) -> Custodian:
-    """The in-process custodian, or the remote one when ``custodians/<J>.url`` names it."""
+    """The custodian of *jurisdiction*: its process at *endpoint*, the service that
+    ``custodians/<J>.url`` names, or (in-process layout) one opened here."""
+    from sovra.keys.remote import RemoteCustodian
+
+    if endpoint is not None:
+        return RemoteCustodian(endpoint.url, jurisdiction, endpoint.token)
     url_file = root / "custodians" / f"{jurisdiction}.url"
     if url_file.exists():
-        from sovra.keys.remote import RemoteCustodian
-
         token = read_secret(root / "custodians" / f"{jurisdiction}.token", expected_len=32)
         return RemoteCustodian(url_file.read_text().strip(), jurisdiction, token)
-    kek_path = root / "custodians" / f"{jurisdiction}.key"
+    kek_path = custody.custodian_key_path(root, jurisdiction)
+    if custody.separate(root, jurisdiction):
+        raise ConfigError(
+            f"custodian {jurisdiction} runs as its own process, and none was started for it "
+            f"(open the deployment without processes=, or start it with sovra serve)"
+        )
     if not os.path.lexists(kek_path):
         raise ConfigError(
             f"custodian {jurisdiction}'s key file {kek_path} is missing: without it no "
@@ -274,6 +422,58 @@ def _open_custodian(
         log_public,
         clock=lambda: int(clock() * 1000),
     )
+
+
+def _make_folders(root: Path, jurisdictions: Sequence[str], *, separate: bool) -> bool:
+    """Create a new deployment's folders; True when its holders get system users of their own.
+
+    Raises:
+        ConfigError: a folder cannot be created.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        users = separate and os.geteuid() == 0 and custody.reachable_by_others(root)
+        for sub in ("keys", "custodians", "authorities", "principals", "blobs"):
+            (root / sub).mkdir(exist_ok=True, mode=0o700)
+            if users and sub in ("custodians", "authorities"):
+                # The holders' users walk through these to their own folders (0700 each).
+                os.chmod(root / sub, 0o755)  # noqa: S103 - a folder of folders, no secret
+        for j in jurisdictions if separate else ():
+            (root / "custodians" / j).mkdir(mode=0o700)
+            (root / "authorities" / j).mkdir(mode=0o700)
+    except OSError as exc:
+        raise ConfigError(f"cannot create a deployment in {root}: {exc.strerror}") from None
+    return users
+
+
+def _give_to_users(root: Path, config: Config, jurisdictions: Sequence[str]) -> None:
+    """Hand each part of a new deployment to its system user (run as root).
+
+    The gateway's user owns the deployment folder and its data (database, blobs, log and
+    commitment keys); each custodian and authority owns its folder; ``custodians/``,
+    ``authorities/``, ``principals/`` and ``sovra.toml`` stay root's.
+
+    Raises:
+        ConfigError: a user cannot be created.
+    """
+    gateway = custody.ensure_user(custody.GATEWAY_USER)
+    for j in jurisdictions:
+        _chown_tree(root / "custodians" / j, custody.ensure_user(custody.custodian_user(j)))
+        _chown_tree(root / "authorities" / j, custody.ensure_user(custody.authority_user(j)))
+    for part in ("keys", config.blobs):
+        _chown_tree(root / part, gateway)
+    database = _sqlite_path(root, config)
+    for path in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
+        if path.exists():
+            os.chown(path, *gateway, follow_symlinks=False)
+    os.chown(root, *gateway, follow_symlinks=False)
+    # The holders walk through to their folders; nobody but the gateway lists it.
+    os.chmod(root, 0o711)  # noqa: S103
+
+
+def _chown_tree(top: Path, owner: tuple[int, int]) -> None:
+    for path in (top, *top.rglob("*")):
+        os.chown(path, *owner, follow_symlinks=False)
 
 
 def _require_subject_keys(store: MetadataStore, custodians: dict[str, Custodian]) -> None:
@@ -299,14 +499,10 @@ def _require_subject_keys(store: MetadataStore, custodians: dict[str, Custodian]
 def _custodian_status(custodian: Custodian) -> dict[str, int] | None:
     """Subject keys held and shredded, from a local or remote custodian (None if neither)."""
     status = getattr(custodian, "status", None)
-    if callable(status):
-        counts = status().to_dict()
-    else:
-        metadata = getattr(custodian, "metadata", None)
-        if not callable(metadata):
-            return None
-        counts = metadata()
-    return {"subjects": int(counts["subjects"]), "shredded": int(counts["shredded"])}
+    if not callable(status):
+        return None
+    counts = status()
+    return {"subjects": int(counts.subjects), "shredded": int(counts.shredded)}
 
 
 def _authority_public(root: Path, jurisdiction: str) -> Ed25519PublicKey:

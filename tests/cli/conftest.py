@@ -115,7 +115,7 @@ def dead_url(free_port: int) -> str:
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One initialised deployment, copied where a test needs its own."""
     root = tmp_path_factory.mktemp("template") / "deployment"
-    Deployment.init(root, origin=ORIGIN)
+    Deployment.init(root, origin=ORIGIN, custodians="in-process")
     return root
 
 

@@ -28,6 +28,7 @@ def test_demo_shows_the_seven_outcomes_in_a_fresh_deployment(sovra_script, tmp_p
 
 def test_demo_uses_the_deployment_it_is_given(sovra_script, tmp_path):
     root = tmp_path / "dep"
+    assert sovra_script("init", root, "--custodians", "in-process").code == 0
     ran = sovra_script("demo", "--synthetic", "20", "--deployment", root)
     assert ran.code == 0, ran.err
     assert _steps(ran.out) == [1, 2, 3, 4, 5, 6, 7]
@@ -50,6 +51,7 @@ def test_demo_uses_the_deployment_it_is_given(sovra_script, tmp_path):
 
 def test_demo_runs_again_on_the_same_deployment(sovra_script, tmp_path):
     root = tmp_path / "dep"
+    assert sovra_script("init", root, "--custodians", "in-process").code == 0
     assert sovra_script("demo", "--synthetic", "4", "--deployment", root).code == 0
     ran = sovra_script("demo", "--synthetic", "4", "--deployment", root)
     assert ran.code == 0, ran.err

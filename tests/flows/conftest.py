@@ -25,7 +25,7 @@ class Clock:
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One initialised deployment, copied per test (key generation is the slow part)."""
     root = tmp_path_factory.mktemp("template") / "deployment"
-    Deployment.init(root, origin="sovra.test/log")
+    Deployment.init(root, origin="sovra.test/log", custodians="in-process")
     return root
 
 

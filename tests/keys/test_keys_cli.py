@@ -18,7 +18,9 @@ SUBJECTS = [f"person{i}@example.pl" for i in range(5)]
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("keys-cli") / "deployment"
-    Deployment.init(root, jurisdictions=["PL", "VN"], origin="sovra.test/keys")
+    Deployment.init(
+        root, jurisdictions=["PL", "VN"], origin="sovra.test/keys", custodians="in-process"
+    )
     dep = Deployment.open(root)
     try:
         svc = dep.store.get_principal("svc-pl")

@@ -335,7 +335,9 @@ def test_rate_limiter_refills() -> None:
 
 def test_gateway_flows_through_a_remote_custodian(tmp_path: Path) -> None:
     root = tmp_path / "deployment"
-    Deployment.init(root, jurisdictions=["PL", "VN"], origin="sovra.test/remote")
+    Deployment.init(
+        root, jurisdictions=["PL", "VN"], origin="sovra.test/remote", custodians="in-process"
+    )
     log_public = load_ed25519(root / "keys" / "log.key").public_key()
     served = LocalCustodian.open(root / "custodians" / "PL.key", "PL", log_public)
     server, thread, url = _serve(served)
@@ -370,7 +372,9 @@ def test_gateway_flows_through_a_remote_custodian(tmp_path: Path) -> None:
 
 def test_a_deployment_uses_the_custodian_service_its_url_file_names(tmp_path: Path) -> None:
     root = tmp_path / "deployment"
-    Deployment.init(root, jurisdictions=["PL", "VN"], origin="sovra.test/remote-url")
+    Deployment.init(
+        root, jurisdictions=["PL", "VN"], origin="sovra.test/remote-url", custodians="in-process"
+    )
     log_public = load_ed25519(root / "keys" / "log.key").public_key()
     served = LocalCustodian.open(root / "custodians" / "PL.key", "PL", log_public)
     server, thread, url = _serve(served)

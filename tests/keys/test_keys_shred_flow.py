@@ -27,7 +27,9 @@ class Clock:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("shred") / "deployment"
-    Deployment.init(root, jurisdictions=["PL", "VN"], origin="sovra.test/log")
+    Deployment.init(
+        root, jurisdictions=["PL", "VN"], origin="sovra.test/log", custodians="in-process"
+    )
     return root
 
 

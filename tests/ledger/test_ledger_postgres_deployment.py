@@ -11,7 +11,7 @@ from sovra.ledger.postgres import PostgresLogStorage
 
 def test_a_postgres_deployment_logs_to_postgres(tmp_path: Path, pg_dsn: str) -> None:
     root = tmp_path / "deployment"
-    Deployment.init(root, origin="pg.sovra.test/log")
+    Deployment.init(root, origin="pg.sovra.test/log", custodians="in-process")
     config = root / "sovra.toml"
     text = config.read_text(encoding="utf-8")
     assert 'database = "sovra.db"' in text

@@ -44,7 +44,7 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root = tmp_path_factory.mktemp("policy-cli") / "deployment"
-    Deployment.init(root, origin="sovra.test/policy-cli")
+    Deployment.init(root, origin="sovra.test/policy-cli", custodians="in-process")
     dep = Deployment.open(root)
     try:
         with running(create_app(dep)) as url:

@@ -26,7 +26,7 @@ ANNA = "anna@example.pl"
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("policy") / "deployment"
-    Deployment.init(root, origin="sovra.test/policy")
+    Deployment.init(root, origin="sovra.test/policy", custodians="in-process")
     return root
 
 

@@ -79,7 +79,7 @@ def test_other_random_id_shapes_are_never_enumeration(make) -> None:
 @pytest.mark.slow
 def test_reads_through_the_gateway_of_fresh_records_are_never_refused(tmp_path) -> None:
     root = tmp_path / "deployment"
-    Deployment.init(root, origin="sovra.test/log")
+    Deployment.init(root, origin="sovra.test/log", custodians="in-process")
     now = [1_790_000_000.0]
     dep = Deployment.open(root, clock=lambda: now[0])
     try:
@@ -160,7 +160,7 @@ def test_jumps_and_repeats_are_not_enumeration() -> None:
 
 def test_the_gateway_hands_named_subject_ids_to_the_guard(tmp_path) -> None:
     root = tmp_path / "deployment"
-    Deployment.init(root, origin="sovra.test/log")
+    Deployment.init(root, origin="sovra.test/log", custodians="in-process")
     dep = Deployment.open(root, clock=lambda: 1_790_000_000.0)
     try:
         svc = dep.store.get_principal("svc-pl")

@@ -83,10 +83,11 @@ def _subject_keys(dep: Deployment) -> tuple[SubjectKeys | None, list[SubjectKeyS
     A custodian that runs elsewhere (``custodians/<J>.url``) keeps its store out of
     reach: then subject keys are not checked. Returns the lookup and the stores to close.
     """
+    from sovra.custody import custodian_key_path
     from sovra.keys.subjects import SubjectKeyStore, subjects_path
 
     folder = dep.root / "custodians"
-    paths = {j: subjects_path(folder / f"{j}.key") for j in dep.config.jurisdictions}
+    paths = {j: subjects_path(custodian_key_path(dep.root, j)) for j in dep.config.jurisdictions}
     if any((folder / f"{j}.url").exists() or not p.exists() for j, p in paths.items()):
         return None, []
     stores = {j: SubjectKeyStore(p) for j, p in paths.items()}

@@ -49,11 +49,14 @@ def keys_status(
     """Show each custodian's KEK versions, subject keys per version, and shredded subjects."""
     from sovra.deployment import Deployment
     from sovra.keys import LocalCustodian
+    from sovra.keys.remote import RemoteCustodian
 
     dep = Deployment.open(deployment)
     try:
         rows = [
-            c.status() for c in dep.gateway.custodians.values() if isinstance(c, LocalCustodian)
+            c.status()
+            for c in dep.gateway.custodians.values()
+            if isinstance(c, LocalCustodian | RemoteCustodian)
         ]
     finally:
         dep.close()
@@ -85,7 +88,9 @@ def keys_rotate(
     No record is re-encrypted: only subject keys are resealed.
     """
     from sovra.deployment import Deployment
+    from sovra.errors import ConfigError
     from sovra.keys import LocalCustodian
+    from sovra.keys.remote import RemoteCustodian
     from sovra.model import check_jurisdiction
 
     code = check_jurisdiction(jurisdiction)
@@ -93,6 +98,21 @@ def keys_rotate(
     try:
         dep.config.jurisdiction(code)
         custodian = dep.gateway.custodians[code]
+        if isinstance(custodian, RemoteCustodian):
+            # Its own process rotates, rewraps and destroys unused versions in one call.
+            if keep_old:
+                raise ConfigError(f"custodian {code} runs as a service, which keeps no old version")
+            done = custodian.rotate()
+            print_json(
+                {
+                    "jurisdiction": code,
+                    "current_kek_version": done["currentKekVersion"],
+                    "rewrapped": done["rewrapped"],
+                    "destroyed_versions": done["destroyedVersions"],
+                    "status": custodian.status().to_dict(),
+                }
+            )
+            return
         if not isinstance(custodian, LocalCustodian):
             raise typer.BadParameter(f"custodian {code} is not held on this machine")
         version = custodian.rotate()
@@ -166,12 +186,13 @@ def _unlock(passphrase_env: str | None, key_file: Path | None) -> Unlock | None:
 def _custodian(
     deployment: Path, jurisdiction: str, unlock: Unlock | None
 ) -> tuple[LocalCustodian, Path]:
+    from sovra.custody import custodian_key_path
     from sovra.keys import LocalCustodian, load_ed25519
     from sovra.model import check_jurisdiction
 
     code = check_jurisdiction(jurisdiction)
     log_public = load_ed25519(deployment / "keys" / "log.key").public_key()
-    path = deployment / "custodians" / f"{code}.key"
+    path = custodian_key_path(deployment, code)
     return LocalCustodian.open(path, code, log_public, unlock=unlock), path
 
 
@@ -202,8 +223,9 @@ def keys_transport_key(
     unlock = _unlock(passphrase_env, key_file)
     codes = [check_jurisdiction(j) for j in jurisdiction or []]
     if not codes:
-        found = (deployment / "custodians").glob("??.key")
-        codes = sorted(p.stem for p in found if p.stem.isascii() and p.stem.isupper())
+        folder = deployment / "custodians"
+        found = [*folder.glob("??.key"), *folder.glob("??/??.key")]
+        codes = sorted({p.stem for p in found if p.stem.isascii() and p.stem.isupper()})
     if not codes:
         raise ConfigError(f"no custodian key file in {deployment / 'custodians'}")
     keys: dict[tuple[str, int], bytes] = {}
@@ -226,6 +248,14 @@ def custodian_serve(
     rate: Annotated[float, typer.Option(help="requests per second per caller")] = 2000.0,
     passphrase_env: PassphraseEnv = None,
     key_file: KeyFile = None,
+    listen_fd: Annotated[
+        int | None,
+        typer.Option(
+            hidden=True,
+            help="serve on this inherited socket, with the secret and log key from stdin "
+            "(how `sovra serve` starts its custodians)",
+        ),
+    ] = None,
 ) -> None:
     """Serve one jurisdiction's custodian over HTTP (XKS-shaped API under /kms/xks/v1)."""
     import os
@@ -236,6 +266,9 @@ def custodian_serve(
     from sovra.keys import read_secret, write_secret
     from sovra.server.custodian import create_custodian_app
 
+    if listen_fd is not None:
+        _serve_handed_over(deployment, jurisdiction, listen_fd, _unlock(passphrase_env, key_file))
+        return
     custodian, path = _custodian(deployment, jurisdiction, _unlock(passphrase_env, key_file))
     token_path = path.with_suffix(".token")
     try:
@@ -254,6 +287,62 @@ def custodian_serve(
     try:
         app = create_custodian_app(custodian, token=token, rate_per_s=rate, burst=int(rate * 2))
         uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        custodian.close()
+
+
+def _serve_handed_over(
+    deployment: Path, jurisdiction: str, listen_fd: int, unlock: Unlock | None
+) -> None:
+    """Serve as a child of :class:`sovra.custody.CustodianProcesses`.
+
+    As root, the process becomes the owner of the custodian's folder before it opens any
+    key; it reports ``ready`` or why not on standard output, and stops when its standard
+    input ends (its parent is gone).
+    """
+    import os
+    import signal
+    import sys
+    import threading
+
+    import uvicorn
+
+    from sovra import custody
+    from sovra.errors import SovraError
+    from sovra.keys import LocalCustodian
+    from sovra.model import check_jurisdiction
+    from sovra.server.custodian import create_custodian_app
+
+    try:
+        code = check_jurisdiction(jurisdiction)
+        handover = custody.receive_handover(listen_fd, sys.stdin.buffer)
+        folder = deployment / "custodians" / code
+        if os.geteuid() == 0 and custody.separate(deployment, code):
+            uid, gid = custody.owner_of(folder)
+            if uid != 0:
+                custody.drop_privileges(uid, gid)
+        custodian = LocalCustodian.open(
+            custody.custodian_key_path(deployment, code), code, handover.log_key, unlock=unlock
+        )
+        app = create_custodian_app(custodian, token=handover.token)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        config.load()
+        server = uvicorn.Server(config)
+    except SovraError as exc:
+        custody.report_refusal(sys.stdout, exc.diagnostics())
+        raise typer.Exit(1) from None
+
+    def exit_with_parent() -> None:
+        sys.stdin.buffer.read()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    custody.report_ready(sys.stdout)
+    # Nothing reads standard output from here on: what uvicorn or a library prints goes
+    # to standard error, which the parent shares, instead of filling a pipe.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    threading.Thread(target=exit_with_parent, daemon=True).start()
+    try:
+        server.run(sockets=[handover.listener])
     finally:
         custodian.close()
 

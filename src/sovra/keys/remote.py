@@ -32,7 +32,7 @@ from sovra.errors import (
     Unauthenticated,
     Unavailable,
 )
-from sovra.keys.custodian import MAX_BATCH
+from sovra.keys.custodian import MAX_BATCH, CustodianStatus
 from sovra.model import (
     LogEntry,
     RecordHeader,
@@ -172,6 +172,27 @@ class RemoteCustodian:
             Unavailable: the service cannot be reached.
         """
         return self._post(self._key("metadata"), "metadata", {})
+
+    def status(self) -> CustodianStatus:
+        """What ``sovra keys status`` shows, as the service reports it.
+
+        Raises:
+            Unavailable: the service cannot be reached or answered a malformed status.
+        """
+        meta = self.metadata()
+        try:
+            return CustodianStatus(
+                jurisdiction=str(meta["jurisdiction"]),
+                current_kek_version=int(meta["current_kek_version"]),
+                versions={int(v): int(n) for v, n in meta["versions"].items()},
+                subjects=int(meta["subjects"]),
+                shredded=int(meta["shredded"]),
+                orphaned={int(v): int(n) for v, n in meta["orphaned"].items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise Unavailable(
+                f"custodian {self._jurisdiction} answered a malformed status"
+            ) from None
 
     def health(self) -> dict[str, Any]:
         """The service's deep health check.
