@@ -495,6 +495,12 @@ def _unicode_cases() -> Iterator[Case]:
         "lone surrogate in grant id": ("/v1/grants", "grant_id", "\ud800"),
         "lone surrogate as field name": ("/v1/records", "\ud800", "x"),
         "lone surrogate in pack type": ("/v1/policy/activate", "payloadType", "\udbff"),
+        "non-ASCII pack payload": ("/v1/policy/activate", "payload", "\u0080AAA"),
+        "non-ASCII pack signature": (
+            "/v1/policy/activate",
+            "signatures",
+            [{"keyid": "PL", "sig": "\u00e9" * 8}],
+        ),
     }
     for name, (path, fld, value) in tricks.items():
         for escaped in (True, False):

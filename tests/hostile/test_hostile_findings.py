@@ -88,6 +88,15 @@ def test_non_ascii_ticket_on_sealed_records_is_400(served):
     _unchanged(dep)
 
 
+def test_non_ascii_base64_in_a_pack_envelope_is_400(served):
+    dep, url = served
+    body = json.dumps({"payloadType": "x", "payload": "\u00e9AAA", "signatures": []}).encode()
+    key = dep.principal_key("operator")
+    answer = send(url, signed(key, "operator", "POST", "/v1/policy/activate", body))
+    assert "base64" in _sovra_error(answer, 400)["message"]
+    assert dep.gateway.log.size == 0
+
+
 def test_a_declared_content_length_of_10_to_the_12_is_refused_at_once(served):
     dep, url = served
     payload = request_bytes("POST", INGEST, content_length=str(10**12))

@@ -22,7 +22,6 @@ pack cannot drop the parties that guard it, as in TUF's root rotation).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Mapping
@@ -127,7 +126,7 @@ class Envelope:
                 if not isinstance(s, dict) or set(s) != {"keyid", "sig"}:
                     raise BadRequest("each envelope signature has exactly keyid and sig")
                 signatures.append((str(s["keyid"]), base64.b64decode(s["sig"], validate=True)))
-        except (TypeError, binascii.Error):
+        except (TypeError, ValueError):  # binascii.Error, and ValueError for non-ASCII text
             raise BadRequest("envelope payload and signatures must be base64") from None
         return cls(payload, tuple(signatures), str(obj["payloadType"]))
 
