@@ -359,6 +359,11 @@ class Client:
         notes: list[str] = self._call("GET", "/v1/log/checkpoints", auth=False)["checkpoints"]
         return notes
 
+    def info(self) -> dict[str, Any]:
+        """Public facts: jurisdictions, regions, the log's origin, key and size."""
+        facts: dict[str, Any] = self._call("GET", "/v1/info", auth=False)
+        return facts
+
     def verifier_key(self) -> str:
         """The log's vkey string."""
         text: str = self._call("GET", "/v1/log/key", auth=False)

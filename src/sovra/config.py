@@ -70,6 +70,10 @@ class Config:
     # The longest an HTTP request body may take to arrive, so a slow sender cannot hold a
     # connection and its buffer for ever (408 after it).
     body_timeout_s: int = 30
+    # [log]: how often the server publishes a checkpoint when the log grew, and whether
+    # one is published after every batch of entries as well.
+    log_publish_every_s: float = 10.0
+    log_publish_after_batch: bool = True
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -96,7 +100,9 @@ class Config:
 
     @classmethod
     def _from_dict(cls, raw: dict[str, Any]) -> Config:
-        _only(raw, {"deployment", "limits", "bulk", "jurisdictions", "witnesses"}, "top level")
+        _only(
+            raw, {"deployment", "limits", "bulk", "jurisdictions", "witnesses", "log"}, "top level"
+        )
         dep, lim, bulk = raw["deployment"], raw.get("limits", {}), raw.get("bulk", {})
         _only(dep, {"origin", "database", "blobs"}, "[deployment]")
         _only(
@@ -154,6 +160,7 @@ class Config:
             window_s=_positive(bulk, "window_s", 3600),
             jurisdictions=jurisdictions,
             **_witnesses(raw.get("witnesses", {})),
+            **_log(raw.get("log", {})),
         )
         if "\n" in config.origin or not config.origin.strip():
             raise ConfigError("[deployment] origin must be one non-empty line")
@@ -206,6 +213,17 @@ def _witnesses(section: Mapping[str, Any]) -> dict[str, Any]:
     if quorum > len(keys):
         raise ConfigError(f"[witnesses] quorum {quorum} is more than the {len(keys)} keys")
     return {"witnesses": tuple(keys), "witness_quorum": quorum}
+
+
+def _log(section: Mapping[str, Any]) -> dict[str, Any]:
+    _only(section, {"publish_every_s", "publish_after_batch"}, "[log]")
+    every = section.get("publish_every_s", 10)
+    if not isinstance(every, int | float) or isinstance(every, bool) or not 0 < every <= 86400:
+        raise ConfigError(f"[log] publish_every_s must be seconds in (0, 86400], got {every!r}")
+    after = section.get("publish_after_batch", True)
+    if not isinstance(after, bool):
+        raise ConfigError(f"[log] publish_after_batch must be true or false, got {after!r}")
+    return {"log_publish_every_s": float(every), "log_publish_after_batch": after}
 
 
 def _positive(section: Mapping[str, Any], key: str, default: int) -> int:
@@ -267,6 +285,13 @@ def render_default_config(origin: str, jurisdictions: list[str]) -> str:
         "# checkpoint for GET /v1/log/checkpoint/cosigned (default: all of them).",
         "keys = []",
         "# quorum = 1",
+        "",
+        "[log]",
+        "# Checkpoints: an auditor verifies up to the newest one. The server publishes one",
+        "# every publish_every_s seconds when the log grew, and after every batch of entries",
+        "# when publish_after_batch is true (one signature and one write per batch).",
+        "publish_every_s = 10",
+        "publish_after_batch = true",
     ]
     for code in jurisdictions:
         name, regions = DEFAULT_JURISDICTIONS.get(code, (code, (f"region-{code.lower()}",)))

@@ -217,6 +217,7 @@ class Deployment:
             NoteSigner(config.origin, log_key),
             config.origin,
             clock=lambda: int(clock() * 1000),
+            publish_after_batch=config.log_publish_after_batch,
         )
         endpoints = {} if processes is None else processes.endpoints
         custodians = {

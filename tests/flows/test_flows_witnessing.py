@@ -159,12 +159,13 @@ def test_bad_submissions_are_refused_and_nothing_is_stored(setup: Setup) -> None
     note = setup.checkpoint()
     good = setup.cosign(w1, note)
     by_stranger = setup.cosign(w3, note)
-    # A checkpoint of a size the gateway never published, signed with its own log key.
+    # A checkpoint of a size the gateway never published (inside a batch of two, which
+    # is published whole), signed with its own log key.
     setup.grow(2)
     log = setup.dep.gateway.log
     key = setup.dep.root / "keys" / "log.key"
     unpublished = sign_note(
-        Checkpoint(log.origin, log.size, log.root()).to_text(),
+        Checkpoint(log.origin, log.size - 1, log.root(log.size - 1)).to_text(),
         [NoteSigner(log.origin, load_ed25519(key))],
     )
     never = setup.cosign(w1, unpublished)
@@ -172,7 +173,7 @@ def test_bad_submissions_are_refused_and_nothing_is_stored(setup: Setup) -> None
         ("forged cosignature", _flip_last_byte(good), 403, "does not verify"),
         ("unknown witness", by_stranger, 403, "not a witness this log collects"),
         ("known and unknown", good + by_stranger[len(note) :], 403, "not a witness"),
-        ("never published", never, 404, "published no checkpoint of size 6"),
+        ("never published", never, 404, "published no checkpoint of size 5"),
         ("another log", good.replace("sovra.test/log\n", "other.test/log\n", 1), 400, "other"),
         ("no cosignature", note, 400, "no witness cosignature"),
         ("empty", "", 400, "request body"),

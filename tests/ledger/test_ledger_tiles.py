@@ -280,8 +280,9 @@ TAMPERING = [
     ("short-tile", "tile/0/000", lambda d: d[:-1], "must be 8192 bytes", None),
     ("long-tile", "tile/0/002.p/88", lambda d: d + b"x", "must be 2816 bytes", None),
     ("level-1-hash", "tile/1/000.p/2", _flip(33), "tile/1/000.p/2 hash 1 does not match", 256),
-    ("bundle-extra", "tile/entries/000", lambda d: d + b"\x00\x01x", "more than 256", 0),
-    ("bundle-cut", "tile/entries/000", lambda d: d[:-3], "truncated", 0),
+    ("bundle-extra", "tile/entries/000", lambda d: d + b"\x00\x01x", "more than 256", None),
+    ("bundle-cut", "tile/entries/000", lambda d: d[:-3], "truncated in entry 255", 255),
+    ("bundle-short", "tile/entries/001", lambda d: d[: 2 + len(entry(256))], "1 entries", 257),
 ]
 
 

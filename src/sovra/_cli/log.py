@@ -75,14 +75,18 @@ def log_verify(
         typer.Option(help="how many of the --witness keys must cosign (default: all)"),
     ] = None,
 ) -> None:
-    """Replay the log from its tiles: every leaf, tile, root and consistency proof.
+    """Replay the log from its tiles, up to its newest checkpoint.
 
-    Fetches every entry bundle and hash tile (C2SP tlog-tiles), recomputes every hash,
-    checks every published checkpoint's signature and root and the consistency of each
-    with the next, and reports the first bad index if there is one. With ``--witness``
-    it also fetches the newest cosigned checkpoint, checks that a quorum of those
+    Asks the log for its size and its newest checkpoint (a log that grew since its last
+    one publishes one for its current size), fetches every entry bundle and hash tile
+    (C2SP tlog-tiles), recomputes every hash, checks every published checkpoint's
+    signature and root and the consistency of each with the next, and reports the bad
+    entry by its own index. An audit that ends short of the entries the log held when
+    asked fails, unless ``--to-checkpoint`` asked for that end. With ``--witness`` it
+    also fetches the newest cosigned checkpoint, checks that a quorum of those
     witnesses cosigned it, and audits it with the rest.
     """
+    from sovra.errors import VerificationError
     from sovra.ledger import CosignatureVerifier, NoteVerifier, audit_tiles, verify_checkpoint
 
     if vkey is not None:
@@ -98,11 +102,14 @@ def log_verify(
     target = None if to_checkpoint is None else _read_note(to_checkpoint)
     with connect(url) as client:
         key = vkey or client.verifier_key()
-        # With nothing published yet, asking for the checkpoint publishes one.
-        notes = client.checkpoints() or [client.checkpoint()]
+        # The size first: the newest checkpoint, asked for after it, must cover it.
+        held = _log_size(client.info())
+        notes = client.checkpoints()
         if target is not None:
             last = verify_checkpoint(target, key).size
             notes = [n for n in notes if verify_checkpoint(n, key).size <= last] + [target]
+        else:
+            notes.append(client.checkpoint())
         if witnesses:
             notes, cosigned = _with_cosigned(
                 client.cosigned_checkpoint(), notes, key, witnesses, needed
@@ -115,9 +122,16 @@ def log_verify(
 
             report = audit_tiles(client.log_file, notes, key, trusted=trusted, progress=advance)
     report.check()
+    if target is None and report.size < held:
+        raise VerificationError(
+            f"stale log: its newest checkpoint covers {report.size} entries, but it held "
+            f"{held} when asked; entries {report.size} to {held - 1} are not verified"
+        )
     out.print(
         f"[bold green]verified[/] {report.entries} entries and {report.checkpoints} "
-        f"checkpoints: every root recomputed, every signature checked"
+        f"checkpoints, up to size {report.size} of the {held} entries the log held: every "
+        "root recomputed, every signature checked",
+        highlight=False,
     )
     if cosigned is not None:
         size, names = cosigned
@@ -126,6 +140,18 @@ def log_verify(
             f"witnesses cosigned it, {needed} required ({', '.join(names)})",
             highlight=False,
         )
+
+
+def _log_size(info: dict[str, object]) -> int:
+    """The log size a gateway states in ``/v1/info``.
+
+    Raises:
+        BadRequest: the answer names no size (not a sovra gateway, or a broken one).
+    """
+    size = info.get("log_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise BadRequest("the gateway's /v1/info states no log size")
+    return size
 
 
 def _with_cosigned(

@@ -9,10 +9,15 @@ queue their entries, and whichever caller takes the write lock first stores the 
 queue in one transaction, extends the tree once and signs one batch promise, whose root
 every receipt of the batch proves its entry into. One signature and one fsync serve the
 batch, so throughput grows with load instead of stopping at the signing rate.
+
+A log that publishes no checkpoint proves nothing new to an auditor, so a log opened
+with ``publish_after_batch`` signs and stores a checkpoint after every batch it
+integrates; the server also publishes on a schedule (:mod:`sovra.server.background`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +25,7 @@ from hashlib import sha256 as _sha256
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from sovra.errors import BadRequest, ConfigError, IntegrityError, NotFound
+from sovra.errors import BadRequest, ConfigError, IntegrityError, NotFound, SovraError
 from sovra.ledger._merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash
 from sovra.ledger.checkpoint import Checkpoint
 from sovra.ledger.note import NoteSigner, open_note, sign_note
@@ -48,6 +53,8 @@ _MAX_LOGGED_ENTRY = min(MAX_ENTRY_BYTES, 0xFFFF)
 MAX_READ = 10_000
 _PAGE = 1_000
 
+_logger = logging.getLogger("sovra.ledger")
+
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -66,6 +73,8 @@ class TransparencyLog:
         signer: NoteSigner,
         origin: str,
         clock: Callable[[], int] = _wall_clock_ms,
+        *,
+        publish_after_batch: bool = False,
     ) -> None:
         """Open the log held by *storage*, rebuilding its tree from the stored leaves.
 
@@ -75,6 +84,8 @@ class TransparencyLog:
                 which lets an auditor tie a checkpoint to the key that signed it).
             origin: the log's identity, the first line of every checkpoint.
             clock: milliseconds since the UNIX epoch, stamped into receipts.
+            publish_after_batch: sign and store a checkpoint after every integrated
+                batch, so the newest checkpoint always covers every promised entry.
 
         Raises:
             ConfigError: the signer's name is not the origin, or the stored checkpoints
@@ -91,6 +102,7 @@ class TransparencyLog:
         self._signer = signer
         self._origin = origin
         self._clock = clock
+        self._publish_after_batch = publish_after_batch
         self._write_lock = threading.Lock()
         # Appenders queue under this condition; one of them at a time (the leader)
         # integrates what is queued while the others wait here, not on the write lock,
@@ -240,10 +252,30 @@ class TransparencyLog:
         ).encode()
         signature = self._signer.sign(signed)
         origin = self._origin
-        return [
+        receipts = [
             LogReceipt(origin, first + n, leaf, time_ms, signature, first, count, path)
             for n, (leaf, path) in enumerate(zip(leaves, paths, strict=True))
         ]
+        if self._publish_after_batch:
+            self._publish_quietly()
+        return receipts
+
+    def _publish_quietly(self) -> None:
+        """Publish after a batch; a failure is logged, never raised to the appenders.
+
+        The batch is stored and its promise signed: failing the appends now would
+        deny receipts for entries the log holds. The next batch, the schedule or the
+        next reader of ``/v1/log/checkpoint`` publishes again.
+        """
+        try:
+            # The batch is as durable as the storage makes it; a note lost with a power
+            # failure is signed again, byte for byte, for the same size.
+            self._publish(durable=False)
+        except SovraError as exc:
+            failure = exc.diagnostics()
+        else:
+            return
+        _logger.error("publishing a checkpoint after a batch failed: %s", failure)
 
     def _catch_up(self, size: int) -> None:
         """Load leaves another writer of the same storage appended before *size*."""
@@ -359,19 +391,23 @@ class TransparencyLog:
             The checkpoint note covering every entry appended so far.
         """
         with self._write_lock:
-            stored = self._storage.size()
-            with self._tree_lock:
-                self._catch_up(stored)
-                size = self._tree.size
-                root = self._tree.root()
-            if size == self._published_size:
-                latest = self._storage.latest_checkpoint()
-                if latest is not None:
-                    return latest
-            note = sign_note(Checkpoint(self._origin, size, root).to_text(), [self._signer])
-            self._storage.add_checkpoint(size, note)
-            self._published_size = size
-            return note
+            return self._publish()
+
+    def _publish(self, *, durable: bool = True) -> str:
+        """:meth:`checkpoint`'s work. Caller holds the write lock."""
+        stored = self._storage.size()
+        with self._tree_lock:
+            self._catch_up(stored)
+            size = self._tree.size
+            root = self._tree.root()
+        if size == self._published_size:
+            latest = self._storage.latest_checkpoint()
+            if latest is not None:
+                return latest
+        note = sign_note(Checkpoint(self._origin, size, root).to_text(), [self._signer])
+        self._storage.add_checkpoint(size, note, durable=durable)
+        self._published_size = size
+        return note
 
     def checkpoints(self) -> list[str]:
         """Every published checkpoint note, oldest first."""
@@ -407,6 +443,26 @@ class TransparencyLog:
             NotFound: the log does not hold that many entries yet.
             IntegrityError: a stored entry no longer matches its leaf hash.
         """
+        start, entries = self._bundle_entries(index, width)
+        return encode_entry_bundle(self._checked(start, entries))
+
+    def stored_entry_bundle(self, index: int, width: int = TILE_WIDTH) -> bytes:
+        """The entry bundle as storage holds it, unchecked: the evidence of an alteration.
+
+        :meth:`entry_bundle` refuses a bundle holding an entry that no longer matches
+        its leaf hash. An auditor given these bytes hashes each entry against the
+        level-0 tile (which the signed roots authenticate) and names the altered entry
+        itself, trusting nothing the log says about it.
+
+        Raises:
+            BadRequest: *width* out of range.
+            NotFound: the log does not hold that many entries yet.
+            IntegrityError: an entry is missing from storage.
+        """
+        return encode_entry_bundle(self._bundle_entries(index, width)[1])
+
+    def _bundle_entries(self, index: int, width: int) -> tuple[int, list[bytes]]:
+        """The first index and the stored entries of bundle *index* of *width*."""
         _check_tile_coordinates(0, index, width)
         start = index * TILE_WIDTH
         size = self.size
@@ -414,9 +470,7 @@ class TransparencyLog:
             raise NotFound(
                 f"entry bundle {index} of width {width} is beyond the log of size {size}"
             )
-        return encode_entry_bundle(
-            self._checked(start, self._storage.read_entries(start, start + width))
-        )
+        return start, self._storage.read_entries(start, start + width)
 
     def close(self) -> None:
         """Close the storage; the log is unusable afterwards."""

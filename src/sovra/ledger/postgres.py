@@ -186,9 +186,12 @@ class PostgresLogStorage:
             cur.execute("SELECT idx FROM log_tags WHERE tag = %s ORDER BY idx", (tag,))
             return [int(idx) for (idx,) in cur.fetchall()]
 
-    def add_checkpoint(self, size: int, note: str) -> None:
+    def add_checkpoint(self, size: int, note: str, *, durable: bool = True) -> None:
         """See :meth:`LogStorage.add_checkpoint`."""
         with self._transaction() as cur:
+            if not durable:
+                # Only this transaction's commit skips the wait for the WAL flush.
+                cur.execute("SET LOCAL synchronous_commit = off")
             log_size = self._next_index(cur, lock=True)  # one checkpoint writer at a time
             cur.execute("SELECT size FROM log_checkpoints ORDER BY seq DESC LIMIT 1")
             row = cur.fetchone()

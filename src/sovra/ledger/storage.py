@@ -180,8 +180,14 @@ class LogStorage(Protocol):
         """
         ...
 
-    def add_checkpoint(self, size: int, note: str) -> None:
+    def add_checkpoint(self, size: int, note: str, *, durable: bool = True) -> None:
         """Keep a published checkpoint note for tree size *size*.
+
+        With ``durable=False`` the caller promises that every entry the note covers is
+        already durable, so losing the note to a power failure loses nothing: the log
+        signs the same note again for the same size (Ed25519 is deterministic). Such a
+        note MAY then be stored without a sync of its own; it MUST still be stored
+        atomically and in order.
 
         Raises:
             BadRequest: *size* beyond the log or below the latest checkpoint's.
@@ -309,7 +315,7 @@ class MemoryLogStorage:
         with self._lock:
             return list(self._tags.get(tag, ()))
 
-    def add_checkpoint(self, size: int, note: str) -> None:
+    def add_checkpoint(self, size: int, note: str, *, durable: bool = True) -> None:
         """See :meth:`LogStorage.add_checkpoint`."""
         with self._lock:
             latest = self._checkpoints[-1][0] if self._checkpoints else None
@@ -549,9 +555,14 @@ class SQLiteLogStorage:
             ).fetchall()
         return [int(idx) for (idx,) in rows]
 
-    def add_checkpoint(self, size: int, note: str) -> None:
-        """See :meth:`LogStorage.add_checkpoint`."""
-        with self._lock, self._synced(), _guard(self._db, write=True):
+    def add_checkpoint(self, size: int, note: str, *, durable: bool = True) -> None:
+        """See :meth:`LogStorage.add_checkpoint`.
+
+        In ``sync="checkpoint"`` mode every checkpoint is synced whatever *durable* says:
+        it is what makes the batches before it durable.
+        """
+        mode = "FULL" if durable or self._sync != "full" else "NORMAL"
+        with self._lock, self._synchronous(mode), _guard(self._db, write=True):
             row = self._db.execute(
                 "SELECT size FROM log_checkpoints ORDER BY seq DESC LIMIT 1"
             ).fetchone()
@@ -570,22 +581,24 @@ class SQLiteLogStorage:
         self._recent_tags = 0
 
     @contextlib.contextmanager
-    def _synced(self) -> Iterator[None]:
-        """Commit the enclosed write with an fsync, whatever the sync mode.
+    def _synchronous(self, mode: str) -> Iterator[None]:
+        """Commit the enclosed write under ``PRAGMA synchronous=`` *mode*.
 
-        The WAL is one sequential file: syncing it at this commit makes the checkpoint
-        and every batch committed before it durable.
+        ``FULL`` syncs the WAL at this commit, which also makes every batch committed
+        before it durable (the WAL is one sequential file); ``NORMAL`` does not, and
+        the next synced commit covers this one.
         """
-        if self._sync == "full":
+        default = "FULL" if self._sync == "full" else "NORMAL"
+        if mode == default:
             yield
             return
         with _guard(self._db, write=False):
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA synchronous={mode}")
         try:
             yield
         finally:
             with _guard(self._db, write=False):
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(f"PRAGMA synchronous={default}")
 
     def checkpoints(self) -> list[str]:
         """See :meth:`LogStorage.checkpoints`."""

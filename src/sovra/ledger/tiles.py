@@ -56,6 +56,7 @@ _WIDTH = re.compile(r"[1-9][0-9]{0,2}")
 _MAX_PATH_ELEMENTS = 7  # 2**64 has 20 digits: at most 7 groups of three
 
 Fetch = Callable[[str], bytes]
+_MEMO_HEIGHT = 4  # subtrees of 16 leaves or more; an eighth of the leaves' count at most
 
 
 def tile_level_count(tree_size: int, level: int) -> int:
@@ -169,6 +170,14 @@ def encode_entry_bundle(entries: Sequence[bytes]) -> bytes:
     return bytes(out)
 
 
+class _BadBundle(VerificationError):
+    """A malformed entry bundle; *position* is the first entry it fails to hold, if one."""
+
+    def __init__(self, message: str, position: int | None) -> None:
+        super().__init__(message)
+        self.position = position
+
+
 def decode_entry_bundle(data: bytes, width: int) -> list[bytes]:
     """Split an entry bundle that must hold exactly *width* entries.
 
@@ -178,22 +187,21 @@ def decode_entry_bundle(data: bytes, width: int) -> list[bytes]:
     entries: list[bytes] = []
     pos, end = 0, len(data)
     while pos < end:
-        if len(entries) == width:
-            raise VerificationError(f"entry bundle holds more than {width} entries")
+        n = len(entries)
+        if n == width:
+            raise _BadBundle(f"entry bundle holds more than {width} entries", None)
         if pos + 2 > end:
-            raise VerificationError(
-                f"entry bundle is truncated in the length of entry {len(entries)}"
-            )
+            raise _BadBundle(f"entry bundle is truncated in the length of entry {n}", n)
         size = (data[pos] << 8) | data[pos + 1]
         pos += 2
         if size == 0:
-            raise VerificationError(f"entry {len(entries)} of the entry bundle is empty")
+            raise _BadBundle(f"entry {n} of the entry bundle is empty", n)
         if pos + size > end:
-            raise VerificationError(f"entry bundle is truncated in entry {len(entries)}")
+            raise _BadBundle(f"entry bundle is truncated in entry {n}", n)
         entries.append(data[pos : pos + size])
         pos += size
     if len(entries) != width:
-        raise VerificationError(f"entry bundle holds {len(entries)} entries, not {width}")
+        raise _BadBundle(f"entry bundle holds {len(entries)} entries, not {width}", len(entries))
     return entries
 
 
@@ -252,6 +260,10 @@ class _TileHashes:
         self._fetch = fetch
         self._size = size
         self.tiles: dict[tuple[int, int], list[bytes]] = {}
+        # Subtree roots of height _MEMO_HEIGHT and above, computed once: a log that
+        # publishes a checkpoint per batch has thousands, and each checkpoint's root and
+        # consistency proof are made of the same few large subtrees.
+        self._nodes: dict[tuple[int, int], bytes] = {}
 
     def width(self, level: int, index: int) -> int:
         return min(TILE_WIDTH, tile_level_count(self._size, level) - index * TILE_WIDTH)
@@ -279,6 +291,14 @@ class _TileHashes:
 
     def node(self, height: int, index: int) -> bytes:
         """The perfect subtree of *height* at *index*, via the tile holding its base."""
+        if height < _MEMO_HEIGHT:
+            return self._node(height, index)
+        value = self._nodes.get((height, index))
+        if value is None:
+            value = self._nodes[(height, index)] = self._node(height, index)
+        return value
+
+    def _node(self, height: int, index: int) -> bytes:
         level, rest = divmod(height, TILE_HEIGHT)
         if level > MAX_TILE_LEVEL:
             level, rest = MAX_TILE_LEVEL, height - MAX_TILE_LEVEL * TILE_HEIGHT
@@ -428,9 +448,15 @@ class _Audit:
             width = tree.width(0, index)
             path = entries_path(index, width)
             try:
-                entries = decode_entry_bundle(self.fetch(path), width)
+                data = self.fetch(path)
             except SovraError as exc:
-                raise _Failure(f"{path}: {exc.message}", index * TILE_WIDTH) from None
+                # Whatever the log says went wrong, nothing here proves which entry.
+                raise _Failure(f"cannot fetch {path}: {exc.message}") from None
+            try:
+                entries = decode_entry_bundle(data, width)
+            except _BadBundle as exc:
+                at = None if exc.position is None else index * TILE_WIDTH + exc.position
+                raise _Failure(f"{path}: {exc.message}", at) from None
             leaves = [sha(b"\x00" + e).digest() for e in entries]
             published = tree.fetched(0, index, width)
             if leaves != published:

@@ -8,6 +8,8 @@ public on purpose: anyone may verify the log. Errors are translated once, here:
 
 import base64
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -19,6 +21,7 @@ from sovra.errors import BadRequest
 from sovra.gateway import AccessResult, IngestReceipt
 from sovra.governance import SubjectReport
 from sovra.model import Grant, Principal
+from sovra.server.background import publishing
 from sovra.server.bodies import AccessBody, IngestBody, SubjectRef
 from sovra.server.docs import describe_api, mount_docs
 from sovra.server.handlers import add_error_handlers
@@ -36,7 +39,14 @@ def create_app(deployment: Deployment) -> FastAPI:
     """Build the ASGI application for an opened deployment."""
     gw = deployment.gateway
     gov = deployment.governance
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        with publishing(gw.log.checkpoint, deployment.config.log_publish_every_s):
+            yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="sovra",
         version=__version__,
         description="Data-sovereignty gateway: ingest, access, grants, subject reports and a "

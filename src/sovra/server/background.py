@@ -1,24 +1,32 @@
-"""Run an ASGI application on a loopback port in a background thread.
+"""Work the server does beside its requests, in background threads.
 
-For embedding the gateway (or a custodian service) in a process that does other work, and
-for end-to-end tests and benchmarks that need a real HTTP server::
+:func:`running` serves an ASGI application on a loopback port, for embedding the gateway
+(or a custodian service) in a process that does other work, and for end-to-end tests and
+benchmarks that need a real HTTP server::
 
     with running(create_app(deployment)) as url:
         Client(url, ...).ingest(...)
+
+:func:`publishing` publishes the log's checkpoint on a schedule while the server runs
+(``[log] publish_every_s``), so the newest checkpoint never lags the log by more than
+that, even where nothing publishes after each batch or a publication failed.
 """
 
+import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
 
-from sovra.errors import ConfigError
+from sovra.errors import ConfigError, SovraError
 
-__all__ = ["running"]
+__all__ = ["publishing", "running"]
+
+_logger = logging.getLogger("sovra.server")
 
 
 def _free_port(host: str) -> int:
@@ -50,3 +58,36 @@ def running(app: Any, *, host: str = "127.0.0.1", start_timeout_s: float = 10.0)
     finally:
         server.should_exit = True
         thread.join(timeout=start_timeout_s)
+
+
+@contextmanager
+def publishing(publish: Callable[[], object], every_s: float) -> Iterator[None]:
+    """Call *publish* every *every_s* seconds in a daemon thread until the block ends.
+
+    A :class:`~sovra.errors.SovraError` from *publish* is logged and the schedule goes
+    on: the next round publishes what this one could not.
+
+    Raises:
+        ConfigError: *every_s* is not a positive number of seconds.
+    """
+    if not every_s > 0:
+        raise ConfigError(f"a publication interval must be positive, got {every_s!r}")
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            try:
+                publish()
+            except SovraError as exc:
+                failure = exc.diagnostics()
+            else:
+                continue
+            _logger.error("scheduled checkpoint publication failed: %s", failure)
+
+    thread = threading.Thread(target=loop, name="sovra-publish", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

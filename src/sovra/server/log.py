@@ -13,13 +13,14 @@ no request token: a cosignature authenticates itself against the configured witn
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from sovra.errors import BadRequest, Denied, NotFound, PayloadTooLarge
+from sovra.errors import BadRequest, Denied, IntegrityError, NotFound, PayloadTooLarge
 from sovra.ledger import TransparencyLog
 from sovra.ledger.cosigning import MAX_SUBMISSION_BYTES, CheckpointCosignatures
 from sovra.ledger.tiles import parse_tile_path
@@ -28,6 +29,13 @@ __all__ = ["IMMUTABLE", "log_tiles_router"]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 _REVALIDATE = "no-cache"
+_logger = logging.getLogger("sovra.server")
+
+
+def _immutable(data: bytes) -> Response:
+    return Response(
+        data, media_type="application/octet-stream", headers={"Cache-Control": IMMUTABLE}
+    )
 
 
 def log_tiles_router(
@@ -44,9 +52,20 @@ def log_tiles_router(
         beyond the log's current size.
         """
         level, index, width = parse_tile_path(f"tile/{path}")
-        data = log.entry_bundle(index, width) if level is None else log.tile(level, index, width)
+        if level is not None:
+            return _immutable(log.tile(level, index, width))
+        try:
+            return _immutable(log.entry_bundle(index, width))
+        except IntegrityError as exc:
+            altered = exc.diagnostics()
+        # An entry no longer matches its signed leaf: serve what storage holds, uncached,
+        # so an auditor sees the alteration and names the entry itself (the level-0 tile
+        # still holds the leaf the log signed).
+        _logger.error("serving an altered entry bundle: %s", altered)
         return Response(
-            data, media_type="application/octet-stream", headers={"Cache-Control": IMMUTABLE}
+            log.stored_entry_bundle(index, width),
+            media_type="application/octet-stream",
+            headers={"Cache-Control": "no-store"},
         )
 
     @router.get("/checkpoint", response_class=PlainTextResponse)

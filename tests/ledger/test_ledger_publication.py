@@ -1,0 +1,264 @@
+"""The log stays published: checkpoints after each batch and on a schedule, and an audit
+that covers the newest one, says how far it got, and names an altered entry by its index.
+
+The end-to-end cases run a real deployment behind uvicorn on a loopback port and the real
+``sovra log verify`` command against it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from sovra.cli import app as cli
+from sovra.client import Client
+from sovra.deployment import Deployment
+from sovra.errors import ConfigError
+from sovra.ledger import NoteSigner, SQLiteLogStorage, TransparencyLog, verify_checkpoint
+from sovra.ledger.storage import LogStorage, MemoryLogStorage
+from sovra.server import create_app
+from sovra.server.background import publishing, running
+
+ORIGIN = "sovra.test/publication"
+
+
+def _signer() -> NoteSigner:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return NoteSigner(ORIGIN, Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+
+
+def _published_size(log: TransparencyLog) -> int:
+    note = log.latest_checkpoint()
+    return -1 if note is None else verify_checkpoint(note, log.verifier_key).size
+
+
+def _verify(url: str) -> tuple[int, str]:
+    ran = CliRunner().invoke(cli, ["log", "verify", "--url", url])
+    if ran.exception is not None and not isinstance(ran.exception, SystemExit):
+        raise AssertionError("sovra log verify crashed") from ran.exception
+    return ran.exit_code, " ".join((ran.stdout + ran.stderr).split())
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Wait (bounded, generously: the machine may be loaded) until *condition* holds."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.01)
+
+
+# -- the log publishes after every batch -----------------------------------------------------
+
+
+def test_a_checkpoint_is_published_after_every_batch(storage: LogStorage) -> None:
+    log = TransparencyLog(storage, _signer(), ORIGIN, publish_after_batch=True)
+    log.append(b'{"n":0}')
+    assert _published_size(log) == 1
+    log.append_many([(b'{"n":%d}' % i, ()) for i in range(1, 40)])
+    assert _published_size(log) == 40
+    # Concurrent appends share batches; whichever batch comes last is published.
+    threads = [threading.Thread(target=log.append, args=(b'{"t":%d}' % i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert log.size == 72
+    assert _published_size(log) == 72
+    sizes = [verify_checkpoint(n, log.verifier_key).size for n in log.checkpoints()]
+    assert sizes == sorted(sizes) and sizes[0] == 1
+
+
+def test_without_publication_after_batches_nothing_is_published(storage: LogStorage) -> None:
+    log = TransparencyLog(storage, _signer(), ORIGIN)
+    log.append_many([(b'{"n":%d}' % i, ()) for i in range(5)])
+    assert log.latest_checkpoint() is None
+
+
+class _NoCheckpoints(MemoryLogStorage):
+    """Storage whose checkpoint writes fail (a full disk, say) while entries still land."""
+
+    def add_checkpoint(self, size: int, note: str, *, durable: bool = True) -> None:
+        raise ConfigError("log database error: disk I/O error")
+
+
+def test_a_failed_publication_never_fails_the_batch(caplog: pytest.LogCaptureFixture) -> None:
+    log = TransparencyLog(_NoCheckpoints(), _signer(), ORIGIN, publish_after_batch=True)
+    with caplog.at_level(logging.ERROR, logger="sovra.ledger"):
+        receipt = log.append(b'{"n":0}')
+    receipt.verify(log.public_key, b'{"n":0}')
+    assert log.size == 1
+    assert "publishing a checkpoint after a batch failed" in caplog.text
+    assert "disk I/O error" in caplog.text
+
+
+# -- and on a schedule -------------------------------------------------------------------------
+
+
+def test_the_schedule_publishes_what_batches_did_not(tmp_path: Path) -> None:
+    log = TransparencyLog(SQLiteLogStorage(tmp_path / "log.db"), _signer(), ORIGIN)
+    try:
+        with publishing(log.checkpoint, 0.01):
+            log.append_many([(b'{"n":%d}' % i, ()) for i in range(7)])
+            _wait_for(lambda: _published_size(log) == 7, "a checkpoint of size 7")
+            log.append(b'{"n":7}')
+            _wait_for(lambda: _published_size(log) == 8, "a checkpoint of size 8")
+    finally:
+        log.close()
+
+
+def test_the_schedule_goes_on_after_a_failure(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+
+    def publish() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConfigError("log database error: database is locked")
+
+    with caplog.at_level(logging.ERROR, logger="sovra.server"), publishing(publish, 0.01):
+        _wait_for(lambda: len(calls) >= 3, "three rounds of the schedule")
+    assert "scheduled checkpoint publication failed" in caplog.text
+    assert "database is locked" in caplog.text
+
+
+@pytest.mark.parametrize("every", [0, -1.0, float("nan")])
+def test_the_schedule_needs_a_positive_interval(every: float) -> None:
+    with pytest.raises(ConfigError, match="must be positive"), publishing(lambda: None, every):
+        pass
+
+
+# -- end to end: a gateway over HTTP and `sovra log verify` --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("publication") / "deployment"
+    Deployment.init(root, jurisdictions=("PL",), origin=ORIGIN)
+    return root
+
+
+@pytest.fixture
+def gateway(template: Path, tmp_path: Path) -> Iterator[tuple[str, Deployment]]:
+    import shutil
+
+    root = tmp_path / "deployment"
+    shutil.copytree(template, root)
+    dep = Deployment.open(root)
+    try:
+        with running(create_app(dep)) as url:
+            yield url, dep
+    finally:
+        dep.close()
+
+
+def _ingest(url: str, dep: Deployment, count: int) -> None:
+    client = Client(url, "svc-pl", dep.principal_key("svc-pl"))
+    with client:
+        for n in range(count):
+            client.ingest(f"subject-{n}@example.pl", "PL", f"note {n}")
+
+
+def test_verify_covers_every_ingest_without_a_checkpoint_request(
+    gateway: tuple[str, Deployment],
+) -> None:
+    url, dep = gateway
+    log = dep.gateway.log
+    _ingest(url, dep, 3)
+    log.checkpoint()  # someone asked once, long ago
+    _ingest(url, dep, 40)
+    size = log.size
+    assert size >= 43
+    published = _published_size(log)
+    code, said = _verify(url)
+    assert code == 0, said
+    assert f"verified {size} entries" in said
+    assert f"up to size {size} of the {size} entries the log held" in said
+    # Published by the batches themselves: no one asked for this checkpoint.
+    assert published == size
+
+
+class _StaleCheckpoint:
+    """A gateway that serves an old checkpoint as its newest: a stale cache, or a log
+    hiding its recent entries. Every other request goes to the real application."""
+
+    def __init__(self, app: Any, note: str) -> None:
+        self._app = app
+        self._note = note.encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/log/checkpoint":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                }
+            )
+            await send({"type": "http.response.body", "body": self._note})
+            return
+        await self._app(scope, receive, send)
+
+
+def test_verify_fails_when_the_newest_checkpoint_is_stale(template: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "deployment"
+    shutil.copytree(template, root)
+    (root / "sovra.toml").write_text(
+        (root / "sovra.toml")
+        .read_text()
+        .replace("publish_after_batch = true", "publish_after_batch = false"),
+        encoding="utf-8",
+    )
+    dep = Deployment.open(root)
+    try:
+        log = dep.gateway.log
+        log.append_many([(b'{"n":%d}' % i, ()) for i in range(5)])
+        old = log.checkpoint()
+        log.append_many([(b'{"n":%d}' % i, ()) for i in range(5, 12)])
+        with running(_StaleCheckpoint(create_app(dep), old)) as url:
+            code, said = _verify(url)
+    finally:
+        dep.close()
+    assert code == 3, said
+    assert "stale log: its newest checkpoint covers 5 entries, but it held 12" in said
+    assert "entries 5 to 11 are not verified" in said
+
+
+@pytest.mark.parametrize("altered", [37, 262])
+def test_verify_names_the_altered_entry_inside_its_bundle(
+    gateway: tuple[str, Deployment], altered: int
+) -> None:
+    url, dep = gateway
+    log = dep.gateway.log
+    log.append_many([(b'{"kind":"test","n":%d}' % i, ()) for i in range(300)])
+    log.checkpoint()  # published before the alteration, however publication is set up
+    with sqlite3.connect(dep.root / "sovra.db") as db:
+        db.execute(
+            "UPDATE log_entries SET entry = ? WHERE idx = ?", (b'{"kind":"forged"}', altered)
+        )
+    code, said = _verify(url)
+    assert code == 3, said
+    assert f"entry {altered} does not hash to its leaf hash" in said
+    assert f"first bad index {altered})" in said
+
+
+def test_an_unsynced_checkpoint_leaves_the_connection_synced(tmp_path: Path) -> None:
+    storage = SQLiteLogStorage(tmp_path / "log.db", sync="full")
+    log = TransparencyLog(storage, _signer(), ORIGIN, publish_after_batch=True)
+    try:
+        log.append(b'{"n":0}')
+        assert _published_size(log) == 1
+        # Every later batch is still fsynced at its commit (2 is FULL).
+        assert storage._db.execute("PRAGMA synchronous").fetchone() == (2,)
+    finally:
+        log.close()
