@@ -243,6 +243,14 @@ def serve(
     processes = become_gateway(directory)
     try:
         dep = Deployment.open(directory, processes=processes)
+        if dep.recovery is not None and dep.recovery.findings:
+            found = dep.recovery.counts
+            warn(
+                f"start-up check: {found.get('pending-logged', 0)} record(s) completed from "
+                f"the log, {found.get('pending-unlogged', 0)} without an ingest entry "
+                f"quarantined, {len(dep.recovery.problems)} integrity problem(s); "
+                "`sovra check` shows them"
+            )
         out.print(
             f"sovra serving [bold]{escape(str(directory))}[/] at http://{host}:{port}  "
             f"(API docs: http://{host}:{port}/docs, log: http://{host}:{port}/v1/log/checkpoint)"
