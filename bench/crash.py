@@ -71,6 +71,7 @@ class Tally:
     reused_indices: int = 0
     log_verify_failures: int = 0
     check_failures: int = 0
+    checks_incomplete: int = 0  # subject keys out of this user's reach
     left_pending_by_kills: int = 0
     completed_at_start_up: int = 0
     hidden_at_start_up: int = 0
@@ -302,6 +303,8 @@ def _verify(
     if check.returncode != 0:
         tally.check_failures += 1
         tally.fail(f"sovra check exit {check.returncode}: {check.stdout[-2000:]}")
+    elif json.loads(check.stdout)["not_checked"]:
+        tally.checks_incomplete += 1
 
 
 def campaign(kills: int, clients: int, seed: int, work: Path) -> dict[str, object]:
@@ -371,6 +374,7 @@ def campaign(kills: int, clients: int, seed: int, work: Path) -> dict[str, objec
         "reused_indices": tally.reused_indices,
         "log_verify_failures": tally.log_verify_failures,
         "check_failures": tally.check_failures,
+        "checks_without_subject_keys": tally.checks_incomplete,
         "rows_left_pending_by_kills": tally.left_pending_by_kills,
         "completed_from_log_at_start_up": tally.completed_at_start_up,
         "hidden_at_start_up": tally.hidden_at_start_up,

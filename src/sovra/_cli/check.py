@@ -16,9 +16,10 @@ from rich.table import Table
 from sovra._cli.common import DeploymentDir, err, out, print_json, progress
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from sovra.check import CheckReport, SubjectKeys
     from sovra.deployment import Deployment
-    from sovra.keys.subjects import SubjectKeyStore
 
 __all__ = ["check"]
 
@@ -77,28 +78,44 @@ def check(
         raise typer.Exit(3)
 
 
-def _subject_keys(dep: Deployment) -> tuple[SubjectKeys | None, list[SubjectKeyStore]]:
-    """Look subjects up in each in-process custodian's subject-key store, where it is here.
+def _subject_keys(dep: Deployment) -> tuple[SubjectKeys | None, list[sqlite3.Connection]]:
+    """Look subjects up in each custodian's subject-key store, read-only, where this user
+    may open it; returns the lookup (None: not checked) and the connections to close.
 
-    A custodian that runs elsewhere (``custodians/<J>.url``) keeps its store out of
-    reach: then subject keys are not checked. Returns the lookup and the stores to close.
+    Read-only on purpose: a write from this process could leave a journal file the
+    custodian's own user cannot remove. A custodian that runs elsewhere
+    (``custodians/<J>.url``), or whose folder this user may not open, is not checked.
     """
+    import sqlite3
+
     from sovra.custody import custodian_key_path
-    from sovra.keys.subjects import SubjectKeyStore, subjects_path
+    from sovra.keys.subjects import subjects_path
 
-    folder = dep.root / "custodians"
-    paths = {j: subjects_path(custodian_key_path(dep.root, j)) for j in dep.config.jurisdictions}
-    if any((folder / f"{j}.url").exists() or not p.exists() for j, p in paths.items()):
-        return None, []
-    stores = {j: SubjectKeyStore(p) for j, p in paths.items()}
+    opened: dict[str, sqlite3.Connection] = {}
+    for j in dep.config.jurisdictions:
+        path = subjects_path(custodian_key_path(dep.root, j))
+        if (dep.root / "custodians" / f"{j}.url").exists():
+            break
+        try:
+            conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10)
+            conn.execute("SELECT 1 FROM subject_keys LIMIT 1").fetchall()
+        except (OSError, sqlite3.Error):
+            break
+        opened[j] = conn
+    else:
 
-    def state(jurisdiction: str, subject: str) -> Literal["present", "shredded", "missing"]:
-        store = stores[jurisdiction]
-        if store.get(subject) is not None:
-            return "present"
-        return "shredded" if store.shredded_at(subject) is not None else "missing"
+        def state(jurisdiction: str, subject: str) -> Literal["present", "shredded", "missing"]:
+            conn = opened[jurisdiction]
+            if conn.execute("SELECT 1 FROM subject_keys WHERE subject = ?", (subject,)).fetchone():
+                return "present"
+            if conn.execute("SELECT 1 FROM shredded WHERE subject = ?", (subject,)).fetchone():
+                return "shredded"
+            return "missing"
 
-    return state, list(stores.values())
+        return state, list(opened.values())
+    for conn in opened.values():
+        conn.close()
+    return None, []
 
 
 def _summary(report: CheckReport) -> None:
@@ -115,7 +132,7 @@ def _summary(report: CheckReport) -> None:
             table.add_row(f.kind, f.subject, f.detail, state)
         out.print(table)
     for what in report.not_checked:
-        err.print(f"not checked: {what} (the custodian's store is not in this deployment)")
+        err.print(f"not checked: {what} (a custodian store this user cannot read)")
     problems = len(report.problems)
     repaired = sum(f.repaired for f in report.findings)
     if problems:
