@@ -26,10 +26,11 @@ from sovra.config import Config
 from sovra.errors import BadRequest, Denied, NotFound, PayloadTooLarge
 from sovra.governance import Authorizer
 from sovra.keys import Custodian, open_blob, seal
-from sovra.keys.custodian import SealingCustodian, ValueCustodian
+from sovra.keys.custodian import MAX_BATCH, SealingCustodian, ValueCustodian
 from sovra.keys.envelope import BLOB_OVERHEAD, BLOB_PREFIX, STREAM_PREFIX, sealed_size
 from sovra.keys.transport import CLIENT_SEALED_CONTENT_TYPE, check_public
 from sovra.ledger import TransparencyLog
+from sovra.ledger.storage import MAX_TAGS_PER_ENTRY
 from sovra.model import (
     Decision,
     Grant,
@@ -41,6 +42,7 @@ from sovra.model import (
     ReleaseAuthorization,
     check_id,
     check_purpose,
+    id_fields,
     subject_commitment,
 )
 from sovra.policy import (
@@ -437,11 +439,11 @@ class Gateway:
             decision = replace(decision, recipient=recipient.hex())
         entry, receipt = self._append(
             decision.to_entry(self._now_ms()),
-            [*decision.subjects, f"decision:{decision.decision_id}"],
+            [*_subject_tags(decision.subjects), f"decision:{decision.decision_id}"],
         )
         if not decision.allow:
             raise Denied(decision.reason, log_index=receipt.index)
-        return decision, ReleaseAuthorization(entry=entry, receipt=receipt)
+        return decision, ReleaseAuthorization.of(decision, entry, receipt)
 
     def _log_release(
         self,
@@ -459,23 +461,40 @@ class Gateway:
             fields={
                 "decision_id": decision.decision_id,
                 "decision_index": authorization.receipt.index,
-                "records": [m.header.record_id for m in metas],
-                "subjects": list(decision.subjects),
+                # Bounded as the decision's entry is: over MAX_LISTED_IDS, root and count.
+                **id_fields("records", [m.header.record_id for m in metas]),
+                **id_fields("subjects", decision.subjects),
                 **extra,
             },
         )
-        return self._append(entry, decision.subjects)[1]
+        return self._append(entry, _subject_tags(decision.subjects))[1]
 
     def _unwrap(
-        self, metas: Sequence[RecordMeta], authorization: ReleaseAuthorization, principal: Principal
+        self,
+        metas: Sequence[RecordMeta],
+        authorization: ReleaseAuthorization,
+        principal: Principal,
+        recipient: bytes | None = None,
     ) -> dict[str, bytes]:
-        """One batched unwrap per custodian: its receipt check is paid once per request."""
+        """Batched unwraps per custodian, each of at most its :data:`MAX_BATCH` keys.
+
+        Each batch carries the whole authorization (a large decision's lists with it), so
+        the custodian checks every batch against the logged allow on its own. With
+        *recipient*, each key leaves the custodian encrypted to that key only.
+        """
         keys: dict[str, bytes] = {}
         for code, group in _by_jurisdiction(metas).items():
-            released = self.custodians[code].unwrap_many(
-                [(m.wrapped_key, m.header) for m in group], authorization, principal.id
-            )
-            keys.update(zip((m.header.record_id for m in group), released, strict=True))
+            for start in range(0, len(group), MAX_BATCH):
+                batch = group[start : start + MAX_BATCH]
+                items = [(m.wrapped_key, m.header) for m in batch]
+                released = (
+                    self.custodians[code].unwrap_many(items, authorization, principal.id)
+                    if recipient is None
+                    else self._sealing_custodian(code).unwrap_many_to(
+                        items, authorization, principal.id, recipient
+                    )
+                )
+                keys.update(zip((m.header.record_id for m in batch), released, strict=True))
         return {m.header.record_id: keys[m.header.record_id] for m in metas}
 
     # -- client-side sealing --------------------------------------------------------------
@@ -614,12 +633,7 @@ class Gateway:
         decision, authorization = self._decide(
             principal, purpose, metas, grant, code, recipient=recipient, names=_names(subjects)
         )
-        sealed: dict[str, bytes] = {}
-        for code_j, group in _by_jurisdiction(metas).items():
-            released = self._sealing_custodian(code_j).unwrap_many_to(
-                [(m.wrapped_key, m.header) for m in group], authorization, principal.id, recipient
-            )
-            sealed.update(zip((m.header.record_id for m in group), released, strict=True))
+        sealed = self._unwrap(metas, authorization, principal, recipient)
         release = self._log_release(principal, decision, authorization, metas, to="client")
         records = {
             m.header.record_id: SealedRecord(
@@ -711,6 +725,17 @@ class Gateway:
                 problem=(f"grant {grant.grant_id} differs from the grant registered under that id"),
             )
         return facts
+
+
+def _subject_tags(subjects: Sequence[str]) -> Sequence[str]:
+    """The subjects an entry is indexed under, for their reports, when the log takes them all.
+
+    The log indexes at most MAX_TAGS_PER_ENTRY tags an entry. A decision about more
+    subjects than that (only ever a bulk one, refused unless a deployment lifts its
+    per-request cap that far) is still logged, committing to them by root, but is not in
+    each one's subject report.
+    """
+    return subjects if len(subjects) < MAX_TAGS_PER_ENTRY else ()
 
 
 def _names(subjects: Sequence[tuple[str, str]]) -> list[str]:

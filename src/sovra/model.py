@@ -14,13 +14,14 @@ import hmac
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from sovra._merkle import leaf_hash, root_from_inclusion, root_from_leaf_hashes
 from sovra.errors import BadRequest, VerificationError
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "KIND_NAME",
     "MAX_ENTRY_BYTES",
     "MAX_JSON_DEPTH",
+    "MAX_LISTED_IDS",
     "Decision",
     "Finding",
     "Grant",
@@ -44,6 +46,9 @@ __all__ = [
     "check_jurisdiction",
     "check_purpose",
     "check_unicode",
+    "id_count",
+    "id_fields",
+    "named_ids",
     "parse_json",
     "subject_commitment",
 ]
@@ -54,6 +59,8 @@ _JURISDICTION = re.compile(r"[A-Z]{2}")
 _PURPOSE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 MAX_ENTRY_BYTES = 64 * 1024
+MAX_LISTED_IDS = 64
+"""A log entry lists at most this many record ids, or subjects; more it names by root."""
 _MAX_HEADER_BYTES = 4 * 1024
 _MAX_GRANT_BYTES = 256 * 1024
 
@@ -455,6 +462,64 @@ class Grant:
         return cls(**obj, signature=signature, cosignatures=cosignatures)
 
 
+def id_fields(name: str, ids: Sequence[str]) -> dict[str, Any]:
+    """How a log entry names a list of ids (``records``, ``subjects``).
+
+    Up to :data:`MAX_LISTED_IDS`, the list itself, under *name*. Over it, the entry commits
+    to the list instead of holding it: ``<name>_root`` is the RFC 9162 root (the log's own
+    hashing) over the ids in order, each id's UTF-8 bytes one leaf, and ``<name>_count``
+    their number. An entry then stays small however many records a decision covers
+    (10,000 record ids would be over :data:`MAX_ENTRY_BYTES`), and whoever is handed the
+    list beside the entry checks it against the root (:func:`named_ids`).
+    """
+    if len(ids) <= MAX_LISTED_IDS:
+        return {name: list(ids)}
+    return {f"{name}_count": len(ids), f"{name}_root": _ids_root(ids).hex()}
+
+
+def _ids_root(ids: Sequence[str]) -> bytes:
+    return root_from_leaf_hashes([leaf_hash(i.encode()) for i in ids])
+
+
+def id_count(fields: Mapping[str, Any], name: str) -> int:
+    """How many ids an entry's *fields* name under *name*, listed or by root.
+
+    Raises:
+        BadRequest: they name neither a list nor a count.
+    """
+    listed, count = fields.get(name), fields.get(f"{name}_count")
+    if isinstance(listed, list):
+        return len(listed)
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        return count
+    raise BadRequest(f"the entry names no {name}")
+
+
+def named_ids(fields: Mapping[str, Any], name: str, beside: Sequence[str]) -> tuple[str, ...]:
+    """The ids an entry's *fields* name under *name*: its own list, or *beside* once checked.
+
+    An entry that names them by root (:func:`id_fields`) is only as good as the list
+    handed over with it: *beside* must have the entry's count and hash to its root.
+
+    Raises:
+        VerificationError: the entry names the ids by root and *beside* is not that list,
+            or it names them in neither way.
+    """
+    listed = fields.get(name)
+    if isinstance(listed, list):
+        return tuple(i for i in listed if isinstance(i, str))
+    count, root = fields.get(f"{name}_count"), fields.get(f"{name}_root")
+    if not isinstance(count, int) or not isinstance(root, str):
+        raise VerificationError(f"the entry names no {name}, neither listed nor by root")
+    if len(beside) != count:
+        raise VerificationError(
+            f"the entry names {count} {name} by root; {len(beside)} were handed with it"
+        )
+    if _ids_root(beside).hex() != root:
+        raise VerificationError(f"the {name} handed with the entry are not the ones its root names")
+    return tuple(beside)
+
+
 ENTRY_KINDS = frozenset(
     {"ingest", "decision", "key_release", "grant", "grant_revoked", "policy_activation", "shred"}
 )
@@ -465,7 +530,8 @@ class LogEntry:
     """One entry of the transparency log. Public: subjects appear only as commitments.
 
     ``fields`` holds the kind-specific members (for a decision: ``effect``, ``reason``,
-    ``records``, ``subjects``, ``purpose``, ``policies``, ``grant``).
+    ``records``, ``subjects``, ``purpose``, ``policies``, ``grant``; over
+    :data:`MAX_LISTED_IDS` records or subjects, their root and count: :func:`id_fields`).
     """
 
     kind: str
@@ -559,7 +625,7 @@ class LogReceipt:
         Raises:
             VerificationError: wrong signature, or the entry does not hash to leaf_hash.
         """
-        if hashlib.sha256(b"\x00" + entry).digest() != self.leaf_hash:
+        if leaf_hash(entry) != self.leaf_hash:
             raise VerificationError("receipt does not cover this entry (leaf hash differs)")
         try:
             log_key.verify(self.signature, self.signed_bytes())
@@ -618,43 +684,50 @@ class LogReceipt:
 
 
 def _batch_root(leaf: bytes, index: int, receipt: LogReceipt) -> bytes:
-    """The root of a promise's batch, rebuilt from *leaf* and its path (RFC 9162 2.1.3.2).
-
-    Kept here rather than imported from the ledger, which sits above this module.
-    """
-    start, size, path = receipt.batch_start, receipt.batch_size, receipt.batch_path
+    """The root of a promise's batch, rebuilt from *leaf* and its path (RFC 9162 2.1.3.2)."""
+    start, size = receipt.batch_start, receipt.batch_size
     if not 0 <= index - start < size:
         raise VerificationError(f"receipt index {index} is outside its batch")
-    fn, sn, r = index - start, size - 1, leaf
-    for p in path:
-        if len(p) != 32 or sn == 0:
-            raise VerificationError("receipt batch path does not fit its batch")
-        if fn & 1 or fn == sn:
-            r = hashlib.sha256(b"\x01" + p + r).digest()
-            while not fn & 1 and fn:
-                fn, sn = fn >> 1, sn >> 1
-        else:
-            r = hashlib.sha256(b"\x01" + r + p).digest()
-        fn, sn = fn >> 1, sn >> 1
-    if sn != 0:
-        raise VerificationError("receipt batch path is too short for its batch")
-    return r
+    try:
+        return root_from_inclusion(leaf, index - start, size, receipt.batch_path)
+    except VerificationError as exc:
+        raise VerificationError(f"receipt batch path does not fit its batch: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
 class ReleaseAuthorization:
     """What a custodian needs before it unwraps: a logged decision entry and its receipt.
 
-    The only way to plaintext is Decision -> LogReceipt -> DataKey.
+    The only way to plaintext is Decision -> LogReceipt -> DataKey. A decision over more
+    than :data:`MAX_LISTED_IDS` records or subjects names them by root; the lists travel
+    here, beside the entry, and the custodian checks them against it (:func:`named_ids`):
+    a record not under the logged root is refused.
     """
 
     entry: bytes
     receipt: LogReceipt
+    records: tuple[str, ...] = field(default=(), repr=False)
+    subjects: tuple[str, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def of(cls, decision: Decision, entry: bytes, receipt: LogReceipt) -> ReleaseAuthorization:
+        """The authorization of *decision*, logged as *entry*: the lists its entry names by
+        root go with it."""
+        return cls(
+            entry,
+            receipt,
+            decision.records if len(decision.records) > MAX_LISTED_IDS else (),
+            decision.subjects if len(decision.subjects) > MAX_LISTED_IDS else (),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome of the decision point for one access request."""
+    """The outcome of the decision point for one access request.
+
+    Its log entry lists the records and subjects, or names them by root when there are
+    more than :data:`MAX_LISTED_IDS` (:func:`id_fields`).
+    """
 
     decision_id: str
     allow: bool
@@ -692,8 +765,8 @@ class Decision:
                 "policies": list(self.policies),
                 "purpose": self.purpose,
                 "reason": self.reason,
-                "records": list(self.records),
-                "subjects": list(self.subjects),
+                **id_fields("records", self.records),
+                **id_fields("subjects", self.subjects),
                 **optional,
             },
         )

@@ -28,21 +28,18 @@ def logged_allow(
     """The decision about *headers*' records and subjects, and a receipt signed by *signer*
     (default: the log key), at *time_ms* (default: now)."""
     now = int(time.time() * 1000) if time_ms is None else time_ms
-    entry = (
-        Decision(
-            decision_id="d-1",
-            allow=allow,
-            reason="test",
-            principal=principal,
-            purpose=purpose,
-            records=tuple(h.record_id for h in headers),
-            subjects=tuple(sorted({h.subject for h in headers})),
-            action=action,
-            recipient=recipient.hex() if recipient is not None else "",
-        )
-        .to_entry(now)
-        .to_bytes()
+    decision = Decision(
+        decision_id="d-1",
+        allow=allow,
+        reason="test",
+        principal=principal,
+        purpose=purpose,
+        records=tuple(h.record_id for h in headers),
+        subjects=tuple(sorted({h.subject for h in headers})),
+        action=action,
+        recipient=recipient.hex() if recipient is not None else "",
     )
+    entry = decision.to_entry(now).to_bytes()
     unsigned = LogReceipt("sovra.test/log", index, hashlib.sha256(b"\x00" + entry).digest(), now)
     signature = (signer or log_key).sign(unsigned.signed_bytes())
-    return ReleaseAuthorization(entry=entry, receipt=replace(unsigned, signature=signature))
+    return ReleaseAuthorization.of(decision, entry, replace(unsigned, signature=signature))

@@ -367,9 +367,9 @@ def test_signed_but_malformed_entry_is_denied(
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
-        ({"records": "rec-1"}, "does not cover this record"),
+        ({"records": "rec-1"}, "names no records, neither listed nor by root"),
         ({"records": [["rec-1"]]}, "does not cover this record"),
-        ({"subjects": ALICE}, "does not cover this record's subject"),
+        ({"subjects": ALICE}, "names no subjects, neither listed nor by root"),
         ({"effect": "ALLOW"}, "not 'allow'"),
         ({"effect": True}, "not 'allow'"),
     ],

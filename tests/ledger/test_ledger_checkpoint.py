@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sovra._merkle import leaf_hash
 from sovra.errors import BadRequest
-from sovra.ledger._merkle import leaf_hash
 from sovra.ledger.checkpoint import MAX_CHECKPOINT_BYTES, MAX_TREE_SIZE, Checkpoint
 
 EXAMPLES: dict[str, Any] = json.loads(

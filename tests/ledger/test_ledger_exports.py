@@ -42,7 +42,7 @@ PINNED = {
         "verify_entry_inclusion",
         "verify_inclusion",
     ],
-    "sovra.ledger._merkle": [
+    "sovra._merkle": [
         "EMPTY_ROOT",
         "HASH_SIZE",
         "MerkleTree",
@@ -50,6 +50,7 @@ PINNED = {
         "inclusion_proof_size",
         "leaf_hash",
         "node_hash",
+        "root_from_inclusion",
         "root_from_leaf_hashes",
         "verify_consistency",
         "verify_inclusion",
@@ -121,7 +122,8 @@ PINNED = {
 
 
 def test_every_module_is_pinned() -> None:
-    found = {"sovra.ledger"} | {
+    # The ledger's Merkle hashing sits below sovra.model (which uses it too), not inside.
+    found = {"sovra.ledger", "sovra._merkle"} | {
         m.name for m in pkgutil.iter_modules(sovra.ledger.__path__, "sovra.ledger.")
     }
     assert found == set(PINNED)

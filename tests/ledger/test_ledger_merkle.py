@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from sovra.errors import BadRequest, VerificationError
-from sovra.ledger._merkle import (
+from sovra._merkle import (
     EMPTY_ROOT,
     MerkleTree,
     consistency_proof_size,
@@ -23,6 +22,7 @@ from sovra.ledger._merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from sovra.errors import BadRequest, VerificationError
 
 VECTORS = json.loads(
     (Path(__file__).parents[1] / "vectors" / "rfc6962_merkle_transparency_dev.json").read_text()

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sovra._merkle import MerkleTree, verify_consistency, verify_inclusion
 from sovra.errors import VerificationError
-from sovra.ledger._merkle import MerkleTree, verify_consistency, verify_inclusion
 
 MAX = 5000
 LEAVES = [hashlib.sha256(b"\x00%d" % i).digest() for i in range(MAX)]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sovra._merkle import leaf_hash
 from sovra.errors import BadRequest, ConfigError, IntegrityError
-from sovra.ledger._merkle import leaf_hash
 from sovra.ledger.storage import (
     MAX_TAG_CHARS,
     LogStorage,

@@ -178,7 +178,7 @@ def test_verify_module_needs_no_other_sovra_stage() -> None:
     sovra = {m for m in imported if m.startswith("sovra")}
     assert sovra <= {
         "sovra.errors",
-        "sovra.ledger._merkle",
+        "sovra._merkle",
         "sovra.ledger.checkpoint",
         "sovra.ledger.note",
     }

@@ -81,6 +81,7 @@ from sovra.model import (
     WrappedKey,
     check_id,
     check_jurisdiction,
+    named_ids,
 )
 
 __all__ = [
@@ -911,10 +912,14 @@ class BaseCustodian(abc.ABC):
                 f"the logged allow is dated {-age} ms in the future, "
                 f"over the {self._max_age_ms} ms limit",
             )
-        return (
-            frozenset(_str_list(entry.fields, "records")),
-            frozenset(_str_list(entry.fields, "subjects")),
-        )
+        try:
+            # A large decision names its records and subjects by root; the lists come
+            # beside the entry, and only lists that hash to the logged roots count.
+            records = named_ids(entry.fields, "records", authorization.records)
+            subjects = named_ids(entry.fields, "subjects", authorization.subjects)
+        except VerificationError as exc:
+            raise self._deny(rid, exc.message) from None
+        return frozenset(records), frozenset(subjects)
 
     def _check_covers(
         self, header: RecordHeader, records: frozenset[str], subjects: frozenset[str]
@@ -966,13 +971,6 @@ def _value_items(
             )
         checked.append((values.Mode(mode), kind, text))
     return checked
-
-
-def _str_list(fields: Mapping[str, Any], name: str) -> list[str]:
-    value = fields.get(name)
-    if not isinstance(value, list):
-        return []
-    return [item for item in value if isinstance(item, str)]
 
 
 def _kek_check(key: bytes, jurisdiction: str, version: int) -> str:

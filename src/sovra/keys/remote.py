@@ -6,9 +6,9 @@ class only carries requests and maps the service's XKS-style error names back to
 error tree. It does not subclass :class:`~sovra.keys.BaseCustodian`, on purpose: the checks
 that matter must run where the keys are, not in the gateway that asks for them.
 
-Each unwrap sends the logged decision entry, the log's receipt for it, and the decision's
-purpose as the justification code; the service refuses a justification that is not the
-logged purpose.
+Each unwrap sends the logged decision entry, the log's receipt for it (with the record and
+subject lists a large decision's entry names by root), and the decision's purpose as the
+justification code; the service refuses a justification that is not the logged purpose.
 """
 
 from __future__ import annotations
@@ -281,10 +281,7 @@ class RemoteCustodian:
                 }
                 for wrapped, header in items
             ],
-            "authorization": {
-                "entry": _enc(authorization.entry),
-                "receipt": authorization.receipt.to_dict(),
-            },
+            "authorization": _authorization(authorization),
             "justification": purpose if isinstance(purpose, str) else "",
             "requester": requester,
         }
@@ -395,10 +392,7 @@ class RemoteCustodian:
                 {"header": _enc(h.to_bytes()), "mode": m, "kind": k, "body": b}
                 for h, m, k, b in items
             ],
-            "authorization": {
-                "entry": _enc(authorization.entry),
-                "receipt": authorization.receipt.to_dict(),
-            },
+            "authorization": _authorization(authorization),
             "requester": requester,
         }
         result = self._post(self._key("reveal"), "reveal", body)
@@ -414,6 +408,17 @@ class RemoteCustodian:
         if not all(isinstance(i, dict) for i in items):
             raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
         return items
+
+
+def _authorization(authorization: ReleaseAuthorization) -> dict[str, Any]:
+    """The logged allow as the service takes it: entry, receipt, and the record and subject
+    lists the entry names by root, when it does (the service checks them against it)."""
+    lists = {"records": authorization.records, "subjects": authorization.subjects}
+    return {
+        "entry": _enc(authorization.entry),
+        "receipt": authorization.receipt.to_dict(),
+        **{name: list(ids) for name, ids in lists.items() if ids},
+    }
 
 
 def _enc(data: bytes) -> str:

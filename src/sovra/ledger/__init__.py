@@ -17,7 +17,7 @@ tlog-cosignature) only after checking that the log grew consistently, and
 :class:`CheckpointCosignatures` collects those cosignatures on the log's side.
 """
 
-from sovra.ledger._merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
+from sovra._merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
 from sovra.ledger.checkpoint import Checkpoint
 from sovra.ledger.cosigning import CheckpointCosignatures
 from sovra.ledger.log import TransparencyLog

@@ -25,8 +25,8 @@ from hashlib import sha256 as _sha256
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from sovra._merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash
 from sovra.errors import BadRequest, ConfigError, IntegrityError, NotFound, SovraError
-from sovra.ledger._merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash
 from sovra.ledger.checkpoint import Checkpoint
 from sovra.ledger.note import NoteSigner, open_note, sign_note
 from sovra.ledger.storage import (

@@ -23,8 +23,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sovra._merkle import verify_consistency
 from sovra.errors import BadRequest, SovraError, VerificationError
-from sovra.ledger._merkle import verify_consistency
 from sovra.ledger.checkpoint import Checkpoint
 from sovra.ledger.note import NoteVerifier
 from sovra.ledger.verify import verify_checkpoint

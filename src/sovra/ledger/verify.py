@@ -13,8 +13,8 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from sovra._merkle import leaf_hash, verify_consistency, verify_inclusion
 from sovra.errors import BadRequest, VerificationError
-from sovra.ledger._merkle import leaf_hash, verify_consistency, verify_inclusion
 from sovra.ledger.checkpoint import Checkpoint
 from sovra.ledger.note import NoteVerifier, open_note
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from sovra._merkle import verify_consistency
 from sovra.errors import BadRequest, ConfigError, VerificationError
-from sovra.ledger._merkle import verify_consistency
 from sovra.ledger.checkpoint import Checkpoint
 from sovra.ledger.note import MAX_NOTE_BYTES, NoteVerifier, check_key_name, open_note
 from sovra.ledger.verify import verify_checkpoint

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sovra.errors import BadRequest
+from sovra.model import id_count
 from sovra.policy.decide import ACTIONS, BUILT_IN_RULES
 from sovra.policy.pack import PolicyPack
 
@@ -115,8 +116,8 @@ def explain_entry(
             rules=tuple((p, rules.get(p, "(rule not in the active pack)")) for p in policies),
             grant=fields.get("grant"),
             review=str(fields.get("review", "")),
-            records=len(fields["records"]),
-            subjects=len(fields["subjects"]),
+            records=id_count(fields, "records"),
+            subjects=id_count(fields, "subjects"),
             pack=f"{pack.name} v{pack.version}",
         )
     except (KeyError, TypeError) as exc:

@@ -196,13 +196,25 @@ def _items(body: Mapping[str, Any], most: int = MAX_BATCH) -> list[Any]:
 
 
 def _authorization(body: Mapping[str, Any]) -> ReleaseAuthorization:
-    auth = _fields(body["authorization"], {"entry", "receipt"}, set(), "authorization")
+    auth = _fields(
+        body["authorization"], {"entry", "receipt"}, {"records", "subjects"}, "authorization"
+    )
     if not isinstance(auth["receipt"], dict):
         raise BadRequest("receipt must be a JSON object")
     return ReleaseAuthorization(
         entry=_b64(auth["entry"], "authorization entry"),
         receipt=LogReceipt.from_dict(auth["receipt"]),
+        # What a large decision's entry names by root; checked against it before any use.
+        records=_ids(auth.get("records", []), "records"),
+        subjects=_ids(auth.get("subjects", []), "subjects"),
     )
+
+
+def _ids(value: object, what: str) -> tuple[str, ...]:
+    # The body limit bounds the count; each id must at least be a short string.
+    if not isinstance(value, list) or not all(isinstance(i, str) and len(i) <= 128 for i in value):
+        raise BadRequest(f"authorization {what} must be a list of ids")
+    return tuple(value)
 
 
 def _requester(body: Mapping[str, Any]) -> str:

@@ -1,5 +1,10 @@
 """RFC 9162 (section 2.1) Merkle tree hashing, proofs and their verification.
 
+The log's tree, and every other tree sovra commits to: a log batch promise
+(:class:`~sovra.model.LogReceipt`) and the record and subject lists a decision names by
+root (:meth:`~sovra.model.LogEntry.ids`). It sits below :mod:`sovra.model` so that those
+use this hashing, not a copy of it.
+
 Leaves are hashed as ``SHA-256(0x00 || data)`` and interior nodes as
 ``SHA-256(0x01 || left || right)``, so a leaf can never be passed off as a node. The
 tree over ``n`` leaves splits at the largest power of two strictly below ``n`` (a
@@ -26,6 +31,7 @@ __all__ = [
     "inclusion_proof_size",
     "leaf_hash",
     "node_hash",
+    "root_from_inclusion",
     "root_from_leaf_hashes",
     "verify_consistency",
     "verify_inclusion",
@@ -133,21 +139,19 @@ def _check_proof(proof: Sequence[bytes], expected: int, what: str) -> None:
         _check_hash(h, f"{what} proof hash #{i}", VerificationError)
 
 
-def verify_inclusion(
-    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
-) -> None:
-    """Check that *leaf* (a leaf hash) sits at *index* in the tree of *size* with *root*.
+def root_from_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
+    """The root that *proof* leads to from *leaf* (a leaf hash) at *index* of *size*.
 
-    Follows the verification algorithm of RFC 9162 section 2.1.3.2.
+    The first half of RFC 9162 section 2.1.3.2's verification; the root is only as good
+    as what the caller compares it with (:func:`verify_inclusion` compares).
 
     Raises:
-        VerificationError: index out of range, a hash of the wrong length, a proof of
-            the wrong length, or a proof that does not lead to *root*.
+        VerificationError: index out of range, a hash of the wrong length, or a proof of
+            the wrong length.
     """
     if not 0 <= index < size < _MAX_SIZE:
         raise VerificationError(f"leaf index {index} is not inside a tree of size {size}")
     _check_hash(leaf, "leaf hash", VerificationError)
-    _check_hash(root, "root hash", VerificationError)
     _check_proof(proof, inclusion_proof_size(index, size), "inclusion")
     fn, sn = index, size - 1
     r = leaf
@@ -161,6 +165,22 @@ def verify_inclusion(
         fn, sn = fn >> 1, sn >> 1
     if sn != 0:  # pragma: no cover - unreachable once the length matched
         raise VerificationError("inclusion proof ended below the root")
+    return r
+
+
+def verify_inclusion(
+    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> None:
+    """Check that *leaf* (a leaf hash) sits at *index* in the tree of *size* with *root*.
+
+    Follows the verification algorithm of RFC 9162 section 2.1.3.2.
+
+    Raises:
+        VerificationError: index out of range, a hash of the wrong length, a proof of
+            the wrong length, or a proof that does not lead to *root*.
+    """
+    _check_hash(root, "root hash", VerificationError)
+    r = root_from_inclusion(leaf, index, size, proof)
     if r != root:
         raise VerificationError(
             f"inclusion proof for leaf {index} leads to root {r.hex()}, "
