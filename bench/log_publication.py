@@ -29,8 +29,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sovra._merkle import MerkleTree, leaf_hash
 from sovra.ledger import NoteSigner, SQLiteLogStorage, TransparencyLog
-from sovra.ledger._merkle import MerkleTree, leaf_hash
 from sovra.ledger.checkpoint import Checkpoint
 from sovra.ledger.note import sign_note
 from sovra.ledger.tiles import TILE_WIDTH, audit_tiles, encode_entry_bundle, parse_tile_path
