@@ -234,6 +234,9 @@ def serve(
     As root, each custodian runs as its folder's owner and the gateway as the deployment
     folder's owner (the system users ``sovra init`` made).
     """
+    import os
+    import signal
+
     import uvicorn
     from rich.markup import escape
 
@@ -241,6 +244,15 @@ def serve(
     from sovra.server import create_app
 
     processes = become_gateway(directory)
+    stopped: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopped.append(signum)
+        raise typer.Exit(0)
+
+    # uvicorn stops gracefully on SIGTERM, then raises it again to the handler it found:
+    # this one, so the custodians are stopped and waited for before the process ends.
+    signal.signal(signal.SIGTERM, stop)
     try:
         dep = Deployment.open(directory, processes=processes)
         if dep.recovery is not None and dep.recovery.findings:
@@ -262,6 +274,9 @@ def serve(
     finally:
         if processes is not None:
             processes.close()
+        if stopped:  # end as the signal would have ended it
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 @app.command()

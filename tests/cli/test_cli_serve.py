@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import signal
 import socket
@@ -85,3 +87,55 @@ def test_python_dash_m_runs_the_same_command(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "create a deployment with `sovra init DIR`" in proc.stderr
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    found: list[int] = []
+    for task in tasks.iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_serve_starts_a_custodian_process_per_jurisdiction_and_stops_them(
+    sovra, walkable, free_port
+):
+    root = walkable / "deployment"
+    Deployment.init(root, jurisdictions=["PL", "VN"], origin="sovra.test/serve")  # the default
+    url = f"http://127.0.0.1:{free_port}"
+    proc = subprocess.Popen(
+        [SOVRA, "serve", root, "--port", str(free_port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(free_port, proc, seconds=120)
+        custodians = _children(proc.pid)
+        # python -m sovra.cli custodian serve --jurisdiction J ...
+        argv = [Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0") for c in custodians]
+        assert sorted(a[6] for a in argv) == [b"PL", b"VN"]
+        if os.geteuid() == 0:  # the gateway and each custodian as the user init made
+            owners = {os.stat(f"/proc/{p}").st_uid for p in custodians}
+            assert os.stat(f"/proc/{proc.pid}").st_uid == pwd.getpwnam("sovra-gateway").pw_uid
+            assert owners == {pwd.getpwnam(f"sovra-custodian-{j}").pw_uid for j in ("pl", "vn")}
+        note = root.parent / "note.txt"
+        note.write_text("tel. +48 601 234 567", encoding="utf-8")
+        put = sovra(
+            "put", "--subject", "s1", "--jurisdiction", "PL", note, "-d", root, "--url", url
+        )
+        assert put.code == 0, put.err
+        record = put.json()["record_id"]
+        get = sovra(
+            "get", "--purpose", "customer-support", "--record", record, "-d", root, "--url", url
+        )
+        assert get.code == 0, get.err
+        assert get.json()["records"][record] == "tel. +48 601 234 567"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in err
+    for pid in custodians:  # each saw the end of its input, stopped, and was waited for
+        assert not Path(f"/proc/{pid}").exists()

@@ -851,7 +851,7 @@ def main() -> None:  # pragma: no cover - the command that made the table in the
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "deployment"
-        Deployment.init(root, origin="sovra.test/hostile")
+        Deployment.init(root, origin="sovra.test/hostile", custodians="in-process")
         toml = root / "sovra.toml"
         toml.write_text(toml.read_text().replace("body_timeout_s = 30", "body_timeout_s = 2"))
         dep = Deployment.open(root)

@@ -22,7 +22,7 @@ BODY_TIMEOUT_S = 2
 @pytest.fixture(scope="session")
 def hostile_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("hostile") / "deployment"
-    Deployment.init(root, origin="sovra.test/hostile")
+    Deployment.init(root, origin="sovra.test/hostile", custodians="in-process")
     toml = root / "sovra.toml"
     text = toml.read_text()
     # A short deadline keeps each slow-body case to seconds; any value shows the same thing.

@@ -28,7 +28,7 @@ LIMIT = 3
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("one-place") / "deployment"
-    Deployment.init(root, origin="sovra.test/one-place")
+    Deployment.init(root, origin="sovra.test/one-place", custodians="in-process")
     config = root / "sovra.toml"
     text = config.read_text()
     assert "max_records_per_request = 10000" in text
