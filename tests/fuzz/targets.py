@@ -239,7 +239,7 @@ def _app_client():  # pragma: no cover - shared by the body target only
     from sovra.server import create_app
 
     root = Path(tempfile.mkdtemp(prefix="sovra-fuzz-app-")) / "deployment"
-    Deployment.init(root, origin="sovra.test/fuzz")
+    Deployment.init(root, origin="sovra.test/fuzz", custodians="in-process")
     return TestClient(create_app(Deployment.open(root)))
 
 

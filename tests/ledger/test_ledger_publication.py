@@ -142,7 +142,7 @@ def test_the_schedule_needs_a_positive_interval(every: float) -> None:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("publication") / "deployment"
-    Deployment.init(root, jurisdictions=("PL",), origin=ORIGIN)
+    Deployment.init(root, jurisdictions=("PL",), origin=ORIGIN, custodians="in-process")
     return root
 
 
