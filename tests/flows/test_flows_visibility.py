@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from sovra.deployment import Deployment
 from sovra.errors import NotFound
@@ -48,7 +49,18 @@ elif point == "append":  # the row and the blob are written; the entry never rea
     gw.log.append = die
 elif point == "index":  # the entry is in the log; the row never gets its index
     dep.store.set_record_log_index = die
-gw.ingest(svc, subject_id="victim@example.pl", jurisdiction="PL", content="victim")
+if point == "sealed":  # a record sealed on the client, killed before its entry is logged
+    from fastapi.testclient import TestClient
+    from sovra.client import Client
+    from sovra.server import create_app
+
+    with TestClient(create_app(dep)) as http:
+        client = Client("http://testserver", "svc-pl", dep.principal_key("svc-pl"))
+        client._http = http
+        gw.log.append = die
+        client.ingest_sealed("victim@example.pl", "PL", b"victim")
+else:
+    gw.ingest(svc, subject_id="victim@example.pl", jurisdiction="PL", content="victim")
 print("not killed", flush=True)
 """
 
@@ -180,5 +192,24 @@ def test_a_failed_blob_write_leaves_no_row(root: Path, monkeypatch: pytest.Monke
             dep.gateway.ingest(svc, subject_id="v@example.pl", jurisdiction="PL", content="x")
         assert _rows(root) == {}
         assert dep.gateway.log.size == size
+    finally:
+        dep.close()
+
+
+def test_a_client_sealed_record_whose_entry_never_reached_the_log_is_hidden(root: Path) -> None:
+    kept = _crash_at(root, "sealed")
+    (victim,) = [rid for rid in _rows(root) if rid != kept]
+    dep = Deployment.open(root)
+    try:
+        assert victim not in _ingest_entries(dep)
+        with pytest.raises(NotFound):
+            dep.store.get_record(victim)
+        svc = dep.store.get_principal("svc-pl")
+        recipient = X25519PrivateKey.generate().public_key().public_bytes_raw()
+        with pytest.raises(NotFound):
+            dep.gateway.access_sealed(
+                svc, recipient=recipient, purpose="customer-support", record_ids=[victim]
+            )
+        assert _readable(dep, [kept]) == {kept: "kept"}
     finally:
         dep.close()
