@@ -255,8 +255,10 @@ def serve(
     signal.signal(signal.SIGTERM, stop)
     try:
         dep = Deployment.open(directory, processes=processes)
-        if dep.recovery is not None and dep.recovery.findings:
-            found = dep.recovery.counts
+        found = dep.recovery.counts if dep.recovery is not None else {}
+        if dep.recovery is not None and (
+            found.get("pending-logged") or found.get("pending-unlogged") or dep.recovery.problems
+        ):
             warn(
                 f"start-up check: {found.get('pending-logged', 0)} record(s) completed from "
                 f"the log, {found.get('pending-unlogged', 0)} without an ingest entry "

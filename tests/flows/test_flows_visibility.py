@@ -62,6 +62,7 @@ if point == "sealed":  # a record sealed on the client, killed before its entry 
 else:
     gw.ingest(svc, subject_id="victim@example.pl", jurisdiction="PL", content="victim")
 print("not killed", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
@@ -211,5 +212,21 @@ def test_a_client_sealed_record_whose_entry_never_reached_the_log_is_hidden(root
                 svc, recipient=recipient, purpose="customer-support", record_ids=[victim]
             )
         assert _readable(dep, [kept]) == {kept: "kept"}
+    finally:
+        dep.close()
+
+
+def test_start_up_reports_a_logged_record_whose_row_is_gone(root: Path) -> None:
+    kept = _crash_at(root, "none")  # no kill point: both records complete, then SIGKILL
+    conn = sqlite3.connect(root / "sovra.db")
+    with conn:
+        conn.execute("DELETE FROM records WHERE record_id = ?", (kept,))
+    conn.close()
+    dep = Deployment.open(root)
+    try:
+        assert dep.recovery is not None
+        assert [(f.kind, f.subject) for f in dep.recovery.problems] == [
+            ("logged-without-row", kept)
+        ]
     finally:
         dep.close()
