@@ -58,7 +58,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Big]:
     root = tmp_path_factory.mktemp("large") / "deployment"
-    Deployment.init(root, origin="sovra.test/large")
+    Deployment.init(root, origin="sovra.test/large", custodians="in-process")
     dep = Deployment.open(root)  # the wall clock: the custodian service uses its own
     try:
         limit = dep.config.max_records_per_request
