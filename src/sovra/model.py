@@ -95,9 +95,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def parse_json(
-    data: bytes | str, *, limit: int, what: str, max_depth: int = MAX_JSON_DEPTH
-) -> Any:
+def parse_json(data: bytes | str, *, limit: int, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse untrusted JSON with every dimension bounded.
 
     At most *limit* bytes, strict UTF-8 (no BOM, no other encoding guessed), at most

@@ -15,17 +15,21 @@ to phonenumbers itself.
 ``is_possible_number``, ``is_valid_number`` and ``is_valid_number_for_region`` for the
 parsed ``(country code, national significant number)``. Tests compare all four with
 phonenumbers over generated numbers of every region, printed in every way, mutated and
-random.
+random, on the version recorded in ``_libraries.TESTED``; with any other version
+installed, the four names are bound to phonenumbers' own functions instead.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumberDesc
+
+from sovra.classify._libraries import follow
 
 __all__ = ["parse", "possible", "valid", "valid_for_region"]
 
@@ -252,7 +256,7 @@ def _printed_run(raw: str, region: str | None) -> str | None:
     return run.group(1) if known and _plan(region) is not None else None
 
 
-def parse(raw: str, region: str | None) -> tuple[int, str] | None:
+def _parse(raw: str, region: str | None) -> tuple[int, str] | None:
     """``phonenumbers.parse(raw, region)`` as ``(country code, national significant
     number)``, or None where phonenumbers raises NumberParseException.
 
@@ -317,7 +321,7 @@ def _number(code: int, nsn: str) -> phonenumbers.PhoneNumber:
     )
 
 
-def possible(code: int, nsn: str) -> bool:
+def _possible(code: int, nsn: str) -> bool:
     """``phonenumbers.is_possible_number`` for a parsed number."""
     if code not in COUNTRY_CODE_TO_REGION_CODE:
         return False
@@ -327,7 +331,7 @@ def possible(code: int, nsn: str) -> bool:
     return plan.length(nsn) in (_POSSIBLE, _LOCAL_ONLY)
 
 
-def valid_for_region(code: int, nsn: str, region: str) -> bool:
+def _valid_for_region(code: int, nsn: str, region: str) -> bool:
     """``phonenumbers.is_valid_number_for_region`` for a parsed number."""
     plan = _plan_for(region.upper(), code)
     if plan is None:
@@ -335,21 +339,21 @@ def valid_for_region(code: int, nsn: str, region: str) -> bool:
     return (region == _NON_GEO or plan.country_code == code) and plan.typed(nsn)
 
 
-def valid(code: int, nsn: str) -> bool:
+def _valid(code: int, nsn: str) -> bool:
     """``phonenumbers.is_valid_number`` for a parsed number: valid for the region of its
     code that its leading digits (or, for a region without them, its type) pick."""
     regions = COUNTRY_CODE_TO_REGION_CODE.get(code)
     if regions is None:
         return False
     if len(regions) == 1:
-        return valid_for_region(code, nsn, regions[0])
+        return _valid_for_region(code, nsn, regions[0])
     plans = _shared_plans(code)
     if plans is None:
         return bool(phonenumbers.is_valid_number(_number(code, nsn)))
     for region, plan in plans:
         if plan.leading_digits is not None:
             if plan.leading_digits.match(nsn):
-                return valid_for_region(code, nsn, region)
+                return _valid_for_region(code, nsn, region)
         elif plan.typed(nsn):  # so valid for that region, if it is one of the code's
             return plan.country_code == code
     return False
@@ -368,3 +372,45 @@ def _shared_plans(code: int) -> tuple[tuple[str, _Plan], ...] | None:
             return None
         plans.append((region, plan))
     return tuple(plans)
+
+
+def _possible_by_library(code: int, nsn: str) -> bool:
+    return bool(phonenumbers.is_possible_number(_number(code, nsn)))
+
+
+def _valid_for_region_by_library(code: int, nsn: str, region: str) -> bool:
+    return bool(phonenumbers.is_valid_number_for_region(_number(code, nsn), region))
+
+
+def _valid_by_library(code: int, nsn: str) -> bool:
+    return bool(phonenumbers.is_valid_number(_number(code, nsn)))
+
+
+# The four answers, bound by _use to the steps above or to phonenumbers' own functions.
+parse: Callable[[str, str | None], tuple[int, str] | None] = _parse
+possible: Callable[[int, str], bool] = _possible
+valid_for_region: Callable[[int, str, str], bool] = _valid_for_region
+valid: Callable[[int, str], bool] = _valid
+
+
+def _use(restated: bool) -> None:
+    """Bind the four answers to the steps restated here, or to phonenumbers itself."""
+    # Rebound at import, and again only when _libraries.check() is called.
+    global parse, possible, valid_for_region, valid
+    if restated:
+        parse, possible, valid_for_region, valid = (
+            _parse,
+            _possible,
+            _valid_for_region,
+            _valid,
+        )
+    else:
+        parse, possible, valid_for_region, valid = (
+            _parse_slowly,
+            _possible_by_library,
+            _valid_for_region_by_library,
+            _valid_by_library,
+        )
+
+
+follow("phonenumbers", _use)

@@ -27,10 +27,11 @@ import re
 import string
 from collections.abc import Callable, Iterator
 
-from stdnum import bic, luhn, numdb
+from stdnum import bic, iban, luhn, numdb
 from stdnum.iso7064 import mod_97_10
 from stdnum.util import NumberValidationModule, get_cc_module
 
+from sovra.classify._libraries import follow
 from sovra.classify._runs import segments, spans, windows, windows_ascii
 from sovra.classify._stdnum import passes
 from sovra.classify._words import Words, occurrences
@@ -312,6 +313,34 @@ def _is_iban(compact: str, mod97_checked: bool = False) -> bool:
     )
 
 
+def _is_iban_by_stdnum(compact: str, mod97_checked: bool = False) -> bool:
+    return passes(iban.is_valid, compact)
+
+
+def _is_vat(compact: str) -> bool:
+    """``stdnum.eu.vat.is_valid`` for a candidate of capitals and digits."""
+    return passes(_vat_module(compact[:2]).validate, compact)
+
+
+def _is_vat_by_stdnum(compact: str) -> bool:
+    from stdnum.eu import vat
+
+    return passes(vat.is_valid, compact)
+
+
+_IS_IBAN_RESTATED, _IS_VAT_RESTATED = _is_iban, _is_vat
+
+
+def _use(restated: bool) -> None:
+    """Check IBANs and VAT numbers with the steps restated here, or with stdnum's own."""
+    # Rebound at import, and again only when _libraries.check() is called.
+    global _is_iban, _is_vat
+    if restated:
+        _is_iban, _is_vat = _IS_IBAN_RESTATED, _IS_VAT_RESTATED
+    else:
+        _is_iban, _is_vat = _is_iban_by_stdnum, _is_vat_by_stdnum
+
+
 def _longest_valid(candidate: str) -> int | None:
     """Length of the longest prefix of *candidate* that is an IBAN ending at a chunk end."""
     # The candidate may run on into the next word ("... 2874 DATA"); trying each end of
@@ -481,7 +510,7 @@ def _vat_at(text: str, match: re.Match[str]) -> Finding | None:
         if match.start() + end < len(text) and text[match.start() + end].isalnum():
             continue
         compact = raw[:end].replace(" ", "").replace(".", "").replace("-", "")
-        if passes(_vat_module(compact[:2]).validate, compact):
+        if _is_vat(compact):
             return Finding(
                 "vat_number", match.start(), match.start() + end, _VAT_CONFIDENCE, validated=True
             )
@@ -559,3 +588,6 @@ def detect(text: str) -> Iterator[Finding]:
     yield from detect_cards(text)
     yield from detect_vat(text)
     yield from detect_bic(text)
+
+
+follow("python-stdnum", _use)

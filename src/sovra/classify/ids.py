@@ -29,6 +29,7 @@ A word that names the number within :data:`CONTEXT_WINDOW` characters before it
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import re
@@ -45,6 +46,7 @@ from stdnum.iso7064 import mod_11_10
 from stdnum.pl import nip, pesel, regon
 from stdnum.vn import mst
 
+from sovra.classify._libraries import follow
 from sovra.classify._runs import segments, spans, windows
 from sovra.classify._stdnum import passes
 from sovra.classify._words import WordLists
@@ -475,7 +477,58 @@ def _kinds_named(text: str, start: int, seen: dict[int, frozenset[str]]) -> froz
 
 
 _LENGTHS = frozenset(n for spec in _NUMERIC for n in spec.lengths)
-_BY_LENGTH = {n: tuple(spec for spec in _NUMERIC if n in spec.lengths) for n in _LENGTHS}
+
+
+def _by_length(numeric: tuple[_Numeric, ...]) -> dict[int, tuple[_Numeric, ...]]:
+    return {n: tuple(spec for spec in numeric if n in spec.lengths) for n in _LENGTHS}
+
+
+_RESTATED_BY_LENGTH = _by_length(_NUMERIC)
+_BY_LENGTH = dict(_RESTATED_BY_LENGTH)
+_RESTATED_ALNUM_CHECKS = dict(_ALNUM_CHECKS)
+
+
+def _checks_by_stdnum() -> dict[str, Callable[[str], bool]]:
+    """Each kind whose check restates stdnum's steps, checked by stdnum's ``is_valid``."""
+    from stdnum.de import idnr
+    from stdnum.us import itin, ssn
+
+    modules = {
+        "pl_pesel": pesel,
+        "de_tax_id": idnr,
+        "pl_nip": nip,
+        "pl_regon": regon,
+        "vn_tax_code": mst,
+        "cn_resident_id": ric,
+        "fr_nir": nir,
+        "us_itin": itin,
+        "us_ssn": ssn,
+        "es_dni": dni,
+        "es_nie": nie,
+    }
+    return {kind: functools.partial(passes, module.is_valid) for kind, module in modules.items()}
+
+
+def _use(restated: bool) -> None:
+    """Check with the steps restated here, or with stdnum's own ``is_valid``."""
+    # Filled at import, and again only when _libraries.check() is called.
+    if restated:
+        _BY_LENGTH.update(_RESTATED_BY_LENGTH)
+        _ALNUM_CHECKS.update(_RESTATED_ALNUM_CHECKS)
+        return
+    stdnum = _checks_by_stdnum()
+    _BY_LENGTH.update(
+        _by_length(
+            tuple(dataclasses.replace(s, check=stdnum.get(s.kind, s.check)) for s in _NUMERIC)
+        )
+    )
+    _ALNUM_CHECKS.update(
+        (kind, (stdnum.get(kind, check), validated))
+        for kind, (check, validated) in _RESTATED_ALNUM_CHECKS.items()
+    )
+
+
+follow("python-stdnum", _use)
 
 
 def _numeric(text: str, seen: dict[int, frozenset[str]]) -> Iterator[Finding]:
