@@ -50,7 +50,7 @@ from sovra.ledger import (
 )
 from sovra.ledger.tiles import decode_entry_bundle, parse_hash_tile, parse_tile_path
 from sovra.model import Grant, LogEntry, LogReceipt, Principal, RecordHeader, Role
-from sovra.policy import Envelope, PackBundle, parse_justification
+from sovra.policy import Envelope, PackBundle, parse_justification, shipped_bundle
 from sovra.policy.pack import PackParameters
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -335,6 +335,7 @@ def write_seeds() -> None:  # pragma: no cover - run once to lay down the starti
         "tile_path": [b"tile/0/000", b"tile/entries/x001/234.p/7", b"tile/2/x001/000"],
         "tile": [b"\x01" + bytes(64), b"\x00" + b"\x00\x05hello"],
         "grant": [grant_obj.to_json()],
+        "pack": [shipped_bundle("gdsi").to_bytes()],
         "envelope": [
             Envelope(b"{}", (("PL", b"s" * 64),), "application/vnd.sovra.pack+json").to_json()
         ],
