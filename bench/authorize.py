@@ -108,7 +108,7 @@ def main() -> None:
     cold_rate, _ = decide(max(n // 20, 500), cold=True)
     with tempfile.TemporaryDirectory(prefix="sovra-bench-authorize-") as tmp:
         root = Path(tmp) / "deployment"
-        Deployment.init(root)
+        Deployment.init(root, custodians="in-process")
         logged_rate = logged(root, max(n // 20, 500))
         ingest_rate, ingest_mean = ingest(root, max(n // 40, 250))
     figures = {
