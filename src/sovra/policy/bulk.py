@@ -24,7 +24,6 @@ earlier detector did, made a service reading its own fresh records trip it by ch
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from collections import OrderedDict, deque
@@ -35,12 +34,13 @@ from sovra.errors import ConfigError
 
 __all__ = ["Alert", "BulkFlags", "BulkGuard", "BulkLimits", "BulkUsage"]
 
-_DIGITS = re.compile(r"\d+")
+_DIGITS = re.compile(r"(\d+)")
 _FIELDS_READ = 2
 """How many digit fields of a name, counted from its end, are read as a number."""
 _MAX_DIGITS = 18
 """Longer digit fields are not counters (and 10**18 < 2**60 keeps the key arithmetic exact)."""
 _NUMBER_BITS = 64
+_MASK = (1 << 64) - 1
 _MAX_ALERTS = 1000
 _LAST_PER_REQUESTER = 1024
 """Templates per requester whose last number is remembered, for sweeps (least recent go)."""
@@ -51,14 +51,18 @@ def _numbered(name: str) -> list[tuple[int, int]]:
 
     The template is the name with that field blanked, hashed to 64 bits (the windows hold
     no names). A key ``template << 64 | number`` then has its sequence neighbours at
-    ``key ± 1`` and its stride-``s`` neighbours at ``key ± s``.
+    ``key ± 1`` and its stride-``s`` neighbours at ``key ± s``. The hash is Python's own
+    string hash, keyed per process, so no one can make two templates collide on purpose;
+    windows shared between processes would need a keyed hash of their own.
     """
-    fields = [m for m in _DIGITS.finditer(name) if m.end() - m.start() <= _MAX_DIGITS]
+    parts = _DIGITS.split(name)  # text, digits, text, ..., digits, text
     out = []
-    for m in fields[-_FIELDS_READ:]:
-        template = f"{name[: m.start()]}#{name[m.end() :]}".encode()
-        digest = hashlib.blake2b(template, digest_size=8, person=b"sovra-enum").digest()
-        out.append((int.from_bytes(digest) << _NUMBER_BITS, int(m.group())))
+    for k in range(len(parts) - 2, max(0, len(parts) - 2 * _FIELDS_READ - 1), -2):
+        field_ = parts[k]
+        if len(field_) > _MAX_DIGITS:
+            continue
+        template = hash("".join(parts[:k]) + "#" + "".join(parts[k + 1 :]))
+        out.append(((template & _MASK) << _NUMBER_BITS, int(field_)))
     return out
 
 
