@@ -864,7 +864,7 @@ def main() -> None:  # pragma: no cover - the command that made the table in the
                 table["records_added"] = dep.store.count_records()
                 table["ingests_accepted"] = report.ingested
                 table["seconds"] = round(took, 1)
-                print(json.dumps(table, indent=1))
+                print(json.dumps(table))
         finally:
             dep.close()
 

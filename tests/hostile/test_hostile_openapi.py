@@ -96,3 +96,19 @@ def test_every_operation_answers_as_documented(served, mode):
     print(mode, dict(statuses))
     # Signed requests get past authentication: the routes' own checks answer them.
     assert statuses[401] < sum(statuses.values()) // 10, statuses
+
+
+def test_the_document_states_the_token_scheme_and_the_error_answers(served):
+    _, url = served
+    spec = requests.get(f"{url}/openapi.json", timeout=30).json()
+    scheme = spec["components"]["securitySchemes"]["SovraToken"]
+    assert scheme["type"] == "apiKey" and scheme["name"] == "Authorization"
+    assert "sovra-token/v1." in scheme["description"] and "make_token" in scheme["description"]
+    ingest = spec["paths"]["/v1/records"]["post"]
+    assert ingest["security"] == [{"SovraToken": []}]
+    assert {"400", "401", "403", "404", "413"} <= set(ingest["responses"])
+    assert "422" not in ingest["responses"]
+    error = ingest["responses"]["413"]["content"]["application/json"]["schema"]
+    assert error == {"$ref": "#/components/schemas/Error"}
+    public = spec["paths"]["/v1/log/checkpoint"]["get"]
+    assert "security" not in public and "401" not in public["responses"]
