@@ -186,26 +186,27 @@ def test_verify_covers_every_ingest_without_a_checkpoint_request(
     assert published == size
 
 
-class _StaleCheckpoint:
-    """A gateway that serves an old checkpoint as its newest: a stale cache, or a log
-    hiding its recent entries. Every other request goes to the real application."""
+class _Overriding:
+    """A gateway that answers some paths its own way (a stale cache serving an old
+    checkpoint, a proxy that is not sovra's); every other request goes to the real one."""
 
-    def __init__(self, app: Any, note: str) -> None:
+    def __init__(self, app: Any, answers: dict[str, tuple[bytes, bytes]]) -> None:
         self._app = app
-        self._note = note.encode()
+        self._answers = answers  # path -> (content type, body)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/v1/log/checkpoint":
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-                }
-            )
-            await send({"type": "http.response.body", "body": self._note})
+        answer = self._answers.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if answer is None:
+            await self._app(scope, receive, send)
             return
-        await self._app(scope, receive, send)
+        kind, body = answer
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", kind)]}
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+_TEXT = b"text/plain; charset=utf-8"
 
 
 def test_verify_fails_when_the_newest_checkpoint_is_stale(template: Path, tmp_path: Path) -> None:
@@ -225,7 +226,8 @@ def test_verify_fails_when_the_newest_checkpoint_is_stale(template: Path, tmp_pa
         log.append_many([(b'{"n":%d}' % i, ()) for i in range(5)])
         old = log.checkpoint()
         log.append_many([(b'{"n":%d}' % i, ()) for i in range(5, 12)])
-        with running(_StaleCheckpoint(create_app(dep), old)) as url:
+        stale = {"/v1/log/checkpoint": (_TEXT, old.encode())}
+        with running(_Overriding(create_app(dep), stale)) as url:
             code, said = _verify(url)
     finally:
         dep.close()
@@ -262,3 +264,33 @@ def test_an_unsynced_checkpoint_leaves_the_connection_synced(tmp_path: Path) -> 
         assert storage._db.execute("PRAGMA synchronous").fetchone() == (2,)
     finally:
         log.close()
+
+
+def test_verify_refuses_a_gateway_that_states_no_log_size(
+    gateway: tuple[str, Deployment],
+) -> None:
+    _, dep = gateway
+    sizeless = {"/v1/info": (b"application/json", b'{"origin": "x"}')}
+    with running(_Overriding(create_app(dep), sizeless)) as other:
+        code, said = _verify(other)
+    assert code == 1, said
+    assert "states no log size" in said
+
+
+def test_an_altered_bundle_is_served_as_stored_and_never_cached(
+    gateway: tuple[str, Deployment],
+) -> None:
+    import httpx
+
+    url, dep = gateway
+    log = dep.gateway.log
+    log.append_many([(b'{"kind":"test","n":%d}' % i, ()) for i in range(300)])
+    with sqlite3.connect(dep.root / "sovra.db") as db:
+        db.execute("UPDATE log_entries SET entry = ? WHERE idx = 260", (b'{"kind":"forged"}',))
+    with httpx.Client(base_url=url) as http:
+        intact = http.get("/v1/log/tile/entries/000")
+        altered = http.get(f"/v1/log/tile/entries/001.p/{log.size - 256}")
+    assert intact.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert altered.status_code == 200
+    assert altered.headers["cache-control"] == "no-store"
+    assert b'{"kind":"forged"}' in altered.content
