@@ -65,6 +65,7 @@ __all__ = [
     "receive_handover",
     "report_ready",
     "report_refusal",
+    "require_custodian_key",
     "separate",
 ]
 
@@ -109,6 +110,20 @@ def authority_key_path(root: Path, jurisdiction: str) -> Path:
     if own.is_dir():
         return own / f"{code}.key"
     return root / "authorities" / f"{code}.key"
+
+
+def require_custodian_key(path: Path, jurisdiction: str) -> None:
+    """Refuse to start custodian *jurisdiction* without its KEK file, saying what that means.
+
+    Raises:
+        ConfigError: *path* is missing, with the fix.
+    """
+    if not os.path.lexists(path):
+        raise ConfigError(
+            f"custodian {jurisdiction}'s key file {path} is missing: without it no record of "
+            f"{jurisdiction} opens again. Restore it from a backup (with {path.stem}.subjects.db "
+            f"beside it), or point custodians/{jurisdiction}.url at the custodian's service"
+        )
 
 
 # -- users ------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -51,7 +51,6 @@ from sovra.keys import (
     read_secret,
     write_secret,
 )
-from sovra.keys.subjects import subjects_path
 from sovra.ledger import LogStorage, NoteSigner, SQLiteLogStorage, TransparencyLog
 from sovra.ledger.cosigning import CheckpointCosignatures, cosignature_store
 from sovra.model import Principal, Role, check_id, check_jurisdiction
@@ -220,11 +219,19 @@ class Deployment:
             publish_after_batch=config.log_publish_after_batch,
         )
         endpoints = {} if processes is None else processes.endpoints
-        custodians = {
-            j: _open_custodian(root, j, log_key.public_key(), clock, endpoints.get(j))
-            for j in config.jurisdictions
-        }
-        _require_subject_keys(store, custodians)
+        custodians: dict[str, Custodian] = {}
+        try:
+            for j in config.jurisdictions:
+                custodians[j] = _open_custodian(
+                    root, j, log_key.public_key(), clock, endpoints.get(j)
+                )
+            _require_subject_keys(store, custodians)
+        except BaseException:
+            # Nothing opened so far outlives a refused start.
+            _close_all(custodians.values())
+            log.close()
+            store.close()
+            raise
         blobs = {
             region: FilesystemBlobStore(
                 root / config.blobs, region, max_blob_bytes=config.max_record_bytes + 1024
@@ -279,10 +286,7 @@ class Deployment:
         processes :meth:`open` started)."""
         self.store.close()
         self.gateway.log.close()
-        for custodian in self.gateway.custodians.values():
-            close = getattr(custodian, "close", None)
-            if callable(close):
-                close()
+        _close_all(self.gateway.custodians.values())
         if self.processes is not None:
             self.processes.close()
             self.processes = None
@@ -380,6 +384,14 @@ def run_as_gateway(root: Path, work: Callable[[Deployment], _T]) -> _T:
     return custody.in_child(as_gateway)
 
 
+def _close_all(custodians: Iterable[Custodian]) -> None:
+    """Close the custodians that hold something to close (stores, connections)."""
+    for custodian in custodians:
+        close = getattr(custodian, "close", None)
+        if callable(close):
+            close()
+
+
 def _needs_process(root: Path, jurisdiction: str) -> bool:
     return (
         custody.separate(root, jurisdiction)
@@ -410,13 +422,7 @@ def _open_custodian(
             f"custodian {jurisdiction} runs as its own process, and none was started for it "
             f"(open the deployment without processes=, or start it with sovra serve)"
         )
-    if not os.path.lexists(kek_path):
-        raise ConfigError(
-            f"custodian {jurisdiction}'s key file {kek_path} is missing: without it no "
-            f"record of {jurisdiction} opens again. Restore it from a backup (with "
-            f"{subjects_path(kek_path).name} beside it), or point custodians/"
-            f"{jurisdiction}.url at the custodian's service"
-        )
+    custody.require_custodian_key(kek_path, jurisdiction)
     return LocalCustodian.open(
         kek_path,
         jurisdiction,

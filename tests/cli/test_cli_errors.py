@@ -68,8 +68,10 @@ def test_messages_that_quote_brackets_are_printed_as_they_are(sovra, live):
 def test_acting_as_a_principal_without_a_key_file(sovra, live):
     ran = sovra(*live.args("get", "--as", "nobody", "--purpose", "billing", "--record", "r-1"))
     assert ran.code == 1
+    path = live.root / "principals" / "nobody.key"
     assert ran.message == (
-        f"error config: secret file {live.root / 'principals' / 'nobody.key'} does not exist"
+        f"error config: no key for principal nobody: {path} does not exist; give its private "
+        "key with --key FILE, or --deployment DIR where `sovra init` wrote it"
     )
 
 
@@ -230,4 +232,7 @@ def test_errors_from_the_console_script_are_messages(sovra_script, dead_url, tmp
     ran = sovra_script("get", "--purpose", "billing", "--record", "r-1", "-d", tmp_path)
     assert ran.code == 1
     path = tmp_path / "principals" / "svc-pl.key"
-    assert ran.message == f"error config: secret file {path} does not exist"
+    assert ran.message == (
+        f"error config: no key for principal svc-pl: {path} does not exist; give its private "
+        "key with --key FILE, or --deployment DIR where `sovra init` wrote it"
+    )

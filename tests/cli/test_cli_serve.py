@@ -132,6 +132,17 @@ def test_serve_starts_a_custodian_process_per_jurisdiction_and_stops_them(
         )
         assert get.code == 0, get.err
         assert get.json()["records"][record] == "tel. +48 601 234 567"
+        # VN's authority signs a grant with its key from its own folder (the command
+        # line's user reads it; the gateway's could not).
+        request, grant = root.parent / "request.json", root.parent / "grant.json"
+        asked = sovra(
+            "grant", "request", "--approver", "VN", "--grantee", "authority-pl",
+            "--grantee-jurisdiction", "PL", "--subject", "lan@example.vn", "--legal-basis",
+            "MLAT 2026/1", "--out", request, "-d", root, "--url", url,
+        )  # fmt: skip
+        assert asked.code == 0, asked.err
+        approved = sovra("grant", "approve", request, "--out", grant, "-d", root, "--url", url)
+        assert approved.code == 0, approved.err
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=60)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from sovra.auth import make_token
-from sovra.deployment import Deployment
+from sovra.deployment import Deployment, run_as_gateway
 from sovra.errors import ConfigError
 from sovra.server import create_app
 from sovra.server.background import running
@@ -128,3 +128,53 @@ def test_a_blob_replaced_by_a_link_is_refused_by_record_never_by_path(root, tmp_
     assert "refusing to read it" in answer["message"]
     for path in (str(root), str(tmp_path), "/tmp/", os.sep + "pytest"):
         assert path not in response.text
+
+
+# -- the same, with each custodian in a process of its own (the default) ---------------
+
+
+def _default_with_one_record(walkable: Path) -> Path:
+    root = walkable / "dep"
+    Deployment.init(root, jurisdictions=["PL", "VN"])
+    run_as_gateway(root, _ingest)
+    return root
+
+
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
+def _empty(path: Path) -> None:
+    with path.open("r+b") as f:  # emptied in place: same file, same owner
+        f.truncate(0)
+
+
+@pytest.mark.parametrize(
+    ("damaged", "damage", "refusal"),
+    [
+        (
+            "PL/PL.subjects.db",
+            _delete,
+            "custodian PL did not start: config: subject-key store {path} is missing: "
+            "without it no record sealed by this custodian opens again. Restore it from a backup",
+        ),
+        (
+            "PL/PL.subjects.db",
+            _empty,
+            "custodian PL holds no subject key, yet records of PL are stored",
+        ),
+        (
+            "VN/VN.key",
+            _delete,
+            "custodian VN did not start: config: custodian VN's key file {path} is missing",
+        ),
+    ],
+    ids=["deleted-store", "emptied-store", "deleted-kek"],
+)
+def test_a_custodian_process_with_lost_keys_stops_the_start(walkable, damaged, damage, refusal):
+    root = _default_with_one_record(walkable)
+    path = root / "custodians" / damaged
+    damage(path)
+    with pytest.raises(ConfigError) as caught:
+        Deployment.open(root)
+    assert caught.value.message.startswith(refusal.format(path=path))

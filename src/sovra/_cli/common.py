@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from sovra.errors import IntegrityError, SovraError
+from sovra.errors import ConfigError, IntegrityError, SovraError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -85,6 +85,11 @@ def connect(
     signing_key = None
     if principal is not None:
         path = key or deployment / "principals" / f"{check_id(principal, 'principal')}.key"
+        if key is None and not path.exists():
+            raise ConfigError(
+                f"no key for principal {principal}: {path} does not exist; give its private "
+                "key with --key FILE, or --deployment DIR where `sovra init` wrote it"
+            )
         signing_key = load_ed25519(path)
     with Client(
         url, principal, signing_key, transport_pins=transport_pins, log_key=log_key

@@ -108,13 +108,14 @@ def approve(
     url: Url = DEFAULT_URL,
 ) -> None:
     """Sign a grant as its approving authority and register it (or co-sign it)."""
+    from sovra.custody import authority_key_path
     from sovra.keys import load_ed25519
     from sovra.model import Grant, check_jurisdiction
     from sovra.policy import cosign_grant, sign_grant
 
     grant = Grant.from_json(_read(source))
     if cosigner is not None:
-        key = load_ed25519(deployment / "authorities" / f"{check_jurisdiction(cosigner)}.key")
+        key = load_ed25519(authority_key_path(deployment, cosigner))
         cosigned = cosign_grant(grant, cosigner, key)
         target = output or source
         _write(target, cosigned.to_json(), "not co-signed")
@@ -124,7 +125,7 @@ def approve(
         )
         return
     approver = check_jurisdiction(grant.approver)
-    signed = sign_grant(grant, load_ed25519(deployment / "authorities" / f"{approver}.key"))
+    signed = sign_grant(grant, load_ed25519(authority_key_path(deployment, approver)))
     if output:
         # Written before registering, so a registered grant is never lost to a bad --out.
         _write(output, signed.to_json(), "grant not registered")

@@ -321,9 +321,9 @@ def _serve_handed_over(
             uid, gid = custody.owner_of(folder)
             if uid != 0:
                 custody.drop_privileges(uid, gid)
-        custodian = LocalCustodian.open(
-            custody.custodian_key_path(deployment, code), code, handover.log_key, unlock=unlock
-        )
+        key_path = custody.custodian_key_path(deployment, code)
+        custody.require_custodian_key(key_path, code)
+        custodian = LocalCustodian.open(key_path, code, handover.log_key, unlock=unlock)
         app = create_custodian_app(custodian, token=handover.token)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         config.load()

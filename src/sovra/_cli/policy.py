@@ -91,6 +91,7 @@ def sign(
     """Add a party's signature to a pack (DSSE envelope); other signatures are kept."""
     from dataclasses import replace
 
+    from sovra.custody import authority_key_path
     from sovra.keys import load_ed25519
     from sovra.model import check_jurisdiction
     from sovra.policy import Envelope, sign_pack
@@ -101,7 +102,7 @@ def sign(
             error("--set-version changes the signed bytes; use it on an unsigned pack only")
             raise typer.Exit(2)
         envelope = Envelope.wrap(replace(envelope.bundle(), version=set_version))
-    key = load_ed25519(deployment / "authorities" / f"{check_jurisdiction(authority)}.key")
+    key = load_ed25519(authority_key_path(deployment, check_jurisdiction(authority)))
     signed = sign_pack(envelope, authority, key)
     bundle = signed.bundle()
     _write(output, signed.to_json())
