@@ -386,7 +386,9 @@ class Gateway:
             items = [
                 (m.header, s.mode, s.kind, s.body) for m in group for s in spans[m.header.record_id]
             ]
-            values = iter(self._value_custodian(code).reveal(items, authorization, principal.id))
+            with self._authorizer.custodian_refusals(principal, authorization):
+                revealed = self._value_custodian(code).reveal(items, authorization, principal.id)
+            values = iter(revealed)
             for m in group:
                 rid = m.header.record_id
                 found = [next(values) for _ in spans[rid]]
@@ -483,18 +485,19 @@ class Gateway:
         *recipient*, each key leaves the custodian encrypted to that key only.
         """
         keys: dict[str, bytes] = {}
-        for code, group in _by_jurisdiction(metas).items():
-            for start in range(0, len(group), MAX_BATCH):
-                batch = group[start : start + MAX_BATCH]
-                items = [(m.wrapped_key, m.header) for m in batch]
-                released = (
-                    self.custodians[code].unwrap_many(items, authorization, principal.id)
-                    if recipient is None
-                    else self._sealing_custodian(code).unwrap_many_to(
-                        items, authorization, principal.id, recipient
+        with self._authorizer.custodian_refusals(principal, authorization):
+            for code, group in _by_jurisdiction(metas).items():
+                for start in range(0, len(group), MAX_BATCH):
+                    batch = group[start : start + MAX_BATCH]
+                    items = [(m.wrapped_key, m.header) for m in batch]
+                    released = (
+                        self.custodians[code].unwrap_many(items, authorization, principal.id)
+                        if recipient is None
+                        else self._sealing_custodian(code).unwrap_many_to(
+                            items, authorization, principal.id, recipient
+                        )
                     )
-                )
-                keys.update(zip((m.header.record_id for m in batch), released, strict=True))
+                    keys.update(zip((m.header.record_id for m in batch), released, strict=True))
         return {m.header.record_id: keys[m.header.record_id] for m in metas}
 
     # -- client-side sealing --------------------------------------------------------------

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -30,7 +31,15 @@ from sovra.config import Config
 from sovra.errors import BadRequest, ConfigError, Denied, NotFound, SovraError
 from sovra.keys import Custodian
 from sovra.ledger import TransparencyLog, verify_checkpoint
-from sovra.model import Decision, Grant, LogEntry, LogReceipt, Principal, check_id
+from sovra.model import (
+    Decision,
+    Grant,
+    LogEntry,
+    LogReceipt,
+    Principal,
+    ReleaseAuthorization,
+    check_id,
+)
 from sovra.policy import (
     Alert,
     DecisionPoint,
@@ -126,6 +135,36 @@ class Authorizer:
         """
         decision = self.decisions.decide_selection(principal, purpose, action=action, limit=limit)
         raise Denied(decision.reason, log_index=self.log_decision(decision).index)
+
+    @contextmanager
+    def custodian_refusals(
+        self, principal: Principal, authorization: ReleaseAuthorization
+    ) -> Iterator[None]:
+        """Log a custodian's refusal of what a logged allow allowed, and raise it with its index.
+
+        The custodian checks the allow again (receipt, freshness, coverage); should it say
+        no, the refusal is on the record too, naming the allow it refused.
+
+        Raises:
+            Denied: a custodian refused; the refusal is in the log at ``exc.log_index``.
+        """
+        try:
+            yield
+        except Denied as exc:
+            if exc.log_index is not None:
+                raise
+            allowed = LogEntry.from_bytes(authorization.entry).fields
+            decision = Decision(
+                decision_id=uuid.uuid4().hex,
+                allow=False,
+                reason=f"{exc.message}; decision {allowed.get('decision_id')} had allowed it",
+                principal=principal.id,
+                purpose=str(allowed.get("purpose", "none")),
+                records=(),
+                subjects=(),
+                action=str(allowed.get("action", "read")),
+            )
+            raise Denied(decision.reason, log_index=self.log_decision(decision).index) from None
 
     def refuse(self, principal: Principal, action: str, reason: str, tags: Sequence[str]) -> int:
         """Log a refusal of content, not of a principal (a minimisation rule refused a kind

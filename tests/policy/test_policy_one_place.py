@@ -9,6 +9,7 @@ with their reason and the rules that decided them.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -299,3 +300,27 @@ def test_a_pack_that_lets_no_one_activate_a_later_pack_is_refused(dep: Deploymen
         gov.activate_policy(_who(dep, "operator"), _pack(dep, 2, policies))
     assert dep.gateway.log.size == size
     assert dep.gateway.decisions.pack.version == 1
+
+
+def test_a_custodians_refusal_after_a_logged_allow_is_logged_too(walkable: Path) -> None:
+    """The custodian checks the allow again; when it says no, that refusal is on the record.
+
+    Here the gateway's clock runs 15 minutes behind its custodian's (a process of its own,
+    on the wall clock), so every allow reaches the custodian stale.
+    """
+    root = walkable / "dep"
+    Deployment.init(root, jurisdictions=["PL"])
+    dep = Deployment.open(root, clock=lambda: time.time() - 900)
+    try:
+        svc = _who(dep, "svc-pl")
+        rid = dep.gateway.ingest(svc, subject_id=ANNA, jurisdiction="PL", content="x").record_id
+        with pytest.raises(Denied, match="over the 300000 ms limit") as info:
+            dep.gateway.access(svc, purpose="customer-support", record_ids=[rid])
+        refused = _entry(dep, info.value.log_index)
+        allowed = _entry(dep, (info.value.log_index or 0) - 1)
+        assert (allowed.fields["effect"], refused.fields["effect"]) == ("allow", "deny")
+        assert refused.principal == "svc-pl"
+        assert refused.fields["reason"] == info.value.message
+        assert f"decision {allowed.fields['decision_id']} had allowed it" in info.value.message
+    finally:
+        dep.close()
