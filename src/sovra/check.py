@@ -52,7 +52,8 @@ DEFAULT_GRACE_MS = 3_600_000
 """How old a row without a log index must be before it counts as abandoned (one hour).
 
 An ingest holds its row pending for the time of one blob write and one log append; a row
-younger than this may belong to a writer still at work, so it is left alone."""
+younger than this may belong to a writer still at work, so it is not reported as a
+problem, and once quarantined it is not removed before this much time has passed."""
 DEFAULT_TAIL = 1024
 """Log entries :func:`recover` checks at start-up, counted back from the end."""
 _PAGE = 1000
@@ -71,7 +72,7 @@ class Finding:
     """One thing out of place: what, where, and whether it was repaired."""
 
     kind: str
-    subject: str  # the record id, blob key or log index concerned
+    at: str  # the record id or the blob (region/key) concerned
     detail: str
     problem: bool = True  # False: a note (a safe state), not an integrity failure
     repaired: bool = False
@@ -80,7 +81,7 @@ class Finding:
         """JSON form."""
         return {
             "kind": self.kind,
-            "at": self.subject,
+            "at": self.at,
             "detail": self.detail,
             "problem": self.problem,
             "repaired": self.repaired,
@@ -325,7 +326,7 @@ def check(
             _check_logged_row(store, report, found.index, rid)
     for f in report.findings:
         if f.kind == "quarantined" and f.repaired:
-            rows.pop(f.subject, None)  # purged: its blob goes in the blob pass
+            rows.pop(f.at, None)  # purged: its blob goes in the blob pass
     if subject_keys is None:
         report.not_checked.append("subject keys")
     _scan_blobs(store, blobs, rows, logged, report=report, tick=tick, repair=repair)
@@ -493,7 +494,7 @@ def _confirm(store: MetadataStore, report: CheckReport) -> CheckReport:
     transient = {"pending-logged", "logged-without-row", "pending-unlogged"}
     kept: list[Finding] = []
     for f in report.findings:
-        if f.kind in transient and not f.repaired and _visible(store, f.subject):
+        if f.kind in transient and not f.repaired and _visible(store, f.at):
             report.counts[f.kind] -= 1
             continue
         kept.append(f)

@@ -129,7 +129,7 @@ def _summary(report: CheckReport) -> None:
         table = Table("finding", "at", "detail", "state")
         for f in report.findings:
             state = "repaired" if f.repaired else ("PROBLEM" if f.problem else "note")
-            table.add_row(f.kind, f.subject, f.detail, state)
+            table.add_row(f.kind, f.at, f.detail, state)
         out.print(table)
     for what in report.not_checked:
         err.print(f"not checked: {what} (a custodian store this user cannot read)")
