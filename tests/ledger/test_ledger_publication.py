@@ -36,6 +36,9 @@ def _signer() -> NoteSigner:
     return NoteSigner(ORIGIN, Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
 
 
+ORIGIN_VKEY = _signer().vkey
+
+
 def _published_size(log: TransparencyLog) -> int:
     note = log.latest_checkpoint()
     return -1 if note is None else verify_checkpoint(note, log.verifier_key).size
@@ -294,3 +297,52 @@ def test_an_altered_bundle_is_served_as_stored_and_never_cached(
     assert altered.status_code == 200
     assert altered.headers["cache-control"] == "no-store"
     assert b'{"kind":"forged"}' in altered.content
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_writers_of_one_storage_publish_without_refusing_each_other(
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Two gateway replicas over one database: each publishes after its own batches, and
+    # a larger checkpoint the other published meanwhile is the newest, never an error.
+    def storage() -> LogStorage:
+        if backend == "postgres":
+            from sovra.ledger.postgres import PostgresLogStorage
+
+            return PostgresLogStorage(request.getfixturevalue("pg_dsn"))
+        return SQLiteLogStorage(tmp_path / "shared.db")
+
+    logs = [TransparencyLog(storage(), _signer(), ORIGIN, publish_after_batch=True) for _ in "ab"]
+    failures: list[BaseException] = []
+
+    def work(log: TransparencyLog, name: str) -> None:
+        try:
+            for n in range(60):
+                log.append(b'{"w":"%s","n":%d}' % (name.encode(), n))
+                log.checkpoint()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=(log, f"{n}{t}"))
+        for n, log in enumerate(logs)
+        for t in range(3)
+    ]
+    try:
+        with caplog.at_level(logging.ERROR, logger="sovra.ledger"):
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert failures == []
+        assert "failed" not in caplog.text
+        for log in logs:
+            assert verify_checkpoint(log.checkpoint(), log.verifier_key).size == 360
+        sizes = [verify_checkpoint(n, ORIGIN_VKEY).size for n in logs[0].checkpoints()]
+        assert sizes == sorted(sizes)
+    finally:
+        for log in logs:
+            log.close()

@@ -405,9 +405,36 @@ class TransparencyLog:
             if latest is not None:
                 return latest
         note = sign_note(Checkpoint(self._origin, size, root).to_text(), [self._signer])
-        self._storage.add_checkpoint(size, note, durable=durable)
+        try:
+            self._storage.add_checkpoint(size, note, durable=durable)
+        except BadRequest:
+            newer = self._newer_published(size)
+            if newer is None:
+                raise
+            return newer
         self._published_size = size
         return note
+
+    def _newer_published(self, size: int) -> str | None:
+        """The latest stored checkpoint if another writer of the storage published one
+        of *size* or more meanwhile (replicas sharing a database publish after their own
+        batches), checked like the one found at start-up; None otherwise.
+
+        Raises:
+            ConfigError: the stored checkpoint is not this log's.
+            IntegrityError: the stored leaves do not reproduce it.
+        """
+        latest = self._storage.latest_checkpoint()
+        if latest is None:
+            return None
+        stored = self._storage.size()
+        with self._tree_lock:
+            self._catch_up(stored)
+            published = self._check_stored_checkpoint(latest)
+        if published < size:
+            return None
+        self._published_size = published
+        return latest
 
     def checkpoints(self) -> list[str]:
         """Every published checkpoint note, oldest first."""
