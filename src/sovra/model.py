@@ -13,6 +13,7 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -86,6 +87,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: a number JSON allows, no float can hold
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Two parsers may keep different copies of a field named twice (a signature checked
     # over one, a value read from the other), so a duplicate is refused, never resolved.
@@ -101,8 +109,9 @@ def parse_json(data: bytes | str, *, limit: int, what: str, max_depth: int = MAX
 
     At most *limit* bytes, strict UTF-8 (no BOM, no other encoding guessed), at most
     *max_depth* levels of nesting (checked before parsing, so no recursion limit is ever
-    reached), no field named twice, no ``NaN`` or ``Infinity``, no integer over 4300
-    digits, no lone surrogate in any string or field name.
+    reached), no field named twice, no ``NaN``, ``Infinity`` or number too large for a
+    float (``1e999``), no integer over 4300 digits, no lone surrogate in any string or
+    field name.
 
     Raises:
         BadRequest: any of those, or not JSON at all.
@@ -123,7 +132,12 @@ def parse_json(data: bytes | str, *, limit: int, what: str, max_depth: int = MAX
         elif bracket in "]}":
             depth -= 1
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+            parse_float=_finite,
+        )
     except ValueError as exc:  # JSONDecodeError, a duplicate, NaN, an over-long integer
         raise BadRequest(f"{what} is not valid JSON: {exc}") from None
     check_unicode(value, what)
@@ -681,7 +695,7 @@ class LogReceipt:
                 batch_size=int(batch["size"]),
                 batch_path=tuple(bytes.fromhex(h) for h in batch["path"]),
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # Overflow: int(1e999)
             raise BadRequest(f"malformed receipt: {exc}") from None
 
 

@@ -8,6 +8,7 @@ shapes, so the parsers' deeper checks are reached and not only their first refus
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -110,3 +111,13 @@ def test_request_bodies_are_answered_below_500_in_sovras_format():
         run("body", data)
 
     fuzz()
+
+
+CRASHES = sorted((Path(__file__).parent / "crashes").glob("*"))
+
+
+@pytest.mark.parametrize("crash", CRASHES, ids=[c.name for c in CRASHES])
+def test_every_crash_the_fuzzers_found_stays_fixed(crash):
+    # tests/fuzz/crashes/<target>-<what>: an input that once escaped its parser.
+    target = next(name for name in TARGETS if crash.name.startswith(f"{name}-"))
+    run(target, crash.read_bytes())
