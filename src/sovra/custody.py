@@ -309,16 +309,24 @@ def check_custody_owners(root: Path, jurisdictions: Iterable[str]) -> None:
     The gateway's user owns the deployment folder and could rename what is in it; if it
     could put a folder of its own where a custodian's is, the custodian would start on keys
     the gateway made. So ``custodians/`` and ``authorities/`` MUST belong to root and be
-    writable by nobody else, and each holder's folder MUST be writable by its owner only.
+    writable by nobody else, and each custodian's folder MUST be writable by its owner only
+    and MUST NOT belong to the gateway's user.
 
     Raises:
         ConfigError: the first folder that is not so, and the command that fixes it.
     """
     for shared in ("custodians", "authorities"):
         _strict(root / shared, owner=0)
+    gateway = os.lstat(root).st_uid
     for code in jurisdictions:
         if separate(root, code):
-            _strict(root / "custodians" / code, owner=None)
+            folder = root / "custodians" / code
+            _strict(folder, owner=None)
+            if gateway != 0 and os.lstat(folder).st_uid == gateway:
+                raise ConfigError(
+                    f"{folder} belongs to the gateway's user, which could then read custodian "
+                    f"{code}'s keys: chown -R {custodian_user(code)} {folder}"
+                )
 
 
 def _strict(folder: Path, *, owner: int | None) -> None:
@@ -365,12 +373,10 @@ class CustodianProcesses:
 
         Raises:
             ConfigError: a custodian refused to start (its message, with the path and the
-                fix), or, as root, a custody folder is not as ``sovra init`` left it.
+                fix). The caller checks the folders first (:func:`check_custody_owners`).
         """
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self.endpoints: dict[str, Endpoint] = {}
-        if os.geteuid() == 0:
-            check_custody_owners(root, jurisdictions)
         log_hex = log_key.public_bytes_raw().hex()
         pending: list[tuple[str, subprocess.Popen[bytes], socket.socket, bytes]] = []
         try:

@@ -181,6 +181,8 @@ class Deployment:
             ConfigError: missing or inconsistent files, with the path and the fix.
         """
         config = Config.load(root / CONFIG_NAME)
+        if os.geteuid() == 0:
+            custody.check_custody_owners(root, config.jurisdictions)
         log_key = load_ed25519(root / "keys" / "log.key")
         owned = None
         if processes is None:
@@ -335,6 +337,8 @@ def become_gateway(root: Path) -> custody.CustodianProcesses | None:
         ConfigError: a custodian did not start, or the user cannot be changed.
     """
     config = Config.load(root / CONFIG_NAME)
+    if os.geteuid() == 0:
+        custody.check_custody_owners(root, config.jurisdictions)
     codes = [j for j in config.jurisdictions if _needs_process(root, j)]
     processes = None
     if codes:

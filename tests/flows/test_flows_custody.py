@@ -23,6 +23,7 @@ import pytest
 
 from sovra import custody
 from sovra.deployment import Deployment, run_as_gateway
+from sovra.errors import ConfigError
 from sovra.keys.remote import RemoteCustodian
 
 TEXT = "Anna Kowalska, tel. +48 601 234 567"
@@ -200,3 +201,32 @@ def _log_public(root: Path) -> Any:
     from sovra.keys import load_ed25519
 
     return load_ed25519(root / "keys" / "log.key").public_key()
+
+
+@as_root
+def test_custody_folders_the_gateway_could_have_made_stop_the_start(walkable):
+    root = walkable / "dep"
+    Deployment.init(root, jurisdictions=["PL"])
+    gateway = custody.ensure_user(custody.GATEWAY_USER)
+    # The gateway's user owns the deployment folder: it can move custodians/ away and put
+    # a folder of its own, with keys it made, in its place.
+    (root / "custodians").rename(root / "custodians.moved")
+    (root / "custodians").mkdir()
+    os.chown(root / "custodians", *gateway)
+    with pytest.raises(ConfigError) as caught:
+        Deployment.open(root)
+    assert caught.value.message.startswith(
+        f"{root / 'custodians'} belongs to uid {gateway[0]}, not root"
+    )
+    (root / "custodians").rmdir()
+    (root / "custodians.moved").rename(root / "custodians")
+    # A custodian's own folder handed to the gateway's user.
+    folder = root / "custodians" / "PL"
+    for path in (folder, *folder.iterdir()):
+        os.chown(path, *gateway)
+    with pytest.raises(ConfigError) as caught:
+        Deployment.open(root)
+    assert caught.value.message == (
+        f"{folder} belongs to the gateway's user, which could then read custodian PL's keys: "
+        f"chown -R sovra-custodian-pl {folder}"
+    )
