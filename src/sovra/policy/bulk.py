@@ -52,8 +52,9 @@ def _numbered(name: str) -> list[tuple[int, int]]:
     The template is the name with that field blanked, hashed to 64 bits (the windows hold
     no names). A key ``template << 64 | number`` then has its sequence neighbours at
     ``key ± 1`` and its stride-``s`` neighbours at ``key ± s``. The hash is Python's own
-    string hash, keyed per process, so no one can make two templates collide on purpose;
-    windows shared between processes would need a keyed hash of their own.
+    string hash, keyed at random per process (unless ``PYTHONHASHSEED`` fixes it); windows
+    shared between processes would need a keyed hash of their own. Two templates that
+    collide are compared as one, which could only refuse more, never let a walk through.
     """
     parts = _DIGITS.split(name)  # text, digits, text, ..., digits, text
     out = []
