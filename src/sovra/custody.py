@@ -88,9 +88,13 @@ def authority_user(jurisdiction: str) -> str:
 
 def separate(root: Path, jurisdiction: str) -> bool:
     """Whether custodian *jurisdiction* of the deployment in *root* runs as its own process."""
-    folder = root / "custodians" / jurisdiction
+    return _is_folder(root / "custodians" / jurisdiction)
+
+
+def _is_folder(path: Path) -> bool:
+    # Not following a link: a holder's folder is a folder, never a pointer elsewhere.
     try:
-        return stat.S_ISDIR(os.lstat(folder).st_mode)
+        return stat.S_ISDIR(os.lstat(path).st_mode)
     except FileNotFoundError:
         return False
 
@@ -107,7 +111,7 @@ def authority_key_path(root: Path, jurisdiction: str) -> Path:
     """Authority *jurisdiction*'s private key file, in its own folder when it has one."""
     code = check_jurisdiction(jurisdiction)
     own = root / "authorities" / code
-    if own.is_dir():
+    if _is_folder(own):
         return own / f"{code}.key"
     return root / "authorities" / f"{code}.key"
 
