@@ -15,7 +15,7 @@ clients stopped the round checks, against the restarted gateway and the files:
 - no log index is reused (by two receipts or two rows);
 - ``sovra log verify`` (after publishing a checkpoint) and ``sovra check`` exit 0.
 
-``--quick``: 10 kills (under a minute on 2 cores). Default: 200 kills. The last line
+``--quick``: 6 kills (under a minute on 2 cores). Default: 200 kills. The last line
 printed is one JSON object with every figure; the exit code is 1 if any count that must be
 zero is not.
 """
@@ -390,15 +390,15 @@ def campaign(kills: int, clients: int, seed: int, work: Path) -> dict[str, objec
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 kills")
-    parser.add_argument("--kills", type=int, default=None, help="default 200 (10 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="6 kills")
+    parser.add_argument("--kills", type=int, default=None, help="default 200 (6 with --quick)")
     parser.add_argument("--clients", type=int, default=4, help="client threads")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep it")
     args = parser.parse_args()
     # A plain kill of the campaign still takes its gateway down (the finally below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    kills = args.kills if args.kills is not None else (10 if args.quick else 200)
+    kills = args.kills if args.kills is not None else (6 if args.quick else 200)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=False)
         result = campaign(kills, args.clients, args.seed, args.keep)
