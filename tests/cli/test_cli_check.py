@@ -209,3 +209,14 @@ def test_a_logged_record_whose_row_is_lost(sovra: Any, root: Path) -> None:
         ran = sovra("check", "-d", root, "--json", *repair)
         assert ran.code == 3
         assert _kinds(ran.json()) == {"logged-without-row": [True]}  # its blob is kept
+
+
+def test_a_relative_deployment_path(
+    sovra: Any, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sovra check -d deployment`` from the folder above it, as the README's ./run leaves it."""
+    monkeypatch.chdir(root.parent)
+    ran = sovra("check", "-d", root.name, "--json")
+    assert ran.code == 0, ran.out
+    assert ran.json()["counts"]["visible_rows"] == 3
+    assert ran.json()["not_checked"] == []

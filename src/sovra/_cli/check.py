@@ -97,7 +97,7 @@ def _subject_keys(dep: Deployment) -> tuple[SubjectKeys | None, list[sqlite3.Con
         if (dep.root / "custodians" / f"{j}.url").exists():
             break
         try:
-            conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10)
+            conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10)
             conn.execute("SELECT 1 FROM subject_keys LIMIT 1").fetchall()
         except (OSError, sqlite3.Error):
             break
