@@ -264,6 +264,30 @@ def test_request_metadata_is_checked(
         assert response.json()["errorName"] == name
 
 
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"not json", "not valid JSON"),
+        (b'{"requestMetadata": {"callerPrincipal": "\\ud800"}}', "surrogate"),
+        (b'{"requestMetadata": {}, "requestMetadata": {}}', "duplicate field"),
+        (b"[" * 10_000 + b"]" * 10_000, "nests deeper"),
+        (b"\xff{}", "UTF-8"),
+    ],
+    ids=["not-json", "lone-surrogate", "duplicate-field", "deep", "bad-utf8"],
+)
+def test_malformed_bodies_are_refused_by_the_bounded_parser(
+    service: Service, raw: bytes, why: str
+) -> None:
+    response = httpx.post(
+        service.url + API_PREFIX + "/keys/PL/metadata",
+        content=raw,
+        headers={"Authorization": "Bearer " + TOKEN.hex()},
+    )
+    assert response.status_code == 400
+    assert response.json()["errorName"] == "ValidationException"
+    assert why in response.json()["errorMessage"]
+
+
 def test_justification_must_be_the_logged_purpose(
     service: Service, remote: RemoteCustodian
 ) -> None:

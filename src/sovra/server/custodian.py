@@ -36,7 +36,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 import math
 import re
@@ -66,6 +65,7 @@ from sovra.model import (
     ReleaseAuthorization,
     WrappedKey,
     check_jurisdiction,
+    parse_json,
 )
 
 __all__ = [
@@ -436,13 +436,7 @@ def create_custodian_app(
                     raise Unauthenticated("missing or wrong bearer token")
             if key_path is not None and key_path != code:
                 raise NotFound(f"this custodian holds keys of {code} only, not {key_path!r}")
-            raw = await request.body()
-            if len(raw) > MAX_BODY_BYTES:
-                raise BadRequest(f"request body is over {MAX_BODY_BYTES} bytes")
-            try:
-                body = json.loads(raw)
-            except (UnicodeDecodeError, ValueError, RecursionError):
-                raise BadRequest("request body is not JSON") from None
+            body = parse_json(await request.body(), limit=MAX_BODY_BYTES, what="request body")
             body = _fields(body, {"requestMetadata", *required}, set(optional), "the request")
             meta = _fields(
                 body["requestMetadata"],
