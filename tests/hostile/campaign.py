@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hostile_wire import Answer, request_bytes, send
+from hostile_wire import SURROGATE_GRANT, Answer, request_bytes, send
 
 from sovra.auth import make_token
 from sovra.model import canonical_json
@@ -512,18 +512,7 @@ def _unicode_cases() -> Iterator[Case]:
                 f"{name} ({how})",
                 lambda c, p=path, b=data: Probe((c.signed("POST", p, b),)),
             )
-    grant_body = {
-        "grant_id": "g-u",
-        "approver": "PL",
-        "grantee": "authority-us",
-        "grantee_jurisdiction": "US",
-        "subjects": ["anna"],
-        "purpose": "foreign-legal-process",
-        "legal_basis": "MLAT \ud800",
-        "not_before": 0,
-        "not_after": 1 << 40,
-        "signature": "00" * 64,
-    }
+    grant_body = {**SURROGATE_GRANT, "grant_id": "g-u"}
     yield Case(
         "unicode tricks",
         "lone surrogate in a grant's legal basis",

@@ -17,6 +17,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sovra.auth import make_token
 
 ANSWER_WITHIN_S = 30.0
+
+# A grant whose legal basis holds a lone surrogate; its signature is a placeholder, since the
+# parser must refuse the body before any signature is checked.
+SURROGATE_GRANT = {
+    "grant_id": "g-1",
+    "approver": "PL",
+    "grantee": "authority-us",
+    "grantee_jurisdiction": "US",
+    "subjects": ["anna"],
+    "purpose": "foreign-legal-process",
+    "legal_basis": "MLAT \ud800",
+    "not_before": 0,
+    "not_after": 1 << 40,
+    "signature": "00" * 64,
+}
 """How long a request may go unanswered before it counts as a hang (generous: the
 machine may be busy; a server that never answers fails the same either way)."""
 

@@ -9,7 +9,7 @@ import base64
 import json
 
 import pytest
-from hostile_wire import Answer, request_bytes, send, signed
+from hostile_wire import SURROGATE_GRANT, Answer, request_bytes, send, signed
 
 INGEST = "/v1/records"
 
@@ -50,19 +50,7 @@ def test_lone_surrogate_in_record_content_is_400(served):
 
 def test_lone_surrogate_in_a_grants_legal_basis_is_400(served):
     dep, url = served
-    grant = {
-        "grant_id": "g-1",
-        "approver": "PL",
-        "grantee": "authority-us",
-        "grantee_jurisdiction": "US",
-        "subjects": ["anna"],
-        "purpose": "foreign-legal-process",
-        "legal_basis": "MLAT \ud800",
-        "not_before": 0,
-        "not_after": 1 << 40,
-        "signature": "00" * 64,
-    }
-    body = json.dumps(grant).encode()  # ensure_ascii: the surrogate travels as \ud800
+    body = json.dumps(SURROGATE_GRANT).encode()  # ensure_ascii: the surrogate travels as \ud800
     answer = send(
         url, signed(dep.principal_key("authority-us"), "authority-us", "POST", "/v1/grants", body)
     )
