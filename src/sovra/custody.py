@@ -179,15 +179,13 @@ def ensure_user(name: str) -> tuple[int, int]:
     )
 
 
+_ANYONE_ELSE = -1
+"""A uid and gid no file has: permission bits are then read as they apply to "other"."""
+
+
 def reachable_by_others(path: Path) -> bool:
     """Whether a user other than the owner can walk down to *path* (o+x on every folder above)."""
-    current = Path(path).resolve().parent
-    while True:
-        if not os.stat(current).st_mode & stat.S_IXOTH:
-            return False
-        if current.parent == current:
-            return True
-        current = current.parent
+    return _folders_above_allow(path, _ANYONE_ELSE, _ANYONE_ELSE)
 
 
 def _can_enter(path: str, uid: int, gid: int) -> bool:
@@ -196,8 +194,11 @@ def _can_enter(path: str, uid: int, gid: int) -> bool:
         target = os.stat(path)
     except OSError:
         return True  # nothing to keep reachable
-    if not _allows(target, uid, gid, read=True):
-        return False
+    return _allows(target, uid, gid, read=True) and _folders_above_allow(path, uid, gid)
+
+
+def _folders_above_allow(path: str | Path, uid: int, gid: int) -> bool:
+    """Whether *uid* may walk (x) through every folder above *path*, by permission bits."""
     current = Path(path).resolve().parent
     while True:
         if not _allows(os.stat(current), uid, gid, read=False):
