@@ -292,3 +292,87 @@ def test_stored_keys_lists_blobs_and_nothing_else(blobs: BlobStoreBase) -> None:
 def test_stored_keys_translates_storage_failures() -> None:
     with pytest.raises(ConfigError, match="cannot list"):
         list(EndlessBlobStore().stored_keys())
+
+
+# -- batches -------------------------------------------------------------------------
+
+
+def test_put_many_get_many_round_trip(blobs: BlobStoreBase) -> None:
+    items = [(f"rec-{i}", bytes([i]) * i) for i in range(50)] + [("big", b"x" * LIMIT)]
+    blobs.put_many(items)
+    keys = [k for k, _ in items]
+    assert blobs.get_many(keys) == [d for _, d in items]
+    # In the order asked, repeats included; single gets see the same bytes.
+    assert blobs.get_many(["big", "rec-3", "rec-3"]) == [b"x" * LIMIT, b"\x03" * 3, b"\x03" * 3]
+    assert blobs.get("rec-7") == b"\x07" * 7
+    assert sorted(blobs.stored_keys()) == sorted(keys)
+    blobs.put_many([])
+    assert blobs.get_many([]) == []
+
+
+def test_get_many_names_the_missing_key(blobs: BlobStoreBase) -> None:
+    blobs.put_many([("rec-1", b"a"), ("rec-2", b"b")])
+    with pytest.raises(NotFound, match="no blob rec-9 in region pl-waw"):
+        blobs.get_many(["rec-1", "rec-9", "rec-2"])
+
+
+def test_put_many_with_an_existing_key_writes_none(blobs: BlobStoreBase, tmp_path: Path) -> None:
+    blobs.put("rec-5", b"original")
+    before = files_under(tmp_path)
+    batch = [(f"rec-{i}", b"new") for i in range(10)]
+    with pytest.raises(BadRequest, match="blob rec-5 already exists in region pl-waw"):
+        blobs.put_many(batch)
+    assert blobs.get("rec-5") == b"original"
+    assert sorted(blobs.stored_keys()) == ["rec-5"]
+    assert files_under(tmp_path) == before
+
+
+BAD_BATCHES: list[tuple[Any, type[Exception], str]] = [
+    (None, BadRequest, "must be a sequence of .key, bytes. pairs, got NoneType"),
+    ("rec-1", BadRequest, "must be a sequence of .key, bytes. pairs, got str"),
+    (b"rec-1", BadRequest, "got bytes"),
+    ({"rec-1": b"x"}, BadRequest, "got dict"),
+    (
+        [("ok", b"x"), ["rec-1", b"x"]],
+        BadRequest,
+        "blob 1 of the batch must be a .key, bytes. pair, got list",
+    ),
+    ([("ok", b"x"), ("rec-1", b"x", b"y")], BadRequest, "blob 1 of the batch"),
+    ([("ok", b"x"), ("", b"x")], BadRequest, "blob key"),
+    ([("ok", b"x"), ("../up", b"x")], BadRequest, "blob key"),
+    ([("ok", b"x"), (7, b"x")], BadRequest, "blob key"),
+    ([("ok", b"x"), ("rec-1", "text")], BadRequest, "must be bytes, got str"),
+    ([("ok", b"x"), ("rec-1", bytearray(b"x"))], BadRequest, "must be bytes, got bytearray"),
+    ([("ok", b"x"), ("ok", b"y")], BadRequest, "blob key ok appears twice"),
+    ([("ok", b"x"), ("rec-1", b"x" * (LIMIT + 1))], PayloadTooLarge, "blob rec-1 is 1001 bytes"),
+]
+
+
+@pytest.mark.parametrize(("items", "error", "message"), BAD_BATCHES, ids=repr)
+def test_bad_batches_refused_before_anything_is_written(
+    blobs: BlobStoreBase, tmp_path: Path, items: Any, error: type[Exception], message: str
+) -> None:
+    blobs.put("keep", b"kept")
+    before = files_under(tmp_path)
+    with pytest.raises(error, match=message):
+        blobs.put_many(items)
+    assert sorted(blobs.stored_keys()) == ["keep"]
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (None, "got NoneType"),
+        ("rec-1", "got str"),
+        ({"rec-1"}, "got set"),
+        (["rec-1", ""], "blob key"),
+        (["rec-1", None], "blob key"),
+        (["rec-1", "a/b"], "blob key"),
+    ],
+    ids=repr,
+)
+def test_bad_key_lists_refused(blobs: BlobStoreBase, keys: Any, message: str) -> None:
+    blobs.put("rec-1", b"x")
+    with pytest.raises(BadRequest, match=message):
+        blobs.get_many(keys)

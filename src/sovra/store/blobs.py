@@ -10,13 +10,14 @@ store in. That keeps every backend's failure modes, and its limits, the same.
 from __future__ import annotations
 
 import abc
+import contextlib
 import errno
 import hashlib
 import os
 import stat
 import tempfile
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 
 from sovra.errors import (
@@ -84,13 +85,7 @@ class BlobStoreBase(abc.ABC):
             PayloadTooLarge: *data* is over :attr:`max_blob_bytes`; nothing is written.
             ConfigError: the storage failed.
         """
-        check_id(key, "blob key")
-        if not isinstance(data, bytes):
-            raise BadRequest(f"blob data must be bytes, got {type(data).__name__}")
-        if len(data) > self._max_blob_bytes:
-            raise PayloadTooLarge(
-                f"blob {key} is {len(data)} bytes, over the {self._max_blob_bytes}-byte limit"
-            )
+        self._check_blob(key, data)
         try:
             self._put(key, data)
         except FileExistsError:
@@ -99,6 +94,80 @@ class BlobStoreBase(abc.ABC):
             raise ConfigError(
                 f"blob store {self._region}: cannot write the blob of record {key}: {_reason(exc)}"
             ) from None
+
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store every ``(key, data)`` of *items*; all of them, or none if it raises.
+
+        Every item is checked before anything is written.
+
+        Raises:
+            BadRequest: *items* is not a sequence of ``(key, bytes)`` pairs, a key is not
+                a valid id or appears twice, or a key is stored already (naming it).
+            PayloadTooLarge: a blob is over :attr:`max_blob_bytes`; nothing is written.
+            ConfigError: the storage failed.
+        """
+        batch = self._check_batch(items)
+        if not batch:
+            return
+        try:
+            self._put_many(batch)
+        except FileExistsError as exc:
+            key = exc.filename if exc.filename in dict(batch) else "of this batch"
+            raise BadRequest(f"blob {key} already exists in region {self._region}") from None
+        except OSError as exc:
+            raise ConfigError(
+                f"blob store {self._region}: cannot write a batch of {len(batch)} blobs: "
+                f"{_reason(exc)}"
+            ) from None
+
+    def _check_blob(self, key: object, data: object) -> None:
+        check_id(key, "blob key")
+        if not isinstance(data, bytes):
+            raise BadRequest(f"blob data must be bytes, got {type(data).__name__}")
+        if len(data) > self._max_blob_bytes:
+            raise PayloadTooLarge(
+                f"blob {key} is {len(data)} bytes, over the {self._max_blob_bytes}-byte limit"
+            )
+
+    def _check_batch(self, items: object) -> list[tuple[str, bytes]]:
+        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+            raise BadRequest(f"blobs must be a sequence of (key, bytes) pairs, got {_kind(items)}")
+        batch: list[tuple[str, bytes]] = []
+        seen: set[str] = set()
+        for n, item in enumerate(items):
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise BadRequest(
+                    f"blob {n} of the batch must be a (key, bytes) pair, got {_kind(item)}"
+                )
+            key, data = item
+            self._check_blob(key, data)
+            if key in seen:
+                raise BadRequest(f"blob key {key} appears twice in the batch")
+            seen.add(key)
+            batch.append((key, data))
+        return batch
+
+    def _put_many(self, items: list[tuple[str, bytes]]) -> None:
+        """Store checked, distinct *items*, all or none; a backend overrides it to batch.
+
+        MUST be durable on return and MUST NOT replace an existing blob: raise
+        ``FileExistsError`` with the existing key as its ``filename`` instead, having
+        stored none of the batch. This default writes one blob at a time and removes the
+        ones it wrote when a later one fails.
+        """
+        written: list[str] = []
+        try:
+            for key, data in items:
+                try:
+                    self._put(key, data)
+                except FileExistsError:
+                    raise FileExistsError(errno.EEXIST, "blob exists", key) from None
+                written.append(key)
+        except BaseException:
+            for key in written:
+                with contextlib.suppress(OSError):
+                    self._delete(key)
+            raise
 
     def get(self, key: str) -> bytes:
         """Return the bytes under *key*, refusing to read past the size limit.
@@ -139,6 +208,21 @@ class BlobStoreBase(abc.ABC):
                 f"blob store {self._region}: cannot read the blob of record {key}: {_reason(exc)}"
             ) from None
         return b"".join(parts)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes]:
+        """Return the blobs under *keys*, in order, each refused past the size limit.
+
+        Raises:
+            BadRequest: *keys* is not a sequence of valid ids.
+            NotFound: a key has no blob (the first missing one is named).
+            IntegrityError: a stored blob is over :attr:`max_blob_bytes`.
+            ConfigError: the storage failed.
+        """
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
+            raise BadRequest(f"blob keys must be a sequence of ids, got {_kind(keys)}")
+        for key in keys:
+            check_id(key, "blob key")
+        return [self.get(key) for key in keys]
 
     def delete(self, key: str) -> None:
         """Remove the blob under *key*; a missing blob is not an error.
@@ -338,6 +422,10 @@ def _reason(exc: OSError) -> str:
     if exc.filename is not None or exc.filename2 is not None:
         return exc.strerror or type(exc).__name__
     return str(exc)
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__
 
 
 def _fsync_dir(path: Path) -> None:

@@ -8,7 +8,7 @@ call MUST leave stored data exactly as it was.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from sovra.model import Principal, RecordMeta
@@ -250,6 +250,23 @@ class BlobStore(Protocol):
         """
         ...
 
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store every ``(key, data)`` of *items*, durably on return.
+
+        Every item is checked before anything is written, so a malformed batch writes
+        nothing. A call that raises MUST leave none of its blobs readable; a crash
+        mid-call MAY leave some of them, which no row names yet (the gateway writes a
+        record's row before its blob), so ``sovra check --repair`` removes them as
+        orphans. A batch SHOULD cost a few sequential writes, not one per blob.
+
+        Raises:
+            BadRequest: *items* is not a sequence of ``(key, bytes)`` pairs, a key is not
+                a valid id or appears twice, or a key is stored already (naming it).
+            PayloadTooLarge: a blob is over the limit (naming its key; nothing is written).
+            ConfigError: the storage itself failed.
+        """
+        ...
+
     def get(self, key: str) -> bytes:
         """Return the bytes stored under *key*.
 
@@ -257,6 +274,17 @@ class BlobStore(Protocol):
             BadRequest: *key* is not a valid id.
             NotFound: no such blob.
             IntegrityError: the stored blob is over the size limit.
+            ConfigError: the storage itself failed.
+        """
+        ...
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes]:
+        """Return the blobs under *keys*, in the order of *keys*.
+
+        Raises:
+            BadRequest: *keys* is not a sequence of valid ids.
+            NotFound: a key has no blob (the message names the first missing one).
+            IntegrityError: a stored blob is over the size limit.
             ConfigError: the storage itself failed.
         """
         ...
