@@ -1,0 +1,450 @@
+"""Where the time of one ingest and one access goes, stage by stage, on this machine.
+
+    .venv/bin/python bench/request_costs.py [--quick] [--rounds N] [--no-http]
+
+One throwaway deployment (in-process custodians, SQLite, files) is opened, and each flow
+is taken apart into the calls the gateway and the HTTP edge make for one request, in
+their order, on fresh data each round: the token check (signature, claims, the replay
+store's insert), the JSON body (the edge's bounded parse, then the framework's parse and
+model), the policy decision, the scanner, minimisation, the seal, the custodian's wrap and
+unwrap (the unwrap checks the logged allow's receipt), the log appends, the metadata row,
+the blob, and the response's encoding. Each stage is timed on its own with
+``time.perf_counter`` around the one call; a round's stages run back to back, as in the
+gateway, and the figure per stage is the median over the rounds (the machine is shared, so
+medians, not means). Beside them: the whole request measured end to end, in-process
+(``Gateway.ingest`` / ``Gateway.access``, one caller) and over HTTP (the Python client
+against uvicorn on loopback); what the stages do not account for is shown as "other"
+(framework, server loop, glue between stages).
+
+The log append is shown at batch size 1 (one caller at a time: one fsync per entry) and
+amortised per entry in batches of 64 (``append_many``: what group commit can reach).
+JSON parse and encode are also shown with ``json``, ``orjson`` and ``model.parse_json``
+side by side. The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from sovra import classify
+from sovra.auth import make_token
+from sovra.client import Client
+from sovra.deployment import Deployment
+from sovra.keys import open_blob, seal
+from sovra.model import (
+    MAX_JSON_DEPTH,
+    LogEntry,
+    RecordHeader,
+    RecordMeta,
+    ReleaseAuthorization,
+    parse_json,
+)
+from sovra.policy import GrantFacts, RecordFacts, Target
+from sovra.server import create_app
+from sovra.server.background import running
+from sovra.server.bodies import AccessBody, IngestBody
+
+RECORD = (
+    "Zgłoszenie {i}: klientka prosi o zmianę adresu dostawy, tel. +48 601 234 567, "
+    "PESEL 44051401359, e-mail klient{i}@example.pl. Uwagi: paczka ma być zostawiona u "
+    "sąsiada pod numerem 5, jeśli nikogo nie będzie w domu; kontakt po godzinie 17:00."
+)
+PURPOSE = "customer-support"
+BATCH = 64
+
+
+class Stages:
+    """Per-stage samples, in microseconds, in the order the stages first ran."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = {}
+
+    def time(self, stage: str, call: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        result = call()
+        self.samples.setdefault(stage, []).append((time.perf_counter() - start) * 1e6)
+        return result
+
+    def add(self, stage: str, us: float) -> None:
+        self.samples.setdefault(stage, []).append(us)
+
+    def medians(self) -> dict[str, float]:
+        return {stage: statistics.median(s) for stage, s in self.samples.items()}
+
+
+def _open(root: Path) -> Deployment:
+    Deployment.init(root, jurisdictions=["PL"], origin="bench.sovra/log", custodians="in-process")
+    return Deployment.open(root)
+
+
+def _lift_bulk_limits(dep: Deployment) -> None:
+    # The benchmark reads many distinct subjects: lift the guard's caps so that it measures
+    # the cost of deciding, not the guard's refusals.
+    limits = dep.gateway.decisions.guard.limits
+    dep.gateway.decisions.guard.limits = type(limits)(
+        **{**{f: getattr(limits, f) for f in limits.__dataclass_fields__}}
+        | {"window_limit": 10**9, "jurisdiction_limit": 10**9}
+    )
+
+
+def _token(dep: Deployment, method: str, path: str, body: bytes) -> str:
+    key = dep.principal_key("svc-pl")
+    return make_token(key, "svc-pl", method, path, body, now_s=int(time.time()))
+
+
+def _body(stages: Stages, dep: Deployment, path: str, body: bytes, model: Any) -> Any:
+    """What the HTTP edge does with a request body before the route runs."""
+    token = _token(dep, "POST", path, body)
+    principal = stages.time(
+        "token check", lambda: dep.authenticator.authenticate(token, "POST", path, body)
+    )
+    limit = dep.config.max_body_bytes
+    stages.time(
+        "JSON body: bounded parse",
+        lambda: parse_json(body, limit=limit, what="request body", max_depth=MAX_JSON_DEPTH),
+    )
+    parsed = stages.time(
+        "JSON body: framework parse + model",
+        lambda: model.model_validate(json.loads(body)),
+    )
+    return principal, parsed
+
+
+def _respond(stages: Stages, content: dict[str, Any]) -> None:
+    stages.time("response encoding", lambda: JSONResponse(jsonable_encoder(content)))
+
+
+def ingest_dissected(dep: Deployment, stages: Stages, i: int) -> tuple[RecordMeta, str]:
+    """One ingest, as the HTTP edge and the gateway make it, one stage at a time."""
+    gw = dep.gateway
+    content = RECORD.format(i=i)
+    body = json.dumps(
+        {"subject_id": f"dissected-{i}", "jurisdiction": "PL", "content": content}
+    ).encode()
+    principal, parsed = _body(stages, dep, "/v1/records", body, IngestBody)
+    rules = gw.config.jurisdiction(parsed.jurisdiction)
+    subject = gw.commitment(parsed.jurisdiction, parsed.subject_id)
+    plan = rules.rules_for(None)
+    target = Target(
+        jurisdiction=parsed.jurisdiction,
+        subjects=(subject,),
+        scan_required=any(a == "refuse" for a in rules.minimisation.values()),
+    )
+    decision = stages.time(
+        "policy decision", lambda: gw.decisions.decide_action(principal, "ingest", target)
+    )
+    assert decision.allow, decision.reason
+    custodian = gw.custodians["PL"]
+    header = RecordHeader(
+        record_id="r-" + uuid.uuid4().hex,
+        subject=subject,
+        jurisdiction="PL",
+        region=rules.regions[0],
+        kek_version=custodian.current_kek_version,
+    )
+    findings = stages.time("scanner", lambda: classify.scan(parsed.content))
+    actions = {k: classify.Action(v) for k, v in plan.items()}
+    protecting: list[float] = []
+
+    def protect(items: Any) -> list[str]:
+        start = time.perf_counter()
+        bodies: list[str] = custodian.protect(header, items)  # type: ignore[attr-defined]
+        protecting.append((time.perf_counter() - start) * 1e6)
+        return bodies
+
+    start = time.perf_counter()
+    minimised = classify.minimise(parsed.content, findings, actions, protect=protect)
+    spent = (time.perf_counter() - start) * 1e6
+    stages.add("custodian protect (tokenize/seal values)", sum(protecting))
+    stages.add("minimise", spent - sum(protecting))
+    blob, data_key = stages.time("seal (AES-GCM)", lambda: seal(header, minimised.text.encode()))
+    wrapped = stages.time("custodian wrap", lambda: custodian.wrap(data_key, header))
+    now = int(time.time() * 1000)
+    meta = RecordMeta(
+        header=header,
+        wrapped_key=wrapped,
+        blob_size=len(blob),
+        created_ms=now,
+        findings=dict(minimised.counts),
+        actions=dict(minimised.actions),
+    )
+    entry = LogEntry(
+        kind="ingest",
+        time_ms=now,
+        principal=principal.id,
+        fields={
+            "record": header.record_id,
+            "subject": subject,
+            "jurisdiction": "PL",
+            "region": header.region,
+            "blob_sha256": hashlib.sha256(blob).hexdigest(),
+            "kinds": dict(minimised.counts),
+            "actions": dict(minimised.actions),
+        },
+    )
+    stages.time("metadata insert (SQLite)", lambda: gw.store.put_record(meta))
+    stages.time("blob write", lambda: gw.blobs[header.region].put(header.record_id, blob))
+    data = entry.to_bytes()
+    receipt = stages.time("log append, batch of 1", lambda: gw.log.append(data, [subject]))
+    stages.time(
+        "metadata insert (SQLite)",
+        lambda: gw.store.set_record_log_index(header.record_id, receipt.index),
+    )
+    _respond(
+        stages,
+        {
+            "record_id": header.record_id,
+            "region": header.region,
+            "log_index": receipt.index,
+            "receipt": receipt.to_dict(),
+            "findings": dict(minimised.counts),
+            "actions": dict(minimised.actions),
+        },
+    )
+    return gw.store.get_record(header.record_id), blob.hex()
+
+
+def access_dissected(dep: Deployment, stages: Stages, record_id: str) -> None:
+    """One access of one record by its own jurisdiction's service, one stage at a time."""
+    gw = dep.gateway
+    body = json.dumps({"purpose": PURPOSE, "record_ids": [record_id]}).encode()
+    principal, parsed = _body(stages, dep, "/v1/access", body, AccessBody)
+    metas = stages.time(
+        "metadata read (SQLite)", lambda: [gw.store.get_record(r) for r in parsed.record_ids]
+    )
+    facts = [
+        RecordFacts(
+            m.header.record_id,
+            m.header.subject,
+            m.header.jurisdiction,
+            frozenset(k for k, n in m.findings.items() if n),
+            m.header.region,
+            m.created_ms / 1000,
+        )
+        for m in metas
+    ]
+    decision = stages.time(
+        "policy decision",
+        lambda: gw.decisions.decide(principal, PURPOSE, facts, GrantFacts.none()),
+    )
+    assert decision.allow, decision.reason
+    entry = decision.to_entry(int(time.time() * 1000)).to_bytes()
+    tags = [*decision.subjects, f"decision:{decision.decision_id}"]
+    receipt = stages.time("log append, batch of 1", lambda: gw.log.append(entry, tags))
+    authorization = ReleaseAuthorization.of(decision, entry, receipt)
+    custodian = gw.custodians["PL"]
+    items = [(m.wrapped_key, m.header) for m in metas]
+    keys = stages.time(
+        "custodian unwrap (receipt check)",
+        lambda: custodian.unwrap_many(items, authorization, principal.id),
+    )
+    release = LogEntry(
+        kind="key_release",
+        time_ms=int(time.time() * 1000),
+        principal=principal.id,
+        fields={"decision_id": decision.decision_id, "decision_index": receipt.index},
+    ).to_bytes()
+    stages.time("log append, batch of 1", lambda: gw.log.append(release, decision.subjects))
+    blobs = stages.time(
+        "blob read", lambda: [gw.blobs[m.header.region].get(m.header.record_id) for m in metas]
+    )
+    records = stages.time(
+        "open (AES-GCM)",
+        lambda: {
+            m.header.record_id: open_blob(m.header, b, k).decode()
+            for m, b, k in zip(metas, blobs, keys, strict=True)
+        },
+    )
+    _respond(
+        stages,
+        {
+            "decision": {"decision_id": decision.decision_id, "effect": "allow"},
+            "log_index": receipt.index,
+            "decision_receipt": receipt.to_dict(),
+            "release_receipt": receipt.to_dict(),
+            "records": records,
+        },
+    )
+
+
+def log_amortised(dep: Deployment, rounds: int) -> float:
+    """Microseconds per entry of ``append_many`` with :data:`BATCH` entries."""
+    log = dep.gateway.log
+    samples = []
+    for r in range(max(3, rounds // BATCH)):
+        items = [
+            (
+                LogEntry(
+                    kind="ingest",
+                    time_ms=int(time.time() * 1000),
+                    principal="svc-pl",
+                    fields={"record": f"r-{r}-{k}", "n": uuid.uuid4().hex},
+                ).to_bytes(),
+                [uuid.uuid4().hex],
+            )
+            for k in range(BATCH)
+        ]
+        start = time.perf_counter()
+        log.append_many(items)
+        samples.append((time.perf_counter() - start) * 1e6 / BATCH)
+    return statistics.median(samples)
+
+
+def json_variants(rounds: int) -> dict[str, float]:
+    """One ingest body parsed, and one receipt encoded, with each library."""
+    body = json.dumps(
+        {"subject_id": "subject-1", "jurisdiction": "PL", "content": RECORD.format(i=1)}
+    ).encode()
+    receipt = {
+        "record_id": "r-" + uuid.uuid4().hex,
+        "region": "eu-central",
+        "log_index": 123456,
+        "receipt": {"index": 123456, "size": 123457, "signature": "A" * 88, "key": "B" * 44},
+        "findings": {"phone": 1, "pl_pesel": 1, "email": 1},
+        "actions": {"phone": "tokenize", "pl_pesel": "seal", "email": "redact"},
+    }
+    calls: dict[str, Callable[[], Any]] = {
+        "parse: json.loads": lambda: json.loads(body),
+        "parse: orjson.loads": lambda: orjson.loads(body),
+        "parse: model.parse_json (bounded)": lambda: parse_json(
+            body, limit=1 << 20, what="body", max_depth=MAX_JSON_DEPTH
+        ),
+        "parse: pydantic model_validate_json": lambda: IngestBody.model_validate_json(body),
+        "encode: json.dumps": lambda: json.dumps(receipt).encode(),
+        "encode: orjson.dumps": lambda: orjson.dumps(receipt),
+        "encode: jsonable_encoder + JSONResponse": lambda: JSONResponse(jsonable_encoder(receipt)),
+    }
+    out = {}
+    n = max(200, rounds * 4)
+    for name, call in calls.items():
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(n):
+                call()
+            best = min(best, (time.perf_counter() - start) / n)
+        out[name] = best * 1e6
+    return out
+
+
+def whole_in_process(dep: Deployment, rounds: int) -> tuple[float, float]:
+    """Median microseconds of one ``Gateway.ingest`` and one ``Gateway.access``."""
+    gw = dep.gateway
+    svc = dep.store.get_principal("svc-pl")
+    ingest, access, ids = [], [], []
+    for i in range(rounds):
+        start = time.perf_counter()
+        receipt = gw.ingest(svc, subject_id=f"whole-{i}", jurisdiction="PL", content=RECORD)
+        ingest.append((time.perf_counter() - start) * 1e6)
+        ids.append(receipt.record_id)
+    for rid in ids:
+        start = time.perf_counter()
+        gw.access(svc, purpose=PURPOSE, record_ids=[rid])
+        access.append((time.perf_counter() - start) * 1e6)
+    return statistics.median(ingest), statistics.median(access)
+
+
+def whole_http(dep: Deployment, rounds: int) -> tuple[float, float]:
+    """Median microseconds of one ingest and one access over HTTP (one client, loopback)."""
+    ingest, access, ids = [], [], []
+    with (
+        running(create_app(dep)) as url,
+        Client(url, "svc-pl", dep.principal_key("svc-pl")) as client,
+    ):
+        for i in range(rounds):
+            start = time.perf_counter()
+            ids.append(client.ingest(f"http-{i}", "PL", RECORD)["record_id"])
+            ingest.append((time.perf_counter() - start) * 1e6)
+        for rid in ids:
+            start = time.perf_counter()
+            client.access(PURPOSE, record_ids=[rid])
+            access.append((time.perf_counter() - start) * 1e6)
+    return statistics.median(ingest), statistics.median(access)
+
+
+def _table(title: str, stages: dict[str, float], whole: dict[str, float]) -> list[str]:
+    """Rows: stage, microseconds, share of the request as measured end to end."""
+    total = whole.get("over HTTP") or whole["in-process"]
+    lines = [title, f"  {'stage':<40} {'us/request':>10} {'share':>7}"]
+    for stage, us in sorted(stages.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {stage:<40} {us:>10.1f} {us / total:>7.1%}")
+    summed = sum(stages.values())
+    lines.append(f"  {'sum of the stages':<40} {summed:>10.1f} {summed / total:>7.1%}")
+    for name, us in whole.items():
+        lines.append(f"  {'whole request, ' + name:<40} {us:>10.1f}")
+    lines.append(f"  {'other (framework, server, glue)':<40} {total - summed:>10.1f}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small run, under a minute")
+    parser.add_argument("--rounds", type=int, default=None, help="requests per measurement")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP measurement")
+    args = parser.parse_args()
+    rounds = args.rounds or (300 if args.quick else 2000)
+    with tempfile.TemporaryDirectory(prefix="sovra-costs-") as tmp:
+        dep = _open(Path(tmp) / "deployment")
+        try:
+            _lift_bulk_limits(dep)
+            for i in range(20):  # warm: imports, caches, the pack's first evaluations
+                meta, _ = ingest_dissected(dep, Stages(), -1 - i)
+                access_dissected(dep, Stages(), meta.header.record_id)
+            ingest, access = Stages(), Stages()
+            ids = [ingest_dissected(dep, ingest, i)[0].header.record_id for i in range(rounds)]
+            for rid in ids:
+                access_dissected(dep, access, rid)
+            amortised = log_amortised(dep, rounds)
+            whole_ingest, whole_access = whole_in_process(dep, rounds)
+            http = None if args.no_http else whole_http(dep, max(50, rounds // 2))
+        finally:
+            dep.close()
+    variants = json_variants(rounds)
+    ingest_stages, access_stages = ingest.medians(), access.medians()
+    # Counted as often as the flow runs them: the ingest's row is inserted, then indexed;
+    # the access appends its decision and its release.
+    ingest_stages["metadata insert (SQLite)"] *= 2
+    access_stages["log append, batch of 1"] *= 2
+    whole_i = {"in-process": whole_ingest} | ({"over HTTP": http[0]} if http else {})
+    whole_a = {"in-process": whole_access} | ({"over HTTP": http[1]} if http else {})
+    lines = [
+        f"Where the time of one request goes ({rounds} requests per figure, medians, "
+        "one caller; the log append is one fsync per entry at batch size 1)",
+        *_table("ingest", ingest_stages, whole_i),
+        *_table("access (one record, by its own jurisdiction's service)", access_stages, whole_a),
+        f"log append amortised per entry at batch size {BATCH}: {amortised:.1f} us "
+        f"(batch of 1: {ingest_stages['log append, batch of 1']:.1f} us)",
+        "JSON, one ingest body / one receipt (best of 5):",
+        *(f"  {name:<40} {us:>10.1f}" for name, us in variants.items()),
+    ]
+    print("\n".join(lines))
+    figures = {
+        "rounds": rounds,
+        "ingest_us": {k: round(v, 1) for k, v in ingest_stages.items()},
+        "access_us": {k: round(v, 1) for k, v in access_stages.items()},
+        "ingest_in_process_us": round(whole_ingest, 1),
+        "access_in_process_us": round(whole_access, 1),
+        "ingest_http_us": round(http[0], 1) if http else None,
+        "access_http_us": round(http[1], 1) if http else None,
+        "log_append_batch1_us": round(ingest_stages["log append, batch of 1"], 1),
+        f"log_append_batch{BATCH}_us_per_entry": round(amortised, 1),
+        "json_us": {k: round(v, 2) for k, v in variants.items()},
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
