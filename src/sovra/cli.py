@@ -15,6 +15,7 @@ import importlib
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -39,6 +40,7 @@ from sovra._cli.common import (
 from sovra.errors import SovraError
 
 if TYPE_CHECKING:
+    from sovra.deployment import Deployment
     from sovra.keys.transport import TransportPins
 
 __all__ = ["app", "main"]
@@ -228,11 +230,17 @@ def serve(
     directory: Annotated[Path, typer.Argument(help="deployment directory")] = Path("deployment"),
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind")] = 8750,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="worker processes serving the port [default: 1]"),
+    ] = None,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs), and each custodian as its own process.
 
-    As root, each custodian runs as its folder's owner and the gateway as the deployment
-    folder's owner (the system users ``sovra init`` made).
+    Several workers serve one port, each a whole gateway over the same deployment; the
+    start-up check runs once, before any of them serves. As root, each custodian runs as
+    its folder's owner and the gateway as the deployment folder's owner (the system users
+    ``sovra init`` made).
     """
     import os
     import signal
@@ -242,7 +250,9 @@ def serve(
 
     from sovra.deployment import Deployment, become_gateway
     from sovra.server import create_app
+    from sovra.server.workers import bind, serve_workers, uvicorn_config
 
+    count = workers or 1
     processes = become_gateway(directory)
     stopped: list[int] = []
 
@@ -255,30 +265,51 @@ def serve(
     signal.signal(signal.SIGTERM, stop)
     try:
         dep = Deployment.open(directory, processes=processes)
-        found = dep.recovery.counts if dep.recovery is not None else {}
-        if dep.recovery is not None and (
-            found.get("pending-logged") or found.get("pending-unlogged") or dep.recovery.problems
-        ):
-            warn(
-                f"start-up check: {found.get('pending-logged', 0)} record(s) completed from "
-                f"the log, {found.get('pending-unlogged', 0)} without an ingest entry "
-                f"quarantined, {len(dep.recovery.problems)} integrity problem(s); "
-                "`sovra check` shows them"
-            )
-        out.print(
-            f"sovra serving [bold]{escape(str(directory))}[/] at http://{host}:{port}  "
-            f"(API docs: http://{host}:{port}/docs, log: http://{host}:{port}/v1/log/checkpoint)"
-        )
         try:
-            uvicorn.run(create_app(dep), host=host, port=port, log_level="warning")
+            _warn_recovered(dep)
+            sock = bind(host, port)
+            shown = f"http://{host}:{port}"
+            out.print(
+                f"sovra serving [bold]{escape(str(directory))}[/] at {shown}  "
+                f"(API docs: {shown}/docs, log: {shown}/v1/log/checkpoint; "
+                f"{count} worker{'s' if count > 1 else ''})"
+            )
+            if count == 1:
+                uvicorn.Server(uvicorn_config(create_app(dep))).run(sockets=[sock])
+                return
         finally:
             dep.close()
+
+        def open_app() -> tuple[Any, Callable[[], None]]:
+            # Never recover here: a worker starting again must not quarantine the rows
+            # another worker is about to complete.
+            worker = Deployment.open(directory, processes=processes, recover=False)
+            return create_app(worker), worker.close
+
+        forget = processes.forget if processes is not None else (lambda: None)
+        status = serve_workers(sock, count, open_app, in_worker=forget)
+        if status:
+            raise typer.Exit(status)
     finally:
         if processes is not None:
             processes.close()
         if stopped:  # end as the signal would have ended it
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _warn_recovered(dep: Deployment) -> None:
+    """Say what the start-up check settled, if anything."""
+    found = dep.recovery.counts if dep.recovery is not None else {}
+    if dep.recovery is not None and (
+        found.get("pending-logged") or found.get("pending-unlogged") or dep.recovery.problems
+    ):
+        warn(
+            f"start-up check: {found.get('pending-logged', 0)} record(s) completed from "
+            f"the log, {found.get('pending-unlogged', 0)} without an ingest entry "
+            f"quarantined, {len(dep.recovery.problems)} integrity problem(s); "
+            "`sovra check` shows them"
+        )
 
 
 @app.command()

@@ -440,6 +440,18 @@ class CustodianProcesses:
                     child.wait(timeout=30)
         self._children.clear()
 
+    def forget(self) -> None:
+        """In a forked child: drop this process's copies of the custodians' pipes, so that
+        the custodians still stop when their starter ends (their input's last writer),
+        and never stop or wait for them here (they are not this process's children)."""
+        for child in self._children.values():
+            for pipe in (child.stdin, child.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            child.returncode = 0  # not ours to reap: Popen's finaliser leaves it alone
+        self._children.clear()
+
 
 def _handshake(code: str, child: subprocess.Popen[bytes], token: bytes, log_hex: str) -> bytes:
     stdin, stdout = child.stdin, child.stdout

@@ -112,9 +112,10 @@ def test_serve_starts_a_custodian_process_per_jurisdiction_and_stops_them(
     )
     try:
         _wait_for(free_port, proc, seconds=120)
-        custodians = _children(proc.pid)
-        # python -m sovra.cli custodian serve --jurisdiction J ...
-        argv = [Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0") for c in custodians]
+        # python -m sovra.cli custodian serve --jurisdiction J ... (the others are workers)
+        children = {c: Path(f"/proc/{c}/cmdline").read_bytes() for c in _children(proc.pid)}
+        custodians = [c for c, line in children.items() if b"\0custodian\0" in line]
+        argv = [children[c].split(b"\0") for c in custodians]
         assert sorted(a[6] for a in argv) == [b"PL", b"VN"]
         if os.geteuid() == 0:  # the gateway and each custodian as the user init made
             owners = {os.stat(f"/proc/{p}").st_uid for p in custodians}
