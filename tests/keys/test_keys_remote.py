@@ -25,6 +25,7 @@ from sovra.keys.remote import API_PREFIX, RemoteCustodian
 from sovra.model import (
     RecordHeader,
     ReleaseAuthorization,
+    WrappedKey,
     subject_commitment,
 )
 from sovra.server.custodian import RateLimiter, Throttled, create_custodian_app
@@ -465,3 +466,231 @@ def test_bad_protect_items_are_refused(
     assert response.status_code == 400
     assert response.json()["errorName"] == "ValidationException"
     assert message in response.json()["errorMessage"]
+
+
+# -- batched calls: wrap_many, protect_many, unwrap_batches, one round trip each -------------
+
+
+def _count_posts(remote: RemoteCustodian) -> list[str]:
+    """Record the path of every request *remote* sends from now on."""
+    paths: list[str] = []
+    remote._client.event_hooks["request"].append(lambda request: paths.append(request.url.path))
+    return paths
+
+
+def test_batched_calls_over_http_are_one_round_trip_each(
+    remote: RemoteCustodian, service: Service
+) -> None:
+    people = [subject_commitment(b"c" * 32, "PL", f"batch-{i}-{time.time_ns()}") for i in range(4)]
+    headers = [header(f"r-many-{i}-{time.time_ns()}", people[i % 4]) for i in range(12)]
+    sealed = [seal(h, f"text {i}".encode()) for i, h in enumerate(headers)]
+    remote.current_kek_version  # noqa: B018 - cached before counting
+    before = service.custodian.status().subjects
+    paths = _count_posts(remote)
+    wrapped = remote.wrap_many([(key, h) for h, (_, key) in zip(headers, sealed, strict=True)])
+    protected = remote.protect_many(
+        [(h, [("tokenize", "pl_pesel", "44051401359")]) for h in headers]
+    )
+    results = remote.unwrap_batches(
+        [
+            ([(w, h)], authorize(service.log_key, [h]), REQUESTER)
+            for w, h in zip(wrapped, headers, strict=True)
+        ]
+    )
+    assert paths == [
+        f"{API_PREFIX}/keys/PL/wrap",
+        f"{API_PREFIX}/keys/PL/protect-many",
+        f"{API_PREFIX}/keys/PL/unwrap-batches",
+    ]
+    assert service.custodian.status().subjects == before + 4
+    assert protected[0] == protected[4] != protected[1]
+    for i, (h, (blob, _), result) in enumerate(zip(headers, sealed, results, strict=True)):
+        assert isinstance(result, list)
+        assert open_blob(h, blob, result[0]) == f"text {i}".encode()
+
+
+def test_unwrap_batches_over_http_gives_each_refusal_its_slot(
+    remote: RemoteCustodian, service: Service
+) -> None:
+    dave = subject_commitment(b"c" * 32, "PL", f"dave-{time.time_ns()}")
+    headers = [header(f"r-slots-{i}-{time.time_ns()}") for i in range(5)]
+    headers[3] = replace(headers[3], subject=dave)
+    wrapped = remote.wrap_many([(bytes([i]) * 32, h) for i, h in enumerate(headers)])
+    remote.shred(dave)
+    bad = replace(wrapped[2], blob=bytes(60))
+    forged = authorize(service.log_key, [headers[1]], signer=Ed25519PrivateKey.generate())
+    stale = authorize(service.log_key, [headers[4]], time_ms=int(time.time() * 1000) - 3_600_000)
+    results = remote.unwrap_batches(
+        [
+            ([(wrapped[0], headers[0])], authorize(service.log_key, [headers[0]]), REQUESTER),
+            ([(wrapped[1], headers[1])], forged, REQUESTER),
+            ([(bad, headers[2])], authorize(service.log_key, [headers[2]]), REQUESTER),
+            ([(wrapped[3], headers[3])], authorize(service.log_key, [headers[3]]), REQUESTER),
+            ([(wrapped[4], headers[4])], stale, REQUESTER),
+            ([(wrapped[0], headers[0])], None, REQUESTER),
+        ]
+    )
+    assert results[0] == [bytes(32)]
+    assert isinstance(results[1], Denied) and "signature is not the log's" in results[1].message
+    assert isinstance(results[2], IntegrityError) and "tag" not in results[2].message
+    assert isinstance(results[3], NotFound) and "crypto-shredded" in results[3].message
+    assert isinstance(results[4], Denied) and "ms old" in results[4].message
+    assert isinstance(results[5], Denied) and "none was presented" in results[5].message
+
+
+def test_a_justification_that_is_not_the_logged_purpose_is_denied_in_its_slot(
+    remote: RemoteCustodian, service: Service
+) -> None:
+    h = header(f"r-why-{time.time_ns()}")
+    wrapped = remote.wrap(b"w" * 32, h)
+    good = _unwrap_request(wrapped, h, authorize(service.log_key, [h]))
+    body = {
+        "requestMetadata": BATCH_META,
+        "requests": [{**good, "justification": "marketing"}, good],
+    }
+    response = _raw(service, "/keys/PL/unwrap-batches", body)
+    assert response.status_code == 200
+    denied, released = response.json()["results"]
+    assert denied["errorName"] == "AccessDeniedException"
+    assert "justification 'marketing' is not the purpose" in denied["errorMessage"]
+    assert base64.b64decode(released["items"][0]["dataKey"]) == b"w" * 32
+
+
+def test_wrap_many_over_http_is_all_or_none(remote: RemoteCustodian, service: Service) -> None:
+    before = service.custodian.status().subjects
+    people = [subject_commitment(b"c" * 32, "PL", f"eve-{i}-{time.time_ns()}") for i in range(3)]
+    items = [(b"k" * 32, header(f"r-eve-{i}", p)) for i, p in enumerate(people)]
+    items.append((b"k" * 31, header("r-eve-short", people[0])))
+    with pytest.raises(BadRequest, match=r"ValidationException: item 3: record r-eve-short"):
+        remote.wrap_many(items)
+    assert service.custodian.status().subjects == before
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unwrap_request(
+    wrapped: WrappedKey, h: RecordHeader, auth: ReleaseAuthorization, **changes: Any
+) -> dict[str, Any]:
+    return {
+        "items": [{"header": _b64(h.to_bytes()), "kekVersion": 1, "wrapped": _b64(wrapped.blob)}],
+        "authorization": {"entry": _b64(auth.entry), "receipt": auth.receipt.to_dict()},
+        "justification": "customer-support",
+        "requester": REQUESTER,
+        **changes,
+    }
+
+
+BATCH_META = {"callerPrincipal": "test", "operation": "unwrap-batches", "requestId": "req-b"}
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "message"),
+    [
+        ("ok", 200, ""),
+        ("no requests", 400, "requests must be a list of 1..1000"),
+        ("too many requests", 400, "requests must be a list of 1..1000"),
+        ("too many keys", 400, "at most 10000 keys"),
+        ("not a list", 400, "requests must be a list"),
+        ("unknown field", 400, "unwrap request 0 has unknown field(s) extra"),
+        ("missing field", 400, "unwrap request 0 is missing requester"),
+        ("bad base64", 400, "unwrap request 0: wrapped is not valid base64"),
+        ("bad justification", 400, "unwrap request 0: justification must be"),
+        ("bad version", 400, "unwrap request 0: kekVersion must be an integer"),
+        ("forged receipt", 400, "unwrap request 0: "),
+        ("replayed to unwrap", 400, "operation is 'unwrap-batches', but this is unwrap"),
+        ("replayed from unwrap", 400, "operation is 'unwrap', but this is unwrap-batches"),
+        ("oversized", 400, "request body"),
+    ],
+)
+def test_hostile_unwrap_batches_bodies_get_a_precise_4xx_and_change_nothing(
+    remote: RemoteCustodian, service: Service, case: str, status: int, message: str
+) -> None:
+    h = header(f"r-hostile-{time.time_ns()}")
+    wrapped = remote.wrap(b"h" * 32, h)
+    good = _unwrap_request(wrapped, h, authorize(service.log_key, [h]))
+    before = (service.custodian.status(), len(service.custodian.journal()))
+    path = "/keys/PL/unwrap-batches"
+    body: Any = {"requestMetadata": BATCH_META, "requests": [good]}
+    if case == "no requests":
+        body["requests"] = []
+    elif case == "too many requests":
+        body["requests"] = [good] * 1001
+    elif case == "too many keys":
+        body["requests"] = [{**good, "items": good["items"] * 1000}] * 11
+    elif case == "not a list":
+        body["requests"] = good
+    elif case == "unknown field":
+        body["requests"] = [{**good, "extra": 1}]
+    elif case == "missing field":
+        body["requests"] = [{k: v for k, v in good.items() if k != "requester"}]
+    elif case == "bad base64":
+        body["requests"] = [{**good, "items": [{**good["items"][0], "wrapped": "%%%"}]}]
+    elif case == "bad justification":
+        body["requests"] = [{**good, "justification": "Not A Code"}]
+    elif case == "bad version":
+        body["requests"] = [{**good, "items": [{**good["items"][0], "kekVersion": True}]}]
+    elif case == "forged receipt":
+        receipt = {**good["authorization"]["receipt"], "signature": 7}
+        body["requests"] = [
+            {**good, "authorization": {**good["authorization"], "receipt": receipt}}
+        ]
+    elif case == "replayed to unwrap":
+        path = "/keys/PL/unwrap"
+        body = {"requestMetadata": BATCH_META, **good}
+    elif case == "replayed from unwrap":
+        body = {"requestMetadata": {**BATCH_META, "operation": "unwrap"}, "requests": [good]}
+    elif case == "oversized":
+        body["requests"] = [{**good, "requester": "x" * (17 * 1024 * 1024)}]
+    response = _raw(service, path, body)
+    assert response.status_code == status, response.text
+    if status == 200:
+        (slot,) = response.json()["results"]
+        assert base64.b64decode(slot["items"][0]["dataKey"]) == b"h" * 32
+        return
+    assert response.json()["errorName"] == "ValidationException"
+    assert message in response.json()["errorMessage"]
+    after = (service.custodian.status(), len(service.custodian.journal()))
+    assert after == before
+    # Nothing was released, and the record still opens for a good request.
+    assert remote.unwrap(wrapped, h, authorize(service.log_key, [h]), REQUESTER) == b"h" * 32
+
+
+@pytest.mark.parametrize(
+    ("requests", "message"),
+    [
+        ([], "requests must be a list of 1..1000"),
+        ([{"header": "AAAA", "items": []}], "protect request 0: "),
+        ([{"items": []}], "protect request 0 is missing header"),
+        ("x", "requests must be a list"),
+    ],
+)
+def test_hostile_protect_many_bodies_get_a_precise_4xx(
+    service: Service, requests: Any, message: str
+) -> None:
+    before = service.custodian.status()
+    meta = {**BATCH_META, "operation": "protect-many"}
+    response = _raw(
+        service, "/keys/PL/protect-many", {"requestMetadata": meta, "requests": requests}
+    )
+    assert response.status_code == 400
+    assert response.json()["errorName"] == "ValidationException"
+    assert message in response.json()["errorMessage"]
+    assert service.custodian.status() == before
+
+
+def test_remote_batches_are_bounded_before_any_request(remote: RemoteCustodian) -> None:
+    paths = _count_posts(remote)
+    item = (WrappedKey("PL", 1, bytes(60)), header("r-bound"))
+    with pytest.raises(BadRequest, match=r"1\.\.1000 requests"):
+        remote.unwrap_batches([])
+    with pytest.raises(BadRequest, match="at most 10000 keys"):
+        remote.unwrap_batches([([item] * 1000, None, REQUESTER)] * 11)
+    with pytest.raises(BadRequest, match=r"1\.\.1000 keys"):
+        remote.wrap_many([])
+    with pytest.raises(BadRequest, match=r"1\.\.1000 requests"):
+        remote.protect_many([])
+    (result,) = remote.unwrap_batches([([item], None, REQUESTER)])
+    assert isinstance(result, Denied)
+    assert paths == []

@@ -65,12 +65,18 @@ from sovra.errors import (
     Denied,
     IntegrityError,
     NotFound,
+    SovraError,
     VerificationError,
 )
 from sovra.keys import _aead, transport, values
 from sovra.keys.files import StrPath, no_duplicate_fields, read_secret, write_secret
 from sovra.keys.sealing import Sealer, Unlock, is_sealed, new_sealer, seal_key_file, unseal_key_file
-from sovra.keys.subjects import SubjectKeyStore, require_subject_store, subjects_path
+from sovra.keys.subjects import (
+    SubjectKeyStore,
+    SubjectShredded,
+    require_subject_store,
+    subjects_path,
+)
 from sovra.model import (
     KIND_NAME,
     MAX_ENTRY_BYTES,
@@ -89,6 +95,8 @@ __all__ = [
     "DEFAULT_MAX_AUTHORIZATION_AGE_MS",
     "KEY_FILE_FORMAT",
     "MAX_BATCH",
+    "MAX_BATCH_KEYS",
+    "MAX_BATCH_VALUES",
     "MAX_WRAPPED_BYTES",
     "BaseCustodian",
     "Clock",
@@ -112,7 +120,13 @@ MAX_WRAPPED_BYTES = 4096
 """A wrapped 32-byte key is far smaller; anything larger is refused before any work."""
 KEY_FILE_FORMAT = 1
 MAX_BATCH = 1000
-"""Most keys one :meth:`BaseCustodian.unwrap_many` call releases."""
+"""Most keys one :meth:`BaseCustodian.unwrap_many` call releases, most keys one
+:meth:`BaseCustodian.wrap_many` call wraps, and most requests one
+:meth:`BaseCustodian.protect_many` or :meth:`BaseCustodian.unwrap_batches` call carries."""
+MAX_BATCH_KEYS = 10 * MAX_BATCH
+"""Most keys one :meth:`BaseCustodian.unwrap_batches` call releases over all its requests."""
+MAX_BATCH_VALUES = 2 * values.MAX_BATCH_VALUES
+"""Most values one :meth:`BaseCustodian.protect_many` call protects over all its requests."""
 _KEY_FILE_TYPE = "sovra-custodian-keys"
 _MAX_KEY_FILE_BYTES = 1024 * 1024
 _MAX_KEKS = 4096
@@ -212,6 +226,11 @@ class Custodian(Protocol):
         """Wrap *data_key* for the record described by *header*."""
         ...
 
+    def wrap_many(self, items: Sequence[tuple[bytes, RecordHeader]]) -> list[WrappedKey]:
+        """Wrap several records' data keys, all or none; the subject keys it must make are
+        made in one transaction."""
+        ...
+
     def unwrap(
         self,
         wrapped: WrappedKey,
@@ -229,6 +248,16 @@ class Custodian(Protocol):
         requester: str,
     ) -> list[bytes]:
         """Release several records' data keys under one authorization; all or none."""
+        ...
+
+    def unwrap_batches(
+        self,
+        requests: Sequence[
+            tuple[Sequence[tuple[WrappedKey, RecordHeader]], ReleaseAuthorization | None, str]
+        ],
+    ) -> list[list[bytes] | SovraError]:
+        """Decide several ``(items, authorization, requester)`` requests in one call, each as
+        :meth:`unwrap_many` (all or none); a refused one gets its error in its slot."""
         ...
 
     def shred(self, subject: str) -> bool:
@@ -338,6 +367,12 @@ class ValueCustodian(Protocol):
         """Tokenize or seal ``(mode, kind, value)`` items of *header*'s record."""
         ...
 
+    def protect_many(
+        self, requests: Sequence[tuple[RecordHeader, Sequence[tuple[str, str, str]]]]
+    ) -> list[list[str]]:
+        """As :meth:`protect` for several records, all or none; one list per request."""
+        ...
+
     def reveal(
         self,
         items: Sequence[tuple[RecordHeader, str, str, str]],
@@ -426,8 +461,23 @@ class BaseCustodian(abc.ABC):
         MUST leave no copy of the subject key, sealed or not, in the custodian's storage.
         """
 
+    def _wrap_many_with(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bytes]:
+        """Seal ``(subject, data key, aad)`` items, each as :meth:`_wrap_with` does.
+
+        Called only after every check has passed. MUST return one blob per item or raise;
+        a subject whose key was shredded MUST raise :class:`SubjectShredded` naming her.
+        A custodian with a store overrides this to make the missing subject keys in one
+        transaction.
+        """
+        return [self._wrap_with(subject, key, aad) for subject, key, aad in items]
+
     def _begin(self) -> None:  # noqa: B027 - an optional hook, empty by design
         """Called once before the keys of one request are touched; a hook for caches."""
+
+    def _warm(self, subjects: Sequence[str]) -> None:  # noqa: B027 - optional, empty by design
+        """Called before the keys of *subjects* are opened for requests whose allows have
+        been verified; a hook for loading them together. MUST NOT raise for a subject
+        without a key: the request that needs it gets its own error."""
 
     def journal(self) -> tuple[JournalEntry, ...]:
         """The most recent wrap and unwrap requests, oldest first."""
@@ -435,11 +485,18 @@ class BaseCustodian(abc.ABC):
             return tuple(self._journal)
 
     def _record(self, entry: JournalEntry) -> None:
-        if entry.requester is not None and len(entry.requester) > _JOURNAL_REQUESTER_CHARS:
+        self._record_many((entry,))
+
+    def _record_many(self, entries: Sequence[JournalEntry]) -> None:
+        bounded = [
             # The journal is bounded in entries; bound each entry too.
-            entry = replace(entry, requester=entry.requester[:_JOURNAL_REQUESTER_CHARS])
+            replace(e, requester=e.requester[:_JOURNAL_REQUESTER_CHARS])
+            if e.requester is not None and len(e.requester) > _JOURNAL_REQUESTER_CHARS
+            else e
+            for e in entries
+        ]
         with self._journal_lock:
-            self._journal.append(entry)
+            self._journal.extend(bounded)
 
     def _check_header(self, header: RecordHeader) -> None:
         if header.jurisdiction != self._jurisdiction:
@@ -461,46 +518,108 @@ class BaseCustodian(abc.ABC):
 
         Raises:
             BadRequest: *header* is of another jurisdiction or names another KEK version,
-                or *data_key* is not 32 bytes.
+                *data_key* is not 32 bytes, or the subject was crypto-shredded.
             IntegrityError: the implementation produced an empty or oversized wrap.
         """
-        now = self._clock()
-        record_id = header.record_id
-        try:
-            version = self._check_wrap(data_key, header)
-        except BadRequest as exc:
-            self._record(JournalEntry(now, "wrap", None, record_id, "refused", exc.message))
-            raise
-        try:
-            self._begin()
-            blob = self._wrap_checked(version, data_key, header)
-        except BadRequest as exc:
-            self._record(JournalEntry(now, "wrap", None, record_id, "refused", exc.message))
-            raise
-        except Exception:
-            self._record(JournalEntry(now, "wrap", None, record_id, "failed", "wrap failed"))
-            raise
-        self._record(JournalEntry(now, "wrap", None, record_id, "wrapped"))
-        return WrappedKey(jurisdiction=self._jurisdiction, kek_version=version, blob=blob)
+        return self.wrap_many([(data_key, header)])[0]
 
-    def _check_wrap(self, data_key: bytes, header: RecordHeader) -> int:
+    def wrap_many(self, items: Sequence[tuple[bytes, RecordHeader]]) -> list[WrappedKey]:
+        """Wrap the data keys of several records, all or none.
+
+        Every item is checked before any key is touched; the subject keys the batch needs
+        and that do not exist yet are made together (by :class:`LocalCustodian` in one
+        transaction of its store). Each record is journalled: wrapped, or refused with the
+        reason (the item at fault) or the note that another item was.
+
+        Args:
+            items: ``(data key, header)`` pairs, at most :data:`MAX_BATCH`.
+
+        Returns:
+            The wrapped keys, in the order of *items*.
+
+        Raises:
+            BadRequest: an empty or oversized batch, or as :meth:`wrap` for the first item
+                at fault (named by its position when the batch holds more than one).
+            IntegrityError: as :meth:`wrap`.
+        """
+        now = self._clock()
+        if not 0 < len(items) <= MAX_BATCH:
+            raise BadRequest(f"a batch holds 1..{MAX_BATCH} keys, got {len(items)}")
+        at: int | None = None
+        try:
+            version = self.current_kek_version
+            for at, (data_key, header) in enumerate(items):  # noqa: B007 - used on failure
+                self._check_wrap(data_key, header, version)
+            at = None
+            self._begin()
+            blobs = self._wrap_many_with(
+                [(h.subject, key, _wrap_aad(self._jurisdiction, version, h)) for key, h in items]
+            )
+            _check_wrapped(blobs)
+        except BadRequest as exc:
+            raise self._refuse_batch(exc, now, "wrap", [h for _, h in items], at) from None
+        except Exception:
+            self._journal_batch(
+                now, "wrap", [h for _, h in items], at=None, reason="wrap failed", outcome="failed"
+            )
+            raise
+        self._record_many(
+            [JournalEntry(now, "wrap", None, h.record_id, "wrapped") for _, h in items]
+        )
+        return [WrappedKey(self._jurisdiction, version, blob) for blob in blobs]
+
+    def _refuse_batch(
+        self,
+        exc: BadRequest,
+        now: int,
+        operation: Literal["wrap", "protect"],
+        headers: Sequence[RecordHeader],
+        at: int | None,
+    ) -> BadRequest:
+        """Journal a batch refused whole because of *exc* (item *at* at fault, if known) and
+        return the error to raise: naming the item, and the record of a shredded subject."""
+        if isinstance(exc, SubjectShredded):
+            at = next(n for n, h in enumerate(headers) if h.subject == exc.subject)
+            error = _batch_error(exc, headers[at].record_id, at, len(headers))
+        else:
+            error = exc if at is None else _batch_error(exc, None, at, len(headers))
+        self._journal_batch(now, operation, headers, at=at, reason=exc.message)
+        return error
+
+    def _journal_batch(
+        self,
+        now: int,
+        operation: Literal["wrap", "protect"],
+        headers: Sequence[RecordHeader],
+        *,
+        at: int | None,
+        reason: str,
+        outcome: Literal["refused", "failed"] = "refused",
+    ) -> None:
+        """Journal a batch that was refused whole: the item at fault (*at*) with *reason*,
+        every other one with a note naming it; with no *at*, every item with *reason*."""
+        others = reason if at is None else f"item {at} of the batch was refused"
+        self._record_many(
+            [
+                JournalEntry(
+                    now, operation, None, h.record_id, outcome, reason if n == at else others
+                )
+                for n, h in enumerate(headers)
+            ]
+        )
+
+    def _check_wrap(self, data_key: bytes, header: RecordHeader, version: int) -> None:
         self._check_header(header)
         if len(data_key) != _aead.KEY_SIZE:
-            raise BadRequest(f"a data key is {_aead.KEY_SIZE} bytes, got {len(data_key)}")
-        version = self.current_kek_version
+            raise BadRequest(
+                f"record {header.record_id}: a data key is {_aead.KEY_SIZE} bytes, "
+                f"got {len(data_key)}"
+            )
         if header.kek_version != version:
             raise BadRequest(
                 f"record {header.record_id} names KEK version {header.kek_version}, but "
                 f"custodian {self._jurisdiction} wraps new keys under version {version}"
             )
-        return version
-
-    def _wrap_checked(self, version: int, data_key: bytes, header: RecordHeader) -> bytes:
-        aad = _wrap_aad(self._jurisdiction, version, header)
-        blob = self._wrap_with(header.subject, data_key, aad)
-        if not 0 < len(blob) <= MAX_WRAPPED_BYTES:
-            raise IntegrityError(f"custodian produced a wrapped key of {len(blob)} bytes")
-        return blob
 
     def unwrap(
         self,
@@ -559,6 +678,61 @@ class BaseCustodian(abc.ABC):
         """
         return self._release(items, authorization, requester)
 
+    def unwrap_batches(
+        self,
+        requests: Sequence[
+            tuple[Sequence[tuple[WrappedKey, RecordHeader]], ReleaseAuthorization | None, str]
+        ],
+    ) -> list[list[bytes] | SovraError]:
+        """Decide several release requests in one call, each on its own.
+
+        Each ``(items, authorization, requester)`` request is checked against its own
+        logged allow and released all or none, exactly as :meth:`unwrap_many` would, and
+        journalled the same way. A request that is refused, denied or fails gets its error
+        in its slot; the others still release. Every allow is verified before any key of
+        the call is opened, and the subject keys of the allowed requests are loaded
+        together.
+
+        Args:
+            requests: at most :data:`MAX_BATCH` requests and :data:`MAX_BATCH_KEYS` keys
+                over all of them.
+
+        Returns:
+            One slot per request, in order: its data keys, or the error
+            (:class:`BadRequest`, :class:`Denied`, :class:`NotFound`,
+            :class:`IntegrityError`) :meth:`unwrap_many` would have raised.
+
+        Raises:
+            BadRequest: no requests, more than :data:`MAX_BATCH`, or more than
+                :data:`MAX_BATCH_KEYS` keys in all; nothing is released.
+        """
+        if not 0 < len(requests) <= MAX_BATCH:
+            raise BadRequest(f"a call holds 1..{MAX_BATCH} requests, got {len(requests)}")
+        total = sum(len(items) for items, _, _ in requests)
+        if total > MAX_BATCH_KEYS:
+            raise BadRequest(f"a call releases at most {MAX_BATCH_KEYS} keys, got {total}")
+        now = self._clock()
+        results: list[list[bytes] | SovraError] = []
+        admitted: list[int] = []
+        for n, (items, authorization, requester) in enumerate(requests):
+            try:
+                self._admit(items, authorization, requester, now)
+            except SovraError as exc:
+                results.append(exc)
+                continue
+            results.append([])
+            admitted.append(n)
+        if admitted:
+            self._begin()
+            self._warm(list(dict.fromkeys(h.subject for n in admitted for _, h in requests[n][0])))
+            for n in admitted:
+                items, _, requester = requests[n]
+                try:
+                    results[n] = self._open_admitted(items, requester, now)
+                except SovraError as exc:
+                    results[n] = exc
+        return results
+
     def _release(
         self,
         items: Sequence[tuple[WrappedKey, RecordHeader]],
@@ -569,6 +743,26 @@ class BaseCustodian(abc.ABC):
     ) -> list[bytes]:
         """:meth:`unwrap_many`; with *recipient*, the allow must name that key (hex)."""
         now = self._clock()
+        self._admit(items, authorization, requester, now, recipient=recipient)
+        self._begin()
+        return self._open_admitted(items, requester, now)
+
+    def _admit(
+        self,
+        items: Sequence[tuple[WrappedKey, RecordHeader]],
+        authorization: ReleaseAuthorization | None,
+        requester: str,
+        now: int,
+        *,
+        recipient: str | None = None,
+    ) -> None:
+        """Every check of a release before any key is opened; journals a refusal or denial.
+
+        Raises:
+            BadRequest: an empty or oversized batch, a header of another jurisdiction, a
+                malformed *requester*.
+            Denied: the allow does not verify or does not cover every record.
+        """
         if not 0 < len(items) <= MAX_BATCH:
             raise BadRequest(f"a batch holds 1..{MAX_BATCH} keys, got {len(items)}")
         current = items[0][1].record_id
@@ -591,7 +785,11 @@ class BaseCustodian(abc.ABC):
         except Denied as exc:
             self._record(JournalEntry(now, "unwrap", requester, current, "denied", exc.message))
             raise
-        self._begin()
+
+    def _open_admitted(
+        self, items: Sequence[tuple[WrappedKey, RecordHeader]], requester: str, now: int
+    ) -> list[bytes]:
+        """Open the keys of a release :meth:`_admit` let through, all or none."""
         keys = []
         for wrapped, header in items:
             record_id = header.record_id
@@ -615,8 +813,9 @@ class BaseCustodian(abc.ABC):
                 raise IntegrityError(
                     f"wrapped key of record {record_id} failed authentication"
                 ) from None
-        for _, header in items:
-            self._record(JournalEntry(now, "unwrap", requester, header.record_id, "released"))
+        self._record_many(
+            [JournalEntry(now, "unwrap", requester, h.record_id, "released") for _, h in items]
+        )
         return keys
 
     # -- client-side sealing (sovra.keys.transport) -----------------------------------------
@@ -710,9 +909,10 @@ class BaseCustodian(abc.ABC):
 
     # -- protected values (sovra.keys.values) -----------------------------------------------
 
-    def _value_key(self, subject: str, *, create: bool) -> bytes:
-        """The key protecting *subject*'s values; a custodian that protects values overrides
-        this. MUST raise as :meth:`_wrap_with` (create) and :meth:`_unwrap_with` do.
+    def _value_keys(self, subjects: Sequence[str], *, create: bool) -> dict[str, bytes]:
+        """The keys protecting *subjects*' values; a custodian that protects values overrides
+        this. MUST raise as :meth:`_wrap_many_with` (create) and :meth:`_unwrap_with` do,
+        and make the missing subject keys all or none.
 
         Raises:
             BadRequest: this custodian does not protect values.
@@ -733,23 +933,58 @@ class BaseCustodian(abc.ABC):
             BadRequest: a header of another jurisdiction, an empty or oversized batch, an
                 unknown mode, an empty or oversized value, or a crypto-shredded subject.
         """
+        return self.protect_many([(header, items)])[0]
+
+    def protect_many(
+        self, requests: Sequence[tuple[RecordHeader, Sequence[tuple[str, str, str]]]]
+    ) -> list[list[str]]:
+        """Tokenize or seal the values of several records, all or none.
+
+        Each request is checked as :meth:`protect` checks one before any key is touched;
+        the subject keys the call needs and that do not exist yet are made together (by
+        :class:`LocalCustodian` in one transaction). Each record is journalled.
+
+        Args:
+            requests: ``(header, items)`` of each record, at most :data:`MAX_BATCH`
+                requests and :data:`MAX_BATCH_VALUES` values in all.
+
+        Returns:
+            One list of protected bodies per request, in order.
+
+        Raises:
+            BadRequest: no requests, too many, too many values in all, or as
+                :meth:`protect` for the first request at fault (named by its position
+                when the call holds more than one).
+        """
         now = self._clock()
+        if not 0 < len(requests) <= MAX_BATCH:
+            raise BadRequest(f"a call holds 1..{MAX_BATCH} requests, got {len(requests)}")
+        total = sum(len(items) for _, items in requests)
+        if total > MAX_BATCH_VALUES:
+            raise BadRequest(f"a call protects at most {MAX_BATCH_VALUES} values, got {total}")
+        headers = [header for header, _ in requests]
+        at: int | None = None
         try:
-            self._check_header(header)
-            checked = _value_items(items, "value")
+            checked = []
+            for at, (header, items) in enumerate(requests):  # noqa: B007 - used on failure
+                self._check_header(header)
+                checked.append(_value_items(items, "value"))
+            at = None
             self._begin()
-            key = self._value_key(header.subject, create=True)
-            bodies = [
-                values.protect_value(key, mode, kind, header.record_id, value)
-                for mode, kind, value in checked
+            keys = self._value_keys(list(dict.fromkeys(h.subject for h in headers)), create=True)
+            out = [
+                [
+                    values.protect_value(keys[h.subject], mode, kind, h.record_id, value)
+                    for mode, kind, value in batch
+                ]
+                for h, batch in zip(headers, checked, strict=True)
             ]
         except BadRequest as exc:
-            self._record(
-                JournalEntry(now, "protect", None, header.record_id, "refused", exc.message)
-            )
-            raise
-        self._record(JournalEntry(now, "protect", None, header.record_id, "protected"))
-        return bodies
+            raise self._refuse_batch(exc, now, "protect", headers, at) from None
+        self._record_many(
+            [JournalEntry(now, "protect", None, h.record_id, "protected") for h in headers]
+        )
+        return out
 
     def reveal(
         self,
@@ -803,7 +1038,7 @@ class BaseCustodian(abc.ABC):
             subject = header.subject
             try:
                 if subject not in keys:
-                    keys[subject] = self._value_key(subject, create=False)
+                    keys[subject] = self._value_keys([subject], create=False)[subject]
                 out.append(values.open_value(keys[subject], mode, kind, header.record_id, body))
             except NotFound as exc:
                 self._record(
@@ -947,6 +1182,21 @@ class BaseCustodian(abc.ABC):
         if len(data_key) != _aead.KEY_SIZE:
             raise IntegrityError(f"unwrapped key is {len(data_key)} bytes")
         return data_key
+
+
+def _check_wrapped(blobs: Sequence[bytes]) -> None:
+    for blob in blobs:
+        if not 0 < len(blob) <= MAX_WRAPPED_BYTES:
+            raise IntegrityError(f"custodian produced a wrapped key of {len(blob)} bytes")
+
+
+def _batch_error(exc: BadRequest, record_id: str | None, at: int, count: int) -> BadRequest:
+    """*exc* as the refusal of a whole batch: naming the record (when its message does
+    not) and, in a batch of more than one, the position of the item at fault."""
+    message = exc.message if record_id is None else f"record {record_id}: {exc.message}"
+    if count > 1:
+        message = f"item {at}: {message}"
+    return exc if message == exc.message else BadRequest(message)
 
 
 def _value_items(
@@ -1415,32 +1665,83 @@ class LocalCustodian(BaseCustodian):
             if cached is not None:
                 self._cache.move_to_end(subject)
                 return cached
-            key = self._load_subject_key(subject, create=create)
-            entry = (key, AESGCM(key))
-            self._cache[subject] = entry
-            if len(self._cache) > _SUBJECT_CACHE_SIZE:
-                self._cache.popitem(last=False)
-            return entry
+            return self._subject_entries([subject], create=create)[subject]
 
-    def _load_subject_key(self, subject: str, *, create: bool) -> bytes:
+    def _subject_entries(
+        self, subjects: Sequence[str], *, create: bool
+    ) -> dict[str, tuple[bytes, AESGCM]]:
+        """The keys of *subjects* (distinct), from the cache or the store; with *create*,
+        the missing ones are made and stored in one transaction, all or none.
+
+        Raises:
+            SubjectShredded: with *create*, a subject's key was destroyed; nothing stored.
+            NotFound: without *create*, a subject's key was destroyed.
+            IntegrityError: without *create*, a subject has no key, or a stored key does
+                not open.
+            ConfigError: the store could not be written; nothing stored.
+        """
         with self._lock:
-            row = self._subjects.get(subject)
+            found: dict[str, tuple[bytes, AESGCM]] = {}
+            missing = []
+            for subject in subjects:
+                cached = self._cache.get(subject)
+                if cached is None:
+                    missing.append(subject)
+                else:
+                    self._cache.move_to_end(subject)
+                    found[subject] = cached
+            if not missing:
+                return found
+            loaded = self._load_subject_keys(missing, create=create)
+            for subject, key in loaded.items():
+                entry = (key, AESGCM(key))
+                found[subject] = entry
+                self._cache[subject] = entry
+            while len(self._cache) > _SUBJECT_CACHE_SIZE:
+                self._cache.popitem(last=False)
+            return found
+
+    def _load_subject_keys(self, subjects: list[str], *, create: bool) -> dict[str, bytes]:
+        """:meth:`_subject_entries` for subjects not in the cache: one lookup, one
+        transaction for the keys it makes."""
+        rows, shredded = self._subjects.lookup(subjects)
+        loaded: dict[str, bytes] = {}
+        new: list[tuple[str, int, bytes]] = []
+        version = self.current_kek_version if create else 0
+        for subject in subjects:
+            row = rows.get(subject)
             if row is not None:
-                return self._open_subject_key(subject, row[1], row[2])
-            shredded = self._subjects.shredded_at(subject)
-            if shredded is not None:
-                message = f"the subject's key was destroyed (crypto-shredded) at {shredded} ms"
+                loaded[subject] = self._open_subject_key(subject, row[1], row[2])
+            elif subject in shredded:
                 if create:
-                    raise BadRequest(message + "; no key is made for her again")
-                raise NotFound(message)
-            if not create:
+                    raise SubjectShredded(subject, shredded[subject])
+                raise NotFound(
+                    f"the subject's key was destroyed (crypto-shredded) at {shredded[subject]} ms"
+                )
+            elif not create:
                 raise IntegrityError("the subject has no key")
-            key = _aead.new_key()
-            version = self.current_kek_version
-            self._subjects.insert(
-                subject, version, self._seal_subject_key(subject, version, key), self._clock()
-            )
-            return key
+            else:
+                key = _aead.new_key()
+                loaded[subject] = key
+                new.append((subject, version, self._seal_subject_key(subject, version, key)))
+        if new:
+            self._subjects.insert_many(new, self._clock())
+        return loaded
+
+    def _warm(self, subjects: Sequence[str]) -> None:
+        with self._lock:
+            missing = [s for s in subjects if s not in self._cache]
+            if not missing:
+                return
+            rows, _ = self._subjects.lookup(missing)
+            for subject, version, sealed in rows.values():
+                try:
+                    key = self._open_subject_key(subject, version, sealed)
+                except IntegrityError:
+                    continue  # the request that needs it reports it, on its own
+                self._cache[subject] = (key, AESGCM(key))
+            while len(self._cache) > _SUBJECT_CACHE_SIZE:
+                self._cache.popitem(last=False)
 
     def _transport_private(self, version: int) -> X25519PrivateKey:
         kek = self._keks.get(version)
@@ -1451,13 +1752,19 @@ class LocalCustodian(BaseCustodian):
             raise BadRequest(f"custodian {self._jurisdiction} holds no KEK version {version}")
         return transport.derive_transport_key(kek, self._jurisdiction, version)
 
-    def _value_key(self, subject: str, *, create: bool) -> bytes:
-        return values.value_key(
-            self._subject_key(subject, create=create), self._jurisdiction, subject
-        )
+    def _value_keys(self, subjects: Sequence[str], *, create: bool) -> dict[str, bytes]:
+        entries = self._subject_entries(subjects, create=create)
+        return {
+            subject: values.value_key(key, self._jurisdiction, subject)
+            for subject, (key, _) in entries.items()
+        }
 
     def _wrap_with(self, subject: str, data_key: bytes, aad: bytes) -> bytes:
-        return _aead.seal_with(self._subject_entry(subject, create=True)[1], data_key, aad)
+        return self._wrap_many_with([(subject, data_key, aad)])[0]
+
+    def _wrap_many_with(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bytes]:
+        entries = self._subject_entries(list(dict.fromkeys(s for s, _, _ in items)), create=True)
+        return [_aead.seal_with(entries[subject][1], key, aad) for subject, key, aad in items]
 
     def _unwrap_with(self, subject: str, blob: bytes, aad: bytes) -> bytes:
         return _aead.open_with(self._subject_entry(subject, create=False)[1], blob, aad)

@@ -32,7 +32,7 @@ from sovra.errors import (
     Unauthenticated,
     Unavailable,
 )
-from sovra.keys.custodian import MAX_BATCH, CustodianStatus
+from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES, CustodianStatus
 from sovra.model import (
     LogEntry,
     RecordHeader,
@@ -46,6 +46,7 @@ __all__ = ["API_PREFIX", "RemoteCustodian"]
 
 API_PREFIX = "/kms/xks/v1"
 _MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+_MAX_BATCH_RESPONSE_BYTES = 32 * 1024 * 1024
 _ERRORS: dict[str, type[SovraError]] = {
     "ValidationException": BadRequest,
     "AuthenticationFailedException": Unauthenticated,
@@ -113,7 +114,14 @@ class RemoteCustodian:
         """The jurisdiction whose residents' keys the service holds."""
         return self._jurisdiction
 
-    def _post(self, path: str, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(
+        self,
+        path: str,
+        operation: str,
+        body: dict[str, Any],
+        *,
+        limit: int = _MAX_RESPONSE_BYTES,
+    ) -> dict[str, Any]:
         payload = {
             "requestMetadata": {
                 "callerPrincipal": self._caller,
@@ -129,7 +137,7 @@ class RemoteCustodian:
                 f"custodian {self._jurisdiction} at {self._client.base_url} cannot be "
                 f"reached: {exc}"
             ) from None
-        if len(response.content) > _MAX_RESPONSE_BYTES:
+        if len(response.content) > limit:
             raise Unavailable(f"custodian {self._jurisdiction} sent an oversized response")
         try:
             result = response.json()
@@ -140,14 +148,18 @@ class RemoteCustodian:
         if not isinstance(result, dict):
             raise Unavailable(f"custodian {self._jurisdiction} answered with a non-object")
         if response.status_code != 200:
-            name = str(result.get("errorName", ""))
-            message = str(result.get("errorMessage", ""))
-            kind = _ERRORS.get(name, ConfigError)
-            if kind is IntegrityError:
-                # One opaque failure, as from a local custodian.
-                raise IntegrityError(f"custodian {self._jurisdiction}: {message}")
-            raise kind(f"custodian {self._jurisdiction}: {name}: {message}")
+            raise self._error(result)
         return result
+
+    def _error(self, result: dict[str, Any]) -> SovraError:
+        """The error of the tree an XKS error body names."""
+        name = str(result.get("errorName", ""))
+        message = str(result.get("errorMessage", ""))
+        kind = _ERRORS.get(name, ConfigError)
+        if kind is IntegrityError:
+            # One opaque failure, as from a local custodian.
+            return IntegrityError(f"custodian {self._jurisdiction}: {message}")
+        return kind(f"custodian {self._jurisdiction}: {name}: {message}")
 
     def _key(self, operation: str) -> str:
         return f"{API_PREFIX}/keys/{self._jurisdiction}/{operation}"
@@ -210,14 +222,29 @@ class RemoteCustodian:
                 rotation, a shredded subject, another jurisdiction).
             Unavailable: the service cannot be reached or is throttling.
         """
-        item = {"header": _enc(header.to_bytes()), "dataKey": _enc(data_key)}
+        return self.wrap_many([(data_key, header)])[0]
+
+    def wrap_many(self, items: Sequence[tuple[bytes, RecordHeader]]) -> list[WrappedKey]:
+        """Wrap several data keys in one round trip, all or none (see
+        :meth:`BaseCustodian.wrap_many`).
+
+        Raises:
+            BadRequest: an empty or oversized batch, or refused by the service (as
+                :meth:`wrap`, for the first item at fault).
+            Unavailable: the service cannot be reached or is throttling.
+        """
+        if not 0 < len(items) <= MAX_BATCH:
+            raise BadRequest(f"a batch holds 1..{MAX_BATCH} keys, got {len(items)}")
+        body = {"items": [{"header": _enc(h.to_bytes()), "dataKey": _enc(k)} for k, h in items]}
         try:
-            result = self._post(self._key("wrap"), "wrap", {"items": [item]})
+            result = self._post(self._key("wrap"), "wrap", body)
         except BadRequest:
             self._version = None  # after a rotation, the next ingest asks for the version
             raise
-        (out,) = self._items(result, 1)
-        return WrappedKey(self._jurisdiction, int(out["kekVersion"]), _dec(out["wrapped"]))
+        return [
+            WrappedKey(self._jurisdiction, _version(out), _dec(out.get("wrapped")))
+            for out in self._items(result, len(items))
+        ]
 
     def unwrap(
         self,
@@ -253,7 +280,61 @@ class RemoteCustodian:
         """
         body = self._unwrap_body(items, authorization, requester)
         result = self._post(self._key("unwrap"), "unwrap", body)
-        return [_dec(item["dataKey"]) for item in self._items(result, len(items))]
+        return [_dec(item.get("dataKey")) for item in self._items(result, len(items))]
+
+    def unwrap_batches(
+        self,
+        requests: Sequence[
+            tuple[Sequence[tuple[WrappedKey, RecordHeader]], ReleaseAuthorization | None, str]
+        ],
+    ) -> list[list[bytes] | SovraError]:
+        """Have the service decide several release requests in one round trip, each on its
+        own (see :meth:`BaseCustodian.unwrap_batches`).
+
+        A request without an authorization is denied here, without asking the service.
+
+        Raises:
+            BadRequest: no requests, more than :data:`MAX_BATCH`, or more than
+                :data:`MAX_BATCH_KEYS` keys in all.
+            Unavailable: the service cannot be reached, is throttling, or answered a
+                malformed batch.
+        """
+        if not 0 < len(requests) <= MAX_BATCH:
+            raise BadRequest(f"a call holds 1..{MAX_BATCH} requests, got {len(requests)}")
+        total = sum(len(items) for items, _, _ in requests)
+        if total > MAX_BATCH_KEYS:
+            raise BadRequest(f"a call releases at most {MAX_BATCH_KEYS} keys, got {total}")
+        results: list[list[bytes] | SovraError] = []
+        sent: list[int] = []
+        bodies: list[dict[str, Any]] = []
+        for n, (items, authorization, requester) in enumerate(requests):
+            try:
+                bodies.append(self._unwrap_body(items, authorization, requester))
+            except (BadRequest, Denied) as exc:
+                results.append(exc)
+                continue
+            results.append([])
+            sent.append(n)
+        if not sent:
+            return results
+        result = self._post(
+            self._key("unwrap-batches"),
+            "unwrap-batches",
+            {"requests": bodies},
+            limit=_MAX_BATCH_RESPONSE_BYTES,
+        )
+        answers = result.get("results")
+        if not isinstance(answers, list) or len(answers) != len(sent):
+            raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
+        for n, answer in zip(sent, answers, strict=True):
+            if not isinstance(answer, dict):
+                raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
+            if "errorName" in answer:
+                results[n] = self._error(answer)
+                continue
+            keys = self._items(answer, len(requests[n][0]))
+            results[n] = [_dec(key.get("dataKey")) for key in keys]
+        return results
 
     def _unwrap_body(
         self,
@@ -309,7 +390,7 @@ class RemoteCustodian:
         item = {"header": _enc(header.to_bytes()), "keyEnvelope": _enc(envelope)}
         result = self._post(self._key("wrap-sealed"), "wrap-sealed", {"items": [item]})
         (out,) = self._items(result, 1)
-        return WrappedKey(self._jurisdiction, int(out["kekVersion"]), _dec(out["wrapped"]))
+        return WrappedKey(self._jurisdiction, _version(out), _dec(out.get("wrapped")))
 
     def unwrap_many_to(
         self,
@@ -359,12 +440,43 @@ class RemoteCustodian:
             BadRequest: refused by the service (a shredded subject, a bad batch).
             Unavailable: the service cannot be reached or is throttling.
         """
-        body = {
-            "header": _enc(header.to_bytes()),
-            "items": [{"mode": m, "kind": k, "value": v} for m, k, v in items],
-        }
-        result = self._post(self._key("protect"), "protect", body)
-        bodies = [item.get("body") for item in self._items(result, len(items))]
+        result = self._post(self._key("protect"), "protect", _protect_body(header, items))
+        return self._bodies(result, len(items))
+
+    def protect_many(
+        self, requests: Sequence[tuple[RecordHeader, Sequence[tuple[str, str, str]]]]
+    ) -> list[list[str]]:
+        """Have the service protect the values of several records in one round trip, all
+        or none (see :meth:`BaseCustodian.protect_many`).
+
+        Raises:
+            BadRequest: no requests, too many, too many values in all, or refused by the
+                service (a shredded subject, a bad batch).
+            Unavailable: the service cannot be reached or is throttling.
+        """
+        if not 0 < len(requests) <= MAX_BATCH:
+            raise BadRequest(f"a call holds 1..{MAX_BATCH} requests, got {len(requests)}")
+        total = sum(len(items) for _, items in requests)
+        if total > MAX_BATCH_VALUES:
+            raise BadRequest(f"a call protects at most {MAX_BATCH_VALUES} values, got {total}")
+        result = self._post(
+            self._key("protect-many"),
+            "protect-many",
+            {"requests": [_protect_body(h, items) for h, items in requests]},
+            limit=_MAX_BATCH_RESPONSE_BYTES,
+        )
+        answers = result.get("requests")
+        if not isinstance(answers, list) or len(answers) != len(requests):
+            raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
+        out = []
+        for answer, (_, items) in zip(answers, requests, strict=True):
+            if not isinstance(answer, dict):
+                raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
+            out.append(self._bodies(answer, len(items)))
+        return out
+
+    def _bodies(self, result: dict[str, Any], count: int) -> list[str]:
+        bodies = [item.get("body") for item in self._items(result, count)]
         if not all(isinstance(b, str) for b in bodies):
             raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
         return [str(b) for b in bodies]
@@ -408,6 +520,20 @@ class RemoteCustodian:
         if not all(isinstance(i, dict) for i in items):
             raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
         return items
+
+
+def _protect_body(header: RecordHeader, items: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
+    return {
+        "header": _enc(header.to_bytes()),
+        "items": [{"mode": m, "kind": k, "value": v} for m, k, v in items],
+    }
+
+
+def _version(item: dict[str, Any]) -> int:
+    version = item.get("kekVersion")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise Unavailable("custodian answered a malformed KEK version")
+    return version
 
 
 def _authorization(authorization: ReleaseAuthorization) -> dict[str, Any]:

@@ -28,7 +28,13 @@ from pathlib import Path
 from sovra.errors import BadRequest, ConfigError
 from sovra.keys.files import StrPath
 
-__all__ = ["SubjectKeyRow", "SubjectKeyStore", "require_subject_store", "subjects_path"]
+__all__ = [
+    "SubjectKeyRow",
+    "SubjectKeyStore",
+    "SubjectShredded",
+    "require_subject_store",
+    "subjects_path",
+]
 
 _COMMITMENT = re.compile(r"[0-9a-f]{64}")
 # The database header from offset 18: write and read format versions (1 = rollback
@@ -38,6 +44,8 @@ _COMMITMENT = re.compile(r"[0-9a-f]{64}")
 _HEADER_AT = 18
 _HEADER_LEN = 22
 _ROLLBACK_FORMAT = b"\x01\x01"
+# Subjects looked up per statement: well under SQLite's limit on bound parameters.
+_LOOKUP_CHUNK = 500
 SubjectKeyRow = tuple[str, int, bytes]
 """``(subject commitment, KEK version, sealed subject key)``."""
 
@@ -77,6 +85,18 @@ def require_subject_store(path: StrPath) -> None:
             f"subject-key store {target} is not a regular file (a link or a folder?); "
             "put the custodian's own store file there"
         )
+
+
+class SubjectShredded(BadRequest):
+    """A key was to be made for a subject whose key was destroyed; nothing was stored."""
+
+    def __init__(self, subject: str, shredded_ms: int) -> None:
+        super().__init__(
+            f"the subject's key was destroyed (crypto-shredded) at {shredded_ms} ms; "
+            "no key is made for her again"
+        )
+        self.subject = subject
+        self.shredded_ms = shredded_ms
 
 
 def _check_subject(subject: str) -> str:
@@ -194,6 +214,72 @@ class SubjectKeyStore:
                 )
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot store a subject key in {self._path}: {exc}") from None
+
+    def lookup(self, subjects: list[str]) -> tuple[dict[str, SubjectKeyRow], dict[str, int]]:
+        """The sealed keys and the shred times of *subjects*, a few statements for all.
+
+        Returns:
+            ``(keys, shredded)``: the row of each subject that has a key, and the shred
+            time (UNIX ms) of each whose key was destroyed; a subject in neither has none.
+        """
+        for subject in subjects:
+            _check_subject(subject)
+        keys: dict[str, SubjectKeyRow] = {}
+        shredded: dict[str, int] = {}
+        with self._lock:
+            for start in range(0, len(subjects), _LOOKUP_CHUNK):
+                chunk = subjects[start : start + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for subject, version, sealed in self._db.execute(
+                    "SELECT subject, kek_version, sealed FROM subject_keys "  # noqa: S608
+                    f"WHERE subject IN ({marks})",
+                    chunk,
+                ):
+                    keys[subject] = (subject, int(version), bytes(sealed))
+                for subject, when in self._db.execute(
+                    f"SELECT subject, shredded_ms FROM shredded WHERE subject IN ({marks})",  # noqa: S608
+                    chunk,
+                ):
+                    shredded[subject] = int(when)
+        return keys, shredded
+
+    def insert_many(self, rows: list[tuple[str, int, bytes]], now_ms: int) -> None:
+        """Store new subject keys ``(subject, KEK version, sealed key)`` in one transaction.
+
+        All or none: every key is durable when this returns, or none was stored. A
+        subject shredded meanwhile (by another process) is refused inside the transaction,
+        so no key is ever made for her again.
+
+        Raises:
+            SubjectShredded: a subject's key was destroyed; nothing was stored.
+            ConfigError: the write failed (disk full, a key already stored); nothing was
+                stored.
+        """
+        for subject, _, _ in rows:
+            _check_subject(subject)
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for subject, version, sealed in rows:
+                        self._refuse_shredded(subject)
+                        self._db.execute(
+                            "INSERT INTO subject_keys VALUES (?, ?, ?, ?)",
+                            (subject, version, sealed, now_ms),
+                        )
+                except (sqlite3.Error, SubjectShredded):
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot store subject keys in {self._path}: {exc}") from None
+
+    def _refuse_shredded(self, subject: str) -> None:
+        tomb = self._db.execute(
+            "SELECT shredded_ms FROM shredded WHERE subject = ?", (subject,)
+        ).fetchone()
+        if tomb is not None:
+            raise SubjectShredded(subject, int(tomb[0]))
 
     def shred(self, subject: str, now_ms: int) -> bool:
         """Delete *subject*'s key for good and leave a tombstone; True if a key was deleted.

@@ -7,11 +7,15 @@ back as ``{"errorName": ..., "errorMessage": ...}`` with the XKS names and statu
 
     POST /kms/xks/v1/health                     deep health check (a wrap and unwrap)
     POST /kms/xks/v1/keys/<J>/metadata          KEK versions, subject keys per version
-    POST /kms/xks/v1/keys/<J>/wrap              batch: data keys -> wrapped keys
+    POST /kms/xks/v1/keys/<J>/wrap              batch: data keys -> wrapped keys, all or
+                                                none
     POST /kms/xks/v1/keys/<J>/unwrap            batch: wrapped keys -> data keys, against a
                                                 logged allow and a justification code
+    POST /kms/xks/v1/keys/<J>/unwrap-batches    many unwrap requests, each decided on its
+                                                own; a refused one gets its error in its slot
     POST /kms/xks/v1/keys/<J>/protect           batch: values -> tokens or sealed values
                                                 under a subject's key (minimisation)
+    POST /kms/xks/v1/keys/<J>/protect-many      protect for many records, all or none
     POST /kms/xks/v1/keys/<J>/reveal            batch: tokens and sealed values -> values,
                                                 against a logged allow to reveal
     POST /kms/xks/v1/keys/<J>/shred             destroy a subject's key
@@ -42,7 +46,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -57,7 +61,7 @@ from sovra.errors import (
     Unauthenticated,
 )
 from sovra.keys import LocalCustodian, values
-from sovra.keys.custodian import MAX_BATCH
+from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES
 from sovra.model import (
     LogEntry,
     LogReceipt,
@@ -70,6 +74,7 @@ from sovra.model import (
 
 __all__ = [
     "API_PREFIX",
+    "MAX_BATCH_BODY_BYTES",
     "MAX_BODY_BYTES",
     "RateLimiter",
     "Throttled",
@@ -81,9 +86,14 @@ log = logging.getLogger("sovra.custodian")
 API_PREFIX = "/kms/xks/v1"
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """A full batch of unwraps with its log entry fits well within this."""
+MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024
+"""The limit of ``unwrap-batches`` and ``protect-many``: up to 1,000 requests, each with its
+own logged allow, and up to 10,000 keys in all."""
 _REQUEST_ID = re.compile(r"[\x20-\x7e]{1,128}")
 _CALLER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
 _JUSTIFICATION = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_T = TypeVar("_T")
+_BATCH_OPERATIONS = frozenset({"unwrap-batches", "protect-many"})
 
 
 class Throttled(SovraError):
@@ -153,10 +163,14 @@ def _error_name(exc: SovraError) -> tuple[int, str]:
     return 500, "InternalException"
 
 
+def _xks_message(exc: SovraError) -> str:
+    # XKS: printable ASCII, under 512 characters.
+    return "".join(c if " " <= c <= "~" else "?" for c in exc.message)[:511]
+
+
 def _error_response(exc: SovraError) -> JSONResponse:
     status, name = _error_name(exc)
-    # XKS: printable ASCII, under 512 characters.
-    message = "".join(c if " " <= c <= "~" else "?" for c in exc.message)[:511]
+    message = _xks_message(exc)
     headers = {}
     if isinstance(exc, Throttled):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
@@ -228,6 +242,64 @@ def _header(value: object) -> RecordHeader:
     return RecordHeader.from_bytes(_b64(value, "header", max_len=8192))
 
 
+def _requests(
+    body: Mapping[str, Any],
+    what: str,
+    fields: set[str],
+    *,
+    parse: Callable[[dict[str, Any]], _T],
+    size: Callable[[_T], int],
+    most: tuple[int, str],
+) -> list[_T]:
+    """The ``requests`` of a batch call, each with exactly *fields*, parsed by *parse*; at
+    most :data:`MAX_BATCH` of them, and *most* (a limit and its message) on the sum of
+    their *size*. A fault names the request it is in."""
+    raw = body["requests"]
+    if not isinstance(raw, list) or not 0 < len(raw) <= MAX_BATCH:
+        raise BadRequest(f"requests must be a list of 1..{MAX_BATCH} {what} requests")
+    parsed = []
+    total = 0
+    for n, request in enumerate(raw):
+        checked = _fields(request, fields, set(), f"{what} request {n}")
+        try:
+            parsed.append(parse(checked))
+        except BadRequest as exc:
+            raise BadRequest(f"{what} request {n}: {exc.message}") from None
+        total += size(parsed[-1])
+        if total > most[0]:
+            raise BadRequest(most[1])
+    return parsed
+
+
+def _protect_request(body: Mapping[str, Any]) -> tuple[RecordHeader, list[tuple[str, str, str]]]:
+    header = _header(body["header"])
+    triples = []
+    for item in _items(body, values.MAX_BATCH_VALUES):
+        fields = _fields(item, {"mode", "kind", "value"}, set(), "a protect item")
+        triples.append((fields["mode"], fields["kind"], fields["value"]))
+    return header, triples
+
+
+def _check_justification(authorization: ReleaseAuthorization, justification: str) -> None:
+    """The justification must be the purpose of the logged allow.
+
+    The entry is read here before the custodian verifies its receipt: a mismatch can only
+    refuse, and a match counts only if the receipt then verifies over these same bytes.
+
+    Raises:
+        Denied: the entry does not parse, or its purpose is not *justification*.
+    """
+    try:
+        purpose = LogEntry.from_bytes(authorization.entry).fields.get("purpose")
+    except BadRequest as exc:
+        raise Denied(f"the presented entry does not parse: {exc.message}") from None
+    if purpose != justification:
+        raise Denied(
+            f"justification {justification!r} is not the purpose of the logged allow "
+            f"({purpose!r}); no key is released"
+        )
+
+
 class _Service:
     """The custodian's operations on parsed requests; one instance per app."""
 
@@ -236,18 +308,18 @@ class _Service:
         self.code = custodian.jurisdiction
 
     def wrap(self, body: dict[str, Any], _caller: str) -> dict[str, Any]:
-        out = []
+        pairs = []
         for item in _items(body):
             fields = _fields(item, {"header", "dataKey"}, set(), "a wrap item")
-            wrapped = self.custodian.wrap(
-                _b64(fields["dataKey"], "dataKey"), _header(fields["header"])
-            )
-            out.append({"kekVersion": wrapped.kek_version, "wrapped": _enc(wrapped.blob)})
-        return {"items": out}
+            pairs.append((_b64(fields["dataKey"], "dataKey"), _header(fields["header"])))
+        wrapped = self.custodian.wrap_many(pairs)
+        return {"items": [{"kekVersion": w.kek_version, "wrapped": _enc(w.blob)} for w in wrapped]}
 
-    def unwrap(self, body: dict[str, Any], caller: str) -> dict[str, Any]:
+    def _unwrap_request(
+        self, body: Mapping[str, Any]
+    ) -> tuple[list[tuple[WrappedKey, RecordHeader]], ReleaseAuthorization, str, str]:
+        """``(items, authorization, justification, requester)`` of one unwrap request."""
         authorization = _authorization(body)
-        entry_bytes, receipt = authorization.entry, authorization.receipt
         justification = body["justification"]
         if not isinstance(justification, str) or not _JUSTIFICATION.fullmatch(justification):
             raise BadRequest("justification must be a purpose code such as customer-support")
@@ -259,19 +331,12 @@ class _Service:
                 raise BadRequest("kekVersion must be an integer")
             wrapped = WrappedKey(self.code, version, _b64(fields["wrapped"], "wrapped"))
             pairs.append((wrapped, _header(fields["header"])))
-        requester = _requester(body)
-        # The justification must be the purpose of the logged allow. The entry is read here
-        # before unwrap_many verifies its receipt: a mismatch can only refuse, and a match
-        # counts only if the receipt then verifies over these same bytes.
-        try:
-            purpose = LogEntry.from_bytes(entry_bytes).fields.get("purpose")
-        except BadRequest as exc:
-            raise Denied(f"the presented entry does not parse: {exc.message}") from None
-        if purpose != justification:
-            raise Denied(
-                f"justification {justification!r} is not the purpose of the logged allow "
-                f"({purpose!r}); no key is released"
-            )
+        return pairs, authorization, justification, _requester(body)
+
+    def unwrap(self, body: dict[str, Any], caller: str) -> dict[str, Any]:
+        pairs, authorization, justification, requester = self._unwrap_request(body)
+        receipt = authorization.receipt
+        _check_justification(authorization, justification)
         if "recipient" in body:
             # Client-side sealing: each key leaves encrypted to the client's key only.
             recipient = _b64(body["recipient"], "recipient", max_len=64)
@@ -286,16 +351,68 @@ class _Service:
             )
             return {"items": [{"sealedKey": _enc(k)} for k in sealed]}
         keys = self.custodian.unwrap_many(pairs, authorization, requester)
+        self._released(len(keys), requester, caller, justification, receipt.index)
+        return {"items": [{"dataKey": _enc(k)} for k in keys]}
+
+    def _released(
+        self, count: int, requester: str, caller: str, justification: str, index: int
+    ) -> None:
         log.info(
             "custodian %s released %d key(s) to %s via %s, justification %s, log index %d",
             self.code,
-            len(keys),
+            count,
             requester,
             caller,
             justification,
-            receipt.index,
+            index,
         )
-        return {"items": [{"dataKey": _enc(k)} for k in keys]}
+
+    def unwrap_batches(self, body: dict[str, Any], caller: str) -> dict[str, Any]:
+        parsed = _requests(
+            body,
+            "unwrap",
+            {"items", "authorization", "justification", "requester"},
+            parse=self._unwrap_request,
+            size=lambda request: len(request[0]),
+            most=(MAX_BATCH_KEYS, f"a call releases at most {MAX_BATCH_KEYS} keys"),
+        )
+        results: list[list[bytes] | SovraError | None] = [None] * len(parsed)
+        asked = []
+        for n, (_, authorization, justification, _) in enumerate(parsed):
+            try:
+                _check_justification(authorization, justification)
+            except Denied as exc:
+                results[n] = exc
+                continue
+            asked.append(n)
+        if asked:
+            answers = self.custodian.unwrap_batches(
+                [(parsed[n][0], parsed[n][1], parsed[n][3]) for n in asked]
+            )
+            for n, answer in zip(asked, answers, strict=True):
+                results[n] = answer
+        out: list[dict[str, Any]] = []
+        for n, result in enumerate(results):
+            _, authorization, justification, requester = parsed[n]
+            if isinstance(result, list):
+                self._released(
+                    len(result), requester, caller, justification, authorization.receipt.index
+                )
+                out.append({"items": [{"dataKey": _enc(k)} for k in result]})
+                continue
+            assert result is not None  # every slot was answered above
+            log.info(
+                "custodian %s refused unwrap request %d of %s for %s: %s, log index %d",
+                self.code,
+                n,
+                caller,
+                requester,
+                result.code,
+                authorization.receipt.index,
+            )
+            _, name = _error_name(result)
+            out.append({"errorName": name, "errorMessage": _xks_message(result)})
+        return {"results": out}
 
     def transport_key(self, _body: dict[str, Any], _caller: str) -> dict[str, Any]:
         version, key = self.custodian.transport_key()
@@ -312,13 +429,21 @@ class _Service:
         return {"items": out}
 
     def protect(self, body: dict[str, Any], _caller: str) -> dict[str, Any]:
-        header = _header(body["header"])
-        triples = []
-        for item in _items(body, values.MAX_BATCH_VALUES):
-            fields = _fields(item, {"mode", "kind", "value"}, set(), "a protect item")
-            triples.append((fields["mode"], fields["kind"], fields["value"]))
+        header, triples = _protect_request(body)
         bodies = self.custodian.protect(header, triples)
         return {"items": [{"body": b} for b in bodies]}
+
+    def protect_many(self, body: dict[str, Any], _caller: str) -> dict[str, Any]:
+        requests = _requests(
+            body,
+            "protect",
+            {"header", "items"},
+            parse=_protect_request,
+            size=lambda request: len(request[1]),
+            most=(MAX_BATCH_VALUES, f"a call protects at most {MAX_BATCH_VALUES} values"),
+        )
+        out = self.custodian.protect_many(requests)
+        return {"requests": [{"items": [{"body": b} for b in bodies]} for bodies in out]}
 
     def reveal(self, body: dict[str, Any], caller: str) -> dict[str, Any]:
         authorization = _authorization(body)
@@ -426,6 +551,7 @@ def create_custodian_app(
         optional: frozenset[str] = frozenset(),
         required: frozenset[str] = frozenset(),
         authenticate: bool = True,
+        limit: int = MAX_BODY_BYTES,
     ) -> JSONResponse:
         started = time.perf_counter()
         request_id, caller = "-", "-"
@@ -436,7 +562,7 @@ def create_custodian_app(
                     raise Unauthenticated("missing or wrong bearer token")
             if key_path is not None and key_path != code:
                 raise NotFound(f"this custodian holds keys of {code} only, not {key_path!r}")
-            body = parse_json(await request.body(), limit=MAX_BODY_BYTES, what="request body")
+            body = parse_json(await request.body(), limit=limit, what="request body")
             body = _fields(body, {"requestMetadata", *required}, set(optional), "the request")
             meta = _fields(
                 body["requestMetadata"],
@@ -491,7 +617,9 @@ def create_custodian_app(
         ),
         "transport-key": (service.transport_key, set(), set()),
         "wrap-sealed": (service.wrap_sealed, {"items"}, set()),
+        "unwrap-batches": (service.unwrap_batches, {"requests"}, set()),
         "protect": (service.protect, {"header", "items"}, set()),
+        "protect-many": (service.protect_many, {"requests"}, set()),
         "reveal": (service.reveal, {"items", "authorization", "requester"}, set()),
         "shred": (service.shred, {"subject"}, set()),
         "rotate": (service.rotate, set(), set()),
@@ -511,6 +639,7 @@ def create_custodian_app(
                 key_path=key_id,
                 required=frozenset(required),
                 optional=frozenset(optional),
+                limit=MAX_BATCH_BODY_BYTES if operation in _BATCH_OPERATIONS else MAX_BODY_BYTES,
             )
 
         app.post(API_PREFIX + "/keys/{key_id}/" + operation, name=operation)(route)
