@@ -74,6 +74,9 @@ class Config:
     # one is published after every batch of entries as well.
     log_publish_every_s: float = 10.0
     log_publish_after_batch: bool = True
+    # [limits]: a sealed record of up to this many bytes shares its region's small-blob
+    # file (one write per batch); a larger one gets a file of its own.
+    small_blob_bytes: int = 64 << 10
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -113,6 +116,7 @@ class Config:
                 "max_records_per_request",
                 "token_max_age_s",
                 "body_timeout_s",
+                "small_blob_bytes",
             },
             "[limits]",
         )
@@ -155,6 +159,7 @@ class Config:
             max_records_per_request=_positive(lim, "max_records_per_request", 10_000),
             token_max_age_s=_positive(lim, "token_max_age_s", 300),
             body_timeout_s=_positive(lim, "body_timeout_s", 30),
+            small_blob_bytes=_positive(lim, "small_blob_bytes", 64 << 10),
             request_subject_limit=_positive(bulk, "request_subject_limit", 50),
             window_subject_limit=_positive(bulk, "window_subject_limit", 500),
             window_s=_positive(bulk, "window_s", 3600),
@@ -272,6 +277,7 @@ def render_default_config(origin: str, jurisdictions: list[str]) -> str:
         "max_records_per_request = 10000",
         "token_max_age_s = 300           # longest lifetime of a request token",
         "body_timeout_s = 30             # longest time a request body may take to arrive",
+        "small_blob_bytes = 65536        # sealed records up to this size share one file",
         "",
         "[bulk]",
         "# No mass surveillance: distinct subjects per request, and per requester per window.",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -62,6 +62,8 @@ __all__ = ["CustodianMode", "Deployment", "become_gateway", "default_principals"
 CONFIG_NAME = "sovra.toml"
 CustodianMode = Literal["separate", "in-process"]
 _T = TypeVar("_T")
+# Rows looked at when a region's small-blob file is empty at start.
+_SAMPLE_ROWS = 1024
 
 
 def default_principals(jurisdictions: Sequence[str]) -> list[tuple[str, str, Role]]:
@@ -222,25 +224,30 @@ class Deployment:
         )
         endpoints = {} if processes is None else processes.endpoints
         custodians: dict[str, Custodian] = {}
+        blobs: dict[str, FilesystemBlobStore] = {}
         try:
             for j in config.jurisdictions:
                 custodians[j] = _open_custodian(
                     root, j, log_key.public_key(), clock, endpoints.get(j)
                 )
             _require_subject_keys(store, custodians)
+            for region in dict.fromkeys(
+                r for j in config.jurisdictions.values() for r in j.regions
+            ):
+                blobs[region] = FilesystemBlobStore(
+                    root / config.blobs,
+                    region,
+                    max_blob_bytes=config.max_record_bytes + 1024,
+                    small_blob_bytes=config.small_blob_bytes,
+                )
+            _require_small_blobs(store, blobs)
         except BaseException:
             # Nothing opened so far outlives a refused start.
             _close_all(custodians.values())
+            _close_all(blobs.values())
             log.close()
             store.close()
             raise
-        blobs = {
-            region: FilesystemBlobStore(
-                root / config.blobs, region, max_blob_bytes=config.max_record_bytes + 1024
-            )
-            for j in config.jurisdictions.values()
-            for region in j.regions
-        }
         guard = BulkGuard(
             BulkLimits(config.request_subject_limit, config.window_subject_limit, config.window_s),
             clock,
@@ -289,6 +296,7 @@ class Deployment:
         self.store.close()
         self.gateway.log.close()
         _close_all(self.gateway.custodians.values())
+        _close_all(self.gateway.blobs.values())
         if self.processes is not None:
             self.processes.close()
             self.processes = None
@@ -388,10 +396,10 @@ def run_as_gateway(root: Path, work: Callable[[Deployment], _T]) -> _T:
     return custody.in_child(as_gateway)
 
 
-def _close_all(custodians: Iterable[Custodian]) -> None:
-    """Close the custodians that hold something to close (stores, connections)."""
-    for custodian in custodians:
-        close = getattr(custodian, "close", None)
+def _close_all(parts: Iterable[object]) -> None:
+    """Close the custodians or blob stores that hold something to close."""
+    for part in parts:
+        close = getattr(part, "close", None)
         if callable(close):
             close()
 
@@ -505,6 +513,32 @@ def _require_subject_keys(store: MetadataStore, custodians: dict[str, Custodian]
                 "one, and none of those records would open. Restore the store from a backup "
                 "before starting (sovra doctor DIR lists what else is wrong)"
             )
+
+
+def _require_small_blobs(store: MetadataStore, blobs: Mapping[str, FilesystemBlobStore]) -> None:
+    """Refuse to start when a region's small-blob file is empty while a record of that
+    region has its blob nowhere: the file was lost or replaced by an empty one.
+
+    Only an empty file is looked into, and only a sample of rows (by id, so of any age):
+    a new deployment, or one whose blobs are all files from before the small-blob file,
+    passes; ``sovra check`` lists every missing blob.
+
+    Raises:
+        ConfigError: the first region found in that state, and how to restore it.
+    """
+    empty = {region for region, b in blobs.items() if b.small_blob_count() == 0}
+    after, seen = "", 0
+    while empty and seen < _SAMPLE_ROWS and (page := store.records_page(after, 256)):
+        after, seen = page[-1].header.record_id, seen + len(page)
+        for meta in page:
+            region, rid = meta.header.region, meta.header.record_id
+            if region in empty and meta.log_index >= 0 and not blobs[region].exists(rid):
+                raise ConfigError(
+                    f"the small-blob store {blobs[region].small_blobs_path} holds no blob, yet "
+                    f"record {rid} of region {region} has its blob nowhere: the store was lost "
+                    "or replaced by an empty one. Restore it from a backup before starting "
+                    "(sovra check -d DIR lists every missing blob)"
+                )
 
 
 def _custodian_status(custodian: Custodian) -> dict[str, int] | None:

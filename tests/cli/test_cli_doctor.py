@@ -39,6 +39,10 @@ def test_a_sound_deployment_has_no_problem(sovra, root):
 
 
 def test_each_problem_is_one_line_with_its_fix(sovra, root, tmp_path):
+    config = root / "sovra.toml"  # every blob a file of its own (none in the small-blob file)
+    config.write_text(
+        config.read_text().replace("small_blob_bytes = 65536", "small_blob_bytes = 1")
+    )
     record = _one_record(root)
     blob = next((root / "blobs").rglob(record))
     outside = tmp_path / "outside"

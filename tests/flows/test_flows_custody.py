@@ -53,10 +53,9 @@ def steal(root, record_id):
               "record_id": record_id, "region": region, "subject": subject}
     header = b"sovra-record\\n" + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
     data_key = opened(subject_key, wrapped, f"sovra-wrap/v2\\n{j}\\n{version}\\n".encode() + header)
-    [fan] = [d for d in os.listdir(f"{root}/blobs/{region}") if os.path.exists(
-        f"{root}/blobs/{region}/{d}/{record_id}")]
-    with open(f"{root}/blobs/{region}/{fan}/{record_id}", "rb") as f:
-        return opened(data_key, f.read()[5:], header).decode()
+    blobs = sqlite3.connect(f"file:{root}/blobs/{region}/small-blobs.sqlite?mode=ro", uri=True)
+    (blob,) = blobs.execute("SELECT data FROM blobs WHERE key = ?", (record_id,)).fetchone()
+    return opened(data_key, blob[5:], header).decode()
 """
 """The operator's script: 30 lines, sqlite3 and AES-GCM, no custodian."""
 

@@ -85,6 +85,10 @@ def test_a_missing_kek_file_stops_the_start_with_the_path_and_the_fix(root, cloc
 
 @pytest.mark.parametrize("planted", ["symlink", "hardlink", "linked-folder"])
 def test_a_blob_replaced_by_a_link_is_refused_by_record_never_by_path(root, tmp_path, planted):
+    config = root / "sovra.toml"  # every blob a file of its own (none in the small-blob file)
+    config.write_text(
+        config.read_text().replace("small_blob_bytes = 65536", "small_blob_bytes = 1")
+    )
     # The wall clock: the request below is signed with it, as a real client's would be.
     dep = Deployment.open(root)
     try:

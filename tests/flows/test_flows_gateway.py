@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from sovra.errors import (
 from sovra.ledger import verify_checkpoint, verify_entry_inclusion
 from sovra.model import Grant, LogEntry, Principal
 from sovra.policy import sign_grant
+from sovra.store import SMALL_BLOBS_NAME
 
 PESEL = "44051401359"
 ANNA = "anna@example.pl"
@@ -83,8 +85,7 @@ def test_ingest_seals_places_logs_and_minimises(dep, principals, root):
     assert ANNA.encode() not in raw and PESEL.encode() not in raw
     assert entry.fields["subject"] == gw.commitment("PL", ANNA)
     # residency: the blob sits in PL's region folder only, and no file holds plaintext
-    blobs = [p for p in _files_under(root / "blobs") if p.name == r.record_id]
-    assert [p.relative_to(root / "blobs").parts[0] for p in blobs] == ["eu-central-pl"]
+    assert [p.parent.name for p in _small_blob_files(root, r.record_id)] == ["eu-central-pl"]
     for path in _files_under(root):
         data = path.read_bytes()
         assert PESEL.encode() not in data, path
@@ -359,22 +360,40 @@ def test_custodian_refuses_without_a_logged_allow(dep, principals):
 # -- tampering ---------------------------------------------------------------------------------
 
 
-def _blob_path(root: Path, record_id: str) -> Path:
-    return next(p for p in (root / "blobs").rglob(record_id))
+def _small_blob_files(root: Path, record_id: str) -> list[Path]:
+    """The regions' small-blob files that hold *record_id*'s blob."""
+    found = []
+    for path in sorted((root / "blobs").glob(f"*/{SMALL_BLOBS_NAME}")):
+        with closing(sqlite3.connect(path)) as db:
+            if db.execute("SELECT 1 FROM blobs WHERE key = ?", (record_id,)).fetchone():
+                found.append(path)
+    return found
+
+
+def _read_blob(root: Path, record_id: str) -> bytes:
+    [path] = _small_blob_files(root, record_id)
+    with closing(sqlite3.connect(path)) as db:
+        return bytes(db.execute("SELECT data FROM blobs WHERE key = ?", (record_id,)).fetchone()[0])
+
+
+def _write_blob(root: Path, record_id: str, data: bytes) -> None:
+    """Change the stored bytes behind the store's back, as someone with the file could."""
+    [path] = _small_blob_files(root, record_id)
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE blobs SET data = ? WHERE key = ?", (data, record_id))
 
 
 def test_flipping_any_blob_byte_fails_loudly_and_restoring_recovers(dep, principals, root):
     anna_id, _ = _ingest_pair(dep, principals)
-    path = _blob_path(root, anna_id)
-    original = path.read_bytes()
+    original = _read_blob(root, anna_id)
     svc = principals["svc-pl"]
     for position in range(len(original)):
         tampered = bytearray(original)
         tampered[position] ^= 0x01
-        path.write_bytes(bytes(tampered))
+        _write_blob(root, anna_id, bytes(tampered))
         with pytest.raises(IntegrityError, match=anna_id):
             dep.gateway.access(svc, purpose="billing", record_ids=[anna_id])
-    path.write_bytes(original)
+    _write_blob(root, anna_id, original)
     assert (
         PESEL
         not in dep.gateway.access(svc, purpose="billing", record_ids=[anna_id]).records[anna_id]
@@ -383,12 +402,11 @@ def test_flipping_any_blob_byte_fails_loudly_and_restoring_recovers(dep, princip
 
 def test_truncated_or_swapped_blob_fails(dep, principals, root):
     anna_id, lan_id = _ingest_pair(dep, principals)
-    a, b = _blob_path(root, anna_id), _blob_path(root, lan_id)
-    original = a.read_bytes()
-    a.write_bytes(original[:-1])
+    original = _read_blob(root, anna_id)
+    _write_blob(root, anna_id, original[:-1])
     with pytest.raises(IntegrityError):
         dep.gateway.access(principals["svc-pl"], purpose="billing", record_ids=[anna_id])
-    a.write_bytes(b.read_bytes())  # another record's valid ciphertext
+    _write_blob(root, anna_id, _read_blob(root, lan_id))  # another record's valid ciphertext
     with pytest.raises(IntegrityError):
         dep.gateway.access(principals["svc-pl"], purpose="billing", record_ids=[anna_id])
 

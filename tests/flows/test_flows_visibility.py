@@ -225,8 +225,6 @@ def test_start_up_reports_a_logged_record_whose_row_is_gone(root: Path) -> None:
     dep = Deployment.open(root)
     try:
         assert dep.recovery is not None
-        assert [(f.kind, f.at) for f in dep.recovery.problems] == [
-            ("logged-without-row", kept)
-        ]
+        assert [(f.kind, f.at) for f in dep.recovery.problems] == [("logged-without-row", kept)]
     finally:
         dep.close()

@@ -12,20 +12,42 @@ from typing import Any
 import pytest
 
 from sovra.errors import BadRequest, ConfigError, IntegrityError, NotFound, PayloadTooLarge
-from sovra.store import BlobStore, BlobStoreBase, FilesystemBlobStore, MemoryBlobStore
+from sovra.store import (
+    SMALL_BLOBS_NAME,
+    BlobStore,
+    BlobStoreBase,
+    FilesystemBlobStore,
+    MemoryBlobStore,
+)
 
 LIMIT = 1_000
 
 
-@pytest.fixture(params=["filesystem", "memory"])
-def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStoreBase:
-    if request.param == "filesystem":
-        return FilesystemBlobStore(tmp_path / "blobs", "pl-waw", max_blob_bytes=LIMIT)
-    return MemoryBlobStore("pl-waw", max_blob_bytes=LIMIT)
+# The folder with every blob in its small-blob file, every blob a file of its own, and
+# the two mixed (blobs up to 100 bytes small, larger ones files).
+SMALL_BLOB_BYTES = {"small": LIMIT, "files": 0, "mixed": 100}
+
+
+@pytest.fixture(params=[*SMALL_BLOB_BYTES, "memory"])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStoreBase]:
+    if request.param == "memory":
+        yield MemoryBlobStore("pl-waw", max_blob_bytes=LIMIT)
+        return
+    store = FilesystemBlobStore(
+        tmp_path / "blobs",
+        "pl-waw",
+        max_blob_bytes=LIMIT,
+        small_blob_bytes=SMALL_BLOB_BYTES[request.param],
+    )
+    yield store
+    store.close()
 
 
 def files_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if not p.is_dir())
+    """Blob files and leftovers; the small-blob file is the store's own (see stored_keys)."""
+    return sorted(
+        p for p in root.rglob("*") if not p.is_dir() and not p.name.startswith(SMALL_BLOBS_NAME)
+    )
 
 
 def test_is_a_blob_store(blobs: BlobStoreBase) -> None:
@@ -193,7 +215,7 @@ def test_base_wraps_os_errors() -> None:
 
 
 def test_filesystem_layout_and_modes(tmp_path: Path) -> None:
-    store = FilesystemBlobStore(tmp_path, "vn-han")
+    store = FilesystemBlobStore(tmp_path, "vn-han", small_blob_bytes=0)
     store.put("rec-1", b"cipher")
     path = store.path_for("rec-1")
     assert path.parent.parent == tmp_path / "vn-han"
@@ -226,7 +248,7 @@ def test_filesystem_reopen_keeps_blobs(tmp_path: Path) -> None:
 
 def test_changed_on_disk_within_limit_returned_as_is(tmp_path: Path) -> None:
     # The store does not authenticate content; the AEAD tag in keys/ catches this.
-    store = FilesystemBlobStore(tmp_path, "pl-waw", max_blob_bytes=LIMIT)
+    store = FilesystemBlobStore(tmp_path, "pl-waw", max_blob_bytes=LIMIT, small_blob_bytes=0)
     store.put("short", b"0123456789")
     store.put("long", b"0123456789")
     store.path_for("short").write_bytes(b"0123")
@@ -236,7 +258,7 @@ def test_changed_on_disk_within_limit_returned_as_is(tmp_path: Path) -> None:
 
 
 def test_grown_on_disk_beyond_limit_is_refused(tmp_path: Path) -> None:
-    store = FilesystemBlobStore(tmp_path, "pl-waw", max_blob_bytes=LIMIT)
+    store = FilesystemBlobStore(tmp_path, "pl-waw", max_blob_bytes=LIMIT, small_blob_bytes=0)
     store.put("rec-1", b"small")
     path = store.path_for("rec-1")
     with path.open("ab") as f:
@@ -250,7 +272,7 @@ def test_grown_on_disk_beyond_limit_is_refused(tmp_path: Path) -> None:
 def test_symlink_in_the_store_is_not_followed(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_bytes(b"not a blob")
-    store = FilesystemBlobStore(tmp_path / "blobs", "pl-waw")
+    store = FilesystemBlobStore(tmp_path / "blobs", "pl-waw", small_blob_bytes=0)
     path = store.path_for("rec-1")
     path.parent.mkdir(parents=True)
     path.symlink_to(secret)
@@ -267,7 +289,7 @@ def test_filesystem_root_that_is_a_file_is_config_error(tmp_path: Path) -> None:
 
 
 def test_filesystem_write_failure_is_config_error(tmp_path: Path) -> None:
-    store = FilesystemBlobStore(tmp_path, "pl-waw")
+    store = FilesystemBlobStore(tmp_path, "pl-waw", small_blob_bytes=0)
     # A file where the fan-out folder should be: the write cannot happen.
     folder = store.path_for("rec-1").parent
     folder.write_bytes(b"")
@@ -285,6 +307,7 @@ def test_stored_keys_lists_blobs_and_nothing_else(blobs: BlobStoreBase) -> None:
     assert sorted(blobs.stored_keys()) == ["R-3", "r-1"]
     if isinstance(blobs, FilesystemBlobStore):
         # A temporary file left by a crash mid-write is the store's own, not a blob.
+        blobs.path_for("r-1").parent.mkdir(exist_ok=True)
         (blobs.path_for("r-1").parent / ".tmp-leftover").write_bytes(b"partial")
         assert sorted(blobs.stored_keys()) == ["R-3", "r-1"]
 

@@ -12,8 +12,11 @@ What it checks:
   store (or its service's URL and secret), each authority's public key and private key,
   the principals' keys;
 * that every secret is a regular file of mode 0600 and every key folder 0700, that no
-  file in the deployment is a link, and that every blob is a plain file with one name;
-* that no custodian's subject-key store is empty while records of its jurisdiction exist;
+  file in the deployment is a link, that every blob is a plain file with one name, and
+  that each region's small-blob file is a plain 0600 file with one name;
+* that no custodian's subject-key store is empty while records of its jurisdiction exist,
+  and no region's small-blob file is missing or empty while a record of the region has
+  no blob file;
 * as ``sovra init`` run by root leaves it: the gateway's user owns the data, each custodian
   and authority its own folder and nothing of the gateway's, ``principals/`` is not the
   gateway's, and ``custodians/`` and ``authorities/`` are root's and writable by nobody else.
@@ -21,6 +24,7 @@ What it checks:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import sqlite3
@@ -32,6 +36,7 @@ from typing import Annotated
 import typer
 
 from sovra._cli.common import out, print_json
+from sovra.store.blobs import SMALL_BLOBS_NAME
 
 __all__ = ["Finding", "doctor", "examine"]
 
@@ -137,6 +142,7 @@ def examine(root: Path) -> list[Finding]:
     if not config.database.startswith("postgresql://"):
         ex.entry(root / config.database, secret=True, owner=gateway)
     _blobs(ex, root / config.blobs)
+    _small_blobs_lost(ex, root / config.blobs, config.database)
     records = _jurisdictions_with_records(root, config.database)
     for code in config.jurisdictions:
         _custodian(ex, code, separate(root, code), custodian_key_path(root, code), records)
@@ -260,7 +266,9 @@ def _blobs(ex: _Examination, folder: Path) -> None:
         if region.is_symlink() or not region.is_dir():
             continue  # a region folder may be a mount point; _links reports links
         for fan in sorted(region.iterdir()):
-            if fan.is_symlink():
+            if fan.name.startswith(SMALL_BLOBS_NAME):
+                _small_blob_file(ex, fan)
+            elif fan.is_symlink():
                 ex.add(
                     fan,
                     "is a link: blobs under it would come from elsewhere",
@@ -283,6 +291,71 @@ def _blobs(ex: _Examination, folder: Path) -> None:
                         f"blob of record {blob.name} is not a plain file with one name",
                         "replace it with the blob itself, from a backup",
                     )
+
+
+def _small_blob_file(ex: _Examination, path: Path) -> None:
+    """The small-blob file of a region (or its -wal, -shm): a plain 0600 file, one name."""
+    st = ex.entry(path, secret=True, owner=ex.gateway_uid)
+    if st is not None and st.st_nlink != 1:
+        ex.add(
+            path,
+            "has a second name (a hard link): its blobs may be another folder's",
+            "replace it with a copy of its own, from a backup",
+        )
+
+
+def _small_blobs_lost(ex: _Examination, folder: Path, database: str) -> None:
+    """A region's small-blob file missing or empty while a record of the region has no
+    blob file: that record's blob was in it, and is lost."""
+    if database.startswith("postgresql://") or not (ex.root / database).is_file():
+        return
+    try:
+        db = sqlite3.connect(f"file:{ex.root / database}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return
+    try:
+        regions = [r for (r,) in db.execute("SELECT DISTINCT region FROM records")]
+        for region in sorted(regions):
+            small = folder / region / SMALL_BLOBS_NAME
+            if small.is_symlink() or _small_blob_count(small) != 0:
+                continue  # a link is reported by _blobs
+            newest = db.execute(
+                "SELECT record_id FROM records WHERE region = ? AND log_index >= 0"
+                " ORDER BY created_ms DESC LIMIT 64",
+                (region,),
+            )
+            for (rid,) in newest:
+                fan = hashlib.sha256(str(rid).encode()).hexdigest()[:2]
+                if not (folder / region / fan / str(rid)).exists():
+                    state = "missing" if not small.exists() else "holds no blob"
+                    ex.add(
+                        small,
+                        f"{state}, yet record {rid} of region {region} has no blob file: "
+                        "its blob was in this store, and none of the region's small records "
+                        "would open",
+                        "restore the store from a backup",
+                    )
+                    break
+    except sqlite3.Error:
+        return
+    finally:
+        db.close()
+
+
+def _small_blob_count(path: Path) -> int | None:
+    """Blobs in a small-blob file; 0 when it is empty or has no table, None when absent."""
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return 0
+    try:
+        return int(db.execute("SELECT count(*) FROM blobs").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+    finally:
+        db.close()
 
 
 def _principals(ex: _Examination, folder: Path, *, as_users: bool) -> None:

@@ -15,6 +15,8 @@ from sovra.errors import ConfigError
 from sovra.store._sql import PENDING, QUARANTINED
 from sovra.store.blobs import (
     DEFAULT_MAX_BLOB_BYTES,
+    DEFAULT_SMALL_BLOB_BYTES,
+    SMALL_BLOBS_NAME,
     BlobStoreBase,
     FilesystemBlobStore,
     MemoryBlobStore,
@@ -24,8 +26,10 @@ from sovra.store.sqlite import SQLiteMetadataStore
 
 __all__ = [
     "DEFAULT_MAX_BLOB_BYTES",
+    "DEFAULT_SMALL_BLOB_BYTES",
     "PENDING",
     "QUARANTINED",
+    "SMALL_BLOBS_NAME",
     "BlobStore",
     "BlobStoreBase",
     "FilesystemBlobStore",

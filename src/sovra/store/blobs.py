@@ -17,7 +17,7 @@ import os
 import stat
 import tempfile
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 
 from sovra.errors import (
@@ -28,15 +28,19 @@ from sovra.errors import (
     PayloadTooLarge,
 )
 from sovra.model import check_id
+from sovra.store._smallblobs import SMALL_BLOBS_NAME, SmallBlobs
 
 __all__ = [
     "DEFAULT_MAX_BLOB_BYTES",
+    "DEFAULT_SMALL_BLOB_BYTES",
+    "SMALL_BLOBS_NAME",
     "BlobStoreBase",
     "FilesystemBlobStore",
     "MemoryBlobStore",
 ]
 
 DEFAULT_MAX_BLOB_BYTES = 64 * 1024 * 1024
+DEFAULT_SMALL_BLOB_BYTES = 64 * 1024
 _CHUNK_BYTES = 64 * 1024
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
@@ -155,19 +159,7 @@ class BlobStoreBase(abc.ABC):
         stored none of the batch. This default writes one blob at a time and removes the
         ones it wrote when a later one fails.
         """
-        written: list[str] = []
-        try:
-            for key, data in items:
-                try:
-                    self._put(key, data)
-                except FileExistsError:
-                    raise FileExistsError(errno.EEXIST, "blob exists", key) from None
-                written.append(key)
-        except BaseException:
-            for key in written:
-                with contextlib.suppress(OSError):
-                    self._delete(key)
-            raise
+        _one_by_one(items, self._put, self._delete)
 
     def get(self, key: str) -> bytes:
         """Return the bytes under *key*, refusing to read past the size limit.
@@ -189,25 +181,38 @@ class BlobStoreBase(abc.ABC):
                     # Stop pulling as soon as the limit is passed: a blob grown on disk is
                     # refused after at most one chunk past it, never read whole.
                     if total > self._max_blob_bytes:
-                        raise IntegrityError(
-                            f"blob {key} in region {self._region} is over the "
-                            f"{self._max_blob_bytes}-byte limit: refusing to read it"
-                        )
+                        raise self._over_limit(key)
                     parts.append(chunk)
             finally:
                 chunks.close()
-        except FileNotFoundError:
-            raise NotFound(f"no blob {key} in region {self._region}") from None
         except OSError as exc:
-            if exc.errno in _NOT_A_PLAIN_FILE:
-                raise IntegrityError(
-                    f"the blob of record {key} in region {self._region} is a link, or not a "
-                    "plain file of its own inside the region's folder: refusing to read it"
-                ) from None
-            raise ConfigError(
-                f"blob store {self._region}: cannot read the blob of record {key}: {_reason(exc)}"
-            ) from None
+            raise self._read_error(exc, key) from None
         return b"".join(parts)
+
+    def _read_error(self, exc: OSError, key: str) -> Exception:
+        """The sovra error for a failed read of *key*."""
+        if isinstance(exc, FileNotFoundError):
+            return NotFound(f"no blob {key} in region {self._region}")
+        if exc.errno == errno.EFBIG:
+            return self._over_limit(key)
+        if exc.errno in _NOT_A_PLAIN_FILE:
+            return IntegrityError(
+                f"the blob of record {key} in region {self._region} is a link, or not a "
+                "plain file of its own inside the region's folder: refusing to read it"
+            )
+        if exc.errno == errno.EBADMSG:
+            return IntegrityError(
+                f"blob store {self._region}: cannot read the blob of record {key}: {_reason(exc)}"
+            )
+        return ConfigError(
+            f"blob store {self._region}: cannot read the blob of record {key}: {_reason(exc)}"
+        )
+
+    def _over_limit(self, key: str) -> IntegrityError:
+        return IntegrityError(
+            f"blob {key} in region {self._region} is over the "
+            f"{self._max_blob_bytes}-byte limit: refusing to read it"
+        )
 
     def get_many(self, keys: Sequence[str]) -> list[bytes]:
         """Return the blobs under *keys*, in order, each refused past the size limit.
@@ -222,7 +227,21 @@ class BlobStoreBase(abc.ABC):
             raise BadRequest(f"blob keys must be a sequence of ids, got {_kind(keys)}")
         for key in keys:
             check_id(key, "blob key")
-        return [self.get(key) for key in keys]
+        try:
+            found = self._get_many(list(dict.fromkeys(keys)))
+        except OSError as exc:
+            raise self._read_error(exc, exc.filename or "of this batch") from None
+        return [found[key] if key in found else self.get(key) for key in keys]
+
+    def _get_many(self, keys: list[str]) -> dict[str, bytes]:
+        """The blobs among distinct *keys* that a backend reads at once; the rest are read
+        one by one with :meth:`_get`. This default reads none at once.
+
+        MUST NOT return a blob over :attr:`max_blob_bytes`: raise ``OSError(EFBIG)``
+        with the key as its ``filename`` instead. A key it does not return is not
+        thereby missing.
+        """
+        return {}
 
     def delete(self, key: str) -> None:
         """Remove the blob under *key*; a missing blob is not an error.
@@ -258,6 +277,9 @@ class BlobStoreBase(abc.ABC):
                 f"blob store {self._region}: cannot look up the blob of record {key}: "
                 f"{_reason(exc)}"
             ) from None
+
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing open
+        """Release what the backend holds open; calling it twice is harmless."""
 
     def stored_keys(self) -> Iterator[str]:
         """Every key stored in this region, in no particular order (for ``sovra check``).
@@ -303,24 +325,46 @@ class BlobStoreBase(abc.ABC):
 
 
 class FilesystemBlobStore(BlobStoreBase):
-    """Blobs as files under ``root/<region>/<fan-out>/<key>``.
+    """Blobs in the folder ``root/<region>``: small ones in one SQLite file, large ones a
+    file each.
 
     The region folder is how residency shows on disk: mount each region's folder on
-    storage in that region. The two-hex-digit fan-out (from SHA-256 of the key) keeps
-    folders small. Files are 0600, folders 0700. Keys are ids (``check_id``), which cannot
-    start with a dot, so they never collide with the store's own ``.tmp-`` files.
+    storage in that region. A blob of up to :attr:`small_blob_bytes` goes to the
+    region's ``small-blobs.sqlite`` (:mod:`sovra.store._smallblobs`), so a batch of them
+    costs one transaction and one fsync; a larger one streams to its own file,
+    ``<fan-out>/<key>``, with a two-hex-digit fan-out (from SHA-256 of the key) that keeps
+    folders small. Reads look in both, so blobs written as files before the small-blob
+    file existed stay readable. Files are 0600, folders 0700. Keys are ids
+    (``check_id``), which cannot start with a dot, so they never collide with the
+    store's own ``.tmp-`` files.
+
+    A key is refused if either place holds it. The two checks are not one transaction: two
+    callers putting the same key at once, one small and one large, could both succeed.
+    The gateway never does: a record's row, unique by id, is written before its blob.
     """
 
     def __init__(
-        self, root: Path, region: str, *, max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES
+        self,
+        root: Path,
+        region: str,
+        *,
+        max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
+        small_blob_bytes: int = DEFAULT_SMALL_BLOB_BYTES,
     ) -> None:
-        """Use (creating if needed) the folder ``root/region``.
+        """Use (creating if needed) the folder ``root/region`` and its small-blob file.
 
         Raises:
-            ConfigError: bad region or limit, the folder cannot be created, or it is on a
-                case-insensitive filesystem (where ``Rec1`` and ``rec1`` would be one blob).
+            ConfigError: bad region or limits, the folder cannot be created, it is on a
+                case-insensitive filesystem (where ``Rec1`` and ``rec1`` would be one
+                blob), or its small-blob file is a link, has a second name or is not a
+                small-blob store.
         """
         super().__init__(region, max_blob_bytes=max_blob_bytes)
+        if isinstance(small_blob_bytes, bool) or not isinstance(small_blob_bytes, int):
+            raise ConfigError("small_blob_bytes must be an integer")
+        if small_blob_bytes < 0:
+            raise ConfigError(f"small_blob_bytes must be at least 0, got {small_blob_bytes}")
+        self._small_blob_bytes = small_blob_bytes
         self._dir = Path(root) / self._region
         try:
             self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -332,11 +376,43 @@ class FilesystemBlobStore(BlobStoreBase):
                 f"blob folder {self._dir} is on a case-insensitive filesystem; "
                 "blob keys are case-sensitive"
             )
+        try:
+            self._small = SmallBlobs(self._dir)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot use the small-blob store {self._dir / SMALL_BLOBS_NAME}: {_reason(exc)};"
+                " restore it from a backup"
+            ) from None
 
     @property
     def directory(self) -> Path:
         """This region's folder."""
         return self._dir
+
+    @property
+    def small_blob_bytes(self) -> int:
+        """The largest blob kept in the small-blob file; larger ones get a file each."""
+        return self._small_blob_bytes
+
+    @property
+    def small_blobs_path(self) -> Path:
+        """The region's small-blob file."""
+        return self._small.path
+
+    def small_blob_count(self) -> int:
+        """How many blobs the small-blob file holds.
+
+        Raises:
+            ConfigError: the file cannot be read.
+        """
+        try:
+            return self._small.count()
+        except OSError as exc:
+            raise ConfigError(f"blob store {self._region}: {_reason(exc)}") from None
+
+    def close(self) -> None:
+        """Close the small-blob file; calling it twice is harmless."""
+        self._small.close()
 
     def _folds_case(self) -> bool:
         fd, probe = tempfile.mkstemp(prefix=".case-probe-", suffix="A", dir=self._dir)
@@ -348,7 +424,7 @@ class FilesystemBlobStore(BlobStoreBase):
             os.unlink(probe)
 
     def path_for(self, key: str) -> Path:
-        """Where the blob under *key* is (or would be) stored.
+        """Where the blob under *key* is (or would be) stored as a file of its own.
 
         Raises:
             BadRequest: *key* is not a valid id.
@@ -357,6 +433,24 @@ class FilesystemBlobStore(BlobStoreBase):
         return self._dir / hashlib.sha256(key.encode()).hexdigest()[:2] / key
 
     def _put(self, key: str, data: bytes) -> None:
+        self._put_many([(key, data)])
+
+    def _put_many(self, items: list[tuple[str, bytes]]) -> None:
+        small = [(k, d) for k, d in items if len(d) <= self._small_blob_bytes]
+        large = [(k, d) for k, d in items if len(d) > self._small_blob_bytes]
+        if large:
+            for key in self._small.stored([k for k, _ in large]):
+                raise FileExistsError(errno.EEXIST, "blob exists", key)
+
+        def then() -> None:
+            # Files first, then one transaction: a crash in between leaves files that no
+            # row names once their pending rows are purged, which check removes.
+            if small:
+                self._small.put_many(small, taken={k for k, _ in small if self._file_exists(k)})
+
+        _one_by_one(large, self._put_file, self._delete_file, then=then)
+
+    def _put_file(self, key: str, data: bytes) -> None:
         final = self.path_for(key)
         folder = final.parent
         try:
@@ -378,6 +472,21 @@ class FilesystemBlobStore(BlobStoreBase):
         _fsync_dir(folder)
 
     def _get(self, key: str) -> Generator[bytes, None, None]:
+        small = self._get_many([key])
+        if key in small:
+            yield small[key]
+            return
+        yield from self._get_file(key)
+
+    def _get_many(self, keys: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for key, data in self._small.get_many(keys, self._max_blob_bytes).items():
+            if isinstance(data, int):
+                raise OSError(errno.EFBIG, f"{data} bytes", key)
+            found[key] = data
+        return found
+
+    def _get_file(self, key: str) -> Generator[bytes, None, None]:
         # Every step below the region's folder is opened without following a link, so
         # neither a linked blob nor a linked fan-out folder leads outside it; a blob with a
         # second name (a hard link) may be a file from elsewhere and is refused as well.
@@ -395,18 +504,30 @@ class FilesystemBlobStore(BlobStoreBase):
                 yield chunk
 
     def _delete(self, key: str) -> None:
+        in_small = self._small.delete(key)
+        try:
+            self._delete_file(key)
+        except (FileNotFoundError, NotADirectoryError):
+            if not in_small:
+                raise FileNotFoundError(errno.ENOENT, "no blob", key) from None
+
+    def _delete_file(self, key: str) -> None:
         path = self.path_for(key)
         path.unlink()
         # Without this a crash could bring a shredded blob back.
         _fsync_dir(path.parent)
 
     def _exists(self, key: str) -> bool:
+        return self._file_exists(key) or bool(self._small.stored([key]))
+
+    def _file_exists(self, key: str) -> bool:
         try:
             return stat.S_ISREG(os.lstat(self.path_for(key)).st_mode)
         except (FileNotFoundError, NotADirectoryError):
             return False
 
     def _keys(self) -> Iterator[str]:
+        yield from self._small.keys()
         for folder in os.scandir(self._dir):
             # The fan-out folders are two hex digits; anything else is not the store's.
             if len(folder.name) != 2 or not folder.is_dir(follow_symlinks=False):
@@ -422,6 +543,33 @@ def _reason(exc: OSError) -> str:
     if exc.filename is not None or exc.filename2 is not None:
         return exc.strerror or type(exc).__name__
     return str(exc)
+
+
+def _one_by_one(
+    items: list[tuple[str, bytes]],
+    put: Callable[[str, bytes], None],
+    undo: Callable[[str], None],
+    *,
+    then: Callable[[], None] = lambda: None,
+) -> None:
+    """Put each item, then call *then*; if anything raises, undo the items put.
+
+    A ``FileExistsError`` is raised again naming the key, as ``_put_many`` must.
+    """
+    written: list[str] = []
+    try:
+        for key, data in items:
+            try:
+                put(key, data)
+            except FileExistsError:
+                raise FileExistsError(errno.EEXIST, "blob exists", key) from None
+            written.append(key)
+        then()
+    except BaseException:
+        for key in written:
+            with contextlib.suppress(OSError):
+                undo(key)
+        raise
 
 
 def _kind(value: object) -> str:

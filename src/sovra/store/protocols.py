@@ -314,3 +314,7 @@ class BlobStore(Protocol):
             ConfigError: the storage itself failed.
         """
         ...
+
+    def close(self) -> None:
+        """Release connections and files. Calling it twice is harmless."""
+        ...

@@ -1,0 +1,235 @@
+"""Small sealed blobs of one region in one SQLite file inside that region's folder.
+
+A batch of small blobs is one transaction: the rows, then one fsync of the write-ahead
+log (``synchronous=FULL``), instead of a file and two fsyncs per blob. The file sits in
+the region's own folder, so residency holds exactly as for blobs with a file each; it is
+never the metadata database, which is not per region.
+
+Every method speaks the ``OSError`` dialect of :class:`~sovra.store.blobs.BlobStoreBase`:
+SQLite's own failures become ``OSError`` (``EBADMSG`` when the file is not a database or
+is damaged, ``EIO`` otherwise), a key stored already is ``FileExistsError`` naming it.
+
+Threads share one connection behind a lock, as the metadata store does; a process that
+inherits the store across ``fork`` opens its own connection, since an SQLite connection
+must not be used from two processes. ``secure_delete`` overwrites a deleted blob's bytes
+in the file, as the subject-key store does for shredded keys.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+__all__ = ["SMALL_BLOBS_NAME", "SmallBlobs"]
+
+SMALL_BLOBS_NAME = "small-blobs.sqlite"
+_SUFFIXES = ("", "-wal", "-shm")
+_SCHEMA_VERSION = 1
+_BUSY_TIMEOUT_MS = 10_000
+
+
+class SmallBlobs:
+    """The small-blob file of one region folder (created, mode 0600, if absent)."""
+
+    def __init__(self, folder: Path) -> None:
+        """Open, creating if needed, ``folder/small-blobs.sqlite``.
+
+        Raises:
+            OSError: the file is a link or has a second name (``ELOOP``/``EMLINK``), is
+                not an SQLite database of this schema (``EBADMSG``), or cannot be opened.
+        """
+        self._path = folder / SMALL_BLOBS_NAME
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        with self._lock:
+            self._connection()
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file."""
+        return self._path
+
+    def _connection(self) -> sqlite3.Connection:
+        """The connection of this process; the caller holds the lock."""
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        self._refuse_links()
+        try:
+            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+            conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _os_error(exc) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: every commit fsyncs the log, so a returned put survives a power cut.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("BEGIN IMMEDIATE")
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version == 0:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL)"
+                    " STRICT"
+                )
+                conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _os_error(exc) from None
+        if version not in (0, _SCHEMA_VERSION):
+            conn.close()
+            raise OSError(errno.EBADMSG, f"small-blob store has schema version {version}")
+        self._refuse_links()
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _refuse_links(self) -> None:
+        # SQLite follows links; a store linked to a file elsewhere would serve (and take)
+        # blobs from outside the region's folder, so the file and its companions must be
+        # plain files with one name.
+        for suffix in _SUFFIXES:
+            try:
+                st = os.lstat(f"{self._path}{suffix}")
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                raise OSError(
+                    errno.EMLINK,
+                    f"{SMALL_BLOBS_NAME}{suffix} is a link or not a plain file with one name",
+                )
+
+    def close(self) -> None:
+        """Close this process's connection; calling it twice is harmless."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def put_many(self, items: Sequence[tuple[str, bytes]], *, taken: set[str]) -> None:
+        """Insert every item in one transaction, durable on return; none if it raises.
+
+        *taken* holds keys stored elsewhere (as files): they count as existing.
+
+        Raises:
+            FileExistsError: a key is stored already (its ``filename``); nothing is written.
+            OSError: the write failed; nothing is written.
+        """
+        for key, _ in items:
+            if key in taken:
+                raise FileExistsError(errno.EEXIST, "blob exists", key)
+        with self._lock:
+            conn = self._connection()
+            try:
+                # IMMEDIATE takes the write lock up front (another process may write too);
+                # the connection's context commits, or rolls back whatever went wrong.
+                conn.execute("BEGIN IMMEDIATE")
+                with conn:
+                    conn.executemany("INSERT INTO blobs (key, data) VALUES (?, ?)", items)
+            except sqlite3.IntegrityError:
+                raise FileExistsError(
+                    errno.EEXIST, "blob exists", self._first_stored(conn, items)
+                ) from None
+            except sqlite3.Error as exc:
+                raise _os_error(exc) from None
+
+    @staticmethod
+    def _first_stored(conn: sqlite3.Connection, items: Sequence[tuple[str, bytes]]) -> str:
+        for key, _ in items:
+            if conn.execute("SELECT 1 FROM blobs WHERE key = ?", (key,)).fetchone():
+                return key
+        return ""
+
+    def get_many(self, keys: Sequence[str], limit: int) -> dict[str, bytes | int]:
+        """The stored blobs among *keys*: bytes, or the size of one over *limit* (unread).
+
+        Raises:
+            OSError: the read failed or the file is damaged.
+        """
+        with self._lock:
+            try:
+                rows = (
+                    self._connection()
+                    .execute(
+                        "SELECT key, length(data), CASE WHEN length(data) <= ? THEN data END"
+                        " FROM blobs WHERE key IN (SELECT value FROM json_each(?))",
+                        (limit, json.dumps(keys)),
+                    )
+                    .fetchall()
+                )
+            except sqlite3.Error as exc:
+                raise _os_error(exc) from None
+        return {key: size if data is None else bytes(data) for key, size, data in rows}
+
+    def delete(self, key: str) -> bool:
+        """Delete the blob under *key*, durably; whether there was one.
+
+        Raises:
+            OSError: the write failed.
+        """
+        with self._lock:
+            try:
+                cur = self._connection().execute("DELETE FROM blobs WHERE key = ?", (key,))
+            except sqlite3.Error as exc:
+                raise _os_error(exc) from None
+        return cur.rowcount > 0
+
+    def stored(self, keys: Sequence[str]) -> set[str]:
+        """Which of *keys* are stored here.
+
+        Raises:
+            OSError: the read failed.
+        """
+        with self._lock:
+            try:
+                rows = (
+                    self._connection()
+                    .execute(
+                        "SELECT key FROM blobs WHERE key IN (SELECT value FROM json_each(?))",
+                        (json.dumps(keys),),
+                    )
+                    .fetchall()
+                )
+            except sqlite3.Error as exc:
+                raise _os_error(exc) from None
+        return {key for (key,) in rows}
+
+    def keys(self) -> Iterator[str]:
+        """Every stored key.
+
+        Raises:
+            OSError: the read failed.
+        """
+        with self._lock:
+            try:
+                rows = self._connection().execute("SELECT key FROM blobs").fetchall()
+            except sqlite3.Error as exc:
+                raise _os_error(exc) from None
+        return (key for (key,) in rows)
+
+    def count(self) -> int:
+        """How many blobs are stored.
+
+        Raises:
+            OSError: the read failed.
+        """
+        with self._lock:
+            try:
+                (n,) = self._connection().execute("SELECT count(*) FROM blobs").fetchone()
+            except sqlite3.Error as exc:
+                raise _os_error(exc) from None
+        return int(n)
+
+
+def _os_error(exc: sqlite3.Error) -> OSError:
+    """SQLite's failure in the ``OSError`` dialect, without the file's path."""
+    # The bare DatabaseError is SQLite's "not a database" and "disk image is malformed".
+    code = errno.EBADMSG if type(exc) is sqlite3.DatabaseError else errno.EIO
+    return OSError(code, f"small-blob store: {exc}")
