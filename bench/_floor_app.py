@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/_floor_app.py DATABASE --port P [--workers N]
 
-A bare FastAPI app on uvicorn, started as ``sovra serve`` starts (same worker count), with
+A bare FastAPI app on uvicorn, started as ``sovra serve`` starts (the same socket, uvicorn
+settings and pre-forked workers, :mod:`sovra.server.workers`, same worker count), with
 sovra's two record routes and their bodies (:mod:`sovra.server.bodies`, so the JSON parse
 is the same): ``POST /v1/records`` seals the content with AES-256-GCM under a fresh key and
 inserts it into SQLite (WAL, ``synchronous=NORMAL``, as sovra's metadata store);
@@ -18,6 +19,7 @@ import argparse
 import os
 import secrets
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import FastAPI, HTTPException
 
 from sovra.server.bodies import AccessBody, IngestBody
+from sovra.server.workers import bind, serve_workers, uvicorn_config
 
 SCHEMA = (
     "CREATE TABLE records (record_id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, "
@@ -89,14 +92,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     os.environ[DATABASE_ENV] = str(args.database.resolve())
-    # By import string, so uvicorn can start each worker as it does for more than one.
-    uvicorn.run(
-        "_floor_app:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level="warning",
-    )
+    # Started as `sovra serve` starts: one socket bound here, uvicorn with sovra's settings,
+    # pre-forked workers over it (connections are opened per thread, after the fork).
+    sock = bind(args.host, args.port)
+    if args.workers == 1:
+        uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
+        return
+    sys.exit(serve_workers(sock, args.workers, lambda: (app, lambda: None)))
 
 
 if __name__ == "__main__":

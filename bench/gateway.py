@@ -21,8 +21,11 @@ in-process, and ``Client.ingest_many`` over HTTP against ``sovra serve`` (null w
 method does not exist).
 
 Each record is a ~300-byte Polish support note (a phone number, a PESEL the policy
-tokenizes, an e-mail), every record its own subject. Both deployments lift the bulk
-guard's window (a benchmark reads thousands of subjects); everything else is at defaults.
+tokenizes, an e-mail), every record its own subject (a new subject key each). Both
+deployments are at defaults, the bulk guard included: the default pack lets one requester
+read 500 distinct subjects an hour, whatever ``[bulk]`` in sovra.toml says (the pack's caps
+bound the configured ones), so each caller reads back the first of its records only, 400
+subjects in all (:data:`READ_SUBJECTS`), over and over.
 Full run: 120 s per phase; ``--quick``: under a minute overall. A progress line per phase
 goes to stderr; the last line printed is one JSON object with every figure and each
 target of issue 14 as a boolean.
@@ -71,8 +74,8 @@ RECORD = (
 JURISDICTION = "PL"
 PRINCIPAL = "svc-pl"
 PURPOSE = "customer-support"
-WINDOW_DEFAULT = "window_subject_limit = 500"
-WINDOW_LIFTED = "window_subject_limit = 100000000"
+READ_SUBJECTS = 400
+"""Distinct subjects read per requester in all: under the default pack's 500 an hour."""
 BATCH = 1000
 IN_PROCESS_THREADS = 16
 PHASES = ("ingest", "access")
@@ -251,19 +254,19 @@ class PhaseResult:
             self.first_errors.append(what[:300])
 
 
-def _one(client: Client, phase: str, tag: str, mine: list[str], n: int) -> None:
+def _one(client: Client, phase: str, tag: str, mine: list[str], reads: int, n: int) -> None:
     """The *n*-th request of one HTTP client."""
     if phase == "ingest":
         body = client.ingest(f"{tag}-{n}", JURISDICTION, RECORD.format(i=n))
         mine.append(str(body["record_id"]))
         return
-    rid = mine[n % len(mine)]
+    rid = mine[n % min(len(mine), reads)]
     if rid not in client.access(PURPOSE, record_ids=[rid])["records"]:
         raise SovraError(f"record {rid} missing from the answer")
 
 
 def _one_in_process(
-    gw: Gateway, svc: Principal, phase: str, tag: str, mine: list[str], n: int
+    gw: Gateway, svc: Principal, phase: str, tag: str, mine: list[str], reads: int, n: int
 ) -> None:
     """The *n*-th call of one in-process caller."""
     if phase == "ingest":
@@ -272,7 +275,7 @@ def _one_in_process(
         )
         mine.append(receipt.record_id)
         return
-    rid = mine[n % len(mine)]
+    rid = mine[n % min(len(mine), reads)]
     if rid not in gw.access(svc, purpose=PURPOSE, record_ids=[rid]).records:
         raise SovraError(f"record {rid} missing from the answer")
 
@@ -323,6 +326,7 @@ def _load_process(
     url: str,
     key_path: Path,
     threads: int,
+    reads: int,
     warmup_s: float,
     ready: Any,
     go: Any,
@@ -336,7 +340,7 @@ def _load_process(
     try:
         for phase in PHASES:
             calls = [
-                functools.partial(_one, c, phase, f"p{index}t{t}", mine[t])
+                functools.partial(_one, c, phase, f"p{index}t{t}", mine[t], reads)
                 for t, c in enumerate(clients)
             ]
             warm = PhaseResult()
@@ -359,6 +363,7 @@ def drive(
     server: Server, key_path: Path, processes: int, threads: int, warmup_s: float, duration: float
 ) -> dict[str, Any]:
     """Run both phases against *server*; figures per phase and the server's memory."""
+    reads = max(1, READ_SUBJECTS // (processes * threads))
     ctx = mp.get_context("fork")
     ready, go = ctx.Barrier(processes + 1), ctx.Barrier(processes + 1)
     deadline = ctx.Value("d", 0.0)
@@ -366,7 +371,7 @@ def drive(
     procs = [
         ctx.Process(
             target=_load_process,
-            args=(i, server.url, key_path, threads, warmup_s, ready, go, deadline, results),
+            args=(i, server.url, key_path, threads, reads, warmup_s, ready, go, deadline, results),
             daemon=True,
         )
         for i in range(processes)
@@ -441,18 +446,13 @@ def serve_supports_workers() -> bool:
 
 
 def make_deployment(root: Path, *, in_process: bool) -> str:
-    """A deployment as ``sovra init`` makes it, the bulk window lifted; its custodian mode."""
+    """A deployment as ``sovra init`` makes it; its custodian mode."""
     argv = [str(SOVRA), "init", str(root), "--jurisdictions", "PL,VN"]
     if in_process:
         argv += ["--custodians", "in-process"]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"sovra init failed: {done.stderr}")
-    config = root / "sovra.toml"
-    text = config.read_text()
-    if WINDOW_DEFAULT not in text:
-        raise SystemExit(f"sovra.toml no longer says {WINDOW_DEFAULT!r}: update the bench")
-    config.write_text(text.replace(WINDOW_DEFAULT, WINDOW_LIFTED))
     return "in-process" if in_process else "separate"
 
 
@@ -528,10 +528,11 @@ def run_in_process(root: Path, duration: float, batch_duration: float) -> dict[s
             rid = gw.ingest(svc, subject_id=f"w-{i}", jurisdiction="PL", content=RECORD).record_id
             gw.access(svc, purpose=PURPOSE, record_ids=[rid])
         mine: list[list[str]] = [[] for _ in range(IN_PROCESS_THREADS)]
+        reads = READ_SUBJECTS // IN_PROCESS_THREADS
         counts: dict[str, Any] = {"custodians": mode}
         for phase in PHASES:
             calls = [
-                functools.partial(_one_in_process, gw, svc, phase, f"ip{t}", mine[t])
+                functools.partial(_one_in_process, gw, svc, phase, f"ip{t}", mine[t], reads)
                 for t in range(IN_PROCESS_THREADS)
             ]
             out = PhaseResult()
@@ -672,8 +673,8 @@ def report(
         "duration_s": args.duration,
         "custodians": mode,
         "in_process_custodians": local["custodians"],
-        "bulk_window_subject_limit": int(WINDOW_LIFTED.rsplit(" ", 1)[1]),
-        "subjects": "one per record",
+        "subjects": "one per record; each caller reads back its first records only",
+        "subjects_read_per_requester": READ_SUBJECTS,
         "targets": targets,
         "machine": machine(),
     }
@@ -687,8 +688,9 @@ def print_table(figures: dict[str, Any], http: dict[str, Any]) -> None:
     )
     print(f"custodians: {figures['custodians']}")
     print(
-        f"bulk guard window lifted to {figures['bulk_window_subject_limit']:,} subjects "
-        "(every record is its own subject); everything else at defaults"
+        "every record its own subject; everything at defaults, the bulk guard too (each "
+        f"caller reads back its first records: {figures['subjects_read_per_requester']} "
+        "subjects in all)"
     )
     head = f"{'':24}  {'sovra':>10}  {'floor':>10}  {'ratio':>6}  {'p50 ms':>13}  {'p99 ms':>13}"
     print(head)
@@ -739,10 +741,10 @@ def main() -> None:
         args.workers = (os.cpu_count() or 1) if args.serve_workers else 1
     elif args.workers != 1 and not args.serve_workers:
         parser.error("this sovra serve has no --workers: only 1 worker can be compared")
-    args.duration = args.duration or (4.0 if args.quick else 120.0)
+    args.duration = args.duration or (3.0 if args.quick else 120.0)
     args.warmup = 1.0 if args.quick else 5.0
-    args.batch_duration = 3.0 if args.quick else 20.0
-    in_process_s = 3.0 if args.quick else 30.0
+    args.batch_duration = 2.0 if args.quick else 20.0
+    in_process_s = 2.5 if args.quick else 30.0
     env = dict(os.environ)  # the servers import the same sovra as this script
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="sovra-bench-gateway-") as tmp:
