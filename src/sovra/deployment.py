@@ -533,11 +533,13 @@ def _require_small_blobs(store: MetadataStore, blobs: Mapping[str, FilesystemBlo
         for meta in page:
             region, rid = meta.header.region, meta.header.record_id
             if region in empty and meta.log_index >= 0 and not blobs[region].exists(rid):
+                path = blobs[region].small_blobs_path
+                state = "holds no blob" if path.exists() else "is missing"
                 raise ConfigError(
-                    f"the small-blob store {blobs[region].small_blobs_path} holds no blob, yet "
-                    f"record {rid} of region {region} has its blob nowhere: the store was lost "
+                    f"the small-blob store {path} {state}, yet record {rid} of region "
+                    f"{region} has its blob nowhere: the store was lost "
                     "or replaced by an empty one. Restore it from a backup before starting "
-                    "(sovra check -d DIR lists every missing blob)"
+                    "(sovra doctor DIR lists what else is wrong)"
                 )
 
 

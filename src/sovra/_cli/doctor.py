@@ -317,7 +317,7 @@ def _small_blobs_lost(ex: _Examination, folder: Path, database: str) -> None:
         regions = [r for (r,) in db.execute("SELECT DISTINCT region FROM records")]
         for region in sorted(regions):
             small = folder / region / SMALL_BLOBS_NAME
-            if small.is_symlink() or _small_blob_count(small) != 0:
+            if small.is_symlink() or _small_blob_count(small):
                 continue  # a link is reported by _blobs
             newest = db.execute(
                 "SELECT record_id FROM records WHERE region = ? AND log_index >= 0"

@@ -25,6 +25,7 @@ import stat
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["SMALL_BLOBS_NAME", "SmallBlobs"]
 
@@ -35,10 +36,15 @@ _BUSY_TIMEOUT_MS = 10_000
 
 
 class SmallBlobs:
-    """The small-blob file of one region folder (created, mode 0600, if absent)."""
+    """The small-blob file of one region folder, created (mode 0600) by the first write.
+
+    Until then it reads as empty. It is not created on open, so a file lost from a
+    deployment stays missing (and the deployment refuses to start, ``sovra doctor``
+    reports it) rather than being replaced by an empty one without a word.
+    """
 
     def __init__(self, folder: Path) -> None:
-        """Open, creating if needed, ``folder/small-blobs.sqlite``.
+        """Open ``folder/small-blobs.sqlite`` if it exists.
 
         Raises:
             OSError: the file is a link or has a second name (``ELOOP``/``EMLINK``), is
@@ -56,8 +62,16 @@ class SmallBlobs:
         """The SQLite file."""
         return self._path
 
-    def _connection(self) -> sqlite3.Connection:
-        """The connection of this process; the caller holds the lock."""
+    def _connection(self) -> sqlite3.Connection | None:
+        """The connection of this process, None while there is no file; under the lock."""
+        if self._conn is None or self._pid != os.getpid():
+            self._refuse_links()
+            if not os.path.lexists(self._path):
+                return None
+        return self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """The connection of this process, creating the file; the caller holds the lock."""
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
         self._refuse_links()
@@ -68,19 +82,20 @@ class SmallBlobs:
             raise _os_error(exc) from None
         try:
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: every commit fsyncs the log, so a returned put survives a power cut.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA secure_delete=ON")
-            conn.execute("BEGIN IMMEDIATE")
+            # Read before anything is changed: a file of another schema is left as it is.
             (version,) = conn.execute("PRAGMA user_version").fetchone()
-            if version == 0:
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL)"
-                    " STRICT"
-                )
-                conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-            conn.execute("COMMIT")
+            if version in (0, _SCHEMA_VERSION):
+                conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: every commit fsyncs the log, so a returned put survives a power cut.
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA secure_delete=ON")
+                conn.execute("BEGIN IMMEDIATE")
+                with conn:
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS blobs"
+                        " (key TEXT PRIMARY KEY, data BLOB NOT NULL) STRICT"
+                    )
+                    conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             conn.close()
             raise _os_error(exc) from None
@@ -126,7 +141,7 @@ class SmallBlobs:
             if key in taken:
                 raise FileExistsError(errno.EEXIST, "blob exists", key)
         with self._lock:
-            conn = self._connection()
+            conn = self._open()
             try:
                 # IMMEDIATE takes the write lock up front (another process may write too);
                 # the connection's context commits, or rolls back whatever went wrong.
@@ -153,19 +168,11 @@ class SmallBlobs:
         Raises:
             OSError: the read failed or the file is damaged.
         """
-        with self._lock:
-            try:
-                rows = (
-                    self._connection()
-                    .execute(
-                        "SELECT key, length(data), CASE WHEN length(data) <= ? THEN data END"
-                        " FROM blobs WHERE key IN (SELECT value FROM json_each(?))",
-                        (limit, json.dumps(keys)),
-                    )
-                    .fetchall()
-                )
-            except sqlite3.Error as exc:
-                raise _os_error(exc) from None
+        rows = self._read(
+            "SELECT key, length(data), CASE WHEN length(data) <= ? THEN data END"
+            " FROM blobs WHERE key IN (SELECT value FROM json_each(?))",
+            (limit, json.dumps(keys)),
+        )
         return {key: size if data is None else bytes(data) for key, size, data in rows}
 
     def delete(self, key: str) -> bool:
@@ -176,7 +183,10 @@ class SmallBlobs:
         """
         with self._lock:
             try:
-                cur = self._connection().execute("DELETE FROM blobs WHERE key = ?", (key,))
+                conn = self._connection()
+                if conn is None:
+                    return False
+                cur = conn.execute("DELETE FROM blobs WHERE key = ?", (key,))
             except sqlite3.Error as exc:
                 raise _os_error(exc) from None
         return cur.rowcount > 0
@@ -187,18 +197,10 @@ class SmallBlobs:
         Raises:
             OSError: the read failed.
         """
-        with self._lock:
-            try:
-                rows = (
-                    self._connection()
-                    .execute(
-                        "SELECT key FROM blobs WHERE key IN (SELECT value FROM json_each(?))",
-                        (json.dumps(keys),),
-                    )
-                    .fetchall()
-                )
-            except sqlite3.Error as exc:
-                raise _os_error(exc) from None
+        rows = self._read(
+            "SELECT key FROM blobs WHERE key IN (SELECT value FROM json_each(?))",
+            (json.dumps(keys),),
+        )
         return {key for (key,) in rows}
 
     def keys(self) -> Iterator[str]:
@@ -207,12 +209,7 @@ class SmallBlobs:
         Raises:
             OSError: the read failed.
         """
-        with self._lock:
-            try:
-                rows = self._connection().execute("SELECT key FROM blobs").fetchall()
-            except sqlite3.Error as exc:
-                raise _os_error(exc) from None
-        return (key for (key,) in rows)
+        return (key for (key,) in self._read("SELECT key FROM blobs", ()))
 
     def count(self) -> int:
         """How many blobs are stored.
@@ -220,12 +217,20 @@ class SmallBlobs:
         Raises:
             OSError: the read failed.
         """
+        return sum(n for (n,) in self._read("SELECT count(*) FROM blobs", ()))
+
+    def _read(self, sql: str, params: Sequence[object]) -> list[Any]:
+        """The rows of one query; none while there is no file.
+
+        Raises:
+            OSError: the read failed or the file is damaged.
+        """
         with self._lock:
             try:
-                (n,) = self._connection().execute("SELECT count(*) FROM blobs").fetchone()
+                conn = self._connection()
+                return [] if conn is None else conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise _os_error(exc) from None
-        return int(n)
 
 
 def _os_error(exc: sqlite3.Error) -> OSError:
