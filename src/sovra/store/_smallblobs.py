@@ -175,6 +175,22 @@ class SmallBlobs:
         )
         return {key: size if data is None else bytes(data) for key, size, data in rows}
 
+    def get(self, key: str, limit: int) -> bytes | int | None:
+        """The blob under *key*, the size of one over *limit* (unread), or None.
+
+        Raises:
+            OSError: the read failed or the file is damaged.
+        """
+        rows = self._read(
+            "SELECT length(data), CASE WHEN length(data) <= ? THEN data END"
+            " FROM blobs WHERE key = ?",
+            (limit, key),
+        )
+        if not rows:
+            return None
+        size, data = rows[0]
+        return int(size) if data is None else bytes(data)
+
     def delete(self, key: str) -> bool:
         """Delete the blob under *key*, durably; whether there was one.
 

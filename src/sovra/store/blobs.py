@@ -446,7 +446,7 @@ class FilesystemBlobStore(BlobStoreBase):
             # Files first, then one transaction: a crash in between leaves files that no
             # row names once their pending rows are purged, which check removes.
             if small:
-                self._small.put_many(small, taken={k for k, _ in small if self._file_exists(k)})
+                self._small.put_many(small, taken=self._files_among([k for k, _ in small]))
 
         _one_by_one(large, self._put_file, self._delete_file, then=then)
 
@@ -472,9 +472,11 @@ class FilesystemBlobStore(BlobStoreBase):
         _fsync_dir(folder)
 
     def _get(self, key: str) -> Generator[bytes, None, None]:
-        small = self._get_many([key])
-        if key in small:
-            yield small[key]
+        small = self._small.get(key, self._max_blob_bytes)
+        if isinstance(small, int):
+            raise OSError(errno.EFBIG, f"{small} bytes", key)
+        if small is not None:
+            yield small
             return
         yield from self._get_file(key)
 
@@ -525,6 +527,19 @@ class FilesystemBlobStore(BlobStoreBase):
             return stat.S_ISREG(os.lstat(self.path_for(key)).st_mode)
         except (FileNotFoundError, NotADirectoryError):
             return False
+
+    def _files_among(self, keys: list[str]) -> set[str]:
+        """Which of *keys* are stored as files: one listing of the region's folder, then
+        one ``lstat`` per key whose fan-out folder exists (none in a folder without)."""
+        fans = {e.name for e in os.scandir(self._dir) if len(e.name) == 2}
+        if not fans:
+            return set()
+        found = set()
+        for key in keys:
+            fan = hashlib.sha256(key.encode()).hexdigest()[:2]
+            if fan in fans and os.path.lexists(f"{self._dir}/{fan}/{key}"):
+                found.add(key)
+        return found
 
     def _keys(self) -> Iterator[str]:
         yield from self._small.keys()
