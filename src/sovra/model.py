@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,14 @@ _MAX_GRANT_BYTES = 256 * 1024
 # One encoder for every call: json.dumps with these options builds a new one each time,
 # which is a quarter of the cost of encoding a record header (once per wrap and unwrap).
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# The string escaping of the encoder above (ensure_ascii=False), on its own.
+_ENCODE_STR: Callable[[str], str] = json.encoder.encode_basestring
+
+
+_HEADER_JSON = (
+    'sovra-record\n{"content_type":%s,"format":%d,"jurisdiction":"%s","kek_version":%d,'
+    '"record_id":"%s","region":"%s","subject":"%s"}'
+)
 
 
 def canonical_json(value: Any) -> bytes:
@@ -303,6 +311,23 @@ class RecordHeader:
 
     def to_bytes(self) -> bytes:
         """Canonical encoding, used as associated data."""
+        content_type, version, form = self.content_type, self.kek_version, self.format
+        if type(content_type) is str and type(version) is int and type(form) is int:
+            # The canonical JSON spelt out: the same bytes (pinned by a test) in a fraction
+            # of the time, paid on every seal, open, wrap and unwrap. The other fields were
+            # checked in __post_init__ to hold only characters JSON does not escape.
+            return (
+                _HEADER_JSON
+                % (
+                    _ENCODE_STR(content_type),
+                    form,
+                    self.jurisdiction,
+                    version,
+                    self.record_id,
+                    self.region,
+                    self.subject,
+                )
+            ).encode()
         return b"sovra-record\n" + canonical_json(
             {
                 "content_type": self.content_type,

@@ -69,6 +69,8 @@ MAX_SEGMENTS = 2**32 - 1
 """The segment index is 32 bits; at 1 MiB segments a stream may hold 4 PiB."""
 _TAG = _aead.TAG_SIZE
 _HEADER = struct.Struct(">5sI7s")
+_POSITION = struct.Struct(">IB")
+_ONLY_SEGMENT = _POSITION.pack(0, True)
 
 
 class Reader(Protocol):
@@ -149,35 +151,51 @@ def plaintext_size(sealed_len: int, segment_size: int) -> int:
     return full * segment_size + rest - _TAG
 
 
+def _parse_header(key: bytes, header: bytes | memoryview) -> tuple[int, bytes]:
+    """``(segment size, nonce prefix)`` of a stream header, checked with the key's size.
+
+    Raises:
+        IntegrityError: another magic, a segment size out of range, a key not 32 bytes.
+    """
+    magic, segment_size, prefix = _HEADER.unpack_from(header)
+    if magic != MAGIC:
+        raise IntegrityError("stream does not start with the format-2 magic")
+    if not MIN_SEGMENT_SIZE <= segment_size <= MAX_SEGMENT_SIZE:
+        raise IntegrityError(f"stream names segment size {segment_size}")
+    if len(key) != _aead.KEY_SIZE:
+        raise IntegrityError(f"key is {len(key)} bytes, not {_aead.KEY_SIZE}")
+    return segment_size, prefix
+
+
 class _Stream:
     """The per-stream state both directions share: key, header, nonce prefix."""
 
     __slots__ = ("aad", "aead", "header", "prefix", "segment_size")
 
-    def __init__(self, key: bytes, header: bytes, aad: bytes) -> None:
-        magic, segment_size, prefix = _HEADER.unpack(header)
-        if magic != MAGIC:
-            raise IntegrityError("stream does not start with the format-2 magic")
-        if not MIN_SEGMENT_SIZE <= segment_size <= MAX_SEGMENT_SIZE:
-            raise IntegrityError(f"stream names segment size {segment_size}")
-        if len(key) != _aead.KEY_SIZE:
-            raise IntegrityError(f"key is {len(key)} bytes, not {_aead.KEY_SIZE}")
-        self.aead = AESGCM(key)
+    def __init__(self, aead: AESGCM, header: bytes, prefix: bytes, segment_size: int, aad: bytes):
+        self.aead = aead
         self.header = header
-        self.prefix: bytes = prefix
-        self.segment_size: int = segment_size
+        self.prefix = prefix
+        self.segment_size = segment_size
         self.aad = header + aad
 
     @classmethod
     def new(cls, key: bytes, aad: bytes, segment_size: int) -> _Stream:
         _check_key(key)
         _check_segment_size(segment_size)
-        return cls(key, _HEADER.pack(MAGIC, segment_size, os.urandom(PREFIX_SIZE)), aad)
+        prefix = os.urandom(PREFIX_SIZE)
+        header = _HEADER.pack(MAGIC, segment_size, prefix)
+        return cls(AESGCM(key), header, prefix, segment_size, aad)
+
+    @classmethod
+    def parse(cls, key: bytes, header: bytes, aad: bytes) -> _Stream:
+        segment_size, prefix = _parse_header(key, header)
+        return cls(AESGCM(key), header, prefix, segment_size, aad)
 
     def nonce(self, index: int, last: bool) -> bytes:
         if index > MAX_SEGMENTS:
             raise BadRequest(f"a stream holds at most {MAX_SEGMENTS} segments")
-        return self.prefix + struct.pack(">IB", index, last)
+        return self.prefix + _POSITION.pack(index, last)
 
     def seal(self, index: int, last: bool, data: memoryview, out: memoryview) -> int:
         return self.aead.encrypt_into(self.nonce(index, last), data, self.aad, out)
@@ -220,19 +238,34 @@ def seal_into(
     Raises:
         BadRequest: wrong key size, segment size out of range, or *out* too small.
     """
-    src = memoryview(plaintext).cast("B")
+    src = _bytes(plaintext)
     size = sealed_size(len(src), segment_size)
-    dst = memoryview(out).cast("B")
+    dst = _bytes(out)
     if len(dst) < size:
         raise BadRequest(f"output buffer of {len(dst)} bytes is under the {size} needed")
-    stream = _Stream.new(key, aad, segment_size)
-    dst[:HEADER_SIZE] = stream.header
+    _check_key(key)
+    # The stream's state is built here rather than by _Stream.new: one record up to a
+    # segment (most records) is then one AES call and a few operations around it.
+    prefix = os.urandom(PREFIX_SIZE)
+    header = _HEADER.pack(MAGIC, segment_size, prefix)
+    aead = AESGCM(key)
+    dst[:HEADER_SIZE] = header
+    if len(src) <= segment_size:
+        nonce = prefix + _ONLY_SEGMENT
+        return HEADER_SIZE + aead.encrypt_into(nonce, src, header + aad, dst[HEADER_SIZE:size])
+    stream = _Stream(aead, header, prefix, segment_size, aad)
     count = _segments(len(src), segment_size)
     pos = HEADER_SIZE
     for index in range(count):
         chunk = src[index * segment_size : (index + 1) * segment_size]
         pos += stream.seal(index, index == count - 1, chunk, dst[pos : pos + len(chunk) + _TAG])
     return pos
+
+
+def _bytes(buffer: bytes | bytearray | memoryview) -> memoryview:
+    """A flat byte view of *buffer*, cast only if it is not one already."""
+    view = memoryview(buffer)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
 def _header(sealed: memoryview) -> memoryview:
@@ -260,13 +293,22 @@ def open_into(
         IntegrityError: any byte of *sealed* or *aad* differs, truncation, extension,
             reordering, or *out* too small.
     """
-    src = memoryview(sealed).cast("B")
-    stream = _Stream(key, bytes(_header(src)), aad)
-    seg = stream.segment_size
+    src = _bytes(sealed)
+    header = _header(src).tobytes()
+    seg, prefix = _parse_header(key, header)
     total = plaintext_size(len(src), seg)
-    dst = memoryview(out).cast("B")
+    dst = _bytes(out)
     if len(dst) < total:
         raise IntegrityError(f"output buffer of {len(dst)} bytes is under the {total} needed")
+    aead = AESGCM(key)
+    if total <= seg:
+        # One segment, the last (plaintext_size has checked that it holds a tag).
+        nonce = prefix + _ONLY_SEGMENT
+        try:
+            return aead.decrypt_into(nonce, src[HEADER_SIZE:], header + aad, dst[:total])
+        except InvalidTag:
+            raise IntegrityError("segment 0 (last=True) does not authenticate") from None
+    stream = _Stream(aead, header, prefix, seg, aad)
     count = _segments(total, seg)
     pos = HEADER_SIZE
     written = 0
@@ -348,7 +390,7 @@ def open_stream(key: bytes, source: Reader, sink: Writer, aad: bytes) -> int:
     header = memoryview(bytearray(HEADER_SIZE))
     if read_full(source, header) != HEADER_SIZE:
         raise IntegrityError("stream is shorter than its header")
-    stream = _Stream(key, bytes(header), aad)
+    stream = _Stream.parse(key, bytes(header), aad)
     full = stream.segment_size + _TAG
     current = memoryview(bytearray(full))
     ahead = memoryview(bytearray(full))
@@ -400,7 +442,7 @@ def open_range(
     source.seek(0)
     if read_full(source, header) != HEADER_SIZE:
         raise IntegrityError("stream is shorter than its header")
-    stream = _Stream(key, bytes(header), aad)
+    stream = _Stream.parse(key, bytes(header), aad)
     seg = stream.segment_size
     total = plaintext_size(sealed_len, seg)
     if start < 0 or length < 0 or start + length > total:

@@ -157,8 +157,13 @@ def _opaque(header: RecordHeader, action: Callable[[], _T]) -> _T:
     try:
         return action()
     except IntegrityError as exc:
-        _log.warning("record %s failed authentication: %s", header.record_id, exc.message)
-        raise IntegrityError(f"record {header.record_id} failed authentication") from None
+        raise _failed(header, exc) from None
+
+
+def _failed(header: RecordHeader, exc: IntegrityError) -> IntegrityError:
+    """Log the cause of *exc* and return the one opaque error to raise instead."""
+    _log.warning("record %s failed authentication: %s", header.record_id, exc.message)
+    return IntegrityError(f"record {header.record_id} failed authentication")
 
 
 def open_into(
@@ -176,7 +181,10 @@ def open_into(
         IntegrityError: one message for every way the blob, header or key can be wrong,
             *out* too small included.
     """
-    return _opaque(header, lambda: _stream.open_into(data_key, blob, header.to_bytes(), out))
+    try:
+        return _stream.open_into(data_key, blob, header.to_bytes(), out)
+    except IntegrityError as exc:
+        raise _failed(header, exc) from None
 
 
 def open_stream(header: RecordHeader, source: Reader, sink: Writer, data_key: bytes) -> int:
