@@ -111,9 +111,9 @@ def per_s(count: int, times: list[float]) -> float:
 
 
 def bench(base: Path, quick: bool) -> dict[str, Any]:
-    many_rounds = 3 if quick else 10
+    many_rounds = 7 if quick else 15
     files_many_rounds = 1 if quick else 3
-    one_calls = 100 if quick else 500
+    one_calls = 200 if quick else 1000
     stores: dict[str, Any] = {
         "sovra": FilesystemBlobStore(base / "sovra", REGION),
         "sqlite": PlainSQLite(base / "plain.sqlite"),

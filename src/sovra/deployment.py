@@ -526,7 +526,7 @@ def _require_small_blobs(store: MetadataStore, blobs: Mapping[str, FilesystemBlo
     Raises:
         ConfigError: the first region found in that state, and how to restore it.
     """
-    empty = {region for region, b in blobs.items() if b.small_blob_count() == 0}
+    empty = {region for region, b in blobs.items() if not b.holds_small_blobs()}
     after, seen = "", 0
     while empty and seen < _SAMPLE_ROWS and (page := store.records_page(after, 256)):
         after, seen = page[-1].header.record_id, seen + len(page)

@@ -317,7 +317,7 @@ def _small_blobs_lost(ex: _Examination, folder: Path, database: str) -> None:
         regions = [r for (r,) in db.execute("SELECT DISTINCT region FROM records")]
         for region in sorted(regions):
             small = folder / region / SMALL_BLOBS_NAME
-            if small.is_symlink() or _small_blob_count(small):
+            if small.is_symlink() or _holds_small_blobs(small):
                 continue  # a link is reported by _blobs
             newest = db.execute(
                 "SELECT record_id FROM records WHERE region = ? AND log_index >= 0"
@@ -342,18 +342,18 @@ def _small_blobs_lost(ex: _Examination, folder: Path, database: str) -> None:
         db.close()
 
 
-def _small_blob_count(path: Path) -> int | None:
-    """Blobs in a small-blob file; 0 when it is empty or has no table, None when absent."""
+def _holds_small_blobs(path: Path) -> bool:
+    """Whether a small-blob file holds a blob (False: absent, empty, no table, unreadable)."""
     if not path.exists():
-        return None
+        return False
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error:
-        return 0
+        return False
     try:
-        return int(db.execute("SELECT count(*) FROM blobs").fetchone()[0])
+        return db.execute("SELECT 1 FROM blobs LIMIT 1").fetchone() is not None
     except sqlite3.Error:
-        return 0
+        return False
     finally:
         db.close()
 

@@ -227,6 +227,14 @@ class SmallBlobs:
         """
         return (key for (key,) in self._read("SELECT key FROM blobs", ()))
 
+    def empty(self) -> bool:
+        """Whether no blob is stored (one row looked at, whatever the size).
+
+        Raises:
+            OSError: the read failed.
+        """
+        return not self._read("SELECT 1 FROM blobs LIMIT 1", ())
+
     def count(self) -> int:
         """How many blobs are stored.
 

@@ -399,6 +399,17 @@ class FilesystemBlobStore(BlobStoreBase):
         """The region's small-blob file."""
         return self._small.path
 
+    def holds_small_blobs(self) -> bool:
+        """Whether the small-blob file holds any blob (cheap whatever its size).
+
+        Raises:
+            ConfigError: the file cannot be read.
+        """
+        try:
+            return not self._small.empty()
+        except OSError as exc:
+            raise ConfigError(f"blob store {self._region}: {_reason(exc)}") from None
+
     def small_blob_count(self) -> int:
         """How many blobs the small-blob file holds.
 
