@@ -60,7 +60,9 @@ def encrypt(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
     return AESGCM(key).encrypt(nonce, plaintext, aad)
 
 
-def decrypt(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+def decrypt(
+    key: bytes, nonce: bytes | memoryview, ciphertext: bytes | memoryview, aad: bytes
+) -> bytes:
     """Authenticate and decrypt ``ciphertext || tag``.
 
     Raises:
@@ -79,14 +81,16 @@ def decrypt(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
         raise IntegrityError("AES-GCM tag does not verify") from None
 
 
-def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    """Encrypt under a fresh random nonce and return ``nonce || ciphertext || tag``.
+def seal(key: bytes, plaintext: bytes, aad: bytes, *, prefix: bytes = b"") -> bytes:
+    """Encrypt under a fresh random nonce and return ``prefix || nonce || ciphertext || tag``.
+
+    The result is assembled with one copy of the ciphertext, whatever the prefix.
 
     Raises:
         BadRequest: the key is not 32 bytes.
     """
     nonce = os.urandom(NONCE_SIZE)
-    return nonce + encrypt(key, nonce, plaintext, aad)
+    return b"".join((prefix, nonce, encrypt(key, nonce, plaintext, aad)))
 
 
 def seal_with(cipher: AESGCM, plaintext: bytes, aad: bytes) -> bytes:
@@ -109,8 +113,8 @@ def open_with(cipher: AESGCM, sealed: bytes, aad: bytes) -> bytes:
         raise IntegrityError("AES-GCM tag does not verify") from None
 
 
-def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
-    """Reverse :func:`seal`.
+def open_sealed(key: bytes, sealed: bytes | memoryview, aad: bytes) -> bytes:
+    """Reverse :func:`seal` (without its prefix); a memoryview is read without a copy.
 
     Raises:
         IntegrityError: truncated input, wrong key, or any byte of *sealed* or *aad*

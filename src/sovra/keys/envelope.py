@@ -88,8 +88,7 @@ def seal(header: RecordHeader, plaintext: bytes) -> tuple[bytes, bytes]:
         out = bytearray(_stream.sealed_size(len(plaintext)))
         _stream.seal_into(data_key, plaintext, header.to_bytes(), out)
         return bytes(out), data_key
-    blob = BLOB_PREFIX + _aead.seal(data_key, plaintext, header.to_bytes())
-    return blob, data_key
+    return _aead.seal(data_key, plaintext, header.to_bytes(), prefix=BLOB_PREFIX), data_key
 
 
 def sealed_size(plaintext_len: int, segment_size: int = _stream.DEFAULT_SEGMENT_SIZE) -> int:
@@ -320,7 +319,10 @@ def open_blob(header: RecordHeader, blob: bytes, data_key: bytes) -> bytes:
             or version, truncation, oversize, a changed byte, a wrong key), with one
             message; the specific cause goes to this module's logger only.
     """
-    return _opaque(header, lambda: _open_detailed(header, blob, data_key))
+    try:
+        return _open_detailed(header, blob, data_key)
+    except IntegrityError as exc:
+        raise _failed(header, exc) from None
 
 
 def _open_detailed(header: RecordHeader, blob: bytes, data_key: bytes) -> bytes:
@@ -336,4 +338,5 @@ def _open_detailed(header: RecordHeader, blob: bytes, data_key: bytes) -> bytes:
         raise IntegrityError("blob does not start with the format-1 magic")
     if len(blob) > MAX_PLAINTEXT_BYTES + BLOB_OVERHEAD:
         raise IntegrityError(f"blob of {len(blob)} bytes is larger than seal can produce")
-    return _aead.open_sealed(data_key, blob[len(BLOB_PREFIX) :], header.to_bytes())
+    # A view, so the ciphertext is not copied before it is decrypted.
+    return _aead.open_sealed(data_key, memoryview(blob)[len(BLOB_PREFIX) :], header.to_bytes())
