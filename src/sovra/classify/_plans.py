@@ -108,14 +108,13 @@ class _Plan:
         """Whether phonenumbers gives *nsn* a number type other than UNKNOWN here."""
         if self.general is None or not self.general.matches(nsn):
             return False
-        for desc in self.types:
-            if desc.matches(nsn):
-                return True
+        # phonenumbers tries the rarer types first; any match gives a type, so the two a
+        # number nearly always has are tried first here (nine patterns fewer for most).
         if self.fixed_line is not None and self.fixed_line.matches(nsn):
             return True
-        if self.same_fixed_and_mobile or self.mobile is None:
-            return False
-        return self.mobile.matches(nsn)
+        if not self.same_fixed_and_mobile and self.mobile is not None and self.mobile.matches(nsn):
+            return True
+        return any(desc.matches(nsn) for desc in self.types)
 
     def strip_national_prefix(self, number: str) -> str:
         """*number* without its national prefix and carrier code, where that leaves a

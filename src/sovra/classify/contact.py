@@ -189,16 +189,23 @@ def _is_local(char: str) -> bool:
 
 
 _ASCII_LOCAL = frozenset(c for c in map(chr, range(128)) if _LOCAL_CHAR.match(c))
+_ASCII_LOCAL_CHARS = "".join(sorted(_ASCII_LOCAL))
 
 
 def _local_part_start(text: str, at: int) -> int | None:
     """Start of the local part ending just before ``text[at] == '@'``, if well-formed."""
-    start = at
     # Look back one character further than a local part may be long, and no further, so
-    # one long word costs bounded time at every '@' that follows it.
+    # one long word costs bounded time at every '@' that follows it. The ASCII characters
+    # of the local part are stepped over by one ``rstrip``; only a character outside ASCII
+    # is tested on its own.
     limit = max(0, at - _MAX_LOCAL - 1)
-    while start > limit and _is_local(text[start - 1]):
-        start -= 1
+    start = at
+    while True:
+        start = limit + len(text[limit:start].rstrip(_ASCII_LOCAL_CHARS))
+        if start > limit and not text[start - 1].isascii() and _is_local(text[start - 1]):
+            start -= 1
+            continue
+        break
     if at - start > _MAX_LOCAL:
         return None
     while start < at and text[start] in ".'":

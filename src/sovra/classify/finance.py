@@ -517,10 +517,15 @@ def _vat_at(text: str, match: re.Match[str]) -> Finding | None:
     return None
 
 
+_BIC_SEARCHED = tuple(dict.fromkeys(_BIC_PARTS))
+
+
 def _bic_words(text: str) -> list[list[int]]:
     """``occurrences(text, _BIC_WORDS)``, found from the parts in :data:`_BIC_PARTS`."""
-    parts = tuple(dict.fromkeys(_BIC_PARTS))
-    found = dict(zip(parts, occurrences(text, parts), strict=True))
+    hits = occurrences(text, _BIC_SEARCHED)
+    if not any(hits):  # nearly every text: no part at all, nothing to compare
+        return [[] for _ in _BIC_WORDS]
+    found = dict(zip(_BIC_SEARCHED, hits, strict=True))
     every: list[list[int]] = []
     for word, part in zip(_BIC_WORDS, _BIC_PARTS, strict=True):
         offset = word.index(part)
@@ -564,7 +569,10 @@ def detect_bic(text: str) -> Iterator[Finding]:
     """
     # Only reported after its naming word, so the words are searched for (a fast literal
     # search) and the code only in the short stretch after each.
-    for word, starts in zip(_BIC_WORDS, _bic_words(text), strict=True):
+    every = _bic_words(text)
+    if not any(every):
+        return
+    for word, starts in zip(_BIC_WORDS, every, strict=True):
         for at in starts:
             window_end = min(len(text), at + len(word) + _CONTEXT_WINDOW)
             for match in _BIC.finditer(text, at + len(word), window_end):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from sovra.classify._fold import fold
 from sovra.classify._overlap import resolve_overlaps
-from sovra.classify._runs import forget, segments
+from sovra.classify._runs import forget, segments, windows
 from sovra.classify.registry import FAMILIES
 from sovra.classify.special import LANGUAGES
 from sovra.errors import BadRequest, PayloadTooLarge
@@ -92,8 +92,14 @@ def _detect(folded: str, lang: str | None, max_numbers: int) -> list[Finding]:
             f"text holds more than {max_numbers} separate numbers, too many to check for "
             "phone numbers in bounded time; split it"
         )
+    # A family that needs a digit or a character the text lacks is not run: one test
+    # here instead of its passes (see Family.requires).
+    digit = bool(windows(folded))
     found: list[Finding] = []
     for family in FAMILIES:
+        needs = family.requires
+        if not digit and needs is not None and not any(c in folded for c in needs):
+            continue
         if lang is not None and family.detect_in is not None:
             found.extend(family.detect_in(folded, lang))
         else:

@@ -157,6 +157,24 @@ class _State:
     pack: PolicyPack
     home: dict[str, tuple[list[str], list[str], list[str]]]  # purposes, adequacy, contracts
     memo: dict[tuple[Any, ...], _Answer] = field(default_factory=dict)
+    # The policies that decided an allow -> their names, reasons joined, review queue: as
+    # few distinct sets fire as there are distinct answers, so each is explained once.
+    explained: dict[tuple[str, ...], tuple[tuple[str, ...], str, str]] = field(default_factory=dict)
+
+    def explain(self, fired: tuple[str, ...]) -> tuple[tuple[str, ...], str, str]:
+        """Names, reasons (each once, joined) and first review queue of the *fired* rules."""
+        known = self.explained.get(fired)
+        if known is None:
+            pack = self.pack
+            known = (
+                tuple(pack.name_of(p) for p in fired),
+                "; ".join(dict.fromkeys(pack.reason_of(p) for p in fired)),
+                next((pack.review[p] for p in fired if p in pack.review), ""),
+            )
+            if len(self.explained) >= _MAX_MEMO:
+                self.explained.clear()
+            self.explained[fired] = known
+        return known
 
 
 class DecisionPoint:
@@ -323,10 +341,13 @@ class DecisionPoint:
 
         denied = next((i for i, a in enumerate(answers) if not a[0]), None)
         if denied is None:
-            fired = sorted({pid for a in answers for pid in a[1]})
-            review = next((pack.review[p] for p in fired if p in pack.review), "")
-            names = [pack.name_of(p) for p in fired]
-            reason = "; ".join(dict.fromkeys(pack.reason_of(p) for p in fired))
+            # One record (the common read): its answer's policies are sorted already.
+            fired = (
+                answers[0][1]
+                if len(answers) == 1
+                else tuple(sorted({pid for a in answers for pid in a[1]}))
+            )
+            names, reason, review = state.explain(fired)
             if review:
                 reason += f"; queued for {review} review"
             decision = outcome(True, reason, names, review)
@@ -389,7 +410,7 @@ class DecisionPoint:
         answer = self._answers(state, [key])[0]
         allowed, fired, errors = answer
 
-        def outcome(allow: bool, reason: str, policies: Sequence[str] = ()) -> Decision:
+        def outcome(allow: bool, reason: str, names: Sequence[str] = ()) -> Decision:
             return Decision(
                 decision_id=self._new_id(),
                 allow=allow,
@@ -398,16 +419,18 @@ class DecisionPoint:
                 purpose="none",
                 records=(),
                 subjects=tuple(sorted(set(target.subjects))),
-                policies=tuple(pack.name_of(p) for p in policies),
+                policies=tuple(names),
                 action=action,
             )
 
         if allowed:
-            return outcome(True, "; ".join(dict.fromkeys(pack.reason_of(p) for p in fired)), fired)
+            names, reason, _ = state.explain(fired)
+            return outcome(True, reason, names)
         if errors:
             return outcome(False, f"policy evaluation error: {errors[0]}")
         if fired:
-            return outcome(False, "; ".join(pack.reason_of(p) for p in fired), fired)
+            reasons = "; ".join(pack.reason_of(p) for p in fired)
+            return outcome(False, reasons, [pack.name_of(p) for p in fired])
         why = target.problem or _WHY_NOT_ACTION[action].format(
             role=principal.role, j=target.jurisdiction or principal.jurisdiction
         )
@@ -453,6 +476,8 @@ class DecisionPoint:
     def _answers(self, state: _State, keys: list[tuple[Any, ...]]) -> list[_Answer]:
         memo = state.memo
         found = [memo.get(k) for k in keys]
+        if None not in found:  # every answer memoised: the common case
+            return found  # type: ignore[return-value]
         missing = list(dict.fromkeys(k for k, a in zip(keys, found, strict=True) if a is None))
         if missing:
             fresh = self._evaluate(state, missing)
