@@ -9,10 +9,11 @@ Every method speaks the ``OSError`` dialect of :class:`~sovra.store.blobs.BlobSt
 SQLite's own failures become ``OSError`` (``EBADMSG`` when the file is not a database or
 is damaged, ``EIO`` otherwise), a key stored already is ``FileExistsError`` naming it.
 
-Threads share one connection behind a lock, as the metadata store does; a process that
-inherits the store across ``fork`` opens its own connection, since an SQLite connection
-must not be used from two processes. ``secure_delete`` overwrites a deleted blob's bytes
-in the file, as the subject-key store does for shredded keys.
+Threads share one connection for reads and one for writes, each behind a lock, so a read
+never waits for a write's fsync; a process that inherits the store across ``fork`` opens
+its own connections, since an SQLite connection must not be used from two processes.
+``secure_delete`` overwrites a deleted blob's bytes in the file, as the subject-key store
+does for shredded keys.
 """
 
 from __future__ import annotations
@@ -51,30 +52,26 @@ class SmallBlobs:
                 not an SQLite database of this schema (``EBADMSG``), or cannot be opened.
         """
         self._path = folder / SMALL_BLOBS_NAME
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
-        with self._lock:
-            self._connection()
+        # Two connections, each behind its own lock: readers never wait for a writer's
+        # fsync (WAL lets a reader see the last commit while the next one is written).
+        self._reader = _Connection()
+        self._writer = _Connection()
+        with self._reader.lock:
+            self._connection(self._reader, create=False)
 
     @property
     def path(self) -> Path:
         """The SQLite file."""
         return self._path
 
-    def _connection(self) -> sqlite3.Connection | None:
-        """The connection of this process, None while there is no file; under the lock."""
-        if self._conn is None or self._pid != os.getpid():
-            self._refuse_links()
-            if not os.path.lexists(self._path):
-                return None
-        return self._open()
-
-    def _open(self) -> sqlite3.Connection:
-        """The connection of this process, creating the file; the caller holds the lock."""
-        if self._conn is not None and self._pid == os.getpid():
-            return self._conn
+    def _connection(self, link: _Connection, *, create: bool) -> sqlite3.Connection | None:
+        """*link*'s connection in this process; None while there is no file and *create*
+        is false. The caller holds ``link.lock``."""
+        if link.conn is not None and link.pid == os.getpid():
+            return link.conn
         self._refuse_links()
+        if not create and not os.path.lexists(self._path):
+            return None
         try:
             os.close(os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
             conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
@@ -89,6 +86,7 @@ class SmallBlobs:
                 # FULL: every commit fsyncs the log, so a returned put survives a power cut.
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA secure_delete=ON")
+            if version == 0:
                 conn.execute("BEGIN IMMEDIATE")
                 with conn:
                     conn.execute(
@@ -103,7 +101,7 @@ class SmallBlobs:
             conn.close()
             raise OSError(errno.EBADMSG, f"small-blob store has schema version {version}")
         self._refuse_links()
-        self._conn, self._pid = conn, os.getpid()
+        link.conn, link.pid = conn, os.getpid()
         return conn
 
     def _refuse_links(self) -> None:
@@ -122,11 +120,12 @@ class SmallBlobs:
                 )
 
     def close(self) -> None:
-        """Close this process's connection; calling it twice is harmless."""
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+        """Close this process's connections; calling it twice is harmless."""
+        for link in (self._reader, self._writer):
+            with link.lock:
+                if link.conn is not None and link.pid == os.getpid():
+                    link.conn.close()
+                link.conn = None
 
     def put_many(self, items: Sequence[tuple[str, bytes]], *, taken: set[str]) -> None:
         """Insert every item in one transaction, durable on return; none if it raises.
@@ -140,8 +139,10 @@ class SmallBlobs:
         for key, _ in items:
             if key in taken:
                 raise FileExistsError(errno.EEXIST, "blob exists", key)
-        with self._lock:
-            conn = self._open()
+        with self._writer.lock:
+            conn = self._connection(self._writer, create=True)
+            if conn is None:  # pragma: no cover - create=True always connects
+                raise OSError(errno.EIO, "small-blob store did not open")
             try:
                 # IMMEDIATE takes the write lock up front (another process may write too);
                 # the connection's context commits, or rolls back whatever went wrong.
@@ -197,9 +198,9 @@ class SmallBlobs:
         Raises:
             OSError: the write failed.
         """
-        with self._lock:
+        with self._writer.lock:
             try:
-                conn = self._connection()
+                conn = self._connection(self._writer, create=False)
                 if conn is None:
                     return False
                 cur = conn.execute("DELETE FROM blobs WHERE key = ?", (key,))
@@ -249,9 +250,9 @@ class SmallBlobs:
         Raises:
             OSError: the read failed or the file is damaged.
         """
-        with self._lock:
+        with self._reader.lock:
             try:
-                conn = self._connection()
+                conn = self._connection(self._reader, create=False)
                 return [] if conn is None else conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise _os_error(exc) from None
@@ -262,3 +263,14 @@ def _os_error(exc: sqlite3.Error) -> OSError:
     # The bare DatabaseError is SQLite's "not a database" and "disk image is malformed".
     code = errno.EBADMSG if type(exc) is sqlite3.DatabaseError else errno.EIO
     return OSError(code, f"small-blob store: {exc}")
+
+
+class _Connection:
+    """One SQLite connection, the process that opened it, and the lock its users hold."""
+
+    __slots__ = ("conn", "lock", "pid")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: sqlite3.Connection | None = None
+        self.pid = 0
