@@ -137,18 +137,23 @@ class BlobStoreBase(abc.ABC):
         if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
             raise BadRequest(f"blobs must be a sequence of (key, bytes) pairs, got {_kind(items)}")
         batch: list[tuple[str, bytes]] = []
-        seen: set[str] = set()
+        limit = self._max_blob_bytes
         for n, item in enumerate(items):
             if not isinstance(item, tuple) or len(item) != 2:
                 raise BadRequest(
                     f"blob {n} of the batch must be a (key, bytes) pair, got {_kind(item)}"
                 )
             key, data = item
-            self._check_blob(key, data)
-            if key in seen:
-                raise BadRequest(f"blob key {key} appears twice in the batch")
-            seen.add(key)
-            batch.append((key, data))
+            check_id(key, "blob key")
+            if type(data) is not bytes or len(data) > limit:
+                self._check_blob(key, data)  # the precise refusal (a bytes subclass passes)
+            batch.append(item)
+        if len({key for key, _ in batch}) != len(batch):
+            seen: set[str] = set()
+            for key, _ in batch:
+                if key in seen:
+                    raise BadRequest(f"blob key {key} appears twice in the batch")
+                seen.add(key)
         return batch
 
     def _put_many(self, items: list[tuple[str, bytes]]) -> None:
