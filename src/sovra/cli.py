@@ -232,7 +232,7 @@ def serve(
     port: Annotated[int, typer.Option(help="port to bind")] = 8750,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="worker processes serving the port [default: 1]"),
+        typer.Option(min=1, help="worker processes serving the port [default: one per core]"),
     ] = None,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs), and each custodian as its own process.
@@ -252,7 +252,7 @@ def serve(
     from sovra.server import create_app
     from sovra.server.workers import bind, serve_workers, uvicorn_config
 
-    count = workers or 1
+    count = workers or os.cpu_count() or 1
     processes = become_gateway(directory)
     stopped: list[int] = []
 

@@ -4,6 +4,8 @@ Layout of a deployment directory (``sovra init``; :mod:`sovra.custody` says who 
 
     sovra.toml                 the configuration (readable, editable)
     sovra.db                   SQLite (WAL): records' metadata, grants, nonces, the log
+    guard.db                   SQLite (WAL): the bulk guard's journal (usage within the
+                               window, alerts, the review queue), shared by the workers
     blobs/<region>/...         ciphertext only, one folder per storage region
     keys/log.key               the log's Ed25519 signing key (0600)
     keys/commitment.secret     HMAC key for subject commitments (0600)
@@ -23,6 +25,7 @@ Layout of a deployment directory (``sovra init``; :mod:`sovra.custody` says who 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -55,11 +58,17 @@ from sovra.ledger import LogStorage, NoteSigner, SQLiteLogStorage, TransparencyL
 from sovra.ledger.cosigning import CheckpointCosignatures, cosignature_store
 from sovra.model import Principal, Role, check_id, check_jurisdiction
 from sovra.policy import BulkGuard, BulkLimits, DecisionPoint, default_pack
-from sovra.store import FilesystemBlobStore, MetadataStore, open_metadata_store
+from sovra.store import (
+    FilesystemBlobStore,
+    MetadataStore,
+    SQLiteGuardJournal,
+    open_metadata_store,
+)
 
 __all__ = ["CustodianMode", "Deployment", "become_gateway", "default_principals", "run_as_gateway"]
 
 CONFIG_NAME = "sovra.toml"
+GUARD_JOURNAL = "guard.db"
 CustodianMode = Literal["separate", "in-process"]
 _T = TypeVar("_T")
 # Rows looked at when a region's small-blob file is empty at start.
@@ -248,9 +257,15 @@ class Deployment:
             log.close()
             store.close()
             raise
+        commitment_secret = read_secret(root / "keys" / "commitment.secret", expected_len=32)
+        # Every worker process of the deployment shares the guard's journal, and hashes
+        # name templates under the same key.
+        journal = SQLiteGuardJournal(root / GUARD_JOURNAL)
         guard = BulkGuard(
             BulkLimits(config.request_subject_limit, config.window_subject_limit, config.window_s),
             clock,
+            journal=journal,
+            template_key=hashlib.blake2b(commitment_secret, person=b"sovra-bulk-tmpl").digest(),
         )
         decisions = DecisionPoint(
             default_pack(), guard, {c: j.purposes for c, j in config.jurisdictions.items()}
@@ -264,7 +279,7 @@ class Deployment:
             log=log,
             decisions=decisions,
             authority_keys=authority_keys,
-            commitment_secret=read_secret(root / "keys" / "commitment.secret", expected_len=32),
+            commitment_secret=commitment_secret,
             clock=clock,
         )
         governance = Governance(
@@ -295,6 +310,9 @@ class Deployment:
         processes :meth:`open` started)."""
         self.store.close()
         self.gateway.log.close()
+        journal = self.gateway.decisions.guard.journal
+        if isinstance(journal, SQLiteGuardJournal):
+            journal.close()
         _close_all(self.gateway.custodians.values())
         _close_all(self.gateway.blobs.values())
         if self.processes is not None:

@@ -205,6 +205,8 @@ class Governance:
         self.authority_keys = authority_keys
         self.commitment = commitment
         self._authorizer = Authorizer(log, decisions, clock)
+        # The log index of the activation whose pack is active here (None: the default).
+        self._activation: int | None = None
 
     # -- grants --------------------------------------------------------------------------
 
@@ -414,6 +416,7 @@ class Governance:
         )
         receipt = self._authorizer.append(entry, ["policy_activation"])[1]
         self.decisions.activate(pack)
+        self._activation = receipt.index
         return receipt
 
     def restore_policy(self) -> None:
@@ -428,16 +431,32 @@ class Governance:
         indexes = self.log.find("policy_activation")
         if not indexes:
             return
-        entry = LogEntry.from_bytes(self.log.entry(indexes[-1]))
+        self._restore(indexes[-1])
+
+    def follow_policy(self) -> None:
+        """Activate here the pack another process (a worker, a replica) activated since:
+        the last ``policy_activation`` entry of the log, when it is not the active one.
+        The server calls it about once a second.
+
+        Raises:
+            ConfigError: that pack no longer verifies or validates (as :meth:`restore_policy`).
+        """
+        indexes = self.log.find("policy_activation")
+        if indexes and indexes[-1] != self._activation:
+            self._restore(indexes[-1])
+
+    def _restore(self, index: int) -> None:
+        entry = LogEntry.from_bytes(self.log.entry(index))
         try:
             envelope = Envelope.from_json(json.dumps(entry.fields["envelope"]).encode())
             pack = verify_pack(envelope, self.authority_keys).bundle.compile()
         except (KeyError, SovraError) as exc:
             detail = exc.message if isinstance(exc, SovraError) else f"missing {exc}"
             raise ConfigError(
-                f"the policy pack activated at log index {indexes[-1]} does not verify: {detail}"
+                f"the policy pack activated at log index {index} does not verify: {detail}"
             ) from None
         self.decisions.activate(pack)
+        self._activation = index
 
     # -- crypto-shredding ----------------------------------------------------------------
 
@@ -502,7 +521,7 @@ class Governance:
         return {
             "origin": self.config.origin,
             "log_verifier_key": self.log.verifier_key,
-            "log_size": self.log.size,
+            "log_size": self.log.stored_size(),
             "jurisdictions": {
                 code: {"name": j.name, "regions": list(j.regions), "purposes": list(j.purposes)}
                 for code, j in self.config.jurisdictions.items()

@@ -159,6 +159,14 @@ class TransparencyLog:
         with self._tree_lock:
             return self._tree.size
 
+    def stored_size(self) -> int:
+        """Number of entries in the storage, which other writers (worker processes) may
+        have grown since this process last looked; this process's tree catches up."""
+        stored = self._storage.size()
+        with self._tree_lock:
+            self._catch_up(stored)
+            return self._tree.size
+
     def append(self, entry: bytes, tags: Sequence[str] = ()) -> LogReceipt:
         """Persist one entry and return the log's signed receipt for it.
 
@@ -282,6 +290,15 @@ class TransparencyLog:
         if size > self._tree.size:
             self._tree.extend(self._storage.read_leaf_hashes(self._tree.size, size))
 
+    def _reach(self, size: int) -> None:
+        """Before answering about the first *size* entries: if this process's tree is
+        smaller, catch up on what other writers (worker processes) appended."""
+        if size <= self._tree.size:
+            return
+        stored = self._storage.size()
+        with self._tree_lock:
+            self._catch_up(stored)
+
     def entry(self, index: int) -> bytes:
         """The entry at *index*, checked against its leaf hash.
 
@@ -289,6 +306,7 @@ class TransparencyLog:
             NotFound: there is no such entry.
             IntegrityError: the stored entry no longer matches its leaf hash.
         """
+        self._reach(index + 1)
         size = self.size
         if not 0 <= index < size:
             raise NotFound(f"no log entry {index} (the log has {size})")
@@ -303,6 +321,7 @@ class TransparencyLog:
         """
         if end - start > MAX_READ:
             raise BadRequest(f"read at most {MAX_READ} entries at a time")
+        self._reach(end)
         size = self.size
         if not 0 <= start <= end <= size:
             raise BadRequest(f"range [{start}, {end}) is not inside the log of size {size}")
@@ -363,6 +382,8 @@ class TransparencyLog:
         Raises:
             BadRequest: *size* is negative or beyond the log.
         """
+        if size is not None:
+            self._reach(size)
         with self._tree_lock:
             return self._tree.root(size)
 
@@ -372,6 +393,7 @@ class TransparencyLog:
         Raises:
             BadRequest: *size* beyond the log or *index* not below it.
         """
+        self._reach(size)
         with self._tree_lock:
             return self._tree.inclusion_proof(index, size)
 
@@ -381,6 +403,7 @@ class TransparencyLog:
         Raises:
             BadRequest: sizes not in ``0 < old_size <= new_size <= size``.
         """
+        self._reach(new_size)
         with self._tree_lock:
             return self._tree.consistency_proof(old_size, new_size)
 
@@ -453,6 +476,7 @@ class TransparencyLog:
         _check_tile_coordinates(level, index, width)
         height = level * TILE_HEIGHT
         start = index * TILE_WIDTH
+        self._reach((start + width) << height)
         with self._tree_lock:
             available = tile_level_count(self._tree.size, level)
             if start + width > available:

@@ -4,7 +4,16 @@ justification codes and the decision point.
 Pure: nothing here does I/O beyond reading the packs shipped inside the package.
 """
 
-from sovra.policy.bulk import Alert, BulkFlags, BulkGuard, BulkLimits, BulkUsage
+from sovra.policy.bulk import (
+    Alert,
+    BulkFlags,
+    BulkGuard,
+    BulkLimits,
+    BulkUsage,
+    GuardJournal,
+    JournalEvent,
+    JournalSession,
+)
 from sovra.policy.decide import (
     BUILT_IN_RULES,
     GOVERNANCE_ACTIONS,
@@ -58,6 +67,9 @@ __all__ = [
     "Explanation",
     "GrantChecker",
     "GrantFacts",
+    "GuardJournal",
+    "JournalEvent",
+    "JournalSession",
     "Justification",
     "PackBundle",
     "PackParameters",

@@ -24,15 +24,29 @@ earlier detector did, made a service reading its own fresh records trip it by ch
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from sovra.errors import ConfigError
 
-__all__ = ["Alert", "BulkFlags", "BulkGuard", "BulkLimits", "BulkUsage"]
+__all__ = [
+    "Alert",
+    "BulkFlags",
+    "BulkGuard",
+    "BulkLimits",
+    "BulkUsage",
+    "GuardJournal",
+    "JournalEvent",
+    "JournalSession",
+]
 
 _DIGITS = re.compile(r"(\d+)")
 _FIELDS_READ = 2
@@ -40,21 +54,56 @@ _FIELDS_READ = 2
 _MAX_DIGITS = 18
 """Longer digit fields are not counters (and 10**18 < 2**60 keeps the key arithmetic exact)."""
 _NUMBER_BITS = 64
-_MASK = (1 << 64) - 1
 _MAX_ALERTS = 1000
+_MAX_REVIEWS = 10_000
+_PRUNE_EVERY = 1024
+"""Journal events appended by one process between two prunings of the journal."""
 _LAST_PER_REQUESTER = 1024
 """Templates per requester whose last number is remembered, for sweeps (least recent go)."""
 
+JournalEvent = tuple[int, str, float, str]
+"""One shared event: ``(sequence number, kind, time in seconds, JSON fields)``."""
 
-def _numbered(name: str) -> list[tuple[int, int]]:
+
+class JournalSession(Protocol):
+    """The journal held exclusively, across every process sharing it, for one decision."""
+
+    def read(self, after: int) -> list[JournalEvent]:
+        """Events after sequence number *after*, in order."""
+
+    def append(self, events: Sequence[tuple[str, float, str]]) -> int:
+        """Append ``(kind, time_s, JSON)`` events in order; returns the last one's number."""
+
+    def prune(self, before_s: float, keep: Mapping[str, int]) -> None:
+        """Delete usage events older than *before_s*, and of each kind in *keep* all but
+        its last ``keep[kind]`` events, whatever their age."""
+
+
+class GuardJournal(Protocol):
+    """Where the guards of several processes share usage, alerts and reviews, in order.
+
+    A session MUST exclude every other session of every process sharing the journal from
+    its start until it ends (a database write transaction), so that a guard that catches
+    up at the start of its session assesses against all usage before it; the events it
+    appends MUST be durable, or all absent, when the session ends without an error.
+    """
+
+    def session(self) -> AbstractContextManager[JournalSession]:
+        """Hold the journal for one decision."""
+
+    def read(self, after: int) -> list[JournalEvent]:
+        """Events after sequence number *after*, in order (no session needed)."""
+
+
+def _numbered(name: str, key: bytes) -> list[tuple[int, int]]:
     """``(template key, number)`` for each of the last two digit fields of *name*.
 
-    The template is the name with that field blanked, hashed to 64 bits (the windows hold
-    no names). A key ``template << 64 | number`` then has its sequence neighbours at
-    ``key ± 1`` and its stride-``s`` neighbours at ``key ± s``. The hash is Python's own
-    string hash, keyed at random per process (unless ``PYTHONHASHSEED`` fixes it); windows
-    shared between processes would need a keyed hash of their own. Two templates that
-    collide are compared as one, which could only refuse more, never let a walk through.
+    The template is the name with that field blanked, hashed to 64 bits under *key* (the
+    windows and the journal hold no names). A key ``template << 64 | number`` then has its
+    sequence neighbours at ``key ± 1`` and its stride-``s`` neighbours at ``key ± s``. The
+    hash is BLAKE2b keyed per deployment, so every worker process reading the journal
+    computes the same template keys. Two templates that collide are compared as one, which
+    could only refuse more, never let a walk through.
     """
     parts = _DIGITS.split(name)  # text, digits, text, ..., digits, text
     out = []
@@ -62,8 +111,11 @@ def _numbered(name: str) -> list[tuple[int, int]]:
         field_ = parts[k]
         if len(field_) > _MAX_DIGITS:
             continue
-        template = hash("".join(parts[:k]) + "#" + "".join(parts[k + 1 :]))
-        out.append(((template & _MASK) << _NUMBER_BITS, int(field_)))
+        blanked = "".join(parts[:k]) + "#" + "".join(parts[k + 1 :])
+        digest = hashlib.blake2b(
+            blanked.encode("utf-8", "surrogatepass"), digest_size=8, key=key
+        ).digest()
+        out.append((int.from_bytes(digest) << _NUMBER_BITS, int(field_)))
     return out
 
 
@@ -185,25 +237,38 @@ class _Window:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._last
 
-    def add(self, keys: Iterable[Hashable], now: float) -> None:
+    def add(self, keys: Iterable[Hashable], now: float) -> bool:
+        """Count *keys* at *now*; whether the window changed (a key new or refreshed)."""
         last, step = self._last, self._step
+        changed = False
         for k in keys:
             seen = last.get(k)
             if seen is None or now - seen >= step:
                 last[k] = now
                 self._events.append((now, k))
+                changed = True
+        return changed
 
 
 @dataclass
 class BulkGuard:
     """Sliding windows per requester, per requesting jurisdiction and of foreign subjects.
 
-    In memory, per process. ``limits`` may be replaced at any time (a new pack's parameters
-    take effect on the next request).
+    In memory, and with a *journal* shared between processes: each process's guard keeps
+    its windows, alerts and review queue as a replay of the journal, and every change it
+    makes is appended there. :meth:`session` holds the journal for one decision, so a
+    guard assesses against the usage of every process and the decision's own usage is
+    appended before any other process assesses: two workers never spend one budget twice.
+    Without a journal the guard is one process's. ``limits`` may be replaced at any time
+    (a new pack's parameters take effect on the next request).
     """
 
     limits: BulkLimits
     clock: Callable[[], float]
+    journal: GuardJournal | None = None
+    # Keys the hash of name templates (see _numbered); the same for every process sharing
+    # a journal.
+    template_key: bytes = field(default_factory=lambda: os.urandom(16), repr=False)
     _requester: dict[str, _Window] = field(default_factory=dict)
     _jurisdiction: dict[str, _Window] = field(default_factory=dict)
     _foreign: dict[str, _Window] = field(default_factory=dict)
@@ -211,8 +276,82 @@ class BulkGuard:
     # per requester: template key -> the number it last read under that template (sweeps)
     _last: dict[str, OrderedDict[int, int]] = field(default_factory=dict)
     _alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=_MAX_ALERTS))
+    _reviews: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_MAX_REVIEWS))
     _counters: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _seen: int = 0  # the journal's last event applied here
+    _depth: int = 0  # sessions open in this process (nested ones share the outermost)
+    _pending: list[tuple[str, float, str]] = field(default_factory=list)
+    _appended: int = 0
+
+    # -- sharing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Hold the guard for one decision: every other thread, and with a journal every
+        other process, waits until it ends. It starts by applying what other processes
+        appended; what this decision changes is appended when it ends. Sessions nest.
+
+        Raises:
+            SovraError: the journal failed (the decision's changes are not shared).
+        """
+        with self._lock:
+            if self._depth or self.journal is None:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            with self.journal.session() as shared:
+                self._apply(shared.read(self._seen))
+                self._depth = 1
+                try:
+                    yield
+                finally:
+                    self._depth = 0
+                    pending, self._pending = self._pending, []
+                if pending:
+                    self._seen = shared.append(pending)
+                    self._appended += len(pending)
+                    if self._appended >= _PRUNE_EVERY:
+                        self._appended = 0
+                        shared.prune(
+                            self.clock() - self.limits.window_s,
+                            {"alert": _MAX_ALERTS, "review": _MAX_REVIEWS},
+                        )
+
+    def _share(self, kind: str, now: float, fields: dict[str, Any]) -> None:
+        if self.journal is not None:
+            self._pending.append((kind, now, json.dumps(fields, separators=(",", ":"))))
+
+    def _sync(self) -> None:
+        """Apply what other processes appended (for reads outside a decision)."""
+        with self._lock:
+            if self.journal is not None and not self._depth:
+                self._apply(self.journal.read(self._seen))
+
+    def _apply(self, events: Sequence[JournalEvent]) -> None:
+        for seq, kind, at, data in events:
+            fields = json.loads(data)
+            if kind == "use":
+                self._use(
+                    requester=fields["requester"],
+                    requester_jurisdiction=fields["jurisdiction"],
+                    subjects=fields["subjects"],
+                    foreign=fields["foreign"],
+                    numbered=[(t << _NUMBER_BITS, n) for t, n in fields["numbered"]],
+                    now=at,
+                )
+            elif kind == "seen":
+                ids = self._window(self._ids, fields["requester"], at)
+                numbered = [(t << _NUMBER_BITS, n) for t, n in fields["numbered"]]
+                self._remember(fields["requester"], ids, numbered, at)
+            elif kind == "alert":
+                self._raise(Alert(at, *fields["alert"]))
+            elif kind == "review":
+                self._reviews.append(fields)
+            self._seen = seq
 
     def _window(self, table: dict[str, _Window], key: str, now: float) -> _Window:
         window = table.get(key)
@@ -245,8 +384,9 @@ class BulkGuard:
         limits, now = self.limits, self.clock()
         commitments = tuple(s for s, _ in subjects)
         foreign = tuple(s for s, j in subjects if j != requester_jurisdiction)
-        numbered = tuple(pair for name in dict.fromkeys(names) for pair in _numbered(name))
-        with self._lock:
+        key = self.template_key
+        numbered = tuple(pair for name in dict.fromkeys(names) for pair in _numbered(name, key))
+        with self.session():
             window = self._window(self._requester, requester, now).count_with(commitments)
             jurisdiction = self._window(self._jurisdiction, requester_jurisdiction, now)
             in_jurisdiction = jurisdiction.count_with(commitments)
@@ -257,6 +397,7 @@ class BulkGuard:
             run = self._longest_run(ids, requester, numbered) if numbered else 0
             if run >= limits.enumeration_run:
                 self._remember(requester, ids, numbered, now)
+                self._share("seen", now, {"requester": requester, "numbered": _wire(numbered)})
         flags = BulkFlags(
             over_request_cap=len(subjects) > limits.request_limit,
             over_window_budget=window > limits.window_limit,
@@ -322,15 +463,45 @@ class BulkGuard:
     def record(self, usage: BulkUsage) -> None:
         """Count an allowed request, as :meth:`assess` saw it, against every budget."""
         now = self.clock()
-        with self._lock:
-            self._window(self._requester, usage.requester, now).add(usage.subjects, now)
-            jurisdiction = self._window(self._jurisdiction, usage.requester_jurisdiction, now)
-            jurisdiction.add(usage.subjects, now)
-            if usage.foreign_subjects:
-                self._window(self._foreign, usage.requester, now).add(usage.foreign_subjects, now)
-            if usage.numbered:
-                ids = self._window(self._ids, usage.requester, now)
-                self._remember(usage.requester, ids, usage.numbered, now)
+        with self.session():
+            changed = self._use(
+                requester=usage.requester,
+                requester_jurisdiction=usage.requester_jurisdiction,
+                subjects=usage.subjects,
+                foreign=usage.foreign_subjects,
+                numbered=usage.numbered,
+                now=now,
+            )
+            if changed:  # else every window holds it already: nothing new to share
+                fields = {
+                    "requester": usage.requester,
+                    "jurisdiction": usage.requester_jurisdiction,
+                    "subjects": usage.subjects,
+                    "foreign": usage.foreign_subjects,
+                    "numbered": _wire(usage.numbered),
+                }
+                self._share("use", now, fields)
+
+    def _use(
+        self,
+        *,
+        requester: str,
+        requester_jurisdiction: str,
+        subjects: Sequence[str],
+        foreign: Sequence[str],
+        numbered: Sequence[tuple[int, int]],
+        now: float,
+    ) -> bool:
+        changed = self._window(self._requester, requester, now).add(subjects, now)
+        jurisdiction = self._window(self._jurisdiction, requester_jurisdiction, now)
+        changed = jurisdiction.add(subjects, now) or changed
+        if foreign:
+            changed = self._window(self._foreign, requester, now).add(foreign, now) or changed
+        if numbered:
+            ids = self._window(self._ids, requester, now)
+            self._remember(requester, ids, numbered, now)
+            changed = True
+        return changed
 
     def _remember(
         self, requester: str, ids: _Window, numbered: Sequence[tuple[int, int]], now: float
@@ -350,21 +521,41 @@ class BulkGuard:
         self, requester: str, jurisdiction: str, policies: Sequence[str], decision: str
     ) -> None:
         """Remember a refusal the guard's flags decided, for the metrics endpoint."""
-        with self._lock:
-            self._alerts.append(
-                Alert(self.clock(), requester, jurisdiction, tuple(policies), decision)
-            )
-            for p in policies:
-                self._counters[p] = self._counters.get(p, 0) + 1
+        now = self.clock()
+        with self.session():
+            self._raise(Alert(now, requester, jurisdiction, tuple(policies), decision))
+            self._share("alert", now, {"alert": [requester, jurisdiction, policies, decision]})
+
+    def _raise(self, alert: Alert) -> None:
+        self._alerts.append(alert)
+        for p in alert.policies:
+            self._counters[p] = self._counters.get(p, 0) + 1
 
     def alerts(self, since_s: float = 0.0) -> list[Alert]:
         """Alerts raised at or after *since_s*, oldest first (the last 1000 at most)."""
         with self._lock:
+            self._sync()
             return [a for a in self._alerts if a.time_s >= since_s]
+
+    # -- the review queue (kept here so that it is shared the same way) -------------------
+
+    def queue_review(self, item: Mapping[str, Any]) -> None:
+        """Queue a decision for human review; *item* is its JSON-able fields."""
+        now = self.clock()
+        with self.session():
+            self._reviews.append(dict(item))
+            self._share("review", now, dict(item))
+
+    def reviews(self) -> list[dict[str, Any]]:
+        """Decisions queued for review, oldest first (the last 10,000 at most)."""
+        with self._lock:
+            self._sync()
+            return [dict(r) for r in self._reviews]
 
     def metrics(self) -> str:
         """Prometheus text exposition of the guard's refusals and windows."""
         with self._lock:
+            self._sync()
             counters = dict(self._counters)
             requesters = len(self._requester)
             latest = self._alerts[-1].time_s if self._alerts else 0.0
@@ -392,4 +583,10 @@ class BulkGuard:
         """Distinct subjects *requester* would have touched in the window with *subjects*."""
         now = self.clock()
         with self._lock:
+            self._sync()
             return self._window(self._requester, requester, now).count_with(set(subjects))
+
+
+def _wire(numbered: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Numbered names as the journal holds them: (64-bit template hash, number)."""
+    return [(t >> _NUMBER_BITS, n) for t, n in numbered]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +44,6 @@ __all__ = [
 ]
 
 _MAX_MEMO = 65_536
-_MAX_REVIEW = 10_000
 ACTIONS = ("read", "reveal")
 """What a request may ask: ``read`` the record as stored (minimised), or ``reveal`` it
 with the values minimisation tokenized or sealed turned back by the custodian."""
@@ -194,7 +192,6 @@ class DecisionPoint:
         self._new_id = new_id
         self._clock = clock or guard.clock
         self._lock = threading.Lock()
-        self._reviews: deque[ReviewItem] = deque(maxlen=_MAX_REVIEW)
         self._state = self._prepare(pack)
         self.guard.limits = pack.parameters.bulk_limits(self._base_limits)
 
@@ -231,9 +228,13 @@ class DecisionPoint:
         return _State(pack, home)
 
     def reviews(self, queue: str | None = None) -> list[ReviewItem]:
-        """Decisions waiting for review, oldest first (the last 10,000 at most)."""
-        with self._lock:
-            return [r for r in self._reviews if queue is None or r.queue == queue]
+        """Decisions waiting for review, oldest first (the last 10,000 at most); the
+        queue is the guard's, so that it is shared as the guard is."""
+        items = [
+            ReviewItem(**(r | {k: tuple(r[k]) for k in ("policies", "jurisdictions")}))
+            for r in self.guard.reviews()
+        ]
+        return [r for r in items if queue is None or r.queue == queue]
 
     # -- deciding --------------------------------------------------------------------------
 
@@ -254,11 +255,29 @@ class DecisionPoint:
         :func:`~sovra.policy.justification.default_justification`. *action* is one of
         :data:`ACTIONS`; a pack that has no rule permitting ``reveal`` denies it. *names*
         are what the request named, if not the record ids (the subject ids it asked for):
-        the bulk guard looks for enumeration in them.
+        the bulk guard looks for enumeration in them. The whole decision is one session
+        of the guard, so the budgets it assesses are the ones it spends, whatever other
+        threads or worker processes decide meanwhile.
 
         Raises:
             ValueError: *action* is not one of :data:`ACTIONS` (a caller's bug).
         """
+        with self.guard.session():
+            return self._decide(
+                principal, purpose, records, grant, justification, action=action, names=names
+            )
+
+    def _decide(
+        self,
+        principal: Principal,
+        purpose: str,
+        records: Sequence[RecordFacts],
+        grant: GrantFacts,
+        justification: Justification | None,
+        *,
+        action: str,
+        names: Sequence[str],
+    ) -> Decision:
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {ACTIONS}, not {action!r}")
         state = self._state
@@ -600,19 +619,19 @@ class DecisionPoint:
     ) -> None:
         if not queue:
             return
-        item = ReviewItem(
-            decision_id=decision.decision_id,
-            queue=queue,
-            time_s=self._clock(),
-            principal=principal.id,
-            principal_jurisdiction=principal.jurisdiction,
-            justification=decision.justification,
-            allow=decision.allow,
-            policies=decision.policies,
-            jurisdictions=tuple(sorted({r.jurisdiction for r in records})),
+        self.guard.queue_review(
+            {
+                "decision_id": decision.decision_id,
+                "queue": queue,
+                "time_s": self._clock(),
+                "principal": principal.id,
+                "principal_jurisdiction": principal.jurisdiction,
+                "justification": decision.justification,
+                "allow": decision.allow,
+                "policies": list(decision.policies),
+                "jurisdictions": sorted({r.jurisdiction for r in records}),
+            }
         )
-        with self._lock:
-            self._reviews.append(item)
 
     def _readable(self, state: _State, key: tuple[Any, ...]) -> bool:
         """Whether the record of a denied reveal's *key* could be read as stored."""

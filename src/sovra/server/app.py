@@ -21,7 +21,7 @@ from sovra.errors import BadRequest
 from sovra.gateway import AccessResult, IngestReceipt
 from sovra.governance import SubjectReport
 from sovra.model import Grant, Principal
-from sovra.server.background import publishing
+from sovra.server.background import following, publishing
 from sovra.server.bodies import AccessBody, IngestBody, SubjectRef
 from sovra.server.docs import describe_api, mount_docs
 from sovra.server.handlers import add_error_handlers
@@ -42,7 +42,10 @@ def create_app(deployment: Deployment) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        with publishing(gw.log.checkpoint, deployment.config.log_publish_every_s):
+        with (
+            publishing(gw.log.checkpoint, deployment.config.log_publish_every_s),
+            following(gov.follow_policy),
+        ):
             yield
 
     app = FastAPI(
@@ -156,8 +159,9 @@ def create_app(deployment: Deployment) -> FastAPI:
         """Entries ``[start, end)``, at most 1000 at a time."""
         if end <= start or end - start > 1000:
             raise BadRequest("need start < end and at most 1000 entries per call")
-        if end > gw.log.size:
-            raise BadRequest(f"end {end} is beyond the log size {gw.log.size}")
+        size = gw.log.stored_size()
+        if end > size:
+            raise BadRequest(f"end {end} is beyond the log size {size}")
         return {"start": start, "entries": [e.decode() for e in gw.log.entries(start, end)]}
 
     @app.get("/v1/log/proof/inclusion", tags=["log"])

@@ -24,7 +24,7 @@ import uvicorn
 
 from sovra.errors import ConfigError, SovraError
 
-__all__ = ["publishing", "running"]
+__all__ = ["following", "publishing", "running"]
 
 _logger = logging.getLogger("sovra.server")
 
@@ -70,6 +70,24 @@ def publishing(publish: Callable[[], object], every_s: float) -> Iterator[None]:
     Raises:
         ConfigError: *every_s* is not a positive number of seconds.
     """
+    with _every(publish, every_s, "sovra-publish", "scheduled checkpoint publication"):
+        yield
+
+
+@contextmanager
+def following(follow: Callable[[], object], every_s: float = 0.5) -> Iterator[None]:
+    """Call *follow* every *every_s* seconds in a daemon thread until the block ends: a
+    worker takes up what another worker changed (the active policy pack), within a second.
+
+    Raises:
+        ConfigError: *every_s* is not a positive number of seconds.
+    """
+    with _every(follow, every_s, "sovra-follow", "following the other workers"):
+        yield
+
+
+@contextmanager
+def _every(work: Callable[[], object], every_s: float, name: str, what: str) -> Iterator[None]:
     if not every_s > 0:
         raise ConfigError(f"a publication interval must be positive, got {every_s!r}")
     stop = threading.Event()
@@ -77,14 +95,14 @@ def publishing(publish: Callable[[], object], every_s: float) -> Iterator[None]:
     def loop() -> None:
         while not stop.wait(every_s):
             try:
-                publish()
+                work()
             except SovraError as exc:
                 failure = exc.diagnostics()
             else:
                 continue
-            _logger.error("scheduled checkpoint publication failed: %s", failure)
+            _logger.error("%s failed: %s", what, failure)
 
-    thread = threading.Thread(target=loop, name="sovra-publish", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
         yield

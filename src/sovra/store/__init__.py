@@ -21,6 +21,7 @@ from sovra.store.blobs import (
     FilesystemBlobStore,
     MemoryBlobStore,
 )
+from sovra.store.journal import SQLiteGuardJournal
 from sovra.store.protocols import BlobStore, MetadataStore
 from sovra.store.sqlite import SQLiteMetadataStore
 
@@ -35,6 +36,7 @@ __all__ = [
     "FilesystemBlobStore",
     "MemoryBlobStore",
     "MetadataStore",
+    "SQLiteGuardJournal",
     "SQLiteMetadataStore",
     "open_metadata_store",
 ]
