@@ -12,21 +12,30 @@ already-authenticated :class:`~sovra.model.Principal`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import NoReturn
+from dataclasses import dataclass, field, replace
+from typing import NoReturn, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sovra import classify
+from sovra._group import GroupCommit
+from sovra.classify.minimise import Prepared, finish, prepare
 from sovra.config import Config
-from sovra.errors import BadRequest, Denied, NotFound, PayloadTooLarge
+from sovra.errors import BadRequest, Denied, IntegrityError, NotFound, PayloadTooLarge, SovraError
 from sovra.governance import Authorizer
 from sovra.keys import Custodian, open_blob, seal
-from sovra.keys.custodian import MAX_BATCH, SealingCustodian, ValueCustodian
+from sovra.keys.custodian import (
+    MAX_BATCH,
+    MAX_BATCH_KEYS,
+    MAX_BATCH_VALUES,
+    SealingCustodian,
+    ValueCustodian,
+)
 from sovra.keys.envelope import BLOB_OVERHEAD, BLOB_PREFIX, STREAM_PREFIX, sealed_size
 from sovra.keys.transport import CLIENT_SEALED_CONTENT_TYPE, check_public
 from sovra.ledger import TransparencyLog
@@ -40,6 +49,7 @@ from sovra.model import (
     RecordHeader,
     RecordMeta,
     ReleaseAuthorization,
+    WrappedKey,
     check_id,
     check_purpose,
     id_fields,
@@ -57,8 +67,12 @@ from sovra.policy import (
 from sovra.store import BlobStore, MetadataStore
 
 __all__ = [
+    "MAX_ACCESS_BATCH",
+    "MAX_INGEST_BATCH",
+    "AccessRequest",
     "AccessResult",
     "Gateway",
+    "IngestItem",
     "IngestReceipt",
     "SealedAccessResult",
     "SealedPreparation",
@@ -67,6 +81,35 @@ __all__ = [
 
 _PREPARE_TTL_MS = 300_000
 """How long a header prepared for client-side sealing may be used."""
+
+MAX_INGEST_BATCH = 1_000
+"""The most records one :meth:`Gateway.ingest_many` call takes."""
+
+MAX_ACCESS_BATCH = 1_000
+"""The most requests one :meth:`Gateway.access_many` call takes."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestItem:
+    """One record of an :meth:`Gateway.ingest_many` batch: the arguments of an ingest."""
+
+    subject_id: str
+    jurisdiction: str
+    content: str
+    purpose: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRequest:
+    """One request of an :meth:`Gateway.access_many` batch: the arguments of an access."""
+
+    purpose: str
+    record_ids: Sequence[str] = ()
+    subjects: Sequence[tuple[str, str]] = ()
+    jurisdiction: str | None = None
+    grant: Grant | None = None
+    justification: str | None = None
+    reveal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +195,12 @@ class Gateway:
         # Signatures are verified once per grant digest; revocation and window on every use.
         self._grant_checker = GrantChecker(authority_keys, self.commitment)
         self._authorizer = Authorizer(log, decisions, clock)
+        # Concurrent single calls share one batch each (group commit): one transaction,
+        # one log batch, one set of fsyncs and one custodian call per jurisdiction.
+        self._ingests: GroupCommit[tuple[Principal, IngestItem], IngestReceipt]
+        self._ingests = GroupCommit(self._ingest_batch, MAX_INGEST_BATCH)
+        self._accesses: GroupCommit[tuple[Principal, AccessRequest], AccessResult]
+        self._accesses = GroupCommit(self._access_batch, MAX_ACCESS_BATCH)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -203,7 +252,9 @@ class Gateway:
         """Store *content* about a subject under the rules of her home *jurisdiction*.
 
         *purpose* is what the data is collected for; it picks the jurisdiction's
-        minimisation rule for that purpose (none: the base rule).
+        minimisation rule for that purpose (none: the base rule). Concurrent calls are
+        gathered into one :meth:`ingest_many` batch (group commit); each returns once its
+        own record is stored and logged.
 
         Raises:
             BadRequest: unknown jurisdiction or purpose, content a minimisation rule
@@ -212,98 +263,206 @@ class Gateway:
             PayloadTooLarge: content over the configured record size.
             Denied: the principal may not ingest (logged).
         """
+        return self._ingests.submit(
+            (principal, IngestItem(subject_id, jurisdiction, content, purpose))
+        )
+
+    def ingest_many(
+        self, principal: Principal, items: Sequence[IngestItem]
+    ) -> list[IngestReceipt | SovraError]:
+        """Ingest many records at once: one result per item, in order.
+
+        Each item is checked, decided and minimised on its own, exactly as :meth:`ingest`
+        does it; a bad one gets its own error in its slot (a deny or a refusal logged as
+        for one ingest) and the good ones are stored. The good ones share one custodian
+        call per jurisdiction, one durable metadata transaction, one blob write per
+        region and one log batch, and their entries follow the order of *items*.
+
+        Raises:
+            BadRequest: more than :data:`MAX_INGEST_BATCH` items; nothing is stored.
+        """
+        if len(items) > MAX_INGEST_BATCH:
+            raise BadRequest(f"a batch holds at most {MAX_INGEST_BATCH} records, got {len(items)}")
+        return self._ingest_batch([(principal, item) for item in items])
+
+    def _ingest_batch(
+        self, calls: Sequence[tuple[Principal, IngestItem]]
+    ) -> list[IngestReceipt | SovraError]:
+        """The ingest flow for a batch of (principal, item) calls, each on its own."""
+        staged = [self._try_stage(principal, item) for principal, item in calls]
+        live = [st for st in staged if isinstance(st, _Staged)]
+        self._protect_all(live)
+        for st in live:
+            if st.error is None:
+                try:
+                    minimised = finish(st.prepared, st.bodies)
+                    st.blob, st.data_key = seal(st.header, minimised.text.encode())
+                except SovraError as exc:
+                    st.error = exc
+        self._wrap_all(live)
+        ready = [st for st in live if st.error is None]
+        now = self._now_ms()
+        stored = self._store_logged_many([self._ingest_record(st, now) for st in ready])
+        _settle(ready, stored, _Staged.receipted)
+        return [st if isinstance(st, SovraError) else st.result() for st in staged]
+
+    def _try_stage(self, principal: Principal, item: IngestItem) -> _Staged | SovraError:
+        try:
+            return self._stage(principal, item)
+        except SovraError as exc:
+            return exc
+
+    def _protect_all(self, staged: Sequence[_Staged]) -> None:
+        """Tokens and sealed values: one custodian call for every text of a jurisdiction."""
+        protecting = [st for st in staged if st.prepared.requests and st.error is None]
+        for code, group in _grouped(protecting, _Staged.jurisdiction).items():
+            protect = functools.partial(_protect_staged, self._value_custodian(code))
+            for run in _chunks(group, _Staged.values, MAX_BATCH, MAX_BATCH_VALUES):
+                _settle(run, _each(protect, run), _Staged.protected)
+
+    def _wrap_all(self, staged: Sequence[_Staged]) -> None:
+        """Data keys wrapped: one custodian call per jurisdiction for the whole batch."""
+        sealed = [st for st in staged if st.error is None]
+        for code, group in _grouped(sealed, _Staged.jurisdiction).items():
+            wrap = functools.partial(_wrap_staged, self.custodians[code])
+            _settle(group, _each(wrap, group), _Staged.wrapped_with)
+
+    def _stage(self, principal: Principal, item: IngestItem) -> _Staged:
+        """Check, decide, scan and minimise one item up to its protected values.
+
+        Raises:
+            BadRequest: as :meth:`ingest` (a refusal by a minimisation rule is logged).
+            PayloadTooLarge: content over the configured record size.
+            Denied: the principal may not ingest (logged).
+        """
+        if not isinstance(item, IngestItem):
+            raise BadRequest(f"expected an IngestItem, got {type(item).__name__}")
+        jurisdiction, content, purpose = item.jurisdiction, item.content, item.purpose
+        if not isinstance(content, str):
+            raise BadRequest(f"content must be text, not {type(content).__name__}")
         rules = self.config.jurisdiction(jurisdiction)
-        subject = self.commitment(jurisdiction, subject_id)
+        subject = self.commitment(jurisdiction, item.subject_id)
         plan = rules.rules_for(None if purpose is None else check_purpose(purpose))
         self._may_ingest(principal, jurisdiction, subject)
-        data = content.encode("utf-8", errors="strict")
-        if len(data) > self.config.max_record_bytes:
+        try:
+            size = len(content.encode("utf-8", errors="strict"))
+        except UnicodeEncodeError:
+            raise BadRequest(
+                "content is not valid Unicode text (it holds a lone surrogate)"
+            ) from None
+        if size > self.config.max_record_bytes:
             raise PayloadTooLarge(
-                f"record is {len(data)} bytes; this deployment accepts at most "
+                f"record is {size} bytes; this deployment accepts at most "
                 f"{self.config.max_record_bytes}"
             )
-
-        region = rules.regions[0]
         custodian = self.custodians[jurisdiction]
         header = RecordHeader(
             record_id="r-" + uuid.uuid4().hex,
             subject=subject,
             jurisdiction=jurisdiction,
-            region=region,
+            region=rules.regions[0],
             kek_version=custodian.current_kek_version,
         )
         findings = classify.scan(content)
         actions = {k: classify.Action(v) for k, v in plan.items()}
-        protecting: list[bool] = []
-
-        def protect(items: Sequence[tuple[str, str, str]]) -> list[str]:
-            # Called only once no finding is refused, so its errors are not refusals.
-            protecting.append(True)
-            return self._value_custodian(jurisdiction).protect(header, items)
-
         try:
-            minimised = classify.minimise(content, findings, actions, protect=protect)
+            prepared = prepare(content, findings, actions)
         except BadRequest as exc:
-            if protecting:
-                raise
             kinds = sorted({f.kind for f in findings})
             exc.log_index = self._refuse(
                 principal, "ingest", f"minimisation refused kinds {', '.join(kinds)}", [subject]
             )
             raise
+        if prepared.requests:
+            self._value_custodian(jurisdiction)
+        return _Staged(principal, header, prepared, purpose)
 
-        blob, data_key = seal(header, minimised.text.encode())
-        wrapped = custodian.wrap(data_key, header)
-        now = self._now_ms()
+    def _ingest_record(self, st: _Staged, now: int) -> tuple[RecordMeta, bytes, LogEntry]:
+        """The metadata row and the ingest entry of a sealed, wrapped record."""
+        header, counts, actions = st.header, st.prepared.counts, st.prepared.actions
+        assert st.wrapped is not None
         meta = RecordMeta(
             header=header,
-            wrapped_key=wrapped,
-            blob_size=len(blob),
+            wrapped_key=st.wrapped,
+            blob_size=len(st.blob),
             created_ms=now,
-            findings=dict(minimised.counts),
-            actions=dict(minimised.actions),
+            findings=dict(counts),
+            actions=dict(actions),
         )
         entry = LogEntry(
             kind="ingest",
             time_ms=now,
-            principal=principal.id,
+            principal=st.principal.id,
             fields={
                 "record": header.record_id,
-                "subject": subject,
-                "jurisdiction": jurisdiction,
-                "region": region,
-                "blob_sha256": hashlib.sha256(blob).hexdigest(),
-                "kinds": dict(minimised.counts),
-                "actions": dict(minimised.actions),
-                **({"purpose": purpose} if purpose is not None else {}),
+                "subject": header.subject,
+                "jurisdiction": header.jurisdiction,
+                "region": header.region,
+                "blob_sha256": hashlib.sha256(st.blob).hexdigest(),
+                "kinds": dict(counts),
+                "actions": dict(actions),
+                **({"purpose": st.purpose} if st.purpose is not None else {}),
             },
         )
-        receipt = self._store_logged(meta, blob, entry)
-        return IngestReceipt(header.record_id, region, receipt, minimised.counts, minimised.actions)
+        return meta, st.blob, entry
 
     def _store_logged(self, meta: RecordMeta, blob: bytes, entry: LogEntry) -> LogReceipt:
-        """Store a sealed record and log its ingest: logged before visible.
-
-        The row is written pending, which no reader sees; then the blob; then the entry is
-        appended; only then does the row get its log index and become readable. A crash
-        at any step leaves a logged, complete record or a row no reader reaches, which
-        ``sovra check`` completes from the log or quarantines. The blob is written after
-        the row, so a blob without a row is always an orphan that check may remove.
+        """:meth:`_store_logged_many` for one record, raising its error.
 
         Raises:
             BadRequest: the record id is stored already; nothing of this call is kept.
         """
-        record_id = meta.header.record_id
-        self.store.put_record(meta)
+        (result,) = self._store_logged_many([(meta, blob, entry)])
+        if isinstance(result, SovraError):
+            raise result
+        return result
+
+    def _store_logged_many(
+        self, records: Sequence[tuple[RecordMeta, bytes, LogEntry]]
+    ) -> list[LogReceipt | SovraError]:
+        """Store sealed records and log their ingest: logged before visible, per batch.
+
+        The rows are written pending, which no reader sees, in one durable transaction;
+        then the blobs, one write per region; then the entries are appended as one log
+        batch, in order; only then do the rows get their log indices (one transaction)
+        and become readable. A crash at any step leaves logged, complete records or rows
+        no reader reaches, which ``sovra check`` completes from the log or quarantines.
+        The blobs are written after the rows, so a blob without a row is always an orphan
+        that check may remove. Each record is durable (row, blob, entry) before its
+        receipt is returned. One record's failure is its own: the others go on.
+        """
+        recs = [_Record(meta, blob, entry) for meta, blob, entry in records]
+        rows = _each(_returning_none(lambda g: self.store.put_records([r.meta for r in g])), recs)
+        _settle(recs, rows, _Record.stored)
+        self._put_blobs([r for r in recs if r.error is None])
+        # From here a failure keeps the pending rows: their entries may be in the log.
+        live = [r for r in recs if r.error is None]
+        items = [(r.entry.to_bytes(), [r.meta.header.subject]) for r in live]
+        _settle(live, _each(self.log.append_many, items, retry=BadRequest), _Record.logged)
+        logged = [r for r in live if r.receipt is not None]
         try:
-            self.blobs[meta.header.region].put(record_id, blob)
+            self.store.set_record_log_indices(
+                [(r.meta.header.record_id, r.receipt.index) for r in logged if r.receipt]
+            )
+        except SovraError as exc:
+            for r in logged:
+                r.error = exc
+        return [r.result() for r in recs]
+
+    def _put_blobs(self, recs: Sequence[_Record]) -> None:
+        """The blobs of pending rows, one write per region. A row whose blob failed is
+        deleted (it is not logged, and its record is refused); on an unexpected error
+        every row of the batch is, and the error goes on."""
+        try:
+            for region, group in _grouped(recs, _Record.region).items():
+                put = functools.partial(_put_blobs, self.blobs[region])
+                _settle(group, _each(put, group), _Record.stored)
         except BaseException:
-            self.store.delete_unlogged_record(record_id)
+            self.store.delete_unlogged_records([r.meta.header.record_id for r in recs])
             raise
-        # From here a failure keeps the pending row: the entry may be in the log already.
-        _, receipt = self._append(entry, [meta.header.subject])
-        self.store.set_record_log_index(record_id, receipt.index)
-        return receipt
+        failed = [r.meta.header.record_id for r in recs if r.error is not None]
+        if failed:
+            self.store.delete_unlogged_records(failed)
 
     # -- access --------------------------------------------------------------------------
 
@@ -325,6 +484,7 @@ class Gateway:
         without one the request is decided under the code its purpose and role imply.
         With *reveal* the request is decided as the ``reveal`` action, and on an allow the
         records' custodians turn their tokens and sealed values back into the values.
+        Concurrent calls are gathered into one :meth:`access_many` batch (group commit).
 
         Raises:
             BadRequest: malformed request (no target, an unknown justification...).
@@ -332,38 +492,187 @@ class Gateway:
             Denied: the decision is deny, or the selection is over the deployment's
                 ``max_records_per_request``; it is in the log at ``exc.log_index``.
         """
-        check_purpose(purpose)
-        code = None if justification is None else parse_justification(justification)
-        action = "reveal" if reveal else "read"
-        metas = self._targets(
-            principal,
-            purpose,
-            action,
-            record_ids=record_ids,
-            subjects=subjects,
-            jurisdiction=jurisdiction,
+        request = AccessRequest(
+            purpose, record_ids, subjects, jurisdiction, grant, justification, reveal
         )
-        if any(m.header.content_type == CLIENT_SEALED_CONTENT_TYPE for m in metas):
-            raise BadRequest("client-sealed records open only on the client: use sealed access")
-        decision, authorization = self._decide(
-            principal, purpose, metas, grant, code, action=action, names=_names(subjects)
+        return self._accesses.submit((principal, request))
+
+    def access_many(
+        self, principal: Principal, requests: Sequence[AccessRequest]
+    ) -> list[AccessResult | SovraError]:
+        """Read for many requests at once: one result per request, in order.
+
+        Each request is decided and logged on its own, exactly as :meth:`access` does it
+        (a deny, a refusal or a missing record is that request's error); they share one
+        load of the records named by id, one log batch for the decisions, one custodian
+        call per jurisdiction, one log batch for the key releases (all logged before any
+        plaintext is returned) and one blob read per region.
+
+        Raises:
+            BadRequest: more than :data:`MAX_ACCESS_BATCH` requests; nothing is decided.
+        """
+        if len(requests) > MAX_ACCESS_BATCH:
+            raise BadRequest(
+                f"a batch holds at most {MAX_ACCESS_BATCH} requests, got {len(requests)}"
+            )
+        return self._access_batch([(principal, r) for r in requests])
+
+    def _access_batch(
+        self, calls: Sequence[tuple[Principal, AccessRequest]]
+    ) -> list[AccessResult | SovraError]:
+        """The access flow for a batch of (principal, request) calls, each on its own."""
+        accesses = [self._try_check(n, p, request) for n, (p, request) in enumerate(calls)]
+        live = [a for a in accesses if isinstance(a, _Access)]
+        self._decide_all(live)
+        self._unwrap_all(live)
+        # Log before release: every key release is in the log before any plaintext leaves.
+        releasing = [a for a in live if a.error is None]
+        items = [self._release_item(a) for a in releasing]
+        _settle(releasing, _each(self.log.append_many, items, retry=BadRequest), _Access.released)
+        self._open_all([a for a in live if a.error is None])
+        for a in live:
+            if a.error is None and a.request.reveal:
+                try:
+                    a.records = self._reveal(a.metas, a.records, a.authorization(), a.principal)
+                except SovraError as exc:
+                    a.error = exc
+        return [a if isinstance(a, SovraError) else a.result() for a in accesses]
+
+    def _try_check(
+        self, slot: int, principal: Principal, request: AccessRequest
+    ) -> _Access | SovraError:
+        try:
+            return self._check_access(slot, principal, request)
+        except SovraError as exc:
+            return exc
+
+    def _check_access(self, slot: int, principal: Principal, request: AccessRequest) -> _Access:
+        """Check one request's form and the size of its selection (over the cap: logged).
+
+        Raises:
+            BadRequest: malformed request.
+            Denied: the selection is over ``max_records_per_request`` (logged).
+        """
+        if not isinstance(request, AccessRequest):
+            raise BadRequest(f"expected an AccessRequest, got {type(request).__name__}")
+        check_purpose(request.purpose)
+        code = None if request.justification is None else parse_justification(request.justification)
+        action = "reveal" if request.reveal else "read"
+        named = self._selection(principal, request, action)
+        return _Access(principal, request, code, action, named)
+
+    def _decide_all(self, accesses: Sequence[_Access]) -> None:
+        """Load every request's records (those named by id with one query), decide each on
+        its own, in order, and log all the decisions, allow and deny, in one batch."""
+        naming = [a for a in accesses if a.named]
+        found: dict[str, RecordMeta] = {}
+        for got in _each(self._load_named, naming):
+            if not isinstance(got, SovraError):
+                found.update(got)
+        deciding = []
+        for a in accesses:
+            try:
+                a.metas = self._targets(a.principal, a.request, a.action, found)
+                if any(m.header.content_type == CLIENT_SEALED_CONTENT_TYPE for m in a.metas):
+                    raise BadRequest(
+                        "client-sealed records open only on the client: use sealed access"
+                    )
+                a.decision = self._decision(
+                    a.principal,
+                    a.request.purpose,
+                    a.metas,
+                    a.request.grant,
+                    a.code,
+                    action=a.action,
+                    names=_names(a.request.subjects),
+                )
+            except SovraError as exc:
+                a.error = exc
+            else:
+                deciding.append(a)
+        entries = [a.decision_item(self._decision_entry) for a in deciding]
+        _settle(deciding, _each(self.log.append_many, entries, retry=BadRequest), _Access.decided)
+
+    def _load_named(self, accesses: list[_Access]) -> list[dict[str, RecordMeta]]:
+        """The records named by id in *accesses*, read with one query, per request."""
+        found = self.store.get_records([r for a in accesses for r in a.named])
+        return [{r: found[r] for r in a.named if r in found} for a in accesses]
+
+    def _unwrap_all(self, accesses: Sequence[_Access]) -> None:
+        """Unwrap every allowed request's keys: one custodian call per jurisdiction, each
+        request in batches of at most :data:`MAX_BATCH` keys, each batch carrying its own
+        authorization. A custodian's refusal of a logged allow is logged too."""
+        allowed = [a for a in accesses if a.error is None]
+        refused: dict[int, tuple[_Access, SovraError]] = {}
+        for code in dict.fromkeys(m.header.jurisdiction for a in allowed for m in a.metas):
+            owners: list[tuple[_Access, list[RecordMeta]]] = []
+            for a in allowed:
+                mine = [m for m in a.metas if m.header.jurisdiction == code]
+                owners.extend(
+                    (a, mine[start : start + MAX_BATCH]) for start in range(0, len(mine), MAX_BATCH)
+                )
+            custodian = self.custodians[code]
+            for run in _chunks(owners, lambda o: len(o[1]), MAX_BATCH, MAX_BATCH_KEYS):
+                requests = [
+                    ([(m.wrapped_key, m.header) for m in batch], a.authorization(), a.principal.id)
+                    for a, batch in run
+                ]
+                released: Sequence[list[bytes] | SovraError]
+                try:
+                    released = custodian.unwrap_batches(requests)
+                except SovraError as exc:
+                    released = [exc] * len(requests)
+                for (a, batch), got in zip(run, released, strict=True):
+                    if isinstance(got, SovraError):
+                        refused.setdefault(id(a), (a, got))
+                    else:
+                        a.keys.update(zip((m.header.record_id for m in batch), got, strict=True))
+        for a, error in refused.values():
+            a.error = self._custodian_refusal(a, error)
+
+    def _custodian_refusal(self, a: _Access, error: SovraError) -> SovraError:
+        """*error* from a custodian, logged as a refusal of *a*'s allow if it is one."""
+        try:
+            with self._authorizer.custodian_refusals(a.principal, a.authorization()):
+                raise error
+        except SovraError as logged:
+            return logged
+
+    def _open_all(self, accesses: Sequence[_Access]) -> None:
+        """Every request's blobs read (one read per region) and opened with its keys."""
+        by_region: dict[str, list[tuple[_Access, RecordMeta]]] = {}
+        for a in accesses:
+            for m in a.metas:
+                by_region.setdefault(m.header.region, []).append((a, m))
+        held: dict[str, bytes] = {}
+        for region, wanted in by_region.items():
+            groups = list(_grouped(wanted, lambda item: id(item[0])).values())
+            read = functools.partial(_read_blobs, self.blobs[region])
+            for group, got in zip(groups, _each(read, groups), strict=True):
+                if isinstance(got, SovraError):
+                    group[0][0].error = got
+                else:
+                    held.update(got)
+        for a in accesses:
+            if a.error is None:
+                try:
+                    a.records = {
+                        m.header.record_id: open_blob(
+                            m.header, held[m.header.record_id], a.keys[m.header.record_id]
+                        ).decode()
+                        for m in a.metas
+                    }
+                except SovraError as exc:
+                    a.error = exc
+
+    def _release_item(self, a: _Access) -> tuple[bytes, Sequence[str]]:
+        """The key-release entry of an allowed request, as a log item."""
+        extra = {"action": a.action} if a.request.reveal else {}
+        assert a.decision is not None
+        entry, tags = self._release_entry(
+            a.principal, a.decision, a.authorization(), a.metas, **extra
         )
-        keys = self._unwrap(metas, authorization, principal)
-        # Log before release: the key release is in the log before any plaintext leaves.
-        release = self._log_release(
-            principal, decision, authorization, metas, **({"action": action} if reveal else {})
-        )
-        records = {
-            m.header.record_id: open_blob(
-                m.header,
-                self.blobs[m.header.region].get(m.header.record_id),
-                keys[m.header.record_id],
-            ).decode()
-            for m in metas
-        }
-        if reveal:
-            records = self._reveal(metas, records, authorization, principal)
-        return AccessResult(decision, authorization.receipt, release, records)
+        return entry.to_bytes(), tags
 
     def _value_custodian(self, jurisdiction: str) -> ValueCustodian:
         custodian = self.custodians[jurisdiction]
@@ -395,7 +704,18 @@ class Gateway:
                 records[rid] = classify.restore(records[rid], spans[rid], found)
         return records
 
-    def _decide(
+    def _logged_allow(self, decision: Decision) -> ReleaseAuthorization:
+        """Log *decision* (allow and deny alike) and raise on a deny.
+
+        Raises:
+            Denied: the decision is deny; it is in the log at ``exc.log_index``.
+        """
+        entry, receipt = self._append(*self._decision_entry(decision))
+        if not decision.allow:
+            raise Denied(decision.reason, log_index=receipt.index)
+        return ReleaseAuthorization.of(decision, entry, receipt)
+
+    def _decision(
         self,
         principal: Principal,
         purpose: str,
@@ -406,14 +726,11 @@ class Gateway:
         action: str = "read",
         recipient: bytes | None = None,
         names: Sequence[str] = (),
-    ) -> tuple[Decision, ReleaseAuthorization]:
-        """Decide, log the decision (allow and deny alike), and raise on a deny.
+    ) -> Decision:
+        """The policy stage's decision on a request, not yet logged.
 
         *names* are the subject ids the request named, if it named subjects: the bulk
         guard looks for a walk through them (otherwise through the record ids).
-
-        Raises:
-            Denied: the decision is deny; it is in the log at ``exc.log_index``.
         """
         facts = [
             RecordFacts(
@@ -439,23 +756,22 @@ class Gateway:
             # Logged with the decision: the custodian encrypts released keys to this key
             # only, and the client checks that the log names its own.
             decision = replace(decision, recipient=recipient.hex())
-        entry, receipt = self._append(
-            decision.to_entry(self._now_ms()),
-            [*_subject_tags(decision.subjects), f"decision:{decision.decision_id}"],
-        )
-        if not decision.allow:
-            raise Denied(decision.reason, log_index=receipt.index)
-        return decision, ReleaseAuthorization.of(decision, entry, receipt)
+        return decision
 
-    def _log_release(
+    def _decision_entry(self, decision: Decision) -> tuple[LogEntry, list[str]]:
+        """A decision's log entry and its tags (its subjects and its id)."""
+        tags = [*_subject_tags(decision.subjects), f"decision:{decision.decision_id}"]
+        return decision.to_entry(self._now_ms()), tags
+
+    def _release_entry(
         self,
         principal: Principal,
         decision: Decision,
         authorization: ReleaseAuthorization,
         metas: Sequence[RecordMeta],
         **extra: str,
-    ) -> LogReceipt:
-        """Append the key-release entry that must precede any release to the caller."""
+    ) -> tuple[LogEntry, Sequence[str]]:
+        """The key-release entry of an allowed request, and its tags."""
         entry = LogEntry(
             kind="key_release",
             time_ms=self._now_ms(),
@@ -469,7 +785,7 @@ class Gateway:
                 **extra,
             },
         )
-        return self._append(entry, _subject_tags(decision.subjects))[1]
+        return entry, _subject_tags(decision.subjects)
 
     def _unwrap(
         self,
@@ -625,19 +941,16 @@ class Gateway:
         check_purpose(purpose)
         check_public(recipient)
         code = None if justification is None else parse_justification(justification)
-        metas = self._targets(
-            principal,
-            purpose,
-            "read",
-            record_ids=record_ids,
-            subjects=subjects,
-            jurisdiction=jurisdiction,
-        )
-        decision, authorization = self._decide(
+        request = AccessRequest(purpose, record_ids, subjects, jurisdiction)
+        metas = self._targets(principal, request, "read")
+        decision = self._decision(
             principal, purpose, metas, grant, code, recipient=recipient, names=_names(subjects)
         )
+        authorization = self._logged_allow(decision)
         sealed = self._unwrap(metas, authorization, principal, recipient)
-        release = self._log_release(principal, decision, authorization, metas, to="client")
+        release = self._append(
+            *self._release_entry(principal, decision, authorization, metas, to="client")
+        )[1]
         records = {
             m.header.record_id: SealedRecord(
                 m.header,
@@ -650,39 +963,58 @@ class Gateway:
             decision, authorization.receipt, release, records, authorization.entry
         )
 
+    def _selection(self, principal: Principal, request: AccessRequest, action: str) -> list[str]:
+        """Check a request names exactly one kind of target, and refuse a selection by
+        ids or subjects over the per-request cap (logged) before any record is loaded.
+        Returns the record ids it names, each once, in order (none for other targets).
+
+        Raises:
+            BadRequest: not exactly one kind of target, or a malformed record id.
+            Denied: over ``max_records_per_request`` ids or subjects (logged).
+        """
+        targets = (request.record_ids, request.subjects, request.jurisdiction)
+        if sum(map(bool, targets)) != 1:
+            raise BadRequest("name exactly one of: record ids, subjects, or a jurisdiction")
+        limit = self.config.max_records_per_request
+        named = list(dict.fromkeys(request.record_ids))
+        if len(named) > limit or len(dict.fromkeys(request.subjects)) > limit:
+            self._authorizer.refuse_selection(
+                principal, request.purpose, action=action, limit=limit
+            )
+        for record_id in named:
+            check_id(record_id, "record id")
+        return named
+
     def _targets(
         self,
         principal: Principal,
-        purpose: str,
+        request: AccessRequest,
         action: str,
-        *,
-        record_ids: Sequence[str],
-        subjects: Sequence[tuple[str, str]],
-        jurisdiction: str | None,
+        loaded: Mapping[str, RecordMeta] | None = None,
     ) -> list[RecordMeta]:
         """The records a request selects; a selection over the per-request cap is refused
-        by the policy stage and logged, before any record is loaded.
+        by the policy stage and logged, before any record is loaded. Records named by id
+        are taken from *loaded* when given (a batch loads them all at once).
 
         Raises:
             BadRequest: not exactly one kind of target, or an unknown jurisdiction.
             NotFound: a named record does not exist, or the selection is empty.
             Denied: over ``max_records_per_request`` records (logged).
         """
-        if sum(map(bool, (record_ids, subjects, jurisdiction))) != 1:
-            raise BadRequest("name exactly one of: record ids, subjects, or a jurisdiction")
+        named = self._selection(principal, request, action)
+        purpose, subjects, jurisdiction = request.purpose, request.subjects, request.jurisdiction
         limit = self.config.max_records_per_request
 
         def over_limit() -> NoReturn:
             self._authorizer.refuse_selection(principal, purpose, action=action, limit=limit)
 
-        if record_ids:
-            named = list(dict.fromkeys(record_ids))
-            if len(named) > limit:
-                over_limit()
-            return [self.store.get_record(r) for r in named]
+        if named:
+            found = self.store.get_records(named) if loaded is None else loaded
+            missing = next((r for r in named if r not in found), None)
+            if missing is not None:
+                raise NotFound(f"no record {missing}")
+            return [found[r] for r in named]
         if subjects:
-            if len(dict.fromkeys(subjects)) > limit:
-                over_limit()
             metas = [
                 m
                 for j, s in dict.fromkeys(subjects)
@@ -700,7 +1032,8 @@ class Gateway:
             over_limit()
         if not ids:
             raise NotFound(f"no records of {jurisdiction} subjects")
-        return [self.store.get_record(r) for r in ids]
+        found = self.store.get_records(ids)
+        return [found[r] for r in ids if r in found]
 
     def _grant_facts(self, grant: Grant | None) -> GrantFacts:
         """Verify a presented grant; it must be the one registered (and logged) under its id."""
@@ -752,3 +1085,237 @@ def _by_jurisdiction(metas: Sequence[RecordMeta]) -> dict[str, list[RecordMeta]]
     for m in metas:
         groups.setdefault(m.header.jurisdiction, []).append(m)
     return groups
+
+
+_A = TypeVar("_A")
+_B = TypeVar("_B")
+_K = TypeVar("_K")
+_Outcome = TypeVar("_Outcome", bound="_Failing")
+
+
+def _each(
+    call: Callable[[list[_A]], Sequence[_B]],
+    items: Sequence[_A],
+    *,
+    retry: type[SovraError] = SovraError,
+) -> list[_B | SovraError]:
+    """*call* on all *items* at once (all or none); should it fail with *retry*, on each
+    item alone, so one bad item gets its error and its neighbours their results.
+
+    A failure that is not a *retry* (one that may have left something done, such as a
+    log append that failed after its batch was stored) goes to every item unretried.
+    """
+    if not items:
+        return []
+    try:
+        got = call(list(items))
+    except SovraError as exc:
+        if len(items) == 1 or not isinstance(exc, retry):
+            return [exc] * len(items)
+    else:
+        return list(got)
+    out: list[_B | SovraError] = []
+    for item in items:
+        try:
+            (one,) = call([item])
+        except SovraError as exc:
+            out.append(exc)
+        else:
+            out.append(one)
+    return out
+
+
+def _settle(
+    items: Sequence[_Outcome],
+    results: Sequence[_B | SovraError],
+    put: Callable[[_Outcome, _B], None],
+) -> None:
+    """Hand each item its result of one batch step: an error, or *put* the value."""
+    for item, got in zip(items, results, strict=True):
+        if isinstance(got, SovraError):
+            item.error = got
+        else:
+            put(item, got)
+
+
+def _returning_none(call: Callable[[list[_A]], object]) -> Callable[[list[_A]], list[None]]:
+    """*call*, made to return one ``None`` per item, for :func:`_each`."""
+
+    def run(items: list[_A]) -> list[None]:
+        call(items)
+        return [None] * len(items)
+
+    return run
+
+
+def _grouped(items: Sequence[_A], key: Callable[[_A], _K]) -> dict[_K, list[_A]]:
+    """*items* grouped by *key*, groups and items in the order they come."""
+    groups: dict[_K, list[_A]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
+
+
+def _put_blobs(store: BlobStore, recs: list[_Record]) -> list[None]:
+    store.put_many([(r.meta.header.record_id, r.blob) for r in recs])
+    return [None] * len(recs)
+
+
+def _read_blobs(
+    store: BlobStore, groups: list[list[tuple[_Access, RecordMeta]]]
+) -> list[dict[str, bytes]]:
+    """The blobs of several requests' records, read at once, handed back per request."""
+    ids = [m.header.record_id for group in groups for _, m in group]
+    blobs = iter(store.get_many(ids))
+    return [{m.header.record_id: next(blobs) for _, m in group} for group in groups]
+
+
+def _protect_staged(custodian: ValueCustodian, staged: list[_Staged]) -> list[list[str]]:
+    return custodian.protect_many([(st.header, st.prepared.requests) for st in staged])
+
+
+def _wrap_staged(custodian: Custodian, staged: list[_Staged]) -> list[WrappedKey]:
+    return custodian.wrap_many([(st.data_key, st.header) for st in staged])
+
+
+class _Failing:
+    """A batch item that may have failed at some step; a failed one goes no further."""
+
+    error: SovraError | None
+
+
+@dataclass(slots=True)
+class _Staged(_Failing):
+    """One ingest item on its way through a batch."""
+
+    principal: Principal
+    header: RecordHeader
+    prepared: Prepared
+    purpose: str | None
+    bodies: Sequence[str] = ()
+    blob: bytes = b""
+    data_key: bytes = b""
+    wrapped: WrappedKey | None = None
+    receipt: LogReceipt | None = None
+    error: SovraError | None = None
+
+    def jurisdiction(self) -> str:
+        return self.header.jurisdiction
+
+    def values(self) -> int:
+        return len(self.prepared.requests)
+
+    def protected(self, bodies: Sequence[str]) -> None:
+        self.bodies = bodies
+
+    def wrapped_with(self, wrapped: WrappedKey) -> None:
+        self.wrapped = wrapped
+
+    def receipted(self, receipt: LogReceipt) -> None:
+        self.receipt = receipt
+
+    def result(self) -> IngestReceipt | SovraError:
+        if self.error is not None:
+            return self.error
+        if self.receipt is None:  # pragma: no cover - every step sets one of the two
+            raise IntegrityError("an ingest of a batch got neither a receipt nor an error")
+        h, p = self.header, self.prepared
+        return IngestReceipt(h.record_id, h.region, self.receipt, p.counts, p.actions)
+
+
+@dataclass(slots=True)
+class _Record(_Failing):
+    """One sealed record on its way to storage and the log."""
+
+    meta: RecordMeta
+    blob: bytes
+    entry: LogEntry
+    receipt: LogReceipt | None = None
+    error: SovraError | None = None
+
+    def region(self) -> str:
+        return self.meta.header.region
+
+    def stored(self, _: None) -> None:
+        pass
+
+    def logged(self, receipt: LogReceipt) -> None:
+        self.receipt = receipt
+
+    def result(self) -> LogReceipt | SovraError:
+        if self.error is not None:
+            return self.error
+        if self.receipt is None:  # pragma: no cover - every step sets one of the two
+            raise IntegrityError("a stored record got neither a receipt nor an error")
+        return self.receipt
+
+
+@dataclass(slots=True)
+class _Access(_Failing):
+    """One access request on its way through a batch."""
+
+    principal: Principal
+    request: AccessRequest
+    code: Justification | None
+    action: str
+    named: list[str]
+    metas: list[RecordMeta] = field(default_factory=list)
+    decision: Decision | None = None
+    entry: bytes = b""
+    allowed: ReleaseAuthorization | None = None
+    keys: dict[str, bytes] = field(default_factory=dict)
+    release: LogReceipt | None = None
+    records: dict[str, str] = field(default_factory=dict)
+    error: SovraError | None = None
+
+    def decision_item(
+        self, entry_of: Callable[[Decision], tuple[LogEntry, list[str]]]
+    ) -> tuple[bytes, list[str]]:
+        """The decision's log item; its bytes are kept for the authorization."""
+        assert self.decision is not None
+        entry, tags = entry_of(self.decision)
+        self.entry = entry.to_bytes()
+        return self.entry, tags
+
+    def decided(self, receipt: LogReceipt) -> None:
+        """The decision is logged: a deny is this request's error, an allow its authority."""
+        assert self.decision is not None
+        if not self.decision.allow:
+            self.error = Denied(self.decision.reason, log_index=receipt.index)
+        else:
+            self.allowed = ReleaseAuthorization.of(self.decision, self.entry, receipt)
+
+    def authorization(self) -> ReleaseAuthorization:
+        if self.allowed is None:  # pragma: no cover - only allowed requests get here
+            raise IntegrityError("a request went on without a logged allow")
+        return self.allowed
+
+    def released(self, receipt: LogReceipt) -> None:
+        self.release = receipt
+
+    def result(self) -> AccessResult | SovraError:
+        if self.error is not None:
+            return self.error
+        if self.decision is None or self.release is None:  # pragma: no cover
+            raise IntegrityError("an access of a batch got neither records nor an error")
+        return AccessResult(self.decision, self.authorization().receipt, self.release, self.records)
+
+
+def _chunks(
+    items: Sequence[_A], size: Callable[[_A], int], most: int, total: int
+) -> list[list[_A]]:
+    """*items* cut, in order, into runs of at most *most* items whose sizes add up to at
+    most *total* (an item larger than *total* goes alone): a custodian call's bounds."""
+    runs: list[list[_A]] = []
+    run: list[_A] = []
+    held = 0
+    for item in items:
+        n = size(item)
+        if run and (len(run) == most or held + n > total):
+            runs.append(run)
+            run, held = [], 0
+        run.append(item)
+        held += n
+    if run:
+        runs.append(run)
+    return runs

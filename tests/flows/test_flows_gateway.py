@@ -300,13 +300,24 @@ def test_every_released_key_was_backed_by_a_logged_allow(dep, principals, clock)
     releases: list[tuple[str, object, str]] = []
     for custodian in gw.custodians.values():
         original = custodian.unwrap_many
+        original_batches = custodian.unwrap_batches
 
         def spy(items, authorization, requester, _orig=original):
             keys = _orig(items, authorization, requester)
             releases.extend((header.record_id, authorization, requester) for _, header in items)
             return keys
 
+        def spy_batches(requests, _orig=original_batches):
+            released = _orig(requests)
+            for (items, authorization, requester), keys in zip(requests, released, strict=True):
+                if isinstance(keys, list):
+                    releases.extend(
+                        (header.record_id, authorization, requester) for _, header in items
+                    )
+            return released
+
         custodian.unwrap_many = spy  # type: ignore[method-assign]
+        custodian.unwrap_batches = spy_batches  # type: ignore[method-assign]
     anna_id, lan_id = _ingest_pair(dep, principals)
     grant = _grant(dep, clock)
     dep.governance.register_grant(principals["authority-vn"], grant)

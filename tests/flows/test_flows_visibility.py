@@ -44,11 +44,11 @@ def die(*args, **kwargs):
 
 if point == "blob":  # the row may be written; the blob and the entry are not
     for store in gw.blobs.values():
-        store.put = die
+        store.put = store.put_many = die
 elif point == "append":  # the row and the blob are written; the entry never reaches the log
-    gw.log.append = die
+    gw.log.append = gw.log.append_many = die
 elif point == "index":  # the entry is in the log; the row never gets its index
-    dep.store.set_record_log_index = die
+    dep.store.set_record_log_index = dep.store.set_record_log_indices = die
 if point == "sealed":  # a record sealed on the client, killed before its entry is logged
     from fastapi.testclient import TestClient
     from sovra.client import Client
@@ -57,7 +57,7 @@ if point == "sealed":  # a record sealed on the client, killed before its entry 
     with TestClient(create_app(dep)) as http:
         client = Client("http://testserver", "svc-pl", dep.principal_key("svc-pl"))
         client._http = http
-        gw.log.append = die
+        gw.log.append = gw.log.append_many = die
         client.ingest_sealed("victim@example.pl", "PL", b"victim")
 else:
     gw.ingest(svc, subject_id="victim@example.pl", jurisdiction="PL", content="victim")
@@ -186,8 +186,12 @@ def test_a_failed_blob_write_leaves_no_row(root: Path, monkeypatch: pytest.Monke
         def full_disk(key: str, data: bytes) -> None:
             raise ConfigError("blob store pl: no space left on device")
 
+        def full_disk_many(items: object) -> None:
+            raise ConfigError("blob store pl: no space left on device")
+
         for store in dep.gateway.blobs.values():
             monkeypatch.setattr(store, "put", full_disk)
+            monkeypatch.setattr(store, "put_many", full_disk_many)
         size = dep.gateway.log.size
         with pytest.raises(ConfigError, match="no space"):
             dep.gateway.ingest(svc, subject_id="v@example.pl", jurisdiction="PL", content="x")

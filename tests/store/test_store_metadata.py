@@ -287,6 +287,88 @@ def test_only_unlogged_rows_are_deleted(store: MetadataStore) -> None:
         store.put_record(make_meta("c", log_index=-2))  # quarantine is check's verdict only
 
 
+def test_put_records_stores_a_batch_all_or_none(store: MetadataStore, backend: Backend) -> None:
+    batch = [make_meta(f"b{n:04}", log_index=-1, created_ms=n) for n in range(1200)]
+    store.put_records(batch)
+    assert backend.count("records") == 1200
+    assert [m.header.record_id for m in store.unlogged_records(2000)] == [
+        m.header.record_id for m in batch
+    ]
+    # A batch holding one stored id, a repeated id or a malformed row stores nothing.
+    for bad in (
+        [make_meta("new-1", log_index=-1), make_meta("b0007", log_index=-1)],
+        [make_meta("new-1", log_index=-1), make_meta("new-1", log_index=-1)],
+        [make_meta("new-1", log_index=-1), make_meta("new-2", log_index=-2)],
+        [make_meta("new-1", log_index=-1), make_meta("new-2", blob_size=-1)],
+    ):
+        with pytest.raises(BadRequest):
+            store.put_records(bad)
+        assert store.record_log_index("new-1") is None
+    assert backend.count("records") == 1200
+    store.put_records([])
+
+
+def test_get_records_reads_the_visible_ones_at_once(store: MetadataStore) -> None:
+    store.put_records(
+        [make_meta(f"v{n:04}", log_index=n) for n in range(700)]
+        + [make_meta("pending", log_index=-1)]
+    )
+    wanted = ["v0699", "absent", "v0000", "pending", "v0699", *(f"v{n:04}" for n in range(600))]
+    found = store.get_records(wanted)
+    assert sorted(found) == sorted({f"v{n:04}" for n in range(600)} | {"v0699"})
+    assert found["v0699"] == make_meta("v0699", log_index=699)
+    assert store.get_records([]) == {}
+    with pytest.raises(BadRequest):
+        store.get_records(["ok", "bad id with spaces"])
+
+
+def test_set_record_log_indices_in_one_transaction(store: MetadataStore) -> None:
+    store.put_records([make_meta(f"p{n:04}", log_index=-1) for n in range(900)])
+    store.set_record_log_indices([(f"p{n:04}", 100 + n) for n in range(900)])
+    assert store.count_records() == 900
+    assert store.get_record("p0899").log_index == 999
+    store.set_record_log_indices([("p0001", 101)])  # a retry is harmless
+    store.put_records([make_meta("q1", log_index=-1), make_meta("q2", log_index=-1)])
+    # One refused pair refuses the batch: neither row gets an index.
+    for bad in ([("q1", 5000), ("p0002", 7)], [("q1", 5000), ("absent", 7)], [("q1", -3)]):
+        with pytest.raises((BadRequest, NotFound)):
+            store.set_record_log_indices(bad)
+        assert store.record_log_index("q1") == -1
+    store.set_record_log_indices([])
+
+
+def test_delete_unlogged_records_spares_visible_ones(store: MetadataStore) -> None:
+    store.put_records(
+        [make_meta(f"u{n:04}", log_index=-1) for n in range(600)] + [make_meta("seen", log_index=1)]
+    )
+    assert (
+        store.delete_unlogged_records([f"u{n:04}" for n in range(600)] + ["seen", "absent"]) == 600
+    )
+    assert store.get_record("seen") == make_meta("seen", log_index=1)
+    assert store.unlogged_records(10) == []
+    assert store.delete_unlogged_records([]) == 0
+
+
+def test_sqlite_pending_rows_are_committed_with_a_synced_wal(tmp_path: Path) -> None:
+    """A receipted record's row must survive a power cut: put_records commits under
+    synchronous=FULL (the WAL synced at that commit), other writes under NORMAL."""
+    store = SQLiteMetadataStore(tmp_path / "meta.db")
+    try:
+        statements: list[str] = []
+        store._conn.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        store.put_records([make_meta("a", log_index=-1)])
+        store.set_record_log_indices([("a", 1)])
+        store._conn.set_trace_callback(None)  # type: ignore[attr-defined]
+        assert statements[0] == "PRAGMA synchronous=FULL"
+        insert = next(n for n, sql in enumerate(statements) if sql.startswith("INSERT"))
+        commit = statements.index("COMMIT")
+        assert insert < commit < statements.index("PRAGMA synchronous=NORMAL")
+        assert "PRAGMA synchronous=FULL" not in statements[commit + 1 :]
+        assert store._conn.execute("PRAGMA synchronous").fetchone() == (1,)  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
 def test_records_page_walks_every_row_once(store: MetadataStore) -> None:
     ids = [f"r{i:03}" for i in range(25)]
     for n, rid in enumerate(reversed(ids)):

@@ -32,10 +32,13 @@ from sovra.model import KIND_NAME, Finding
 __all__ = [
     "Action",
     "Minimised",
+    "Prepared",
     "Protect",
     "ProtectedSpan",
     "canonical",
+    "finish",
     "minimise",
+    "prepare",
     "protected_spans",
     "restore",
 ]
@@ -161,6 +164,100 @@ def restore(text: str, spans: Sequence[ProtectedSpan], values: Sequence[str | No
     return "".join(pieces)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A text checked against its rule, waiting for the bodies of its protected values.
+
+    The first half of :func:`minimise`: a caller minimising many texts calls
+    :func:`prepare` on each, has the custodians protect every text's :attr:`requests`
+    in one call per custodian, and hands each text its bodies with :func:`finish`.
+
+    Attributes:
+        text: the text the findings were made on.
+        requests: ``(mode, kind, value)`` items to protect, in the order of the text.
+        counts: kind -> number of findings of that kind (kept ones included).
+        actions: kind -> the :class:`Action` value applied to that kind.
+    """
+
+    text: str
+    changed: tuple[tuple[Finding, Action], ...]
+    requests: tuple[tuple[str, str, str], ...]
+    counts: dict[str, int]
+    actions: dict[str, str]
+
+
+def prepare(
+    text: str,
+    findings: Iterable[Finding],
+    rules: Mapping[str, Action],
+    *,
+    default: Action = Action.KEEP,
+    can_protect: bool = True,
+) -> Prepared:
+    """Check *findings* against *rules* and list the values to protect; see :func:`minimise`.
+
+    *can_protect* false says no custodian will protect values: a rule that tokenizes or
+    seals is then refused, whatever this text holds.
+
+    Raises:
+        BadRequest: as :func:`minimise`, except for the bodies (:func:`finish` checks them).
+    """
+    if not isinstance(text, str):
+        raise BadRequest(f"minimise takes text, not {type(text).__name__}")
+    plan, fallback = _parse_rules(rules, default)
+    ordered = _ordered(text, findings)
+    protecting = {Action.TOKENIZE, Action.SEAL}
+    if not can_protect and (fallback in protecting or protecting & set(plan.values())):
+        raise BadRequest("a rule tokenizes or seals, so the subject's custodian is required")
+    for finding in ordered:
+        if plan.get(finding.kind, fallback) is Action.REFUSE:
+            raise BadRequest(
+                f"content contains {finding.kind}, which this jurisdiction's "
+                "minimisation rule refuses"
+            )
+
+    changed = tuple((f, a) for f in ordered if (a := plan.get(f.kind, fallback)) is not Action.KEEP)
+    requests = []
+    for finding, action in changed:
+        if action in protecting:
+            value = text[finding.start : finding.end]
+            if action is Action.TOKENIZE:
+                value = canonical(finding.kind, value)
+            requests.append((action.value, finding.kind, value))
+    counts = dict(sorted(Counter(f.kind for f in ordered).items()))
+    actions = {kind: plan.get(kind, fallback).value for kind in counts}
+    return Prepared(text, changed, tuple(requests), counts, actions)
+
+
+def finish(prepared: Prepared, bodies: Sequence[str]) -> Minimised:
+    """Put the redaction markers and the protected *bodies* in place: the second half of
+    :func:`minimise`, with one body per item of ``prepared.requests``, in order.
+
+    Raises:
+        BadRequest: the number of bodies is not the number of requests.
+    """
+    if len(bodies) != len(prepared.requests):
+        raise BadRequest(
+            f"{len(prepared.requests)} values to protect, but {len(bodies)} bodies came back"
+        )
+    text = prepared.text
+    # Pieces are gathered left to right and joined once: each replacement is cut from
+    # the untouched original, so every span stays valid, and the work is linear where
+    # replacing in place (even right to left) would copy the text once per finding.
+    pieces: list[str] = []
+    cursor = 0
+    next_body = iter(bodies)
+    for finding, action in prepared.changed:
+        pieces.append(text[cursor : finding.start])
+        if action is Action.REDACT:
+            pieces.append(f"[REDACTED:{finding.kind}]")
+        else:
+            pieces.append(f"[{_LABELS[action.value]}:{finding.kind}:{next(next_body)}]")
+        cursor = finding.end
+    pieces.append(text[cursor:])
+    return Minimised(text="".join(pieces), counts=prepared.counts, actions=prepared.actions)
+
+
 def minimise(
     text: str,
     findings: Iterable[Finding],
@@ -174,7 +271,8 @@ def minimise(
     ``redact`` puts ``[REDACTED:<kind>]`` in place of the span; ``tokenize`` and ``seal``
     put the markers described in this module's docstring there, with bodies from one call
     of *protect* for the whole text; ``refuse`` rejects the whole text. Nothing is
-    replaced, and *protect* is not called, unless no finding is refused.
+    replaced, and *protect* is not called, unless no finding is refused. This is
+    :func:`prepare`, *protect*, then :func:`finish`.
 
     Args:
         text: the text the findings were made on.
@@ -195,48 +293,7 @@ def minimise(
             action; a finding lies outside *text* or overlaps another; a rule tokenizes
             or seals without *protect*; *protect* returns the wrong number of bodies.
     """
-    if not isinstance(text, str):
-        raise BadRequest(f"minimise takes text, not {type(text).__name__}")
-    plan, fallback = _parse_rules(rules, default)
-    ordered = _ordered(text, findings)
-    protecting = {Action.TOKENIZE, Action.SEAL}
-    if protect is None and (fallback in protecting or protecting & set(plan.values())):
-        raise BadRequest("a rule tokenizes or seals, so the subject's custodian is required")
-    for finding in ordered:
-        if plan.get(finding.kind, fallback) is Action.REFUSE:
-            raise BadRequest(
-                f"content contains {finding.kind}, which this jurisdiction's "
-                "minimisation rule refuses"
-            )
-
-    changed = [f for f in ordered if plan.get(f.kind, fallback) is not Action.KEEP]
-    requests = []
-    for finding in changed:
-        action = plan.get(finding.kind, fallback)
-        if action in protecting:
-            value = text[finding.start : finding.end]
-            if action is Action.TOKENIZE:
-                value = canonical(finding.kind, value)
-            requests.append((action.value, finding.kind, value))
+    prepared = prepare(text, findings, rules, default=default, can_protect=protect is not None)
+    requests = prepared.requests
     bodies: Sequence[str] = protect(requests) if requests and protect is not None else ()
-    if len(bodies) != len(requests):
-        raise BadRequest(f"{len(requests)} values to protect, but {len(bodies)} bodies came back")
-    # Pieces are gathered left to right and joined once: each replacement is cut from
-    # the untouched original, so every span stays valid, and the work is linear where
-    # replacing in place (even right to left) would copy the text once per finding.
-    pieces: list[str] = []
-    cursor = 0
-    next_body = iter(bodies)
-    for finding in changed:
-        action = plan.get(finding.kind, fallback)
-        pieces.append(text[cursor : finding.start])
-        if action is Action.REDACT:
-            pieces.append(f"[REDACTED:{finding.kind}]")
-        else:
-            pieces.append(f"[{_LABELS[action.value]}:{finding.kind}:{next(next_body)}]")
-        cursor = finding.end
-    pieces.append(text[cursor:])
-
-    counts = dict(sorted(Counter(f.kind for f in ordered).items()))
-    actions = {kind: plan.get(kind, fallback).value for kind in counts}
-    return Minimised(text="".join(pieces), counts=counts, actions=actions)
+    return finish(prepared, bodies)

@@ -25,6 +25,7 @@ from hashlib import sha256 as _sha256
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from sovra._group import GroupCommit
 from sovra._merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash
 from sovra.errors import BadRequest, ConfigError, IntegrityError, NotFound, SovraError
 from sovra.ledger.checkpoint import Checkpoint
@@ -104,12 +105,9 @@ class TransparencyLog:
         self._clock = clock
         self._publish_after_batch = publish_after_batch
         self._write_lock = threading.Lock()
-        # Appenders queue under this condition; one of them at a time (the leader)
-        # integrates what is queued while the others wait here, not on the write lock,
-        # so whatever arrives during one batch goes into the next one whole.
-        self._queue_lock = threading.Condition(threading.Lock())
-        self._queue: list[_Slot] = []
-        self._leading = False
+        # Appenders queue here; one of them at a time (the leader) integrates what is
+        # queued while the others wait, so one signature and one fsync serve them all.
+        self._appends = GroupCommit(self._integrate_locked, MAX_BATCH)
         self._tree_lock = threading.Lock()
         self._tree = MerkleTree(storage.read_leaf_hashes(0, storage.size()))
         self._published_size: int | None = None
@@ -176,47 +174,12 @@ class TransparencyLog:
         Raises:
             BadRequest: empty or oversized entry, or a malformed tag; nothing is stored.
         """
-        item = _check_item(0, (entry, tags))
-        slot = _Slot(item)
-        with self._queue_lock:
-            self._queue.append(slot)
-            while self._leading and not slot.done:
-                self._queue_lock.wait()
-            lead = not slot.done
-            if lead:
-                self._leading = True
-        if lead:
-            try:
-                self._lead(slot)
-            finally:
-                with self._queue_lock:
-                    self._leading = False
-                    self._queue_lock.notify_all()
-        if slot.error is not None:
-            raise slot.error
-        if slot.receipt is None:  # pragma: no cover - done always sets one of the two
-            raise IntegrityError("an appended entry got neither a receipt nor an error")
-        return slot.receipt
+        return self._appends.submit(_check_item(0, (entry, tags)))
 
-    def _lead(self, slot: _Slot) -> None:
-        """Integrate the queue, oldest first, in batches of MAX_BATCH until *slot* is done."""
+    def _integrate_locked(self, batch: list[_Item]) -> list[LogReceipt]:
+        """:meth:`_integrate` under the write lock: one queued batch of appends."""
         with self._write_lock:
-            while not slot.done:
-                with self._queue_lock:
-                    batch = self._queue[:MAX_BATCH]
-                    del self._queue[:MAX_BATCH]
-                try:
-                    receipts = self._integrate([s.item for s in batch])
-                except BaseException as exc:  # noqa: BLE001 - each waiter re-raises it
-                    for s in batch:
-                        s.error = exc
-                else:
-                    for s, r in zip(batch, receipts, strict=True):
-                        s.receipt = r
-                with self._queue_lock:
-                    for s in batch:
-                        s.done = True
-                    self._queue_lock.notify_all()
+            return self._integrate(batch)
 
     def append_many(self, items: Sequence[tuple[bytes, Sequence[str]]]) -> list[LogReceipt]:
         """Persist entries atomically, in order; return one signed receipt per entry.
@@ -531,18 +494,6 @@ class TransparencyLog:
     def latest_checkpoint(self) -> str | None:
         """The newest published checkpoint note, if any."""
         return self._storage.latest_checkpoint()
-
-
-class _Slot:
-    """One queued :meth:`TransparencyLog.append`, filled in by whoever integrates it."""
-
-    __slots__ = ("done", "error", "item", "receipt")
-
-    def __init__(self, item: _Item) -> None:
-        self.item = item
-        self.done = False
-        self.receipt: LogReceipt | None = None
-        self.error: BaseException | None = None
 
 
 _Item = tuple[bytes, bytes, tuple[str, ...]]

@@ -239,6 +239,18 @@ _SELECT_RECORD_PAGE = """SELECT
 FROM records WHERE record_id > ? ORDER BY record_id LIMIT ?"""
 
 
+# Lists of ids are bound in chunks, well below every engine's limit on parameters.
+_IN_CHUNK = 500
+
+_SELECT_RECORDS_IN = """SELECT
+    record_id, subject, jurisdiction, region, kek_version, content_type, format,
+    wrapped_jurisdiction, wrapped_kek_version, wrapped_key, blob_size, created_ms,
+    findings, actions, log_index
+FROM records WHERE record_id IN ({marks}) AND log_index >= 0"""
+
+_DELETE_UNLOGGED_IN = "DELETE FROM records WHERE record_id IN ({marks}) AND log_index < 0"
+
+
 def _json_object(text: object, what: str) -> dict[str, Any]:
     value = json.loads(str(text))
     if not isinstance(value, dict):
@@ -295,10 +307,12 @@ class SQLMetadataStore(abc.ABC):
     _TABLE_SUFFIX = ""
 
     @abc.abstractmethod
-    def _transaction(self, *, write: bool) -> AbstractContextManager[Run]:
+    def _transaction(self, *, write: bool, durable: bool = False) -> AbstractContextManager[Run]:
         """Run statements as one transaction, serialised with every other caller's.
 
-        MUST commit when the block ends normally and roll back when it raises.
+        MUST commit when the block ends normally and roll back when it raises. With
+        *durable*, the commit MUST be on stable storage when the block ends (a power cut
+        afterwards cannot lose it); without, an engine MAY defer that to a later commit.
         """
 
     @abc.abstractmethod
@@ -345,13 +359,29 @@ class SQLMetadataStore(abc.ABC):
         Raises:
             BadRequest: the record id is already stored, or a field is malformed.
         """
-        row = _record_row(meta)
-        if meta.log_index < PENDING:
-            raise BadRequest("a record is stored pending (log index -1) or with its log index")
-        with self._transaction(write=True) as run:
-            cur = run(_INSERT_RECORD, row)
-            if cur.rowcount != 1:
-                raise BadRequest(f"record {meta.header.record_id} already exists")
+        self.put_records([meta])
+
+    def put_records(self, metas: Sequence[RecordMeta]) -> None:
+        """Store new records' metadata in one durable transaction, all or none.
+
+        Raises:
+            BadRequest: a record id is already stored or repeated, or a field is
+                malformed (the message names the record); nothing is stored.
+        """
+        rows = []
+        for meta in metas:
+            rows.append(_record_row(meta))
+            if meta.log_index < PENDING:
+                raise BadRequest("a record is stored pending (log index -1) or with its log index")
+        if not rows:
+            return
+        # Durable: the gateway hands out a receipt once the entry is logged, and a row
+        # lost after that would be an acknowledged record lost, which the log cannot
+        # bring back (it holds no wrapped key).
+        with self._transaction(write=True, durable=True) as run:
+            for row in rows:
+                if run(_INSERT_RECORD, row).rowcount != 1:
+                    raise BadRequest(f"record {row[0]} already exists")
 
     def get_record(self, record_id: str) -> RecordMeta:
         """Return the record stored under *record_id*.
@@ -368,6 +398,23 @@ class SQLMetadataStore(abc.ABC):
             raise NotFound(f"no record {record_id}")
         return _record_from_row(row)
 
+    def get_records(self, record_ids: Sequence[str]) -> dict[str, RecordMeta]:
+        """The visible records among *record_ids*, by id; a missing or hidden one is absent.
+
+        Raises:
+            BadRequest: a record id is not a valid id.
+            IntegrityError: a stored row no longer parses.
+        """
+        ids = list(dict.fromkeys(check_id(r, "record id") for r in record_ids))
+        rows = []
+        with self._transaction(write=False) as run:
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                sql = _SELECT_RECORDS_IN.format(marks=", ".join("?" * len(chunk)))
+                rows.extend(run(sql, chunk).fetchall())
+        found = {r[0]: r for r in rows}
+        return {rid: _record_from_row(found[rid]) for rid in ids if rid in found}
+
     def set_record_log_index(self, record_id: str, index: int) -> None:
         """Write the record's log index once, making it visible; see the protocol.
 
@@ -375,25 +422,39 @@ class SQLMetadataStore(abc.ABC):
             BadRequest: *index* is negative, or the record already has another index.
             NotFound: no such record.
         """
-        check_id(record_id, "record id")
-        _int(index, "log index", 0)
+        self.set_record_log_indices([(record_id, index)])
+
+    def set_record_log_indices(self, indices: Sequence[tuple[str, int]]) -> None:
+        """:meth:`set_record_log_index` for many records in one transaction, all or none.
+
+        Raises:
+            BadRequest: an index is negative, or a record already has another index.
+            NotFound: no such record.
+        """
+        pairs = [
+            (check_id(rid, "record id"), _int(index, "log index", 0)) for rid, index in indices
+        ]
+        if not pairs:
+            return
         with self._transaction(write=True) as run:
-            # The condition in the UPDATE, not a prior SELECT, decides: two writers racing
-            # from different processes cannot both set an index. A quarantined row is
-            # completed too: whoever holds the index knows its entry is in the log, and
-            # a check that quarantined it only saw the log before the entry arrived.
-            cur = run(
-                "UPDATE records SET log_index = ? WHERE record_id = ? AND log_index < 0",
-                (index, record_id),
-            )
-            if cur.rowcount == 1:
-                return
-            row = run("SELECT log_index FROM records WHERE record_id = ?", (record_id,))
-            found = row.fetchone()
-        if found is None:
-            raise NotFound(f"no record {record_id}")
-        if found[0] != index:
-            raise BadRequest(f"record {record_id} is already at log index {found[0]}")
+            for record_id, index in pairs:
+                # The condition in the UPDATE, not a prior SELECT, decides: two writers
+                # racing from different processes cannot both set an index. A
+                # quarantined row is completed too: whoever holds the index knows its
+                # entry is in the log, and a check that quarantined it only saw the log
+                # before the entry arrived.
+                cur = run(
+                    "UPDATE records SET log_index = ? WHERE record_id = ? AND log_index < 0",
+                    (index, record_id),
+                )
+                if cur.rowcount == 1:
+                    continue
+                row = run("SELECT log_index FROM records WHERE record_id = ?", (record_id,))
+                found = row.fetchone()
+                if found is None:
+                    raise NotFound(f"no record {record_id}")
+                if found[0] != index:
+                    raise BadRequest(f"record {record_id} is already at log index {found[0]}")
 
     def unlogged_records(self, limit: int) -> list[RecordMeta]:
         """Up to *limit* rows without a log index (pending or quarantined), oldest first.
@@ -427,10 +488,23 @@ class SQLMetadataStore(abc.ABC):
         Raises:
             BadRequest: *record_id* is not a valid id.
         """
-        check_id(record_id, "record id")
+        return self.delete_unlogged_records([record_id]) == 1
+
+    def delete_unlogged_records(self, record_ids: Sequence[str]) -> int:
+        """Remove the rows among *record_ids* that never got a log index, in one
+        transaction; how many were removed. A visible row is never removed.
+
+        Raises:
+            BadRequest: a record id is not a valid id.
+        """
+        ids = list(dict.fromkeys(check_id(r, "record id") for r in record_ids))
+        removed = 0
         with self._transaction(write=True) as run:
-            cur = run("DELETE FROM records WHERE record_id = ? AND log_index < 0", (record_id,))
-            return cur.rowcount == 1
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                sql = _DELETE_UNLOGGED_IN.format(marks=", ".join("?" * len(chunk)))
+                removed += run(sql, chunk).rowcount
+        return removed
 
     def record_log_index(self, record_id: str) -> int | None:
         """The row's log index whatever its state (negative: hidden), None if no row.

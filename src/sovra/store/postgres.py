@@ -67,7 +67,9 @@ class PostgresMetadataStore(SQLMetadataStore):
             raise ConfigError(f"cannot connect to PostgreSQL: {exc}") from exc
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Run]:
+    def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Run]:
+        # Every commit is durable here: synchronous_commit stays at its default (on)
+        # for this store's sessions, so *durable* asks for nothing more.
         with self._lock:
             # A connection the server dropped is replaced on the next call; the call that
             # saw it drop has already failed, and is not retried here since it may have

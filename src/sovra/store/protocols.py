@@ -35,11 +35,32 @@ class MetadataStore(Protocol):
     def put_record(self, meta: RecordMeta) -> None:
         """Store a new record's metadata, pending unless ``meta.log_index`` is set.
 
-        MUST NOT replace an existing record: a record id is written once.
+        MUST NOT replace an existing record: a record id is written once. MUST be
+        durable when it returns: the gateway hands out a receipt for the record once its
+        entry is logged, and the log cannot bring back a lost row (it holds no key).
 
         Raises:
             BadRequest: the record id is already stored (nothing is changed), or a field
                 is malformed or out of range.
+        """
+        ...
+
+    def put_records(self, metas: Sequence[RecordMeta]) -> None:
+        """:meth:`put_record` for many records: one transaction, all or none, durable.
+
+        Raises:
+            BadRequest: a record id is already stored or repeated, or a field is
+                malformed (the message names the record); nothing is stored.
+        """
+        ...
+
+    def get_records(self, record_ids: Sequence[str]) -> dict[str, RecordMeta]:
+        """The visible records among *record_ids*, by id, read at once; a missing or
+        hidden (pending, quarantined) one is simply absent.
+
+        Raises:
+            BadRequest: a record id is not a valid id.
+            IntegrityError: a stored row no longer parses.
         """
         ...
 
@@ -62,6 +83,17 @@ class MetadataStore(Protocol):
 
         Raises:
             BadRequest: *index* is negative, or the record already has another index.
+            NotFound: no such record.
+        """
+        ...
+
+    def set_record_log_indices(self, indices: Sequence[tuple[str, int]]) -> None:
+        """:meth:`set_record_log_index` for many ``(record id, index)`` pairs, in one
+        transaction, all or none. It need not be durable: recovery sets indices from
+        the log.
+
+        Raises:
+            BadRequest: an index is negative, or a record already has another index.
             NotFound: no such record.
         """
         ...
@@ -112,6 +144,15 @@ class MetadataStore(Protocol):
 
         Raises:
             BadRequest: *record_id* is not a valid id.
+        """
+        ...
+
+    def delete_unlogged_records(self, record_ids: Sequence[str]) -> int:
+        """:meth:`delete_unlogged_record` for many rows in one transaction; how many
+        were deleted. MUST NOT delete a visible row.
+
+        Raises:
+            BadRequest: a record id is not a valid id.
         """
         ...
 

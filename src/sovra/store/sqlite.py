@@ -73,7 +73,7 @@ class SQLiteMetadataStore(SQLMetadataStore):
         return self._path
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Run]:
+    def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Run]:
         with self._lock:
             conn = self._conn
 
@@ -81,16 +81,25 @@ class SQLiteMetadataStore(SQLMetadataStore):
                 return conn.execute(sql, params)
 
             try:
-                # IMMEDIATE takes the write lock up front: a deferred transaction that
-                # later upgrades can fail with SQLITE_BUSY halfway through.
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                if durable:
+                    # FULL syncs the WAL at this commit, which makes every commit before
+                    # it durable too (the WAL is one sequential file); NORMAL commits
+                    # leave the sync to the next FULL one or a checkpoint.
+                    conn.execute("PRAGMA synchronous=FULL")
                 try:
-                    yield run
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                    # IMMEDIATE takes the write lock up front: a deferred transaction
+                    # that later upgrades can fail with SQLITE_BUSY halfway through.
+                    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    try:
+                        yield run
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                finally:
+                    if durable:
+                        conn.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.OperationalError as exc:
                 raise ConfigError(f"metadata store {self._path} failed: {exc}") from exc
 

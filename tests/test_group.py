@@ -1,0 +1,74 @@
+"""The group commit helper: callers share batches, each gets its own result or error."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from sovra._group import GroupCommit
+
+
+def test_concurrent_callers_share_batches_and_get_their_own_results() -> None:
+    batches: list[list[int]] = []
+    entered = threading.Event()
+    release = threading.Event()
+
+    def run(items: list[int]) -> list[int | BaseException]:
+        batches.append(items)
+        if len(batches) == 1:  # hold the first batch so the others queue behind it
+            entered.set()
+            release.wait(10)
+        return [ValueError(f"bad {n}") if n % 5 == 0 else n * 10 for n in items]
+
+    group: GroupCommit[int, int] = GroupCommit(run, max_batch=8)
+    results: dict[int, object] = {}
+
+    def call(n: int) -> None:
+        try:
+            results[n] = group.submit(n)
+        except ValueError as exc:
+            results[n] = exc
+
+    first = threading.Thread(target=call, args=(1,))
+    first.start()
+    assert entered.wait(10)
+    others = [threading.Thread(target=call, args=(n,)) for n in range(2, 21)]
+    for t in others:
+        t.start()
+    for _ in range(1000):  # until all 19 wait behind the first batch
+        if len(group._queue) == 19:
+            break
+        threading.Event().wait(0.01)
+    release.set()
+    for t in [first, *others]:
+        t.join(10)
+    assert batches[0] == [1]
+    assert all(len(b) <= 8 for b in batches)
+    assert len(batches) <= 4  # 19 waiting callers went in batches of up to 8, not one by one
+    assert sorted(n for b in batches for n in b) == list(range(1, 21))
+    for n in range(1, 21):
+        if n % 5 == 0:
+            assert isinstance(results[n], ValueError) and str(results[n]) == f"bad {n}"
+        else:
+            assert results[n] == n * 10
+
+
+def test_a_failing_batch_fails_its_callers_only() -> None:
+    def run(items: list[str]) -> list[str]:
+        if "boom" in items:
+            raise RuntimeError("the batch failed")
+        return [s.upper() for s in items]
+
+    group: GroupCommit[str, str] = GroupCommit(run, max_batch=4)
+    with pytest.raises(RuntimeError, match="the batch failed"):
+        group.submit("boom")
+    assert group.submit("fine") == "FINE"  # the next caller leads a batch of its own
+
+
+def test_a_batch_returning_the_wrong_number_of_results_is_an_error() -> None:
+    group: GroupCommit[int, int] = GroupCommit(lambda items: [], max_batch=2)
+    with pytest.raises(RuntimeError, match="gave 0 results"):
+        group.submit(1)
+    with pytest.raises(ValueError, match="at least one"):
+        GroupCommit(lambda items: items, max_batch=0)
