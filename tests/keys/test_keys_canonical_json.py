@@ -1,4 +1,5 @@
-"""Canonical JSON (record headers, log entries) is byte-for-byte what json.dumps makes."""
+"""Canonical JSON (record headers, log entries) is byte-for-byte what json.dumps makes, and
+the short way of reading a canonical log entry agrees with the full parser."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sovra.model import RecordHeader, canonical_json
+from sovra.errors import BadRequest
+from sovra.model import (
+    MAX_ENTRY_BYTES,
+    MAX_JSON_DEPTH,
+    LogEntry,
+    RecordHeader,
+    _canonical_object,
+    canonical_json,
+    parse_json,
+)
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -105,3 +115,45 @@ def test_a_header_parsed_with_odd_types_still_encodes_canonically() -> None:
         }
         data = b"sovra-record\n" + _reference(base)
         assert RecordHeader.from_bytes(data).to_bytes() == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), JSON, max_size=6), st.booleans())
+def test_the_short_way_to_read_an_entry_accepts_only_what_the_full_parser_reads_alike(
+    value: dict[str, Any], canonical: bool
+) -> None:
+    """LogEntry.from_bytes tries _canonical_object first: whatever it accepts, parse_json
+    must accept as the same object; it must take every canonical encoding it can."""
+    text = _reference(value) if canonical else json.dumps(value, ensure_ascii=True).encode()
+    short = _canonical_object(text, MAX_ENTRY_BYTES)
+    try:
+        full = parse_json(text, limit=MAX_ENTRY_BYTES, what="entry")
+    except BadRequest:
+        assert short is None
+        return
+    if short is not None:
+        assert short == full
+    elif canonical:
+        # Only nesting beyond the bracket budget sends a canonical object the long way.
+        assert text.count(b"{") + text.count(b"[") > MAX_JSON_DEPTH
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"kind":"decision","kind":"decision","principal":"p","time_ms":1,"v":1}', "duplicate"),
+        (b'{"kind":"decision","principal":"p","time_ms":NaN,"v":1}', "not a JSON number"),
+        (b'{"kind":"decision","principal":"p","time_ms":1e999,"v":1}', "out of range"),
+        (b'{"kind":"decision","principal":"\\ud800","time_ms":1,"v":1}', "surrogate"),
+        (
+            b'{"a":' + b"[" * 40 + b"]" * 40 + b',"kind":"x","principal":"p","time_ms":1,"v":1}',
+            "deeper",
+        ),
+        (b"\xef\xbb\xbf" + b'{"kind":"decision","principal":"p","time_ms":1,"v":1}', "JSON"),
+    ],
+    ids=["duplicate", "nan", "huge-float", "lone-surrogate", "deep", "bom"],
+)
+def test_hostile_entries_still_get_the_full_parsers_refusal(data: bytes, message: str) -> None:
+    assert _canonical_object(data, MAX_ENTRY_BYTES) is None
+    with pytest.raises(BadRequest, match=message):
+        LogEntry.from_bytes(data)

@@ -1373,6 +1373,7 @@ class LocalCustodian(BaseCustodian):
                 raise ConfigError(f"custodian {jurisdiction} KEK version {version} is invalid")
         self._path = Path(path)
         self._keks = dict(keks)
+        self._kek_ciphers: tuple[dict[int, bytes], dict[int, AESGCM]] = (self._keks, {})
         # One lock orders subject-key creation, rewraps, shreds and KEK changes, so a
         # KEK version is never destroyed while a subject key sealed under it is in use.
         self._lock = threading.RLock()
@@ -1633,17 +1634,31 @@ class LocalCustodian(BaseCustodian):
     def _subject_aad(self, subject: str, version: int) -> bytes:
         return _SUBJECT_TAG + f"{self._jurisdiction}\n{version}\n{subject}".encode()
 
+    def _kek_cipher(self, version: int) -> AESGCM | None:
+        """The AES-GCM object of KEK *version* (made once per version and key file), or
+        None when the version is not held."""
+        keks, ciphers = self._keks, self._kek_ciphers
+        if ciphers[0] is not keks:  # the key file was reloaded or rewritten
+            ciphers = self._kek_ciphers = (keks, {})
+        cipher = ciphers[1].get(version)
+        if cipher is None and version in keks:
+            cipher = ciphers[1][version] = AESGCM(keks[version])
+        return cipher
+
     def _seal_subject_key(self, subject: str, version: int, key: bytes) -> bytes:
-        return _aead.seal(self._keks[version], key, self._subject_aad(subject, version))
+        cipher = self._kek_cipher(version)
+        if cipher is None:
+            raise ConfigError(f"custodian {self._jurisdiction} holds no KEK version {version}")
+        return _aead.seal_with(cipher, key, self._subject_aad(subject, version))
 
     def _open_subject_key(self, subject: str, version: int, sealed: bytes) -> bytes:
-        kek = self._keks.get(version)
-        if kek is None:
+        cipher = self._kek_cipher(version)
+        if cipher is None:
             self._refresh()
-            kek = self._keks.get(version)
-        if kek is None:
+            cipher = self._kek_cipher(version)
+        if cipher is None:
             raise IntegrityError(f"subject key is sealed under KEK version {version}, not held")
-        key = _aead.open_sealed(kek, sealed, self._subject_aad(subject, version))
+        key = _aead.open_with(cipher, sealed, self._subject_aad(subject, version))
         if len(key) != _aead.KEY_SIZE:
             raise IntegrityError(f"subject key is {len(key)} bytes")
         return key

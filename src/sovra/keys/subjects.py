@@ -23,7 +23,9 @@ import re
 import sqlite3
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sovra.errors import BadRequest, ConfigError
 from sovra.keys.files import StrPath
@@ -224,23 +226,20 @@ class SubjectKeyStore:
         """
         for subject in subjects:
             _check_subject(subject)
-        keys: dict[str, SubjectKeyRow] = {}
-        shredded: dict[str, int] = {}
         with self._lock:
-            for start in range(0, len(subjects), _LOOKUP_CHUNK):
-                chunk = subjects[start : start + _LOOKUP_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for subject, version, sealed in self._db.execute(
-                    "SELECT subject, kek_version, sealed FROM subject_keys "  # noqa: S608
-                    f"WHERE subject IN ({marks})",
-                    chunk,
-                ):
-                    keys[subject] = (subject, int(version), bytes(sealed))
-                for subject, when in self._db.execute(
-                    f"SELECT subject, shredded_ms FROM shredded WHERE subject IN ({marks})",  # noqa: S608
-                    chunk,
-                ):
-                    shredded[subject] = int(when)
+            keys = {
+                subject: (subject, int(version), bytes(sealed))
+                for subject, version, sealed in self._select_in(
+                    "SELECT subject, kek_version, sealed FROM subject_keys WHERE subject IN ({})",
+                    subjects,
+                )
+            }
+            shredded = {
+                subject: int(when)
+                for subject, when in self._select_in(
+                    "SELECT subject, shredded_ms FROM shredded WHERE subject IN ({})", subjects
+                )
+            }
         return keys, shredded
 
     def insert_many(self, rows: list[tuple[str, int, bytes]], now_ms: int) -> None:
@@ -257,16 +256,16 @@ class SubjectKeyStore:
         """
         for subject, _, _ in rows:
             _check_subject(subject)
+        subjects = [subject for subject, _, _ in rows]
         try:
             with self._lock:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for subject, version, sealed in rows:
-                        self._refuse_shredded(subject)
-                        self._db.execute(
-                            "INSERT INTO subject_keys VALUES (?, ?, ?, ?)",
-                            (subject, version, sealed, now_ms),
-                        )
+                    self._refuse_shredded(subjects)
+                    self._db.executemany(
+                        "INSERT INTO subject_keys VALUES (?, ?, ?, ?)",
+                        [(subject, version, sealed, now_ms) for subject, version, sealed in rows],
+                    )
                 except (sqlite3.Error, SubjectShredded):
                     self._db.execute("ROLLBACK")
                     raise
@@ -274,12 +273,18 @@ class SubjectKeyStore:
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot store subject keys in {self._path}: {exc}") from None
 
-    def _refuse_shredded(self, subject: str) -> None:
-        tomb = self._db.execute(
-            "SELECT shredded_ms FROM shredded WHERE subject = ?", (subject,)
-        ).fetchone()
-        if tomb is not None:
-            raise SubjectShredded(subject, int(tomb[0]))
+    def _refuse_shredded(self, subjects: list[str]) -> None:
+        for subject, when in self._select_in(
+            "SELECT subject, shredded_ms FROM shredded WHERE subject IN ({})", subjects
+        ):
+            raise SubjectShredded(subject, int(when))
+
+    def _select_in(self, query: str, subjects: list[str]) -> Iterator[tuple[Any, ...]]:
+        """The rows of *query* (whose ``{}`` takes the placeholders) for *subjects*, a
+        few hundred subjects per statement; the caller holds the lock."""
+        for start in range(0, len(subjects), _LOOKUP_CHUNK):
+            chunk = subjects[start : start + _LOOKUP_CHUNK]
+            yield from self._db.execute(query.format(",".join("?" * len(chunk))), chunk)
 
     def shred(self, subject: str, now_ms: int) -> bool:
         """Delete *subject*'s key for good and leave a tombstone; True if a key was deleted.
