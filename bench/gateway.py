@@ -144,15 +144,15 @@ def _tree(root: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Usage:
-    """Resident memory (MiB) and CPU seconds of a process tree, by role."""
+    """Resident memory (MiB), CPU seconds and users of a process tree, by role."""
 
-    rss_mib: float
+    rss_mib: dict[str, float]
     cpu_s: dict[str, float]
     users: dict[str, str]
 
     @property
-    def cpu_total_s(self) -> float:
-        return sum(self.cpu_s.values())
+    def rss_total_mib(self) -> float:
+        return sum(self.rss_mib.values())
 
 
 def _role(pid: int) -> str:
@@ -166,7 +166,7 @@ def _role(pid: int) -> str:
 
 
 def usage(root: int) -> Usage:
-    rss_kib = 0
+    rss: dict[str, float] = {}
     cpu: dict[str, float] = {}
     users: dict[str, str] = {}
     ticks = os.sysconf("SC_CLK_TCK")
@@ -177,8 +177,8 @@ def usage(root: int) -> Usage:
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        rss_kib += int(fields.get("VmRSS", "0 kB").split()[0])
         role = _role(pid)
+        rss[role] = rss.get(role, 0.0) + int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
         # utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
         cpu[role] = cpu.get(role, 0.0) + (int(stat[11]) + int(stat[12])) / ticks
         uid = int(fields["Uid"].split()[0])
@@ -186,7 +186,7 @@ def usage(root: int) -> Usage:
             users.setdefault(role, pwd.getpwuid(uid).pw_name)
             if users[role] != pwd.getpwuid(uid).pw_name:
                 users[role] += f",{pwd.getpwuid(uid).pw_name}"
-    return Usage(rss_kib / 1024, cpu, users)
+    return Usage(rss, cpu, users)
 
 
 class Server:
@@ -385,19 +385,18 @@ def drive(
             ready.wait(timeout=wait)
             before = usage(server.proc.pid)
             if phase == PHASES[0]:
-                figures["rss_start_mib"] = before.rss_mib
+                first = before
             start = time.monotonic()
             deadline.value = start + duration
             go.wait(timeout=wait)
             got = [results.get(timeout=wait) for _ in procs]
             after = usage(server.proc.pid)
             figures[phase] = _phase_figures(phase, [r for _, r in got], start, before, after)
-            figures["rss_end_mib"] = after.rss_mib
             figures["users"] = after.users
             f = figures[phase]
             progress(
                 f"{server.name} {phase}: {f['per_s']:.0f}/s, p50 {f['p50_ms']} ms, "
-                f"p99 {f['p99_ms']} ms, {f['errors']} errors, RSS {after.rss_mib:.0f} MiB"
+                f"p99 {f['p99_ms']} ms, {f['errors']} errors, RSS {after.rss_total_mib:.0f} MiB"
             )
     except threading.BrokenBarrierError:
         raise SystemExit(f"a load process died under {server.name}: {server.tail()}") from None
@@ -406,7 +405,11 @@ def drive(
             p.join(timeout=30)
             if p.is_alive():
                 p.kill()
-    figures["rss_growth_mib"] = figures["rss_end_mib"] - figures["rss_start_mib"]
+    figures["rss_start_mib"] = first.rss_total_mib
+    figures["rss_growth_mib"] = after.rss_total_mib - first.rss_total_mib
+    figures["rss_growth_by_role_mib"] = {
+        k: round(v - first.rss_mib.get(k, 0.0), 1) for k, v in after.rss_mib.items()
+    }
     return figures
 
 
@@ -432,6 +435,7 @@ def _phase_figures(
         "error_kinds": errors,
         "first_errors": [e for r in got for e in r.first_errors][:5],
         "server_cpu_ms_per_request": {k: round(1000 * v / max(ok, 1), 3) for k, v in cpu.items()},
+        "rss_growth_mib": round(after.rss_total_mib - before.rss_total_mib, 1),
         "client_cpu_ms_per_request": round(1000 * sum(r.cpu_s for r in got) / max(ok, 1), 3),
     }
 
@@ -659,6 +663,8 @@ def report(
         "http_batch_ingest_per_s": _r(http_batch),
         "rss_growth_mib": _r(s["rss_growth_mib"]),
         "rss_start_mib": _r(s["rss_start_mib"]),
+        "rss_growth_by_role_mib": s["rss_growth_by_role_mib"],
+        "rss_growth_per_phase_mib": {p: s[p]["rss_growth_mib"] for p in PHASES},
         "floor_rss_growth_mib": _r(f["rss_growth_mib"]),
         "server_cpu_ms_per_request": {
             f"{side}_{p}": http[side][p]["server_cpu_ms_per_request"]
