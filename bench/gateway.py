@@ -42,6 +42,7 @@ import multiprocessing as mp
 import os
 import platform
 import pwd
+import queue
 import signal
 import socket
 import sqlite3
@@ -260,6 +261,8 @@ def _one(client: Client, phase: str, tag: str, mine: list[str], reads: int, n: i
         body = client.ingest(f"{tag}-{n}", JURISDICTION, RECORD.format(i=n))
         mine.append(str(body["record_id"]))
         return
+    if not mine:
+        raise SovraError("this client stored nothing to read back")
     rid = mine[n % min(len(mine), reads)]
     if rid not in client.access(PURPOSE, record_ids=[rid])["records"]:
         raise SovraError(f"record {rid} missing from the answer")
@@ -275,6 +278,8 @@ def _one_in_process(
         )
         mine.append(receipt.record_id)
         return
+    if not mine:
+        raise SovraError("this caller stored nothing to read back")
     rid = mine[n % min(len(mine), reads)]
     if rid not in gw.access(svc, purpose=PURPOSE, record_ids=[rid]).records:
         raise SovraError(f"record {rid} missing from the answer")
@@ -287,7 +292,7 @@ def _drive(call: Callable[[int], None], n: int, until: float, out: PhaseResult) 
         start = time.perf_counter()
         try:
             call(n)
-        except (SovraError, KeyError, TypeError, IndexError) as exc:
+        except (SovraError, KeyError, TypeError) as exc:
             local.failed(f"{type(exc).__name__}: {exc}")
         else:
             local.ok += 1
@@ -398,7 +403,7 @@ def drive(
                 f"{server.name} {phase}: {f['per_s']:.0f}/s, p50 {f['p50_ms']} ms, "
                 f"p99 {f['p99_ms']} ms, {f['errors']} errors, RSS {after.rss_total_mib:.0f} MiB"
             )
-    except threading.BrokenBarrierError:
+    except (threading.BrokenBarrierError, queue.Empty):
         raise SystemExit(f"a load process died under {server.name}: {server.tail()}") from None
     finally:
         for p in procs:
