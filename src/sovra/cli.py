@@ -314,9 +314,11 @@ def _warn_recovered(dep: Deployment) -> None:
 
 @app.command()
 def put(
-    subject: Annotated[str, typer.Option(help="subject id")],
-    jurisdiction: Annotated[str, typer.Option(help="subject's home jurisdiction")],
-    source: Annotated[Path, typer.Argument(help="file with the record's text, or - for stdin")],
+    source: Annotated[
+        Path | None, typer.Argument(help="file with the record's text, or - for stdin")
+    ] = None,
+    subject: Annotated[str | None, typer.Option(help="subject id")] = None,
+    jurisdiction: Annotated[str | None, typer.Option(help="subject's home jurisdiction")] = None,
     purpose: Annotated[
         str | None,
         typer.Option(help="what the data is collected for; picks the minimisation rule"),
@@ -329,18 +331,81 @@ def put(
             "(with --client-side)"
         ),
     ] = None,
+    jsonl: Annotated[
+        Path | None,
+        typer.Option(
+            "--jsonl",
+            help="load many records: a file of JSON lines (- for stdin), each "
+            '{"subject_id", "jurisdiction", "content"[, "purpose"]}',
+        ),
+    ] = None,
+    skip: Annotated[
+        int, typer.Option(min=0, help="with --jsonl: start after this many lines (to resume)")
+    ] = 0,
+    failures: Annotated[
+        Path | None,
+        typer.Option(help="with --jsonl: write each failed line's error here, not to stderr"),
+    ] = None,
+    receipts: Annotated[
+        Path | None,
+        typer.Option(help="with --jsonl: write each stored line's record id and log index here"),
+    ] = None,
+    chunk: Annotated[
+        int, typer.Option(min=1, max=1000, help="with --jsonl: records per request")
+    ] = 1000,
     principal: As = "svc-pl",
     key: KeyOpt = None,
     deployment: DeploymentDir = Path("deployment"),
     url: Url = DEFAULT_URL,
 ) -> None:
-    """Ingest a record through a running gateway.
+    """Ingest a record through a running gateway, or many with --jsonl.
 
     With --client-side the record (any bytes) is sealed here and its key encrypted to the
     home custodian: the gateway stores ciphertext only, and no scan or minimisation runs.
     With --pins, a custodian key the gateway offers that is not pinned is refused (exit 3)
     before anything is sealed.
+
+    With --jsonl FILE each line is a record, sent in batches; each line that fails is
+    named with its line number, the others are stored, and the exit code is 1 if any
+    failed. --skip N resumes after line N.
     """
+    if jsonl is not None:
+        given = [
+            name
+            for name, value in [
+                ("FILE", source),
+                ("--subject", subject),
+                ("--jurisdiction", jurisdiction),
+                ("--purpose", purpose),
+                ("--pins", pins),
+                ("--client-side", client_side or None),
+            ]
+            if value is not None
+        ]
+        if given:
+            error(f"--jsonl reads every field from its lines: drop {', '.join(given)}")
+            raise typer.Exit(2)
+        from sovra._cli.load import put_jsonl
+
+        with connect(url, principal, key, deployment) as client:
+            put_jsonl(client, jsonl, skip=skip, chunk=chunk, failures=failures, receipts=receipts)
+        return
+    batch_only = [
+        name
+        for name, value in [
+            ("--skip", skip or None),
+            ("--failures", failures),
+            ("--receipts", receipts),
+            ("--chunk", None if chunk == 1000 else chunk),
+        ]
+        if value is not None
+    ]
+    if batch_only:
+        error(f"{', '.join(batch_only)} applies to --jsonl only")
+        raise typer.Exit(2)
+    if source is None or subject is None or jurisdiction is None:
+        error("put needs --subject, --jurisdiction and FILE (or --jsonl FILE for many records)")
+        raise typer.Exit(2)
     if pins is not None and not client_side:
         error("--pins applies to --client-side only")
         raise typer.Exit(2)

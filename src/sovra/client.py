@@ -6,6 +6,13 @@ key. Errors come back as the same :mod:`sovra.errors` classes the gateway raised
     client = Client("http://127.0.0.1:8750", "svc-pl", load_ed25519(path))
     receipt = client.ingest("anna@example.pl", "PL", "tel. +48 601 234 567")
     data = client.access("customer-support", record_ids=[receipt["record_id"]])
+
+Many records go in batches (``POST /v1/records/batch``), one result per record, in order:
+a receipt, or the error that record got (the others are stored all the same)::
+
+    records = ({"subject_id": s, "jurisdiction": "PL", "content": t} for s, t in rows)
+    for result in client.ingest_many(records):
+        if isinstance(result, SovraError): ...
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -37,7 +46,22 @@ from sovra.keys import transport
 from sovra.keys.transport import TransportPins
 from sovra.model import Grant, LogEntry, LogReceipt, RecordHeader
 
-__all__ = ["Client"]
+__all__ = ["BATCH_BYTES", "BATCH_LINES", "BATCH_WINDOW", "BatchResult", "Client"]
+
+BATCH_LINES = 1000
+"""Records (or access requests) per batch request by default: the most a gateway takes."""
+
+BATCH_BYTES = 1 << 20
+"""Bytes per batch request body by default: a gateway's default body limit. A gateway
+that takes less answers 413 before storing anything, and the batch is sent in halves."""
+
+BATCH_WINDOW = 2
+"""Batch requests in flight at once by default: one sent while the gateway stores another."""
+
+_NDJSON = "application/x-ndjson"
+
+BatchResult = dict[str, Any] | SovraError
+"""One record's (or access request's) outcome in a batch: its result, or its error."""
 
 _BY_STATUS: dict[int, type[SovraError]] = {
     400: BadRequest,
@@ -100,23 +124,30 @@ class Client:
 
     # -- plumbing ------------------------------------------------------------------------
 
+    def _sign(self, method: str, path: str, data: bytes, headers: dict[str, str]) -> None:
+        if self._id is None or self._key is None:
+            raise Unauthenticated("this client has no principal id and key to sign with")
+        token = make_token(self._key, self._id, method, path, data, now_s=int(self._clock()))
+        headers["authorization"] = f"Sovra {token}"
+
+    def _unreachable(self, exc: Exception) -> Unavailable:
+        base = self._base
+        if isinstance(exc, httpx.ConnectError):
+            return Unavailable(
+                f"cannot connect to the gateway at {base}: {exc} (is `sovra serve` running there?)"
+            )
+        return Unavailable(f"gateway at {base}: {type(exc).__name__}: {exc}")
+
     def _call(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
         data = b"" if body is None else json.dumps(body).encode()
         headers = {"content-type": "application/json"} if body is not None else {}
         if auth:
-            if self._id is None or self._key is None:
-                raise Unauthenticated("this client has no principal id and key to sign with")
-            token = make_token(self._key, self._id, method, path, data, now_s=int(self._clock()))
-            headers["authorization"] = f"Sovra {token}"
+            self._sign(method, path, data, headers)
         base = self._base
         try:
             response = self._http.request(method, path, content=data, headers=headers)
-        except httpx.ConnectError as exc:
-            raise Unavailable(
-                f"cannot connect to the gateway at {base}: {exc} (is `sovra serve` running there?)"
-            ) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise Unavailable(f"gateway at {base}: {type(exc).__name__}: {exc}") from None
+            raise self._unreachable(exc) from None
         if response.status_code >= 400:
             raise _error(response)
         if response.headers.get("content-type", "").startswith("text/plain"):
@@ -169,6 +200,130 @@ class Client:
             body["reveal"] = True
         result: dict[str, Any] = self._call("POST", "/v1/access", body)
         return result
+
+    def ingest_many(
+        self,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        chunk: int = BATCH_LINES,
+        chunk_bytes: int = BATCH_BYTES,
+        window: int = BATCH_WINDOW,
+    ) -> Iterator[BatchResult]:
+        """Store many records, *chunk* to a request; one result per record, in order.
+
+        Each record is a mapping with the fields of :meth:`ingest`: ``subject_id``,
+        ``jurisdiction``, ``content`` and optionally ``purpose``. Its result is what
+        :meth:`ingest` returns, or the :class:`~sovra.errors.SovraError` it would have
+        raised (status and log index included): a bad record fails alone. Records are
+        read from *records* as they are sent, so an iterator of millions is fine. Up to
+        *window* requests are in flight at once (the next is sent while the gateway stores
+        the last), so a record may be stored before one ahead of it; when the iteration
+        is left early, the requests in flight still complete.
+
+        Raises:
+            Unauthenticated: the gateway refused this client's signature.
+            Unavailable: the gateway cannot be reached, or its answer broke off; the
+                results yielded so far stand, the rest are unknown.
+        """
+        lines = (_record_line(r) for r in records)
+        return self.ingest_lines(lines, chunk=chunk, chunk_bytes=chunk_bytes, window=window)
+
+    def ingest_lines(
+        self,
+        lines: Iterable[bytes | SovraError],
+        *,
+        chunk: int = BATCH_LINES,
+        chunk_bytes: int = BATCH_BYTES,
+        window: int = BATCH_WINDOW,
+    ) -> Iterator[BatchResult]:
+        """As :meth:`ingest_many`, for records already encoded as JSON lines (no newline).
+
+        The gateway checks each line; an error in *lines* stands for a line that could not
+        be read, and comes back as that line's result unsent.
+        """
+        return self._batch("/v1/records/batch", lines, chunk, chunk_bytes, window)
+
+    def access_many(
+        self,
+        requests: Iterable[Mapping[str, Any]],
+        *,
+        chunk: int = BATCH_LINES,
+        chunk_bytes: int = BATCH_BYTES,
+        window: int = BATCH_WINDOW,
+    ) -> Iterator[BatchResult]:
+        """Many access requests, each decided and logged on its own; results in order.
+
+        Each request is a mapping of :meth:`access`'s keyword arguments (``purpose``,
+        ``record_ids``, ``subjects``, ``jurisdiction``, ``grant``, ``justification``,
+        ``reveal``). Its result is what :meth:`access` returns, or the error it would
+        have raised: a deny is a :class:`~sovra.errors.Denied` with its log index.
+
+        Raises:
+            Unauthenticated, Unavailable: as :meth:`ingest_many`.
+        """
+        lines = (_access_line(r) for r in requests)
+        return self._batch("/v1/access/batch", lines, chunk, chunk_bytes, window)
+
+    def _batch(
+        self,
+        path: str,
+        lines: Iterable[bytes | SovraError],
+        chunk: int,
+        chunk_bytes: int,
+        window: int,
+    ) -> Iterator[BatchResult]:
+        """Send *lines* in requests of at most *chunk* lines and *chunk_bytes* bytes, with up
+        to *window* requests in flight; results in the order of *lines*."""
+        if chunk < 1 or chunk_bytes < 1 or window < 1:
+            raise BadRequest("a batch needs chunk, chunk_bytes and window of at least 1")
+        groups = _chunks(lines, chunk, chunk_bytes)
+        if window == 1:  # each answer read as it streams in
+            for group in groups:
+                yield from self._send_lines(path, group)
+            return
+
+        def send(group: list[bytes | SovraError]) -> list[BatchResult]:
+            return list(self._send_lines(path, group))
+
+        with ThreadPoolExecutor(window, thread_name_prefix="sovra-batch") as pool:
+            inflight: deque[Future[list[BatchResult]]] = deque()
+            for group in groups:
+                inflight.append(pool.submit(send, group))
+                if len(inflight) == window:
+                    yield from inflight.popleft().result()
+            while inflight:
+                yield from inflight.popleft().result()
+
+    def _send_lines(self, path: str, items: Sequence[bytes | SovraError]) -> Iterator[BatchResult]:
+        sent = [line for line in items if isinstance(line, bytes)]
+        results = self._post_lines(path, sent) if sent else iter(())
+        for item in items:
+            yield item if isinstance(item, SovraError) else next(results)
+
+    def _post_lines(self, path: str, lines: Sequence[bytes]) -> Iterator[BatchResult]:
+        """One batch request; a batch the gateway finds too large (refused whole, nothing
+        stored) is sent again in halves, down to the one line that alone is too large."""
+        data = b"\n".join(lines) + b"\n"
+        headers = {"content-type": _NDJSON}
+        self._sign("POST", path, data, headers)
+        try:
+            with self._http.stream("POST", path, content=data, headers=headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    refused = _error(response)
+                    if response.status_code != 413:
+                        raise refused
+                else:
+                    yield from _batch_results(response, len(lines), self._base)
+                    return
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._unreachable(exc) from None
+        if len(lines) == 1:
+            yield refused
+            return
+        half = len(lines) // 2
+        yield from self._post_lines(path, lines[:half])
+        yield from self._post_lines(path, lines[half:])
 
     # -- records sealed on this side ---------------------------------------------------------
 
@@ -440,10 +595,100 @@ def _error(response: httpx.Response) -> SovraError:
         index = body.get("log_index")
     except (ValueError, AttributeError):
         message, index = response.text or response.reason_phrase, None
-    cls = _BY_STATUS.get(response.status_code, SovraError)
+    return _error_of(response.status_code, message, index)
+
+
+def _error_of(status: int, message: str, index: object) -> SovraError:
+    cls = _BY_STATUS.get(status) or (Unavailable if status == 503 else SovraError)
     error = cls(message, log_index=index if isinstance(index, int) else None)
-    error.status = response.status_code
+    error.status = status
     return error
+
+
+def _chunks(
+    lines: Iterable[bytes | SovraError], most: int, most_bytes: int
+) -> Iterator[list[bytes | SovraError]]:
+    """*lines* in groups of at most *most* lines and *most_bytes* bytes (a longer line alone)."""
+    pending: list[bytes | SovraError] = []
+    size = 0
+    for line in lines:
+        cost = len(line) + 1 if isinstance(line, bytes) else 0
+        if pending and (len(pending) >= most or size + cost > most_bytes):
+            yield pending
+            pending, size = [], 0
+        pending.append(line)
+        size += cost
+    if pending:
+        yield pending
+
+
+def _record_line(record: Mapping[str, Any]) -> bytes | SovraError:
+    """A record as its JSON line; what cannot be one is that record's error, unsent."""
+    try:
+        return json.dumps(dict(record), ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        return BadRequest(f"the record is not JSON data: {exc}")
+
+
+def _access_line(request: Mapping[str, Any]) -> bytes | SovraError:
+    """An access request (``access``'s keyword arguments) as its JSON line."""
+    fields: dict[str, Any] = {
+        "record_ids": (),
+        "subjects": (),
+        "jurisdiction": None,
+        "grant": None,
+        "justification": None,
+        **request,
+    }
+    reveal = fields.pop("reveal", False)
+    try:
+        body = _access_body(**fields)
+        if reveal:
+            body["reveal"] = True
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        return BadRequest(f"the access request is not one: {exc}")
+
+
+def _batch_results(response: httpx.Response, count: int, base: str) -> Iterator[BatchResult]:
+    """The results of a batch answer, as they arrive; checked to be one per line, in order.
+
+    Raises:
+        Unavailable: the answer is not a batch answer, or broke off before its summary.
+    """
+    done = 0
+    summary = False
+    try:
+        for text in response.iter_lines():
+            if text:
+                summary, result = _batch_line(json.loads(text), done + 1, count)
+                if summary:
+                    break
+                done += 1
+                yield result
+    except (ValueError, KeyError, TypeError, AttributeError, httpx.HTTPError) as exc:
+        raise Unavailable(
+            f"{base} broke off its answer to a batch after {done} of {count} results ({exc})"
+        ) from None
+    if not summary or done != count:
+        raise Unavailable(f"{base} answered {done} results to a batch of {count}, then stopped")
+
+
+def _batch_line(line: dict[str, Any], due: int, count: int) -> tuple[bool, BatchResult]:
+    """One line of a batch answer: (is it the summary, the result it carries).
+
+    Raises:
+        ValueError: not the result of line *due*. KeyError, TypeError: not a result line.
+    """
+    if "summary" in line:
+        return True, {}
+    if line["line"] != due or due > count:
+        raise ValueError(f"line {line['line']!r} where {due} was due")
+    if line["status"] < 300:
+        result: dict[str, Any] = line["result"]
+        return False, result
+    error = line["error"]
+    return False, _error_of(line["status"], str(error["message"]), error.get("log_index"))
 
 
 def _access_body(

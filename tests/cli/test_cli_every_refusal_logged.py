@@ -68,6 +68,9 @@ class Walk:
     def call(self, who: str | None, method: str, path: str, body: Any = None) -> httpx.Response:
         data = b"" if body is None else json.dumps(body).encode()
         headers = {"content-type": "application/json"}
+        if isinstance(body, Lines):  # a batch: one JSON object per line
+            data = b"".join(json.dumps(line).encode() + b"\n" for line in body)
+            headers["content-type"] = "application/x-ndjson"
         if who is not None:
             key = self.dep.principal_key(who)
             token = make_token(key, who, method, path, data, now_s=int(time.time()))
@@ -156,6 +159,19 @@ def walk(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
 Request = tuple[str, Any]  # path, JSON body (None: no body)
 
 
+class Lines(list[Any]):
+    """The body of a batch route: each item is sent as one JSON line."""
+
+
+def _outcome(r: httpx.Response) -> tuple[int, Any]:
+    """The status and JSON body of an answer; of a one-line batch, its line's."""
+    if r.status_code != 200 or not r.headers["content-type"].startswith("application/x-ndjson"):
+        return r.status_code, r.json() if r.content else None
+    (line, summary) = [json.loads(x) for x in r.text.splitlines()]
+    assert summary["summary"]["lines"] == 1
+    return line["status"], line.get("error", line.get("result"))
+
+
 @dataclass(frozen=True)
 class Route:
     """How a route is walked: its request per role, the action that decides it, and (for
@@ -199,6 +215,21 @@ ROUTES: dict[tuple[str, str], Route | str] = {
         lambda w, who: (
             "/v1/access",
             {"purpose": "customer-support", "record_ids": [w.anna_record]},
+        ),
+        "read",
+    ),
+    ("POST", "/v1/records/batch"): Route(
+        lambda w, who: (
+            "/v1/records/batch",
+            Lines([{"subject_id": ANNA, "jurisdiction": "PL", "content": "walked in a batch"}]),
+        ),
+        "ingest",
+        frozenset({"svc-pl", "svc-vn", "operator"}),
+    ),
+    ("POST", "/v1/access/batch"): Route(
+        lambda w, who: (
+            "/v1/access/batch",
+            Lines([{"purpose": "customer-support", "record_ids": [w.anna_record]}]),
         ),
         "read",
     ),
@@ -304,13 +335,13 @@ def test_every_route_with_every_role(walk: Walk, method: str, path: str) -> None
     for who in ROLES:
         url, body = route.request(walk, who)
         before = walk.dep.gateway.log.size
-        r = walk.call(who, method, url, body)
-        outcome[who] = r.status_code
-        assert r.status_code < 500, r.text
-        if r.status_code == 403:
-            _check_refusal(walk, who, r.json(), route.action)
+        status, answer = _outcome(walk.call(who, method, url, body))
+        outcome[who] = status
+        assert status < 500, answer
+        if status == 403:
+            _check_refusal(walk, who, answer, route.action)
             continue
-        if r.status_code >= 300:
+        if status >= 300:
             continue
         logged = [
             e
@@ -319,8 +350,8 @@ def test_every_route_with_every_role(walk: Walk, method: str, path: str) -> None
         ]
         if route.action == "ingest":
             # An allowed ingest is recorded by its ingest entry, when the record is stored.
-            if "log_index" in r.json():
-                assert walk.entry(r.json()["log_index"]).principal == who
+            if "log_index" in answer:
+                assert walk.entry(answer["log_index"]).principal == who
             continue
         assert [e.fields["action"] for e in logged] == [route.action], (who, logged)
         assert logged[0].fields["policies"], "an allow names the rule that allowed it"
@@ -374,6 +405,9 @@ class Command:
     allowed: frozenset[str] | None = None
 
 
+_JSONL_RECORD = {"subject_id": ANNA, "jurisdiction": "PL", "content": "walked from a file"}
+
+
 def _file(tmp: Path, name: str, data: bytes) -> Path:
     path = tmp / name
     path.write_bytes(data)
@@ -389,6 +423,15 @@ COMMANDS: dict[str, Command] = {
             "--jurisdiction",
             "PL",
             _file(tmp, "record.txt", b"walked"),
+        ],
+        "ingest",
+        frozenset({"svc-pl", "svc-vn", "operator"}),
+    ),
+    "put --jsonl": Command(
+        lambda w, who, tmp: [
+            "put",
+            "--jsonl",
+            _file(tmp, "records.jsonl", json.dumps(_JSONL_RECORD).encode() + b"\n"),
         ],
         "ingest",
         frozenset({"svc-pl", "svc-vn", "operator"}),

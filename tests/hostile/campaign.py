@@ -40,6 +40,7 @@ class Probe:
     then: tuple[bytes, ...] = ()
     pause_s: float = 0.0
     expect: frozenset[int] | None = None  # when the case knows its answer exactly
+    lines: tuple[int, ...] | None = None  # a batch's: the status of each line, in order
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,18 @@ PUBLIC_GET = [
     "/v1/log/tile/0/000",
 ]
 INGESTS = {"/v1/records", "/v1/sealed/records"}
+NDJSON = "application/x-ndjson"
+BATCH_POST = {
+    "/v1/records/batch": SIGNED_POST["/v1/records"],
+    "/v1/access/batch": SIGNED_POST["/v1/access"],
+}
+"""Batch routes: their body is JSON lines, here one line of the single route's body."""
+BATCH_INGEST = "/v1/records/batch"
+
+
+def _media(path: str) -> dict[str, str]:
+    """The content type a route's body is sent with, when it is not JSON."""
+    return {"content-type": NDJSON} if path in BATCH_POST else {}
 
 
 def _b64u(data: bytes) -> str:
@@ -237,6 +250,8 @@ def _token_faults() -> dict[str, Callable[[Ctx, str, str, bytes], str | None]]:
 def _routes() -> Iterator[tuple[str, str, bytes]]:
     for path, body in SIGNED_POST.items():
         yield "POST", path, b"" if body is None else json.dumps(body).encode()
+    for path, body in BATCH_POST.items():
+        yield "POST", path, json.dumps(body).encode() + b"\n"
     for path in SIGNED_GET:
         yield "GET", path, b""
 
@@ -248,7 +263,7 @@ def _token_cases() -> Iterator[Case]:
 
             def build(c: Ctx, m=method, p=path, b=body, make=make) -> Probe:
                 value = make(c, m, p, b)
-                headers = {} if value is None else {"authorization": value}
+                headers = _media(p) | ({} if value is None else {"authorization": value})
                 return Probe(
                     (request_bytes(m, p, b, headers=headers),), expect=frozenset({400, 401})
                 )
@@ -260,7 +275,7 @@ def _replay_cases() -> Iterator[Case]:
     for method, path, body in _routes():
 
         def build(c: Ctx, m=method, p=path, b=body) -> Probe:
-            once = c.signed(m, p, b)
+            once = c.signed(m, p, b, headers=_media(p))
             return Probe((once, once))
 
         yield Case("replay", f"replayed token: {method} {path}", build)
@@ -776,7 +791,129 @@ def _body_limit_cases() -> Iterator[Case]:
         yield Case("body limits", name, f)
 
 
-def all_cases() -> list[Case]:
+def _batch_cases(max_record: int) -> Iterator[Case]:
+    """Hostile batches: each line is answered on its own, a batch over a limit is refused
+    whole, and a batch not declared as JSON lines is refused before any line is read."""
+    good = json.dumps(SIGNED_POST["/v1/records"]).encode()
+    line_limit = max_record + 64 * 1024
+
+    def record(**over: Any) -> bytes:
+        return json.dumps({**SIGNED_POST["/v1/records"], **over}).encode()
+
+    def batch(path: str, body: bytes, statuses: tuple[int, ...]) -> Callable[[Ctx], Probe]:
+        return lambda c: Probe(
+            (c.signed("POST", path, body, headers={"content-type": NDJSON}),),
+            expect=frozenset({200}),
+            lines=statuses,
+        )
+
+    lines = {
+        "malformed line": ([good, b"{not json", good], (201, 400, 201)),
+        "truncated line": ([b'{"subject_id": "a", "jurisd'], (400,)),
+        "duplicate keys": ([b'{"subject_id": "a", "subject_id": "b"}'], (400,)),
+        "bad UTF-8": (
+            [b'{"subject_id": "\xc3\x28", "jurisdiction": "PL", "content": "x"}'],
+            (400,),
+        ),
+        "overlong UTF-8": ([record(content="x")[:-2] + b'\xc0\xaf"}'], (400,)),
+        "lone surrogate": ([record(content="\ud800")], (400,)),
+        "nested 1400 arrays": ([b"[" * 1400 + b"]" * 1400], (400,)),
+        "a list, not an object": ([b"[1, 2]"], (400,)),
+        "null": ([b"null"], (400,)),
+        "NaN": ([b'{"subject_id": NaN}'], (400,)),
+        "unknown field": ([record(admin=True)], (400,)),
+        "missing field": ([b'{"subject_id": "a", "jurisdiction": "PL"}'], (400,)),
+        "content a number": ([record(content=7)], (400,)),
+        "blank line between": ([good, b"", good], (201, 400, 201)),
+        "whitespace line": ([b" \t "], (400,)),
+        "CRLF line ends": ([good + b"\r", good + b"\r"], (201, 201)),
+        "NUL in content": ([record(content="a\x00b")], (201,)),
+        "oversize line": ([record(content="x" * line_limit)], (413,)),
+        "content over the record limit": ([record(content="x" * (max_record + 1))], (413,)),
+        "unknown jurisdiction": ([record(jurisdiction="ZZ")], (400,)),
+        "path traversal subject": ([record(subject_id="../../etc/passwd")], (400,)),
+    }
+    for name, (body_lines, statuses) in lines.items():
+        yield Case("batch lines", name, batch(BATCH_INGEST, b"\n".join(body_lines), statuses))
+    access = json.dumps(SIGNED_POST["/v1/access"]).encode()
+    surrogate_grant = {"purpose": "billing", "record_ids": ["r-0"], "grant": SURROGATE_GRANT}
+    access_lines = {
+        "access: malformed line": ([b"{", access], (400, 404)),
+        "access: no target": ([b'{"purpose": "billing"}'], (400,)),
+        "access: lone surrogate purpose": (
+            [b'{"purpose": "\\udfff", "record_ids": ["r"]}'],
+            (400,),
+        ),
+        "access: grant with a lone surrogate": ([json.dumps(surrogate_grant).encode()], (400,)),
+    }
+    for name, (body_lines, statuses) in access_lines.items():
+        yield Case("batch lines", name, batch("/v1/access/batch", b"\n".join(body_lines), statuses))
+    whole = {
+        "too many lines": ((good + b"\n") * 1001, 413),
+        "a million newlines": (b"\n" * 1_000_000, 413),
+        "empty batch": (b"", 400),
+    }
+    for name, (body, status) in whole.items():
+        yield Case(
+            "batch lines",
+            f"{name} (refused whole)",
+            lambda c, b=body, s=status: Probe(
+                (c.signed("POST", BATCH_INGEST, b, headers={"content-type": NDJSON}),),
+                expect=frozenset({s}),
+            ),
+        )
+    for media in ("application/json", "text/plain", None):
+        yield Case(
+            "batch lines",
+            f"declared as {media} (refused whole)",
+            lambda c, m=media: Probe(
+                (c.signed("POST", BATCH_INGEST, good + b"\n", headers={"content-type": m}),),
+                expect=frozenset({415}),
+            ),
+        )
+    yield Case(
+        "batch lines",
+        "two lines declared as JSON (refused whole)",
+        lambda c: Probe(
+            (c.signed("POST", BATCH_INGEST, good + b"\n" + good),), expect=frozenset({400})
+        ),
+    )
+    yield Case(
+        "batch lines",
+        "body over the limit (refused whole)",
+        lambda c: Probe(
+            (
+                c.signed(
+                    "POST",
+                    BATCH_INGEST,
+                    (good + b"\n") * (c.max_body // len(good) + 1),
+                    headers={"content-type": NDJSON},
+                ),
+            ),
+            expect=frozenset({413}),
+        ),
+    )
+    yield Case(
+        "batch lines",
+        "signed for another batch",
+        lambda c: Probe(
+            (
+                request_bytes(
+                    "POST",
+                    BATCH_INGEST,
+                    good + b"\n" + good + b"\n",
+                    headers={
+                        "authorization": "Sovra " + c.token("POST", BATCH_INGEST, good + b"\n"),
+                        "content-type": NDJSON,
+                    },
+                ),
+            ),
+            expect=frozenset({401}),
+        ),
+    )
+
+
+def all_cases(max_record: int = 512 << 10) -> list[Case]:
     """Every case of the campaign, in a fixed order."""
     return [
         *_token_cases(),
@@ -789,13 +926,14 @@ def all_cases() -> list[Case]:
         *_traversal_cases(),
         *_oversized_cases(),
         *_body_limit_cases(),
+        *_batch_cases(max_record),
     ]
 
 
-def run_campaign(url: str, ctx: Ctx) -> Report:
+def run_campaign(url: str, ctx: Ctx, max_record: int = 512 << 10) -> Report:
     """Send every case to the gateway at *url*; record what came back."""
     report = Report()
-    for case in all_cases():
+    for case in all_cases(max_record):
         probe = case.build(ctx)
         answer: Answer | None = None
         for i, payload in enumerate(probe.requests):
@@ -810,6 +948,8 @@ def run_campaign(url: str, ctx: Ctx) -> Report:
                 report.accepted.append(f"{case.klass} / {case.name} #{i}: {answer.status}")
                 if payload_path(payload) in INGESTS:
                     report.ingested += 1
+                if payload_path(payload) == BATCH_INGEST:
+                    report.ingested += batch_statuses(answer.body).count(201)
         assert answer is not None
         label = f"{case.klass} / {case.name}"
         report.cases[case.klass] += 1
@@ -821,7 +961,22 @@ def run_campaign(url: str, ctx: Ctx) -> Report:
             report.server_errors.append(f"{label}: {answer.status} {answer.body[:200]!r}")
         elif probe.expect is not None and answer.status not in probe.expect:
             report.unexpected.append(f"{label}: {answer.status} {answer.body[:200]!r}")
+        elif probe.lines is not None and batch_statuses(answer.body) != list(probe.lines):
+            report.unexpected.append(f"{label}: lines {answer.body[:300]!r}")
     return report
+
+
+def batch_statuses(body: bytes) -> list[int]:
+    """The status of each line of a batch's answer, in order; checks its summary."""
+    lines = [json.loads(line) for line in body.splitlines()]
+    if not lines or "summary" not in lines[-1]:
+        return []
+    statuses = [line["status"] for line in lines[:-1]]
+    summary = lines[-1]["summary"]
+    ok = sum(s < 300 for s in statuses)
+    if summary != {"lines": len(statuses), "ok": ok, "failed": len(statuses) - ok}:
+        return []
+    return statuses
 
 
 def payload_path(payload: bytes) -> str:
@@ -847,7 +1002,8 @@ def main() -> None:  # pragma: no cover - the command that made the table in the
         try:
             with running(create_app(dep)) as url:
                 started = time.monotonic()
-                report = run_campaign(url, Ctx(dep.principal_key(WHO), dep.config.max_body_bytes))
+                ctx = Ctx(dep.principal_key(WHO), dep.config.max_body_bytes)
+                report = run_campaign(url, ctx, dep.config.max_record_bytes)
                 took = time.monotonic() - started
                 table = report.table()
                 table["records_added"] = dep.store.count_records()

@@ -110,6 +110,8 @@ def _read_answer(sock: socket.socket, deadline: float) -> Answer:
     for line in header_lines:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding") == "chunked":  # a streamed answer (a batch's)
+        return _read_chunked(sock, deadline, status, headers, rest)
     length = int(headers.get("content-length", "0"))
     while len(rest) < length:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -130,6 +132,39 @@ def _read_answer(sock: socket.socket, deadline: float) -> Answer:
         except ConnectionResetError:
             closed = True
     return Answer(status, headers, rest[:length], closed)
+
+
+def _recv(sock: socket.socket, deadline: float) -> bytes:
+    """The next bytes; empty when the peer closed or the time ran out."""
+    sock.settimeout(max(0.01, deadline - time.monotonic()))
+    try:
+        return sock.recv(65536)
+    except (TimeoutError, ConnectionResetError):
+        return b""
+
+
+def _read_chunked(
+    sock: socket.socket, deadline: float, status: int, headers: dict[str, str], data: bytes
+) -> Answer:
+    """The rest of an answer sent in chunks, decoded; a hang if it never ends."""
+    body = b""
+    while True:
+        while b"\r\n" not in data:
+            more = _recv(sock, deadline)
+            if not more:
+                return Answer(None, headers, body, closed=True)
+            data += more
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        while len(data) < size + 2:
+            more = _recv(sock, deadline)
+            if not more:
+                return Answer(None, headers, body, closed=True)
+            data += more
+        if size == 0:
+            return Answer(status, headers, body, closed=False)
+        body += data[:size]
+        data = data[size + 2 :]
 
 
 def send(

@@ -28,7 +28,8 @@ def test_the_case_table_is_named_and_large():
 
 def test_hostile_campaign_gets_no_5xx_no_hang_and_changes_nothing_it_refused(served):
     dep, url = served
-    report = run_campaign(url, Ctx(dep.principal_key(WHO), dep.config.max_body_bytes))
+    ctx = Ctx(dep.principal_key(WHO), dep.config.max_body_bytes)
+    report = run_campaign(url, ctx, dep.config.max_record_bytes)
     assert report.server_errors == []
     assert report.hangs == []
     assert report.unexpected == []

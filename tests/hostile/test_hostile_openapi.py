@@ -9,6 +9,7 @@ two on a loaded two-core machine.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from urllib.parse import unquote, urlsplit
@@ -31,6 +32,16 @@ from sovra.server import create_app
 
 WHO = "svc-pl"
 EXAMPLES = 50
+
+
+@schemathesis.serializer("application/x-ndjson")
+def _json_lines(ctx, value):
+    """A batch body as generated: a string as its UTF-8 bytes, anything else as a JSON line."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return json.dumps(value).encode() + b"\n"
 
 
 class SovraAuth(requests.auth.AuthBase):
@@ -104,6 +115,12 @@ def test_the_document_states_the_token_scheme_and_the_error_answers(served):
     scheme = spec["components"]["securitySchemes"]["SovraToken"]
     assert scheme["type"] == "apiKey" and scheme["name"] == "Authorization"
     assert "sovra-token/v1." in scheme["description"] and "make_token" in scheme["description"]
+    for path in ("/v1/records/batch", "/v1/access/batch"):
+        batch = spec["paths"][path]["post"]
+        assert batch["security"] == [{"SovraToken": []}]
+        assert set(batch["requestBody"]["content"]) == {"application/x-ndjson"}
+        assert set(batch["responses"]["200"]["content"]) == {"application/x-ndjson"}
+        assert {"400", "401", "403", "408", "413", "415"} <= set(batch["responses"])
     ingest = spec["paths"]["/v1/records"]["post"]
     assert ingest["security"] == [{"SovraToken": []}]
     assert {"400", "401", "403", "404", "413"} <= set(ingest["responses"])

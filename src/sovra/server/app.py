@@ -22,6 +22,7 @@ from sovra.gateway import AccessResult, IngestReceipt
 from sovra.governance import SubjectReport
 from sovra.model import Grant, Principal
 from sovra.server.background import following, publishing
+from sovra.server.batch import add_batch_routes
 from sovra.server.bodies import AccessBody, IngestBody, SubjectRef
 from sovra.server.docs import describe_api, mount_docs
 from sovra.server.handlers import add_error_handlers
@@ -137,6 +138,7 @@ def create_app(deployment: Deployment) -> FastAPI:
 
     add_policy_routes(app, gov, Caller)
     add_sealed_routes(app, gw, Caller)
+    add_batch_routes(app, gw, Caller, receipt=_receipt, access=_access)
 
     # -- the public log --------------------------------------------------------------------
 

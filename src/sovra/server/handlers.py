@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from sovra.errors import SovraError
 
-__all__ = ["add_error_handlers", "error_response"]
+__all__ = ["add_error_handlers", "error_response", "validation_message"]
 
 log = logging.getLogger("sovra.server")
 
@@ -45,6 +46,13 @@ def error_response(
     return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
+def validation_message(errors: Sequence[Any]) -> str:
+    """What a body's validation errors say, one ``field: problem`` each, joined by ``; ``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors
+    )
+
+
 def add_error_handlers(app: FastAPI) -> None:
     """Translate every exception a request can raise into sovra's error format."""
 
@@ -56,11 +64,8 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
-            for e in exc.errors()
-        )
-        return error_response(400, {"error": "bad_request", "message": problems})
+        message = validation_message(exc.errors())
+        return error_response(400, {"error": "bad_request", "message": message})
 
     @app.exception_handler(HTTPException)
     async def _framework(_: Request, exc: HTTPException) -> Response:
