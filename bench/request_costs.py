@@ -11,10 +11,12 @@ unwrap (the unwrap checks the logged allow's receipt), the log appends, the meta
 the blob, and the response's encoding. Each stage is timed on its own with
 ``time.perf_counter`` around the one call; a round's stages run back to back, as in the
 gateway, and the figure per stage is the median over the rounds (the machine is shared, so
-medians, not means). Beside them: the whole request measured end to end, in-process
-(``Gateway.ingest`` / ``Gateway.access``, one caller) and over HTTP (the Python client
-against uvicorn on loopback); what the stages do not account for is shown as "other"
-(framework, server loop, glue between stages).
+medians, not means). Beside them: the whole request measured end to end in the same
+rounds (each round takes one request apart, then makes it whole in-process with
+``Gateway.ingest`` / ``Gateway.access``, then over HTTP with the Python client against
+uvicorn on loopback, so all three see the machine alike); what the stages do not account
+for is shown as "other"
+(the client signing its token, framework, server loop, glue between stages).
 
 The log append is shown at batch size 1 (one caller at a time: one fsync per entry) and
 amortised per entry in batches of 64 (``append_many``: what group commit can reach).
@@ -32,6 +34,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -198,9 +201,9 @@ def ingest_dissected(dep: Deployment, stages: Stages, i: int) -> tuple[RecordMet
     stages.time("metadata insert (SQLite)", lambda: gw.store.put_record(meta))
     stages.time("blob write", lambda: gw.blobs[header.region].put(header.record_id, blob))
     data = entry.to_bytes()
-    receipt = stages.time("log append, batch of 1", lambda: gw.log.append(data, [subject]))
+    receipt = stages.time("log append", lambda: gw.log.append(data, [subject]))
     stages.time(
-        "metadata insert (SQLite)",
+        "metadata: row made visible (SQLite)",
         lambda: gw.store.set_record_log_index(header.record_id, receipt.index),
     )
     _respond(
@@ -243,7 +246,7 @@ def access_dissected(dep: Deployment, stages: Stages, record_id: str) -> None:
     assert decision.allow, decision.reason
     entry = decision.to_entry(int(time.time() * 1000)).to_bytes()
     tags = [*decision.subjects, f"decision:{decision.decision_id}"]
-    receipt = stages.time("log append, batch of 1", lambda: gw.log.append(entry, tags))
+    receipt = stages.time("log append: decision", lambda: gw.log.append(entry, tags))
     authorization = ReleaseAuthorization.of(decision, entry, receipt)
     custodian = gw.custodians["PL"]
     items = [(m.wrapped_key, m.header) for m in metas]
@@ -257,7 +260,7 @@ def access_dissected(dep: Deployment, stages: Stages, record_id: str) -> None:
         principal=principal.id,
         fields={"decision_id": decision.decision_id, "decision_index": receipt.index},
     ).to_bytes()
-    stages.time("log append, batch of 1", lambda: gw.log.append(release, decision.subjects))
+    stages.time("log append: key release", lambda: gw.log.append(release, decision.subjects))
     blobs = stages.time(
         "blob read", lambda: [gw.blobs[m.header.region].get(m.header.record_id) for m in metas]
     )
@@ -340,53 +343,51 @@ def json_variants(rounds: int) -> dict[str, float]:
     return out
 
 
-def whole_in_process(dep: Deployment, rounds: int) -> tuple[float, float]:
-    """Median microseconds of one ``Gateway.ingest`` and one ``Gateway.access``."""
+def measure(
+    dep: Deployment, rounds: int, client: Client | None
+) -> tuple[Stages, Stages, dict[str, float]]:
+    """Each round: one request taken apart, then the same request whole, in-process and
+    (with *client*) over HTTP, so that all three see the machine in the same state."""
     gw = dep.gateway
     svc = dep.store.get_principal("svc-pl")
-    ingest, access, ids = [], [], []
+    ingest, access, whole = Stages(), Stages(), Stages()
+    ids = []
     for i in range(rounds):
-        start = time.perf_counter()
-        receipt = gw.ingest(svc, subject_id=f"whole-{i}", jurisdiction="PL", content=RECORD)
-        ingest.append((time.perf_counter() - start) * 1e6)
-        ids.append(receipt.record_id)
+        ids.append(ingest_dissected(dep, ingest, i)[0].header.record_id)
+        whole.time(
+            "ingest in-process",
+            partial(gw.ingest, svc, subject_id=f"w-{i}", jurisdiction="PL", content=RECORD),
+        )
+        if client is not None:
+            whole.time("ingest over HTTP", partial(client.ingest, f"h-{i}", "PL", RECORD))
     for rid in ids:
-        start = time.perf_counter()
-        gw.access(svc, purpose=PURPOSE, record_ids=[rid])
-        access.append((time.perf_counter() - start) * 1e6)
-    return statistics.median(ingest), statistics.median(access)
-
-
-def whole_http(dep: Deployment, rounds: int) -> tuple[float, float]:
-    """Median microseconds of one ingest and one access over HTTP (one client, loopback)."""
-    ingest, access, ids = [], [], []
-    with (
-        running(create_app(dep)) as url,
-        Client(url, "svc-pl", dep.principal_key("svc-pl")) as client,
-    ):
-        for i in range(rounds):
-            start = time.perf_counter()
-            ids.append(client.ingest(f"http-{i}", "PL", RECORD)["record_id"])
-            ingest.append((time.perf_counter() - start) * 1e6)
-        for rid in ids:
-            start = time.perf_counter()
-            client.access(PURPOSE, record_ids=[rid])
-            access.append((time.perf_counter() - start) * 1e6)
-    return statistics.median(ingest), statistics.median(access)
+        access_dissected(dep, access, rid)
+        whole.time("access in-process", partial(gw.access, svc, purpose=PURPOSE, record_ids=[rid]))
+        if client is not None:
+            whole.time("access over HTTP", partial(client.access, PURPOSE, record_ids=[rid]))
+    return ingest, access, whole.medians()
 
 
 def _table(title: str, stages: dict[str, float], whole: dict[str, float]) -> list[str]:
-    """Rows: stage, microseconds, share of the request as measured end to end."""
+    """A Markdown table: stage, microseconds, share of the request measured end to end."""
     total = whole.get("over HTTP") or whole["in-process"]
-    lines = [title, f"  {'stage':<40} {'us/request':>10} {'share':>7}"]
+    basis = "HTTP request" if "over HTTP" in whole else "in-process request"
+    lines = [
+        f"{title}:",
+        "",
+        f"| stage | us per request | share of the {basis} |",
+        "|---|---:|---:|",
+    ]
     for stage, us in sorted(stages.items(), key=lambda kv: -kv[1]):
-        lines.append(f"  {stage:<40} {us:>10.1f} {us / total:>7.1%}")
+        lines.append(f"| {stage} | {us:.1f} | {us / total:.1%} |")
     summed = sum(stages.values())
-    lines.append(f"  {'sum of the stages':<40} {summed:>10.1f} {summed / total:>7.1%}")
-    for name, us in whole.items():
-        lines.append(f"  {'whole request, ' + name:<40} {us:>10.1f}")
-    lines.append(f"  {'other (framework, server, glue)':<40} {total - summed:>10.1f}")
-    return lines
+    other = total - summed
+    lines.append(f"| sum of the stages | {summed:.1f} | {summed / total:.1%} |")
+    lines.append(
+        f"| other (client, framework, server loop, glue) | {other:.1f} | {other / total:.1%} |"
+    )
+    lines += [f"| whole request, {name} | {us:.1f} | |" for name, us in whole.items()]
+    return [*lines, ""]
 
 
 def main() -> None:
@@ -395,7 +396,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="requests per measurement")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP measurement")
     args = parser.parse_args()
-    rounds = args.rounds or (300 if args.quick else 2000)
+    rounds = args.rounds or (200 if args.quick else 2000)
     with tempfile.TemporaryDirectory(prefix="sovra-costs-") as tmp:
         dep = _open(Path(tmp) / "deployment")
         try:
@@ -403,43 +404,44 @@ def main() -> None:
             for i in range(20):  # warm: imports, caches, the pack's first evaluations
                 meta, _ = ingest_dissected(dep, Stages(), -1 - i)
                 access_dissected(dep, Stages(), meta.header.record_id)
-            ingest, access = Stages(), Stages()
-            ids = [ingest_dissected(dep, ingest, i)[0].header.record_id for i in range(rounds)]
-            for rid in ids:
-                access_dissected(dep, access, rid)
+            if args.no_http:
+                ingest, access, whole = measure(dep, rounds, None)
+            else:
+                with (
+                    running(create_app(dep)) as url,
+                    Client(url, "svc-pl", dep.principal_key("svc-pl")) as client,
+                ):
+                    ingest, access, whole = measure(dep, rounds, client)
             amortised = log_amortised(dep, rounds)
-            whole_ingest, whole_access = whole_in_process(dep, rounds)
-            http = None if args.no_http else whole_http(dep, max(50, rounds // 2))
         finally:
             dep.close()
     variants = json_variants(rounds)
     ingest_stages, access_stages = ingest.medians(), access.medians()
-    # Counted as often as the flow runs them: the ingest's row is inserted, then indexed;
-    # the access appends its decision and its release.
-    ingest_stages["metadata insert (SQLite)"] *= 2
-    access_stages["log append, batch of 1"] *= 2
-    whole_i = {"in-process": whole_ingest} | ({"over HTTP": http[0]} if http else {})
-    whole_a = {"in-process": whole_access} | ({"over HTTP": http[1]} if http else {})
+    whole_i = {k.split(" ", 1)[1]: v for k, v in whole.items() if k.startswith("ingest")}
+    whole_a = {k.split(" ", 1)[1]: v for k, v in whole.items() if k.startswith("access")}
     lines = [
-        f"Where the time of one request goes ({rounds} requests per figure, medians, "
-        "one caller; the log append is one fsync per entry at batch size 1)",
-        *_table("ingest", ingest_stages, whole_i),
-        *_table("access (one record, by its own jurisdiction's service)", access_stages, whole_a),
-        f"log append amortised per entry at batch size {BATCH}: {amortised:.1f} us "
-        f"(batch of 1: {ingest_stages['log append, batch of 1']:.1f} us)",
-        "JSON, one ingest body / one receipt (best of 5):",
-        *(f"  {name:<40} {us:>10.1f}" for name, us in variants.items()),
+        f"Where the time of one request goes ({rounds} requests per figure, medians, one "
+        "caller at a time, so every log append is a batch of one)",
+        "",
+        *_table("Ingest", ingest_stages, whole_i),
+        *_table("Access (one record, by its own jurisdiction's service)", access_stages, whole_a),
+        f"Log append amortised per entry in batches of {BATCH}: {amortised:.1f} us "
+        f"(a batch of one: {ingest_stages['log append']:.1f} us).",
+        "",
+        "JSON, one ingest body parsed and one receipt encoded (best of 5):",
+        "",
+        "| call | us |",
+        "|---|---:|",
+        *(f"| {name} | {us:.1f} |" for name, us in variants.items()),
     ]
     print("\n".join(lines))
     figures = {
         "rounds": rounds,
         "ingest_us": {k: round(v, 1) for k, v in ingest_stages.items()},
         "access_us": {k: round(v, 1) for k, v in access_stages.items()},
-        "ingest_in_process_us": round(whole_ingest, 1),
-        "access_in_process_us": round(whole_access, 1),
-        "ingest_http_us": round(http[0], 1) if http else None,
-        "access_http_us": round(http[1], 1) if http else None,
-        "log_append_batch1_us": round(ingest_stages["log append, batch of 1"], 1),
+        "ingest_whole_us": {k: round(v, 1) for k, v in whole_i.items()},
+        "access_whole_us": {k: round(v, 1) for k, v in whole_a.items()},
+        "log_append_batch1_us": round(ingest_stages["log append"], 1),
         f"log_append_batch{BATCH}_us_per_entry": round(amortised, 1),
         "json_us": {k: round(v, 2) for k, v in variants.items()},
     }
