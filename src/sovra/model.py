@@ -180,8 +180,9 @@ def _parse_json_object(data: bytes, limit: int, what: str) -> dict[str, Any]:
 def _canonical_object(data: bytes, limit: int) -> dict[str, Any] | None:
     """*data* as a JSON object if it is exactly that object's canonical JSON, else None.
 
-    Every log entry is canonical (:meth:`LogEntry.to_bytes`), and reading one is on the
-    path of every key release, so this tries the short way first. What it accepts,
+    Every log entry and record header is canonical (:meth:`LogEntry.to_bytes`,
+    :meth:`RecordHeader.to_bytes`), and reading them is on the path of every key release,
+    so their parsers try the short way first. What it accepts,
     :func:`parse_json` accepts as the same object: at most *limit* bytes, no more brackets
     than :data:`MAX_JSON_DEPTH` in all (so no deeper nesting), no ``NaN`` or
     ``Infinity``, and re-encoding gives back the very bytes, which a field named twice, a
@@ -372,7 +373,10 @@ class RecordHeader:
         prefix = b"sovra-record\n"
         if not data.startswith(prefix):
             raise BadRequest("record header does not start with the sovra-record tag")
-        obj = _parse_json_object(data[len(prefix) :], _MAX_HEADER_BYTES, "record header")
+        body = data[len(prefix) :]
+        obj = _canonical_object(body, _MAX_HEADER_BYTES)
+        if obj is None:
+            obj = _parse_json_object(body, _MAX_HEADER_BYTES, "record header")
         keys = {"content_type", "format", "jurisdiction", "kek_version", "record_id", "region"}
         _exact_keys(obj, keys | {"subject"}, set(), "record header")
         return cls(**obj)

@@ -157,3 +157,10 @@ def test_hostile_entries_still_get_the_full_parsers_refusal(data: bytes, message
     assert _canonical_object(data, MAX_ENTRY_BYTES) is None
     with pytest.raises(BadRequest, match=message):
         LogEntry.from_bytes(data)
+
+
+def test_a_header_with_a_field_named_twice_is_refused_though_it_looks_canonical() -> None:
+    good = RecordHeader("r-1", "ab" * 32, "PL", "eu", 1).to_bytes()
+    twice = good.replace(b'"format":1,', b'"format":1,"format":1,')
+    with pytest.raises(BadRequest, match="duplicate field 'format'"):
+        RecordHeader.from_bytes(twice)
