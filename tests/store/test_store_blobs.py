@@ -622,3 +622,21 @@ def test_a_batch_killed_mid_write_is_all_there_or_absent(
         for key in keys:
             assert store.get(key) == bytes([n % 256]) * _size(key)
     store.close()
+
+
+def test_a_small_blob_file_damaged_under_the_store_is_an_integrity_error(tmp_path: Path) -> None:
+    store = FilesystemBlobStore(tmp_path, "pl-waw")
+    store.put_many([("rec-1", b"a"), ("rec-2", b"b")])
+    store.close()  # the next call opens the file again, as a forked worker would
+    store.small_blobs_path.write_bytes(b"not a database at all, just some bytes" * 200)
+    with pytest.raises(IntegrityError, match=r"cannot read the blob of record rec-1: .*not a"):
+        store.get("rec-1")
+    with pytest.raises(IntegrityError, match=r"cannot read a batch of 2 blobs: .*not a database"):
+        store.get_many(["rec-1", "rec-2"])
+    with pytest.raises(ConfigError, match="cannot write the blob of record rec-3"):
+        store.put("rec-3", b"c")
+    assert store.small_blobs_path.read_bytes().startswith(b"not a database")
+    for message in (str(tmp_path), "/tmp"):
+        with pytest.raises(IntegrityError) as caught:
+            store.get("rec-2")
+        assert message not in caught.value.message

@@ -235,7 +235,13 @@ class BlobStoreBase(abc.ABC):
         try:
             found = self._get_many(list(dict.fromkeys(keys)))
         except OSError as exc:
-            raise self._read_error(exc, exc.filename or "of this batch") from None
+            if exc.filename is not None:
+                raise self._read_error(exc, exc.filename) from None
+            error = IntegrityError if exc.errno == errno.EBADMSG else ConfigError
+            raise error(
+                f"blob store {self._region}: cannot read a batch of {len(keys)} blobs: "
+                f"{_reason(exc)}"
+            ) from None
         return [found[key] if key in found else self.get(key) for key in keys]
 
     def _get_many(self, keys: list[str]) -> dict[str, bytes]:

@@ -271,7 +271,22 @@ class BlobStore(Protocol):
 
     The store does not authenticate content (the AEAD tag does that, in ``keys/``), but
     it MUST refuse to return more than its size limit, so a blob swollen on disk cannot
-    exhaust memory.
+    exhaust memory. What every implementation (a folder, an object store) MUST do:
+
+    - keep every byte in storage of its :attr:`region` and nowhere else (residency);
+    - make :meth:`put` and :meth:`put_many` durable when they return, and never replace a
+      stored blob; a call that raises leaves none of its blobs readable;
+    - raise :class:`~sovra.errors.NotFound` naming the key for a missing blob, from
+      :meth:`get` and :meth:`get_many` alike, and treat deleting a missing blob as done;
+    - check keys (``check_id``) and types before touching storage, refusing with
+      :class:`~sovra.errors.BadRequest`, and leave storage as it was after any refusal;
+    - report storage failures as :class:`~sovra.errors.ConfigError` and stored bytes it
+      will not return (over the limit, a link) as :class:`~sovra.errors.IntegrityError`,
+      without a path of the server's disk in the message;
+    - be safe to call from several threads at once.
+
+    :class:`~sovra.store.blobs.BlobStoreBase` does the checks and the translation once;
+    a backend writes its private methods.
     """
 
     @property
