@@ -174,3 +174,30 @@ def test_number_types_of_every_example_number() -> None:
 )
 def test_bic_words_are_every_occurrence(text: str) -> None:
     assert finance._bic_words(text) == occurrences(text, finance._BIC_WORDS)
+
+
+def _country_code_by_number(digits: str) -> tuple[int, str]:
+    """``_plans._country_code`` as first written: each prefix parsed as a number."""
+    if not digits or digits[0] == "0":
+        return 0, digits
+    for size in range(1, min(len(digits), 3) + 1):
+        code = int(digits[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return code, digits[size:]
+    return 0, digits
+
+
+@settings(max_examples=2000, deadline=None)
+@given(digits=st.text(st.sampled_from("0123456789"), max_size=8))
+def test_country_code_read_as_printed(digits: str) -> None:
+    assert _plans._country_code(digits) == _country_code_by_number(digits)
+
+
+def test_every_country_code_read_as_printed() -> None:
+    for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+        digits = f"{code}123456"
+        assert (
+            _plans._country_code(digits)
+            == _country_code_by_number(digits)
+            == (code, digits[len(str(code)) :])
+        )

@@ -203,10 +203,15 @@ def _country_code(digits: str) -> tuple[int, str]:
     if not digits or digits[0] == "0":
         return 0, digits
     for size in range(1, min(len(digits), _MAX_CODE_DIGITS) + 1):
-        code = int(digits[:size])
-        if code in COUNTRY_CODE_TO_REGION_CODE:
+        code = _CODES_PRINTED.get(digits[:size])
+        if code is not None:
             return code, digits[size:]
     return 0, digits
+
+
+# Each country code as printed (no leading zero, as the digits it is read from have none):
+# one lookup per prefix instead of parsing it as a number first.
+_CODES_PRINTED = {str(code): code for code in COUNTRY_CODE_TO_REGION_CODE}
 
 
 # What taking the country code off gives besides (code, rest): a number too short after
