@@ -640,3 +640,49 @@ def test_a_small_blob_file_damaged_under_the_store_is_an_integrity_error(tmp_pat
         with pytest.raises(IntegrityError) as caught:
             store.get("rec-2")
         assert message not in caught.value.message
+
+
+RIVAL = """
+import sys
+from pathlib import Path
+from sovra.errors import BadRequest
+from sovra.store import FilesystemBlobStore
+
+store = FilesystemBlobStore(Path(sys.argv[1]), "pl-waw")
+me = sys.argv[2]
+won = 0
+for n in range(20):
+    batch = [(f"{me}-{n}-{i}", f"{me}{n}{i}".encode()) for i in range(100)]
+    store.put_many(batch)
+    try:
+        store.put_many([(f"contested-{n}", me.encode())])
+        won += 1
+    except BadRequest:
+        pass
+print(won)
+"""
+
+
+def test_worker_processes_share_one_small_blob_file(tmp_path: Path) -> None:
+    # As under `sovra serve --workers N`: each process its own connections to one file.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    rivals = [
+        subprocess.Popen(
+            [sys.executable, "-c", RIVAL, str(tmp_path), name],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for name in ("a", "b", "c")
+    ]
+    wins = []
+    for rival in rivals:
+        out, _ = rival.communicate(timeout=120)
+        assert rival.returncode == 0
+        wins.append(int(out))
+    assert sum(wins) == 20  # each contested key went to exactly one process
+    store = FilesystemBlobStore(tmp_path, "pl-waw")
+    keys = [f"{me}-{n}-{i}" for me in "abc" for n in range(20) for i in range(100)]
+    assert store.get_many(keys) == [k.replace("-", "").encode() for k in keys]
+    assert store.small_blob_count() == 3 * 20 * 100 + 20
+    store.close()
