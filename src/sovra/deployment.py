@@ -281,6 +281,8 @@ class Deployment:
             authority_keys=authority_keys,
             commitment_secret=commitment_secret,
             clock=clock,
+            # SQLite: the metadata and the log are one file, whose appends sync the WAL.
+            rows_synced_by_log=not config.database.startswith("postgresql://"),
         )
         governance = Governance(
             config=config,

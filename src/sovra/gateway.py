@@ -18,7 +18,7 @@ import hmac
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import NoReturn, TypeVar
+from typing import NoReturn, TypeVar, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -182,7 +182,15 @@ class Gateway:
         authority_keys: Mapping[str, Ed25519PublicKey],
         commitment_secret: bytes,
         clock: Callable[[], float],
+        rows_synced_by_log: bool = False,
     ) -> None:
+        """Wire the flows to their stages.
+
+        *rows_synced_by_log* says the metadata store and the log storage are one SQLite
+        file whose appends sync its write-ahead log: a pending row committed before an
+        append is then on stable storage once the append returns (the WAL is one
+        sequential file), so its own commit need not sync; otherwise it does.
+        """
         self.config = config
         self.store = store
         self.blobs = blobs
@@ -195,6 +203,7 @@ class Gateway:
         # Signatures are verified once per grant digest; revocation and window on every use.
         self._grant_checker = GrantChecker(authority_keys, self.commitment)
         self._authorizer = Authorizer(log, decisions, clock)
+        self._rows_durable = not rows_synced_by_log
         # Concurrent single calls share one batch each (group commit): one transaction,
         # one log batch, one set of fsyncs and one custodian call per jurisdiction.
         self._ingests: GroupCommit[tuple[Principal, IngestItem], IngestReceipt]
@@ -432,7 +441,11 @@ class Gateway:
         receipt is returned. One record's failure is its own: the others go on.
         """
         recs = [_Record(meta, blob, entry) for meta, blob, entry in records]
-        rows = _each(_returning_none(lambda g: self.store.put_records([r.meta for r in g])), recs)
+        durable = self._rows_durable
+        rows = _each(
+            _returning_none(lambda g: self.store.put_records([r.meta for r in g], durable=durable)),
+            recs,
+        )
         _settle(recs, rows, _Record.stored)
         self._put_blobs([r for r in recs if r.error is None])
         # From here a failure keeps the pending rows: their entries may be in the log.
@@ -676,9 +689,9 @@ class Gateway:
 
     def _value_custodian(self, jurisdiction: str) -> ValueCustodian:
         custodian = self.custodians[jurisdiction]
-        if not isinstance(custodian, ValueCustodian):
+        if not _tokenizes(type(custodian)):
             raise BadRequest(f"custodian {jurisdiction} does not tokenize or seal values")
-        return custodian
+        return cast("ValueCustodian", custodian)
 
     def _reveal(
         self,
@@ -1061,6 +1074,13 @@ class Gateway:
                 problem=(f"grant {grant.grant_id} differs from the grant registered under that id"),
             )
         return facts
+
+
+@functools.cache
+def _tokenizes(kind: type) -> bool:
+    """Whether custodians of class *kind* tokenize and seal values; asked once per class,
+    since a check against a protocol looks at every method on each call."""
+    return issubclass(kind, ValueCustodian)
 
 
 def _subject_tags(subjects: Sequence[str]) -> Sequence[str]:

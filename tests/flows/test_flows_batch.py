@@ -300,3 +300,31 @@ def test_concurrent_single_calls_share_batches_and_keep_their_own_results(
     for (t, n), r in receipts.items():
         assert served[r.record_id] == f"thread {t} record {n}"
         assert _entry(dep, r.receipt.index).fields["record"] == r.record_id
+
+
+def test_a_receipted_rows_commit_is_synced_by_the_log_append_after_it(
+    dep: Deployment, principals: dict[str, object]
+) -> None:
+    """On the embedded default the pending rows are committed without a sync of their own:
+    the log's append, on the same SQLite file, syncs the write-ahead log after them (the
+    WAL is one sequential file), so both are on disk before any receipt is returned."""
+    store = dep.store
+    storage = dep.gateway.log._storage
+    files = [c.execute("PRAGMA database_list").fetchone()[2] for c in (store._conn, storage._db)]  # type: ignore[attr-defined]
+    assert files[0] == files[1]
+    assert storage._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    events: list[tuple[str, str]] = []
+    store._conn.set_trace_callback(lambda sql: events.append(("rows", sql)))  # type: ignore[attr-defined]
+    storage._db.set_trace_callback(lambda sql: events.append(("log", sql)))
+    try:
+        dep.gateway.ingest_many(principals["svc-pl"], [IngestItem("a@example.pl", "PL", "x")])
+    finally:
+        store._conn.set_trace_callback(None)  # type: ignore[attr-defined]
+        storage._db.set_trace_callback(None)
+    insert = next(n for n, (who, sql) in enumerate(events) if sql.startswith("INSERT INTO records"))
+    rows_commit = next(n for n, e in enumerate(events) if n > insert and e == ("rows", "COMMIT"))
+    log_commit = next(n for n, e in enumerate(events) if n > rows_commit and e == ("log", "COMMIT"))
+    update = next(n for n, (_, sql) in enumerate(events) if sql.startswith("UPDATE records"))
+    assert insert < rows_commit < log_commit < update
+    assert ("log", "PRAGMA synchronous=NORMAL") not in events[rows_commit:log_commit]
+    assert ("rows", "PRAGMA synchronous=FULL") not in events  # no second sync for the rows

@@ -88,11 +88,15 @@ class Minimised:
     actions: dict[str, str]
 
 
+_ACTIONS = {a.value: a for a in Action}
+
+
 def _parse_action(value: object, where: str) -> Action:
-    allowed = [a.value for a in Action]
-    if not isinstance(value, str) or value not in allowed:
-        raise BadRequest(f"{where} must be one of {allowed}, not {value!r}")
-    return Action(value)
+    # str() of a str subclass is its plain value: a StrEnum member looks itself up.
+    action = _ACTIONS.get(str(value)) if isinstance(value, str) else None
+    if action is None:
+        raise BadRequest(f"{where} must be one of {list(_ACTIONS)}, not {value!r}")
+    return action
 
 
 def _parse_rules(rules: Mapping[str, Action], default: Action) -> tuple[dict[str, Action], Action]:

@@ -14,6 +14,7 @@ import abc
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -69,8 +70,16 @@ class _Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-Run = Callable[[str, Sequence[object]], _Cursor]
-"""Executes one statement inside the current transaction and returns its cursor."""
+class Run(Protocol):
+    """Runs statements inside the current transaction."""
+
+    def __call__(self, sql: str, params: Sequence[object]) -> _Cursor:
+        """Execute one statement and return its cursor."""
+        ...
+
+    def many(self, sql: str, rows: Sequence[Sequence[object]]) -> int:
+        """Execute one statement once per row of parameters; the rows it changed in all."""
+        ...
 
 
 # Rows whose ingest entry is not (yet) in the log: few at any time, found without a scan.
@@ -294,6 +303,16 @@ def _principal_from_row(row: Sequence[Any]) -> Principal:
         raise IntegrityError(f"stored principal {row[0]!r} does not parse: {exc}") from None
 
 
+class _Taken(Exception):
+    """A batch's insert found a record id stored already (its transaction rolls back)."""
+
+
+def _insert_all(run: Run, rows: Sequence[Sequence[object]]) -> None:
+    """Insert record rows; raises :class:`_Taken` if any id was stored already."""
+    if run.many(_INSERT_RECORD, rows) != len(rows):
+        raise _Taken
+
+
 class SQLMetadataStore(abc.ABC):
     """A :class:`~sovra.store.protocols.MetadataStore` over an SQL engine.
 
@@ -361,8 +380,8 @@ class SQLMetadataStore(abc.ABC):
         """
         self.put_records([meta])
 
-    def put_records(self, metas: Sequence[RecordMeta]) -> None:
-        """Store new records' metadata in one durable transaction, all or none.
+    def put_records(self, metas: Sequence[RecordMeta], *, durable: bool = True) -> None:
+        """Store new records' metadata in one transaction, all or none; see the protocol.
 
         Raises:
             BadRequest: a record id is already stored or repeated, or a field is
@@ -373,15 +392,18 @@ class SQLMetadataStore(abc.ABC):
             rows.append(_record_row(meta))
             if meta.log_index < PENDING:
                 raise BadRequest("a record is stored pending (log index -1) or with its log index")
+        ids = [str(row[0]) for row in rows]
+        if len(set(ids)) != len(ids):
+            twice = next(i for i, n in Counter(ids).items() if n > 1)
+            raise BadRequest(f"record {twice} appears twice in one batch")
         if not rows:
             return
-        # Durable: the gateway hands out a receipt once the entry is logged, and a row
-        # lost after that would be an acknowledged record lost, which the log cannot
-        # bring back (it holds no wrapped key).
-        with self._transaction(write=True, durable=True) as run:
-            for row in rows:
-                if run(_INSERT_RECORD, row).rowcount != 1:
-                    raise BadRequest(f"record {row[0]} already exists")
+        try:
+            with self._transaction(write=True, durable=durable) as run:
+                _insert_all(run, rows)
+        except _Taken:
+            taken = next((i for i in ids if self.record_log_index(i) is not None), ids[0])
+            raise BadRequest(f"record {taken} already exists") from None
 
     def get_record(self, record_id: str) -> RecordMeta:
         """Return the record stored under *record_id*.
@@ -437,18 +459,18 @@ class SQLMetadataStore(abc.ABC):
         if not pairs:
             return
         with self._transaction(write=True) as run:
+            # The condition in the UPDATE, not a prior SELECT, decides: two writers racing
+            # from different processes cannot both set an index. A quarantined row is
+            # completed too: whoever holds the index knows its entry is in the log, and a
+            # check that quarantined it only saw the log before the entry arrived.
+            changed = run.many(
+                "UPDATE records SET log_index = ? WHERE record_id = ? AND log_index < 0",
+                [(index, record_id) for record_id, index in pairs],
+            )
+            if changed == len(pairs):
+                return
+            # Some rows had an index already: a retry is harmless, another index is not.
             for record_id, index in pairs:
-                # The condition in the UPDATE, not a prior SELECT, decides: two writers
-                # racing from different processes cannot both set an index. A
-                # quarantined row is completed too: whoever holds the index knows its
-                # entry is in the log, and a check that quarantined it only saw the log
-                # before the entry arrived.
-                cur = run(
-                    "UPDATE records SET log_index = ? WHERE record_id = ? AND log_index < 0",
-                    (index, record_id),
-                )
-                if cur.rowcount == 1:
-                    continue
                 row = run("SELECT log_index FROM records WHERE record_id = ?", (record_id,))
                 found = row.fetchone()
                 if found is None:

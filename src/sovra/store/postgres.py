@@ -30,6 +30,26 @@ __all__ = ["PostgresMetadataStore"]
 _SCHEMA_LOCK_KEY = 0x736F767261_01
 
 
+class _Run:
+    """Statements on one cursor, inside its connection's open transaction."""
+
+    __slots__ = ("_cur",)
+
+    def __init__(self, cur: psycopg.Cursor[TupleRow]) -> None:
+        self._cur = cur
+
+    def __call__(self, sql: str, params: Sequence[object]) -> psycopg.Cursor[TupleRow]:
+        # The statements are constants written with '?' and contain no other '?' or
+        # '%'; psycopg wants '%s'.
+        self._cur.execute(sql.replace("?", "%s"), params)
+        return self._cur
+
+    def many(self, sql: str, rows: Sequence[Sequence[object]]) -> int:
+        # psycopg sends the rows in one pipeline and sums the rows each one changed.
+        self._cur.executemany(sql.replace("?", "%s"), rows)
+        return self._cur.rowcount
+
+
 class PostgresMetadataStore(SQLMetadataStore):
     """A :class:`~sovra.store.protocols.MetadataStore` in a PostgreSQL database."""
 
@@ -79,14 +99,7 @@ class PostgresMetadataStore(SQLMetadataStore):
             conn = self._conn
             try:
                 with conn.transaction(), conn.cursor() as cur:
-
-                    def run(sql: str, params: Sequence[object]) -> psycopg.Cursor[TupleRow]:
-                        # The statements are constants written with '?' and contain no
-                        # other '?' or '%'; psycopg wants '%s'.
-                        cur.execute(sql.replace("?", "%s"), params)
-                        return cur
-
-                    yield run
+                    yield _Run(cur)
             except psycopg.OperationalError as exc:
                 raise ConfigError(f"PostgreSQL metadata store failed: {exc}") from exc
 

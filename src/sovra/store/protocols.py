@@ -45,8 +45,12 @@ class MetadataStore(Protocol):
         """
         ...
 
-    def put_records(self, metas: Sequence[RecordMeta]) -> None:
+    def put_records(self, metas: Sequence[RecordMeta], *, durable: bool = True) -> None:
         """:meth:`put_record` for many records: one transaction, all or none, durable.
+
+        With *durable* false the commit MAY wait for a later synced commit to reach
+        stable storage: only for a caller that makes one before relying on the rows (the
+        gateway, when the log's synced appends share this store's write-ahead log).
 
         Raises:
             BadRequest: a record id is already stored or repeated, or a field is

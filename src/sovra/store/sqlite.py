@@ -24,6 +24,22 @@ __all__ = ["SQLiteMetadataStore"]
 _BUSY_TIMEOUT_MS = 5000
 
 
+class _Run:
+    """Statements on one connection, inside the transaction its caller began."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __call__(self, sql: str, params: Sequence[object]) -> sqlite3.Cursor:
+        return self._conn.execute(sql, params)
+
+    def many(self, sql: str, rows: Sequence[Sequence[object]]) -> int:
+        # sqlite3 sums the rows each execution changed.
+        return self._conn.executemany(sql, rows).rowcount
+
+
 class SQLiteMetadataStore(SQLMetadataStore):
     """A :class:`~sovra.store.protocols.MetadataStore` in one SQLite file.
 
@@ -76,10 +92,7 @@ class SQLiteMetadataStore(SQLMetadataStore):
     def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Run]:
         with self._lock:
             conn = self._conn
-
-            def run(sql: str, params: Sequence[object]) -> sqlite3.Cursor:
-                return conn.execute(sql, params)
-
+            run = _Run(conn)
             try:
                 if durable:
                     # FULL syncs the WAL at this commit, which makes every commit before
