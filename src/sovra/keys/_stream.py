@@ -239,18 +239,19 @@ def seal_into(
         BadRequest: wrong key size, segment size out of range, or *out* too small.
     """
     src = _bytes(plaintext)
-    size = sealed_size(len(src), segment_size)
+    one = len(src) <= segment_size and MIN_SEGMENT_SIZE <= segment_size <= MAX_SEGMENT_SIZE
+    # One segment's size without the general sealed_size; one is (at most) every record
+    # up to a segment, most records: one AES call and a few operations around it.
+    size = HEADER_SIZE + len(src) + _TAG if one else sealed_size(len(src), segment_size)
     dst = _bytes(out)
     if len(dst) < size:
         raise BadRequest(f"output buffer of {len(dst)} bytes is under the {size} needed")
     _check_key(key)
-    # The stream's state is built here rather than by _Stream.new: one record up to a
-    # segment (most records) is then one AES call and a few operations around it.
     prefix = os.urandom(PREFIX_SIZE)
     header = _HEADER.pack(MAGIC, segment_size, prefix)
     aead = AESGCM(key)
     dst[:HEADER_SIZE] = header
-    if len(src) <= segment_size:
+    if one:
         nonce = prefix + _ONLY_SEGMENT
         return HEADER_SIZE + aead.encrypt_into(nonce, src, header + aad, dst[HEADER_SIZE:size])
     stream = _Stream(aead, header, prefix, segment_size, aad)
