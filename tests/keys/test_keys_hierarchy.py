@@ -641,3 +641,26 @@ def test_an_empty_request_in_a_call_is_refused_in_its_slot(
     )
     assert isinstance(results[0], BadRequest)
     assert isinstance(results[1], list)
+
+
+def test_two_custodians_making_one_subjects_key_at_once_agree_on_it(
+    pl: LocalCustodian, key_path: Path, log_key: Ed25519PrivateKey
+) -> None:
+    """A second process over the same store (a second gateway worker) made her key between
+    this custodian's lookup and its write: the write keeps that key and wraps under it, so
+    records wrapped by either open under the one stored key."""
+    other = LocalCustodian.open(key_path, "PL", log_key.public_key(), clock=Clock())
+    first = ingest_many(other, [header("r-0", MANY[0])])
+    lookup = pl._subjects.lookup
+    pl._subjects.lookup = lambda subjects: ({}, {})  # type: ignore[method-assign]
+    try:  # as if the lookup ran before the other process committed
+        second = ingest_many(pl, [header("r-1", MANY[0])])
+    finally:
+        pl._subjects.lookup = lookup  # type: ignore[method-assign]
+    assert stored_subjects(key_path) == {MANY[0]}
+    for custodian in (pl, other):
+        for row in first + second:
+            allow = authorize(log_key, [row.header])
+            key = custodian.unwrap(row.wrapped, row.header, allow, REQUESTER)
+            assert open_blob(row.header, row.blob, key) == row.plaintext
+    other.close()

@@ -43,7 +43,7 @@ def test_every_commit_of_another_connection_changes_the_version(
     serving, admin = stores
     versions = [serving.data_version()]
     for n, subject in enumerate(SUBJECTS[:10]):
-        admin.insert(subject, 1, b"s" * 60, n)
+        admin.insert_many([(subject, 1, b"s" * 60)], n)
         versions.append(serving.data_version())
         assert versions[-1] != versions[-2]
         assert serving.data_version() == versions[-1]  # stable until the next commit
@@ -55,7 +55,7 @@ def test_every_commit_of_another_connection_changes_the_version(
         assert versions[-1] != before
     # A rewrap rewrites rows in place.
     for subject in SUBJECTS[10:12]:
-        admin.insert(subject, 1, b"s" * 60, 1)
+        admin.insert_many([(subject, 1, b"s" * 60)], 1)
     before = serving.data_version()
     assert admin.replace([(SUBJECTS[10], 1, 2, b"t" * 60)]) == 1
     assert serving.data_version() != before
@@ -65,7 +65,7 @@ def test_a_commit_changing_nothing_the_header_counts_is_still_seen(
     stores: tuple[SubjectKeyStore, SubjectKeyStore],
 ) -> None:
     serving, admin = stores
-    admin.insert(SUBJECTS[0], 1, b"s" * 60, 1)
+    admin.insert_many([(SUBJECTS[0], 1, b"s" * 60)], 1)
     before = serving.data_version()
     # Same size, same row count: only the change counter moves.
     assert admin.replace([(SUBJECTS[0], 1, 1, b"u" * 60)]) == 1
@@ -82,10 +82,10 @@ def test_own_commits_and_quiet_periods_do_not_ask_sqlite(
     for _ in range(20):
         assert serving.data_version() == version
     assert len(seen) == 1  # answered from the header
-    serving.insert(SUBJECTS[0], 1, b"s" * 60, 1)
+    serving.insert_many([(SUBJECTS[0], 1, b"s" * 60)], 1)
     assert serving.data_version() == version  # its own commit is not another's
     assert len(seen) == 2  # the header moved, so SQLite was asked once
-    admin.insert(SUBJECTS[1], 1, b"s" * 60, 1)
+    admin.insert_many([(SUBJECTS[1], 1, b"s" * 60)], 1)
     assert serving.data_version() != version
     assert len(seen) == 3
 
@@ -108,3 +108,17 @@ def test_a_store_in_another_journal_mode_always_asks_sqlite(tmp_path: Path) -> N
         other.close()
     finally:
         serving.close()
+
+
+def test_a_key_another_process_made_meanwhile_is_kept_and_handed_back(
+    stores: tuple[SubjectKeyStore, SubjectKeyStore],
+) -> None:
+    """Two gateway workers make a key for the same new subject at once: the second write
+    keeps the first key (no error, no second key) and returns it to be used instead."""
+    serving, admin = stores
+    assert admin.insert_many([(SUBJECTS[0], 1, b"a" * 60)], 1) == {}
+    stored = serving.insert_many([(SUBJECTS[0], 1, b"b" * 60), (SUBJECTS[1], 1, b"b" * 60)], 2)
+    assert stored == {SUBJECTS[0]: (SUBJECTS[0], 1, b"a" * 60)}
+    keys, _ = admin.lookup([SUBJECTS[0], SUBJECTS[1]])
+    assert keys[SUBJECTS[0]][2] == b"a" * 60
+    assert keys[SUBJECTS[1]][2] == b"b" * 60

@@ -1740,7 +1740,10 @@ class LocalCustodian(BaseCustodian):
                 loaded[subject] = key
                 new.append((subject, version, self._seal_subject_key(subject, version, key)))
         if new:
-            self._subjects.insert_many(new, self._clock())
+            # Another process (a second gateway worker) may have made some of these keys
+            # since the lookup: theirs are kept, and used here instead of the new ones.
+            for subject, version, sealed in self._subjects.insert_many(new, self._clock()).values():
+                loaded[subject] = self._open_subject_key(subject, version, sealed)
         return loaded
 
     def _warm(self, subjects: Sequence[str]) -> None:

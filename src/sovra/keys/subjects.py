@@ -194,29 +194,6 @@ class SubjectKeyStore:
             ).fetchone()
         return None if row is None else (row[0], row[1], bytes(row[2]))
 
-    def shredded_at(self, subject: str) -> int | None:
-        """When *subject*'s key was destroyed (UNIX ms), or None if it never was."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT shredded_ms FROM shredded WHERE subject = ?", (_check_subject(subject),)
-            ).fetchone()
-        return None if row is None else int(row[0])
-
-    def insert(self, subject: str, kek_version: int, sealed: bytes, now_ms: int) -> None:
-        """Store a new subject key; the caller has checked she has none and is not shredded.
-
-        Raises:
-            ConfigError: the write failed (disk full, a key already stored).
-        """
-        try:
-            with self._lock:
-                self._db.execute(
-                    "INSERT INTO subject_keys VALUES (?, ?, ?, ?)",
-                    (_check_subject(subject), kek_version, sealed, now_ms),
-                )
-        except sqlite3.Error as exc:
-            raise ConfigError(f"cannot store a subject key in {self._path}: {exc}") from None
-
     def lookup(self, subjects: list[str]) -> tuple[dict[str, SubjectKeyRow], dict[str, int]]:
         """The sealed keys and the shred times of *subjects*, a few statements for all.
 
@@ -242,17 +219,23 @@ class SubjectKeyStore:
             }
         return keys, shredded
 
-    def insert_many(self, rows: list[tuple[str, int, bytes]], now_ms: int) -> None:
+    def insert_many(
+        self, rows: list[tuple[str, int, bytes]], now_ms: int
+    ) -> dict[str, SubjectKeyRow]:
         """Store new subject keys ``(subject, KEK version, sealed key)`` in one transaction.
 
         All or none: every key is durable when this returns, or none was stored. A
         subject shredded meanwhile (by another process) is refused inside the transaction,
-        so no key is ever made for her again.
+        so no key is ever made for her again. A subject another process gave a key
+        meanwhile (two gateway workers ingesting for her at once) keeps that key: hers is
+        returned, and the caller MUST use it instead of the one it offered.
+
+        Returns:
+            The keys already stored for any of the subjects, by subject (usually none).
 
         Raises:
             SubjectShredded: a subject's key was destroyed; nothing was stored.
-            ConfigError: the write failed (disk full, a key already stored); nothing was
-                stored.
+            ConfigError: the write failed (disk full); nothing was stored.
         """
         for subject, _, _ in rows:
             _check_subject(subject)
@@ -262,9 +245,17 @@ class SubjectKeyStore:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     self._refuse_shredded(subjects)
+                    stored = {
+                        subject: (subject, int(version), bytes(sealed))
+                        for subject, version, sealed in self._select_in(
+                            "SELECT subject, kek_version, sealed FROM subject_keys "
+                            "WHERE subject IN ({})",
+                            subjects,
+                        )
+                    }
                     self._db.executemany(
                         "INSERT INTO subject_keys VALUES (?, ?, ?, ?)",
-                        [(subject, version, sealed, now_ms) for subject, version, sealed in rows],
+                        [(s, v, sealed, now_ms) for s, v, sealed in rows if s not in stored],
                     )
                 except (sqlite3.Error, SubjectShredded):
                     self._db.execute("ROLLBACK")
@@ -272,6 +263,7 @@ class SubjectKeyStore:
                 self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot store subject keys in {self._path}: {exc}") from None
+        return stored
 
     def _refuse_shredded(self, subjects: list[str]) -> None:
         for subject, when in self._select_in(
