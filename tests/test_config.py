@@ -104,3 +104,22 @@ def test_bad_log_settings_name_the_setting(tmp_path: Path, line: str, message: s
     text = text.replace("publish_after_batch = true\n", "", 1) if "after" in line else text
     with pytest.raises(ConfigError, match=re.escape(message)):
         Config.load(_write(tmp_path, text))
+
+
+def test_small_blob_threshold_default_setting_and_absence(tmp_path: Path) -> None:
+    text = render_default_config("sovra.test/log", ["PL"])
+    assert Config.load(_write(tmp_path, text)).small_blob_bytes == 65536
+    changed = text.replace("small_blob_bytes = 65536", "small_blob_bytes = 4096")
+    assert Config.load(_write(tmp_path, changed)).small_blob_bytes == 4096
+    # A sovra.toml written before the setting existed loads with the default.
+    older = re.sub(r"small_blob_bytes = 65536[^\n]*\n", "", text)
+    assert "small_blob_bytes" not in older
+    assert Config.load(_write(tmp_path, older)).small_blob_bytes == 65536
+
+
+@pytest.mark.parametrize("value", ["0", "-1", '"64k"', "true", "1.5"])
+def test_bad_small_blob_threshold_names_the_setting(tmp_path: Path, value: str) -> None:
+    text = render_default_config("sovra.test/log", ["PL"])
+    text = text.replace("small_blob_bytes = 65536", f"small_blob_bytes = {value}")
+    with pytest.raises(ConfigError, match="small_blob_bytes must be a positive integer"):
+        Config.load(_write(tmp_path, text))
