@@ -17,7 +17,7 @@ Polish support note as ``bench/gateway.py``. Measured in the same run:
   JSON of its receipt), and ``client_us_per_line`` the client's (a record's JSON line and
   reading its result back), each timed alone in this process.
 
-``--quick``: 20,000 records over HTTP and 5,000 in-process, under a minute. The last line
+``--quick``: 10,000 records over HTTP and 5,000 in-process, under a minute. The last line
 printed is one JSON object.
 """
 
@@ -230,7 +230,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="sovra serve --workers")
     parser.add_argument("--window", type=int, default=2, help="batch requests in flight")
     args = parser.parse_args()
-    n = args.records or (20_000 if args.quick else 200_000)
+    n = args.records or (10_000 if args.quick else 200_000)
     in_process_n = 5_000 if args.quick else 50_000
     with tempfile.TemporaryDirectory(prefix="sovra-bench-batch-") as tmp:
         Path(tmp).chmod(0o711)

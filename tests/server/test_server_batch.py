@@ -28,6 +28,7 @@ from sovra.gateway import MAX_INGEST_BATCH
 from sovra.model import LogEntry, Role
 from sovra.server import create_app
 from sovra.server.background import running
+from sovra.server.batch import _INGEST_CHUNK as CHUNK
 
 RECORDS = "/v1/records/batch"
 ACCESS = "/v1/access/batch"
@@ -149,15 +150,16 @@ def test_a_batch_with_bad_lines_stores_the_good_ones_and_names_each_bad_one(http
 
 
 def test_results_come_back_in_the_order_of_the_lines_across_chunks(http, dep):
-    subjects = [f"s{i:04d}@example.pl" for i in range(600)]  # several chunks of the server
+    n = CHUNK + 100  # two chunks of the server
+    subjects = [f"s{i:04d}@example.pl" for i in range(n)]
     body = b"\n".join(_line(s, f"note {i}") for i, s in enumerate(subjects)) + b"\n"
     results, summary = _answer(_post(http, dep, RECORDS, body))
-    assert summary == {"lines": 600, "ok": 600, "failed": 0}
+    assert summary == {"lines": n, "ok": n, "failed": 0}
     for subject, r in zip(subjects, results, strict=True):
         meta = dep.store.get_record(r["result"]["record_id"])
         assert meta.header.subject == dep.gateway.commitment("PL", subject)
     indexes = [r["result"]["log_index"] for r in results]
-    assert len(set(indexes)) == 600
+    assert len(set(indexes)) == n
 
 
 @pytest.mark.parametrize(
@@ -373,18 +375,26 @@ def test_a_batch_stopped_by_a_failing_stage_answers_every_line(http, dep, monkey
 
     def failing(principal, items):
         calls.append(len(items))
-        if len(calls) == 2:
+        if len(calls) >= 2:
             raise Unavailable("custodian PL unreachable")
         return real(principal, items)
 
     monkeypatch.setattr(dep.gateway, "ingest_many", failing)
-    body = b"\n".join(_line(f"f{i}@example.pl") for i in range(600))
+    n = CHUNK + 100
+    body = b"\n".join(_line(f"f{i}@example.pl") for i in range(n))
     results, summary = _answer(_post(http, dep, RECORDS, body))
-    assert calls == [250, 250]  # the third chunk is never attempted
-    assert [r["status"] for r in results] == [201] * 250 + [503] * 350
-    assert results[250]["error"]["message"] == "custodian PL unreachable"
-    assert results[599]["error"]["message"] == (
-        "not attempted: the batch stopped at line 251 (unavailable: custodian PL unreachable)"
+    assert calls == [CHUNK, 100]
+    assert [r["status"] for r in results] == [201] * CHUNK + [503] * 100
+    assert {r["error"]["message"] for r in results[CHUNK:]} == {"custodian PL unreachable"}
+    assert summary == {"lines": n, "ok": CHUNK, "failed": 100, "stopped_at": CHUNK + 1}
+    assert dep.store.count_records() == CHUNK
+    # Stopped in its first chunk, the batch does not attempt the next one.
+    body = b"\n".join(_line(f"g{i}@example.pl") for i in range(2 * CHUNK))
+    results, summary = _answer(_post(http, dep, RECORDS, body))
+    assert calls == [CHUNK, 100, CHUNK]
+    assert [r["status"] for r in results] == [503] * (2 * CHUNK)
+    assert results[-1]["error"]["message"] == (
+        "not attempted: the batch stopped at line 1 (unavailable: custodian PL unreachable)"
     )
-    assert summary == {"lines": 600, "ok": 250, "failed": 350, "stopped_at": 251}
-    assert dep.store.count_records() == 250
+    assert summary == {"lines": 2 * CHUNK, "ok": 0, "failed": 2 * CHUNK, "stopped_at": 1}
+    assert dep.store.count_records() == CHUNK

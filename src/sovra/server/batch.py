@@ -61,7 +61,7 @@ LINE_OVERHEAD_BYTES = 64 << 10
 """What one line may hold beside a record's largest content: the other fields, JSON
 escapes. A line is at most ``max_record_bytes`` plus this."""
 
-_INGEST_CHUNK = 250
+_INGEST_CHUNK = 500
 """Lines handed to the gateway at once: one group commit each, one piece of the answer."""
 
 _ACCESS_CHUNK = 25
