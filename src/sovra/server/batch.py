@@ -27,6 +27,7 @@ names the line it stopped at.
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -67,6 +68,8 @@ _INGEST_CHUNK = 500
 _ACCESS_CHUNK = 25
 """Access requests decided at once; fewer, as each may release many records."""
 
+_WHERE = re.compile(r": line 1 column (\d+) \(char \d+\)$")
+
 _Body = TypeVar("_Body", bound=BaseModel)
 _Item = TypeVar("_Item")
 
@@ -104,7 +107,11 @@ def _parse(line: bytes, limit: int, model: type[_Body]) -> _Body:
         raise PayloadTooLarge(f"line is {len(line)} bytes, over the {limit}-byte limit of a line")
     if not line.strip():
         raise BadRequest("blank line: expected one JSON object")
-    value = parse_json(line, limit=limit, what="line")
+    try:
+        value = parse_json(line, limit=limit, what="line")
+    except BadRequest as exc:
+        # A line is the parser's line 1: its column is what locates the fault.
+        raise BadRequest(_WHERE.sub(r" at column \1", exc.message)) from None
     if not isinstance(value, dict):
         raise BadRequest(f"line is a JSON {type(value).__name__}, not an object")
     try:
