@@ -30,6 +30,7 @@ __all__ = ["Authenticator", "make_token"]
 _MAX_TOKEN_CHARS = 2048
 _CLOCK_SKEW_S = 30
 _DOMAIN = b"sovra-token/v1."
+_MAX_CACHED_KEYS = 4096
 
 
 def _b64(data: bytes) -> str:
@@ -101,6 +102,10 @@ class Authenticator:
         self._use_nonce = use_nonce
         self._max_age_s = max_age_s
         self._clock = clock
+        # Loaded public keys by their bytes: loading one costs a good part of a verify.
+        # Keyed by the bytes the lookup returned, so a principal's new key is never
+        # checked against an old one.
+        self._keys: dict[bytes, Ed25519PublicKey] = {}
 
     def authenticate(self, token: str | None, method: str, path: str, body: bytes) -> Principal:
         """Return the principal that signed *token* for this very request.
@@ -117,7 +122,7 @@ class Authenticator:
         except (NotFound, BadRequest):
             raise Unauthenticated(f"unknown principal {claims.sub!r}") from None
         try:
-            Ed25519PublicKey.from_public_bytes(principal.public_key).verify(signature, signed)
+            self._public_key(principal.public_key).verify(signature, signed)
         except InvalidSignature:
             raise Unauthenticated(
                 f"token signature is not {claims.sub}'s: forged or corrupted"
@@ -137,6 +142,14 @@ class Authenticator:
             raise Unauthenticated("token was made for another request body")
         self._use_nonce(claims.sub, claims.nonce, (claims.exp + _CLOCK_SKEW_S) * 1000, now * 1000)
         return principal
+
+    def _public_key(self, raw: bytes) -> Ed25519PublicKey:
+        key = self._keys.get(raw)
+        if key is None:
+            if len(self._keys) >= _MAX_CACHED_KEYS:
+                self._keys.clear()
+            key = self._keys[raw] = Ed25519PublicKey.from_public_bytes(raw)
+        return key
 
     @staticmethod
     def _parse(token: str) -> tuple[_Claims, bytes, bytes]:

@@ -8,12 +8,14 @@ public on purpose: anyone may verify the log. Errors are translated once, here:
 
 import base64
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+import orjson
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 
 from sovra import __version__
 from sovra.deployment import Deployment
@@ -26,14 +28,59 @@ from sovra.server.batch import add_batch_routes
 from sovra.server.bodies import AccessBody, IngestBody, SubjectRef
 from sovra.server.docs import describe_api, mount_docs
 from sovra.server.handlers import add_error_handlers
-from sovra.server.limits import BodyLimits
+from sovra.server.limits import PARSED_BODY, BodyLimits
 from sovra.server.log import log_tiles_router
 from sovra.server.policy import add_policy_routes
 from sovra.server.sealed import add_sealed_routes
 
-__all__ = ["create_app"]
+__all__ = ["JSONBytes", "create_app"]
 
 log = logging.getLogger("sovra.server")
+
+
+class JSONBytes(Response):
+    """A JSON answer encoded once, by orjson, from plain data.
+
+    Returned by the routes themselves, so the framework neither walks the answer with its
+    generic encoder nor validates it against the return annotation (together some 50 us
+    per answer against orjson's one).
+    """
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        """*content* as UTF-8 JSON.
+
+        Raises:
+            TypeError: *content* holds something JSON cannot carry (a programming error).
+        """
+        return orjson.dumps(content)
+
+
+class _ParsedOnce(Request):
+    """A request whose JSON body is the one :class:`~sovra.server.limits.BodyLimits`
+    parsed already (strictly and bounded), so the framework does not parse it again."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            parsed = self.scope.get(PARSED_BODY, _UNPARSED)
+            self._json = await super().json() if parsed is _UNPARSED else parsed
+        return self._json
+
+
+_UNPARSED = object()
+
+
+class _Route(APIRoute):
+    """Routes that hand their handler a :class:`_ParsedOnce` request."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            return await handle(_ParsedOnce(request.scope, request.receive))
+
+        return handler
 
 
 def create_app(deployment: Deployment) -> FastAPI:
@@ -58,6 +105,7 @@ def create_app(deployment: Deployment) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.router.route_class = _Route
     mount_docs(app)
 
     # Sizes, time and JSON shape of every body are bounded before any route runs.
@@ -80,33 +128,34 @@ def create_app(deployment: Deployment) -> FastAPI:
 
     add_error_handlers(app)
 
-    @app.post("/v1/records", status_code=201, tags=["records"])
-    def ingest(body: IngestBody, caller: Caller) -> dict[str, Any]:
+    @app.post("/v1/records", status_code=201, tags=["records"], response_class=JSONBytes)
+    def ingest(body: IngestBody, caller: Caller) -> JSONBytes:
         """Ingest a record: classify, minimise, place, seal, wrap, store, log."""
-        return _receipt(
-            gw.ingest(
-                caller,
-                subject_id=body.subject_id,
-                jurisdiction=body.jurisdiction,
-                content=body.content,
-                purpose=body.purpose,
-            )
+        receipt = gw.ingest(
+            caller,
+            subject_id=body.subject_id,
+            jurisdiction=body.jurisdiction,
+            content=body.content,
+            purpose=body.purpose,
         )
+        return JSONBytes(_receipt(receipt), status_code=201)
 
-    @app.post("/v1/access", tags=["records"])
-    def access(body: AccessBody, caller: Caller) -> dict[str, Any]:
+    @app.post("/v1/access", tags=["records"], response_class=JSONBytes)
+    def access(body: AccessBody, caller: Caller) -> JSONBytes:
         """Read records. The decision, allow or deny, is logged before anything is released."""
         grant = Grant.from_json(body.grant) if body.grant is not None else None
-        return _access(
-            gw.access(
-                caller,
-                purpose=body.purpose,
-                record_ids=body.record_ids,
-                subjects=[(s.jurisdiction, s.subject_id) for s in body.subjects],
-                jurisdiction=body.jurisdiction,
-                grant=grant,
-                justification=body.justification,
-                reveal=body.reveal,
+        return JSONBytes(
+            _access(
+                gw.access(
+                    caller,
+                    purpose=body.purpose,
+                    record_ids=body.record_ids,
+                    subjects=[(s.jurisdiction, s.subject_id) for s in body.subjects],
+                    jurisdiction=body.jurisdiction,
+                    grant=grant,
+                    justification=body.justification,
+                    reveal=body.reveal,
+                )
             )
         )
 
@@ -149,36 +198,38 @@ def create_app(deployment: Deployment) -> FastAPI:
         """The log's verifier key, as a signed-note vkey string."""
         return gw.log.verifier_key + "\n"
 
-    @app.get("/v1/log/checkpoints", tags=["log"])
-    def checkpoints() -> dict[str, Any]:
+    @app.get("/v1/log/checkpoints", tags=["log"], response_class=JSONBytes)
+    def checkpoints() -> JSONBytes:
         """Every checkpoint this log has published, oldest first."""
-        return {"checkpoints": gw.log.checkpoints()}
+        return JSONBytes({"checkpoints": gw.log.checkpoints()})
 
-    @app.get("/v1/log/entries", tags=["log"])
-    def entries(
-        start: Annotated[int, Query(ge=0)], end: Annotated[int, Query(ge=1)]
-    ) -> dict[str, Any]:
+    @app.get("/v1/log/entries", tags=["log"], response_class=JSONBytes)
+    def entries(start: Annotated[int, Query(ge=0)], end: Annotated[int, Query(ge=1)]) -> JSONBytes:
         """Entries ``[start, end)``, at most 1000 at a time."""
         if end <= start or end - start > 1000:
             raise BadRequest("need start < end and at most 1000 entries per call")
         size = gw.log.stored_size()
         if end > size:
             raise BadRequest(f"end {end} is beyond the log size {size}")
-        return {"start": start, "entries": [e.decode() for e in gw.log.entries(start, end)]}
+        return JSONBytes(
+            {"start": start, "entries": [e.decode() for e in gw.log.entries(start, end)]}
+        )
 
-    @app.get("/v1/log/proof/inclusion", tags=["log"])
+    @app.get("/v1/log/proof/inclusion", tags=["log"], response_class=JSONBytes)
     def inclusion(
         index: Annotated[int, Query(ge=0)], size: Annotated[int, Query(ge=1)]
-    ) -> dict[str, Any]:
+    ) -> JSONBytes:
         """Inclusion proof of entry *index* in the tree of *size* entries."""
-        return {"index": index, "size": size, "proof": _b64(gw.log.inclusion_proof(index, size))}
+        proof = _b64(gw.log.inclusion_proof(index, size))
+        return JSONBytes({"index": index, "size": size, "proof": proof})
 
-    @app.get("/v1/log/proof/consistency", tags=["log"])
+    @app.get("/v1/log/proof/consistency", tags=["log"], response_class=JSONBytes)
     def consistency(
         old: Annotated[int, Query(ge=1)], new: Annotated[int, Query(ge=1)]
-    ) -> dict[str, Any]:
+    ) -> JSONBytes:
         """Consistency proof between the trees of *old* and *new* entries."""
-        return {"old": old, "new": new, "proof": _b64(gw.log.consistency_proof(old, new))}
+        proof = _b64(gw.log.consistency_proof(old, new))
+        return JSONBytes({"old": old, "new": new, "proof": proof})
 
     @app.get("/v1/info", tags=["log"])
     def info() -> dict[str, Any]:

@@ -11,7 +11,8 @@ framework parser ever waits on, buffers or parses an unbounded body:
   holds neither a worker nor a buffer for longer than that;
 - a body declared as JSON is parsed once with :func:`sovra.model.parse_json` (bounded
   nesting, strict UTF-8, no lone surrogate, no field named twice) and refused (400) if it
-  is not one, before the framework's own unbounded ``json.loads`` sees it.
+  is not one; the parsed value waits in the scope (:data:`PARSED_BODY`) for the
+  application, so the framework's own unbounded ``json.loads`` never runs on it.
 
 Every refusal is in sovra's error format (``{"error": ..., "message": ...}``). The body,
 once read, is handed to the application as one message, exactly as it arrived.
@@ -29,7 +30,10 @@ from typing import Any
 from sovra.errors import BadRequest, PayloadTooLarge, RequestTimeout, SovraError
 from sovra.model import MAX_JSON_DEPTH, parse_json
 
-__all__ = ["BodyLimits"]
+__all__ = ["PARSED_BODY", "BodyLimits"]
+
+PARSED_BODY = "sovra.parsed_body"
+"""Where in the ASGI scope the JSON body, parsed here, waits for the application."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -87,7 +91,9 @@ class BodyLimits:
             if body is None:  # the client went away before sending its body
                 return
             if body and _declares_json(scope):
-                parse_json(body, limit=self._max, what="request body", max_depth=MAX_JSON_DEPTH)
+                scope[PARSED_BODY] = parse_json(
+                    body, limit=self._max, what="request body", max_depth=MAX_JSON_DEPTH
+                )
         except _Refused as refused:
             await _answer(send, refused.error, close=True)
             return
