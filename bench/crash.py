@@ -1,12 +1,17 @@
 """The crash campaign: kill -9 a real gateway under HTTP load, restart it, check everything.
 
-    .venv/bin/python bench/crash.py [--quick] [--kills N] [--clients N] [--seed S]
+    .venv/bin/python bench/crash.py [--quick] [--kills N] [--clients N] [--batchers N]
+        [--seed S]
 
 Over a fresh ``sovra init`` deployment, each round starts ``sovra serve`` (its own process
 group, a free loopback port), lets client threads ingest and read records over HTTP
 (:class:`sovra.client.Client`) for a random while, then SIGKILLs the whole process group
-mid-load. The gateway restarts (its start-up check settles what the kill left), and with the
-clients stopped the round checks, against the restarted gateway and the files:
+mid-load. Most clients send one record a request (the gateway gathers concurrent ones into
+one batch: group commit); ``--batchers`` of them send batches of :data:`BATCH` records
+(``POST /v1/records/batch``, ``Gateway.ingest_many``), so kills land mid-batch both ways; a
+record of a batch counts as promised once its own result has come back. The gateway
+restarts (its start-up check settles what the kill left), and with the clients stopped the
+round checks, against the restarted gateway and the files:
 
 - every receipt a client got is in the log (same leaf hash at the promised index) and its
   record reads back over HTTP with the content that was sent;
@@ -50,6 +55,7 @@ SOVRA = Path(sys.executable).parent / "sovra"
 JURISDICTIONS = ("PL", "VN")
 SUBJECTS = 24  # per jurisdiction: few enough that no bulk limit is reached by honest reads
 READ_CHUNK = 20
+BATCH = 25  # records per batch request of a batching client
 
 
 @dataclass(frozen=True)
@@ -146,37 +152,64 @@ def _client(gw: Gateway, principal: str) -> Client:
     return Client(gw.url, principal, key, timeout=10)
 
 
-def _load(gw: Gateway, seed: int, stop: threading.Event, got: list[Receipt], tally: Tally) -> None:
-    """One client: ingest a record, read one of its own now and then, until the kill."""
+def _load(
+    gw: Gateway,
+    seed: int,
+    stop: threading.Event,
+    got: list[Receipt],
+    tally: Tally,
+    *,
+    batching: bool = False,
+) -> None:
+    """One client: ingest a record (or a batch of :data:`BATCH`), read one of its own now
+    and then, until the kill."""
     rng = random.Random(seed)
     j = rng.choice(JURISDICTIONS)
     mine: list[Receipt] = []
     with _client(gw, f"svc-{j.lower()}") as client:
         while not stop.is_set():
-            subject = f"s{rng.randrange(SUBJECTS)}@example.{j.lower()}"
-            content = f"note {seed} {len(mine)} {rng.getrandbits(64):x} about {subject}"
+            records = []
+            for _ in range(BATCH if batching else 1):
+                subject = f"s{rng.randrange(SUBJECTS)}@example.{j.lower()}"
+                content = f"note {seed} {len(mine) + len(records)} {rng.getrandbits(64):x}"
+                records.append({"subject_id": subject, "jurisdiction": j, "content": content})
             try:
                 if mine and rng.random() < 0.4:
                     r = rng.choice(mine)
                     client.access("customer-support", record_ids=[r.record_id])
                     continue
-                body = client.ingest(subject, j, content)
+                if batching:
+                    # Each result counts as it streams back: a kill mid-batch leaves the
+                    # records answered before it promised, and the rest not.
+                    results = client.ingest_many(records, window=1)
+                    for record, result in zip(records, results, strict=False):
+                        if isinstance(result, SovraError):
+                            tally.refusals_under_load += 1
+                        else:
+                            mine.append(_receipt(result, record))
+                            got.append(mine[-1])
+                    continue
+                body = client.ingest(records[0]["subject_id"], j, records[0]["content"])
             except SovraError as exc:
                 if exc.__class__.__name__ == "Unavailable":
                     return  # the gateway is gone: what was not answered was never promised
                 tally.refusals_under_load += 1
                 continue
-            receipt = body["receipt"]
-            r = Receipt(
-                body["record_id"],
-                int(receipt["index"]),
-                str(receipt["leaf_hash"]),
-                j,
-                subject,
-                content,
-            )
-            mine.append(r)
-            got.append(r)
+            mine.append(_receipt(body, records[0]))
+            got.append(mine[-1])
+
+
+def _receipt(body: dict[str, object], record: dict[str, str]) -> Receipt:
+    receipt = body["receipt"]
+    assert isinstance(receipt, dict)
+    return Receipt(
+        str(body["record_id"]),
+        int(receipt["index"]),
+        str(receipt["leaf_hash"]),
+        record["jurisdiction"],
+        record["subject_id"],
+        record["content"],
+    )
 
 
 @contextmanager
@@ -307,7 +340,7 @@ def _verify(
         tally.checks_incomplete += 1
 
 
-def campaign(kills: int, clients: int, seed: int, work: Path) -> dict[str, object]:
+def campaign(kills: int, clients: int, batchers: int, seed: int, work: Path) -> dict[str, object]:
     root = work / "deployment"
     init = _run(SOVRA, "init", root, "--jurisdictions", ",".join(JURISDICTIONS))
     if init.returncode != 0:
@@ -329,9 +362,12 @@ def campaign(kills: int, clients: int, seed: int, work: Path) -> dict[str, objec
             fresh: list[Receipt] = []
             threads = [
                 threading.Thread(
-                    target=_load, args=(gw, rng.getrandbits(32), stop, fresh, tally), daemon=True
+                    target=_load,
+                    args=(gw, rng.getrandbits(32), stop, fresh, tally),
+                    kwargs={"batching": c < batchers},
+                    daemon=True,
                 )
-                for _ in range(clients)
+                for c in range(clients)
             ]
             for t in threads:
                 t.start()
@@ -367,6 +403,7 @@ def campaign(kills: int, clients: int, seed: int, work: Path) -> dict[str, objec
         "bench": "crash",
         "kills": tally.kills,
         "clients": clients,
+        "batching_clients": batchers,
         "seed": seed,
         "receipts": tally.receipts,
         "receipts_lost": tally.receipts_lost,
@@ -393,6 +430,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="6 kills")
     parser.add_argument("--kills", type=int, default=None, help="default 200 (6 with --quick)")
     parser.add_argument("--clients", type=int, default=4, help="client threads")
+    parser.add_argument(
+        "--batchers", type=int, default=1, help=f"of them, clients sending {BATCH} a request"
+    )
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep it")
     args = parser.parse_args()
@@ -401,10 +441,10 @@ def main() -> None:
     kills = args.kills if args.kills is not None else (6 if args.quick else 200)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=False)
-        result = campaign(kills, args.clients, args.seed, args.keep)
+        result = campaign(kills, args.clients, args.batchers, args.seed, args.keep)
     else:
         with tempfile.TemporaryDirectory(prefix="sovra-crash-") as tmp:
-            result = campaign(kills, args.clients, args.seed, Path(tmp))
+            result = campaign(kills, args.clients, args.batchers, args.seed, Path(tmp))
     print(json.dumps(result))
     zero = (
         "receipts_lost",
