@@ -10,7 +10,7 @@ JSON, seal with AES-256-GCM under a fresh key and insert into SQLite (WAL), or r
 and open it) are driven by the same load generator: ``--processes`` client processes with
 ``--clients`` threads in all, each thread its own :class:`sovra.client.Client` signing
 every request, on this machine. Each side gets a warm-up, then ingest for ``--duration``
-seconds, then access (each thread reads back the records it stored) for as long:
+seconds, then access (each thread reads back the first records it stored) for as long:
 requests/s, p50/p99 latency, errors, the CPU the server's processes used per request, and
 the growth of their resident memory (VmRSS of the server, its workers and custodians)
 from after the warm-up to the end.
@@ -26,6 +26,7 @@ deployments are at defaults, the bulk guard included: the default pack lets one 
 read 500 distinct subjects an hour, whatever ``[bulk]`` in sovra.toml says (the pack's caps
 bound the configured ones), so each caller reads back the first of its records only, 400
 subjects in all (:data:`READ_SUBJECTS`), over and over.
+
 Full run: 120 s per phase; ``--quick``: under a minute overall. A progress line per phase
 goes to stderr; the last line printed is one JSON object with every figure and each
 target of issue 14 as a boolean.
@@ -52,6 +53,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,6 +387,9 @@ def drive(
         p.start()
     figures: dict[str, Any] = {}
     wait = warmup_s + duration + 120
+    sample_s = max(1.0, duration / 12)
+    samples: list[tuple[float, float]] = []
+    t0 = time.monotonic()
     try:
         for phase in PHASES:
             ready.wait(timeout=wait)
@@ -394,7 +399,7 @@ def drive(
             start = time.monotonic()
             deadline.value = start + duration
             go.wait(timeout=wait)
-            got = [results.get(timeout=wait) for _ in procs]
+            got = _collect(results, len(procs), wait, server.proc.pid, sample_s, samples, t0)
             after = usage(server.proc.pid)
             figures[phase] = _phase_figures(phase, [r for _, r in got], start, before, after)
             figures["users"] = after.users
@@ -410,12 +415,38 @@ def drive(
             p.join(timeout=30)
             if p.is_alive():
                 p.kill()
+    figures["rss_samples_mib"] = samples
     figures["rss_start_mib"] = first.rss_total_mib
     figures["rss_growth_mib"] = after.rss_total_mib - first.rss_total_mib
     figures["rss_growth_by_role_mib"] = {
         k: round(v - first.rss_mib.get(k, 0.0), 1) for k, v in after.rss_mib.items()
     }
     return figures
+
+
+def _collect(
+    results: Any,
+    count: int,
+    wait: float,
+    pid: int,
+    every_s: float,
+    samples: list[tuple[float, float]],
+    t0: float,
+) -> list[tuple[str, PhaseResult]]:
+    """*count* results from the load processes; the server's RSS every *every_s* meanwhile
+    (whether it levels off tells a cache filling from a leak)."""
+    got: list[tuple[str, PhaseResult]] = []
+    deadline = time.monotonic() + wait
+    while len(got) < count:
+        try:
+            got.append(results.get(timeout=every_s))
+        except queue.Empty:
+            if time.monotonic() > deadline:
+                raise
+        if not got:
+            now = time.monotonic()
+            samples.append((round(now - t0, 1), round(usage(pid).rss_total_mib, 1)))
+    return got
 
 
 def _phase_figures(
@@ -454,15 +485,14 @@ def serve_supports_workers() -> bool:
     return "workers" in inspect.signature(cli.serve).parameters
 
 
-def make_deployment(root: Path, *, in_process: bool) -> str:
-    """A deployment as ``sovra init`` makes it; its custodian mode."""
+def make_deployment(root: Path, *, in_process: bool) -> None:
+    """A deployment as ``sovra init`` makes it."""
     argv = [str(SOVRA), "init", str(root), "--jurisdictions", "PL,VN"]
     if in_process:
         argv += ["--custodians", "in-process"]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"sovra init failed: {done.stderr}")
-    return "in-process" if in_process else "separate"
 
 
 def run_http(
@@ -532,7 +562,7 @@ def http_batch(url: str, key_path: Path, duration: float) -> float | None:
 
 
 def run_in_process(root: Path, duration: float, batch_duration: float) -> dict[str, Any]:
-    mode = make_deployment(root, in_process=True)
+    """16 callers on a deployment made with in-process custodians, then the batch."""
     dep = Deployment.open(root)
     try:
         gw = dep.gateway
@@ -542,7 +572,7 @@ def run_in_process(root: Path, duration: float, batch_duration: float) -> dict[s
             gw.access(svc, purpose=PURPOSE, record_ids=[rid])
         mine: list[list[str]] = [[] for _ in range(IN_PROCESS_THREADS)]
         reads = READ_SUBJECTS // IN_PROCESS_THREADS
-        counts: dict[str, Any] = {"custodians": mode}
+        counts: dict[str, Any] = {"custodians": "in-process"}
         for phase in PHASES:
             calls = [
                 functools.partial(_one_in_process, gw, svc, phase, f"ip{t}", mine[t], reads)
@@ -670,6 +700,7 @@ def report(
         "rss_start_mib": _r(s["rss_start_mib"]),
         "rss_growth_by_role_mib": s["rss_growth_by_role_mib"],
         "rss_growth_per_phase_mib": {p: s[p]["rss_growth_mib"] for p in PHASES},
+        "rss_samples_mib": s["rss_samples_mib"],
         "floor_rss_growth_mib": _r(f["rss_growth_mib"]),
         "server_cpu_ms_per_request": {
             f"{side}_{p}": http[side][p]["server_cpu_ms_per_request"]
@@ -757,9 +788,9 @@ def main() -> None:
     elif args.workers != 1 and not args.serve_workers:
         parser.error("this sovra serve has no --workers: only 1 worker can be compared")
     args.duration = args.duration or (3.0 if args.quick else 120.0)
-    args.warmup = 1.0 if args.quick else 5.0
-    args.batch_duration = 2.0 if args.quick else 20.0
-    in_process_s = 2.5 if args.quick else 30.0
+    args.warmup = 0.5 if args.quick else 5.0
+    args.batch_duration = 1.5 if args.quick else 20.0
+    in_process_s = 2.0 if args.quick else 30.0
     env = dict(os.environ)  # the servers import the same sovra as this script
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="sovra-bench-gateway-") as tmp:
@@ -767,10 +798,15 @@ def main() -> None:
         # Others may walk in, as /srv: so `sovra init` as root makes a user per custodian.
         work.chmod(0o711)
         dep_root = work / "deployment"
-        progress("sovra init")
-        make_deployment(dep_root, in_process=False)
+        progress("sovra init, twice (served; in-process custodians)")
+        with ThreadPoolExecutor(2) as pool:  # before anything is measured
+            made = [
+                pool.submit(make_deployment, dep_root, in_process=False),
+                pool.submit(make_deployment, work / "in-process", in_process=True),
+            ]
+            for f in made:
+                f.result()
         http = run_http(work, dep_root, args, env)
-        progress("in-process deployment")
         local = run_in_process(work / "in-process", in_process_s, args.batch_duration)
     mode = custodian_mode(http["sovra"]["users"], "separate")
     figures = report(args, http, local, mode)
