@@ -130,15 +130,17 @@ def parse_json(data: bytes | str, *, limit: int, what: str, max_depth: int = MAX
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
         raise BadRequest(f"{what} is not valid UTF-8 (byte {exc.start})") from None
-    depth = 0
-    for token in _JSON_TOKENS.finditer(text):
-        bracket = token.group()
-        if bracket in "[{":
-            depth += 1
-            if depth > max_depth:
-                raise BadRequest(f"{what} nests deeper than {max_depth} levels")
-        elif bracket in "]}":
-            depth -= 1
+    # No deeper than it has brackets: only a text with more than the budget is walked.
+    if text.count("[") + text.count("{") > max_depth:
+        depth = 0
+        for token in _JSON_TOKENS.finditer(text):
+            bracket = token.group()
+            if bracket in "[{":
+                depth += 1
+                if depth > max_depth:
+                    raise BadRequest(f"{what} nests deeper than {max_depth} levels")
+            elif bracket in "]}":
+                depth -= 1
     try:
         value = json.loads(
             text,
@@ -148,7 +150,9 @@ def parse_json(data: bytes | str, *, limit: int, what: str, max_depth: int = MAX
         )
     except ValueError as exc:  # JSONDecodeError, a duplicate, NaN, an over-long integer
         raise BadRequest(f"{what} is not valid JSON: {exc}") from None
-    check_unicode(value, what)
+    # Strict UTF-8 holds no surrogate: from bytes, only a \u escape can make a lone one.
+    if not isinstance(data, bytes) or "\\u" in text:
+        check_unicode(value, what)
     return value
 
 
