@@ -137,8 +137,9 @@ def _access_request(body: AccessBody) -> AccessRequest:
 
 
 def _encode(value: dict[str, Any]) -> bytes:
-    # As error_response does: text that is not valid Unicode is escaped, never fatal.
-    return json.dumps(value, ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n"
+    # ASCII with escapes: any text, even an echoed lone surrogate, encodes (and faster
+    # than UTF-8 through an error handler).
+    return json.dumps(value).encode("ascii") + b"\n"
 
 
 def _answer_lines(
