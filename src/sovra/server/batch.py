@@ -65,8 +65,9 @@ escapes. A line is at most ``max_record_bytes`` plus this."""
 _INGEST_CHUNK = 500
 """Lines handed to the gateway at once: one group commit each, one piece of the answer."""
 
-_ACCESS_CHUNK = 25
-"""Access requests decided at once; fewer, as each may release many records."""
+_ACCESS_CHUNK = 100
+"""Access requests decided at once (one log batch for their decisions, one for the releases);
+fewer than records, as each may release up to ``max_records_per_request``."""
 
 _WHERE = re.compile(r": line 1 column (\d+) \(char \d+\)$")
 
