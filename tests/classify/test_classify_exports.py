@@ -57,10 +57,13 @@ PUBLIC = {
     "sovra.classify.minimise": [
         "Action",
         "Minimised",
+        "Prepared",
         "Protect",
         "ProtectedSpan",
         "canonical",
+        "finish",
         "minimise",
+        "prepare",
         "protected_spans",
         "restore",
     ],
