@@ -72,3 +72,41 @@ def test_a_batch_returning_the_wrong_number_of_results_is_an_error() -> None:
         group.submit(1)
     with pytest.raises(ValueError, match="at least one"):
         GroupCommit(lambda items: items, max_batch=0)
+
+
+def test_two_leaders_run_two_batches_at_once_and_no_item_twice() -> None:
+    running = 0
+    most = 0
+    lock = threading.Lock()
+    both = threading.Barrier(2, timeout=10)
+    seen: list[int] = []
+    batches = 0
+
+    def run(items: list[int]) -> list[int]:
+        nonlocal running, most, batches
+        with lock:
+            running += 1
+            batches += 1
+            first_two = batches <= 2
+            most = max(most, running)
+            seen.extend(items)
+        if first_two:
+            both.wait()  # the first two batches meet: they run side by side
+        with lock:
+            running -= 1
+        return [n + 1 for n in items]
+
+    group: GroupCommit[int, int] = GroupCommit(run, max_batch=4, leaders=2)
+    results: dict[int, int] = {}
+
+    def call(n: int) -> None:
+        results[n] = group.submit(n)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert most == 2
+    assert sorted(seen) == list(range(40))  # each item run once
+    assert results == {n: n + 1 for n in range(40)}

@@ -27,10 +27,11 @@ _R = TypeVar("_R")
 class _Slot(Generic[_T, _R]):
     """One queued call, filled in by whichever leader runs it."""
 
-    __slots__ = ("done", "item", "result")
+    __slots__ = ("done", "item", "result", "taken")
 
     def __init__(self, item: _T) -> None:
         self.item = item
+        self.taken = False  # a leader has it in a batch
         self.done = False
         self.result: _R | BaseException | None = None
 
@@ -39,50 +40,66 @@ class GroupCommit(Generic[_T, _R]):
     """Gathers concurrent :meth:`submit` calls into batches run by one of the callers."""
 
     def __init__(
-        self, run: Callable[[list[_T]], Sequence[_R | BaseException]], max_batch: int
+        self,
+        run: Callable[[list[_T]], Sequence[_R | BaseException]],
+        max_batch: int,
+        *,
+        leaders: int = 1,
     ) -> None:
         """*run* takes a batch of at most *max_batch* items and returns one result each.
 
+        With *leaders* above 1, that many batches may run at once (each *run* call must
+        then be safe beside the others): one batch's work overlaps another's waits.
+
         Raises:
-            ValueError: *max_batch* is below 1.
+            ValueError: *max_batch* or *leaders* is below 1.
         """
-        if max_batch < 1:
-            raise ValueError("a group commit batch holds at least one item")
+        if max_batch < 1 or leaders < 1:
+            raise ValueError("a group commit batch holds at least one item, run by a leader")
         self._run = run
         self._max_batch = max_batch
+        self._leaders = leaders
         # Waiters sleep on this condition, not on whatever lock *run* takes, so whatever
         # arrives during one batch goes into the next one whole.
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Slot[_T, _R]] = []
-        self._leading = False
+        self._leading = 0
 
     def submit(self, item: _T) -> _R:
         """Queue *item*, wait for its batch, and return its result or raise its error."""
         slot: _Slot[_T, _R] = _Slot(item)
         with self._cond:
             self._queue.append(slot)
-            while self._leading and not slot.done:
+            while not slot.taken and self._leading >= self._leaders:
                 self._cond.wait()
-            lead = not slot.done
+            lead = not slot.taken
             if lead:
-                self._leading = True
+                self._leading += 1
         if lead:
             try:
                 self._lead(slot)
             finally:
                 with self._cond:
-                    self._leading = False
+                    self._leading -= 1
                     self._cond.notify_all()
+        with self._cond:
+            while not slot.done:
+                self._cond.wait()
         if isinstance(slot.result, BaseException):
             raise slot.result
         return cast("_R", slot.result)
 
     def _lead(self, slot: _Slot[_T, _R]) -> None:
-        """Run queued batches, oldest first, until *slot* is done."""
-        while not slot.done:
+        """Run queued batches, oldest first, until a batch takes *slot* (this one's or
+        another leader's)."""
+        while True:
             with self._cond:
+                if slot.taken:
+                    return
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
+                for s in batch:
+                    s.taken = True
             results: Sequence[_R | BaseException]
             try:
                 results = self._run([s.item for s in batch])

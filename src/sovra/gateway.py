@@ -82,6 +82,10 @@ __all__ = [
 _PREPARE_TTL_MS = 300_000
 """How long a header prepared for client-side sealing may be used."""
 
+_LEADERS = 2
+"""Batches of single calls in flight at once: one batch scans and seals while the other
+waits for its fsyncs."""
+
 MAX_INGEST_BATCH = 1_000
 """The most records one :meth:`Gateway.ingest_many` call takes."""
 
@@ -207,9 +211,9 @@ class Gateway:
         # Concurrent single calls share one batch each (group commit): one transaction,
         # one log batch, one set of fsyncs and one custodian call per jurisdiction.
         self._ingests: GroupCommit[tuple[Principal, IngestItem], IngestReceipt]
-        self._ingests = GroupCommit(self._ingest_batch, MAX_INGEST_BATCH)
+        self._ingests = GroupCommit(self._ingest_batch, MAX_INGEST_BATCH, leaders=_LEADERS)
         self._accesses: GroupCommit[tuple[Principal, AccessRequest], AccessResult]
-        self._accesses = GroupCommit(self._access_batch, MAX_ACCESS_BATCH)
+        self._accesses = GroupCommit(self._access_batch, MAX_ACCESS_BATCH, leaders=_LEADERS)
 
     # -- helpers -------------------------------------------------------------------------
 
