@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from sovra.auth import make_token
@@ -661,7 +662,7 @@ def _batch_results(response: httpx.Response, count: int, base: str) -> Iterator[
     try:
         for text in response.iter_lines():
             if text:
-                summary, result = _batch_line(json.loads(text), done + 1, count)
+                summary, result = _batch_line(orjson.loads(text), done + 1, count)
                 if summary:
                     break
                 done += 1

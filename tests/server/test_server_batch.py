@@ -29,6 +29,7 @@ from sovra.model import LogEntry, Role
 from sovra.server import create_app
 from sovra.server.background import running
 from sovra.server.batch import _INGEST_CHUNK as CHUNK
+from sovra.server.batch import _encode
 
 RECORDS = "/v1/records/batch"
 ACCESS = "/v1/access/batch"
@@ -400,3 +401,9 @@ def test_a_batch_stopped_by_a_failing_stage_answers_every_line(http, dep, monkey
     )
     assert summary == {"lines": 2 * CHUNK, "ok": 0, "failed": 2 * CHUNK, "stopped_at": 1}
     assert dep.store.count_records() == CHUNK
+
+
+def test_a_result_line_with_text_that_is_not_unicode_still_encodes():
+    line = {"line": 1, "status": 400, "error": {"error": "bad_request", "message": "x\ud800"}}
+    assert json.loads(_encode(line)) == line
+    assert _encode({"line": 2, "result": {"r": "ł"}}) == '{"line":2,"result":{"r":"ł"}}\n'.encode()
