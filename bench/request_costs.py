@@ -11,7 +11,8 @@ unwrap (the unwrap checks the logged allow's receipt), the log appends, the meta
 the blob, and the response's encoding. Each stage is timed on its own with
 ``time.perf_counter`` around the one call; a round's stages run back to back, as in the
 gateway, and the figure per stage is the median over the rounds (the machine is shared, so
-medians, not means). Beside them: the whole request measured end to end in the same
+medians, not means), in wall-clock time and in CPU time (the calling thread's; a stage
+that waits on fsync shows far less CPU than wall clock, and CPU is what a core can serve). Beside them: the whole request measured end to end in the same
 rounds (each round takes one request apart, then makes it whole in-process with
 ``Gateway.ingest`` / ``Gateway.access``, then over HTTP with the Python client against
 uvicorn on loopback, so all three see the machine alike); what the stages do not account
@@ -70,22 +71,29 @@ BATCH = 64
 
 
 class Stages:
-    """Per-stage samples, in microseconds, in the order the stages first ran."""
+    """Per-stage samples, in microseconds of wall clock and of CPU, in the order the
+    stages first ran. CPU is the calling thread's (``time.thread_time``) for a stage, and
+    the process's (``time.process_time``: the in-process server's threads too) for a whole
+    request over HTTP."""
 
-    def __init__(self) -> None:
-        self.samples: dict[str, list[float]] = {}
+    def __init__(self, cpu: Callable[[], float] = time.thread_time) -> None:
+        self.samples: dict[str, list[tuple[float, float]]] = {}
+        self._cpu = cpu
 
     def time(self, stage: str, call: Callable[[], Any]) -> Any:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), self._cpu()
         result = call()
-        self.samples.setdefault(stage, []).append((time.perf_counter() - start) * 1e6)
+        self.add(stage, (time.perf_counter() - start) * 1e6, (self._cpu() - cpu) * 1e6)
         return result
 
-    def add(self, stage: str, us: float) -> None:
-        self.samples.setdefault(stage, []).append(us)
+    def add(self, stage: str, wall_us: float, cpu_us: float) -> None:
+        self.samples.setdefault(stage, []).append((wall_us, cpu_us))
 
-    def medians(self) -> dict[str, float]:
-        return {stage: statistics.median(s) for stage, s in self.samples.items()}
+    def medians(self) -> dict[str, tuple[float, float]]:
+        return {
+            stage: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
+            for stage, s in self.samples.items()
+        }
 
 
 def _open(root: Path) -> Deployment:
@@ -160,19 +168,22 @@ def ingest_dissected(dep: Deployment, stages: Stages, i: int) -> tuple[RecordMet
     )
     findings = stages.time("scanner", lambda: classify.scan(parsed.content))
     actions = {k: classify.Action(v) for k, v in plan.items()}
-    protecting: list[float] = []
+    protecting = Stages()
 
     def protect(items: Any) -> list[str]:
-        start = time.perf_counter()
-        bodies: list[str] = custodian.protect(header, items)  # type: ignore[attr-defined]
-        protecting.append((time.perf_counter() - start) * 1e6)
+        bodies: list[str] = protecting.time(
+            "protect",
+            lambda: custodian.protect(header, items),  # type: ignore[attr-defined]
+        )
         return bodies
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     minimised = classify.minimise(parsed.content, findings, actions, protect=protect)
-    spent = (time.perf_counter() - start) * 1e6
-    stages.add("custodian protect (tokenize/seal values)", sum(protecting))
-    stages.add("minimise", spent - sum(protecting))
+    wall_us, cpu_us = (time.perf_counter() - start) * 1e6, (time.thread_time() - cpu) * 1e6
+    spent = protecting.samples.get("protect", [(0.0, 0.0)])
+    protect_wall, protect_cpu = sum(w for w, _ in spent), sum(c for _, c in spent)
+    stages.add("custodian protect (tokenize/seal values)", protect_wall, protect_cpu)
+    stages.add("minimise", wall_us - protect_wall, cpu_us - protect_cpu)
     blob, data_key = stages.time("seal (AES-GCM)", lambda: seal(header, minimised.text.encode()))
     wrapped = stages.time("custodian wrap", lambda: custodian.wrap(data_key, header))
     now = int(time.time() * 1000)
@@ -345,12 +356,12 @@ def json_variants(rounds: int) -> dict[str, float]:
 
 def measure(
     dep: Deployment, rounds: int, client: Client | None
-) -> tuple[Stages, Stages, dict[str, float]]:
+) -> tuple[Stages, Stages, dict[str, tuple[float, float]]]:
     """Each round: one request taken apart, then the same request whole, in-process and
     (with *client*) over HTTP, so that all three see the machine in the same state."""
     gw = dep.gateway
     svc = dep.store.get_principal("svc-pl")
-    ingest, access, whole = Stages(), Stages(), Stages()
+    ingest, access, whole = Stages(), Stages(), Stages(cpu=time.process_time)
     ids = []
     for i in range(rounds):
         ids.append(ingest_dissected(dep, ingest, i)[0].header.record_id)
@@ -368,25 +379,29 @@ def measure(
     return ingest, access, whole.medians()
 
 
-def _table(title: str, stages: dict[str, float], whole: dict[str, float]) -> list[str]:
-    """A Markdown table: stage, microseconds, share of the request measured end to end."""
-    total = whole.get("over HTTP") or whole["in-process"]
+def _table(
+    title: str, stages: dict[str, tuple[float, float]], whole: dict[str, tuple[float, float]]
+) -> list[str]:
+    """A Markdown table: stage, wall-clock and CPU microseconds, share of the request's
+    wall-clock time measured end to end."""
+    total = (whole.get("over HTTP") or whole["in-process"])[0]
     basis = "HTTP request" if "over HTTP" in whole else "in-process request"
     lines = [
         f"{title}:",
         "",
-        f"| stage | us per request | share of the {basis} |",
-        "|---|---:|---:|",
+        f"| stage | wall us | CPU us | share of the {basis} |",
+        "|---|---:|---:|---:|",
     ]
-    for stage, us in sorted(stages.items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {stage} | {us:.1f} | {us / total:.1%} |")
-    summed = sum(stages.values())
-    other = total - summed
-    lines.append(f"| sum of the stages | {summed:.1f} | {summed / total:.1%} |")
+    for stage, (wall, cpu) in sorted(stages.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"| {stage} | {wall:.1f} | {cpu:.1f} | {wall / total:.1%} |")
+    wall = sum(w for w, _ in stages.values())
+    cpu = sum(c for _, c in stages.values())
+    lines.append(f"| sum of the stages | {wall:.1f} | {cpu:.1f} | {wall / total:.1%} |")
+    other = total - wall
     lines.append(
-        f"| other (client, framework, server loop, glue) | {other:.1f} | {other / total:.1%} |"
+        f"| other (client, framework, server loop, glue) | {other:.1f} | | {other / total:.1%} |"
     )
-    lines += [f"| whole request, {name} | {us:.1f} | |" for name, us in whole.items()]
+    lines += [f"| whole request, {name} | {w:.1f} | {c:.1f} | |" for name, (w, c) in whole.items()]
     return [*lines, ""]
 
 
@@ -426,7 +441,7 @@ def main() -> None:
         *_table("Ingest", ingest_stages, whole_i),
         *_table("Access (one record, by its own jurisdiction's service)", access_stages, whole_a),
         f"Log append amortised per entry in batches of {BATCH}: {amortised:.1f} us "
-        f"(a batch of one: {ingest_stages['log append']:.1f} us).",
+        f"(a batch of one: {ingest_stages['log append'][0]:.1f} us).",
         "",
         "JSON, one ingest body parsed and one receipt encoded (best of 5):",
         "",
@@ -437,11 +452,15 @@ def main() -> None:
     print("\n".join(lines))
     figures = {
         "rounds": rounds,
-        "ingest_us": {k: round(v, 1) for k, v in ingest_stages.items()},
-        "access_us": {k: round(v, 1) for k, v in access_stages.items()},
-        "ingest_whole_us": {k: round(v, 1) for k, v in whole_i.items()},
-        "access_whole_us": {k: round(v, 1) for k, v in whole_a.items()},
-        "log_append_batch1_us": round(ingest_stages["log append"], 1),
+        "ingest_us": {k: round(v[0], 1) for k, v in ingest_stages.items()},
+        "ingest_cpu_us": {k: round(v[1], 1) for k, v in ingest_stages.items()},
+        "access_us": {k: round(v[0], 1) for k, v in access_stages.items()},
+        "access_cpu_us": {k: round(v[1], 1) for k, v in access_stages.items()},
+        "ingest_whole_us": {k: round(v[0], 1) for k, v in whole_i.items()},
+        "ingest_whole_cpu_us": {k: round(v[1], 1) for k, v in whole_i.items()},
+        "access_whole_us": {k: round(v[0], 1) for k, v in whole_a.items()},
+        "access_whole_cpu_us": {k: round(v[1], 1) for k, v in whole_a.items()},
+        "log_append_batch1_us": round(ingest_stages["log append"][0], 1),
         f"log_append_batch{BATCH}_us_per_entry": round(amortised, 1),
         "json_us": {k: round(v, 2) for k, v in variants.items()},
     }
