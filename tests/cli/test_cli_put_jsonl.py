@@ -8,12 +8,20 @@ lines fails line by line, a missing file is an error before anything is sent.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from sovra.deployment import Deployment
 from sovra.model import LogEntry
+
+SOVRA = Path(sys.executable).with_name("sovra")
 
 
 def _records_of(live: Any, subject: str) -> list[str]:
@@ -180,3 +188,54 @@ def test_options_that_do_not_go_with_jsonl_are_usage_errors(sovra, live, args, m
     ran = sovra(*live.args("put", *args))
     assert ran.code == 2
     assert ran.message == message
+
+
+def test_a_file_through_two_workers_is_stored_whole_and_in_order(
+    sovra, template, tmp_path, free_port
+):
+    """Two requests in flight, each to whichever worker the kernel picks: every line
+    stored once, one dense log, each receipt the record of its own line."""
+    root = tmp_path / "deployment"
+    shutil.copytree(template, root)
+    url = f"http://127.0.0.1:{free_port}"
+    serve = subprocess.Popen(
+        [SOVRA, "serve", root, "--port", str(free_port), "--workers", "2"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    n = 400
+    path = _file(tmp_path, [_line(f"w{i}@example.pl", f"note {i}") for i in range(n)])
+    receipts = tmp_path / "receipts.jsonl"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert serve.poll() is None, serve.communicate()
+            try:
+                httpx.get(f"{url}/v1/info", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "sovra serve did not answer"
+                time.sleep(0.05)
+        ran = sovra(
+            "put", "--jsonl", path, "--chunk", "25", "--receipts", receipts,
+            "--url", url, "--deployment", root,
+        )  # fmt: skip
+    finally:
+        serve.terminate()
+        _, err = serve.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    assert ran.code == 0, ran.err
+    assert ran.json() == {"lines": n, "skipped": 0, "stored": n, "failed": 0}
+    stored = [json.loads(x) for x in receipts.read_text().splitlines()]
+    assert [r["line"] for r in stored] == list(range(1, n + 1))
+    assert sorted(r["log_index"] for r in stored) == list(range(n))
+    dep = Deployment.open(root)
+    try:
+        for i, r in enumerate(stored):
+            meta = dep.store.get_record(r["record_id"])
+            assert meta.header.subject == dep.gateway.commitment("PL", f"w{i}@example.pl")
+        assert dep.store.count_records() == n
+    finally:
+        dep.close()
