@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from sovra.client import Client
 from sovra.deployment import Deployment
@@ -213,7 +214,7 @@ def per_line_costs(root: Path) -> dict[str, float]:
     client_encode_us = 1e6 * (time.perf_counter() - start) / len(lines)
     start = time.perf_counter()
     for i, answer in enumerate(answers):
-        _batch_line(json.loads(answer), i, len(answers))
+        _batch_line(orjson.loads(answer), i, len(answers))
     client_read_us = 1e6 * (time.perf_counter() - start) / len(lines)
     return {
         "route_parse_us_per_line": parse_us,
