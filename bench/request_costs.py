@@ -8,21 +8,23 @@ their order, on fresh data each round: the token check (signature, claims, the r
 store's insert), the JSON body (the edge's bounded parse, then the framework's parse and
 model), the policy decision, the scanner, minimisation, the seal, the custodian's wrap and
 unwrap (the unwrap checks the logged allow's receipt), the log appends, the metadata row,
-the blob, and the response's encoding. Each stage is timed on its own with
-``time.perf_counter`` around the one call; a round's stages run back to back, as in the
-gateway, and the figure per stage is the median over the rounds (the machine is shared, so
-medians, not means), in wall-clock time and in CPU time (the calling thread's; a stage
-that waits on fsync shows far less CPU than wall clock, and CPU is what a core can serve). Beside them: the whole request measured end to end in the same
-rounds (each round takes one request apart, then makes it whole in-process with
-``Gateway.ingest`` / ``Gateway.access``, then over HTTP with the Python client against
-uvicorn on loopback, so all three see the machine alike); what the stages do not account
-for is shown as "other"
-(the client signing its token, framework, server loop, glue between stages).
+the blob, and the response's encoding. Each stage is timed on its own around the one call;
+a round's stages run back to back, as in the gateway, and the figure per stage is the
+median over the rounds (the machine is shared, so medians, not means), in wall-clock time
+and in CPU time (the calling thread's; a stage that waits on fsync shows far less CPU than
+wall clock, and CPU is what a core can serve). Beside them: the whole request measured
+end to end in the same rounds (each round takes one request apart, then makes it whole
+in-process with ``Gateway.ingest`` / ``Gateway.access``, then over HTTP with the Python
+client against uvicorn on loopback, so all three see the machine alike); what the stages
+do not account for is shown as "other" (the client signing its token, framework, server
+loop, glue between stages).
 
 The log append is shown at batch size 1 (one caller at a time: one fsync per entry) and
 amortised per entry in batches of 64 (``append_many``: what group commit can reach).
 JSON parse and encode are also shown with ``json``, ``orjson`` and ``model.parse_json``
-side by side. The last line printed is one JSON object with every figure.
+side by side, and the scanner's CPU per scan with the CPU's caches warm, between a
+decision and a minimisation (as the batched ingest stages each item), and cold. The last
+line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from sovra.deployment import Deployment
 from sovra.keys import open_blob, seal
 from sovra.model import (
     MAX_JSON_DEPTH,
+    Finding,
     LogEntry,
     RecordHeader,
     RecordMeta,
@@ -317,6 +320,45 @@ def log_amortised(dep: Deployment, rounds: int) -> float:
     return statistics.median(samples)
 
 
+def scanner_contexts(dep: Deployment, rounds: int) -> dict[str, float]:
+    """CPU microseconds of one scan of the record, median, with the CPU's caches in three
+    states: one scan after another; between an ingest decision and a minimisation, as the
+    batched ingest stages each item; after 8 MiB of other memory traffic (every cache line
+    of a buffer written), as after a request's storage steps."""
+    gw = dep.gateway
+    svc = dep.store.get_principal("svc-pl")
+    plan = gw.config.jurisdiction("PL").rules_for(None)
+    actions = {k: classify.Action(v) for k, v in plan.items()}
+    texts = [RECORD.format(i=i) for i in range(2 * rounds)]
+    traffic = bytearray(8 << 20)
+    ones = b"\x01" * len(traffic[::64])
+
+    def decide(i: int) -> None:
+        target = Target(jurisdiction="PL", subjects=(f"scan-{i}",))
+        gw.decisions.decide_action(svc, "ingest", target)
+
+    def flush() -> None:
+        traffic[::64] = ones
+
+    def scan(name: str, text: str) -> list[Finding]:
+        start = time.thread_time()
+        findings = classify.scan(text)
+        samples.setdefault(name, []).append((time.thread_time() - start) * 1e6)
+        return findings
+
+    # Round-robin over the three states, record by record, so all see the machine alike.
+    samples: dict[str, list[float]] = {}
+    for i, text in enumerate(texts):
+        classify.scan(texts[i - 1])
+        scan("one scan after another", text)
+        decide(i)
+        findings = scan("between a decision and a minimisation", text)
+        classify.minimise(text, findings, actions, protect=lambda items: ["x"] * len(items))
+        flush()
+        scan("after 8 MiB of other memory traffic", text)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
 def json_variants(rounds: int) -> dict[str, float]:
     """One ingest body parsed, and one receipt encoded, with each library."""
     body = json.dumps(
@@ -428,6 +470,7 @@ def main() -> None:
                 ):
                     ingest, access, whole = measure(dep, rounds, client)
             amortised = log_amortised(dep, rounds)
+            scanning = scanner_contexts(dep, rounds)
         finally:
             dep.close()
     variants = json_variants(rounds)
@@ -442,6 +485,12 @@ def main() -> None:
         *_table("Access (one record, by its own jurisdiction's service)", access_stages, whole_a),
         f"Log append amortised per entry in batches of {BATCH}: {amortised:.1f} us "
         f"(a batch of one: {ingest_stages['log append'][0]:.1f} us).",
+        "",
+        "The scanner on the record, CPU per scan (median), by the state of the caches:",
+        "",
+        "| scans run | CPU us |",
+        "|---|---:|",
+        *(f"| {name} | {us:.1f} |" for name, us in scanning.items()),
         "",
         "JSON, one ingest body parsed and one receipt encoded (best of 5):",
         "",
@@ -462,6 +511,7 @@ def main() -> None:
         "access_whole_cpu_us": {k: round(v[1], 1) for k, v in whole_a.items()},
         "log_append_batch1_us": round(ingest_stages["log append"][0], 1),
         f"log_append_batch{BATCH}_us_per_entry": round(amortised, 1),
+        "scanner_cpu_us": {k: round(v, 1) for k, v in scanning.items()},
         "json_us": {k: round(v, 2) for k, v in variants.items()},
     }
     print(json.dumps(figures))
