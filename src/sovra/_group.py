@@ -67,27 +67,36 @@ class GroupCommit(Generic[_T, _R]):
 
     def submit(self, item: _T) -> _R:
         """Queue *item*, wait for its batch, and return its result or raise its error."""
-        slot: _Slot[_T, _R] = _Slot(item)
+        (result,) = self.submit_many([item])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def submit_many(self, items: Sequence[_T]) -> list[_R | BaseException]:
+        """Queue *items* one after the other, wait for them all, and return each one's
+        result or error, in order. They may be run in more than one batch."""
+        slots: list[_Slot[_T, _R]] = [_Slot(item) for item in items]
+        if not slots:
+            return []
+        last = slots[-1]  # taken last: the queue is taken in order
         with self._cond:
-            self._queue.append(slot)
-            while not slot.taken and self._leading >= self._leaders:
+            self._queue.extend(slots)
+            while not last.taken and self._leading >= self._leaders:
                 self._cond.wait()
-            lead = not slot.taken
+            lead = not last.taken
             if lead:
                 self._leading += 1
         if lead:
             try:
-                self._lead(slot)
+                self._lead(last)
             finally:
                 with self._cond:
                     self._leading -= 1
                     self._cond.notify_all()
         with self._cond:
-            while not slot.done:
+            while not all(s.done for s in slots):
                 self._cond.wait()
-        if isinstance(slot.result, BaseException):
-            raise slot.result
-        return cast("_R", slot.result)
+        return [cast("_R | BaseException", s.result) for s in slots]
 
     def _lead(self, slot: _Slot[_T, _R]) -> None:
         """Run queued batches, oldest first, until a batch takes *slot* (this one's or

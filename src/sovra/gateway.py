@@ -82,9 +82,14 @@ __all__ = [
 _PREPARE_TTL_MS = 300_000
 """How long a header prepared for client-side sealing may be used."""
 
-_LEADERS = 2
-"""Batches of single calls in flight at once: one batch scans and seals while the other
-waits for its fsyncs."""
+_INGEST_LEADERS = 2
+"""Batches of single ingests in flight at once: one batch scans and seals while the other
+waits for its fsyncs (more only made the batches smaller, in docs/benchmarks.md)."""
+
+_ACCESS_LEADERS = 4
+"""Batches of single accesses in flight at once. An access waits for two log appends (its
+decision, then its key release), which go through the log's own queue: one batch's
+decisions share an fsync with another's releases."""
 
 MAX_INGEST_BATCH = 1_000
 """The most records one :meth:`Gateway.ingest_many` call takes."""
@@ -211,9 +216,9 @@ class Gateway:
         # Concurrent single calls share one batch each (group commit): one transaction,
         # one log batch, one set of fsyncs and one custodian call per jurisdiction.
         self._ingests: GroupCommit[tuple[Principal, IngestItem], IngestReceipt]
-        self._ingests = GroupCommit(self._ingest_batch, MAX_INGEST_BATCH, leaders=_LEADERS)
+        self._ingests = GroupCommit(self._ingest_batch, MAX_INGEST_BATCH, leaders=_INGEST_LEADERS)
         self._accesses: GroupCommit[tuple[Principal, AccessRequest], AccessResult]
-        self._accesses = GroupCommit(self._access_batch, MAX_ACCESS_BATCH, leaders=_LEADERS)
+        self._accesses = GroupCommit(self._access_batch, MAX_ACCESS_BATCH, leaders=_ACCESS_LEADERS)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -455,7 +460,7 @@ class Gateway:
         # From here a failure keeps the pending rows: their entries may be in the log.
         live = [r for r in recs if r.error is None]
         items = [(r.entry.to_bytes(), [r.meta.header.subject]) for r in live]
-        _settle(live, _each(self.log.append_many, items, retry=BadRequest), _Record.logged)
+        _settle(live, self.log.append_each(items), _Record.logged)
         logged = [r for r in live if r.receipt is not None]
         try:
             self.store.set_record_log_indices(
@@ -545,7 +550,7 @@ class Gateway:
         # Log before release: every key release is in the log before any plaintext leaves.
         releasing = [a for a in live if a.error is None]
         items = [self._release_item(a) for a in releasing]
-        _settle(releasing, _each(self.log.append_many, items, retry=BadRequest), _Access.released)
+        _settle(releasing, self.log.append_each(items), _Access.released)
         self._open_all([a for a in live if a.error is None])
         for a in live:
             if a.error is None and a.request.reveal:
@@ -608,7 +613,7 @@ class Gateway:
             else:
                 deciding.append(a)
         entries = [a.decision_item(self._decision_entry) for a in deciding]
-        _settle(deciding, _each(self.log.append_many, entries, retry=BadRequest), _Access.decided)
+        _settle(deciding, self.log.append_each(entries), _Access.decided)
 
     def _load_named(self, accesses: list[_Access]) -> list[dict[str, RecordMeta]]:
         """The records named by id in *accesses*, read with one query, per request."""
@@ -1117,27 +1122,16 @@ _K = TypeVar("_K")
 _Outcome = TypeVar("_Outcome", bound="_Failing")
 
 
-def _each(
-    call: Callable[[list[_A]], Sequence[_B]],
-    items: Sequence[_A],
-    *,
-    retry: type[SovraError] = SovraError,
-) -> list[_B | SovraError]:
-    """*call* on all *items* at once (all or none); should it fail with *retry*, on each
-    item alone, so one bad item gets its error and its neighbours their results.
-
-    A failure that is not a *retry* (one that may have left something done, such as a
-    log append that failed after its batch was stored) goes to every item unretried.
-    """
+def _each(call: Callable[[list[_A]], Sequence[_B]], items: Sequence[_A]) -> list[_B | SovraError]:
+    """*call* on all *items* at once (all or none); should it fail, on each item alone, so
+    one bad item gets its error and its neighbours their results."""
     if not items:
         return []
     try:
-        got = call(list(items))
+        return list(call(list(items)))
     except SovraError as exc:
-        if len(items) == 1 or not isinstance(exc, retry):
-            return [exc] * len(items)
-    else:
-        return list(got)
+        if len(items) == 1:
+            return [exc]
     out: list[_B | SovraError] = []
     for item in items:
         try:

@@ -39,7 +39,7 @@ svc = dep.store.get_principal("svc-pl")
 steps = {
     "rows": [(dep.store, "put_records")],
     "blobs": [(store, "put_many") for store in gw.blobs.values()],
-    "append": [(gw.log, "append_many")],
+    "append": [(gw.log, "append_each")],
     "index": [(dep.store, "set_record_log_indices")],
 }
 calls = [0]

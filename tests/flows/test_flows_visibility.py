@@ -46,7 +46,7 @@ if point == "blob":  # the row may be written; the blob and the entry are not
     for store in gw.blobs.values():
         store.put = store.put_many = die
 elif point == "append":  # the row and the blob are written; the entry never reaches the log
-    gw.log.append = gw.log.append_many = die
+    gw.log.append = gw.log.append_many = gw.log.append_each = die
 elif point == "index":  # the entry is in the log; the row never gets its index
     dep.store.set_record_log_index = dep.store.set_record_log_indices = die
 if point == "sealed":  # a record sealed on the client, killed before its entry is logged
@@ -57,7 +57,7 @@ if point == "sealed":  # a record sealed on the client, killed before its entry 
     with TestClient(create_app(dep)) as http:
         client = Client("http://testserver", "svc-pl", dep.principal_key("svc-pl"))
         client._http = http
-        gw.log.append = gw.log.append_many = die
+        gw.log.append = gw.log.append_many = gw.log.append_each = die
         client.ingest_sealed("victim@example.pl", "PL", b"victim")
 else:
     gw.ingest(svc, subject_id="victim@example.pl", jurisdiction="PL", content="victim")

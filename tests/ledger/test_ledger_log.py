@@ -311,6 +311,41 @@ def test_a_second_writer_is_caught_up(tmp_path: Path) -> None:
 # --- concurrency -------------------------------------------------------------------
 
 
+def test_append_each_queues_beside_single_appends_and_refuses_alone(
+    storage: LogStorage,
+) -> None:
+    log = open_log(storage)
+    results: dict[int, list[LogReceipt | BadRequest] | LogReceipt] = {}
+
+    def batch(n: int) -> None:
+        items: list[tuple[bytes, list[str]]] = [(entry(100 * n + i), [f"b{n}"]) for i in range(5)]
+        items.insert(2, (b"", []))  # malformed: refused alone, nothing stored for it
+        results[n] = log.append_each(items)  # type: ignore[assignment]
+
+    def single(n: int) -> None:
+        results[n] = log.append(entry(100 * n), [f"s{n}"])
+
+    threads = [threading.Thread(target=batch if n % 2 else single, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stored = []
+    for n, got in results.items():
+        if isinstance(got, LogReceipt):
+            stored.append((entry(100 * n), got))
+            continue
+        assert isinstance(got[2], BadRequest)
+        receipts = [r for r in got if isinstance(r, LogReceipt)]
+        assert [r.index for r in receipts] == sorted(r.index for r in receipts)  # in order
+        stored += [(entry(100 * n + i), r) for i, r in enumerate(receipts)]
+    assert sorted(r.index for _, r in stored) == list(range(4 + 4 * 5))
+    for data, r in stored:
+        r.verify(log.public_key, data)
+        assert log.entry(r.index) == data
+    assert log.append_each([]) == []
+
+
 def test_concurrent_appends_and_checkpoints(storage: LogStorage) -> None:
     log = open_log(storage)
     receipts: list[tuple[bytes, LogReceipt]] = []

@@ -176,6 +176,32 @@ class TransparencyLog:
         """
         return self._appends.submit(_check_item(0, (entry, tags)))
 
+    def append_each(
+        self, items: Sequence[tuple[bytes, Sequence[str]]]
+    ) -> list[LogReceipt | SovraError]:
+        """Persist entries through the same queue as :meth:`append`, in order; one receipt
+        or error per entry.
+
+        Unlike :meth:`append_many` the entries are not one all-or-none batch: a malformed
+        one gets its :class:`~sovra.errors.BadRequest` and is not stored, and the others
+        share batches (and fsyncs) with whatever else is being appended meanwhile.
+        """
+        results: list[LogReceipt | SovraError | None] = [None] * len(items)
+        queued: list[int] = []
+        checked: list[_Item] = []
+        for n, item in enumerate(items):
+            try:
+                checked.append(_check_item(n, item))
+            except BadRequest as exc:
+                results[n] = exc
+            else:
+                queued.append(n)
+        for n, got in zip(queued, self._appends.submit_many(checked), strict=True):
+            if not isinstance(got, SovraError | LogReceipt):
+                raise got
+            results[n] = got
+        return [r for r in results if r is not None]
+
     def _integrate_locked(self, batch: list[_Item]) -> list[LogReceipt]:
         """:meth:`_integrate` under the write lock: one queued batch of appends."""
         with self._write_lock:
