@@ -601,7 +601,7 @@ BATCH_META = {"callerPrincipal": "test", "operation": "unwrap-batches", "request
         ("forged receipt", 400, "unwrap request 0: "),
         ("replayed to unwrap", 400, "operation is 'unwrap-batches', but this is unwrap"),
         ("replayed from unwrap", 400, "operation is 'unwrap', but this is unwrap-batches"),
-        ("oversized", 400, "request body"),
+        ("oversized", 400, "bytes, over the 16777216-byte limit"),
     ],
 )
 def test_hostile_unwrap_batches_bodies_get_a_precise_4xx_and_change_nothing(
@@ -694,3 +694,21 @@ def test_remote_batches_are_bounded_before_any_request(remote: RemoteCustodian) 
     (result,) = remote.unwrap_batches([([item], None, REQUESTER)])
     assert isinstance(result, Denied)
     assert paths == []
+
+
+def test_an_oversized_body_is_refused_before_it_is_read_whole(service: Service) -> None:
+    """Sent in chunks without a declared length: refused once the limit is passed (a body
+    declaring a length over it is refused on that: the "oversized" case above)."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(20):
+            yield b" " * (1024 * 1024)
+
+    streamed = httpx.post(
+        service.url + API_PREFIX + "/keys/PL/unwrap-batches",
+        content=chunks(),
+        headers={"Authorization": "Bearer " + TOKEN.hex()},
+    )
+    assert streamed.status_code == 400
+    assert streamed.json()["errorName"] == "ValidationException"
+    assert "request body is over the 16777216-byte limit" in streamed.json()["errorMessage"]

@@ -271,6 +271,26 @@ def _requests(
     return parsed
 
 
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, read no further than *limit* bytes: an oversized one is refused
+    on its declared length, or as soon as more than *limit* bytes have arrived.
+
+    Raises:
+        BadRequest: the body is (or declares itself) over *limit* bytes.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"request body is {declared} bytes, over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _protect_request(body: Mapping[str, Any]) -> tuple[RecordHeader, list[tuple[str, str, str]]]:
     header = _header(body["header"])
     triples = []
@@ -562,7 +582,8 @@ def create_custodian_app(
                     raise Unauthenticated("missing or wrong bearer token")
             if key_path is not None and key_path != code:
                 raise NotFound(f"this custodian holds keys of {code} only, not {key_path!r}")
-            body = parse_json(await request.body(), limit=limit, what="request body")
+            raw = await _bounded_body(request, limit)
+            body = parse_json(raw, limit=limit, what="request body")
             body = _fields(body, {"requestMetadata", *required}, set(optional), "the request")
             meta = _fields(
                 body["requestMetadata"],
