@@ -260,7 +260,10 @@ class Deployment:
         commitment_secret = read_secret(root / "keys" / "commitment.secret", expected_len=32)
         # Every worker process of the deployment shares the guard's journal, and hashes
         # name templates under the same key.
-        journal = SQLiteGuardJournal(root / GUARD_JOURNAL)
+        journal = SQLiteGuardJournal(
+            root / GUARD_JOURNAL,
+            hashlib.blake2b(commitment_secret, person=b"sovra-guard-seal").digest()[:32],
+        )
         guard = BulkGuard(
             BulkLimits(config.request_subject_limit, config.window_subject_limit, config.window_s),
             clock,

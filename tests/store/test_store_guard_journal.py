@@ -7,19 +7,27 @@ connection of its own, as each worker process of ``sovra serve --workers N`` doe
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from pathlib import Path
 
+import pytest
+
+from sovra.errors import IntegrityError
 from sovra.policy import BulkGuard, BulkLimits
 from sovra.store import SQLiteGuardJournal
 
 NOW = [1_800_000_000.0]
 KEY = b"k" * 16
+SEAL = b"s" * 32
 
 
 def _guards(path: Path, n: int = 2, **limits: int) -> list[BulkGuard]:
     return [
         BulkGuard(
-            BulkLimits(**limits), lambda: NOW[0], journal=SQLiteGuardJournal(path), template_key=KEY
+            BulkLimits(**limits),
+            lambda: NOW[0],
+            journal=SQLiteGuardJournal(path, SEAL),
+            template_key=KEY,
         )
         for _ in range(n)
     ]
@@ -85,3 +93,21 @@ def test_pruning_keeps_the_window_and_the_last_alerts(tmp_path: Path) -> None:
         ("alert", 1.0),
     ]
     journal.close()
+
+
+def test_events_are_sealed_at_rest_and_a_changed_one_stops_the_guard(tmp_path: Path) -> None:
+    path = tmp_path / "guard.db"
+    (first,) = _guards(path, 1)
+    assert _read(first, 1, names=("c-1041",))
+    raw = path.read_bytes() + (tmp_path / "guard.db-wal").read_bytes()
+    assert _subject(1)[0].encode() not in raw and b"svc-pl" not in raw
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE guard_journal SET time_s = time_s + 1")  # moved in time
+    (late,) = _guards(path, 1)
+    with pytest.raises(IntegrityError, match="guard journal event 1 was changed"):
+        late.window_count("svc-pl", [])
+    (other,) = _guards(tmp_path / "other.db", 1)
+    other.journal.close()  # type: ignore[union-attr]
+    wrong_key = SQLiteGuardJournal(path, b"x" * 32)
+    with pytest.raises(IntegrityError):
+        wrong_key.read(0)

@@ -8,24 +8,32 @@ metadata database: a decision's short critical section then never waits on, or h
 the log's sequencing or a metadata batch, and no code path can hold both locks.
 
 Events are time-windowed usage (pruned once older than the window) and the last alerts
-and review items; they hold subject commitments and keyed template hashes, never names.
+and review items. They hold subject commitments, keyed template hashes and the numbers of
+numbered ids (a walk is found by the numbers): sealed with AES-256-GCM under a key of the
+deployment, so the file at rest shows neither, and a changed event stops the guard
+(:class:`~sovra.errors.IntegrityError`) instead of changing a budget.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import sqlite3
+import struct
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from sovra.errors import ConfigError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from sovra.errors import ConfigError, IntegrityError
 
 __all__ = ["SQLiteGuardJournal"]
 
 JournalEvent = tuple[int, str, float, str]  # as sovra.policy.JournalEvent
 _BUSY_TIMEOUT_MS = 30_000
-_SCHEMA = """CREATE TABLE IF NOT EXISTS guard_events (
+_SCHEMA = """CREATE TABLE IF NOT EXISTS guard_journal (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
     time_s REAL NOT NULL,
@@ -33,52 +41,87 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS guard_events (
 ) STRICT"""
 
 
+class _Sealer:
+    """Seals each event's fields, bound to its kind and time."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def seal(self, kind: str, time_s: float, data: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, data.encode(), _bound(kind, time_s))
+        return base64.b64encode(nonce + sealed).decode()
+
+    def open(self, seq: int, kind: str, time_s: float, stored: str) -> str:
+        try:
+            raw = base64.b64decode(stored, validate=True)
+            return self._aead.decrypt(raw[:12], raw[12:], _bound(kind, time_s)).decode()
+        except (ValueError, InvalidTag):
+            raise IntegrityError(
+                f"guard journal event {seq} was changed or is not this deployment's: the "
+                "bulk budgets cannot be trusted; restore guard.db or remove it (the "
+                "windows then start empty)"
+            ) from None
+
+
+def _bound(kind: str, time_s: float) -> bytes:
+    return kind.encode() + struct.pack(">d", time_s)
+
+
 class _Session:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, sealer: _Sealer | None) -> None:
         self._conn = conn
+        self._sealer = sealer
 
     def read(self, after: int) -> list[JournalEvent]:
-        return _read(self._conn, after)
+        return _read(self._conn, after, self._sealer)
 
     def append(self, events: Sequence[tuple[str, float, str]]) -> int:
+        sealer = self._sealer
+        if sealer is not None:
+            events = [(k, t, sealer.seal(k, t, d)) for k, t, d in events]
         self._conn.executemany(
-            "INSERT INTO guard_events (kind, time_s, data) VALUES (?, ?, ?)", events
+            "INSERT INTO guard_journal (kind, time_s, data) VALUES (?, ?, ?)", events
         )
-        row = self._conn.execute("SELECT max(seq) FROM guard_events").fetchone()
+        row = self._conn.execute("SELECT max(seq) FROM guard_journal").fetchone()
         return int(row[0])
 
     def prune(self, before_s: float, keep: Mapping[str, int]) -> None:
         kinds = sorted(keep)
         marks = ",".join("?" * len(kinds))
         self._conn.execute(
-            f"DELETE FROM guard_events WHERE time_s < ? AND kind NOT IN ({marks})",  # noqa: S608
+            f"DELETE FROM guard_journal WHERE time_s < ? AND kind NOT IN ({marks})",  # noqa: S608
             (before_s, *kinds),
         )
         for kind, count in keep.items():
             self._conn.execute(
-                "DELETE FROM guard_events WHERE kind = ? AND seq <= (SELECT seq FROM "
-                "guard_events WHERE kind = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                "DELETE FROM guard_journal WHERE kind = ? AND seq <= (SELECT seq FROM "
+                "guard_journal WHERE kind = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
                 (kind, kind, count),
             )
 
 
-def _read(conn: sqlite3.Connection, after: int) -> list[JournalEvent]:
+def _read(conn: sqlite3.Connection, after: int, sealer: _Sealer | None) -> list[JournalEvent]:
     rows = conn.execute(
-        "SELECT seq, kind, time_s, data FROM guard_events WHERE seq > ? ORDER BY seq", (after,)
+        "SELECT seq, kind, time_s, data FROM guard_journal WHERE seq > ? ORDER BY seq", (after,)
     ).fetchall()
-    return [(int(q), str(k), float(t), str(d)) for q, k, t, d in rows]
+    if sealer is None:
+        return [(int(q), str(k), float(t), str(d)) for q, k, t, d in rows]
+    return [(int(q), str(k), float(t), sealer.open(q, k, t, d)) for q, k, t, d in rows]
 
 
 class SQLiteGuardJournal:
     """A :class:`~sovra.policy.GuardJournal` in one SQLite file (WAL), shared by processes."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        """Open (creating, mode 0600) the journal at *path*.
+    def __init__(self, path: str | os.PathLike[str], key: bytes | None = None) -> None:
+        """Open (creating, mode 0600) the journal at *path*; with a 32-byte *key*, every
+        event's fields are sealed under it.
 
         Raises:
             ConfigError: the file cannot be created or is not this journal.
         """
         self._path = str(path)
+        self._sealer = None if key is None else _Sealer(key)
         self._lock = threading.Lock()
         try:
             os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -90,6 +133,8 @@ class SQLiteGuardJournal:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             self._conn.execute(_SCHEMA)
+            # The first journal's table held its events unsealed: not read, not kept.
+            self._conn.execute("DROP TABLE IF EXISTS guard_events")
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise ConfigError(f"the guard journal {self._path} is unusable: {exc}") from exc
@@ -106,7 +151,7 @@ class SQLiteGuardJournal:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    yield _Session(conn)
+                    yield _Session(conn, self._sealer)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -123,7 +168,7 @@ class SQLiteGuardJournal:
         """
         with self._lock:
             try:
-                return _read(self._conn, after)
+                return _read(self._conn, after, self._sealer)
             except sqlite3.OperationalError as exc:
                 raise ConfigError(f"the guard journal {self._path} failed: {exc}") from exc
 
