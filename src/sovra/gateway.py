@@ -588,11 +588,15 @@ class Gateway:
         its own, in order, and log all the decisions, allow and deny, in one batch."""
         naming = [a for a in accesses if a.named]
         found: dict[str, RecordMeta] = {}
-        for got in _each(self._load_named, naming):
-            if not isinstance(got, SovraError):
+        for a, got in zip(naming, _each(self._load_named, naming), strict=True):
+            if isinstance(got, SovraError):
+                a.error = got  # a row that no longer parses, say: this request's error
+            else:
                 found.update(got)
         deciding = []
         for a in accesses:
+            if a.error is not None:
+                continue
             try:
                 a.metas = self._targets(a.principal, a.request, a.action, found)
                 if any(m.header.content_type == CLIENT_SEALED_CONTENT_TYPE for m in a.metas):

@@ -328,3 +328,27 @@ def test_a_receipted_rows_commit_is_synced_by_the_log_append_after_it(
     assert insert < rows_commit < log_commit < update
     assert ("log", "PRAGMA synchronous=NORMAL") not in events[rows_commit:log_commit]
     assert ("rows", "PRAGMA synchronous=FULL") not in events  # no second sync for the rows
+
+
+def test_a_row_that_no_longer_parses_fails_its_own_request_only(
+    dep: Deployment, principals: dict[str, object], root: Path
+) -> None:
+    import sqlite3
+
+    from sovra.errors import IntegrityError
+
+    svc = principals["svc-pl"]
+    ids = _three(dep, svc)
+    conn = sqlite3.connect(root / "sovra.db")
+    with conn:
+        conn.execute("UPDATE records SET findings = 'not json' WHERE record_id = ?", (ids[1],))
+    conn.close()
+    results = dep.gateway.access_many(
+        svc,  # type: ignore[arg-type]
+        [AccessRequest("customer-support", record_ids=[rid]) for rid in ids],
+    )
+    assert isinstance(results[1], IntegrityError) and ids[1] in str(results[1])
+    assert [r.records for r in (results[0], results[2]) if isinstance(r, AccessResult)] == [
+        {ids[0]: "text 0"},
+        {ids[2]: "text 2"},
+    ]
