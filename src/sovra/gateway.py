@@ -594,28 +594,31 @@ class Gateway:
             else:
                 found.update(got)
         deciding = []
-        for a in accesses:
-            if a.error is not None:
-                continue
-            try:
-                a.metas = self._targets(a.principal, a.request, a.action, found)
-                if any(m.header.content_type == CLIENT_SEALED_CONTENT_TYPE for m in a.metas):
-                    raise BadRequest(
-                        "client-sealed records open only on the client: use sealed access"
+        # One session of the bulk guard for the batch: one transaction of its journal,
+        # however many requests, each still decided against the usage before it.
+        with self.decisions.batch():
+            for a in accesses:
+                if a.error is not None:
+                    continue
+                try:
+                    a.metas = self._targets(a.principal, a.request, a.action, found)
+                    if any(m.header.content_type == CLIENT_SEALED_CONTENT_TYPE for m in a.metas):
+                        raise BadRequest(
+                            "client-sealed records open only on the client: use sealed access"
+                        )
+                    a.decision = self._decision(
+                        a.principal,
+                        a.request.purpose,
+                        a.metas,
+                        a.request.grant,
+                        a.code,
+                        action=a.action,
+                        names=_names(a.request.subjects),
                     )
-                a.decision = self._decision(
-                    a.principal,
-                    a.request.purpose,
-                    a.metas,
-                    a.request.grant,
-                    a.code,
-                    action=a.action,
-                    names=_names(a.request.subjects),
-                )
-            except SovraError as exc:
-                a.error = exc
-            else:
-                deciding.append(a)
+                except SovraError as exc:
+                    a.error = exc
+                else:
+                    deciding.append(a)
         entries = [a.decision_item(self._decision_entry) for a in deciding]
         _settle(deciding, self.log.append_each(entries), _Access.decided)
 

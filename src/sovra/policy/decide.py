@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,6 +238,12 @@ class DecisionPoint:
         return [r for r in items if queue is None or r.queue == queue]
 
     # -- deciding --------------------------------------------------------------------------
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Decide several requests in one session of the bulk guard (with a journal shared
+        by worker processes, one transaction of it): each request is still assessed
+        against the usage of every one before it, and no other worker decides meanwhile."""
+        return self.guard.session()
 
     def decide(
         self,
