@@ -243,17 +243,7 @@ def access_dissected(dep: Deployment, stages: Stages, record_id: str) -> None:
     metas = stages.time(
         "metadata read (SQLite)", lambda: [gw.store.get_record(r) for r in parsed.record_ids]
     )
-    facts = [
-        RecordFacts(
-            m.header.record_id,
-            m.header.subject,
-            m.header.jurisdiction,
-            frozenset(k for k, n in m.findings.items() if n),
-            m.header.region,
-            m.created_ms / 1000,
-        )
-        for m in metas
-    ]
+    facts = [RecordFacts.of(m) for m in metas]
     decision = stages.time(
         "policy decision",
         lambda: gw.decisions.decide(principal, PURPOSE, facts, GrantFacts.none()),

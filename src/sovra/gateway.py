@@ -669,10 +669,9 @@ class Gateway:
 
     def _open_all(self, accesses: Sequence[_Access]) -> None:
         """Every request's blobs read (one read per region) and opened with its keys."""
-        by_region: dict[str, list[tuple[_Access, RecordMeta]]] = {}
-        for a in accesses:
-            for m in a.metas:
-                by_region.setdefault(m.header.region, []).append((a, m))
+        by_region = _grouped(
+            [(a, m) for a in accesses for m in a.metas], lambda item: item[1].header.region
+        )
         held: dict[str, bytes] = {}
         for region, wanted in by_region.items():
             groups = list(_grouped(wanted, lambda item: id(item[0])).values())
@@ -761,17 +760,7 @@ class Gateway:
         *names* are the subject ids the request named, if it named subjects: the bulk
         guard looks for a walk through them (otherwise through the record ids).
         """
-        facts = [
-            RecordFacts(
-                m.header.record_id,
-                m.header.subject,
-                m.header.jurisdiction,
-                frozenset(k for k, n in m.findings.items() if n),
-                m.header.region,
-                m.created_ms / 1000,
-            )
-            for m in metas
-        ]
+        facts = [RecordFacts.of(m) for m in metas]
         decision = self.decisions.decide(
             principal,
             purpose,
@@ -1117,10 +1106,7 @@ def _names(subjects: Sequence[tuple[str, str]]) -> list[str]:
 
 def _by_jurisdiction(metas: Sequence[RecordMeta]) -> dict[str, list[RecordMeta]]:
     """Records grouped by home jurisdiction, in order: one custodian call per group."""
-    groups: dict[str, list[RecordMeta]] = {}
-    for m in metas:
-        groups.setdefault(m.header.jurisdiction, []).append(m)
-    return groups
+    return _grouped(metas, lambda m: m.header.jurisdiction)
 
 
 _A = TypeVar("_A")

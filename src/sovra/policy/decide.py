@@ -27,7 +27,7 @@ from typing import Any
 
 import cedarpy
 
-from sovra.model import Decision, Principal, Role
+from sovra.model import Decision, Principal, RecordMeta, Role
 from sovra.policy.bulk import BulkGuard, BulkLimits
 from sovra.policy.grants import GrantFacts
 from sovra.policy.justification import Justification, default_justification
@@ -103,6 +103,19 @@ class RecordFacts:
     kinds: frozenset[str] = frozenset()
     region: str = ""
     created_s: float | None = None
+
+    @classmethod
+    def of(cls, meta: RecordMeta) -> RecordFacts:
+        """The facts of a stored record: its header, the kinds found in it, when stored."""
+        header = meta.header
+        return cls(
+            header.record_id,
+            header.subject,
+            header.jurisdiction,
+            frozenset(k for k, n in meta.findings.items() if n),
+            header.region,
+            meta.created_ms / 1000,
+        )
 
 
 @dataclass(frozen=True, slots=True)
