@@ -35,7 +35,7 @@ from typing import Any, Literal
 from sovra.errors import BadRequest, NotFound, SovraError
 from sovra.ledger import TransparencyLog
 from sovra.model import LogEntry, RecordMeta
-from sovra.store import PENDING, BlobStore, MetadataStore
+from sovra.store import PENDING, BlobStore, RecordStore
 
 __all__ = [
     "DEFAULT_GRACE_MS",
@@ -167,7 +167,7 @@ def _find_ingest(log: TransparencyLog, meta: RecordMeta) -> int | None:
 
 
 def _settle_unlogged(
-    store: MetadataStore,
+    store: RecordStore,
     log: TransparencyLog,
     report: CheckReport,
     metas: Iterable[RecordMeta],
@@ -233,7 +233,7 @@ def _settle_unlogged(
 
 
 def recover(
-    store: MetadataStore,
+    store: RecordStore,
     log: TransparencyLog,
     *,
     now_ms: int,
@@ -273,7 +273,7 @@ def recover(
     return _confirm(store, report)
 
 
-def _check_logged_row(store: MetadataStore, report: CheckReport, index: int, rid: str) -> None:
+def _check_logged_row(store: RecordStore, report: CheckReport, index: int, rid: str) -> None:
     """A logged ingest must have its row, visible, at its index."""
     try:
         found = store.record_log_index(rid)
@@ -285,7 +285,7 @@ def _check_logged_row(store: MetadataStore, report: CheckReport, index: int, rid
 
 
 def check(
-    store: MetadataStore,
+    store: RecordStore,
     log: TransparencyLog,
     blobs: Mapping[str, BlobStore],
     *,
@@ -356,7 +356,7 @@ def _scan_log(
 
 
 def _scan_rows(
-    store: MetadataStore,
+    store: RecordStore,
     size: int,
     logged: Mapping[str, _Logged],
     *,
@@ -394,7 +394,7 @@ def _scan_rows(
 
 
 def _scan_blobs(
-    store: MetadataStore,
+    store: RecordStore,
     blobs: Mapping[str, BlobStore],
     rows: Mapping[str, str],
     logged: Mapping[str, _Logged],
@@ -485,7 +485,7 @@ def _check_visible(
         )
 
 
-def _confirm(store: MetadataStore, report: CheckReport) -> CheckReport:
+def _confirm(store: RecordStore, report: CheckReport) -> CheckReport:
     """Drop findings a writer at work explains: rows that became visible meanwhile.
 
     A check beside a running gateway can read an entry before its writer sets the row's
@@ -502,7 +502,7 @@ def _confirm(store: MetadataStore, report: CheckReport) -> CheckReport:
     return report
 
 
-def _visible(store: MetadataStore, record_id: str) -> bool:
+def _visible(store: RecordStore, record_id: str) -> bool:
     try:
         found = store.record_log_index(record_id)
     except BadRequest:

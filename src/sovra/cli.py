@@ -202,8 +202,19 @@ def init(
             "'in-process': every key beside the gateway, for tests and embedding",
         ),
     ] = "separate",
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="a postgresql:// URL: keep the metadata, the log and the bulk guard's "
+            "journal in that database (empty, one per deployment) instead of sovra.db; "
+            "put the password in ~/.pgpass or PGPASSWORD, not the URL (sovra.toml keeps it)",
+        ),
+    ] = None,
 ) -> None:
-    """Create a deployment: SQLite, blob folder, custodian and authority keys, sovra.toml."""
+    """Create a deployment: SQLite, blob folder, custodian and authority keys, sovra.toml.
+
+    With --database, PostgreSQL holds what sovra.db would (and the bulk guard's journal).
+    """
     from rich.markup import escape
 
     from sovra.deployment import Deployment
@@ -217,6 +228,7 @@ def init(
         jurisdictions=codes,
         origin=origin,
         custodians="separate" if custodians == "separate" else "in-process",
+        database=database,
     )
     for note in notes:
         warn(note)

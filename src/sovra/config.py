@@ -6,6 +6,7 @@ silently weaken it), and every value is checked when the file is read.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -258,8 +259,11 @@ _DEFAULT_PURPOSE_RULES = {
 }
 
 
-def render_default_config(origin: str, jurisdictions: list[str]) -> str:
-    """The commented ``sovra.toml`` that ``sovra init`` writes."""
+def render_default_config(
+    origin: str, jurisdictions: list[str], *, database: str | None = None
+) -> str:
+    """The commented ``sovra.toml`` that ``sovra init`` writes (with *database*, a
+    PostgreSQL URL, in place of the SQLite file)."""
     lines = [
         "# sovra deployment configuration. Edit and restart `sovra serve` to apply.",
         "",
@@ -267,8 +271,10 @@ def render_default_config(origin: str, jurisdictions: list[str]) -> str:
         "# The transparency log's origin line: names this log in every checkpoint.",
         f'origin = "{origin}"',
         "# Metadata database (SQLite, WAL) and blob folder, relative to this file.",
-        "# A postgresql:// URL also works for the database.",
-        'database = "sovra.db"',
+        "# A postgresql:// URL also works for the database: the metadata, the log and the",
+        "# bulk guard's journal then live there, shared by every replica. Keep its password",
+        "# out of this file (libpq reads ~/.pgpass and PGPASSWORD).",
+        f"database = {json.dumps(database or 'sovra.db')}",
         'blobs = "blobs"',
         "",
         "[limits]",

@@ -6,6 +6,8 @@ Layout of a deployment directory (``sovra init``; :mod:`sovra.custody` says who 
     sovra.db                   SQLite (WAL): records' metadata, grants, nonces, the log
     guard.db                   SQLite (WAL): the bulk guard's journal (usage within the
                                window, alerts, the review queue), shared by the workers
+                               (``sovra init --database postgresql://...`` keeps both in
+                               that database instead, shared by every replica)
     blobs/<region>/...         ciphertext only, one folder per storage region
     keys/log.key               the log's Ed25519 signing key (0600)
     keys/commitment.secret     HMAC key for subject commitments (0600)
@@ -61,8 +63,11 @@ from sovra.policy import BulkGuard, BulkLimits, DecisionPoint, default_pack
 from sovra.store import (
     FilesystemBlobStore,
     MetadataStore,
-    SQLiteGuardJournal,
+    RecordStore,
+    is_postgres_url,
+    open_guard_journal,
     open_metadata_store,
+    seal_key,
 )
 
 __all__ = ["CustodianMode", "Deployment", "become_gateway", "default_principals", "run_as_gateway"]
@@ -114,8 +119,14 @@ class Deployment:
         jurisdictions: Sequence[str] = tuple(DEFAULT_JURISDICTIONS),
         origin: str | None = None,
         custodians: CustodianMode = "separate",
+        database: str | None = None,
     ) -> list[str]:
         """Create a new deployment in *root* (which must not hold one already).
+
+        With a PostgreSQL *database* URL the metadata, principals, grants, nonces, the
+        log and the bulk guard's journal live in that database (which must hold no
+        deployment yet) and every replica over it serves the same deployment; by default
+        they are SQLite files in *root*.
 
         With *custodians* ``"separate"`` (the default) each custodian runs as its own
         process and keeps its keys in a folder of its own (:mod:`sovra.custody`); run as
@@ -127,11 +138,15 @@ class Deployment:
             Notes for the person running it (why the holders share one user, if they do).
 
         Raises:
-            ConfigError: *root* already holds a deployment, or a system user cannot be made.
+            ConfigError: *root* or *database* already holds a deployment, *database* is
+                not a PostgreSQL URL, or a system user cannot be made.
+            Unavailable: the PostgreSQL server cannot be reached.
             BadRequest: a jurisdiction code is malformed.
         """
         for j in jurisdictions:
             check_jurisdiction(j)
+        if database is not None:
+            _require_empty_database(database)
         if not jurisdictions:
             raise ConfigError("a deployment needs at least one jurisdiction")
         if custodians not in ("separate", "in-process"):
@@ -155,7 +170,9 @@ class Deployment:
             authority = generate_ed25519(custody.authority_key_path(root, j))
             (root / "authorities" / f"{j}.pub").write_text(public_bytes(authority).hex() + "\n")
         origin = origin or f"sovra.local/{os.urandom(4).hex()}"
-        (root / CONFIG_NAME).write_text(render_default_config(origin, list(jurisdictions)))
+        (root / CONFIG_NAME).write_text(
+            render_default_config(origin, list(jurisdictions), database=database)
+        )
         config = Config.load(root / CONFIG_NAME)
         store = open_metadata_store(_database_url(root, config))
         try:
@@ -258,11 +275,10 @@ class Deployment:
             store.close()
             raise
         commitment_secret = read_secret(root / "keys" / "commitment.secret", expected_len=32)
-        # Every worker process of the deployment shares the guard's journal, and hashes
-        # name templates under the same key.
-        journal = SQLiteGuardJournal(
-            root / GUARD_JOURNAL,
-            hashlib.blake2b(commitment_secret, person=b"sovra-guard-seal").digest()[:32],
+        # Every worker process (and replica) of the deployment shares the guard's journal,
+        # and hashes name templates under the same key.
+        journal = open_guard_journal(
+            config.database, root / GUARD_JOURNAL, seal_key(commitment_secret)
         )
         guard = BulkGuard(
             BulkLimits(config.request_subject_limit, config.window_subject_limit, config.window_s),
@@ -285,7 +301,7 @@ class Deployment:
             commitment_secret=commitment_secret,
             clock=clock,
             # SQLite: the metadata and the log are one file, whose appends sync the WAL.
-            rows_synced_by_log=not config.database.startswith("postgresql://"),
+            rows_synced_by_log=not is_postgres_url(config.database),
         )
         governance = Governance(
             config=config,
@@ -315,9 +331,7 @@ class Deployment:
         processes :meth:`open` started)."""
         self.store.close()
         self.gateway.log.close()
-        journal = self.gateway.decisions.guard.journal
-        if isinstance(journal, SQLiteGuardJournal):
-            journal.close()
+        _close_all([self.gateway.decisions.guard.journal])
         _close_all(self.gateway.custodians.values())
         _close_all(self.gateway.blobs.values())
         if self.processes is not None:
@@ -504,10 +518,11 @@ def _give_to_users(root: Path, config: Config, jurisdictions: Sequence[str]) -> 
         _chown_tree(root / "authorities" / j, custody.ensure_user(custody.authority_user(j)))
     for part in ("keys", config.blobs):
         _chown_tree(root / part, gateway)
-    database = _sqlite_path(root, config)
-    for path in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
-        if path.exists():
-            os.chown(path, *gateway, follow_symlinks=False)
+    files = [] if is_postgres_url(config.database) else [_sqlite_path(root, config)]
+    for database in files:
+        for path in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
+            if path.exists():
+                os.chown(path, *gateway, follow_symlinks=False)
     os.chown(root, *gateway, follow_symlinks=False)
     # The holders walk through to their folders; nobody but the gateway lists it.
     os.chmod(root, 0o711)  # noqa: S103
@@ -518,7 +533,39 @@ def _chown_tree(top: Path, owner: tuple[int, int]) -> None:
         os.chown(path, *owner, follow_symlinks=False)
 
 
-def _require_subject_keys(store: MetadataStore, custodians: dict[str, Custodian]) -> None:
+def _require_empty_database(database: str) -> None:
+    """Refuse a ``--database`` that is not PostgreSQL or already holds a deployment (its
+    principals or its log), before anything of the new deployment is written.
+
+    Raises:
+        ConfigError: not a PostgreSQL URL, or a deployment is there already.
+        Unavailable: the server cannot be reached.
+    """
+    if not is_postgres_url(database):
+        raise ConfigError(
+            "--database takes a postgresql:// URL (without it, the deployment keeps "
+            "its metadata in sovra.db beside sovra.toml)"
+        )
+    from sovra.ledger.postgres import PostgresLogStorage
+
+    store = open_metadata_store(database)
+    try:
+        held = bool(store.list_principals()) or store.count_records() > 0
+    finally:
+        store.close()
+    log = PostgresLogStorage(database)
+    try:
+        held = held or log.size() > 0
+    finally:
+        log.close()
+    if held:
+        raise ConfigError(
+            "the database already holds a deployment (principals, records or log "
+            "entries): give each deployment a database (or a schema) of its own"
+        )
+
+
+def _require_subject_keys(store: RecordStore, custodians: dict[str, Custodian]) -> None:
     """Refuse to start when a custodian holds no subject key while records of its
     jurisdiction exist: its store was lost or replaced, and every such record is unreadable.
 
@@ -538,7 +585,7 @@ def _require_subject_keys(store: MetadataStore, custodians: dict[str, Custodian]
             )
 
 
-def _require_small_blobs(store: MetadataStore, blobs: Mapping[str, FilesystemBlobStore]) -> None:
+def _require_small_blobs(store: RecordStore, blobs: Mapping[str, FilesystemBlobStore]) -> None:
     """Refuse to start when a region's small-blob file is empty while a record of that
     region has its blob nowhere: the file was lost or replaced by an empty one.
 
@@ -589,14 +636,14 @@ def _authority_public(root: Path, jurisdiction: str) -> Ed25519PublicKey:
 
 
 def _database_url(root: Path, config: Config) -> str:
-    if config.database.startswith("postgresql://"):
+    if is_postgres_url(config.database):
         return config.database
     return str(_sqlite_path(root, config))
 
 
 def _open_log_storage(root: Path, config: Config) -> LogStorage:
     """The log beside the metadata: PostgreSQL when configured, else the SQLite file."""
-    if config.database.startswith("postgresql://"):
+    if is_postgres_url(config.database):
         from sovra.ledger.postgres import PostgresLogStorage
 
         return PostgresLogStorage(config.database)
@@ -604,9 +651,5 @@ def _open_log_storage(root: Path, config: Config) -> LogStorage:
 
 
 def _sqlite_path(root: Path, config: Config) -> Path:
-    if config.database.startswith("postgresql://"):
-        raise ConfigError(
-            "the transparency log is stored in SQLite in this version; "
-            "set [deployment] database to a file path"
-        )
+    """The SQLite file of a deployment whose database is not PostgreSQL."""
     return root / config.database

@@ -14,7 +14,8 @@ exit code and message in ``cli``)::
     ├── IntegrityError              stored bytes or a proof failed authentication (500)
     │   └── VerificationError       a proof, checkpoint or signature does not verify
     ├── ConfigError                 the deployment on disk is missing or inconsistent (500)
-    └── Unavailable                 the gateway cannot be reached or is not a gateway (503)
+    └── Unavailable                 the gateway, or a database behind it, cannot be reached
+                                    right now (503, with Retry-After when it knows when)
 
 Decryption and unwrapping raise one opaque :class:`IntegrityError` whatever went wrong,
 so no oracle leaks; details go to the server log only.
@@ -132,7 +133,18 @@ class ConfigError(SovraError):
 
 
 class Unavailable(SovraError):
-    """A client could not reach a gateway, or what answered is not one; retrying may help."""
+    """A client could not reach a gateway, or what answered is not one, or the gateway
+    could not reach a database it stores in; retrying may help.
+
+    Attributes:
+        retry_after_s: when to retry, if known (the HTTP edge sends it as Retry-After).
+    """
 
     status = 503
     code = "unavailable"
+
+    def __init__(
+        self, message: str, *, log_index: int | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, log_index=log_index)
+        self.retry_after_s = retry_after_s

@@ -8,12 +8,13 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from store_backends import Backend
 
 from sovra.errors import (
     BadRequest,
@@ -22,9 +23,18 @@ from sovra.errors import (
     NotFound,
     PayloadTooLarge,
     Unauthenticated,
+    Unavailable,
 )
 from sovra.model import Principal, RecordHeader, RecordMeta, Role, WrappedKey
-from sovra.store import MetadataStore, SQLiteMetadataStore, open_metadata_store
+from sovra.store import (
+    GrantStore,
+    MetadataStore,
+    NonceStore,
+    PrincipalStore,
+    RecordStore,
+    SQLiteMetadataStore,
+    open_metadata_store,
+)
 from sovra.store._sql import MAX_GRANT_BYTES, MAX_WRAPPED_KEY_BYTES
 from sovra.store.postgres import PostgresMetadataStore
 
@@ -64,57 +74,22 @@ def make_principal(pid: str = "svc-1", *, role: Role = Role.SERVICE, key: int = 
     return Principal(id=pid, jurisdiction="VN", role=role, public_key=bytes([key]) * 32)
 
 
-class Backend:
-    """Opens stores at one location and reads its tables directly, behind the store's back."""
-
-    def __init__(self, kind: str, location: str) -> None:
-        self.kind = kind
-        self.location = location
-        self.opened: list[MetadataStore] = []
-
-    def open(self) -> MetadataStore:
-        store: MetadataStore
-        if self.kind == "sqlite":
-            store = SQLiteMetadataStore(self.location)
-        else:
-            store = PostgresMetadataStore(self.location)
-        self.opened.append(store)
-        return store
-
-    def sql(self, statement: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        if self.kind == "sqlite":
-            conn = sqlite3.connect(self.location)
-            try:
-                with conn:
-                    return conn.execute(statement, params).fetchall()
-            finally:
-                conn.close()
-        with psycopg.connect(self.location, autocommit=True) as pg:
-            cur = pg.execute(statement.replace("?", "%s"), params or None)
-            return cur.fetchall() if cur.description else []
-
-    def count(self, table: str) -> int:
-        return int(self.sql(f"SELECT COUNT(*) FROM {table}")[0][0])
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "sqlite":
-        b = Backend("sqlite", str(tmp_path / "meta.db"))
-    else:
-        b = Backend("postgres", request.getfixturevalue("pg_dsn"))
-    yield b
-    for s in b.opened:
-        s.close()
-
-
 @pytest.fixture
 def store(backend: Backend) -> MetadataStore:
     return backend.open()
 
 
-def test_is_a_metadata_store(store: MetadataStore) -> None:
+def test_is_a_metadata_store_made_of_the_small_protocols(store: MetadataStore) -> None:
     assert isinstance(store, MetadataStore)
+    for part in (RecordStore, GrantStore, PrincipalStore, NonceStore):
+        assert isinstance(store, part)
+        assert issubclass(MetadataStore, part)
+    # Each concern is its own: no method is in two of them.
+    names = [
+        {n for n in vars(p) if not n.startswith("_")}
+        for p in (RecordStore, GrantStore, PrincipalStore, NonceStore)
+    ]
+    assert sum(len(n) for n in names) == len(set().union(*names))
 
 
 # -- records -------------------------------------------------------------------------
@@ -667,11 +642,13 @@ def test_reopen_keeps_everything(backend: Backend) -> None:
     assert second.count_records() == 1
 
 
-def test_other_schema_version_refused(backend: Backend) -> None:
-    backend.open().close()
+def test_newer_schema_version_refused_and_left_as_it_is(backend: Backend) -> None:
+    backend.open().put_record(make_meta())
     backend.sql("UPDATE schema_versions SET version = 99 WHERE component = 'metadata'")
-    with pytest.raises(ConfigError, match="version is 99"):
+    with pytest.raises(ConfigError, match="version 99, newer than the version 2 this sovra"):
         backend.open()
+    assert backend.sql("SELECT version FROM schema_versions") == [(99,)]
+    assert backend.count("records") == 1
 
 
 def test_factory_opens_the_same_store(backend: Backend) -> None:
@@ -731,7 +708,7 @@ def test_sqlite_in_memory_works() -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_dropped_connection_fails_once_then_reconnects(pg_dsn: str) -> None:
+def test_postgres_dropped_connections_fail_once_then_reconnect(pg_dsn: str) -> None:
     with PostgresMetadataStore(pg_dsn) as store:
         store.put_record(make_meta())
         with psycopg.connect(pg_dsn, autocommit=True) as admin:
@@ -739,14 +716,17 @@ def test_postgres_dropped_connection_fails_once_then_reconnects(pg_dsn: str) -> 
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-        with pytest.raises(ConfigError, match="PostgreSQL metadata store failed"):
+        with pytest.raises(Unavailable, match="PostgreSQL metadata store unavailable") as info:
             store.count_records()
+        assert info.value.status == 503
+        assert info.value.retry_after_s is not None
         assert store.get_record("rec-1") == make_meta()
 
 
-def test_postgres_unreachable_is_config_error() -> None:
-    with pytest.raises(ConfigError, match="cannot connect to PostgreSQL"):
-        PostgresMetadataStore("postgresql://postgres@127.0.0.1:1/none", connect_timeout_s=2)
+def test_postgres_unreachable_is_unavailable() -> None:
+    with pytest.raises(Unavailable, match="cannot connect to PostgreSQL") as info:
+        PostgresMetadataStore("postgresql://postgres:hunter2@127.0.0.1:1/none", connect_timeout_s=2)
+    assert "hunter2" not in info.value.message
 
 
 @pytest.mark.parametrize(

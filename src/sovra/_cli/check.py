@@ -89,13 +89,15 @@ def _subject_keys(dep: Deployment) -> tuple[SubjectKeys | None, list[sqlite3.Con
     import sqlite3
 
     from sovra.custody import custodian_key_path
-    from sovra.keys.subjects import subjects_path
+    from sovra.keys.subjects import subjects_database_path, subjects_path
 
     opened: dict[str, sqlite3.Connection] = {}
     for j in dep.config.jurisdictions:
         path = subjects_path(custodian_key_path(dep.root, j))
         if (dep.root / "custodians" / f"{j}.url").exists():
             break
+        if subjects_database_path(custodian_key_path(dep.root, j)).exists():
+            break  # its keys are in its own database, which this user must not read
         try:
             conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10)
             conn.execute("SELECT 1 FROM subject_keys LIMIT 1").fetchall()

@@ -36,6 +36,7 @@ from typing import Annotated
 import typer
 
 from sovra._cli.common import out, print_json
+from sovra.store import is_postgres_url
 from sovra.store.blobs import SMALL_BLOBS_NAME
 
 __all__ = ["Finding", "doctor", "examine"]
@@ -139,7 +140,7 @@ def examine(root: Path) -> list[Finding]:
     for name in ("log.key", "commitment.secret"):
         ex.entry(root / "keys" / name, secret=True, owner=gateway)
     ex.entry(root / "keys", folder=True, secret=True, owner=gateway)
-    if not config.database.startswith("postgresql://"):
+    if not is_postgres_url(config.database):
         ex.entry(root / config.database, secret=True, owner=gateway)
     _blobs(ex, root / config.blobs)
     _small_blobs_lost(ex, root / config.blobs, config.database)
@@ -244,7 +245,7 @@ def _subject_keys(store: Path) -> int | None:
 
 def _jurisdictions_with_records(root: Path, database: str) -> set[str]:
     """Jurisdictions of the records in the SQLite metadata store (empty if unreadable)."""
-    if database.startswith("postgresql://") or not (root / database).is_file():
+    if is_postgres_url(database) or not (root / database).is_file():
         return set()
     try:
         db = sqlite3.connect(f"file:{root / database}?mode=ro", uri=True)
@@ -307,7 +308,7 @@ def _small_blob_file(ex: _Examination, path: Path) -> None:
 def _small_blobs_lost(ex: _Examination, folder: Path, database: str) -> None:
     """A region's small-blob file missing or empty while a record of the region has no
     blob file: that record's blob was in it, and is lost."""
-    if database.startswith("postgresql://") or not (ex.root / database).is_file():
+    if is_postgres_url(database) or not (ex.root / database).is_file():
         return
     try:
         db = sqlite3.connect(f"file:{ex.root / database}?mode=ro", uri=True)

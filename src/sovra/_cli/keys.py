@@ -184,7 +184,7 @@ def _unlock(passphrase_env: str | None, key_file: Path | None) -> Unlock | None:
 
 
 def _custodian(
-    deployment: Path, jurisdiction: str, unlock: Unlock | None
+    deployment: Path, jurisdiction: str, unlock: Unlock | None, database: str | None = None
 ) -> tuple[LocalCustodian, Path]:
     from sovra.custody import custodian_key_path
     from sovra.keys import LocalCustodian, load_ed25519
@@ -193,7 +193,7 @@ def _custodian(
     code = check_jurisdiction(jurisdiction)
     log_public = load_ed25519(deployment / "keys" / "log.key").public_key()
     path = custodian_key_path(deployment, code)
-    return LocalCustodian.open(path, code, log_public, unlock=unlock), path
+    return LocalCustodian.open(path, code, log_public, unlock=unlock, database=database), path
 
 
 @keys_app.command("transport-key")
@@ -256,6 +256,14 @@ def custodian_serve(
             "(how `sovra serve` starts its custodians)",
         ),
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="a postgresql:// URL of the custodian's own database for its subject keys "
+            "[default: the one custodians/<J>/<J>.database names, else the SQLite store]; "
+            "use a role and database of the custodian's alone, which the gateway cannot read",
+        ),
+    ] = None,
 ) -> None:
     """Serve one jurisdiction's custodian over HTTP (XKS-shaped API under /kms/xks/v1)."""
     import os
@@ -269,7 +277,9 @@ def custodian_serve(
     if listen_fd is not None:
         _serve_handed_over(deployment, jurisdiction, listen_fd, _unlock(passphrase_env, key_file))
         return
-    custodian, path = _custodian(deployment, jurisdiction, _unlock(passphrase_env, key_file))
+    custodian, path = _custodian(
+        deployment, jurisdiction, _unlock(passphrase_env, key_file), database
+    )
     token_path = path.with_suffix(".token")
     try:
         token = read_secret(token_path, expected_len=32)

@@ -72,9 +72,12 @@ from sovra.keys import _aead, transport, values
 from sovra.keys.files import StrPath, no_duplicate_fields, read_secret, write_secret
 from sovra.keys.sealing import Sealer, Unlock, is_sealed, new_sealer, seal_key_file, unseal_key_file
 from sovra.keys.subjects import (
+    SubjectKeys,
     SubjectKeyStore,
     SubjectShredded,
+    open_subject_keys,
     require_subject_store,
+    subjects_database_path,
     subjects_path,
 )
 from sovra.model import (
@@ -1351,8 +1354,10 @@ class LocalCustodian(BaseCustodian):
         journal_size: int = DEFAULT_JOURNAL_SIZE,
         unlock: Unlock | None = None,
         sealer: Sealer | None = None,
+        subjects: SubjectKeys | None = None,
     ) -> None:
-        """Wrap already-loaded KEKs; prefer :meth:`create` and :meth:`open`.
+        """Wrap already-loaded KEKs; prefer :meth:`create` and :meth:`open`. The subject
+        keys are in *subjects*, by default the SQLite store beside the key file.
 
         Raises:
             BadRequest: *jurisdiction* is not a two-letter code.
@@ -1377,7 +1382,7 @@ class LocalCustodian(BaseCustodian):
         # One lock orders subject-key creation, rewraps, shreds and KEK changes, so a
         # KEK version is never destroyed while a subject key sealed under it is in use.
         self._lock = threading.RLock()
-        self._subjects = SubjectKeyStore(subjects_path(self._path))
+        self._subjects = subjects or SubjectKeyStore(subjects_path(self._path))
         self._unlock = unlock
         self._sealer = sealer
         self._file_stamp = self._stamp()
@@ -1495,8 +1500,13 @@ class LocalCustodian(BaseCustodian):
         max_authorization_age_ms: int = DEFAULT_MAX_AUTHORIZATION_AGE_MS,
         journal_size: int = DEFAULT_JOURNAL_SIZE,
         unlock: Unlock | None = None,
+        database: str | None = None,
     ) -> LocalCustodian:
         """Load the custodian of *jurisdiction* from its key file.
+
+        Its subject keys are in the PostgreSQL *database* when given, else in the one
+        ``<J>.database`` beside the key file names, else in the SQLite store beside it
+        (:func:`~sovra.keys.subjects.open_subject_keys`).
 
         Args:
             path: the KEK file; its subject-key store is beside it.
@@ -1516,18 +1526,25 @@ class LocalCustodian(BaseCustodian):
         """
         check_jurisdiction(jurisdiction)
         keks, sealer = _load_keks(path, jurisdiction, unlock)
-        require_subject_store(subjects_path(path))
-        return cls(
-            path,
-            jurisdiction,
-            log_key,
-            keks,
-            clock=clock,
-            max_authorization_age_ms=max_authorization_age_ms,
-            journal_size=journal_size,
-            unlock=unlock,
-            sealer=sealer,
-        )
+        if database is None and not subjects_database_path(path).exists():
+            require_subject_store(subjects_path(path))
+        subjects = open_subject_keys(path, jurisdiction, database)
+        try:
+            return cls(
+                path,
+                jurisdiction,
+                log_key,
+                keks,
+                clock=clock,
+                max_authorization_age_ms=max_authorization_age_ms,
+                journal_size=journal_size,
+                unlock=unlock,
+                sealer=sealer,
+                subjects=subjects,
+            )
+        except BaseException:
+            subjects.close()
+            raise
 
     @property
     def current_kek_version(self) -> int:

@@ -14,6 +14,11 @@ store owns. What the file system or the storage device keeps of unlinked or rema
 blocks is beyond any file format; ADR 0008 says so.
 
 The subject column is the subject's keyed commitment, never her identifier.
+
+A custodian service may keep them in PostgreSQL instead
+(:class:`~sovra.keys.subjects_postgres.PostgresSubjectKeyStore`): the URL of its own
+database in ``<J>.database`` beside its KEK file, or ``sovra custodian serve --database``.
+Both stores meet :class:`SubjectKeys`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sovra.errors import BadRequest, ConfigError
 from sovra.keys.files import StrPath
@@ -33,8 +38,12 @@ from sovra.keys.files import StrPath
 __all__ = [
     "SubjectKeyRow",
     "SubjectKeyStore",
+    "SubjectKeys",
     "SubjectShredded",
+    "check_subject",
+    "open_subject_keys",
     "require_subject_store",
+    "subjects_database_path",
     "subjects_path",
 ]
 
@@ -50,6 +59,95 @@ _ROLLBACK_FORMAT = b"\x01\x01"
 _LOOKUP_CHUNK = 500
 SubjectKeyRow = tuple[str, int, bytes]
 """``(subject commitment, KEK version, sealed subject key)``."""
+
+
+class SubjectKeys(Protocol):
+    """A custodian's sealed subject keys and shred tombstones (SQLite or PostgreSQL).
+
+    Implementations MUST be safe to share between threads, MUST make every write all or
+    none and durable when it returns, MUST NOT store a key for a subject with a tombstone
+    (checked in the inserting transaction, against every process), and MUST remove a
+    shredded key from the store's live data before :meth:`shred` returns.
+    """
+
+    def data_version(self) -> int:
+        """A number that changes when another process shreds or rewraps a key."""
+        ...
+
+    def get(self, subject: str) -> SubjectKeyRow | None:
+        """The sealed key of *subject*, or None."""
+        ...
+
+    def lookup(self, subjects: list[str]) -> tuple[dict[str, SubjectKeyRow], dict[str, int]]:
+        """The sealed keys and the shred times of *subjects*."""
+        ...
+
+    def insert_many(
+        self, rows: list[tuple[str, int, bytes]], now_ms: int
+    ) -> dict[str, SubjectKeyRow]:
+        """Store new keys, all or none; the keys other processes stored first."""
+        ...
+
+    def shred(self, subject: str, now_ms: int) -> bool:
+        """Delete *subject*'s key for good and leave a tombstone."""
+        ...
+
+    def counts(self) -> dict[int, int]:
+        """How many subject keys each KEK version seals."""
+        ...
+
+    def shredded_count(self) -> int:
+        """How many subjects have been crypto-shredded."""
+        ...
+
+    def sealed_below(self, kek_version: int, limit: int) -> list[SubjectKeyRow]:
+        """Up to *limit* keys sealed under a version older than *kek_version*."""
+        ...
+
+    def replace(self, rows: list[tuple[str, int, int, bytes]]) -> int:
+        """Swap sealed keys that are still under their old version; how many changed."""
+        ...
+
+    def close(self) -> None:
+        """Release the store."""
+        ...
+
+
+def subjects_database_path(kek_path: StrPath) -> Path:
+    """Where a custodian whose subject keys live in PostgreSQL keeps that database's URL
+    (``<J>.database`` beside its KEK file, in its own folder)."""
+    path = Path(kek_path)
+    return path.with_name(path.stem + ".database")
+
+
+def open_subject_keys(kek_path: StrPath, jurisdiction: str, database: str | None) -> SubjectKeys:
+    """The subject-key store of the custodian whose KEK file is *kek_path*: in the
+    PostgreSQL *database* when given, else the one ``<J>.database`` names, else the SQLite
+    file beside the KEK file.
+
+    Raises:
+        ConfigError: the store cannot be opened (see each store), or ``<J>.database``
+            cannot be read.
+        Unavailable: the PostgreSQL server cannot be reached.
+    """
+    if database is None:
+        named = subjects_database_path(kek_path)
+        try:
+            database = named.read_text().strip() or None
+        except FileNotFoundError:
+            database = None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {named}: {exc.strerror}") from None
+    if database is None:
+        return SubjectKeyStore(subjects_path(kek_path))
+    try:
+        from sovra.keys.subjects_postgres import PostgresSubjectKeyStore
+    except ImportError:
+        raise ConfigError(
+            "subject keys in PostgreSQL need psycopg and psycopg_pool: "
+            "pip install 'sovra[postgres]'"
+        ) from None
+    return PostgresSubjectKeyStore(database, jurisdiction)
 
 
 def subjects_path(kek_path: StrPath) -> Path:
@@ -101,7 +199,12 @@ class SubjectShredded(BadRequest):
         self.shredded_ms = shredded_ms
 
 
-def _check_subject(subject: str) -> str:
+def check_subject(subject: str) -> str:
+    """*subject* if it is a subject commitment (64 lower-case hex digits).
+
+    Raises:
+        BadRequest: it is not.
+    """
     if not _COMMITMENT.fullmatch(subject):
         raise BadRequest("a subject key is named by a 64-hex-digit subject commitment")
     return subject
@@ -190,7 +293,7 @@ class SubjectKeyStore:
         with self._lock:
             row = self._db.execute(
                 "SELECT subject, kek_version, sealed FROM subject_keys WHERE subject = ?",
-                (_check_subject(subject),),
+                (check_subject(subject),),
             ).fetchone()
         return None if row is None else (row[0], row[1], bytes(row[2]))
 
@@ -202,7 +305,7 @@ class SubjectKeyStore:
             time (UNIX ms) of each whose key was destroyed; a subject in neither has none.
         """
         for subject in subjects:
-            _check_subject(subject)
+            check_subject(subject)
         with self._lock:
             keys = {
                 subject: (subject, int(version), bytes(sealed))
@@ -238,7 +341,7 @@ class SubjectKeyStore:
             ConfigError: the write failed (disk full); nothing was stored.
         """
         for subject, _, _ in rows:
-            _check_subject(subject)
+            check_subject(subject)
         subjects = [subject for subject, _, _ in rows]
         try:
             with self._lock:
@@ -284,7 +387,7 @@ class SubjectKeyStore:
         Raises:
             ConfigError: the write failed; the key may still be there, so retry.
         """
-        _check_subject(subject)
+        check_subject(subject)
         try:
             with self._lock:
                 self._db.execute("BEGIN IMMEDIATE")

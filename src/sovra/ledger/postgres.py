@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg.rows import TupleRow
 
-from sovra.errors import BadRequest, ConfigError, IntegrityError
+from sovra.errors import BadRequest, ConfigError, IntegrityError, Unavailable
 from sovra.ledger.storage import (
     BatchItem,
     CosignatureRow,
@@ -104,10 +104,20 @@ class PostgresLogStorage:
 
     def _connect(self) -> psycopg.Connection[TupleRow]:
         try:
-            return psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._timeout)
-        except psycopg.Error as exc:
+            conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._timeout)
+            # Receipts are handed out after a commit: a server set to synchronous_commit =
+            # off would acknowledge entries not yet on disk (add_checkpoint opts out alone).
+            row = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
+            if row is not None and row[0] == "off":
+                conn.execute("SET synchronous_commit = on")
+        except psycopg.OperationalError as exc:
             # The message names host and database, never the DSN (it may hold a password).
+            raise Unavailable(
+                f"cannot connect to PostgreSQL for the log: {exc}", retry_after_s=1
+            ) from None
+        except psycopg.Error as exc:
             raise ConfigError(f"cannot connect to PostgreSQL for the log: {exc}") from None
+        return conn
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Cursor[TupleRow]]:
@@ -120,6 +130,12 @@ class PostgresLogStorage:
             except psycopg.errors.IntegrityError as exc:
                 # Only a tampered counter makes an insert collide with a stored index.
                 raise IntegrityError(f"PostgreSQL refused a log write: {exc}") from None
+            except psycopg.OperationalError as exc:
+                # The server went away or restarted: the next call reconnects. A batch
+                # whose commit's answer was lost is found by the start-up reconciliation.
+                raise Unavailable(
+                    f"PostgreSQL log storage unavailable: {exc}", retry_after_s=1
+                ) from None
             except psycopg.Error as exc:
                 raise ConfigError(f"PostgreSQL log storage failed: {exc}") from None
 

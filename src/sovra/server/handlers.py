@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from sovra.errors import SovraError
+from sovra.errors import SovraError, Unavailable
 
 __all__ = ["add_error_handlers", "error_response", "validation_message"]
 
@@ -60,7 +61,10 @@ def add_error_handlers(app: FastAPI) -> None:
     async def _sovra_error(_: Request, exc: SovraError) -> Response:
         if exc.status >= 500:
             log.error("%s", exc.diagnostics())
-        return error_response(exc.status, exc.to_dict())
+        headers = None
+        if isinstance(exc, Unavailable) and exc.retry_after_s is not None:
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        return error_response(exc.status, exc.to_dict(), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:

@@ -1,14 +1,17 @@
-"""Where sovra keeps things: metadata stores and blob stores.
+"""Where sovra keeps things: metadata stores, the bulk guard's journal and blob stores.
 
-Two small protocols (:class:`MetadataStore`, :class:`BlobStore`) and their backends:
-SQLite and a local folder for one machine, PostgreSQL for many (``sovra.store.postgres``,
-imported on demand so psycopg stays an optional dependency).
+Small protocols (:mod:`sovra.store.protocols`: records, grants, principals and nonces,
+whose union is :class:`MetadataStore`; :class:`GuardJournal`; :class:`BlobStore`) and
+their backends: SQLite and a local folder for one machine, PostgreSQL for many
+(``sovra.store.postgres``, imported on demand so psycopg stays an optional dependency).
+Schemas are versioned (:mod:`sovra.store.migrations`).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sovra.errors import ConfigError
@@ -21,8 +24,16 @@ from sovra.store.blobs import (
     FilesystemBlobStore,
     MemoryBlobStore,
 )
-from sovra.store.journal import SQLiteGuardJournal
-from sovra.store.protocols import BlobStore, MetadataStore
+from sovra.store.journal import SQLiteGuardJournal, seal_key
+from sovra.store.protocols import (
+    BlobStore,
+    GrantStore,
+    GuardJournal,
+    MetadataStore,
+    NonceStore,
+    PrincipalStore,
+    RecordStore,
+)
 from sovra.store.sqlite import SQLiteMetadataStore
 
 __all__ = [
@@ -34,12 +45,52 @@ __all__ = [
     "BlobStore",
     "BlobStoreBase",
     "FilesystemBlobStore",
+    "GrantStore",
+    "GuardJournal",
     "MemoryBlobStore",
     "MetadataStore",
+    "NonceStore",
+    "PrincipalStore",
+    "RecordStore",
     "SQLiteGuardJournal",
     "SQLiteMetadataStore",
+    "is_postgres_url",
+    "open_guard_journal",
     "open_metadata_store",
+    "seal_key",
 ]
+
+
+def is_postgres_url(setting: str) -> bool:
+    """Whether a ``database`` setting names PostgreSQL (``postgresql://``, ``postgres://``)."""
+    return "://" in setting and setting.split("://", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def _postgres() -> Any:
+    try:
+        import sovra.store.postgres as pg
+    except ImportError:
+        raise ConfigError(
+            "a postgresql:// store needs psycopg and psycopg_pool: pip install 'sovra[postgres]'"
+        ) from None
+    return pg
+
+
+def open_guard_journal(
+    database: str, sqlite_path: str | os.PathLike[str], key: bytes
+) -> GuardJournal:
+    """The bulk guards' journal of a deployment: in its PostgreSQL *database* when that is
+    one (shared by replicas), else the SQLite file at *sqlite_path* (shared by the workers
+    of one machine). Events are sealed under *key*.
+
+    Raises:
+        ConfigError: the journal cannot be opened, or was written by a newer sovra.
+        Unavailable: the PostgreSQL server cannot be reached.
+    """
+    if is_postgres_url(database):
+        journal: GuardJournal = _postgres().PostgresGuardJournal(database, key)
+        return journal
+    return SQLiteGuardJournal(sqlite_path, key)
 
 
 def open_metadata_store(url_or_path: str | os.PathLike[str]) -> MetadataStore:
@@ -60,13 +111,8 @@ def open_metadata_store(url_or_path: str | os.PathLike[str]) -> MetadataStore:
         return SQLiteMetadataStore(url_or_path)
     scheme = url_or_path.split("://", 1)[0].lower()
     if scheme in ("postgresql", "postgres"):
-        try:
-            from sovra.store.postgres import PostgresMetadataStore
-        except ImportError:
-            raise ConfigError(
-                "a postgresql:// store needs psycopg: pip install 'sovra[postgres]'"
-            ) from None
-        return PostgresMetadataStore(url_or_path)
+        store: MetadataStore = _postgres().PostgresMetadataStore(url_or_path)
+        return store
     if scheme == "sqlite":
         parts = urlsplit(url_or_path)
         if parts.netloc or not parts.path or parts.query or parts.fragment:

@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 from sovra.errors import (
     BadRequest,
-    ConfigError,
     IntegrityError,
     NotFound,
     PayloadTooLarge,
@@ -37,6 +36,7 @@ from sovra.model import (
     check_id,
     check_jurisdiction,
 )
+from sovra.store.migrations import METADATA_STEPS, Dialect, migrate
 
 __all__ = [
     "MAX_GRANT_BYTES",
@@ -49,7 +49,7 @@ __all__ = [
     "SQLMetadataStore",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = len(METADATA_STEPS)
 MAX_GRANT_BYTES = 256 * 1024
 MAX_WRAPPED_KEY_BYTES = 4096
 MAX_NONCE_CHARS = 1024
@@ -82,62 +82,10 @@ class Run(Protocol):
         ...
 
 
-# Rows whose ingest entry is not (yet) in the log: few at any time, found without a scan.
-_UNLOGGED_INDEX = (
-    "CREATE INDEX IF NOT EXISTS records_unlogged ON records (created_ms, record_id) "
-    "WHERE log_index < 0"
-)
 PENDING = -1
 """``log_index`` of a row written before its ingest entry is appended: no reader sees it."""
 QUARANTINED = -2
 """``log_index`` of a row ``sovra check`` found without an ingest entry: hidden, kept."""
-
-
-def _schema(int_type: str, blob_type: str, table_suffix: str) -> list[str]:
-    return [
-        f"""CREATE TABLE records (
-            record_id TEXT PRIMARY KEY,
-            subject TEXT NOT NULL,
-            jurisdiction TEXT NOT NULL,
-            region TEXT NOT NULL,
-            kek_version {int_type} NOT NULL,
-            content_type TEXT NOT NULL,
-            format {int_type} NOT NULL,
-            wrapped_jurisdiction TEXT NOT NULL,
-            wrapped_kek_version {int_type} NOT NULL,
-            wrapped_key {blob_type} NOT NULL,
-            blob_size {int_type} NOT NULL,
-            created_ms {int_type} NOT NULL,
-            findings TEXT NOT NULL,
-            actions TEXT NOT NULL,
-            log_index {int_type} NOT NULL
-        ){table_suffix}""",
-        "CREATE INDEX records_by_subject ON records (subject, created_ms, record_id)",
-        "CREATE INDEX records_by_jurisdiction ON records (jurisdiction, created_ms, record_id)",
-        _UNLOGGED_INDEX,
-        f"""CREATE TABLE grants (
-            grant_id TEXT PRIMARY KEY,
-            digest TEXT NOT NULL UNIQUE,
-            grant_json {blob_type} NOT NULL,
-            revoked_ms {int_type}
-        ){table_suffix}""",
-        f"""CREATE TABLE principals (
-            principal_id TEXT PRIMARY KEY,
-            jurisdiction TEXT NOT NULL,
-            role TEXT NOT NULL,
-            public_key {blob_type} NOT NULL,
-            subject TEXT NOT NULL DEFAULT ''
-        ){table_suffix}""",
-        # Nonces are chosen by clients, so they are stored as a hash: a fixed-size key
-        # whatever characters or length a client sent.
-        f"""CREATE TABLE token_nonces (
-            principal_id TEXT NOT NULL,
-            nonce_sha256 TEXT NOT NULL,
-            expires_ms {int_type} NOT NULL,
-            PRIMARY KEY (principal_id, nonce_sha256)
-        ){table_suffix}""",
-        "CREATE INDEX token_nonces_by_expiry ON token_nonces (expires_ms)",
-    ]
 
 
 def _int(value: object, what: str, minimum: int = _INT64_MIN) -> int:
@@ -316,18 +264,17 @@ def _insert_all(run: Run, rows: Sequence[Sequence[object]]) -> None:
 class SQLMetadataStore(abc.ABC):
     """A :class:`~sovra.store.protocols.MetadataStore` over an SQL engine.
 
-    Subclasses implement :meth:`_transaction` and :meth:`close`, and call
-    :meth:`_init_schema` once from their constructor.
+    Subclasses implement :meth:`_transaction` and :meth:`close`, and bring the schema to
+    this release's version when opened (:meth:`_init_schema`, or the PostgreSQL pool's
+    migrations).
     """
 
-    # Column types: PostgreSQL's names here; SQLite overrides them for its STRICT tables.
-    _INT_TYPE = "BIGINT"
-    _BLOB_TYPE = "BYTEA"
-    _TABLE_SUFFIX = ""
+    # The engine's column types, for the migrations.
+    _DIALECT: Dialect
 
     @abc.abstractmethod
     def _transaction(self, *, write: bool, durable: bool = False) -> AbstractContextManager[Run]:
-        """Run statements as one transaction, serialised with every other caller's.
+        """Run statements as one transaction, isolated from every other caller's.
 
         MUST commit when the block ends normally and roll back when it raises. With
         *durable*, the commit MUST be on stable storage when the block ends (a power cut
@@ -339,33 +286,13 @@ class SQLMetadataStore(abc.ABC):
         """Release the connection. Calling it twice is harmless."""
 
     def _init_schema(self, run: Run) -> None:
-        """Create the tables on first use, or check the stored schema version matches.
+        """Create the tables on first use, or bring an older schema to this version
+        (:mod:`sovra.store.migrations`); the caller holds the engine's exclusive lock.
 
         Raises:
-            ConfigError: the database holds another schema version.
+            ConfigError: the database holds a schema newer than this sovra knows.
         """
-        run(
-            "CREATE TABLE IF NOT EXISTS schema_versions ("
-            f"component TEXT PRIMARY KEY, version {self._INT_TYPE} NOT NULL){self._TABLE_SUFFIX}",
-            (),
-        )
-        row = run("SELECT version FROM schema_versions WHERE component = ?", (_COMPONENT,))
-        found = row.fetchone()
-        if found is not None:
-            if found[0] != SCHEMA_VERSION:
-                raise ConfigError(
-                    f"metadata schema version is {found[0]}, this sovra reads version "
-                    f"{SCHEMA_VERSION}: migrate the database or use the matching release"
-                )
-            # Added within version 1: an index only, so older files gain it in place.
-            run(_UNLOGGED_INDEX, ())
-            return
-        for statement in _schema(self._INT_TYPE, self._BLOB_TYPE, self._TABLE_SUFFIX):
-            run(statement, ())
-        run(
-            "INSERT INTO schema_versions (component, version) VALUES (?, ?)",
-            (_COMPONENT, SCHEMA_VERSION),
-        )
+        migrate(run, self._DIALECT, _COMPONENT, METADATA_STEPS)
 
     # -- records ---------------------------------------------------------------------
 

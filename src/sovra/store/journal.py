@@ -1,11 +1,14 @@
-"""The journal the bulk guards of several worker processes share (one SQLite file).
+"""The journal the bulk guards of several worker processes share.
 
 Each worker's :class:`~sovra.policy.BulkGuard` keeps its windows, alerts and review queue
-in memory as a replay of this journal; a decision holds the journal (a write transaction,
-``BEGIN IMMEDIATE``) from the guard's catching up to the appending of its own usage, so
-every budget is assessed against the usage of every worker. The file is its own, not the
-metadata database: a decision's short critical section then never waits on, or holds up,
-the log's sequencing or a metadata batch, and no code path can hold both locks.
+in memory as a replay of this journal; a decision holds the journal (a write transaction)
+from the guard's catching up to the appending of its own usage, so every budget is
+assessed against the usage of every worker. On one machine the journal is a SQLite file
+of its own (``BEGIN IMMEDIATE`` is the lock), not the metadata database: a decision's
+short critical section then never waits on, or holds up, the log's sequencing or a
+metadata batch, and no code path can hold both locks. Replicas share it in PostgreSQL
+(:class:`sovra.store.postgres.PostgresGuardJournal`, an advisory lock), through
+connections of its own. Both run the statements of :class:`JournalEvents`.
 
 Events are time-windowed usage (pruned once older than the window) and the last alerts
 and review items. They hold subject commitments, keyed template hashes and the numbers of
@@ -17,6 +20,7 @@ deployment, so the file at rest shows neither, and a changed event stops the gua
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import sqlite3
 import struct
@@ -28,17 +32,15 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sovra.errors import ConfigError, IntegrityError
+from sovra.store._sql import Run
+from sovra.store.migrations import GUARD_JOURNAL_STEPS, SQLITE, migrate
+from sovra.store.sqlite import SQLiteRun
 
-__all__ = ["SQLiteGuardJournal"]
+__all__ = ["JournalEvents", "SQLiteGuardJournal", "seal_key"]
 
 JournalEvent = tuple[int, str, float, str]  # as sovra.policy.JournalEvent
 _BUSY_TIMEOUT_MS = 30_000
-_SCHEMA = """CREATE TABLE IF NOT EXISTS guard_journal (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    time_s REAL NOT NULL,
-    data TEXT NOT NULL
-) STRICT"""
+_COMPONENT = "guard_journal"
 
 
 class _Sealer:
@@ -59,66 +61,81 @@ class _Sealer:
         except (ValueError, InvalidTag):
             raise IntegrityError(
                 f"guard journal event {seq} was changed or is not this deployment's: the "
-                "bulk budgets cannot be trusted; restore guard.db or remove it (the "
-                "windows then start empty)"
+                "bulk budgets cannot be trusted; restore the journal (guard.db, or the "
+                "guard_journal table) or empty it (the windows then start empty)"
             ) from None
+
+
+def seal_key(commitment_secret: bytes) -> bytes:
+    """The key a deployment's journal events are sealed under, from its commitment secret."""
+    return hashlib.blake2b(commitment_secret, person=b"sovra-guard-seal").digest()[:32]
 
 
 def _bound(kind: str, time_s: float) -> bytes:
     return kind.encode() + struct.pack(">d", time_s)
 
 
-class _Session:
-    def __init__(self, conn: sqlite3.Connection, sealer: _Sealer | None) -> None:
-        self._conn = conn
+class JournalEvents:
+    """The journal's statements over one transaction (either engine): what a session
+    does, and what a read outside one does."""
+
+    __slots__ = ("_run", "_sealer")
+
+    def __init__(self, run: Run, sealer: _Sealer | None) -> None:
+        self._run = run
         self._sealer = sealer
 
     def read(self, after: int) -> list[JournalEvent]:
-        return _read(self._conn, after, self._sealer)
+        """Events after *after*, in order, opened."""
+        rows = self._run(
+            "SELECT seq, kind, time_s, data FROM guard_journal WHERE seq > ? ORDER BY seq",
+            (after,),
+        ).fetchall()
+        sealer = self._sealer
+        if sealer is None:
+            return [(int(q), str(k), float(t), str(d)) for q, k, t, d in rows]
+        return [(int(q), str(k), float(t), sealer.open(q, k, t, d)) for q, k, t, d in rows]
 
     def append(self, events: Sequence[tuple[str, float, str]]) -> int:
+        """Append events in order; the last one's sequence number."""
         sealer = self._sealer
         if sealer is not None:
             events = [(k, t, sealer.seal(k, t, d)) for k, t, d in events]
-        self._conn.executemany(
-            "INSERT INTO guard_journal (kind, time_s, data) VALUES (?, ?, ?)", events
-        )
-        row = self._conn.execute("SELECT max(seq) FROM guard_journal").fetchone()
+        self._run.many("INSERT INTO guard_journal (kind, time_s, data) VALUES (?, ?, ?)", events)
+        row = self._run("SELECT max(seq) FROM guard_journal", ()).fetchone()
         return int(row[0])
 
     def prune(self, before_s: float, keep: Mapping[str, int]) -> None:
+        """Delete usage older than *before_s*, and all but the last ``keep[kind]`` events
+        of each kind in *keep*."""
         kinds = sorted(keep)
-        marks = ",".join("?" * len(kinds))
-        self._conn.execute(
-            f"DELETE FROM guard_journal WHERE time_s < ? AND kind NOT IN ({marks})",  # noqa: S608
-            (before_s, *kinds),
-        )
+        if kinds:
+            marks = ",".join("?" * len(kinds))
+            self._run(
+                f"DELETE FROM guard_journal WHERE time_s < ? AND kind NOT IN ({marks})",  # noqa: S608
+                (before_s, *kinds),
+            )
+        else:
+            self._run("DELETE FROM guard_journal WHERE time_s < ?", (before_s,))
         for kind, count in keep.items():
-            self._conn.execute(
+            self._run(
                 "DELETE FROM guard_journal WHERE kind = ? AND seq <= (SELECT seq FROM "
                 "guard_journal WHERE kind = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
                 (kind, kind, count),
             )
 
 
-def _read(conn: sqlite3.Connection, after: int, sealer: _Sealer | None) -> list[JournalEvent]:
-    rows = conn.execute(
-        "SELECT seq, kind, time_s, data FROM guard_journal WHERE seq > ? ORDER BY seq", (after,)
-    ).fetchall()
-    if sealer is None:
-        return [(int(q), str(k), float(t), str(d)) for q, k, t, d in rows]
-    return [(int(q), str(k), float(t), sealer.open(q, k, t, d)) for q, k, t, d in rows]
-
-
 class SQLiteGuardJournal:
-    """A :class:`~sovra.policy.GuardJournal` in one SQLite file (WAL), shared by processes."""
+    """A :class:`~sovra.store.protocols.GuardJournal` in one SQLite file (WAL), shared by
+    the worker processes of one machine."""
 
     def __init__(self, path: str | os.PathLike[str], key: bytes | None = None) -> None:
         """Open (creating, mode 0600) the journal at *path*; with a 32-byte *key*, every
         event's fields are sealed under it.
 
         Raises:
-            ConfigError: the file cannot be created or is not this journal.
+            ConfigError: the file cannot be created or is not this journal, or it was
+                written by a newer sovra.
         """
         self._path = str(path)
         self._sealer = None if key is None else _Sealer(key)
@@ -132,15 +149,22 @@ class SQLiteGuardJournal:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            self._conn.execute(_SCHEMA)
-            # The first journal's table held its events unsealed: not read, not kept.
-            self._conn.execute("DROP TABLE IF EXISTS guard_events")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrate(SQLiteRun(self._conn), SQLITE, _COMPONENT, GUARD_JOURNAL_STEPS)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise ConfigError(f"the guard journal {self._path} is unusable: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
 
     @contextmanager
-    def session(self) -> Iterator[_Session]:
+    def session(self) -> Iterator[JournalEvents]:
         """Hold the journal (its write lock) until the block ends; commit what it appended.
 
         Raises:
@@ -151,7 +175,7 @@ class SQLiteGuardJournal:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    yield _Session(conn, self._sealer)
+                    yield JournalEvents(SQLiteRun(conn), self._sealer)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -168,7 +192,7 @@ class SQLiteGuardJournal:
         """
         with self._lock:
             try:
-                return _read(self._conn, after, self._sealer)
+                return JournalEvents(SQLiteRun(self._conn), self._sealer).read(after)
             except sqlite3.OperationalError as exc:
                 raise ConfigError(f"the guard journal {self._path} failed: {exc}") from exc
 

@@ -1,112 +1,69 @@
-"""The scale-out metadata store: PostgreSQL through psycopg 3.
+"""The scale-out metadata store: PostgreSQL through psycopg 3 and a connection pool.
 
 Same tables and semantics as the SQLite store (BIGINT for integers, BYTEA for bytes),
-in whatever schema the connection's ``search_path`` names first.
+in whatever schema the connection's ``search_path`` names first, brought to this
+release's version by :mod:`sovra.store.migrations` when opened.
 
-One connection behind a lock serves all threads of a process for now. It serialises this
-process's queries, which is fine at the request rates a single gateway replica sees; a
-pool (psycopg_pool) is the upgrade when it is not. Concurrency between replicas is the
-database's job: every check-then-write is one conditional statement, so two replicas
+The threads of a process share a pool (:class:`sovra.store._pg.Pool`), so readers and
+writers run side by side. Concurrency between threads, processes and replicas is the
+database's job: every check-then-write is one conditional statement, so two writers
 cannot both win a race.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-import psycopg
-from psycopg.rows import TupleRow
-
-from sovra.errors import ConfigError
+from sovra.store._pg import Pool
 from sovra.store._sql import Run, SQLMetadataStore
+from sovra.store.journal import JournalEvent, JournalEvents, _Sealer
+from sovra.store.migrations import GUARD_JOURNAL_STEPS, METADATA_STEPS, POSTGRES
 
-__all__ = ["PostgresMetadataStore"]
+__all__ = ["PostgresGuardJournal", "PostgresMetadataStore"]
 
-# Serialises schema creation between processes opening a fresh database at once;
-# CREATE TABLE IF NOT EXISTS alone races on the catalog. The value is arbitrary but fixed.
+# Serialise migrations between processes opening one database at once; CREATE TABLE
+# IF NOT EXISTS alone races on the catalog. The values are arbitrary but fixed.
 _SCHEMA_LOCK_KEY = 0x736F767261_01
-
-
-class _Run:
-    """Statements on one cursor, inside its connection's open transaction."""
-
-    __slots__ = ("_cur",)
-
-    def __init__(self, cur: psycopg.Cursor[TupleRow]) -> None:
-        self._cur = cur
-
-    def __call__(self, sql: str, params: Sequence[object]) -> psycopg.Cursor[TupleRow]:
-        # The statements are constants written with '?' and contain no other '?' or
-        # '%'; psycopg wants '%s'.
-        self._cur.execute(sql.replace("?", "%s"), params)
-        return self._cur
-
-    def many(self, sql: str, rows: Sequence[Sequence[object]]) -> int:
-        # psycopg sends the rows in one pipeline and sums the rows each one changed.
-        self._cur.executemany(sql.replace("?", "%s"), rows)
-        return self._cur.rowcount
+_JOURNAL_SCHEMA_LOCK_KEY = 0x736F767261_4A
+# Held by a guard journal session from its first statement to its commit.
+_JOURNAL_SESSION_LOCK_KEY = 0x736F767261_4B
 
 
 class PostgresMetadataStore(SQLMetadataStore):
     """A :class:`~sovra.store.protocols.MetadataStore` in a PostgreSQL database."""
 
-    def __init__(self, dsn: str, *, connect_timeout_s: int = 10) -> None:
-        """Connect to *dsn* (``postgresql://...`` or ``key=value`` form) and create the tables.
+    _DIALECT = POSTGRES
+
+    def __init__(self, dsn: str, *, connect_timeout_s: int = 10, max_connections: int = 8) -> None:
+        """Connect to *dsn* (``postgresql://...`` or ``key=value`` form), create or migrate
+        the tables, and open a pool of up to *max_connections*.
 
         Raises:
-            ConfigError: the server cannot be reached or refuses the login, the tables
-                cannot be created, or the database holds another schema version.
+            Unavailable: the server cannot be reached.
+            ConfigError: the server refuses the login, the tables cannot be created, or
+                the database holds a newer schema than this sovra knows.
         """
-        self._dsn = dsn
-        self._connect_timeout_s = connect_timeout_s
-        self._lock = threading.Lock()
-        self._conn = self._connect()
-        try:
-            with self._transaction(write=True) as run:
-                run("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK_KEY,))
-                self._init_schema(run)
-        except psycopg.Error as exc:
-            self._conn.close()
-            raise ConfigError(f"cannot create the metadata tables in PostgreSQL: {exc}") from exc
-        except BaseException:
-            self._conn.close()
-            raise
-
-    def _connect(self) -> psycopg.Connection[TupleRow]:
-        try:
-            # autocommit: every transaction is an explicit conn.transaction() block, so
-            # none is left open between calls holding locks or a stale snapshot.
-            return psycopg.connect(
-                self._dsn, autocommit=True, connect_timeout=self._connect_timeout_s
-            )
-        except psycopg.Error as exc:
-            # The message names host and database, never the DSN (it may hold a password).
-            raise ConfigError(f"cannot connect to PostgreSQL: {exc}") from exc
+        self._pool = Pool(
+            dsn,
+            "metadata store",
+            migrations=[("metadata", METADATA_STEPS)],
+            lock_key=_SCHEMA_LOCK_KEY,
+            max_connections=max_connections,
+            connect_timeout_s=connect_timeout_s,
+        )
 
     @contextmanager
     def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Run]:
-        # Every commit is durable here: synchronous_commit stays at its default (on)
-        # for this store's sessions, so *durable* asks for nothing more.
-        with self._lock:
-            # A connection the server dropped is replaced on the next call; the call that
-            # saw it drop has already failed, and is not retried here since it may have
-            # been applied.
-            if self._conn.broken:
-                self._conn = self._connect()
-            conn = self._conn
-            try:
-                with conn.transaction(), conn.cursor() as cur:
-                    yield _Run(cur)
-            except psycopg.OperationalError as exc:
-                raise ConfigError(f"PostgreSQL metadata store failed: {exc}") from exc
+        # Every commit is durable here (the pool's sessions never run with
+        # synchronous_commit off), so *durable* asks for nothing more.
+        with self._pool.transaction() as run:
+            yield run
 
     def close(self) -> None:
-        """Close the connection. Calling it twice is harmless."""
-        with self._lock:
-            self._conn.close()
+        """Close the pool. Calling it twice is harmless."""
+        self._pool.close()
 
     def __enter__(self) -> PostgresMetadataStore:
         return self
@@ -118,3 +75,70 @@ class PostgresMetadataStore(SQLMetadataStore):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class PostgresGuardJournal:
+    """A :class:`~sovra.store.protocols.GuardJournal` in PostgreSQL, shared by every
+    worker of every replica over one database.
+
+    A session is a transaction that first takes an advisory transaction lock, so sessions
+    of all replicas follow one another, each seeing every event committed before it;
+    the lock goes with the commit (or the rollback, or the connection if it breaks).
+    Events are sealed as in the SQLite journal; sequence numbers come from a sequence,
+    so they ascend in commit order (one session at a time) and a rolled-back session only
+    leaves a gap. The journal has a pool of its own: a decision holding a session never
+    waits for a connection that metadata queries hold, nor the other way round.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        key: bytes | None = None,
+        *,
+        connect_timeout_s: int = 10,
+        max_connections: int = 4,
+    ) -> None:
+        """Connect to *dsn*, create or migrate the journal's table; with a 32-byte *key*,
+        every event's fields are sealed under it.
+
+        Raises:
+            Unavailable: the server cannot be reached.
+            ConfigError: the server refuses the login or the table, or the database holds
+                a newer journal schema than this sovra knows.
+        """
+        self._sealer = None if key is None else _Sealer(key)
+        self._pool = Pool(
+            dsn,
+            "guard journal",
+            migrations=[("guard_journal", GUARD_JOURNAL_STEPS)],
+            lock_key=_JOURNAL_SCHEMA_LOCK_KEY,
+            max_connections=max_connections,
+            connect_timeout_s=connect_timeout_s,
+        )
+
+    @contextmanager
+    def session(self) -> Iterator[JournalEvents]:
+        """Hold the journal, across every replica, until the block ends; commit what it
+        appended (durably) when it ends without an error.
+
+        Raises:
+            Unavailable: the database cannot be reached (nothing of the session is kept).
+            ConfigError: the database refused a statement.
+        """
+        with self._pool.transaction() as run:
+            run("SELECT pg_advisory_xact_lock(?)", (_JOURNAL_SESSION_LOCK_KEY,))
+            yield JournalEvents(run, self._sealer)
+
+    def read(self, after: int) -> list[JournalEvent]:
+        """Events after *after*, in order (committed ones; no session needed).
+
+        Raises:
+            Unavailable: the database cannot be reached.
+            IntegrityError: an event was changed or sealed under another key.
+        """
+        with self._pool.transaction() as run:
+            return JournalEvents(run, self._sealer).read(after)
+
+    def close(self) -> None:
+        """Close the pool. Calling it twice is harmless."""
+        self._pool.close()

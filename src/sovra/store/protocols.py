@@ -8,21 +8,27 @@ call MUST leave stored data exactly as it was.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
 from sovra.model import Principal, RecordMeta
 
-__all__ = ["BlobStore", "MetadataStore"]
+__all__ = [
+    "BlobStore",
+    "GrantStore",
+    "GuardJournal",
+    "JournalSession",
+    "MetadataStore",
+    "NonceStore",
+    "PrincipalStore",
+    "RecordStore",
+]
 
 
 @runtime_checkable
-class MetadataStore(Protocol):
-    """Records' metadata, grants, principals and token nonces.
-
-    Implementations MUST be safe to call from several threads at once, MUST make every
-    write atomic (all of it or none of it), and MUST hand back exactly what was stored:
-    ``get_record(m.header.record_id) == m`` after ``put_record(m)`` of a logged record.
+class RecordStore(Protocol):
+    """Records' metadata: written pending, made visible by their log index.
 
     Logged before visible: a record row is written *pending* (``log_index`` -1) before its
     ingest entry is appended, and gets its index once the entry is in the log. Every
@@ -179,6 +185,11 @@ class MetadataStore(Protocol):
         """
         ...
 
+
+@runtime_checkable
+class GrantStore(Protocol):
+    """Signed grants, by id and digest, and their revocations."""
+
     def put_grant(self, grant_id: str, digest: str, grant_json: bytes) -> None:
         """Store a signed grant as its canonical JSON, named by id and by digest.
 
@@ -224,6 +235,11 @@ class MetadataStore(Protocol):
         """
         ...
 
+
+@runtime_checkable
+class PrincipalStore(Protocol):
+    """The registered principals: who may call, with which key and role."""
+
     def put_principal(self, principal: Principal) -> None:
         """Create or replace the principal with this id (key rotation, role change).
 
@@ -250,6 +266,11 @@ class MetadataStore(Protocol):
         """
         ...
 
+
+@runtime_checkable
+class NonceStore(Protocol):
+    """Spent request-token nonces, so a token is used once."""
+
     def use_nonce(self, principal_id: str, nonce: str, expires_ms: int, now_ms: int) -> None:
         """Spend a request token's nonce: the second use before it expires is a replay.
 
@@ -264,8 +285,73 @@ class MetadataStore(Protocol):
         """
         ...
 
+
+@runtime_checkable
+class MetadataStore(RecordStore, GrantStore, PrincipalStore, NonceStore, Protocol):
+    """Records' metadata, grants, principals and token nonces, in one database.
+
+    The union of the four small protocols, for the callers that need them all (the
+    deployment opens one and hands each part what it needs). Implementations MUST be
+    safe to call from several threads at once, MUST make every write atomic (all of it
+    or none of it), and MUST hand back exactly what was stored:
+    ``get_record(m.header.record_id) == m`` after ``put_record(m)`` of a logged record.
+    A database that cannot be reached MUST raise :class:`~sovra.errors.Unavailable`
+    (the write it interrupted MAY have been kept: every write here is once-only or
+    idempotent, so a retry finds it), never report success for what is not durable.
+    """
+
     def close(self) -> None:
-        """Release the connection. Calling it twice is harmless."""
+        """Release the connections. Calling it twice is harmless."""
+        ...
+
+
+@runtime_checkable
+class JournalSession(Protocol):
+    """The guard journal, held exclusively for one decision (see :class:`GuardJournal`)."""
+
+    def read(self, after: int) -> list[tuple[int, str, float, str]]:
+        """Events ``(sequence number, kind, time in seconds, JSON)`` after *after*, in order.
+
+        Raises:
+            IntegrityError: an event was changed, or sealed under another key.
+        """
+        ...
+
+    def append(self, events: Sequence[tuple[str, float, str]]) -> int:
+        """Append ``(kind, time_s, JSON)`` events in order; the last one's number."""
+        ...
+
+    def prune(self, before_s: float, keep: Mapping[str, int]) -> None:
+        """Delete usage events older than *before_s*, and of each kind in *keep* all but
+        its last ``keep[kind]`` events, whatever their age."""
+        ...
+
+
+@runtime_checkable
+class GuardJournal(Protocol):
+    """Where the bulk guards of every worker and replica share usage, alerts and reviews.
+
+    The storage side of :class:`sovra.policy.GuardJournal`. A session MUST exclude every
+    other session of every process sharing the journal from its start until it ends, so
+    a guard catching up at its start assesses against all usage before it; events it
+    appends MUST be durable, or all absent, when it ends without an error. Sequence
+    numbers MUST ascend in the order sessions commit. Events SHOULD be sealed at rest.
+    """
+
+    def session(self) -> AbstractContextManager[JournalSession]:
+        """Hold the journal for one decision.
+
+        Raises:
+            Unavailable: the database cannot be reached (nothing of the session is kept).
+        """
+        ...
+
+    def read(self, after: int) -> list[tuple[int, str, float, str]]:
+        """Committed events after *after*, in order (no session needed)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connections. Calling it twice is harmless."""
         ...
 
 

@@ -18,13 +18,14 @@ from types import TracebackType
 
 from sovra.errors import ConfigError
 from sovra.store._sql import Run, SQLMetadataStore
+from sovra.store.migrations import SQLITE
 
 __all__ = ["SQLiteMetadataStore"]
 
 _BUSY_TIMEOUT_MS = 5000
 
 
-class _Run:
+class SQLiteRun:
     """Statements on one connection, inside the transaction its caller began."""
 
     __slots__ = ("_conn",)
@@ -47,10 +48,7 @@ class SQLiteMetadataStore(SQLMetadataStore):
     mode) with its tables on first use. ``":memory:"`` gives a private in-memory store.
     """
 
-    _INT_TYPE = "INTEGER"
-    _BLOB_TYPE = "BLOB"
-    # STRICT makes SQLite refuse a value of the wrong type instead of storing it as-is.
-    _TABLE_SUFFIX = " STRICT"
+    _DIALECT = SQLITE
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         """Open (creating if needed) the store at *path*.
@@ -92,7 +90,7 @@ class SQLiteMetadataStore(SQLMetadataStore):
     def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Run]:
         with self._lock:
             conn = self._conn
-            run = _Run(conn)
+            run = SQLiteRun(conn)
             try:
                 if durable:
                     # FULL syncs the WAL at this commit, which makes every commit before

@@ -1,0 +1,266 @@
+"""A custodian's subject keys in PostgreSQL, for a custodian service that scales out.
+
+Same contract as :class:`~sovra.keys.subjects.SubjectKeyStore` (the same sealed rows,
+shred tombstones and all-or-none inserts), in a database that MUST be the custodian's
+own: its own database, reached with its own role, which no other role (the gateway's
+least of all) may read. The store refuses to open tables another role has been granted
+anything on, and a database that already belongs to another jurisdiction's custodian.
+The rows are sealed under the custodian's KEKs, so the database alone opens nothing; the
+separation keeps even the sealed keys from the gateway, as the SQLite file's mode does.
+
+Crypto-shredding deletes the row and its tombstone is written in one transaction; the
+table is vacuumed at once, so the row leaves the table's live pages. PostgreSQL's
+write-ahead log, a base backup or a replica still holds the sealed bytes until they are
+recycled or expire: ADR 0008's answer applies (rotate the KEK and destroy the old version,
+after which no remnant anywhere opens).
+
+The changes counter stands in for SQLite's ``data_version``: every shred or rewrap bumps
+it, so each custodian process drops its cache of unsealed keys when another one changed
+what it caches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from sovra.errors import ConfigError, IntegrityError
+from sovra.keys.subjects import SubjectKeyRow, SubjectShredded, check_subject
+from sovra.model import check_jurisdiction
+from sovra.store._pg import PgRun, Pool
+from sovra.store.migrations import Dialect, Step
+
+__all__ = ["PostgresSubjectKeyStore"]
+
+_SCHEMA_LOCK_KEY = 0x736F767261_53
+_WRITE_LOCK_KEY = 0x736F767261_54
+_LOOKUP_CHUNK = 500
+_TABLES = ("subject_keys", "shredded", "subject_store")
+
+
+def _subject_keys_1(d: Dialect) -> list[str]:
+    return [
+        f"""CREATE TABLE subject_keys (
+            subject TEXT PRIMARY KEY,
+            kek_version {d.int_type} NOT NULL,
+            sealed {d.blob_type} NOT NULL,
+            created_ms {d.int_type} NOT NULL
+        ){d.table_suffix}""",
+        "CREATE INDEX subject_keys_version ON subject_keys (kek_version)",
+        f"""CREATE TABLE shredded (
+            subject TEXT PRIMARY KEY,
+            shredded_ms {d.int_type} NOT NULL
+        ){d.table_suffix}""",
+        # Whose keys these are, and how often they changed under the caches.
+        f"""CREATE TABLE subject_store (
+            id {d.int_type} PRIMARY KEY CHECK (id = 1),
+            jurisdiction TEXT NOT NULL,
+            changes {d.int_type} NOT NULL
+        ){d.table_suffix}""",
+    ]
+
+
+SUBJECT_KEY_STEPS: tuple[Step, ...] = (_subject_keys_1,)
+
+
+class PostgresSubjectKeyStore:
+    """Sealed subject keys and shred tombstones of one custodian, in PostgreSQL."""
+
+    def __init__(self, dsn: str, jurisdiction: str, *, connect_timeout_s: int = 10) -> None:
+        """Connect, create or migrate the tables, and claim them for *jurisdiction*.
+
+        Raises:
+            Unavailable: the server cannot be reached.
+            ConfigError: the tables belong to another jurisdiction's custodian, another
+                role may use them, or the database holds a newer schema.
+        """
+        self._jurisdiction = check_jurisdiction(jurisdiction)
+        self._pool = Pool(
+            dsn,
+            f"subject keys of custodian {jurisdiction}",
+            migrations=[("subject_keys", SUBJECT_KEY_STEPS)],
+            lock_key=_SCHEMA_LOCK_KEY,
+            max_connections=4,
+            connect_timeout_s=connect_timeout_s,
+        )
+        try:
+            self._claim()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _claim(self) -> None:
+        with self._pool.transaction() as run:
+            run(
+                "INSERT INTO subject_store (id, jurisdiction, changes) VALUES (1, ?, 0) "
+                "ON CONFLICT (id) DO NOTHING",
+                (self._jurisdiction,),
+            )
+            (owner,) = _one(run("SELECT jurisdiction FROM subject_store WHERE id = 1", ()))
+            others = run(
+                "SELECT DISTINCT grantee FROM information_schema.role_table_grants "
+                "WHERE table_schema = current_schema() AND table_name = ANY(?) "
+                "AND grantee <> current_user",
+                (list(_TABLES),),
+            ).fetchall()
+        if owner != self._jurisdiction:
+            raise ConfigError(
+                f"this database holds the subject keys of custodian {owner}, not "
+                f"{self._jurisdiction}: each custodian needs a database of its own"
+            )
+        if others:
+            names = ", ".join(sorted(str(r[0]) for r in others))
+            raise ConfigError(
+                f"other roles may use custodian {self._jurisdiction}'s subject keys "
+                f"({names}): revoke their grants; only the custodian's own role may"
+            )
+
+    def close(self) -> None:
+        """Close the pool. Calling it twice is harmless."""
+        self._pool.close()
+
+    def data_version(self) -> int:
+        """A number that changes whenever a shred or a rewrap commits, from any process."""
+        with self._pool.transaction() as run:
+            (changes,) = _one(run("SELECT changes FROM subject_store WHERE id = 1", ()))
+        return int(changes)
+
+    def get(self, subject: str) -> SubjectKeyRow | None:
+        """The sealed key of *subject*, or None when she has none."""
+        keys, _ = self.lookup([subject])
+        return keys.get(subject)
+
+    def lookup(self, subjects: list[str]) -> tuple[dict[str, SubjectKeyRow], dict[str, int]]:
+        """The sealed keys and the shred times of *subjects* (see the SQLite store)."""
+        for subject in subjects:
+            check_subject(subject)
+        with self._pool.transaction() as run:
+            keys = {
+                s: (s, int(v), bytes(sealed))
+                for s, v, sealed in _select_in(
+                    run, "SELECT subject, kek_version, sealed FROM subject_keys", subjects
+                )
+            }
+            shredded = {
+                s: int(when)
+                for s, when in _select_in(
+                    run, "SELECT subject, shredded_ms FROM shredded", subjects
+                )
+            }
+        return keys, shredded
+
+    def insert_many(
+        self, rows: list[tuple[str, int, bytes]], now_ms: int
+    ) -> dict[str, SubjectKeyRow]:
+        """Store new subject keys in one transaction, all or none; the keys another
+        process stored first for any of the subjects (see the SQLite store).
+
+        Raises:
+            SubjectShredded: a subject's key was destroyed; nothing was stored.
+            Unavailable: the database cannot be reached; nothing was stored.
+        """
+        for subject, _, _ in rows:
+            check_subject(subject)
+        subjects = [subject for subject, _, _ in rows]
+        with self._pool.transaction() as run:
+            # Writers take turns (SQLite's BEGIN IMMEDIATE): a shred and an insert for one
+            # subject never both commit unseen by the other.
+            run("SELECT pg_advisory_xact_lock(?)", (_WRITE_LOCK_KEY,))
+            for subject, when in _select_in(
+                run, "SELECT subject, shredded_ms FROM shredded", subjects
+            ):
+                raise SubjectShredded(subject, int(when))
+            stored = {
+                s: (s, int(v), bytes(sealed))
+                for s, v, sealed in _select_in(
+                    run, "SELECT subject, kek_version, sealed FROM subject_keys", subjects
+                )
+            }
+            run.many(
+                "INSERT INTO subject_keys (subject, kek_version, sealed, created_ms) "
+                "VALUES (?, ?, ?, ?)",
+                [(s, v, sealed, now_ms) for s, v, sealed in rows if s not in stored],
+            )
+        return stored
+
+    def shred(self, subject: str, now_ms: int) -> bool:
+        """Delete *subject*'s key for good and leave a tombstone; True if a key was deleted.
+
+        Raises:
+            Unavailable: the database cannot be reached; the key may still be there, so
+                retry.
+        """
+        check_subject(subject)
+        with self._pool.transaction() as run:
+            run("SELECT pg_advisory_xact_lock(?)", (_WRITE_LOCK_KEY,))
+            run(
+                "INSERT INTO shredded (subject, shredded_ms) VALUES (?, ?) "
+                "ON CONFLICT (subject) DO NOTHING",
+                (subject, now_ms),
+            )
+            deleted = run("DELETE FROM subject_keys WHERE subject = ?", (subject,)).rowcount
+            run("UPDATE subject_store SET changes = changes + 1 WHERE id = 1", ())
+        if deleted:
+            # Outside a transaction (VACUUM cannot run in one): prune the dead row now.
+            with self._pool.connection() as conn:
+                conn.execute("VACUUM subject_keys")
+        return deleted > 0
+
+    def counts(self) -> dict[int, int]:
+        """How many subject keys each KEK version seals."""
+        with self._pool.transaction() as run:
+            rows = run(
+                "SELECT kek_version, COUNT(*) FROM subject_keys GROUP BY kek_version", ()
+            ).fetchall()
+        return {int(v): int(n) for v, n in rows}
+
+    def shredded_count(self) -> int:
+        """How many subjects have been crypto-shredded."""
+        with self._pool.transaction() as run:
+            (n,) = _one(run("SELECT COUNT(*) FROM shredded", ()))
+        return int(n)
+
+    def sealed_below(self, kek_version: int, limit: int) -> list[SubjectKeyRow]:
+        """Up to *limit* subject keys sealed under a version older than *kek_version*."""
+        with self._pool.transaction() as run:
+            rows = run(
+                "SELECT subject, kek_version, sealed FROM subject_keys WHERE kek_version < ? "
+                "ORDER BY subject LIMIT ?",
+                (kek_version, limit),
+            ).fetchall()
+        return [(str(r[0]), int(r[1]), bytes(r[2])) for r in rows]
+
+    def replace(self, rows: list[tuple[str, int, int, bytes]]) -> int:
+        """Swap sealed keys ``(subject, old version, new version, new sealed)`` atomically,
+        each only if still sealed under the old version; how many changed."""
+        with self._pool.transaction() as run:
+            run("SELECT pg_advisory_xact_lock(?)", (_WRITE_LOCK_KEY,))
+            changed = run.many(
+                "UPDATE subject_keys SET kek_version = ?, sealed = ? "
+                "WHERE subject = ? AND kek_version = ?",
+                [(new, sealed, subject, old) for subject, old, new, sealed in rows],
+            )
+            run("UPDATE subject_store SET changes = changes + 1 WHERE id = 1", ())
+        return changed
+
+
+def _select_in(run: PgRun, query: str, subjects: list[str]) -> Iterator[tuple[Any, ...]]:
+    """The rows of *query* for *subjects*, a few hundred per statement."""
+    for start in range(0, len(subjects), _LOOKUP_CHUNK):
+        chunk = subjects[start : start + _LOOKUP_CHUNK]
+        yield from run(query + " WHERE subject = ANY(?)", (chunk,)).fetchall()
+
+
+def _one(cur: psycopg.Cursor[TupleRow]) -> TupleRow:
+    """The one row a statement returns.
+
+    Raises:
+        IntegrityError: it returned none (the store's state row was deleted).
+    """
+    row = cur.fetchone()
+    if row is None:
+        raise IntegrityError("the subject-key store's state row is missing")
+    return row
