@@ -3,8 +3,9 @@
 A deployment made by ``sovra init`` keeps each jurisdiction's custodian out of the
 gateway's process: the gateway holds ciphertext, wrapped keys and the log key, and asks
 each custodian, a process of its own, to wrap and release data keys
-(:class:`~sovra.keys.remote.RemoteCustodian` over loopback HTTP, with a bearer secret
-made afresh at each start). The key material sits in a folder per holder::
+(:class:`~sovra.keys.remote.RemoteCustodian` over a Unix-domain socket only the gateway's
+user can reach, with a secret made afresh at each start; docs/custodian-protocol.md). The
+key material sits in a folder per holder::
 
     custodians/<J>/<J>.key           custodian J's key-encryption keys (0600)
     custodians/<J>/<J>.subjects.db   its subject keys, sealed under those
@@ -32,15 +33,17 @@ import os
 import pickle
 import pwd
 import secrets
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeVar, cast
+from typing import IO, Literal, TypeVar, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -52,6 +55,7 @@ __all__ = [
     "CustodianProcesses",
     "Endpoint",
     "Handover",
+    "Transport",
     "authority_key_path",
     "authority_user",
     "check_custody_owners",
@@ -357,23 +361,43 @@ def _strict(folder: Path, *, owner: int | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where a custodian process listens, and the secret its callers present."""
+    """Where a custodian process listens, and the secret its callers present.
+
+    ``url`` is ``unix:<path>`` for a local socket (frames, :mod:`sovra.keys._frames`) or
+    ``http://127.0.0.1:<port>`` for the HTTP service.
+    """
 
     url: str
     token: bytes
 
 
+Transport = Literal["unix", "http"]
+
+
 class CustodianProcesses:
     """One ``sovra custodian serve`` process per jurisdiction, for as long as this object lives.
 
-    Each listens on a loopback socket this process binds and hands over, so the address is
-    known before the child starts and no port is raced for; the bearer secret and the
-    log's public key travel on the child's standard input, never on disk or in ``ps``. The
-    child keeps reading that input: when this process ends, however it ends, the child
-    sees end of file and stops.
+    Each listens on a socket this process binds and hands over, so the address is known
+    before the child starts and no port or path is raced for; the secret and the log's
+    public key travel on the child's standard input, never on disk or in ``ps``. The child
+    keeps reading that input: when this process ends, however it ends, the child sees end
+    of file and stops.
+
+    By default (``transport="unix"``) each custodian listens on a Unix-domain socket in a
+    folder made for them (0700) that only the gateway's user may enter; the custodian
+    never needs the path, only the socket handed over, and it serves no connection from a
+    process of another user (``SO_PEERCRED``). ``transport="http"`` keeps the loopback
+    HTTP service (the same calls, slower; the benchmarks compare the two).
     """
 
-    def __init__(self, root: Path, jurisdictions: Sequence[str], log_key: Ed25519PublicKey) -> None:
+    def __init__(
+        self,
+        root: Path,
+        jurisdictions: Sequence[str],
+        log_key: Ed25519PublicKey,
+        *,
+        transport: Transport = "unix",
+    ) -> None:
         """Start the custodians of *jurisdictions* for the deployment in *root*.
 
         Raises:
@@ -382,13 +406,14 @@ class CustodianProcesses:
         """
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self.endpoints: dict[str, Endpoint] = {}
+        self._folder: Path | None = None
+        self._owner = os.getpid()
         log_hex = log_key.public_bytes_raw().hex()
-        pending: list[tuple[str, subprocess.Popen[bytes], socket.socket, bytes]] = []
+        pending: list[tuple[str, subprocess.Popen[bytes], socket.socket, bytes, str]] = []
+        gateway = _gateway_uid(root)
         try:
             for code in jurisdictions:
-                listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                listener.bind(("127.0.0.1", 0))
-                listener.listen(128)
+                listener, url = self._listen(code, transport, gateway)
                 child = subprocess.Popen(  # noqa: S603 - our own interpreter and command
                     [
                         sys.executable,
@@ -409,18 +434,43 @@ class CustodianProcesses:
                 )
                 self._children[code] = child
                 token = secrets.token_bytes(32)
-                pending.append((code, child, listener, token))
-            for code, child, listener, token in pending:
-                port = listener.getsockname()[1]
+                pending.append((code, child, listener, token, url))
+            for code, child, _, token, url in pending:
                 self.endpoints[code] = Endpoint(
-                    f"http://127.0.0.1:{port}", _handshake(code, child, token, log_hex)
+                    url, _handshake(code, child, token, f"{log_hex} {gateway}")
                 )
         except BaseException:
             self.close()
             raise
         finally:
-            for _, _, listener, _ in pending:
+            for _, _, listener, _, _ in pending:
                 listener.close()
+
+    def _listen(self, code: str, transport: Transport, gateway: int) -> tuple[socket.socket, str]:
+        """A listening socket for custodian *code*, and the URL the gateway reaches it at."""
+        if transport == "http":
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(128)
+            return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+        if self._folder is None:
+            # Short (a socket path has at most 107 bytes) and private: made 0700 by
+            # mkdtemp, then given to the gateway's user, the only one that connects.
+            self._folder = Path(tempfile.mkdtemp(prefix="sovra-custodians-"))
+            if os.geteuid() == 0:
+                os.chown(self._folder, gateway, -1)
+        path = self._folder / f"{code}.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(path))
+            os.chmod(path, 0o600)
+            if os.geteuid() == 0:
+                os.chown(path, gateway, -1)
+            listener.listen(128)
+        except BaseException:
+            listener.close()
+            raise
+        return listener, f"unix:{path}"
 
     def close(self) -> None:
         """Stop every custodian process (closing its input tells it to)."""
@@ -439,6 +489,9 @@ class CustodianProcesses:
                     child.kill()
                     child.wait(timeout=30)
         self._children.clear()
+        if self._folder is not None and os.getpid() == self._owner:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     def forget(self) -> None:
         """In a forked child: drop this process's copies of the custodians' pipes, so that
@@ -451,14 +504,23 @@ class CustodianProcesses:
                         pipe.close()
             child.returncode = 0  # not ours to reap: Popen's finaliser leaves it alone
         self._children.clear()
+        self._folder = None  # the starter's to remove
 
 
-def _handshake(code: str, child: subprocess.Popen[bytes], token: bytes, log_hex: str) -> bytes:
+def _gateway_uid(root: Path) -> int:
+    """The user the gateway of *root* runs as: as root, the deployment folder's owner
+    (:func:`sovra.deployment.become_gateway` drops to it), else this process's user."""
+    if os.geteuid() == 0:
+        return owner_of(root)[0]
+    return os.geteuid()
+
+
+def _handshake(code: str, child: subprocess.Popen[bytes], token: bytes, rest: str) -> bytes:
     stdin, stdout = child.stdin, child.stdout
     if stdin is None or stdout is None:  # both are pipes, as Popen was told
         raise ConfigError(f"custodian {code} was started without its pipes")
     try:
-        stdin.write(f"{token.hex()} {log_hex}\n".encode())
+        stdin.write(f"{token.hex()} {rest}\n".encode())
         stdin.flush()
     except OSError:
         pass  # the child is gone already: its exit status says why, below
@@ -481,22 +543,26 @@ class Handover:
     token: bytes
     log_key: Ed25519PublicKey
     listener: socket.socket
+    gateway_uid: int
+    """The only user whose processes may connect to a Unix-domain listener."""
 
 
 def receive_handover(listen_fd: int, stdin: IO[bytes]) -> Handover:
-    """Read the secret and the log key from the parent, and take the listening socket.
+    """Read the secret, the log key and the gateway's user id from the parent, and take
+    the listening socket.
 
     Raises:
         ConfigError: the parent sent something else.
     """
     line = stdin.readline().decode("ascii", "replace").split()
     try:
-        token_hex, log_hex = line
+        token_hex, log_hex, uid = line
         token, log_raw = bytes.fromhex(token_hex), bytes.fromhex(log_hex)
         log_key = Ed25519PublicKey.from_public_bytes(log_raw)
+        gateway_uid = int(uid)
     except ValueError:
-        raise ConfigError("the parent process sent no secret and log key") from None
-    return Handover(token, log_key, socket.socket(fileno=listen_fd))
+        raise ConfigError("the parent process sent no secret, log key and user id") from None
+    return Handover(token, log_key, socket.socket(fileno=listen_fd), gateway_uid)
 
 
 def report_ready(out: IO[str]) -> None:

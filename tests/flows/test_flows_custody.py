@@ -15,6 +15,7 @@ permissions cannot separate; docs/threat-model.md says what that mode protects a
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -192,8 +193,17 @@ def test_the_default_keeps_custodians_out_of_the_gateways_process(walkable):
     try:
         assert isinstance(dep.gateway.custodians["PL"], RemoteCustodian)
         assert dep.processes is not None
+        # Reached on a Unix-domain socket in a folder only the gateway's user enters.
+        url = dep.processes.endpoints["PL"].url
+        assert url.startswith("unix:")
+        sock = Path(url.removeprefix("unix:"))
+        assert stat.S_ISSOCK(os.lstat(sock).st_mode)
+        assert stat.S_IMODE(os.lstat(sock.parent).st_mode) == 0o700
+        assert os.lstat(sock.parent).st_uid == os.lstat(root).st_uid
+        assert dep.gateway.custodians["PL"].status().jurisdiction == "PL"
     finally:
         dep.close()
+    assert not sock.parent.exists()  # removed with the processes
 
 
 def _log_public(root: Path) -> Any:

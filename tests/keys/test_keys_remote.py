@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import threading
 import time
@@ -28,7 +29,13 @@ from sovra.model import (
     WrappedKey,
     subject_commitment,
 )
-from sovra.server.custodian import RateLimiter, Throttled, create_custodian_app
+from sovra.server.custodian import (
+    CustodianCalls,
+    RateLimiter,
+    Throttled,
+    create_custodian_app,
+)
+from sovra.server.custodian_socket import serve_frames
 
 TOKEN = b"t" * 32
 REQUESTER = "svc-pl"
@@ -46,6 +53,8 @@ class Service:
     url: str
     custodian: LocalCustodian
     log_key: Ed25519PrivateKey
+    socket_url: str = ""
+    """The same custodian on a Unix socket, in frames (as ``sovra serve`` reaches it)."""
 
 
 def _serve(
@@ -75,16 +84,31 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     path = tmp_path_factory.mktemp("custodian") / "PL.key"
     custodian = LocalCustodian.create(path, "PL", log_key.public_key())
     server, thread, url = _serve(custodian)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path.parent / "PL.sock"))
+    listener.listen(16)
+    stop = threading.Event()
+    frames = threading.Thread(
+        target=serve_frames,
+        args=(listener, CustodianCalls(custodian), TOKEN),
+        kwargs={"peers": frozenset({os.geteuid()}), "stop": stop},
+    )
+    frames.start()
     try:
-        yield Service(url, custodian, log_key)
+        yield Service(url, custodian, log_key, f"unix:{path.parent / 'PL.sock'}")
     finally:
+        stop.set()
+        frames.join(timeout=10)
         _stop(server, thread)
         custodian.close()
 
 
-@pytest.fixture
-def remote(service: Service) -> Iterator[RemoteCustodian]:
-    with RemoteCustodian(service.url, "PL", TOKEN) as r:
+@pytest.fixture(params=["http", "unix"])
+def remote(service: Service, request: pytest.FixtureRequest) -> Iterator[RemoteCustodian]:
+    """The service's client over HTTP, and over the local socket: every test of it runs
+    on both carriers."""
+    url = service.url if request.param == "http" else service.socket_url
+    with RemoteCustodian(url, "PL", TOKEN) as r:
         yield r
 
 
@@ -206,7 +230,7 @@ def test_unknown_key_version(remote: RemoteCustodian, service: Service, one: Any
 
 
 def test_shredded_subject(remote: RemoteCustodian, service: Service) -> None:
-    carol = subject_commitment(b"c" * 32, "PL", "carol")
+    carol = subject_commitment(b"c" * 32, "PL", f"carol-{time.time_ns()}")
     h = header("r-carol", carol)
     wrapped = remote.wrap(b"k" * 32, h)
     assert remote.shred(carol) is True
@@ -474,7 +498,19 @@ def test_bad_protect_items_are_refused(
 def _count_posts(remote: RemoteCustodian) -> list[str]:
     """Record the path of every request *remote* sends from now on."""
     paths: list[str] = []
-    remote._client.event_hooks["request"].append(lambda request: paths.append(request.url.path))
+    if remote._client is not None:
+        remote._client.event_hooks["request"].append(lambda r: paths.append(r.url.path))
+        return paths
+    frames = remote._frames
+    assert frames is not None
+    call = frames.call
+
+    def counted(body: bytes, limit: int) -> tuple[int, bytes]:
+        operation = json.loads(body)["requestMetadata"]["operation"]
+        paths.append(f"{API_PREFIX}/keys/PL/{operation}")  # the path it would have over HTTP
+        return call(body, limit)
+
+    frames.call = counted  # type: ignore[method-assign]
     return paths
 
 

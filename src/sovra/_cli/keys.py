@@ -15,7 +15,7 @@ present the bearer secret in ``custodians/<J>.token`` (created on first start, 0
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -312,16 +312,16 @@ def _serve_handed_over(
     """
     import os
     import signal
+    import socket
     import sys
     import threading
-
-    import uvicorn
 
     from sovra import custody
     from sovra.errors import SovraError
     from sovra.keys import LocalCustodian
     from sovra.model import check_jurisdiction
-    from sovra.server.custodian import create_custodian_app
+    from sovra.server.custodian import CustodianCalls, create_custodian_app
+    from sovra.server.custodian_socket import serve_frames
 
     try:
         code = check_jurisdiction(jurisdiction)
@@ -334,17 +334,19 @@ def _serve_handed_over(
         key_path = custody.custodian_key_path(deployment, code)
         custody.require_custodian_key(key_path, code)
         custodian = LocalCustodian.open(key_path, code, handover.log_key, unlock=unlock)
-        app = create_custodian_app(custodian, token=handover.token)
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        config.load()
-        server = uvicorn.Server(config)
+        local = handover.listener.family == socket.AF_UNIX
+        calls = CustodianCalls(custodian)
+        server = None if local else _uvicorn(create_custodian_app(custodian, token=handover.token))
     except SovraError as exc:
         custody.report_refusal(sys.stdout, exc.diagnostics())
         raise typer.Exit(1) from None
+    stop = threading.Event()
 
     def exit_with_parent() -> None:
         sys.stdin.buffer.read()
-        os.kill(os.getpid(), signal.SIGTERM)
+        stop.set()  # the frames' server returns within a second; uvicorn on a signal:
+        if not local:
+            os.kill(os.getpid(), signal.SIGTERM)
 
     custody.report_ready(sys.stdout)
     # Nothing reads standard output from here on: what uvicorn or a library prints goes
@@ -352,9 +354,23 @@ def _serve_handed_over(
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     threading.Thread(target=exit_with_parent, daemon=True).start()
     try:
-        server.run(sockets=[handover.listener])
+        if server is None:
+            # The gateway's user, and root (which reads every file on one machine anyway).
+            peers = frozenset({handover.gateway_uid, 0})
+            serve_frames(handover.listener, calls, handover.token, peers=peers, stop=stop)
+        else:
+            server.run(sockets=[handover.listener])
     finally:
         custodian.close()
+
+
+def _uvicorn(app: Any) -> Any:
+    """A uvicorn server of *app*, to run on a socket handed over."""
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config.load()
+    return uvicorn.Server(config)
 
 
 @custodian_app.command("seal")

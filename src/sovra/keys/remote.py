@@ -1,6 +1,9 @@
-"""A custodian in another process, reached over HTTP, behind the same :class:`Custodian`.
+"""A custodian in another process, behind the same :class:`Custodian`.
 
-The service (``sovra custodian serve``, :mod:`sovra.server.custodian`) does every check
+Reached over HTTP (``http://…``: ``sovra custodian serve`` on a host of its own), or, on
+the same machine, in authenticated frames on a Unix-domain socket (``unix:<path>``: the
+custodians ``sovra serve`` starts; :mod:`sovra.keys._frames`, docs/custodian-protocol.md).
+Both carry the same JSON bodies. The service (:mod:`sovra.server.custodian`) does every check
 that :class:`~sovra.keys.BaseCustodian` does, in its own process, with its own keys: this
 class only carries requests and maps the service's XKS-style error names back to the one
 error tree. It does not subclass :class:`~sovra.keys.BaseCustodian`, on purpose: the checks
@@ -14,13 +17,13 @@ justification code; the service refuses a justification that is not the logged p
 from __future__ import annotations
 
 import base64
-import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
+import orjson
 
 from sovra.errors import (
     BadRequest,
@@ -32,6 +35,7 @@ from sovra.errors import (
     Unauthenticated,
     Unavailable,
 )
+from sovra.keys._frames import Connections
 from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES, CustodianStatus
 from sovra.model import (
     LogEntry,
@@ -42,9 +46,11 @@ from sovra.model import (
     check_jurisdiction,
 )
 
-__all__ = ["API_PREFIX", "RemoteCustodian"]
+__all__ = ["API_PREFIX", "UNIX_SCHEME", "RemoteCustodian", "logged_purpose"]
 
 API_PREFIX = "/kms/xks/v1"
+UNIX_SCHEME = "unix:"
+"""A URL ``unix:/path/to/PL.sock`` names a custodian's local socket (frames, not HTTP)."""
 _MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 _MAX_BATCH_RESPONSE_BYTES = 32 * 1024 * 1024
 _ERRORS: dict[str, type[SovraError]] = {
@@ -75,13 +81,14 @@ class RemoteCustodian:
         """Point at a custodian service.
 
         Args:
-            url: the service's base URL, e.g. ``http://127.0.0.1:8760``.
+            url: the service's base URL, e.g. ``http://127.0.0.1:8760``, or
+                ``unix:<path>`` for a custodian's local socket.
             jurisdiction: the jurisdiction it serves.
-            token: the bearer secret it was started with.
+            token: the secret it was started with (over HTTP, the bearer secret).
             caller: this gateway's name in every request's metadata.
             timeout_s: per-request timeout.
             version_ttl_s: how long the current KEK version is cached.
-            transport: an httpx transport (tests).
+            transport: an httpx transport (tests; HTTP only).
             clock: monotonic seconds, for the version cache.
 
         Raises:
@@ -89,19 +96,28 @@ class RemoteCustodian:
         """
         self._jurisdiction = check_jurisdiction(jurisdiction)
         self._caller = check_id(caller, "caller")
-        self._client = httpx.Client(
-            base_url=url.rstrip("/"),
-            timeout=timeout_s,
-            headers={"Authorization": "Bearer " + token.hex()},
-            transport=transport,
-        )
+        self._where = url
+        self._frames: Connections | None = None
+        self._client: httpx.Client | None = None
+        if url.startswith(UNIX_SCHEME):
+            self._frames = Connections(url[len(UNIX_SCHEME) :], token, timeout_s)
+        else:
+            self._client = httpx.Client(
+                base_url=url.rstrip("/"),
+                timeout=timeout_s,
+                headers={"Authorization": "Bearer " + token.hex()},
+                transport=transport,
+            )
         self._ttl = version_ttl_s
         self._clock = clock
         self._version: tuple[int, float] | None = None
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._client.close()
+        if self._frames is not None:
+            self._frames.close()
+        if self._client is not None:
+            self._client.close()
 
     def __enter__(self) -> RemoteCustodian:
         return self
@@ -122,34 +138,59 @@ class RemoteCustodian:
         *,
         limit: int = _MAX_RESPONSE_BYTES,
     ) -> dict[str, Any]:
-        payload = {
-            "requestMetadata": {
-                "callerPrincipal": self._caller,
-                "operation": operation,
-                "requestId": uuid.uuid4().hex,
-            },
-            **body,
-        }
+        payload = orjson.dumps(
+            {
+                "requestMetadata": {
+                    "callerPrincipal": self._caller,
+                    "operation": operation,
+                    "requestId": uuid.uuid4().hex,
+                },
+                **body,
+            }
+        )
+        if self._frames is not None:
+            status, content = self._framed(payload, limit)
+        else:
+            status, content = self._http(path, payload, limit)
         try:
-            response = self._client.post(path, content=json.dumps(payload).encode())
-        except httpx.HTTPError as exc:
+            result = orjson.loads(content)
+        except orjson.JSONDecodeError:
             raise Unavailable(
-                f"custodian {self._jurisdiction} at {self._client.base_url} cannot be "
-                f"reached: {exc}"
-            ) from None
-        if len(response.content) > limit:
-            raise Unavailable(f"custodian {self._jurisdiction} sent an oversized response")
-        try:
-            result = response.json()
-        except ValueError:
-            raise Unavailable(
-                f"custodian {self._jurisdiction} answered {response.status_code} without JSON"
+                f"custodian {self._jurisdiction} answered {status} without JSON"
             ) from None
         if not isinstance(result, dict):
             raise Unavailable(f"custodian {self._jurisdiction} answered with a non-object")
-        if response.status_code != 200:
+        if status != 200:
             raise self._error(result)
         return result
+
+    def _http(self, path: str, payload: bytes, limit: int) -> tuple[int, bytes]:
+        assert self._client is not None  # an http(s) URL made one
+        try:
+            response = self._client.post(path, content=payload)
+        except httpx.HTTPError as exc:
+            raise Unavailable(
+                f"custodian {self._jurisdiction} at {self._where} cannot be reached: {exc}"
+            ) from None
+        if len(response.content) > limit:
+            raise Unavailable(f"custodian {self._jurisdiction} sent an oversized response")
+        return response.status_code, response.content
+
+    def _framed(self, payload: bytes, limit: int) -> tuple[int, bytes]:
+        assert self._frames is not None  # a unix: URL made them
+        try:
+            return self._frames.call(payload, limit)
+        except Unauthenticated as exc:
+            raise Unauthenticated(f"custodian {self._jurisdiction}: {exc.message}") from None
+        except BadRequest as exc:
+            raise Unavailable(
+                f"custodian {self._jurisdiction} at {self._where} answered a malformed "
+                f"frame: {exc.message}"
+            ) from None
+        except (OSError, EOFError) as exc:
+            raise Unavailable(
+                f"custodian {self._jurisdiction} at {self._where} cannot be reached: {exc}"
+            ) from None
 
     def _error(self, result: dict[str, Any]) -> SovraError:
         """The error of the tree an XKS error body names."""
@@ -349,10 +390,7 @@ class RemoteCustodian:
             )
         if not 0 < len(items) <= MAX_BATCH:
             raise BadRequest(f"a batch holds 1..{MAX_BATCH} keys, got {len(items)}")
-        try:
-            purpose = LogEntry.from_bytes(authorization.entry).fields.get("purpose")
-        except BadRequest as exc:
-            raise Denied(f"the presented entry does not parse: {exc.message}") from None
+        purpose = logged_purpose(authorization.entry)
         return {
             "items": [
                 {
@@ -527,6 +565,28 @@ def _protect_body(header: RecordHeader, items: Sequence[tuple[str, str, str]]) -
         "header": _enc(header.to_bytes()),
         "items": [{"mode": m, "kind": k, "value": v} for m, k, v in items],
     }
+
+
+def logged_purpose(entry: bytes) -> object:
+    """The purpose a logged decision names: the justification code sent with its release.
+
+    Read the short way: whoever releases a key parses the entry in full and checks its
+    receipt over these same bytes, so a purpose read here can only refuse, never allow.
+    An entry that does not read so is parsed in full, for the precise refusal.
+
+    Raises:
+        Denied: the entry does not parse.
+    """
+    try:
+        fields = orjson.loads(entry)
+    except orjson.JSONDecodeError:
+        fields = None
+    if not isinstance(fields, dict):
+        try:
+            fields = dict(LogEntry.from_bytes(entry).fields)
+        except BadRequest as exc:
+            raise Denied(f"the presented entry does not parse: {exc.message}") from None
+    return fields.get("purpose")
 
 
 def _version(item: dict[str, Any]) -> int:

@@ -1,5 +1,10 @@
 """A jurisdiction's custodian as its own HTTP service (``sovra custodian serve``).
 
+The calls themselves (:class:`CustodianCalls`) are carried either by this HTTP service or,
+for the custodians ``sovra serve`` starts on its own machine, in frames on a Unix-domain
+socket (:mod:`sovra.server.custodian_socket`, docs/custodian-protocol.md): the same bodies,
+checks and errors.
+
 The API is shaped like the AWS KMS external key store (XKS) proxy API, which key managers
 already speak: every call is a ``POST`` of JSON under ``/kms/xks/v1``, carries
 ``requestMetadata`` naming the caller, the operation and a correlation id, and errors come
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hmac
 import logging
 import math
@@ -48,8 +54,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from sovra.errors import (
     BadRequest,
@@ -62,8 +69,8 @@ from sovra.errors import (
 )
 from sovra.keys import LocalCustodian, values
 from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES
+from sovra.keys.remote import logged_purpose
 from sovra.model import (
-    LogEntry,
     LogReceipt,
     RecordHeader,
     ReleaseAuthorization,
@@ -74,11 +81,16 @@ from sovra.model import (
 
 __all__ = [
     "API_PREFIX",
+    "KEY_OPERATIONS",
     "MAX_BATCH_BODY_BYTES",
     "MAX_BODY_BYTES",
+    "Answer",
+    "CustodianCalls",
     "RateLimiter",
     "Throttled",
+    "body_limit",
     "create_custodian_app",
+    "error_answer",
 ]
 
 log = logging.getLogger("sovra.custodian")
@@ -168,15 +180,6 @@ def _xks_message(exc: SovraError) -> str:
     return "".join(c if " " <= c <= "~" else "?" for c in exc.message)[:511]
 
 
-def _error_response(exc: SovraError) -> JSONResponse:
-    status, name = _error_name(exc)
-    message = _xks_message(exc)
-    headers = {}
-    if isinstance(exc, Throttled):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-    return JSONResponse({"errorName": name, "errorMessage": message}, status, headers=headers)
-
-
 def _b64(value: object, what: str, *, max_len: int = 64 * 1024) -> bytes:
     if not isinstance(value, str) or len(value) > max_len:
         raise BadRequest(f"{what} must be a base64 string")
@@ -238,8 +241,26 @@ def _requester(body: Mapping[str, Any]) -> str:
     return requester
 
 
+_HEADER_TAG = b"sovra-record\n"
+_HEADER_FIELDS = {f.name for f in dataclasses.fields(RecordHeader)}
+
+
 def _header(value: object) -> RecordHeader:
-    return RecordHeader.from_bytes(_b64(value, "header", max_len=8192))
+    """The record header in *value* (base64), read the short way when it is canonical:
+    a header built from the parsed fields that encodes back to the very bytes is what
+    :meth:`RecordHeader.from_bytes` returns for them; anything else goes to it, for its
+    precise refusal."""
+    data = _b64(value, "header", max_len=8192)
+    if data.startswith(_HEADER_TAG):
+        try:
+            fields = orjson.loads(data[len(_HEADER_TAG) :])
+            if type(fields) is dict and fields.keys() == _HEADER_FIELDS:
+                header = RecordHeader(**fields)
+                if header.to_bytes() == data:
+                    return header
+        except (orjson.JSONDecodeError, BadRequest, TypeError, ValueError):
+            pass
+    return RecordHeader.from_bytes(data)
 
 
 def _requests(
@@ -309,10 +330,7 @@ def _check_justification(authorization: ReleaseAuthorization, justification: str
     Raises:
         Denied: the entry does not parse, or its purpose is not *justification*.
     """
-    try:
-        purpose = LogEntry.from_bytes(authorization.entry).fields.get("purpose")
-    except BadRequest as exc:
-        raise Denied(f"the presented entry does not parse: {exc.message}") from None
+    purpose = logged_purpose(authorization.entry)
     if purpose != justification:
         raise Denied(
             f"justification {justification!r} is not the purpose of the logged allow "
@@ -528,6 +546,157 @@ class _Service:
         }
 
 
+_OPERATION_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    # operation -> (required body fields, optional body fields), besides requestMetadata
+    "health": (frozenset(), frozenset()),
+    "metadata": (frozenset(), frozenset()),
+    "wrap": (frozenset({"items"}), frozenset()),
+    "unwrap": (
+        frozenset({"items", "authorization", "justification", "requester"}),
+        frozenset({"recipient"}),
+    ),
+    "transport-key": (frozenset(), frozenset()),
+    "wrap-sealed": (frozenset({"items"}), frozenset()),
+    "unwrap-batches": (frozenset({"requests"}), frozenset()),
+    "protect": (frozenset({"header", "items"}), frozenset()),
+    "protect-many": (frozenset({"requests"}), frozenset()),
+    "reveal": (frozenset({"items", "authorization", "requester"}), frozenset()),
+    "shred": (frozenset({"subject"}), frozenset()),
+    "rotate": (frozenset(), frozenset()),
+}
+KEY_OPERATIONS = tuple(op for op in _OPERATION_FIELDS if op != "health")
+"""The operations on a jurisdiction's keys (``/keys/<J>/<operation>`` over HTTP)."""
+
+
+def body_limit(operation: str) -> int:
+    """The largest request body *operation* takes."""
+    return MAX_BATCH_BODY_BYTES if operation in _BATCH_OPERATIONS else MAX_BODY_BYTES
+
+
+Answer = tuple[int, dict[str, Any], dict[str, str]]
+"""``(XKS status, JSON body, headers)`` of one call."""
+
+
+class CustodianCalls:
+    """One custodian's calls, whatever carries them (HTTP, or frames on a local socket).
+
+    The carrier authenticates the caller and reads a bounded body; this checks the body's
+    fields and metadata, rate-limits the caller, runs the operation, records one log line
+    and maps any error to its XKS name and status.
+    """
+
+    def __init__(
+        self,
+        custodian: LocalCustodian,
+        *,
+        rate_per_s: float = 2000.0,
+        burst: int = 4000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Serve *custodian*.
+
+        Raises:
+            ConfigError: non-positive limits.
+        """
+        self.code = check_jurisdiction(custodian.jurisdiction)
+        self._limiter = RateLimiter(rate_per_s, burst, clock)
+        service = _Service(custodian)
+        self._handlers: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
+            op: getattr(service, op.replace("-", "_")) for op in _OPERATION_FIELDS
+        }
+
+    def check_key(self, key_path: str) -> None:
+        """Refuse a key path of another jurisdiction.
+
+        Raises:
+            NotFound: *key_path* is not this custodian's jurisdiction.
+        """
+        if key_path != self.code:
+            raise NotFound(f"this custodian holds keys of {self.code} only, not {key_path!r}")
+
+    def answer(
+        self, operation: str | None, body: object, started: float, *, size: int = 0
+    ) -> Answer:
+        """Run one call on its parsed *body*; *operation* is the one its carrier named
+        (the URL), or None when the body's metadata names it (frames: then *size*, the
+        body's length in bytes, is checked against that operation's limit)."""
+        request_id, caller = "-", "-"
+        try:
+            if operation is None:
+                operation = _named_operation(body)
+                if size > body_limit(operation):
+                    raise BadRequest(
+                        f"request body is {size} bytes, over the {body_limit(operation)}-byte "
+                        f"limit of {operation}"
+                    )
+            required, optional = _OPERATION_FIELDS[operation]
+            body = _fields(body, {"requestMetadata", *required}, set(optional), "the request")
+            meta = _fields(
+                body["requestMetadata"],
+                {"callerPrincipal", "operation", "requestId"},
+                set(),
+                "requestMetadata",
+            )
+            named = meta["operation"]
+            request_id, caller = str(meta["requestId"]), str(meta["callerPrincipal"])
+            if not _REQUEST_ID.fullmatch(request_id):
+                raise BadRequest("requestId must be 1..128 printable ASCII characters")
+            if not _CALLER.fullmatch(caller):
+                raise BadRequest("callerPrincipal is not a principal name")
+            if named != operation:
+                raise BadRequest(f"operation is {named!r}, but this is {operation}")
+            self._limiter.take(caller)
+            result = self._handlers[operation](body, caller)
+        except SovraError as exc:
+            self.record(operation, request_id, caller, exc.code, started)
+            return error_answer(exc)
+        self.record(operation, request_id, caller, "ok", started)
+        return 200, result, {}
+
+    def record(
+        self, operation: str | None, request_id: str, caller: str, outcome: str, started: float
+    ) -> None:
+        """The one log line of a call."""
+        log.info(
+            "custodian %s %s request=%s caller=%s outcome=%s %.1fms",
+            self.code,
+            operation or "-",
+            request_id,
+            caller,
+            outcome,
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+def _named_operation(body: object) -> str:
+    """The operation a frame's body names in its metadata.
+
+    Raises:
+        BadRequest: the body names no operation this custodian has.
+    """
+    meta = body.get("requestMetadata") if isinstance(body, dict) else None
+    named = meta.get("operation") if isinstance(meta, dict) else None
+    if not isinstance(named, str) or named not in _OPERATION_FIELDS:
+        raise BadRequest(
+            f"requestMetadata.operation must name an operation, got {str(named)[:64]!r}"
+        )
+    return named
+
+
+def error_answer(exc: SovraError) -> Answer:
+    """The XKS status, error body and headers of *exc*."""
+    status, name = _error_name(exc)
+    headers = {}
+    if isinstance(exc, Throttled):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return status, {"errorName": name, "errorMessage": _xks_message(exc)}, headers
+
+
+def _response(answer: Answer) -> Response:
+    status, body, headers = answer
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
 def create_custodian_app(
     custodian: LocalCustodian,
     *,
@@ -551,11 +720,9 @@ def create_custodian_app(
     if len(token) < 16:
         raise ConfigError("the custodian's bearer token must be at least 16 bytes")
     expected = b"Bearer " + token.hex().encode()
-    limiter = RateLimiter(rate_per_s, burst, clock)
-    code = custodian.jurisdiction
-    service = _Service(custodian)
+    calls = CustodianCalls(custodian, rate_per_s=rate_per_s, burst=burst, clock=clock)
     app = FastAPI(
-        title=f"sovra custodian {code}",
+        title=f"sovra custodian {calls.code}",
         description="A jurisdiction's key custodian (XKS-shaped API).",
         docs_url=None,
         redoc_url=None,
@@ -563,110 +730,35 @@ def create_custodian_app(
     )
 
     async def call(
-        request: Request,
-        operation: str,
-        handler: Callable[[dict[str, Any], str], dict[str, Any]],
-        *,
-        key_path: str | None = None,
-        optional: frozenset[str] = frozenset(),
-        required: frozenset[str] = frozenset(),
-        authenticate: bool = True,
-        limit: int = MAX_BODY_BYTES,
-    ) -> JSONResponse:
+        request: Request, operation: str, *, key_path: str | None, authenticate: bool = True
+    ) -> Response:
         started = time.perf_counter()
-        request_id, caller = "-", "-"
         try:
             if authenticate:
                 given = request.headers.get("authorization", "").encode()
                 if not hmac.compare_digest(given, expected):
                     raise Unauthenticated("missing or wrong bearer token")
-            if key_path is not None and key_path != code:
-                raise NotFound(f"this custodian holds keys of {code} only, not {key_path!r}")
+            if key_path is not None:
+                calls.check_key(key_path)
+            limit = body_limit(operation)
             raw = await _bounded_body(request, limit)
             body = parse_json(raw, limit=limit, what="request body")
-            body = _fields(body, {"requestMetadata", *required}, set(optional), "the request")
-            meta = _fields(
-                body["requestMetadata"],
-                {"callerPrincipal", "operation", "requestId"},
-                set(),
-                "requestMetadata",
-            )
-            request_id, caller = str(meta["requestId"]), str(meta["callerPrincipal"])
-            if not _REQUEST_ID.fullmatch(request_id):
-                raise BadRequest("requestId must be 1..128 printable ASCII characters")
-            if not _CALLER.fullmatch(caller):
-                raise BadRequest("callerPrincipal is not a principal name")
-            if meta["operation"] != operation:
-                raise BadRequest(f"operation is {meta['operation']!r}, but this is {operation}")
-            limiter.take(caller)
-            result = handler(body, caller)
         except SovraError as exc:
-            log.info(
-                "custodian %s %s request=%s caller=%s outcome=%s %.1fms",
-                code,
-                operation,
-                request_id,
-                caller,
-                exc.code,
-                (time.perf_counter() - started) * 1000,
-            )
-            return _error_response(exc)
-        log.info(
-            "custodian %s %s request=%s caller=%s outcome=ok %.1fms",
-            code,
-            operation,
-            request_id,
-            caller,
-            (time.perf_counter() - started) * 1000,
-        )
-        return JSONResponse(result)
+            calls.record(operation, "-", "-", exc.code, started)
+            return _response(error_answer(exc))
+        return _response(calls.answer(operation, body, started))
 
     @app.post(f"{API_PREFIX}/health")
-    async def health_route(request: Request) -> JSONResponse:
-        return await call(request, "health", service.health, authenticate=False)
+    async def health_route(request: Request) -> Response:
+        return await call(request, "health", key_path=None, authenticate=False)
 
-    # operation -> (handler, required body fields, optional body fields)
-    operations: dict[
-        str, tuple[Callable[[dict[str, Any], str], dict[str, Any]], set[str], set[str]]
-    ] = {
-        "metadata": (service.metadata, set(), set()),
-        "wrap": (service.wrap, {"items"}, set()),
-        "unwrap": (
-            service.unwrap,
-            {"items", "authorization", "justification", "requester"},
-            {"recipient"},
-        ),
-        "transport-key": (service.transport_key, set(), set()),
-        "wrap-sealed": (service.wrap_sealed, {"items"}, set()),
-        "unwrap-batches": (service.unwrap_batches, {"requests"}, set()),
-        "protect": (service.protect, {"header", "items"}, set()),
-        "protect-many": (service.protect_many, {"requests"}, set()),
-        "reveal": (service.reveal, {"items", "authorization", "requester"}, set()),
-        "shred": (service.shred, {"subject"}, set()),
-        "rotate": (service.rotate, set(), set()),
-    }
-
-    def key_route(
-        operation: str,
-        handler: Callable[[dict[str, Any], str], dict[str, Any]],
-        required: set[str],
-        optional: set[str],
-    ) -> None:
-        async def route(request: Request, key_id: str) -> JSONResponse:
-            return await call(
-                request,
-                operation,
-                handler,
-                key_path=key_id,
-                required=frozenset(required),
-                optional=frozenset(optional),
-                limit=MAX_BATCH_BODY_BYTES if operation in _BATCH_OPERATIONS else MAX_BODY_BYTES,
-            )
+    def key_route(operation: str) -> None:
+        async def route(request: Request, key_id: str) -> Response:
+            return await call(request, operation, key_path=key_id)
 
         app.post(API_PREFIX + "/keys/{key_id}/" + operation, name=operation)(route)
 
-    for operation, (handler, required, optional) in operations.items():
-        key_route(operation, handler, required, optional)
+    for operation in KEY_OPERATIONS:
+        key_route(operation)
 
-    check_jurisdiction(code)
     return app
