@@ -414,3 +414,16 @@ def test_a_bad_response_is_not_believed(tmp_path: Path, reply: Any, why: str) ->
     ):
         remote.metadata()
     assert remote._frames._idle == []  # type: ignore[union-attr]  # never reused
+
+
+def test_a_forked_child_opens_connections_of_its_own(served: Socket) -> None:
+    with RemoteCustodian(served.url, "PL", TOKEN) as remote:
+        frames = remote._frames
+        assert frames is not None
+        remote.metadata()
+        (parents,) = frames._idle
+        frames._pid = -1  # as seen from a child forked after that call
+        remote.metadata()
+        assert frames._idle and frames._idle[0] is not parents
+        assert frames._pid == os.getpid()
+        parents.socket.close()  # the parent's, which the child never closes

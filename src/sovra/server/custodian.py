@@ -601,6 +601,10 @@ class CustodianCalls:
         self.code = check_jurisdiction(custodian.jurisdiction)
         self._limiter = RateLimiter(rate_per_s, burst, clock)
         service = _Service(custodian)
+        # Operations run one at a time, whichever carrier and thread brings them (as on the
+        # HTTP service's one event loop): a rotation's rewrap and destruction of old KEK
+        # versions never interleave with a wrap. Reading frames, their tags and JSON run outside.
+        self._one_at_a_time = threading.Lock()
         self._handlers: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
             op: getattr(service, op.replace("-", "_")) for op in _OPERATION_FIELDS
         }
@@ -646,7 +650,8 @@ class CustodianCalls:
             if named != operation:
                 raise BadRequest(f"operation is {named!r}, but this is {operation}")
             self._limiter.take(caller)
-            result = self._handlers[operation](body, caller)
+            with self._one_at_a_time:
+                result = self._handlers[operation](body, caller)
         except SovraError as exc:
             self.record(operation, request_id, caller, exc.code, started)
             return error_answer(exc)
