@@ -4,7 +4,9 @@
 connection, so to aim a request at a chosen process these tests start two ``sovra serve``
 processes on two ports over the same deployment: each is a whole gateway over the same
 files, exactly as a worker is. Every guarantee is checked across them: one bulk budget,
-one review queue and one list of alerts, one active pack, one dense log.
+one review queue and one list of alerts, one active pack, one dense log. Each runs on the
+embedded deployment (SQLite files) and on one whose shared state is in PostgreSQL (``sovra
+init --database``), where the two processes are two replicas over one database.
 """
 
 from __future__ import annotations
@@ -64,11 +66,22 @@ def _stop(proc: subprocess.Popen[str]) -> str:
     return err
 
 
-@pytest.fixture
-def two(template: Path, tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
-    """Two gateway processes over one deployment whose window budget is 3 subjects."""
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def deployment(request: pytest.FixtureRequest, template: Path, tmp_path: Path) -> Path:
+    """A new deployment: a copy of the embedded template, or one in PostgreSQL."""
     root = tmp_path / "deployment"
-    shutil.copytree(template, root)
+    if request.param == "sqlite":
+        shutil.copytree(template, root)
+    else:
+        pg_dsn = request.getfixturevalue("pg_dsn")
+        Deployment.init(root, origin="sovra.test/pg", custodians="in-process", database=pg_dsn)
+    return root
+
+
+@pytest.fixture
+def two(deployment: Path) -> Iterator[tuple[Path, str, str]]:
+    """Two gateway processes over one deployment whose window budget is 3 subjects."""
+    root = deployment
     config = root / "sovra.toml"
     config.write_text(
         config.read_text().replace("window_subject_limit = 500", "window_subject_limit = 3")
@@ -149,9 +162,8 @@ def test_a_pack_activated_through_one_process_applies_on_the_other(two) -> None:
         time.sleep(0.1)
 
 
-def test_serve_workers_shares_one_log_and_stops_every_worker(sovra, template, tmp_path):
-    root = tmp_path / "deployment"
-    shutil.copytree(template, root)
+def test_serve_workers_shares_one_log_and_stops_every_worker(sovra, deployment):
+    root = deployment
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _serve(root, port, workers=2)
