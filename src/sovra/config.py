@@ -7,6 +7,7 @@ silently weaken it), and every value is checked when the file is read.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,9 +18,62 @@ from sovra.errors import BadRequest, ConfigError, SovraError
 from sovra.ledger.witness import CosignatureVerifier
 from sovra.model import check_jurisdiction, check_purpose
 
-__all__ = ["DEFAULT_JURISDICTIONS", "Config", "JurisdictionConfig", "render_default_config"]
+__all__ = [
+    "DEFAULT_JURISDICTIONS",
+    "Config",
+    "JurisdictionConfig",
+    "RegionConfig",
+    "render_default_config",
+]
 
 _ACTIONS = frozenset({"keep", "redact", "tokenize", "seal", "refuse"})
+_PLACEMENTS = frozenset({"first", "by-subject"})
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+_REGION_KEYS = frozenset(
+    {
+        "blobs",
+        "endpoint",
+        "signing_region",
+        "access_key_env",
+        "secret_key_env",
+        "credentials_file",
+        "provider",
+        "provider_home",
+        "sse",
+        "sse_kms_key_id",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RegionConfig:
+    """One storage region (``[regions.NAME]``): where its blobs live and who runs that.
+
+    A region without a table, or without ``blobs``, is the folder ``<blobs>/<name>`` of the
+    deployment. ``blobs = "s3://bucket/prefix"`` puts it in an S3-compatible bucket; the
+    credentials are never in this file: the names of two environment variables, or a file
+    of the deployment readable by its owner only (``credentials_file``), or neither
+    (the S3 client's own chain: an instance role, ``AWS_*`` variables).
+    """
+
+    name: str
+    blobs: str | None = None
+    endpoint: str | None = None
+    signing_region: str = "us-east-1"
+    access_key_env: str | None = None
+    secret_key_env: str | None = None
+    credentials_file: str | None = None
+    # Who operates the storage, and the jurisdiction whose laws reach that operator
+    # (a jurisdiction's rules may exclude providers by it).
+    provider: str | None = None
+    provider_home: str | None = None
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+
+    @property
+    def is_s3(self) -> bool:
+        """Whether the region's blobs are in an S3 bucket rather than a folder."""
+        return self.blobs is not None and self.blobs.startswith("s3://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +87,12 @@ class JurisdictionConfig:
     minimisation: Mapping[str, str] = field(default_factory=dict)
     # purpose -> kind -> action, over ``minimisation`` for data collected for that purpose
     minimisation_for: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Regions whose provider is at home in one of these jurisdictions never hold this
+    # jurisdiction's data (empty: every provider is accepted, as it holds ciphertext only).
+    exclude_provider_homes: tuple[str, ...] = ()
+    # How a record's region is picked among the allowed ones: the first (``regions`` is an
+    # order of preference) or one per subject (a subject's records stay together).
+    placement: str = "first"
 
     def rules_for(self, purpose: str | None) -> dict[str, str]:
         """The minimisation rule for data collected for *purpose* (None: the base rule).
@@ -78,6 +138,12 @@ class Config:
     # [limits]: a sealed record of up to this many bytes shares its region's small-blob
     # file (one write per batch); a larger one gets a file of its own.
     small_blob_bytes: int = 64 << 10
+    # [regions.NAME]: storage regions configured beyond the folder default.
+    regions: Mapping[str, RegionConfig] = field(default_factory=dict)
+
+    def region(self, name: str) -> RegionConfig:
+        """The settings of region *name* (the folder default when it has no table)."""
+        return self.regions.get(name) or RegionConfig(name)
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -105,7 +171,9 @@ class Config:
     @classmethod
     def _from_dict(cls, raw: dict[str, Any]) -> Config:
         _only(
-            raw, {"deployment", "limits", "bulk", "jurisdictions", "witnesses", "log"}, "top level"
+            raw,
+            {"deployment", "limits", "bulk", "jurisdictions", "witnesses", "log", "regions"},
+            "top level",
         )
         dep, lim, bulk = raw["deployment"], raw.get("limits", {}), raw.get("bulk", {})
         _only(dep, {"origin", "database", "blobs"}, "[deployment]")
@@ -127,7 +195,15 @@ class Config:
             check_jurisdiction(code)
             _only(
                 body,
-                {"name", "regions", "purposes", "minimisation", "minimisation_for"},
+                {
+                    "name",
+                    "regions",
+                    "purposes",
+                    "minimisation",
+                    "minimisation_for",
+                    "exclude_provider_homes",
+                    "placement",
+                },
                 f"[jurisdictions.{code}]",
             )
             purposes = tuple(check_purpose(p) for p in body["purposes"])
@@ -141,6 +217,12 @@ class Config:
             regions = tuple(body["regions"])
             if not regions:
                 raise ConfigError(f"[jurisdictions.{code}] needs at least one storage region")
+            placement = body.get("placement", "first")
+            if placement not in _PLACEMENTS:
+                raise ConfigError(
+                    f"[jurisdictions.{code}] placement must be one of "
+                    f"{', '.join(sorted(_PLACEMENTS))}, got {placement!r}"
+                )
             jurisdictions[code] = JurisdictionConfig(
                 code=code,
                 name=str(body.get("name", code)),
@@ -148,9 +230,12 @@ class Config:
                 purposes=purposes,
                 minimisation=rules,
                 minimisation_for=by_purpose,
+                exclude_provider_homes=_homes(body, code),
+                placement=placement,
             )
         if not jurisdictions:
             raise ConfigError("no jurisdictions configured")
+        regions_cfg = _regions(raw.get("regions", {}), jurisdictions)
         config = cls(
             origin=str(dep["origin"]),
             database=str(dep.get("database", "sovra.db")),
@@ -165,6 +250,7 @@ class Config:
             window_subject_limit=_positive(bulk, "window_subject_limit", 500),
             window_s=_positive(bulk, "window_s", 3600),
             jurisdictions=jurisdictions,
+            regions=regions_cfg,
             **_witnesses(raw.get("witnesses", {})),
             **_log(raw.get("log", {})),
         )
@@ -203,6 +289,87 @@ def _rules(table: object, where: str) -> dict[str, str]:
                 f"{where} {kind} = {action!r}: use one of {', '.join(sorted(_ACTIONS))}"
             )
     return dict(table)
+
+
+def _homes(body: Mapping[str, Any], code: str) -> tuple[str, ...]:
+    homes = body.get("exclude_provider_homes", [])
+    where = f"[jurisdictions.{code}] exclude_provider_homes"
+    if not isinstance(homes, list):
+        raise ConfigError(f"{where} must be a list of jurisdiction codes")
+    try:
+        return tuple(check_jurisdiction(h) for h in homes)
+    except BadRequest as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
+
+
+def _regions(
+    section: Mapping[str, Any], jurisdictions: Mapping[str, JurisdictionConfig]
+) -> dict[str, RegionConfig]:
+    """``[regions.NAME]`` tables, each checked; every jurisdiction keeps a region left."""
+    if not isinstance(section, Mapping):
+        raise ConfigError("[regions] must be a table of [regions.NAME] tables")
+    used = {r for j in jurisdictions.values() for r in j.regions}
+    out: dict[str, RegionConfig] = {}
+    for name, body in section.items():
+        where = f"[regions.{name}]"
+        if name not in used:
+            raise ConfigError(f"{where}: no jurisdiction lists region {name!r}")
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        _only(body, set(_REGION_KEYS), where)
+        for key, value in body.items():
+            if not isinstance(value, str) or not value or "\n" in value:
+                raise ConfigError(f"{where} {key} must be a non-empty one-line string")
+        region = RegionConfig(name=name, **body)
+        _check_region(region, where)
+        out[name] = region
+    for code, j in jurisdictions.items():
+        left = [
+            r
+            for r in j.regions
+            if (out.get(r) or RegionConfig(r)).provider_home not in j.exclude_provider_homes
+        ]
+        if not left:
+            raise ConfigError(
+                f"[jurisdictions.{code}]: every region it allows has a provider at home in "
+                f"{', '.join(j.exclude_provider_homes)}, which it excludes"
+            )
+    return out
+
+
+def _check_region(region: RegionConfig, where: str) -> None:
+    if region.blobs is not None and not region.is_s3:
+        raise ConfigError(
+            f"{where} blobs must be s3://bucket[/prefix] (leave it out for the folder)"
+        )
+    s3_only = (
+        "endpoint",
+        "access_key_env",
+        "secret_key_env",
+        "credentials_file",
+        "sse",
+        "sse_kms_key_id",
+    )
+    if not region.is_s3:
+        for key in s3_only:
+            if getattr(region, key) is not None:
+                raise ConfigError(f"{where} {key} needs blobs = \"s3://...\"")
+    if (region.access_key_env is None) != (region.secret_key_env is None):
+        raise ConfigError(f"{where} needs both access_key_env and secret_key_env, or neither")
+    if region.access_key_env is not None and region.credentials_file is not None:
+        raise ConfigError(f"{where}: give access_key_env/secret_key_env or credentials_file")
+    for key in ("access_key_env", "secret_key_env"):
+        value = getattr(region, key)
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ConfigError(
+                f"{where} {key} names an environment variable (upper case), got {value!r}; "
+                "never put a credential itself in this file"
+            )
+    if region.provider_home is not None:
+        try:
+            check_jurisdiction(region.provider_home)
+        except BadRequest as exc:
+            raise ConfigError(f"{where} provider_home: {exc.message}") from None
 
 
 def _witnesses(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -304,6 +471,22 @@ def render_default_config(
         "# when publish_after_batch is true (one signature and one write per batch).",
         "publish_every_s = 10",
         "publish_after_batch = true",
+        "",
+        "# Storage regions: each is the folder <blobs>/<region> unless a [regions.NAME] table",
+        "# puts it in an S3-compatible bucket. The credentials never go in this file: name two",
+        "# environment variables, or a JSON file of this deployment only its owner can read",
+        '# ({"access_key": ..., "secret_key": ...}), or neither (the S3 client\'s own chain).',
+        "# [regions.eu-central-pl]",
+        '# blobs = "s3://sovra-pl-prod/records"',
+        '# endpoint = "https://s3.eu-central-1.amazonaws.com"   # left out: AWS itself',
+        '# signing_region = "eu-central-1"',
+        '# access_key_env = "SOVRA_S3_PL_ACCESS_KEY"',
+        '# secret_key_env = "SOVRA_S3_PL_SECRET_KEY"',
+        '# credentials_file = "keys/s3-pl.json"               # instead of the two above',
+        '# provider = "aws"',
+        '# provider_home = "US"        # whose laws reach it (exclude_provider_homes)',
+        '# sse = "aws:kms"             # server-side encryption asked for on every write',
+        '# sse_kms_key_id = "arn:aws:kms:..."',
     ]
     for code in jurisdictions:
         name, regions = DEFAULT_JURISDICTIONS.get(code, (code, (f"region-{code.lower()}",)))
@@ -311,8 +494,12 @@ def render_default_config(
             "",
             f"[jurisdictions.{code}]",
             f'name = "{name}"',
-            "# Storage regions this jurisdiction allows for its residents' data (first = default).",
+            "# Storage regions this jurisdiction allows for its residents' data, in order.",
             "regions = [" + ", ".join(f'"{r}"' for r in regions) + "]",
+            "# Providers at home in these jurisdictions never hold its data (default: none,",
+            "# they only ever hold ciphertext); placement: first allowed region, or by-subject.",
+            "# exclude_provider_homes = []",
+            '# placement = "first"',
             "# Purposes for which this jurisdiction's own services may read its residents' data.",
             "purposes = [" + ", ".join(f'"{p}"' for p in _DEFAULT_PURPOSES) + "]",
             "",

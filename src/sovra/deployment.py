@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from sovra import check, custody
+from sovra._regions import open_blob_store
 from sovra.auth import Authenticator
 from sovra.check import CheckReport
 from sovra.config import DEFAULT_JURISDICTIONS, Config, render_default_config
@@ -61,6 +62,7 @@ from sovra.ledger.cosigning import CheckpointCosignatures, cosignature_store
 from sovra.model import Principal, Role, check_id, check_jurisdiction
 from sovra.policy import BulkGuard, BulkLimits, DecisionPoint, default_pack
 from sovra.store import (
+    BlobStoreBase,
     FilesystemBlobStore,
     MetadataStore,
     RecordStore,
@@ -250,7 +252,7 @@ class Deployment:
         )
         endpoints = {} if processes is None else processes.endpoints
         custodians: dict[str, Custodian] = {}
-        blobs: dict[str, FilesystemBlobStore] = {}
+        blobs: dict[str, BlobStoreBase] = {}
         try:
             for j in config.jurisdictions:
                 custodians[j] = _open_custodian(
@@ -260,12 +262,7 @@ class Deployment:
             for region in dict.fromkeys(
                 r for j in config.jurisdictions.values() for r in j.regions
             ):
-                blobs[region] = FilesystemBlobStore(
-                    root / config.blobs,
-                    region,
-                    max_blob_bytes=config.max_record_bytes + 1024,
-                    small_blob_bytes=config.small_blob_bytes,
-                )
+                blobs[region] = open_blob_store(root, config, region)
             _require_small_blobs(store, blobs)
         except BaseException:
             # Nothing opened so far outlives a refused start.
@@ -585,7 +582,7 @@ def _require_subject_keys(store: RecordStore, custodians: dict[str, Custodian]) 
             )
 
 
-def _require_small_blobs(store: RecordStore, blobs: Mapping[str, FilesystemBlobStore]) -> None:
+def _require_small_blobs(store: RecordStore, blobs: Mapping[str, BlobStoreBase]) -> None:
     """Refuse to start when a region's small-blob file is empty while a record of that
     region has its blob nowhere: the file was lost or replaced by an empty one.
 
@@ -596,14 +593,15 @@ def _require_small_blobs(store: RecordStore, blobs: Mapping[str, FilesystemBlobS
     Raises:
         ConfigError: the first region found in that state, and how to restore it.
     """
-    empty = {region for region, b in blobs.items() if not b.holds_small_blobs()}
+    folders = {r: b for r, b in blobs.items() if isinstance(b, FilesystemBlobStore)}
+    empty = {region for region, b in folders.items() if not b.holds_small_blobs()}
     after, seen = "", 0
     while empty and seen < _SAMPLE_ROWS and (page := store.records_page(after, 256)):
         after, seen = page[-1].header.record_id, seen + len(page)
         for meta in page:
             region, rid = meta.header.region, meta.header.record_id
             if region in empty and meta.log_index >= 0 and not blobs[region].exists(rid):
-                path = blobs[region].small_blobs_path
+                path = folders[region].small_blobs_path
                 state = "holds no blob" if path.exists() else "is missing"
                 raise ConfigError(
                     f"the small-blob store {path} {state}, yet record {rid} of region "

@@ -14,8 +14,8 @@ exit code and message in ``cli``)::
     ├── IntegrityError              stored bytes or a proof failed authentication (500)
     │   └── VerificationError       a proof, checkpoint or signature does not verify
     ├── ConfigError                 the deployment on disk is missing or inconsistent (500)
-    └── Unavailable                 the gateway, or a database behind it, cannot be reached
-                                    right now (503, with Retry-After when it knows when)
+    └── Unavailable                 the gateway, or a database or bucket behind it, cannot
+                                    be reached now (503, with Retry-After when it knows when)
 
 Decryption and unwrapping raise one opaque :class:`IntegrityError` whatever went wrong,
 so no oracle leaks; details go to the server log only.
@@ -134,7 +134,7 @@ class ConfigError(SovraError):
 
 class Unavailable(SovraError):
     """A client could not reach a gateway, or what answered is not one, or the gateway
-    could not reach a database it stores in; retrying may help.
+    could not reach a database or an S3 endpoint it stores in; retrying may help.
 
     Attributes:
         retry_after_s: when to retry, if known (the HTTP edge sends it as Retry-After).

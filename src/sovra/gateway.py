@@ -55,6 +55,7 @@ from sovra.model import (
     id_fields,
     subject_commitment,
 )
+from sovra.placement import Placement
 from sovra.policy import (
     DecisionPoint,
     GrantChecker,
@@ -207,6 +208,7 @@ class Gateway:
         self.log = log
         self.decisions = decisions
         self.authority_keys = authority_keys
+        self.placement = Placement(config)
         self._secret = commitment_secret
         self._clock = clock
         # Signatures are verified once per grant digest; revocation and window on every use.
@@ -378,7 +380,7 @@ class Gateway:
             record_id="r-" + uuid.uuid4().hex,
             subject=subject,
             jurisdiction=jurisdiction,
-            region=rules.regions[0],
+            region=self.placement.region_for(jurisdiction, subject),
             kek_version=custodian.current_kek_version,
         )
         findings = classify.scan(content)
@@ -477,7 +479,7 @@ class Gateway:
         every row of the batch is, and the error goes on."""
         try:
             for region, group in _grouped(recs, _Record.region).items():
-                put = functools.partial(_put_blobs, self.blobs[region])
+                put = functools.partial(_put_blobs, self.placement, self.blobs[region])
                 _settle(group, _each(put, group), _Record.stored)
         except BaseException:
             self.store.delete_unlogged_records([r.meta.header.record_id for r in recs])
@@ -859,7 +861,6 @@ class Gateway:
             BadRequest: unknown jurisdiction, or its custodian takes no client-sealed keys.
             Denied: the principal may not ingest, or the jurisdiction requires a scan (logged).
         """
-        rules = self.config.jurisdiction(jurisdiction)
         subject = self.commitment(jurisdiction, subject_id)
         self._may_ingest(principal, jurisdiction, subject, client_sealed=True)
         version, public = self._sealing_custodian(jurisdiction).transport_key()
@@ -867,7 +868,7 @@ class Gateway:
             record_id="r-" + uuid.uuid4().hex,
             subject=subject,
             jurisdiction=jurisdiction,
-            region=rules.regions[0],
+            region=self.placement.region_for(jurisdiction, subject),
             kek_version=version,
             content_type=CLIENT_SEALED_CONTENT_TYPE,
         )
@@ -903,6 +904,7 @@ class Gateway:
             raise BadRequest("this record header was not prepared by this gateway for this caller")
         if self._now_ms() > expires_ms:
             raise BadRequest("the prepared record header has expired; prepare again")
+        self.placement.check(header.jurisdiction, header.region)
         limit = self.config.max_record_bytes
         if len(blob) > max(limit + BLOB_OVERHEAD, sealed_size(limit)):
             raise PayloadTooLarge(f"sealed record is over this deployment's {limit}-byte limit")
@@ -1167,7 +1169,9 @@ def _grouped(items: Sequence[_A], key: Callable[[_A], _K]) -> dict[_K, list[_A]]
     return groups
 
 
-def _put_blobs(store: BlobStore, recs: list[_Record]) -> list[None]:
+def _put_blobs(placement: Placement, store: BlobStore, recs: list[_Record]) -> list[None]:
+    for r in recs:  # before any byte leaves for the region
+        placement.check(r.meta.header.jurisdiction, store.region)
     store.put_many([(r.meta.header.record_id, r.blob) for r in recs])
     return [None] * len(recs)
 

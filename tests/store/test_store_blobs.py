@@ -1,4 +1,4 @@
-"""One conformance suite for every BlobStore backend: a folder and memory."""
+"""One conformance suite for every BlobStore backend: a folder, an S3 bucket and memory."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import S3Bucket
 
 from sovra.errors import BadRequest, ConfigError, IntegrityError, NotFound, PayloadTooLarge
 from sovra.store import (
@@ -24,6 +25,7 @@ from sovra.store import (
     FilesystemBlobStore,
     MemoryBlobStore,
 )
+from sovra.store.s3 import S3BlobStore, parse_s3_url
 
 LIMIT = 1_000
 
@@ -33,10 +35,28 @@ LIMIT = 1_000
 SMALL_BLOB_BYTES = {"small": LIMIT, "files": 0, "mixed": 100}
 
 
-@pytest.fixture(params=[*SMALL_BLOB_BYTES, "memory"])
+# The buckets of the S3 stores the fixture made, so a test can list what is stored.
+_BUCKETS: dict[int, S3Bucket] = {}
+
+
+@pytest.fixture(params=[*SMALL_BLOB_BYTES, "memory", "s3-small", "s3-mixed"])
 def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStoreBase]:
     if request.param == "memory":
         yield MemoryBlobStore("pl-waw", max_blob_bytes=LIMIT)
+        return
+    if request.param.startswith("s3-"):
+        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+        s3 = S3BlobStore(
+            "pl-waw",
+            parse_s3_url(bucket.url),
+            max_blob_bytes=LIMIT,
+            small_blob_bytes=SMALL_BLOB_BYTES[request.param[3:]],
+            **bucket.store_args(),
+        )
+        _BUCKETS[id(s3)] = bucket
+        yield s3
+        s3.close()
+        del _BUCKETS[id(s3)]
         return
     store = FilesystemBlobStore(
         tmp_path / "blobs",
@@ -53,6 +73,15 @@ def files_under(root: Path) -> list[Path]:
     return sorted(
         p for p in root.rglob("*") if not p.is_dir() and not p.name.startswith(SMALL_BLOBS_NAME)
     )
+
+
+def footprint(store: BlobStoreBase, root: Path) -> list[str]:
+    """Everything the store has written: files under *root*, or every object (and its
+    size) in the store's bucket, so a refused call can be shown to have written nothing."""
+    bucket = _BUCKETS.get(id(store))
+    if bucket is None:
+        return [str(p) for p in files_under(root)]
+    return sorted(f"{key} {len(data)}" for key, data in bucket.objects().items())
 
 
 def test_is_a_blob_store(blobs: BlobStoreBase) -> None:
@@ -98,7 +127,7 @@ BAD_KEYS = ["../x", "..", ".", "a/b", "/abs", "a\x00b", "", "k" * 200, ".hidden"
 @pytest.mark.parametrize("key", BAD_KEYS, ids=repr)
 def test_bad_keys_refused_everywhere(blobs: BlobStoreBase, tmp_path: Path, key: Any) -> None:
     blobs.put("rec-1", b"keep")
-    before = files_under(tmp_path)
+    before = footprint(blobs, tmp_path)
     with pytest.raises(BadRequest, match="blob key"):
         blobs.put(key, b"data")
     with pytest.raises(BadRequest, match="blob key"):
@@ -107,7 +136,7 @@ def test_bad_keys_refused_everywhere(blobs: BlobStoreBase, tmp_path: Path, key: 
         blobs.delete(key)
     with pytest.raises(BadRequest, match="blob key"):
         blobs.exists(key)
-    assert files_under(tmp_path) == before
+    assert footprint(blobs, tmp_path) == before
     assert blobs.get("rec-1") == b"keep"
 
 
@@ -115,7 +144,7 @@ def test_oversized_blob_refused_and_nothing_written(blobs: BlobStoreBase, tmp_pa
     with pytest.raises(PayloadTooLarge, match="1001 bytes"):
         blobs.put("rec-1", b"x" * (LIMIT + 1))
     assert not blobs.exists("rec-1")
-    assert files_under(tmp_path) == []
+    assert footprint(blobs, tmp_path) == []
 
 
 @pytest.mark.parametrize("data", [bytearray(b"x"), memoryview(b"x"), "text", None])
@@ -346,13 +375,13 @@ def test_get_many_names_the_missing_key(blobs: BlobStoreBase) -> None:
 
 def test_put_many_with_an_existing_key_writes_none(blobs: BlobStoreBase, tmp_path: Path) -> None:
     blobs.put("rec-5", b"original")
-    before = files_under(tmp_path)
+    before = footprint(blobs, tmp_path)
     batch = [(f"rec-{i}", b"new") for i in range(10)]
     with pytest.raises(BadRequest, match="blob rec-5 already exists in region pl-waw"):
         blobs.put_many(batch)
     assert blobs.get("rec-5") == b"original"
     assert sorted(blobs.stored_keys()) == ["rec-5"]
-    assert files_under(tmp_path) == before
+    assert footprint(blobs, tmp_path) == before
 
 
 BAD_BATCHES: list[tuple[Any, type[Exception], str]] = [
@@ -381,11 +410,11 @@ def test_bad_batches_refused_before_anything_is_written(
     blobs: BlobStoreBase, tmp_path: Path, items: Any, error: type[Exception], message: str
 ) -> None:
     blobs.put("keep", b"kept")
-    before = files_under(tmp_path)
+    before = footprint(blobs, tmp_path)
     with pytest.raises(error, match=message):
         blobs.put_many(items)
     assert sorted(blobs.stored_keys()) == ["keep"]
-    assert files_under(tmp_path) == before
+    assert footprint(blobs, tmp_path) == before
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ONE_PG_TEST = "tests/store/test_store_metadata.py::test_record_round_trip_is_exact[postgres]"
 
 
-def run_pytest(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_pytest(env: dict[str, str], test: str = ONE_PG_TEST) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", ONE_PG_TEST],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", test],
         check=False,
         cwd=ROOT,
         env=env,

@@ -143,7 +143,8 @@ def examine(root: Path) -> list[Finding]:
     if not is_postgres_url(config.database):
         ex.entry(root / config.database, secret=True, owner=gateway)
     _blobs(ex, root / config.blobs)
-    _small_blobs_lost(ex, root / config.blobs, config.database)
+    in_buckets = {name for name, r in config.regions.items() if r.is_s3}
+    _small_blobs_lost(ex, root / config.blobs, config.database, skip=in_buckets)
     records = _jurisdictions_with_records(root, config.database)
     for code in config.jurisdictions:
         _custodian(ex, code, separate(root, code), custodian_key_path(root, code), records)
@@ -305,9 +306,12 @@ def _small_blob_file(ex: _Examination, path: Path) -> None:
         )
 
 
-def _small_blobs_lost(ex: _Examination, folder: Path, database: str) -> None:
+def _small_blobs_lost(
+    ex: _Examination, folder: Path, database: str, *, skip: set[str]
+) -> None:
     """A region's small-blob file missing or empty while a record of the region has no
-    blob file: that record's blob was in it, and is lost."""
+    blob file: that record's blob was in it, and is lost. Regions in *skip* keep their
+    blobs in a bucket, not a folder."""
     if is_postgres_url(database) or not (ex.root / database).is_file():
         return
     try:
@@ -316,7 +320,7 @@ def _small_blobs_lost(ex: _Examination, folder: Path, database: str) -> None:
         return
     try:
         regions = [r for (r,) in db.execute("SELECT DISTINCT region FROM records")]
-        for region in sorted(regions):
+        for region in sorted(set(regions) - skip):
             small = folder / region / SMALL_BLOBS_NAME
             if small.is_symlink() or _holds_small_blobs(small):
                 continue  # a link is reported by _blobs
