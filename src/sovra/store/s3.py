@@ -1,7 +1,7 @@
 """Blobs of one region in an S3-compatible bucket (AWS S3, SeaweedFS, MinIO, Ceph...).
 
 One bucket (and prefix, endpoint, credentials, optional server-side encryption) per
-region: the bucket is where the region's ciphertext physically lives. ADR 0019 gives the
+region: the bucket is where the region's ciphertext physically lives. ADR 0020 gives the
 layout and why; in short:
 
 - the small blobs of one :meth:`~S3BlobStore.put_many` call are packed into ONE segment
