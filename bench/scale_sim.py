@@ -952,7 +952,7 @@ def limits_by_replicas(w: Workload, base: Layout, replicas: list[int]) -> dict[s
 
 def svg(rows: dict[str, list[float]], xs: list[int], title: str) -> str:
     """A log-log line chart: each component's limit (requests/s) against replicas."""
-    width, height, left, right, top, bottom = 720, 420, 70, 190, 40, 50
+    width, height, left, right, top, bottom = 880, 420, 70, 290, 40, 50
     finite = [v for vs in rows.values() for v in vs if math.isfinite(v)]
     y0 = 10 ** math.floor(math.log10(min(finite)))
     y1 = 10 ** math.ceil(math.log10(max(finite)))
