@@ -4,8 +4,9 @@
 
 Two parts, both driven by the measured cost of each component:
 
-- **The capacity model** (pure functions: :func:`limits`, :func:`first_limit`,
-  :func:`max_throughput`, :func:`machines_for`, :func:`storage`, :func:`proof_bytes`).
+- **The capacity model** (pure functions: :func:`loads`, :func:`limits`,
+  :func:`first_limit`, :func:`max_throughput`, :func:`units_needed`, :func:`storage`,
+  :func:`proof_bytes`).
   For a workload (ingests and accesses per second, records per ingest request, record
   size, jurisdictions, regions) and a deployment (replicas and their cores, logs, custodian
   replicas, metadata shards, guard journals, whether a batch's small records share one
@@ -15,8 +16,10 @@ Two parts, both driven by the measured cost of each component:
   section of docs/benchmarks.md it comes from; docs/scale.md shows the same table and
   what it says up to 100 jurisdictions, 10^10 records and 10^5 requests/s.
 - **The simulation** (:func:`simulate`): a discrete-event model of this machine running
-  ``sovra serve --workers W`` under N closed-loop HTTP clients: C cores shared by
-  everyone, one interpreter lock per process (each worker, each client process), each
+  ``sovra serve --workers W`` under N closed-loop HTTP clients: C cores shared between
+  sessions as Linux's autogroups share them (the server, the load generator and the
+  other work found on the machine, :func:`probe_others`), one interpreter lock per
+  process (each worker, each client process), each
   worker's group commit (up to two ingest and four access batches at once, each batch a
   fixed cost plus a cost per item), and one write lock across workers for the log's
   appends (SQLite admits one writer). Its costs are calibrated at the start of the run
@@ -460,8 +463,8 @@ class _Cores:
 
 @dataclass(frozen=True)
 class Flow:
-    """What one request of a kind costs, in seconds; CPU holds a core and its process's
-    interpreter lock, waits hold neither."""
+    """What one request of a kind costs, in seconds. CPU runs on the shared cores and
+    holds its process's interpreter lock; waits hold neither."""
 
     client_cpu: float
     edge_cpu: float
@@ -658,7 +661,7 @@ def _spin(seconds: float, out: Any) -> None:
     out.put((time.thread_time() - cpu) / (time.perf_counter() - wall))
 
 
-def probe_others(cores: int, seconds: float = 0.5) -> float:
+def probe_others(cores: int, seconds: float = 0.3) -> float:
     """Other sessions keeping the cores busy now, from the cores that *cores* busy
     processes of this session get together (``got = cores / (1 + others)``); 0 on a quiet
     machine. Taken in the same minute as the run it is used for."""
@@ -860,7 +863,9 @@ def flows_from(cal: dict[str, Any]) -> tuple[dict[str, Flow], LogCost]:
 # -- measured runs of the real gateway ---------------------------------------------------
 
 
-def measure(workers: int, clients: int, processes: int, duration: float) -> dict[str, Any]:
+def measure(
+    workers: int, clients: int, processes: int, duration: float, warmup: float = 1.0
+) -> dict[str, Any]:
     """``sovra serve --workers`` on a fresh deployment (SQLite, blob folder, in-process
     custodians) under bench/gateway.py's load generator: both phases' figures."""
     _bench_path()
@@ -878,7 +883,7 @@ def measure(workers: int, clients: int, processes: int, duration: float) -> dict
             dict(os.environ),
         )
         try:
-            figures = gb.drive(server, key, processes, clients // processes, 1.0, duration)
+            figures = gb.drive(server, key, processes, clients // processes, warmup, duration)
         finally:
             server.stop()
     return {
@@ -967,7 +972,12 @@ def svg(rows: dict[str, list[float]], xs: list[int], title: str) -> str:
             height - top - bottom
         )
 
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    shade = dict(zip(rows, colours * (1 + len(rows) // len(colours)), strict=False))
+    for name in rows:  # a layout's variant in its component's colour, dashed
+        for base in rows:
+            if name != base and name.startswith(base.split(" ")[0]) and "," in name:
+                shade[name] = shade[base]
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'font-family="sans-serif" font-size="12">',
@@ -995,15 +1005,16 @@ def svg(rows: dict[str, list[float]], xs: list[int], title: str) -> str:
         f'transform="rotate(-90 16 {(top + height - bottom) / 2})">requests/s at the limit</text>'
     )
     for i, (name, values) in enumerate(rows.items()):
-        colour = colours[i % len(colours)]
+        colour = shade[name]
+        dash = ' stroke-dasharray="6 4"' if "," in name else ""
         points = " ".join(f"{px(x):.1f},{py(v):.1f}" for x, v in zip(xs, values, strict=True))
         parts.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>'
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{points}"/>'
         )
         ly = top + 16 * i + 8
         parts.append(
             f'<line x1="{width - right + 10}" x2="{width - right + 30}" y1="{ly}" y2="{ly}" '
-            f'stroke="{colour}" stroke-width="2"/>'
+            f'stroke="{colour}" stroke-width="2"{dash}/>'
             f'<text x="{width - right + 36}" y="{ly + 4}">{name}</text>'
         )
     parts.append("</svg>")
@@ -1026,8 +1037,8 @@ def main() -> None:
     parser.add_argument("--svg", type=Path, default=None, help="write the replicas plot here")
     parser.add_argument("--no-measure", action="store_true", help="predictions only")
     args = parser.parse_args()
-    duration = args.duration or (3.0 if args.quick else 20.0)
-    rounds = 20 if args.quick else 200
+    duration = args.duration or (2.5 if args.quick else 20.0)
+    rounds = 15 if args.quick else 200
     cores = os.cpu_count() or 1
 
     progress(f"calibrating on this machine ({rounds} requests per figure)")
@@ -1045,7 +1056,9 @@ def main() -> None:
         probes = [probe_others(cores)]
         if not args.no_measure:
             progress(f"sovra serve --workers {workers}: {duration:.0f} s per phase")
-            got = measure(workers, args.clients, args.processes, duration)
+            got = measure(
+                workers, args.clients, args.processes, duration, 0.5 if args.quick else 2.0
+            )
             probes.append(probe_others(cores))
         others = statistics.fmean(probes)
         progress(f"{workers} worker(s): {others:.1f} other sessions busy on the cores")
