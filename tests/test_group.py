@@ -110,3 +110,47 @@ def test_two_leaders_run_two_batches_at_once_and_no_item_twice() -> None:
     assert most == 2
     assert sorted(seen) == list(range(40))  # each item run once
     assert results == {n: n + 1 for n in range(40)}
+
+
+@pytest.mark.parametrize("leaders", [1, 2, 4])
+def test_many_callers_calling_again_and_again_each_get_their_own_results(leaders: int) -> None:
+    """Callers that come straight back after each answer (as server threads do): every
+    item is run once, each caller gets its own results in order, and none is left
+    waiting after the others are done (the lead is always handed on)."""
+    seen: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def run(items: list[tuple[int, int]]) -> list[tuple[int, int] | BaseException]:
+        with lock:
+            seen.extend(items)
+        return [ValueError(f"{t}/{n}") if n % 7 == 3 else (n, t) for t, n in items]
+
+    group: GroupCommit[tuple[int, int], tuple[int, int]] = GroupCommit(
+        run, max_batch=5, leaders=leaders
+    )
+    got: dict[int, list[object]] = {t: [] for t in range(24)}
+
+    def caller(t: int) -> None:
+        for n in range(60):
+            if n % 10 == 9:  # now and then several items at once
+                got[t].extend(group.submit_many([(t, n), (t, n + 1000)]))
+                continue
+            try:
+                got[t].append(group.submit((t, n)))
+            except ValueError as exc:
+                got[t].append(exc)
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(24)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not any(th.is_alive() for th in threads)
+    assert len(seen) == len(set(seen)) == 24 * 66
+    for t, results in got.items():
+        expected: list[object] = []
+        for n in range(60):
+            for m in (n, n + 1000) if n % 10 == 9 else (n,):
+                expected.append(f"{t}/{m}" if m % 7 == 3 else (m, t))
+        assert [str(r) if isinstance(r, ValueError) else r for r in results] == expected
+    assert group._leading == 0 and not group._queue

@@ -1,11 +1,20 @@
 """Group commit: concurrent callers share one batch, led by whichever of them came first.
 
-A caller queues its item and waits. If no batch is being run, it becomes the *leader*:
-it takes up to ``max_batch`` queued items, oldest first, runs them as one batch, hands
-each waiter its own result, and repeats until its own item is done; then it steps down
-and a waiter whose item is still queued leads the next batch. Whatever arrives while a
-batch runs waits for the next one whole, so the batch size grows with the load and a
-lone caller pays for a batch of one, never a timer.
+A caller queues its item and waits. If fewer than ``leaders`` batches are being run, it
+becomes a *leader*: it takes up to ``max_batch`` queued items, oldest first, runs them as
+one batch, hands each waiter its own result, and repeats until its own item is done; then
+it steps down and hands the lead to the caller of the oldest item still queued. Whatever
+arrives while a batch runs waits for the next one whole, so the batch size grows with the
+load and a lone caller pays for a batch of one, never a timer.
+
+Each caller sleeps on a lock of its own, released once by whoever has news for it (its
+results, or the lead): a finished batch wakes its own callers and no one else, where one
+shared condition would wake every waiter on every batch, only for most to sleep again.
+
+Callers that a batch has just answered usually come straight back with their next item.
+A new leader therefore lets the interpreter run other threads while that brings more
+items in (only while the queue is shorter than the last batch was): without that, the
+first caller back would lead a batch of one and its neighbours the next.
 
 The work function returns one result per item, in order; a result that is an exception
 is raised to that item's caller only, so one bad item never fails its neighbours. Should
@@ -15,6 +24,8 @@ the function itself raise, every caller of that batch gets the error.
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar, cast
 
@@ -23,16 +34,32 @@ __all__ = ["GroupCommit"]
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
+_GATHER_YIELDS = 8
+"""At most this many times a new leader yields to gather items before its first batch."""
+
+
+class _Waiter:
+    """One caller: how many of its items are still to be answered, and its wake-up."""
+
+    __slots__ = ("armed", "leading", "pending", "wake")
+
+    def __init__(self, pending: int) -> None:
+        self.pending = pending
+        self.leading = False  # set for a caller that leads, or is handed the lead
+        self.armed = False  # asleep on *wake*, to be released once
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
 
 class _Slot(Generic[_T, _R]):
     """One queued call, filled in by whichever leader runs it."""
 
-    __slots__ = ("done", "item", "result", "taken")
+    __slots__ = ("item", "result", "taken", "waiter")
 
-    def __init__(self, item: _T) -> None:
+    def __init__(self, item: _T, waiter: _Waiter) -> None:
         self.item = item
+        self.waiter = waiter
         self.taken = False  # a leader has it in a batch
-        self.done = False
         self.result: _R | BaseException | None = None
 
 
@@ -59,11 +86,12 @@ class GroupCommit(Generic[_T, _R]):
         self._run = run
         self._max_batch = max_batch
         self._leaders = leaders
-        # Waiters sleep on this condition, not on whatever lock *run* takes, so whatever
-        # arrives during one batch goes into the next one whole.
-        self._cond = threading.Condition(threading.Lock())
-        self._queue: list[_Slot[_T, _R]] = []
+        # Guards the queue and every waiter's state; never held while *run* runs, so
+        # whatever arrives during one batch goes into the next one whole.
+        self._mutex = threading.Lock()
+        self._queue: deque[_Slot[_T, _R]] = deque()
         self._leading = 0
+        self._last_batch = 1
 
     def submit(self, item: _T) -> _R:
         """Queue *item*, wait for its batch, and return its result or raise its error."""
@@ -75,50 +103,89 @@ class GroupCommit(Generic[_T, _R]):
     def submit_many(self, items: Sequence[_T]) -> list[_R | BaseException]:
         """Queue *items* one after the other, wait for them all, and return each one's
         result or error, in order. They may be run in more than one batch."""
-        slots: list[_Slot[_T, _R]] = [_Slot(item) for item in items]
-        if not slots:
+        if not items:
             return []
+        waiter = _Waiter(len(items))
+        slots: list[_Slot[_T, _R]] = [_Slot(item, waiter) for item in items]
         last = slots[-1]  # taken last: the queue is taken in order
-        with self._cond:
+        with self._mutex:
             self._queue.extend(slots)
-            while not last.taken and self._leading >= self._leaders:
-                self._cond.wait()
-            lead = not last.taken
-            if lead:
+            if self._leading < self._leaders:
                 self._leading += 1
-        if lead:
-            try:
+                waiter.leading = True
+        while True:
+            with self._mutex:
+                lead = waiter.leading
+                if not lead:
+                    if waiter.pending == 0:
+                        break
+                    waiter.armed = True
+            if lead:
                 self._lead(last)
-            finally:
-                with self._cond:
-                    self._leading -= 1
-                    self._cond.notify_all()
-        with self._cond:
-            while not all(s.done for s in slots):
-                self._cond.wait()
+            else:
+                waiter.wake.acquire()
         return [cast("_R | BaseException", s.result) for s in slots]
 
     def _lead(self, slot: _Slot[_T, _R]) -> None:
         """Run queued batches, oldest first, until a batch takes *slot* (this one's or
-        another leader's)."""
-        while True:
-            with self._cond:
-                if slot.taken:
-                    return
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                for s in batch:
-                    s.taken = True
-            results: Sequence[_R | BaseException]
-            try:
-                results = self._run([s.item for s in batch])
-            except BaseException as exc:  # noqa: BLE001 - each caller of the batch re-raises it
-                results = [exc] * len(batch)
-            if len(results) != len(batch):
-                results = [RuntimeError(f"a batch of {len(batch)} gave {len(results)} results")]
-                results *= len(batch)
-            with self._cond:
-                for s, result in zip(batch, results, strict=True):
-                    s.result = result
-                    s.done = True
-                self._cond.notify_all()
+        another leader's); then step down and hand the lead on."""
+        try:
+            self._gather()
+            while True:
+                with self._mutex:
+                    if slot.taken:
+                        return
+                    n = min(self._max_batch, len(self._queue))
+                    batch = [self._queue.popleft() for _ in range(n)]
+                    for s in batch:
+                        s.taken = True
+                    self._last_batch = n
+                self._run_batch(batch)
+        finally:
+            with self._mutex:
+                slot.waiter.leading = False
+                self._leading -= 1
+                self._hand_on()
+
+    def _gather(self) -> None:
+        """Let threads answered by the last batch queue their next items first."""
+        for _ in range(_GATHER_YIELDS):
+            queued = len(self._queue)
+            if queued >= min(self._last_batch, self._max_batch):
+                return
+            time.sleep(0)  # releases the interpreter to whichever thread is ready
+            if len(self._queue) == queued:
+                return
+
+    def _run_batch(self, batch: list[_Slot[_T, _R]]) -> None:
+        results: Sequence[_R | BaseException]
+        try:
+            results = self._run([s.item for s in batch])
+        except BaseException as exc:  # noqa: BLE001 - each caller of the batch re-raises it
+            results = [exc] * len(batch)
+        if len(results) != len(batch):
+            results = [RuntimeError(f"a batch of {len(batch)} gave {len(results)} results")]
+            results *= len(batch)
+        with self._mutex:
+            for s, result in zip(batch, results, strict=True):
+                s.result = result
+                waiter = s.waiter
+                waiter.pending -= 1
+                if waiter.pending == 0:
+                    self._wake(waiter)
+
+    def _hand_on(self) -> None:
+        """With the mutex held: give the lead to the caller of the oldest queued item,
+        unless it leads already."""
+        if self._queue and self._leading < self._leaders:
+            waiter = self._queue[0].waiter
+            if not waiter.leading:
+                waiter.leading = True
+                self._leading += 1
+                self._wake(waiter)
+
+    @staticmethod
+    def _wake(waiter: _Waiter) -> None:
+        if waiter.armed:
+            waiter.armed = False
+            waiter.wake.release()

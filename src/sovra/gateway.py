@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sovra import classify
 from sovra._group import GroupCommit
+from sovra._staging import BatchFacts, RuleBook
 from sovra.classify.minimise import Prepared, finish, prepare
 from sovra.config import Config
 from sovra.errors import BadRequest, Denied, IntegrityError, NotFound, PayloadTooLarge, SovraError
@@ -215,6 +216,7 @@ class Gateway:
         self._grant_checker = GrantChecker(authority_keys, self.commitment)
         self._authorizer = Authorizer(log, decisions, clock)
         self._rows_durable = not rows_synced_by_log
+        self._rules = RuleBook()
         # Concurrent single calls share one batch each (group commit): one transaction,
         # one log batch, one set of fsyncs and one custodian call per jurisdiction.
         self._ingests: GroupCommit[tuple[Principal, IngestItem], IngestReceipt]
@@ -240,7 +242,13 @@ class Gateway:
         return self._authorizer.refuse(principal, action, reason, tags)
 
     def _may_ingest(
-        self, principal: Principal, jurisdiction: str, subject: str, *, client_sealed: bool = False
+        self,
+        principal: Principal,
+        jurisdiction: str,
+        subject: str,
+        *,
+        client_sealed: bool = False,
+        scan_required: bool | None = None,
     ) -> None:
         """The policy stage decides whether *principal* may ingest; a deny is logged.
 
@@ -249,12 +257,14 @@ class Gateway:
         Raises:
             Denied: the decision is deny; it is in the log at ``exc.log_index``.
         """
-        rules = self.config.jurisdiction(jurisdiction)
+        if scan_required is None:
+            rules = self.config.jurisdiction(jurisdiction)
+            scan_required = any(a == "refuse" for a in rules.minimisation.values())
         target = Target(
             jurisdiction=jurisdiction,
             subjects=(subject,),
             client_sealed=client_sealed,
-            scan_required=any(a == "refuse" for a in rules.minimisation.values()),
+            scan_required=scan_required,
         )
         self._authorizer.authorize(principal, "ingest", target, log_allow=False)
 
@@ -309,7 +319,8 @@ class Gateway:
         self, calls: Sequence[tuple[Principal, IngestItem]]
     ) -> list[IngestReceipt | SovraError]:
         """The ingest flow for a batch of (principal, item) calls, each on its own."""
-        staged = [self._try_stage(principal, item) for principal, item in calls]
+        facts = BatchFacts()
+        staged = [self._try_stage(principal, item, facts) for principal, item in calls]
         live = [st for st in staged if isinstance(st, _Staged)]
         self._protect_all(live)
         for st in live:
@@ -326,9 +337,11 @@ class Gateway:
         _settle(ready, stored, _Staged.receipted)
         return [st if isinstance(st, SovraError) else st.result() for st in staged]
 
-    def _try_stage(self, principal: Principal, item: IngestItem) -> _Staged | SovraError:
+    def _try_stage(
+        self, principal: Principal, item: IngestItem, facts: BatchFacts
+    ) -> _Staged | SovraError:
         try:
-            return self._stage(principal, item)
+            return self._stage(principal, item, facts)
         except SovraError as exc:
             return exc
 
@@ -347,7 +360,7 @@ class Gateway:
             wrap = functools.partial(_wrap_staged, self.custodians[code])
             _settle(group, _each(wrap, group), _Staged.wrapped_with)
 
-    def _stage(self, principal: Principal, item: IngestItem) -> _Staged:
+    def _stage(self, principal: Principal, item: IngestItem, facts: BatchFacts) -> _Staged:
         """Check, decide, scan and minimise one item up to its protected values.
 
         Raises:
@@ -362,8 +375,18 @@ class Gateway:
             raise BadRequest(f"content must be text, not {type(content).__name__}")
         rules = self.config.jurisdiction(jurisdiction)
         subject = self.commitment(jurisdiction, item.subject_id)
-        plan = rules.rules_for(None if purpose is None else check_purpose(purpose))
-        self._may_ingest(principal, jurisdiction, subject)
+        plan, scan_required = self._rules.rules(
+            rules, None if purpose is None else check_purpose(purpose)
+        )
+        facts.may_ingest(
+            principal,
+            jurisdiction,
+            subject,
+            scan_required,
+            functools.partial(
+                self._may_ingest, principal, jurisdiction, subject, scan_required=scan_required
+            ),
+        )
         try:
             size = len(content.encode("utf-8", errors="strict"))
         except UnicodeEncodeError:
@@ -381,12 +404,11 @@ class Gateway:
             subject=subject,
             jurisdiction=jurisdiction,
             region=self.placement.region_for(jurisdiction, subject),
-            kek_version=custodian.current_kek_version,
+            kek_version=facts.kek_version(jurisdiction, lambda: custodian.current_kek_version),
         )
         findings = classify.scan(content)
-        actions = {k: classify.Action(v) for k, v in plan.items()}
         try:
-            prepared = prepare(content, findings, actions)
+            prepared = prepare(content, findings, plan)
         except BadRequest as exc:
             kinds = sorted({f.kind for f in findings})
             exc.log_index = self._refuse(

@@ -150,6 +150,44 @@ def test_a_refused_or_denied_item_is_logged_on_its_own(
         dep.close()
 
 
+def test_a_batch_asks_the_policy_stage_once_per_kind_of_caller_and_each_deny_is_logged(
+    dep: Deployment, principals: dict[str, object]
+) -> None:
+    """Items of one principal and jurisdiction share one allow; another principal, or a
+    subject principal writing about itself rather than someone else, is decided on its own
+    and gets what it would get alone."""
+    gw = dep.gateway
+    asked: list[tuple[str, tuple[str, ...]]] = []
+    decide_action = gw.decisions.decide_action
+
+    def counting(principal, action, target):  # type: ignore[no-untyped-def]
+        asked.append((principal.id, target.subjects))
+        return decide_action(principal, action, target)
+
+    gw.decisions.decide_action = counting  # type: ignore[method-assign]
+    svc, us, anna = principals["svc-pl"], principals["authority-us"], principals["subject-anna"]
+    calls = [
+        (svc, IngestItem("a@example.pl", "PL", "one")),
+        (us, IngestItem("b@example.pl", "PL", "two")),
+        (svc, IngestItem("c@example.pl", "PL", "three")),
+        (anna, IngestItem("anna@example.pl", "PL", "about herself")),
+        (anna, IngestItem("ben@example.pl", "PL", "about someone else")),
+        (us, IngestItem("d@example.pl", "PL", "four")),
+        (svc, IngestItem("e@example.pl", "PL", "five")),
+    ]
+    results = gw._ingest_batch(calls)  # type: ignore[arg-type]
+    assert [p for p, _ in asked].count("svc-pl") == 1
+    assert [p for p, _ in asked].count("authority-us") == 2  # each deny decided and logged
+    assert [p for p, _ in asked].count("subject-anna") == 2
+    assert all(isinstance(results[n], IngestReceipt) for n in (0, 2, 6))
+    denied = [results[1], results[5]]
+    assert all(isinstance(d, Denied) and d.log_index is not None for d in denied)
+    assert len({d.log_index for d in denied if isinstance(d, Denied)}) == 2
+    for n in (3, 4):  # as each would be alone
+        (alone,) = gw._ingest_batch([calls[n]])  # type: ignore[list-item]
+        assert type(alone) is type(results[n])
+
+
 def test_a_batch_over_the_limit_is_refused_whole(
     dep: Deployment, principals: dict[str, object]
 ) -> None:

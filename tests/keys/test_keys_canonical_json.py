@@ -38,6 +38,73 @@ def test_canonical_json_matches_json_dumps(value: Any) -> None:
     assert canonical_json(value) == _reference(value)
 
 
+# Floats, integers past 64 bits, str subclasses as keys: what orjson writes otherwise or
+# refuses, so canonical_json must hand them to the stdlib encoder and keep its bytes.
+class _Key(str):
+    pass
+
+
+ODD_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([1e-7, 1e16, -0.0, 5e-324, 1.7976931348623157e308])
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text() | st.text().map(_Key), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(), ODD_JSON, max_size=4))
+def test_canonical_json_keeps_the_stdlib_bytes_for_floats_and_big_integers(
+    value: dict[str, Any],
+) -> None:
+    assert canonical_json(value) == _reference(value)
+
+
+def test_every_character_and_key_order_encodes_as_the_stdlib_does() -> None:
+    text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    value = {text[i : i + 7]: text[i : i + 3] for i in range(0, len(text), 997)}
+    value["all"] = text
+    assert canonical_json(value) == _reference(value)
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate: refused, as it always was
+        canonical_json({"a": "\ud800"})
+
+
+def test_an_ingest_entry_keeps_its_bytes() -> None:
+    """The bytes of a log entry are what the Merkle leaf and every receipt cover: pinned
+    here as written by the stdlib encoder, so no change of encoder may move them."""
+    entry = LogEntry(
+        kind="ingest",
+        time_ms=1765000000123,
+        principal="svc-pl",
+        fields={
+            "record": "r-0123456789abcdef0123456789abcdef",
+            "subject": "ab" * 32,
+            "jurisdiction": "PL",
+            "region": "eu-central",
+            "blob_sha256": "cd" * 32,
+            "kinds": {"pl_pesel": 1, "phone": 1, "email": 1},
+            "actions": {"pl_pesel": "tokenize", "phone": "redact", "email": "keep"},
+            "purpose": 'za\u017c\u00f3\u0142\u0107\n"\u00fc"\u0007',
+        },
+    )
+    assert entry.to_bytes() == (
+        b'{"actions":{"email":"keep","phone":"redact","pl_pesel":"tokenize"},'
+        b'"blob_sha256":"' + b"cd" * 32 + b'","jurisdiction":"PL","kind":"ingest",'
+        b'"kinds":{"email":1,"phone":1,"pl_pesel":1},"principal":"svc-pl",'
+        b'"purpose":"za\xc5\xbc\xc3\xb3\xc5\x82\xc4\x87\\n\\"\xc3\xbc\\"\\u0007",'
+        b'"record":"r-0123456789abcdef0123456789abcdef","region":"eu-central",'
+        b'"subject":"' + b"ab" * 32 + b'","time_ms":1765000000123,"v":1}'
+    )
+    assert LogEntry.from_bytes(entry.to_bytes()) == entry
+
+
 def test_a_record_header_encodes_as_before() -> None:
     header = RecordHeader("r-1", "ab" * 32, "PL", "eu-central", 1)
     expected = b"sovra-record\n" + _reference(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import enum
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -35,9 +34,11 @@ __all__ = [
     "Prepared",
     "Protect",
     "ProtectedSpan",
+    "Rules",
     "canonical",
     "finish",
     "minimise",
+    "parse_rules",
     "prepare",
     "protected_spans",
     "restore",
@@ -89,6 +90,7 @@ class Minimised:
 
 
 _ACTIONS = {a.value: a for a in Action}
+_PROTECTING = frozenset({Action.TOKENIZE, Action.SEAL})
 
 
 def _parse_action(value: object, where: str) -> Action:
@@ -99,14 +101,37 @@ def _parse_action(value: object, where: str) -> Action:
     return action
 
 
-def _parse_rules(rules: Mapping[str, Action], default: Action) -> tuple[dict[str, Action], Action]:
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """A minimisation rule, checked once: an :class:`Action` per kind and a default.
+
+    Made by :func:`parse_rules`; :func:`prepare` takes it in place of a mapping, so a
+    caller minimising many texts under one rule checks the rule once.
+    """
+
+    plan: Mapping[str, Action]
+    default: Action
+    protects: bool  # some kind (or the default) is tokenized or sealed
+    refuses: bool  # some kind (or the default) is refused
+
+
+def parse_rules(rules: Mapping[str, Action] | Rules, default: Action = Action.KEEP) -> Rules:
+    """Check *rules* (kind -> action) and *default*; see :func:`minimise`.
+
+    Raises:
+        BadRequest: a rule names an unknown kind, or an action is not an :class:`Action`.
+    """
+    if isinstance(rules, Rules):
+        return rules
     parsed: dict[str, Action] = {}
     for kind, action in rules.items():
         # A misspelt kind would silently fall back to the default and keep the data.
         if kind not in KINDS:
             raise BadRequest(f"minimisation rule names unknown kind {kind!r}")
         parsed[kind] = _parse_action(action, f"the rule for {kind}")
-    return parsed, _parse_action(default, "the default action")
+    fallback = _parse_action(default, "the default action")
+    used = {fallback, *parsed.values()}
+    return Rules(parsed, fallback, bool(used & _PROTECTING), Action.REFUSE in used)
 
 
 def _ordered(text: str, findings: Iterable[Finding]) -> list[Finding]:
@@ -193,42 +218,47 @@ class Prepared:
 def prepare(
     text: str,
     findings: Iterable[Finding],
-    rules: Mapping[str, Action],
+    rules: Mapping[str, Action] | Rules,
     *,
     default: Action = Action.KEEP,
     can_protect: bool = True,
 ) -> Prepared:
     """Check *findings* against *rules* and list the values to protect; see :func:`minimise`.
 
-    *can_protect* false says no custodian will protect values: a rule that tokenizes or
-    seals is then refused, whatever this text holds.
+    *rules* may be a mapping or a :class:`Rules` made by :func:`parse_rules` (whose own
+    default then applies, not *default*). *can_protect* false says no custodian will
+    protect values: a rule that tokenizes or seals is then refused, whatever this text holds.
 
     Raises:
         BadRequest: as :func:`minimise`, except for the bodies (:func:`finish` checks them).
     """
     if not isinstance(text, str):
         raise BadRequest(f"minimise takes text, not {type(text).__name__}")
-    plan, fallback = _parse_rules(rules, default)
+    parsed = parse_rules(rules, default)
+    plan, fallback = parsed.plan, parsed.default
     ordered = _ordered(text, findings)
-    protecting = {Action.TOKENIZE, Action.SEAL}
-    if not can_protect and (fallback in protecting or protecting & set(plan.values())):
+    if not can_protect and parsed.protects:
         raise BadRequest("a rule tokenizes or seals, so the subject's custodian is required")
-    for finding in ordered:
-        if plan.get(finding.kind, fallback) is Action.REFUSE:
-            raise BadRequest(
-                f"content contains {finding.kind}, which this jurisdiction's "
-                "minimisation rule refuses"
-            )
-
-    changed = tuple((f, a) for f in ordered if (a := plan.get(f.kind, fallback)) is not Action.KEEP)
+    applied = [(f, plan.get(f.kind, fallback)) for f in ordered]
+    if parsed.refuses:
+        for finding, action in applied:
+            if action is Action.REFUSE:
+                raise BadRequest(
+                    f"content contains {finding.kind}, which this jurisdiction's "
+                    "minimisation rule refuses"
+                )
+    changed = tuple((f, a) for f, a in applied if a is not Action.KEEP)
     requests = []
     for finding, action in changed:
-        if action in protecting:
+        if action in _PROTECTING:
             value = text[finding.start : finding.end]
             if action is Action.TOKENIZE:
                 value = canonical(finding.kind, value)
             requests.append((action.value, finding.kind, value))
-    counts = dict(sorted(Counter(f.kind for f in ordered).items()))
+    counts: dict[str, int] = {}
+    for finding in ordered:
+        counts[finding.kind] = counts.get(finding.kind, 0) + 1
+    counts = dict(sorted(counts.items()))
     actions = {kind: plan.get(kind, fallback).value for kind in counts}
     return Prepared(text, changed, tuple(requests), counts, actions)
 

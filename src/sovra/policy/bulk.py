@@ -35,6 +35,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from sovra.errors import ConfigError
 
 __all__ = [
@@ -93,6 +95,14 @@ class GuardJournal(Protocol):
 
     def read(self, after: int) -> list[JournalEvent]:
         """Events after sequence number *after*, in order (no session needed)."""
+
+
+def _json(fields: dict[str, Any]) -> str:
+    """*fields* as compact JSON for the journal (any JSON the readers parse will do)."""
+    try:
+        return orjson.dumps(fields).decode()
+    except TypeError:  # an integer over 64 bits: the stdlib writes every integer
+        return json.dumps(fields, separators=(",", ":"))
 
 
 def _numbered(name: str, key: bytes) -> list[tuple[int, int]]:
@@ -323,7 +333,7 @@ class BulkGuard:
 
     def _share(self, kind: str, now: float, fields: dict[str, Any]) -> None:
         if self.journal is not None:
-            self._pending.append((kind, now, json.dumps(fields, separators=(",", ":"))))
+            self._pending.append((kind, now, _json(fields)))
 
     def _sync(self) -> None:
         """Apply what other processes appended (for reads outside a decision)."""

@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sovra.errors import (
     BadRequest,
@@ -97,23 +97,43 @@ def _int(value: object, what: str, minimum: int = _INT64_MIN) -> int:
     return value
 
 
-def _label(value: object, what: str, max_chars: int = _MAX_LABEL_CHARS) -> str:
+def _is_label(value: object, max_chars: int = _MAX_LABEL_CHARS) -> bool:
     # isprintable() also rejects NUL (which PostgreSQL TEXT cannot hold) and lone
     # surrogates (which cannot be encoded), so a label stores the same on every engine.
-    if not isinstance(value, str) or not 0 < len(value) <= max_chars or not value.isprintable():
+    return isinstance(value, str) and 0 < len(value) <= max_chars and value.isprintable()
+
+
+def _label(value: object, what: str, max_chars: int = _MAX_LABEL_CHARS) -> str:
+    if not _is_label(value, max_chars):
         raise BadRequest(f"{what} must be 1..{max_chars} printable characters, got {value!r}")
-    return value
+    return cast("str", value)
 
 
-def _labels(value: object, what: str, check: Callable[[object, str], object]) -> str:
+def _is_count(value: object) -> bool:
+    return type(value) is int and 0 <= value <= _INT64_MAX
+
+
+def _labels(
+    value: object,
+    what: str,
+    check: Callable[[object, str], object],
+    fine: Callable[[object], bool],
+) -> str:
+    """*value*, a mapping of labels to what *check* takes, as canonical JSON text.
+
+    *fine* is a quick test that *check* would pass: each entry meets it or goes to the
+    full check (which names the entry on a refusal), so no message is built for a good one.
+    """
     if not isinstance(value, Mapping):
         raise BadRequest(f"{what} must be a mapping")
     if len(value) > _MAX_LABELS:
         raise BadRequest(f"{what} has {len(value)} entries, over the {_MAX_LABELS} limit")
     for k, v in value.items():
-        _label(k, f"{what} key")
-        check(v, f"{what}[{k}]")
-    return canonical_json(dict(value)).decode()
+        if not _is_label(k):
+            _label(k, f"{what} key")
+        if not fine(v):
+            check(v, f"{what}[{k}]")
+    return canonical_json(value if type(value) is dict else dict(value)).decode()
 
 
 def _count(value: object, what: str) -> int:
@@ -156,8 +176,8 @@ def _record_row(meta: object) -> tuple[object, ...]:
         _bytes(wk.blob, "wrapped key", MAX_WRAPPED_KEY_BYTES),
         _count(meta.blob_size, "blob_size"),
         _count(meta.created_ms, "created_ms"),
-        _labels(meta.findings, "findings", _count),
-        _labels(meta.actions, "actions", _label),
+        _labels(meta.findings, "findings", _count, _is_count),
+        _labels(meta.actions, "actions", _label, _is_label),
         _int(meta.log_index, "log_index", -1),
     )
 
