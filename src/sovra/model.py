@@ -61,6 +61,7 @@ KIND_NAME = r"[a-z][a-z0-9_]{0,63}"
 _JURISDICTION = re.compile(r"[A-Z]{2}")
 _PURPOSE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+_COMMITMENT = re.compile(r"[0-9a-f]{64}")
 MAX_ENTRY_BYTES = 64 * 1024
 MAX_LISTED_IDS = 64
 """A log entry lists at most this many record ids, or subjects; more it names by root."""
@@ -369,7 +370,7 @@ class RecordHeader:
         check_id(self.record_id, "record id")
         check_jurisdiction(self.jurisdiction)
         check_id(self.region, "region")
-        if not re.fullmatch(r"[0-9a-f]{64}", self.subject):
+        if not _COMMITMENT.fullmatch(self.subject):
             raise BadRequest("record subject must be a 64-hex-digit commitment")
         if self.kek_version < 1:
             raise BadRequest("kek_version starts at 1")

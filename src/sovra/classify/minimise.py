@@ -91,6 +91,11 @@ class Minimised:
 
 _ACTIONS = {a.value: a for a in Action}
 _PROTECTING = frozenset({Action.TOKENIZE, Action.SEAL})
+# The members as plain names: reading Action.KEEP goes through the enum's descriptor,
+# a cost paid per finding in the loops below.
+_KEEP, _REDACT, _TOKENIZE, _REFUSE = Action.KEEP, Action.REDACT, Action.TOKENIZE, Action.REFUSE
+# Neither a letter nor a digit: what str.isalnum() refuses (\w is isalnum() or "_").
+_NOT_ALNUM = re.compile(r"[\W_]+")
 
 
 def _parse_action(value: object, where: str) -> Action:
@@ -157,7 +162,7 @@ def canonical(kind: str, value: str) -> str:
     folded = fold(value)
     if kind == "email":
         return folded.lower()
-    return "".join(c for c in folded if c.isalnum()).upper()
+    return _NOT_ALNUM.sub("", folded).upper()
 
 
 def protected_spans(text: str) -> list[ProtectedSpan]:
@@ -242,17 +247,17 @@ def prepare(
     applied = [(f, plan.get(f.kind, fallback)) for f in ordered]
     if parsed.refuses:
         for finding, action in applied:
-            if action is Action.REFUSE:
+            if action is _REFUSE:
                 raise BadRequest(
                     f"content contains {finding.kind}, which this jurisdiction's "
                     "minimisation rule refuses"
                 )
-    changed = tuple((f, a) for f, a in applied if a is not Action.KEEP)
+    changed = tuple((f, a) for f, a in applied if a is not _KEEP)
     requests = []
     for finding, action in changed:
         if action in _PROTECTING:
             value = text[finding.start : finding.end]
-            if action is Action.TOKENIZE:
+            if action is _TOKENIZE:
                 value = canonical(finding.kind, value)
             requests.append((action.value, finding.kind, value))
     counts: dict[str, int] = {}
@@ -283,7 +288,7 @@ def finish(prepared: Prepared, bodies: Sequence[str]) -> Minimised:
     next_body = iter(bodies)
     for finding, action in prepared.changed:
         pieces.append(text[cursor : finding.start])
-        if action is Action.REDACT:
+        if action is _REDACT:
             pieces.append(f"[REDACTED:{finding.kind}]")
         else:
             pieces.append(f"[{_LABELS[action.value]}:{finding.kind}:{next(next_body)}]")

@@ -60,6 +60,8 @@ _MAX_ALERTS = 1000
 _MAX_REVIEWS = 10_000
 _PRUNE_EVERY = 1024
 """Journal events appended by one process between two prunings of the journal."""
+_NUMBERS_KEPT = 8192
+"""Names whose template keys and numbers a guard keeps, so a name read again is not hashed."""
 _LAST_PER_REQUESTER = 1024
 """Templates per requester whose last number is remembered, for sweeps (least recent go)."""
 
@@ -293,6 +295,9 @@ class BulkGuard:
     _depth: int = 0  # sessions open in this process (nested ones share the outermost)
     _pending: list[tuple[str, float, str]] = field(default_factory=list)
     _appended: int = 0
+    # name -> its _numbered pairs under template_key: a record read again (the common
+    # read) is not hashed again. Cleared whole when full.
+    _numbers: dict[tuple[bytes, str], tuple[tuple[int, int], ...]] = field(default_factory=dict)
 
     # -- sharing ---------------------------------------------------------------------------
 
@@ -363,6 +368,16 @@ class BulkGuard:
                 self._reviews.append(fields)
             self._seen = seq
 
+    def _numbered(self, name: str) -> tuple[tuple[int, int], ...]:
+        key = self.template_key
+        pairs = self._numbers.get((key, name))
+        if pairs is None:
+            pairs = tuple(_numbered(name, key))
+            if len(self._numbers) >= _NUMBERS_KEPT:
+                self._numbers.clear()
+            self._numbers[key, name] = pairs
+        return pairs
+
     def _window(self, table: dict[str, _Window], key: str, now: float) -> _Window:
         window = table.get(key)
         if window is None:
@@ -394,8 +409,7 @@ class BulkGuard:
         limits, now = self.limits, self.clock()
         commitments = tuple(s for s, _ in subjects)
         foreign = tuple(s for s, j in subjects if j != requester_jurisdiction)
-        key = self.template_key
-        numbered = tuple(pair for name in dict.fromkeys(names) for pair in _numbered(name, key))
+        numbered = tuple(pair for name in dict.fromkeys(names) for pair in self._numbered(name))
         with self.session():
             window = self._window(self._requester, requester, now).count_with(commitments)
             jurisdiction = self._window(self._jurisdiction, requester_jurisdiction, now)
