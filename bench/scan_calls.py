@@ -5,8 +5,10 @@
 CPU time per call (``time.thread_time``, so time the process waits for a core on a shared
 machine is not counted), the best of several passes over many texts, on: the gateway's
 benchmark record (about 300 bytes with a phone number, a PESEL and an e-mail address),
-prose of the same length without a digit, ``"ok"`` (the fixed cost of a call), and the
-test documents of ``bench/scan_eval.py`` (seven languages, about 200 bytes each). To
+records of the same kind in six more languages (each a phone number, an identity or
+account number and an e-mail address), prose of the same length without a digit,
+``"ok"`` (the fixed cost of a call), and the test documents of ``bench/scan_eval.py``
+(seven languages, about 200 bytes each). To
 compare two versions of the scanner, run it with ``PYTHONPATH`` pointing at each source
 in turn, alternately. The last line printed is one JSON object.
 """
@@ -26,6 +28,39 @@ RECORD = (
     "PESEL 44051401359, e-mail klient{i}@example.pl. Uwagi: paczka ma być zostawiona u "
     "sąsiada pod numerem 5, jeśli nikogo nie będzie w domu; kontakt po godzinie 17:00."
 )
+# The same request in other languages, each with the number shapes of its country.
+RECORDS = {
+    "en": (
+        "Ticket {i}: customer asks to change the delivery address, phone (212) 555-0187, "
+        "SSN 123-45-6789, email jane.doe{i}@example.com. Note: leave the parcel with the "
+        "neighbour at number 5 if nobody is home; call after 5 pm."
+    ),
+    "de": (
+        "Anfrage {i}: Kundin bittet um Änderung der Lieferadresse, Tel. 030 12345678, "
+        "Steuer-ID 65929970489, E-Mail anna{i}@beispiel.de. Hinweis: Paket bitte beim "
+        "Nachbarn in Hausnummer 5 abgeben, falls niemand zu Hause ist."
+    ),
+    "fr": (
+        "Demande {i} : la cliente souhaite changer l'adresse de livraison, tél. 06 12 34 56 "
+        "78, IBAN FR14 2004 1010 0505 0001 3M02 606, courriel marie{i}@exemple.fr. "
+        "Remarque : laisser le colis chez le voisin au numéro 5."
+    ),
+    "es": (
+        "Solicitud {i}: la clienta pide cambiar la dirección de entrega, teléfono 612 345 "
+        "678, DNI 12345678Z, correo lucia{i}@ejemplo.es. Nota: dejar el paquete con el "
+        "vecino del número 5 si no hay nadie en casa."
+    ),
+    "vi": (
+        "Yêu cầu {i}: khách hàng muốn đổi địa chỉ giao hàng, số điện thoại 0912 345 678, "
+        "CCCD 001085012345, email lan{i}@vidu.vn. Ghi chú: để gói hàng ở nhà hàng xóm số 5 "
+        "nếu không có ai ở nhà."
+    ),
+    "zh": (
+        "工单{i}\uff1a客户要求更改收货地址\uff0c电话 138 0013 8000\uff0c"
+        "身份证号 11010519491231002X\uff0c"
+        "邮箱 wang{i}@example.cn。备注\uff1a如果家里没人\uff0c请把包裹放在5号邻居家。"
+    ),
+}
 PROSE = (
     "Klientka prosi o zmianę adresu dostawy. Uwagi: paczka ma być zostawiona u sąsiada, "
     "jeśli nikogo nie będzie w domu; kontakt wieczorem, najlepiej po pracy. Dziękujemy za "
@@ -54,12 +89,17 @@ def main() -> None:
     corpus = [d.text for d in documents("test", 7, 30, TEMPLATES)]
     figures = {
         "record_us": per_call([RECORD.format(i=i) for i in range(n)], passes),
+        **{
+            f"record_{lang}_us": per_call([record.format(i=i) for i in range(n)], passes)
+            for lang, record in RECORDS.items()
+        },
         "prose_us": per_call([PROSE + " " * (i % 5) for i in range(n)], passes),
         "ok_us": per_call(["ok"] * n, passes),
         "corpus_document_us": per_call(corpus * max(1, n // len(corpus)), passes),
     }
     sizes = {
         "record": len(RECORD.format(i=0).encode()),
+        **{f"record_{lang}": len(r.format(i=0).encode()) for lang, r in RECORDS.items()},
         "prose": len(PROSE.encode()),
         "corpus_document_mean": sum(len(t.encode()) for t in corpus) // len(corpus),
     }

@@ -3,7 +3,9 @@
  * offsets of the term search (sovra.classify.special).
  *
  * fold(), occurrences(), windows(), segments(), spans() and code_point_offsets() here
- * give exactly what the Python functions of the same names give; those stay as the
+ * give exactly what the Python functions of the same names give, and id_checks() and
+ * luhn() what the identity-number checks of sovra.classify.ids and the Luhn sum of
+ * sovra.classify.finance give; those stay as the
  * reference, and as the fallback where this module is not built, and tests compare the
  * two. The Python versions document the rules; this file only restates them over code
  * points.
@@ -715,6 +717,356 @@ error:
     return NULL;
 }
 
+/* id_checks(digits) -> int: which numeric identity schemes of sovra.classify.ids accept
+ * digits, as the restated checks there answer (_pesel_valid, _idnr_valid, ...), one bit
+ * per scheme (ID_* below). Only the schemes of the digits' length are asked; 0 for
+ * anything that is not 9 to 15 ASCII digits. luhn(digits) -> int: the Luhn checksum of
+ * ASCII digits (0 when valid), as finance._luhn_checksum gives it; -1 for anything else
+ * or more than 64 digits. Both read at most MAX_ID_DIGITS characters of any string. */
+/* Whether text is a str; a TypeError set when it is not. */
+static int
+is_str(PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "expected str, not %.100s", Py_TYPE(text)->tp_name);
+        return 0;
+    }
+    return 1;
+}
+
+#define ID_PESEL 1
+#define ID_IDNR 2
+#define ID_NIP 4
+#define ID_REGON 8
+#define ID_MST 16
+#define ID_CCCD 32
+#define ID_NIR 64
+#define ID_ITIN 128
+#define ID_SSN 256
+#define MAX_ID_DIGITS 64
+
+/* The digits of text as values 0..9; the count, or -1 when text is not ASCII digits or
+ * is longer than limit. */
+static Py_ssize_t
+ascii_digits(PyObject *text, int *d, Py_ssize_t limit)
+{
+    if (!PyUnicode_IS_ASCII(text)) {
+        return -1;
+    }
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n > limit) {
+        return -1;
+    }
+    const Py_UCS1 *data = PyUnicode_1BYTE_DATA(text);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!IS_DIGIT(data[i])) {
+            return -1;
+        }
+        d[i] = data[i] - '0';
+    }
+    return n;
+}
+
+static int
+weighted(const int *d, const int *weights, int count)
+{
+    int total = 0;
+    for (int i = 0; i < count; i++) {
+        total += d[i] * weights[i];
+    }
+    return total;
+}
+
+static int
+number_of(const int *d, int count)
+{
+    int value = 0;
+    for (int i = 0; i < count; i++) {
+        value = value * 10 + d[i];
+    }
+    return value;
+}
+
+static int
+is_date(int year, int month, int day)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month < 1 || month > 12 || day < 1) {
+        return 0;
+    }
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return day <= days[month - 1] + (month == 2 && leap);
+}
+
+static int
+pesel_valid(const int *d)
+{
+    static const int w[11] = {1, 3, 7, 9, 1, 3, 7, 9, 1, 3, 1};
+    static const int century[5] = {1900, 2000, 2100, 2200, 1800};
+    if (weighted(d, w, 11) % 10 != 0) {
+        return 0;
+    }
+    int month = number_of(d + 2, 2);
+    return is_date(number_of(d, 2) + century[month / 20], month % 20, number_of(d + 4, 2));
+}
+
+static int
+idnr_valid(const int *d)
+{
+    if (d[0] == 0) {
+        return 0;
+    }
+    int state = 5;
+    for (int i = 0; i < 11; i++) {
+        state = ((state ? state : 10) * 2 % 11 + d[i]) % 10;
+    }
+    if (state != 1) {
+        return 0;
+    }
+    int counts[10] = {0};
+    for (int i = 0; i < 10; i++) {
+        counts[d[i]]++;
+    }
+    int distinct = 0, most = 0;
+    for (int v = 0; v < 10; v++) {
+        distinct += counts[v] > 0;
+        most = counts[v] > most ? counts[v] : most;
+    }
+    return distinct == 9 || (distinct == 8 && most == 3);
+}
+
+static int
+nip_valid(const int *d)
+{
+    static const int w[10] = {6, 5, 7, 2, 3, 4, 5, 6, 7, -1};
+    return weighted(d, w, 10) % 11 == 0;
+}
+
+static int
+regon_valid(const int *d, Py_ssize_t n)
+{
+    static const int w9[8] = {8, 9, 2, 3, 4, 5, 6, 7};
+    static const int w14[13] = {2, 4, 8, 5, 0, 9, 7, 3, 6, 1, 2, 4, 8};
+    if (n == 14 && weighted(d, w14, 13) % 11 % 10 != d[13]) {
+        return 0;
+    }
+    return weighted(d, w9, 8) % 11 % 10 == d[8];
+}
+
+static int
+mst_valid(const int *d, Py_ssize_t n)
+{
+    static const int w[9] = {31, 29, 23, 19, 17, 13, 7, 5, 3};
+    if (number_of(d + 2, 7) == 0 || (n == 13 && number_of(d + 10, 3) == 0)) {
+        return 0; /* no serial, no branch */
+    }
+    return 10 - weighted(d, w, 9) % 11 == d[9];
+}
+
+static int
+nir_valid(const int *d)
+{
+    long long value = 0;
+    for (int i = 0; i < 13; i++) {
+        value = value * 10 + d[i];
+    }
+    return 97 - (int)(value % 97) == number_of(d + 13, 2);
+}
+
+static int
+itin_valid(const int *d)
+{
+    int group = number_of(d + 3, 2);
+    return d[0] == 9 && group >= 70 && group != 89 && group != 93;
+}
+
+static int
+ssn_valid(const int *d)
+{
+    int area = number_of(d, 3), group = number_of(d + 3, 2), serial = number_of(d + 5, 4);
+    if (area == 0 || area == 666 || d[0] == 9 || group == 0 || serial == 0) {
+        return 0;
+    }
+    int whole = number_of(d, 9); /* numbers published in advertising, never issued */
+    return whole != 78051120 && whole != 457555462 && whole != 219099999;
+}
+
+static PyObject *
+id_checks(PyObject *module, PyObject *text)
+{
+    if (!is_str(text)) {
+        return NULL;
+    }
+    int d[MAX_ID_DIGITS];
+    const Py_ssize_t n = ascii_digits(text, d, 15);
+    long passed = 0;
+    switch (n) {
+    case 9:
+        passed = (regon_valid(d, n) ? ID_REGON : 0) | ID_CCCD | (itin_valid(d) ? ID_ITIN : 0) |
+                 (ssn_valid(d) ? ID_SSN : 0);
+        break;
+    case 10:
+        passed = (nip_valid(d) ? ID_NIP : 0) | (mst_valid(d, n) ? ID_MST : 0);
+        break;
+    case 11:
+        passed = (pesel_valid(d) ? ID_PESEL : 0) | (idnr_valid(d) ? ID_IDNR : 0);
+        break;
+    case 12: {
+        int province = number_of(d, 3);
+        passed = province >= 1 && province <= 96 ? ID_CCCD : 0;
+        break;
+    }
+    case 13:
+        passed = mst_valid(d, n) ? ID_MST : 0;
+        break;
+    case 14:
+        passed = regon_valid(d, n) ? ID_REGON : 0;
+        break;
+    case 15:
+        passed = nir_valid(d) ? ID_NIR : 0;
+        break;
+    default:
+        break;
+    }
+    return PyLong_FromLong(passed);
+}
+
+static PyObject *
+luhn(PyObject *module, PyObject *text)
+{
+    if (!is_str(text)) {
+        return NULL;
+    }
+    int d[MAX_ID_DIGITS];
+    const Py_ssize_t n = ascii_digits(text, d, MAX_ID_DIGITS);
+    if (n < 0) {
+        return PyLong_FromLong(-1);
+    }
+    static const int doubled[10] = {0, 2, 4, 6, 8, 1, 3, 5, 7, 9};
+    int total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        total += (n - 1 - i) % 2 ? doubled[d[i]] : d[i];
+    }
+    return PyLong_FromLong(total % 10);
+}
+
+/* account_shapes(text, windows) -> int: whether text holds where an IBAN or an EU VAT
+ * number can start, as finance._IBAN_SHAPE and finance._VAT_SHAPE find it in the
+ * text's digit windows: bit 1, two ASCII letters at a word start then two digits; bit
+ * 2, two capitals at a word start, an optional space, then a digit after at most three
+ * capitals and digits. A word start is the text's start or a character that is not an
+ * ASCII letter or digit, as the windows' NUL and "?" read.
+ *
+ * letter_shapes(text, windows) -> int: 1 where an identifier that opens with a capital
+ * (ids._ALNUM_LETTER: a Spanish NIE, a British NINO, a Polish ID card or passport, a
+ * German ID card) may start in text. Each opens with a capital at a word start, then
+ * more capitals, then a digit: right after at most nine capitals, or after at most
+ * three and one space or hyphen. 0 means none of the shapes occurs.
+ *
+ * Every shape holds a digit within ten characters of its start, so only starts inside
+ * the windows (which reach _runs.MARGIN characters either side of every digit) are
+ * tried; a shape may read on past a window's end. */
+#define IS_UPPER(c) ((c) >= 'A' && (c) <= 'Z')
+#define IS_ALPHA_ASCII(c) (IS_UPPER(c) || ((c) >= 'a' && (c) <= 'z'))
+
+typedef struct {
+    int kind;
+    const void *data;
+    Py_ssize_t n;
+} Text;
+
+#define AT(t, i) PyUnicode_READ((t)->kind, (t)->data, (i))
+
+static int
+account_shape_at(const Text *t, Py_ssize_t i)
+{
+    if (i + 2 >= t->n || !IS_ALPHA_ASCII(AT(t, i)) || !IS_ALPHA_ASCII(AT(t, i + 1))) {
+        return 0;
+    }
+    int found = 0;
+    if (i + 3 < t->n && IS_DIGIT(AT(t, i + 2)) && IS_DIGIT(AT(t, i + 3))) {
+        found |= 1;
+    }
+    if (!IS_UPPER(AT(t, i)) || !IS_UPPER(AT(t, i + 1))) {
+        return found;
+    }
+    Py_ssize_t j = i + 2;
+    if (AT(t, j) == ' ') {
+        j++;
+    }
+    for (Py_ssize_t k = j; k < t->n && k < j + 4; k++) {
+        const Py_UCS4 d = AT(t, k);
+        if (IS_DIGIT(d)) {
+            return found | 2;
+        }
+        if (!IS_UPPER(d)) {
+            break;
+        }
+    }
+    return found;
+}
+
+static int
+letter_shape_at(const Text *t, Py_ssize_t i)
+{
+    if (!IS_UPPER(AT(t, i))) {
+        return 0;
+    }
+    Py_ssize_t j = i + 1;
+    while (j < t->n && j - i <= 9 && IS_UPPER(AT(t, j))) {
+        j++;
+    }
+    if (j >= t->n || j - i > 9) {
+        return 0;
+    }
+    const Py_UCS4 next = AT(t, j);
+    if (IS_DIGIT(next)) {
+        return 1;
+    }
+    return (next == ' ' || next == '-') && j - i <= 3 && j + 1 < t->n && IS_DIGIT(AT(t, j + 1));
+}
+
+/* The bits that shape_at finds at the word starts inside windows, stopping once every
+ * bit of all is found. */
+static PyObject *
+shapes_in_windows(PyObject *args, int (*shape_at)(const Text *, Py_ssize_t), int all)
+{
+    PyObject *text, *spans;
+    if (!PyArg_ParseTuple(args, "UO!", &text, &PyTuple_Type, &spans)) {
+        return NULL;
+    }
+    Text t = {PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text)};
+    int found = 0;
+    for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(spans) && found != all; w++) {
+        Py_ssize_t lo, hi;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(spans, w), "nn", &lo, &hi)) {
+            return NULL;
+        }
+        if (lo < 0 || hi > t.n || lo > hi) {
+            PyErr_SetString(PyExc_ValueError, "window outside the text");
+            return NULL;
+        }
+        for (Py_ssize_t i = lo; i < hi && found != all; i++) {
+            if (i == 0 || !IS_ALNUM_ASCII(AT(&t, i - 1))) {
+                found |= shape_at(&t, i);
+            }
+        }
+    }
+    return PyLong_FromLong(found);
+}
+
+static PyObject *
+account_shapes(PyObject *module, PyObject *args)
+{
+    return shapes_in_windows(args, account_shape_at, 3);
+}
+
+static PyObject *
+letter_shapes(PyObject *module, PyObject *args)
+{
+    return shapes_in_windows(args, letter_shape_at, 1);
+}
+
 static PyMethodDef methods[] = {
     {"fold", fold, METH_VARARGS,
      "fold(text, table): text with each code point c that table[c] names replaced."},
@@ -730,6 +1082,13 @@ static PyMethodDef methods[] = {
     {"code_point_offsets", code_point_offsets, METH_VARARGS,
      "code_point_offsets(data, matches): byte offsets of matches in UTF-8 data as code "
      "point offsets."},
+    {"id_checks", id_checks, METH_O,
+     "id_checks(digits): a bit for each numeric identity scheme that accepts digits."},
+    {"account_shapes", account_shapes, METH_VARARGS,
+     "account_shapes(text, windows): bit 1 where an IBAN can start, bit 2 a VAT number."},
+    {"letter_shapes", letter_shapes, METH_VARARGS,
+     "letter_shapes(text, windows): 1 where an identifier opening with a capital may start."},
+    {"luhn", luhn, METH_O, "luhn(digits): the Luhn checksum of digits, 0 when valid."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -39,13 +39,23 @@ def resolve_overlaps(findings: Iterable[Finding]) -> list[Finding]:
     Returns:
         The kept findings, sorted by start offset.
     """
+    # Most texts: no two findings overlap (an exact duplicate overlaps its twin), and
+    # they are kept as they are, sorted, without hashing each to drop duplicates.
+    ordered = sorted(findings, key=_BY_START)
+    reach = -1
+    for finding in ordered:
+        if finding.start < reach:
+            break
+        reach = finding.end
+    else:
+        return ordered
     # A finding can only be blocked by one it overlaps, so the rule is applied to each
     # cluster of overlapping findings on its own, and the many findings that overlap
     # nothing are kept without ranking (a test compares this with ranking them all).
     kept: list[Finding] = []
     cluster: list[Finding] = []
     reach = -1  # the furthest end in the current cluster
-    for finding in sorted(set(findings), key=_BY_START):
+    for finding in sorted(set(ordered), key=_BY_START):
         if finding.start >= reach and cluster:
             if len(cluster) == 1:
                 kept.append(cluster[0])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumberDesc
@@ -43,6 +43,8 @@ _MAX_CODE_DIGITS = 3
 # such a run; its viability test holds for three digits or more.
 _RUN = re.compile(r"\(*(\+?[0-9](?:[-./ ()]*[0-9])*)")
 _NOT_DIGITS = str.maketrans("", "", "+-./ ()")
+
+_UNMADE = re.compile("")  # typed_by_length holds no expression for this length yet
 
 # Outcomes of the length test (phonenumbers' ValidationResult, for the general plan).
 _POSSIBLE, _LOCAL_ONLY, _TOO_SHORT, _TOO_LONG, _INVALID_LENGTH = range(5)
@@ -85,6 +87,8 @@ class _Plan:
     mobile: _Desc | None
     same_fixed_and_mobile: bool
     leading_digits: re.Pattern[str] | None
+    # typed()'s one expression per length of number, made on first use (see there).
+    typed_by_length: dict[int, re.Pattern[str] | None] = field(default_factory=dict, compare=False)
 
     def viable(self, number: str) -> bool:
         """Whether *number* fits the general pattern, whatever its length."""
@@ -105,16 +109,38 @@ class _Plan:
         return _POSSIBLE if n in self.lengths[1:] else _INVALID_LENGTH
 
     def typed(self, nsn: str) -> bool:
-        """Whether phonenumbers gives *nsn* a number type other than UNKNOWN here."""
-        if self.general is None or not self.general.matches(nsn):
-            return False
-        # phonenumbers tries the rarer types first; any match gives a type, so the two a
-        # number nearly always has are tried first here (nine patterns fewer for most).
-        if self.fixed_line is not None and self.fixed_line.matches(nsn):
-            return True
-        if not self.same_fixed_and_mobile and self.mobile is not None and self.mobile.matches(nsn):
-            return True
-        return any(desc.matches(nsn) for desc in self.types)
+        """Whether phonenumbers gives *nsn* a number type other than UNKNOWN here.
+
+        That is: the general description matches, and so does one type's (any match
+        gives a type, so the order phonenumbers tries them in does not matter). For each
+        length of number the descriptions whose lengths allow it are one expression,
+        ``(?=general$)(?:type|type|...)``, so the answer is one match instead of up to
+        eleven (tests compare it with the descriptions tried one by one).
+        """
+        n = len(nsn)
+        pattern = self.typed_by_length.get(n, _UNMADE)
+        if pattern is _UNMADE:
+            pattern = self._typed_pattern(n)
+            if n <= _MAX_NSN:  # the lengths of national numbers: a bounded table
+                self.typed_by_length[n] = pattern
+        return pattern is not None and pattern.fullmatch(nsn) is not None
+
+    def _typed_pattern(self, n: int) -> re.Pattern[str] | None:
+        """The expression :meth:`typed` matches numbers of *n* digits with; None when no
+        number of that length is typed."""
+        general = self.general
+        if general is None or (general.lengths and n not in general.lengths):
+            return None
+        mobile = None if self.same_fixed_and_mobile else self.mobile
+        fits = [
+            desc.pattern.pattern
+            for desc in (self.fixed_line, mobile, *self.types)
+            if desc is not None and (not desc.lengths or n in desc.lengths)
+        ]
+        if not fits:
+            return None
+        types = "|".join(f"(?:{p})" for p in fits)
+        return re.compile(f"(?=(?:{general.pattern.pattern})\\Z)(?:{types})")
 
     def strip_national_prefix(self, number: str) -> str:
         """*number* without its national prefix and carrier code, where that leaves a

@@ -280,22 +280,23 @@ def _international(raw: str) -> int:
 
 def _national(raw: str, digits: str, named: bool) -> int:
     """What the numbering plans of :data:`REGIONS` say of a run printed without a
-    country code. Unless *named*, only validity matters (a possible number is reported
-    only when a phone word names it), and regions whose plans no tail of the digits
-    fits are not parsed at all."""
-    possible = False
-    for region in REGIONS:
-        if not _NATIONAL_SHAPE[region](digits):
-            continue
-        if not named and not _may_be_valid(region, digits):
+    country code: valid in one region, else (only asked when a phone word names it)
+    possible in one. Regions whose plans no tail of the digits fits are not parsed to
+    find a valid one; a possible one is looked for only when none is valid, since the
+    answer is the same in whatever order the regions are read."""
+    shaped = [region for region in REGIONS if _NATIONAL_SHAPE[region](digits)]
+    for region in shaped:
+        if not _may_be_valid(region, digits):
             continue
         number = _plans.parse(raw, region)
-        if number is None:
-            continue
-        if _plans.valid(*number):
+        if number is not None and _plans.valid(*number):
             return _VALID
-        possible = possible or (named and _plans.possible(*number))
-    return _POSSIBLE if possible else _INVALID
+    if named:
+        for region in shaped:
+            number = _plans.parse(raw, region)
+            if number is not None and _plans.possible(*number):
+                return _POSSIBLE
+    return _INVALID
 
 
 def _may_be_valid(region: str, digits: str) -> bool:
