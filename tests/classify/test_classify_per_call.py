@@ -46,6 +46,16 @@ def test_national_numbers_read_valid_first_give_the_same_outcome() -> None:
     assert min(outcomes.values()) > 100, outcomes  # every outcome is exercised
 
 
+@settings(max_examples=1000, deadline=None)
+@given(digits=st.text("0123456789", min_size=1, max_size=16))
+def test_the_regions_a_national_number_fits_are_read_from_its_length_and_first_digit(
+    digits: str,
+) -> None:
+    fits = tuple(r for r in contact.REGIONS if contact._NATIONAL_SHAPE[r](digits))
+    assert contact._SHAPED.get((len(digits), digits[0]), fits) == fits
+    assert contact._regions_shaped(digits) == fits
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     text=st.text(st.sampled_from("0123456789 .-x\uff11"), max_size=60),

@@ -284,7 +284,9 @@ def _national(raw: str, digits: str, named: bool) -> int:
     possible in one. Regions whose plans no tail of the digits fits are not parsed to
     find a valid one; a possible one is looked for only when none is valid, since the
     answer is the same in whatever order the regions are read."""
-    shaped = [region for region in REGIONS if _NATIONAL_SHAPE[region](digits)]
+    shaped = _SHAPED.get((len(digits), digits[:1]))
+    if shaped is None:
+        shaped = _regions_shaped(digits)
     for region in shaped:
         if not _may_be_valid(region, digits):
             continue
@@ -297,6 +299,19 @@ def _national(raw: str, digits: str, named: bool) -> int:
             if number is not None and _plans.possible(*number):
                 return _POSSIBLE
     return _INVALID
+
+
+def _regions_shaped(digits: str) -> tuple[str, ...]:
+    return tuple(region for region in REGIONS if _NATIONAL_SHAPE[region](digits))
+
+
+# The shapes read only a number's length and first digit, so the regions each pair fits
+# are listed once (a test compares the table with the shapes).
+_SHAPED = {
+    (n, first): _regions_shaped(first + "0" * (n - 1))
+    for n in range(_NATIONAL_DIGITS[0], _NATIONAL_DIGITS[1] + 1)
+    for first in "0123456789"
+}
 
 
 def _may_be_valid(region: str, digits: str) -> bool:
