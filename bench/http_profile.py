@@ -36,6 +36,7 @@ import fastapi.dependencies.utils
 import fastapi.routing
 import uvicorn
 
+import sovra.server.direct
 from sovra.client import Client
 from sovra.deployment import Deployment
 from sovra.keys import load_ed25519
@@ -46,10 +47,10 @@ NOTE = "Klient prosi o kontakt: tel. +48 601 234 567, e-mail anna.kowalska@examp
 PARTS = [
     ("token check (whole)", "authenticate", "sovra/auth.py"),
     ("  Ed25519 verify", "verify", ""),
-    ("  replay store (nonce insert)", "use_nonce", "sovra/store/_sql.py"),
-    ("  principal lookup", "get_principal", "sovra/store/_sql.py"),
+    ("  replay store (nonce spent, principal re-read)", "spend_nonce", "sovra/store/_sql.py"),
+    ("  principal lookup (first request only)", "get_principal", "sovra/store/_sql.py"),
     ("  claims parse", "_parse", "sovra/auth.py"),
-    ("  public key load", "_public_key", "sovra/auth.py"),
+    ("  principal and key load", "_load", "sovra/auth.py"),
     ("body: bounded parse (BodyLimits)", "parse_json", "sovra/model.py"),
     ("response: orjson encode", "render", "sovra/server/app.py"),
     ("flow: Gateway.ingest", "ingest", "sovra/gateway.py"),
@@ -78,6 +79,7 @@ def main() -> int:
     requests = args.requests or (300 if args.quick else 2000)
     fastapi.routing.run_in_threadpool = _inline  # type: ignore[assignment]
     fastapi.dependencies.utils.run_in_threadpool = _inline  # type: ignore[assignment]
+    sovra.server.direct.in_thread = _inline
     from sovra.server import create_app
     from sovra.server.workers import uvicorn_config
 

@@ -13,7 +13,7 @@ import base64
 import binascii
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from sovra.errors import BadRequest, NotFound, Unauthenticated
+from sovra._group import GroupCommit
+from sovra.errors import BadRequest, NotFound, SovraError, Unauthenticated
 from sovra.model import Principal, canonical_json, parse_json
 
 __all__ = ["Authenticator", "make_token"]
@@ -30,7 +31,10 @@ __all__ = ["Authenticator", "make_token"]
 _MAX_TOKEN_CHARS = 2048
 _CLOCK_SKEW_S = 30
 _DOMAIN = b"sovra-token/v1."
-_MAX_CACHED_KEYS = 4096
+_MAX_SPENT_TOGETHER = 64
+"""Nonces spent in one transaction at most."""
+_MAX_KNOWN = 4096
+"""Principals remembered per process; past it the memory starts afresh."""
 
 
 def _b64(data: bytes) -> str:
@@ -39,6 +43,14 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signed_by(key: Ed25519PublicKey, signature: bytes, signed: bytes) -> bool:
+    try:
+        key.verify(signature, signed)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def make_token(
@@ -84,7 +96,9 @@ class Authenticator:
     def __init__(
         self,
         lookup: Callable[[str], Principal],
-        use_nonce: Callable[[str, str, int, int], None],
+        spend_nonces: Callable[
+            [list[tuple[str, str, int, int]]], Sequence[Principal | SovraError | None]
+        ],
         *,
         max_age_s: int,
         clock: Callable[[], float],
@@ -93,22 +107,32 @@ class Authenticator:
 
         Args:
             lookup: principal id -> Principal; raises NotFound for an unknown id.
-            use_nonce: ``(principal, nonce, expires_ms, now_ms)``; raises Unauthenticated
-                if the nonce was seen before.
+            spend_nonces: ``[(principal, nonce, expires_ms, now_ms), ...]`` -> for each,
+                the principal as registered when its nonce was spent (None if it is
+                not), or the error (Unauthenticated if the nonce was seen before); in
+                one transaction, so concurrent requests share one (group commit).
             max_age_s: the longest lifetime a token may claim.
             clock: UNIX seconds.
         """
         self._lookup = lookup
-        self._use_nonce = use_nonce
+        self._spends: GroupCommit[tuple[str, str, int, int], Principal | None] = GroupCommit(
+            spend_nonces, _MAX_SPENT_TOGETHER
+        )
         self._max_age_s = max_age_s
         self._clock = clock
-        # Loaded public keys by their bytes: loading one costs a good part of a verify.
-        # Keyed by the bytes the lookup returned, so a principal's new key is never
-        # checked against an old one.
-        self._keys: dict[bytes, Ed25519PublicKey] = {}
+        # Principals as last read, with their loaded public keys (loading one costs a
+        # good part of a verify). Only a hint: the principal read where the nonce is
+        # spent is the one a request is accepted for (see authenticate).
+        self._known: dict[str, tuple[Principal, Ed25519PublicKey]] = {}
 
     def authenticate(self, token: str | None, method: str, path: str, body: bytes) -> Principal:
         """Return the principal that signed *token* for this very request.
+
+        The signature is checked against the principal as this authenticator last read
+        it; the store reads it again in the transaction that spends the nonce, and if it
+        changed meanwhile (a new key, a new role, gone), the request is judged against
+        what it is now. So a rotated-out key is refused as soon as the rotation is
+        committed, by every worker process, without a read of its own per request.
 
         Raises:
             Unauthenticated: missing, malformed, unknown principal, forged, expired,
@@ -117,16 +141,12 @@ class Authenticator:
         if not token:
             raise Unauthenticated("missing credential: send 'Authorization: Sovra <token>'")
         claims, signed, signature = self._parse(token)
-        try:
-            principal = self._lookup(claims.sub)
-        except (NotFound, BadRequest):
-            raise Unauthenticated(f"unknown principal {claims.sub!r}") from None
-        try:
-            self._public_key(principal.public_key).verify(signature, signed)
-        except InvalidSignature:
-            raise Unauthenticated(
-                f"token signature is not {claims.sub}'s: forged or corrupted"
-            ) from None
+        principal, key = self._known.get(claims.sub) or self._load(claims.sub)
+        if not _signed_by(key, signature, signed):
+            # Perhaps signed with a key registered since this process last looked.
+            principal, key = self._load(claims.sub)
+            if not _signed_by(key, signature, signed):
+                raise Unauthenticated(f"token signature is not {claims.sub}'s: forged or corrupted")
         now = int(self._clock())
         if claims.exp - claims.iat > self._max_age_s:
             raise Unauthenticated(f"token lifetime over the {self._max_age_s} s maximum")
@@ -140,16 +160,35 @@ class Authenticator:
             )
         if claims.bh != hashlib.sha256(body).hexdigest():
             raise Unauthenticated("token was made for another request body")
-        self._use_nonce(claims.sub, claims.nonce, (claims.exp + _CLOCK_SKEW_S) * 1000, now * 1000)
-        return principal
+        current = self._spends.submit(
+            (claims.sub, claims.nonce, (claims.exp + _CLOCK_SKEW_S) * 1000, now * 1000)
+        )
+        if current == principal:
+            return principal
+        # Changed since it was read: the nonce is spent all the same (a replay stays a
+        # replay), and the request is judged against the principal as it is now.
+        self._known.pop(claims.sub, None)
+        if current is None:
+            raise Unauthenticated(f"unknown principal {claims.sub!r}")
+        if current.public_key != principal.public_key and not _signed_by(
+            Ed25519PublicKey.from_public_bytes(current.public_key), signature, signed
+        ):
+            raise Unauthenticated(f"token signature is not {claims.sub}'s: forged or corrupted")
+        return current
 
-    def _public_key(self, raw: bytes) -> Ed25519PublicKey:
-        key = self._keys.get(raw)
-        if key is None:
-            if len(self._keys) >= _MAX_CACHED_KEYS:
-                self._keys.clear()
-            key = self._keys[raw] = Ed25519PublicKey.from_public_bytes(raw)
-        return key
+    def _load(self, principal_id: str) -> tuple[Principal, Ed25519PublicKey]:
+        try:
+            principal = self._lookup(principal_id)
+        except (NotFound, BadRequest):
+            self._known.pop(principal_id, None)
+            raise Unauthenticated(f"unknown principal {principal_id!r}") from None
+        if len(self._known) >= _MAX_KNOWN:
+            self._known.clear()
+        known = self._known[principal_id] = (
+            principal,
+            Ed25519PublicKey.from_public_bytes(principal.public_key),
+        )
+        return known
 
     @staticmethod
     def _parse(token: str) -> tuple[_Claims, bytes, bytes]:

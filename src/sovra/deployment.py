@@ -311,7 +311,7 @@ class Deployment:
             clock=clock,
         )
         authenticator = Authenticator(
-            store.get_principal, store.use_nonce, max_age_s=config.token_max_age_s, clock=clock
+            store.get_principal, store.spend_nonces, max_age_s=config.token_max_age_s, clock=clock
         )
         governance.restore_policy()  # the last logged activation, so a restart is no rollback
         cosignatures = CheckpointCosignatures(

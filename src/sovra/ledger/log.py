@@ -242,6 +242,7 @@ class TransparencyLog:
             if self._tree.size != first:
                 raise IntegrityError(f"storage assigned index {first} out of order")
             self._tree.extend(leaves)
+            reached = (self._tree.size, self._tree.root()) if self._publish_after_batch else None
         paths, root = _batch_paths(leaves)
         count = len(batch)
         signed = (
@@ -253,21 +254,25 @@ class TransparencyLog:
             LogReceipt(origin, first + n, leaf, time_ms, signature, first, count, path)
             for n, (leaf, path) in enumerate(zip(leaves, paths, strict=True))
         ]
-        if self._publish_after_batch:
-            self._publish_quietly()
+        if reached is not None:
+            self._publish_quietly(reached)
         return receipts
 
-    def _publish_quietly(self) -> None:
+    def _publish_quietly(self, reached: tuple[int, bytes]) -> None:
         """Publish after a batch; a failure is logged, never raised to the appenders.
 
         The batch is stored and its promise signed: failing the appends now would
         deny receipts for entries the log holds. The next batch, the schedule or the
         next reader of ``/v1/log/checkpoint`` publishes again.
+
+        *reached* is the size and root the batch brought the tree to: the checkpoint
+        covers the batch without asking the storage how far other writers (worker
+        processes) got meanwhile, which their own batches publish.
         """
         try:
             # The batch is as durable as the storage makes it; a note lost with a power
             # failure is signed again, byte for byte, for the same size.
-            self._publish(durable=False)
+            self._publish(durable=False, reached=reached)
         except SovraError as exc:
             failure = exc.diagnostics()
         else:
@@ -405,13 +410,15 @@ class TransparencyLog:
         with self._write_lock:
             return self._publish()
 
-    def _publish(self, *, durable: bool = True) -> str:
-        """:meth:`checkpoint`'s work. Caller holds the write lock."""
-        stored = self._storage.size()
-        with self._tree_lock:
-            self._catch_up(stored)
-            size = self._tree.size
-            root = self._tree.root()
+    def _publish(self, *, durable: bool = True, reached: tuple[int, bytes] | None = None) -> str:
+        """:meth:`checkpoint`'s work, for the tree as stored or, if given, as *reached*
+        (size, root). Caller holds the write lock."""
+        if reached is None:
+            stored = self._storage.size()
+            with self._tree_lock:
+                self._catch_up(stored)
+                reached = self._tree.size, self._tree.root()
+        size, root = reached
         if size == self._published_size:
             latest = self._storage.latest_checkpoint()
             if latest is not None:

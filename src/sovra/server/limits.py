@@ -127,7 +127,9 @@ class BodyLimits:
             if remaining <= 0:
                 raise _Refused(_too_slow(self._timeout))
             try:
-                message = await asyncio.wait_for(receive(), timeout=remaining)
+                # A timer, not wait_for: that would start a task for every message.
+                async with asyncio.timeout(remaining):
+                    message = await receive()
             except TimeoutError:
                 raise _Refused(_too_slow(self._timeout)) from None
             if message["type"] == "http.disconnect":

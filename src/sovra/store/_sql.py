@@ -24,6 +24,7 @@ from sovra.errors import (
     IntegrityError,
     NotFound,
     PayloadTooLarge,
+    SovraError,
     Unauthenticated,
 )
 from sovra.model import (
@@ -256,6 +257,29 @@ def _record_from_row(row: Sequence[Any]) -> RecordMeta:
         )
     except (BadRequest, TypeError, ValueError) as exc:
         raise IntegrityError(f"stored record {row[0]!r} does not parse: {exc}") from None
+
+
+def _nonce_digest(principal_id: str, nonce: str, expires_ms: int, now_ms: int) -> str:
+    """The stored form of a nonce, once its arguments are checked.
+
+    Raises:
+        BadRequest: malformed argument, or *expires_ms* is not after *now_ms*.
+    """
+    check_id(principal_id, "principal id")
+    if not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_NONCE_CHARS:
+        raise BadRequest(f"a nonce is 1..{MAX_NONCE_CHARS} characters")
+    _count(expires_ms, "nonce expires_ms")
+    _count(now_ms, "now_ms")
+    if expires_ms <= now_ms:
+        raise BadRequest(f"nonce already expired ({expires_ms} ms is not after {now_ms} ms)")
+    # surrogatepass: a nonce decoded from client JSON may hold lone surrogates.
+    return hashlib.sha256(nonce.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_SELECT_PRINCIPAL = (
+    "SELECT principal_id, jurisdiction, role, public_key, subject FROM principals "
+    "WHERE principal_id = ?"
+)
 
 
 def _principal_from_row(row: Sequence[Any]) -> Principal:
@@ -659,8 +683,7 @@ class SQLMetadataStore(abc.ABC):
         check_id(principal_id, "principal id")
         with self._transaction(write=False) as run:
             row = run(
-                "SELECT principal_id, jurisdiction, role, public_key, subject FROM principals "
-                "WHERE principal_id = ?",
+                _SELECT_PRINCIPAL,
                 (principal_id,),
             ).fetchone()
         if row is None:
@@ -690,21 +713,44 @@ class SQLMetadataStore(abc.ABC):
             Unauthenticated: the nonce was already used and has not expired.
             BadRequest: malformed argument, or *expires_ms* is not after *now_ms*.
         """
-        check_id(principal_id, "principal id")
-        if not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_NONCE_CHARS:
-            raise BadRequest(f"a nonce is 1..{MAX_NONCE_CHARS} characters")
-        _count(expires_ms, "nonce expires_ms")
-        _count(now_ms, "now_ms")
-        if expires_ms <= now_ms:
-            raise BadRequest(f"nonce already expired ({expires_ms} ms is not after {now_ms} ms)")
-        # surrogatepass: a nonce decoded from client JSON may hold lone surrogates.
-        digest = hashlib.sha256(nonce.encode("utf-8", "surrogatepass")).hexdigest()
+        (result,) = self.spend_nonces([(principal_id, nonce, expires_ms, now_ms)])
+        if isinstance(result, SovraError):
+            raise result
+
+    def spend_nonces(
+        self, nonces: Sequence[tuple[str, str, int, int]]
+    ) -> list[Principal | SovraError | None]:
+        """Spend token nonces and read their principals, in one transaction; see the
+        protocol for the contract.
+
+        Raises:
+            IntegrityError: a stored principal no longer parses.
+        """
+        results: list[Principal | SovraError | None] = []
+        spent: list[tuple[int, str, str, int]] = []
+        for n, (principal_id, nonce, expires_ms, now_ms) in enumerate(nonces):
+            try:
+                digest = _nonce_digest(principal_id, nonce, expires_ms, now_ms)
+            except BadRequest as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+                spent.append((n, principal_id, digest, expires_ms))
+        if not spent:
+            return results
+        # The earliest clock of the batch: nothing unexpired for any of them is forgotten.
+        now_ms = min(nonces[n][3] for n, _, _, _ in spent)
         with self._transaction(write=True) as run:
             run("DELETE FROM token_nonces WHERE expires_ms <= ?", (now_ms,))
-            cur = run(
-                "INSERT INTO token_nonces (principal_id, nonce_sha256, expires_ms) "
-                "VALUES (?, ?, ?) ON CONFLICT (principal_id, nonce_sha256) DO NOTHING",
-                (principal_id, digest, expires_ms),
-            )
-            if cur.rowcount != 1:
-                raise Unauthenticated("token replayed")
+            for n, principal_id, digest, expires_ms in spent:
+                cur = run(
+                    "INSERT INTO token_nonces (principal_id, nonce_sha256, expires_ms) "
+                    "VALUES (?, ?, ?) ON CONFLICT (principal_id, nonce_sha256) DO NOTHING",
+                    (principal_id, digest, expires_ms),
+                )
+                if cur.rowcount != 1:
+                    results[n] = Unauthenticated("token replayed")
+                    continue
+                row = run(_SELECT_PRINCIPAL, (principal_id,)).fetchone()
+                results[n] = None if row is None else _principal_from_row(row)
+        return results

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
+from sovra.errors import SovraError
 from sovra.model import Principal, RecordMeta
 
 __all__ = [
@@ -282,6 +283,22 @@ class NonceStore(Protocol):
         Raises:
             Unauthenticated: ``token replayed``: the nonce is remembered and unexpired.
             BadRequest: malformed argument, or *expires_ms* is not after *now_ms*.
+        """
+        ...
+
+    def spend_nonces(
+        self, nonces: Sequence[tuple[str, str, int, int]]
+    ) -> list[Principal | SovraError | None]:
+        """:meth:`use_nonce` for each ``(principal_id, nonce, expires_ms, now_ms)``, in
+        one transaction, returning for each in order its error (``token replayed``, a
+        malformed argument) or the principal registered under its *principal_id* as it
+        is when the nonce is spent (read in the same transaction; None if there is none),
+        so a caller that checked a token against a principal it remembered sees whether
+        that principal changed meanwhile. A nonce named twice in *nonces* is a replay the
+        second time.
+
+        Raises:
+            IntegrityError: a stored principal no longer parses.
         """
         ...
 
