@@ -37,6 +37,16 @@ from sovra._cli.common import (
     progress,
     warn,
 )
+from sovra._cli.targets import (
+    AccessKeyEnv,
+    Blobs,
+    CredentialsFile,
+    Database,
+    Endpoint,
+    SecretKeyEnv,
+    SigningRegion,
+    blob_regions,
+)
 from sovra.errors import SovraError
 
 if TYPE_CHECKING:
@@ -202,18 +212,19 @@ def init(
             "'in-process': every key beside the gateway, for tests and embedding",
         ),
     ] = "separate",
-    database: Annotated[
-        str | None,
-        typer.Option(
-            help="a postgresql:// URL: keep the metadata, the log and the bulk guard's "
-            "journal in that database (empty, one per deployment) instead of sovra.db; "
-            "put the password in ~/.pgpass or PGPASSWORD, not the URL (sovra.toml keeps it)",
-        ),
-    ] = None,
+    database: Database = None,
+    blobs: Blobs = None,
+    s3_endpoint: Endpoint = None,
+    s3_signing_region: SigningRegion = "us-east-1",
+    s3_access_key_env: AccessKeyEnv = None,
+    s3_secret_key_env: SecretKeyEnv = None,
+    s3_credentials_file: CredentialsFile = None,
 ) -> None:
     """Create a deployment: SQLite, blob folder, custodian and authority keys, sovra.toml.
 
-    With --database, PostgreSQL holds what sovra.db would (and the bulk guard's journal).
+    With --database, PostgreSQL holds what sovra.db would (and the bulk guard's journal);
+    with --blobs REGION=s3://BUCKET[/PREFIX], that region's blobs go to the bucket, which
+    must be reachable and hold no blob yet. Nothing is written when a check fails.
     """
     from rich.markup import escape
 
@@ -229,6 +240,14 @@ def init(
         origin=origin,
         custodians="separate" if custodians == "separate" else "in-process",
         database=database,
+        regions=blob_regions(
+            blobs,
+            s3_endpoint,
+            s3_signing_region,
+            s3_access_key_env,
+            s3_secret_key_env,
+            s3_credentials_file,
+        ),
     )
     for note in notes:
         warn(note)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,25 +24,25 @@ __all__ = [
     "JurisdictionConfig",
     "RegionConfig",
     "render_default_config",
+    "render_region",
 ]
 
 _ACTIONS = frozenset({"keep", "redact", "tokenize", "seal", "refuse"})
 _PLACEMENTS = frozenset({"first", "by-subject"})
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
-_REGION_KEYS = frozenset(
-    {
-        "blobs",
-        "endpoint",
-        "signing_region",
-        "access_key_env",
-        "secret_key_env",
-        "credentials_file",
-        "provider",
-        "provider_home",
-        "sse",
-        "sse_kms_key_id",
-    }
+_REGION_KEY_ORDER = (
+    "blobs",
+    "endpoint",
+    "signing_region",
+    "access_key_env",
+    "secret_key_env",
+    "credentials_file",
+    "provider",
+    "provider_home",
+    "sse",
+    "sse_kms_key_id",
 )
+_REGION_KEYS = frozenset(_REGION_KEY_ORDER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,20 +153,33 @@ class Config:
             ConfigError: missing file, bad TOML, unknown key or bad value; names the key.
         """
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(
                 f"{path} not found: create a deployment with `sovra init DIR`"
             ) from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        return cls.from_text(text, str(path))
+
+    @classmethod
+    def from_text(cls, text: str, where: str) -> Config:
+        """Parse and check the text of a ``sovra.toml``; *where* names it in errors.
+
+        Raises:
+            ConfigError: bad TOML, unknown key or bad value; names the key.
+        """
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where} is not valid TOML: {exc}") from None
         try:
             return cls._from_dict(raw)
         except SovraError as exc:
-            raise ConfigError(f"{path}: {exc.message}") from None
+            raise ConfigError(f"{where}: {exc.message}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # AttributeError: a section that should be a table is a string or a list.
-            raise ConfigError(f"{path}: bad or missing setting {exc}") from None
+            raise ConfigError(f"{where}: bad or missing setting {exc}") from None
 
     @classmethod
     def _from_dict(cls, raw: dict[str, Any]) -> Config:
@@ -427,10 +440,16 @@ _DEFAULT_PURPOSE_RULES = {
 
 
 def render_default_config(
-    origin: str, jurisdictions: list[str], *, database: str | None = None
+    origin: str,
+    jurisdictions: list[str],
+    *,
+    database: str | None = None,
+    region_settings: Sequence[RegionConfig] = (),
 ) -> str:
     """The commented ``sovra.toml`` that ``sovra init`` writes (with *database*, a
-    PostgreSQL URL, in place of the SQLite file)."""
+    PostgreSQL URL, in place of the SQLite file, and a ``[regions.NAME]`` table for each
+    of *region_settings*)."""
+    tables = [line for region in region_settings for line in ["", *render_region(region)]]
     lines = [
         "# sovra deployment configuration. Edit and restart `sovra serve` to apply.",
         "",
@@ -518,4 +537,14 @@ def render_default_config(
                 f"# Over the rules above, for data collected for {purpose}.",
             ]
             lines += [f'{kind} = "{action}"' for kind, action in rules.items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *tables]) + "\n"
+
+
+def render_region(region: RegionConfig) -> list[str]:
+    """The lines of *region*'s ``[regions.NAME]`` table (its settings that are set)."""
+    lines = [f"[regions.{region.name}]"]
+    for key in _REGION_KEY_ORDER:
+        value = getattr(region, key)
+        if value is not None and not (key == "signing_region" and value == "us-east-1"):
+            lines.append(f"{key} = {json.dumps(value)}")
+    return lines

@@ -40,11 +40,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from sovra import check, custody
+from sovra import check, custody, targets
 from sovra._regions import open_blob_store
 from sovra.auth import Authenticator
 from sovra.check import CheckReport
-from sovra.config import DEFAULT_JURISDICTIONS, Config, render_default_config
+from sovra.config import DEFAULT_JURISDICTIONS, Config, RegionConfig, render_default_config
 from sovra.errors import ConfigError
 from sovra.gateway import Gateway
 from sovra.governance import Governance
@@ -122,13 +122,16 @@ class Deployment:
         origin: str | None = None,
         custodians: CustodianMode = "separate",
         database: str | None = None,
+        regions: Sequence[RegionConfig] = (),
     ) -> list[str]:
         """Create a new deployment in *root* (which must not hold one already).
 
         With a PostgreSQL *database* URL the metadata, principals, grants, nonces, the
         log and the bulk guard's journal live in that database (which must hold no
         deployment yet) and every replica over it serves the same deployment; by default
-        they are SQLite files in *root*.
+        they are SQLite files in *root*. Each of *regions* (``[regions.NAME]`` settings,
+        :func:`sovra.targets.parse_blobs`) keeps its blobs in its bucket, which must be
+        reachable and hold no blob yet; the other regions are folders in *root*.
 
         With *custodians* ``"separate"`` (the default) each custodian runs as its own
         process and keeps its keys in a folder of its own (:mod:`sovra.custody`); run as
@@ -140,9 +143,10 @@ class Deployment:
             Notes for the person running it (why the holders share one user, if they do).
 
         Raises:
-            ConfigError: *root* or *database* already holds a deployment, *database* is
-                not a PostgreSQL URL, or a system user cannot be made.
-            Unavailable: the PostgreSQL server cannot be reached.
+            ConfigError: *root*, *database* or a bucket already holds a deployment,
+                *database* is not a PostgreSQL URL, a region is not one a jurisdiction
+                lists or its bucket cannot be used, or a system user cannot be made.
+            Unavailable: the PostgreSQL server or an S3 endpoint cannot be reached.
             BadRequest: a jurisdiction code is malformed.
         """
         for j in jurisdictions:
@@ -155,6 +159,8 @@ class Deployment:
             raise ConfigError(f"custodians must be 'separate' or 'in-process', not {custodians!r}")
         if (root / CONFIG_NAME).exists():
             raise ConfigError(f"{root} already holds a deployment ({CONFIG_NAME} exists)")
+        origin = origin or f"sovra.local/{os.urandom(4).hex()}"
+        text = _new_config(root, origin, list(jurisdictions), database, regions)
         own = custodians == "separate"
         users = _make_folders(root, jurisdictions, separate=own)
         notes = []
@@ -171,11 +177,21 @@ class Deployment:
             LocalCustodian.create(custody.custodian_key_path(root, j), j, log_key.public_key())
             authority = generate_ed25519(custody.authority_key_path(root, j))
             (root / "authorities" / f"{j}.pub").write_text(public_bytes(authority).hex() + "\n")
-        origin = origin or f"sovra.local/{os.urandom(4).hex()}"
-        (root / CONFIG_NAME).write_text(
-            render_default_config(origin, list(jurisdictions), database=database)
-        )
+        (root / CONFIG_NAME).write_text(text)
         config = Config.load(root / CONFIG_NAME)
+        if database is not None and regions:
+            folders = [
+                r
+                for j in config.jurisdictions.values()
+                for r in j.regions
+                if not config.region(r).is_s3
+            ]
+            if folders:
+                notes.append(
+                    f"region(s) {', '.join(dict.fromkeys(folders))} keep their blobs in "
+                    f"{root / config.blobs}: every replica must reach that folder (or give "
+                    "each its bucket with --blobs)"
+                )
         store = open_metadata_store(_database_url(root, config))
         try:
             for pid, j, role in default_principals(list(jurisdictions)):
@@ -528,6 +544,31 @@ def _give_to_users(root: Path, config: Config, jurisdictions: Sequence[str]) -> 
 def _chown_tree(top: Path, owner: tuple[int, int]) -> None:
     for path in (top, *top.rglob("*")):
         os.chown(path, *owner, follow_symlinks=False)
+
+
+def _new_config(
+    root: Path,
+    origin: str,
+    jurisdictions: list[str],
+    database: str | None,
+    regions: Sequence[RegionConfig],
+) -> str:
+    """The text of a new deployment's ``sovra.toml``, its S3 regions checked.
+
+    Raises:
+        ConfigError: a region is not one a jurisdiction lists, or its bucket cannot be
+            used or holds blobs already.
+        Unavailable: an S3 endpoint cannot be reached.
+    """
+    text = render_default_config(origin, jurisdictions, database=database)
+    if not regions:
+        return text
+    where = str(root / CONFIG_NAME)
+    names = [r.name for r in regions]
+    targets.require_known_regions(Config.from_text(text, where), names)
+    text = render_default_config(origin, jurisdictions, database=database, region_settings=regions)
+    targets.require_empty_buckets(root, Config.from_text(text, where), names)
+    return text
 
 
 def _require_empty_database(database: str) -> None:

@@ -143,3 +143,22 @@ def live(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
             yield Live(url, root, dep)
     finally:
         dep.close()
+
+
+REGIONS = ("eu-central-pl", "ap-southeast-vn", "eu-central-de", "us-east", "cn-north")
+"""The storage regions of a deployment ``sovra init`` makes with its default jurisdictions."""
+
+
+def s3_options(bucket: Any, regions: tuple[str, ...] = REGIONS) -> list[str]:
+    """``--blobs`` for each of *regions*, each under a prefix of its own in the test's
+    place on the throwaway S3 server (a ``tests.conftest.S3Bucket``), and its endpoint
+    and credentials' variables."""
+    args = []
+    for region in regions:
+        args += ["--blobs", f"{region}={bucket.url}{region}"]
+    return [
+        *args,
+        "--s3-endpoint", bucket.endpoint,
+        "--s3-access-key-env", "SOVRA_TEST_S3_ACCESS_KEY",
+        "--s3-secret-key-env", "SOVRA_TEST_S3_SECRET_KEY",
+    ]  # fmt: skip
