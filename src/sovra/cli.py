@@ -198,6 +198,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from sovra import __version__
+
+        print(f"sovra {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """sovra: a data-sovereignty gateway. Start with `sovra init DIR` or `sovra demo`."""
+
+
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="where to create the deployment")],
