@@ -1,0 +1,82 @@
+"""Fixtures for the server's tests: a deployment on disk, and ``sovra serve`` run as a user
+runs it (the console script in a subprocess, on a free loopback port)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sovra.deployment import Deployment
+
+SOVRA = Path(sys.executable).with_name("sovra")
+"""The console script installed beside the interpreter that runs the tests."""
+
+Serve = Callable[[Path], AbstractContextManager[str]]
+
+
+@pytest.fixture(scope="session")
+def server_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One initialised deployment (key generation is the slow part), copied per test."""
+    root = tmp_path_factory.mktemp("server") / "deployment"
+    Deployment.init(root, origin="sovra.test/server", custodians="in-process")
+    return root
+
+
+@pytest.fixture
+def root(server_template: Path, tmp_path: Path) -> Path:
+    """A deployment of this test's own."""
+    copy = tmp_path / "deployment"
+    shutil.copytree(server_template, copy)
+    return copy
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _serving(root: Path) -> Iterator[str]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [SOVRA, "serve", root, "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                if httpx.get(f"{url}/v1/info", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"{url} does not answer after 60 s"
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in err, err
+
+
+@pytest.fixture
+def serve() -> Serve:
+    """``with serve(root) as url:`` runs ``sovra serve root`` until the block ends."""
+    return _serving
