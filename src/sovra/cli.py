@@ -285,6 +285,13 @@ def serve(
         int | None,
         typer.Option(min=1, help="worker processes serving the port [default: one per core]"),
     ] = None,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            help="critical, error, warning, info or debug; at info, one JSON access line "
+            "per request on stderr"
+        ),
+    ] = "info",
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs), and each custodian as its own process.
 
@@ -301,8 +308,15 @@ def serve(
 
     from sovra.deployment import Deployment, become_gateway
     from sovra.server import create_app
-    from sovra.server.workers import bind, serve_workers, uvicorn_config
+    from sovra.server.workers import (
+        bind,
+        configure_logging,
+        serve_workers,
+        shared_metrics,
+        uvicorn_config,
+    )
 
+    configure_logging(log_level)
     count = workers or os.cpu_count() or 1
     processes = become_gateway(directory)
     stopped: list[int] = []
@@ -326,7 +340,8 @@ def serve(
                 f"{count} worker{'s' if count > 1 else ''})"
             )
             if count == 1:
-                uvicorn.Server(uvicorn_config(create_app(dep))).run(sockets=[sock])
+                config = uvicorn_config(create_app(dep), log_level=log_level)
+                uvicorn.Server(config).run(sockets=[sock])
                 return
         finally:
             dep.close()
@@ -338,7 +353,8 @@ def serve(
             return create_app(worker), worker.close
 
         forget = processes.forget if processes is not None else (lambda: None)
-        status = serve_workers(sock, count, open_app, in_worker=forget)
+        with shared_metrics():
+            status = serve_workers(sock, count, open_app, in_worker=forget, log_level=log_level)
         if status:
             raise typer.Exit(status)
     finally:

@@ -111,6 +111,9 @@ class RemoteCustodian:
         self._ttl = version_ttl_s
         self._clock = clock
         self._version: tuple[int, float] | None = None
+        self.on_call: Callable[[str, float], None] | None = None
+        """Told each call's operation and its seconds, answered or not (the operations
+        metrics); MUST NOT raise."""
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -148,10 +151,15 @@ class RemoteCustodian:
                 **body,
             }
         )
-        if self._frames is not None:
-            status, content = self._framed(payload, limit)
-        else:
-            status, content = self._http(path, payload, limit)
+        started = time.perf_counter()
+        try:
+            if self._frames is not None:
+                status, content = self._framed(payload, limit)
+            else:
+                status, content = self._http(path, payload, limit)
+        finally:
+            if self.on_call is not None:
+                self.on_call(operation, time.perf_counter() - started)
         try:
             result = orjson.loads(content)
         except orjson.JSONDecodeError:

@@ -111,6 +111,8 @@ class TransparencyLog:
         self._tree_lock = threading.Lock()
         self._tree = MerkleTree(storage.read_leaf_hashes(0, storage.size()))
         self._published_size: int | None = None
+        self.on_batch: Callable[[int], None] | None = None
+        """Told each integrated batch's size (the operations metrics); MUST NOT raise."""
         latest = storage.latest_checkpoint()
         if latest is not None:
             self._published_size = self._check_stored_checkpoint(latest)
@@ -245,6 +247,8 @@ class TransparencyLog:
             reached = (self._tree.size, self._tree.root()) if self._publish_after_batch else None
         paths, root = _batch_paths(leaves)
         count = len(batch)
+        if self.on_batch is not None:
+            self.on_batch(count)
         signed = (
             f"sovra-promise/v2\n{self._origin}\n{first}\n{count}\n{time_ms}\n{root.hex()}\n"
         ).encode()

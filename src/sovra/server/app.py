@@ -31,6 +31,7 @@ from sovra.server.docs import describe_api, mount_docs
 from sovra.server.handlers import add_error_handlers
 from sovra.server.limits import PARSED_BODY, BodyLimits
 from sovra.server.log import log_tiles_router
+from sovra.server.ops import add_operations, note_principal
 from sovra.server.policy import add_policy_routes
 from sovra.server.sealed import add_sealed_routes
 
@@ -129,7 +130,9 @@ def create_app(deployment: Deployment) -> FastAPI:
         url = request.url
         path = url.path + (f"?{url.query}" if url.query else "")
         method = request.method
-        return lambda body: deployment.authenticator.authenticate(token or None, method, path, body)
+        scope = request.scope
+        authenticate = deployment.authenticator.authenticate
+        return lambda body: note_principal(scope, authenticate(token or None, method, path, body))
 
     async def principal(request: Request) -> Principal:
         check = signed_by(request)
@@ -271,6 +274,7 @@ def create_app(deployment: Deployment) -> FastAPI:
             f"<table><tr><th>jurisdiction</th><th>name</th><th>regions</th></tr>{rows}</table>"
         )
 
+    add_operations(app, deployment)
     describe_api(app, principal)
     return app
 

@@ -23,15 +23,26 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
 
 from sovra.errors import ConfigError
 
-__all__ = ["bind", "serve_workers", "uvicorn_config"]
+__all__ = [
+    "LOG_LEVELS",
+    "bind",
+    "configure_logging",
+    "serve_workers",
+    "shared_metrics",
+    "uvicorn_config",
+]
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+"""``sovra serve --log-level``: at ``info`` and below, one JSON access line per request."""
 
 _logger = logging.getLogger("sovra.server")
 _PR_SET_PDEATHSIG = 1
@@ -41,14 +52,65 @@ _MAX_QUICK_DEATHS = 5
 
 
 def uvicorn_config(app: Any, **kwargs: Any) -> uvicorn.Config:
-    """uvicorn's settings for sovra: the fast HTTP parser and loop when installed, no
-    access log (one line per request costs more than the request's JSON)."""
+    """uvicorn's settings for sovra: the fast HTTP parser and loop when installed, and
+    not uvicorn's own access log (sovra writes its own, :mod:`sovra.server.ops`)."""
     http = "httptools" if _importable("httptools") else "h11"
     loop = "uvloop" if _importable("uvloop") else "asyncio"
     kwargs.setdefault("log_level", "warning")
     return uvicorn.Config(
         app, http=http, loop=loop, access_log=False, server_header=False, **kwargs
     )
+
+
+def configure_logging(level: str) -> None:
+    """sovra's loggers at *level* on standard error: the access log (``sovra.access``,
+    INFO) as bare JSON lines, anything else as ``LEVEL logger: message``.
+
+    Raises:
+        ConfigError: *level* is not one of :data:`LOG_LEVELS`.
+    """
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level is one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    numeric = getattr(logging, level.upper())
+    for name, form in (
+        ("sovra", "%(levelname)s %(name)s: %(message)s"),
+        ("sovra.access", "%(message)s"),
+    ):
+        logger = logging.getLogger(name)
+        logger.setLevel(numeric)
+        if not any(isinstance(h, _Handler) for h in logger.handlers):
+            handler = _Handler(sys.stderr)
+            handler.setFormatter(logging.Formatter(form))
+            logger.addHandler(handler)
+    logging.getLogger("sovra.access").propagate = False
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler :func:`configure_logging` installs (so a second call adds none)."""
+
+
+@contextlib.contextmanager
+def shared_metrics() -> Iterator[str]:
+    """A private directory through which worker processes share their metrics
+    (prometheus-client's multiprocess mode), named in ``PROMETHEUS_MULTIPROC_DIR`` for
+    the block and removed after it.
+
+    MUST be entered before anything imports prometheus_client: the library reads the
+    variable once, when first imported.
+    """
+    previous = os.environ.get(_METRICS_DIR)
+    with tempfile.TemporaryDirectory(prefix="sovra-metrics-") as path:
+        os.environ[_METRICS_DIR] = path
+        try:
+            yield path
+        finally:
+            if previous is None:
+                os.environ.pop(_METRICS_DIR, None)
+            else:
+                os.environ[_METRICS_DIR] = previous
+
+
+_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _importable(name: str) -> bool:
@@ -84,6 +146,7 @@ def serve_workers(
     open_app: Callable[[], tuple[Any, Callable[[], None]]],
     *,
     in_worker: Callable[[], None] = lambda: None,
+    log_level: str = "warning",
 ) -> int:
     """Serve *sock* from *workers* forked processes until SIGTERM or SIGINT; returns the
     exit status (0 after a requested stop, 1 when workers kept failing to start).
@@ -104,7 +167,7 @@ def serve_workers(
     def start() -> None:
         pid = os.fork()
         if pid == 0:
-            _run_worker(parent, sock, open_app, in_worker)  # never returns
+            _run_worker(parent, sock, open_app, in_worker, log_level)  # never returns
         children[pid] = time.monotonic()
 
     def stop(signum: int, _frame: object) -> None:
@@ -150,6 +213,7 @@ def _run_worker(
     sock: socket.socket,
     open_app: Callable[[], tuple[Any, Callable[[], None]]],
     in_worker: Callable[[], None],
+    log_level: str,
 ) -> None:
     """A worker's whole life: serve until told to stop, then leave without returning into
     the parent's code (``os._exit``), whatever happens."""
@@ -164,7 +228,7 @@ def _run_worker(
         in_worker()
         app, close = open_app()
         try:
-            uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
+            uvicorn.Server(uvicorn_config(app, log_level=log_level)).run(sockets=[sock])
         finally:
             close()
         code = 0

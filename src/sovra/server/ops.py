@@ -1,0 +1,376 @@
+"""The operations surface: ``/healthz``, ``/readyz``, ``/metrics`` and the access log.
+
+- ``GET /healthz``: the process serves; no I/O. ``200 {"status": "ok"}``.
+- ``GET /readyz``: the metadata store, the log and each jurisdiction's custodian answer;
+  ``200`` with each check, or ``503`` naming what is not ready (details go to the server
+  log, not to the unauthenticated caller).
+- ``GET /metrics``: Prometheus text (prometheus-client). With several worker processes
+  (``sovra serve --workers N``) each writes its figures to the directory named by
+  ``PROMETHEUS_MULTIPROC_DIR`` and a scrape, served by any worker, adds them all up.
+
+Per request, :class:`Operations` (an ASGI middleware around the whole application) takes
+the time, gives the request an id (a well-formed ``X-Request-Id`` from the caller, or a
+new one, echoed in the response), observes one histogram child per route template,
+method and status (not per raw path: ``/v1/grants/{grant_id}``), and, when the
+``sovra.access`` logger is at INFO, writes one JSON line: time, request id, method,
+route, status, duration and the principal's id. Never a token, a body or a subject id.
+
+What the log proves (decisions per effect and requesting jurisdiction, bulk-guard
+refusals, entries per kind, its size) is read from the log itself at scrape time, by
+whichever worker answers: every worker reads the same log, so each gives the same totals,
+also across replicas, and no request pays for them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sovra.errors import NotFound, SovraError
+from sovra.model import Principal
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from sovra.deployment import Deployment
+
+__all__ = ["PRINCIPAL", "QUIET_ROUTES", "add_operations", "metrics_dir_env", "note_principal"]
+
+PRINCIPAL = "sovra.principal"
+"""Where in the ASGI scope the authenticated principal's id waits for the access log."""
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+"""Probes and scrapes: counted in the metrics, left out of the access log."""
+REQUEST_ID = "x-request-id"
+
+_access = logging.getLogger("sovra.access")
+_logger = logging.getLogger("sovra.server")
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_UNMATCHED = "(unmatched)"
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+_TALLY_PER_SCRAPE = 100_000
+"""Log entries one scrape reads at most: a first scrape of a long log catches up over a
+few scrapes instead of holding one for long."""
+_PAGE = 1_000
+
+
+def metrics_dir_env() -> str | None:
+    """The directory worker processes share their metrics through, if any."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def note_principal(scope: Scope, principal: Principal) -> Principal:
+    """Remember who a request is from, for its access log line; returns *principal*."""
+    scope[PRINCIPAL] = principal.id
+    return principal
+
+
+def add_operations(app: FastAPI, deployment: Deployment) -> None:
+    """Add ``/healthz``, ``/readyz`` and ``/metrics`` to *app*, and the middleware that
+    times, counts and logs every request (outermost: it sees every refusal too)."""
+    metrics = _Metrics(deployment)
+    _add_routes(app, deployment, metrics)
+    app.add_middleware(Operations, metrics=metrics)
+
+
+class Operations:
+    """ASGI middleware: request ids, the request histogram and the access log."""
+
+    def __init__(self, app: ASGIApp, metrics: _Metrics) -> None:
+        self._app = app
+        self._metrics = metrics
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one connection scope; only ``http`` scopes are counted and logged."""
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        status = 500
+        header = (b"x-request-id", request_id)
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = self._route(scope)
+            key = (route, scope["method"], status)
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self._metrics.requests.labels(*key)
+            child.observe(elapsed)
+            if route not in QUIET_ROUTES and _access.isEnabledFor(logging.INFO):
+                _access.info("%s", _line(scope, request_id, route, status, elapsed))
+
+    def _route(self, scope: Scope) -> str:
+        """The template of the route that served *scope* (or would have, for a request
+        refused before routing)."""
+        route = scope.get("route")
+        if route is None:
+            app = scope.get("app")
+            for candidate in getattr(app, "routes", ()):
+                match, _ = candidate.matches({**scope})
+                if match is Match.FULL:
+                    route = candidate
+                    break
+        return getattr(route, "path", None) or _UNMATCHED
+
+
+def _request_id(scope: Scope) -> bytes:
+    """The caller's ``X-Request-Id`` if it is a plain token (never echoed otherwise, so
+    nothing can be injected into a log line or a header), or a new random one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if _REQUEST_ID.fullmatch(value):
+                return bytes(value)
+            break
+    return os.urandom(12).hex().encode()
+
+
+def _line(scope: Scope, request_id: bytes, route: str, status: int, elapsed: float) -> str:
+    return orjson.dumps(
+        {
+            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            "request_id": request_id.decode(),
+            "method": scope["method"],
+            "route": route,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 3),
+            "principal": scope.get(PRINCIPAL),
+        }
+    ).decode()
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+
+class _Metrics:
+    """The process's metrics, and how a scrape renders them."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        from prometheus_client import CollectorRegistry, Histogram
+
+        self.multiprocess = metrics_dir_env() is not None
+        # One registry per application (tests build many in one process). With several
+        # processes the values live in the shared directory, and a scrape reads them
+        # from there, not from a registry.
+        self.registry = CollectorRegistry()
+        owner = None if self.multiprocess else self.registry
+        self.requests = Histogram(
+            "sovra_http_request_duration_seconds",
+            "HTTP requests by route template, method and status, and their latency "
+            "(_count is the number of requests)",
+            ["route", "method", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=owner,
+        )
+        batches = Histogram(
+            "sovra_log_batch_entries",
+            "Entries per batch the log integrated (one transaction and one signature each)",
+            buckets=_BATCH_BUCKETS,
+            registry=owner,
+        )
+        custodian_calls = Histogram(
+            "sovra_custodian_call_duration_seconds",
+            "Calls to a custodian service by jurisdiction and operation, and their latency",
+            ["jurisdiction", "operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=owner,
+        )
+        gateway = deployment.gateway
+        gateway.log.on_batch = batches.observe
+        for code, custodian in gateway.custodians.items():
+            if hasattr(custodian, "on_call"):
+                custodian.on_call = _timer(custodian_calls, code)
+        self.tally = _LogTally(deployment)
+        if not self.multiprocess:
+            self.registry.register(self.tally)
+
+    def render(self) -> bytes:
+        """The exposition of every metric (every worker's, with several)."""
+        from prometheus_client import generate_latest
+
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(self.tally)
+        return generate_latest(registry)
+
+
+def _timer(histogram: Any, jurisdiction: str) -> Any:
+    children: dict[str, Any] = {}
+
+    def observe(operation: str, seconds: float) -> None:
+        child = children.get(operation)
+        if child is None:
+            child = children[operation] = histogram.labels(jurisdiction, operation)
+        child.observe(seconds)
+
+    return observe
+
+
+class _LogTally:
+    """Counts read from the log's entries, caught up at each scrape (a collector)."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self._log = deployment.gateway.log
+        self._decisions = deployment.gateway.decisions
+        self._store = deployment.store
+        self._lock = threading.Lock()
+        self._read = 0
+        self._kinds: dict[str, int] = {}
+        self._by_effect: dict[tuple[str, str], int] = {}
+        self._bulk: dict[str, int] = {}
+        self._homes: dict[str, str] = {}
+
+    def describe(self) -> list[Metric]:
+        return []  # not asked for its metrics at registration: a scrape reads the log
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        with self._lock:
+            size = self._catch_up()
+            kinds = CounterMetricFamily("sovra_log_entries", "Log entries by kind", labels=["kind"])
+            for kind, n in sorted(self._kinds.items()):
+                kinds.add_metric([kind], n)
+            decisions = CounterMetricFamily(
+                "sovra_decisions",
+                "Logged access decisions by effect and the requesting principal's jurisdiction",
+                labels=["effect", "jurisdiction"],
+            )
+            for (effect, home), n in sorted(self._by_effect.items()):
+                decisions.add_metric([effect, home], n)
+            bulk = CounterMetricFamily(
+                "sovra_bulk_refusals",
+                "Logged denials by a bulk-collection rule of the policy pack",
+                labels=["rule"],
+            )
+            for rule, n in sorted(self._bulk.items()):
+                bulk.add_metric([rule], n)
+            read = self._read
+        yield GaugeMetricFamily("sovra_log_size", "Entries in the transparency log", value=size)
+        yield GaugeMetricFamily(
+            "sovra_log_entries_tallied",
+            "Log entries the counts below are read from (catches up with sovra_log_size)",
+            value=read,
+        )
+        yield kinds
+        yield decisions
+        yield bulk
+
+    def _catch_up(self) -> int:
+        size = self._log.stored_size()
+        end = min(size, self._read + _TALLY_PER_SCRAPE)
+        alerts = self._decisions.pack.alerts
+        while self._read < end:
+            stop = min(end, self._read + _PAGE)
+            for entry in self._log.entries(self._read, stop):
+                self._count(orjson.loads(entry), alerts)
+            self._read = stop
+        return size
+
+    def _count(self, fields: Mapping[str, Any], alerts: Mapping[str, str]) -> None:
+        kind = str(fields.get("kind"))
+        self._kinds[kind] = self._kinds.get(kind, 0) + 1
+        if kind != "decision":
+            return
+        effect = str(fields.get("effect"))
+        key = (effect, self._home(str(fields.get("principal"))))
+        self._by_effect[key] = self._by_effect.get(key, 0) + 1
+        if effect != "deny":
+            return
+        for rule in fields.get("policies") or ():
+            if alerts.get(rule) == "bulk" or str(rule).startswith("bulk-"):
+                self._bulk[rule] = self._bulk.get(rule, 0) + 1
+
+    def _home(self, principal_id: str) -> str:
+        home = self._homes.get(principal_id)
+        if home is None:
+            try:
+                home = self._store.get_principal(principal_id).jurisdiction
+            except (NotFound, SovraError):
+                home = "unknown"  # removed since, or not a principal id
+            self._homes[principal_id] = home
+        return home
+
+
+# -- routes -------------------------------------------------------------------------------
+
+
+def _add_routes(app: FastAPI, deployment: Deployment, metrics: _Metrics) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process serves (no I/O): for liveness probes."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> JSONResponse:
+        """The metadata store, the log and every custodian answer: for readiness probes.
+        503 names what is not ready."""
+        checks = _readiness(deployment)
+        failed = [name for name, state in checks.items() if state != "ok"]
+        return JSONResponse(
+            {"ready": not failed, "not_ready": failed, "checks": checks},
+            status_code=503 if failed else 200,
+        )
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics_text(request: Request) -> Response:
+        """Prometheus text exposition of every worker's metrics."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _readiness(deployment: Deployment) -> dict[str, str]:
+    """Each dependency's state: ``ok``, or the name of what went wrong (the details,
+    which may name hosts and paths, go to the server log only)."""
+    gateway = deployment.gateway
+    probes: dict[str, Any] = {
+        "store": lambda: deployment.store.records_page("", 1),
+        "log": gateway.log.stored_size,
+    }
+    for code, custodian in sorted(gateway.custodians.items()):
+        health = getattr(custodian, "health", None)
+        probes[f"custodian:{code}"] = health or (lambda c=custodian: c.current_kek_version)
+    checks: dict[str, str] = {}
+    for name, probe in probes.items():
+        try:
+            probe()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready, said in words
+            reason = exc.code if isinstance(exc, SovraError) else "error"
+            _logger.warning("not ready: %s: %s", name, exc)
+            checks[name] = reason
+        else:
+            checks[name] = "ok"
+    return checks
