@@ -81,6 +81,7 @@ _LAZY_GROUPS = {
     "keys": "sovra._cli.keys:keys_app",
     "custodian": "sovra._cli.keys:custodian_app",
     "witness": "sovra._cli.witness:witness_app",
+    "principal": "sovra._cli.principal:principal_app",
 }
 
 

@@ -72,7 +72,14 @@ from sovra.store import (
     seal_key,
 )
 
-__all__ = ["CustodianMode", "Deployment", "become_gateway", "default_principals", "run_as_gateway"]
+__all__ = [
+    "CustodianMode",
+    "Deployment",
+    "become_gateway",
+    "default_principals",
+    "open_store",
+    "run_as_gateway",
+]
 
 CONFIG_NAME = "sovra.toml"
 GUARD_JOURNAL = "guard.db"
@@ -381,6 +388,17 @@ class Deployment:
             Principal(principal_id, jurisdiction, role, public_bytes(key), subject)
         )
         return key
+
+
+def open_store(root: Path) -> tuple[Config, MetadataStore]:
+    """The configuration and the metadata store of the deployment in *root*, without its
+    gateway (no custodian, no log): for commands that manage principals.
+
+    Raises:
+        ConfigError: no deployment in *root*, or its store cannot be opened.
+    """
+    config = Config.load(root / CONFIG_NAME)
+    return config, open_metadata_store(_database_url(root, config))
 
 
 def become_gateway(root: Path) -> custody.CustodianProcesses | None:

@@ -690,6 +690,19 @@ class SQLMetadataStore(abc.ABC):
             raise NotFound(f"no principal {principal_id}")
         return _principal_from_row(row)
 
+    def remove_principal(self, principal_id: str) -> None:
+        """Remove a principal, so no token of its is accepted any more.
+
+        Raises:
+            BadRequest: *principal_id* is not a valid id.
+            NotFound: no such principal.
+        """
+        check_id(principal_id, "principal id")
+        with self._transaction(write=True) as run:
+            cur = run("DELETE FROM principals WHERE principal_id = ?", (principal_id,))
+            if cur.rowcount != 1:
+                raise NotFound(f"no principal {principal_id}")
+
     def list_principals(self) -> list[Principal]:
         """Every principal, ordered by id.
 

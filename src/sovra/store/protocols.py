@@ -259,6 +259,16 @@ class PrincipalStore(Protocol):
         """
         ...
 
+    def remove_principal(self, principal_id: str) -> None:
+        """Remove the principal registered under *principal_id*: from the commit on, no
+        token of its is accepted (the nonce spend reads it in its own transaction).
+
+        Raises:
+            BadRequest: *principal_id* is not a valid id.
+            NotFound: no such principal.
+        """
+        ...
+
     def list_principals(self) -> list[Principal]:
         """Every principal, ordered by id.
 
