@@ -73,6 +73,8 @@ _LAZY_COMMANDS = {
     "doctor": "sovra._cli.doctor:doctor",
     "explain": "sovra._cli.policy:explain",
     "check": "sovra._cli.check:check",
+    "backup": "sovra._cli.backup:backup",
+    "restore": "sovra._cli.backup:restore",
 }
 _LAZY_GROUPS = {
     "log": "sovra._cli.log:log_app",
