@@ -16,7 +16,7 @@ from typing import Any
 
 from sovra.errors import BadRequest, ConfigError, SovraError
 from sovra.ledger.witness import CosignatureVerifier
-from sovra.model import check_jurisdiction, check_purpose
+from sovra.model import check_jurisdiction, check_purpose, field_problem
 
 __all__ = [
     "DEFAULT_JURISDICTIONS",
@@ -288,9 +288,9 @@ class Config:
 
 
 def _only(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = set(section) - allowed
-    if unknown:
-        raise ConfigError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}")
+    problem = field_problem(section, frozenset(), allowed, where, noun="key")
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def _rules(table: object, where: str) -> dict[str, str]:

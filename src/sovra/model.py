@@ -17,6 +17,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "check_jurisdiction",
     "check_purpose",
     "check_unicode",
+    "field_problem",
     "id_count",
     "id_fields",
     "named_ids",
@@ -244,13 +246,31 @@ def _canonical_object(data: bytes, limit: int) -> dict[str, Any] | None:
     return None
 
 
-def _exact_keys(obj: Mapping[str, Any], required: set[str], optional: set[str], what: str) -> None:
+def field_problem(
+    obj: Mapping[str, Any],
+    required: AbstractSet[str],
+    optional: AbstractSet[str] = frozenset(),
+    what: str = "object",
+    *,
+    noun: str = "field",
+) -> str | None:
+    """What is wrong with *obj*'s keys, worded for an error, or None: a missing required
+    key is named before an unknown one (every parser of the project refuses unknown keys,
+    so a misspelt option fails loudly instead of being ignored). The caller raises the
+    error of its layer (:class:`BadRequest`, ``ConfigError``, a custodian's refusal)."""
     missing = required - obj.keys()
-    unknown = obj.keys() - required - optional
     if missing:
-        raise BadRequest(f"{what} is missing {', '.join(sorted(missing))}")
+        return f"{what} is missing {', '.join(sorted(missing))}"
+    unknown = obj.keys() - required - optional
     if unknown:
-        raise BadRequest(f"{what} has unknown field(s) {', '.join(sorted(unknown))}")
+        return f"{what} has unknown {noun}(s) {', '.join(sorted(unknown))}"
+    return None
+
+
+def _exact_keys(obj: Mapping[str, Any], required: set[str], optional: set[str], what: str) -> None:
+    problem = field_problem(obj, required, optional, what)
+    if problem is not None:
+        raise BadRequest(problem)
 
 
 def check_jurisdiction(code: object) -> str:

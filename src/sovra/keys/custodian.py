@@ -90,6 +90,7 @@ from sovra.model import (
     WrappedKey,
     check_id,
     check_jurisdiction,
+    field_problem,
     named_ids,
 )
 
@@ -1250,12 +1251,9 @@ class _KeyFileParser:
         return ConfigError(f"custodian key file {self._path} is refused: {reason}")
 
     def _exact_fields(self, obj: Mapping[str, Any], fields: set[str], what: str) -> None:
-        missing = fields - obj.keys()
-        unknown = obj.keys() - fields
-        if missing:
-            raise self._refuse(f"{what} is missing {', '.join(sorted(missing))}")
-        if unknown:
-            raise self._refuse(f"{what} has unknown field(s) {', '.join(sorted(unknown))}")
+        problem = field_problem(obj, fields, frozenset(), what)
+        if problem is not None:
+            raise self._refuse(problem)
 
     def parse(self, data: bytes) -> dict[int, bytes]:
         try:

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sovra.errors import BadRequest, IntegrityError, VerificationError
 from sovra.keys import _aead
 from sovra.keys.envelope import open_blob, seal
-from sovra.model import RecordHeader, check_jurisdiction, parse_json
+from sovra.model import RecordHeader, check_jurisdiction, field_problem, parse_json
 
 __all__ = [
     "CLIENT_SEALED_CONTENT_TYPE",
@@ -301,11 +301,9 @@ class TransportPins:
 def _fields(obj: object, names: set[str], what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise BadRequest(f"{what} must be a JSON object")
-    missing, unknown = names - obj.keys(), obj.keys() - names
-    if missing:
-        raise BadRequest(f"{what} is missing {', '.join(sorted(missing))}")
-    if unknown:
-        raise BadRequest(f"{what} has unknown field(s) {', '.join(sorted(unknown))}")
+    problem = field_problem(obj, names, frozenset(), what)
+    if problem is not None:
+        raise BadRequest(problem)
     return obj
 
 

@@ -29,6 +29,7 @@ from sovra.model import (
     check_id,
     check_jurisdiction,
     check_purpose,
+    field_problem,
     parse_json,
 )
 from sovra.policy.bulk import BulkLimits
@@ -63,9 +64,9 @@ def _positive_int(value: object, what: str) -> int:
 
 
 def _only(obj: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = set(obj) - allowed
-    if unknown:
-        raise BadRequest(f"{where} has unknown field(s) {', '.join(sorted(unknown))}")
+    problem = field_problem(obj, frozenset(), allowed, where)
+    if problem is not None:
+        raise BadRequest(problem)
 
 
 def _codes(value: object, what: str) -> tuple[str, ...]:

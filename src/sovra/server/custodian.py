@@ -76,6 +76,7 @@ from sovra.model import (
     ReleaseAuthorization,
     WrappedKey,
     check_jurisdiction,
+    field_problem,
     parse_json,
 )
 
@@ -196,12 +197,9 @@ def _enc(data: bytes) -> str:
 def _fields(obj: object, required: set[str], optional: set[str], what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise BadRequest(f"{what} must be a JSON object")
-    missing = required - obj.keys()
-    unknown = obj.keys() - required - optional
-    if missing:
-        raise BadRequest(f"{what} is missing {', '.join(sorted(missing))}")
-    if unknown:
-        raise BadRequest(f"{what} has unknown field(s) {', '.join(sorted(unknown))}")
+    problem = field_problem(obj, required, optional, what)
+    if problem is not None:
+        raise BadRequest(problem)
     return obj
 
 
