@@ -299,6 +299,9 @@ ROUTES: dict[tuple[str, str], Route | str] = {
     ("GET", "/v1/log/proof/inclusion"): "public: the log",
     ("GET", "/v1/log/proof/consistency"): "public: the log",
     ("GET", "/v1/info"): "public: jurisdictions and the log key",
+    ("GET", "/healthz"): "public: liveness, no data",
+    ("GET", "/readyz"): "public: readiness, each check's state only",
+    ("GET", "/metrics"): "public: counts, never ids or values",
 }
 
 

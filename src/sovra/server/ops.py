@@ -40,7 +40,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sovra.errors import NotFound, SovraError
+from sovra.errors import SovraError
 from sovra.model import Principal
 
 if TYPE_CHECKING:
@@ -318,7 +318,7 @@ class _LogTally:
         if home is None:
             try:
                 home = self._store.get_principal(principal_id).jurisdiction
-            except (NotFound, SovraError):
+            except SovraError:
                 home = "unknown"  # removed since, or not a principal id
             self._homes[principal_id] = home
         return home
