@@ -482,6 +482,22 @@ def test_principals_round_trip_upsert_and_list(store: MetadataStore) -> None:
     assert isinstance(got.role, Role)
 
 
+def test_removed_principal_is_gone_and_its_nonces_read_none(store: MetadataStore) -> None:
+    kept, removed = make_principal("a-keep"), make_principal("b-gone", key=3)
+    store.put_principal(kept)
+    store.put_principal(removed)
+    store.remove_principal("b-gone")
+    assert store.list_principals() == [kept]
+    with pytest.raises(NotFound):
+        store.get_principal("b-gone")
+    assert store.spend_nonces([("b-gone", "n-1", 2_000, 1_000)]) == [None]
+    with pytest.raises(NotFound):
+        store.remove_principal("b-gone")
+    with pytest.raises(BadRequest):
+        store.remove_principal("../a-keep")
+    assert store.list_principals() == [kept]
+
+
 def test_principal_refusals(store: MetadataStore, backend: Backend) -> None:
     with pytest.raises(NotFound):
         store.get_principal("ghost")
