@@ -25,9 +25,16 @@ from typer.core import TyperCommand, TyperGroup
 
 from sovra._cli.common import (
     DEFAULT_URL,
+    AccessKeyEnv,
     As,
+    Blobs,
+    CredentialsFile,
+    Database,
     DeploymentDir,
+    Endpoint,
     KeyOpt,
+    SecretKeyEnv,
+    SigningRegion,
     Url,
     connect,
     error,
@@ -36,16 +43,6 @@ from sovra._cli.common import (
     print_json,
     progress,
     warn,
-)
-from sovra._cli.targets import (
-    AccessKeyEnv,
-    Blobs,
-    CredentialsFile,
-    Database,
-    Endpoint,
-    SecretKeyEnv,
-    SigningRegion,
-    blob_regions,
 )
 from sovra.errors import SovraError
 
@@ -75,6 +72,7 @@ _LAZY_COMMANDS = {
     "check": "sovra._cli.check:check",
     "backup": "sovra._cli.backup:backup",
     "restore": "sovra._cli.backup:restore",
+    "migrate": "sovra._cli.migrate:migrate",
 }
 _LAZY_GROUPS = {
     "log": "sovra._cli.log:log_app",
@@ -246,11 +244,12 @@ def init(
     """Create a deployment: SQLite, blob folder, custodian and authority keys, sovra.toml.
 
     With --database, PostgreSQL holds what sovra.db would (and the bulk guard's journal);
-    with --blobs REGION=s3://BUCKET[/PREFIX], that region's blobs go to the bucket, which
+    with --blobs REGION=s3://BUCKET/PREFIX (prefix optional), that region's blobs go to the bucket, which
     must be reachable and hold no blob yet. Nothing is written when a check fails.
     """
     from rich.markup import escape
 
+    from sovra._cli.targets import blob_regions
     from sovra.deployment import Deployment
 
     if custodians not in ("separate", "in-process"):

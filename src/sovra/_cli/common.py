@@ -23,9 +23,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_URL",
+    "AccessKeyEnv",
     "As",
+    "Blobs",
+    "CredentialsFile",
+    "Database",
     "DeploymentDir",
+    "Endpoint",
     "KeyOpt",
+    "SecretKeyEnv",
+    "SigningRegion",
     "Url",
     "connect",
     "err",
@@ -49,6 +56,53 @@ As = Annotated[str, typer.Option("--as", help="principal id to act as")]
 KeyOpt = Annotated[
     Path | None,
     typer.Option("--key", help="principal's key file [default: DEPLOYMENT/principals/ID.key]"),
+]
+
+# The stores of a scale-out deployment (`init`, `migrate`).
+Database = Annotated[
+    str | None,
+    typer.Option(
+        help="a postgresql:// URL: keep the metadata, the log and the bulk guard's "
+        "journal in that database (empty, one per deployment) instead of sovra.db; "
+        "put the password in ~/.pgpass or PGPASSWORD, not the URL (sovra.toml keeps it)",
+    ),
+]
+Blobs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--blobs",
+        metavar="REGION=s3://BUCKET/PREFIX",
+        help="keep that storage region's blobs in an S3-compatible bucket (repeatable); "
+        "the --s3-* options apply to every bucket named",
+    ),
+]
+Endpoint = Annotated[
+    str | None,
+    typer.Option("--s3-endpoint", help="the S3 endpoint URL [default: AWS itself]"),
+]
+SigningRegion = Annotated[
+    str, typer.Option("--s3-signing-region", help="the region S3 requests are signed for")
+]
+AccessKeyEnv = Annotated[
+    str | None,
+    typer.Option(
+        "--s3-access-key-env",
+        metavar="VAR",
+        help="the environment variable holding the access key (with --s3-secret-key-env) "
+        "[default: the S3 client's own chain: AWS_* variables, an instance role]",
+    ),
+]
+SecretKeyEnv = Annotated[
+    str | None,
+    typer.Option("--s3-secret-key-env", metavar="VAR", help="the variable holding the secret key"),
+]
+CredentialsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--s3-credentials-file",
+        help='instead: a JSON file {"access_key": ..., "secret_key": ...} only its owner '
+        "can read (chmod 600)",
+    ),
 ]
 
 

@@ -1,0 +1,98 @@
+"""``sovra migrate``: move an embedded deployment to PostgreSQL and S3 buckets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sovra._cli.common import (
+    AccessKeyEnv,
+    Blobs,
+    CredentialsFile,
+    Endpoint,
+    SecretKeyEnv,
+    SigningRegion,
+    error,
+    out,
+    print_json,
+    progress,
+)
+from sovra._cli.targets import blob_regions
+
+__all__ = ["migrate"]
+
+_STAGES = {
+    "blobs": "blobs to buckets",
+    "log": "log entries",
+    "records": "record rows",
+    "verify log": "verify: log",
+    "verify records": "verify: records and blobs",
+    "verify blobs": "verify: bucket listings",
+}
+
+
+def migrate(
+    directory: Annotated[Path, typer.Argument(help="the embedded deployment to move")],
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="the postgresql:// URL to move the metadata, the log and the guard's journal "
+            "to (an empty database, or one an unfinished move of this deployment left)",
+        ),
+    ] = None,
+    blobs: Blobs = None,
+    s3_endpoint: Endpoint = None,
+    s3_signing_region: SigningRegion = "us-east-1",
+    s3_access_key_env: AccessKeyEnv = None,
+    s3_secret_key_env: SecretKeyEnv = None,
+    s3_credentials_file: CredentialsFile = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Move an embedded deployment (sovra.db, guard.db, blob folders) to PostgreSQL and S3.
+
+    Copies principals, grants, unexpired nonces, the bulk guard's journal, the log
+    (entries, checkpoints, cosignatures), the records' rows and, for each region given
+    with --blobs, every blob into its bucket; then reads everything back and verifies it
+    (same log root at the same size, the checkpoint under the log key, each blob against
+    its ingest entry's digest) and only then points sovra.toml at the new stores (the old
+    file stays as sovra.toml.embedded, the embedded files as they were).
+
+    Stop the gateway first. Refused, with nothing changed, when the deployment is not an
+    embedded one, the database or a bucket holds another deployment, or a target cannot
+    be reached. Resumable: run it again after a failure, with the same options, and it
+    carries on where it stopped. The custodians' subject keys stay with the custodians.
+    """
+    from sovra.migrate import migrate as move
+
+    if database is None:
+        error("migrate needs --database postgresql://... (and --blobs REGION=s3://... per region)")
+        raise typer.Exit(2)
+    regions = blob_regions(
+        blobs, s3_endpoint, s3_signing_region, s3_access_key_env, s3_secret_key_env,
+        s3_credentials_file,
+    )  # fmt: skip
+    with progress("moving") as bar:
+        tasks = {stage: bar.add_task(label, total=None) for stage, label in _STAGES.items()}
+
+        def tick(stage: str, done: int, total: int | None) -> None:
+            bar.update(tasks[stage], completed=done, total=total)
+
+        report = move(directory, database, regions, progress=tick)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    c = report.counts
+    out.print(
+        f"moved {c.get('records', 0)} records ({c.get('blobs_moved', 0)} blobs into buckets), "
+        f"{c.get('log_entries', 0)} log entries, {c.get('checkpoints', 0)} checkpoints, "
+        f"{c.get('principals', 0)} principals, {c.get('grants', 0)} grants"
+        + (" (carried on from an earlier run)" if report.resumed else "")
+    )
+    out.print(
+        f"verified: log root {report.root_hash[:16]}… at size {c.get('log_entries', 0)}, "
+        f"checkpoint {report.checkpoint_size}; {c.get('blobs_verified', 0)} records' blobs "
+        f"read back and checked; {report.seconds.get('total', 0):.1f} s"
+    )
+    out.print(f"{directory / 'sovra.toml'} now names the new stores; restart sovra serve")
