@@ -82,6 +82,7 @@ _LAZY_GROUPS = {
     "custodian": "sovra._cli.keys:custodian_app",
     "witness": "sovra._cli.witness:witness_app",
     "principal": "sovra._cli.principal:principal_app",
+    "residency": "sovra._cli.residency:residency_app",
 }
 
 
@@ -244,8 +245,9 @@ def init(
     """Create a deployment: SQLite, blob folder, custodian and authority keys, sovra.toml.
 
     With --database, PostgreSQL holds what sovra.db would (and the bulk guard's journal);
-    with --blobs REGION=s3://BUCKET/PREFIX (prefix optional), that region's blobs go to the bucket, which
-    must be reachable and hold no blob yet. Nothing is written when a check fails.
+    with --blobs REGION=s3://BUCKET/PREFIX (prefix optional), that region's blobs go to
+    the bucket, which must be reachable and hold no blob yet. Nothing is written when a
+    check fails.
     """
     from rich.markup import escape
 
