@@ -450,8 +450,7 @@ def _move_log(parts: _Parts, tick: Progress, report: MoveReport) -> None:
     notes, moved = parts.log.checkpoints(), parts.to_log.checkpoints()
     if notes[: len(moved)] != moved:
         raise ConfigError("the target database holds other checkpoints than this deployment's")
-    for note in notes[len(moved) :]:
-        parts.to_log.add_checkpoint(verify_checkpoint(note, parts.signer.vkey).size, note)
+    _add_checkpoints(parts, notes[len(moved) :], size)
     cosigned: dict[int, list[tuple[str, int, str]]] = {}
     for at, witness, stamp, line in parts.raw.execute(
         "SELECT size, witness, timestamp, line FROM log_cosignatures ORDER BY size"
@@ -462,6 +461,22 @@ def _move_log(parts: _Parts, tick: Progress, report: MoveReport) -> None:
     report.counts["log_entries"] = size
     report.counts["checkpoints"] = len(notes)
     report.counts["cosignatures"] = sum(len(r) for r in cosigned.values())
+
+
+def _add_checkpoints(parts: _Parts, notes: Sequence[str], size: int) -> None:
+    """*notes*, each verified under the log key, in order, in one transaction (a log that
+    publishes after every batch has about as many checkpoints as entries)."""
+    import psycopg
+
+    rows: list[tuple[int, str]] = []
+    for note in notes:
+        at = verify_checkpoint(note, parts.signer.vkey).size
+        if at > size or (rows and at < rows[-1][0]):
+            raise IntegrityError(f"checkpoint {at} of this deployment's log is out of order")
+        rows.append((at, note))
+    if rows:
+        with psycopg.connect(parts.target.database) as conn, conn.cursor() as cur:
+            cur.executemany("INSERT INTO log_checkpoints (size, note) VALUES (%s, %s)", rows)
 
 
 def _move_rows(parts: _Parts, tick: Progress, report: MoveReport) -> None:
