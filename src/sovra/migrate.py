@@ -44,7 +44,7 @@ from typing import Any
 from sovra import check as checker
 from sovra._regions import open_blob_store
 from sovra.config import Config, RegionConfig, render_region
-from sovra.errors import ConfigError, IntegrityError, NotFound
+from sovra.errors import ConfigError, IntegrityError, NotFound, SovraError
 from sovra.keys import load_ed25519, read_secret
 from sovra.ledger import NoteSigner, SQLiteLogStorage, TransparencyLog, verify_checkpoint
 from sovra.ledger.log import MAX_READ
@@ -525,10 +525,14 @@ def _verify(parts: _Parts, tick: Progress, report: MoveReport, *, now_ms: int) -
     for start in range(0, size, MAX_READ):
         moved.entries(start, min(start + MAX_READ, size))  # each checked against its leaf
     report.root_hash = moved.root().hex()
+    order: dict[str, list[str]] = {}
+    for page in _pages(parts.to_rows):
+        for meta in page:
+            order.setdefault(meta.header.region, []).append(meta.header.record_id)
     result = checker.check(
         parts.to_rows,
         moved,
-        parts.to_blobs,
+        {r: _ReadAhead(store, order.get(r, [])) for r, store in parts.to_blobs.items()},
         now_ms=now_ms,
         progress=lambda stage, done, total: tick(f"verify {stage}", done, total),
     )
@@ -552,6 +556,65 @@ def _verify(parts: _Parts, tick: Progress, report: MoveReport, *, now_ms: int) -
         if _target_count(parts, query) != int(count):
             raise IntegrityError(f"the moved deployment does not hold this one's {count} {what}")
     report.counts["blobs_verified"] = result.counts.get("visible_rows", 0)
+
+
+class _ReadAhead:
+    """A region's store for the verification, which asks for its blobs one by one in
+    record-id order (:func:`sovra.check.check`): each miss reads the next blobs of that
+    order in one :meth:`~sovra.store.protocols.BlobStore.get_many` (a ranged GET per run
+    of a segment), and hands them out as they are asked for. Every byte checked is still
+    read back from the store; a blob the batch cannot read is read alone, for its own
+    error."""
+
+    def __init__(self, inner: BlobStoreBase, order: list[str]) -> None:
+        self._inner = inner
+        self._order = order
+        self._at = {key: n for n, key in enumerate(order)}
+        self._ready: dict[str, bytes] = {}
+        self._tried: set[str] = set()
+
+    @property
+    def region(self) -> str:
+        return self._inner.region
+
+    def get(self, key: str) -> bytes:
+        if key not in self._ready and key not in self._tried and key in self._at:
+            self._fill(self._at[key])
+        found = self._ready.pop(key, None)
+        return self._inner.get(key) if found is None else found
+
+    def _fill(self, start: int) -> None:
+        keys = self._order[start : start + _BATCH_BLOBS]
+        self._tried.update(keys)
+        try:
+            self._ready.update(zip(keys, self._inner.get_many(keys), strict=True))
+        except SovraError:
+            for key in keys:
+                try:
+                    self._ready[key] = self._inner.get(key)
+                except SovraError:
+                    continue  # get() raises it again when the check asks for the key
+
+    def stored_keys(self) -> Iterator[str]:
+        return self._inner.stored_keys()
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes]:
+        return self._inner.get_many(keys)
+
+    def exists(self, key: str) -> bool:
+        return self._inner.exists(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        raise ConfigError("the verification does not write")
+
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        raise ConfigError("the verification does not write")
+
+    def delete(self, key: str) -> None:
+        raise ConfigError("the verification does not write")
+
+    def close(self) -> None:
+        return None
 
 
 def _target_count(parts: _Parts, query: str) -> int:

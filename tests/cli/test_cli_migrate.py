@@ -209,3 +209,25 @@ def test_migrate_verifies_every_blob_before_it_switches_over(
     assert again.code == 0, again.err
     assert again.json()["counts"]["blobs_moved"] > 0
     assert Config.load(embedded / "sovra.toml").database == pg_dsn
+
+
+def test_the_moved_configuration_keeps_comments_and_a_region_table_it_had() -> None:
+    from sovra.config import RegionConfig, render_default_config
+
+    text = render_default_config("sovra.test/m", ["PL", "VN"]) + (
+        '\n[regions.eu-central-pl]  # run by a local provider\nprovider = "local"\n'
+        'provider_home = "PL"\n'
+    )
+    bucket = RegionConfig("eu-central-pl", blobs="s3://pl-bucket/x", endpoint="http://s3.pl")
+    other = RegionConfig("ap-southeast-vn", blobs="s3://vn-bucket")
+    moved = moving._target_config(text, "postgresql://db.example/sovra", [bucket, other])
+    config = Config.from_text(moved, "moved")
+    assert config.database == "postgresql://db.example/sovra"
+    pl = config.region("eu-central-pl")
+    assert (pl.blobs, pl.endpoint, pl.provider, pl.provider_home) == (
+        "s3://pl-bucket/x", "http://s3.pl", "local", "PL",
+    )  # fmt: skip
+    assert config.region("ap-southeast-vn").blobs == "s3://vn-bucket"
+    # Every line of the old file is still there, bar the database's.
+    kept = set(moved.splitlines())
+    assert [line for line in text.splitlines() if line not in kept] == ['database = "sovra.db"']
