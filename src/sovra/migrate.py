@@ -70,6 +70,7 @@ _PAGE = 1000
 _BATCH_BLOBS = 500
 _BATCH_BYTES = 8 << 20
 _LOG_BATCH = 5000
+_COSIGNATURES = 100  # rows one add_cosignatures call takes
 
 Progress = Callable[[str, int, int | None], None]
 """``(stage, done, total)``: called as each stage advances (``total`` None: unknown)."""
@@ -457,7 +458,9 @@ def _move_log(parts: _Parts, tick: Progress, report: MoveReport) -> None:
     ):
         cosigned.setdefault(int(at), []).append((str(witness), int(stamp), str(line)))
     for at, rows in cosigned.items():
-        parts.to_log.add_cosignatures(at, rows)  # the newest per witness is kept: again is harmless
+        for first in range(0, len(rows), _COSIGNATURES):
+            # The newest line per witness is kept: adding them again is harmless.
+            parts.to_log.add_cosignatures(at, rows[first : first + _COSIGNATURES])
     report.counts["log_entries"] = size
     report.counts["checkpoints"] = len(notes)
     report.counts["cosignatures"] = sum(len(r) for r in cosigned.values())
@@ -551,6 +554,8 @@ def _verify(parts: _Parts, tick: Progress, report: MoveReport, *, now_ms: int) -
     for what, query in (
         ("principals", "SELECT count(*) FROM principals"),
         ("grants", "SELECT count(*) FROM grants"),
+        ("checkpoints", "SELECT count(*) FROM log_checkpoints"),
+        ("cosignatures", "SELECT count(*) FROM log_cosignatures"),
     ):
         (count,) = parts.raw.execute(query).fetchone()
         if _target_count(parts, query) != int(count):

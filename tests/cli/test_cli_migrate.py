@@ -231,3 +231,45 @@ def test_the_moved_configuration_keeps_comments_and_a_region_table_it_had() -> N
     # Every line of the old file is still there, bar the database's.
     kept = set(moved.splitlines())
     assert [line for line in text.splitlines() if line not in kept] == ['database = "sovra.db"']
+
+
+def test_witness_cosignatures_move_with_the_log(
+    sovra: Sovra, embedded: Path, tmp_path: Path, pg_dsn: str, s3_bucket
+) -> None:
+    """Two witnesses cosign the embedded log's checkpoint; after the move the gateway
+    serves their cosignatures from the database, and a client checks the quorum."""
+    from sovra.server import create_app
+    from sovra.server.background import running
+
+    dep = Deployment.open(embedded)
+    log_vkey = dep.gateway.log.verifier_key
+    dep.close()
+    witnesses = []
+    for name in ("w1", "w2"):
+        ran = sovra("witness", "init", tmp_path / name, "--name", f"witness.test/{name}",
+                    "--log", log_vkey)  # fmt: skip
+        assert ran.code == 0, ran.err
+        witnesses.append((tmp_path / name, ran.out.strip()))
+    config = embedded / "sovra.toml"
+    keys = ", ".join(f'"{vkey}"' for _, vkey in witnesses)
+    config.write_text(config.read_text().replace("keys = []\n", f"keys = [{keys}]\n", 1))
+    trust = ["--vkey", log_vkey, "--quorum", "2"]
+    for _, vkey in witnesses:
+        trust += ["--witness", vkey]
+
+    def served(*args: str | Path) -> list:
+        dep = Deployment.open(embedded)
+        try:
+            with running(create_app(dep)) as url:
+                return [sovra(*a, "--url", url) for a in args]
+        finally:
+            dep.close()
+
+    cosigned = served(*[("witness", "cosign", w, "--submit") for w, _ in witnesses])
+    assert all(r.code == 0 for r in cosigned), [r.err for r in cosigned]
+    ran = sovra("migrate", embedded, "--database", pg_dsn, *s3_options(s3_bucket), "--json")
+    assert ran.code == 0, ran.err
+    assert ran.json()["counts"]["cosignatures"] == 2
+    (verified,) = served(("log", "verify", *trust))
+    assert verified.code == 0, verified.err
+    assert "2 trusted witnesses cosigned it, 2 required" in verified.out
