@@ -30,14 +30,9 @@ from sovra.config import Config
 from sovra.errors import BadRequest, Denied, IntegrityError, NotFound, PayloadTooLarge, SovraError
 from sovra.governance import Authorizer
 from sovra.keys import Custodian, open_blob, seal
-from sovra.keys.custodian import (
-    MAX_BATCH,
-    MAX_BATCH_KEYS,
-    MAX_BATCH_VALUES,
-    SealingCustodian,
-    ValueCustodian,
-)
+from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES
 from sovra.keys.envelope import BLOB_OVERHEAD, BLOB_PREFIX, STREAM_PREFIX, sealed_size
+from sovra.keys.protocol import SealingCustodian, ValueCustodian
 from sovra.keys.transport import CLIENT_SEALED_CONTENT_TYPE, check_public
 from sovra.ledger import TransparencyLog
 from sovra.ledger.storage import MAX_TAGS_PER_ENTRY

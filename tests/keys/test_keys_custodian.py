@@ -14,15 +14,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.errors import BadRequest, ConfigError, Denied, IntegrityError
-from sovra.keys import custodian as custodian_module
+from sovra.keys import local as local_module
 from sovra.keys import open_blob, seal
-from sovra.keys.custodian import (
-    BaseCustodian,
-    Custodian,
-    JournalEntry,
-    LocalCustodian,
-)
+from sovra.keys.custodian import BaseCustodian
 from sovra.keys.files import write_secret
+from sovra.keys.local import LocalCustodian
+from sovra.keys.protocol import Custodian, JournalEntry
 from sovra.model import (
     Decision,
     LogReceipt,
@@ -608,7 +605,7 @@ def test_failed_rotation_changes_nothing(
     def refuse(*_: object, **__: object) -> None:
         raise ConfigError("disk full")
 
-    monkeypatch.setattr(custodian_module, "write_secret", refuse)
+    monkeypatch.setattr(local_module, "write_secret", refuse)
     with pytest.raises(ConfigError, match="disk full"):
         pl.rotate()
     assert pl.current_kek_version == 1

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.errors import BadRequest, Denied, IntegrityError
 from sovra.keys import transport
-from sovra.keys.custodian import LocalCustodian, SealingCustodian
+from sovra.keys.local import LocalCustodian
+from sovra.keys.protocol import SealingCustodian
 from sovra.keys.remote import RemoteCustodian
 from sovra.model import (
     RecordHeader,

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from sovra.errors import BadRequest, Denied, IntegrityError, NotFound
 from sovra.keys import LocalCustodian
-from sovra.keys.custodian import ValueCustodian
+from sovra.keys.protocol import ValueCustodian
 from sovra.keys.values import Mode, open_value, protect_value, value_key
 from sovra.model import RecordHeader, ReleaseAuthorization, subject_commitment
 

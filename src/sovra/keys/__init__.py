@@ -9,15 +9,7 @@ only against a fresh, logged allow, and destroys the subject key on erasure
 primitives sit behind ``sovra.keys._aead`` and ``sovra.keys._stream``.
 """
 
-from sovra.keys.custodian import (
-    BaseCustodian,
-    Clock,
-    Custodian,
-    CustodianStatus,
-    JournalEntry,
-    LocalCustodian,
-    system_clock_ms,
-)
+from sovra.keys.custodian import BaseCustodian, Clock, system_clock_ms
 from sovra.keys.envelope import (
     DATA_KEY_SIZE,
     open_blob,
@@ -36,6 +28,8 @@ from sovra.keys.files import (
     read_secret,
     write_secret,
 )
+from sovra.keys.local import LocalCustodian
+from sovra.keys.protocol import Custodian, CustodianStatus, JournalEntry
 
 __all__ = [
     "DATA_KEY_SIZE",

@@ -36,7 +36,8 @@ from sovra.errors import (
     Unavailable,
 )
 from sovra.keys._frames import Connections
-from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES, CustodianStatus
+from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES
+from sovra.keys.protocol import CustodianStatus
 from sovra.model import (
     LogEntry,
     RecordHeader,

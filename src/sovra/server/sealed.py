@@ -14,7 +14,7 @@ from pydantic import Field
 
 from sovra.errors import BadRequest
 from sovra.gateway import Gateway, IngestReceipt, SealedAccessResult
-from sovra.keys.custodian import SealingCustodian
+from sovra.keys.protocol import SealingCustodian
 from sovra.model import Grant, RecordHeader
 from sovra.server.bodies import AccessBody, Strict
 
