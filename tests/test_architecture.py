@@ -28,6 +28,7 @@ ABOVE_STAGES = {
     "sovra.custody",
     "sovra.demo",
     "sovra.auth",
+    "sovra.oidc",
     "sovra.config",
 }
 IO_MODULES = {"sqlite3", "psycopg", "socket", "httpx", "urllib", "subprocess", "shutil", "tempfile"}

@@ -10,18 +10,20 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sovra.errors import BadRequest, ConfigError, SovraError
 from sovra.ledger.witness import CosignatureVerifier
-from sovra.model import check_jurisdiction, check_purpose, field_problem
+from sovra.model import Role, check_jurisdiction, check_purpose, field_problem
 
 __all__ = [
     "DEFAULT_JURISDICTIONS",
     "Config",
     "JurisdictionConfig",
+    "OidcConfig",
     "RegionConfig",
     "render_default_config",
     "render_region",
@@ -74,6 +76,69 @@ class RegionConfig:
     def is_s3(self) -> bool:
         """Whether the region's blobs are in an S3 bucket rather than a folder."""
         return self.blobs is not None and self.blobs.startswith("s3://")
+
+
+# Asymmetric JWS algorithms only: "none" and the HMAC ones (HS*) are never accepted, so a
+# token cannot be "signed" with nothing, nor with the issuer's public key as an HMAC secret.
+OIDC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+_OIDC_KEYS = frozenset(
+    {
+        "issuer",
+        "audience",
+        "jwks_url",
+        "algorithms",
+        "leeway_s",
+        "max_token_bytes",
+        "jwks_cache_s",
+        "jwks_refresh_s",
+        "principal_claim",
+        "principal_prefix",
+        "role",
+        "role_claim",
+        "role_values",
+        "roles",
+        "jurisdiction",
+        "jurisdiction_claim",
+        "jurisdictions",
+        "writes",
+    }
+)
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+_ID_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class OidcConfig:
+    """``[auth.oidc]``: OAuth 2.0 / OpenID Connect bearer access tokens (JWTs) from one
+    issuer, checked against its JWKS, and how their claims map to a sovra principal.
+
+    A caller is ``principal_prefix + claims[principal_claim]``, with the role and the
+    jurisdiction either fixed here (``role``, ``jurisdiction``) or read from a claim
+    (``role_claim``, its values renamed by ``role_values``; ``jurisdiction_claim``), and
+    only among ``roles`` and ``jurisdictions``. Bearer tokens do not bind the request,
+    so unless ``writes`` they may only read (see :mod:`sovra.oidc`).
+    """
+
+    issuer: str
+    audience: str
+    jwks_url: str
+    jurisdictions: tuple[str, ...]
+    algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")
+    leeway_s: int = 30
+    max_token_bytes: int = 8192
+    jwks_cache_s: int = 300
+    jwks_refresh_s: int = 30
+    principal_claim: str = "sub"
+    principal_prefix: str = "oidc:"
+    role: str | None = None
+    role_claim: str | None = None
+    role_values: Mapping[str, str] = field(default_factory=dict)
+    roles: tuple[str, ...] = ("service", "analyst", "auditor")
+    jurisdiction: str | None = None
+    jurisdiction_claim: str | None = None
+    writes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +205,8 @@ class Config:
     small_blob_bytes: int = 64 << 10
     # [regions.NAME]: storage regions configured beyond the folder default.
     regions: Mapping[str, RegionConfig] = field(default_factory=dict)
+    # [auth.oidc]: bearer JWTs from an OpenID Connect issuer (None: signed tokens only).
+    oidc: OidcConfig | None = None
 
     def region(self, name: str) -> RegionConfig:
         """The settings of region *name* (the folder default when it has no table)."""
@@ -185,7 +252,16 @@ class Config:
     def _from_dict(cls, raw: dict[str, Any]) -> Config:
         _only(
             raw,
-            {"deployment", "limits", "bulk", "jurisdictions", "witnesses", "log", "regions"},
+            {
+                "deployment",
+                "limits",
+                "bulk",
+                "jurisdictions",
+                "witnesses",
+                "log",
+                "regions",
+                "auth",
+            },
             "top level",
         )
         dep, lim, bulk = raw["deployment"], raw.get("limits", {}), raw.get("bulk", {})
@@ -264,6 +340,7 @@ class Config:
             window_s=_positive(bulk, "window_s", 3600),
             jurisdictions=jurisdictions,
             regions=regions_cfg,
+            oidc=_auth(raw.get("auth", {}), tuple(jurisdictions)),
             **_witnesses(raw.get("witnesses", {})),
             **_log(raw.get("log", {})),
         )
@@ -366,7 +443,7 @@ def _check_region(region: RegionConfig, where: str) -> None:
     if not region.is_s3:
         for key in s3_only:
             if getattr(region, key) is not None:
-                raise ConfigError(f"{where} {key} needs blobs = \"s3://...\"")
+                raise ConfigError(f'{where} {key} needs blobs = "s3://..."')
     if (region.access_key_env is None) != (region.secret_key_env is None):
         raise ConfigError(f"{where} needs both access_key_env and secret_key_env, or neither")
     if region.access_key_env is not None and region.credentials_file is not None:
@@ -410,6 +487,109 @@ def _log(section: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(after, bool):
         raise ConfigError(f"[log] publish_after_batch must be true or false, got {after!r}")
     return {"log_publish_every_s": float(every), "log_publish_after_batch": after}
+
+
+def _auth(section: Mapping[str, Any], known: tuple[str, ...]) -> OidcConfig | None:
+    _only(section, {"oidc"}, "[auth]")
+    if "oidc" not in section:
+        return None
+    body, where = section["oidc"], "[auth.oidc]"
+    _only(body, set(_OIDC_KEYS), where)
+    for key in ("issuer", "audience", "jwks_url"):
+        if key not in body:
+            raise ConfigError(f"{where} needs {key}")
+    texts = {key: _oidc_text(body, key) for key in _OIDC_TEXTS if key in body}
+    jwks = urlsplit(texts["jwks_url"])
+    if jwks.scheme != "https" and not (jwks.scheme == "http" and jwks.hostname in _LOOPBACK):
+        raise ConfigError(f"{where} jwks_url must be https:// (http:// only on loopback)")
+    lists = {key: _oidc_list(body, key, default) for key, default in _oidc_lists(known).items()}
+    refused = sorted(set(lists["algorithms"]) - OIDC_ALGORITHMS)
+    if refused:
+        raise ConfigError(
+            f"{where} algorithms {', '.join(refused)} refused: only asymmetric signatures "
+            f"({', '.join(sorted(OIDC_ALGORITHMS))})"
+        )
+    bearer_roles = {r.value for r in Role} - {Role.SUBJECT.value}
+    if not set(lists["roles"]) <= bearer_roles:
+        raise ConfigError(
+            f"{where} roles: one of {', '.join(sorted(bearer_roles))} each (a subject "
+            "principal signs her own tokens)"
+        )
+    if not set(lists["jurisdictions"]) <= set(known):
+        raise ConfigError(f"{where} jurisdictions: only jurisdictions configured here")
+    role_values = body.get("role_values", {})
+    if not isinstance(role_values, Mapping) or not all(
+        v in lists["roles"] for v in role_values.values()
+    ):
+        raise ConfigError(f"{where} role_values must map claim values to roles in roles")
+    writes = body.get("writes", False)
+    if not isinstance(writes, bool):
+        raise ConfigError(f"{where} writes must be true or false")
+    numbers = {key: _positive(body, key, _oidc_default(key)) for key in _OIDC_NUMBERS}
+    if numbers["leeway_s"] > _MAX_LEEWAY_S:
+        raise ConfigError(f"{where} leeway_s is at most {_MAX_LEEWAY_S}")
+    settings: dict[str, Any] = {**texts, **lists, **numbers}
+    oidc = OidcConfig(**settings, role_values=dict(role_values), writes=writes)
+    _check_oidc_mapping(oidc, where)
+    return oidc
+
+
+_OIDC_TEXTS = (
+    "issuer",
+    "audience",
+    "jwks_url",
+    "principal_claim",
+    "principal_prefix",
+    "role",
+    "role_claim",
+    "jurisdiction",
+    "jurisdiction_claim",
+)
+_OIDC_NUMBERS = ("leeway_s", "max_token_bytes", "jwks_cache_s", "jwks_refresh_s")
+_MAX_LEEWAY_S = 300
+
+
+def _oidc_default(key: str) -> Any:
+    return next(f.default for f in fields(OidcConfig) if f.name == key)
+
+
+def _oidc_lists(known: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """The list settings of ``[auth.oidc]`` and their defaults."""
+    return {
+        "algorithms": _oidc_default("algorithms"),
+        "roles": _oidc_default("roles"),
+        "jurisdictions": known,
+    }
+
+
+def _oidc_text(body: Mapping[str, Any], key: str) -> str:
+    value = body[key]
+    if not isinstance(value, str) or not value or "\n" in value:
+        raise ConfigError(f"[auth.oidc] {key} must be a non-empty one-line string")
+    return value
+
+
+def _oidc_list(body: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = body.get(key, list(default))
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"[auth.oidc] {key} must be a non-empty list of strings")
+    return tuple(value)
+
+
+def _check_oidc_mapping(oidc: OidcConfig, where: str) -> None:
+    """The claims name a principal, one role and one jurisdiction, each allowed."""
+    if not _ID_PREFIX.fullmatch(oidc.principal_prefix):
+        raise ConfigError(
+            f"{where} principal_prefix: a letter or digit, then letters, digits, ._:@- (64 at most)"
+        )
+    if (oidc.role is None) == (oidc.role_claim is None):
+        raise ConfigError(f"{where} needs role (the same for every caller) or role_claim")
+    if oidc.role is not None and oidc.role not in oidc.roles:
+        raise ConfigError(f"{where} role {oidc.role!r} is not one of roles")
+    if (oidc.jurisdiction is None) == (oidc.jurisdiction_claim is None):
+        raise ConfigError(f"{where} needs jurisdiction or jurisdiction_claim")
+    if oidc.jurisdiction is not None and oidc.jurisdiction not in oidc.jurisdictions:
+        raise ConfigError(f"{where} jurisdiction {oidc.jurisdiction!r} is not one of jurisdictions")
 
 
 def _positive(section: Mapping[str, Any], key: str, default: int) -> int:
@@ -506,6 +686,19 @@ def render_default_config(
         '# provider_home = "US"        # whose laws reach it (exclude_provider_homes)',
         '# sse = "aws:kms"             # server-side encryption asked for on every write',
         '# sse_kms_key_id = "arn:aws:kms:..."',
+        "",
+        "# Sign-in with OAuth 2.0 / OpenID Connect access tokens (Authorization: Bearer <jwt>)",
+        "# from one issuer, beside the signed sovra tokens; each setting in docs/api.md. A",
+        "# bearer token binds no request body, so it may only read unless writes = true.",
+        "# [auth.oidc]",
+        '# issuer = "https://login.example.org/realms/sovra"',
+        '# audience = "sovra"',
+        '# jwks_url = "https://login.example.org/realms/sovra/protocol/openid-connect/certs"',
+        '# principal_claim = "sub"           # the caller is "oidc:" + this claim',
+        '# role_claim = "roles"              # or role = "analyst" for every caller',
+        '# jurisdiction_claim = "sovra_jurisdiction"   # or jurisdiction = "PL"',
+        '# roles = ["service", "analyst", "auditor"]',
+        "# writes = false",
     ]
     for code in jurisdictions:
         name, regions = DEFAULT_JURISDICTIONS.get(code, (code, (f"region-{code.lower()}",)))

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -71,6 +71,9 @@ from sovra.store import (
     open_metadata_store,
     seal_key,
 )
+
+if TYPE_CHECKING:  # imported where it is used: only a deployment with [auth.oidc] needs it
+    from sovra.oidc import BearerAuthenticator
 
 __all__ = [
     "CustodianMode",
@@ -117,6 +120,8 @@ class Deployment:
     recovery: CheckReport | None = None
     # The custodian processes open() started for this deployment (stopped by close()).
     processes: custody.CustodianProcesses | None = None
+    # Bearer JWTs from the [auth.oidc] issuer, when one is configured.
+    bearer: BearerAuthenticator | None = None
 
     # -- creating ------------------------------------------------------------------------
 
@@ -344,7 +349,22 @@ class Deployment:
             quorum=config.witness_quorum,
         )
         recovery = check.recover(store, log, now_ms=int(clock() * 1000)) if recover else None
-        return cls(root, config, gateway, governance, authenticator, store, cosignatures, recovery)
+        bearer = None
+        if config.oidc is not None:
+            from sovra.oidc import BearerAuthenticator  # only a deployment with [auth.oidc]
+
+            bearer = BearerAuthenticator(config.oidc, clock=clock)
+        return cls(
+            root,
+            config,
+            gateway,
+            governance,
+            authenticator,
+            store,
+            cosignatures,
+            recovery,
+            bearer=bearer,
+        )
 
     def close(self) -> None:
         """Release database connections (and custodians' stores, connections and the

@@ -3,6 +3,8 @@ runs it (the console script in a subprocess, on a free loopback port)."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import signal
 import socket
@@ -17,6 +19,7 @@ import httpx
 import pytest
 
 from sovra.deployment import Deployment
+from sovra.model import LogEntry
 
 SOVRA = Path(sys.executable).with_name("sovra")
 """The console script installed beside the interpreter that runs the tests."""
@@ -80,3 +83,45 @@ def _serving(root: Path) -> Iterator[str]:
 def serve() -> Serve:
     """``with serve(root) as url:`` runs ``sovra serve root`` until the block ends."""
     return _serving
+
+
+def shell_block(doc: Path, marker: str) -> str:
+    """The first fenced bash block after *marker* in *doc*."""
+    text = doc.read_text(encoding="utf-8")
+    found = re.search(re.escape(marker) + r".*?\n```bash\n(.*?)\n```", text, re.DOTALL)
+    assert found, f"{doc} has no bash block after {marker!r}"
+    return found.group(1)
+
+
+@pytest.fixture
+def tools() -> None:
+    """bash, curl and openssl, for the documents' shell examples (CI must have them)."""
+    missing = [t for t in ("bash", "curl", "openssl") if shutil.which(t) is None]
+    if missing:
+        reason = f"{', '.join(missing)} not installed (scripts/bootstrap installs curl)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the documented curl example")
+        pytest.skip(reason)
+
+
+def run_shell(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """*script* run by bash in *cwd*, with *env* over this process's environment."""
+    return subprocess.run(
+        ["bash", "-c", script],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def logged(root: Path) -> list[LogEntry]:
+    """Every entry of the deployment's transparency log, oldest first."""
+    dep = Deployment.open(root)
+    try:
+        log = dep.gateway.log
+        return [LogEntry.from_bytes(e) for e in log.entries(0, log.size)]
+    finally:
+        dep.close()

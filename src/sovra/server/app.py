@@ -23,6 +23,7 @@ from sovra.errors import BadRequest
 from sovra.gateway import AccessResult, IngestReceipt
 from sovra.governance import SubjectReport
 from sovra.model import Grant, Principal
+from sovra.oidc import bearer_scheme
 from sovra.server.background import following, publishing
 from sovra.server.batch import add_batch_routes
 from sovra.server.bodies import AccessBody, IngestBody, SubjectRef
@@ -120,17 +121,20 @@ def create_app(deployment: Deployment) -> FastAPI:
         body_timeout_s=deployment.config.body_timeout_s,
     )
 
+    bearer_check = bearer_scheme(deployment.bearer)
+
     def signed_by(request: Request) -> Callable[[bytes], Principal]:
         """The check of *request*'s token against its body (the body is passed in, so
         the check can run off the event loop)."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if header and scheme != "Sovra":
-            raise BadRequest("Authorization scheme must be 'Sovra <token>'")
         url = request.url
         path = url.path + (f"?{url.query}" if url.query else "")
         method = request.method
         scope = request.scope
+        if header and scheme != "Sovra":
+            check = bearer_check(scheme, token, method, path)
+            return lambda body: note_principal(scope, check(body))
         authenticate = deployment.authenticator.authenticate
         return lambda body: note_principal(scope, authenticate(token or None, method, path, body))
 
