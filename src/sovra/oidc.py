@@ -23,11 +23,14 @@ signed token.
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jwt
-from jwt import PyJWKClient
+from jwt import PyJWK, PyJWKClient
 
 from sovra.config import OidcConfig
 from sovra.errors import BadRequest, Unauthenticated, Unavailable
@@ -73,10 +76,15 @@ def bearer_scheme(bearer: BearerAuthenticator | None) -> Callable[[str, str, str
     return check
 
 
+def _find(keys: list[PyJWK], kid: str) -> PyJWK | None:
+    return next((k for k in keys if k.key_id == kid), None)
+
+
 _NO_KEY = bytes(32)
 """A bearer principal's stand-in public key: it signs no sovra token (the store never
 holds it, so no signed token can be checked against it)."""
 
+_log = logging.getLogger("sovra.oidc")
 _JWKS_TIMEOUT_S = 5.0
 _RETRY_AFTER_S = 5.0
 
@@ -88,13 +96,17 @@ class BearerAuthenticator:
         """Create an authenticator for *config*'s issuer; *clock* gives UNIX seconds."""
         self._config = config
         self._clock = clock
+        # The set is kept jwks_cache_s; fetching it again for an unknown kid is gated
+        # here, on this authenticator's clock, rather than by the client's own cooldown.
         self._keys = PyJWKClient(
             config.jwks_url,
             cache_jwk_set=True,
             lifespan=config.jwks_cache_s,
-            cooldown_duration=config.jwks_refresh_s,
+            cooldown_duration=0,
             timeout=_JWKS_TIMEOUT_S,
         )
+        self._refresh = threading.Lock()
+        self._refreshed_at = -math.inf
 
     def authenticate(self, token: str, method: str, path: str) -> Principal:
         """The principal *token* stands for, for a *method* request to *path*.
@@ -133,16 +145,7 @@ class BearerAuthenticator:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise Unauthenticated("bearer token names no key (kid)")
-        try:
-            key = self._keys.get_signing_key(kid)
-        except jwt.PyJWKClientConnectionError:
-            raise Unavailable(
-                "the sign-in issuer's key set cannot be fetched", retry_after_s=_RETRY_AFTER_S
-            ) from None
-        except jwt.PyJWKClientError:
-            raise Unauthenticated(
-                f"bearer token key {kid!r} is not in the issuer's key set"
-            ) from None
+        key = self._key(kid)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -173,6 +176,32 @@ class BearerAuthenticator:
             raise Unauthenticated("malformed bearer token") from None
         self._check_times(claims)
         return claims
+
+    def _key(self, kid: str) -> PyJWK:
+        """The issuer's key *kid*: from the kept set, or from the set fetched again if
+        that was not done in the last ``jwks_refresh_s`` (a rotated-in key is found, a
+        flood of made-up kids costs the issuer one request per period)."""
+        key = _find(self._signing_keys(refresh=False), kid)
+        if key is None:
+            with self._refresh:
+                key = _find(self._signing_keys(refresh=False), kid)  # another thread's?
+                now = self._clock()
+                if key is None and now - self._refreshed_at >= self._config.jwks_refresh_s:
+                    self._refreshed_at = now
+                    key = _find(self._signing_keys(refresh=True), kid)
+        if key is None:
+            raise Unauthenticated(f"bearer token key {kid!r} is not in the issuer's key set")
+        return key
+
+    def _signing_keys(self, *, refresh: bool) -> list[PyJWK]:
+        try:
+            return self._keys.get_signing_keys(refresh=refresh)
+        except jwt.PyJWTError as exc:
+            # Unreachable, or what it serves is no usable key set: the issuer's fault.
+            _log.warning("sign-in issuer's key set at %s: %s", self._config.jwks_url, exc)
+            raise Unavailable(
+                "the sign-in issuer's key set cannot be fetched", retry_after_s=_RETRY_AFTER_S
+            ) from None
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         leeway = self._config.leeway_s

@@ -1,7 +1,8 @@
 """HTTP API: a thin adapter from requests to the gateway, and errors to status codes.
 
 Every call under ``/v1`` except the public log is authenticated with a signed request
-token (``Authorization: Sovra <token>``, see :mod:`sovra.auth`). The log endpoints are
+token (``Authorization: Sovra <token>``, see :mod:`sovra.auth`) or, where ``[auth.oidc]``
+names an issuer, a bearer JWT (:mod:`sovra.oidc`). The log endpoints are
 public on purpose: anyone may verify the log. Errors are translated once, here:
 :class:`~sovra.errors.SovraError` subclasses carry their own status.
 """
@@ -105,7 +106,8 @@ def create_app(deployment: Deployment) -> FastAPI:
         title="sovra",
         version=__version__,
         description="Data-sovereignty gateway: ingest, access, grants, subject reports and a "
-        "public Merkle transparency log. Authenticate with `Authorization: Sovra <token>`.",
+        "public Merkle transparency log. Authenticate with `Authorization: Sovra <token>` "
+        "or, where an OpenID Connect issuer is configured, `Authorization: Bearer <jwt>`.",
         docs_url=None,
         redoc_url=None,
         # No OpenTelemetry: otherwise every request asks whether a provider is set.
@@ -279,7 +281,7 @@ def create_app(deployment: Deployment) -> FastAPI:
         )
 
     add_operations(app, deployment)
-    describe_api(app, principal)
+    describe_api(app, principal, deployment.config.oidc)
     return app
 
 
