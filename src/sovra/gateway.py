@@ -23,11 +23,21 @@ from typing import NoReturn, TypeVar, cast
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sovra import classify
+from sovra._batching import Failing, chunks, each, grouped, returning_none, settle
 from sovra._group import GroupCommit
 from sovra._staging import BatchFacts, RuleBook
 from sovra.classify.minimise import Prepared, finish, prepare
 from sovra.config import Config
 from sovra.errors import BadRequest, Denied, IntegrityError, NotFound, PayloadTooLarge, SovraError
+from sovra.flow_types import (
+    AccessRequest,
+    AccessResult,
+    IngestItem,
+    IngestReceipt,
+    SealedAccessResult,
+    SealedPreparation,
+    SealedRecord,
+)
 from sovra.governance import Authorizer
 from sovra.keys import Custodian, open_blob, seal
 from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES
@@ -93,84 +103,6 @@ MAX_INGEST_BATCH = 1_000
 
 MAX_ACCESS_BATCH = 1_000
 """The most requests one :meth:`Gateway.access_many` call takes."""
-
-
-@dataclass(frozen=True, slots=True)
-class IngestItem:
-    """One record of an :meth:`Gateway.ingest_many` batch: the arguments of an ingest."""
-
-    subject_id: str
-    jurisdiction: str
-    content: str
-    purpose: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AccessRequest:
-    """One request of an :meth:`Gateway.access_many` batch: the arguments of an access."""
-
-    purpose: str
-    record_ids: Sequence[str] = ()
-    subjects: Sequence[tuple[str, str]] = ()
-    jurisdiction: str | None = None
-    grant: Grant | None = None
-    justification: str | None = None
-    reveal: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class IngestReceipt:
-    """What the caller gets back from an ingest."""
-
-    record_id: str
-    region: str
-    receipt: LogReceipt
-    findings: Mapping[str, int]
-    actions: Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class AccessResult:
-    """An allowed access: the records, the logged decision and the logged key release."""
-
-    decision: Decision
-    decision_receipt: LogReceipt
-    release_receipt: LogReceipt
-    records: Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class SealedPreparation:
-    """A header for a record the client seals itself, and what to seal its key to.
-
-    ``ticket`` is the gateway's MAC over the caller, the header and ``expires_ms``; the
-    client hands all three back with the sealed record.
-    """
-
-    header: RecordHeader
-    custodian_key: bytes
-    expires_ms: int
-    ticket: str
-
-
-@dataclass(frozen=True, slots=True)
-class SealedRecord:
-    """A record released for opening on the client: its blob and its key for the client."""
-
-    header: RecordHeader
-    blob: bytes
-    sealed_key: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SealedAccessResult:
-    """An allowed access in client-side mode: ciphertexts and keys only the client opens."""
-
-    decision: Decision
-    decision_receipt: LogReceipt
-    release_receipt: LogReceipt
-    records: Mapping[str, SealedRecord]
-    decision_entry: bytes = b""  # the logged decision, naming the client's recipient key
 
 
 class Gateway:
@@ -329,7 +261,7 @@ class Gateway:
         ready = [st for st in live if st.error is None]
         now = self._now_ms()
         stored = self._store_logged_many([self._ingest_record(st, now) for st in ready])
-        _settle(ready, stored, _Staged.receipted)
+        settle(ready, stored, _Staged.receipted)
         return [st if isinstance(st, SovraError) else st.result() for st in staged]
 
     def _try_stage(
@@ -343,17 +275,17 @@ class Gateway:
     def _protect_all(self, staged: Sequence[_Staged]) -> None:
         """Tokens and sealed values: one custodian call for every text of a jurisdiction."""
         protecting = [st for st in staged if st.prepared.requests and st.error is None]
-        for code, group in _grouped(protecting, _Staged.jurisdiction).items():
+        for code, group in grouped(protecting, _Staged.jurisdiction).items():
             protect = functools.partial(_protect_staged, self._value_custodian(code))
-            for run in _chunks(group, _Staged.values, MAX_BATCH, MAX_BATCH_VALUES):
-                _settle(run, _each(protect, run), _Staged.protected)
+            for run in chunks(group, _Staged.values, MAX_BATCH, MAX_BATCH_VALUES):
+                settle(run, each(protect, run), _Staged.protected)
 
     def _wrap_all(self, staged: Sequence[_Staged]) -> None:
         """Data keys wrapped: one custodian call per jurisdiction for the whole batch."""
         sealed = [st for st in staged if st.error is None]
-        for code, group in _grouped(sealed, _Staged.jurisdiction).items():
+        for code, group in grouped(sealed, _Staged.jurisdiction).items():
             wrap = functools.partial(_wrap_staged, self.custodians[code])
-            _settle(group, _each(wrap, group), _Staged.wrapped_with)
+            settle(group, each(wrap, group), _Staged.wrapped_with)
 
     def _stage(self, principal: Principal, item: IngestItem, facts: BatchFacts) -> _Staged:
         """Check, decide, scan and minimise one item up to its protected values.
@@ -470,16 +402,16 @@ class Gateway:
         """
         recs = [_Record(meta, blob, entry) for meta, blob, entry in records]
         durable = self._rows_durable
-        rows = _each(
-            _returning_none(lambda g: self.store.put_records([r.meta for r in g], durable=durable)),
+        rows = each(
+            returning_none(lambda g: self.store.put_records([r.meta for r in g], durable=durable)),
             recs,
         )
-        _settle(recs, rows, _Record.stored)
+        settle(recs, rows, _Record.stored)
         self._put_blobs([r for r in recs if r.error is None])
         # From here a failure keeps the pending rows: their entries may be in the log.
         live = [r for r in recs if r.error is None]
         items = [(r.entry.to_bytes(), [r.meta.header.subject]) for r in live]
-        _settle(live, self.log.append_each(items), _Record.logged)
+        settle(live, self.log.append_each(items), _Record.logged)
         logged = [r for r in live if r.receipt is not None]
         try:
             self.store.set_record_log_indices(
@@ -495,9 +427,9 @@ class Gateway:
         deleted (it is not logged, and its record is refused); on an unexpected error
         every row of the batch is, and the error goes on."""
         try:
-            for region, group in _grouped(recs, _Record.region).items():
+            for region, group in grouped(recs, _Record.region).items():
                 put = functools.partial(_put_blobs, self.placement, self.blobs[region])
-                _settle(group, _each(put, group), _Record.stored)
+                settle(group, each(put, group), _Record.stored)
         except BaseException:
             self.store.delete_unlogged_records([r.meta.header.record_id for r in recs])
             raise
@@ -569,7 +501,7 @@ class Gateway:
         # Log before release: every key release is in the log before any plaintext leaves.
         releasing = [a for a in live if a.error is None]
         items = [self._release_item(a) for a in releasing]
-        _settle(releasing, self.log.append_each(items), _Access.released)
+        settle(releasing, self.log.append_each(items), _Access.released)
         self._open_all([a for a in live if a.error is None])
         for a in live:
             if a.error is None and a.request.reveal:
@@ -607,7 +539,7 @@ class Gateway:
         its own, in order, and log all the decisions, allow and deny, in one batch."""
         naming = [a for a in accesses if a.named]
         found: dict[str, RecordMeta] = {}
-        for a, got in zip(naming, _each(self._load_named, naming), strict=True):
+        for a, got in zip(naming, each(self._load_named, naming), strict=True):
             if isinstance(got, SovraError):
                 a.error = got  # a row that no longer parses, say: this request's error
             else:
@@ -639,7 +571,7 @@ class Gateway:
                 else:
                     deciding.append(a)
         entries = [a.decision_item(self._decision_entry) for a in deciding]
-        _settle(deciding, self.log.append_each(entries), _Access.decided)
+        settle(deciding, self.log.append_each(entries), _Access.decided)
 
     def _load_named(self, accesses: list[_Access]) -> list[dict[str, RecordMeta]]:
         """The records named by id in *accesses*, read with one query, per request."""
@@ -660,7 +592,7 @@ class Gateway:
                     (a, mine[start : start + MAX_BATCH]) for start in range(0, len(mine), MAX_BATCH)
                 )
             custodian = self.custodians[code]
-            for run in _chunks(owners, lambda o: len(o[1]), MAX_BATCH, MAX_BATCH_KEYS):
+            for run in chunks(owners, lambda o: len(o[1]), MAX_BATCH, MAX_BATCH_KEYS):
                 requests = [
                     ([(m.wrapped_key, m.header) for m in batch], a.authorization(), a.principal.id)
                     for a, batch in run
@@ -688,14 +620,14 @@ class Gateway:
 
     def _open_all(self, accesses: Sequence[_Access]) -> None:
         """Every request's blobs read (one read per region) and opened with its keys."""
-        by_region = _grouped(
+        by_region = grouped(
             [(a, m) for a in accesses for m in a.metas], lambda item: item[1].header.region
         )
         held: dict[str, bytes] = {}
         for region, wanted in by_region.items():
-            groups = list(_grouped(wanted, lambda item: id(item[0])).values())
+            groups = list(grouped(wanted, lambda item: id(item[0])).values())
             read = functools.partial(_read_blobs, self.blobs[region])
-            for group, got in zip(groups, _each(read, groups), strict=True):
+            for group, got in zip(groups, each(read, groups), strict=True):
                 if isinstance(got, SovraError):
                     group[0][0].error = got
                 else:
@@ -1125,65 +1057,10 @@ def _names(subjects: Sequence[tuple[str, str]]) -> list[str]:
 
 def _by_jurisdiction(metas: Sequence[RecordMeta]) -> dict[str, list[RecordMeta]]:
     """Records grouped by home jurisdiction, in order: one custodian call per group."""
-    return _grouped(metas, lambda m: m.header.jurisdiction)
+    return grouped(metas, lambda m: m.header.jurisdiction)
 
 
 _A = TypeVar("_A")
-_B = TypeVar("_B")
-_K = TypeVar("_K")
-_Outcome = TypeVar("_Outcome", bound="_Failing")
-
-
-def _each(call: Callable[[list[_A]], Sequence[_B]], items: Sequence[_A]) -> list[_B | SovraError]:
-    """*call* on all *items* at once (all or none); should it fail, on each item alone, so
-    one bad item gets its error and its neighbours their results."""
-    if not items:
-        return []
-    try:
-        return list(call(list(items)))
-    except SovraError as exc:
-        if len(items) == 1:
-            return [exc]
-    out: list[_B | SovraError] = []
-    for item in items:
-        try:
-            (one,) = call([item])
-        except SovraError as exc:
-            out.append(exc)
-        else:
-            out.append(one)
-    return out
-
-
-def _settle(
-    items: Sequence[_Outcome],
-    results: Sequence[_B | SovraError],
-    put: Callable[[_Outcome, _B], None],
-) -> None:
-    """Hand each item its result of one batch step: an error, or *put* the value."""
-    for item, got in zip(items, results, strict=True):
-        if isinstance(got, SovraError):
-            item.error = got
-        else:
-            put(item, got)
-
-
-def _returning_none(call: Callable[[list[_A]], object]) -> Callable[[list[_A]], list[None]]:
-    """*call*, made to return one ``None`` per item, for :func:`_each`."""
-
-    def run(items: list[_A]) -> list[None]:
-        call(items)
-        return [None] * len(items)
-
-    return run
-
-
-def _grouped(items: Sequence[_A], key: Callable[[_A], _K]) -> dict[_K, list[_A]]:
-    """*items* grouped by *key*, groups and items in the order they come."""
-    groups: dict[_K, list[_A]] = {}
-    for item in items:
-        groups.setdefault(key(item), []).append(item)
-    return groups
 
 
 def _put_blobs(placement: Placement, store: BlobStore, recs: list[_Record]) -> list[None]:
@@ -1210,14 +1087,8 @@ def _wrap_staged(custodian: Custodian, staged: list[_Staged]) -> list[WrappedKey
     return custodian.wrap_many([(st.data_key, st.header) for st in staged])
 
 
-class _Failing:
-    """A batch item that may have failed at some step; a failed one goes no further."""
-
-    error: SovraError | None
-
-
 @dataclass(slots=True)
-class _Staged(_Failing):
+class _Staged(Failing):
     """One ingest item on its way through a batch."""
 
     principal: Principal
@@ -1256,7 +1127,7 @@ class _Staged(_Failing):
 
 
 @dataclass(slots=True)
-class _Record(_Failing):
+class _Record(Failing):
     """One sealed record on its way to storage and the log."""
 
     meta: RecordMeta
@@ -1283,7 +1154,7 @@ class _Record(_Failing):
 
 
 @dataclass(slots=True)
-class _Access(_Failing):
+class _Access(Failing):
     """One access request on its way through a batch."""
 
     principal: Principal
@@ -1331,23 +1202,3 @@ class _Access(_Failing):
         if self.decision is None or self.release is None:  # pragma: no cover
             raise IntegrityError("an access of a batch got neither records nor an error")
         return AccessResult(self.decision, self.authorization().receipt, self.release, self.records)
-
-
-def _chunks(
-    items: Sequence[_A], size: Callable[[_A], int], most: int, total: int
-) -> list[list[_A]]:
-    """*items* cut, in order, into runs of at most *most* items whose sizes add up to at
-    most *total* (an item larger than *total* goes alone): a custodian call's bounds."""
-    runs: list[list[_A]] = []
-    run: list[_A] = []
-    held = 0
-    for item in items:
-        n = size(item)
-        if run and (len(run) == most or held + n > total):
-            runs.append(run)
-            run, held = [], 0
-        run.append(item)
-        held += n
-    if run:
-        runs.append(run)
-    return runs
