@@ -37,11 +37,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sovra._merkle import MerkleTree
 from sovra.ledger import NoteSigner, SQLiteLogStorage, TransparencyLog
-from sovra.ledger.checkpoint import Checkpoint
-from sovra.ledger.note import sign_note
-from sovra.ledger.tiles import (
+from sovra_verify._merkle import MerkleTree
+from sovra_verify.checkpoint import Checkpoint
+from sovra_verify.note import sign_note
+from sovra_verify.tiles import (
     TILE_WIDTH,
     audit_tiles,
     encode_entry_bundle,

@@ -1,5 +1,9 @@
 """Arrows point down: pins DESIGN.md's layering by walking every import in src/sovra.
 
+Below everything sits ``sovra_verify`` (src/sovra_verify), the auditor's verifier that
+installs alone: it imports nothing of sovra and no third-party package but pyca
+cryptography, and sovra imports its proofs, notes, tiles and error tree from it.
+
 server/cli -> deployment -> gateway, governance -> {classify, policy, keys, ledger, store}
 -> model. The gateway runs the two flows and governance the rest (grants, packs, erasure,
 reports); governance never imports the gateway, so the two stay side by side.
@@ -11,11 +15,14 @@ from __future__ import annotations
 
 import ast
 import importlib
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "sovra"
+VERIFIER = SRC.parent / "sovra_verify"
 STAGES = ("classify", "policy", "keys", "ledger", "store")
 ABOVE_STAGES = {
     "sovra.gateway",
@@ -34,10 +41,10 @@ ABOVE_STAGES = {
 IO_MODULES = {"sqlite3", "psycopg", "socket", "httpx", "urllib", "subprocess", "shutil", "tempfile"}
 
 
-def _modules() -> list[tuple[str, Path]]:
+def _modules(package: Path = SRC) -> list[tuple[str, Path]]:
     out = []
-    for path in sorted(SRC.rglob("*.py")):
-        rel = path.relative_to(SRC.parent).with_suffix("")
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package.parent).with_suffix("")
         parts = list(rel.parts)
         if parts[-1] == "__init__":
             parts.pop()
@@ -87,15 +94,47 @@ def test_governance_sits_beside_the_gateway_not_above_it():
 
 def test_model_imports_no_other_sovra_module_but_errors_and_the_merkle_hashing():
     inner = {i for i in _imports(SRC / "model.py") if i.startswith("sovra")}
-    assert inner <= {"sovra.errors", "sovra._merkle"}
+    assert inner <= {"sovra.errors", "sovra_verify._merkle"}
     # The Merkle hashing below the model is the log's own, and leans on nothing above.
-    hashing = {i for i in _imports(SRC / "_merkle.py") if i.startswith("sovra")}
-    assert hashing <= {"sovra.errors"}
+    hashing = {i for i in _imports(VERIFIER / "_merkle.py") if i.startswith("sovra")}
+    assert hashing <= {"sovra_verify.errors"}
 
 
-@pytest.mark.parametrize(("module", "path"), _modules(), ids=str)
+@pytest.mark.parametrize(("module", "path"), _modules(VERIFIER), ids=str)
+def test_the_verifier_imports_only_itself_cryptography_and_the_standard_library(module, path):
+    """What ``pip install ./verifier`` installs must be all that it imports."""
+    for name in _imports(path):
+        top = name.split(".")[0]
+        assert top in {"sovra_verify", "cryptography"} or top in sys.stdlib_module_names, (
+            f"{module} imports {name}: the verifier installs with cryptography alone"
+        )
+        assert not _under(name, IO_MODULES - {"urllib"}), f"{module} imports {name}"
+
+
+def test_the_verifier_distribution_ships_the_verifier_package_alone():
+    """verifier/pyproject.toml builds src/sovra_verify only and depends on cryptography only."""
+    spec = tomllib.loads((SRC.parents[1] / "verifier" / "pyproject.toml").read_text())
+    assert spec["project"]["dependencies"] == ["cryptography>=47"]
+    assert spec["tool"]["setuptools"]["packages"] == ["sovra_verify"]
+    assert spec["project"]["scripts"] == {"sovra-verify": "sovra_verify.cli:main"}
+
+
+def test_the_error_tree_is_the_verifiers():
+    """One tree: sovra.errors re-exports the classes sovra_verify raises."""
+    import sovra.errors
+    import sovra_verify.errors
+
+    for name in sovra_verify.errors.__all__:
+        assert getattr(sovra.errors, name) is getattr(sovra_verify.errors, name)
+    assert sovra.errors.__all__ == sovra_verify.errors.__all__
+
+
+@pytest.mark.parametrize(("module", "path"), _modules() + _modules(VERIFIER), ids=str)
 def test_public_modules_declare_all(module, path):
-    if any(part.startswith("_") and part != "__init__" for part in path.relative_to(SRC).parts):
+    if any(
+        part.startswith("_") and part not in {"__init__.py", "__main__.py"}
+        for part in path.relative_to(path.parents[len(module.split(".")) - 1]).parts
+    ):
         return  # primitives behind underscore modules are private by name
     if module.endswith("__main__"):
         return

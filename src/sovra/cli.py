@@ -36,12 +36,14 @@ from sovra._cli.common import (
     SecretKeyEnv,
     SigningRegion,
     Url,
+    VkeyOpt,
     connect,
     error,
     fail,
     out,
     print_json,
     progress,
+    trusted_key,
     warn,
 )
 from sovra.errors import SovraError
@@ -557,7 +559,7 @@ def get(
         raise typer.Exit(2)
     log_key = None
     if log_vkey is not None:
-        from sovra.ledger.note import NoteVerifier
+        from sovra_verify.note import NoteVerifier
 
         log_key = NoteVerifier.from_vkey(log_vkey).public_key
     subjects = []
@@ -617,6 +619,7 @@ def report(
     key: KeyOpt = None,
     deployment: DeploymentDir = Path("deployment"),
     url: Url = DEFAULT_URL,
+    vkey: VkeyOpt = None,
 ) -> None:
     """Who touched this subject's data: entries verified against the log's checkpoint."""
     from rich.table import Table
@@ -625,8 +628,8 @@ def report(
 
     with connect(url, principal, key, deployment) as client:
         rep = client.report(jurisdiction, subject)
-        vkey = client.verifier_key()
-    cp = verify_checkpoint(rep["checkpoint"], vkey)
+        log_key = trusted_key(vkey, client.verifier_key)
+    cp = verify_checkpoint(rep["checkpoint"], log_key)
     table = Table(title=f"log entries about subject {rep['commitment'][:16]}…")
     for col in ("index", "kind", "principal", "effect", "reason", "proof"):
         table.add_column(col)

@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sovra.errors import BadRequest, ConfigError, SovraError
-from sovra.ledger.witness import CosignatureVerifier
 from sovra.model import Role, check_jurisdiction, check_purpose, field_problem
+from sovra_verify.cosignature import CosignatureVerifier
 
 __all__ = [
     "DEFAULT_JURISDICTIONS",

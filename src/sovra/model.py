@@ -25,8 +25,8 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from sovra._merkle import leaf_hash, root_from_inclusion, root_from_leaf_hashes
 from sovra.errors import BadRequest, VerificationError
+from sovra_verify._merkle import leaf_hash, root_from_inclusion, root_from_leaf_hashes
 
 __all__ = [
     "ENTRY_KINDS",

@@ -216,6 +216,17 @@ def test_report_verifies_every_entry_about_the_subject(sovra, live, tmp_path):
     assert summary, ran.out
     assert int(summary.group(1)) == len(rows)
     assert int(summary.group(2)) <= live.dep.gateway.log.size
+    assert "trusted on first use" in ran.message  # no --vkey: the server's own key
+
+    asked = ("report", "--as", "subject-halina", "--jurisdiction", "PL", "--subject", subject)
+    pinned = sovra(*live.args(*asked, "--vkey", live.dep.gateway.log.verifier_key))
+    assert pinned.code == 0, pinned.err
+    assert "trusted on first use" not in pinned.message
+    impostor = NoteSigner("sovra.test/cli", Ed25519PrivateKey.generate()).vkey
+    refused = sovra(*live.args(*asked, "--vkey", impostor))
+    assert refused.code == 3
+    assert refused.message.startswith("error verification_failed: ")
+    assert "verified" not in refused.out
 
 
 def test_report_about_someone_else_is_denied(sovra, live):
@@ -265,6 +276,8 @@ def test_log_prove_prints_a_verified_inclusion_proof(sovra, live, tmp_path):
 
     ran = sovra("log", "prove", "0", "--url", live.url)
     assert ran.code == 0, ran.err
+    # No --vkey: checked against the key the server states, and said so.
+    assert "trusted on first use" in ran.message
     body = ran.json()
     assert body["index"] == 0
     assert body["verified"] is True
@@ -272,7 +285,19 @@ def test_log_prove_prints_a_verified_inclusion_proof(sovra, live, tmp_path):
     assert 1 <= body["size"] <= live.dep.gateway.log.size
     assert len(body["proof"]) == (body["size"] - 1).bit_length()  # leftmost leaf
 
-    beyond = sovra("log", "prove", str(live.dep.gateway.log.size + 5), "--url", live.url)
+    vkey = live.dep.gateway.log.verifier_key
+    pinned = sovra("log", "prove", "0", "--url", live.url, "--vkey", vkey)
+    assert pinned.code == 0, pinned.err
+    assert pinned.err == ""
+    assert pinned.json()["entry"] == body["entry"]
+    impostor = NoteSigner("sovra.test/cli", Ed25519PrivateKey.generate()).vkey
+    refused = sovra("log", "prove", "0", "--url", live.url, "--vkey", impostor)
+    assert refused.code == 3
+    assert refused.out == ""
+
+    beyond = sovra(
+        "log", "prove", str(live.dep.gateway.log.size + 5), "--url", live.url, "--vkey", vkey
+    )
     assert beyond.code == 1
     assert beyond.message.startswith("error ")
 
@@ -284,6 +309,7 @@ def test_log_verify_replays_the_whole_log(sovra, live, tmp_path):
 
     ran = sovra("log", "verify", "--url", live.url)
     assert ran.code == 0, ran.err
+    assert "no --vkey" in ran.message and "trusted on first use" in ran.message
     shown = re.fullmatch(
         r"verified (\d+) entries and (\d+) checkpoints, up to size (\d+) of the (\d+) "
         r"entries the log held: every root recomputed, every signature checked",
@@ -296,6 +322,7 @@ def test_log_verify_replays_the_whole_log(sovra, live, tmp_path):
 
     pinned = sovra("log", "verify", "--url", live.url, "--vkey", live.dep.gateway.log.verifier_key)
     assert pinned.code == 0, pinned.err
+    assert "trusted on first use" not in pinned.message
 
 
 def test_log_verify_with_another_key_is_a_verification_failure(sovra, live, tmp_path):

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from sovra.ledger import entries_path, tile_path, verify_checkpoint
-from sovra.ledger.tiles import encode_entry_bundle
+from sovra_verify.tiles import encode_entry_bundle
 
 
 def _grow(live, count: int) -> None:

@@ -22,9 +22,9 @@ from sovra.deployment import Deployment
 from sovra.errors import ConfigError
 from sovra.keys import load_ed25519
 from sovra.ledger import CosignatureSigner, Witness, verify_cosignatures
-from sovra.ledger.checkpoint import Checkpoint
-from sovra.ledger.note import NoteSigner, sign_note
 from sovra.server import create_app
+from sovra_verify.checkpoint import Checkpoint
+from sovra_verify.note import NoteSigner, sign_note
 
 EM = "\u2014"
 

@@ -48,10 +48,10 @@ from sovra.ledger import (
     sign_note,
     verify_checkpoint,
 )
-from sovra.ledger.tiles import decode_entry_bundle, parse_hash_tile, parse_tile_path
 from sovra.model import Grant, LogEntry, LogReceipt, Principal, RecordHeader, Role
 from sovra.policy import Envelope, PackBundle, parse_justification, shipped_bundle
 from sovra.policy.pack import PackParameters
+from sovra_verify.tiles import decode_entry_bundle, parse_hash_tile, parse_tile_path
 
 CORPUS = Path(__file__).parent / "corpus"
 NOW = 1_790_000_000

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sovra._merkle import leaf_hash
 from sovra.errors import BadRequest
-from sovra.ledger.checkpoint import MAX_CHECKPOINT_BYTES, MAX_TREE_SIZE, Checkpoint
+from sovra_verify._merkle import leaf_hash
+from sovra_verify.checkpoint import MAX_CHECKPOINT_BYTES, MAX_TREE_SIZE, Checkpoint
 
 EXAMPLES: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "vectors" / "signed_note_examples.json").read_text("utf-8")

@@ -241,8 +241,8 @@ def test_refusals_store_nothing(log: TransparencyLog, storage: MemoryLogStorage)
 
 def _grow_note(log: TransparencyLog) -> str:
     """A checkpoint note the log signs but does not publish (its storage never sees it)."""
-    from sovra.ledger.checkpoint import Checkpoint
-    from sovra.ledger.note import sign_note
+    from sovra_verify.checkpoint import Checkpoint
+    from sovra_verify.note import sign_note
 
     return sign_note(
         Checkpoint(ORIGIN, log.size, log.root()).to_text(), [NoteSigner(ORIGIN, LOG_KEY)]

@@ -8,7 +8,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.ledger import MemoryLogStorage, NoteSigner, TransparencyLog
-from sovra.ledger.witness import CosignatureSigner
+from sovra_verify.cosignature import CosignatureSigner
 
 DOC = Path(__file__).parents[2] / "docs" / "ledger.md"
 

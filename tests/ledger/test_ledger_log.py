@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sovra._merkle import leaf_hash
 from sovra.errors import BadRequest, ConfigError, IntegrityError, NotFound, VerificationError
 from sovra.ledger import (
     LogStorage,
@@ -23,9 +22,10 @@ from sovra.ledger import (
     verify_checkpoint_consistency,
     verify_entry_inclusion,
 )
-from sovra.ledger.checkpoint import Checkpoint
 from sovra.ledger.log import MAX_READ
 from sovra.model import LogEntry, LogReceipt
+from sovra_verify._merkle import leaf_hash
+from sovra_verify.checkpoint import Checkpoint
 
 ORIGIN = "sovra.example/log"
 KEY = Ed25519PrivateKey.generate()

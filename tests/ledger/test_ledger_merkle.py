@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from sovra._merkle import (
+from sovra.errors import BadRequest, VerificationError
+from sovra_verify._merkle import (
     EMPTY_ROOT,
     MerkleTree,
     consistency_proof_size,
@@ -22,7 +23,6 @@ from sovra._merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from sovra.errors import BadRequest, VerificationError
 
 VECTORS = json.loads(
     (Path(__file__).parents[1] / "vectors" / "rfc6962_merkle_transparency_dev.json").read_text()

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sovra.errors import BadRequest, SovraError, VerificationError
-from sovra.ledger.note import (
+from sovra_verify.note import (
     MAX_NOTE_BYTES,
     MAX_SIGNATURES,
     NoteSigner,

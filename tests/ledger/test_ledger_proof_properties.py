@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sovra._merkle import MerkleTree, verify_consistency, verify_inclusion
 from sovra.errors import VerificationError
+from sovra_verify._merkle import MerkleTree, verify_consistency, verify_inclusion
 
 MAX = 5000
 LEAVES = [hashlib.sha256(b"\x00%d" % i).digest() for i in range(MAX)]
@@ -98,7 +98,7 @@ def test_consistency_proofs_verify_and_alterations_fail(
 def test_the_tree_agrees_with_the_audits_reference_over_200000_leaves() -> None:
     # Two implementations that share no code: the log's incremental tree and the
     # auditor's recursive MTH, over as many leaves as tessera's integration test uses.
-    from sovra.ledger.verify import _ReferenceTree
+    from sovra_verify.verify import _ReferenceTree
 
     leaves = [hashlib.sha256(b"\x00big %d" % i).digest() for i in range(200_000)]
     tree = MerkleTree(leaves)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from sovra._merkle import leaf_hash
 from sovra.errors import BadRequest, ConfigError, IntegrityError
 from sovra.ledger.storage import (
     MAX_TAG_CHARS,
@@ -17,6 +16,7 @@ from sovra.ledger.storage import (
     SQLiteLogStorage,
 )
 from sovra.model import MAX_ENTRY_BYTES
+from sovra_verify._merkle import leaf_hash
 
 Factory = Callable[[], LogStorage]
 

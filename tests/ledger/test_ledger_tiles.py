@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from sovra.errors import BadRequest, NotFound, VerificationError
 from sovra.ledger import MemoryLogStorage, NoteSigner, TransparencyLog, audit_tiles
-from sovra.ledger.checkpoint import Checkpoint
-from sovra.ledger.note import sign_note
-from sovra.ledger.tiles import (
+from sovra_verify.checkpoint import Checkpoint
+from sovra_verify.note import sign_note
+from sovra_verify.tiles import (
     TILE_WIDTH,
     decode_entry_bundle,
     encode_entry_bundle,

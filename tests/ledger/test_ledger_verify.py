@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import sovra.ledger.verify as verify_module
+import sovra_verify.verify as verify_module
 from sovra.errors import BadRequest, VerificationError
 from sovra.ledger import (
     MemoryLogStorage,
@@ -21,8 +21,8 @@ from sovra.ledger import (
     verify_checkpoint_consistency,
     verify_entry_inclusion,
 )
-from sovra.ledger.checkpoint import Checkpoint
-from sovra.ledger.note import NoteVerifier, sign_note
+from sovra_verify.checkpoint import Checkpoint
+from sovra_verify.note import NoteVerifier, sign_note
 
 ORIGIN = "audit.example/log"
 EXAMPLES = json.loads(
@@ -178,9 +178,9 @@ def test_verify_module_needs_no_other_sovra_stage() -> None:
     sovra = {m for m in imported if m.startswith("sovra")}
     assert sovra <= {
         "sovra.errors",
-        "sovra._merkle",
-        "sovra.ledger.checkpoint",
-        "sovra.ledger.note",
+        "sovra_verify._merkle",
+        "sovra_verify.checkpoint",
+        "sovra_verify.note",
     }
     # The audit's reference hashing must not lean on the log's own tree.
     assert "MerkleTree" not in Path(verify_module.__file__).read_text()

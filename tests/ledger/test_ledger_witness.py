@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.errors import BadRequest, ConfigError, VerificationError
 from sovra.ledger import MemoryLogStorage, NoteSigner, TransparencyLog, open_note
-from sovra.ledger.witness import (
+from sovra.ledger.witness import Witness
+from sovra_verify.cosignature import (
     CosignatureSigner,
     CosignatureVerifier,
-    Witness,
     find_split_view,
     verify_cosignatures,
 )

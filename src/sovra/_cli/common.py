@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from sovra.client import Client
     from sovra.keys.transport import TransportPins
+    from sovra_verify.note import NoteVerifier
 
 __all__ = [
     "DEFAULT_URL",
@@ -34,6 +35,7 @@ __all__ = [
     "SecretKeyEnv",
     "SigningRegion",
     "Url",
+    "VkeyOpt",
     "connect",
     "err",
     "error",
@@ -41,6 +43,7 @@ __all__ = [
     "out",
     "print_json",
     "progress",
+    "trusted_key",
     "warn",
 ]
 
@@ -56,6 +59,14 @@ As = Annotated[str, typer.Option("--as", help="principal id to act as")]
 KeyOpt = Annotated[
     Path | None,
     typer.Option("--key", help="principal's key file [default: DEPLOYMENT/principals/ID.key]"),
+]
+VkeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--vkey",
+        help="the log's verifier key you trust: a vkey string or a file holding one "
+        "(default: the one the server states, trusted on first use)",
+    ),
 ]
 
 # The stores of a scale-out deployment (`init`, `migrate`).
@@ -113,6 +124,25 @@ def error(message: str) -> None:
 
 def warn(message: str) -> None:
     err.print(Text.assemble(("warning", "bold yellow"), " ", message))
+
+
+def trusted_key(vkey: str | None, stated: Callable[[], str]) -> NoteVerifier:
+    """The log key given with ``--vkey``, or, with a warning, the one the server states.
+
+    Raises:
+        BadRequest: a malformed key (given or stated).
+    """
+    from sovra_verify.audit import load_vkey
+
+    if vkey is not None:
+        return load_vkey(vkey)
+    key = load_vkey(stated())
+    warn(
+        "no --vkey: checking the log against the key the server itself states "
+        f"({key.vkey}), trusted on first use; a server that lies can lie about its key too. "
+        "Pin the key with --vkey."
+    )
+    return key
 
 
 def fail(exc: SovraError) -> NoReturn:

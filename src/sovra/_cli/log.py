@@ -5,15 +5,20 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from sovra._cli.common import DEFAULT_URL, Url, connect, out, print_json, progress
-from sovra.errors import BadRequest
-
-if TYPE_CHECKING:
-    from sovra.ledger import CosignatureVerifier
+from sovra._cli.common import (
+    DEFAULT_URL,
+    Url,
+    VkeyOpt,
+    connect,
+    out,
+    print_json,
+    progress,
+    trusted_key,
+)
 
 __all__ = ["log_app"]
 
@@ -33,21 +38,25 @@ def log_checkpoint(url: Url = DEFAULT_URL) -> None:
 def log_prove(
     index: Annotated[int, typer.Argument(help="entry index")],
     url: Url = DEFAULT_URL,
+    vkey: VkeyOpt = None,
 ) -> None:
     """Fetch and verify the inclusion proof of one entry against the latest checkpoint."""
-    from sovra.ledger import verify_checkpoint, verify_entry_inclusion
+    from sovra_verify.audit import prove_entry
+    from sovra_verify.verify import verify_checkpoint
 
     with connect(url) as client:
-        cp = verify_checkpoint(client.checkpoint(), client.verifier_key())
+        key = trusted_key(vkey, client.verifier_key)
+        note = client.checkpoint()
+        size = verify_checkpoint(note, key).size
         entry = client.entries(index, index + 1)[0]
-        proof = client.inclusion_proof(index, cp.size)
-    verify_entry_inclusion(entry, index, proof, cp)
+        proof = client.inclusion_proof(index, size)
+    checked = prove_entry(note, entry, index, proof, key)
     print_json(
         {
             "index": index,
-            "size": cp.size,
+            "size": checked.checkpoint.size,
             "entry": json.loads(entry),
-            "proof": [base64.b64encode(h).decode() for h in proof],
+            "proof": [base64.b64encode(h).decode() for h in checked.proof],
             "verified": True,
         }
     )
@@ -56,9 +65,7 @@ def log_prove(
 @log_app.command("verify")
 def log_verify(
     url: Url = DEFAULT_URL,
-    vkey: Annotated[
-        str | None, typer.Option(help="trusted verifier key (default: ask the server; pin it!)")
-    ] = None,
+    vkey: VkeyOpt = None,
     from_checkpoint: Annotated[
         Path | None,
         typer.Option(help="a checkpoint note audited before: replay only what came after it"),
@@ -84,115 +91,45 @@ def log_verify(
     entry by its own index. An audit that ends short of the entries the log held when
     asked fails, unless ``--to-checkpoint`` asked for that end. With ``--witness`` it
     also fetches the newest cosigned checkpoint, checks that a quorum of those
-    witnesses cosigned it, and audits it with the rest.
+    witnesses cosigned it, and audits it with the rest. The same check runs in
+    ``sovra-verify log``, which installs with cryptography alone.
     """
-    from sovra.errors import VerificationError
-    from sovra.ledger import CosignatureVerifier, NoteVerifier, audit_tiles, verify_checkpoint
+    from sovra_verify.audit import audit_log, check_quorum, load_vkey, read_note
+    from sovra_verify.cosignature import CosignatureVerifier
 
-    if vkey is not None:
-        NoteVerifier.from_vkey(vkey)  # a malformed key is refused before any request
+    # Malformed keys and an impossible quorum are refused before any request.
+    pinned = None if vkey is None else load_vkey(vkey)
     witnesses = [CosignatureVerifier.from_vkey(w) for w in witness or ()]
-    if quorum is not None and not witnesses:
-        raise BadRequest("--quorum needs at least one --witness key")
-    needed = len(witnesses) if quorum is None else quorum
-    if witnesses and not 0 < needed <= len(witnesses):
-        raise BadRequest(f"a quorum of {needed} out of {len(witnesses)} witnesses is not possible")
-    cosigned: tuple[int, list[str]] | None = None
-    trusted = None if from_checkpoint is None else _read_note(from_checkpoint)
-    target = None if to_checkpoint is None else _read_note(to_checkpoint)
+    check_quorum(witnesses, quorum)
+    trusted = None if from_checkpoint is None else read_note(from_checkpoint)
+    target = None if to_checkpoint is None else read_note(to_checkpoint)
     with connect(url) as client:
-        key = vkey or client.verifier_key()
-        # The size first: the newest checkpoint, asked for after it, must cover it.
-        held = _log_size(client.info())
-        notes = client.checkpoints()
-        if target is not None:
-            last = verify_checkpoint(target, key).size
-            notes = [n for n in notes if verify_checkpoint(n, key).size <= last] + [target]
-        else:
-            notes.append(client.checkpoint())
-        if witnesses:
-            notes, cosigned = _with_cosigned(
-                client.cosigned_checkpoint(), notes, key, witnesses, needed
-            )
+        key = pinned or trusted_key(None, client.verifier_key)
         with progress("replaying entries") as bar:
             task = bar.add_task("", total=None)
 
             def advance(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            report = audit_tiles(client.log_file, notes, key, trusted=trusted, progress=advance)
-    report.check()
-    if target is None and report.size < held:
-        raise VerificationError(
-            f"stale log: its newest checkpoint covers {report.size} entries, but it held "
-            f"{held} when asked; entries {report.size} to {held - 1} are not verified"
-        )
+            result = audit_log(
+                client,
+                key,
+                witnesses=witnesses,
+                quorum=quorum,
+                trusted=trusted,
+                target=target,
+                progress=advance,
+            )
     out.print(
-        f"[bold green]verified[/] {report.entries} entries and {report.checkpoints} "
-        f"checkpoints, up to size {report.size} of the {held} entries the log held: every "
-        "root recomputed, every signature checked",
+        f"[bold green]verified[/] {result.entries} entries and {result.checkpoints} "
+        f"checkpoints, up to size {result.size} of the {result.held} entries the log held: "
+        "every root recomputed, every signature checked",
         highlight=False,
     )
-    if cosigned is not None:
-        size, names = cosigned
+    if result.cosigned_size is not None:
         out.print(
-            f"[bold green]cosigned[/] checkpoint at size {size}: {len(names)} trusted "
-            f"witnesses cosigned it, {needed} required ({', '.join(names)})",
+            f"[bold green]cosigned[/] checkpoint at size {result.cosigned_size}: "
+            f"{len(result.witnesses)} trusted witnesses cosigned it, {result.quorum} required "
+            f"({', '.join(result.witnesses)})",
             highlight=False,
         )
-
-
-def _log_size(info: dict[str, object]) -> int:
-    """The log size a gateway states in ``/v1/info``.
-
-    Raises:
-        BadRequest: the answer names no size (not a sovra gateway, or a broken one).
-    """
-    size = info.get("log_size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise BadRequest("the gateway's /v1/info states no log size")
-    return size
-
-
-def _with_cosigned(
-    note: str, notes: list[str], key: str, witnesses: list[CosignatureVerifier], quorum: int
-) -> tuple[list[str], tuple[int, list[str]]]:
-    """*notes* with the cosigned *note* among them, in order, after checking its quorum.
-
-    Raises:
-        BadRequest: the cosigned checkpoint lies beyond the audited range.
-        VerificationError: too few cosignatures, or another root for an audited size.
-    """
-    from sovra.errors import VerificationError
-    from sovra.ledger import verify_checkpoint, verify_cosignatures
-
-    cp, names = verify_cosignatures(note, key, witnesses, quorum=quorum)
-    sizes = [verify_checkpoint(n, key) for n in notes]
-    for audited in sizes:
-        if audited.size == cp.size and audited.root_hash != cp.root_hash:
-            raise VerificationError(
-                f"split view: the cosigned checkpoint at size {cp.size} has another root "
-                "than the published one"
-            )
-    if sizes and cp.size > sizes[-1].size:
-        raise BadRequest(
-            f"the cosigned checkpoint (size {cp.size}) is beyond the audited one "
-            f"(size {sizes[-1].size})"
-        )
-    if any(a.size == cp.size for a in sizes):
-        return notes, (cp.size, names)
-    at = next(n for n, a in enumerate(sizes) if a.size > cp.size)
-    return [*notes[:at], note, *notes[at:]], (cp.size, names)
-
-
-def _read_note(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BadRequest(f"cannot read the checkpoint note {path}: {exc.strerror}") from None
-    if len(data) > 1 << 16:
-        raise BadRequest(f"{path} is too large to be a checkpoint note")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest(f"{path} is not UTF-8 text") from None

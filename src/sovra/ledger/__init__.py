@@ -17,31 +17,31 @@ tlog-cosignature) only after checking that the log grew consistently, and
 :class:`CheckpointCosignatures` collects those cosignatures on the log's side.
 """
 
-from sovra._merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
-from sovra.ledger.checkpoint import Checkpoint
 from sovra.ledger.cosigning import CheckpointCosignatures
 from sovra.ledger.log import TransparencyLog
-from sovra.ledger.note import NoteSigner, NoteVerifier, open_note, sign_note
 from sovra.ledger.storage import (
     CosignatureStore,
     LogStorage,
     MemoryLogStorage,
     SQLiteLogStorage,
 )
-from sovra.ledger.tiles import TileAudit, audit_tiles, entries_path, tile_path
-from sovra.ledger.verify import (
+from sovra.ledger.witness import Witness
+from sovra_verify._merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
+from sovra_verify.checkpoint import Checkpoint
+from sovra_verify.cosignature import (
+    CosignatureSigner,
+    CosignatureVerifier,
+    find_split_view,
+    verify_cosignatures,
+)
+from sovra_verify.note import NoteSigner, NoteVerifier, open_note, sign_note
+from sovra_verify.tiles import TileAudit, audit_tiles, entries_path, tile_path
+from sovra_verify.verify import (
     AuditReport,
     audit,
     verify_checkpoint,
     verify_checkpoint_consistency,
     verify_entry_inclusion,
-)
-from sovra.ledger.witness import (
-    CosignatureSigner,
-    CosignatureVerifier,
-    Witness,
-    find_split_view,
-    verify_cosignatures,
 )
 
 __all__ = [

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sovra.errors import BadRequest, ConfigError, Denied, NotFound, VerificationError
-from sovra.ledger.checkpoint import Checkpoint
 from sovra.ledger.log import TransparencyLog
-from sovra.ledger.note import NoteVerifier, _decode_note, split_signed_note
 from sovra.ledger.storage import CosignatureRow, CosignatureStore, LogStorage
-from sovra.ledger.witness import CosignatureVerifier
+from sovra_verify.checkpoint import Checkpoint
+from sovra_verify.cosignature import CosignatureVerifier
+from sovra_verify.note import NoteVerifier, _decode_note, split_signed_note
 
 __all__ = [
     "MAX_SUBMISSION_BYTES",

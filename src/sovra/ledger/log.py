@@ -26,10 +26,7 @@ from hashlib import sha256 as _sha256
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sovra._group import GroupCommit
-from sovra._merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash
 from sovra.errors import BadRequest, ConfigError, IntegrityError, NotFound, SovraError
-from sovra.ledger.checkpoint import Checkpoint
-from sovra.ledger.note import NoteSigner, open_note, sign_note
 from sovra.ledger.storage import (
     MAX_BATCH,
     MAX_ENTRY_BYTES,
@@ -37,14 +34,17 @@ from sovra.ledger.storage import (
     LogStorage,
     check_tag,
 )
-from sovra.ledger.tiles import (
+from sovra.model import LogReceipt
+from sovra_verify._merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash
+from sovra_verify.checkpoint import Checkpoint
+from sovra_verify.note import NoteSigner, open_note, sign_note
+from sovra_verify.tiles import (
     MAX_TILE_LEVEL,
     TILE_HEIGHT,
     TILE_WIDTH,
     encode_entry_bundle,
     tile_level_count,
 )
-from sovra.model import LogReceipt
 
 __all__ = ["MAX_READ", "TransparencyLog"]
 

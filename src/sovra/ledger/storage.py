@@ -22,9 +22,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from sovra._merkle import HASH_SIZE, leaf_hash
 from sovra.errors import BadRequest, ConfigError, IntegrityError
 from sovra.model import MAX_ENTRY_BYTES
+from sovra_verify._merkle import HASH_SIZE, leaf_hash
 
 __all__ = [
     "MAX_BATCH",

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from sovra.errors import BadRequest, Denied, IntegrityError, NotFound, PayloadTooLarge
 from sovra.ledger import TransparencyLog
 from sovra.ledger.cosigning import MAX_SUBMISSION_BYTES, CheckpointCosignatures
-from sovra.ledger.tiles import parse_tile_path
+from sovra_verify.tiles import parse_tile_path
 
 __all__ = ["IMMUTABLE", "log_tiles_router"]
 

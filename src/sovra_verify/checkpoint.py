@@ -19,7 +19,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from sovra.errors import BadRequest
+from sovra_verify.errors import BadRequest
 
 __all__ = ["MAX_CHECKPOINT_BYTES", "MAX_TREE_SIZE", "Checkpoint"]
 

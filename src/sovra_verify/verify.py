@@ -13,10 +13,10 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sovra._merkle import leaf_hash, verify_consistency, verify_inclusion
-from sovra.errors import BadRequest, VerificationError
-from sovra.ledger.checkpoint import Checkpoint
-from sovra.ledger.note import NoteVerifier, open_note
+from sovra_verify._merkle import leaf_hash, verify_consistency, verify_inclusion
+from sovra_verify.checkpoint import Checkpoint
+from sovra_verify.errors import BadRequest, VerificationError
+from sovra_verify.note import NoteVerifier, open_note
 
 __all__ = [
     "AuditReport",

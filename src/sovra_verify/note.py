@@ -4,9 +4,9 @@ A note is a UTF-8 text ending in a newline, a blank line, then one signature lin
 key: ``— <key name> <base64(4-byte key ID || signature)>`` (U+2014 em dash). A key is
 known to a verifier by its *vkey* string ``<name>+<hex key ID>+<base64(0x01 || key)>``.
 
-Opening a note fails closed: malformed input raises :class:`~sovra.errors.BadRequest`,
+Opening a note fails closed: malformed input raises :class:`~sovra_verify.errors.BadRequest`,
 and a note that no known key verifies, or that carries a bad signature from a known
-key, raises :class:`~sovra.errors.VerificationError`. Signatures from unknown keys
+key, raises :class:`~sovra_verify.errors.VerificationError`. Signatures from unknown keys
 are ignored, as the specification requires, so witnesses can cosign.
 """
 
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from sovra.errors import BadRequest, VerificationError
+from sovra_verify.errors import BadRequest, VerificationError
 
 __all__ = [
     "ED25519_TYPE",

@@ -13,7 +13,7 @@ A full tile never changes; a partial tile of a given width never changes either.
 the log's verifier key. It recomputes every leaf hash from the entry bundles, every tile
 from the tiles below it, every checkpoint's root, and a consistency proof between
 consecutive checkpoints built from the tiles, and names the first bad index it meets.
-Like :mod:`sovra.ledger.verify`, it shares no tree code with the log.
+Like :mod:`sovra_verify.verify`, it shares no tree code with the log.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sovra._merkle import verify_consistency
-from sovra.errors import BadRequest, SovraError, VerificationError
-from sovra.ledger.checkpoint import Checkpoint
-from sovra.ledger.note import NoteVerifier
-from sovra.ledger.verify import verify_checkpoint
+from sovra_verify._merkle import verify_consistency
+from sovra_verify.checkpoint import Checkpoint
+from sovra_verify.errors import BadRequest, SovraError, VerificationError
+from sovra_verify.note import NoteVerifier
+from sovra_verify.verify import verify_checkpoint
 
 __all__ = [
     "MAX_TILE_LEVEL",
@@ -359,7 +359,7 @@ def audit_tiles(
 
     Args:
         fetch: returns the bytes at a tile path (e.g. an HTTP GET under the log's URL);
-            a :class:`~sovra.errors.SovraError` it raises is reported as a problem.
+            a :class:`~sovra_verify.errors.SovraError` it raises is reported as a problem.
         checkpoints: signed checkpoint notes, oldest first.
         vkey: the log's verifier key.
         origin: the expected origin (default: the key's name).

@@ -11,7 +11,7 @@ tree over ``n`` leaves splits at the largest power of two strictly below ``n`` (
 left-balanced tree), which makes every prefix of the log a tree whose root can be
 proved consistent with every later root.
 
-Verification functions return nothing or raise :class:`~sovra.errors.VerificationError`
+Verification functions return nothing or raise :class:`~sovra_verify.errors.VerificationError`
 with a message that names what was wrong; they never hand back a bool a caller could
 forget to test.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-from sovra.errors import BadRequest, VerificationError
+from sovra_verify.errors import BadRequest, VerificationError
 
 __all__ = [
     "EMPTY_ROOT",

@@ -1,0 +1,170 @@
+"""``sovra-verify``: check a sovra gateway's log with the log's key you already hold.
+
+    sovra-verify log URL --vkey KEY [--witness W ...] [--quorum N]
+                 [--from-checkpoint FILE] [--to-checkpoint FILE]
+    sovra-verify prove URL INDEX --vkey KEY
+
+``--vkey`` is required: a C2SP verifier key string, or a file holding one. The key the
+gateway states for itself is never used; it is compared with the given one only to say
+which of the two a failure is about. Exit codes: 0 verified; 1 bad input or a refusal;
+2 a usage error; 3 something did not verify (a signature, a hash, a proof, a stale or
+split log); 4 the gateway could not be reached or did not answer as one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sovra_verify import __version__
+from sovra_verify.audit import audit_log, load_vkey, prove_entry, read_note
+from sovra_verify.cosignature import CosignatureVerifier
+from sovra_verify.errors import BadRequest, IntegrityError, SovraError, Unavailable
+from sovra_verify.remote import LogReader
+from sovra_verify.verify import verify_checkpoint
+
+__all__ = ["EXIT_UNREACHABLE", "EXIT_UNVERIFIED", "main"]
+
+EXIT_UNVERIFIED = 3
+EXIT_UNREACHABLE = 4
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sovra-verify",
+        description="Verify a sovra gateway's transparency log against the log key you hold.",
+    )
+    parser.add_argument("--version", action="version", version=f"sovra-verify {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    log = commands.add_parser(
+        "log", help="replay the whole log from its tiles and check every checkpoint"
+    )
+    log.add_argument("url", help="the gateway's base URL")
+    _vkey_option(log)
+    log.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="vkey of a trusted witness (repeatable): check the cosigned checkpoint",
+    )
+    log.add_argument(
+        "--quorum", type=int, help="how many of the --witness keys must cosign (default: all)"
+    )
+    log.add_argument(
+        "--from-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="a checkpoint note audited before: replay only what came after it",
+    )
+    log.add_argument(
+        "--to-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="audit up to this checkpoint note (default: the newest)",
+    )
+    log.add_argument(
+        "--save-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="write the newest verified checkpoint note here, for the next --from-checkpoint",
+    )
+
+    prove = commands.add_parser(
+        "prove", help="check one entry's inclusion proof against the newest checkpoint"
+    )
+    prove.add_argument("url", help="the gateway's base URL")
+    prove.add_argument("index", type=int, help="the entry's index")
+    _vkey_option(prove)
+    return parser
+
+
+def _vkey_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--vkey",
+        required=True,
+        help="the log's verifier key: a C2SP vkey string, or a file holding one",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``sovra-verify``; return its exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "log":
+            _log(args)
+        else:
+            _prove(args)
+    except SovraError as exc:
+        print(f"sovra-verify: {exc.diagnostics()}", file=sys.stderr)
+        if isinstance(exc, IntegrityError):
+            print("NOT VERIFIED", file=sys.stderr)
+            return EXIT_UNVERIFIED
+        return EXIT_UNREACHABLE if isinstance(exc, Unavailable) else 1
+    return 0
+
+
+def _log(args: argparse.Namespace) -> None:
+    key = load_vkey(args.vkey)
+    witnesses = [CosignatureVerifier.from_vkey(w) for w in args.witness]
+    trusted = None if args.from_checkpoint is None else read_note(args.from_checkpoint)
+    target = None if args.to_checkpoint is None else read_note(args.to_checkpoint)
+    result = audit_log(
+        LogReader(args.url),
+        key,
+        witnesses=witnesses,
+        quorum=args.quorum,
+        trusted=trusted,
+        target=target,
+    )
+    if args.save_checkpoint is not None:
+        _write(args.save_checkpoint, result.newest)
+    print(
+        f"verified {result.entries} entries and {result.checkpoints} checkpoints of "
+        f"{key.name}, up to size {result.size} of the {result.held} entries the log held: "
+        "every root recomputed, every signature checked against the given key"
+    )
+    if result.cosigned_size is not None:
+        print(
+            f"cosigned checkpoint at size {result.cosigned_size}: {len(result.witnesses)} "
+            f"trusted witnesses cosigned it, {result.quorum} required "
+            f"({', '.join(result.witnesses)})"
+        )
+
+
+def _prove(args: argparse.Namespace) -> None:
+    key = load_vkey(args.vkey)
+    reader = LogReader(args.url)
+    note = reader.checkpoint()
+    entry = reader.entry(args.index)
+    size = verify_checkpoint(note, key).size
+    proof = reader.inclusion_proof(args.index, size)
+    checked = prove_entry(note, entry, args.index, proof, key)
+    print(
+        json.dumps(
+            {
+                "index": checked.index,
+                "size": checked.checkpoint.size,
+                "entry": json.loads(checked.entry),
+                "proof": [base64.b64encode(h).decode() for h in checked.proof],
+                "verified": True,
+            },
+            indent=2,
+        )
+    )
+
+
+def _write(path: Path, note: str) -> None:
+    try:
+        path.write_text(note, encoding="utf-8")
+    except OSError as exc:
+        raise BadRequest(f"cannot write {path}: {exc.strerror}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
