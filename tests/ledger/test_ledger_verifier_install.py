@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tests.server.conftest import _serving
+from tests.server.conftest import SOVRA, _serving
 
 from sovra.deployment import Deployment
 from sovra.ledger import NoteSigner, verify_checkpoint
@@ -126,8 +126,16 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
         vkey = log.verifier_key
     finally:
         dep.close()
+    # What an operator publishes for auditors: the key read from the deployment's files.
+    published = subprocess.run(
+        [SOVRA, "log", "key", "--deployment", root],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert published == vkey
     with _serving(root) as url:
-        yield url, vkey
+        yield url, published
 
 
 def test_sovra_verify_checks_a_good_log_with_the_key_given(verifier, gateway, tmp_path):
@@ -289,3 +297,19 @@ def test_sovra_verify_fails_on_a_stale_log(verifier, gateway):
         ran = verifier("log", stale, "--vkey", vkey)
     assert ran.returncode == 3, (ran.stdout, ran.stderr)
     assert f"stale log: its newest checkpoint covers {oldest.size} entries" in ran.stderr
+
+
+def test_the_documented_commands_are_the_ones_the_verifier_takes():
+    """docs/ledger.md's sovra-verify lines parse with the command's own parser."""
+    from sovra_verify.cli import _parser
+
+    page = (REPO / "docs" / "ledger.md").read_text(encoding="utf-8")
+    text = page.split("## Verify without installing the gateway")[1].split("\n## ")[0]
+    lines = text.replace("\\\n", " ").splitlines()
+    commands = [line.split("#")[0].split()[1:] for line in lines if "bin/sovra-verify " in line]
+    assert len(commands) >= 4
+    for words in commands:
+        args = _parser().parse_args(words)
+        assert args.vkey == "log.vkey"
+    assert "pip install ./verifier" in text
+    assert "sovra log key --deployment deployment > log.vkey" in text

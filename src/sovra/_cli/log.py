@@ -11,6 +11,7 @@ import typer
 
 from sovra._cli.common import (
     DEFAULT_URL,
+    DeploymentDir,
     Url,
     VkeyOpt,
     connect,
@@ -23,6 +24,23 @@ from sovra._cli.common import (
 __all__ = ["log_app"]
 
 log_app = typer.Typer(help="Read and verify the public transparency log.", no_args_is_help=True)
+
+
+@log_app.command("key")
+def log_key(deployment: DeploymentDir = Path("deployment")) -> None:
+    """Print the log's verifier key, read from the deployment's own files (no server asked).
+
+    Publish it where auditors find it apart from the gateway (a web page, a contract, a
+    DNS record); they pin it with ``--vkey``.
+    """
+    from sovra.config import Config
+    from sovra.deployment import CONFIG_NAME
+    from sovra.keys.files import load_ed25519
+    from sovra_verify.note import NoteSigner
+
+    config = Config.load(deployment / CONFIG_NAME)
+    signer = NoteSigner(config.origin, load_ed25519(deployment / "keys" / "log.key"))
+    out.out(signer.vkey, highlight=False)
 
 
 @log_app.command("checkpoint")
