@@ -177,7 +177,7 @@ def test_verify_module_needs_no_other_sovra_stage() -> None:
             imported.update(alias.name for alias in node.names)
     sovra = {m for m in imported if m.startswith("sovra")}
     assert sovra <= {
-        "sovra.errors",
+        "sovra_verify.errors",
         "sovra_verify._merkle",
         "sovra_verify.checkpoint",
         "sovra_verify.note",
