@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,46 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.serving import client, free_port, key, serve, stop, wait_for
 
 from sovra.auth import make_token
-from sovra.client import Client
 from sovra.deployment import Deployment
 from sovra.errors import Denied
 from sovra.ledger import verify_checkpoint, verify_consistency
 from sovra.policy import Envelope, shipped_bundle, sign_pack
-
-SOVRA = Path(sys.executable).with_name("sovra")
-
-
-def _serve(root: Path, port: int, workers: int = 1) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [SOVRA, "serve", root, "--port", str(port), "--workers", str(workers)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for(url: str, proc: subprocess.Popen[str], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            if httpx.get(f"{url}/v1/info", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{url} does not answer after {seconds} s")
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    proc.terminate()
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, -signal.SIGTERM), err
-    assert "Traceback" not in err, err
-    return err
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -86,32 +51,22 @@ def two(deployment: Path) -> Iterator[tuple[Path, str, str]]:
     config.write_text(
         config.read_text().replace("window_subject_limit = 500", "window_subject_limit = 3")
     )
-    ports = [_free_port(), _free_port()]
-    first = _serve(root, ports[0])
+    ports = [free_port(), free_port()]
+    first = serve(root, ports[0])
     try:
-        _wait_for(f"http://127.0.0.1:{ports[0]}", first)
-        second = _serve(root, ports[1])
+        wait_for(f"http://127.0.0.1:{ports[0]}", first)
+        second = serve(root, ports[1])
         try:
-            _wait_for(f"http://127.0.0.1:{ports[1]}", second)
+            wait_for(f"http://127.0.0.1:{ports[1]}", second)
             yield root, f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}"
         finally:
-            _stop(second)
+            stop(second)
     finally:
-        _stop(first)
-
-
-def _client(root: Path, url: str, principal: str) -> Client:
-    return Client(url, principal, _key(root, principal))
-
-
-def _key(root: Path, principal: str) -> Any:
-    from sovra.keys import load_ed25519
-
-    return load_ed25519(root / "principals" / f"{principal}.key")
+        stop(first)
 
 
 def _get(root: Path, url: str, principal: str, path: str) -> Any:
-    token = make_token(_key(root, principal), principal, "GET", path, b"", now_s=int(time.time()))
+    token = make_token(key(root, principal), principal, "GET", path, b"", now_s=int(time.time()))
     answer = httpx.get(url + path, headers={"authorization": f"Sovra {token}"}, timeout=30)
     assert answer.status_code == 200, answer.text
     return answer.json()
@@ -119,7 +74,7 @@ def _get(root: Path, url: str, principal: str, path: str) -> Any:
 
 def test_one_bulk_budget_one_review_queue_one_alert_list_across_processes(two) -> None:
     root, first, second = two
-    with _client(root, first, "svc-pl") as svc_first, _client(root, second, "svc-pl") as svc_2:
+    with client(root, first, "svc-pl") as svc_first, client(root, second, "svc-pl") as svc_2:
         records = [
             svc_first.ingest(f"budget-{n}", "PL", f"note {n}")["record_id"] for n in range(4)
         ]
@@ -135,7 +90,7 @@ def test_one_bulk_budget_one_review_queue_one_alert_list_across_processes(two) -
         alerts = _get(root, url, "auditor", "/v1/policy/alerts")["alerts"]
         assert [a["requester"] for a in alerts] == ["svc-pl"], url
     # A decision queued for review through the second is in the queue of the first.
-    with _client(root, second, "authority-us") as us, pytest.raises(Denied, match="review"):
+    with client(root, second, "authority-us") as us, pytest.raises(Denied, match="review"):
         us.access(
             "provider-disclosure", record_ids=[records[0]], justification="compelled-third-party"
         )
@@ -154,7 +109,7 @@ def test_a_pack_activated_through_one_process_applies_on_the_other(two) -> None:
     finally:
         dep.close()
     assert _get(root, second, "auditor", "/v1/policy")["name"] == "gdsi"
-    with _client(root, first, "operator") as operator:
+    with client(root, first, "operator") as operator:
         operator.activate_policy(envelope.to_json())
     deadline = time.monotonic() + 5
     while _get(root, second, "auditor", "/v1/policy")["name"] != "gdpr-chapter-v":
@@ -164,23 +119,23 @@ def test_a_pack_activated_through_one_process_applies_on_the_other(two) -> None:
 
 def test_serve_workers_shares_one_log_and_stops_every_worker(sovra, deployment):
     root = deployment
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _serve(root, port, workers=2)
+    proc = serve(root, port, workers=2)
     try:
-        _wait_for(url, proc)
+        wait_for(url, proc)
         workers = _children(proc.pid)
         assert len(workers) == 2
 
         def ingest(n: int) -> tuple[int, str]:
             # A connection of its own each time: the kernel picks the worker.
-            with _client(root, url, "svc-pl") as svc:
+            with client(root, url, "svc-pl") as svc:
                 return svc.ingest(f"w-{n}", "PL", "hello")["log_index"], svc.checkpoint()
 
         with ThreadPoolExecutor(4) as pool:
             indices, notes = zip(*pool.map(ingest, range(40)), strict=True)
     finally:
-        err = _stop(proc)
+        err = stop(proc)
     assert sorted(indices) == list(range(40))
     for w in workers:  # every worker stopped with the parent
         assert not Path(f"/proc/{w}").exists() or _zombie(w)
@@ -200,18 +155,18 @@ def test_serve_workers_shares_one_log_and_stops_every_worker(sovra, deployment):
 def test_a_worker_killed_is_replaced_and_the_parent_killed_takes_the_workers(template, tmp_path):
     root = tmp_path / "deployment"
     shutil.copytree(template, root)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _serve(root, port, workers=2)
+    proc = serve(root, port, workers=2)
     try:
-        _wait_for(url, proc)
+        wait_for(url, proc)
         first = _children(proc.pid)
         os.kill(first[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
         while len(set(_children(proc.pid)) - {first[0]}) < 2:
             assert time.monotonic() < deadline, "the killed worker was not replaced"
             time.sleep(0.05)
-        _wait_for(url, proc)
+        wait_for(url, proc)
         workers = _children(proc.pid)
         proc.kill()
         proc.communicate(timeout=30)
@@ -223,14 +178,6 @@ def test_a_worker_killed_is_replaced_and_the_parent_killed_takes_the_workers(tem
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=30)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _children(pid: int) -> list[int]:

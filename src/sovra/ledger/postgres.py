@@ -26,6 +26,7 @@ from sovra.ledger.storage import (
     _check_range,
     check_tag,
 )
+from sovra.store._pg import IDLE_IN_TRANSACTION_S, session_settings
 
 __all__ = ["PostgresLogStorage"]
 
@@ -73,8 +74,18 @@ class PostgresLogStorage:
     are serialised by the database's row lock on the index counter.
     """
 
-    def __init__(self, dsn: str, *, connect_timeout_s: int = 10) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        connect_timeout_s: int = 10,
+        idle_in_transaction_s: float = IDLE_IN_TRANSACTION_S,
+    ) -> None:
         """Connect to *dsn* and create the log tables if needed.
+
+        A session of this storage left idle inside a batch's transaction for
+        *idle_in_transaction_s* (its process frozen, its machine gone) is ended by the
+        server, so the other replicas take the index row and go on.
 
         Raises:
             ConfigError: the server cannot be reached, the tables cannot be created, or
@@ -82,6 +93,7 @@ class PostgresLogStorage:
         """
         self._dsn = dsn
         self._timeout = connect_timeout_s
+        self._idle_s = idle_in_transaction_s
         self._lock = threading.Lock()
         self._conn = self._connect()
         try:
@@ -105,11 +117,9 @@ class PostgresLogStorage:
     def _connect(self) -> psycopg.Connection[TupleRow]:
         try:
             conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._timeout)
-            # Receipts are handed out after a commit: a server set to synchronous_commit =
-            # off would acknowledge entries not yet on disk (add_checkpoint opts out alone).
-            row = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
-            if row is not None and row[0] == "off":
-                conn.execute("SET synchronous_commit = on")
+            # Receipts follow a commit, so commits wait for the flush (add_checkpoint opts
+            # out alone); a holder of the index row that stalls is ended (ADR 0021).
+            session_settings(conn, idle_in_transaction_s=self._idle_s)
         except psycopg.OperationalError as exc:
             # The message names host and database, never the DSN (it may hold a password).
             raise Unavailable(

@@ -33,10 +33,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from sovra.errors import ConfigError, Unavailable
 from sovra.store.migrations import POSTGRES, Step, migrate
 
-__all__ = ["RETRY_AFTER_S", "PgRun", "Pool"]
+__all__ = ["IDLE_IN_TRANSACTION_S", "RETRY_AFTER_S", "PgRun", "Pool", "session_settings"]
 
 RETRY_AFTER_S = 1.0
 """What a 503 from a lost database connection tells the client to wait, in seconds."""
+IDLE_IN_TRANSACTION_S = 30.0
+"""How long the server lets a session sit idle inside a transaction before ending it (and
+releasing its locks): longer than any pause of a live process between two statements."""
 _DEFAULT_MAX_CONNECTIONS = 8
 
 
@@ -60,13 +63,25 @@ class PgRun:
         return self._cur.rowcount
 
 
-def _durable_commits(conn: psycopg.Connection[TupleRow]) -> None:
-    # A server configured with synchronous_commit = off acknowledges commits before they
-    # are on disk; sovra hands out receipts after a commit, so its sessions wait for the
-    # flush. Stronger settings (remote_apply, ...) are left as they are.
+def session_settings(
+    conn: psycopg.Connection[TupleRow], *, idle_in_transaction_s: float = IDLE_IN_TRANSACTION_S
+) -> None:
+    """What every sovra session sets: durable commits, and a bound on a stalled transaction.
+
+    A server configured with synchronous_commit = off acknowledges commits before they are
+    on disk; sovra hands out receipts after a commit, so its sessions wait for the flush
+    (stronger settings, remote_apply..., are left as they are). A replica whose machine
+    vanishes in the middle of a transaction leaves its connection open until TCP gives up
+    (hours): the server ends such a session after *idle_in_transaction_s*, which releases
+    the locks it held (the log's index row, the guard's advisory lock; ADR 0021).
+    """
     row = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
     if row is not None and row[0] == "off":
         conn.execute("SET synchronous_commit = on")
+    conn.execute(
+        "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+        (f"{max(1, round(idle_in_transaction_s * 1000))}ms",),
+    )
 
 
 class Pool:
@@ -115,7 +130,7 @@ class Pool:
             min_size=1,
             max_size=max_connections,
             kwargs=kwargs,
-            configure=_durable_commits,
+            configure=session_settings,
             timeout=connect_timeout_s,
             name=f"sovra-{what}".replace(" ", "-"),
             open=False,

@@ -18,11 +18,12 @@ layout and why; in short:
   it replaces, so a crash between the two writes cannot bring the blob back), and the old
   object is deleted: no shredded ciphertext stays in the bucket.
 
-Failures are translated once, here: a missing bucket or refused credentials are
-:class:`~sovra.errors.ConfigError` naming the bucket, an endpoint that cannot be reached or
-answers 5xx is :class:`~sovra.errors.Unavailable` (503, try again); no botocore traceback
-leaves this module. boto3 is imported here only, so it stays an optional dependency
-(``pip install 'sovra[s3]'``).
+Failures are translated once, here: a missing bucket, refused credentials or a denied
+write (a bucket policy, a read-only key) are :class:`~sovra.errors.ConfigError` naming the
+bucket and which of them it is, an endpoint that cannot be reached or answers 5xx (a
+restart) is :class:`~sovra.errors.Unavailable` (503 with Retry-After, try again); no
+botocore traceback leaves this module. boto3 is imported here only, so it stays an
+optional dependency (``pip install 'sovra[s3]'``).
 """
 
 from __future__ import annotations
@@ -714,17 +715,23 @@ class S3BlobStore(BlobStoreBase):
             return ConfigError(f"{where}: the bucket does not exist; create it first")
         if code in ("InvalidRange", "416"):
             return OSError(errno.EBADMSG, "the object is shorter than its index says")
-        if code in (
-            "AccessDenied",
-            "403",
-            "InvalidAccessKeyId",
-            "SignatureDoesNotMatch",
-            "InvalidToken",
-            "ExpiredToken",
-        ):
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"):
             return ConfigError(
                 f"{where}: the endpoint refused the credentials ({code}); check the region's "
                 "access key and secret"
+            )
+        if code == "403":
+            # A HEAD's answer has no body to tell a wrong key from a refused one.
+            return ConfigError(
+                f"{where}: the endpoint refused the credentials or denied access (403); check "
+                "the region's access key and secret, and the bucket's policy"
+            )
+        if code in ("AccessDenied", "AllAccessDisabled", "AccountProblem"):
+            # The key is known but may not do this here: a bucket policy, a read-only key,
+            # a bucket locked by its owner. Retrying will not help; the operator must.
+            return ConfigError(
+                f"{where}: access denied ({code}); the bucket's policy or the key's "
+                "permissions do not allow it"
             )
         status = _status(exc)
         if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):

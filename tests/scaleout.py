@@ -1,0 +1,118 @@
+"""A scale-out deployment for tests (shared state in PostgreSQL, every region in an S3
+bucket) and the checks that such a deployment lost nothing: the log dense and verified,
+every receipt's entry in it, every acknowledged record stored, logged and in its bucket."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from tests.conftest import S3Bucket
+
+from sovra import check
+from sovra.config import Config
+from sovra.deployment import CONFIG_NAME, Deployment
+from sovra.ledger import audit, verify_checkpoint, verify_entry_inclusion
+from sovra.model import LogReceipt
+
+SERVICES = {"PL": "svc-pl", "VN": "svc-vn"}
+"""The jurisdictions the load uses (two regions), and the service that ingests each."""
+
+
+def init_scaled(root: Path, pg_dsn: str, bucket: S3Bucket, **init: Any) -> Path:
+    """``sovra init --database`` with a ``[regions.NAME]`` table per region putting its
+    blobs under ``<bucket>/<region>``; the credentials come from the environment variables
+    ``scripts/with-seaweedfs`` sets."""
+    Deployment.init(root, custodians="in-process", database=pg_dsn, **init)
+    use_buckets(root, bucket)
+    return root
+
+
+def use_buckets(
+    root: Path,
+    bucket: S3Bucket,
+    *,
+    access_key_env: str = "SOVRA_TEST_S3_ACCESS_KEY",
+    secret_key_env: str = "SOVRA_TEST_S3_SECRET_KEY",
+) -> None:
+    """Put every region of the deployment at *root* in *bucket* (over any earlier tables)."""
+    path, first = root / CONFIG_NAME, root / f"{CONFIG_NAME}.as-made"
+    if not first.exists():
+        first.write_text(path.read_text())
+    config = Config.load(first)
+    regions = sorted({r for j in config.jurisdictions.values() for r in j.regions})
+    tables = "".join(
+        f'\n[regions.{r}]\nblobs = "{bucket.url}{r}"\nendpoint = "{bucket.endpoint}"\n'
+        f'access_key_env = "{access_key_env}"\nsecret_key_env = "{secret_key_env}"\n'
+        f'provider = "seaweedfs"\n'
+        for r in regions
+    )
+    path.write_text(first.read_text() + tables)
+
+
+def new_record(jurisdiction: str) -> dict[str, str]:
+    """An ingest body with a subject of its own and content no rule changes."""
+    return {
+        "subject_id": f"{secrets.token_hex(6)}@example.{jurisdiction.lower()}",
+        "jurisdiction": jurisdiction,
+        "content": f"note {secrets.token_hex(8)}",
+    }
+
+
+def check_log_and_records(
+    root: Path,
+    bucket: S3Bucket,
+    ingested: Mapping[str, dict[str, Any]],
+    receipts: Iterable[dict[str, Any]],
+) -> int:
+    """Everything acknowledged is there, and the log holds together; the log's size.
+
+    *ingested* maps each acknowledged record's id to its ingest answer (with ``content``
+    added: what was sent); *receipts* are the log receipts of every other acknowledged
+    call. Opening the deployment runs its start-up reconciliation, as a restarted replica
+    does.
+    """
+    dep = Deployment.open(root)
+    try:
+        log = dep.gateway.log
+        size = log.size
+        # Dense: exactly the indices 0..size-1, each once (the primary key), none skipped.
+        with psycopg.connect(dep.config.database) as conn:
+            row = conn.execute("SELECT count(*), min(idx), max(idx) FROM log_entries").fetchone()
+        assert row == (size, 0, size - 1)
+        # Every checkpoint any replica published is reproduced by the entries.
+        audit(log.iter_entries(0, size), log.checkpoints(), log.verifier_key).check()
+        newest = verify_checkpoint(log.checkpoint(), log.verifier_key)
+        assert newest.size == size
+        all_receipts = [a["receipt"] for a in ingested.values()] + list(receipts)
+        indices = [r["index"] for r in all_receipts]
+        assert len(set(indices)) == len(indices), "one log index in two receipts"
+        for raw in all_receipts:
+            receipt = LogReceipt.from_dict(raw)
+            entry = log.entry(receipt.index)
+            receipt.verify(log.public_key, entry)
+            proof = log.inclusion_proof(receipt.index, size)
+            verify_entry_inclusion(entry, receipt.index, proof, newest)
+        # Every acknowledged record: its row, visible at its receipt's index, in its region.
+        stored = dep.store.get_records(list(ingested))
+        assert sorted(stored) == sorted(ingested)
+        for rid, meta in stored.items():
+            assert meta.log_index == ingested[rid]["log_index"], rid
+            assert meta.header.region == ingested[rid]["region"], rid
+        # Every row's blob is in its bucket with the hash its entry logged; nothing orphaned.
+        report = check.check(dep.store, log, dep.gateway.blobs, now_ms=int(time.time() * 1000))
+        assert report.problems == [], [f.to_dict() for f in report.problems]
+        regions = {a["region"] for a in ingested.values()}
+        keys = list(bucket.objects())
+        for region in regions:
+            assert any(k.startswith(f"{bucket.prefix}{region}/segments/") for k in keys), region
+        assert not (root / dep.config.blobs).exists() or not any(
+            p.is_file() for p in (root / dep.config.blobs).rglob("*")
+        ), "a blob on the local disk"
+        return size
+    finally:
+        dep.close()
