@@ -4,11 +4,13 @@ deployment's principals."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,10 +30,16 @@ def free_port() -> int:
 
 
 def serve(
-    root: Path, port: int, workers: int = 1, *, output: Path | None = None
+    root: Path,
+    port: int,
+    workers: int = 1,
+    *,
+    output: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """``sovra serve ROOT`` on *port*; its output piped, or appended to *output* (a server
-    that logs much under load would fill a pipe nobody reads and stop)."""
+    that logs much under load would fill a pipe nobody reads and stop); *env* over this
+    process's environment."""
     sink: int | IO[str] = subprocess.PIPE
     if output is not None:
         sink = output.open("a")
@@ -42,6 +50,7 @@ def serve(
             stdout=sink,
             stderr=subprocess.STDOUT if output is not None else subprocess.PIPE,
             text=True,
+            env={**os.environ, **(env or {})},
         )
     finally:
         if output is not None:

@@ -13,11 +13,19 @@ a receipt, or the error that record got (the others are stored all the same)::
     records = ({"subject_id": s, "jurisdiction": "PL", "content": t} for s, t in rows)
     for result in client.ingest_many(records):
         if isinstance(result, SovraError): ...
+
+A gateway that answers 503 with ``Retry-After`` (its database or a bucket is briefly away,
+a restart) is asked again, after the pause it names (at most :data:`MAX_RETRY_DELAY_S`),
+up to :data:`RETRIES` times, with a fresh token each time (a token is single-use: the
+same one sent again would be refused as a replay). Only requests safe to repeat are
+retried: reads, :meth:`Client.ingest`, :meth:`Client.access` and their sealed and report
+counterparts; never a grant, a revocation, an activation or a sealed record's upload.
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import json
 import time
@@ -33,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sovra.auth import make_token
 from sovra.errors import (
     BadRequest,
+    ConfigError,
     Denied,
     IntegrityError,
     NotFound,
@@ -47,7 +56,15 @@ from sovra.keys import transport
 from sovra.keys.transport import TransportPins
 from sovra.model import Grant, LogEntry, LogReceipt, RecordHeader
 
-__all__ = ["BATCH_BYTES", "BATCH_LINES", "BATCH_WINDOW", "BatchResult", "Client"]
+__all__ = [
+    "BATCH_BYTES",
+    "BATCH_LINES",
+    "BATCH_WINDOW",
+    "MAX_RETRY_DELAY_S",
+    "RETRIES",
+    "BatchResult",
+    "Client",
+]
 
 BATCH_LINES = 1000
 """Records (or access requests) per batch request by default: the most a gateway takes."""
@@ -58,6 +75,12 @@ that takes less answers 413 before storing anything, and the batch is sent in ha
 
 BATCH_WINDOW = 2
 """Batch requests in flight at once by default: one sent while the gateway stores another."""
+
+RETRIES = 3
+"""How many times a request answered 503 with Retry-After is sent again by default."""
+
+MAX_RETRY_DELAY_S = 10.0
+"""The longest pause before a retry, whatever Retry-After asks."""
 
 _NDJSON = "application/x-ndjson"
 
@@ -71,6 +94,14 @@ _BY_STATUS: dict[int, type[SovraError]] = {
     404: NotFound,
     408: RequestTimeout,
     413: PayloadTooLarge,
+}
+
+# A 500 says whose fault it is in its code: stored bytes that failed their check, or a
+# deployment that is misconfigured.
+_BY_CODE: dict[str, type[SovraError]] = {
+    "integrity": IntegrityError,
+    "verification_failed": VerificationError,
+    "config": ConfigError,
 }
 
 
@@ -88,6 +119,9 @@ class Client:
         clock: Callable[[], float] = time.time,
         transport_pins: TransportPins | None = None,
         log_key: Ed25519PublicKey | None = None,
+        retries: int = RETRIES,
+        max_retry_delay_s: float = MAX_RETRY_DELAY_S,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """Point at a gateway.
 
@@ -104,7 +138,20 @@ class Client:
                 is taken.
             log_key: the transparency log's public key (out of band); with it,
                 :meth:`access_sealed` also checks the decision receipt's signature.
+            retries: how many times a request safe to repeat is sent again after a 503
+                with Retry-After (0: never). An ingest whose answer was lost after it was
+                logged may then be stored twice (the gateway completes the first at its
+                next start); pass 0 where that matters more than riding out a restart.
+            max_retry_delay_s: the longest pause before a retry.
+            sleep: how to pause (tests).
+
+        Raises:
+            ValueError: *retries* or *max_retry_delay_s* is negative.
         """
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a whole number of at least 0, got {retries!r}")
+        if not max_retry_delay_s >= 0:
+            raise ValueError(f"max_retry_delay_s must be at least 0, got {max_retry_delay_s!r}")
         self._base = base_url
         self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
         self._id = principal_id
@@ -112,6 +159,9 @@ class Client:
         self._clock = clock
         self._pins = transport_pins
         self._log_key = log_key
+        self._retries = retries
+        self._max_delay = float(max_retry_delay_s)
+        self._sleep = sleep
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -139,16 +189,31 @@ class Client:
             )
         return Unavailable(f"gateway at {base}: {type(exc).__name__}: {exc}")
 
-    def _call(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        auth: bool = True,
+        retry: bool | None = None,
+    ) -> Any:
+        """One request; a 503 with Retry-After sent again when *retry* (default: a GET)."""
         data = b"" if body is None else json.dumps(body).encode()
-        headers = {"content-type": "application/json"} if body is not None else {}
-        if auth:
-            self._sign(method, path, data, headers)
         base = self._base
-        try:
-            response = self._http.request(method, path, content=data, headers=headers)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise self._unreachable(exc) from None
+        retries = self._retries if (method == "GET" if retry is None else retry) else 0
+        for attempt in range(retries + 1):
+            headers = {"content-type": "application/json"} if body is not None else {}
+            if auth:  # signed afresh each time: a token is good for one request only
+                self._sign(method, path, data, headers)
+            try:
+                response = self._http.request(method, path, content=data, headers=headers)
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise self._unreachable(exc) from None
+            pause = _retry_after(response)
+            if pause is None or attempt == retries:
+                break
+            self._sleep(min(pause, self._max_delay))
         if response.status_code >= 400:
             raise _error(response)
         if response.headers.get("content-type", "").startswith("text/plain"):
@@ -170,7 +235,7 @@ class Client:
         body = {"subject_id": subject_id, "jurisdiction": jurisdiction, "content": content}
         if purpose is not None:
             body["purpose"] = purpose
-        result: dict[str, Any] = self._call("POST", "/v1/records", body)
+        result: dict[str, Any] = self._call("POST", "/v1/records", body, retry=True)
         return result
 
     def access(
@@ -199,7 +264,7 @@ class Client:
         )
         if reveal:
             body["reveal"] = True
-        result: dict[str, Any] = self._call("POST", "/v1/access", body)
+        result: dict[str, Any] = self._call("POST", "/v1/access", body, retry=True)
         return result
 
     def ingest_many(
@@ -345,7 +410,7 @@ class Client:
             Unavailable: the gateway's preparation is malformed.
         """
         body = {"subject_id": subject_id, "jurisdiction": jurisdiction}
-        prepared = self._call("POST", "/v1/sealed/prepare", body)
+        prepared = self._call("POST", "/v1/sealed/prepare", body, retry=True)
         try:
             header = RecordHeader.from_bytes(base64.b64decode(prepared["header"]))
             offered = base64.b64decode(prepared["custodian_key"], validate=True)
@@ -413,7 +478,7 @@ class Client:
             justification=justification,
         )
         body["recipient"] = base64.b64encode(transport.public_bytes(ephemeral)).decode()
-        result: dict[str, Any] = self._call("POST", "/v1/sealed/access", body)
+        result: dict[str, Any] = self._call("POST", "/v1/sealed/access", body, retry=True)
         self._check_recipient(result, transport.public_bytes(ephemeral))
         opened: dict[str, bytes] = {}
         for rid, sealed in result["records"].items():
@@ -502,7 +567,7 @@ class Client:
     def report(self, jurisdiction: str, subject_id: str) -> dict[str, Any]:
         """Every log entry about a subject, with inclusion proofs (base64) and a checkpoint."""
         body = {"jurisdiction": jurisdiction, "subject_id": subject_id}
-        result: dict[str, Any] = self._call("POST", "/v1/subjects/report", body)
+        result: dict[str, Any] = self._call("POST", "/v1/subjects/report", body, retry=True)
         return result
 
     def checkpoint(self) -> str:
@@ -593,14 +658,41 @@ def _error(response: httpx.Response) -> SovraError:
     try:
         body = response.json()
         message = str(body.get("message", response.text))
-        index = body.get("log_index")
+        index, code = body.get("log_index"), body.get("error")
     except (ValueError, AttributeError):
-        message, index = response.text or response.reason_phrase, None
-    return _error_of(response.status_code, message, index)
+        message, index, code = response.text or response.reason_phrase, None, None
+    error = _error_of(response.status_code, message, index, code)
+    if isinstance(error, Unavailable):
+        error.retry_after_s = _retry_after(response)
+    return error
 
 
-def _error_of(status: int, message: str, index: object) -> SovraError:
-    cls = _BY_STATUS.get(status) or (Unavailable if status == 503 else SovraError)
+def _retry_after(response: httpx.Response) -> float | None:
+    """The pause a 503's Retry-After asks for, in seconds; None if it asks for none.
+
+    Retry-After is delta-seconds or an HTTP date (RFC 9110 10.2.3); what is neither is
+    no request to retry.
+    """
+    if response.status_code != 503:
+        return None
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_of(status: int, message: str, index: object, code: object = None) -> SovraError:
+    cls = (
+        _BY_STATUS.get(status)
+        or _BY_CODE.get(str(code))
+        or (Unavailable if status == 503 else SovraError)
+    )
     error = cls(message, log_index=index if isinstance(index, int) else None)
     error.status = status
     return error
@@ -689,7 +781,9 @@ def _batch_line(line: dict[str, Any], due: int, count: int) -> tuple[bool, Batch
         result: dict[str, Any] = line["result"]
         return False, result
     error = line["error"]
-    return False, _error_of(line["status"], str(error["message"]), error.get("log_index"))
+    return False, _error_of(
+        line["status"], str(error["message"]), error.get("log_index"), error.get("error")
+    )
 
 
 def _access_body(

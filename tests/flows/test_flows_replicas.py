@@ -129,6 +129,7 @@ def _read_all(root: Path, url: str, ingested: dict[str, dict[str, Any]]) -> None
                 assert got == {rid: ingested[rid]["content"] for rid in chunk}, url
 
 
+@pytest.mark.s3
 def test_two_replicas_ingest_and_read_through_both_at_once(
     replicas: Replicas, s3_bucket: S3Bucket
 ) -> None:
@@ -159,6 +160,7 @@ def test_two_replicas_ingest_and_read_through_both_at_once(
     assert size >= 48 * 3  # an ingest entry, a decision and a release per round
 
 
+@pytest.mark.s3
 def test_a_replica_killed_under_load_leaves_the_other_sequencing(
     replicas: Replicas, s3_bucket: S3Bucket
 ) -> None:

@@ -109,8 +109,8 @@ def test_the_gateway_refuses_to_open_a_client_sealed_record(svc, app_client, dep
 def _tampering(svc: Client, field: str, change: Any) -> None:
     real = svc._call
 
-    def call(method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
-        result = real(method, path, body, auth=auth)
+    def call(method: str, path: str, body: Any = None, **options: Any) -> Any:
+        result = real(method, path, body, **options)
         if path == "/v1/sealed/access":
             for sealed in result["records"].values():
                 sealed[field] = base64.b64encode(change(base64.b64decode(sealed[field]))).decode()

@@ -61,9 +61,9 @@ class Recorded:
         self.prepare: Callable[[dict[str, Any]], dict[str, Any]] = lambda p: p
         real = client._call
 
-        def call(method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        def call(method: str, path: str, body: Any = None, **options: Any) -> Any:
             self.paths.append(path)
-            result = real(method, path, body, auth=auth)
+            result = real(method, path, body, **options)
             return self.prepare(result) if path == "/v1/sealed/prepare" else result
 
         client._call = call  # type: ignore[method-assign]
@@ -308,9 +308,9 @@ def _swapping(app_client: TestClient, dep: Deployment, clock: Any, **kw: Any) ->
     real = client._call
     stolen = transport.new_recipient()
 
-    def call(method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+    def call(method: str, path: str, body: Any = None, **options: Any) -> Any:
         if path != "/v1/sealed/access":
-            return real(method, path, body, auth=auth)
+            return real(method, path, body, **options)
         principal = dep.store.get_principal("svc-pl")
         result = dep.gateway.access_sealed(
             principal,
@@ -348,8 +348,8 @@ def test_a_decision_entry_the_receipt_does_not_cover_is_refused(
     rid = client.client.ingest_sealed("anna@example.pl", "PL", SECRET)["record_id"]
     real = client.client._call
 
-    def forged(method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
-        result = real(method, path, body, auth=auth)
+    def forged(method: str, path: str, body: Any = None, **options: Any) -> Any:
+        result = real(method, path, body, **options)
         if path == "/v1/sealed/access":
             entry = json.loads(base64.b64decode(result["decision_entry"]))
             entry["reason"] = "edited"
