@@ -208,18 +208,7 @@ class Server:
                 env=env,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"{name} exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                httpx.get(f"{self.url}/v1/info", timeout=2)
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{name} did not answer within 120 s") from None
-                time.sleep(0.05)
-            else:
-                return
+        wait_until_up(name, self.url, self.proc, self.tail)
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:]
@@ -232,6 +221,24 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def wait_until_up(
+    name: str, url: str, proc: subprocess.Popen[bytes], tail: Callable[[], str]
+) -> None:
+    """Return once *url* answers; exit if *proc* ends first or it takes over 120 s."""
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"{name} exited with {proc.returncode}: {tail()}")
+        try:
+            httpx.get(f"{url}/v1/info", timeout=2)
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name} did not answer within 120 s") from None
+            time.sleep(0.05)
+        else:
+            return
 
 
 # -- the load generator --------------------------------------------------------------------
@@ -344,41 +351,72 @@ def _load_process(
     key = load_ed25519(key_path)
     clients = [Client(url, PRINCIPAL, key, timeout=60) for _ in range(threads)]
     mine: list[list[str]] = [[] for _ in range(threads)]
+
+    def calls(phase: str) -> list[Callable[[int], None]]:
+        return [
+            functools.partial(_one, c, phase, f"p{index}t{t}", mine[t], reads)
+            for t, c in enumerate(clients)
+        ]
+
     try:
-        for phase in PHASES:
-            calls = [
-                functools.partial(_one, c, phase, f"p{index}t{t}", mine[t], reads)
-                for t, c in enumerate(clients)
-            ]
-            warm = PhaseResult()
-            _drive_all(calls, phase, mine, time.monotonic() + warmup_s, warm)
-            ready.wait()
-            go.wait()
-            out = PhaseResult()
-            cpu = time.process_time()
-            _drive_all(calls, phase, mine, deadline.value, out)
-            out.cpu_s = time.process_time() - cpu
-            for k, v in warm.errors.items():
-                out.errors[f"warm-up {k}"] = v
-            results.put((phase, out))
+        run_phases(calls, mine, warmup_s, ready, go, deadline, results)
     finally:
         for c in clients:
             c.close()
 
 
+def run_phases(
+    calls: Callable[[str], Sequence[Callable[[int], None]]],
+    mine: Sequence[list[str]],
+    warmup_s: float,
+    ready: Any,
+    go: Any,
+    deadline: Any,
+    results: Any,
+) -> None:
+    """Per phase in one load process: warm up, wait for the start, drive, report."""
+    for phase in PHASES:
+        phase_calls = calls(phase)
+        warm = PhaseResult()
+        _drive_all(phase_calls, phase, mine, time.monotonic() + warmup_s, warm)
+        ready.wait()
+        go.wait()
+        out = PhaseResult()
+        cpu = time.process_time()
+        _drive_all(phase_calls, phase, mine, deadline.value, out)
+        out.cpu_s = time.process_time() - cpu
+        for k, v in warm.errors.items():
+            out.errors[f"warm-up {k}"] = v
+        results.put((phase, out))
+
+
 def drive(
-    server: Server, key_path: Path, processes: int, threads: int, warmup_s: float, duration: float
+    server: Server,
+    key_path: Path,
+    processes: int,
+    threads: int,
+    warmup_s: float,
+    duration: float,
+    load: Callable[..., None] = _load_process,
 ) -> dict[str, Any]:
-    """Run both phases against *server*; figures per phase and the server's memory."""
+    """Run both phases against *server*; figures per phase and the server's memory.
+
+    The load processes take turns over ``server.urls`` where it has them (replicas);
+    *load* is the body of each (its arguments those of :func:`_load_process`).
+    """
     reads = max(1, READ_SUBJECTS // (processes * threads))
+    urls = getattr(server, "urls", None) or [server.url]
     ctx = mp.get_context("fork")
     ready, go = ctx.Barrier(processes + 1), ctx.Barrier(processes + 1)
     deadline = ctx.Value("d", 0.0)
     results = ctx.Queue()
     procs = [
         ctx.Process(
-            target=_load_process,
-            args=(i, server.url, key_path, threads, reads, warmup_s, ready, go, deadline, results),
+            target=load,
+            args=(
+                *(i, urls[i % len(urls)], key_path, threads, reads, warmup_s),
+                *(ready, go, deadline, results),
+            ),
             daemon=True,
         )
         for i in range(processes)
