@@ -38,7 +38,8 @@ Besides each side's requests/s and p50/p99 latency, the CPU used per request by 
 gateway's processes (by role), by PostgreSQL and by SeaweedFS (over the whole of both
 phases and the warm-ups, so an upper bound), from /proc.
 
-Full run: 20 s per phase; ``--quick``: 2.5 s per phase, one round, under a minute overall.
+Full run: 20 s per phase, two rounds; ``--quick``: 2.5 s per phase, one round (on a loaded
+machine most of its time goes to starting the servers).
 A progress line per step goes to stderr; the last line printed is one JSON object.
 """
 
