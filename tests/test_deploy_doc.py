@@ -159,9 +159,9 @@ def test_the_walk_through_runs_as_written(walkable: Path) -> None:
     # Both replicas serve the same log, four entries (two ingests, a decision, a release).
     assert len(re.findall(r"verified 4 entries", out)) == 2, out[-3000:]
     assert "clean" in out
-    assert "PL eu-central-pl 1" in out and "US us-east 1" in out
-    assert f"deploy-eu-{tag} 1 object(s): records/segments/" in out
-    assert f"deploy-us-{tag} 1 object(s): records/segments/" in out
+    # Residency: one record in each region's bucket, and every check passed (exit 0).
+    assert f"PL eu-central-pl 1 in s3://deploy-eu-{tag}/records" in out, out[-3000:]
+    assert f"US us-east 1 in s3://deploy-us-{tag}/records" in out, out[-3000:]
     # The S3 secret stayed in the environment: no file of the deployment holds it.
     for path in (walkable / "sovra").rglob("*"):
         if path.is_file() and not path.is_symlink():
