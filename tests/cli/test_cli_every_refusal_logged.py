@@ -302,6 +302,8 @@ ROUTES: dict[tuple[str, str], Route | str] = {
     ("GET", "/healthz"): "public: liveness, no data",
     ("GET", "/readyz"): "public: readiness, each check's state only",
     ("GET", "/metrics"): "public: counts, never ids or values",
+    ("GET", "/v1/page/summary"): "public: counts of the log",
+    ("GET", "/v1/page/entries"): "public: the log",
 }
 
 

@@ -34,6 +34,7 @@ from sovra.server.handlers import add_error_handlers
 from sovra.server.limits import PARSED_BODY, BodyLimits
 from sovra.server.log import log_tiles_router
 from sovra.server.ops import add_operations, note_principal
+from sovra.server.page import add_page_routes
 from sovra.server.policy import add_policy_routes
 from sovra.server.sealed import add_sealed_routes
 
@@ -262,6 +263,8 @@ def create_app(deployment: Deployment) -> FastAPI:
         """Public facts: jurisdictions, regions, purposes, log origin and key."""
         return gov.describe()
 
+    add_page_routes(app, deployment, JSONBytes)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home() -> str:
         facts = gov.describe()
@@ -275,7 +278,8 @@ def create_app(deployment: Deployment) -> FastAPI:
             "</style><h1>sovra</h1>"
             f"<p>Log <code>{facts['origin']}</code>, {facts['log_size']} entries. "
             f"Verifier key <code>{facts['log_verifier_key']}</code></p>"
-            "<p><a href=/docs>API docs</a> · <a href=/v1/log/checkpoint>latest checkpoint</a>"
+            "<p><a href=/page/>the page: the log verified in your browser</a> · "
+            "<a href=/docs>API docs</a> · <a href=/v1/log/checkpoint>latest checkpoint</a>"
             " · <a href=/v1/log/checkpoints>all checkpoints</a> · <a href=/v1/info>info</a></p>"
             f"<table><tr><th>jurisdiction</th><th>name</th><th>regions</th></tr>{rows}</table>"
         )
