@@ -1,10 +1,11 @@
 """The ``sovra`` command: a thin adapter over the deployment, the client and the verifier.
 
 Errors are translated once, at this edge: an error from the tree in :mod:`sovra.errors`
-that leaves a command is printed with its diagnostics and becomes exit code 1 (the
-caller's fault: a refusal, bad input, a missing or broken deployment) or 3 (an integrity
-or verification failure); 2 is a usage error. A gateway that cannot be reached is exit
-code 1 with the URL in the message. No expected failure prints a traceback.
+that leaves a command is printed with its diagnostics and ends the command with its
+:class:`~sovra._cli.common.ExitCode`: 1 (bad input, a missing or broken deployment), 2 (a
+usage error), 3 (an integrity or verification failure), 4 (refused by a logged decision)
+or 5 (the gateway, or a store or custodian behind it, could not be reached; the message
+names it). No expected failure prints a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import base64
 import gc
 import importlib
-import json
 import sys
 import tempfile
 from collections.abc import Callable
@@ -30,20 +30,26 @@ from sovra._cli.common import (
     Blobs,
     CredentialsFile,
     Database,
+    DeploymentArg,
     DeploymentDir,
     Endpoint,
+    ExitCode,
+    JsonOpt,
     KeyOpt,
     SecretKeyEnv,
     SigningRegion,
     Url,
     VkeyOpt,
     connect,
+    emit,
     error,
     fail,
+    given_deployment,
     out,
     print_json,
     progress,
     trusted_key,
+    usage,
     warn,
 )
 from sovra.errors import SovraError
@@ -258,7 +264,7 @@ def init(
 
     if custodians not in ("separate", "in-process"):
         error(f"--custodians is 'separate' or 'in-process', not {custodians!r}")
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     codes = [c.strip() for c in jurisdictions.split(",") if c.strip()]
     notes = Deployment.init(
         directory,
@@ -284,7 +290,7 @@ def init(
 
 @app.command()
 def serve(
-    directory: Annotated[Path, typer.Argument(help="deployment directory")] = Path("deployment"),
+    directory: DeploymentArg = None,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind")] = 8750,
     workers: Annotated[
@@ -298,6 +304,7 @@ def serve(
             "per request on stderr"
         ),
     ] = "info",
+    deployment: DeploymentDir = None,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs), and each custodian as its own process.
 
@@ -322,6 +329,7 @@ def serve(
         uvicorn_config,
     )
 
+    directory = given_deployment(directory, deployment)
     configure_logging(log_level)
     count = workers or os.cpu_count() or 1
     processes = become_gateway(directory)
@@ -387,6 +395,7 @@ def _warn_recovered(dep: Deployment) -> None:
 
 @app.command()
 def put(
+    principal: As,
     source: Annotated[
         Path | None, typer.Argument(help="file with the record's text, or - for stdin")
     ] = None,
@@ -426,9 +435,8 @@ def put(
     chunk: Annotated[
         int, typer.Option(min=1, max=1000, help="with --jsonl: records per request")
     ] = 1000,
-    principal: As = "svc-pl",
     key: KeyOpt = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
 ) -> None:
     """Ingest a record through a running gateway, or many with --jsonl.
@@ -457,7 +465,7 @@ def put(
         ]
         if given:
             error(f"--jsonl reads every field from its lines: drop {', '.join(given)}")
-            raise typer.Exit(2)
+            raise typer.Exit(ExitCode.USAGE)
         from sovra._cli.load import put_jsonl
 
         with connect(url, principal, key, deployment) as client:
@@ -475,23 +483,23 @@ def put(
     ]
     if batch_only:
         error(f"{', '.join(batch_only)} applies to --jsonl only")
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     if source is None or subject is None or jurisdiction is None:
         error("put needs --subject, --jurisdiction and FILE (or --jsonl FILE for many records)")
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     if pins is not None and not client_side:
         error("--pins applies to --client-side only")
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     if purpose is not None and client_side:
         error("--purpose picks a minimisation rule, and none runs on a client-sealed record")
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     stdin = str(source) == "-"
     name = "standard input" if stdin else str(source)
     try:
         raw = sys.stdin.buffer.read() if stdin else source.read_bytes()
     except OSError as exc:
         error(f"cannot read {name}: {exc.strerror}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
     if client_side:
         transport_pins = None if pins is None else _read_pins(pins)
         if transport_pins is None:
@@ -503,13 +511,14 @@ def put(
         content = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         error(f"{name} is not UTF-8 text (byte {exc.start})")
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
     with connect(url, principal, key, deployment) as client:
         print_json(client.ingest(subject, jurisdiction, content, purpose=purpose))
 
 
 @app.command()
 def get(
+    principal: As,
     purpose: Annotated[str, typer.Option(help="declared purpose")],
     record: Annotated[list[str] | None, typer.Option(help="record id (repeatable)")] = None,
     subject: Annotated[
@@ -538,12 +547,11 @@ def get(
             "the log signed the decision naming this command's key",
         ),
     ] = None,
-    principal: As = "svc-pl",
     key: KeyOpt = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
 ) -> None:
-    """Read records. A deny is printed with its reason and log index, exit code 1.
+    """Read records. A deny is printed with its reason and log index, exit code 4.
 
     With --client-side, records sealed by `put --client-side` are opened here with keys
     released to this command alone; a record changed on the way fails with exit code 3.
@@ -553,10 +561,10 @@ def get(
 
     if reveal and client_side:
         error("--reveal needs the gateway to read the record; a client-sealed one it cannot")
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     if log_vkey is not None and not client_side:
         error("--log-vkey applies to --client-side only")
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     log_key = None
     if log_vkey is not None:
         from sovra_verify.note import NoteVerifier
@@ -567,7 +575,7 @@ def get(
         j, sep, sid = s.partition(":")
         if not sep:
             error(f"--subject must be JURISDICTION:SUBJECT_ID, got {s!r}")
-            raise typer.Exit(2)
+            raise typer.Exit(ExitCode.USAGE)
         subjects.append((j, sid))
     grant = None
     if grant_file is not None:
@@ -575,7 +583,7 @@ def get(
             raw = grant_file.read_bytes()
         except OSError as exc:
             error(f"cannot read {grant_file}: {exc.strerror}")
-            raise typer.Exit(1) from None
+            raise typer.Exit(ExitCode.ERROR) from None
         grant = Grant.from_json(raw)
     request: dict[str, Any] = {
         "record_ids": record or [],
@@ -600,7 +608,7 @@ def _read_pins(path: Path) -> TransportPins:
         data = path.read_bytes()
     except OSError as exc:
         error(f"cannot read {path}: {exc.strerror}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
     return TransportPins.from_json(data)
 
 
@@ -615,41 +623,31 @@ def _shown(data: bytes) -> str | dict[str, str]:
 def report(
     subject: Annotated[str, typer.Option(help="subject id")],
     jurisdiction: Annotated[str, typer.Option(help="subject's home jurisdiction")],
-    principal: As = "subject-anna",
+    principal: As,
     key: KeyOpt = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
     vkey: VkeyOpt = None,
+    as_json: JsonOpt = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="print CSV: a header line, then one line per entry")
+    ] = False,
 ) -> None:
-    """Who touched this subject's data: entries verified against the log's checkpoint."""
-    from rich.table import Table
+    """Who touched this subject's data and why: time, requester, purpose, kinds of data,
+    grant, effect and reason of every log entry about her, each verified against the log's
+    checkpoint (exit 3 if one fails). As a table, --json or --csv (docs/cli.md)."""
+    from sovra._cli.report import print_csv, print_table, report_rows
 
-    from sovra.ledger import verify_checkpoint, verify_entry_inclusion
-
+    if as_json and as_csv:
+        usage("--json or --csv, not both")
     with connect(url, principal, key, deployment) as client:
         rep = client.report(jurisdiction, subject)
         log_key = trusted_key(vkey, client.verifier_key)
-    cp = verify_checkpoint(rep["checkpoint"], log_key)
-    table = Table(title=f"log entries about subject {rep['commitment'][:16]}…")
-    for col in ("index", "kind", "principal", "effect", "reason", "proof"):
-        table.add_column(col)
-    for e in rep["entries"]:
-        entry = e["entry"].encode()
-        verify_entry_inclusion(entry, e["index"], [base64.b64decode(h) for h in e["proof"]], cp)
-        fields = json.loads(entry)
-        table.add_row(
-            str(e["index"]),
-            fields["kind"],
-            fields["principal"],
-            fields.get("effect", ""),
-            fields.get("reason", "")[:60],
-            "verified",
-        )
-    out.print(table, markup=False, soft_wrap=False)
-    out.print(
-        f"{len(rep['entries'])} entries, every inclusion proof verified against the "
-        f"checkpoint of size {cp.size}"
-    )
+    shown = report_rows(rep, log_key)
+    if as_csv:
+        print_csv(shown["entries"])
+        return
+    emit(shown, as_json, lambda: print_table(shown))
 
 
 @app.command()
@@ -704,7 +702,7 @@ def demo(
     bad = [s.number for s in steps if not s.ok]
     if bad:
         error(f"unexpected outcome in step(s) {bad}")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
     out.print("[bold green]all seven outcomes as expected[/]")
 
 

@@ -196,6 +196,13 @@ def test_shredded_subjects_are_not_missing_keys(sovra: Any, root: Path) -> None:
 def test_a_missing_deployment_is_exit_1(sovra: Any, tmp_path: Path) -> None:
     ran = sovra("check", "-d", tmp_path / "nowhere")
     assert ran.code == 1
+    assert ran.message == (
+        f"error config: {tmp_path / 'nowhere'}: no such folder; "
+        "`sovra init DIR` creates a deployment"
+    )
+    (tmp_path / "empty").mkdir()
+    ran = sovra("check", "-d", tmp_path / "empty")
+    assert ran.code == 1
     assert "sovra.toml" in ran.message
 
 

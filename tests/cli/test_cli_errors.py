@@ -14,7 +14,17 @@ import pytest
 
 
 def _put(live, source, *more):
-    return live.args("put", "--subject", "anna@example.pl", "--jurisdiction", "PL", source, *more)
+    return live.args(
+        "put",
+        "--as",
+        "svc-pl",
+        "--subject",
+        "anna@example.pl",
+        "--jurisdiction",
+        "PL",
+        source,
+        *more,
+    )
 
 
 def test_put_of_a_file_that_is_not_utf8(sovra, live, tmp_path):
@@ -44,7 +54,7 @@ def test_put_of_a_missing_file_or_a_directory(sovra, live, tmp_path):
 
 
 def test_get_of_an_unknown_record_is_not_found(sovra, live):
-    ran = sovra(*live.args("get", "--purpose", "billing", "--record", "r-nope"))
+    ran = sovra(*live.args("get", "--as", "svc-pl", "--purpose", "billing", "--record", "r-nope"))
     assert ran.code == 1
     assert ran.out == ""
     assert ran.message == "error not_found: no record r-nope"
@@ -52,14 +62,16 @@ def test_get_of_an_unknown_record_is_not_found(sovra, live):
 
 @pytest.mark.parametrize("subject", ["bad-format", "anna@example.pl"])
 def test_get_with_a_malformed_subject_is_a_usage_error(sovra, live, subject):
-    ran = sovra(*live.args("get", "--purpose", "billing", "--subject", subject))
+    ran = sovra(*live.args("get", "--as", "svc-pl", "--purpose", "billing", "--subject", subject))
     assert ran.code == 2
     assert ran.message == f"error --subject must be JURISDICTION:SUBJECT_ID, got '{subject}'"
 
 
 def test_messages_that_quote_brackets_are_printed_as_they_are(sovra, live):
     # Brackets are Rich markup; a message quoting them must neither lose them nor crash.
-    ran = sovra(*live.args("get", "--purpose", "billing", "--subject", "PL:[/x][bold]"))
+    ran = sovra(
+        *live.args("get", "--as", "svc-pl", "--purpose", "billing", "--subject", "PL:[/x][bold]")
+    )
     assert ran.code == 1
     assert ran.message.startswith("error bad_request: subject id must match ")
     assert ran.message.endswith("got '[/x][bold]'")
@@ -168,14 +180,35 @@ def test_grant_for_an_authority_this_machine_does_not_hold(sovra, live, tmp_path
         ["log", "checkpoint"],
         ["log", "prove", "0"],
         ["log", "verify"],
-        ["put", "--subject", "a", "--jurisdiction", "PL", "-", "--deployment", "{template}"],
-        ["get", "--purpose", "billing", "--record", "r-1", "--deployment", "{template}"],
+        [
+            "put",
+            "--as",
+            "svc-pl",
+            "--subject",
+            "a",
+            "--jurisdiction",
+            "PL",
+            "-",
+            "--deployment",
+            "{template}",
+        ],
+        [
+            "get",
+            "--as",
+            "svc-pl",
+            "--purpose",
+            "billing",
+            "--record",
+            "r-1",
+            "--deployment",
+            "{template}",
+        ],
         ["report", "--subject", "a", "--jurisdiction", "PL", "--as", "svc-pl", "-d", "{template}"],
     ],
 )
 def test_nothing_listening_at_the_url(sovra, template, dead_url, command):
     ran = sovra(*(a.format(template=template) for a in command), "--url", dead_url, stdin=b"x")
-    assert ran.code == 1
+    assert ran.code == 5
     assert ran.out == ""
     assert ran.message.startswith(
         f"error unavailable: cannot connect to the gateway at {dead_url}: "
@@ -185,10 +218,8 @@ def test_nothing_listening_at_the_url(sovra, template, dead_url, command):
 
 def test_a_url_without_a_scheme(sovra):
     ran = sovra("log", "checkpoint", "--url", "127.0.0.1:8750")
-    assert ran.code == 1
-    assert ran.message.startswith(
-        "error unavailable: gateway at 127.0.0.1:8750: UnsupportedProtocol: "
-    )
+    assert ran.code == 2
+    assert "--url 127.0.0.1:8750 is not a gateway URL: give http:// or https://" in ran.message
 
 
 class _NotSovra(BaseHTTPRequestHandler):
@@ -215,7 +246,7 @@ def test_a_url_that_is_not_a_sovra_gateway(sovra):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-    assert ran.code == 1
+    assert ran.code == 5  # not sovra: no gateway reached
     assert (
         ran.message == f"error unavailable: {url} answered with something that is not sovra's JSON"
     )
@@ -223,13 +254,15 @@ def test_a_url_that_is_not_a_sovra_gateway(sovra):
 
 def test_errors_from_the_console_script_are_messages(sovra_script, dead_url, tmp_path):
     ran = sovra_script("log", "verify", "--url", dead_url)
-    assert ran.code == 1
+    assert ran.code == 5
     assert ran.out == ""
     assert ran.message.startswith(
         f"error unavailable: cannot connect to the gateway at {dead_url}: "
     )
 
-    ran = sovra_script("get", "--purpose", "billing", "--record", "r-1", "-d", tmp_path)
+    ran = sovra_script(
+        "get", "--as", "svc-pl", "--purpose", "billing", "--record", "r-1", "-d", tmp_path
+    )
     assert ran.code == 1
     path = tmp_path / "principals" / "svc-pl.key"
     assert ran.message == (

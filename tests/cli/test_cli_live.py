@@ -40,7 +40,9 @@ def test_put_from_a_file_and_from_stdin(sovra, live, tmp_path):
     note = tmp_path / "note.txt"
     note.write_text(_polish("Ewa"), encoding="utf-8")
     from_file = sovra(
-        *live.args("put", "--subject", "ewa@example.pl", "--jurisdiction", "PL", note)
+        *live.args(
+            "put", "--as", "svc-pl", "--subject", "ewa@example.pl", "--jurisdiction", "PL", note
+        )
     )
     assert from_file.code == 0, from_file.err
     receipt = from_file.json()
@@ -50,7 +52,9 @@ def test_put_from_a_file_and_from_stdin(sovra, live, tmp_path):
     assert _log_entry(live, receipt["log_index"])["kind"] == "ingest"
 
     from_stdin = sovra(
-        *live.args("put", "--subject", "ewa@example.pl", "--jurisdiction", "PL", "-"),
+        *live.args(
+            "put", "--as", "svc-pl", "--subject", "ewa@example.pl", "--jurisdiction", "PL", "-"
+        ),
         stdin=_polish("Ewa").encode(),
     )
     assert from_stdin.code == 0, from_stdin.err
@@ -66,7 +70,11 @@ def test_put_from_a_file_and_from_stdin(sovra, live, tmp_path):
 def test_get_by_record_returns_the_minimised_text(sovra, live, tmp_path):
     note = tmp_path / "note.txt"
     note.write_text(_polish("Zofia"), encoding="utf-8")
-    put = sovra(*live.args("put", "--subject", "zofia@example.pl", "--jurisdiction", "PL", note))
+    put = sovra(
+        *live.args(
+            "put", "--as", "svc-pl", "--subject", "zofia@example.pl", "--jurisdiction", "PL", note
+        )
+    )
     rid = put.json()["record_id"]
 
     ran = sovra(
@@ -107,7 +115,7 @@ def test_get_by_record_returns_the_minimised_text(sovra, live, tmp_path):
             "get", "--as", "svc-pl", "--purpose", "customer-support", "--record", rid, "--reveal"
         )
     )
-    assert refused.code == 1
+    assert refused.code == 4
     assert "reveal" in refused.err
     decision = _log_entry(live, body["log_index"])
     assert (decision["principal"], decision["effect"]) == ("svc-pl", "allow")
@@ -131,7 +139,7 @@ def test_foreign_authority_needs_a_grant(sovra, live, tmp_path):
     )
 
     denied = sovra(*request)
-    assert denied.code == 1
+    assert denied.code == 4
     assert denied.out == ""
     assert denied.message.startswith("error denied: ")
     assert "grant" in denied.message
@@ -194,29 +202,38 @@ def test_report_verifies_every_entry_about_the_subject(sovra, live, tmp_path):
     )
     note = tmp_path / "note.txt"
     note.write_text(_polish("Halina"), encoding="utf-8")
-    rid = sovra(*live.args("put", "--subject", subject, "--jurisdiction", "PL", note)).json()[
-        "record_id"
-    ]
-    read = sovra(*live.args("get", "--purpose", "billing", "--record", rid))
+    rid = sovra(
+        *live.args("put", "--as", "svc-pl", "--subject", subject, "--jurisdiction", "PL", note)
+    ).json()["record_id"]
+    read = sovra(*live.args("get", "--as", "svc-pl", "--purpose", "billing", "--record", rid))
     assert read.code == 0, read.err
 
-    ran = sovra(
-        *live.args("report", "--as", "subject-halina", "--jurisdiction", "PL", "--subject", subject)
+    base = live.args(
+        "report", "--as", "subject-halina", "--jurisdiction", "PL", "--subject", subject
     )
+    ran = sovra(*base, "--json")
     assert ran.code == 0, ran.err
-    rows = [line for line in ran.out.splitlines() if re.match(r"^│ \d+ ", line)]
+    rows = ran.json()["entries"]
     assert len(rows) >= 2  # the ingest and the read, at least
-    assert all(row.rstrip().endswith("│ verified │") for row in rows), ran.out
-    assert any("│ ingest " in row and "│ svc-pl " in row for row in rows), ran.out
+    assert all(row["verified"] is True for row in rows)
+    assert any((r["entry"], r["requester"]) == ("ingest", "svc-pl") for r in rows)
+    assert any(
+        (r["entry"], r["effect"], r["purpose"]) == ("decision", "allow", "billing") for r in rows
+    )
+    assert ran.json()["checkpoint_size"] <= live.dep.gateway.log.size
+
+    text = sovra(*base)
+    assert text.code == 0, text.err
     summary = re.search(
         r"^(\d+) entries, every inclusion proof verified against the checkpoint of size (\d+)$",
-        ran.out,
+        text.out,
         re.MULTILINE,
     )
-    assert summary, ran.out
-    assert int(summary.group(1)) == len(rows)
-    assert int(summary.group(2)) <= live.dep.gateway.log.size
-    assert "trusted on first use" in ran.message  # no --vkey: the server's own key
+    assert summary, text.out
+    # The first report is logged too, so the second shows one entry more.
+    assert int(summary.group(1)) == len(rows) + 1
+    assert int(summary.group(2)) >= ran.json()["checkpoint_size"]
+    assert "trusted on first use" in text.message  # no --vkey: the server's own key
 
     asked = ("report", "--as", "subject-halina", "--jurisdiction", "PL", "--subject", subject)
     pinned = sovra(*live.args(*asked, "--vkey", live.dep.gateway.log.verifier_key))
@@ -241,7 +258,7 @@ def test_report_about_someone_else_is_denied(sovra, live):
             "report", "--as", "subject-irena", "--jurisdiction", "PL", "--subject", "ewa@example.pl"
         )
     )
-    assert ran.code == 1
+    assert ran.code == 4
     assert ran.out == ""
     assert ran.message.startswith("error denied: ")
     assert _log_entry(live, _logged_index(ran.message))["principal"] == "subject-irena"
@@ -250,7 +267,11 @@ def test_report_about_someone_else_is_denied(sovra, live):
 def test_log_checkpoint_prints_the_signed_note_byte_for_byte(sovra, live, tmp_path):
     note = tmp_path / "note.txt"
     note.write_text("nothing sensitive", encoding="utf-8")
-    sovra(*live.args("put", "--subject", "cp@example.pl", "--jurisdiction", "PL", note))
+    sovra(
+        *live.args(
+            "put", "--as", "svc-pl", "--subject", "cp@example.pl", "--jurisdiction", "PL", note
+        )
+    )
 
     ran = sovra("log", "checkpoint", "--url", live.url)
     assert ran.code == 0, ran.err
@@ -272,7 +293,11 @@ def test_log_commands_read_the_url_from_sovra_url(live):
 def test_log_prove_prints_a_verified_inclusion_proof(sovra, live, tmp_path):
     note = tmp_path / "note.txt"
     note.write_text("nothing sensitive", encoding="utf-8")
-    sovra(*live.args("put", "--subject", "prove@example.pl", "--jurisdiction", "PL", note))
+    sovra(
+        *live.args(
+            "put", "--as", "svc-pl", "--subject", "prove@example.pl", "--jurisdiction", "PL", note
+        )
+    )
 
     ran = sovra("log", "prove", "0", "--url", live.url)
     assert ran.code == 0, ran.err
@@ -305,7 +330,11 @@ def test_log_prove_prints_a_verified_inclusion_proof(sovra, live, tmp_path):
 def test_log_verify_replays_the_whole_log(sovra, live, tmp_path):
     note = tmp_path / "note.txt"
     note.write_text("nothing sensitive", encoding="utf-8")
-    sovra(*live.args("put", "--subject", "audit@example.pl", "--jurisdiction", "PL", note))
+    sovra(
+        *live.args(
+            "put", "--as", "svc-pl", "--subject", "audit@example.pl", "--jurisdiction", "PL", note
+        )
+    )
 
     ran = sovra("log", "verify", "--url", live.url)
     assert ran.code == 0, ran.err
@@ -328,7 +357,11 @@ def test_log_verify_replays_the_whole_log(sovra, live, tmp_path):
 def test_log_verify_with_another_key_is_a_verification_failure(sovra, live, tmp_path):
     note = tmp_path / "note.txt"
     note.write_text("nothing sensitive", encoding="utf-8")
-    sovra(*live.args("put", "--subject", "other@example.pl", "--jurisdiction", "PL", note))
+    sovra(
+        *live.args(
+            "put", "--as", "svc-pl", "--subject", "other@example.pl", "--jurisdiction", "PL", note
+        )
+    )
     # Same origin name, another key: a valid vkey that did not sign this log.
     impostor = NoteSigner("sovra.test/cli", Ed25519PrivateKey.generate()).vkey
 

@@ -54,7 +54,7 @@ def test_good_lines_are_stored_and_each_bad_one_is_named_by_its_line(sovra, live
             _line("jl9@example.pl"),
         ],
     )
-    ran = sovra(*live.args("put", "--jsonl", path))
+    ran = sovra(*live.args("put", "--as", "svc-pl", "--jsonl", path))
     assert ran.code == 1
     assert ran.json() == {"lines": 8, "skipped": 0, "stored": 3, "failed": 5}
     message = ran.message
@@ -75,7 +75,11 @@ def test_good_lines_are_stored_and_each_bad_one_is_named_by_its_line(sovra, live
 def test_failures_and_receipts_go_to_files(sovra, live, tmp_path):
     path = _file(tmp_path, [_line("fr1@example.pl"), "[1, 2]", _line("fr3@example.pl")])
     failures, receipts = tmp_path / "failures.jsonl", tmp_path / "receipts.jsonl"
-    ran = sovra(*live.args("put", "--jsonl", path, "--failures", failures, "--receipts", receipts))
+    ran = sovra(
+        *live.args(
+            "put", "--as", "svc-pl", "--jsonl", path, "--failures", failures, "--receipts", receipts
+        )
+    )
     assert ran.code == 1
     assert f"1 of 3 lines failed, listed in {failures}" in ran.message
     assert "line 2" not in ran.message
@@ -96,7 +100,7 @@ def test_failures_and_receipts_go_to_files(sovra, live, tmp_path):
 
 def test_skip_resumes_after_a_line(sovra, live, tmp_path):
     path = _file(tmp_path, [_line(f"sk{i}@example.pl") for i in range(1, 6)])
-    ran = sovra(*live.args("put", "--jsonl", path, "--skip", "3"))
+    ran = sovra(*live.args("put", "--as", "svc-pl", "--jsonl", path, "--skip", "3"))
     assert ran.code == 0, ran.err
     assert ran.json() == {"lines": 2, "skipped": 3, "stored": 2, "failed": 0}
     assert [len(_records_of(live, f"sk{i}@example.pl")) for i in range(1, 6)] == [0, 0, 0, 1, 1]
@@ -104,7 +108,10 @@ def test_skip_resumes_after_a_line(sovra, live, tmp_path):
 
 def test_standard_input_in_chunks(sovra, live):
     lines = [_line(f"in{i}@example.pl", f"note {i}") for i in range(7)]
-    ran = sovra(*live.args("put", "--jsonl", "-", "--chunk", "2"), stdin="\n".join(lines).encode())
+    ran = sovra(
+        *live.args("put", "--as", "svc-pl", "--jsonl", "-", "--chunk", "2"),
+        stdin="\n".join(lines).encode(),
+    )
     assert ran.code == 0, ran.err
     assert ran.json()["stored"] == 7
     assert all(len(_records_of(live, f"in{i}@example.pl")) == 1 for i in range(7))
@@ -114,7 +121,7 @@ def test_an_empty_file_stores_nothing_and_says_so(sovra, live, tmp_path):
     path = tmp_path / "empty.jsonl"
     path.write_bytes(b"")
     before = live.dep.store.count_records()
-    ran = sovra(*live.args("put", "--jsonl", path))
+    ran = sovra(*live.args("put", "--as", "svc-pl", "--jsonl", path))
     assert ran.code == 0
     assert ran.json() == {"lines": 0, "skipped": 0, "stored": 0, "failed": 0}
     assert f"warning {path} holds no records" in ran.message
@@ -137,7 +144,7 @@ def test_a_file_that_is_not_json_lines_fails_on_every_line(sovra, live, tmp_path
     path.write_bytes(data)
     lines = len(data.rstrip(b"\n").split(b"\n"))
     before = live.dep.store.count_records()
-    ran = sovra(*live.args("put", "--jsonl", path))
+    ran = sovra(*live.args("put", "--as", "svc-pl", "--jsonl", path))
     assert ran.code == 1
     assert ran.json() == {"lines": lines, "skipped": 0, "stored": 0, "failed": lines}
     for n in range(1, lines + 1):
@@ -147,7 +154,7 @@ def test_a_file_that_is_not_json_lines_fails_on_every_line(sovra, live, tmp_path
 
 def test_a_missing_file_is_an_error_before_anything_is_sent(sovra, live, tmp_path):
     before = live.dep.gateway.log.size
-    ran = sovra(*live.args("put", "--jsonl", tmp_path / "nope.jsonl"))
+    ran = sovra(*live.args("put", "--as", "svc-pl", "--jsonl", tmp_path / "nope.jsonl"))
     assert ran.code == 1
     assert ran.message == f"error cannot open {tmp_path / 'nope.jsonl'}: No such file or directory"
     assert ran.out == ""
@@ -156,8 +163,10 @@ def test_a_missing_file_is_an_error_before_anything_is_sent(sovra, live, tmp_pat
 
 def test_an_unreachable_gateway_says_where_to_resume(sovra, live, dead_url, tmp_path):
     path = _file(tmp_path, [_line("dead@example.pl")])
-    ran = sovra("put", "--jsonl", path, "--url", dead_url, "--deployment", live.root)
-    assert ran.code == 1
+    ran = sovra(
+        "put", "--as", "svc-pl", "--jsonl", path, "--url", dead_url, "--deployment", live.root
+    )
+    assert ran.code == 5
     assert f"cannot connect to the gateway at {dead_url}" in ran.message
     assert "resume with --skip 0" in ran.message
 
@@ -185,7 +194,7 @@ def test_an_unreachable_gateway_says_where_to_resume(sovra, live, dead_url, tmp_
     ids=["subject", "file and client-side", "skip", "no jurisdiction"],
 )
 def test_options_that_do_not_go_with_jsonl_are_usage_errors(sovra, live, args, message):
-    ran = sovra(*live.args("put", *args))
+    ran = sovra(*live.args("put", "--as", "svc-pl", *args))
     assert ran.code == 2
     assert ran.message == message
 
@@ -219,7 +228,7 @@ def test_a_file_through_two_workers_is_stored_whole_and_in_order(
                 assert time.monotonic() < deadline, "sovra serve did not answer"
                 time.sleep(0.05)
         ran = sovra(
-            "put", "--jsonl", path, "--chunk", "25", "--receipts", receipts,
+            "put", "--as", "svc-pl", "--jsonl", path, "--chunk", "25", "--receipts", receipts,
             "--url", url, "--deployment", root,
         )  # fmt: skip
     finally:

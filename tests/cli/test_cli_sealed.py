@@ -45,7 +45,9 @@ def _records_of(live, subject: str) -> list[str]:
 
 
 def _put(live, subject: str, source: Path | str, *more: str | Path) -> list[str | Path]:
-    return live.args("put", "--subject", subject, "--jurisdiction", "PL", source, *more)
+    return live.args(
+        "put", "--as", "svc-pl", "--subject", subject, "--jurisdiction", "PL", source, *more
+    )
 
 
 def test_transport_key_prints_the_custodians_keys_as_pins(sovra, live):
@@ -90,7 +92,16 @@ def test_put_and_get_client_side_with_pins(sovra, live, pins, tmp_path):
     assert entry.fields["kinds"] == "client-sealed"
 
     get = sovra(
-        *live.args("get", "--purpose", "customer-support", "--record", rid, "--client-side")
+        *live.args(
+            "get",
+            "--as",
+            "svc-pl",
+            "--purpose",
+            "customer-support",
+            "--record",
+            rid,
+            "--client-side",
+        )
     )
     assert get.code == 0, get.err
     assert get.json()["records"] == {rid: NOTE}
@@ -98,7 +109,8 @@ def test_put_and_get_client_side_with_pins(sovra, live, pins, tmp_path):
 
     # With the log's key from out of band the decision's signature is checked too.
     vkey = live.dep.gateway.log.verifier_key
-    args = ("get", "--purpose", "customer-support", "--record", rid, "--client-side")
+    args = ("get", "--as", "svc-pl", "--purpose", "customer-support", "--record", rid)
+    args = (*args, "--client-side")
     checked = sovra(*live.args(*args, "--log-vkey", vkey))
     assert checked.code == 0, checked.err
     assert checked.json()["records"] == {rid: NOTE}
@@ -108,7 +120,9 @@ def test_put_and_get_client_side_with_pins(sovra, live, pins, tmp_path):
     assert "is not the log's" in refused.message
 
     # The gateway will not open it itself.
-    plain = sovra(*live.args("get", "--purpose", "customer-support", "--record", rid))
+    plain = sovra(
+        *live.args("get", "--as", "svc-pl", "--purpose", "customer-support", "--record", rid)
+    )
     assert plain.code == 1
     assert "open only on the client" in plain.message
 
@@ -120,7 +134,11 @@ def test_binary_records_from_stdin_come_back_as_base64(sovra, live, pins):
     )
     assert put.code == 0, put.err
     rid = put.json()["record_id"]
-    get = sovra(*live.args("get", "--purpose", "billing", "--record", rid, "--client-side"))
+    get = sovra(
+        *live.args(
+            "get", "--as", "svc-pl", "--purpose", "billing", "--record", rid, "--client-side"
+        )
+    )
     assert get.code == 0, get.err
     assert get.json()["records"] == {rid: {"base64": base64.b64encode(data).decode()}}
 
@@ -189,7 +207,9 @@ def test_options_that_do_not_go_together_are_usage_errors(sovra, live, tmp_path,
     if args[0] == "put":
         argv = _put(live, "usage.sealed@example.pl", note, *args[1:])
     else:
-        argv = live.args("get", "--purpose", "billing", "--record", "r-x", *args[1:])
+        argv = live.args(
+            "get", "--as", "svc-pl", "--purpose", "billing", "--record", "r-x", *args[1:]
+        )
     ran = sovra(*argv)
     assert ran.code == 2
     assert ran.message == message

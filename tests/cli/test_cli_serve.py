@@ -45,7 +45,18 @@ def test_serve_answers_the_command_and_stops_cleanly(sovra, template, tmp_path, 
         note = tmp_path / "note.txt"
         note.write_text("tel. +48 601 234 567", encoding="utf-8")
         put = sovra(
-            "put", "--subject", "s1", "--jurisdiction", "PL", note, "-d", root, "--url", url
+            "put",
+            "--as",
+            "svc-pl",
+            "--subject",
+            "s1",
+            "--jurisdiction",
+            "PL",
+            note,
+            "-d",
+            root,
+            "--url",
+            url,
         )
         assert put.code == 0, put.err
         checkpoint = sovra("log", "checkpoint", "--url", url)
@@ -124,12 +135,33 @@ def test_serve_starts_a_custodian_process_per_jurisdiction_and_stops_them(
         note = root.parent / "note.txt"
         note.write_text("tel. +48 601 234 567", encoding="utf-8")
         put = sovra(
-            "put", "--subject", "s1", "--jurisdiction", "PL", note, "-d", root, "--url", url
+            "put",
+            "--as",
+            "svc-pl",
+            "--subject",
+            "s1",
+            "--jurisdiction",
+            "PL",
+            note,
+            "-d",
+            root,
+            "--url",
+            url,
         )
         assert put.code == 0, put.err
         record = put.json()["record_id"]
         get = sovra(
-            "get", "--purpose", "customer-support", "--record", record, "-d", root, "--url", url
+            "get",
+            "--as",
+            "svc-pl",
+            "--purpose",
+            "customer-support",
+            "--record",
+            record,
+            "-d",
+            root,
+            "--url",
+            url,
         )
         assert get.code == 0, get.err
         assert get.json()["records"][record] == "tel. +48 601 234 567"

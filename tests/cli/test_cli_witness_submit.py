@@ -94,7 +94,7 @@ def test_refusals_on_both_sides(sovra, gateway: Gateway) -> None:
     (w1, v1), (w3, _) = gateway.witnesses["w1"], gateway.witnesses["w3"]
     gateway.grow(3)
     stranger = sovra("witness", "cosign", w3, "--url", url, "--submit")
-    assert stranger.code == 1
+    assert stranger.code == 4
     assert "not a witness this log collects cosignatures from" in stranger.message
     assert sovra("witness", "cosign", w1, "--url", url, "--submit").code == 0
     # w1 alone is no quorum for the gateway; the client's own quorum cannot be met either.

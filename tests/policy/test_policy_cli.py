@@ -79,7 +79,7 @@ def test_grant_lifecycle(live: Live, tmp_path: Path) -> None:
     code, out, _ = live.run("grant", "show", "mla-cli-full")
     assert json.loads(out)["revoked"] is False
     code, _, err = live.run("grant", "revoke", "mla-cli-full", "--as", "authority-us")
-    assert code == 1
+    assert code == 4
     assert "only VN's authority may revoke" in err
     code, out, err = live.run("grant", "revoke", "mla-cli-full", "--as", "authority-vn")
     assert code == 0, err

@@ -12,20 +12,21 @@ from typing import Annotated
 
 import typer
 
-from sovra._cli.common import DeploymentDir, print_json
+from sovra._cli.common import DeploymentDir, need_deployment, print_json
 
 __all__ = ["backup", "restore"]
 
 
 def backup(
     directory: Annotated[Path, typer.Argument(help="a new (or empty) folder for the backup")],
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
 ) -> None:
     """Copy a deployment (SQLite snapshots, blobs, keys, configuration) with a manifest
     of every file's SHA-256; the gateway may keep serving meanwhile.
 
     PostgreSQL and S3 deployments are refused: use pg_dump and the bucket's versioning.
     """
+    deployment = need_deployment(deployment)
     from sovra.backup import backup as make_backup
 
     print_json(make_backup(deployment, directory).to_dict() | {"backup": str(directory)})

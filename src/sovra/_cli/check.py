@@ -7,13 +7,20 @@ is safe (see :mod:`sovra.check`). Exit code 0: clean; 3: integrity problems rema
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Table
 
-from sovra._cli.common import DeploymentDir, err, out, print_json, progress
+from sovra._cli.common import (
+    DeploymentDir,
+    ExitCode,
+    err,
+    need_deployment,
+    out,
+    print_json,
+    progress,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -27,7 +34,7 @@ _STAGES = {"log": "log entries", "records": "records", "blobs": "blobs"}
 
 
 def check(
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     repair: Annotated[
         bool,
         typer.Option(
@@ -42,6 +49,7 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Reconcile metadata rows, blobs, subject keys and the log (like fsck); exit 3 if unclean."""
+    deployment = need_deployment(deployment)
     import time
 
     from sovra import check as checker
@@ -75,7 +83,7 @@ def check(
     else:
         _summary(report)
     if not report.clean:
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.VERIFICATION)
 
 
 def _subject_keys(dep: Deployment) -> tuple[SubjectKeys | None, list[sqlite3.Connection]]:

@@ -1,10 +1,16 @@
-"""What every ``sovra`` sub-command shares: consoles, options, the client, error output."""
+"""What every ``sovra`` sub-command shares: consoles, options, the client, error output.
+
+The exit codes (:class:`ExitCode`), the deployment option (``-d/--deployment``, or
+``SOVRA_DEPLOYMENT``), ``--as``, ``--json`` and its output helper are defined here once;
+docs/cli.md documents them.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 
@@ -12,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from sovra.errors import ConfigError, IntegrityError, SovraError
+from sovra.errors import ConfigError, Denied, IntegrityError, SovraError, Unavailable
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -29,21 +35,29 @@ __all__ = [
     "Blobs",
     "CredentialsFile",
     "Database",
+    "DeploymentArg",
     "DeploymentDir",
     "Endpoint",
+    "ExitCode",
+    "JsonOpt",
     "KeyOpt",
     "SecretKeyEnv",
     "SigningRegion",
     "Url",
     "VkeyOpt",
     "connect",
+    "emit",
     "err",
     "error",
+    "exit_code",
     "fail",
+    "given_deployment",
+    "need_deployment",
     "out",
     "print_json",
     "progress",
     "trusted_key",
+    "usage",
     "warn",
 ]
 
@@ -52,10 +66,97 @@ __all__ = [
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
+
+class ExitCode(IntEnum):
+    """How a ``sovra`` command ends; the same for every command (docs/cli.md)."""
+
+    OK = 0
+    ERROR = 1  # anything else: bad input, a missing or broken deployment, not found
+    USAGE = 2  # the command line itself is wrong (Typer's and click's own code)
+    VERIFICATION = 3  # a proof, signature, checkpoint or stored bytes failed to verify
+    REFUSED = 4  # a policy decision (or a custodian) refused; the refusal is logged
+    UNREACHABLE = 5  # the gateway, or a database, bucket or custodian, could not be reached
+
+
+def exit_code(exc: SovraError) -> ExitCode:
+    """The exit code for an error from :mod:`sovra.errors` that ends a command."""
+    if isinstance(exc, IntegrityError):
+        return ExitCode.VERIFICATION
+    if isinstance(exc, Denied):
+        return ExitCode.REFUSED
+    if isinstance(exc, Unavailable):
+        return ExitCode.UNREACHABLE
+    return ExitCode.ERROR
+
+
 DEFAULT_URL = "http://127.0.0.1:8750"
-DeploymentDir = Annotated[Path, typer.Option("--deployment", "-d", help="deployment directory")]
-Url = Annotated[str, typer.Option("--url", envvar="SOVRA_URL", help="gateway URL")]
-As = Annotated[str, typer.Option("--as", help="principal id to act as")]
+DEPLOYMENT_ENV = "SOVRA_DEPLOYMENT"
+# What ./run creates; a command falls back to it where it exists.
+_DEFAULT_DEPLOYMENT = Path("deployment")
+
+
+def _deployment_given(
+    ctx: typer.Context, param: typer.CallbackParam, value: Path | None
+) -> Path | None:
+    """The folder named by ``-d`` or ``SOVRA_DEPLOYMENT``, checked; else ./deployment
+    where it exists; else None (:func:`need_deployment` then says what to do).
+
+    Only that the folder exists is checked here: a custodian's host holds a part of a
+    deployment, without its ``sovra.toml``; opening a deployment says what is missing.
+
+    Ends the command (exit 1) when the folder named does not exist, or is a file.
+    """
+    if value is None:
+        return _DEFAULT_DEPLOYMENT if _DEFAULT_DEPLOYMENT.is_dir() else None
+    from typer._click.core import ParameterSource  # typer 0.29 carries its own click
+
+    source = ctx.get_parameter_source(param.name or "deployment")
+    named = f"{DEPLOYMENT_ENV}={value}" if source is ParameterSource.ENVIRONMENT else str(value)
+    if not value.is_dir():
+        what = "is not a folder" if value.exists() else "no such folder"
+        fail(ConfigError(f"{named}: {what}; `sovra init DIR` creates a deployment"))
+    return value
+
+
+DeploymentDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--deployment",
+        "-d",
+        envvar=DEPLOYMENT_ENV,
+        callback=_deployment_given,
+        help="deployment directory [default: ./deployment, where it exists]",
+    ),
+]
+# For the commands that name their deployment first (`sovra serve DIR`, `doctor`, `migrate`).
+DeploymentArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="deployment directory [default: -d/--deployment, else ./deployment]",
+        show_default=False,
+    ),
+]
+
+
+def _gateway_url(value: str) -> str:
+    """A gateway URL names its scheme; ``127.0.0.1:8750`` is a usage error, not a
+    gateway that cannot be reached."""
+    if not value.startswith(("http://", "https://")):
+        usage(f"--url {value} is not a gateway URL: give http:// or https://, e.g. {DEFAULT_URL}")
+    return value
+
+
+Url = Annotated[
+    str,
+    typer.Option("--url", envvar="SOVRA_URL", callback=_gateway_url, help="gateway URL"),
+]
+As = Annotated[
+    str,
+    typer.Option("--as", envvar="SOVRA_AS", help="principal id to act as"),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="print JSON, with the field names docs/cli.md lists")
+]
 KeyOpt = Annotated[
     Path | None,
     typer.Option("--key", help="principal's key file [default: DEPLOYMENT/principals/ID.key]"),
@@ -147,7 +248,44 @@ def trusted_key(vkey: str | None, stated: Callable[[], str]) -> NoteVerifier:
 
 def fail(exc: SovraError) -> NoReturn:
     error(exc.diagnostics())
-    raise typer.Exit(3 if isinstance(exc, IntegrityError) else 1)
+    raise typer.Exit(exit_code(exc))
+
+
+def usage(message: str) -> NoReturn:
+    """End the command as a usage error (exit 2)."""
+    error(message)
+    raise typer.Exit(ExitCode.USAGE)
+
+
+def given_deployment(directory: Path | None, deployment: Path | None) -> Path:
+    """The deployment of a command that takes it as DIR or as -d (or its variable).
+
+    Ends the command as a usage error when DIR and -d name two folders, or neither
+    names one.
+    """
+    if directory is None:
+        return need_deployment(deployment)
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    named = (
+        ctx is not None and ctx.get_parameter_source("deployment") is ParameterSource.COMMANDLINE
+    )
+    if named and deployment is not None and deployment.resolve() != directory.resolve():
+        usage(f"DIR {directory} and --deployment {deployment} name two deployments")
+    return directory
+
+
+def need_deployment(deployment: Path | None) -> Path:
+    """The deployment a command works on; a usage error when none was named and there is
+    no ./deployment."""
+    if deployment is None:
+        usage(
+            f"no deployment: give -d/--deployment DIR or set {DEPLOYMENT_ENV} "
+            f"(there is no ./{_DEFAULT_DEPLOYMENT} here)"
+        )
+    return deployment
 
 
 @contextmanager
@@ -155,7 +293,7 @@ def connect(
     url: str,
     principal: str | None = None,
     key: Path | None = None,
-    deployment: Path = Path(),
+    deployment: Path | None = None,
     *,
     transport_pins: TransportPins | None = None,
     log_key: Ed25519PublicKey | None = None,
@@ -168,7 +306,8 @@ def connect(
 
     signing_key = None
     if principal is not None:
-        path = key or deployment / "principals" / f"{check_id(principal, 'principal')}.key"
+        name = check_id(principal, "principal")
+        path = key or need_deployment(deployment) / "principals" / f"{name}.key"
         if key is None and not path.exists():
             raise ConfigError(
                 f"no key for principal {principal}: {path} does not exist; give its private "
@@ -220,3 +359,11 @@ def progress(label: str) -> Progress | _Hidden:
 
 def print_json(value: object) -> None:
     out.print_json(json.dumps(value, ensure_ascii=False))
+
+
+def emit(value: object, as_json: bool, text: Callable[[], None]) -> None:
+    """Print *value* as JSON with ``--json``, else as *text* prints it for a reader."""
+    if as_json:
+        print_json(value)
+    else:
+        text()

@@ -31,11 +31,18 @@ import sqlite3
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from sovra._cli.common import out, print_json
+from sovra._cli.common import (
+    DeploymentArg,
+    DeploymentDir,
+    ExitCode,
+    JsonOpt,
+    given_deployment,
+    out,
+    print_json,
+)
 from sovra.store import is_postgres_url
 from sovra.store.blobs import SMALL_BLOBS_NAME
 
@@ -306,9 +313,7 @@ def _small_blob_file(ex: _Examination, path: Path) -> None:
         )
 
 
-def _small_blobs_lost(
-    ex: _Examination, folder: Path, database: str, *, skip: set[str]
-) -> None:
+def _small_blobs_lost(ex: _Examination, folder: Path, database: str, *, skip: set[str]) -> None:
     """A region's small-blob file missing or empty while a record of the region has no
     blob file: that record's blob was in it, and is lost. Regions in *skip* keep their
     blobs in a bucket, not a folder."""
@@ -391,10 +396,12 @@ def _links(ex: _Examination, root: Path, *, skip: Path) -> None:
 
 
 def doctor(
-    directory: Annotated[Path, typer.Argument(help="deployment directory")] = Path("deployment"),
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    directory: DeploymentArg = None,
+    as_json: JsonOpt = False,
+    deployment: DeploymentDir = None,
 ) -> None:
     """Check a deployment's files, permissions, owners and layout; one line per problem."""
+    directory = given_deployment(directory, deployment)
     findings = examine(directory)
     problems = [f for f in findings if f.problem]
     if as_json:
@@ -412,4 +419,4 @@ def doctor(
         if not problems:
             out.print(f"{directory}: no problem found", markup=False, highlight=False)
     if problems:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)

@@ -21,10 +21,12 @@ from sovra._cli.common import (
     DEFAULT_URL,
     As,
     DeploymentDir,
+    ExitCode,
     KeyOpt,
     Url,
     connect,
     error,
+    need_deployment,
     out,
     print_json,
 )
@@ -42,7 +44,7 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         error(f"cannot read {path}: {exc.strerror}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
 
 
 def _write(path: Path, data: bytes, consequence: str) -> None:
@@ -50,7 +52,7 @@ def _write(path: Path, data: bytes, consequence: str) -> None:
         path.write_bytes(data)
     except OSError as exc:
         error(f"cannot write {path}: {exc.strerror}; {consequence}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
 
 
 @grant_app.command()
@@ -69,7 +71,7 @@ def request(
     max_records: Annotated[int, typer.Option(help="records per request, 0: no cap")] = 0,
     days: Annotated[int, typer.Option(help="validity in days from now")] = 30,
     grant_id: Annotated[str | None, typer.Option(help="default: generated")] = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
 ) -> None:
     """Write an unsigned grant request for the approving authority to sign."""
@@ -104,10 +106,11 @@ def approve(
         str | None,
         typer.Option(help="co-sign an approved grant as this jurisdiction's authority"),
     ] = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
 ) -> None:
     """Sign a grant as its approving authority and register it (or co-sign it)."""
+    deployment = need_deployment(deployment)
     from sovra.custody import authority_key_path
     from sovra.keys import load_ed25519
     from sovra.model import Grant, check_jurisdiction
@@ -144,7 +147,7 @@ def revoke(
         str, typer.Option("--as", help="the approving authority, e.g. authority-vn")
     ],
     key: KeyOpt = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
 ) -> None:
     """Revoke a grant; it takes effect at once (its approving authority only)."""
@@ -160,7 +163,7 @@ def show(
     grant_id: Annotated[str, typer.Argument(help="id of a registered grant")],
     principal: As = "auditor",
     key: KeyOpt = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
 ) -> None:
     """Print a registered grant and whether it is revoked."""

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from sovra._cli.common import As, DeploymentDir, out, print_json, progress
+from sovra._cli.common import (
+    As,
+    DeploymentDir,
+    ExitCode,
+    need_deployment,
+    out,
+    print_json,
+    progress,
+)
 
 if TYPE_CHECKING:
     from sovra.keys import LocalCustodian
@@ -43,10 +51,11 @@ Jurisdiction = Annotated[str, typer.Option("--jurisdiction", "-j", help="jurisdi
 
 @keys_app.command("status")
 def keys_status(
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Show each custodian's KEK versions, subject keys per version, and shredded subjects."""
+    deployment = need_deployment(deployment)
     from sovra.deployment import Deployment
     from sovra.keys import LocalCustodian
     from sovra.keys.remote import RemoteCustodian
@@ -77,7 +86,7 @@ def keys_status(
 @keys_app.command("rotate")
 def keys_rotate(
     jurisdiction: Jurisdiction,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     batch: Annotated[int, typer.Option(help="subject keys per transaction")] = 256,
     keep_old: Annotated[
         bool, typer.Option("--keep-old", help="keep old KEK versions after the rewrap")
@@ -87,6 +96,7 @@ def keys_rotate(
 
     No record is re-encrypted: only subject keys are resealed.
     """
+    deployment = need_deployment(deployment)
     from sovra.deployment import Deployment
     from sovra.errors import ConfigError
     from sovra.keys import LocalCustodian
@@ -143,9 +153,10 @@ def keys_shred(
     jurisdiction: Jurisdiction,
     subject: Annotated[str, typer.Option(help="the subject's id, as her jurisdiction names her")],
     as_: As,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
 ) -> None:
     """Crypto-shred a subject: log the erasure, then destroy her key; her records never open."""
+    deployment = need_deployment(deployment)
     from sovra.deployment import Deployment
 
     dep = Deployment.open(deployment)
@@ -206,7 +217,7 @@ def keys_transport_key(
             help="jurisdiction code (repeatable) [default: every custodian key file here]",
         ),
     ] = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     passphrase_env: PassphraseEnv = None,
     key_file: KeyFile = None,
 ) -> None:
@@ -216,6 +227,7 @@ def keys_transport_key(
     that does not pass through the gateway; `sovra put --client-side --pins FILE` then
     refuses any other key. A KEK rotation changes the key: pin the new one.
     """
+    deployment = need_deployment(deployment)
     from sovra.errors import ConfigError
     from sovra.keys.transport import TransportPins
     from sovra.model import check_jurisdiction
@@ -242,7 +254,7 @@ def keys_transport_key(
 @custodian_app.command("serve")
 def custodian_serve(
     jurisdiction: Jurisdiction,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind")] = 8760,
     rate: Annotated[float, typer.Option(help="requests per second per caller")] = 2000.0,
@@ -266,6 +278,7 @@ def custodian_serve(
     ] = None,
 ) -> None:
     """Serve one jurisdiction's custodian over HTTP (XKS-shaped API under /kms/xks/v1)."""
+    deployment = need_deployment(deployment)
     import os
 
     import uvicorn
@@ -339,7 +352,7 @@ def _serve_handed_over(
         server = None if local else _uvicorn(create_custodian_app(custodian, token=handover.token))
     except SovraError as exc:
         custody.report_refusal(sys.stdout, exc.diagnostics())
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
     stop = threading.Event()
 
     def exit_with_parent() -> None:
@@ -376,11 +389,12 @@ def _uvicorn(app: Any) -> Any:
 @custodian_app.command("seal")
 def custodian_seal(
     jurisdiction: Jurisdiction,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     passphrase_env: PassphraseEnv = None,
     key_file: KeyFile = None,
 ) -> None:
     """Seal a custodian's KEK file at rest; from then on it opens only with that secret."""
+    deployment = need_deployment(deployment)
     from sovra.errors import ConfigError
 
     unlock = _unlock(passphrase_env, key_file)

@@ -8,8 +8,9 @@ each on its own: a bad line is named with its line number in the file, on stderr
 Blank lines are skipped. A progress bar shows on a terminal only.
 
 The exit code is 0 when every line was stored, 1 when any line failed or the input
-cannot be read. If the gateway goes away mid-way, the message names the last line whose
-outcome is known, and ``--skip N`` starts again after line N.
+cannot be read, 5 when the gateway could not be reached. If the gateway goes away
+mid-way, the message names the last line whose outcome is known, and ``--skip N`` starts
+again after line N.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import typer
 
-from sovra._cli.common import err, error, print_json, progress, warn
+from sovra._cli.common import ExitCode, err, error, exit_code, print_json, progress, warn
 from sovra.errors import SovraError
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def put_jsonl(
             total = None if stdin or not err.is_terminal else _count_lines(source)
         except OSError as exc:
             error(f"cannot open {exc.filename or name}: {exc.strerror}")
-            raise typer.Exit(1) from None
+            raise typer.Exit(ExitCode.ERROR) from None
         numbers: deque[int] = deque()  # the file line of each line sent, not yet answered
 
         def lines() -> Iterator[bytes]:
@@ -86,7 +87,7 @@ def put_jsonl(
                     yield line.rstrip(b"\n")
             except OSError as exc:
                 error(f"cannot read {name}: {exc.strerror}")
-                raise typer.Exit(1) from None
+                raise typer.Exit(ExitCode.ERROR) from None
 
         counts = {"stored": 0, "failed": 0}
         last = skip
@@ -109,7 +110,7 @@ def put_jsonl(
                     f"({counts['stored']} stored, {counts['failed']} failed): resume with "
                     f"--skip {last} (lines after it that were in flight may be stored)"
                 )
-                raise typer.Exit(1) from None
+                raise typer.Exit(exit_code(exc)) from None
     lines_read = counts["stored"] + counts["failed"]
     print_json({"lines": lines_read, "skipped": skip, **counts})
     if lines_read == 0:
@@ -117,7 +118,7 @@ def put_jsonl(
     if counts["failed"]:
         where = f", listed in {failures}" if failures is not None else ""
         error(f"{counts['failed']} of {lines_read} lines failed{where}; the others are stored")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 def _failure(number: int, exc: SovraError, to: IO[str] | None) -> None:

@@ -15,6 +15,7 @@ from sovra._cli.common import (
     Url,
     VkeyOpt,
     connect,
+    need_deployment,
     out,
     print_json,
     progress,
@@ -27,7 +28,7 @@ log_app = typer.Typer(help="Read and verify the public transparency log.", no_ar
 
 
 @log_app.command("key")
-def log_key(deployment: DeploymentDir = Path("deployment")) -> None:
+def log_key(deployment: DeploymentDir = None) -> None:
     """Print the log's verifier key, read from the deployment's own files (no server asked).
 
     Publish it where auditors find it apart from the gateway (a web page, a contract, a
@@ -38,6 +39,7 @@ def log_key(deployment: DeploymentDir = Path("deployment")) -> None:
     from sovra.keys.files import load_ed25519
     from sovra_verify.note import NoteSigner
 
+    deployment = need_deployment(deployment)
     config = Config.load(deployment / CONFIG_NAME)
     signer = NoteSigner(config.origin, load_ed25519(deployment / "keys" / "log.key"))
     out.out(signer.vkey, highlight=False)

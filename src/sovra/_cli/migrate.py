@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,13 +10,17 @@ from sovra._cli.common import (
     AccessKeyEnv,
     Blobs,
     CredentialsFile,
+    DeploymentArg,
+    DeploymentDir,
     Endpoint,
+    JsonOpt,
     SecretKeyEnv,
     SigningRegion,
-    error,
+    given_deployment,
     out,
     print_json,
     progress,
+    usage,
 )
 from sovra._cli.targets import blob_regions
 
@@ -34,7 +37,7 @@ _STAGES = {
 
 
 def migrate(
-    directory: Annotated[Path, typer.Argument(help="the embedded deployment to move")],
+    directory: DeploymentArg = None,
     database: Annotated[
         str | None,
         typer.Option(
@@ -48,7 +51,8 @@ def migrate(
     s3_access_key_env: AccessKeyEnv = None,
     s3_secret_key_env: SecretKeyEnv = None,
     s3_credentials_file: CredentialsFile = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    as_json: JsonOpt = False,
+    deployment: DeploymentDir = None,
 ) -> None:
     """Move an embedded deployment (sovra.db, guard.db, blob folders) to PostgreSQL and S3.
 
@@ -66,9 +70,9 @@ def migrate(
     """
     from sovra.migrate import migrate as move
 
+    directory = given_deployment(directory, deployment)
     if database is None:
-        error("migrate needs --database postgresql://... (and --blobs REGION=s3://... per region)")
-        raise typer.Exit(2)
+        usage("migrate needs --database postgresql://... (and --blobs REGION=s3://... per region)")
     regions = blob_regions(
         blobs, s3_endpoint, s3_signing_region, s3_access_key_env, s3_secret_key_env,
         s3_credentials_file,

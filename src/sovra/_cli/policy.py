@@ -1,4 +1,4 @@
-"""``sovra policy sign|verify|activate|diff|show`` and ``sovra explain DECISION_ID``.
+"""``sovra policy sign|verify|activate|diff|show`` and ``sovra explain DECISION_ID | --index N``.
 
 A pack source is a DSSE envelope file, a pack bundle JSON file, or ``shipped:NAME`` for a
 pack shipped with sovra (``gdsi``, ``gdpr-chapter-v``, ``pipl-cross-border``).
@@ -17,15 +17,22 @@ from sovra._cli.common import (
     DEFAULT_URL,
     As,
     DeploymentDir,
+    ExitCode,
+    JsonOpt,
     KeyOpt,
     Url,
     connect,
+    emit,
     error,
+    need_deployment,
     out,
     print_json,
+    usage,
 )
+from sovra.errors import BadRequest, NotFound, VerificationError
 
 if TYPE_CHECKING:  # the CLI imports stages lazily, so that start-up stays quick
+    from sovra.client import Client
     from sovra.policy import Envelope
 
 __all__ = ["explain", "policy_app"]
@@ -48,7 +55,7 @@ def _load(source: str) -> Envelope:
         data = path.read_bytes()
     except OSError as exc:
         error(f"cannot read {path}: {exc.strerror}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
     if b'"payloadType"' in data:
         return Envelope.from_json(data)
     return Envelope.wrap(PackBundle.from_bytes(data))
@@ -75,7 +82,7 @@ def _write(path: Path, data: bytes) -> None:
         path.write_bytes(data)
     except OSError as exc:
         error(f"cannot write {path}: {exc.strerror}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
 
 
 @policy_app.command()
@@ -86,9 +93,10 @@ def sign(
     set_version: Annotated[
         int | None, typer.Option(help="give an unsigned pack this version before signing")
     ] = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
 ) -> None:
     """Add a party's signature to a pack (DSSE envelope); other signatures are kept."""
+    deployment = need_deployment(deployment)
     from dataclasses import replace
 
     from sovra.custody import authority_key_path
@@ -100,7 +108,7 @@ def sign(
     if set_version is not None:
         if envelope.signatures:
             error("--set-version changes the signed bytes; use it on an unsigned pack only")
-            raise typer.Exit(2)
+            raise typer.Exit(ExitCode.USAGE)
         envelope = Envelope.wrap(replace(envelope.bundle(), version=set_version))
     key = load_ed25519(authority_key_path(deployment, check_jurisdiction(authority)))
     signed = sign_pack(envelope, authority, key)
@@ -114,8 +122,9 @@ def sign(
 
 
 @policy_app.command()
-def verify(source: Source, deployment: DeploymentDir = Path("deployment")) -> None:
+def verify(source: Source, deployment: DeploymentDir = None) -> None:
     """Check a pack's signatures against this deployment's authorities and validate it."""
+    deployment = need_deployment(deployment)
     from sovra.policy import verify_pack
 
     verified = verify_pack(_load(source), _authority_keys(deployment))
@@ -133,7 +142,7 @@ def activate(
     source: Source,
     principal: As = "operator",
     key: KeyOpt = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
 ) -> None:
     """Activate a signed pack on a running gateway; the activation is logged first."""
@@ -190,7 +199,7 @@ def diff(old: Source, new: Source) -> None:
     for line in lines:
         out.print(line, markup=False, highlight=False)
     if len(lines) > 1:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
     out.print("no differences in rules, signing or parameters")
 
 
@@ -198,7 +207,7 @@ def diff(old: Source, new: Source) -> None:
 def show(
     principal: As = "auditor",
     key: KeyOpt = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
 ) -> None:
     """The pack a running gateway decides with: name, version, digest, rules."""
@@ -207,17 +216,86 @@ def show(
 
 
 def explain(
-    decision_id: Annotated[str, typer.Argument(help="decision id, from an access response")],
+    decision_id: Annotated[
+        str | None, typer.Argument(help="decision id, from an access response")
+    ] = None,
+    index: Annotated[
+        str | None,
+        typer.Option(
+            "--index",
+            "-i",
+            metavar="N",
+            help="the decision's log index instead, as a refusal's '(logged at index N)' gives it",
+        ),
+    ] = None,
     principal: As = "auditor",
     key: KeyOpt = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Explain a logged decision: the rules that decided it, their reasons, its grant."""
+    """Explain a logged decision: the rules that decided it, their reasons, its grant.
+
+    By its id, or by its log index with --index N (a key release's index explains the
+    decision that released the keys).
+    """
+    if (decision_id is None) == (index is None):
+        usage("give a DECISION_ID, or --index N from a refusal's '(logged at index N)', not both")
+    number = None if index is None else _log_index(index)
+    at: int | None = None
     with connect(url, principal, key, deployment) as client:
+        if number is not None:
+            decision_id, at = _decision_at(client, number)
+        assert decision_id is not None  # given, or read from the entry at its index
         explained = client.explain(decision_id)
-    if as_json:
-        print_json(explained)
-    else:
-        out.print(explained["text"], markup=False, highlight=False)
+    if at is not None and explained.get("log_index") != at:
+        raise VerificationError(
+            f"the gateway explained decision {decision_id} from log entry "
+            f"{explained.get('log_index')}, not from entry {at} that names it"
+        )
+    emit(explained, as_json, lambda: out.print(explained["text"], markup=False, highlight=False))
+
+
+def _log_index(text: str) -> int:
+    """A log index as the command line gives it; a usage error names what is wrong."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        usage(f"--index {text!r} is not a log index: give a whole number from 0 up")
+    return int(text)
+
+
+def _decision_at(client: Client, index: int) -> tuple[str, int]:
+    """The decision id the public log's entry *index* records, and that decision's index.
+
+    Raises:
+        NotFound: the log holds no entry *index*.
+        BadRequest: the entry records no decision (a key release records the decision
+            that released it).
+    """
+    from sovra.model import LogEntry
+
+    size = client.info().get("log_size")
+    if isinstance(size, int) and index >= size:
+        raise NotFound(
+            f"the log holds {size} entries (indexes 0 to {size - 1}); there is no entry {index}"
+        )
+    entry = LogEntry.from_bytes(client.entries(index, index + 1)[0])
+    decision_id = entry.fields.get("decision_id")
+    if entry.kind == "decision" and isinstance(decision_id, str):
+        return decision_id, index
+    released_by = entry.fields.get("decision_index")
+    if (
+        entry.kind == "key_release"
+        and isinstance(decision_id, str)
+        and isinstance(released_by, int)
+    ):
+        return decision_id, released_by
+    raise BadRequest(
+        f"log entry {index} is {'an' if entry.kind[0] in 'aeiou' else 'a'} {entry.kind} "
+        "entry, not a decision; `sovra log prove "
+        f"{index}` shows it"
+        + (
+            f", and `sovra explain {decision_id}` the decision that allowed it"
+            if isinstance(decision_id, str)
+            else ""
+        )
+    )

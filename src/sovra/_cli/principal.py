@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sovra._cli.common import DeploymentDir, out, print_json
+from sovra._cli.common import DeploymentDir, need_deployment, out, print_json
 from sovra.errors import BadRequest, ConfigError
 
 if TYPE_CHECKING:
@@ -63,9 +63,10 @@ def add(
     role: Annotated[str, typer.Option(help=f"one of {', '.join(_ROLES)}")],
     public_key: PublicKeyOpt = None,
     key_out: KeyOutOpt = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
 ) -> None:
     """Register a principal; refuses an id already registered."""
+    deployment = need_deployment(deployment)
     from sovra.deployment import open_store
     from sovra.errors import NotFound
     from sovra.model import Principal, Role, check_id
@@ -100,10 +101,11 @@ def add(
 
 @principal_app.command("list")
 def list_(
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Every registered principal: id, jurisdiction, role, public key."""
+    deployment = need_deployment(deployment)
     principals = _each(deployment)
     if as_json:
         print_json([_shown(p) for p in principals])
@@ -117,12 +119,13 @@ def list_(
 @principal_app.command("revoke")
 def revoke(
     principal_id: Annotated[str, typer.Argument(metavar="ID", help="the principal to remove")],
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
 ) -> None:
     """Remove a principal: its next request, to any worker, is refused.
 
     Its private key file under DEPLOYMENT/principals/, if any, is deleted too.
     """
+    deployment = need_deployment(deployment)
     from sovra.deployment import open_store
     from sovra.model import check_id
 
@@ -142,13 +145,14 @@ def rotate_key(
     principal_id: Annotated[str, typer.Argument(metavar="ID", help="the principal")],
     public_key: PublicKeyOpt = None,
     key_out: KeyOutOpt = None,
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
 ) -> None:
     """Give a principal a new key: tokens signed with the old one are refused from now on.
 
     Without --public-key or --key-out the new private key replaces
     DEPLOYMENT/principals/ID.key.
     """
+    deployment = need_deployment(deployment)
     from dataclasses import replace
 
     from sovra.deployment import open_store

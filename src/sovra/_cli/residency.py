@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sovra._cli.common import DeploymentDir, out, print_json, progress
+from sovra._cli.common import (
+    DeploymentDir,
+    ExitCode,
+    JsonOpt,
+    need_deployment,
+    out,
+    print_json,
+    progress,
+)
 
 if TYPE_CHECKING:
     from sovra.residency import ResidencyReport
@@ -23,11 +30,11 @@ _SHOWN_PROBLEMS = 50
 
 @residency_app.command("report")
 def report(
-    deployment: DeploymentDir = Path("deployment"),
+    deployment: DeploymentDir = None,
     subjects: Annotated[
         bool, typer.Option("--subjects", help="also list each subject's records per region")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List where every subject's data lies and check it against the buckets and folders.
 
@@ -44,6 +51,7 @@ def report(
     from sovra.residency import residency_report
     from sovra.store import is_postgres_url, open_metadata_store
 
+    deployment = need_deployment(deployment)
     config = Config.load(deployment / "sovra.toml")
     database = config.database
     with ExitStack() as stack:
@@ -71,7 +79,7 @@ def report(
     else:
         _show(found)
     if not found.ok:
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.VERIFICATION)
 
 
 def _show(found: ResidencyReport) -> None:

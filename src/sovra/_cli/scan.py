@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, NamedTuple, TextIO
 
 import typer
 
-from sovra._cli.common import err, error, out, progress
+from sovra._cli.common import ExitCode, err, error, out, progress
 
 if TYPE_CHECKING:
     from sovra.model import Finding
@@ -710,7 +710,7 @@ def scan(
             files = [target]
         else:
             error(f"{path}: no such file or directory")
-            raise typer.Exit(1)
+            raise typer.Exit(ExitCode.ERROR)
         if files:
             _scan_files(target, files, language, workers, fmt, rows, problems)
     if fmt == "table":
@@ -718,7 +718,7 @@ def scan(
     for problem in problems:
         error(problem)
     if problems:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 def _scan_files(
