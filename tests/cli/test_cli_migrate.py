@@ -119,12 +119,12 @@ def test_migrate_refuses_unreachable_targets_and_a_bucket_in_use(
         "migrate", embedded, "--database", f"postgresql://sovra@127.0.0.1:{port}/sovra",
         *s3_options(s3_bucket),
     )  # fmt: skip
-    assert no_db.code == 1
+    assert no_db.code == 5  # could not reach it
     assert "cannot connect to PostgreSQL" in no_db.message
     _unchanged(embedded, config, s3_bucket)
     no_s3 = [a if a != s3_bucket.endpoint else dead_url for a in s3_options(s3_bucket)]
     ran = sovra("migrate", embedded, "--database", pg_dsn, *no_s3)
-    assert ran.code == 1
+    assert ran.code == 5
     assert dead_url in ran.message
     _unchanged(embedded, config, s3_bucket)
     for bad, message in [
@@ -160,7 +160,7 @@ def test_migrate_carries_on_after_a_failure_half_way(
 
     monkeypatch.setattr(moving, "_move_rows", half)
     failed = sovra("migrate", embedded, "--database", pg_dsn, *s3_options(s3_bucket))
-    assert failed.code == 1
+    assert failed.code == 5
     assert "the server closed the connection" in failed.message
     # Half-way: blobs and the log are in the targets, the deployment still the embedded one.
     assert (embedded / "sovra.toml").read_text() == config
