@@ -203,7 +203,8 @@ app = typer.Typer(
     cls=_Edge,
     help="sovra: a data-sovereignty gateway. Start with `sovra init DIR` or `sovra demo`.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion and --show-completion: bash, zsh, fish, PowerShell (docs/cli.md).
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -539,6 +540,7 @@ def get(
         ),
     ] = False,
     client_side: ClientSide = False,
+    as_json: JsonOpt = False,
     log_vkey: Annotated[
         str | None,
         typer.Option(
@@ -559,6 +561,7 @@ def get(
     """
     from sovra.model import Grant
 
+    del as_json  # JSON either way
     if reveal and client_side:
         error("--reveal needs the gateway to read the record; a client-sealed one it cannot")
         raise typer.Exit(ExitCode.USAGE)

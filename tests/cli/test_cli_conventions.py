@@ -325,3 +325,72 @@ def test_report_against_a_key_from_out_of_band(sovra, live, refused):
     ran = sovra(*base, "--json", "--vkey", other)
     assert ran.code == ExitCode.VERIFICATION
     assert ran.out == ""
+
+
+# -- --json on every command that reads ---------------------------------------------------------
+
+
+def test_every_reading_command_prints_json(sovra, live, template, refused, tmp_path):
+    _, ingest, _ = refused
+    checkpoint = sovra("log", "checkpoint", "--json", "--url", live.url)
+    assert checkpoint.code == 0, checkpoint.err
+    note = checkpoint.json()
+    assert note["origin"] == live.dep.gateway.log.origin
+    assert note["note"].startswith(f"{note['origin']}\n{note['size']}\n{note['root_hash']}\n")
+    assert 0 < note["size"] <= live.dep.gateway.log.size
+
+    proved = sovra("log", "prove", str(ingest), "--json", "--url", live.url)
+    assert proved.code == 0, proved.err
+    assert (proved.json()["index"], proved.json()["verified"]) == (ingest, True)
+
+    verified = sovra("log", "verify", "--json", "--url", live.url)
+    assert verified.code == 0, verified.err
+    audit = verified.json()
+    assert audit["verified"] is True and audit["cosigned"] is None
+    assert audit["entries"] == audit["size"] <= audit["held"]
+
+    shown = sovra(*live.args("policy", "show", "--json"))
+    assert shown.code == 0, shown.err
+    assert shown.json()["name"]
+
+    diff = sovra("policy", "diff", "shipped:gdsi", "shipped:gdpr-chapter-v", "--json")
+    assert diff.code == ExitCode.ERROR  # as diff(1): they differ
+    changes = diff.json()
+    assert changes["different"] is True
+    assert changes["old"]["pack"] != changes["new"]["pack"]
+    assert changes["added"] or changes["removed"] or changes["changed"]
+    same = sovra("policy", "diff", "shipped:gdsi", "shipped:gdsi", "--json")
+    assert same.code == 0
+    assert same.json()["different"] is False
+
+    for args in (("keys", "status"), ("check",), ("principal", "list")):
+        ran = sovra(*args, "--json", "-d", template)
+        assert ran.code == 0, (args, ran.err)
+        assert isinstance(ran.json(), list | dict), args
+
+    text = tmp_path / "scan.txt"
+    text.write_text("tel. +48 601 234 567", encoding="utf-8")
+    scanned = sovra("scan", "--json", text)
+    assert scanned.code == 0, scanned.err
+    assert [json.loads(line) for line in scanned.out.splitlines()]
+    clash = sovra("scan", "--json", "--format", "table", text)
+    assert clash.code == ExitCode.USAGE
+
+
+def test_shell_completion_is_installable(sovra_script):
+    shown = sovra_script("--show-completion", "bash")
+    assert shown.code == 0, shown.err
+    assert "_SOVRA_COMPLETE" in shown.out
+    completed = sovra_script(
+        env={"_SOVRA_COMPLETE": "complete_bash", "COMP_WORDS": "sovra rep", "COMP_CWORD": "1"}
+    )
+    assert completed.code == 0, completed.err
+    assert completed.out.split() == ["report"]
+    options = sovra_script(
+        env={
+            "_SOVRA_COMPLETE": "complete_bash",
+            "COMP_WORDS": "sovra explain --",
+            "COMP_CWORD": "2",
+        }
+    )
+    assert {"--index", "--json", "--deployment"} <= set(options.out.split())

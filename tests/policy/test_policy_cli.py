@@ -103,6 +103,11 @@ def test_policy_sign_verify_diff_activate_and_explain(live: Live, tmp_path: Path
     code, out, err = live.run("policy", "verify", env, server=False)
     assert code == 0, err
     assert "verified: signed by DE, PL, VN (3 of 5 parties, 3 needed)" in out
+    code, out, err = live.run("policy", "verify", env, "--json", server=False)
+    assert code == 0, err
+    verified = json.loads(out)
+    assert (verified["signers"], verified["threshold"]) == (["DE", "PL", "VN"], 3)
+    assert len(verified["parties"]) == 5
 
     code, out, _ = live.run("policy", "diff", "shipped:gdsi", env, server=False, deployment=False)
     assert code == 1

@@ -15,6 +15,7 @@ from rich.table import Table
 from sovra._cli.common import (
     DeploymentDir,
     ExitCode,
+    JsonOpt,
     err,
     need_deployment,
     out,
@@ -46,7 +47,7 @@ def check(
         int,
         typer.Option(help="seconds before a row without its log entry counts as abandoned", min=0),
     ] = 3600,
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Reconcile metadata rows, blobs, subject keys and the log (like fsck); exit 3 if unclean."""
     deployment = need_deployment(deployment)

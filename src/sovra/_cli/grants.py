@@ -22,6 +22,7 @@ from sovra._cli.common import (
     As,
     DeploymentDir,
     ExitCode,
+    JsonOpt,
     KeyOpt,
     Url,
     connect,
@@ -165,7 +166,9 @@ def show(
     key: KeyOpt = None,
     deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Print a registered grant and whether it is revoked."""
+    """Print a registered grant and whether it is revoked (JSON, with --json or without)."""
+    del as_json  # JSON either way
     with connect(url, principal, key, deployment) as client:
         print_json(client.get_grant(grant_id))

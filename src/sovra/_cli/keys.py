@@ -24,6 +24,7 @@ from sovra._cli.common import (
     As,
     DeploymentDir,
     ExitCode,
+    JsonOpt,
     need_deployment,
     out,
     print_json,
@@ -52,7 +53,7 @@ Jurisdiction = Annotated[str, typer.Option("--jurisdiction", "-j", help="jurisdi
 @keys_app.command("status")
 def keys_status(
     deployment: DeploymentDir = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show each custodian's KEK versions, subject keys per version, and shredded subjects."""
     deployment = need_deployment(deployment)
@@ -220,8 +221,10 @@ def keys_transport_key(
     deployment: DeploymentDir = None,
     passphrase_env: PassphraseEnv = None,
     key_file: KeyFile = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Print custodians' transport keys as a pins file for client-side sealing.
+    """Print custodians' transport keys as a pins file (JSON, with --json or without) for
+    client-side sealing.
 
     Run it where the custodians' KEK files are, and give the output to clients by a way
     that does not pass through the gateway; `sovra put --client-side --pins FILE` then
@@ -232,6 +235,7 @@ def keys_transport_key(
     from sovra.keys.transport import TransportPins
     from sovra.model import check_jurisdiction
 
+    del as_json  # a pins file is JSON either way
     unlock = _unlock(passphrase_env, key_file)
     codes = [check_jurisdiction(j) for j in jurisdiction or []]
     if not codes:

@@ -12,6 +12,7 @@ import typer
 from sovra._cli.common import (
     DEFAULT_URL,
     DeploymentDir,
+    JsonOpt,
     Url,
     VkeyOpt,
     connect,
@@ -21,6 +22,7 @@ from sovra._cli.common import (
     progress,
     trusted_key,
 )
+from sovra.errors import BadRequest
 
 __all__ = ["log_app"]
 
@@ -46,10 +48,17 @@ def log_key(deployment: DeploymentDir = None) -> None:
 
 
 @log_app.command("checkpoint")
-def log_checkpoint(url: Url = DEFAULT_URL) -> None:
-    """Print the latest signed checkpoint."""
+def log_checkpoint(url: Url = DEFAULT_URL, as_json: JsonOpt = False) -> None:
+    """Print the latest signed checkpoint (not verified: `sovra log verify` does that)."""
     with connect(url) as client:
         note = client.checkpoint()
+    if as_json:
+        # The note's own first three lines: its origin, size and root hash (base64).
+        origin, size, root = [*note.split("\n", 3), "", ""][:3]
+        if not size.isdigit():
+            raise BadRequest("the gateway's checkpoint is not a checkpoint note")
+        print_json({"origin": origin, "size": int(size), "root_hash": root, "note": note})
+        return
     # Byte for byte: a signed note that is wrapped or restyled no longer verifies.
     out.out(note, end="", highlight=False)
 
@@ -59,8 +68,12 @@ def log_prove(
     index: Annotated[int, typer.Argument(help="entry index")],
     url: Url = DEFAULT_URL,
     vkey: VkeyOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Fetch and verify the inclusion proof of one entry against the latest checkpoint."""
+    """Fetch and verify the inclusion proof of one entry against the latest checkpoint.
+
+    Prints JSON, with --json or without."""
+    del as_json  # JSON either way; taken as every command that reads takes it
     from sovra_verify.audit import prove_entry
     from sovra_verify.verify import verify_checkpoint
 
@@ -101,6 +114,7 @@ def log_verify(
         int | None,
         typer.Option(help="how many of the --witness keys must cosign (default: all)"),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Replay the log from its tiles, up to its newest checkpoint.
 
@@ -140,6 +154,25 @@ def log_verify(
                 target=target,
                 progress=advance,
             )
+    if as_json:
+        cosigned = None
+        if result.cosigned_size is not None:
+            cosigned = {
+                "size": result.cosigned_size,
+                "witnesses": list(result.witnesses),
+                "quorum": result.quorum,
+            }
+        print_json(
+            {
+                "verified": True,
+                "entries": result.entries,
+                "checkpoints": result.checkpoints,
+                "size": result.size,
+                "held": result.held,
+                "cosigned": cosigned,
+            }
+        )
+        return
     out.print(
         f"[bold green]verified[/] {result.entries} entries and {result.checkpoints} "
         f"checkpoints, up to size {result.size} of the {result.held} entries the log held: "

@@ -122,13 +122,26 @@ def sign(
 
 
 @policy_app.command()
-def verify(source: Source, deployment: DeploymentDir = None) -> None:
+def verify(source: Source, deployment: DeploymentDir = None, as_json: JsonOpt = False) -> None:
     """Check a pack's signatures against this deployment's authorities and validate it."""
     deployment = need_deployment(deployment)
     from sovra.policy import verify_pack
 
     verified = verify_pack(_load(source), _authority_keys(deployment))
     pack = verified.bundle.compile()
+    if as_json:
+        print_json(
+            {
+                "pack": pack.name,
+                "version": pack.version,
+                "digest": pack.digest,
+                "signers": list(verified.signers),
+                "parties": list(pack.parties),
+                "threshold": pack.threshold,
+                "rules": len(pack.annotations),
+            }
+        )
+        return
     out.print(
         f"pack [bold]{escape(pack.name)}[/] v{pack.version} verified: signed by "
         f"{', '.join(verified.signers)} ({len(verified.signers)} of "
@@ -171,10 +184,13 @@ def _rules(envelope: Envelope) -> tuple[Any, dict[str, tuple[str, str]]]:
 
 
 @policy_app.command()
-def diff(old: Source, new: Source) -> None:
+def diff(old: Source, new: Source, as_json: JsonOpt = False) -> None:
     """Rule by rule: what a new pack adds, removes and changes (exit 1 if any difference)."""
     old_bundle, old_rules = _rules(_load(old))
     new_bundle, new_rules = _rules(_load(new))
+    if as_json:
+        _diff_json(old_bundle, old_rules, new_bundle, new_rules)
+        return
     lines = [f"{old_bundle.name} v{old_bundle.version} -> {new_bundle.name} v{new_bundle.version}"]
     lines += [f"+ {r}: {new_rules[r][0]}" for r in new_rules if r not in old_rules]
     lines += [f"- {r}: {old_rules[r][0]}" for r in old_rules if r not in new_rules]
@@ -203,14 +219,48 @@ def diff(old: Source, new: Source) -> None:
     out.print("no differences in rules, signing or parameters")
 
 
+def _diff_json(
+    old: Any, old_rules: dict[str, tuple[str, str]], new: Any, new_rules: dict[str, tuple[str, str]]
+) -> None:
+    """``policy diff --json``: the same differences, exit 1 if there is any."""
+    changed = [r for r in new_rules if r in old_rules and new_rules[r] != old_rules[r]]
+    shown = {
+        "old": {"pack": old.name, "version": old.version},
+        "new": {"pack": new.name, "version": new.version},
+        "added": {r: new_rules[r][0] for r in new_rules if r not in old_rules},
+        "removed": {r: old_rules[r][0] for r in old_rules if r not in new_rules},
+        "changed": {r: new_rules[r][0] for r in changed},
+        "signing": None
+        if (old.parties, old.threshold) == (new.parties, new.threshold)
+        else {
+            "old": {"parties": list(old.parties), "threshold": old.threshold},
+            "new": {"parties": list(new.parties), "threshold": new.threshold},
+        },
+        "parameters": {
+            k: {"old": old.parameters.get(k), "new": new.parameters.get(k)}
+            for k in sorted(set(old.parameters) | set(new.parameters))
+            if old.parameters.get(k) != new.parameters.get(k)
+        },
+        "schema_changed": old.schema != new.schema,
+    }
+    different = any(shown[k] for k in ("added", "removed", "changed", "signing", "parameters"))
+    shown["different"] = different or bool(shown["schema_changed"])
+    print_json(shown)
+    if shown["different"]:
+        raise typer.Exit(ExitCode.ERROR)
+
+
 @policy_app.command()
 def show(
     principal: As = "auditor",
     key: KeyOpt = None,
     deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
+    as_json: JsonOpt = False,
 ) -> None:
-    """The pack a running gateway decides with: name, version, digest, rules."""
+    """The pack a running gateway decides with: name, version, digest, rules (JSON, with
+    --json or without)."""
+    del as_json  # JSON either way
     with connect(url, principal, key, deployment) as client:
         print_json(client.policy())
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sovra._cli.common import DeploymentDir, need_deployment, out, print_json
+from sovra._cli.common import DeploymentDir, JsonOpt, need_deployment, out, print_json
 from sovra.errors import BadRequest, ConfigError
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def add(
 @principal_app.command("list")
 def list_(
     deployment: DeploymentDir = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Every registered principal: id, jurisdiction, role, public key."""
     deployment = need_deployment(deployment)

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, NamedTuple, TextIO
 
 import typer
 
-from sovra._cli.common import ExitCode, err, error, out, progress
+from sovra._cli.common import ExitCode, JsonOpt, err, error, out, progress
 
 if TYPE_CHECKING:
     from sovra.model import Finding
@@ -675,6 +675,13 @@ def _check_lang(value: str) -> str | None:
     return value
 
 
+def _check_format(fmt: str, as_json: bool) -> None:
+    if fmt not in {"json", "table"}:
+        raise typer.BadParameter(f"--format must be json or table, not {fmt!r}")
+    if as_json and fmt != "json":
+        raise typer.BadParameter("--json is --format json; give one of them")
+
+
 def scan(
     path: Annotated[str, typer.Argument(help="a file, a directory, or - for standard input")],
     fmt: Annotated[
@@ -687,10 +694,10 @@ def scan(
         int,
         typer.Option(help="worker processes, 0 for one per core; the output does not depend on it"),
     ] = 0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Find sensitive data (identifiers, contacts, accounts, special categories), offline."""
-    if fmt not in {"json", "table"}:
-        raise typer.BadParameter(f"--format must be json or table, not {fmt!r}")
+    _check_format(fmt, as_json)
     language = _check_lang(lang)
     workers = jobs if jobs > 0 else (os.cpu_count() or 1)
     rows: list[dict[str, object]] = []
