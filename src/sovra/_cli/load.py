@@ -8,7 +8,8 @@ each on its own: a bad line is named with its line number in the file, on stderr
 Blank lines are skipped. A progress bar shows on a terminal only.
 
 The exit code is 0 when every line was stored, 1 when any line failed or the input
-cannot be read, 5 when the gateway could not be reached. If the gateway goes away
+cannot be read (4 when every failed line was refused by policy), 5 when the gateway
+could not be reached. If the gateway goes away
 mid-way, the message names the last line whose outcome is known, and ``--skip N`` starts
 again after line N.
 """
@@ -90,6 +91,7 @@ def put_jsonl(
                 raise typer.Exit(ExitCode.ERROR) from None
 
         counts = {"stored": 0, "failed": 0}
+        ends: set[ExitCode] = set()  # the exit code each failed line's error would have
         last = skip
         with progress("storing") as bar:
             task = bar.add_task("", total=None if total is None else max(total - skip, 0))
@@ -98,6 +100,7 @@ def put_jsonl(
                     last = numbers.popleft()
                     if isinstance(result, SovraError):
                         counts["failed"] += 1
+                        ends.add(exit_code(result))
                         _failure(last, result, failed_to)
                     else:
                         counts["stored"] += 1
@@ -118,7 +121,8 @@ def put_jsonl(
     if counts["failed"]:
         where = f", listed in {failures}" if failures is not None else ""
         error(f"{counts['failed']} of {lines_read} lines failed{where}; the others are stored")
-        raise typer.Exit(ExitCode.ERROR)
+        # Every failed line refused (or every one unverifiable): that code; mixed ones, 1.
+        raise typer.Exit(ends.pop() if len(ends) == 1 else ExitCode.ERROR)
 
 
 def _failure(number: int, exc: SovraError, to: IO[str] | None) -> None:
