@@ -9,10 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
@@ -20,6 +21,15 @@ from sovra.client import Client
 
 SOVRA = Path(sys.executable).with_name("sovra")
 """The console script installed beside the interpreter that runs the tests."""
+
+
+_OWN_OUTPUT: dict[int, Path] = {}
+"""The output file :func:`serve` made for a server, by its process id."""
+
+
+def _output_of(proc: subprocess.Popen[str]) -> str:
+    own = _OWN_OUTPUT.get(proc.pid)
+    return own.read_text() if own is not None else f"exit code {proc.returncode}"
 
 
 def free_port() -> int:
@@ -37,32 +47,34 @@ def serve(
     output: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[str]:
-    """``sovra serve ROOT`` on *port*; its output piped, or appended to *output* (a server
-    that logs much under load would fill a pipe nobody reads and stop); *env* over this
-    process's environment."""
-    sink: int | IO[str] = subprocess.PIPE
-    if output is not None:
-        sink = output.open("a")
-    try:
-        return subprocess.Popen(
+    """``sovra serve ROOT`` on *port*, its output appended to *output*, or else its
+    standard error to a file of its own (which :func:`stop` reads and removes): a pipe
+    nobody reads would fill with the access log's lines under load and stop the server;
+    *env* over this process's environment."""
+    own = output is None
+    if output is None:
+        fd, name = tempfile.mkstemp(prefix="sovra-serve-", suffix=".log")
+        os.close(fd)
+        output = Path(name)
+    with output.open("a") as sink:
+        proc = subprocess.Popen(
             [SOVRA, "serve", root, "--port", str(port), "--workers", str(workers)],
             stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT if output is not None else subprocess.PIPE,
+            stdout=subprocess.DEVNULL if own else sink,
+            stderr=sink if own else subprocess.STDOUT,
             text=True,
             env={**os.environ, **(env or {})},
         )
-    finally:
-        if output is not None:
-            assert not isinstance(sink, int)
-            sink.close()
+    if own:
+        _OWN_OUTPUT[proc.pid] = output
+    return proc
 
 
 def wait_for(url: str, proc: subprocess.Popen[str], seconds: float = 120) -> None:
     """Return once the gateway at *url* answers ``/v1/info``; fail if *proc* ends first."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
+        assert proc.poll() is None, _output_of(proc)
         try:
             if httpx.get(f"{url}/v1/info", timeout=1).status_code == 200:
                 return
@@ -75,9 +87,11 @@ def wait_for(url: str, proc: subprocess.Popen[str], seconds: float = 120) -> Non
 def stop(proc: subprocess.Popen[str], output: Path | None = None) -> str:
     """TERM the server, wait, and check it stopped cleanly; its standard error (or output)."""
     proc.terminate()
-    _, err = proc.communicate(timeout=60)
-    if output is not None:
-        err = output.read_text()
+    proc.wait(timeout=60)
+    own = _OWN_OUTPUT.pop(proc.pid, None)
+    err = (output or own).read_text() if (output or own) is not None else ""
+    if own is not None:
+        own.unlink(missing_ok=True)
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Traceback" not in err, err
     return err

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -53,28 +54,36 @@ def _free_port() -> int:
 def _serving(root: Path) -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [SOVRA, "serve", root, "--port", str(port)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                if httpx.get(f"{url}/v1/info", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"{url} does not answer after 60 s"
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=60)
+    # Its output to a file: a pipe nobody reads fills with the access log and stops it.
+    with tempfile.TemporaryFile("w+") as output:
+
+        def printed() -> str:
+            output.seek(0)
+            return output.read()
+
+        proc = subprocess.Popen(
+            [SOVRA, "serve", root, "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, printed()
+                try:
+                    if httpx.get(f"{url}/v1/info", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, f"{url} does not answer after 60 s"
+                time.sleep(0.05)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        err = printed()
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Traceback" not in err, err
 
