@@ -188,6 +188,7 @@ def _restart(command: str, mode: str) -> None:
     subprocess.run([command, mode], check=True, timeout=120)
 
 
+@pytest.mark.serial  # restarts the cluster every test shares
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_a_restart_under_load_fails_calls_precisely_and_loses_no_acknowledged_record(
     pg_root: Path, mode: str
@@ -252,6 +253,7 @@ def test_a_restart_under_load_fails_calls_precisely_and_loses_no_acknowledged_re
         again.close()
 
 
+@pytest.mark.serial  # restarts the cluster every test shares
 def test_the_http_edge_answers_503_with_retry_after_when_the_database_restarted(
     pg_root: Path,
 ) -> None:

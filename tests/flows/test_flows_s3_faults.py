@@ -32,7 +32,8 @@ from sovra.config import Config
 from sovra.deployment import Deployment
 from sovra.errors import ConfigError, IntegrityError, Unavailable
 
-pytestmark = [pytest.mark.postgres, pytest.mark.s3]
+# These stop and restart the one SeaweedFS (and PostgreSQL) every test shares: run alone.
+pytestmark = [pytest.mark.postgres, pytest.mark.s3, pytest.mark.serial]
 
 _MAGIC = b"sovra-segment-1\n"  # ADR 0020's segment format, read here independently
 

@@ -87,7 +87,7 @@ def test_shred_by_someone_else_is_refused(filled: tuple[Path, list[str]]) -> Non
     code, _ = run(
         "keys", "shred", "-j", "PL", "--subject", SUBJECTS[3], "--as", "svc-pl", "-d", str(root)
     )
-    assert code == 1
+    assert code == 4  # refused by policy (docs/cli.md, exit codes)
     assert read(root, records[3]) == f"note of {SUBJECTS[3]}"
 
 
