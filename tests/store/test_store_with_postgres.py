@@ -117,11 +117,28 @@ def test_runs_command_against_a_cluster_then_deletes_it(scratch: Path) -> None:
     assert refuses_connections(dsn)
 
 
+# As from a terminal: a suite started in the background inherits SIGINT ignored, and a
+# shell started with it ignored can neither trap nor receive it; this restores it first.
+_INTERRUPTIBLE = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
+
+
 @needs_initdb
 def test_interrupt_still_deletes_the_cluster(scratch: Path) -> None:
     out = scratch / "dsn.txt"
     proc = subprocess.Popen(
-        [BASH, str(SCRIPT), "sh", "-c", f'echo "$SOVRA_TEST_PG_DSN" > {out}; exec sleep 60'],
+        [
+            *_INTERRUPTIBLE,
+            BASH,
+            str(SCRIPT),
+            "sh",
+            "-c",
+            f'echo "$SOVRA_TEST_PG_DSN" > {out}; exec sleep 60',
+        ],
         env=base_env(TMPDIR=str(scratch)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
