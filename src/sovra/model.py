@@ -45,6 +45,7 @@ __all__ = [
     "ReleaseAuthorization",
     "Role",
     "WrappedKey",
+    "batch_promise",
     "canonical_json",
     "check_id",
     "check_jurisdiction",
@@ -741,10 +742,7 @@ class LogReceipt:
         """
         if self.batch_size:
             root = _batch_root(self.leaf_hash, self.index, self)
-            return (
-                f"sovra-promise/v2\n{self.origin}\n{self.batch_start}\n{self.batch_size}\n"
-                f"{self.time_ms}\n{root.hex()}\n"
-            ).encode()
+            return batch_promise(self.origin, self.batch_start, self.batch_size, self.time_ms, root)
         return (
             f"sovra-promise/v1\n{self.origin}\n{self.index}\n{self.time_ms}\n".encode()
             + self.leaf_hash.hex().encode()
@@ -813,6 +811,12 @@ class LogReceipt:
             )
         except (TypeError, ValueError, OverflowError) as exc:  # Overflow: int(1e999)
             raise BadRequest(f"malformed receipt: {exc}") from None
+
+
+def batch_promise(origin: str, start: int, size: int, time_ms: int, root: bytes) -> bytes:
+    """The bytes the log key signs for the batch ``[start, start + size)`` whose RFC 9162
+    root is *root*: the one statement every receipt of the batch carries."""
+    return f"sovra-promise/v2\n{origin}\n{start}\n{size}\n{time_ms}\n{root.hex()}\n".encode()
 
 
 def _batch_root(leaf: bytes, index: int, receipt: LogReceipt) -> bytes:

@@ -34,7 +34,7 @@ from sovra.ledger.storage import (
     LogStorage,
     check_tag,
 )
-from sovra.model import LogReceipt
+from sovra.model import LogReceipt, batch_promise
 from sovra_verify._merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash
 from sovra_verify.checkpoint import Checkpoint
 from sovra_verify.note import NoteSigner, open_note, sign_note
@@ -249,10 +249,7 @@ class TransparencyLog:
         count = len(batch)
         if self.on_batch is not None:
             self.on_batch(count)
-        signed = (
-            f"sovra-promise/v2\n{self._origin}\n{first}\n{count}\n{time_ms}\n{root.hex()}\n"
-        ).encode()
-        signature = self._signer.sign(signed)
+        signature = self._signer.sign(batch_promise(self._origin, first, count, time_ms, root))
         origin = self._origin
         receipts = [
             LogReceipt(origin, first + n, leaf, time_ms, signature, first, count, path)
