@@ -42,7 +42,7 @@ def free_port() -> int:
 def serve(
     root: Path,
     port: int,
-    workers: int = 1,
+    workers: int | None = 1,
     *,
     output: Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -50,7 +50,7 @@ def serve(
     """``sovra serve ROOT`` on *port*, its output appended to *output*, or else its
     standard error to a file of its own (which :func:`stop` reads and removes): a pipe
     nobody reads would fill with the access log's lines under load and stop the server;
-    *env* over this process's environment."""
+    *env* over this process's environment; *workers* None leaves the command's default."""
     own = output is None
     if output is None:
         fd, name = tempfile.mkstemp(prefix="sovra-serve-", suffix=".log")
@@ -58,7 +58,8 @@ def serve(
         output = Path(name)
     with output.open("a") as sink:
         proc = subprocess.Popen(
-            [SOVRA, "serve", root, "--port", str(port), "--workers", str(workers)],
+            [SOVRA, "serve", root, "--port", str(port)]
+            + ([] if workers is None else ["--workers", str(workers)]),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL if own else sink,
             stderr=sink if own else subprocess.STDOUT,

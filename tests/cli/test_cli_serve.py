@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests import serving
 
 from sovra.deployment import Deployment
 from sovra.ledger import verify_checkpoint
@@ -18,30 +17,14 @@ from sovra.ledger import verify_checkpoint
 SOVRA = Path(sys.executable).with_name("sovra")
 
 
-def _wait_for(port: int, proc: subprocess.Popen[str], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port} after {seconds} s")
-
-
 def test_serve_answers_the_command_and_stops_cleanly(sovra, template, tmp_path, free_port):
     root = tmp_path / "deployment"
     shutil.copytree(template, root)
     url = f"http://127.0.0.1:{free_port}"
-    proc = subprocess.Popen(
-        [SOVRA, "serve", root, "--port", str(free_port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    output = tmp_path / "serve.log"
+    proc = serving.serve(root, free_port, workers=None, output=output)
     try:
-        _wait_for(free_port, proc)
+        serving.wait_for(url, proc, seconds=20)
         note = tmp_path / "note.txt"
         note.write_text("tel. +48 601 234 567", encoding="utf-8")
         put = sovra(
@@ -62,12 +45,8 @@ def test_serve_answers_the_command_and_stops_cleanly(sovra, template, tmp_path, 
         checkpoint = sovra("log", "checkpoint", "--url", url)
         assert checkpoint.code == 0, checkpoint.err
     finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=20)
-    # uvicorn shuts down gracefully, then re-raises the signal it caught.
-    assert proc.returncode in (0, -signal.SIGTERM), err
-    assert "Traceback" not in err
-    assert out.startswith(f"sovra serving {root} at {url}")
+        printed = serving.stop(proc, output)
+    assert printed.startswith(f"sovra serving {root} at {url}")
     dep = Deployment.open(root)
     try:
         assert verify_checkpoint(checkpoint.out, dep.gateway.log.verifier_key).size == 1
@@ -114,15 +93,9 @@ def test_serve_starts_a_custodian_process_per_jurisdiction_and_stops_them(
     root = walkable / "deployment"
     Deployment.init(root, jurisdictions=["PL", "VN"], origin="sovra.test/serve")  # the default
     url = f"http://127.0.0.1:{free_port}"
-    proc = subprocess.Popen(
-        [SOVRA, "serve", root, "--port", str(free_port)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = serving.serve(root, free_port, workers=None)
     try:
-        _wait_for(free_port, proc, seconds=120)
+        serving.wait_for(url, proc, seconds=120)
         # python -m sovra.cli custodian serve --jurisdiction J ... (the others are workers)
         children = {c: Path(f"/proc/{c}/cmdline").read_bytes() for c in _children(proc.pid)}
         custodians = [c for c, line in children.items() if b"\0custodian\0" in line]
@@ -177,9 +150,6 @@ def test_serve_starts_a_custodian_process_per_jurisdiction_and_stops_them(
         approved = sovra("grant", "approve", request, "--out", grant, "-d", root, "--url", url)
         assert approved.code == 0, approved.err
     finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, -signal.SIGTERM), err
-    assert "Traceback" not in err
+        serving.stop(proc)
     for pid in custodians:  # each saw the end of its input, stopped, and was waited for
         assert not Path(f"/proc/{pid}").exists()

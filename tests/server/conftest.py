@@ -6,24 +6,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
+from tests import serving
+from tests.serving import free_port
 
 from sovra.deployment import Deployment
 from sovra.model import LogEntry
-
-SOVRA = Path(sys.executable).with_name("sovra")
-"""The console script installed beside the interpreter that runs the tests."""
 
 Serve = Callable[[Path], AbstractContextManager[str]]
 
@@ -44,48 +37,16 @@ def root(server_template: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _serving(root: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    # Its output to a file: a pipe nobody reads fills with the access log and stops it.
-    with tempfile.TemporaryFile("w+") as output:
-
-        def printed() -> str:
-            output.seek(0)
-            return output.read()
-
-        proc = subprocess.Popen(
-            [SOVRA, "serve", root, "--port", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, printed()
-                try:
-                    if httpx.get(f"{url}/v1/info", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, f"{url} does not answer after 60 s"
-                time.sleep(0.05)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-        err = printed()
-    assert proc.returncode in (0, -signal.SIGTERM), err
-    assert "Traceback" not in err, err
+    proc = serving.serve(root, port, workers=None)
+    try:
+        serving.wait_for(url, proc, seconds=60)
+        yield url
+    finally:
+        serving.stop(proc)
 
 
 @pytest.fixture
