@@ -71,6 +71,7 @@ from sovra.policy import (
     Target,
     parse_justification,
 )
+from sovra.release_proofs import ReleaseProofs
 from sovra.store import BlobStore, MetadataStore
 
 __all__ = [
@@ -150,6 +151,8 @@ class Gateway:
         self._ingests = GroupCommit(self._ingest_batch, MAX_INGEST_BATCH, leaders=_INGEST_LEADERS)
         self._accesses: GroupCommit[tuple[Principal, AccessRequest], AccessResult]
         self._accesses = GroupCommit(self._access_batch, MAX_ACCESS_BATCH, leaders=_ACCESS_LEADERS)
+        self.release_proofs: ReleaseProofs | None = None
+        """Set when custodians release only against witnessed checkpoints."""
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -497,6 +500,10 @@ class Gateway:
         accesses = [self._try_check(n, p, request) for n, (p, request) in enumerate(calls)]
         live = [a for a in accesses if isinstance(a, _Access)]
         self._decide_all(live)
+        if self.release_proofs is not None:  # witnessed release: one round trip per batch
+            allowed = [a for a in live if a.error is None]
+            got = self.release_proofs.attach_all([a.authorization() for a in allowed])
+            settle(allowed, got, _Access.witnessed)
         self._unwrap_all(live)
         # Log before release: every key release is in the log before any plaintext leaves.
         releasing = [a for a in live if a.error is None]
@@ -692,7 +699,8 @@ class Gateway:
         entry, receipt = self._append(*self._decision_entry(decision))
         if not decision.allow:
             raise Denied(decision.reason, log_index=receipt.index)
-        return ReleaseAuthorization.of(decision, entry, receipt)
+        allowed = ReleaseAuthorization.of(decision, entry, receipt)
+        return allowed if self.release_proofs is None else self.release_proofs.attach([allowed])[0]
 
     def _decision(
         self,
@@ -1187,6 +1195,9 @@ class _Access(Failing):
             self.error = Denied(self.decision.reason, log_index=receipt.index)
         else:
             self.allowed = ReleaseAuthorization.of(self.decision, self.entry, receipt)
+
+    def witnessed(self, authorization: ReleaseAuthorization) -> None:
+        self.allowed = authorization
 
     def authorization(self) -> ReleaseAuthorization:
         if self.allowed is None:  # pragma: no cover - only allowed requests get here

@@ -844,6 +844,9 @@ class ReleaseAuthorization:
     receipt: LogReceipt
     records: tuple[str, ...] = field(default=(), repr=False)
     subjects: tuple[str, ...] = field(default=(), repr=False)
+    # The entry's C2SP tlog-proof against a witness-cosigned checkpoint, for custodians
+    # that release only what their witnesses saw (sovra.keys.witnessed); "" when none.
+    proof: str = field(default="", repr=False)
 
     @classmethod
     def of(cls, decision: Decision, entry: bytes, receipt: LogReceipt) -> ReleaseAuthorization:

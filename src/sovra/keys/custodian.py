@@ -56,6 +56,7 @@ from sovra.keys.protocol import (
 from sovra.keys.subjects import (
     SubjectShredded,
 )
+from sovra.keys.witnessed import WitnessedRelease, WitnessPolicy
 from sovra.model import (
     KIND_NAME,
     MAX_ENTRY_BYTES,
@@ -193,6 +194,7 @@ class BaseCustodian(abc.ABC):
         clock: Clock = system_clock_ms,
         max_authorization_age_ms: int = DEFAULT_MAX_AUTHORIZATION_AGE_MS,
         journal_size: int = DEFAULT_JOURNAL_SIZE,
+        witnesses: WitnessPolicy | None = None,
     ) -> None:
         """Set up the checks.
 
@@ -202,6 +204,8 @@ class BaseCustodian(abc.ABC):
             clock: the current time in UNIX milliseconds.
             max_authorization_age_ms: how far a logged allow's time may be from now.
             journal_size: how many requests :meth:`journal` remembers.
+            witnesses: release only allows included in a checkpoint a quorum of these
+                witnesses cosigned (:mod:`sovra.keys.witnessed`); None: the receipt alone.
 
         Raises:
             BadRequest: *jurisdiction* is not a two-letter code.
@@ -214,6 +218,7 @@ class BaseCustodian(abc.ABC):
             raise ConfigError("journal_size must be positive")
         self._log_key = log_key
         self._promises = _VerifiedPromises(log_key)
+        self._witnessed = None if witnesses is None else WitnessedRelease(witnesses, log_key)
         self._clock = clock
         self._max_age_ms = max_authorization_age_ms
         self._journal: deque[JournalEntry] = deque(maxlen=journal_size)
@@ -905,6 +910,7 @@ class BaseCustodian(abc.ABC):
             self._promises.verify(authorization.receipt, raw)
         except VerificationError as exc:
             raise self._deny(rid, f"the log receipt does not verify: {exc.message}") from None
+        self._check_witnessed(rid, authorization, now)
         try:
             entry = LogEntry.from_bytes(raw)
         except BadRequest as exc:
@@ -949,6 +955,15 @@ class BaseCustodian(abc.ABC):
         except VerificationError as exc:
             raise self._deny(rid, exc.message) from None
         return frozenset(records), frozenset(subjects)
+
+    def _check_witnessed(self, rid: str, authorization: ReleaseAuthorization, now: int) -> None:
+        """With a witness policy: the allow is in a fresh checkpoint a quorum cosigned."""
+        if self._witnessed is None:
+            return
+        try:
+            self._witnessed.check(authorization.proof, authorization.receipt, now)
+        except VerificationError as exc:
+            raise self._deny(rid, f"not witnessed: {exc.message}") from None
 
     def _check_covers(
         self, header: RecordHeader, records: frozenset[str], subjects: frozenset[str]

@@ -41,6 +41,7 @@ from sovra.keys.subjects import (
     subjects_database_path,
     subjects_path,
 )
+from sovra.keys.witnessed import WitnessPolicy
 from sovra.model import (
     check_jurisdiction,
 )
@@ -70,6 +71,7 @@ class LocalCustodian(BaseCustodian):
         unlock: Unlock | None = None,
         sealer: Sealer | None = None,
         subjects: SubjectKeys | None = None,
+        witnesses: WitnessPolicy | None = None,
     ) -> None:
         """Wrap already-loaded KEKs; prefer :meth:`create` and :meth:`open`. The subject
         keys are in *subjects*, by default the SQLite store beside the key file.
@@ -85,6 +87,7 @@ class LocalCustodian(BaseCustodian):
             clock=clock,
             max_authorization_age_ms=max_authorization_age_ms,
             journal_size=journal_size,
+            witnesses=witnesses,
         )
         if not keks:
             raise ConfigError(f"custodian {jurisdiction} has no KEK")
@@ -216,12 +219,16 @@ class LocalCustodian(BaseCustodian):
         journal_size: int = DEFAULT_JOURNAL_SIZE,
         unlock: Unlock | None = None,
         database: str | None = None,
+        witnesses: WitnessPolicy | None = None,
     ) -> LocalCustodian:
         """Load the custodian of *jurisdiction* from its key file.
 
         Its subject keys are in the PostgreSQL *database* when given, else in the one
         ``<J>.database`` beside the key file names, else in the SQLite store beside it
-        (:func:`~sovra.keys.subjects.open_subject_keys`).
+        (:func:`~sovra.keys.subjects.open_subject_keys`). It releases keys only against
+        witnessed checkpoints when *witnesses* is given or a ``<J>.witnesses`` policy is
+        beside the key file (:mod:`sovra.keys.witnessed`): its own configuration, never
+        the caller's.
 
         Args:
             path: the KEK file; its subject-key store is beside it.
@@ -237,10 +244,12 @@ class LocalCustodian(BaseCustodian):
             ConfigError: the file is missing, open to group or others, oversized,
                 malformed, of another jurisdiction, a KEK fails its check value, or it is
                 sealed and *unlock* is missing or wrong; or the subject-key store beside
-                it is missing (an existing custodian never starts from an empty one).
+                it is missing (an existing custodian never starts from an empty one);
+                or its witness policy is unreadable or invalid.
         """
         check_jurisdiction(jurisdiction)
         keks, sealer = load_keks(path, jurisdiction, unlock)
+        witnesses = witnesses or WitnessPolicy.load(path)
         if database is None and not subjects_database_path(path).exists():
             require_subject_store(subjects_path(path))
         subjects = open_subject_keys(path, jurisdiction, database)
@@ -256,6 +265,7 @@ class LocalCustodian(BaseCustodian):
                 unlock=unlock,
                 sealer=sealer,
                 subjects=subjects,
+                witnesses=witnesses,
             )
         except BaseException:
             subjects.close()

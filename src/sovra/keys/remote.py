@@ -613,6 +613,7 @@ def _authorization(authorization: ReleaseAuthorization) -> dict[str, Any]:
         "entry": _enc(authorization.entry),
         "receipt": authorization.receipt.to_dict(),
         **{name: list(ids) for name, ids in lists.items() if ids},
+        **({"proof": authorization.proof} if authorization.proof else {}),
     }
 
 

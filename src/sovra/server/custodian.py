@@ -70,6 +70,7 @@ from sovra.errors import (
 from sovra.keys import LocalCustodian, values
 from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES
 from sovra.keys.remote import logged_purpose
+from sovra.keys.witnessed import MAX_PROOF_BYTES
 from sovra.model import (
     LogReceipt,
     RecordHeader,
@@ -212,16 +213,26 @@ def _items(body: Mapping[str, Any], most: int = MAX_BATCH) -> list[Any]:
 
 def _authorization(body: Mapping[str, Any]) -> ReleaseAuthorization:
     auth = _fields(
-        body["authorization"], {"entry", "receipt"}, {"records", "subjects"}, "authorization"
+        body["authorization"],
+        {"entry", "receipt"},
+        {"records", "subjects", "proof"},
+        "authorization",
     )
     if not isinstance(auth["receipt"], dict):
         raise BadRequest("receipt must be a JSON object")
+    proof = auth.get("proof", "")
+    if not isinstance(proof, str) or len(proof) > MAX_PROOF_BYTES:
+        raise BadRequest(
+            f"authorization proof must be a tlog-proof of at most {MAX_PROOF_BYTES} bytes"
+        )
     return ReleaseAuthorization(
         entry=_b64(auth["entry"], "authorization entry"),
         receipt=LogReceipt.from_dict(auth["receipt"]),
         # What a large decision's entry names by root; checked against it before any use.
         records=_ids(auth.get("records", []), "records"),
         subjects=_ids(auth.get("subjects", []), "subjects"),
+        # The custodian checks it against its own witnesses' keys, when it has some.
+        proof=proof,
     )
 
 

@@ -1,0 +1,158 @@
+"""The gateway's side of witnessed release: logged allows proved into a cosigned checkpoint.
+
+A custodian with a witness policy (:mod:`sovra.keys.witnessed`) releases a key only
+against a C2SP tlog-proof of the allow's entry into a checkpoint a quorum of its
+witnesses cosigned. :class:`ReleaseProofs` makes those proofs for the access flow: after
+a batch of decisions is logged, it has the log sign a checkpoint covering them, sends it
+to the witnesses (C2SP tlog-witness ``add-checkpoint``: the size each holds and a
+consistency proof from it), all at once, and attaches to every allow its inclusion
+proof into that cosigned checkpoint. One witness round trip serves the whole batch, and
+a batch already covered by the last cosigned checkpoint costs none.
+
+A witness is anything with ``add_checkpoint(note, old_size, proof) -> str`` returning the
+cosignature line(s), or the note with them appended (:class:`sovra.ledger.Witness`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Protocol
+
+from sovra.errors import ConfigError, SovraError, Unavailable
+from sovra.keys.witnessed import format_tlog_proof
+from sovra.ledger.log import TransparencyLog
+from sovra.model import ReleaseAuthorization
+from sovra_verify.checkpoint import Checkpoint
+
+__all__ = ["CheckpointWitness", "ReleaseProofs"]
+
+
+class CheckpointWitness(Protocol):
+    """A witness the log submits its checkpoints to (C2SP tlog-witness)."""
+
+    def add_checkpoint(self, note: str, old_size: int, proof: Sequence[bytes]) -> str:
+        """Cosign *note* if it extends the checkpoint of *old_size* the witness holds."""
+        ...
+
+
+class ReleaseProofs:
+    """Attaches to logged allows their inclusion proof into a witness-cosigned checkpoint.
+
+    Safe to share between threads: one checkpoint is out to the witnesses at a time, and
+    a batch whose decisions it already covers waits for it instead of sending another.
+    """
+
+    def __init__(
+        self,
+        log: TransparencyLog,
+        witnesses: Sequence[CheckpointWitness],
+        *,
+        quorum: int | None = None,
+    ) -> None:
+        """Collect cosignatures of *log*'s checkpoints from *witnesses*.
+
+        Args:
+            log: the log the decisions are in.
+            witnesses: where each checkpoint is sent.
+            quorum: how many must cosign before the allows go on (default: all).
+
+        Raises:
+            ConfigError: no witness, or an impossible quorum.
+        """
+        quorum = len(witnesses) if quorum is None else quorum
+        if not 0 < quorum <= len(witnesses):
+            raise ConfigError(f"a quorum of {quorum} out of {len(witnesses)} witnesses")
+        self._log = log
+        self._witnesses = list(witnesses)
+        self._quorum = quorum
+        self._held = [0] * len(witnesses)  # the size each witness holds, as far as known
+        self._lock = threading.Lock()
+        self._cosigned: tuple[int, str] | None = None
+        self._pool = (
+            ThreadPoolExecutor(len(witnesses), thread_name_prefix="sovra-witness")
+            if len(witnesses) > 1
+            else None
+        )
+        self.round_trips = 0
+        """How many checkpoints were sent to the witnesses (for benchmarks and tests)."""
+
+    def attach(self, authorizations: Sequence[ReleaseAuthorization]) -> list[ReleaseAuthorization]:
+        """Each authorization with its entry's tlog-proof into one cosigned checkpoint.
+
+        Raises:
+            Unavailable: fewer than the quorum of witnesses cosigned (each one's reason
+                in the message); nothing is attached.
+        """
+        if not authorizations:
+            return []
+        size, note = self.cosigned(max(a.receipt.index for a in authorizations) + 1)
+        return [
+            replace(
+                a,
+                proof=format_tlog_proof(
+                    a.receipt.index, self._log.inclusion_proof(a.receipt.index, size), note
+                ),
+            )
+            for a in authorizations
+        ]
+
+    def attach_all(
+        self, authorizations: Sequence[ReleaseAuthorization]
+    ) -> list[ReleaseAuthorization | SovraError]:
+        """As :meth:`attach`, with its error in every slot if it fails (the batch's)."""
+        try:
+            return list(self.attach(authorizations))
+        except SovraError as exc:
+            return [exc] * len(authorizations)
+
+    def cosigned(self, size: int) -> tuple[int, str]:
+        """A checkpoint of at least *size* entries cosigned by the quorum, and its size.
+
+        Raises:
+            Unavailable: fewer than the quorum of witnesses cosigned.
+        """
+        with self._lock:
+            if self._cosigned is not None and self._cosigned[0] >= size:
+                return self._cosigned
+            note = self._log.checkpoint()
+            reached = Checkpoint.parse(note[: note.rfind("\n\n") + 1]).size
+            answers = self._submit(note, reached)
+            lines = [a for a in answers if isinstance(a, str)]
+            if len(lines) < self._quorum:
+                why = "; ".join(
+                    f"witness {n}: {a.message}"
+                    for n, a in enumerate(answers)
+                    if isinstance(a, SovraError)
+                )
+                raise Unavailable(
+                    f"{len(lines)} of the {self._quorum} witness cosignatures required for "
+                    f"checkpoint {reached} ({why})"
+                )
+            self.round_trips += 1
+            self._cosigned = (reached, note + "".join(lines))
+            return self._cosigned
+
+    def _submit(self, note: str, size: int) -> list[str | SovraError]:
+        """Send *note* to every witness at once; each one's new cosignature lines or error."""
+
+        def one(n: int) -> str | SovraError:
+            held = self._held[n]
+            try:
+                proof = self._log.consistency_proof(held, size) if 0 < held < size else []
+                answer = self._witnesses[n].add_checkpoint(note, held, proof)
+            except SovraError as exc:
+                return exc
+            self._held[n] = size
+            return answer.removeprefix(note)
+
+        if self._pool is None:
+            return [one(n) for n in range(len(self._witnesses))]
+        return list(self._pool.map(one, range(len(self._witnesses))))
+
+    def close(self) -> None:
+        """Stop the threads that talk to the witnesses."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
