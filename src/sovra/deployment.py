@@ -369,6 +369,7 @@ class Deployment:
     def close(self) -> None:
         """Release database connections (and custodians' stores, connections and the
         processes :meth:`open` started)."""
+        self.gateway.close()
         self.store.close()
         self.gateway.log.close()
         _close_all([self.gateway.decisions.guard.journal])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from sovra._batching import Failing, chunks, each, grouped, returning_none, sett
 from sovra._group import GroupCommit
 from sovra._staging import BatchFacts, RuleBook
 from sovra.classify.minimise import Prepared, finish, prepare
+from sovra.classify.pool import Scanned, ScanPool
 from sovra.config import Config
 from sovra.errors import BadRequest, Denied, IntegrityError, NotFound, PayloadTooLarge, SovraError
 from sovra.flow_types import (
@@ -122,6 +124,7 @@ class Gateway:
         commitment_secret: bytes,
         clock: Callable[[], float],
         rows_synced_by_log: bool = False,
+        scan_helpers: int | None = None,
     ) -> None:
         """Wire the flows to their stages.
 
@@ -145,6 +148,9 @@ class Gateway:
         self._authorizer = Authorizer(log, decisions, clock)
         self._rows_durable = not rows_synced_by_log
         self._rules = RuleBook()
+        if scan_helpers is None:
+            scan_helpers = 1 if (os.cpu_count() or 1) > 1 else 0
+        self._scans = ScanPool(scan_helpers)
         # Concurrent single calls share one batch each (group commit): one transaction,
         # one log batch, one set of fsyncs and one custodian call per jurisdiction.
         self._ingests: GroupCommit[tuple[Principal, IngestItem], IngestReceipt]
@@ -153,6 +159,11 @@ class Gateway:
         self._accesses = GroupCommit(self._access_batch, MAX_ACCESS_BATCH, leaders=_ACCESS_LEADERS)
         self.release_proofs: ReleaseProofs | None = None
         """Set when custodians release only against witnessed checkpoints."""
+
+    def close(self) -> None:
+        """Stop the scan helper; the stores, the log and the custodians are the
+        deployment's to close."""
+        self._scans.close()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -250,7 +261,12 @@ class Gateway:
     ) -> list[IngestReceipt | SovraError]:
         """The ingest flow for a batch of (principal, item) calls, each on its own."""
         facts = BatchFacts()
-        staged = [self._try_stage(principal, item, facts) for principal, item in calls]
+        limit = self.config.max_record_bytes
+        scans = self._scans.scan_many([_scannable(item, limit) for _, item in calls])
+        staged = [
+            self._try_stage(principal, item, facts, found)
+            for (principal, item), found in zip(calls, scans, strict=True)
+        ]
         live = [st for st in staged if isinstance(st, _Staged)]
         self._protect_all(live)
         for st in live:
@@ -268,10 +284,10 @@ class Gateway:
         return [st if isinstance(st, SovraError) else st.result() for st in staged]
 
     def _try_stage(
-        self, principal: Principal, item: IngestItem, facts: BatchFacts
+        self, principal: Principal, item: IngestItem, facts: BatchFacts, found: Scanned
     ) -> _Staged | SovraError:
         try:
-            return self._stage(principal, item, facts)
+            return self._stage(principal, item, facts, found)
         except SovraError as exc:
             return exc
 
@@ -290,8 +306,11 @@ class Gateway:
             wrap = functools.partial(_wrap_staged, self.custodians[code])
             settle(group, each(wrap, group), _Staged.wrapped_with)
 
-    def _stage(self, principal: Principal, item: IngestItem, facts: BatchFacts) -> _Staged:
-        """Check, decide, scan and minimise one item up to its protected values.
+    def _stage(
+        self, principal: Principal, item: IngestItem, facts: BatchFacts, found: Scanned
+    ) -> _Staged:
+        """Check, decide and minimise one item up to its protected values; *found* is
+        what the scan of its content found (or the error it raised).
 
         Raises:
             BadRequest: as :meth:`ingest` (a refusal by a minimisation rule is logged).
@@ -336,7 +355,9 @@ class Gateway:
             region=self.placement.region_for(jurisdiction, subject),
             kek_version=facts.kek_version(jurisdiction, lambda: custodian.current_kek_version),
         )
-        findings = classify.scan(content)
+        if isinstance(found, SovraError):
+            raise found
+        findings = found
         try:
             prepared = prepare(content, findings, plan)
         except BadRequest as exc:
@@ -1069,6 +1090,15 @@ def _by_jurisdiction(metas: Sequence[RecordMeta]) -> dict[str, list[RecordMeta]]
 
 
 _A = TypeVar("_A")
+
+
+def _scannable(item: object, limit: int) -> str:
+    """The text of a batch item to scan ahead of its checks: its content, unless the
+    checks will refuse it before any scan (not an item, not text, over *limit* bytes)."""
+    if not isinstance(item, IngestItem):
+        return ""
+    content = item.content
+    return content if isinstance(content, str) and len(content) <= limit else ""
 
 
 def _put_blobs(placement: Placement, store: BlobStore, recs: list[_Record]) -> list[None]:
