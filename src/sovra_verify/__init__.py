@@ -10,7 +10,8 @@ holds, never one the log hands out::
 
 The pieces are the ones the gateway itself uses, not copies: RFC 9162 Merkle proofs,
 C2SP signed notes and checkpoints, tlog-cosignature witness cosignatures, a tlog-tiles
-audit, and the error tree :mod:`sovra.errors` re-exports. ``sovra-verify`` is the
+audit, tlog-policy witness quorums and tlog-proof proofs of one entry checked offline
+(:class:`TlogProof`), and the error tree :mod:`sovra.errors` re-exports. ``sovra-verify`` is the
 command line (:mod:`sovra_verify.cli`).
 """
 
@@ -19,6 +20,8 @@ from sovra_verify.checkpoint import Checkpoint
 from sovra_verify.cosignature import CosignatureVerifier, find_split_view, verify_cosignatures
 from sovra_verify.errors import BadRequest, SovraError, Unavailable, VerificationError
 from sovra_verify.note import NoteVerifier, open_note
+from sovra_verify.policy import PolicyCheck, WitnessPolicy
+from sovra_verify.proof import ProofCheck, TlogProof
 from sovra_verify.remote import LogReader
 from sovra_verify.tiles import TileAudit, audit_tiles
 from sovra_verify.verify import (
@@ -35,10 +38,14 @@ __all__ = [
     "LogAudit",
     "LogReader",
     "NoteVerifier",
+    "PolicyCheck",
+    "ProofCheck",
     "SovraError",
     "TileAudit",
+    "TlogProof",
     "Unavailable",
     "VerificationError",
+    "WitnessPolicy",
     "__version__",
     "audit_log",
     "audit_tiles",

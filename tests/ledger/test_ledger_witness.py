@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sovra.errors import BadRequest, ConfigError, VerificationError
+from sovra.errors import BadRequest, ConfigError, NotFound, VerificationError
 from sovra.ledger import MemoryLogStorage, NoteSigner, TransparencyLog, open_note
 from sovra.ledger.witness import Witness
 from sovra_verify.cosignature import (
@@ -159,7 +159,7 @@ def test_witness_refuses_unknown_logs_and_forged_notes() -> None:
     witness = new_witness()
     stranger = NoteSigner("stranger.example/log", Ed25519PrivateKey.generate())
     other = TransparencyLog(MemoryLogStorage(), stranger, "stranger.example/log")
-    with pytest.raises(BadRequest, match="does not witness"):
+    with pytest.raises(NotFound, match="does not witness"):
         witness.add_checkpoint(grow(other, 2), 0, [])
     impostor = TransparencyLog(
         MemoryLogStorage(), NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN

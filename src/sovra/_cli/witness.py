@@ -5,6 +5,8 @@ vkeys of the logs it witnesses) and ``heads.json`` (the last checkpoint cosigned
 log). ``sovra witness cosign`` pulls the latest checkpoint and a consistency proof from
 the held one, and cosigns only if the log grew consistently; with ``--submit`` it gives
 the cosigned checkpoint back to the gateway, which publishes the cosignature.
+``sovra witness serve`` answers C2SP tlog-witness requests instead: logs (sovra's with
+``[witnesses] policy`` in ``sovra.toml``, or any other) post their checkpoints to it.
 """
 
 from __future__ import annotations
@@ -123,3 +125,35 @@ def witness_cosign(
                 f"{result['quorum']} cosignatures it needs for size {result['size']}",
                 highlight=False,
             )
+
+
+@witness_app.command("serve")
+def witness_serve(
+    directory: WitnessDir,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8455,
+    max_body_bytes: Annotated[
+        int, typer.Option(help="largest add-checkpoint request accepted (413 above)")
+    ] = 256 * 1024,
+) -> None:
+    """Serve the witness over C2SP tlog-witness (POST /add-checkpoint).
+
+    Logs submit each checkpoint with the size they believe this witness holds and a
+    consistency proof from it; the witness cosigns only consistent growth of the logs
+    in witness.json and keeps its heads in heads.json. ``GET /<sha256(origin)>/checkpoint``
+    serves the last checkpoint it cosigned for a log.
+    """
+    import uvicorn
+
+    from sovra.server.witness import create_witness_app
+
+    if not 0 < max_body_bytes <= 16 << 20:
+        raise BadRequest("--max-body-bytes must be between 1 and 16 MiB")
+    witness = _open(directory)
+    out.print(
+        f"witness {witness.vkey}\nserving C2SP tlog-witness at http://{host}:{port}/add-checkpoint",
+        markup=False,
+        highlight=False,
+    )
+    app = create_witness_app(witness, max_body_bytes=max_body_bytes)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -19,16 +19,68 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sovra.errors import BadRequest, ConfigError, VerificationError
-from sovra_verify._merkle import verify_consistency
+from sovra.errors import BadRequest, ConfigError, NotFound, VerificationError
+from sovra_verify._merkle import EMPTY_ROOT, verify_consistency
 from sovra_verify.checkpoint import Checkpoint
 from sovra_verify.cosignature import CosignatureSigner
-from sovra_verify.note import MAX_NOTE_BYTES, NoteVerifier
+from sovra_verify.note import MAX_NOTE_BYTES, MAX_SIGNATURES, NoteVerifier, split_signed_note
 from sovra_verify.verify import verify_checkpoint
 
-__all__ = ["Witness"]
+__all__ = [
+    "MAX_CONSISTENCY_HASHES",
+    "Inconsistent",
+    "OldSizeConflict",
+    "Rollback",
+    "UnknownLog",
+    "UntrustedCheckpoint",
+    "Witness",
+]
+
+MAX_CONSISTENCY_HASHES = 63
+"""tlog-witness: a client MUST NOT send more proof lines than this."""
 
 _MAX_STATE_BYTES = 16 << 20
+
+
+class UnknownLog(NotFound):
+    """The checkpoint's origin is not a log this witness witnesses (HTTP 404)."""
+
+
+class UntrustedCheckpoint(VerificationError):
+    """The log's key did not sign the checkpoint, or its line does not verify (HTTP 403)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class OldSizeConflict(BadRequest):
+    """The caller's old size is not the size this witness holds (HTTP 409).
+
+    Attributes:
+        size: the size of the last checkpoint this witness cosigned for the log (0 if
+            none), which tlog-witness's 409 answer carries.
+    """
+
+    status = 409
+    code = "conflict"
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+class Rollback(VerificationError):
+    """The checkpoint is smaller than the one this witness holds (HTTP 400)."""
+
+    status = 400
+    code = "rollback"
+
+
+class Inconsistent(VerificationError):
+    """The checkpoint does not extend the held one: a fork or a bad proof (HTTP 422)."""
+
+    status = 422
+    code = "inconsistent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +126,11 @@ class Witness:
         """The witness's cosigning vkey."""
         return self._signer.vkey
 
+    @property
+    def origins(self) -> list[str]:
+        """The origins of the logs this witness witnesses."""
+        return list(self._logs)
+
     def head(self, origin: str) -> tuple[int, bytes] | None:
         """The size and root of the last checkpoint cosigned for *origin*, if any."""
         with self._lock:
@@ -84,20 +141,35 @@ class Witness:
         """Check *note* is a checkpoint signed by a log this witness witnesses.
 
         Raises:
-            BadRequest: unknown log or malformed note.
-            VerificationError: the log's signature does not verify.
+            UnknownLog: not a log this witness witnesses.
+            BadRequest: a malformed note.
+            UntrustedCheckpoint: the log's signature is missing or does not verify.
         """
         origin = _origin_of(note)
         log = self._logs.get(origin)
         if log is None:
-            raise BadRequest(f"this witness does not witness the log {origin!r}")
-        return verify_checkpoint(note, log)
+            raise UnknownLog(f"this witness does not witness the log {origin[:200]!r}")
+        try:
+            return verify_checkpoint(note, log)
+        except VerificationError as exc:
+            raise UntrustedCheckpoint(exc.message) from None
+
+    def checkpoint(self, origin: str) -> str | None:
+        """The last checkpoint cosigned for *origin*, with the log's signature and this
+        witness's cosignature (what tlog-witness's monitoring endpoint serves), if any."""
+        with self._lock:
+            h = self._heads.get(origin)
+        return None if h is None else h.note
 
     def add_checkpoint(self, note: str, old_size: int, proof: Sequence[bytes]) -> str:
         """Verify *note*, check it extends the held head, store it and cosign it.
 
+        The checks are C2SP tlog-witness's, in its order, each with its own error (and
+        so its own HTTP status in ``sovra witness serve``); a refused checkpoint
+        changes nothing.
+
         Args:
-            note: the log's signed checkpoint.
+            note: the log's signed checkpoint (other signature lines are ignored).
             old_size: the size the caller believes the witness holds (0 at first).
             proof: the consistency proof from *old_size* to the note's size.
 
@@ -105,42 +177,66 @@ class Witness:
             *note* with this witness's cosignature appended.
 
         Raises:
-            BadRequest: unknown log, malformed note, or *old_size* is not the held size
-                (the message names the held size, so the caller can retry).
-            VerificationError: bad log signature, a rollback, or a fork (a different
-                root at a held size, or a proof that does not link the two trees).
+            UnknownLog: the note's origin is not a log this witness witnesses (404).
+            BadRequest: a malformed note or proof, or an *old_size* above the note's
+                size (400).
+            UntrustedCheckpoint: the log's key did not sign it, or its line does not
+                verify (403).
+            OldSizeConflict: *old_size* is not the held size, which it carries (409).
+            Rollback: the note is smaller than the held checkpoint (400).
+            Inconsistent: a size-0 note without the empty root, a proof from size 0, a
+                different root for the held size, or a proof that does not link the
+                held tree to the new one (422).
         """
         cp = self.verify(note)
+        if isinstance(old_size, bool) or not isinstance(old_size, int) or old_size < 0:
+            raise BadRequest(f"the old size must be a non-negative integer, not {old_size!r}")
+        if len(proof) > MAX_CONSISTENCY_HASHES:
+            raise BadRequest(f"a consistency proof has at most {MAX_CONSISTENCY_HASHES} hashes")
         origin = cp.origin
         with self._lock:
             held = self._heads.get(origin)
             held_size = 0 if held is None else held.size
-            if held is not None and cp.size < held.size:
-                raise VerificationError(
-                    f"rollback refused: {origin} is at size {held.size} here, the note says "
-                    f"{cp.size}"
-                )
+            if old_size > cp.size:
+                if old_size == held_size:
+                    raise Rollback(
+                        f"rollback refused: {origin} is at size {held_size} here, the note "
+                        f"says {cp.size}"
+                    )
+                raise BadRequest(f"the old size {old_size} is above the checkpoint's {cp.size}")
             if old_size != held_size:
-                raise BadRequest(f"this witness holds {origin} at size {held_size}, not {old_size}")
+                raise OldSizeConflict(
+                    f"this witness holds {origin} at size {held_size}, not {old_size}", held_size
+                )
+            if cp.size == 0 and cp.root_hash != EMPTY_ROOT:
+                raise Inconsistent("a checkpoint of size 0 must carry the empty tree's root")
+            if old_size == 0 and proof:
+                raise Inconsistent("a consistency proof from size 0 must be empty")
             if held is not None and held.size == cp.size and held.root != cp.root_hash:
-                raise VerificationError(
+                raise Inconsistent(
                     f"fork detected: {origin} signed two roots for size {cp.size}; "
                     f"held checkpoint:\n{held.note}"
                 )
-            if held is not None and held.size > 0 and cp.size > held.size:
+            if held is not None and held.size > 0:
                 try:
                     verify_consistency(held.size, cp.size, held.root, cp.root_hash, proof)
                 except VerificationError as exc:
-                    raise VerificationError(
+                    raise Inconsistent(
                         f"fork detected: size {cp.size} of {origin} is not consistent with the "
                         f"held size {held.size} ({exc.message}); held checkpoint:\n{held.note}"
                     ) from None
-            elif proof and not (held is not None and held.size == cp.size):
-                raise BadRequest("a consistency proof from the empty tree must be empty")
             cosigned = self._signer.cosign(note)
-            self._heads[origin] = _Head(cp.size, cp.root_hash, note)
+            line = cosigned[len(note) :]
+            self._heads[origin] = _Head(cp.size, cp.root_hash, self._log_signed(note) + line)
             self._save()
         return cosigned
+
+    def _log_signed(self, note: str) -> str:
+        """*note* with only the log's own signature lines (those this witness verified)."""
+        text, lines = split_signed_note(note, MAX_SIGNATURES)
+        log = self._logs[Checkpoint.parse(text).origin]
+        own = [line for line, name, key_id, _ in lines if (name, key_id) == (log.name, log.key_id)]
+        return text + "\n" + "".join(line + "\n" for line in own)
 
     def _load(self) -> dict[str, _Head]:
         if self._state is None or not self._state.exists():
