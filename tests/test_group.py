@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -154,3 +155,63 @@ def test_many_callers_calling_again_and_again_each_get_their_own_results(leaders
                 expected.append(f"{t}/{m}" if m % 7 == 3 else (m, t))
         assert [str(r) if isinstance(r, ValueError) else r for r in results] == expected
     assert group._leading == 0 and not group._queue
+
+
+def _held_first_batch() -> tuple[
+    GroupCommit[int, int], list[list[int]], threading.Event, threading.Thread
+]:
+    """Two leaders; the first batch, of eight items, is held running until released."""
+    batches: list[list[int]] = []
+    entered = threading.Event()
+    release = threading.Event()
+
+    def run(items: list[int]) -> list[int]:
+        batches.append(items)
+        if len(batches) == 1:
+            entered.set()
+            release.wait(10)
+        return [n * 2 for n in items]
+
+    group: GroupCommit[int, int] = GroupCommit(run, max_batch=16, leaders=2)
+    first = threading.Thread(target=group.submit_many, args=(list(range(8)),))
+    first.start()
+    assert entered.wait(10)
+    return group, batches, release, first
+
+
+def _until(check: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if check():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("the group never got there")
+
+
+def test_a_leader_beside_a_running_batch_waits_for_half_as_many_items() -> None:
+    """A caller that finds a batch of eight running leads no batch of one beside it: it
+    waits until four items are queued, then runs them while the first batch still runs."""
+    group, batches, release, first = _held_first_batch()
+    lone = threading.Thread(target=group.submit, args=(100,))
+    lone.start()
+    _until(lambda: group._waiting == 1)  # leading, and waiting for company
+    assert len(batches) == 1
+    more = threading.Thread(target=group.submit_many, args=([101, 102, 103],))
+    more.start()
+    _until(lambda: len(batches) == 2)
+    assert batches[1] == [100, 101, 102, 103]
+    release.set()
+    for t in (first, lone, more):
+        t.join(10)
+    assert group._leading == 0 and group._running == 0 and not group._queue
+
+
+def test_a_waiting_leader_runs_what_it_has_once_the_running_batch_ends() -> None:
+    group, batches, release, first = _held_first_batch()
+    got: list[int] = []
+    lone = threading.Thread(target=lambda: got.append(group.submit(100)))
+    lone.start()
+    _until(lambda: group._waiting == 1)
+    release.set()
+    for t in (first, lone):
+        t.join(10)
+    assert batches[1:] == [[100]] and got == [200]

@@ -96,10 +96,12 @@ _INGEST_LEADERS = 2
 """Batches of single ingests in flight at once: one batch scans and seals while the other
 waits for its fsyncs (more only made the batches smaller, in docs/benchmarks.md)."""
 
-_ACCESS_LEADERS = 4
+_ACCESS_LEADERS = 2
 """Batches of single accesses in flight at once. An access waits for two log appends (its
 decision, then its key release), which go through the log's own queue: one batch's
-decisions share an fsync with another's releases."""
+decisions share an fsync with another's releases. Two, each gathering half of what is
+waiting (see :mod:`sovra._group`): four made batches of four from 16 threads, at a third
+more CPU per access (docs/benchmarks.md)."""
 
 MAX_INGEST_BATCH = 1_000
 """The most records one :meth:`Gateway.ingest_many` call takes."""
