@@ -4,6 +4,7 @@ every receipt's entry in it, every acknowledged record stored, logged and in its
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -15,6 +16,7 @@ from tests.cli.conftest import REGIONS
 from tests.conftest import S3Bucket
 
 from sovra import check
+from sovra.auth import make_token
 from sovra.deployment import Deployment
 from sovra.ledger import audit, verify_checkpoint, verify_entry_inclusion
 from sovra.model import LogReceipt
@@ -112,3 +114,14 @@ def check_log_and_records(
         return size
     finally:
         dep.close()
+
+
+def post_signed(http: Any, dep: Deployment, principal: str, path: str, body: Any) -> Any:
+    """POST *body* as JSON to *path* of a test client *http* of *dep*'s gateway, signed now
+    by *principal*'s key."""
+    raw = json.dumps(body).encode()
+    token = make_token(
+        dep.principal_key(principal), principal, "POST", path, raw, now_s=int(time.time())
+    )
+    headers = {"authorization": f"Sovra {token}", "content-type": "application/json"}
+    return http.post(path, content=raw, headers=headers)

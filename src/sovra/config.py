@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from sovra.errors import BadRequest, ConfigError, SovraError
 from sovra.model import Role, check_jurisdiction, check_purpose, field_problem
+from sovra.store.pg_timeouts import PgTimeouts
 from sovra_verify.cosignature import CosignatureVerifier
 
 __all__ = [
@@ -207,6 +208,9 @@ class Config:
     regions: Mapping[str, RegionConfig] = field(default_factory=dict)
     # [auth.oidc]: bearer JWTs from an OpenID Connect issuer (None: signed tokens only).
     oidc: OidcConfig | None = None
+    # [postgres]: how long a PostgreSQL session may wait for a lock, run a statement, or
+    # sit idle in a transaction (used only when the database is PostgreSQL).
+    postgres: PgTimeouts = field(default_factory=PgTimeouts)
 
     def region(self, name: str) -> RegionConfig:
         """The settings of region *name* (the folder default when it has no table)."""
@@ -261,6 +265,7 @@ class Config:
                 "log",
                 "regions",
                 "auth",
+                "postgres",
             },
             "top level",
         )
@@ -341,6 +346,7 @@ class Config:
             jurisdictions=jurisdictions,
             regions=regions_cfg,
             oidc=_auth(raw.get("auth", {}), tuple(jurisdictions)),
+            postgres=PgTimeouts.from_table(raw.get("postgres", {})),
             **_witnesses(raw.get("witnesses", {})),
             **_log(raw.get("log", {})),
         )
@@ -670,6 +676,15 @@ def render_default_config(
         "# when publish_after_batch is true (one signature and one write per batch).",
         "publish_every_s = 10",
         "publish_after_batch = true",
+        "",
+        "# With a postgresql:// database: how long a session waits for a lock another holds",
+        "# (the log's index row, the bulk guard's journal), how long one statement may run,",
+        "# and how long a session may idle in a transaction; past the first two, the request",
+        "# gets a 503 with Retry-After. 0 turns the first two off.",
+        "# [postgres]",
+        "# lock_timeout_s = 10",
+        "# statement_timeout_s = 60",
+        "# idle_in_transaction_s = 30",
         "",
         "# Storage regions: each is the folder <blobs>/<region> unless a [regions.NAME] table",
         "# puts it in an S3-compatible bucket. The credentials never go in this file: name two",

@@ -10,6 +10,8 @@ Layout of a deployment directory (``sovra init``; :mod:`sovra.custody` says who 
                                that database instead, shared by every replica)
     blobs/<region>/...         ciphertext only, one folder per storage region
     keys/log.key               the log's Ed25519 signing key (0600)
+    keys/log.vkey              its verifier key (C2SP vkey, public): all a custodian
+                               service needs of it (``sovra custodian serve``)
     keys/commitment.secret     HMAC key for subject commitments (0600)
     custodians/<J>/<J>.key     each jurisdiction custodian's key-encryption keys (0600), in a
                                folder of its own: the custodian runs as its own process
@@ -85,6 +87,8 @@ __all__ = [
 ]
 
 CONFIG_NAME = "sovra.toml"
+# The log's verifier key (public): what a custodian or an auditor needs of the log's key.
+LOG_VKEY = "keys/log.vkey"
 GUARD_JOURNAL = "guard.db"
 CustodianMode = Literal["separate", "in-process"]
 _T = TypeVar("_T")
@@ -184,6 +188,7 @@ class Deployment:
                 "/srv) for a user per custodian and authority"
             )
         log_key = generate_ed25519(root / "keys" / "log.key")
+        (root / LOG_VKEY).write_text(NoteSigner(origin, log_key).vkey + "\n")
         write_secret(root / "keys" / "commitment.secret", os.urandom(32))
         for j in jurisdictions:
             LocalCustodian.create(custody.custodian_key_path(root, j), j, log_key.public_key())
@@ -204,7 +209,7 @@ class Deployment:
                     f"{root / config.blobs}: every replica must reach that folder (or give "
                     "each its bucket with --blobs)"
                 )
-        store = open_metadata_store(_database_url(root, config))
+        store = open_metadata_store(_database_url(root, config), timeouts=config.postgres)
         try:
             for pid, j, role in default_principals(list(jurisdictions)):
                 key = generate_ed25519(root / "principals" / f"{pid}.key")
@@ -269,7 +274,7 @@ class Deployment:
         recover: bool,
         processes: custody.CustodianProcesses | None,
     ) -> Deployment:
-        store = open_metadata_store(_database_url(root, config))
+        store = open_metadata_store(_database_url(root, config), timeouts=config.postgres)
         log_storage = _open_log_storage(root, config)
         log = TransparencyLog(
             log_storage,
@@ -303,7 +308,10 @@ class Deployment:
         # Every worker process (and replica) of the deployment shares the guard's journal,
         # and hashes name templates under the same key.
         journal = open_guard_journal(
-            config.database, root / GUARD_JOURNAL, seal_key(commitment_secret)
+            config.database,
+            root / GUARD_JOURNAL,
+            seal_key(commitment_secret),
+            timeouts=config.postgres,
         )
         guard = BulkGuard(
             BulkLimits(config.request_subject_limit, config.window_subject_limit, config.window_s),
@@ -419,7 +427,7 @@ def open_store(root: Path) -> tuple[Config, MetadataStore]:
         ConfigError: no deployment in *root*, or its store cannot be opened.
     """
     config = Config.load(root / CONFIG_NAME)
-    return config, open_metadata_store(_database_url(root, config))
+    return config, open_metadata_store(_database_url(root, config), timeouts=config.postgres)
 
 
 def become_gateway(root: Path) -> custody.CustodianProcesses | None:
@@ -724,7 +732,7 @@ def _open_log_storage(root: Path, config: Config) -> LogStorage:
     if is_postgres_url(config.database):
         from sovra.ledger.postgres import PostgresLogStorage
 
-        return PostgresLogStorage(config.database)
+        return PostgresLogStorage(config.database, timeouts=config.postgres)
     return SQLiteLogStorage(_sqlite_path(root, config))
 
 

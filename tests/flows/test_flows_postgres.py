@@ -6,7 +6,6 @@ Each test gets a fresh schema of the throwaway cluster (the ``pg_dsn`` fixture).
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
@@ -20,9 +19,9 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from tests.scaleout import post_signed
 from typer.testing import CliRunner
 
-from sovra.auth import make_token
 from sovra.cli import app
 from sovra.demo import ANNA as DEMO_ANNA
 from sovra.demo import run_demo
@@ -263,15 +262,8 @@ def test_the_http_edge_answers_503_with_retry_after_when_the_database_restarted(
         with TestClient(create_app(dep)) as http:
 
             def ingest() -> Any:
-                body = json.dumps(
-                    {"subject_id": "lan@example.vn", "jurisdiction": "VN", "content": "x"}
-                ).encode()
-                token = make_token(
-                    dep.principal_key("svc-vn"), "svc-vn", "POST", "/v1/records", body,
-                    now_s=int(time.time()),
-                )  # fmt: skip
-                headers = {"authorization": f"Sovra {token}", "content-type": "application/json"}
-                return http.post("/v1/records", content=body, headers=headers)
+                record = {"subject_id": "lan@example.vn", "jurisdiction": "VN", "content": "x"}
+                return post_signed(http, dep, "svc-vn", "/v1/records", record)
 
             assert ingest().status_code == 201
             _restart(restart, "fast")

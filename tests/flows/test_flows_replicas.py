@@ -216,7 +216,8 @@ def test_a_replica_killed_under_load_leaves_the_other_sequencing(
 _FROZEN_HOLDER = """
 import os, signal, sys
 from sovra.ledger.postgres import PostgresLogStorage
-log = PostgresLogStorage(sys.argv[1], idle_in_transaction_s=float(sys.argv[2]))
+from sovra.store import PgTimeouts
+log = PostgresLogStorage(sys.argv[1], timeouts=PgTimeouts(idle_in_transaction_s=float(sys.argv[2])))
 with log._transaction() as cur:
     log._next_index(cur, lock=True)
     print("holding", flush=True)

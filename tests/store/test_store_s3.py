@@ -120,7 +120,7 @@ def test_a_crash_between_rewrite_and_removal_does_not_bring_a_blob_back(
 ) -> None:
     store = open_store(s3_bucket)
     store.put_many([("keep", b"k" * 20), ("gone", b"g" * 20)])
-    (old_key, old), = segments(s3_bucket).items()
+    ((old_key, old),) = segments(s3_bucket).items()
     store.delete("gone")
     # The old segment back in place: as if the process died before deleting it.
     s3_bucket.client().put_object(Bucket=s3_bucket.name, Key=old_key, Body=old)
@@ -256,7 +256,7 @@ def _overwrite(bucket: S3Bucket, key: str, data: bytes) -> None:
 def test_a_segment_cut_short_is_an_integrity_error(s3_bucket: S3Bucket) -> None:
     store = open_store(s3_bucket)
     store.put_many([(f"rec-{i}", bytes([i]) * 100) for i in range(10)])
-    (key, data), = segments(s3_bucket).items()
+    ((key, data),) = segments(s3_bucket).items()
     _overwrite(s3_bucket, key, data[: len(data) - 150])
     # The running store (index in memory) and a new one (index read from the segment).
     with pytest.raises(IntegrityError, match=r"cut short|shorter"):
@@ -283,7 +283,7 @@ def test_a_segment_cut_short_is_an_integrity_error(s3_bucket: S3Bucket) -> None:
 def test_a_segment_that_is_not_one_is_an_integrity_error(s3_bucket: S3Bucket) -> None:
     store = open_store(s3_bucket)
     store.put("rec-1", b"data")
-    (key, _), = segments(s3_bucket).items()
+    ((key, _),) = segments(s3_bucket).items()
     _overwrite(s3_bucket, key, b"half a segm")
     with pytest.raises(IntegrityError, match="not a sovra segment"):
         open_store(s3_bucket).get("rec-1")
@@ -293,7 +293,7 @@ def test_bytes_of_another_record_are_never_served(s3_bucket: S3Bucket) -> None:
     store = open_store(s3_bucket, small_blob_bytes=100)
     store.put_many([("rec-a", b"A" * 40), ("rec-b", b"B" * 40), ("big-a", b"X" * 500)])
     store.put("big-b", b"Y" * 500)
-    (key, data), = segments(s3_bucket).items()
+    ((key, data),) = segments(s3_bucket).items()
     # The two records' bytes swapped inside the segment, lengths unchanged.
     _overwrite(s3_bucket, key, data.replace(b"A" * 40, b"#" * 40).replace(b"B" * 40, b"A" * 40))
     with pytest.raises(IntegrityError, match="not this blob's"):

@@ -29,9 +29,12 @@ from sovra._cli.common import (
     out,
     print_json,
     progress,
+    warn,
 )
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from sovra.keys import LocalCustodian
     from sovra.keys.sealing import Unlock
 
@@ -195,15 +198,73 @@ def _unlock(passphrase_env: str | None, key_file: Path | None) -> Unlock | None:
     return None
 
 
+LogVkey = Annotated[
+    str | None,
+    typer.Option(
+        "--log-vkey",
+        help="the log's verifier key: a vkey string or a file holding one (`sovra log key` "
+        "prints it) [default: DEPLOYMENT/keys/log.vkey]; the custodian needs only this "
+        "public key, never the log's signing key",
+    ),
+]
+
+
+def _log_public(deployment: Path, log_vkey: str | None) -> Ed25519PublicKey:
+    """The log's public key, which the custodian checks receipts with.
+
+    From *log_vkey* (a vkey or a file), else ``keys/log.vkey``; a deployment made before
+    that file existed falls back to the public half of ``keys/log.key``, with a warning:
+    a custodian's host should not hold the log's private key.
+
+    Raises:
+        ConfigError: none of them is there.
+        BadRequest: the vkey is malformed, or names another log than ``sovra.toml``.
+    """
+    from sovra.config import Config
+    from sovra.deployment import CONFIG_NAME, LOG_VKEY
+    from sovra.errors import BadRequest, ConfigError
+    from sovra.keys import load_ed25519
+    from sovra_verify.audit import load_vkey
+
+    given = log_vkey if log_vkey is not None else deployment / LOG_VKEY
+    if log_vkey is not None or (deployment / LOG_VKEY).exists():
+        verifier = load_vkey(str(given))
+        config_path = deployment / CONFIG_NAME
+        if config_path.exists():
+            origin = Config.load(config_path).origin
+            if verifier.name != origin:
+                raise BadRequest(
+                    f"the log verifier key {given} names the log {verifier.name!r}, "
+                    f"not this deployment's origin {origin!r}"
+                )
+        return verifier.public_key
+    private = deployment / "keys" / "log.key"
+    if not private.exists():
+        raise ConfigError(
+            f"no log verifier key: give --log-vkey (a vkey or a file; `sovra log key` "
+            f"prints it) or put it in {deployment / LOG_VKEY}"
+        )
+    warn(
+        f"reading the log's public key from its signing key {private}; write `sovra log "
+        f"key` to {deployment / LOG_VKEY} (or pass --log-vkey) and remove the signing key "
+        "from this host"
+    )
+    return load_ed25519(private).public_key()
+
+
 def _custodian(
-    deployment: Path, jurisdiction: str, unlock: Unlock | None, database: str | None = None
+    deployment: Path,
+    jurisdiction: str,
+    unlock: Unlock | None,
+    database: str | None = None,
+    log_vkey: str | None = None,
 ) -> tuple[LocalCustodian, Path]:
     from sovra.custody import custodian_key_path
-    from sovra.keys import LocalCustodian, load_ed25519
+    from sovra.keys import LocalCustodian
     from sovra.model import check_jurisdiction
 
     code = check_jurisdiction(jurisdiction)
-    log_public = load_ed25519(deployment / "keys" / "log.key").public_key()
+    log_public = _log_public(deployment, log_vkey)
     path = custodian_key_path(deployment, code)
     return LocalCustodian.open(path, code, log_public, unlock=unlock, database=database), path
 
@@ -280,6 +341,7 @@ def custodian_serve(
             "use a role and database of the custodian's alone, which the gateway cannot read",
         ),
     ] = None,
+    log_vkey: LogVkey = None,
 ) -> None:
     """Serve one jurisdiction's custodian over HTTP (XKS-shaped API under /kms/xks/v1)."""
     deployment = need_deployment(deployment)
@@ -295,7 +357,7 @@ def custodian_serve(
         _serve_handed_over(deployment, jurisdiction, listen_fd, _unlock(passphrase_env, key_file))
         return
     custodian, path = _custodian(
-        deployment, jurisdiction, _unlock(passphrase_env, key_file), database
+        deployment, jurisdiction, _unlock(passphrase_env, key_file), database, log_vkey
     )
     token_path = path.with_suffix(".token")
     try:

@@ -26,7 +26,8 @@ from sovra.ledger.storage import (
     _check_range,
     check_tag,
 )
-from sovra.store._pg import IDLE_IN_TRANSACTION_S, session_settings
+from sovra.store._pg import session_settings, timed_out
+from sovra.store.pg_timeouts import PgTimeouts
 
 __all__ = ["PostgresLogStorage"]
 
@@ -79,13 +80,14 @@ class PostgresLogStorage:
         dsn: str,
         *,
         connect_timeout_s: int = 10,
-        idle_in_transaction_s: float = IDLE_IN_TRANSACTION_S,
+        timeouts: PgTimeouts | None = None,
     ) -> None:
         """Connect to *dsn* and create the log tables if needed.
 
-        A session of this storage left idle inside a batch's transaction for
-        *idle_in_transaction_s* (its process frozen, its machine gone) is ended by the
-        server, so the other replicas take the index row and go on.
+        A session of this storage left idle inside a batch's transaction for *timeouts*'
+        idle limit (its process frozen, its machine gone) is ended by the server, so the
+        other replicas take the index row and go on; a batch that waits for the index row
+        longer than their lock limit fails with :class:`~sovra.errors.Unavailable` (503).
 
         Raises:
             ConfigError: the server cannot be reached, the tables cannot be created, or
@@ -93,7 +95,7 @@ class PostgresLogStorage:
         """
         self._dsn = dsn
         self._timeout = connect_timeout_s
-        self._idle_s = idle_in_transaction_s
+        self._timeouts = timeouts
         self._lock = threading.Lock()
         self._conn = self._connect()
         try:
@@ -119,7 +121,7 @@ class PostgresLogStorage:
             conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._timeout)
             # Receipts follow a commit, so commits wait for the flush (add_checkpoint opts
             # out alone); a holder of the index row that stalls is ended (ADR 0021).
-            session_settings(conn, idle_in_transaction_s=self._idle_s)
+            session_settings(conn, self._timeouts)
         except psycopg.OperationalError as exc:
             # The message names host and database, never the DSN (it may hold a password).
             raise Unavailable(
@@ -140,6 +142,12 @@ class PostgresLogStorage:
             except psycopg.errors.IntegrityError as exc:
                 # Only a tampered counter makes an insert collide with a stored index.
                 raise IntegrityError(f"PostgreSQL refused a log write: {exc}") from None
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+                # Another replica's batch, or a stalled transaction, held the index row
+                # past the lock limit: this batch took no index and wrote nothing.
+                raise timed_out(exc, "log storage", self._timeouts) or Unavailable(
+                    str(exc), retry_after_s=1
+                ) from None
             except psycopg.OperationalError as exc:
                 # The server went away or restarted: the next call reconnects. A batch
                 # whose commit's answer was lost is found by the start-up reconciliation.

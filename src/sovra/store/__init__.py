@@ -25,6 +25,7 @@ from sovra.store.blobs import (
     MemoryBlobStore,
 )
 from sovra.store.journal import SQLiteGuardJournal, seal_key
+from sovra.store.pg_timeouts import PgTimeouts
 from sovra.store.protocols import (
     BlobStore,
     GrantStore,
@@ -50,6 +51,7 @@ __all__ = [
     "MemoryBlobStore",
     "MetadataStore",
     "NonceStore",
+    "PgTimeouts",
     "PrincipalStore",
     "RecordStore",
     "SQLiteGuardJournal",
@@ -77,7 +79,11 @@ def _postgres() -> Any:
 
 
 def open_guard_journal(
-    database: str, sqlite_path: str | os.PathLike[str], key: bytes
+    database: str,
+    sqlite_path: str | os.PathLike[str],
+    key: bytes,
+    *,
+    timeouts: PgTimeouts | None = None,
 ) -> GuardJournal:
     """The bulk guards' journal of a deployment: in its PostgreSQL *database* when that is
     one (shared by replicas), else the SQLite file at *sqlite_path* (shared by the workers
@@ -88,13 +94,16 @@ def open_guard_journal(
         Unavailable: the PostgreSQL server cannot be reached.
     """
     if is_postgres_url(database):
-        journal: GuardJournal = _postgres().PostgresGuardJournal(database, key)
+        journal: GuardJournal = _postgres().PostgresGuardJournal(database, key, timeouts=timeouts)
         return journal
     return SQLiteGuardJournal(sqlite_path, key)
 
 
-def open_metadata_store(url_or_path: str | os.PathLike[str]) -> MetadataStore:
-    """Open the metadata store a deployment's ``database`` setting names.
+def open_metadata_store(
+    url_or_path: str | os.PathLike[str], *, timeouts: PgTimeouts | None = None
+) -> MetadataStore:
+    """Open the metadata store a deployment's ``database`` setting names (PostgreSQL's
+    sessions wait as *timeouts* say).
 
     Accepts ``sqlite:///absolute/path.db``, a bare filesystem path (SQLite), or a
     ``postgresql://`` / ``postgres://`` URL.
@@ -111,7 +120,7 @@ def open_metadata_store(url_or_path: str | os.PathLike[str]) -> MetadataStore:
         return SQLiteMetadataStore(url_or_path)
     scheme = url_or_path.split("://", 1)[0].lower()
     if scheme in ("postgresql", "postgres"):
-        store: MetadataStore = _postgres().PostgresMetadataStore(url_or_path)
+        store: MetadataStore = _postgres().PostgresMetadataStore(url_or_path, timeouts=timeouts)
         return store
     if scheme == "sqlite":
         parts = urlsplit(url_or_path)

@@ -15,6 +15,10 @@ Failures are split by what a caller can do about them:
   MAY have been committed (the commit's answer was lost) and is not retried here: every
   write of sovra is written once (``ON CONFLICT DO NOTHING``) or idempotent, so the
   caller's retry finds it;
+- a wait past the deployment's ``lock_timeout`` or ``statement_timeout``
+  (:mod:`sovra.store.pg_timeouts`): :class:`~sovra.errors.Unavailable` too, whose message
+  says which limit expired, so a request held up by another replica's lock, or by a
+  stalled transaction, ends with a 503 instead of hanging;
 - anything else the server refuses (permissions, a schema it does not expect):
   :class:`~sovra.errors.ConfigError`.
 
@@ -23,7 +27,7 @@ Messages name the host and the database, never the DSN (it may hold a password).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
@@ -32,14 +36,18 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sovra.errors import ConfigError, Unavailable
 from sovra.store.migrations import POSTGRES, Step, migrate
+from sovra.store.pg_timeouts import PgTimeouts
 
-__all__ = ["IDLE_IN_TRANSACTION_S", "RETRY_AFTER_S", "PgRun", "Pool", "session_settings"]
+__all__ = [
+    "RETRY_AFTER_S",
+    "PgRun",
+    "Pool",
+    "session_settings",
+    "timed_out",
+]
 
 RETRY_AFTER_S = 1.0
 """What a 503 from a lost database connection tells the client to wait, in seconds."""
-IDLE_IN_TRANSACTION_S = 30.0
-"""How long the server lets a session sit idle inside a transaction before ending it (and
-releasing its locks): longer than any pause of a live process between two statements."""
 _DEFAULT_MAX_CONNECTIONS = 8
 
 
@@ -64,24 +72,58 @@ class PgRun:
 
 
 def session_settings(
-    conn: psycopg.Connection[TupleRow], *, idle_in_transaction_s: float = IDLE_IN_TRANSACTION_S
+    conn: psycopg.Connection[TupleRow], timeouts: PgTimeouts | None = None
 ) -> None:
-    """What every sovra session sets: durable commits, and a bound on a stalled transaction.
+    """What every sovra session sets: durable commits, and bounds on every wait.
 
     A server configured with synchronous_commit = off acknowledges commits before they are
     on disk; sovra hands out receipts after a commit, so its sessions wait for the flush
     (stronger settings, remote_apply..., are left as they are). A replica whose machine
     vanishes in the middle of a transaction leaves its connection open until TCP gives up
-    (hours): the server ends such a session after *idle_in_transaction_s*, which releases
-    the locks it held (the log's index row, the guard's advisory lock; ADR 0021).
+    (hours): the server ends such a session after *timeouts*' idle limit, which releases
+    the locks it held (the log's index row, the guard's advisory lock; ADR 0021); and a
+    statement waiting for such a lock gives up after its lock limit
+    (:mod:`sovra.store.pg_timeouts`).
     """
     row = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
     if row is not None and row[0] == "off":
         conn.execute("SET synchronous_commit = on")
-    conn.execute(
-        "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
-        (f"{max(1, round(idle_in_transaction_s * 1000))}ms",),
-    )
+    for name, value in (timeouts or PgTimeouts()).settings().items():
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+
+
+def timed_out(exc: psycopg.Error, what: str, timeouts: PgTimeouts | None) -> Unavailable | None:
+    """The 503 for a statement that hit the session's lock or statement limit, naming the
+    limit; None for any other failure.
+
+    PostgreSQL ends the statement (SQLSTATE 55P03 lock_not_available, 57014
+    query_canceled) and the transaction rolls back: nothing of it is kept, and the
+    connection stays usable.
+    """
+    limits = timeouts or PgTimeouts()
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return Unavailable(
+            f"PostgreSQL {what}: waited longer than lock_timeout ({limits.lock_s:g} s) for a "
+            "lock another session holds (another replica's transaction, or a stalled one); "
+            "nothing was written, retry",
+            retry_after_s=RETRY_AFTER_S,
+        )
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return Unavailable(
+            f"PostgreSQL {what}: a statement ran longer than statement_timeout "
+            f"({limits.statement_s:g} s) and was cancelled; nothing was written, retry",
+            retry_after_s=RETRY_AFTER_S,
+        )
+    return None
+
+
+def _configure(
+    timeouts: PgTimeouts | None,
+) -> Callable[[psycopg.Connection[TupleRow]], None]:
+    def configure(conn: psycopg.Connection[TupleRow]) -> None:
+        session_settings(conn, timeouts)
+
+    return configure
 
 
 class Pool:
@@ -96,8 +138,10 @@ class Pool:
         lock_key: int,
         max_connections: int = _DEFAULT_MAX_CONNECTIONS,
         connect_timeout_s: int = 10,
+        timeouts: PgTimeouts | None = None,
     ) -> None:
-        """Migrate each ``(component, steps)`` of *migrations*, then open the pool.
+        """Migrate each ``(component, steps)`` of *migrations*, then open the pool, whose
+        sessions wait at most as long as *timeouts* say (the defaults without).
 
         Raises:
             Unavailable: the server cannot be reached.
@@ -105,6 +149,7 @@ class Pool:
                 schema newer than this sovra.
         """
         self._what = what
+        self._timeouts = timeouts
         kwargs = {"autocommit": True, "connect_timeout": connect_timeout_s}
         try:
             # autocommit: every transaction is an explicit conn.transaction() block, so
@@ -130,7 +175,7 @@ class Pool:
             min_size=1,
             max_size=max_connections,
             kwargs=kwargs,
-            configure=session_settings,
+            configure=_configure(timeouts),
             timeout=connect_timeout_s,
             name=f"sovra-{what}".replace(" ", "-"),
             open=False,
@@ -155,6 +200,11 @@ class Pool:
         try:
             with self._pool.connection() as conn:
                 yield conn
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+            # The server ended one statement; the connection is sound.
+            raise timed_out(exc, self._what, self._timeouts) or Unavailable(
+                str(exc), retry_after_s=RETRY_AFTER_S
+            ) from None
         except (psycopg.OperationalError, PoolTimeout) as exc:
             # The server restarted or went away: drop every idle connection it broke, so
             # the next callers do not each meet one of them.

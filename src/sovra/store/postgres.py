@@ -20,6 +20,7 @@ from sovra.store._pg import Pool
 from sovra.store._sql import Run, SQLMetadataStore
 from sovra.store.journal import JournalEvent, JournalEvents, _Sealer
 from sovra.store.migrations import GUARD_JOURNAL_STEPS, METADATA_STEPS, POSTGRES
+from sovra.store.pg_timeouts import PgTimeouts
 
 __all__ = ["PostgresGuardJournal", "PostgresMetadataStore"]
 
@@ -36,9 +37,17 @@ class PostgresMetadataStore(SQLMetadataStore):
 
     _DIALECT = POSTGRES
 
-    def __init__(self, dsn: str, *, connect_timeout_s: int = 10, max_connections: int = 8) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        connect_timeout_s: int = 10,
+        max_connections: int = 8,
+        timeouts: PgTimeouts | None = None,
+    ) -> None:
         """Connect to *dsn* (``postgresql://...`` or ``key=value`` form), create or migrate
-        the tables, and open a pool of up to *max_connections*.
+        the tables, and open a pool of up to *max_connections* whose sessions wait as
+        *timeouts* say.
 
         Raises:
             Unavailable: the server cannot be reached.
@@ -52,6 +61,7 @@ class PostgresMetadataStore(SQLMetadataStore):
             lock_key=_SCHEMA_LOCK_KEY,
             max_connections=max_connections,
             connect_timeout_s=connect_timeout_s,
+            timeouts=timeouts,
         )
 
     @contextmanager
@@ -97,9 +107,12 @@ class PostgresGuardJournal:
         *,
         connect_timeout_s: int = 10,
         max_connections: int = 4,
+        timeouts: PgTimeouts | None = None,
     ) -> None:
         """Connect to *dsn*, create or migrate the journal's table; with a 32-byte *key*,
-        every event's fields are sealed under it.
+        every event's fields are sealed under it. A session that waits for the journal's
+        lock longer than *timeouts*' lock limit fails with
+        :class:`~sovra.errors.Unavailable`.
 
         Raises:
             Unavailable: the server cannot be reached.
@@ -114,6 +127,7 @@ class PostgresGuardJournal:
             lock_key=_JOURNAL_SCHEMA_LOCK_KEY,
             max_connections=max_connections,
             connect_timeout_s=connect_timeout_s,
+            timeouts=timeouts,
         )
 
     @contextmanager

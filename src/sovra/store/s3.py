@@ -187,9 +187,7 @@ class S3BlobStore(BlobStoreBase):
             from botocore.config import Config as BotoConfig
             from botocore.exceptions import BotoCoreError, ClientError
         except ImportError:
-            raise ConfigError(
-                "an s3:// blob store needs boto3: pip install 'sovra[s3]'"
-            ) from None
+            raise ConfigError("an s3:// blob store needs boto3: pip install 'sovra[s3]'") from None
         self._boto_errors = (BotoCoreError, ClientError)
         with _SESSION_LOCK:
             # One session for every store: its loaded service model makes the next
@@ -401,10 +399,7 @@ class S3BlobStore(BlobStoreBase):
         """
         prefix = self._seg_key("")
         start = "" if full else prefix + f"{max(0, self._newest_ms - _SKEW_MS):013d}"
-        names = [
-            obj["Key"][len(prefix) :]
-            for obj in self._list(prefix, start_after=start)
-        ]
+        names = [obj["Key"][len(prefix) :] for obj in self._list(prefix, start_after=start)]
         with self._lock:
             new = [n for n in names if n not in self._segments and n not in self._gone]
             if full:
