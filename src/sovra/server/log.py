@@ -1,4 +1,5 @@
-"""HTTP routes of the tiled log (C2SP tlog-tiles) and of its witnesses' cosignatures.
+"""The public log's routes: its key, entries, proofs, tiles (C2SP tlog-tiles) and its
+witnesses' cosignatures. None takes a request token: anyone may verify the log.
 
 Served under ``/v1/log/``, so a tlog-tiles client given that URL prefix and the log's
 vkey verifies sovra's log with no sovra code. Tiles and bundles are immutable for a
@@ -14,18 +15,19 @@ no request token: a cosignature authenticates itself against the configured witn
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from sovra.errors import BadRequest, Denied, IntegrityError, NotFound, PayloadTooLarge
 from sovra.ledger import TransparencyLog
 from sovra.ledger.cosigning import MAX_SUBMISSION_BYTES, CheckpointCosignatures
+from sovra.server.answers import JSONBytes, b64_list
 from sovra_verify.tiles import parse_tile_path
 
-__all__ = ["IMMUTABLE", "log_tiles_router"]
+__all__ = ["IMMUTABLE", "add_log_routes"]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 _REVALIDATE = "no-cache"
@@ -38,13 +40,48 @@ def _immutable(data: bytes) -> Response:
     )
 
 
-def log_tiles_router(
-    log: TransparencyLog, cosignatures: CheckpointCosignatures | None = None
-) -> APIRouter:
-    """Routes serving *log*'s checkpoint, ``tile/...`` and witness cosignatures."""
-    router = APIRouter(prefix="/v1/log", tags=["log"])
+def add_log_routes(
+    app: FastAPI, log: TransparencyLog, cosignatures: CheckpointCosignatures | None = None
+) -> None:
+    """Add the routes serving *log* and its witnesses' cosignatures under ``/v1/log``."""
 
-    @router.get("/tile/{path:path}", response_class=Response)
+    @app.get("/v1/log/key", response_class=PlainTextResponse, tags=["log"])
+    def verifier_key() -> str:
+        """The log's verifier key, as a signed-note vkey string."""
+        return log.verifier_key + "\n"
+
+    @app.get("/v1/log/checkpoints", tags=["log"], response_class=JSONBytes)
+    def checkpoints() -> JSONBytes:
+        """Every checkpoint this log has published, oldest first."""
+        return JSONBytes({"checkpoints": log.checkpoints()})
+
+    @app.get("/v1/log/entries", tags=["log"], response_class=JSONBytes)
+    def entries(start: Annotated[int, Query(ge=0)], end: Annotated[int, Query(ge=1)]) -> JSONBytes:
+        """Entries ``[start, end)``, at most 1000 at a time."""
+        if end <= start or end - start > 1000:
+            raise BadRequest("need start < end and at most 1000 entries per call")
+        size = log.stored_size()
+        if end > size:
+            raise BadRequest(f"end {end} is beyond the log size {size}")
+        return JSONBytes({"start": start, "entries": [e.decode() for e in log.entries(start, end)]})
+
+    @app.get("/v1/log/proof/inclusion", tags=["log"], response_class=JSONBytes)
+    def inclusion(
+        index: Annotated[int, Query(ge=0)], size: Annotated[int, Query(ge=1)]
+    ) -> JSONBytes:
+        """Inclusion proof of entry *index* in the tree of *size* entries."""
+        proof = b64_list(log.inclusion_proof(index, size))
+        return JSONBytes({"index": index, "size": size, "proof": proof})
+
+    @app.get("/v1/log/proof/consistency", tags=["log"], response_class=JSONBytes)
+    def consistency(
+        old: Annotated[int, Query(ge=1)], new: Annotated[int, Query(ge=1)]
+    ) -> JSONBytes:
+        """Consistency proof between the trees of *old* and *new* entries."""
+        proof = b64_list(log.consistency_proof(old, new))
+        return JSONBytes({"old": old, "new": new, "proof": proof})
+
+    @app.get("/v1/log/tile/{path:path}", response_class=Response, tags=["log"])
     def tile(path: str) -> Response:
         """A hash tile ``tile/<L>/<N>[.p/<W>]`` or entry bundle ``tile/entries/<N>[.p/<W>]``.
 
@@ -68,13 +105,13 @@ def log_tiles_router(
             headers={"Cache-Control": "no-store"},
         )
 
-    @router.get("/checkpoint", response_class=PlainTextResponse)
+    @app.get("/v1/log/checkpoint", response_class=PlainTextResponse, tags=["log"])
     def checkpoint() -> PlainTextResponse:
         """The latest signed checkpoint (C2SP tlog-checkpoint), with witness cosignatures."""
         note = log.checkpoint() if cosignatures is None else cosignatures.checkpoint()
         return PlainTextResponse(note, headers={"Cache-Control": _REVALIDATE})
 
-    @router.get("/checkpoint/cosigned", response_class=PlainTextResponse)
+    @app.get("/v1/log/checkpoint/cosigned", response_class=PlainTextResponse, tags=["log"])
     def cosigned_checkpoint() -> PlainTextResponse:
         """The newest checkpoint cosigned by the configured quorum of witnesses.
 
@@ -86,7 +123,7 @@ def log_tiles_router(
             cosignatures.cosigned_checkpoint(), headers={"Cache-Control": _REVALIDATE}
         )
 
-    @router.post("/cosignatures")
+    @app.post("/v1/log/cosignatures", tags=["log"])
     async def submit(request: Request) -> dict[str, Any]:
         """Submit a checkpoint note this log published, with a witness's cosignature lines.
 
@@ -115,5 +152,3 @@ def log_tiles_router(
             "cosigned_by": result.cosigned_by,
             "quorum": result.quorum,
         }
-
-    return router
