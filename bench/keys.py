@@ -42,6 +42,12 @@ allow (decisions logged 128 per batch, so one Ed25519 check per 128 requests), b
 path, entry, freshness, coverage) with its batch promise already verified. The same two
 batched calls against the custodian service: one HTTP request per call.
 
+Witnessed release (``witnessed_*``, ``witness_round_trip_*``, ``gateway_access_*``): a
+custodian that requires 2 of 3 witnesses' cosignatures, unwrap per second and p99 beside
+the same custodian without, the per-batch witness round trip, and the gateway's access
+throughput with witnessed release on and off; measured by ``bench/witnessed_release.py``
+(its docstring says how).
+
 Tink: Google Tink's streaming AEAD (AES256_GCM_HKDF_1MB) on 64 MiB, if the ``tink``
 package is installed; ``tink_ratio`` is sovra's seal throughput over Tink's.
 
@@ -73,6 +79,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sovra.keys import LocalCustodian, envelope
 from sovra.ledger import MemoryLogStorage, NoteSigner, SQLiteLogStorage, TransparencyLog
 from sovra.model import LogEntry, RecordHeader, ReleaseAuthorization, WrappedKey
+from witnessed_release import (  # beside this file: the script's folder is on sys.path
+    WITNESSED_SUMMARY,
+    bench_witnessed_release,
+)
 
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 SIZES = [("1KiB", KiB), ("64KiB", 64 * KiB), ("1MiB", MiB), ("64MiB", 64 * MiB), ("1GiB", GiB)]
@@ -765,6 +775,7 @@ def main() -> None:
     batches = bench_batches(args.quick)
     remote = bench_unwrap_remote(args.quick)
     tink = bench_tink(args.quick, seal_open["64MiB"]["seal_gbps"])
+    witnessed = bench_witnessed_release(args.quick)
     summary = {
         "seal_ratio_min_1mib": min(r["seal_ratio"] for r in large),
         "open_ratio_min_1mib": min(r["open_ratio"] for r in large),
@@ -784,6 +795,7 @@ def main() -> None:
         "batch_remote_wrap_many_new_per_s": remote["batch_remote_wrap_many_new_per_s"],
         "batch_remote_unwrap_batches_per_s": remote["batch_remote_unwrap_batches_per_s"],
         "tink_ratio": tink["tink_ratio"],
+        **{k: witnessed[k] for k in WITNESSED_SUMMARY},
         "quick": args.quick,
         "load_average_end": os.getloadavg()[0],
         "seconds": time.perf_counter() - started,
@@ -793,6 +805,7 @@ def main() -> None:
         "custodian_batches": batches,
         "custodian_remote": remote,
         "tink": tink,
+        "witnessed_release": witnessed,
     }
     print(json.dumps(summary, sort_keys=False))
 

@@ -117,8 +117,13 @@ class ReleaseProofs:
         with self._lock:
             if self._cosigned is not None and self._cosigned[0] >= size:
                 return self._cosigned
-            note = self._log.checkpoint()
-            reached = Checkpoint.parse(note[: note.rfind("\n\n") + 1]).size
+            # A log that publishes after every batch has signed one already; otherwise,
+            # or if it does not reach *size* yet, sign one now.
+            note = self._log.latest_checkpoint()
+            reached = -1 if note is None else _size(note)
+            if note is None or reached < size:
+                note = self._log.checkpoint()
+                reached = _size(note)
             answers = self._submit(note, reached)
             lines = [a for a in answers if isinstance(a, str)]
             if len(lines) < self._quorum:
@@ -144,6 +149,11 @@ class ReleaseProofs:
                 proof = self._log.consistency_proof(held, size) if 0 < held < size else []
                 answer = self._witnesses[n].add_checkpoint(note, held, proof)
             except SovraError as exc:
+                # A 409 names the size the witness holds (OldSizeConflict.size): the next
+                # checkpoint goes from there.
+                named = getattr(exc, "size", None)
+                if isinstance(named, int) and not isinstance(named, bool) and 0 <= named <= size:
+                    self._held[n] = named
                 return exc
             self._held[n] = size
             return answer.removeprefix(note)
@@ -156,3 +166,7 @@ class ReleaseProofs:
         """Stop the threads that talk to the witnesses."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
+
+
+def _size(note: str) -> int:
+    return Checkpoint.parse(note[: note.rfind("\n\n") + 1]).size

@@ -235,6 +235,8 @@ def test_malformed_proofs(world: World) -> None:
         ("not a proof", "starts with 'c2sp.org/tlog-proof@v1'"),
         ("c2sp.org/tlog-proof@v1\nindex x\n\ncp\n", "is not a decimal number"),
         ("c2sp.org/tlog-proof@v1\nindex 0\nAAAA\n\ncp\n", "hash 0 is not 32 bytes"),
+        # 32 bytes, but not their canonical spelling (the last character's spare bits set).
+        ("c2sp.org/tlog-proof@v1\nindex 0\n" + "A" * 42 + "B=\n\ncp\n", "hash 0 is not 32"),
         (allow.proof.replace(ORIGIN, "other.test/log"), "malformed|not 'sovra.test/log'"),
         ("x" * 70_000, "at most 65536 bytes"),
     ]:
@@ -295,3 +297,24 @@ def test_the_policy_file_is_the_custodians_own_and_fails_closed(tmp_path: Path) 
     policy_path(path).write_text("{")
     with pytest.raises(ConfigError, match=r"PL\.witnesses: the witness policy is not JSON"):
         LocalCustodian.open(path, "PL", log_key)
+
+
+def test_a_witness_that_holds_another_size_cosigns_nothing(world: World) -> None:
+    """A witness that answers "not the size I hold" (tlog-witness 409): too few cosign, the
+    gateway gets a precise error and the custodian is never asked."""
+    proofs = ReleaseProofs(world.log, world.witnesses[:2])
+    proofs.attach([world.decide()])
+    # Someone else moves witness b on; this gateway still believes it at the old size.
+    world.decide()
+    b, held = world.witnesses[1], world.log.size - 1
+    b.add_checkpoint(world.log.checkpoint(), held, world.log.consistency_proof(held, held + 1))
+    allow = world.decide()
+    before = world.custodian.journal()
+    with pytest.raises(Unavailable) as caught:
+        proofs.attach([allow])
+    assert caught.value.message.startswith(
+        f"1 of the 2 witness cosignatures required for checkpoint {world.log.size} "
+        f"(witness 1: this witness holds {ORIGIN} at size "
+    )
+    assert [e.message for e in proofs.attach_all([allow])] == [caught.value.message]  # type: ignore[union-attr]
+    assert world.custodian.journal() == before

@@ -1,0 +1,313 @@
+"""Witnessed release: what requiring witness cosignatures costs a release, beside none.
+
+    .venv/bin/python bench/witnessed_release.py [--quick]
+
+(also run by ``bench/keys.py``, whose summary carries its figures.)
+
+Unwrap (``witnessed_unwrap_*``): an in-process custodian whose own policy requires 2 of 3
+witnesses (C2SP tlog-cosignature, :mod:`sovra.keys.witnessed`), receipts from a real
+``TransparencyLog``. Decisions are logged 128 per batch; for each batch the gateway's
+:class:`~sovra.release_proofs.ReleaseProofs` has the log sign a checkpoint and sends it
+to the three witnesses at once (one round trip, C2SP tlog-witness ``add-checkpoint`` with
+a consistency proof), then one key is released per decision, each against its tlog-proof.
+``witnessed_unwrap_per_s`` counts keys per second with the round trips included;
+``witnessed_unwrap_p99_ms`` is the p99 of one unwrap call; ``witness_round_trip_ms_*`` the
+per-batch round trip; ``*_cpu_us`` the CPU of this process per key (logging, witnessing and
+releasing). The same custodian without a policy, the same decisions' shape, is measured in
+the same rounds, interleaved (``unwrap_unwitnessed_*``).
+
+Gateway (``gateway_access_*``): two deployments made by ``sovra init --custodians
+in-process``, identical but for the custodians' ``<J>.witnesses`` policy and the gateway's
+``release_proofs``; 16 threads call ``Gateway.access`` (one record each) back to back,
+rounds alternating off and on; and ``Gateway.access_many`` with 1,000 requests a call.
+``gateway_access_ratio`` is on / off (the target is at least 0.8), ``*_cpu_us`` the CPU
+per access, ``*_per_round_trip`` how many accesses one witness round trip served.
+
+The witnesses run in this process and are called directly: no network between the log
+and them. The machine may be shared: compare the ratios, and the CPU per access, rather
+than the rates. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from flow_costs import _threads as threads  # beside this file: the script's folder is on sys.path
+from sovra.deployment import Deployment
+from sovra.errors import SovraError
+from sovra.gateway import AccessRequest, IngestItem
+from sovra.keys import LocalCustodian
+from sovra.keys.witnessed import WitnessPolicy, policy_path
+from sovra.ledger import CosignatureSigner, MemoryLogStorage, NoteSigner, TransparencyLog, Witness
+from sovra.model import Decision, RecordHeader, ReleaseAuthorization
+from sovra.release_proofs import ReleaseProofs
+
+ORIGIN = "bench.sovra/log"
+BATCH = 128
+SUBJECT = "ab" * 32
+REQUESTER = "svc-bench"
+PURPOSE = "customer-support"
+RECORD = "Zgłoszenie: klient prosi o kopię umowy i historię płatności za ostatni rok."
+THREADS = 16
+
+
+def _witnesses(log_vkey: str, n: int = 3) -> list[Witness]:
+    return [
+        Witness(CosignatureSigner(f"bench.sovra/w{i}", Ed25519PrivateKey.generate()), [log_vkey])
+        for i in range(n)
+    ]
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- one custodian, in process ----------------------------------------------------------------
+
+
+class _Side:
+    """A log, a custodian (with or without a witness policy) and its released keys."""
+
+    def __init__(self, tmp: Path, name: str, witnessed: bool) -> None:
+        log_key = Ed25519PrivateKey.generate()
+        self.log = TransparencyLog(MemoryLogStorage(), NoteSigner(ORIGIN, log_key), ORIGIN)
+        self.proofs: ReleaseProofs | None = None
+        policy = None
+        if witnessed:
+            witnesses = _witnesses(self.log.verifier_key)
+            self.proofs = ReleaseProofs(self.log, witnesses)
+            policy = WitnessPolicy.of([w.vkey for w in witnesses], 2, 60)
+        path = tmp / name / "PL.key"
+        path.parent.mkdir()
+        LocalCustodian.create(path, "PL", log_key.public_key()).close()
+        self.custodian = LocalCustodian.open(path, "PL", log_key.public_key(), witnesses=policy)
+        self.header = RecordHeader("r-bench", SUBJECT, "PL", "eu-central", 1)
+        self.wrapped = self.custodian.wrap(os.urandom(32), self.header)
+        self.latencies: list[float] = []
+        self.trips: list[float] = []
+        self.cpu = 0.0
+
+    def decisions(self, n: int) -> list[ReleaseAuthorization]:
+        now = int(time.time() * 1000)
+        decided = [
+            Decision(f"d-{i}", True, "bench", REQUESTER, PURPOSE, ("r-bench",), (SUBJECT,))
+            for i in range(n)
+        ]
+        entries = [d.to_entry(now).to_bytes() for d in decided]
+        receipts = self.log.append_many([(e, ()) for e in entries])
+        return [
+            ReleaseAuthorization.of(d, e, r)
+            for d, e, r in zip(decided, entries, receipts, strict=True)
+        ]
+
+    def run(self, batches: int) -> tuple[int, float]:
+        """Log and release *batches* x 128 decisions; keys released and wall seconds
+        (the CPU seconds go to :attr:`cpu`)."""
+        start, cpu = time.perf_counter(), _cpu_s()
+        for _ in range(batches):
+            allows = self.decisions(BATCH)
+            if self.proofs is not None:
+                t = time.perf_counter()
+                allows = self.proofs.attach(allows)
+                self.trips.append(time.perf_counter() - t)
+            for allow in allows:
+                t = time.perf_counter()
+                self.custodian.unwrap(self.wrapped, self.header, allow, REQUESTER)
+                self.latencies.append(time.perf_counter() - t)
+        self.cpu = _cpu_s() - cpu
+        return batches * BATCH, time.perf_counter() - start
+
+
+def bench_unwrap(quick: bool) -> dict[str, Any]:
+    rounds, batches = (3, 4) if quick else (6, 16)
+    with tempfile.TemporaryDirectory(prefix="sovra-bench-witnessed-") as tmp:
+        off = _Side(Path(tmp), "off", witnessed=False)
+        on = _Side(Path(tmp), "on", witnessed=True)
+        off.run(1), on.run(1)  # warm: caches, first checkpoint
+        off.latencies.clear(), on.latencies.clear(), on.trips.clear()
+        best = {"off": 0.0, "on": 0.0}
+        cpu_us = {"off": float("inf"), "on": float("inf")}
+        for _ in range(rounds):
+            for name, side in (("off", off), ("on", on)):
+                keys, seconds = side.run(batches)
+                best[name] = max(best[name], keys / seconds)
+                cpu_us[name] = min(cpu_us[name], side.cpu / keys * 1e6)
+        assert on.proofs is not None
+        out = {
+            "witnessed_unwrap_per_s": round(best["on"]),
+            "witnessed_unwrap_p99_ms": round(_p(on.latencies, 0.99) * 1e3, 3),
+            "unwrap_unwitnessed_per_s": round(best["off"]),
+            "unwrap_unwitnessed_p99_ms": round(_p(off.latencies, 0.99) * 1e3, 3),
+            "witnessed_unwrap_ratio": round(best["on"] / best["off"], 3),
+            "witnessed_unwrap_cpu_us": round(cpu_us["on"], 1),
+            "unwrap_unwitnessed_cpu_us": round(cpu_us["off"], 1),
+            "witness_round_trip_ms_p50": round(statistics.median(on.trips) * 1e3, 3),
+            "witness_round_trip_ms_p99": round(_p(on.trips, 0.99) * 1e3, 3),
+            "witness_round_trips": on.proofs.round_trips,
+            "witnessed_decisions": len(on.latencies),
+        }
+        on.proofs.close()
+        off.custodian.close(), on.custodian.close()
+    print(
+        f"unwrap, 2 of 3 witnesses: {out['witnessed_unwrap_per_s']:,}/s keys (p99 "
+        f"{out['witnessed_unwrap_p99_ms']} ms) vs {out['unwrap_unwitnessed_per_s']:,}/s without "
+        f"({out['witnessed_unwrap_ratio']}x); CPU per key {out['witnessed_unwrap_cpu_us']} us "
+        f"vs {out['unwrap_unwitnessed_cpu_us']} us (logging, witnessing and the release); "
+        f"round trip per {BATCH} decisions p50 "
+        f"{out['witness_round_trip_ms_p50']} ms, p99 {out['witness_round_trip_ms_p99']} ms",
+        file=sys.stderr,
+        flush=True,
+    )
+    return out
+
+
+# -- the gateway, in process ------------------------------------------------------------------
+
+
+class _Gateway:
+    def __init__(self, root: Path, witnessed: bool) -> None:
+        Deployment.init(root, jurisdictions=["PL"], custodians="in-process")
+        self.proofs: ReleaseProofs | None = None
+        if witnessed:
+            dep = Deployment.open(root)
+            vkey = dep.gateway.log.verifier_key
+            dep.close()
+            witnesses = _witnesses(vkey)
+            policy = WitnessPolicy.of([w.vkey for w in witnesses], 2, 60)
+            policy_path(root / "custodians" / "PL.key").write_bytes(policy.to_json())
+        self.dep = Deployment.open(root)
+        self.gw = self.dep.gateway
+        if witnessed:
+            self.proofs = self.gw.release_proofs = ReleaseProofs(self.gw.log, witnesses)
+        self.svc = self.dep.store.get_principal("svc-pl")
+        done = self.gw.ingest_many(
+            self.svc, [IngestItem(f"s-{i}", "PL", RECORD) for i in range(400)]
+        )
+        self.ids = [r.record_id for r in done if not isinstance(r, SovraError)]
+        self.requests = [
+            AccessRequest(PURPOSE, record_ids=[self.ids[i % len(self.ids)]]) for i in range(1000)
+        ]
+        self.check()
+
+    def check(self) -> None:
+        """One access must release (a refused one would make a fast, empty benchmark)."""
+        got = self.gw.access_many(self.svc, self.requests[:5])
+        bad = [r for r in got if isinstance(r, SovraError)]
+        if bad:
+            raise SystemExit(f"access refused: {bad[0].message}")
+
+    def threaded(self, seconds: float) -> tuple[int, float, float]:
+        def access(t: int, i: int) -> None:
+            self.gw.access(self.svc, purpose=PURPOSE, record_ids=[self.ids[(t * 25 + i) % 400]])
+
+        cpu, wall = _cpu_s(), time.perf_counter()
+        done = threads(THREADS, seconds, access)
+        return done, time.perf_counter() - wall, _cpu_s() - cpu
+
+    def batched(self, calls: int) -> tuple[int, float, float]:
+        cpu, wall = _cpu_s(), time.perf_counter()
+        done = sum(
+            not isinstance(r, SovraError)
+            for _ in range(calls)
+            for r in self.gw.access_many(self.svc, self.requests)
+        )
+        return done, time.perf_counter() - wall, _cpu_s() - cpu
+
+
+def bench_gateway(quick: bool) -> dict[str, Any]:
+    rounds, seconds, calls = (2, 1.5, 1) if quick else (4, 5.0, 3)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="sovra-bench-witnessed-gw-") as tmp:
+        sides = {
+            "off": _Gateway(Path(tmp) / "off", witnessed=False),
+            "on": _Gateway(Path(tmp) / "on", witnessed=True),
+        }
+        try:
+            proofs = sides["on"].proofs
+            assert proofs is not None
+            for phase in ("threaded", "batched"):
+                rate = {"off": 0.0, "on": 0.0}
+                cpu_us = {"off": float("inf"), "on": float("inf")}
+                witnessed, trips = 0, proofs.round_trips
+                for _ in range(rounds):
+                    for name, side in sides.items():
+                        done, wall, cpu = (
+                            side.threaded(seconds) if phase == "threaded" else side.batched(calls)
+                        )
+                        rate[name] = max(rate[name], done / wall)
+                        cpu_us[name] = min(cpu_us[name], cpu / max(done, 1) * 1e6)
+                        witnessed += done if name == "on" else 0
+                prefix = "gateway_access" if phase == "threaded" else "gateway_access_many"
+                trips = proofs.round_trips - trips
+                out[f"{prefix}_per_round_trip"] = round(witnessed / max(trips, 1), 1)
+                out[f"{prefix}_off_per_s"] = round(rate["off"])
+                out[f"{prefix}_on_per_s"] = round(rate["on"])
+                out[f"{prefix}_ratio"] = round(rate["on"] / rate["off"], 3)
+                out[f"{prefix}_off_cpu_us"] = round(cpu_us["off"], 1)
+                out[f"{prefix}_on_cpu_us"] = round(cpu_us["on"], 1)
+                print(
+                    f"{prefix}: witnessed {out[f'{prefix}_on_per_s']:,}/s "
+                    f"({out[f'{prefix}_on_cpu_us']} us CPU each) vs "
+                    f"{out[f'{prefix}_off_per_s']:,}/s ({out[f'{prefix}_off_cpu_us']} us) "
+                    f"without: {out[f'{prefix}_ratio']}x; "
+                    f"{out[f'{prefix}_per_round_trip']} accesses per witness round trip",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        finally:
+            for side in sides.values():
+                if side.proofs is not None:
+                    side.proofs.close()
+                side.dep.close()
+    return out
+
+
+WITNESSED_SUMMARY = (
+    "witnessed_unwrap_per_s",
+    "witnessed_unwrap_p99_ms",
+    "unwrap_unwitnessed_per_s",
+    "witnessed_unwrap_cpu_us",
+    "unwrap_unwitnessed_cpu_us",
+    "witness_round_trip_ms_p50",
+    "witness_round_trip_ms_p99",
+    "gateway_access_ratio",
+    "gateway_access_on_cpu_us",
+    "gateway_access_off_cpu_us",
+)
+"""The figures ``bench/keys.py`` puts in its summary line (all of them go in its detail)."""
+
+
+def bench_witnessed_release(quick: bool) -> dict[str, Any]:
+    """Every figure of this file, for ``bench/keys.py``'s summary."""
+    return bench_unwrap(quick) | bench_gateway(quick)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs (under a minute)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    figures = bench_witnessed_release(args.quick)
+    figures |= {"quick": args.quick, "seconds": round(time.perf_counter() - started, 1)}
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
