@@ -63,7 +63,7 @@ import httpx
 from sovra.client import Client
 from sovra.deployment import Deployment
 from sovra.errors import SovraError
-from sovra.gateway import Gateway
+from sovra.gateway import Gateway, IngestItem
 from sovra.keys import load_ed25519
 from sovra.model import Principal
 
@@ -608,6 +608,8 @@ def run_in_process(root: Path, duration: float, batch_duration: float) -> dict[s
         for i in range(20):  # first use: scanner tables, connections, subject-key paths
             rid = gw.ingest(svc, subject_id=f"w-{i}", jurisdiction="PL", content=RECORD).record_id
             gw.access(svc, purpose=PURPOSE, record_ids=[rid])
+        # A large batch starts the scan helper, ready by the batch phase after the threads.
+        gw.ingest_many(svc, [IngestItem(f"wb-{i}", JURISDICTION, RECORD) for i in range(BATCH)])
         mine: list[list[str]] = [[] for _ in range(IN_PROCESS_THREADS)]
         reads = READ_SUBJECTS // IN_PROCESS_THREADS
         counts: dict[str, Any] = {"custodians": "in-process"}
@@ -636,11 +638,6 @@ def run_in_process(root: Path, duration: float, batch_duration: float) -> dict[s
 
 def batch_in_process(dep: Deployment, duration: float) -> float | None:
     """``Gateway.ingest_many`` in chunks of 1,000 for *duration* seconds; None without it."""
-    try:
-        from sovra.gateway import IngestItem  # type: ignore[attr-defined]
-    except ImportError:
-        progress("in-process batch: Gateway.ingest_many does not exist yet (null)")
-        return None
     gw = dep.gateway
     svc = dep.store.get_principal(PRINCIPAL)
     done = n = 0
