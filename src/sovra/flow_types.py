@@ -27,6 +27,7 @@ class IngestItem:
     jurisdiction: str
     content: str
     purpose: str | None = None
+    other_homes: Sequence[str] = ()  # a second home of the subject, if she has one
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import NoReturn, TypeVar, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from sovra import classify
+from sovra import _homes, classify
 from sovra._batching import Failing, chunks, each, grouped, returning_none, settle
 from sovra._group import GroupCommit
 from sovra._staging import BatchFacts, RuleBook
@@ -45,10 +45,15 @@ from sovra.keys import Custodian, open_blob, seal
 from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES
 from sovra.keys.envelope import BLOB_OVERHEAD, BLOB_PREFIX, STREAM_PREFIX, sealed_size
 from sovra.keys.protocol import SealingCustodian, ValueCustodian
+from sovra.keys.split import SecondHome
+from sovra.keys.split import unwrap_batches as unwrap_shares
+from sovra.keys.split import wrap_many as wrap_shares
 from sovra.keys.transport import CLIENT_SEALED_CONTENT_TYPE, check_public
 from sovra.ledger import TransparencyLog
 from sovra.ledger.storage import MAX_TAGS_PER_ENTRY
 from sovra.model import (
+    RECORD_FORMAT,
+    SPLIT_KEY_FORMAT,
     Decision,
     Grant,
     LogEntry,
@@ -69,10 +74,10 @@ from sovra.policy import (
     GrantChecker,
     GrantFacts,
     Justification,
-    RecordFacts,
     Target,
     parse_justification,
 )
+from sovra.policy import dual as two_homes_policy
 from sovra.release_proofs import ReleaseProofs
 from sovra.store import BlobStore, MetadataStore
 
@@ -221,8 +226,12 @@ class Gateway:
         jurisdiction: str,
         content: str,
         purpose: str | None = None,
+        other_homes: Sequence[str] = (),
     ) -> IngestReceipt:
         """Store *content* about a subject under the rules of her home *jurisdiction*.
+
+        *other_homes* names a second home of hers, if she has one (``sovra._homes``): the
+        record is then placed, minimised, keyed and later decided under both homes' rules.
 
         *purpose* is what the data is collected for; it picks the jurisdiction's
         minimisation rule for that purpose (none: the base rule). Concurrent calls are
@@ -237,7 +246,7 @@ class Gateway:
             Denied: the principal may not ingest (logged).
         """
         return self._ingests.submit(
-            (principal, IngestItem(subject_id, jurisdiction, content, purpose))
+            (principal, IngestItem(subject_id, jurisdiction, content, purpose, other_homes))
         )
 
     def ingest_many(
@@ -305,7 +314,7 @@ class Gateway:
         """Data keys wrapped: one custodian call per jurisdiction for the whole batch."""
         sealed = [st for st in staged if st.error is None]
         for code, group in grouped(sealed, _Staged.jurisdiction).items():
-            wrap = functools.partial(_wrap_staged, self.custodians[code])
+            wrap = functools.partial(_wrap_staged, self.custodians, code)
             settle(group, each(wrap, group), _Staged.wrapped_with)
 
     def _stage(
@@ -329,6 +338,30 @@ class Gateway:
         plan, scan_required = self._rules.rules(
             rules, None if purpose is None else check_purpose(purpose)
         )
+        two = _homes.plan(
+            self.config,
+            self.placement,
+            self.commitment,
+            jurisdiction=jurisdiction,
+            other_homes=item.other_homes,
+            subject_id=item.subject_id,
+            purpose=purpose,
+        )
+        if two is not None:
+            plan, scan_required = two.rules, two.scan_required
+            facts.may_ingest(
+                principal,
+                two.second.jurisdiction,
+                two.second.subject,
+                scan_required,
+                functools.partial(
+                    self._may_ingest,
+                    principal,
+                    two.second.jurisdiction,
+                    two.second.subject,
+                    scan_required=scan_required,
+                ),
+            )
         facts.may_ingest(
             principal,
             jurisdiction,
@@ -354,8 +387,9 @@ class Gateway:
             record_id="r-" + uuid.uuid4().hex,
             subject=subject,
             jurisdiction=jurisdiction,
-            region=self.placement.region_for(jurisdiction, subject),
+            region=self.placement.region_for(jurisdiction, subject) if two is None else two.region,
             kek_version=facts.kek_version(jurisdiction, lambda: custodian.current_kek_version),
+            format=RECORD_FORMAT if two is None else SPLIT_KEY_FORMAT,
         )
         if isinstance(found, SovraError):
             raise found
@@ -370,7 +404,7 @@ class Gateway:
             raise
         if prepared.requests:
             self._value_custodian(jurisdiction)
-        return _Staged(principal, header, prepared, purpose)
+        return _Staged(principal, header, prepared, purpose, None if two is None else two.second)
 
     def _ingest_record(self, st: _Staged, now: int) -> tuple[RecordMeta, bytes, LogEntry]:
         """The metadata row and the ingest entry of a sealed, wrapped record."""
@@ -397,6 +431,7 @@ class Gateway:
                 "kinds": dict(counts),
                 "actions": dict(actions),
                 **({"purpose": st.purpose} if st.purpose is not None else {}),
+                **_homes.ingest_fields(st.second),
             },
         )
         return meta, st.blob, entry
@@ -436,7 +471,7 @@ class Gateway:
         self._put_blobs([r for r in recs if r.error is None])
         # From here a failure keeps the pending rows: their entries may be in the log.
         live = [r for r in recs if r.error is None]
-        items = [(r.entry.to_bytes(), [r.meta.header.subject]) for r in live]
+        items = [(r.entry.to_bytes(), _homes.tags(r.meta)) for r in live]
         settle(live, self.log.append_each(items), _Record.logged)
         logged = [r for r in live if r.receipt is not None]
         try:
@@ -530,8 +565,9 @@ class Gateway:
         self._unwrap_all(live)
         # Log before release: every key release is in the log before any plaintext leaves.
         releasing = [a for a in live if a.error is None]
-        items = [self._release_item(a) for a in releasing]
-        settle(releasing, self.log.append_each(items), _Access.released)
+        items = [self._release_items(a) for a in releasing]
+        logged = iter(self.log.append_each([i for group in items for i in group]))
+        settle(releasing, [_first([next(logged) for _ in g]) for g in items], _Access.released)
         self._open_all([a for a in live if a.error is None])
         for a in live:
             if a.error is None and a.request.reveal:
@@ -621,7 +657,6 @@ class Gateway:
                 owners.extend(
                     (a, mine[start : start + MAX_BATCH]) for start in range(0, len(mine), MAX_BATCH)
                 )
-            custodian = self.custodians[code]
             for run in chunks(owners, lambda o: len(o[1]), MAX_BATCH, MAX_BATCH_KEYS):
                 requests = [
                     ([(m.wrapped_key, m.header) for m in batch], a.authorization(), a.principal.id)
@@ -629,7 +664,7 @@ class Gateway:
                 ]
                 released: Sequence[list[bytes] | SovraError]
                 try:
-                    released = custodian.unwrap_batches(requests)
+                    released = unwrap_shares(self.custodians, code, requests)
                 except SovraError as exc:
                     released = [exc] * len(requests)
                 for (a, batch), got in zip(run, released, strict=True):
@@ -674,14 +709,23 @@ class Gateway:
                 except SovraError as exc:
                     a.error = exc
 
-    def _release_item(self, a: _Access) -> tuple[bytes, Sequence[str]]:
-        """The key-release entry of an allowed request, as a log item."""
+    def _release_items(self, a: _Access) -> list[tuple[bytes, Sequence[str]]]:
+        """The key-release entries of an allowed request, as log items: one, or one per
+        custodian when a record of two homes is among its records."""
         extra = {"action": a.action} if a.request.reveal else {}
         assert a.decision is not None
-        entry, tags = self._release_entry(
-            a.principal, a.decision, a.authorization(), a.metas, **extra
-        )
-        return entry.to_bytes(), tags
+        out = []
+        for code, metas in _homes.release_groups(a.metas):
+            entry, tags = self._release_entry(
+                a.principal,
+                a.decision,
+                a.authorization(),
+                metas,
+                **extra,
+                **({"custodian": code} if code else {}),
+            )
+            out.append((entry.to_bytes(), tags))
+        return out
 
     def _value_custodian(self, jurisdiction: str) -> ValueCustodian:
         custodian = self.custodians[jurisdiction]
@@ -742,11 +786,11 @@ class Gateway:
         *names* are the subject ids the request named, if it named subjects: the bulk
         guard looks for a walk through them (otherwise through the record ids).
         """
-        facts = [RecordFacts.of(m) for m in metas]
-        decision = self.decisions.decide(
+        decision = two_homes_policy.decide(
+            self.decisions,
             principal,
             purpose,
-            facts,
+            [_homes.record_homes(m) for m in metas],
             self._grant_facts(grant),
             justification=code,
             action=action,
@@ -1070,6 +1114,11 @@ def _tokenizes(kind: type) -> bool:
     return issubclass(kind, ValueCustodian)
 
 
+def _first(results: Sequence[LogReceipt | SovraError]) -> LogReceipt | SovraError:
+    """An access's release: its first entry's receipt, or the first error among them."""
+    return next((r for r in results if isinstance(r, SovraError)), results[0])
+
+
 def _subject_tags(subjects: Sequence[str]) -> Sequence[str]:
     """The subjects an entry is indexed under, for their reports, when the log takes them all.
 
@@ -1105,7 +1154,7 @@ def _scannable(item: object, limit: int) -> str:
 
 def _put_blobs(placement: Placement, store: BlobStore, recs: list[_Record]) -> list[None]:
     for r in recs:  # before any byte leaves for the region
-        placement.check(r.meta.header.jurisdiction, store.region)
+        _homes.check_region(placement, r.meta, store.region)
     store.put_many([(r.meta.header.record_id, r.blob) for r in recs])
     return [None] * len(recs)
 
@@ -1123,8 +1172,10 @@ def _protect_staged(custodian: ValueCustodian, staged: list[_Staged]) -> list[li
     return custodian.protect_many([(st.header, st.prepared.requests) for st in staged])
 
 
-def _wrap_staged(custodian: Custodian, staged: list[_Staged]) -> list[WrappedKey]:
-    return custodian.wrap_many([(st.data_key, st.header) for st in staged])
+def _wrap_staged(
+    custodians: Mapping[str, Custodian], code: str, staged: list[_Staged]
+) -> list[WrappedKey]:
+    return wrap_shares(custodians, code, [(st.data_key, st.header, st.second) for st in staged])
 
 
 @dataclass(slots=True)
@@ -1135,6 +1186,7 @@ class _Staged(Failing):
     header: RecordHeader
     prepared: Prepared
     purpose: str | None
+    second: SecondHome | None = None
     bodies: Sequence[str] = ()
     blob: bytes = b""
     data_key: bytes = b""

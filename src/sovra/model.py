@@ -32,8 +32,11 @@ __all__ = [
     "ENTRY_KINDS",
     "KIND_NAME",
     "MAX_ENTRY_BYTES",
+    "MAX_HOMES",
     "MAX_JSON_DEPTH",
     "MAX_LISTED_IDS",
+    "RECORD_FORMAT",
+    "SPLIT_KEY_FORMAT",
     "Decision",
     "Finding",
     "Grant",
@@ -47,6 +50,7 @@ __all__ = [
     "WrappedKey",
     "batch_promise",
     "canonical_json",
+    "check_homes",
     "check_id",
     "check_jurisdiction",
     "check_purpose",
@@ -369,6 +373,37 @@ class Finding:
 
 
 RECORD_FORMAT = 1
+"""A record of one home: its data key is wrapped by that home's custodian."""
+
+SPLIT_KEY_FORMAT = 2
+"""A record of a subject with two homes: its data key is split in two shares, each
+wrapped by one home's custodian (``sovra.keys.split``); both must release. The header is
+the first home's; its format is bound into every AEAD tag, so such a record never opens
+as a record of one home."""
+
+MAX_HOMES = 2
+"""The most home jurisdictions one subject's records may have."""
+
+
+def check_homes(first: str, others: Sequence[str]) -> tuple[str, ...]:
+    """A subject's home jurisdictions: *first* (whose commitment names her) and *others*.
+
+    Raises:
+        BadRequest: a code is malformed, a home is named twice, or more than
+            :data:`MAX_HOMES` homes are named.
+    """
+    if isinstance(others, str) or not isinstance(others, Sequence):
+        raise BadRequest(f"other homes must be a list of jurisdiction codes, not {others!r}")
+    homes = (check_jurisdiction(first), *(check_jurisdiction(j) for j in others))
+    twice = next((j for n, j in enumerate(homes) if j in homes[:n]), None)
+    if twice is not None:
+        raise BadRequest(f"home jurisdiction {twice} is named twice; name each home once")
+    if len(homes) > MAX_HOMES:
+        raise BadRequest(
+            f"a subject has at most {MAX_HOMES} home jurisdictions, got {len(homes)}: "
+            f"{', '.join(homes)}"
+        )
+    return homes
 
 
 @dataclass(frozen=True, slots=True)
@@ -882,6 +917,9 @@ class Decision:
     review: str = ""  # the review queue it was sent to ("legal", ...), if any
     # client-side access: the hex X25519 key the released keys may be encrypted to
     recipient: str = ""
+    # the jurisdictions whose rules decided it, when a record of two homes is among its
+    # records (each such record is decided under both homes' rules); empty otherwise
+    homes: tuple[str, ...] = ()
 
     def to_entry(self, time_ms: int) -> LogEntry:
         """The log entry that records this decision, allow and deny alike."""
@@ -892,6 +930,8 @@ class Decision:
             optional["justification"] = self.justification
         if self.review:
             optional["review"] = self.review
+        if self.homes:
+            optional["homes"] = list(self.homes)
         return LogEntry(
             kind="decision",
             time_ms=time_ms,

@@ -1,0 +1,151 @@
+"""The flows' part for subjects of two countries, kept beside the gateway.
+
+A subject with two home jurisdictions is declared at ingest by the home her commitment is
+made in (``jurisdiction``) and one other (``other_homes``). Her record is then placed in a
+region both homes allow (refused before any byte leaves if there is none), minimised under
+both homes' rules (the stricter action per kind: :func:`sovra.policy.dual.stricter`), and
+sealed under a data key split between both homes' custodians (:mod:`sovra.keys.split`).
+Its ingest entry names both homes and is indexed under her commitment in each, so each
+home's subject report finds it. An access to it is decided under both homes' rules
+(:mod:`sovra.policy.dual`), both custodians must release their share, and each release
+is logged as its own ``key_release`` entry, naming the custodian.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sovra.classify.minimise import Action, Rules, parse_rules
+from sovra.config import Config
+from sovra.errors import BadRequest
+from sovra.keys.split import SecondHome, second_home, subjects
+from sovra.model import RecordMeta, check_homes
+from sovra.placement import Placement
+from sovra.policy import RecordFacts
+from sovra.policy.dual import RecordHomes, stricter
+
+__all__ = [
+    "TwoHomes",
+    "check_region",
+    "ingest_fields",
+    "plan",
+    "record_homes",
+    "release_groups",
+    "tags",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TwoHomes:
+    """How an ingest for a subject of two homes goes: her second home, the rule that
+    minimises under both, whether either home needs a scan, and the region both allow."""
+
+    second: SecondHome
+    rules: Rules
+    scan_required: bool
+    region: str
+
+
+def plan(
+    config: Config,
+    placement: Placement,
+    commit: Callable[[str, str], str],
+    *,
+    jurisdiction: str,
+    other_homes: Sequence[str],
+    subject_id: str,
+    purpose: str | None,
+) -> TwoHomes | None:
+    """Check the homes an ingest declares; for two, how the record is made. Nothing is
+    decided, logged or stored here, so bad input leaves no trace.
+
+    Raises:
+        BadRequest: a home named twice, more than two homes, a second home this
+            deployment does not serve, a purpose either home does not list, or no
+            storage region both homes allow.
+    """
+    homes = check_homes(jurisdiction, other_homes)
+    if len(homes) == 1:
+        return None
+    code = homes[1]
+    if code not in config.jurisdictions:
+        known = ", ".join(sorted(config.jurisdictions))
+        raise BadRequest(
+            f"second home {code!r} is not a jurisdiction of this deployment (it serves {known})"
+        )
+    first, other = config.jurisdiction(jurisdiction), config.jurisdiction(code)
+    rules = parse_rules(
+        {
+            kind: Action(action)
+            for kind, action in stricter(first.rules_for(purpose), other.rules_for(purpose)).items()
+        }
+    )
+    scan_required = any(
+        a == "refuse" for rules_ in (first, other) for a in rules_.minimisation.values()
+    )
+    second = SecondHome(code, commit(code, subject_id))
+    both = [r for r in placement.allowed(jurisdiction) if r in placement.allowed(code)]
+    if not both:
+        raise BadRequest(
+            f"no storage region is allowed by both {jurisdiction} "
+            f"({', '.join(placement.allowed(jurisdiction))}) and {code} "
+            f"({', '.join(placement.allowed(code))}); nothing was stored"
+        )
+    # The first home's preference among the regions both allow; by subject if it spreads.
+    first_subject = commit(jurisdiction, subject_id)
+    spread = first.placement != "first" and len(both) > 1
+    region = both[int(first_subject[:8], 16) % len(both)] if spread else both[0]
+    return TwoHomes(second, rules, scan_required, region)
+
+
+def check_region(placement: Placement, meta: RecordMeta, region: str) -> None:
+    """Refuse a record in *region* unless each of its homes allows it there.
+
+    Raises:
+        BadRequest: a home of the record does not allow *region*; nothing was stored.
+    """
+    placement.check(meta.header.jurisdiction, region)
+    other = second_home(meta.header, meta.wrapped_key)
+    if other is not None:
+        placement.check(other.jurisdiction, region)
+
+
+def ingest_fields(second: SecondHome | None) -> dict[str, Any]:
+    """What an ingest entry says beyond a one-home record's: the second home and the
+    subject's commitment there (none for a record of one home: its entry is unchanged)."""
+    if second is None:
+        return {}
+    return {"second_home": second.jurisdiction, "second_subject": second.subject}
+
+
+def tags(meta: RecordMeta) -> list[str]:
+    """The commitments a record's ingest entry is indexed under: the subject's in each home."""
+    return subjects(meta.header, meta.wrapped_key)
+
+
+def record_homes(meta: RecordMeta) -> RecordHomes:
+    """The facts the policy decides a stored record on, with its second home if it has one."""
+    other = second_home(meta.header, meta.wrapped_key)
+    facts = RecordFacts.of(meta)
+    return RecordHomes(facts, None if other is None else (other.jurisdiction, other.subject))
+
+
+def release_groups(metas: Sequence[RecordMeta]) -> list[tuple[str, list[RecordMeta]]]:
+    """Who released what for an allowed access: one group per custodian.
+
+    Without a record of two homes: one group, named ``""`` (the access's one
+    ``key_release`` entry, as ever). With: one group per custodian that released a key or
+    a share, each logged as its own entry naming that custodian.
+    """
+    others = [second_home(m.header, m.wrapped_key) for m in metas]
+    if all(o is None for o in others):
+        return [("", list(metas))]
+    groups: dict[str, list[RecordMeta]] = {}
+    for m in metas:
+        groups.setdefault(m.header.jurisdiction, []).append(m)
+    for m, o in zip(metas, others, strict=True):
+        if o is not None:
+            groups.setdefault(o.jurisdiction, []).append(m)
+    return list(groups.items())

@@ -1,0 +1,394 @@
+"""Subjects of two countries: a record whose data key is split between both homes' custodians.
+
+Anna is Polish and German. Her records are placed in a region both allow, minimised under
+the stricter of both rules, and sealed under a data key whose two shares are wrapped by
+the PL and the DE custodian. Every case runs with the custodians in-process and with both
+as custodian services over HTTP (``sovra custodian serve``'s app, on loopback).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from sovra.deployment import Deployment
+from sovra.errors import BadRequest, Denied, IntegrityError
+from sovra.keys import LocalCustodian, load_ed25519, open_blob
+from sovra.keys.remote import RemoteCustodian
+from sovra.keys.split import join, second_header, second_home, wraps_of
+from sovra.model import SPLIT_KEY_FORMAT, Grant, LogEntry, ReleaseAuthorization, Role
+from sovra.policy import sign_grant
+from sovra.server.custodian import create_custodian_app
+
+ANNA = "anna@example.eu"
+TEXT = "Anna Kowalska, tel. +48 601 234 567, anna@example.eu"
+TOKEN = b"t" * 32
+
+
+@dataclass
+class Two:
+    """A deployment where PL and DE both allow the region eu-central-de."""
+
+    dep: Deployment
+    served: dict[str, LocalCustodian]  # the custodians that answer, by jurisdiction
+    clients: list[RemoteCustodian]  # closed at the end
+
+    @property
+    def gw(self) -> Any:
+        return self.dep.gateway
+
+    def principal(self, pid: str) -> Any:
+        return self.dep.store.get_principal(pid)
+
+    def entry(self, index: int) -> LogEntry:
+        return LogEntry.from_bytes(self.gw.log.entry(index))
+
+    def entries(self, kind: str) -> list[LogEntry]:
+        out = [self.entry(i) for i in range(self.gw.log.size)]
+        return [e for e in out if e.kind == kind]
+
+    def released(self, code: str) -> int:
+        return sum(e.outcome == "released" for e in self.served[code].journal())
+
+
+def _configure(root: Path) -> None:
+    toml = root / "sovra.toml"
+    lines = toml.read_text().splitlines()
+    section = ""
+    for n, line in enumerate(lines):
+        if line.startswith("["):
+            section = line
+        elif section == "[jurisdictions.PL]" and line.startswith("regions ="):
+            lines[n] = 'regions = ["eu-central-pl", "eu-central-de"]'
+        # DE redacts phone numbers, PL keeps them: the stricter rule must win.
+        elif section == "[jurisdictions.DE.minimisation]" and line.startswith("phone ="):
+            lines[n] = 'phone = "redact"'
+        elif section == "[jurisdictions.DE]" and line.startswith("purposes ="):
+            lines[n] = line.replace("]", ', "research"]')
+    text = "\n".join(lines) + "\n"
+    assert text.count("eu-central-de") >= 2 and 'phone = "redact"' in text
+    toml.write_text(text)
+
+
+def _serve(custodian: LocalCustodian) -> tuple[uvicorn.Server, threading.Thread, str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_custodian_app(custodian, token=TOKEN)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "the custodian service did not start"
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def _stop(server: uvicorn.Server, thread: threading.Thread) -> None:
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(params=["in-process", "services"])
+def two(
+    template: Path, tmp_path: Path, clock: Any, request: pytest.FixtureRequest
+) -> Iterator[Two]:
+    root = tmp_path / "deployment"
+    shutil.copytree(template, root)
+    _configure(root)
+    dep = Deployment.open(root, clock=clock)
+    anna = dep.gateway.commitment("PL", ANNA)
+    dep.register("subject-anna", "PL", Role.SUBJECT, subject=anna)
+    stops = []
+    clients: list[RemoteCustodian] = []
+    try:
+        if request.param == "in-process":
+            served = {j: dep.gateway.custodians[j] for j in ("PL", "DE")}
+        else:
+            log_public = load_ed25519(root / "keys" / "log.key").public_key()
+            served, remotes = {}, {}
+            for j in ("PL", "DE"):
+                served[j] = LocalCustodian.open(
+                    root / "custodians" / f"{j}.key",
+                    j,
+                    log_public,
+                    clock=lambda: int(clock() * 1000),
+                )
+                server, thread, url = _serve(served[j])
+                stops.append((server, thread, served[j]))
+                remotes[j] = RemoteCustodian(url, j, TOKEN)
+            dep.gateway.custodians = {**dep.gateway.custodians, **remotes}
+            clients.extend(remotes.values())
+        yield Two(dep, served, clients)  # type: ignore[arg-type]
+    finally:
+        for c in clients:
+            c.close()
+        dep.close()
+        for server, thread, custodian in stops:
+            _stop(server, thread)
+            custodian.close()
+
+
+def _ingest(two: Two, content: str = TEXT, **kw: Any) -> str:
+    receipt = two.gw.ingest(
+        two.principal("svc-pl"),
+        subject_id=ANNA,
+        jurisdiction="PL",
+        content=content,
+        other_homes=kw.pop("other_homes", ["DE"]),
+        **kw,
+    )
+    return receipt.record_id
+
+
+def _read(two: Two, rid: str, who: str = "subject-anna", **kw: Any) -> Any:
+    if who == "subject-anna":  # her right of access
+        kw = {"purpose": "subject-access", "justification": "subject-request", **kw}
+    kw.setdefault("purpose", "customer-support")
+    return two.gw.access(two.principal(who), record_ids=[rid], **kw)
+
+
+# -- ingest ---------------------------------------------------------------------------------
+
+
+def test_a_two_home_record_is_placed_minimised_and_logged_under_both_homes(two: Two) -> None:
+    rid = _ingest(two)
+    meta = two.dep.store.get_record(rid)
+    pl, de = two.gw.commitment("PL", ANNA), two.gw.commitment("DE", ANNA)
+    assert meta.header.format == SPLIT_KEY_FORMAT
+    assert meta.header.region == "eu-central-de"  # the one region both allow
+    assert (meta.header.jurisdiction, meta.header.subject) == ("PL", pl)
+    other = second_home(meta.header, meta.wrapped_key)
+    assert other is not None and (other.jurisdiction, other.subject) == ("DE", de)
+    # DE redacts phone numbers, PL keeps them: the stricter rule is the one applied.
+    assert meta.actions["phone"] == "redact"
+    (ingest,) = [i for i in two.gw.log.find(de) if two.entry(i).kind == "ingest"]
+    assert ingest in two.gw.log.find(pl)
+    fields = two.entry(ingest).fields
+    assert (fields["jurisdiction"], fields["second_home"], fields["second_subject"]) == (
+        "PL",
+        "DE",
+        de,
+    )
+    text = _read(two, rid).records[rid]
+    assert "+48 601 234 567" not in text and "anna@example.eu" in text
+
+
+@pytest.mark.parametrize(
+    ("jurisdiction", "other_homes", "message"),
+    [
+        ("PL", ["XX"], "second home 'XX' is not a jurisdiction of this deployment"),
+        ("PL", ["PL"], "home jurisdiction PL is named twice"),
+        ("PL", ["DE", "VN"], "at most 2 home jurisdictions, got 3: PL, DE, VN"),
+        ("PL", ["DE", "DE"], "home jurisdiction DE is named twice"),
+        ("PL", ["pl"], "jurisdiction"),
+        ("PL", "DE", "other homes must be a list"),
+        ("DE", ["VN"], "no storage region is allowed by both DE (eu-central-de) and VN"),
+    ],
+)
+def test_bad_homes_are_refused_precisely_and_nothing_is_stored(
+    two: Two, jurisdiction: str, other_homes: Any, message: str
+) -> None:
+    size, rows = two.gw.log.size, two.dep.store.count_records()
+    journals = {j: len(c.journal()) for j, c in two.served.items()}
+    with pytest.raises(BadRequest, match=re.escape(message)):
+        two.gw.ingest(
+            two.principal("svc-pl"),
+            subject_id=ANNA,
+            jurisdiction=jurisdiction,
+            content=TEXT,
+            other_homes=other_homes,
+        )
+    assert (two.gw.log.size, two.dep.store.count_records()) == (size, rows)
+    assert {j: len(c.journal()) for j, c in two.served.items()} == journals
+
+
+def test_a_purpose_one_home_does_not_list_is_refused(two: Two) -> None:
+    size, rows = two.gw.log.size, two.dep.store.count_records()
+    with pytest.raises(BadRequest, match=r"PL collects data for .*not 'research'"):
+        two.gw.ingest(
+            two.principal("svc-de"),
+            subject_id=ANNA,
+            jurisdiction="DE",
+            content=TEXT,
+            purpose="research",  # DE lists it, PL does not
+            other_homes=["PL"],
+        )
+    assert (two.gw.log.size, two.dep.store.count_records()) == (size, rows)
+
+
+# -- the split key --------------------------------------------------------------------------
+
+
+def test_a_two_home_record_is_unreadable_with_either_custodian_alone(two: Two) -> None:
+    rid = _ingest(two)
+    res = _read(two, rid)  # a logged allow, to present to each custodian on its own
+    allow = ReleaseAuthorization.of(
+        res.decision, two.gw.log.entry(res.decision_receipt.index), res.decision_receipt
+    )
+    meta = two.dep.store.get_record(rid)
+    blob = two.gw.blobs[meta.header.region].get(rid)
+    first, second, de = wraps_of(meta.wrapped_key)
+    other = second_home(meta.header, meta.wrapped_key)
+    assert other is not None
+    pl_share = two.gw.custodians["PL"].unwrap_many([(first, meta.header)], allow, "subject-anna")
+    de_header = second_header(meta.header, other, second.kek_version)
+    de_share = two.gw.custodians["DE"].unwrap_many([(second, de_header)], allow, "subject-anna")
+    for share in (pl_share[0], de_share[0]):
+        with pytest.raises(IntegrityError):
+            open_blob(meta.header, blob, share)
+    both = join(pl_share[0], de_share[0])
+    assert open_blob(meta.header, blob, both).decode() == res.records[rid]
+    # The stored wrapped key is no wrap of one custodian's, and a share does not open as
+    # the other home's.
+    with pytest.raises(IntegrityError):
+        two.gw.custodians["PL"].unwrap_many(
+            [(meta.wrapped_key, meta.header)], allow, "subject-anna"
+        )
+    with pytest.raises(IntegrityError):
+        two.gw.custodians["PL"].unwrap_many(
+            [(replace(second, jurisdiction="PL"), meta.header)], allow, "subject-anna"
+        )
+    assert de == other.subject
+
+
+def test_both_allows_release_both_shares_each_logged(two: Two) -> None:
+    rid = _ingest(two)
+    before = {j: two.released(j) for j in ("PL", "DE")}
+    res = _read(two, rid)
+    assert "Anna Kowalska" in res.records[rid]
+    decision = two.entry(res.decision_receipt.index).fields
+    pl, de = two.gw.commitment("PL", ANNA), two.gw.commitment("DE", ANNA)
+    assert decision["effect"] == "allow"
+    assert decision["homes"] == ["DE", "PL"]
+    assert decision["records"] == [rid]
+    assert sorted(decision["subjects"]) == sorted([pl, de])
+    releases = [
+        e for e in two.entries("key_release") if e.fields["decision_id"] == decision["decision_id"]
+    ]
+    assert sorted(e.fields["custodian"] for e in releases) == ["DE", "PL"]
+    assert all(e.fields["records"] == [rid] for e in releases)
+    assert {j: two.released(j) - before[j] for j in ("PL", "DE")} == {"PL": 1, "DE": 1}
+
+
+def test_one_home_denying_releases_nothing_and_the_deny_is_logged(two: Two) -> None:
+    rid = _ingest(two)
+    before = {j: two.released(j) for j in ("PL", "DE")}
+    releases = len(two.entries("key_release"))
+    # A PL service is at home under PL's rules and a foreign service under DE's.
+    with pytest.raises(Denied) as info:
+        _read(two, rid, who="svc-pl")
+    entry = two.entry(info.value.log_index).fields
+    assert (entry["effect"], entry["homes"]) == ("deny", ["DE", "PL"])
+    assert "DE" in entry["reason"]
+    assert len(two.entries("key_release")) == releases
+    assert {j: two.released(j) for j in ("PL", "DE")} == before
+
+
+def test_a_single_record_of_the_same_subject_still_reads_as_before(two: Two) -> None:
+    one = two.gw.ingest(
+        two.principal("svc-pl"), subject_id=ANNA, jurisdiction="PL", content="one home"
+    ).record_id
+    both = _ingest(two, content="two homes")
+    res = two.gw.access(
+        two.principal("subject-anna"),
+        purpose="subject-access",
+        justification="subject-request",
+        subjects=[("PL", ANNA)],
+    )
+    assert res.records == {one: "one home", both: "two homes"}
+    # PL's release covers both records (a key and a share), DE's the two-home one only.
+    decision_id = res.decision.decision_id
+    releases = {
+        e.fields["custodian"]: sorted(e.fields["records"])
+        for e in two.entries("key_release")
+        if e.fields["decision_id"] == decision_id
+    }
+    assert releases == {"PL": sorted([one, both]), "DE": [both]}
+    # A read of the one-home record alone is logged as ever: one release, no custodian.
+    res = _read(two, one, who="svc-pl")
+    (release,) = [
+        e for e in two.entries("key_release") if e.fields["decision_id"] == res.decision.decision_id
+    ]
+    assert (
+        "custodian" not in release.fields
+        and "homes" not in two.entry(res.decision_receipt.index).fields
+    )
+
+
+@pytest.mark.parametrize("home", ["PL", "DE"])
+def test_one_custodian_refusing_releases_nothing_and_the_refusal_is_logged(
+    two: Two, home: str
+) -> None:
+    rid = _ingest(two)
+    keep = two.gw.ingest(
+        two.principal("svc-pl"), subject_id=ANNA, jurisdiction="PL", content="one home"
+    ).record_id
+    # Erasure by either home: that custodian destroys the subject's key there.
+    two.dep.governance.shred(
+        two.principal(f"authority-{home.lower()}"), jurisdiction=home, subject_id=ANNA
+    )
+    releases = len(two.entries("key_release"))
+    with pytest.raises(Denied, match=f"custodian {home} did not release its share") as info:
+        _read(two, rid)
+    refusal = two.entry(info.value.log_index).fields
+    assert refusal["effect"] == "deny" and "had allowed it" in refusal["reason"]
+    assert len(two.entries("key_release")) == releases
+    if home == "DE":  # her one-home PL record is still hers to read
+        assert _read(two, keep, who="svc-pl").records == {keep: "one home"}
+
+
+def test_an_unreachable_custodian_releases_nothing_and_is_logged(two: Two) -> None:
+    rid = _ingest(two)
+    gone = RemoteCustodian("http://127.0.0.1:9", "DE", TOKEN)
+    two.clients.append(gone)
+    two.gw.custodians = {**two.gw.custodians, "DE": gone}
+    releases = len(two.entries("key_release"))
+    with pytest.raises(Denied, match="custodian DE did not release its share") as info:
+        _read(two, rid)
+    assert two.entry(info.value.log_index).fields["effect"] == "deny"
+    assert len(two.entries("key_release")) == releases
+
+
+def test_a_grant_of_one_authority_alone_is_refused(two: Two, clock: Any) -> None:
+    rid = _ingest(two)
+    now = int(clock())
+    for approver in ("PL", "DE"):
+        grant = sign_grant(
+            Grant(
+                grant_id=f"g-{approver}",
+                grantee="authority-us",
+                grantee_jurisdiction="US",
+                approver=approver,
+                subjects=(ANNA,),
+                purpose="foreign-legal-process",
+                legal_basis="MLA 2026/7",
+                not_before=now - 10,
+                not_after=now + 86400,
+            ),
+            two.dep.authority_key(approver),
+        )
+        two.dep.governance.register_grant(two.principal(f"authority-{approver.lower()}"), grant)
+        releases = len(two.entries("key_release"))
+        with pytest.raises(Denied) as info:
+            two.gw.access(
+                two.principal("authority-us"),
+                purpose="foreign-legal-process",
+                record_ids=[rid],
+                grant=grant,
+            )
+        entry = two.entry(info.value.log_index).fields
+        assert entry["effect"] == "deny" and entry["homes"] == ["DE", "PL"]
+        assert len(two.entries("key_release")) == releases
