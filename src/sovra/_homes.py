@@ -20,7 +20,7 @@ from typing import Any
 from sovra.classify.minimise import Action, Rules, parse_rules
 from sovra.config import Config
 from sovra.errors import BadRequest
-from sovra.keys.split import SecondHome, second_home, subjects
+from sovra.keys.split import SecondHome, is_split, second_home, subjects
 from sovra.model import RecordMeta, check_homes
 from sovra.placement import Placement
 from sovra.policy import RecordFacts
@@ -30,6 +30,7 @@ __all__ = [
     "TwoHomes",
     "check_region",
     "ingest_fields",
+    "one_home_only",
     "plan",
     "record_homes",
     "release_groups",
@@ -110,6 +111,20 @@ def check_region(placement: Placement, meta: RecordMeta, region: str) -> None:
     other = second_home(meta.header, meta.wrapped_key)
     if other is not None:
         placement.check(other.jurisdiction, region)
+
+
+def one_home_only(metas: Sequence[RecordMeta]) -> None:
+    """Refuse records of two homes where only records of one are handled (sealed access).
+
+    Raises:
+        BadRequest: a record of two homes is among *metas*; nothing was decided.
+    """
+    split = next((m for m in metas if is_split(m.header)), None)
+    if split is not None:
+        raise BadRequest(
+            f"record {split.header.record_id} has two homes; its keys are not released to a "
+            "client-side recipient: read it through /v1/access"
+        )
 
 
 def ingest_fields(second: SecondHome | None) -> dict[str, Any]:

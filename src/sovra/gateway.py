@@ -987,6 +987,7 @@ class Gateway:
         code = None if justification is None else parse_justification(justification)
         request = AccessRequest(purpose, record_ids, subjects, jurisdiction)
         metas = self._targets(principal, request, "read")
+        _homes.one_home_only(metas)
         decision = self._decision(
             principal, purpose, metas, grant, code, recipient=recipient, names=_names(subjects)
         )

@@ -123,7 +123,9 @@ def _parse(line: bytes, limit: int, model: type[_Body]) -> _Body:
 
 
 def _ingest_item(body: IngestBody) -> IngestItem:
-    return IngestItem(body.subject_id, body.jurisdiction, body.content, body.purpose)
+    return IngestItem(
+        body.subject_id, body.jurisdiction, body.content, body.purpose, body.other_homes
+    )
 
 
 def _access_request(body: AccessBody) -> AccessRequest:

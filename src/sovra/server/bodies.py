@@ -24,6 +24,11 @@ class IngestBody(Strict):
         description="what the data is collected for (one of the jurisdiction's purposes); "
         "picks the minimisation rule for it",
     )
+    other_homes: list[str] = Field(
+        default_factory=list,
+        description="a second home jurisdiction of the subject, if she has one, e.g. [\"DE\"]: "
+        "the record is then keyed, placed, minimised and decided under both homes",
+    )
 
 
 class SubjectRef(Strict):

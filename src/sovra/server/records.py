@@ -31,6 +31,7 @@ def add_record_routes(app: FastAPI, gateway: Gateway, caller: Any) -> None:
             jurisdiction=body.jurisdiction,
             content=body.content,
             purpose=body.purpose,
+            other_homes=body.other_homes,
         )
         return JSONBytes(receipt_json(receipt), status_code=201)
 
