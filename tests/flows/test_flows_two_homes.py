@@ -8,6 +8,7 @@ as custodian services over HTTP (``sovra custodian serve``'s app, on loopback).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import threading
@@ -186,6 +187,16 @@ def test_a_two_home_record_is_placed_minimised_and_logged_under_both_homes(two: 
     assert "+48 601 234 567" not in text and "anna@example.eu" in text
 
 
+def test_check_reconciles_two_home_records_as_any_other(two: Two, clock: Any) -> None:
+    from sovra.check import check
+
+    _ingest(two)
+    two.gw.ingest(two.principal("svc-pl"), subject_id=ANNA, jurisdiction="PL", content="one")
+    report = check(two.dep.store, two.gw.log, two.gw.blobs, now_ms=int(clock() * 1000))
+    assert report.clean, report.problems
+    assert report.counts["ingest_entries"] == 2
+
+
 @pytest.mark.parametrize(
     ("jurisdiction", "other_homes", "message"),
     [
@@ -281,6 +292,14 @@ def test_both_allows_release_both_shares_each_logged(two: Two) -> None:
     assert sorted(e.fields["custodian"] for e in releases) == ["DE", "PL"]
     assert all(e.fields["records"] == [rid] for e in releases)
     assert {j: two.released(j) - before[j] for j in ("PL", "DE")} == {"PL": 1, "DE": 1}
+    # Her second home's authority finds the record, the decision and both releases in
+    # her report there, under her DE commitment.
+    report = two.dep.governance.subject_report(
+        two.principal("authority-de"), jurisdiction="DE", subject_id=ANNA
+    )
+    kinds = [LogEntry.from_bytes(e.entry).kind for e in report.entries]
+    assert kinds.count("ingest") == 1 and kinds.count("key_release") == 2
+    assert res.decision_receipt.index in [e.index for e in report.entries]
 
 
 def test_one_home_denying_releases_nothing_and_the_deny_is_logged(two: Two) -> None:
@@ -392,3 +411,48 @@ def test_a_grant_of_one_authority_alone_is_refused(two: Two, clock: Any) -> None
         entry = two.entry(info.value.log_index).fields
         assert entry["effect"] == "deny" and entry["homes"] == ["DE", "PL"]
         assert len(two.entries("key_release")) == releases
+
+
+# -- over HTTP ------------------------------------------------------------------------------
+
+
+def test_two_homes_over_http(two: Two, clock: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from sovra.auth import make_token
+    from sovra.server import create_app
+
+    def post(who: str, path: str, body: dict[str, Any]) -> Any:
+        data = json.dumps(body).encode()
+        key = two.dep.principal_key(who)
+        token = make_token(key, who, "POST", path, data, now_s=int(clock()))
+        headers = {"authorization": f"Sovra {token}", "content-type": "application/json"}
+        return http.post(path, content=data, headers=headers)
+
+    record = {"subject_id": ANNA, "jurisdiction": "PL", "content": TEXT}
+    with TestClient(create_app(two.dep), raise_server_exceptions=True) as http:
+        size, rows = two.gw.log.size, two.dep.store.count_records()
+        for homes, status, message in (
+            (["DE", "VN"], 400, "at most 2 home jurisdictions, got 3"),
+            (["PL"], 400, "home jurisdiction PL is named twice"),
+            (["ZZ"], 400, "second home 'ZZ' is not a jurisdiction of this deployment"),
+        ):
+            r = post("svc-pl", "/v1/records", {**record, "other_homes": homes})
+            assert r.status_code == status and message in r.json()["message"], r.text
+        r = post("svc-pl", "/v1/records", {**record, "other_homes": "DE"})
+        assert r.status_code in (400, 422), r.text
+        assert (two.gw.log.size, two.dep.store.count_records()) == (size, rows)
+        r = post("svc-pl", "/v1/records", {**record, "other_homes": ["DE"]})
+        assert r.status_code == 201, r.text
+        rid = r.json()["record_id"]
+        assert two.dep.store.get_record(rid).header.format == SPLIT_KEY_FORMAT
+        read = {
+            "purpose": "subject-access",
+            "justification": "subject-request",
+            "record_ids": [rid],
+        }
+        r = post("subject-anna", "/v1/access", read)
+        assert r.status_code == 200 and "Anna Kowalska" in r.json()["records"][rid], r.text
+        r = post("svc-pl", "/v1/access", {"purpose": "customer-support", "record_ids": [rid]})
+        assert r.status_code == 403, r.text
+        assert two.entry(r.json()["log_index"]).fields["homes"] == ["DE", "PL"]
