@@ -48,7 +48,7 @@ from sovra.deployment import Deployment
 from sovra.errors import SovraError
 from sovra.gateway import AccessRequest, IngestItem
 from sovra.keys import LocalCustodian
-from sovra.keys.witnessed import WitnessPolicy, policy_path
+from sovra.keys.witnessed import ReleasePolicy, policy_path
 from sovra.ledger import CosignatureSigner, MemoryLogStorage, NoteSigner, TransparencyLog, Witness
 from sovra.model import Decision, RecordHeader, ReleaseAuthorization
 from sovra.release_proofs import ReleaseProofs
@@ -93,7 +93,7 @@ class _Side:
         if witnessed:
             witnesses = _witnesses(self.log.verifier_key)
             self.proofs = ReleaseProofs(self.log, witnesses)
-            policy = WitnessPolicy.of([w.vkey for w in witnesses], 2, 60)
+            policy = ReleasePolicy.of([w.vkey for w in witnesses], 2, 60)
         path = tmp / name / "PL.key"
         path.parent.mkdir()
         LocalCustodian.create(path, "PL", log_key.public_key()).close()
@@ -190,7 +190,7 @@ class _Gateway:
             vkey = dep.gateway.log.verifier_key
             dep.close()
             witnesses = _witnesses(vkey)
-            policy = WitnessPolicy.of([w.vkey for w in witnesses], 2, 60)
+            policy = ReleasePolicy.of([w.vkey for w in witnesses], 2, 60)
             policy_path(root / "custodians" / "PL.key").write_bytes(policy.to_json())
         self.dep = Deployment.open(root)
         self.gw = self.dep.gateway

@@ -19,13 +19,13 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Protocol
+from typing import Protocol, cast
 
 from sovra.errors import ConfigError, SovraError, Unavailable
-from sovra.keys.witnessed import format_tlog_proof
 from sovra.ledger.log import TransparencyLog
 from sovra.model import ReleaseAuthorization
 from sovra_verify.checkpoint import Checkpoint
+from sovra_verify.proof import TlogProof
 
 __all__ = ["CheckpointWitness", "ReleaseProofs"]
 
@@ -92,9 +92,9 @@ class ReleaseProofs:
         return [
             replace(
                 a,
-                proof=format_tlog_proof(
-                    a.receipt.index, self._log.inclusion_proof(a.receipt.index, size), note
-                ),
+                proof=TlogProof(
+                    a.receipt.index, tuple(self._log.inclusion_proof(a.receipt.index, size)), note
+                ).to_text(),
             )
             for a in authorizations
         ]
@@ -145,18 +145,22 @@ class ReleaseProofs:
 
         def one(n: int) -> str | SovraError:
             held = self._held[n]
-            try:
-                proof = self._log.consistency_proof(held, size) if 0 < held < size else []
-                answer = self._witnesses[n].add_checkpoint(note, held, proof)
-            except SovraError as exc:
-                # A 409 names the size the witness holds (OldSizeConflict.size): the next
-                # checkpoint goes from there.
-                named = getattr(exc, "size", None)
-                if isinstance(named, int) and not isinstance(named, bool) and 0 <= named <= size:
-                    self._held[n] = named
-                return exc
-            self._held[n] = size
-            return answer.removeprefix(note)
+            retried = False
+            while True:
+                try:
+                    proof = self._log.consistency_proof(held, size) if 0 < held < size else []
+                    answer = self._witnesses[n].add_checkpoint(note, held, proof)
+                except SovraError as exc:
+                    # A 409 names the size the witness holds (OldSizeConflict.size): once,
+                    # send the checkpoint again from there (a restart, another replica).
+                    named = getattr(exc, "size", None)
+                    if retried or not _resumable(named, held, size):
+                        return exc
+                    held = self._held[n] = cast("int", named)
+                    retried = True
+                    continue
+                self._held[n] = size
+                return answer.removeprefix(note)
 
         if self._pool is None:
             return [one(n) for n in range(len(self._witnesses))]
@@ -170,3 +174,8 @@ class ReleaseProofs:
 
 def _size(note: str) -> int:
     return Checkpoint.parse(note[: note.rfind("\n\n") + 1]).size
+
+
+def _resumable(named: object, held: int, size: int) -> bool:
+    """Whether a witness's answer names a size to send a checkpoint of *size* from."""
+    return isinstance(named, int) and not isinstance(named, bool) and held != named <= size

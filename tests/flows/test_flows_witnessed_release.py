@@ -21,7 +21,7 @@ from sovra.deployment import Deployment
 from sovra.errors import Denied
 from sovra.keys import load_ed25519
 from sovra.keys.remote import RemoteCustodian
-from sovra.keys.witnessed import WitnessPolicy, policy_path
+from sovra.keys.witnessed import ReleasePolicy, policy_path
 from sovra.ledger import CosignatureSigner, Witness
 from sovra.model import Decision, LogEntry, LogReceipt, ReleaseAuthorization
 from sovra.release_proofs import ReleaseProofs
@@ -44,7 +44,7 @@ def deployment(tmp_path: Path) -> Iterator[tuple[Deployment, list[Witness]]]:
     ]
     key_path = root / "custodians" / "PL" / "PL.key"
     assert key_path.exists()
-    policy = WitnessPolicy.of([w.vkey for w in witnesses], 2, 60)
+    policy = ReleasePolicy.of([w.vkey for w in witnesses], 2, 60)
     policy_path(key_path).write_bytes(policy.to_json())
     dep = Deployment.open(root)
     try:
@@ -78,7 +78,10 @@ def test_the_custodian_process_releases_only_what_its_witnesses_saw(deployment) 
     gw.release_proofs = ReleaseProofs(gw.log, witnesses[:1])
     with pytest.raises(Denied) as caught:
         gw.access(svc, **ask)
-    assert "cosigned by 1 of the 2 witnesses this custodian requires" in _refusal(dep, caught.value)
+    assert (
+        "cosigned by 1 of its witnesses (witness.test/a), short of its quorum, at least 2 of "
+        "its 3 witnesses"
+    ) in _refusal(dep, caught.value)
 
     # A quorum: released, and the key release is logged.
     gw.release_proofs = ReleaseProofs(gw.log, witnesses[1:])

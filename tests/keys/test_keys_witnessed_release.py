@@ -9,7 +9,6 @@ operator holding the log key would make them.
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,20 +16,16 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sovra.errors import BadRequest, ConfigError, Denied, Unavailable
+from sovra.errors import ConfigError, Denied, Unavailable
 from sovra.keys import LocalCustodian
-from sovra.keys.witnessed import (
-    WitnessPolicy,
-    format_tlog_proof,
-    parse_tlog_proof,
-    policy_path,
-)
+from sovra.keys.witnessed import ReleasePolicy, policy_path
 from sovra.ledger import CosignatureSigner, TransparencyLog, Witness
 from sovra.ledger.storage import MemoryLogStorage
 from sovra.model import Decision, RecordHeader, ReleaseAuthorization, subject_commitment
 from sovra.release_proofs import ReleaseProofs
 from sovra_verify.checkpoint import Checkpoint
 from sovra_verify.note import NoteSigner, sign_note
+from sovra_verify.proof import TlogProof
 
 ORIGIN = "sovra.test/log"
 ALICE = subject_commitment(b"c" * 32, "PL", "alice")
@@ -91,6 +86,10 @@ class World:
         assert all(e.outcome != "released" for e in entries)
 
 
+def _proof(index: int, hashes: object, checkpoint: str) -> str:
+    return TlogProof(index, tuple(hashes), checkpoint).to_text()  # type: ignore[call-overload]
+
+
 def _witness(clock: Clock, name: str, log_vkey: str) -> Witness:
     signer = CosignatureSigner(f"witness.test/{name}", Ed25519PrivateKey.generate(), clock.seconds)
     return Witness(signer, [log_vkey])
@@ -106,7 +105,7 @@ def world(tmp_path: Path) -> World:
     path = tmp_path / "PL.key"
     LocalCustodian.create(path, "PL", log_key.public_key()).close()
     # The custodian's own policy, in its own folder: 2 of a, b, c; 60 s.
-    policy = WitnessPolicy.of([w.vkey for w in witnesses], 2, MAX_AGE_S)
+    policy = ReleasePolicy.of([w.vkey for w in witnesses], 2, MAX_AGE_S)
     policy_path(path).write_bytes(policy.to_json())
     custodian = LocalCustodian.open(path, "PL", log_key.public_key(), clock=clock)
     header = RecordHeader("rec-1", ALICE, "PL", "eu-central", 1)
@@ -124,15 +123,21 @@ def test_the_same_decision_releases_once_a_quorum_witnessed_it(world: World) -> 
     assert world.custodian.journal()[-1].outcome == "released"
 
 
-def test_a_forged_allow_signed_with_the_log_key_releases_nothing(world: World) -> None:
-    """The operator signs an allow into its own log view, never shown to the witnesses."""
-    world.decide()
-    honest = ReleaseProofs(world.log, world.witnesses).cosigned(world.log.size)[1]
-    # A forked log: the operator's copy with a forged allow, signed with the real log key.
+def _fork(world: World, size: int) -> TransparencyLog:
+    """The operator's copy of the log's first *size* entries, signed with the real log key."""
     fork = TransparencyLog(
         MemoryLogStorage(), NoteSigner(ORIGIN, world.log_key), ORIGIN, world.clock
     )
-    fork.append_many([(e, ()) for e in world.log.entries(0, world.log.size)])
+    fork.append_many([(e, ()) for e in world.log.entries(0, size)])
+    return fork
+
+
+def test_a_forged_allow_signed_with_the_log_key_releases_nothing(world: World) -> None:
+    """The operator signs an allow into its own branch of the log, with the real log key."""
+    world.decide()
+    world.decide()
+    honest = ReleaseProofs(world.log, world.witnesses).cosigned(world.log.size)[1]
+    fork = _fork(world, 1)
     forged = Decision("forged", True, "none", REQUESTER, "customer-support", ("rec-1",), (ALICE,))
     entry = forged.to_entry(world.clock()).to_bytes()
     receipt = fork.append(entry)
@@ -141,32 +146,32 @@ def test_a_forged_allow_signed_with_the_log_key_releases_nothing(world: World) -
     proof = fork.inclusion_proof(receipt.index, receipt.index + 1)
     # Log-signed only.
     world.refused(
-        replace(allow, proof=format_tlog_proof(receipt.index, proof, note)),
-        "cosigned by 0 of the 2 witnesses",
+        replace(allow, proof=_proof(receipt.index, proof, note)),
+        r"cosigned by 0 of its witnesses \(none\), short of its quorum, at least 2 of its 3",
     )
-    # With the witnesses' real cosignatures of the honest checkpoint pasted on.
+    # With the witnesses' real cosignatures of the honest checkpoint (same size) pasted on.
     lines = honest[honest.rfind("\n\n") + 2 :].splitlines(keepends=True)[1:]
     pasted = note + "".join(lines)
     world.refused(
-        replace(allow, proof=format_tlog_proof(receipt.index, proof, pasted)),
-        r"cosigned by 0 of the 2 .*does not verify over this checkpoint \(made for another\?\)",
+        replace(allow, proof=_proof(receipt.index, proof, pasted)),
+        r"cosigned by 0 of its .*does not verify over this checkpoint \(made for another\?\)",
     )
-    # And the honest witnesses refuse to cosign the fork: it is not consistent with
-    # what they hold, so no quorum for it can be had at all.
-    with pytest.raises(Unavailable, match="0 of the 3 witness cosignatures"):
+    # And the honest witnesses refuse to cosign the branch: it is not consistent with what
+    # they hold, so no quorum for it can be had at all.
+    with pytest.raises(Unavailable, match=r"0 of the 3 witness cosignatures.*fork detected"):
         ReleaseProofs(fork, world.witnesses).cosigned(fork.size)
 
 
 def test_below_quorum(world: World) -> None:
     allow = ReleaseProofs(world.log, world.witnesses[:1]).attach([world.decide()])[0]
-    world.refused(allow, "cosigned by 1 of the 2 witnesses this custodian requires")
+    world.refused(allow, r"cosigned by 1 of its witnesses \(witness.test/a\), short of its quorum")
 
 
 def test_cosignatures_by_witnesses_the_custodian_does_not_know(world: World) -> None:
     allow = ReleaseProofs(world.log, world.outsiders).attach([world.decide()])[0]
     world.refused(
         allow,
-        r"cosigned by 0 of the 2 .*line 2 is by witness.test/x\+[0-9a-f]{8}, "
+        r"cosigned by 0 of its .*line 2 is by witness.test/x\+[0-9a-f]{8}, "
         "not a witness it knows",
     )
 
@@ -175,12 +180,12 @@ def test_cosignatures_over_another_checkpoint(world: World) -> None:
     proofs = ReleaseProofs(world.log, world.witnesses)
     first = proofs.attach([world.decide()])[0]
     second = proofs.attach([world.decide()])[0]
-    old, new = parse_tlog_proof(first.proof), parse_tlog_proof(second.proof)
+    old, new = TlogProof.parse(first.proof), TlogProof.parse(second.proof)
     assert old.checkpoint != new.checkpoint
     cosigs = old.checkpoint[old.checkpoint.rfind("\n\n") + 2 :].splitlines(keepends=True)[1:]
     moved = new.checkpoint[: new.checkpoint.rfind("\n\n") + 2]
     moved += new.checkpoint[len(moved) :].splitlines(keepends=True)[0] + "".join(cosigs)
-    forged = format_tlog_proof(new.index, new.hashes, moved)
+    forged = _proof(new.index, new.proof, moved)
     world.refused(
         replace(second, proof=forged),
         "the cosignature by witness.test/a does not verify over this checkpoint",
@@ -190,7 +195,10 @@ def test_cosignatures_over_another_checkpoint(world: World) -> None:
 def test_stale_beyond_the_age(world: World) -> None:
     allow = ReleaseProofs(world.log, world.witnesses).attach([world.decide()])[0]
     world.clock.ms += (MAX_AGE_S + 1) * 1000  # the decision itself is still fresh (5 min)
-    world.refused(allow, r"is stale: 0 of its 3 witness cosignatures are at most 60000 ms old")
+    world.refused(
+        allow,
+        r"is stale: 0 of its 3 witness cosignatures are at most 60000 ms old, short of its quorum",
+    )
     world.clock.ms -= 2000
     assert world.unwrap(allow) == b"k" * 32
 
@@ -198,7 +206,7 @@ def test_stale_beyond_the_age(world: World) -> None:
 def test_an_inclusion_proof_for_another_entry(world: World) -> None:
     proofs = ReleaseProofs(world.log, world.witnesses)
     mine, other = proofs.attach([world.decide(), world.decide(record="rec-2")])
-    theirs = parse_tlog_proof(other.proof)
+    theirs = TlogProof.parse(other.proof)
     # Another entry's proof as it is: its index gives it away.
     world.refused(
         replace(mine, proof=other.proof),
@@ -206,7 +214,7 @@ def test_an_inclusion_proof_for_another_entry(world: World) -> None:
         f"{mine.receipt.index}",
     )
     # Relabelled with this entry's index: the path leads elsewhere.
-    relabelled = format_tlog_proof(mine.receipt.index, theirs.hashes, theirs.checkpoint)
+    relabelled = _proof(mine.receipt.index, theirs.proof, theirs.checkpoint)
     world.refused(
         replace(mine, proof=relabelled),
         f"does not lead from entry {mine.receipt.index} to the root of the witnessed checkpoint",
@@ -220,11 +228,11 @@ def test_a_witnessed_deny_releases_nothing(world: World) -> None:
 
 def test_a_checkpoint_not_signed_by_the_log_key(world: World) -> None:
     allow = ReleaseProofs(world.log, world.witnesses).attach([world.decide()])[0]
-    parsed = parse_tlog_proof(allow.proof)
+    parsed = TlogProof.parse(allow.proof)
     text = parsed.checkpoint[: parsed.checkpoint.rfind("\n\n") + 1]
     other = sign_note(text, [NoteSigner(ORIGIN, Ed25519PrivateKey.generate())])
     world.refused(
-        replace(allow, proof=format_tlog_proof(parsed.index, parsed.hashes, other)),
+        replace(allow, proof=_proof(parsed.index, parsed.proof, other)),
         "the checkpoint is not signed by the log key",
     )
 
@@ -232,13 +240,13 @@ def test_a_checkpoint_not_signed_by_the_log_key(world: World) -> None:
 def test_malformed_proofs(world: World) -> None:
     allow = ReleaseProofs(world.log, world.witnesses).attach([world.decide()])[0]
     for bad, reason in [
-        ("not a proof", "starts with 'c2sp.org/tlog-proof@v1'"),
-        ("c2sp.org/tlog-proof@v1\nindex x\n\ncp\n", "is not a decimal number"),
-        ("c2sp.org/tlog-proof@v1\nindex 0\nAAAA\n\ncp\n", "hash 0 is not 32 bytes"),
+        ("not a proof", "malformed"),
+        ("c2sp.org/tlog-proof@v1\nindex x\n\ncp\n", "is not an index line"),
+        ("c2sp.org/tlog-proof@v1\nindex 0\nAAAA\n\ncp\n", "line 1 is not the base64 of 32"),
         # 32 bytes, but not their canonical spelling (the last character's spare bits set).
-        ("c2sp.org/tlog-proof@v1\nindex 0\n" + "A" * 42 + "B=\n\ncp\n", "hash 0 is not 32"),
-        (allow.proof.replace(ORIGIN, "other.test/log"), "malformed|not 'sovra.test/log'"),
-        ("x" * 70_000, "at most 65536 bytes"),
+        ("c2sp.org/tlog-proof@v1\nindex 0\n" + "A" * 42 + "B=\n\ncp\n", "not canonical"),
+        (allow.proof.replace(ORIGIN, "other.test/log"), "not 'sovra.test/log'"),
+        ("x" * 70_000, "over 65536 bytes"),
     ]:
         world.refused(replace(allow, proof=bad), reason)
 
@@ -254,42 +262,41 @@ def test_one_round_trip_serves_a_batch(world: World) -> None:
     proofs.attach(batch[:3])
     assert proofs.round_trips == 1
     # Every witness holds the checkpoint the custodian accepted: it was public first.
-    note = parse_tlog_proof(witnessed[0].proof).checkpoint
+    note = TlogProof.parse(witnessed[0].proof).checkpoint
     size = Checkpoint.parse(note.split("\n\n")[0] + "\n").size
     assert all(w.head(ORIGIN) == (size, world.log.root(size)) for w in world.witnesses)
 
 
-def test_the_tlog_proof_round_trips() -> None:
-    hashes = [bytes([n]) * 32 for n in range(3)]
-    text = format_tlog_proof(7, hashes, "o\n1\nAA==\n\n\u2014 o AAAA\n")
-    assert text.startswith("c2sp.org/tlog-proof@v1\nindex 7\n")
-    parsed = parse_tlog_proof(text)
-    assert (parsed.index, parsed.hashes) == (7, tuple(hashes))
-    assert format_tlog_proof(parsed.index, parsed.hashes, parsed.checkpoint) == text
-    extra = text.replace("index 7", "extra " + base64.b64encode(b"x").decode() + "\nindex 7")
-    assert parse_tlog_proof(extra) == parsed
-    with pytest.raises(BadRequest, match="not a decimal number"):
-        parse_tlog_proof(text.replace("index 7", "index 07"))
-
-
 def test_the_policy_file_is_the_custodians_own_and_fails_closed(tmp_path: Path) -> None:
     signer = CosignatureSigner("witness.test/a", Ed25519PrivateKey.generate())
-    policy = WitnessPolicy.of([signer.vkey], 1, 30)
-    assert WitnessPolicy.from_json(policy.to_json()).to_json() == policy.to_json()
-    doc = json.loads(policy.to_json())
-    for change, reason in [
-        ({"quorum": 2}, "a quorum of 2 out of 1"),
-        ({"quorum": 0}, "a quorum of 0 out of 1"),
-        ({"witnesses": []}, "needs 1..32 witnesses"),
-        ({"witnesses": ["nope"]}, "witness key"),
-        ({"max_checkpoint_age_s": 0}, "age limit"),
-        ({"extra": 1}, "exactly the fields"),
-        ({"type": "other"}, "not a sovra-witnessed-release"),
+    policy = ReleasePolicy.of([signer.vkey], 1, 30)
+    assert ReleasePolicy.from_json(policy.to_json()).to_json() == policy.to_json()
+    listed = {
+        "type": "sovra-witnessed-release",
+        "format": 1,
+        "witnesses": [signer.vkey],
+        "quorum": 1,
+        "max_checkpoint_age_s": 30,
+    }
+    assert ReleasePolicy.from_json(json.dumps(listed).encode()).to_json() == policy.to_json()
+    text = json.loads(policy.to_json())
+    for doc, change, reason in [
+        (listed, {"quorum": 2}, "a quorum of 2 out of 1"),
+        (listed, {"quorum": 0}, "a quorum of 0 out of 1"),
+        (listed, {"witnesses": []}, "needs 1..32 witnesses"),
+        (listed, {"witnesses": ["nope"]}, "witness policy: "),
+        (listed, {"max_checkpoint_age_s": 0}, "age limit"),
+        (listed, {"extra": 1}, "has the fields"),
+        (listed, {"type": "other"}, "not a sovra-witnessed-release"),
+        (text, {"policy": "quorum none\n"}, "needs a quorum, not 'none'"),
+        (text, {"policy": "witness a nope\nquorum a\n"}, "tlog-policy: "),
+        (text, {"policy": 7}, "the text of a C2SP tlog-policy"),
+        (text, {"witnesses": []}, "has the fields"),
     ]:
         with pytest.raises(ConfigError, match=reason):
-            WitnessPolicy.from_json(json.dumps(doc | change).encode())
+            ReleasePolicy.from_json(json.dumps(doc | change).encode())
     with pytest.raises(ConfigError, match="duplicate field"):
-        WitnessPolicy.from_json(b'{"quorum": 1, "quorum": 1}')
+        ReleasePolicy.from_json(b'{"quorum": 1, "quorum": 1}')
     # A policy file that does not parse stops the custodian from opening at all.
     log_key = Ed25519PrivateKey.generate().public_key()
     path = tmp_path / "PL.key"
@@ -299,22 +306,101 @@ def test_the_policy_file_is_the_custodians_own_and_fails_closed(tmp_path: Path) 
         LocalCustodian.open(path, "PL", log_key)
 
 
-def test_a_witness_that_holds_another_size_cosigns_nothing(world: World) -> None:
-    """A witness that answers "not the size I hold" (tlog-witness 409): too few cosign, the
-    gateway gets a precise error and the custodian is never asked."""
+def test_a_witness_that_holds_another_size(world: World) -> None:
+    """A witness that answers "not the size I hold" (tlog-witness 409) gets the checkpoint
+    again from the size it named; one that holds a larger tree than the checkpoint cannot
+    cosign it: too few cosign, the gateway gets a precise error, the custodian is not asked."""
     proofs = ReleaseProofs(world.log, world.witnesses[:2])
     proofs.attach([world.decide()])
     # Someone else moves witness b on; this gateway still believes it at the old size.
     world.decide()
     b, held = world.witnesses[1], world.log.size - 1
     b.add_checkpoint(world.log.checkpoint(), held, world.log.consistency_proof(held, held + 1))
+    assert world.unwrap(proofs.attach([world.decide()])[0]) == b"k" * 32
+    assert b.head(ORIGIN) == (world.log.size, world.log.root())
+    # Now b is shown a larger tree (a branch of the operator's) than the log's.
     allow = world.decide()
+    branch = _fork(world, world.log.size)
+    branch.append_many([(b"{}", ()), (b"[]", ())])
+    held, size = world.log.size - 1, branch.size
+    b.add_checkpoint(branch.checkpoint(), held, branch.consistency_proof(held, size))
     before = world.custodian.journal()
     with pytest.raises(Unavailable) as caught:
         proofs.attach([allow])
     assert caught.value.message.startswith(
-        f"1 of the 2 witness cosignatures required for checkpoint {world.log.size} "
-        f"(witness 1: this witness holds {ORIGIN} at size "
+        f"1 of the 2 witness cosignatures required for checkpoint {size - 2} (witness 1: "
+        f"this witness holds {ORIGIN} at size {size}, not {size - 3})"
     )
-    assert [e.message for e in proofs.attach_all([allow])] == [caught.value.message]  # type: ignore[union-attr]
     assert world.custodian.journal() == before
+
+
+def test_the_proof_travels_over_http_to_the_custodian_service(world: World) -> None:
+    """``sovra custodian serve``'s app on loopback, reached by the gateway's RemoteCustodian:
+    the proof goes as the authorization's ``proof`` text and is checked behind it."""
+    import socket
+    import threading
+    import time as _time
+
+    import httpx
+    import uvicorn
+
+    from sovra.keys.remote import RemoteCustodian
+    from sovra.server.custodian import create_custodian_app
+
+    token = b"t" * 32
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_custodian_app(world.custodian, token=token)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        _time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    remote = RemoteCustodian(url, "PL", token)
+    try:
+        allow = ReleaseProofs(world.log, world.witnesses).attach([world.decide()])[0]
+        assert remote.unwrap(world.wrapped, world.header, allow, REQUESTER) == b"k" * 32  # type: ignore[arg-type]
+        with pytest.raises(Denied, match="not witnessed: the allow came without a witnessed"):
+            remote.unwrap(world.wrapped, world.header, replace(allow, proof=""), REQUESTER)  # type: ignore[arg-type]
+        body = remote._unwrap_body([(world.wrapped, world.header)], allow, REQUESTER)  # type: ignore[list-item]
+        for bad in (7, "x" * 70_000):
+            body["authorization"]["proof"] = bad
+            body["requestMetadata"] = {
+                "callerPrincipal": "gw",
+                "operation": "unwrap",
+                "requestId": "1",
+            }
+            answer = httpx.post(
+                f"{url}/kms/xks/v1/keys/PL/unwrap",
+                json=body,
+                headers={"Authorization": "Bearer " + token.hex()},
+            )
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["errorName"] == "ValidationException"
+            assert "authorization proof must be a tlog-proof of at most" in answer.text
+    finally:
+        remote.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_tlog_policy_with_groups(world: World, tmp_path: Path) -> None:
+    """The custodian's quorum as a C2SP tlog-policy: witness a, and one of b or c."""
+    a, b, c = (w.vkey for w in world.witnesses)
+    text = f"witness a {a}\nwitness b {b}\nwitness c {c}\n"
+    text += "group bc any b c\ngroup need all a bc\nquorum need\n"
+    policy = {"type": "sovra-witnessed-release", "format": 1, "policy": text}
+    document = json.dumps(policy | {"max_checkpoint_age_s": 60}).encode()
+    path = tmp_path / "grouped" / "PL.key"
+    path.parent.mkdir()
+    LocalCustodian.create(path, "PL", world.log_key.public_key()).close()
+    policy_path(path).write_bytes(document)
+    world.custodian = LocalCustodian.open(path, "PL", world.log_key.public_key(), clock=world.clock)
+    world.wrapped = world.custodian.wrap(b"k" * 32, world.header)
+    # b and c: two witnesses, but not a.
+    allow = ReleaseProofs(world.log, world.witnesses[1:]).attach([world.decide()])[0]
+    world.refused(allow, r"cosigned by 2 of its witnesses \(witness.test/b, witness.test/c\)")
+    allow = ReleaseProofs(world.log, world.witnesses[::2]).attach([world.decide()])[0]
+    assert world.unwrap(allow) == b"k" * 32

@@ -56,7 +56,7 @@ from sovra.keys.protocol import (
 from sovra.keys.subjects import (
     SubjectShredded,
 )
-from sovra.keys.witnessed import WitnessedRelease, WitnessPolicy
+from sovra.keys.witnessed import ReleasePolicy, WitnessedRelease
 from sovra.model import (
     KIND_NAME,
     MAX_ENTRY_BYTES,
@@ -194,7 +194,7 @@ class BaseCustodian(abc.ABC):
         clock: Clock = system_clock_ms,
         max_authorization_age_ms: int = DEFAULT_MAX_AUTHORIZATION_AGE_MS,
         journal_size: int = DEFAULT_JOURNAL_SIZE,
-        witnesses: WitnessPolicy | None = None,
+        witnesses: ReleasePolicy | None = None,
     ) -> None:
         """Set up the checks.
 

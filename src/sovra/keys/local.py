@@ -41,7 +41,7 @@ from sovra.keys.subjects import (
     subjects_database_path,
     subjects_path,
 )
-from sovra.keys.witnessed import WitnessPolicy
+from sovra.keys.witnessed import ReleasePolicy
 from sovra.model import (
     check_jurisdiction,
 )
@@ -71,7 +71,7 @@ class LocalCustodian(BaseCustodian):
         unlock: Unlock | None = None,
         sealer: Sealer | None = None,
         subjects: SubjectKeys | None = None,
-        witnesses: WitnessPolicy | None = None,
+        witnesses: ReleasePolicy | None = None,
     ) -> None:
         """Wrap already-loaded KEKs; prefer :meth:`create` and :meth:`open`. The subject
         keys are in *subjects*, by default the SQLite store beside the key file.
@@ -219,7 +219,7 @@ class LocalCustodian(BaseCustodian):
         journal_size: int = DEFAULT_JOURNAL_SIZE,
         unlock: Unlock | None = None,
         database: str | None = None,
-        witnesses: WitnessPolicy | None = None,
+        witnesses: ReleasePolicy | None = None,
     ) -> LocalCustodian:
         """Load the custodian of *jurisdiction* from its key file.
 
@@ -249,7 +249,7 @@ class LocalCustodian(BaseCustodian):
         """
         check_jurisdiction(jurisdiction)
         keks, sealer = load_keks(path, jurisdiction, unlock)
-        witnesses = witnesses or WitnessPolicy.load(path)
+        witnesses = witnesses or ReleasePolicy.load(path)
         if database is None and not subjects_database_path(path).exists():
             require_subject_store(subjects_path(path))
         subjects = open_subject_keys(path, jurisdiction, database)

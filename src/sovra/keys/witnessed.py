@@ -2,13 +2,14 @@
 
 A custodian holds the log's public key, so a receipt proves the log signed an allow; but
 whoever holds the log key (the operator) can sign one that was never decided. With a
-:class:`WitnessPolicy` the custodian also requires, before it releases anything, that
+:class:`ReleasePolicy` the custodian also requires, before it releases anything, that
 the decision entry is included in a checkpoint that
 
 - the log signed (the log key the custodian already holds, under the receipt's origin),
-- at least ``quorum`` of *its own* configured witnesses cosigned (C2SP tlog-cosignature),
-  each key read from the custodian's configuration, never from the caller, and
-- is fresh: the quorum's cosignatures are at most ``max_age_ms`` old.
+- a quorum of *its own* configured witnesses cosigned (C2SP tlog-cosignature; the quorum
+  rule is a C2SP tlog-policy, k of n or groups of groups), each key read from the
+  custodian's configuration, never from the caller, and
+- is fresh: cosignatures at most ``max_age_ms`` old meet the quorum by themselves.
 
 The gateway hands the custodian the entry's C2SP tlog-proof (https://c2sp.org/tlog-proof:
 the index, the RFC 9162 inclusion proof and the cosigned checkpoint) beside the entry and
@@ -23,19 +24,22 @@ A checkpoint whose signatures verified is remembered (by its exact bytes), so th
 decisions of one log batch, which share a checkpoint, cost one set of signature checks;
 the age is checked on every call.
 
-The custodian's policy lives beside its key file, ``<J>.witnesses`` (JSON)::
+The custodian's policy lives beside its key file, ``<J>.witnesses`` (JSON), its witnesses
+either as a list and a k, or as a C2SP tlog-policy (``witness``, ``group``, ``quorum``
+lines)::
 
     {"type": "sovra-witnessed-release", "format": 1,
-     "witnesses": ["<name>+<key id>+<base64(0x04 || key)>", ...],
-     "quorum": 2, "max_checkpoint_age_s": 60}
+     "witnesses": ["<name>+<key id>+<base64(0x04 || key)>", ...], "quorum": 2,
+     "max_checkpoint_age_s": 60}
+
+    {"type": "sovra-witnessed-release", "format": 1,
+     "policy": "witness a <vkey>\\nwitness b <vkey>\\n...group g 2 a b c\\nquorum g\\n",
+     "max_checkpoint_age_s": 60}
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -49,86 +53,26 @@ from sovra.keys.files import StrPath, no_duplicate_fields
 from sovra.model import LogReceipt
 from sovra_verify._merkle import root_from_inclusion
 from sovra_verify.checkpoint import Checkpoint
-from sovra_verify.cosignature import CosignatureVerifier
 from sovra_verify.note import NoteVerifier, _decode_note, split_signed_note
+from sovra_verify.policy import PolicyWitness, WitnessPolicy
+from sovra_verify.proof import TlogProof
 
 __all__ = [
     "MAX_PROOF_BYTES",
     "POLICY_TYPE",
-    "InclusionProof",
-    "WitnessPolicy",
+    "ReleasePolicy",
     "WitnessedRelease",
-    "format_tlog_proof",
-    "parse_tlog_proof",
     "policy_path",
 ]
 
 POLICY_TYPE = "sovra-witnessed-release"
 MAX_PROOF_BYTES = 64 * 1024
-"""A tlog-proof with 64 hashes and a checkpoint cosigned by 32 witnesses is far smaller."""
+"""The most a custodian takes: a tlog-proof with 63 hashes and a checkpoint cosigned by 32
+witnesses is far smaller."""
 MAX_WITNESSES = 32
-_HEADER = "c2sp.org/tlog-proof@v1"
-_MAX_HASHES = 64
-# 43 characters carry 258 bits: the last one's low two bits must be zero, then the pad.
-_HASH_LINE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 _MAX_POLICY_BYTES = 64 * 1024
 _CACHE_SIZE = 256
 _MAX_AGE_S = 7 * 24 * 3600
-
-
-@dataclass(frozen=True, slots=True)
-class InclusionProof:
-    """A parsed C2SP tlog-proof: entry *index*, its inclusion *hashes*, the signed note."""
-
-    index: int
-    hashes: tuple[bytes, ...]
-    checkpoint: str
-
-
-def format_tlog_proof(index: int, hashes: Sequence[bytes], checkpoint: str) -> str:
-    """The C2SP tlog-proof text of entry *index* (no ``extra`` line)."""
-    lines = [_HEADER, f"index {index}", *(base64.b64encode(h).decode() for h in hashes)]
-    return "\n".join(lines) + "\n\n" + checkpoint
-
-
-def parse_tlog_proof(text: str) -> InclusionProof:
-    """Parse a C2SP tlog-proof; an ``extra`` line is allowed and ignored (unauthenticated).
-
-    Raises:
-        BadRequest: over :data:`MAX_PROOF_BYTES`, not the v1 header, no index, a hash
-            that is not 32 bytes of canonical base64, over 64 hashes, or no checkpoint.
-    """
-    if not isinstance(text, str) or len(text) > MAX_PROOF_BYTES:
-        raise BadRequest(f"a tlog-proof is text of at most {MAX_PROOF_BYTES} bytes")
-    head, sep, checkpoint = text.partition("\n\n")
-    lines = head.split("\n")
-    if not sep or lines[0] != _HEADER:
-        raise BadRequest(f"a tlog-proof starts with {_HEADER!r} and has a blank line")
-    rest = lines[1:]
-    if rest and rest[0].startswith("extra "):
-        rest = rest[1:]
-    if not rest or not rest[0].startswith("index "):
-        raise BadRequest("a tlog-proof names its entry's index")
-    digits = rest[0].removeprefix("index ")
-    if (
-        not digits.isascii()
-        or not digits.isdigit()
-        or len(digits) > 19
-        or digits != str(int(digits))
-    ):
-        raise BadRequest(f"tlog-proof index {digits[:30]!r} is not a decimal number")
-    if len(rest) - 1 > _MAX_HASHES:
-        raise BadRequest(f"a tlog-proof holds at most {_MAX_HASHES} hashes")
-    lines = rest[1:]
-    for n, line in enumerate(lines):
-        # The canonical spelling of 32 bytes only (a proof per released key: this is on
-        # the hot path, so a pattern rather than a decode and re-encode per line).
-        if not _HASH_LINE.fullmatch(line):
-            raise BadRequest(f"tlog-proof hash {n} is not 32 bytes of base64")
-    hashes = [binascii.a2b_base64(line) for line in lines]
-    if not checkpoint:
-        raise BadRequest("a tlog-proof ends with its checkpoint")
-    return InclusionProof(int(digits), tuple(hashes), checkpoint)
 
 
 def policy_path(key_path: StrPath) -> Path:
@@ -138,47 +82,49 @@ def policy_path(key_path: StrPath) -> Path:
 
 
 @dataclass(frozen=True, slots=True)
-class WitnessPolicy:
-    """Whose cosignatures a custodian requires before it releases a key, how many, how fresh."""
+class ReleasePolicy:
+    """Whose cosignatures a custodian requires before it releases a key, and how fresh.
 
-    witnesses: tuple[CosignatureVerifier, ...]
-    quorum: int
+    *witnesses* is a C2SP tlog-policy: its witnesses and its quorum rule (its ``log``
+    lines, if any, must name the custodian's log key).
+    """
+
+    witnesses: WitnessPolicy
     max_age_ms: int
 
     def __post_init__(self) -> None:
-        count = len(self.witnesses)
-        if not 0 < count <= MAX_WITNESSES:
-            raise ConfigError(f"witnessed release needs 1..{MAX_WITNESSES} witnesses, got {count}")
-        if len({w.name for w in self.witnesses}) != count:
-            raise ConfigError("two witness keys share a name")
-        q = self.quorum
-        if isinstance(q, bool) or not isinstance(q, int) or not 0 < q <= count:
-            raise ConfigError(f"a quorum of {q!r} out of {count} witnesses is not possible")
+        count = len(self.witnesses.witnesses)
+        if self.witnesses.minimum() < 1:
+            raise ConfigError("a witness policy for release needs a quorum, not 'none'")
+        if count > MAX_WITNESSES:
+            raise ConfigError(f"witnessed release takes at most {MAX_WITNESSES} witnesses")
         age = self.max_age_ms
         if isinstance(age, bool) or not isinstance(age, int) or not 0 < age <= _MAX_AGE_S * 1000:
             raise ConfigError(f"the checkpoint age limit must be 1 ms..{_MAX_AGE_S} s, not {age!r}")
 
     @classmethod
-    def of(cls, vkeys: Sequence[str], quorum: int, max_age_s: float) -> WitnessPolicy:
-        """A policy from witness vkeys (type 0x04), a quorum and an age limit in seconds.
+    def of(cls, vkeys: Sequence[str], quorum: int, max_age_s: float) -> ReleasePolicy:
+        """*quorum* of the witnesses *vkeys* (type 0x04), cosigned at most *max_age_s* ago.
 
         Raises:
-            ConfigError: a malformed key, two keys of one name, an impossible quorum or age.
+            ConfigError: a malformed key, two witnesses with one key, an impossible quorum
+                or age.
         """
+        if not vkeys:
+            raise ConfigError(f"witnessed release needs 1..{MAX_WITNESSES} witnesses, got 0")
         try:
-            witnesses = tuple(CosignatureVerifier.from_vkey(v) for v in vkeys)
+            policy = WitnessPolicy.k_of_n(list(vkeys), quorum)
         except BadRequest as exc:
-            raise ConfigError(f"witness key: {exc.message}") from None
-        if isinstance(max_age_s, bool) or not isinstance(max_age_s, int | float):
-            raise ConfigError(f"the checkpoint age limit must be seconds, not {max_age_s!r}")
-        return cls(witnesses, quorum, round(max_age_s * 1000))
+            raise ConfigError(f"witness policy: {exc.message}") from None
+        return cls(policy, _age_ms(max_age_s))
 
     @classmethod
-    def from_json(cls, data: bytes) -> WitnessPolicy:
+    def from_json(cls, data: bytes) -> ReleasePolicy:
         """Parse a policy document (unknown, missing or repeated fields are refused).
 
         Raises:
-            ConfigError: not such a document, or a value :meth:`of` refuses.
+            ConfigError: not such a document, or a value :meth:`of` or the tlog-policy
+                parser refuses.
         """
         if len(data) > _MAX_POLICY_BYTES:
             raise ConfigError(f"a witness policy is at most {_MAX_POLICY_BYTES} bytes")
@@ -186,31 +132,39 @@ class WitnessPolicy:
             obj = json.loads(data, object_pairs_hook=no_duplicate_fields)
         except ValueError as exc:
             raise ConfigError(f"the witness policy is not JSON: {exc}") from None
-        fields = {"type", "format", "witnesses", "quorum", "max_checkpoint_age_s"}
-        if not isinstance(obj, dict) or set(obj) != fields:
-            raise ConfigError(f"a witness policy has exactly the fields {sorted(fields)}")
+        base = {"type", "format", "max_checkpoint_age_s"}
+        listed, text = base | {"witnesses", "quorum"}, base | {"policy"}
+        if not isinstance(obj, dict) or set(obj) not in (listed, text):
+            raise ConfigError(f"a witness policy has the fields {sorted(listed)} or {sorted(text)}")
         if obj["type"] != POLICY_TYPE or obj["format"] != 1:
             raise ConfigError(f"not a {POLICY_TYPE} document of format 1")
-        vkeys = obj["witnesses"]
-        if not isinstance(vkeys, list) or not all(isinstance(v, str) for v in vkeys):
-            raise ConfigError("witnesses must be a list of vkeys")
-        return cls.of(vkeys, obj["quorum"], obj["max_checkpoint_age_s"])
+        if "policy" not in obj:
+            vkeys = obj["witnesses"]
+            if not isinstance(vkeys, list) or not all(isinstance(v, str) for v in vkeys):
+                raise ConfigError("witnesses must be a list of vkeys")
+            return cls.of(vkeys, obj["quorum"], obj["max_checkpoint_age_s"])
+        if not isinstance(obj["policy"], str):
+            raise ConfigError("policy must be the text of a C2SP tlog-policy")
+        try:
+            policy = WitnessPolicy.parse(obj["policy"])
+        except BadRequest as exc:
+            raise ConfigError(f"tlog-policy: {exc.message}") from None
+        return cls(policy, _age_ms(obj["max_checkpoint_age_s"]))
 
     def to_json(self) -> bytes:
-        """The policy document :meth:`from_json` reads."""
+        """The policy document :meth:`from_json` reads (its witnesses as a tlog-policy)."""
         return json.dumps(
             {
                 "type": POLICY_TYPE,
                 "format": 1,
-                "witnesses": [w.vkey for w in self.witnesses],
-                "quorum": self.quorum,
+                "policy": self.witnesses.to_text(),
                 "max_checkpoint_age_s": self.max_age_ms / 1000,
             },
             indent=1,
         ).encode()
 
     @classmethod
-    def load(cls, key_path: StrPath) -> WitnessPolicy | None:
+    def load(cls, key_path: StrPath) -> ReleasePolicy | None:
         """The policy beside the custodian key file *key_path*, or None if it has none.
 
         Raises:
@@ -229,6 +183,12 @@ class WitnessPolicy:
             raise ConfigError(f"{path}: {exc.message}") from None
 
 
+def _age_ms(seconds: object) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ConfigError(f"the checkpoint age limit must be seconds, not {seconds!r}")
+    return round(seconds * 1000)
+
+
 @dataclass(frozen=True, slots=True)
 class _Signed:
     """What a checkpoint note's signatures proved: its checkpoint, the configured
@@ -243,20 +203,33 @@ class _Signed:
 
 
 class WitnessedRelease:
-    """The custodian's check of a tlog-proof under its :class:`WitnessPolicy`.
+    """The custodian's check of a tlog-proof under its :class:`ReleasePolicy`.
 
     Safe to share between threads.
     """
 
-    def __init__(self, policy: WitnessPolicy, log_key: Ed25519PublicKey) -> None:
+    def __init__(self, policy: ReleasePolicy, log_key: Ed25519PublicKey) -> None:
+        """Check proofs against *policy*, the log signing with *log_key*.
+
+        Raises:
+            ConfigError: the policy names logs, and *log_key* is not one of them.
+        """
+        logs = policy.witnesses.logs
+        raw = log_key.public_bytes_raw()
+        if logs and all(log.public_key.public_bytes_raw() != raw for log in logs):
+            raise ConfigError("the witness policy names logs, and this custodian's log is not one")
         self._policy = policy
+        self._rules = policy.witnesses
         self._log_key = log_key
-        self._witnesses = {(w.name, w.key_id): w for w in policy.witnesses}
+        self._witnesses: dict[tuple[str, int], PolicyWitness] = {
+            (w.verifier.name, w.verifier.key_id): w for w in self._rules.witnesses
+        }
+        self._key_names = {w.name: w.verifier.name for w in self._rules.witnesses}
         self._seen: OrderedDict[tuple[str, str], _Signed] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
-    def policy(self) -> WitnessPolicy:
+    def policy(self) -> ReleasePolicy:
         """The policy checked."""
         return self._policy
 
@@ -268,17 +241,19 @@ class WitnessedRelease:
 
         Raises:
             VerificationError: no proof, a malformed one, a proof for another index, a
-                checkpoint of another log or not signed by the log key, fewer than the
-                quorum of configured witnesses cosigned it, their cosignatures are older
-                than the limit, or the inclusion proof does not lead to its root.
+                checkpoint of another log or not signed by the log key, its configured
+                witnesses' cosignatures short of the quorum, or too old to meet it, or an
+                inclusion proof that does not lead to its root.
         """
         if not proof_text:
             raise VerificationError(
                 "the allow came without a witnessed checkpoint, and this custodian releases "
                 f"only against one cosigned by {self._quorum_words()}"
             )
+        if len(proof_text) > MAX_PROOF_BYTES:
+            raise VerificationError(f"the inclusion proof is over {MAX_PROOF_BYTES} bytes")
         try:
-            proof = parse_tlog_proof(proof_text)
+            proof = TlogProof.parse(proof_text)
         except BadRequest as exc:
             raise VerificationError(f"the inclusion proof is malformed: {exc.message}") from None
         if proof.index != receipt.index:
@@ -297,7 +272,7 @@ class WitnessedRelease:
             self._check_quorum(signed, now_ms)
         cp = signed.checkpoint
         try:
-            root = root_from_inclusion(receipt.leaf_hash, proof.index, cp.size, proof.hashes)
+            root = root_from_inclusion(receipt.leaf_hash, proof.index, cp.size, proof.proof)
         except VerificationError as exc:
             raise VerificationError(f"the inclusion proof does not fit: {exc.message}") from None
         if root != cp.root_hash:
@@ -307,26 +282,31 @@ class WitnessedRelease:
             )
 
     def _quorum_words(self) -> str:
-        return f"{self._policy.quorum} of its {len(self._policy.witnesses)} witnesses"
+        rules = self._rules
+        return f"at least {rules.minimum()} of its {len(rules.witnesses)} witnesses"
+
+    def _names(self, cosigned: Sequence[str]) -> str:
+        return ", ".join(self._key_names[n] for n in cosigned) or "none"
 
     def _check_quorum(self, signed: _Signed, now_ms: int) -> None:
-        quorum, limit = self._policy.quorum, self._policy.max_age_ms
+        limit = self._policy.max_age_ms
         cp = signed.checkpoint
-        if len(signed.cosigned) < quorum:
+        if not self._rules.satisfied_by(signed.cosigned):
             why = "; ".join(signed.problems) or "no other signature line"
             raise VerificationError(
                 f"the checkpoint at size {cp.size} is cosigned by {len(signed.cosigned)} of "
-                f"the {quorum} witnesses this custodian requires ({why})"
+                f"its witnesses ({self._names(list(signed.cosigned))}), short of its quorum, "
+                f"{self._quorum_words()} ({why})"
             )
-        # Ages of the quorum's freshest cosignatures; a timestamp ahead of the clock by
-        # more than the limit does not count either (a witness's clock, or a forgery).
-        ages = sorted(now_ms - ts * 1000 for ts in signed.cosigned.values())
-        fresh = [a for a in ages if -limit <= a <= limit]
-        if len(fresh) < quorum:
+        # A cosignature dated further from the clock than the limit, either way, does not
+        # count: an old checkpoint kept back, a witness's clock, or a forgery.
+        ages = {n: now_ms - ts * 1000 for n, ts in signed.cosigned.items()}
+        fresh = [n for n, age in ages.items() if -limit <= age <= limit]
+        if not self._rules.satisfied_by(fresh):
             raise VerificationError(
                 f"the checkpoint at size {cp.size} is stale: {len(fresh)} of its "
-                f"{len(ages)} witness cosignatures are at most {limit} ms old, and this "
-                f"custodian requires {quorum} (the oldest is {ages[-1]} ms old)"
+                f"{len(ages)} witness cosignatures are at most {limit} ms old, short of its "
+                f"quorum, {self._quorum_words()} (the oldest is {max(ages.values())} ms old)"
             )
 
     def _signed(self, note: str, origin: str, now_ms: int) -> _Signed:
@@ -344,11 +324,11 @@ class WitnessedRelease:
         return signed
 
     def _verify_note(self, note: str, origin: str, now_ms: int, *, every: bool = False) -> _Signed:
-        """The signature lines of *note*: the log's, and the witnesses' until a quorum of
-        them verified fresh at *now_ms* (with *every*, all of them). Signature checks are
-        deterministic, so the result for the same bytes may be reused."""
-        quorum, limit = self._policy.quorum, self._policy.max_age_ms
-        fresh = 0
+        """The signature lines of *note*: the log's, and the witnesses' until those that
+        verified fresh at *now_ms* meet the quorum (with *every*, all of them). Signature
+        checks are deterministic, so the result for the same bytes may be reused."""
+        limit = self._policy.max_age_ms
+        fresh: list[str] = []
         complete = True
         try:
             body = _decode_note(note)
@@ -379,11 +359,11 @@ class WitnessedRelease:
             if witness is None:
                 problems.append(f"line {n} is by {name}+{key_id:08x}, not a witness it knows")
                 continue
-            if fresh >= quorum and not every:
+            if not every and self._rules.satisfied_by(fresh):
                 complete = False  # enough: each check is an Ed25519 verification
                 continue
             try:
-                witness.verify(message, blob)
+                witness.verifier.verify(message, blob)
             except VerificationError:
                 problems.append(
                     f"the cosignature by {name} does not verify over this checkpoint "
@@ -391,9 +371,9 @@ class WitnessedRelease:
                 )
                 continue
             timestamp = int.from_bytes(blob[:8], "big")
-            if name not in cosigned and abs(now_ms - timestamp * 1000) <= limit:
-                fresh += 1
-            cosigned[name] = max(timestamp, cosigned.get(name, 0))
+            if abs(now_ms - timestamp * 1000) <= limit:
+                fresh.append(witness.name)
+            cosigned[witness.name] = max(timestamp, cosigned.get(witness.name, 0))
         if not log_signed:
             raise VerificationError("the checkpoint is not signed by the log key")
         return _Signed(checkpoint, cosigned, tuple(problems), complete)
