@@ -194,6 +194,10 @@ class Config:
     # how many must cosign a checkpoint (0 when none is configured).
     witnesses: tuple[str, ...] = ()
     witness_quorum: int = 0
+    # [witnesses] policy: a C2SP tlog-policy file (relative to the deployment) whose
+    # witnesses with a URL cosign each batch's checkpoint synchronously (ADR 0022).
+    witness_policy: str | None = None
+    witness_timeout_s: float = 5.0
     # The longest an HTTP request body may take to arrive, so a slow sender cannot hold a
     # connection and its buffer for ever (408 after it).
     body_timeout_s: int = 30
@@ -469,7 +473,14 @@ def _check_region(region: RegionConfig, where: str) -> None:
 
 
 def _witnesses(section: Mapping[str, Any]) -> dict[str, Any]:
-    _only(section, {"keys", "quorum"}, "[witnesses]")
+    _only(section, {"keys", "quorum", "policy", "timeout_s"}, "[witnesses]")
+    policy, timeout = section.get("policy"), section.get("timeout_s", 5.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600:
+        raise ConfigError(f"[witnesses] timeout_s must be seconds in 0..600, not {timeout!r}")
+    if policy is not None:
+        if not isinstance(policy, str) or not policy or "keys" in section or "quorum" in section:
+            raise ConfigError("[witnesses] policy names a tlog-policy file, instead of keys/quorum")
+        return {"witness_policy": policy, "witness_timeout_s": float(timeout)}
     keys = section.get("keys", [])
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise ConfigError("[witnesses] keys must be a list of witness vkeys")
@@ -481,7 +492,7 @@ def _witnesses(section: Mapping[str, Any]) -> dict[str, Any]:
     quorum = _positive(section, "quorum", len(keys)) if keys else 0
     if quorum > len(keys):
         raise ConfigError(f"[witnesses] quorum {quorum} is more than the {len(keys)} keys")
-    return {"witnesses": tuple(keys), "witness_quorum": quorum}
+    return {"witnesses": tuple(keys), "witness_quorum": quorum, "witness_timeout_s": float(timeout)}
 
 
 def _log(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -669,6 +680,10 @@ def render_default_config(
         "# checkpoint for GET /v1/log/checkpoint/cosigned (default: all of them).",
         "keys = []",
         "# quorum = 1",
+        "# Or a C2SP tlog-policy file (witness groups, k of n) instead of keys and quorum: the",
+        "# witnesses it gives a URL cosign each batch's checkpoint before its receipts return.",
+        '# policy = "witnesses.policy"',
+        "# timeout_s = 5",
         "",
         "[log]",
         "# Checkpoints: an auditor verifies up to the newest one. The server publishes one",

@@ -61,6 +61,7 @@ from sovra.keys import (
 )
 from sovra.ledger import LogStorage, NoteSigner, SQLiteLogStorage, TransparencyLog
 from sovra.ledger.cosigning import CheckpointCosignatures, cosignature_store
+from sovra.ledger.witnessing import Witnessing, load_policy, open_witnessing
 from sovra.model import Principal, Role, check_id, check_jurisdiction
 from sovra.policy import BulkGuard, BulkLimits, DecisionPoint, default_pack
 from sovra.store import (
@@ -126,6 +127,8 @@ class Deployment:
     processes: custody.CustodianProcesses | None = None
     # Bearer JWTs from the [auth.oidc] issuer, when one is configured.
     bearer: BearerAuthenticator | None = None
+    # Synchronous witnessing of each batch's checkpoint ([witnesses] policy), if any.
+    witnessing: Witnessing | None = None
 
     # -- creating ------------------------------------------------------------------------
 
@@ -350,12 +353,15 @@ class Deployment:
             store.get_principal, store.spend_nonces, max_age_s=config.token_max_age_s, clock=clock
         )
         governance.restore_policy()  # the last logged activation, so a restart is no rollback
+        policy = load_policy(root / config.witness_policy) if config.witness_policy else None
         cosignatures = CheckpointCosignatures(
             log,
             cosignature_store(log_storage),
             config.witnesses,
-            quorum=config.witness_quorum,
+            quorum=None if policy else config.witness_quorum,
+            policy=policy,
         )
+        witnessing = open_witnessing(log, cosignatures, timeout_s=config.witness_timeout_s)
         recovery = check.recover(store, log, now_ms=int(clock() * 1000)) if recover else None
         bearer = None
         if config.oidc is not None:
@@ -372,6 +378,7 @@ class Deployment:
             cosignatures,
             recovery,
             bearer=bearer,
+            witnessing=witnessing,
         )
 
     def close(self) -> None:
@@ -379,6 +386,8 @@ class Deployment:
         processes :meth:`open` started)."""
         self.gateway.close()
         self.store.close()
+        if self.witnessing is not None:
+            self.witnessing.close()
         self.gateway.log.close()
         _close_all([self.gateway.decisions.guard.journal])
         _close_all(self.gateway.custodians.values())

@@ -364,8 +364,11 @@ class _Lines:
             self.groups.append(_group_line(args))
         elif keyword == "quorum":
             self._quorum_line(args)
+            return
         else:
             raise BadRequest(f"unknown keyword {keyword[:40]!r}")
+        # Each definition is checked on its own line, so an error names that line.
+        WitnessPolicy(self.logs, self.witnesses, self.groups, _NONE)
 
     def _quorum_line(self, args: list[str]) -> None:
         if self.quorum is not None:

@@ -120,6 +120,14 @@ PINNED = {
         "encode_request",
         "parse_request",
     ],
+    "sovra.ledger.witnessing": [
+        "DEFAULT_TIMEOUT_S",
+        "Round",
+        "WitnessLike",
+        "Witnessing",
+        "load_policy",
+        "open_witnessing",
+    ],
     "sovra_verify.policy": [
         "MAX_ENTRIES",
         "MAX_POLICY_BYTES",

@@ -20,6 +20,7 @@ from sovra.ledger.storage import CosignatureRow, CosignatureStore, LogStorage
 from sovra_verify.checkpoint import Checkpoint
 from sovra_verify.cosignature import CosignatureVerifier
 from sovra_verify.note import NoteVerifier, _decode_note, split_signed_note
+from sovra_verify.policy import WitnessPolicy
 
 __all__ = [
     "MAX_SUBMISSION_BYTES",
@@ -67,6 +68,7 @@ class CheckpointCosignatures:
         witnesses: Sequence[str | CosignatureVerifier] = (),
         *,
         quorum: int | None = None,
+        policy: WitnessPolicy | None = None,
     ) -> None:
         """Collect cosignatures of *log*'s checkpoints by *witnesses* into *store*.
 
@@ -76,11 +78,20 @@ class CheckpointCosignatures:
             witnesses: the witnesses' vkeys (type 0x04); none means nothing is accepted.
             quorum: how many must cosign a checkpoint for :meth:`cosigned_checkpoint`
                 (default: all of them).
+            policy: a C2SP tlog-policy instead of *witnesses* and *quorum*: its
+                witnesses are accepted and its quorum rule (groups, k of n) chooses
+                what :meth:`cosigned_checkpoint` serves.
 
         Raises:
-            ConfigError: a malformed key, two keys of one name, too many witnesses, or an
-                impossible quorum.
+            ConfigError: a malformed key, two keys of one name, too many witnesses, an
+                impossible quorum, or a policy given with witnesses or a quorum.
         """
+        self._policy = policy
+        if policy is not None:
+            if witnesses or quorum is not None:
+                raise ConfigError("give the witnesses and quorum in the policy, not beside it")
+            witnesses = [w.verifier for w in policy.witnesses]
+            quorum = max(policy.minimum(), 1) if witnesses else 0
         try:
             verifiers = [
                 w if isinstance(w, CosignatureVerifier) else CosignatureVerifier.from_vkey(w)
@@ -113,8 +124,14 @@ class CheckpointCosignatures:
         return [v.vkey for v in self._witnesses.values()]
 
     @property
+    def policy(self) -> WitnessPolicy | None:
+        """The tlog-policy that decides the quorum, if one was given."""
+        return self._policy
+
+    @property
     def quorum(self) -> int:
-        """How many witnesses must cosign a checkpoint (0 when none is configured)."""
+        """How many witnesses must cosign a checkpoint (0 when none is configured; with
+        a policy, the fewest that can meet its quorum)."""
         return self._quorum
 
     def submit(self, note: str | bytes) -> Submission:
@@ -205,7 +222,15 @@ class CheckpointCosignatures:
                 f"no checkpoint is cosigned by {self._quorum} of the "
                 f"{len(self._witnesses)} witnesses yet"
             )
-        return self._with_cosignatures(note)
+        cosigned = self._with_cosignatures(note)
+        if self._policy is not None:
+            # The newest checkpoint with enough lines; with nested groups those lines may
+            # still miss the rule, and then no older one is searched for.
+            try:
+                self._policy.check(cosigned, self._log_key)
+            except VerificationError as exc:
+                raise NotFound(f"no checkpoint meets the witness policy: {exc.message}") from None
+        return cosigned
 
     def _with_cosignatures(self, note: str) -> str:
         size = Checkpoint.parse(_split(note)[0]).size

@@ -113,6 +113,9 @@ class TransparencyLog:
         self._published_size: int | None = None
         self.on_batch: Callable[[int], None] | None = None
         """Told each integrated batch's size (the operations metrics); MUST NOT raise."""
+        self.after_append: Callable[[int], None] | None = None
+        """Told, before receipts return, how many entries they need covered by a witnessed
+        checkpoint (:mod:`sovra.ledger.witnessing`); may block, MUST NOT raise."""
         latest = storage.latest_checkpoint()
         if latest is not None:
             self._published_size = self._check_stored_checkpoint(latest)
@@ -176,7 +179,10 @@ class TransparencyLog:
         Raises:
             BadRequest: empty or oversized entry, or a malformed tag; nothing is stored.
         """
-        return self._appends.submit(_check_item(0, (entry, tags)))
+        receipt = self._appends.submit(_check_item(0, (entry, tags)))
+        if self.after_append is not None:
+            self.after_append(receipt.index + 1)
+        return receipt
 
     def append_each(
         self, items: Sequence[tuple[bytes, Sequence[str]]]
@@ -202,6 +208,9 @@ class TransparencyLog:
             if not isinstance(got, SovraError | LogReceipt):
                 raise got
             results[n] = got
+        if self.after_append is not None:
+            stored = [r.index + 1 for r in results if isinstance(r, LogReceipt)]
+            self.after_append(max(stored, default=0))
         return [r for r in results if r is not None]
 
     def _integrate_locked(self, batch: list[_Item]) -> list[LogReceipt]:
@@ -225,7 +234,10 @@ class TransparencyLog:
         if not batch:
             return []
         with self._write_lock:
-            return self._integrate(batch)
+            receipts = self._integrate(batch)
+        if self.after_append is not None:
+            self.after_append(receipts[-1].index + 1)
+        return receipts
 
     def _integrate(self, batch: list[_Item]) -> list[LogReceipt]:
         """Store *batch*, grow the tree, sign one promise. Caller holds the write lock."""
