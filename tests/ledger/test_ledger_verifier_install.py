@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tests.server.conftest import SOVRA, _serving
+from tests.server.conftest import _serving
+from tests.serving import SOVRA
 
 from sovra.deployment import Deployment
 from sovra.ledger import NoteSigner, verify_checkpoint
