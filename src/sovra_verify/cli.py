@@ -3,6 +3,8 @@
     sovra-verify log URL --vkey KEY [--witness W ...] [--quorum N]
                  [--from-checkpoint FILE] [--to-checkpoint FILE]
     sovra-verify prove URL INDEX --vkey KEY
+    sovra-verify verify-proof FILE --vkey KEY [--witness W ... [--quorum N] | --policy FILE]
+                 [--entry FILE]
 
 ``--vkey`` is required: a C2SP verifier key string, or a file holding one. The key the
 gateway states for itself is never used; it is compared with the given one only to say
@@ -24,6 +26,7 @@ from sovra_verify import __version__
 from sovra_verify.audit import audit_log, load_vkey, prove_entry, read_note
 from sovra_verify.cosignature import CosignatureVerifier
 from sovra_verify.errors import BadRequest, IntegrityError, SovraError, Unavailable
+from sovra_verify.proof import check_proof_file, proof_report, trust_policy
 from sovra_verify.remote import LogReader
 from sovra_verify.verify import verify_checkpoint
 
@@ -81,6 +84,25 @@ def _parser() -> argparse.ArgumentParser:
     prove.add_argument("url", help="the gateway's base URL")
     prove.add_argument("index", type=int, help="the entry's index")
     _vkey_option(prove)
+
+    offline = commands.add_parser(
+        "verify-proof",
+        help="check a C2SP tlog-proof file offline: log signature, witness quorum, inclusion",
+    )
+    offline.add_argument("file", type=Path, help="the .tlog-proof file")
+    offline.add_argument(
+        "--vkey", help="the log's verifier key (vkey or file); or a log line in --policy"
+    )
+    offline.add_argument(
+        "--witness", action="append", default=[], metavar="VKEY", help="a trusted witness"
+    )
+    offline.add_argument("--quorum", type=int, help="how many --witness keys must cosign")
+    offline.add_argument(
+        "--policy", type=Path, metavar="FILE", help="a C2SP tlog-policy file (groups, k of n)"
+    )
+    offline.add_argument(
+        "--entry", type=Path, metavar="FILE", help="the entry expected (default: the proof's own)"
+    )
     return parser
 
 
@@ -98,8 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "log":
             _log(args)
-        else:
+        elif args.command == "prove":
             _prove(args)
+        else:
+            _verify_proof(args)
     except SovraError as exc:
         print(f"sovra-verify: {exc.diagnostics()}", file=sys.stderr)
         if isinstance(exc, IntegrityError):
@@ -157,6 +181,13 @@ def _prove(args: argparse.Namespace) -> None:
             indent=2,
         )
     )
+
+
+def _verify_proof(args: argparse.Namespace) -> None:
+    policy = trust_policy(args.witness, args.quorum, args.policy)
+    key = None if args.vkey is None else load_vkey(args.vkey)
+    checked = check_proof_file(args.file, policy, log_vkey=key, entry=args.entry)
+    print(json.dumps(proof_report(checked), indent=2))
 
 
 def _write(path: Path, note: str) -> None:

@@ -26,19 +26,25 @@ that hash into the signed root, so a changed entry fails as surely as a changed 
 from __future__ import annotations
 
 import base64
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sovra_verify._merkle import leaf_hash, verify_inclusion
 from sovra_verify.errors import BadRequest, VerificationError
 from sovra_verify.note import MAX_NOTE_BYTES, NoteVerifier, _b64decode, _decode_note
-from sovra_verify.policy import PolicyCheck, WitnessPolicy
+from sovra_verify.policy import MAX_POLICY_BYTES, PolicyCheck, WitnessPolicy
 
 __all__ = [
     "MAX_PROOF_BYTES",
     "PROOF_HEADER",
     "ProofCheck",
     "TlogProof",
+    "check_proof_file",
+    "proof_report",
+    "trust_policy",
 ]
 
 PROOF_HEADER = "c2sp.org/tlog-proof@v1"
@@ -196,3 +202,69 @@ class TlogProof:
                 f"checkpoint at size {size}: {exc.message}"
             ) from None
         return ProofCheck(self.index, data, checked)
+
+
+def _read(path: Path, limit: int, what: str) -> bytes:
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise BadRequest(f"cannot read the {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise BadRequest(f"{path} is over {limit} bytes, too large for a {what}")
+    return data
+
+
+def trust_policy(
+    witnesses: Sequence[str] = (), quorum: int | None = None, policy: Path | None = None
+) -> WitnessPolicy:
+    """The trust a command line states: ``--policy FILE`` or ``--witness ... --quorum k``.
+
+    Raises:
+        BadRequest: both forms at once, an unreadable or malformed policy file, a
+            malformed witness key or an impossible quorum.
+    """
+    if policy is not None:
+        if witnesses or quorum is not None:
+            raise BadRequest("give either a policy file or --witness/--quorum, not both")
+        return WitnessPolicy.parse(_read(policy, MAX_POLICY_BYTES, "witness policy"))
+    return WitnessPolicy.k_of_n(list(witnesses), quorum)
+
+
+def check_proof_file(
+    path: Path,
+    policy: WitnessPolicy,
+    *,
+    log_vkey: NoteVerifier | None = None,
+    entry: Path | None = None,
+) -> ProofCheck:
+    """Read the ``.tlog-proof`` at *path* and verify it offline (:meth:`TlogProof.verify`).
+
+    Raises:
+        BadRequest: an unreadable or malformed file, or no log key at all.
+        VerificationError: as :meth:`TlogProof.verify`.
+    """
+    proof = TlogProof.parse(_read(path, MAX_PROOF_BYTES, "tlog-proof"))
+    expected = None if entry is None else _read(entry, MAX_PROOF_BYTES, "entry")
+    return proof.verify(policy, log_vkey=log_vkey, entry=expected)
+
+
+def proof_report(checked: ProofCheck) -> dict[str, object]:
+    """What a verified proof established, as the JSON the two command lines print."""
+    entry: object = None
+    if checked.entry is not None:
+        try:
+            entry = json.loads(checked.entry)
+        except ValueError:
+            entry = {"base64": base64.b64encode(checked.entry).decode("ascii")}
+    policy = checked.policy
+    return {
+        "verified": True,
+        "index": checked.index,
+        "origin": policy.checkpoint.origin,
+        "size": policy.checkpoint.size,
+        "log": policy.log,
+        "witnesses": list(policy.witnesses),
+        "timestamps": policy.timestamps,
+        "entry": entry,
+    }

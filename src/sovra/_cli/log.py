@@ -186,3 +186,86 @@ def log_verify(
             f"({', '.join(result.witnesses)})",
             highlight=False,
         )
+
+
+WitnessOpt = Annotated[
+    list[str] | None, typer.Option(help="vkey of a trusted witness (repeatable)")
+]
+QuorumOpt = Annotated[
+    int | None, typer.Option(help="how many of the --witness keys must cosign (default: all)")
+]
+PolicyOpt = Annotated[
+    Path | None,
+    typer.Option(help="a C2SP tlog-policy file (logs, witnesses, groups, quorum) instead"),
+]
+
+
+@log_app.command("export-proof")
+def log_export_proof(
+    index: Annotated[
+        int, typer.Argument(help="the entry's index (a receipt's, decision's or release's)")
+    ],
+    url: Url = DEFAULT_URL,
+    vkey: VkeyOpt = None,
+    witness: WitnessOpt = None,
+    quorum: QuorumOpt = None,
+    policy: PolicyOpt = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write the proof here, not to stdout")
+    ] = None,
+) -> None:
+    """Export one entry as a C2SP tlog-proof that anyone checks offline.
+
+    The proof holds the entry itself, its inclusion proof and the gateway's newest
+    checkpoint cosigned by its witness quorum (the newest checkpoint when it has no
+    witnesses). It is verified here against the keys given before it is written; check
+    it anywhere with ``sovra log verify-proof`` or ``sovra-verify verify-proof``.
+    """
+    from sovra_verify.proof import TlogProof, trust_policy
+
+    trust = trust_policy(witness or (), quorum, policy)
+    with connect(url) as client:
+        key = trusted_key(vkey, client.verifier_key)
+        note = client.cosigned_checkpoint() if trust.witnesses else client.checkpoint()
+        size = trust.check(note, key).checkpoint.size
+        if not 0 <= index < size:
+            raise BadRequest(f"entry {index} is not covered by the checkpoint of size {size}")
+        entry = client.entries(index, index + 1)[0]
+        path = client.inclusion_proof(index, size)
+    proof = TlogProof(index, tuple(path), note, entry)
+    proof.verify(trust, log_vkey=key)
+    text = proof.to_text()
+    if output is None:
+        out.out(text, end="", highlight=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise BadRequest(f"cannot write {output}: {exc.strerror}") from None
+
+
+@log_app.command("verify-proof")
+def log_verify_proof(
+    file: Annotated[Path, typer.Argument(help="the .tlog-proof file")],
+    vkey: Annotated[
+        str | None, typer.Option(help="the log's verifier key (vkey or file); or a policy log line")
+    ] = None,
+    witness: WitnessOpt = None,
+    quorum: QuorumOpt = None,
+    policy: PolicyOpt = None,
+    entry: Annotated[
+        Path | None, typer.Option(help="the entry you expect (default: the one the proof carries)")
+    ] = None,
+) -> None:
+    """Check a C2SP tlog-proof offline: the log's signature, the witness quorum, inclusion.
+
+    Nothing is fetched: the trust is what the options say (the log key, the witness keys
+    and quorum, or a tlog-policy file). Prints what was verified as JSON; exit 3 when
+    anything does not verify, 1 for bad input.
+    """
+    from sovra_verify.audit import load_vkey
+    from sovra_verify.proof import check_proof_file, proof_report, trust_policy
+
+    trust = trust_policy(witness or (), quorum, policy)
+    key = None if vkey is None else load_vkey(vkey)
+    print_json(proof_report(check_proof_file(file, trust, log_vkey=key, entry=entry)))
