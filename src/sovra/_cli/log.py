@@ -256,6 +256,7 @@ def log_verify_proof(
     entry: Annotated[
         Path | None, typer.Option(help="the entry you expect (default: the one the proof carries)")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Check a C2SP tlog-proof offline: the log's signature, the witness quorum, inclusion.
 
@@ -263,6 +264,7 @@ def log_verify_proof(
     and quorum, or a tlog-policy file). Prints what was verified as JSON; exit 3 when
     anything does not verify, 1 for bad input.
     """
+    del as_json  # JSON either way; taken as every command that reads takes it
     from sovra_verify.audit import load_vkey
     from sovra_verify.proof import check_proof_file, proof_report, trust_policy
 
