@@ -135,7 +135,15 @@ PINNED = {
         "PolicyWitness",
         "WitnessPolicy",
     ],
-    "sovra_verify.proof": ["MAX_PROOF_BYTES", "PROOF_HEADER", "ProofCheck", "TlogProof"],
+    "sovra_verify.proof": [
+        "MAX_PROOF_BYTES",
+        "PROOF_HEADER",
+        "ProofCheck",
+        "TlogProof",
+        "check_proof_file",
+        "proof_report",
+        "trust_policy",
+    ],
     "sovra_verify": [
         "BadRequest",
         "Checkpoint",
