@@ -326,6 +326,7 @@ def serve(
         bind,
         configure_logging,
         serve_workers,
+        settle_heap,
         shared_metrics,
         uvicorn_config,
     )
@@ -356,6 +357,7 @@ def serve(
             )
             if count == 1:
                 config = uvicorn_config(create_app(dep), log_level=log_level)
+                settle_heap()
                 uvicorn.Server(config).run(sockets=[sock])
                 return
         finally:

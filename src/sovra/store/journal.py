@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from sovra._writer_lock import WriterLock
 from sovra.errors import ConfigError, IntegrityError
 from sovra.store._sql import Run
 from sovra.store.migrations import GUARD_JOURNAL_STEPS, SQLITE, migrate
@@ -140,10 +141,14 @@ class SQLiteGuardJournal:
         self._path = str(path)
         self._sealer = None if key is None else _Sealer(key)
         self._lock = threading.Lock()
+        # Every worker holds the journal for its decisions: they queue for its write
+        # lock without SQLite's polling (sovra._writer_lock).
+        self._writer = WriterLock(self._path)
         try:
             os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
             self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
+            self._writer.close()
             raise ConfigError(f"cannot open the guard journal {self._path}: {exc}") from exc
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -157,10 +162,10 @@ class SQLiteGuardJournal:
                 self._conn.execute("ROLLBACK")
                 raise
         except sqlite3.DatabaseError as exc:
-            self._conn.close()
+            self.close()
             raise ConfigError(f"the guard journal {self._path} is unusable: {exc}") from exc
         except BaseException:
-            self._conn.close()
+            self.close()
             raise
 
     @contextmanager
@@ -170,7 +175,7 @@ class SQLiteGuardJournal:
         Raises:
             ConfigError: the database failed (locked past the busy timeout, disk full).
         """
-        with self._lock:
+        with self._lock, self._writer.held():
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -200,3 +205,4 @@ class SQLiteGuardJournal:
         """Close the connection. Calling it twice is harmless."""
         with self._lock:
             self._conn.close()
+            self._writer.close()

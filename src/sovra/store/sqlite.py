@@ -13,9 +13,10 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from types import TracebackType
 
+from sovra._writer_lock import WriterLock
 from sovra.errors import ConfigError
 from sovra.store._sql import Run, SQLMetadataStore
 from sovra.store.migrations import SQLITE
@@ -59,6 +60,9 @@ class SQLiteMetadataStore(SQLMetadataStore):
         """
         self._path = str(path)
         self._lock = threading.Lock()
+        # Shared with the log (one file by default) and other workers: queue for its
+        # write lock without SQLite's polling (sovra._writer_lock).
+        self._writer = WriterLock(self._path)
         try:
             if self._path != ":memory:":
                 os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -66,6 +70,7 @@ class SQLiteMetadataStore(SQLMetadataStore):
             # module never opens one behind our back.
             self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
+            self._writer.close()
             raise ConfigError(f"cannot open metadata store {self._path}: {exc}") from exc
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -75,10 +80,10 @@ class SQLiteMetadataStore(SQLMetadataStore):
             with self._transaction(write=True) as run:
                 self._init_schema(run)
         except sqlite3.DatabaseError as exc:
-            self._conn.close()
+            self.close()
             raise ConfigError(f"metadata store {self._path} is unusable: {exc}") from exc
         except BaseException:
-            self._conn.close()
+            self.close()
             raise
 
     @property
@@ -88,7 +93,7 @@ class SQLiteMetadataStore(SQLMetadataStore):
 
     @contextmanager
     def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Run]:
-        with self._lock:
+        with self._lock, self._writer.held() if write else nullcontext():
             conn = self._conn
             run = SQLiteRun(conn)
             try:
@@ -118,6 +123,7 @@ class SQLiteMetadataStore(SQLMetadataStore):
         """Close the connection. Calling it twice is harmless."""
         with self._lock:
             self._conn.close()
+            self._writer.close()
 
     def __enter__(self) -> SQLiteMetadataStore:
         return self
