@@ -30,6 +30,7 @@ line printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -473,6 +474,30 @@ def _table(
     return [*lines, ""]
 
 
+def heap_collection(app: object) -> dict[str, float]:
+    """CPU of one full garbage collection with the application built (best of 3), and
+    after :func:`gc.freeze` as a ``sovra serve`` worker does before serving; how many
+    objects start-up left. *app* is held so that what it references stays alive."""
+
+    def best() -> float:
+        times = []
+        for _ in range(3):
+            start = time.process_time()
+            gc.collect()
+            times.append(time.process_time() - start)
+        return 1e3 * min(times)
+
+    gc.collect()
+    figures = {"objects": float(len(gc.get_objects())), "full collection": best()}
+    gc.freeze()
+    try:
+        figures["full collection, start-up heap frozen"] = best()
+    finally:
+        gc.unfreeze()
+    assert app is not None
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small run, under a minute")
@@ -487,11 +512,12 @@ def main() -> None:
             for i in range(20):  # warm: imports, caches, the pack's first evaluations
                 meta, _ = ingest_dissected(dep, Stages(), -1 - i)
                 access_dissected(dep, Stages(), meta.header.record_id)
+            heap = heap_collection(app := create_app(dep))
             if args.no_http:
                 ingest, access, whole = measure(dep, rounds, None)
             else:
                 with (
-                    running(create_app(dep)) as url,
+                    running(app) as url,
                     Client(url, "svc-pl", dep.principal_key("svc-pl")) as client,
                 ):
                     ingest, access, whole = measure(dep, rounds, client)
@@ -525,6 +551,13 @@ def main() -> None:
         "|---|---:|",
         *(f"| {name} | {us:.1f} |" for name, us in deciding.items()),
         "",
+        f"A worker's heap after start-up ({heap['objects']:.0f} objects), CPU of one full "
+        "garbage collection (best of 3):",
+        "",
+        "| heap | CPU ms |",
+        "|---|---:|",
+        *(f"| {name} | {ms:.2f} |" for name, ms in heap.items() if name != "objects"),
+        "",
         "JSON, one ingest body parsed and one receipt encoded (best of 5):",
         "",
         "| call | us |",
@@ -547,6 +580,7 @@ def main() -> None:
         "scanner_cpu_us": {k: round(v, 1) for k, v in scanning.items()},
         "decision_cpu_us": {k: round(v, 1) for k, v in deciding.items()},
         "json_us": {k: round(v, 2) for k, v in variants.items()},
+        "heap_collection": {k: round(v, 2) for k, v in heap.items()},
     }
     print(json.dumps(figures))
 
