@@ -226,15 +226,28 @@ class Client:
     # -- records ---------------------------------------------------------------------------
 
     def ingest(
-        self, subject_id: str, jurisdiction: str, content: str, *, purpose: str | None = None
+        self,
+        subject_id: str,
+        jurisdiction: str,
+        content: str,
+        *,
+        purpose: str | None = None,
+        other_homes: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Store a record; returns its id, region, findings and log receipt.
 
         *purpose*, what the data is collected for, picks the minimisation rule.
+        *other_homes* names the subject's second home, if she has one (docs/policy.md).
         """
-        body = {"subject_id": subject_id, "jurisdiction": jurisdiction, "content": content}
+        body: dict[str, Any] = {
+            "subject_id": subject_id,
+            "jurisdiction": jurisdiction,
+            "content": content,
+        }
         if purpose is not None:
             body["purpose"] = purpose
+        if other_homes:
+            body["other_homes"] = list(other_homes)
         result: dict[str, Any] = self._call("POST", "/v1/records", body, retry=True)
         return result
 

@@ -456,3 +456,34 @@ def test_two_homes_over_http(two: Two, clock: Any) -> None:
         r = post("svc-pl", "/v1/access", {"purpose": "customer-support", "record_ids": [rid]})
         assert r.status_code == 403, r.text
         assert two.entry(r.json()["log_index"]).fields["homes"] == ["DE", "PL"]
+
+
+def test_values_tokenized_under_the_stricter_rule_are_revealed_only_to_an_allow_of_both(
+    two: Two,
+) -> None:
+    # PL tokenizes PESEL numbers and DE lists no rule for them: the record keeps a token.
+    rid = _ingest(two, content="Anna, PESEL 44051401359")
+    assert two.dep.store.get_record(rid).actions["pl_pesel"] == "tokenize"
+    assert "44051401359" not in _read(two, rid).records[rid]
+    revealed = _read(two, rid, reveal=True)
+    assert revealed.records[rid] == "Anna, PESEL 44051401359"
+    assert two.entry(revealed.decision_receipt.index).fields["homes"] == ["DE", "PL"]
+    with pytest.raises(Denied):
+        _read(two, rid, who="svc-pl", reveal=True)
+
+
+def test_the_python_client_declares_a_second_home(two: Two, clock: Any) -> None:
+    from sovra.client import Client
+    from sovra.server import create_app
+    from sovra.server.background import running
+
+    clock.now = time.time()  # the client signs with the wall clock
+    with (
+        running(create_app(two.dep)) as url,
+        Client(url, "svc-pl", two.dep.principal_key("svc-pl")) as svc,
+    ):
+        rid = svc.ingest(ANNA, "PL", TEXT, other_homes=["DE"])["record_id"]
+        with pytest.raises(BadRequest, match="named twice"):
+            svc.ingest(ANNA, "PL", TEXT, other_homes=["DE", "DE"])
+    meta = two.dep.store.get_record(rid)
+    assert second_home(meta.header, meta.wrapped_key) is not None
