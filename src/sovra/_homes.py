@@ -67,6 +67,8 @@ def plan(
             deployment does not serve, a purpose either home does not list, or no
             storage region both homes allow.
     """
+    if type(other_homes) in (tuple, list) and not other_homes:
+        return None  # one home, the common case: checked as ever by the flow
     homes = check_homes(jurisdiction, other_homes)
     if len(homes) == 1:
         return None
