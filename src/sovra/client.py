@@ -19,7 +19,10 @@ a restart) is asked again, after the pause it names (at most :data:`MAX_RETRY_DE
 up to :data:`RETRIES` times, with a fresh token each time (a token is single-use: the
 same one sent again would be refused as a replay). Only requests safe to repeat are
 retried: reads, :meth:`Client.ingest`, :meth:`Client.access` and their sealed and report
-counterparts; never a grant, a revocation, an activation or a sealed record's upload.
+counterparts, and each request of :meth:`Client.ingest_many`, which carries an
+Idempotency-Key so that the gateway stores its records once however often it is sent
+(after a timeout or a broken answer too); never a grant, a revocation, an activation or a
+sealed record's upload.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import base64
 import email.utils
 import hashlib
 import json
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -381,22 +385,41 @@ class Client:
 
     def _post_lines(self, path: str, lines: Sequence[bytes]) -> Iterator[BatchResult]:
         """One batch request; a batch the gateway finds too large (refused whole, nothing
-        stored) is sent again in halves, down to the one line that alone is too large."""
+        stored) is sent again in halves, down to the one line that alone is too large.
+
+        A batch of records carries an Idempotency-Key: after a 503 (or a 409: the first
+        attempt is still being answered) with Retry-After, a timeout or a broken answer,
+        it is sent again with the same key, and the gateway answers the lines it stored
+        before without storing them again (``sovra.server.idempotency``)."""
         data = b"\n".join(lines) + b"\n"
-        headers = {"content-type": _NDJSON}
-        self._sign("POST", path, data, headers)
-        try:
-            with self._http.stream("POST", path, content=data, headers=headers) as response:
-                if response.status_code >= 400:
+        key = secrets.token_urlsafe(24) if path == "/v1/records/batch" else None
+        given = 0  # results already yielded: a retry's answer repeats them
+        for attempt in range(self._retries + 1 if key else 1):
+            headers = {"content-type": _NDJSON, **({"idempotency-key": key} if key else {})}
+            self._sign("POST", path, data, headers)
+            try:
+                with self._http.stream("POST", path, content=data, headers=headers) as response:
+                    if response.status_code < 400:
+                        for n, result in enumerate(
+                            _batch_results(response, len(lines), self._base)
+                        ):
+                            if n >= given:
+                                given += 1
+                                yield result
+                        return
                     response.read()
                     refused = _error(response)
-                    if response.status_code != 413:
-                        raise refused
-                else:
-                    yield from _batch_results(response, len(lines), self._base)
-                    return
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise self._unreachable(exc) from None
+                    pause = _retry_after(response, statuses=(503, 409))
+            except (httpx.HTTPError, httpx.InvalidURL, Unavailable) as exc:
+                if attempt == self._retries or key is None:
+                    raise exc if isinstance(exc, Unavailable) else self._unreachable(exc) from None
+                self._sleep(min(1.0, self._max_delay))
+                continue
+            if response.status_code == 413:
+                break
+            if pause is None or key is None or attempt == self._retries:
+                raise refused
+            self._sleep(min(pause, self._max_delay))
         if len(lines) == 1:
             yield refused
             return
@@ -680,13 +703,14 @@ def _error(response: httpx.Response) -> SovraError:
     return error
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """The pause a 503's Retry-After asks for, in seconds; None if it asks for none.
+def _retry_after(response: httpx.Response, statuses: tuple[int, ...] = (503,)) -> float | None:
+    """The pause a 503's (or another of *statuses*') Retry-After asks for, in seconds;
+    None if it asks for none.
 
     Retry-After is delta-seconds or an HTTP date (RFC 9110 10.2.3); what is neither is
     no request to retry.
     """
-    if response.status_code != 503:
+    if response.status_code not in statuses:
         return None
     value = response.headers.get("retry-after", "").strip()
     if value.isdigit():

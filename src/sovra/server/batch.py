@@ -28,12 +28,13 @@ names the line it stopped at.
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
@@ -51,6 +52,8 @@ from sovra.gateway import (
 from sovra.model import Grant, Principal, parse_json
 from sovra.server.bodies import AccessBody, IngestBody
 from sovra.server.handlers import validation_message
+from sovra.server.idempotency import HEADER, WINDOW_S, check_key, keyed_answer
+from sovra.store.idempotency import IdempotencyKeys, idempotency_keys
 
 __all__ = ["LINE_OVERHEAD_BYTES", "MEDIA_TYPE", "add_batch_routes"]
 
@@ -327,9 +330,12 @@ def add_batch_routes(
         "/v1/records/batch": (lambda p, items: gw.ingest_many(p, items), receipt),  # noqa: PLW0108
         "/v1/access/batch": (lambda p, asks: gw.access_many(p, asks), access),  # noqa: PLW0108
     }
+    # Idempotency keys of record batches, in the metadata store (server/idempotency.py).
+    keys = idempotency_keys(gw.store, clock=time.time, window_s=WINDOW_S)
     for route in _ROUTES:
         run, render = flows[route.path]
-        _add_route(app, caller, route, run=run, render=render, limit=limit)
+        keyed = keys if route.path == "/v1/records/batch" else None
+        _add_route(app, caller, route, run=run, render=render, limit=limit, keys=keyed)
 
 
 def _add_route(
@@ -340,20 +346,38 @@ def _add_route(
     run: Callable[[Principal, Any], Sequence[Any]],
     render: Callable[[Any], dict[str, Any]],
     limit: int,
+    keys: IdempotencyKeys | None,
 ) -> None:
     lines_of = Annotated[list[bytes], Depends(_batch_of(route.most))]
+    key_of = Annotated[str | None, Header(alias=HEADER)]
 
-    def batch(principal: caller, lines: lines_of) -> StreamingResponse:
+    def batch(principal: caller, lines: lines_of, key: key_of = None) -> StreamingResponse:
         who: Principal = principal
-        answer = _answer_lines(
-            lines,
-            chunk=route.chunk,
-            prepare=lambda line: route.item(_parse(line, limit, route.body)),
-            run=lambda items: run(who, items),
-            render=render,
-            status=route.status,
+
+        def answer(some: Sequence[bytes]) -> Iterator[bytes]:
+            return _answer_lines(
+                some,
+                chunk=route.chunk,
+                prepare=lambda line: route.item(_parse(line, limit, route.body)),
+                run=lambda items: run(who, items),
+                render=render,
+                status=route.status,
+            )
+
+        if key is None:
+            return StreamingResponse(answer(lines), media_type=MEDIA_TYPE)
+        if keys is None:
+            raise BadRequest(f"{HEADER} is taken by POST /v1/records/batch only")
+        keyed = keyed_answer(
+            keys,
+            who.id,
+            check_key(key),
+            path=route.path,
+            lines=lines,
+            window=route.chunk,
+            answer=answer,
         )
-        return StreamingResponse(answer, media_type=MEDIA_TYPE)
+        return StreamingResponse(keyed, media_type=MEDIA_TYPE)
 
     app.post(
         route.path,
