@@ -36,8 +36,12 @@ from sovra._cli.common import (
     ExitCode,
     JsonOpt,
     KeyOpt,
+    Provider,
+    ProviderHome,
     SecretKeyEnv,
     SigningRegion,
+    Sse,
+    SseKmsKeyId,
     Url,
     VkeyOpt,
     connect,
@@ -246,10 +250,14 @@ def init(
     database: Database = None,
     blobs: Blobs = None,
     s3_endpoint: Endpoint = None,
-    s3_signing_region: SigningRegion = "us-east-1",
+    s3_signing_region: SigningRegion = None,
     s3_access_key_env: AccessKeyEnv = None,
     s3_secret_key_env: SecretKeyEnv = None,
     s3_credentials_file: CredentialsFile = None,
+    s3_sse: Sse = None,
+    s3_sse_kms_key_id: SseKmsKeyId = None,
+    s3_provider: Provider = None,
+    s3_provider_home: ProviderHome = None,
 ) -> None:
     """Create a deployment: SQLite, blob folder, custodian and authority keys, sovra.toml.
 
@@ -275,11 +283,17 @@ def init(
         database=database,
         regions=blob_regions(
             blobs,
-            s3_endpoint,
-            s3_signing_region,
-            s3_access_key_env,
-            s3_secret_key_env,
-            s3_credentials_file,
+            {
+                "endpoint": s3_endpoint,
+                "signing_region": s3_signing_region,
+                "access_key_env": s3_access_key_env,
+                "secret_key_env": s3_secret_key_env,
+                "credentials_file": s3_credentials_file,
+                "sse": s3_sse,
+                "sse_kms_key_id": s3_sse_kms_key_id,
+                "provider": s3_provider,
+                "provider_home": s3_provider_home,
+            },
         ),
     )
     for note in notes:

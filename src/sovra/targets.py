@@ -32,6 +32,10 @@ class S3Settings:
     access_key_env: str | None = None
     secret_key_env: str | None = None
     credentials_file: str | None = None
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    provider: str | None = None
+    provider_home: str | None = None
 
 
 def parse_blobs(values: Sequence[str], settings: S3Settings) -> list[RegionConfig]:
@@ -63,6 +67,10 @@ def parse_blobs(values: Sequence[str], settings: S3Settings) -> list[RegionConfi
             access_key_env=settings.access_key_env,
             secret_key_env=settings.secret_key_env,
             credentials_file=settings.credentials_file,
+            sse=settings.sse,
+            sse_kms_key_id=settings.sse_kms_key_id,
+            provider=settings.provider,
+            provider_home=settings.provider_home,
         )
     return list(regions.values())
 

@@ -41,8 +41,12 @@ __all__ = [
     "ExitCode",
     "JsonOpt",
     "KeyOpt",
+    "Provider",
+    "ProviderHome",
     "SecretKeyEnv",
     "SigningRegion",
+    "Sse",
+    "SseKmsKeyId",
     "Url",
     "VkeyOpt",
     "connect",
@@ -188,32 +192,91 @@ Blobs = Annotated[
         "the --s3-* options apply to every bucket named",
     ),
 ]
+# Each --s3-* option: VALUE for every bucket --blobs names, REGION=VALUE for one region.
+_PER_REGION = " (repeatable: VALUE for every --blobs bucket, REGION=VALUE for one)"
+
 Endpoint = Annotated[
-    str | None,
-    typer.Option("--s3-endpoint", help="the S3 endpoint URL [default: AWS itself]"),
+    list[str] | None,
+    typer.Option(
+        "--s3-endpoint",
+        metavar="[REGION=]VALUE",
+        help=("the S3 endpoint URL [default: AWS itself]" + _PER_REGION),
+    ),
 ]
 SigningRegion = Annotated[
-    str, typer.Option("--s3-signing-region", help="the region S3 requests are signed for")
+    list[str] | None,
+    typer.Option(
+        "--s3-signing-region",
+        metavar="[REGION=]VALUE",
+        help=("the region S3 requests are signed for [default: us-east-1]" + _PER_REGION),
+    ),
 ]
 AccessKeyEnv = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option(
         "--s3-access-key-env",
-        metavar="VAR",
-        help="the environment variable holding the access key (with --s3-secret-key-env) "
-        "[default: the S3 client's own chain: AWS_* variables, an instance role]",
+        metavar="[REGION=]VALUE",
+        help=(
+            "the environment variable holding the access key (with --s3-secret-key-env) "
+            "[default: the S3 client's own chain: AWS_* variables, an instance role]" + _PER_REGION
+        ),
     ),
 ]
 SecretKeyEnv = Annotated[
-    str | None,
-    typer.Option("--s3-secret-key-env", metavar="VAR", help="the variable holding the secret key"),
+    list[str] | None,
+    typer.Option(
+        "--s3-secret-key-env",
+        metavar="[REGION=]VALUE",
+        help=("the variable holding the secret key" + _PER_REGION),
+    ),
 ]
 CredentialsFile = Annotated[
-    Path | None,
+    list[str] | None,
     typer.Option(
         "--s3-credentials-file",
-        help='instead: a JSON file {"access_key": ..., "secret_key": ...} only its owner '
-        "can read (chmod 600)",
+        metavar="[REGION=]VALUE",
+        help=(
+            'instead: a JSON file {"access_key": ..., "secret_key": ...} only its owner can '
+            "read (chmod 600)" + _PER_REGION
+        ),
+    ),
+]
+Sse = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--s3-sse",
+        metavar="[REGION=]VALUE",
+        help=(
+            "server-side encryption asked for on every write: AES256, aws:kms or "
+            "aws:kms:dsse" + _PER_REGION
+        ),
+    ),
+]
+SseKmsKeyId = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--s3-sse-kms-key-id",
+        metavar="[REGION=]VALUE",
+        help=("the KMS key of --s3-sse aws:kms" + _PER_REGION),
+    ),
+]
+Provider = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--s3-provider",
+        metavar="[REGION=]VALUE",
+        help=("who operates the storage (a name, for reports)" + _PER_REGION),
+    ),
+]
+ProviderHome = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--s3-provider-home",
+        metavar="[REGION=]VALUE",
+        help=(
+            "the jurisdiction whose laws reach that operator (rules may exclude providers "
+            "by it)" + _PER_REGION
+        ),
     ),
 ]
 

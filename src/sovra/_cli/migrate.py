@@ -14,8 +14,12 @@ from sovra._cli.common import (
     DeploymentDir,
     Endpoint,
     JsonOpt,
+    Provider,
+    ProviderHome,
     SecretKeyEnv,
     SigningRegion,
+    Sse,
+    SseKmsKeyId,
     given_deployment,
     out,
     print_json,
@@ -47,10 +51,14 @@ def migrate(
     ] = None,
     blobs: Blobs = None,
     s3_endpoint: Endpoint = None,
-    s3_signing_region: SigningRegion = "us-east-1",
+    s3_signing_region: SigningRegion = None,
     s3_access_key_env: AccessKeyEnv = None,
     s3_secret_key_env: SecretKeyEnv = None,
     s3_credentials_file: CredentialsFile = None,
+    s3_sse: Sse = None,
+    s3_sse_kms_key_id: SseKmsKeyId = None,
+    s3_provider: Provider = None,
+    s3_provider_home: ProviderHome = None,
     as_json: JsonOpt = False,
     deployment: DeploymentDir = None,
 ) -> None:
@@ -74,9 +82,19 @@ def migrate(
     if database is None:
         usage("migrate needs --database postgresql://... (and --blobs REGION=s3://... per region)")
     regions = blob_regions(
-        blobs, s3_endpoint, s3_signing_region, s3_access_key_env, s3_secret_key_env,
-        s3_credentials_file,
-    )  # fmt: skip
+        blobs,
+        {
+            "endpoint": s3_endpoint,
+            "signing_region": s3_signing_region,
+            "access_key_env": s3_access_key_env,
+            "secret_key_env": s3_secret_key_env,
+            "credentials_file": s3_credentials_file,
+            "sse": s3_sse,
+            "sse_kms_key_id": s3_sse_kms_key_id,
+            "provider": s3_provider,
+            "provider_home": s3_provider_home,
+        },
+    )
     with progress("moving") as bar:
         tasks = {stage: bar.add_task(label, total=None) for stage, label in _STAGES.items()}
 
