@@ -422,6 +422,14 @@ def put(
         str | None,
         typer.Option(help="what the data is collected for; picks the minimisation rule"),
     ] = None,
+    other_home: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--other-home",
+            help="the subject's second home jurisdiction: the record is keyed, placed, "
+            "minimised and decided under both (docs/policy.md)",
+        ),
+    ] = None,
     client_side: ClientSide = False,
     pins: Annotated[
         Path | None,
@@ -475,6 +483,7 @@ def put(
                 ("--subject", subject),
                 ("--jurisdiction", jurisdiction),
                 ("--purpose", purpose),
+                ("--other-home", other_home),
                 ("--pins", pins),
                 ("--client-side", client_side or None),
             ]
@@ -510,6 +519,9 @@ def put(
     if purpose is not None and client_side:
         error("--purpose picks a minimisation rule, and none runs on a client-sealed record")
         raise typer.Exit(ExitCode.USAGE)
+    if other_home and client_side:
+        error("--other-home: a client-sealed record has one home")
+        raise typer.Exit(ExitCode.USAGE)
     stdin = str(source) == "-"
     name = "standard input" if stdin else str(source)
     try:
@@ -530,7 +542,11 @@ def put(
         error(f"{name} is not UTF-8 text (byte {exc.start})")
         raise typer.Exit(ExitCode.ERROR) from None
     with connect(url, principal, key, deployment) as client:
-        print_json(client.ingest(subject, jurisdiction, content, purpose=purpose))
+        print_json(
+            client.ingest(
+                subject, jurisdiction, content, purpose=purpose, other_homes=other_home or ()
+            )
+        )
 
 
 @app.command()
