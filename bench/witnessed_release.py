@@ -6,26 +6,30 @@
 
 Unwrap (``witnessed_unwrap_*``): an in-process custodian whose own policy requires 2 of 3
 witnesses (C2SP tlog-cosignature, :mod:`sovra.keys.witnessed`), receipts from a real
-``TransparencyLog``. Decisions are logged 128 per batch; for each batch the gateway's
-:class:`~sovra.release_proofs.ReleaseProofs` has the log sign a checkpoint and sends it
-to the three witnesses at once (one round trip, C2SP tlog-witness ``add-checkpoint`` with
-a consistency proof), then one key is released per decision, each against its tlog-proof.
-``witnessed_unwrap_per_s`` counts keys per second with the round trips included;
-``witnessed_unwrap_p99_ms`` is the p99 of one unwrap call; ``witness_round_trip_ms_*`` the
-per-batch round trip; ``*_cpu_us`` the CPU of this process per key (logging, witnessing and
-releasing). The same custodian without a policy, the same decisions' shape, is measured in
-the same rounds, interleaved (``unwrap_unwitnessed_*``).
+``TransparencyLog``. The witnesses run in this process, each served over HTTP on loopback
+(``sovra.server.witness``) and reached with ``WitnessClient`` (C2SP tlog-witness).
+Decisions are logged 128 per batch; for each batch the gateway's
+:class:`~sovra.release_proofs.ReleaseProofs` sends the log's checkpoint to the three
+witnesses at once (one round trip, ``add-checkpoint`` with a consistency proof), then one
+key is released per decision, each against its tlog-proof. ``witnessed_unwrap_per_s``
+counts keys per second with the round trips included; ``witnessed_unwrap_p99_ms`` is the
+p99 of one unwrap call; ``witness_round_trip_ms_*`` the per-batch round trip; ``*_cpu_us``
+the CPU of this process per key (logging, witnessing, serving the witnesses and
+releasing). The same custodian without a policy is measured in the same rounds,
+interleaved (``unwrap_unwitnessed_*``).
 
-Gateway (``gateway_access_*``): two deployments made by ``sovra init --custodians
-in-process``, identical but for the custodians' ``<J>.witnesses`` policy and the gateway's
-``release_proofs``; 16 threads call ``Gateway.access`` (one record each) back to back,
-rounds alternating off and on; and ``Gateway.access_many`` with 1,000 requests a call.
-``gateway_access_ratio`` is on / off (the target is at least 0.8), ``*_cpu_us`` the CPU
-per access, ``*_per_round_trip`` how many accesses one witness round trip served.
+Gateway (``gateway_access_*``): three deployments made by ``sovra init --custodians
+in-process``, identical but for the custodian's ``<J>.witnesses`` policy (2 of 3) and the
+gateway's ``release_proofs``: none; witnesses as ``sovra witness serve`` processes on
+loopback, as independent witnesses run (``gateway_access_*``); witnesses called directly in
+this process (``*_inprocess_witnesses_*``). 16 threads call ``Gateway.access`` (one record
+each) back to back, rounds alternating between the three; then ``Gateway.access_many``
+with 1,000 requests a call. ``*_ratio`` is on / off (the target is at least 0.8),
+``*_cpu_us`` the CPU of this process per access, ``*_per_round_trip`` how many accesses one
+witness round trip served.
 
-The witnesses run in this process and are called directly: no network between the log
-and them. The machine may be shared: compare the ratios, and the CPU per access, rather
-than the rates. The last line printed is one JSON object.
+The machine may be shared: compare the ratios, and the CPU per access, rather than the
+rates. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -34,24 +38,33 @@ import argparse
 import json
 import os
 import resource
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from flow_costs import _threads as threads  # beside this file: the script's folder is on sys.path
+from gateway import SOVRA
 from sovra.deployment import Deployment
 from sovra.errors import SovraError
 from sovra.gateway import AccessRequest, IngestItem
 from sovra.keys import LocalCustodian
 from sovra.keys.witnessed import ReleasePolicy, policy_path
 from sovra.ledger import CosignatureSigner, MemoryLogStorage, NoteSigner, TransparencyLog, Witness
+from sovra.ledger.tlog_witness import WitnessClient
 from sovra.model import Decision, RecordHeader, ReleaseAuthorization
-from sovra.release_proofs import ReleaseProofs
+from sovra.release_proofs import CheckpointWitness, ReleaseProofs
+from sovra.server.witness import create_witness_app
 
 ORIGIN = "bench.sovra/log"
 BATCH = 128
@@ -67,6 +80,88 @@ def _witnesses(log_vkey: str, n: int = 3) -> list[Witness]:
         Witness(CosignatureSigner(f"bench.sovra/w{i}", Ed25519PrivateKey.generate()), [log_vkey])
         for i in range(n)
     ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, alive: Any) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and alive():
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"no witness answered on port {port}")
+
+
+@contextmanager
+def loopback_witnesses(
+    log_vkey: str, consistency: Callable[[int, int], list[bytes]], n: int = 3
+) -> Iterator[list[WitnessClient]]:
+    """*n* witnesses served in this process (``create_witness_app``, uvicorn threads) and
+    reached over loopback HTTP (C2SP tlog-witness) by ``WitnessClient``."""
+    servers, clients = [], []
+    try:
+        for witness in _witnesses(log_vkey, n):
+            port = _free_port()
+            app = create_witness_app(witness)
+            config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+            server = uvicorn.Server(config)
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            servers.append((server, thread))
+            _wait_port(port, thread.is_alive)
+            url = f"http://127.0.0.1:{port}"
+            clients.append(WitnessClient(url, witness.vkey, consistency=consistency))
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+        for server, thread in servers:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+
+@contextmanager
+def witness_processes(
+    tmp: Path, log_vkey: str, consistency: Callable[[int, int], list[bytes]], n: int = 3
+) -> Iterator[list[WitnessClient]]:
+    """*n* ``sovra witness serve`` processes on loopback, as independent witnesses run."""
+    children, clients = [], []
+    try:
+        for i in range(n):
+            folder = tmp / f"witness-{i}"
+            name = f"bench.sovra/p{i}"
+            run = [str(SOVRA), "witness"]
+            subprocess.run(
+                [*run, "init", str(folder), "--name", name, "--log", log_vkey],
+                check=True,
+                capture_output=True,
+            )
+            vkey = subprocess.run(
+                [*run, "vkey", str(folder)], check=True, capture_output=True, text=True
+            ).stdout.strip()
+            port = _free_port()
+            child = subprocess.Popen(
+                [*run, "serve", str(folder), "--port", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            children.append(child)
+            _wait_port(port, lambda c=child: c.poll() is None)
+            url = f"http://127.0.0.1:{port}"
+            clients.append(WitnessClient(url, vkey, consistency=consistency))
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+        for child in children:
+            child.terminate()
+            child.wait(timeout=10)
 
 
 def _p(values: list[float], q: float) -> float:
@@ -85,13 +180,16 @@ def _cpu_s() -> float:
 class _Side:
     """A log, a custodian (with or without a witness policy) and its released keys."""
 
-    def __init__(self, tmp: Path, name: str, witnessed: bool) -> None:
-        log_key = Ed25519PrivateKey.generate()
-        self.log = TransparencyLog(MemoryLogStorage(), NoteSigner(ORIGIN, log_key), ORIGIN)
+    def __init__(self, tmp: Path, name: str, log: TransparencyLog, log_key: Any) -> None:
+        self.log = log
         self.proofs: ReleaseProofs | None = None
+        self._tmp, self._name, self._log_key = tmp, name, log_key
+
+    def witnessed_by(self, witnesses: list[Any] | None) -> _Side:
+        """Open the custodian: with a 2-of-3 policy of *witnesses*, or none."""
+        tmp, name, log_key = self._tmp, self._name, self._log_key
         policy = None
-        if witnessed:
-            witnesses = _witnesses(self.log.verifier_key)
+        if witnesses is not None:
             self.proofs = ReleaseProofs(self.log, witnesses)
             policy = ReleasePolicy.of([w.vkey for w in witnesses], 2, 60)
         path = tmp / name / "PL.key"
@@ -103,6 +201,7 @@ class _Side:
         self.latencies: list[float] = []
         self.trips: list[float] = []
         self.cpu = 0.0
+        return self
 
     def decisions(self, n: int) -> list[ReleaseAuthorization]:
         now = int(time.time() * 1000)
@@ -135,20 +234,27 @@ class _Side:
         return batches * BATCH, time.perf_counter() - start
 
 
+def _new_log() -> tuple[TransparencyLog, Any]:
+    log_key = Ed25519PrivateKey.generate()
+    return TransparencyLog(MemoryLogStorage(), NoteSigner(ORIGIN, log_key), ORIGIN), log_key
+
+
 def bench_unwrap(quick: bool) -> dict[str, Any]:
     rounds, batches = (3, 4) if quick else (6, 16)
     with tempfile.TemporaryDirectory(prefix="sovra-bench-witnessed-") as tmp:
-        off = _Side(Path(tmp), "off", witnessed=False)
-        on = _Side(Path(tmp), "on", witnessed=True)
-        off.run(1), on.run(1)  # warm: caches, first checkpoint
-        off.latencies.clear(), on.latencies.clear(), on.trips.clear()
-        best = {"off": 0.0, "on": 0.0}
-        cpu_us = {"off": float("inf"), "on": float("inf")}
-        for _ in range(rounds):
-            for name, side in (("off", off), ("on", on)):
-                keys, seconds = side.run(batches)
-                best[name] = max(best[name], keys / seconds)
-                cpu_us[name] = min(cpu_us[name], side.cpu / keys * 1e6)
+        log, key = _new_log()
+        off = _Side(Path(tmp), "off", *_new_log()).witnessed_by(None)
+        with loopback_witnesses(log.verifier_key, log.consistency_proof) as witnesses:
+            on = _Side(Path(tmp), "on", log, key).witnessed_by(list(witnesses))
+            off.run(1), on.run(1)  # warm: caches, connections, first checkpoint
+            off.latencies.clear(), on.latencies.clear(), on.trips.clear()
+            best = {"off": 0.0, "on": 0.0}
+            cpu_us = {"off": float("inf"), "on": float("inf")}
+            for _ in range(rounds):
+                for name, side in (("off", off), ("on", on)):
+                    keys, seconds = side.run(batches)
+                    best[name] = max(best[name], keys / seconds)
+                    cpu_us[name] = min(cpu_us[name], side.cpu / keys * 1e6)
         assert on.proofs is not None
         out = {
             "witnessed_unwrap_per_s": round(best["on"]),
@@ -166,11 +272,11 @@ def bench_unwrap(quick: bool) -> dict[str, Any]:
         on.proofs.close()
         off.custodian.close(), on.custodian.close()
     print(
-        f"unwrap, 2 of 3 witnesses: {out['witnessed_unwrap_per_s']:,}/s keys (p99 "
-        f"{out['witnessed_unwrap_p99_ms']} ms) vs {out['unwrap_unwitnessed_per_s']:,}/s without "
-        f"({out['witnessed_unwrap_ratio']}x); CPU per key {out['witnessed_unwrap_cpu_us']} us "
-        f"vs {out['unwrap_unwitnessed_cpu_us']} us (logging, witnessing and the release); "
-        f"round trip per {BATCH} decisions p50 "
+        f"unwrap, 2 of 3 witnesses on loopback HTTP: {out['witnessed_unwrap_per_s']:,}/s keys "
+        f"(p99 {out['witnessed_unwrap_p99_ms']} ms) vs {out['unwrap_unwitnessed_per_s']:,}/s "
+        f"without ({out['witnessed_unwrap_ratio']}x); CPU per key "
+        f"{out['witnessed_unwrap_cpu_us']} us vs {out['unwrap_unwitnessed_cpu_us']} us (logging, "
+        f"witnessing and the release); round trip per {BATCH} decisions p50 "
         f"{out['witness_round_trip_ms_p50']} ms, p99 {out['witness_round_trip_ms_p99']} ms",
         file=sys.stderr,
         flush=True,
@@ -182,20 +288,38 @@ def bench_unwrap(quick: bool) -> dict[str, Any]:
 
 
 class _Gateway:
-    def __init__(self, root: Path, witnessed: bool) -> None:
+    """A deployment; with *witnesses* ("objects", "processes"), its custodian requires 2
+    of 3 witnesses and its gateway attaches proofs, the witnesses called directly in this
+    process or ``sovra witness serve`` processes on loopback."""
+
+    def __init__(self, root: Path, witnesses: str | None, stack: ExitStack) -> None:
         Deployment.init(root, jurisdictions=["PL"], custodians="in-process")
         self.proofs: ReleaseProofs | None = None
-        if witnessed:
+        found: list[CheckpointWitness] = []
+        if witnesses is not None:
             dep = Deployment.open(root)
             vkey = dep.gateway.log.verifier_key
             dep.close()
-            witnesses = _witnesses(vkey)
-            policy = ReleasePolicy.of([w.vkey for w in witnesses], 2, 60)
+
+            def consistency(old: int, new: int) -> list[bytes]:
+                return self.gw.log.consistency_proof(old, new)
+
+            if witnesses == "objects":
+                made = _witnesses(vkey)
+                keys = [w.vkey for w in made]
+                found = list(made)
+            else:
+                clients = stack.enter_context(witness_processes(root.parent, vkey, consistency))
+                keys = [c.vkey for c in clients]
+                found = list(clients)
+            policy = ReleasePolicy.of(keys, 2, 60)
             policy_path(root / "custodians" / "PL.key").write_bytes(policy.to_json())
         self.dep = Deployment.open(root)
+        stack.callback(self.dep.close)
         self.gw = self.dep.gateway
-        if witnessed:
-            self.proofs = self.gw.release_proofs = ReleaseProofs(self.gw.log, witnesses)
+        if found:
+            self.proofs = self.gw.release_proofs = ReleaseProofs(self.gw.log, found)
+            stack.callback(self.proofs.close)
         self.svc = self.dep.store.get_principal("svc-pl")
         done = self.gw.ingest_many(
             self.svc, [IngestItem(f"s-{i}", "PL", RECORD) for i in range(400)]
@@ -234,48 +358,54 @@ class _Gateway:
 def bench_gateway(quick: bool) -> dict[str, Any]:
     rounds, seconds, calls = (2, 1.5, 1) if quick else (4, 5.0, 3)
     out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="sovra-bench-witnessed-gw-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="sovra-bench-witnessed-gw-") as tmp,
+        ExitStack() as stack,
+    ):
+        base = Path(tmp)
+        (base / "off").mkdir(), (base / "on").mkdir(), (base / "objects").mkdir()
         sides = {
-            "off": _Gateway(Path(tmp) / "off", witnessed=False),
-            "on": _Gateway(Path(tmp) / "on", witnessed=True),
+            "off": _Gateway(base / "off" / "dep", None, stack),
+            # As deployed: witnesses are other parties, here processes of their own.
+            "on": _Gateway(base / "on" / "dep", "processes", stack),
+            # Every witness's work in this process too.
+            "objects": _Gateway(base / "objects" / "dep", "objects", stack),
         }
-        try:
-            proofs = sides["on"].proofs
-            assert proofs is not None
-            for phase in ("threaded", "batched"):
-                rate = {"off": 0.0, "on": 0.0}
-                cpu_us = {"off": float("inf"), "on": float("inf")}
-                witnessed, trips = 0, proofs.round_trips
-                for _ in range(rounds):
-                    for name, side in sides.items():
-                        done, wall, cpu = (
-                            side.threaded(seconds) if phase == "threaded" else side.batched(calls)
-                        )
-                        rate[name] = max(rate[name], done / wall)
-                        cpu_us[name] = min(cpu_us[name], cpu / max(done, 1) * 1e6)
-                        witnessed += done if name == "on" else 0
-                prefix = "gateway_access" if phase == "threaded" else "gateway_access_many"
-                trips = proofs.round_trips - trips
-                out[f"{prefix}_per_round_trip"] = round(witnessed / max(trips, 1), 1)
-                out[f"{prefix}_off_per_s"] = round(rate["off"])
-                out[f"{prefix}_on_per_s"] = round(rate["on"])
-                out[f"{prefix}_ratio"] = round(rate["on"] / rate["off"], 3)
-                out[f"{prefix}_off_cpu_us"] = round(cpu_us["off"], 1)
-                out[f"{prefix}_on_cpu_us"] = round(cpu_us["on"], 1)
+        for phase in ("threaded", "batched"):
+            rate = dict.fromkeys(sides, 0.0)
+            cpu_us = dict.fromkeys(sides, float("inf"))
+            witnessed = dict.fromkeys(sides, 0)
+            trips = {n: s.proofs.round_trips for n, s in sides.items() if s.proofs}
+            for _ in range(rounds):
+                for name, side in sides.items():
+                    done, wall, cpu = (
+                        side.threaded(seconds) if phase == "threaded" else side.batched(calls)
+                    )
+                    rate[name] = max(rate[name], done / wall)
+                    cpu_us[name] = min(cpu_us[name], cpu / max(done, 1) * 1e6)
+                    witnessed[name] += done
+            prefix = "gateway_access" if phase == "threaded" else "gateway_access_many"
+            for name in ("on", "objects"):
+                proofs = sides[name].proofs
+                assert proofs is not None
+                sent = max(proofs.round_trips - trips[name], 1)
+                tag = "" if name == "on" else "_inprocess_witnesses"
+                out[f"{prefix}{tag}_per_round_trip"] = round(witnessed[name] / sent, 1)
+                out[f"{prefix}{tag}_on_per_s"] = round(rate[name])
+                out[f"{prefix}{tag}_ratio"] = round(rate[name] / rate["off"], 3)
+                out[f"{prefix}{tag}_on_cpu_us"] = round(cpu_us[name], 1)
+            out[f"{prefix}_off_per_s"] = round(rate["off"])
+            out[f"{prefix}_off_cpu_us"] = round(cpu_us["off"], 1)
+            for tag, what in (("", "witness processes"), ("_inprocess_witnesses", "in process")):
                 print(
-                    f"{prefix}: witnessed {out[f'{prefix}_on_per_s']:,}/s "
-                    f"({out[f'{prefix}_on_cpu_us']} us CPU each) vs "
+                    f"{prefix}, witnesses {what}: {out[f'{prefix}{tag}_on_per_s']:,}/s "
+                    f"({out[f'{prefix}{tag}_on_cpu_us']} us CPU here each) vs "
                     f"{out[f'{prefix}_off_per_s']:,}/s ({out[f'{prefix}_off_cpu_us']} us) "
-                    f"without: {out[f'{prefix}_ratio']}x; "
-                    f"{out[f'{prefix}_per_round_trip']} accesses per witness round trip",
+                    f"without: {out[f'{prefix}{tag}_ratio']}x; "
+                    f"{out[f'{prefix}{tag}_per_round_trip']} accesses per round trip",
                     file=sys.stderr,
                     flush=True,
                 )
-        finally:
-            for side in sides.values():
-                if side.proofs is not None:
-                    side.proofs.close()
-                side.dep.close()
     return out
 
 
@@ -290,6 +420,7 @@ WITNESSED_SUMMARY = (
     "gateway_access_ratio",
     "gateway_access_on_cpu_us",
     "gateway_access_off_cpu_us",
+    "gateway_access_inprocess_witnesses_ratio",
 )
 """The figures ``bench/keys.py`` puts in its summary line (all of them go in its detail)."""
 
