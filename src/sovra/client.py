@@ -57,7 +57,7 @@ from sovra.errors import (
     VerificationError,
 )
 from sovra.keys import transport
-from sovra.keys.transport import TransportPins
+from sovra.keys.transport import DEFAULT_SUITE, SUITES, TransportPins
 from sovra.model import Grant, LogEntry, LogReceipt, RecordHeader
 
 __all__ = [
@@ -126,6 +126,7 @@ class Client:
         retries: int = RETRIES,
         max_retry_delay_s: float = MAX_RETRY_DELAY_S,
         sleep: Callable[[float], None] = time.sleep,
+        key_transport: str = DEFAULT_SUITE,
     ) -> None:
         """Point at a gateway.
 
@@ -148,9 +149,13 @@ class Client:
                 next start); pass 0 where that matters more than riding out a restart.
             max_retry_delay_s: the longest pause before a retry.
             sleep: how to pause (tests).
+            key_transport: the HPKE suite of the key :meth:`access_sealed` has keys
+                released to (``x25519``, ``mlkem768-x25519``, ``mlkem1024-p384``); a
+                custodian whose jurisdiction asks for a stronger one refuses the release.
 
         Raises:
-            ValueError: *retries* or *max_retry_delay_s* is negative.
+            ValueError: *retries* or *max_retry_delay_s* is negative, or *key_transport*
+                is no suite.
         """
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a whole number of at least 0, got {retries!r}")
@@ -166,6 +171,9 @@ class Client:
         self._retries = retries
         self._max_delay = float(max_retry_delay_s)
         self._sleep = sleep
+        if key_transport not in SUITES:
+            raise ValueError(f"key_transport must be one of {', '.join(SUITES)}")
+        self._suite = key_transport
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -498,13 +506,14 @@ class Client:
     ) -> dict[str, Any]:
         """Read records and open them here; ``records`` maps each id to its plaintext bytes.
 
-        Keys are released to a key pair made for this call only.
+        Keys are released to a key pair made for this call only, of the client's
+        ``key_transport`` suite.
 
         Raises:
             Denied: the logged decision is deny (nothing is released).
             IntegrityError: a blob, header or released key was changed on the way.
         """
-        ephemeral = transport.new_recipient()
+        ephemeral = transport.new_recipient(self._suite)
         body = _access_body(
             purpose,
             record_ids=record_ids,

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sovra.errors import BadRequest, ConfigError, SovraError
+from sovra.keys.transport import DEFAULT_SUITE, check_suite
 from sovra.model import Role, check_jurisdiction, check_purpose, field_problem
 from sovra.store.pg_timeouts import PgTimeouts
 from sovra_verify.cosignature import CosignatureVerifier
@@ -159,6 +160,10 @@ class JurisdictionConfig:
     # How a record's region is picked among the allowed ones: the first (``regions`` is an
     # order of preference) or one per subject (a subject's records stay together).
     placement: str = "first"
+    # The HPKE suite of keys that leave this jurisdiction's custodian over a network:
+    # the transport key clients seal to, and the weakest recipient key released to
+    # (``x25519``, ``mlkem768-x25519``, ``mlkem1024-p384``; docs/keys.md).
+    key_transport: str = DEFAULT_SUITE
 
     def rules_for(self, purpose: str | None) -> dict[str, str]:
         """The minimisation rule for data collected for *purpose* (None: the base rule).
@@ -301,6 +306,7 @@ class Config:
                     "minimisation_for",
                     "exclude_provider_homes",
                     "placement",
+                    "key_transport",
                 },
                 f"[jurisdictions.{code}]",
             )
@@ -330,6 +336,7 @@ class Config:
                 minimisation_for=by_purpose,
                 exclude_provider_homes=_homes(body, code),
                 placement=placement,
+                key_transport=_key_transport(body, code),
             )
         if not jurisdictions:
             raise ConfigError("no jurisdictions configured")
@@ -389,6 +396,14 @@ def _rules(table: object, where: str) -> dict[str, str]:
                 f"{where} {kind} = {action!r}: use one of {', '.join(sorted(_ACTIONS))}"
             )
     return dict(table)
+
+
+def _key_transport(body: Mapping[str, Any], code: str) -> str:
+    value = body.get("key_transport", DEFAULT_SUITE)
+    try:
+        return check_suite(value) if isinstance(value, str) else check_suite(repr(value))
+    except BadRequest as exc:
+        raise ConfigError(f"[jurisdictions.{code}] key_transport: {exc.message}") from None
 
 
 def _homes(body: Mapping[str, Any], code: str) -> tuple[str, ...]:
@@ -742,6 +757,9 @@ def render_default_config(
             "# they only ever hold ciphertext); placement: first allowed region, or by-subject.",
             "# exclude_provider_homes = []",
             '# placement = "first"',
+            "# HPKE suite of keys that leave its custodian over a network: x25519, or the",
+            "# post-quantum hybrids mlkem768-x25519 and mlkem1024-p384 (docs/keys.md).",
+            '# key_transport = "x25519"',
             "# Purposes for which this jurisdiction's own services may read its residents' data.",
             "purposes = [" + ", ".join(f'"{p}"' for p in _DEFAULT_PURPOSES) + "]",
             "",

@@ -293,7 +293,12 @@ class Deployment:
         try:
             for j in config.jurisdictions:
                 custodians[j] = _open_custodian(
-                    root, j, log_key.public_key(), clock, endpoints.get(j)
+                    root,
+                    j,
+                    log_key.public_key(),
+                    clock,
+                    endpoints.get(j),
+                    key_transport=config.jurisdictions[j].key_transport,
                 )
             _require_subject_keys(store, custodians)
             for region in dict.fromkeys(
@@ -524,6 +529,8 @@ def _open_custodian(
     log_public: Ed25519PublicKey,
     clock: Callable[[], float],
     endpoint: custody.Endpoint | None,
+    *,
+    key_transport: str,
 ) -> Custodian:
     """The custodian of *jurisdiction*: its process at *endpoint*, the service that
     ``custodians/<J>.url`` names, or (in-process layout) one opened here."""
@@ -547,6 +554,7 @@ def _open_custodian(
         jurisdiction,
         log_public,
         clock=lambda: int(clock() * 1000),
+        transport_suite=key_transport,
     )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from _allow import logged_allow
+from _sealed import sealed_header
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.errors import BadRequest, Denied, IntegrityError
@@ -20,7 +21,6 @@ from sovra.keys.local import LocalCustodian
 from sovra.keys.protocol import SealingCustodian
 from sovra.keys.remote import RemoteCustodian
 from sovra.model import (
-    RecordHeader,
     ReleaseAuthorization,
     subject_commitment,
 )
@@ -28,7 +28,6 @@ from sovra.server.custodian import create_custodian_app
 
 KEY = bytes(range(32))
 NOW = 1_750_000_000_000
-ALICE = subject_commitment(b"c" * 32, "PL", "alice")
 BOB = subject_commitment(b"c" * 32, "PL", "bob")
 REQUESTER = "svc-support"
 
@@ -44,17 +43,6 @@ def authorize(log_key: Ed25519PrivateKey, recipient: bytes | None = None) -> Rel
     )
 
 
-def sealed_header(record_id: str = "rec-1", subject: str = ALICE) -> RecordHeader:
-    return RecordHeader(
-        record_id=record_id,
-        subject=subject,
-        jurisdiction="PL",
-        region="eu-central",
-        kek_version=1,
-        content_type=transport.CLIENT_SEALED_CONTENT_TYPE,
-    )
-
-
 @pytest.fixture
 def log_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
@@ -65,21 +53,24 @@ def pl(tmp_path: Path, log_key: Ed25519PrivateKey) -> LocalCustodian:
     return LocalCustodian.create(tmp_path / "PL.key", "PL", log_key.public_key(), clock=lambda: NOW)
 
 
-def test_envelope_round_trip_and_size() -> None:
-    me = transport.new_recipient()
+SUITES = sorted(transport.SUITES)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_envelope_round_trip_and_size(suite: str) -> None:
+    me = transport.new_recipient(suite)
     hdr = sealed_header()
     sealed = transport.seal_key(transport.public_bytes(me), KEY, "to-client", hdr)
-    assert len(sealed) == transport.ENVELOPE_SIZE
+    assert len(sealed) == transport.envelope_size(suite) != transport.LEGACY_ENVELOPE_SIZE
+    assert sealed.startswith(b"HPKE")  # RFC 9180's suite_id leads the message
     assert KEY not in sealed
     assert transport.open_key(me, sealed, "to-client", hdr) == KEY
 
 
-@pytest.mark.parametrize(
-    "wrong",
-    ["direction", "record", "subject", "recipient", "byte", "short"],
-)
-def test_envelope_opens_for_nothing_else(wrong: str) -> None:
-    me = transport.new_recipient()
+@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize("wrong", ["direction", "record", "subject", "recipient", "byte"])
+def test_envelope_opens_for_nothing_else(wrong: str, suite: str) -> None:
+    me = transport.new_recipient(suite)
     hdr = sealed_header()
     sealed = transport.seal_key(transport.public_bytes(me), KEY, "to-custodian", hdr)
     key, direction, header = me, "to-custodian", hdr
@@ -90,11 +81,9 @@ def test_envelope_opens_for_nothing_else(wrong: str) -> None:
     elif wrong == "subject":
         header = sealed_header(subject=BOB)
     elif wrong == "recipient":
-        key = transport.new_recipient()
-    elif wrong == "byte":
-        sealed = sealed[:40] + bytes([sealed[40] ^ 1]) + sealed[41:]
+        key = transport.new_recipient(suite)
     else:
-        sealed = sealed[:-1]
+        sealed = sealed[:40] + bytes([sealed[40] ^ 1]) + sealed[41:]
     with pytest.raises(IntegrityError, match="does not open"):
         transport.open_key(key, sealed, direction, header)  # type: ignore[arg-type]
 
@@ -110,7 +99,7 @@ def test_unusable_recipients_are_refused(recipient: bytes) -> None:
 def test_transport_key_is_stable_per_kek_and_changes_on_rotation(pl: LocalCustodian) -> None:
     assert isinstance(pl, SealingCustodian)
     version, key = pl.transport_key()
-    assert (version, key) == pl.transport_key() and len(key) == 32
+    assert (version, key) == pl.transport_key() and len(key) == 32  # X25519 by default
     pl.rotate()
     assert pl.transport_key()[0] == 2 and pl.transport_key()[1] != key
 

@@ -91,7 +91,7 @@ REFUSED: dict[str, tuple[bytes, str]] = {
     "version as a boolean": (_doc(_pin(version=True)), "kek_version"),
     "key not base64": (_doc(_pin(key="not base64!")), "not base64"),
     "key not text": (_doc(_pin(key=7)), "base64 text"),
-    "key too short": (_doc(_pin(key=base64.b64encode(b"x" * 31).decode())), "32 bytes"),
+    "key too short": (_doc(_pin(key=base64.b64encode(b"x" * 31).decode())), "31 bytes is of no"),
     "key of low order": (_doc(_pin(key=base64.b64encode(bytes(32)).decode())), "usable"),
     "pinned twice": (_doc(_pin(), _pin()), "pinned twice"),
     "duplicate field": (

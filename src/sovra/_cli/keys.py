@@ -266,7 +266,30 @@ def _custodian(
     code = check_jurisdiction(jurisdiction)
     log_public = _log_public(deployment, log_vkey)
     path = custodian_key_path(deployment, code)
-    return LocalCustodian.open(path, code, log_public, unlock=unlock, database=database), path
+    suite = key_transport(deployment, code)
+    custodian = LocalCustodian.open(
+        path, code, log_public, unlock=unlock, database=database, transport_suite=suite
+    )
+    return custodian, path
+
+
+def key_transport(deployment: Path, code: str) -> str:
+    """The HPKE suite of *code*'s custodian: ``key_transport`` of its jurisdiction in the
+    deployment's ``sovra.toml``, X25519 where there is none (a custodian on a host of its
+    own, without the deployment's configuration).
+
+    Raises:
+        ConfigError: the configuration does not parse.
+    """
+    from sovra.config import Config
+    from sovra.deployment import CONFIG_NAME
+    from sovra.keys.transport import DEFAULT_SUITE
+
+    path = deployment / CONFIG_NAME
+    if not path.exists():
+        return DEFAULT_SUITE
+    settings = Config.load(path).jurisdictions.get(code)
+    return DEFAULT_SUITE if settings is None else settings.key_transport
 
 
 @keys_app.command("transport-key")
@@ -404,6 +427,7 @@ def _serve_handed_over(
 
     try:
         code = check_jurisdiction(jurisdiction)
+        suite = key_transport(deployment, code)  # read while the configuration is readable
         handover = custody.receive_handover(listen_fd, sys.stdin.buffer)
         folder = deployment / "custodians" / code
         if os.geteuid() == 0 and custody.separate(deployment, code):
@@ -412,7 +436,9 @@ def _serve_handed_over(
                 custody.drop_privileges(uid, gid)
         key_path = custody.custodian_key_path(deployment, code)
         custody.require_custodian_key(key_path, code)
-        custodian = LocalCustodian.open(key_path, code, handover.log_key, unlock=unlock)
+        custodian = LocalCustodian.open(
+            key_path, code, handover.log_key, unlock=unlock, transport_suite=suite
+        )
         local = handover.listener.family == socket.AF_UNIX
         calls = CustodianCalls(custodian)
         server = None if local else _uvicorn(create_custodian_app(custodian, token=handover.token))

@@ -38,7 +38,6 @@ from typing import Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from sovra.errors import (
     BadRequest,
@@ -185,6 +184,10 @@ class BaseCustodian(abc.ABC):
     :meth:`_unwrap_with` and :meth:`_shred`; they MUST NOT override :meth:`wrap`,
     :meth:`unwrap`, :meth:`unwrap_many` or :meth:`shred`.
     """
+
+    # The HPKE suite of the transport key, and the weakest recipient key released to
+    # (the jurisdiction's ``key_transport``); a custodian that has a setting sets it.
+    transport_suite: str = transport.DEFAULT_SUITE
 
     def __init__(
         self,
@@ -619,7 +622,7 @@ class BaseCustodian(abc.ABC):
 
     # -- client-side sealing (sovra.keys.transport) -----------------------------------------
 
-    def _transport_private(self, version: int) -> X25519PrivateKey:
+    def _transport_private(self, version: int) -> transport.PrivateKey:
         """The transport key of KEK *version*; a custodian that takes client-sealed keys
         overrides this.
 
@@ -630,7 +633,8 @@ class BaseCustodian(abc.ABC):
         raise BadRequest(f"custodian {self._jurisdiction} does not take client-sealed keys")
 
     def transport_key(self) -> tuple[int, bytes]:
-        """``(current KEK version, raw X25519 public key)`` clients encrypt data keys to.
+        """``(current KEK version, encoded public key)`` clients encrypt data keys to; the
+        key's suite is :attr:`transport_suite` (its size names it).
 
         Raises:
             BadRequest: this custodian does not take client-sealed keys.
@@ -693,13 +697,13 @@ class BaseCustodian(abc.ABC):
         caller (the gateway) receives ``to-client`` envelopes it cannot open.
 
         Raises:
-            BadRequest: *recipient* is not a usable X25519 public key, and as
-                :meth:`unwrap_many`.
+            BadRequest: *recipient* is not a usable public key, or is of a suite weaker
+                than :attr:`transport_suite`, and as :meth:`unwrap_many`.
             Denied: as :meth:`unwrap_many`, or the logged allow does not name *recipient*
                 (a gateway that swapped the client's key for its own).
             IntegrityError: as :meth:`unwrap_many`.
         """
-        transport.check_public(recipient)
+        transport.require_suite(recipient, self.transport_suite, self._jurisdiction)
         keys = self._release(items, authorization, requester, recipient=recipient.hex())
         return [
             transport.seal_key(recipient, key, "to-client", header)

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sovra.errors import (
@@ -72,6 +71,7 @@ class LocalCustodian(BaseCustodian):
         sealer: Sealer | None = None,
         subjects: SubjectKeys | None = None,
         witnesses: ReleasePolicy | None = None,
+        transport_suite: str = transport.DEFAULT_SUITE,
     ) -> None:
         """Wrap already-loaded KEKs; prefer :meth:`create` and :meth:`open`. The subject
         keys are in *subjects*, by default the SQLite store beside the key file.
@@ -103,6 +103,7 @@ class LocalCustodian(BaseCustodian):
         self._subjects = subjects or SubjectKeyStore(subjects_path(self._path))
         self._unlock = unlock
         self._sealer = sealer
+        self.transport_suite = transport.check_suite(transport_suite)
         self._file_stamp = self._stamp()
         # Recently used subject keys, unsealed. The cache is dropped whenever another
         # process commits to the store (a shred by ``sovra keys shred``), and a shred here
@@ -173,6 +174,7 @@ class LocalCustodian(BaseCustodian):
         max_authorization_age_ms: int = DEFAULT_MAX_AUTHORIZATION_AGE_MS,
         journal_size: int = DEFAULT_JOURNAL_SIZE,
         unlock: Unlock | None = None,
+        transport_suite: str = transport.DEFAULT_SUITE,
     ) -> LocalCustodian:
         """Generate KEK version 1 and write a new key file (mode 0600) at *path*.
 
@@ -205,6 +207,7 @@ class LocalCustodian(BaseCustodian):
             journal_size=journal_size,
             unlock=unlock,
             sealer=sealer,
+            transport_suite=transport_suite,
         )
 
     @classmethod
@@ -220,6 +223,7 @@ class LocalCustodian(BaseCustodian):
         unlock: Unlock | None = None,
         database: str | None = None,
         witnesses: ReleasePolicy | None = None,
+        transport_suite: str = transport.DEFAULT_SUITE,
     ) -> LocalCustodian:
         """Load the custodian of *jurisdiction* from its key file.
 
@@ -238,9 +242,11 @@ class LocalCustodian(BaseCustodian):
             max_authorization_age_ms: freshness limit of a logged allow.
             journal_size: requests remembered.
             unlock: the passphrase or key file of a file sealed at rest.
+            transport_suite: the HPKE suite of the transport key (the jurisdiction's
+                ``key_transport``).
 
         Raises:
-            BadRequest: *jurisdiction* is not a two-letter code.
+            BadRequest: *jurisdiction* is not a two-letter code, or no such suite.
             ConfigError: the file is missing, open to group or others, oversized,
                 malformed, of another jurisdiction, a KEK fails its check value, or it is
                 sealed and *unlock* is missing or wrong; or the subject-key store beside
@@ -266,6 +272,7 @@ class LocalCustodian(BaseCustodian):
                 sealer=sealer,
                 subjects=subjects,
                 witnesses=witnesses,
+                transport_suite=transport_suite,
             )
         except BaseException:
             subjects.close()
@@ -503,14 +510,16 @@ class LocalCustodian(BaseCustodian):
             while len(self._cache) > _SUBJECT_CACHE_SIZE:
                 self._cache.popitem(last=False)
 
-    def _transport_private(self, version: int) -> X25519PrivateKey:
+    def _transport_private(self, version: int) -> transport.PrivateKey:
         kek = self._keks.get(version)
         if kek is None:
             self._refresh()
             kek = self._keks.get(version)
         if kek is None:
             raise BadRequest(f"custodian {self._jurisdiction} holds no KEK version {version}")
-        return transport.derive_transport_key(kek, self._jurisdiction, version)
+        return transport.derive_transport_key(
+            kek, self._jurisdiction, version, self.transport_suite
+        )
 
     def _value_keys(self, subjects: Sequence[str], *, create: bool) -> dict[str, bytes]:
         entries = self._subject_entries(subjects, create=create)

@@ -6,19 +6,32 @@ to the home custodian's transport key. The gateway forwards that key envelope an
 blob; it never holds the data key or the plaintext. On an allowed access the custodian
 encrypts the data key to an ephemeral key the client chose for that request.
 
-Key envelope (after HPKE base mode, RFC 9180, built from pyca primitives)::
+Key envelope, format 2: an RFC 9180 HPKE message (base mode, single shot, through pyca's
+``hpke``; layout in :mod:`sovra.keys._hpke`) of the 32-byte data key, with::
+
+    info = "sovra-key-envelope/v2\n" purpose "\n" record header bytes
+
+``purpose`` is ``to-custodian`` (ingest) or ``to-client`` (access), so an envelope made for
+one direction, one record or one subject opens for no other. The suite is the recipient
+key's: X25519 by default, or a hybrid post-quantum KEM (ML-KEM-768 + X25519, ML-KEM-1024 +
+P-384) where the jurisdiction's ``key_transport`` setting asks for one. A custodian refuses
+an envelope of another suite than its own, and releases keys only to recipient keys of its
+suite or a stronger one.
+
+Key envelope, format 1 (before HPKE through the library; still opened, never made)::
 
     ephemeral X25519 public key (32) | nonce (12) | AES-256-GCM(k, data key) | tag (16)
     k    = HKDF-SHA256(ikm = X25519(ephemeral, recipient), salt = ephemeral | recipient,
                        info = label)
-    aad  = label = "sovra-key-envelope/v1\\n" purpose "\\n" record header bytes
+    aad  = label = "sovra-key-envelope/v1\n" purpose "\n" record header bytes
 
-``purpose`` is ``to-custodian`` (ingest) or ``to-client`` (access), so an envelope made for
-one direction, one record or one subject opens for no other.
+It is always 92 bytes, a size no format-2 envelope has, so the size tells the two apart.
 
 A custodian's transport key is derived from its KEK of the header's version
-(HKDF-SHA256, info ``"sovra-transport-key/v1\\n" J "\\n" v``): it needs no file of its own,
-it rotates with the KEK, and it is destroyed with that KEK version.
+(HKDF-SHA256, info ``"sovra-transport-key/v1\n" J "\n" v``, and ``"\n" suite`` for a
+suite other than X25519): it needs no file of its own, it rotates with the KEK, and it is
+destroyed with that KEK version. The 32 bytes are the X25519 private key, or the seed of the
+hybrid key (expanded as draft-ietf-hpke-pq does).
 
 The gateway hands the client the key to seal to. A client that got the custodians' keys
 out of band (``sovra keys transport-key``, run where the KEK files are) pins them in a
@@ -27,8 +40,11 @@ out of band (``sovra keys transport-key``, run where the KEK files are) pins the
     {
       "type": "sovra-transport-keys",
       "format": 1,
-      "keys": [{"jurisdiction": "PL", "kek_version": 1, "key": "<base64, 32 bytes>"}, ...]
+      "keys": [{"jurisdiction": "PL", "kek_version": 1, "key": "<base64>"}, ...]
     }
+
+A pinned key's size names its suite (32 bytes X25519, 1216 ML-KEM-768 + X25519, 1665
+ML-KEM-1024 + P-384).
 """
 
 from __future__ import annotations
@@ -46,23 +62,31 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sovra.errors import BadRequest, IntegrityError, VerificationError
-from sovra.keys import _aead
+from sovra.keys import _aead, _hpke
+from sovra.keys._hpke import DEFAULT_SUITE, SUITES, PrivateKey
 from sovra.keys.envelope import open_blob, seal
 from sovra.model import RecordHeader, check_jurisdiction, field_problem, parse_json
 
 __all__ = [
     "CLIENT_SEALED_CONTENT_TYPE",
-    "ENVELOPE_SIZE",
+    "DEFAULT_SUITE",
+    "LEGACY_ENVELOPE_SIZE",
+    "MAX_ENVELOPE_SIZE",
+    "MAX_PUBLIC_KEY_SIZE",
     "PINS_FORMAT",
-    "PUBLIC_KEY_SIZE",
+    "SUITES",
     "Direction",
+    "PrivateKey",
     "TransportPins",
     "check_public",
+    "check_suite",
     "derive_transport_key",
+    "envelope_size",
     "new_recipient",
     "open_key",
     "open_record",
     "public_bytes",
+    "require_suite",
     "seal_key",
     "seal_record",
 ]
@@ -71,10 +95,12 @@ Direction = Literal["to-custodian", "to-client"]
 
 CLIENT_SEALED_CONTENT_TYPE = "application/vnd.sovra.client-sealed"
 """The content type of a record header the gateway prepares for client-side sealing."""
-PUBLIC_KEY_SIZE = 32
-ENVELOPE_SIZE = PUBLIC_KEY_SIZE + _aead.OVERHEAD + _aead.KEY_SIZE
-"""An envelope always holds one 32-byte data key, so its size is fixed."""
-_LABEL = b"sovra-key-envelope/v1\n"
+_X25519_SIZE = 32
+LEGACY_ENVELOPE_SIZE = _X25519_SIZE + _aead.OVERHEAD + _aead.KEY_SIZE
+"""A format-1 envelope always holds one 32-byte data key, so its size is fixed (92)."""
+MAX_PUBLIC_KEY_SIZE = max(s.public_size for s in SUITES.values())
+_LABEL_V1 = b"sovra-key-envelope/v1\n"
+_LABEL = b"sovra-key-envelope/v2\n"
 _TRANSPORT_INFO = b"sovra-transport-key/v1\n"
 PINS_FORMAT = 1
 _PINS_TYPE = "sovra-transport-keys"
@@ -82,93 +108,136 @@ _MAX_PINS_BYTES = 1024 * 1024
 _MAX_PINS = 4096
 
 
+def envelope_size(suite: str) -> int:
+    """The size of a format-2 envelope of *suite* (one 32-byte data key).
+
+    Raises:
+        BadRequest: no such suite.
+    """
+    s = _hpke.suite(suite)
+    return _hpke.HEADER_SIZE + s.enc_size + _aead.KEY_SIZE + 16
+
+
+MAX_ENVELOPE_SIZE = max(envelope_size(name) for name in SUITES)
+
+
+def check_suite(name: str) -> str:
+    """Accept *name* as a key-transport suite (a jurisdiction's ``key_transport``).
+
+    Raises:
+        BadRequest: no such suite; the message lists them.
+    """
+    return _hpke.suite(name).name
+
+
 def _label(direction: Direction, header: RecordHeader) -> bytes:
     return _LABEL + direction.encode() + b"\n" + header.to_bytes()
 
 
-def _kdf(shared: bytes, ephemeral: bytes, recipient: bytes, label: bytes) -> bytes:
-    hkdf = HKDF(
-        algorithm=hashes.SHA256(), length=_aead.KEY_SIZE, salt=ephemeral + recipient, info=label
-    )
-    return hkdf.derive(shared)
-
-
-def new_recipient() -> X25519PrivateKey:
+def new_recipient(suite: str = DEFAULT_SUITE) -> PrivateKey:
     """A fresh key pair for one access request; its public half goes to the custodian."""
-    return X25519PrivateKey.generate()
+    return _hpke.generate(suite)
 
 
-def public_bytes(key: X25519PrivateKey) -> bytes:
-    """The raw 32-byte public key of *key*."""
-    return key.public_key().public_bytes_raw()
+def public_bytes(key: PrivateKey) -> bytes:
+    """The encoded public key of *key* (its size names its suite)."""
+    return key.public
 
 
-def check_public(recipient: bytes) -> None:
-    """Refuse anything but a usable 32-byte X25519 public key.
+def check_public(recipient: bytes) -> str:
+    """Refuse anything but a usable public key of one of the suites; return the suite.
 
     Raises:
-        BadRequest: wrong size, or a low-order point (no shared secret with it).
+        BadRequest: a size of no suite, an invalid key, or an X25519 point of small order
+            (no shared secret with it).
     """
-    if len(recipient) != PUBLIC_KEY_SIZE:
-        raise BadRequest(f"an X25519 public key is {PUBLIC_KEY_SIZE} bytes, got {len(recipient)}")
-    try:
-        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(recipient))
-    except ValueError:
-        raise BadRequest("the recipient is not a usable X25519 public key") from None
+    return _hpke.check_public(recipient).name
 
 
-def derive_transport_key(kek: bytes, jurisdiction: str, version: int) -> X25519PrivateKey:
-    """A custodian's transport key for KEK *version*; only the custodian can compute it."""
-    hkdf = HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=None,
-        info=_TRANSPORT_INFO + f"{jurisdiction}\n{version}".encode(),
-    )
-    return X25519PrivateKey.from_private_bytes(hkdf.derive(kek))
+def require_suite(recipient: bytes, minimum: str, jurisdiction: str) -> None:
+    """Refuse a recipient key weaker than suite *minimum* (a jurisdiction's setting).
+
+    Raises:
+        BadRequest: *recipient* is unusable, or of a suite below *minimum*.
+    """
+    got = _hpke.check_public(recipient)
+    want = _hpke.suite(minimum)
+    if got.rank < want.rank:
+        raise BadRequest(
+            f"jurisdiction {jurisdiction} releases keys only to {want.name} recipient keys "
+            f"or stronger (key_transport); this recipient key is {got.name}"
+        )
+
+
+def derive_transport_key(
+    kek: bytes, jurisdiction: str, version: int, suite: str = DEFAULT_SUITE
+) -> PrivateKey:
+    """A custodian's transport key for KEK *version*; only the custodian can compute it.
+
+    Raises:
+        BadRequest: no such suite.
+    """
+    s = _hpke.suite(suite)
+    info = _TRANSPORT_INFO + f"{jurisdiction}\n{version}".encode()
+    if s.name != DEFAULT_SUITE:
+        info += f"\n{s.name}".encode()
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=_hpke.SEED_SIZE, salt=None, info=info)
+    return _hpke.derive(s.name, hkdf.derive(kek))
 
 
 def seal_key(
     recipient: bytes, data_key: bytes, direction: Direction, header: RecordHeader
 ) -> bytes:
-    """Encrypt *data_key* to the X25519 public key *recipient*, bound to *header*.
+    """Encrypt *data_key* to the public key *recipient* (of any suite), bound to *header*.
 
     Raises:
-        BadRequest: *recipient* is not a 32-byte X25519 public key, or *data_key* is not
-            32 bytes.
+        BadRequest: *recipient* is not a usable public key of a suite, or *data_key* is
+            not 32 bytes.
     """
     if len(data_key) != _aead.KEY_SIZE:
         raise BadRequest(f"a data key is {_aead.KEY_SIZE} bytes, got {len(data_key)}")
-    if len(recipient) != PUBLIC_KEY_SIZE:
-        raise BadRequest(f"an X25519 public key is {PUBLIC_KEY_SIZE} bytes, got {len(recipient)}")
-    try:
-        peer = X25519PublicKey.from_public_bytes(recipient)
-        ephemeral = X25519PrivateKey.generate()
-        shared = ephemeral.exchange(peer)
-    except ValueError:
-        raise BadRequest("the recipient is not a usable X25519 public key") from None
-    eph = public_bytes(ephemeral)
-    label = _label(direction, header)
-    return eph + _aead.seal(_kdf(shared, eph, recipient, label), data_key, label)
+    return _hpke.seal(recipient, data_key, _label(direction, header))
 
 
 def open_key(
-    private: X25519PrivateKey, sealed: bytes, direction: Direction, header: RecordHeader
+    private: PrivateKey, sealed: bytes, direction: Direction, header: RecordHeader
 ) -> bytes:
-    """Reverse :func:`seal_key`.
+    """Reverse :func:`seal_key`; a format-1 envelope opens too, with an X25519 key.
 
     Raises:
-        IntegrityError: one message for every way the envelope can be wrong (size, another
+        BadRequest: the envelope is of another suite than *private*'s, has no HPKE header,
+            or is of another size than its suite's (a truncated encapsulation): public
+            facts, said precisely.
+        IntegrityError: one message for every other way the envelope can be wrong (another
             record, subject, direction or recipient, a changed byte).
     """
-    if len(sealed) != ENVELOPE_SIZE:
-        raise IntegrityError(f"key envelope of record {header.record_id} does not open")
-    eph = sealed[:PUBLIC_KEY_SIZE]
+    if len(sealed) == LEGACY_ENVELOPE_SIZE:
+        return _open_v1(private, sealed, direction, header)
     try:
-        shared = private.exchange(X25519PublicKey.from_public_bytes(eph))
-        label = _label(direction, header)
-        key = _kdf(shared, eph, public_bytes(private), label)
-        return _aead.open_sealed(key, sealed[PUBLIC_KEY_SIZE:], label)
+        return _hpke.open_message(private, sealed, _label(direction, header), _aead.KEY_SIZE)
+    except IntegrityError:
+        raise IntegrityError(f"key envelope of record {header.record_id} does not open") from None
+
+
+def _open_v1(
+    private: PrivateKey, sealed: bytes, direction: Direction, header: RecordHeader
+) -> bytes:
+    if not isinstance(private.key, X25519PrivateKey):
+        raise BadRequest(
+            f"the key envelope of record {header.record_id} is a format-1 (X25519) envelope; "
+            f"this key takes {private.suite.describe()}"
+        )
+    eph = sealed[:_X25519_SIZE]
+    label = _LABEL_V1 + direction.encode() + b"\n" + header.to_bytes()
+    try:
+        shared = private.key.exchange(X25519PublicKey.from_public_bytes(eph))
+        hkdf = HKDF(
+            algorithm=hashes.SHA256(),
+            length=_aead.KEY_SIZE,
+            salt=eph + private.public,
+            info=label,
+        )
+        return _aead.open_sealed(hkdf.derive(shared), sealed[_X25519_SIZE:], label)
     except (ValueError, IntegrityError):
         raise IntegrityError(f"key envelope of record {header.record_id} does not open") from None
 
@@ -180,7 +249,7 @@ def seal_record(header: RecordHeader, plaintext: bytes, custodian: bytes) -> tup
         header: the header the gateway prepared; its content type MUST be
             :data:`CLIENT_SEALED_CONTENT_TYPE`.
         plaintext: the record's content.
-        custodian: the home custodian's transport public key (32 bytes).
+        custodian: the home custodian's transport public key (its size names its suite).
 
     Returns:
         ``(blob, key envelope)``; neither reveals the data key or the plaintext.
@@ -195,16 +264,18 @@ def seal_record(header: RecordHeader, plaintext: bytes, custodian: bytes) -> tup
     return blob, seal_key(custodian, data_key, "to-custodian", header)
 
 
-def open_record(
-    header: RecordHeader, blob: bytes, sealed_key: bytes, private: X25519PrivateKey
-) -> bytes:
+def open_record(header: RecordHeader, blob: bytes, sealed_key: bytes, private: PrivateKey) -> bytes:
     """Open a released record on the client with the ephemeral key of the access request.
 
     Raises:
         IntegrityError: the key envelope, the blob or the header was changed, or the key
-            was sealed to another recipient; one message.
+            was sealed to another recipient or with another suite; one message, with the
+            envelope's public fault where it has one.
     """
-    data_key = open_key(private, sealed_key, "to-client", header)
+    try:
+        data_key = open_key(private, sealed_key, "to-client", header)
+    except BadRequest as exc:
+        raise IntegrityError(f"key envelope of record {header.record_id}: {exc.message}") from None
     return open_blob(header, blob, data_key)
 
 
@@ -214,7 +285,7 @@ class TransportPins:
 
     Obtained out of band, never from the gateway: a gateway that offers another key for a
     record (its own, to read the data key) is refused before anything sealed leaves the
-    client. Each key MUST be a usable 32-byte X25519 public key.
+    client. Each key MUST be a usable public key of one of the suites (its size names it).
     """
 
     keys: Mapping[tuple[str, int], bytes] = field(default_factory=dict)

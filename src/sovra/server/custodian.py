@@ -67,7 +67,7 @@ from sovra.errors import (
     SovraError,
     Unauthenticated,
 )
-from sovra.keys import LocalCustodian, values
+from sovra.keys import LocalCustodian, transport, values
 from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES
 from sovra.keys.remote import logged_purpose
 from sovra.keys.witnessed import MAX_PROOF_BYTES
@@ -386,7 +386,7 @@ class _Service:
         _check_justification(authorization, justification)
         if "recipient" in body:
             # Client-side sealing: each key leaves encrypted to the client's key only.
-            recipient = _b64(body["recipient"], "recipient", max_len=64)
+            recipient = _b64(body["recipient"], "recipient", max_len=transport.MAX_PUBLIC_KEY_SIZE)
             sealed = self.custodian.unwrap_many_to(pairs, authorization, requester, recipient)
             log.info(
                 "custodian %s released %d key(s) to %s's client via %s, log index %d",
@@ -469,9 +469,10 @@ class _Service:
         out = []
         for item in _items(body):
             fields = _fields(item, {"header", "keyEnvelope"}, set(), "a wrap-sealed item")
-            wrapped = self.custodian.wrap_sealed(
-                _b64(fields["keyEnvelope"], "keyEnvelope", max_len=256), _header(fields["header"])
+            envelope = _b64(
+                fields["keyEnvelope"], "keyEnvelope", max_len=transport.MAX_ENVELOPE_SIZE
             )
+            wrapped = self.custodian.wrap_sealed(envelope, _header(fields["header"]))
             out.append({"kekVersion": wrapped.kek_version, "wrapped": _enc(wrapped.blob)})
         return {"items": out}
 
