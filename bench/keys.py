@@ -48,6 +48,15 @@ the same custodian without, the per-batch witness round trip, and the gateway's 
 throughput with witnessed release on and off; measured by ``bench/witnessed_release.py``
 (its docstring says how).
 
+Key transport (``hpke_*``, ``--only hpke`` runs these alone): the CPU time of one data key
+sealed to a custodian's transport key (``transport.seal_key``: what a client does per
+record, and a custodian per key released to a client) and of one opened
+(``transport.open_key``), and of one fresh recipient key pair (``new_recipient``, per
+access request), for each HPKE suite: X25519 alone beside the hybrid post-quantum KEMs
+(ML-KEM-768 + X25519, ML-KEM-1024 + P-384). The suites run interleaved, round after
+round, and each figure is the best round's CPU time per operation (``time.process_time``,
+so a neighbour's load inflates it less than wall time), given as operations per second.
+
 Tink: Google Tink's streaming AEAD (AES256_GCM_HKDF_1MB) on 64 MiB, if the ``tink``
 package is installed; ``tink_ratio`` is sovra's seal throughput over Tink's.
 
@@ -76,7 +85,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sovra.keys import LocalCustodian, envelope
+from sovra.keys import LocalCustodian, envelope, transport
 from sovra.ledger import MemoryLogStorage, NoteSigner, SQLiteLogStorage, TransparencyLog
 from sovra.model import LogEntry, RecordHeader, ReleaseAuthorization, WrappedKey
 from witnessed_release import (  # beside this file: the script's folder is on sys.path
@@ -718,6 +727,76 @@ def bench_unwrap_remote(quick: bool) -> dict[str, Any]:
     return result
 
 
+# -- key transport: HPKE suites ---------------------------------------------------------------
+
+HPKE_HEADER = RecordHeader(
+    record_id="r-bench",
+    subject="ab" * 32,
+    jurisdiction="PL",
+    region="eu-central",
+    kek_version=1,
+    content_type=transport.CLIENT_SEALED_CONTENT_TYPE,
+)
+
+
+def cpu_per_op(fn: Callable[[], object], n: int) -> float:
+    """CPU seconds per call of *fn* over *n* calls."""
+    start = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - start) / n
+
+
+def bench_hpke(quick: bool) -> dict[str, Any]:
+    rounds, n = (3, 200) if quick else (7, 1000)
+    data_key = os.urandom(32)
+    ops: dict[str, dict[str, Callable[[], object]]] = {}
+    for suite in transport.SUITES:
+        private = transport.new_recipient(suite)
+        sealed = transport.seal_key(private.public, data_key, "to-client", HPKE_HEADER)
+        ops[suite] = {
+            "wrap": partial(transport.seal_key, private.public, data_key, "to-client", HPKE_HEADER),
+            "unwrap": partial(transport.open_key, private, sealed, "to-client", HPKE_HEADER),
+            "keygen": partial(transport.new_recipient, suite),
+        }
+    best: dict[str, dict[str, float]] = {s: {} for s in ops}
+    for _ in range(rounds):  # suites interleaved: each round runs every suite once
+        for suite, table in ops.items():
+            for name, fn in table.items():
+                seconds = cpu_per_op(fn, n)
+                best[suite][name] = min(best[suite].get(name, float("inf")), seconds)
+    result: dict[str, Any] = {"hpke_ops_per_round": n, "hpke_rounds": rounds}
+    for suite, table in best.items():
+        key = suite.replace("-", "_")
+        row = {f"{name}_per_s": 1 / seconds for name, seconds in table.items()}
+        row |= {f"{name}_cpu_us": seconds * 1e6 for name, seconds in table.items()}
+        row["envelope_bytes"] = transport.envelope_size(suite)
+        row["public_key_bytes"] = transport.SUITES[suite].public_size
+        result[key] = row
+        print(
+            f"hpke {suite}: wrap {row['wrap_per_s']:,.0f}/s ({row['wrap_cpu_us']:.0f} us CPU), "
+            f"unwrap {row['unwrap_per_s']:,.0f}/s ({row['unwrap_cpu_us']:.0f} us), "
+            f"key pair {row['keygen_per_s']:,.0f}/s; envelope {row['envelope_bytes']} B, "
+            f"public key {row['public_key_bytes']} B",
+            flush=True,
+        )
+    base = result["x25519"]
+    for suite in transport.SUITES:
+        if suite != "x25519":
+            key = suite.replace("-", "_")
+            result[key]["wrap_vs_x25519"] = result[key]["wrap_per_s"] / base["wrap_per_s"]
+            result[key]["unwrap_vs_x25519"] = result[key]["unwrap_per_s"] / base["unwrap_per_s"]
+    return result
+
+
+def hpke_summary(hpke: dict[str, Any]) -> dict[str, Any]:
+    return {
+        f"hpke_{suite.replace('-', '_')}_{op}_per_s": hpke[suite.replace("-", "_")][f"{op}_per_s"]
+        for suite in transport.SUITES
+        for op in ("wrap", "unwrap")
+    }
+
+
 # -- Tink's streaming AEAD ------------------------------------------------------------------
 
 
@@ -755,6 +834,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs (under a minute)")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "PATH", "KEY"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-custodian", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", choices=["hpke"], help="run one part alone (hpke: key transport suites)"
+    )
     args = parser.parse_args()
     if args.child:
         child(*args.child)
@@ -768,6 +850,10 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.2f} at start",
         flush=True,
     )
+    if args.only == "hpke":
+        hpke = bench_hpke(args.quick)
+        print(json.dumps({**hpke_summary(hpke), "quick": args.quick, "hpke": hpke}))
+        return
     rss = bench_peak_rss()  # first, while this process is still small
     seal_open = bench_seal_open(args.quick)
     large = [row for row in seal_open.values() if row["bytes"] >= MiB]
@@ -776,6 +862,7 @@ def main() -> None:
     remote = bench_unwrap_remote(args.quick)
     tink = bench_tink(args.quick, seal_open["64MiB"]["seal_gbps"])
     witnessed = bench_witnessed_release(args.quick)
+    hpke = bench_hpke(args.quick)
     summary = {
         "seal_ratio_min_1mib": min(r["seal_ratio"] for r in large),
         "open_ratio_min_1mib": min(r["open_ratio"] for r in large),
@@ -796,6 +883,7 @@ def main() -> None:
         "batch_remote_unwrap_batches_per_s": remote["batch_remote_unwrap_batches_per_s"],
         "tink_ratio": tink["tink_ratio"],
         **{k: witnessed[k] for k in WITNESSED_SUMMARY},
+        **hpke_summary(hpke),
         "quick": args.quick,
         "load_average_end": os.getloadavg()[0],
         "seconds": time.perf_counter() - started,
@@ -806,6 +894,7 @@ def main() -> None:
         "custodian_remote": remote,
         "tink": tink,
         "witnessed_release": witnessed,
+        "hpke": hpke,
     }
     print(json.dumps(summary, sort_keys=False))
 

@@ -223,10 +223,7 @@ def _public_key(public: bytes) -> tuple[Suite, Any]:
     s = suite_of_public(public)
     try:
         if s.name == "x25519":
-            key = x25519.X25519PublicKey.from_public_bytes(public)
-            # A point of small order shares no secret with anyone: RFC 9180's Encap fails.
-            x25519.X25519PrivateKey.generate().exchange(key)
-            return s, key
+            return s, x25519.X25519PublicKey.from_public_bytes(public)
         if s.name == "mlkem768-x25519":
             return s, hpke.MLKEM768X25519PublicKey(
                 mlkem.MLKEM768PublicKey.from_public_bytes(public[:_MLKEM768_PK]),
@@ -246,7 +243,13 @@ def check_public(public: bytes) -> Suite:
     Raises:
         BadRequest: as :func:`seal` would for this key.
     """
-    return _public_key(public)[0]
+    s, key = _public_key(public)
+    if s.name == "x25519":
+        try:  # a point of small order shares no secret with anyone: RFC 9180's Encap fails
+            x25519.X25519PrivateKey.generate().exchange(key)
+        except ValueError:
+            raise BadRequest("the recipient is not a usable x25519 public key") from None
+    return s
 
 
 def seal(public: bytes, plaintext: bytes, info: bytes) -> bytes:

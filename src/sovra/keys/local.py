@@ -104,6 +104,9 @@ class LocalCustodian(BaseCustodian):
         self._unlock = unlock
         self._sealer = sealer
         self.transport_suite = transport.check_suite(transport_suite)
+        # The transport key of each KEK version in use, beside the very KEK object it was
+        # derived from (a hybrid key takes an ML-KEM key generation to derive).
+        self._transport_keys: dict[int, tuple[bytes, transport.PrivateKey]] = {}
         self._file_stamp = self._stamp()
         # Recently used subject keys, unsealed. The cache is dropped whenever another
         # process commits to the store (a shred by ``sovra keys shred``), and a shred here
@@ -517,9 +520,16 @@ class LocalCustodian(BaseCustodian):
             kek = self._keks.get(version)
         if kek is None:
             raise BadRequest(f"custodian {self._jurisdiction} holds no KEK version {version}")
-        return transport.derive_transport_key(
+        cached = self._transport_keys.get(version)
+        if cached is not None and cached[0] is kek:
+            return cached[1]
+        private = transport.derive_transport_key(
             kek, self._jurisdiction, version, self.transport_suite
         )
+        # Keys of versions rotated away or reloaded are dropped with this change.
+        kept = {v: e for v, e in self._transport_keys.items() if self._keks.get(v) is e[0]}
+        self._transport_keys = {**kept, version: (kek, private)}
+        return private
 
     def _value_keys(self, subjects: Sequence[str], *, create: bool) -> dict[str, bytes]:
         entries = self._subject_entries(subjects, create=create)
