@@ -581,6 +581,15 @@ def get(
             "the log signed the decision naming this command's key",
         ),
     ] = None,
+    key_transport: Annotated[
+        str,
+        typer.Option(
+            "--key-transport",
+            help="HPKE suite of the key the records' keys are released to (with "
+            "--client-side): x25519, mlkem768-x25519 or mlkem1024-p384; a jurisdiction "
+            "whose key_transport is stronger refuses a weaker one",
+        ),
+    ] = "x25519",
     key: KeyOpt = None,
     deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
@@ -599,6 +608,14 @@ def get(
         raise typer.Exit(ExitCode.USAGE)
     if log_vkey is not None and not client_side:
         error("--log-vkey applies to --client-side only")
+        raise typer.Exit(ExitCode.USAGE)
+    if key_transport != "x25519" and not client_side:
+        error("--key-transport applies to --client-side only")
+        raise typer.Exit(ExitCode.USAGE)
+    from sovra.keys.transport import SUITES
+
+    if key_transport not in SUITES:
+        error(f"--key-transport must be one of {', '.join(SUITES)}, got {key_transport!r}")
         raise typer.Exit(ExitCode.USAGE)
     log_key = None
     if log_vkey is not None:
@@ -627,7 +644,9 @@ def get(
         "grant": grant,
         "justification": justification,
     }
-    with connect(url, principal, key, deployment, log_key=log_key) as client:
+    with connect(
+        url, principal, key, deployment, log_key=log_key, key_transport=key_transport
+    ) as client:
         if client_side:
             result = client.access_sealed(purpose, **request)
             result["records"] = {rid: _shown(data) for rid, data in result["records"].items()}

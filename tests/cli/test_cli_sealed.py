@@ -114,6 +114,12 @@ def test_put_and_get_client_side_with_pins(sovra, live, pins, tmp_path):
     checked = sovra(*live.args(*args, "--log-vkey", vkey))
     assert checked.code == 0, checked.err
     assert checked.json()["records"] == {rid: NOTE}
+    # Released to a post-quantum hybrid key instead: the decision logs that key.
+    hybrid = sovra(*live.args(*args, "--key-transport", "mlkem768-x25519"))
+    assert hybrid.code == 0, hybrid.err
+    assert hybrid.json()["records"] == {rid: NOTE}
+    logged = LogEntry.from_bytes(base64.b64decode(hybrid.json()["decision_entry"]))
+    assert transport.check_public(bytes.fromhex(logged.fields["recipient"])) == "mlkem768-x25519"
     other = NoteSigner("sovra.test/other", Ed25519PrivateKey.generate()).vkey
     refused = sovra(*live.args(*args, "--log-vkey", other))
     assert refused.code == 3
@@ -193,12 +199,23 @@ def test_client_side_without_pins_warns(sovra, live, tmp_path):
             "error --reveal needs the gateway to read the record; a client-sealed one it cannot",
         ),
         (("get", "--log-vkey", "x+00000000+AA"), "error --log-vkey applies to --client-side only"),
+        (
+            ("get", "--key-transport", "mlkem768-x25519"),
+            "error --key-transport applies to --client-side only",
+        ),
+        (
+            ("get", "--client-side", "--key-transport", "kyber"),
+            "error --key-transport must be one of x25519, mlkem768-x25519, mlkem1024-p384, "
+            "got 'kyber'",
+        ),
     ],
     ids=[
         "pins without client-side",
         "purpose with client-side",
         "reveal with client-side",
         "log-vkey without client-side",
+        "key-transport without client-side",
+        "unknown key-transport",
     ],
 )
 def test_options_that_do_not_go_together_are_usage_errors(sovra, live, tmp_path, args, message):

@@ -360,9 +360,10 @@ def connect(
     *,
     transport_pins: TransportPins | None = None,
     log_key: Ed25519PublicKey | None = None,
+    key_transport: str = "x25519",
 ) -> Iterator[Client]:
     """A client for *url*, signing as *principal* when given, with *transport_pins* and the
-    log's *log_key* if any."""
+    log's *log_key* if any, and keys released to it in suite *key_transport*."""
     from sovra.client import Client
     from sovra.keys import load_ed25519
     from sovra.model import check_id
@@ -378,7 +379,12 @@ def connect(
             )
         signing_key = load_ed25519(path)
     with Client(
-        url, principal, signing_key, transport_pins=transport_pins, log_key=log_key
+        url,
+        principal,
+        signing_key,
+        transport_pins=transport_pins,
+        log_key=log_key,
+        key_transport=key_transport,
     ) as client:
         yield client
 
