@@ -978,7 +978,7 @@ class Gateway:
         :meth:`access`; the gateway returns blobs and keys it cannot open.
 
         Raises:
-            BadRequest: *recipient* is not an X25519 public key, and as :meth:`access`.
+            BadRequest: *recipient* is not a public key of an HPKE suite, and as :meth:`access`.
             NotFound: as :meth:`access`.
             Denied: the decision is deny; it is in the log at ``exc.log_index``.
         """

@@ -93,3 +93,17 @@ def test_a_classical_recipient_gets_nothing_released(http, hybrid, clock) -> Non
     with pytest.raises(BadRequest, match=f"only to {HYBRID} recipient keys or stronger"):
         classical.access_sealed("customer-support", record_ids=[rid])
     assert not _released(hybrid)
+
+
+def test_the_largest_suite_fits_every_limit_on_the_way(root: Path, clock: Any) -> None:
+    _set_pl(root, 'key_transport = "mlkem1024-p384"')
+    dep = Deployment.open(root, clock=clock)
+    try:
+        with TestClient(create_app(dep), raise_server_exceptions=True) as http:
+            client = _client(http, dep, clock, key_transport="mlkem1024-p384")
+            rid = client.ingest_sealed("anna@example.pl", "PL", SECRET)["record_id"]
+            result = client.access_sealed("customer-support", record_ids=[rid])
+        assert result["records"] == {rid: SECRET.encode()}
+        assert len(_released(dep)) == 1
+    finally:
+        dep.close()

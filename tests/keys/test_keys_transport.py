@@ -169,9 +169,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.parametrize("suite", SUITES)
 def test_a_custodian_service_takes_client_sealed_keys(
-    pl: LocalCustodian, log_key: Ed25519PrivateKey
+    tmp_path: Path, log_key: Ed25519PrivateKey, suite: str
 ) -> None:
+    pl = LocalCustodian.create(
+        tmp_path / "PL.key", "PL", log_key.public_key(), clock=lambda: NOW, transport_suite=suite
+    )
     token = b"t" * 32
     app = create_custodian_app(pl, token=token)
     port = _free_port()
@@ -190,7 +194,7 @@ def test_a_custodian_service_takes_client_sealed_keys(
             with pytest.raises(BadRequest, match="does not open"):
                 remote.wrap_sealed(envelope, sealed_header("rec-2"))
             wrapped = remote.wrap_sealed(envelope, hdr)
-            me = transport.new_recipient()
+            me = transport.new_recipient(suite)
             mine = transport.public_bytes(me)
             with pytest.raises(Denied):
                 remote.unwrap_many_to([(wrapped, hdr)], None, REQUESTER, mine)

@@ -417,7 +417,8 @@ class RemoteCustodian:
     # -- client-side sealing (sovra.keys.transport) -----------------------------------------
 
     def transport_key(self) -> tuple[int, bytes]:
-        """The service's ``(current KEK version, X25519 transport public key)``.
+        """The service's ``(current KEK version, transport public key)`` (its size names its
+        HPKE suite).
 
         Raises:
             BadRequest: the service takes no client-sealed keys.

@@ -182,7 +182,13 @@ def _xks_message(exc: SovraError) -> str:
     return "".join(c if " " <= c <= "~" else "?" for c in exc.message)[:511]
 
 
+# Base64 lengths of the largest transport public key and key envelope (any HPKE suite).
+_B64_PUBLIC_KEY = 4 * -(-transport.MAX_PUBLIC_KEY_SIZE // 3)
+_B64_ENVELOPE = 4 * -(-transport.MAX_ENVELOPE_SIZE // 3)
+
+
 def _b64(value: object, what: str, *, max_len: int = 64 * 1024) -> bytes:
+    """The bytes of base64 text of at most *max_len* characters."""
     if not isinstance(value, str) or len(value) > max_len:
         raise BadRequest(f"{what} must be a base64 string")
     try:
@@ -386,7 +392,7 @@ class _Service:
         _check_justification(authorization, justification)
         if "recipient" in body:
             # Client-side sealing: each key leaves encrypted to the client's key only.
-            recipient = _b64(body["recipient"], "recipient", max_len=transport.MAX_PUBLIC_KEY_SIZE)
+            recipient = _b64(body["recipient"], "recipient", max_len=_B64_PUBLIC_KEY)
             sealed = self.custodian.unwrap_many_to(pairs, authorization, requester, recipient)
             log.info(
                 "custodian %s released %d key(s) to %s's client via %s, log index %d",
@@ -469,9 +475,7 @@ class _Service:
         out = []
         for item in _items(body):
             fields = _fields(item, {"header", "keyEnvelope"}, set(), "a wrap-sealed item")
-            envelope = _b64(
-                fields["keyEnvelope"], "keyEnvelope", max_len=transport.MAX_ENVELOPE_SIZE
-            )
+            envelope = _b64(fields["keyEnvelope"], "keyEnvelope", max_len=_B64_ENVELOPE)
             wrapped = self.custodian.wrap_sealed(envelope, _header(fields["header"]))
             out.append({"kekVersion": wrapped.kek_version, "wrapped": _enc(wrapped.blob)})
         return {"items": out}

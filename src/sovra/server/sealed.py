@@ -41,9 +41,11 @@ class SealedIngestBody(Strict):
 
 
 class SealedAccessBody(AccessBody):
-    """An access whose keys are released to the client's ephemeral X25519 key only."""
+    """An access whose keys are released to the client's ephemeral key only."""
 
-    recipient: str = Field(description="the client's ephemeral X25519 public key, base64")
+    recipient: str = Field(
+        description="the client's ephemeral public key, base64 (its size names its HPKE suite)"
+    )
     reveal: Literal[False] = Field(
         default=False, description="client-sealed records hold no tokens or sealed values"
     )
@@ -66,7 +68,7 @@ def add_sealed_routes(app: FastAPI, gateway: Gateway, caller: Any) -> None:
 
     @app.get("/v1/sealed/custodians", tags=["sealed"])
     def custodians() -> dict[str, Any]:
-        """Each custodian's transport key (X25519, base64) that takes client-sealed keys."""
+        """Each custodian's transport key (base64; its size names its HPKE suite)."""
         out: dict[str, Any] = {}
         for code, custodian in gw.custodians.items():
             if isinstance(custodian, SealingCustodian):
