@@ -7,7 +7,7 @@ the time it reaches the tail the helper has usually finished it. Texts go to the
 and findings come back (kinds and offsets, never a value) as :mod:`marshal` frames over
 its standard input and output; nothing else crosses (:mod:`sovra.classify._helper`).
 
-The helper is ``python -m sovra.classify._helper``, started by the first batch large
+The helper runs :func:`sovra.classify._helper.main`, started by the first batch large
 enough to share, in the background: until it says it is ready (its imports and the
 scanner's tables take about a second), batches are scanned here whole, so no caller
 waits for it to start. One batch at a time uses it; another batch meanwhile is scanned
@@ -18,7 +18,6 @@ batch goes on. It ends when its input closes, so it never outlives this process.
 from __future__ import annotations
 
 import contextlib
-import os
 import select
 import subprocess
 import sys
@@ -39,8 +38,15 @@ MIN_SHARED = 64
 """Texts a batch holds at least before the helper takes a share of it."""
 
 _HELPER_SHARE = 0.7
-"""The part of a shared batch (its tail) the helper scans: the caller does more per record
-than the scan, so it keeps less of the scanning."""
+"""The part of a shared batch (its tail) the helper scans at first: the caller does more
+per record than the scan, so it keeps less of the scanning. Each shared batch moves it a
+step: down if the caller had to wait for the helper's answer, up if the answer was there
+first, within the bounds below (the machine may be shared, and either side slowed)."""
+
+_SHARE_STEP = 0.05
+_SHARE_BOUNDS = (0.2, 0.9)
+_PROMPT_S = 0.001
+"""An answer read within this long was there before the caller came for it."""
 
 _RETRY_AFTER_S = 60.0
 """After a helper failed, how long batches are scanned here alone before another starts."""
@@ -56,13 +62,17 @@ class _Helper:
     """One helper process and its pipes."""
 
     def __init__(self) -> None:
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": _SRC if not path else f"{_SRC}{os.pathsep}{path}"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sovra.classify._helper"],
+        # This package's own folder first, unless it is on the path anyway (installed):
+        # the helper runs the same code, and site-packages never goes before the stdlib.
+        boot = (
+            f"import sys; src = {_SRC!r}\n"
+            "if src not in sys.path: sys.path.insert(0, src)\n"
+            "from sovra.classify._helper import main; main()"
+        )
+        self.proc = subprocess.Popen(  # noqa: S603 - this interpreter, a constant program
+            [sys.executable, "-c", boot],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=env,
             close_fds=True,
         )
         assert self.proc.stdin is not None
@@ -103,6 +113,7 @@ class ScanPool:
         self._helper: _Helper | None = None
         self._failed_at = -_RETRY_AFTER_S
         self._closed = False
+        self._share = _HELPER_SHARE  # moved by the batch holding the helper only
 
     def scan_many(self, texts: Sequence[str]) -> Iterator[Scanned]:
         """Each text's findings (or the error scanning it raised), in order.
@@ -113,7 +124,7 @@ class ScanPool:
         helper = self._take(len(texts))
         if helper is None:
             return _here(texts)
-        cut = len(texts) - int(len(texts) * _HELPER_SHARE)
+        cut = len(texts) - int(len(texts) * self._share)
         try:
             write_frame(helper.stdin, list(texts[cut:]))
         except (OSError, ValueError):
@@ -128,7 +139,12 @@ class ScanPool:
         try:
             yield from _here(texts[:cut])
             asked = False
-            found = results_from(read_frame(helper.stdout), len(texts) - cut)
+            start = time.monotonic()
+            frame = read_frame(helper.stdout)
+            step = _SHARE_STEP if time.monotonic() - start < _PROMPT_S else -_SHARE_STEP
+            found = results_from(frame, len(texts) - cut)
+            low, high = _SHARE_BOUNDS
+            self._share = min(high, max(low, self._share + step))
         except (OSError, ValueError, EOFError, TypeError):
             found = None
         finally:
