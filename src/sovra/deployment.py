@@ -65,6 +65,7 @@ from sovra.ledger.cosigning import CheckpointCosignatures, cosignature_store
 from sovra.ledger.witnessing import Witnessing, load_policy, open_witnessing
 from sovra.model import Principal, Role, check_id, check_jurisdiction
 from sovra.policy import BulkGuard, BulkLimits, DecisionPoint, default_pack
+from sovra.release_proofs import ReleaseProofs
 from sovra.store import (
     BlobStoreBase,
     FilesystemBlobStore,
@@ -368,6 +369,8 @@ class Deployment:
             policy=policy,
         )
         witnessing = open_witnessing(log, cosignatures, timeout_s=config.witness_timeout_s)
+        if witnessing is not None:  # custodians may then demand the allows' proofs
+            gateway.release_proofs = ReleaseProofs.following(log, witnessing)
         recovery = check.recover(store, log, now_ms=int(clock() * 1000)) if recover else None
         bearer = None
         if config.oidc is not None:

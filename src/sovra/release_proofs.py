@@ -11,6 +11,10 @@ a batch already covered by the last cosigned checkpoint costs none.
 
 A witness is anything with ``add_checkpoint(note, old_size, proof) -> str`` returning the
 cosignature line(s), or the note with them appended (:class:`sovra.ledger.Witness`).
+
+A deployment whose log witnesses every batch itself (``[witnesses] policy``,
+:class:`sovra.ledger.witnessing.Witnessing`) has had its decisions covered by then:
+:meth:`ReleaseProofs.following` takes the log's cosigned checkpoint and sends nothing more.
 """
 
 from __future__ import annotations
@@ -38,6 +42,18 @@ class CheckpointWitness(Protocol):
         ...
 
 
+class CosignedCheckpoints(Protocol):
+    """A log's own witnessing (:class:`sovra.ledger.witnessing.Witnessing`)."""
+
+    def cover(self, size: int) -> None:
+        """Return once a quorum-cosigned checkpoint covers *size* entries, or a round failed."""
+        ...
+
+    def cosigned_checkpoint(self) -> str:
+        """The newest quorum-cosigned checkpoint, with its cosignature lines."""
+        ...
+
+
 class ReleaseProofs:
     """Attaches to logged allows their inclusion proof into a witness-cosigned checkpoint.
 
@@ -51,6 +67,7 @@ class ReleaseProofs:
         witnesses: Sequence[CheckpointWitness],
         *,
         quorum: int | None = None,
+        source: CosignedCheckpoints | None = None,
     ) -> None:
         """Collect cosignatures of *log*'s checkpoints from *witnesses*.
 
@@ -58,12 +75,13 @@ class ReleaseProofs:
             log: the log the decisions are in.
             witnesses: where each checkpoint is sent.
             quorum: how many must cosign before the allows go on (default: all).
+            source: instead of *witnesses*, the log's own witnessing (:meth:`following`).
 
         Raises:
             ConfigError: no witness, or an impossible quorum.
         """
         quorum = len(witnesses) if quorum is None else quorum
-        if not 0 < quorum <= len(witnesses):
+        if source is None and not 0 < quorum <= len(witnesses):
             raise ConfigError(f"a quorum of {quorum} out of {len(witnesses)} witnesses")
         self._log = log
         self._witnesses = list(witnesses)
@@ -78,6 +96,12 @@ class ReleaseProofs:
         )
         self.round_trips = 0
         """How many checkpoints were sent to the witnesses (for benchmarks and tests)."""
+        self._source = source
+
+    @classmethod
+    def following(cls, log: TransparencyLog, source: CosignedCheckpoints) -> ReleaseProofs:
+        """Proofs into the checkpoints *log*'s own witnessing gets cosigned per batch."""
+        return cls(log, (), source=source)
 
     def attach(self, authorizations: Sequence[ReleaseAuthorization]) -> list[ReleaseAuthorization]:
         """Each authorization with its entry's tlog-proof into one cosigned checkpoint.
@@ -114,6 +138,19 @@ class ReleaseProofs:
         Raises:
             Unavailable: fewer than the quorum of witnesses cosigned.
         """
+        if self._source is not None:
+            self._source.cover(size)  # at once, unless the log's last round missed these
+            try:
+                latest = self._source.cosigned_checkpoint()
+            except SovraError as exc:
+                raise Unavailable(f"no witnessed checkpoint: {exc.message}") from None
+            reached = _size(latest)
+            if reached < size:
+                raise Unavailable(
+                    f"the newest checkpoint the witnesses cosigned covers {reached} entries, "
+                    f"not the {size} this release needs (the log's round for them failed)"
+                )
+            return reached, latest
         with self._lock:
             if self._cosigned is not None and self._cosigned[0] >= size:
                 return self._cosigned

@@ -127,3 +127,57 @@ def _leaf(entry: bytes) -> bytes:
     import hashlib
 
     return hashlib.sha256(b"\x00" + entry).digest()
+
+
+def test_a_log_that_witnesses_each_batch_hands_its_proofs_to_the_custodian(
+    root: Path, tmp_path: Path
+) -> None:
+    """``[witnesses] policy`` in sovra.toml: the log gets each batch cosigned before its
+    receipts return, and the gateway hands the custodian proofs into those checkpoints; the
+    custodian's own policy (the same witnesses, read from its folder) decides."""
+    from contextlib import ExitStack
+
+    from sovra.server.background import running
+    from sovra.server.witness import create_witness_app
+
+    first = Deployment.open(root)
+    vkey = first.gateway.log.verifier_key
+    first.close()
+    witnesses = [
+        Witness(CosignatureSigner(f"w{n}.flows.example", Ed25519PrivateKey.generate()), [vkey])
+        for n in (1, 2, 3)
+    ]
+    with ExitStack() as stack:
+        urls = [stack.enter_context(running(create_witness_app(w))) for w in witnesses]
+        lines = [
+            f"witness {n} {w.vkey} {u}" for n, w, u in zip("ABC", witnesses, urls, strict=True)
+        ]
+        (root / "witnesses.policy").write_text(
+            "\n".join([*lines, "group two 2 A B C", "quorum two"]) + "\n"
+        )
+        toml = (root / "sovra.toml").read_text()
+        assert "keys = []\n" in toml
+        (root / "sovra.toml").write_text(
+            toml.replace("keys = []\n", 'policy = "witnesses.policy"\ntimeout_s = 5\n', 1)
+        )
+        policy = ReleasePolicy.of([w.vkey for w in witnesses], 2, 60)
+        policy_path(root / "custodians" / "PL.key").write_bytes(policy.to_json())
+        dep = stack.enter_context(_closing(Deployment.open(root)))
+        gw = dep.gateway
+        assert gw.release_proofs is not None
+        svc = dep.store.get_principal("svc-pl")
+        record = gw.ingest(svc, subject_id="anna@example.pl", jurisdiction="PL", content=TEXT)
+        result = gw.access(svc, purpose="customer-support", record_ids=[record.record_id])
+        assert result.records[record.record_id] == TEXT
+        assert gw.release_proofs.round_trips == 0  # the log's own rounds served it
+        # Without the gateway's proofs, the same custodian refuses.
+        gw.release_proofs = None
+        with pytest.raises(Denied) as caught:
+            gw.access(svc, purpose="customer-support", record_ids=[record.record_id])
+        assert "not witnessed: the allow came without" in _refusal(dep, caught.value)
+
+
+def _closing(dep: Deployment) -> object:
+    from contextlib import closing
+
+    return closing(dep)
