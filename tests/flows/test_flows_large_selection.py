@@ -114,7 +114,7 @@ def test_her_records_are_served_through_the_custodian_service(big: Big) -> None:
     local = gateway.custodians
     try:
         with running(create_custodian_app(served, token=TOKEN)) as url:
-            remote = RemoteCustodian(url, "PL", TOKEN)
+            remote = RemoteCustodian(url, "PL", TOKEN, timeout_s=300)  # 10,000 keys, busy machine
             gateway.custodians = {**local, "PL": remote}
             try:
                 _read_all(big)

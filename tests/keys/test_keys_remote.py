@@ -108,8 +108,13 @@ def remote(service: Service, request: pytest.FixtureRequest) -> Iterator[RemoteC
     """The service's client over HTTP, and over the local socket: every test of it runs
     on both carriers."""
     url = service.url if request.param == "http" else service.socket_url
-    with RemoteCustodian(url, "PL", TOKEN) as r:
+    with RemoteCustodian(url, "PL", TOKEN, timeout_s=_PATIENT_S) as r:
         yield r
+
+
+_PATIENT_S = 120.0
+"""How long a call may take before the test gives up: a 16 MiB body, or a thousand keys,
+takes seconds on a busy machine, and the client's 5 s default is for production."""
 
 
 def header(record_id: str = "r-1", subject: str = ALICE, version: int = 1) -> RecordHeader:
@@ -261,6 +266,7 @@ def _raw(service: Service, path: str, body: Any, token: bytes = TOKEN) -> httpx.
         service.url + API_PREFIX + path,
         content=json.dumps(body).encode(),
         headers={"Authorization": "Bearer " + token.hex()},
+        timeout=_PATIENT_S,
     )
 
 
@@ -307,6 +313,7 @@ def test_malformed_bodies_are_refused_by_the_bounded_parser(
         service.url + API_PREFIX + "/keys/PL/metadata",
         content=raw,
         headers={"Authorization": "Bearer " + TOKEN.hex()},
+        timeout=_PATIENT_S,
     )
     assert response.status_code == 400
     assert response.json()["errorName"] == "ValidationException"
@@ -744,6 +751,7 @@ def test_an_oversized_body_is_refused_before_it_is_read_whole(service: Service) 
         service.url + API_PREFIX + "/keys/PL/unwrap-batches",
         content=chunks(),
         headers={"Authorization": "Bearer " + TOKEN.hex()},
+        timeout=_PATIENT_S,
     )
     assert streamed.status_code == 400
     assert streamed.json()["errorName"] == "ValidationException"
