@@ -105,6 +105,7 @@ _OIDC_KEYS = frozenset(
         "jurisdiction_claim",
         "jurisdictions",
         "writes",
+        "subject_claim",
     }
 )
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -141,6 +142,9 @@ class OidcConfig:
     jurisdiction: str | None = None
     jurisdiction_claim: str | None = None
     writes: bool = False
+    # The claim naming the data subject a ``subject`` token stands for (None: no subject
+    # signs in with a bearer token).
+    subject_claim: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,11 +545,13 @@ def _auth(section: Mapping[str, Any], known: tuple[str, ...]) -> OidcConfig | No
             f"{where} algorithms {', '.join(refused)} refused: only asymmetric signatures "
             f"({', '.join(sorted(OIDC_ALGORITHMS))})"
         )
-    bearer_roles = {r.value for r in Role} - {Role.SUBJECT.value}
+    bearer_roles = {r.value for r in Role}
+    if "subject_claim" not in texts:
+        bearer_roles.discard(Role.SUBJECT.value)
     if not set(lists["roles"]) <= bearer_roles:
         raise ConfigError(
-            f"{where} roles: one of {', '.join(sorted(bearer_roles))} each (a subject "
-            "principal signs her own tokens)"
+            f"{where} roles: one of {', '.join(sorted(bearer_roles))} each (subject only "
+            "with subject_claim, the claim naming her subject id)"
         )
     if not set(lists["jurisdictions"]) <= set(known):
         raise ConfigError(f"{where} jurisdictions: only jurisdictions configured here")
@@ -576,6 +582,7 @@ _OIDC_TEXTS = (
     "role_claim",
     "jurisdiction",
     "jurisdiction_claim",
+    "subject_claim",
 )
 _OIDC_NUMBERS = ("leeway_s", "max_token_bytes", "jwks_cache_s", "jwks_refresh_s")
 _MAX_LEEWAY_S = 300
@@ -743,6 +750,7 @@ def render_default_config(
         '# role_claim = "roles"              # or role = "analyst" for every caller',
         '# jurisdiction_claim = "sovra_jurisdiction"   # or jurisdiction = "PL"',
         '# roles = ["service", "analyst", "auditor"]',
+        '# subject_claim = "email"   # with "subject" in roles: data subjects sign in too',
         "# writes = false",
     ]
     for code in jurisdictions:

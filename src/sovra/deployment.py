@@ -376,7 +376,9 @@ class Deployment:
         if config.oidc is not None:
             from sovra.oidc import BearerAuthenticator  # only a deployment with [auth.oidc]
 
-            bearer = BearerAuthenticator(config.oidc, clock=clock)
+            bearer = BearerAuthenticator(
+                config.oidc, clock=clock, commitment=gateway.commitment
+            )
         return cls(
             root,
             config,

@@ -12,7 +12,9 @@ accepted only if all of this holds, in this order (each failure its own 401):
    of made-up key ids costs the issuer one request per period, not one per token);
 4. the signature verifies; ``iss`` and ``aud`` are the configured ones; ``exp`` is in the
    future, ``nbf`` and ``iat`` not, each within ``leeway_s``;
-5. its claims name a principal, one allowed role and one allowed jurisdiction.
+5. its claims name a principal, one allowed role and one allowed jurisdiction; a
+   ``subject`` role (only where ``subject_claim`` is set) also names her subject id, and
+   the principal stands for that subject at home in the token's jurisdiction.
 
 A bearer token, unlike a signed sovra token, binds neither the method, the path nor the
 body, and works until it expires: whoever sees it (a proxy's log, a browser's history)
@@ -92,10 +94,21 @@ _RETRY_AFTER_S = 5.0
 class BearerAuthenticator:
     """Checks bearer JWTs against one issuer's JWKS and maps their claims to principals."""
 
-    def __init__(self, config: OidcConfig, *, clock: Callable[[], float]) -> None:
-        """Create an authenticator for *config*'s issuer; *clock* gives UNIX seconds."""
+    def __init__(
+        self,
+        config: OidcConfig,
+        *,
+        clock: Callable[[], float],
+        commitment: Callable[[str, str], str] | None = None,
+    ) -> None:
+        """Create an authenticator for *config*'s issuer; *clock* gives UNIX seconds.
+
+        *commitment* (jurisdiction, subject id -> the subject's commitment) lets a token
+        whose role is ``subject`` stand for the subject its ``subject_claim`` names.
+        """
         self._config = config
         self._clock = clock
+        self._commitment = commitment
         # The set is kept jwks_cache_s; fetching it again for an unknown kid is gated
         # here, on this authenticator's clock, rather than by the client's own cooldown.
         self._keys = PyJWKClient(
@@ -228,7 +241,23 @@ class BearerAuthenticator:
             raise Unauthenticated(
                 f"bearer token's {c.principal_claim!r} is not a usable principal id"
             ) from None
-        return Principal(principal_id, self._jurisdiction(claims), self._role(claims), _NO_KEY)
+        jurisdiction, role = self._jurisdiction(claims), self._role(claims)
+        subject = self._subject(claims, jurisdiction) if role is Role.SUBJECT else ""
+        return Principal(principal_id, jurisdiction, role, _NO_KEY, subject)
+
+    def _subject(self, claims: Mapping[str, Any], jurisdiction: str) -> str:
+        """The commitment of the subject a ``subject`` token stands for: her id is the
+        ``subject_claim``, her home the token's jurisdiction."""
+        claim = self._config.subject_claim
+        if claim is None or self._commitment is None:
+            raise Unauthenticated("this deployment takes no bearer token for a data subject")
+        value = claims.get(claim)
+        if not isinstance(value, str) or not value:
+            raise Unauthenticated(f"bearer token has no {claim!r} claim naming its subject")
+        try:
+            return self._commitment(jurisdiction, value)
+        except BadRequest:
+            raise Unauthenticated(f"bearer token's {claim!r} is not a usable subject id") from None
 
     def _role(self, claims: Mapping[str, Any]) -> Role:
         c = self._config

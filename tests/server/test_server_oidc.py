@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -102,6 +103,13 @@ class Issuer:
 
 @pytest.fixture
 def issuer() -> Iterator[Issuer]:
+    with run_issuer() as idp:
+        yield idp
+
+
+@contextmanager
+def run_issuer() -> Iterator[Issuer]:
+    """An issuer with an RSA, a P-256 and an Ed25519 key, its JWKS served on loopback."""
     idp = Issuer()
     idp.add("rsa-1", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))
     idp.add("ec-1", "ES256", ec.generate_private_key(ec.SECP256R1()))

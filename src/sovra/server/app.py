@@ -30,6 +30,7 @@ from sovra.server.batch import add_batch_routes
 from sovra.server.bodies import AccessBody, IngestBody
 from sovra.server.direct import in_thread, serve_directly
 from sovra.server.docs import describe_api, mount_docs
+from sovra.server.erasure import add_erasure_routes
 from sovra.server.governance import add_governance_routes
 from sovra.server.handlers import add_error_handlers
 from sovra.server.home import add_home_routes
@@ -141,6 +142,7 @@ def create_app(deployment: Deployment) -> FastAPI:
 
     add_governance_routes(app, gov, Caller)
     add_policy_routes(app, gov, Caller)
+    add_erasure_routes(app, gov, Caller)
     add_sealed_routes(app, gw, Caller)
     add_batch_routes(app, gw, Caller, receipt=receipt_json, access=access_json)
 

@@ -32,7 +32,11 @@ export async function getJSON(url, init) {
   const body = await r.json().catch(() => ({}));
   if (!r.ok) {
     const why = body?.error?.message || body?.detail || body?.message || `HTTP ${r.status}`;
-    throw new Error(typeof why === "string" ? why : JSON.stringify(why));
+    const err = new Error(typeof why === "string" ? why : JSON.stringify(why));
+    err.status = r.status;
+    // A refusal by policy names the log entry that records it.
+    if (Number.isInteger(body?.log_index)) err.logIndex = body.log_index;
+    throw err;
   }
   return body;
 }
