@@ -94,7 +94,10 @@ def test_governance_sits_beside_the_gateway_not_above_it():
 
 def test_model_imports_no_other_sovra_module_but_errors_and_the_merkle_hashing():
     inner = {i for i in _imports(SRC / "model.py") if i.startswith("sovra")}
-    assert inner <= {"sovra.errors", "sovra_verify._merkle"}
+    # ... and the receipts' signed statement, which the auditor's verifier checks too.
+    assert inner <= {"sovra.errors", "sovra_verify._merkle", "sovra_verify.receipt"}
+    promise = {i for i in _imports(VERIFIER / "receipt.py") if i.startswith("sovra")}
+    assert promise <= {"sovra_verify.errors", "sovra_verify._merkle", "sovra_verify.note"}
     # The Merkle hashing below the model is the log's own, and leans on nothing above.
     hashing = {i for i in _imports(VERIFIER / "_merkle.py") if i.startswith("sovra")}
     assert hashing <= {"sovra_verify.errors"}

@@ -26,7 +26,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sovra.errors import BadRequest, VerificationError
-from sovra_verify._merkle import leaf_hash, root_from_inclusion, root_from_leaf_hashes
+from sovra_verify._merkle import leaf_hash, root_from_leaf_hashes
+from sovra_verify.receipt import batch_promise, promise_bytes
 
 __all__ = [
     "ENTRY_KINDS",
@@ -775,14 +776,8 @@ class LogReceipt:
         Raises:
             VerificationError: a batch promise whose path does not fit its batch.
         """
-        if self.batch_size:
-            root = _batch_root(self.leaf_hash, self.index, self)
-            return batch_promise(self.origin, self.batch_start, self.batch_size, self.time_ms, root)
-        return (
-            f"sovra-promise/v1\n{self.origin}\n{self.index}\n{self.time_ms}\n".encode()
-            + self.leaf_hash.hex().encode()
-            + b"\n"
-        )
+        batch = (self.batch_start, self.batch_size, self.batch_path)
+        return promise_bytes(self.origin, self.index, self.leaf_hash, self.time_ms, batch)
 
     def verify(self, log_key: Ed25519PublicKey, entry: bytes) -> None:
         """Check that this receipt is the log's and that it covers *entry*.
@@ -846,23 +841,6 @@ class LogReceipt:
             )
         except (TypeError, ValueError, OverflowError) as exc:  # Overflow: int(1e999)
             raise BadRequest(f"malformed receipt: {exc}") from None
-
-
-def batch_promise(origin: str, start: int, size: int, time_ms: int, root: bytes) -> bytes:
-    """The bytes the log key signs for the batch ``[start, start + size)`` whose RFC 9162
-    root is *root*: the one statement every receipt of the batch carries."""
-    return f"sovra-promise/v2\n{origin}\n{start}\n{size}\n{time_ms}\n{root.hex()}\n".encode()
-
-
-def _batch_root(leaf: bytes, index: int, receipt: LogReceipt) -> bytes:
-    """The root of a promise's batch, rebuilt from *leaf* and its path (RFC 9162 2.1.3.2)."""
-    start, size = receipt.batch_start, receipt.batch_size
-    if not 0 <= index - start < size:
-        raise VerificationError(f"receipt index {index} is outside its batch")
-    try:
-        return root_from_inclusion(leaf, index - start, size, receipt.batch_path)
-    except VerificationError as exc:
-        raise VerificationError(f"receipt batch path does not fit its batch: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from sovra_verify.errors import BadRequest, SovraError, Unavailable, Verificatio
 from sovra_verify.note import NoteVerifier, open_note
 from sovra_verify.policy import PolicyCheck, WitnessPolicy
 from sovra_verify.proof import ProofCheck, TlogProof
+from sovra_verify.receipt import Receipt, check_receipts, verify_receipt
 from sovra_verify.remote import LogReader
 from sovra_verify.tiles import TileAudit, audit_tiles
 from sovra_verify.verify import (
@@ -40,6 +41,7 @@ __all__ = [
     "NoteVerifier",
     "PolicyCheck",
     "ProofCheck",
+    "Receipt",
     "SovraError",
     "TileAudit",
     "TlogProof",
@@ -49,6 +51,7 @@ __all__ = [
     "__version__",
     "audit_log",
     "audit_tiles",
+    "check_receipts",
     "find_split_view",
     "load_vkey",
     "open_note",
@@ -57,6 +60,7 @@ __all__ = [
     "verify_checkpoint_consistency",
     "verify_cosignatures",
     "verify_entry_inclusion",
+    "verify_receipt",
 ]
 
 __version__ = "0.1.0"

@@ -5,12 +5,14 @@
     sovra-verify prove URL INDEX --vkey KEY
     sovra-verify verify-proof FILE --vkey KEY [--witness W ... [--quorum N] | --policy FILE]
                  [--entry FILE]
+    sovra-verify receipt FILE --vkey KEY [--entry FILE ...]
 
 ``--vkey`` is required: a C2SP verifier key string, or a file holding one. The key the
 gateway states for itself is never used; it is compared with the given one only to say
 which of the two a failure is about. Exit codes: 0 verified; 1 bad input or a refusal;
 2 a usage error; 3 something did not verify (a signature, a hash, a proof, a stale or
-split log); 4 the gateway could not be reached or did not answer as one.
+split log, a receipt); 4 the gateway could not be reached or did not answer as one.
+``receipt`` is offline: it reads files only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sovra_verify.audit import audit_log, load_vkey, prove_entry, read_note
 from sovra_verify.cosignature import CosignatureVerifier
 from sovra_verify.errors import BadRequest, IntegrityError, SovraError, Unavailable
 from sovra_verify.proof import check_proof_file, proof_report, trust_policy
+from sovra_verify.receipt import check_receipts
 from sovra_verify.remote import LogReader
 from sovra_verify.verify import verify_checkpoint
 
@@ -103,6 +106,25 @@ def _parser() -> argparse.ArgumentParser:
     offline.add_argument(
         "--entry", type=Path, metavar="FILE", help="the entry expected (default: the proof's own)"
     )
+
+    receipt = commands.add_parser(
+        "receipt",
+        help="check a receipt (or a gateway answer holding receipts) offline with the log key",
+    )
+    receipt.add_argument(
+        "file",
+        type=Path,
+        help="JSON: a receipt, or an answer with receipt / decision_receipt / release_receipt",
+    )
+    _vkey_option(receipt)
+    receipt.add_argument(
+        "--entry",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an entry's exact bytes (repeatable): one of the receipts must cover it",
+    )
     return parser
 
 
@@ -120,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "log":
             _log(args)
+        elif args.command == "receipt":
+            _receipt(args)
         elif args.command == "prove":
             _prove(args)
         else:
@@ -188,6 +212,52 @@ def _verify_proof(args: argparse.Namespace) -> None:
     key = None if args.vkey is None else load_vkey(args.vkey)
     checked = check_proof_file(args.file, policy, log_vkey=key, entry=args.entry)
     print(json.dumps(proof_report(checked), indent=2))
+
+
+def _receipt(args: argparse.Namespace) -> None:
+    key = load_vkey(args.vkey)
+    try:
+        document = json.loads(_read_bytes(args.file, "receipt"))
+    except (ValueError, RecursionError):
+        raise BadRequest(f"{args.file} is not JSON") from None
+    entries = [_read_bytes(path, "entry") for path in args.entry]
+    found = check_receipts(document, key, entries)
+    print(
+        json.dumps(
+            {
+                "log": key.name,
+                "receipts": [
+                    {
+                        "field": name,
+                        "index": r.index,
+                        "time_ms": r.time_ms,
+                        "leaf_hash": r.leaf_hash.hex(),
+                        "batch": {"start": r.batch_start, "size": r.batch_size}
+                        if r.batch_size
+                        else None,
+                    }
+                    for name, r in found
+                ],
+                "entries_covered": len(entries),
+                "verified": True,
+            },
+            indent=2,
+        )
+    )
+
+
+_MAX_FILE_BYTES = 1 << 24
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        with path.open("rb") as f:
+            data = f.read(_MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise BadRequest(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    if len(data) > _MAX_FILE_BYTES:
+        raise BadRequest(f"the {what} file {path} is over {_MAX_FILE_BYTES} bytes")
+    return data
 
 
 def _write(path: Path, note: str) -> None:

@@ -11,21 +11,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from tests.serving import SOVRA, free_port, serve, stop, wait_for
 
 CHROMIUM = Path(os.environ.get("SOVRA_CHROMIUM", "/usr/bin/chromium"))
-SOVRA = Path(sys.executable).with_name("sovra")
 
 
 def _absent(what: str) -> NoReturn:
@@ -77,23 +75,19 @@ class Served:
         return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(url: str, proc: subprocess.Popen[bytes], output: Path, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"sovra serve exited: {output.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(url + "/v1/info", timeout=5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"sovra serve did not answer at {url} within {seconds} s")
+@contextmanager
+def serving(root: Path) -> Iterator[Served]:
+    """``sovra serve`` over *root* until the block ends (its output to a file beside the
+    deployment: a pipe nobody reads fills up with the access log and blocks the server)."""
+    port = free_port()
+    output = root.parent / "serve.log"
+    proc = serve(root, port, workers=None, output=output)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(url, proc)
+        yield Served(url, root)
+    finally:
+        stop(proc, output)
 
 
 @pytest.fixture(scope="session")
@@ -103,40 +97,24 @@ def served(browser: Any) -> Iterator[Served]:
     base = Path(tempfile.mkdtemp(prefix="sovra-page-"))
     base.chmod(0o711)  # the custodians' and gateway's users walk down to their parts
     root = base / "deployment"
-    env = dict(os.environ)
     try:
         for args in (["init", root], ["demo", "--deployment", root]):
             ran = subprocess.run(
-                [SOVRA, *args], capture_output=True, text=True, env=env, timeout=600, check=False
+                [SOVRA, *args], capture_output=True, text=True, timeout=600, check=False
             )
             assert ran.returncode == 0, ran.stdout + ran.stderr
-        port = _free_port()
-        # The server's output goes to a file: a pipe nobody reads fills up with the access
-        # log and blocks the server.
-        output = base / "serve.log"
-        with output.open("wb") as out:
-            proc = subprocess.Popen(
-                [SOVRA, "serve", root, "--port", str(port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_for(url, proc, output)
-            yield Served(url, root)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+        with serving(root) as gateway:
+            yield gateway
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture
-def page(browser: Any, served: Served) -> Iterator[Any]:
-    """A fresh browser context (nothing remembered) and page on the served gateway."""
+@contextmanager
+def fresh_page(browser: Any, url: str) -> Iterator[Any]:
+    """A fresh browser context (nothing remembered) and page on the gateway at *url*; no
+    script error may happen on it."""
     context = browser.new_context(
-        viewport={"width": 1100, "height": 900}, base_url=served.url, accept_downloads=True
+        viewport={"width": 1100, "height": 900}, base_url=url, accept_downloads=True
     )
     context.set_default_timeout(60_000)
     opened = context.new_page()
@@ -147,6 +125,13 @@ def page(browser: Any, served: Served) -> Iterator[Any]:
     finally:
         context.close()
     assert errors == [], errors
+
+
+@pytest.fixture
+def page(browser: Any, served: Served) -> Iterator[Any]:
+    """A fresh page on the served gateway."""
+    with fresh_page(browser, served.url) as opened:
+        yield opened
 
 
 @pytest.fixture

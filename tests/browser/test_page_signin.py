@@ -8,16 +8,14 @@ whose ``[auth.oidc]`` takes ``subject`` tokens (``subject_claim = "email"``); th
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.browser.conftest import SOVRA, Served, _free_port, _wait_for
+from tests.browser.conftest import Served, fresh_page, serving
 from tests.server.test_server_oidc import Issuer, oidc_table, run_issuer
 
 from sovra.deployment import Deployment
@@ -54,38 +52,16 @@ def signin(browser: Any, issuer: Issuer) -> Iterator[Served]:
                 dep.gateway.ingest(svc, subject_id=ANNA[1], jurisdiction=ANNA[0], content=NOTE)
         finally:
             dep.close()
-        port = _free_port()
-        output = base / "serve.log"
-        with output.open("wb") as out:
-            proc = subprocess.Popen(
-                [SOVRA, "serve", root, "--port", str(port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=dict(os.environ),
-            )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_for(url, proc, output)
-            yield Served(url, root)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+        with serving(root) as gateway:
+            yield gateway
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
 def page(browser: Any, signin: Served) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1100, "height": 900}, base_url=signin.url)
-    context.set_default_timeout(60_000)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
+    with fresh_page(browser, signin.url) as opened:
         yield opened
-    finally:
-        context.close()
-    assert errors == [], errors
 
 
 def _token(issuer: Issuer, subject_id: str = ANNA[1]) -> str:
