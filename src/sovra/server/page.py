@@ -32,6 +32,8 @@ __all__ = ["STATIC", "add_page_routes"]
 STATIC = Path(__file__).parent / "static"
 _PAGE = 100
 _SERIES_WIDTH = 40
+_PLOTTED = ("jurisdiction", "requester", "justification", "found-kind", "minimised-kind")
+"""The facets the page plots over time, a series per key."""
 
 
 def add_page_routes(app: FastAPI, deployment: Deployment, answer: type[Any]) -> None:
@@ -76,6 +78,7 @@ def add_page_routes(app: FastAPI, deployment: Deployment, answer: type[Any]) -> 
                 "totals": t.totals(),
                 "grants": t.grant_rows(time.time()),
                 "series": t.series(_SERIES_WIDTH),
+                "facet_series": t.facet_series(_PLOTTED, _SERIES_WIDTH),
                 "principals": t.principals(),
                 "witnesses": list(deployment.config.witnesses),
                 "witness_quorum": deployment.config.witness_quorum,
@@ -87,12 +90,17 @@ def add_page_routes(app: FastAPI, deployment: Deployment, answer: type[Any]) -> 
         facet: Annotated[str, Query(max_length=64)],
         key: Annotated[str, Query(max_length=512)],
         offset: Annotated[int, Query(ge=0)] = 0,
+        start_ms: Annotated[int | None, Query(ge=0)] = None,
+        end_ms: Annotated[int | None, Query(ge=0)] = None,
     ) -> Any:
-        """The log entries behind one count of the summary, ``100`` at a time."""
+        """The log entries behind one count of the summary, ``100`` at a time; with
+        *start_ms* and *end_ms*, those of one span of a plot (``[start_ms, end_ms)``)."""
         t = current()
         if facet not in t.facets:
             raise BadRequest(f"unknown facet {facet!r}")
-        found = t.indices(facet, key)
+        if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+            raise BadRequest("end_ms must be after start_ms")
+        found = t.indices(facet, key, start_ms, end_ms)
         shown = found[offset : offset + _PAGE]
         return answer(
             {
@@ -100,6 +108,8 @@ def add_page_routes(app: FastAPI, deployment: Deployment, answer: type[Any]) -> 
                 "key": key,
                 "total": len(found),
                 "offset": offset,
+                "start_ms": start_ms,
+                "end_ms": end_ms,
                 "entries": [{"index": i, "entry": log.entry(i).decode()} for i in shown],
             }
         )

@@ -23,7 +23,7 @@ from typing import Any
 from sovra.errors import SovraError
 from sovra.model import LogEntry, Principal
 
-__all__ = ["BULK_POLICIES", "Tally", "buckets"]
+__all__ = ["BULK_POLICIES", "Tally", "buckets", "span"]
 
 BULK_POLICIES = (
     "bulk-collection-per-request",
@@ -90,10 +90,32 @@ class Tally:
                 self._take(self.size + offset, data)
             self.size = size
 
-    def indices(self, facet: str, key: str) -> list[int]:
-        """The log indices filed under *facet* and *key* (empty if none)."""
+    def indices(
+        self, facet: str, key: str, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[int]:
+        """The log indices filed under *facet* and *key* (empty if none), only those whose
+        entry's time is in ``[start_ms, end_ms)`` where either is given."""
         with self._lock:
-            return list(self.facets.get(facet, {}).get(key, ()))
+            found = self.facets.get(facet, {}).get(key, ())
+            if start_ms is None and end_ms is None:
+                return list(found)
+            low = -1 if start_ms is None else start_ms
+            high = float("inf") if end_ms is None else end_ms
+            return [i for i in found if low <= self.times[i] < high]
+
+    def facet_series(self, facets: Iterable[str], width: int) -> dict[str, dict[str, list[int]]]:
+        """Per facet and key, its entries in the *width* spans of :meth:`series` (the same
+        start and step), so each bar of a plot is a count of log entries, as each number is."""
+        with self._lock:
+            start, step = span(self.times, width)
+            out: dict[str, dict[str, list[int]]] = {}
+            for facet in facets:
+                keys = out.setdefault(facet, {})
+                for key, found in self.facets.get(facet, {}).items():
+                    counts = keys[key] = [0] * width
+                    for i in found:
+                        counts[_slot(self.times[i], start, step, width)] += 1
+            return out
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Every facet's keys with their number of entries."""
@@ -200,10 +222,12 @@ class Tally:
         if isinstance(kinds, dict):
             for name, n in kinds.items():
                 self._file("found", f"{j}|{name}|{purpose}", index)
+                self._file("found-kind", str(name), index)
                 self._add("found", f"{j}|{name}|{purpose}", int(n))
         if isinstance(actions, dict):
             for name, action in actions.items():
                 self._file("minimised", f"{j}|{name}|{action}|{purpose}", index)
+                self._file("minimised-kind", f"{name}|{action}", index)
 
     def _decision(self, index: int, principal: str, f: Mapping[str, Any]) -> None:
         effect = str(f.get("effect"))
@@ -236,20 +260,33 @@ class Tally:
             self._file("grant-used", self._by_digest.get(grant, grant), index)
 
 
+def span(times: array[int], width: int) -> tuple[int, int]:
+    """The start and step (ms) of *width* equal spans from the first to the last time
+    (``(0, 0)`` for a log with no time yet)."""
+    stamped = [t for t in times if t > 0]
+    if not stamped:
+        return 0, 0
+    start, end = min(stamped), max(stamped)
+    return start, max(1, -(-(end - start + 1) // width))
+
+
+def _slot(t: int, start: int, step: int, width: int) -> int:
+    """The span a time falls in (an entry with no time: the first)."""
+    return min(width - 1, max(0, (t - start) // step)) if t > 0 and step else 0
+
+
 def buckets(
     times: array[int], kinds: array[int], effects: array[int], width: int
 ) -> dict[str, Any]:
     """Counts per kind and per effect in *width* equal spans between the first and last time."""
-    stamped = [t for t in times if t > 0]
-    if not stamped:
+    start, step = span(times, width)
+    if not step:
         return {"start_ms": 0, "step_ms": 0, "kinds": {}, "effects": {}, "size": []}
-    start, end = min(stamped), max(stamped)
-    step = max(1, -(-(end - start + 1) // width))
     per_kind: dict[str, list[int]] = {}
     per_effect: dict[str, list[int]] = {"allow": [0] * width, "deny": [0] * width}
     sizes = [0] * width
     for t, k, e in zip(times, kinds, effects, strict=True):
-        slot = min(width - 1, max(0, (t - start) // step)) if t > 0 else 0
+        slot = _slot(t, start, step, width)
         name = _KINDS[k] if k < len(_KINDS) else "unreadable"
         per_kind.setdefault(name, [0] * width)[slot] += 1
         if e:

@@ -2,6 +2,7 @@
 // kind and purpose (counts, never values), exportable as CSV and JSON.
 
 import { countLink, h, table } from "./dom.js";
+import { facetPlot } from "./plot.js";
 
 /** One row per jurisdiction, kind and purpose: findings, records, and each action's count. */
 export function complianceRows(summary) {
@@ -65,6 +66,20 @@ export async function complianceView(ctx, main) {
     }));
   t.id = "compliance";
   main.append(t);
+  if (s.series.size.length) {
+    main.append(h("h3", {}, "Over time"),
+      h("p", { class: "muted" }, "Records with each kind found, and each minimisation action per kind, per span of time; each coloured part links to the ingest entries it counts."));
+    const plots = [
+      ["found-kind", "Records in which the scanner found each kind, over time", (k) => k],
+      ["minimised-kind", "Minimisation per kind and action, over time", (k) => k.replace("|", " → ")],
+    ];
+    for (const [facet, title, label] of plots) {
+      const series = s.facet_series?.[facet] || {};
+      if (!Object.keys(series).length) continue;
+      main.append(h("h4", {}, title), facetPlot({ id: `plot-${facet}`, title, facet,
+        start: s.series.start_ms, step: s.series.step_ms, series, label }));
+    }
+  }
   const ingests = Object.entries(s.facets.ingest || {}).sort();
   if (ingests.length) {
     main.append(h("h3", {}, "Records ingested"), Object.assign(table("Records per jurisdiction and declared purpose",

@@ -3,7 +3,7 @@
 // the log entries behind it.
 
 import { countLink, getJSON, h, table, time } from "./dom.js";
-import { legend, stacked } from "./plot.js";
+import { facetPlot, legend, stacked } from "./plot.js";
 
 function split(facet) {
   // "allow|PL" -> rows keyed by the part after the effect
@@ -79,6 +79,16 @@ export async function decisionsView(ctx, main) {
   if (e && s.series.size.length) {
     main.append(h("h3", {}, "Over time"),
       stacked("Decisions allowed and denied over time", s.series.start_ms, s.series.step_ms, e), legend(Object.keys(e)));
+    main.append(h("p", { class: "muted" }, "Each bar below is a span of time; each coloured part links to the log entries it counts."));
+    const said = (k) => k.replace("|", " · ");
+    for (const [facet, what] of [["jurisdiction", "the jurisdiction of the data"],
+      ["requester", "the requester's jurisdiction"], ["justification", "justification"]]) {
+      const series = s.facet_series?.[facet] || {};
+      if (!Object.keys(series).length) continue;
+      main.append(h("h4", {}, `Allowed and denied by ${what}, over time`),
+        facetPlot({ id: `plot-${facet}`, title: `Decisions by ${what} over time (allow or deny · key)`, facet,
+          start: s.series.start_ms, step: s.series.step_ms, series, label: said }));
+    }
   }
 }
 
@@ -86,10 +96,13 @@ export async function entriesView(ctx, main, params) {
   const facet = params.get("facet") || "";
   const key = params.get("key") || "";
   const offset = Number(params.get("offset") || 0);
-  const q = new URLSearchParams({ facet, key, offset: String(offset) });
+  const span = {};
+  for (const k of ["start_ms", "end_ms"]) if (params.get(k)) span[k] = params.get(k);
+  const q = new URLSearchParams({ facet, key, offset: String(offset), ...span });
   const r = await getJSON(`/v1/page/entries?${q}`);
   main.append(h("h2", {}, "Log entries"),
-    h("p", {}, `${r.total} entries filed under `, h("code", {}, facet), " ", h("code", {}, key),
+    h("p", { id: "entries-about" }, `${r.total} entries filed under `, h("code", {}, facet), " ", h("code", {}, key),
+      span.start_ms ? ` from ${time(Number(span.start_ms))} to ${time(Number(span.end_ms))}` : "",
       r.total > r.entries.length ? ` (showing ${offset + 1}–${offset + r.entries.length})` : ""));
   main.append(h("ol", { class: "events", id: "entries", start: String(offset + 1) }, r.entries.map((e) => {
     const entry = JSON.parse(e.entry);
@@ -99,7 +112,7 @@ export async function entriesView(ctx, main, params) {
       h("details", {}, h("summary", {}, "entry"), h("pre", { class: "mono" }, JSON.stringify(entry, null, 1))));
   })));
   if (offset + r.entries.length < r.total) {
-    const next = new URLSearchParams({ facet, key, offset: String(offset + r.entries.length) });
+    const next = new URLSearchParams({ facet, key, offset: String(offset + r.entries.length), ...span });
     main.append(h("a", { href: `#/entries?${next}` }, "Next entries"));
   }
 }

@@ -1,4 +1,5 @@
-// Small SVG plots: a line (the log's size over time) and stacked bars (entries per kind).
+// Small SVG plots: a line (the log's size over time), stacked bars (entries per kind), and
+// stacked bars per facet whose every segment links to the log entries behind it.
 
 const NS = "http://www.w3.org/2000/svg";
 export const COLOURS = ["#0b57a4", "#c2410c", "#0b6b2e", "#7c3aed", "#a4161a", "#4a4a4a", "#b8860b", "#0e7490"];
@@ -69,4 +70,42 @@ export function legend(names) {
     div.append(span);
   });
   return div;
+}
+
+/** Stacked bars over time of one facet's keys (``series[key]`` counts per span); each
+ * segment is a link to the entries behind it (``#/entries?facet&key&start_ms&end_ms``),
+ * reached with Tab and named in words for a screen reader. */
+export function facetPlot({ id, title, facet, start, step, series, label = (k) => k }) {
+  const names = Object.keys(series).sort();
+  const n = names.length ? series[names[0]].length : 0;
+  const totals = Array.from({ length: n }, (_, i) => names.reduce((s, k) => s + series[k][i], 0));
+  const maxY = Math.max(1, ...totals);
+  const svg = frame(title, maxY, start, step, n, clock);
+  svg.setAttribute("role", "group");
+  svg.removeAttribute("aria-label");
+  svg.setAttribute("aria-labelledby", `${id}-title`);
+  svg.querySelector("title").id = `${id}-title`;
+  const w = 580 / Math.max(1, n);
+  for (let i = 0; i < n; i++) {
+    let y = 190;
+    const from = start + i * step;
+    names.forEach((k, c) => {
+      const v = series[k][i];
+      if (!v) return;
+      const hgt = (180 * v) / maxY;
+      y -= hgt;
+      const q = new URLSearchParams({ facet, key: k, start_ms: String(from), end_ms: String(from + step) });
+      const words = `${label(k)}: ${v} ${v === 1 ? "entry" : "entries"}, ${clock(from)} to ${clock(from + step)}`;
+      const a = el("a", { href: `#/entries?${q}`, "aria-label": words, class: "seg" });
+      const r = el("rect", { x: 50 + i * w + 1, y, width: Math.max(1, w - 2), height: hgt, fill: COLOURS[c % COLOURS.length] });
+      r.append(el("title", {}, words));
+      a.append(r);
+      svg.append(a);
+    });
+  }
+  const fig = document.createElement("figure");
+  fig.id = id;
+  fig.className = "plot";
+  fig.append(svg, legend(names.map(label)));
+  return fig;
 }
