@@ -450,6 +450,20 @@ def open_store(root: Path) -> tuple[Config, MetadataStore]:
     return config, open_metadata_store(_database_url(root, config), timeouts=config.postgres)
 
 
+def open_log(root: Path, config: Config) -> TransparencyLog:
+    """The deployment's transparency log alone (its storage and signing key), for commands
+    that log a change they make beside the gateway (``sovra principal``).
+
+    Raises:
+        ConfigError: the log's key or storage cannot be opened.
+    """
+    return TransparencyLog(
+        _open_log_storage(root, config),
+        NoteSigner(config.origin, load_ed25519(root / "keys" / "log.key")),
+        config.origin,
+    )
+
+
 def become_gateway(root: Path) -> custody.CustodianProcesses | None:
     """Start the deployment's custodian processes, then (as root) become the gateway's user.
 

@@ -688,7 +688,16 @@ def named_ids(fields: Mapping[str, Any], name: str, beside: Sequence[str]) -> tu
 
 
 ENTRY_KINDS = frozenset(
-    {"ingest", "decision", "key_release", "grant", "grant_revoked", "policy_activation", "shred"}
+    {
+        "ingest",
+        "decision",
+        "key_release",
+        "grant",
+        "grant_revoked",
+        "policy_activation",
+        "shred",
+        "principal",
+    }
 )
 
 

@@ -10,6 +10,13 @@ spends the token's nonce.
 32-byte seed, as ``sovra init`` does) to a new file of mode 0600, or take the public key
 of a pair the caller keeps (``--public-key FILE``: PEM, or the raw 32 bytes, or their
 base64), so the private key never reaches the deployment.
+
+Every change is a ``principal`` entry in the transparency log (action ``add``, ``revoke``
+or ``rotate-key``; the principal's id, jurisdiction and role; the SHA-256 of its public
+key, and of the key it replaces), appended after the request is checked and before the
+store changes: a principal is never usable, or unusable, before the log says so, and a
+refused request (an id taken, an unknown one, a key file that holds no Ed25519 public
+key, the same key again) changes neither the store nor the log.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from sovra._cli.common import DeploymentDir, JsonOpt, need_deployment, out, prin
 from sovra.errors import BadRequest, ConfigError
 
 if TYPE_CHECKING:
+    from sovra.config import Config
     from sovra.model import Principal
 
 __all__ = ["principal_app"]
@@ -93,10 +101,12 @@ def add(
             )
         raw, written = _new_key(deployment, principal_id, public_key, key_out, replace=False)
         principal = Principal(principal_id, code, Role(role), raw)
+        index = _log_change(deployment, config, "add", principal)
         store.put_principal(principal)
     finally:
         store.close()
-    print_json(_shown(principal) | ({"private_key_file": str(written)} if written else {}))
+    shown = _shown(principal) | {"log_index": index}
+    print_json(shown | ({"private_key_file": str(written)} if written else {}))
 
 
 @principal_app.command("list")
@@ -130,14 +140,16 @@ def revoke(
     from sovra.model import check_id
 
     check_id(principal_id, "principal id")
-    _, store = open_store(deployment)
+    config, store = open_store(deployment)
     try:
+        current = store.get_principal(principal_id)
+        index = _log_change(deployment, config, "revoke", current)
         store.remove_principal(principal_id)
     finally:
         store.close()
     kept = deployment / "principals" / f"{principal_id}.key"
     kept.unlink(missing_ok=True)
-    print_json({"revoked": principal_id})
+    print_json({"revoked": principal_id, "log_index": index})
 
 
 @principal_app.command("rotate-key")
@@ -161,17 +173,58 @@ def rotate_key(
     check_id(principal_id, "principal id")
     if public_key is not None and key_out is not None:
         raise BadRequest("--key-out is for a key made here; with --public-key none is made")
-    _, store = open_store(deployment)
+    config, store = open_store(deployment)
     try:
         current = store.get_principal(principal_id)
-        raw, written = _new_key(deployment, principal_id, public_key, key_out, replace=True)
-        if raw == current.public_key:
+        if public_key is not None and _read_public(public_key) == current.public_key:
             raise BadRequest(f"that is {principal_id}'s current key already")
+        raw, written = _new_key(deployment, principal_id, public_key, key_out, replace=True)
         rotated = replace(current, public_key=raw)
+        index = _log_change(deployment, config, "rotate-key", rotated, current.public_key)
         store.put_principal(rotated)
     finally:
         store.close()
-    print_json(_shown(rotated) | ({"private_key_file": str(written)} if written else {}))
+    shown = _shown(rotated) | {"log_index": index}
+    print_json(shown | ({"private_key_file": str(written)} if written else {}))
+
+
+LOGGED_BY = "sovra-cli"
+"""Who a ``principal`` entry names as acting: whoever runs ``sovra principal`` on the
+deployment's files (the gateway's operator), not a principal that signs requests."""
+
+
+def _log_change(
+    deployment: Path,
+    config: Config,
+    action: str,
+    principal: Principal,
+    previous_key: bytes | None = None,
+) -> int:
+    """Append the ``principal`` entry of *action* on *principal*; its log index.
+
+    Raises:
+        ConfigError: the log cannot be opened or written (nothing changed).
+    """
+    import time
+
+    from sovra.deployment import open_log
+    from sovra.model import LogEntry
+
+    fields: dict[str, str] = {
+        "action": action,
+        "id": principal.id,
+        "jurisdiction": principal.jurisdiction,
+        "role": str(principal.role),
+        "key": hashlib.sha256(principal.public_key).hexdigest(),
+    }
+    if previous_key is not None:
+        fields["previous_key"] = hashlib.sha256(previous_key).hexdigest()
+    entry = LogEntry("principal", int(time.time() * 1000), LOGGED_BY, fields)
+    log = open_log(deployment, config)
+    try:
+        return log.append(entry.to_bytes(), ["principal", f"principal:{principal.id}"]).index
+    finally:
+        log.close()
 
 
 def _each(deployment: Path) -> list[Principal]:

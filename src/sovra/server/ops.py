@@ -208,8 +208,10 @@ class _Metrics:
             if hasattr(custodian, "on_call"):
                 custodian.on_call = _timer(custodian_calls, code)
         self.tally = _LogTally(deployment)
+        self.oversight = _Oversight(deployment)
         if not self.multiprocess:
             self.registry.register(self.tally)
+            self.registry.register(self.oversight)
 
     def render(self) -> bytes:
         """The exposition of every metric (every worker's, with several)."""
@@ -223,6 +225,7 @@ class _Metrics:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         registry.register(self.tally)
+        registry.register(self.oversight)
         return generate_latest(registry)
 
 
@@ -322,6 +325,51 @@ class _LogTally:
                 home = "unknown"  # removed since, or not a principal id
             self._homes[principal_id] = home
         return home
+
+
+class _Oversight:
+    """The review queue and the bulk guard's alerts by state, read at each scrape (a
+    collector): what an operator alerts on. Counts only, as on the public log: no
+    requester, no subject. The queue and the alerts are the guard's, shared by every
+    worker, so any worker answers with the same counts."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self._decisions = deployment.gateway.decisions
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        guard = self._decisions.guard
+        waiting: dict[tuple[str, str], int] = {}
+        for item in self._decisions.reviews():
+            key = (item.queue, "allow" if item.allow else "deny")
+            waiting[key] = waiting.get(key, 0) + 1
+        queue = GaugeMetricFamily(
+            "sovra_review_queue",
+            "Decisions waiting for review, by queue and effect",
+            labels=["queue", "effect"],
+        )
+        for (name, effect), n in sorted(waiting.items()):
+            queue.add_metric([name, effect], n)
+        yield queue
+        now, window = guard.clock(), guard.limits.window_s
+        states: dict[tuple[str, str], int] = {}
+        for alert in guard.alerts():
+            state = "active" if now - alert.time_s < window else "past"
+            key = (state, alert.jurisdiction)
+            states[key] = states.get(key, 0) + 1
+        alerts = GaugeMetricFamily(
+            "sovra_bulk_alerts",
+            "Bulk-guard alerts kept (the last 1000), by state (active: raised within the "
+            "guard's window) and the requester's jurisdiction",
+            labels=["state", "jurisdiction"],
+        )
+        for (state, home), n in sorted(states.items()):
+            alerts.add_metric([state, home], n)
+        yield alerts
 
 
 # -- routes -------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ _KINDS = (
     "grant_revoked",
     "policy_activation",
     "shred",
+    "principal",
 )
 _EFFECTS = ("", "allow", "deny")
 UNLISTED = "unlisted"
