@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sovra.errors import SovraError
-from sovra.model import LogEntry, Principal
+from sovra.model import ENTRY_KINDS, LogEntry, Principal
 
 __all__ = ["BULK_POLICIES", "Tally", "buckets", "span"]
 
@@ -34,16 +34,8 @@ BULK_POLICIES = (
 """The bulk-collection guard's rules (policy/packs/gdsi.cedar): a deny by one is a refusal
 of the guard."""
 
-_KINDS = (
-    "ingest",
-    "decision",
-    "key_release",
-    "grant",
-    "grant_revoked",
-    "policy_activation",
-    "shred",
-    "principal",
-)
+_KINDS = tuple(sorted(ENTRY_KINDS))
+"""Each kind of entry, numbered (its place here) in the tally's compact arrays."""
 _EFFECTS = ("", "allow", "deny")
 UNLISTED = "unlisted"
 UNKNOWN = "unknown"
