@@ -253,6 +253,17 @@ ROUTES: dict[tuple[str, str], Route | str] = {
         "report",
         frozenset({"subject-anna", "authority-pl"}),
     ),
+    # Erasure of a subject no other step reads (a new one per call, so Anna's records stay
+    # readable for the rest of the walk): her home authority may; Anna, who is not that
+    # subject, may not. The subject erasing herself: tests/server/test_server_erasure.py.
+    ("POST", "/v1/subjects/erase"): Route(
+        lambda w, who: (
+            "/v1/subjects/erase",
+            {"jurisdiction": "PL", "subject_id": f"erased-{next(w.grants)}@example.pl"},
+        ),
+        "shred",
+        frozenset({"authority-pl"}),
+    ),
     ("GET", "/v1/decisions/{decision_id}/explain"): Route(
         lambda w, who: (f"/v1/decisions/{w.decision_id}/explain", None), "explain", EVERYONE
     ),
