@@ -37,7 +37,7 @@ def pg_dsn() -> Iterator[str]:
     base = os.environ.get("SOVRA_TEST_PG_DSN")
     if not base:
         _absent("PostgreSQL", "scripts/with-postgres", "SOVRA_TEST_PG_DSN")
-    schema = f"test_{secrets.token_hex(8)}"
+    schema = f"test_{os.getpid()}_{secrets.token_hex(6)}"  # whose it is, for cleanup checks
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     parts = urlsplit(base)

@@ -54,16 +54,27 @@ def _test_schemas(dsn: str) -> set[str]:
 
 def test_each_test_gets_its_own_schema_dropped_afterwards(pg_dsn: str) -> None:
     base = os.environ["SOVRA_TEST_PG_DSN"]
-    mine = _test_schemas(base)
     with psycopg.connect(pg_dsn) as conn:
         row = conn.execute("SHOW search_path").fetchone()
     assert row is not None
-    assert row[0] in mine
-    result = run_pytest(env_without("CI"))
-    assert result.returncode == 0, result.stdout
-    assert "1 passed" in result.stdout
-    # The other run's schema came and went; only this test's own is left.
-    assert _test_schemas(base) == mine
+    mine = row[0]
+    assert mine.startswith(f"test_{os.getpid()}_")
+    assert mine in _test_schemas(base)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", ONE_PG_TEST],
+        cwd=ROOT,
+        env=env_without("CI"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    out, _ = child.communicate(timeout=120)
+    assert child.returncode == 0, out
+    assert "1 passed" in out  # its PostgreSQL test ran, in a schema of its own
+    # That schema is gone (other workers' schemas may come and go meanwhile); ours stays.
+    left = _test_schemas(base)
+    assert not {s for s in left if s.startswith(f"test_{child.pid}_")}, left
+    assert mine in left
 
 
 def test_tables_land_in_the_test_schema_not_public(pg_dsn: str) -> None:
