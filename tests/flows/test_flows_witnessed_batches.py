@@ -108,3 +108,18 @@ def test_a_policy_beside_keys_is_refused(root: Path, clock) -> None:
     _use_policy(root, "quorum none\n", extra="keys = []\n")
     with pytest.raises(ConfigError, match="instead of keys/quorum"):
         Deployment.open(root, clock=clock)
+
+
+def test_the_page_names_the_policys_witnesses_and_quorum(witnessed, clock) -> None:
+    # The page verifies cosignatures against the witnesses it is told of: with a policy
+    # (and no key list) they are the policy's, and its quorum is both of them.
+    root, policy_text, witnesses = witnessed
+    _use_policy(root, policy_text)
+    dep = Deployment.open(root, clock=clock)
+    try:
+        with TestClient(create_app(dep)) as http:
+            summary = http.get("/v1/page/summary").json()
+    finally:
+        dep.close()
+    assert sorted(summary["witnesses"]) == sorted(w.vkey for w in witnesses)
+    assert summary["witness_quorum"] == 2

@@ -43,6 +43,7 @@ def add_page_routes(app: FastAPI, deployment: Deployment, answer: type[Any]) -> 
     """
     log = deployment.gateway.log
     store = deployment.store
+    cosigners = deployment.cosignatures
 
     def principal(principal_id: str) -> Principal | None:
         try:
@@ -80,8 +81,9 @@ def add_page_routes(app: FastAPI, deployment: Deployment, answer: type[Any]) -> 
                 "series": t.series(_SERIES_WIDTH),
                 "facet_series": t.facet_series(_PLOTTED, _SERIES_WIDTH),
                 "principals": t.principals(),
-                "witnesses": list(deployment.config.witnesses),
-                "witness_quorum": deployment.config.witness_quorum,
+                # Those of the keys or of the tlog-policy, whichever sovra.toml names.
+                "witnesses": cosigners.witnesses if cosigners is not None else [],
+                "witness_quorum": cosigners.quorum if cosigners is not None else 0,
             }
         )
 
