@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -113,11 +114,26 @@ class _Replay:
                 self.failed += sum(status >= 300 for status in statuses)
                 yield b"".join(got[n][1] for n in range(start + 1, end + 1))
             yield self._summary(len(lines))
-        finally:
-            # Also when the caller hung up between two windows.
-            complete = final and not claim.complete and settled
+        except GeneratorExit:
+            # Closed before its end: the caller hung up between two windows, or the
+            # answer was left unread and is being collected, perhaps in the middle of a
+            # store transaction of this very thread, whose lock is not re-entrant. A
+            # thread of its own releases the key once that transaction ends.
             if not claim.complete:
-                self._release(complete=complete, settled=settled)
+                threading.Thread(
+                    target=self._release,
+                    kwargs={"complete": False, "settled": settled},
+                    name="sovra-idempotency-release",
+                    daemon=True,
+                ).start()
+            raise
+        except BaseException:
+            if not claim.complete:
+                self._release(complete=False, settled=settled)
+            raise
+        else:
+            if not claim.complete:
+                self._release(complete=final and settled, settled=settled)
 
     def _release(self, *, complete: bool, settled: bool) -> None:
         # Runs when the answer ends, or when an answer left unread is collected, perhaps
