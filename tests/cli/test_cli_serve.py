@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests import serving
 
@@ -15,6 +16,16 @@ from sovra.deployment import Deployment
 from sovra.ledger import verify_checkpoint
 
 SOVRA = Path(sys.executable).with_name("sovra")
+
+
+def _put_note(sovra: Any, root: Path, url: str, folder: Path) -> Any:
+    """``sovra put`` of a note with a phone number, as svc-pl, through the gateway at *url*."""
+    note = folder / "note.txt"
+    note.write_text("tel. +48 601 234 567", encoding="utf-8")
+    return sovra(
+        "put", "--as", "svc-pl", "--subject", "s1", "--jurisdiction", "PL", note,
+        "-d", root, "--url", url,
+    )  # fmt: skip
 
 
 def test_serve_answers_the_command_and_stops_cleanly(sovra, template, tmp_path, free_port):
@@ -25,22 +36,7 @@ def test_serve_answers_the_command_and_stops_cleanly(sovra, template, tmp_path, 
     proc = serving.serve(root, free_port, workers=None, output=output)
     try:
         serving.wait_for(url, proc, seconds=20)
-        note = tmp_path / "note.txt"
-        note.write_text("tel. +48 601 234 567", encoding="utf-8")
-        put = sovra(
-            "put",
-            "--as",
-            "svc-pl",
-            "--subject",
-            "s1",
-            "--jurisdiction",
-            "PL",
-            note,
-            "-d",
-            root,
-            "--url",
-            url,
-        )
+        put = _put_note(sovra, root, url, tmp_path)
         assert put.code == 0, put.err
         checkpoint = sovra("log", "checkpoint", "--url", url)
         assert checkpoint.code == 0, checkpoint.err
@@ -105,22 +101,7 @@ def test_serve_starts_a_custodian_process_per_jurisdiction_and_stops_them(
             owners = {os.stat(f"/proc/{p}").st_uid for p in custodians}
             assert os.stat(f"/proc/{proc.pid}").st_uid == pwd.getpwnam("sovra-gateway").pw_uid
             assert owners == {pwd.getpwnam(f"sovra-custodian-{j}").pw_uid for j in ("pl", "vn")}
-        note = root.parent / "note.txt"
-        note.write_text("tel. +48 601 234 567", encoding="utf-8")
-        put = sovra(
-            "put",
-            "--as",
-            "svc-pl",
-            "--subject",
-            "s1",
-            "--jurisdiction",
-            "PL",
-            note,
-            "-d",
-            root,
-            "--url",
-            url,
-        )
+        put = _put_note(sovra, root, url, root.parent)
         assert put.code == 0, put.err
         record = put.json()["record_id"]
         get = sovra(

@@ -30,16 +30,17 @@ def test_an_answer_collected_inside_a_transaction_releases_its_key_afterwards(
     keys = idempotency_keys(store, clock=time.time)
     assert keys is not None
     lines = [b'{"n": %d}' % n for n in range(4)]
-    answer = keyed_answer(
-        keys, "svc-pl", "key-0000001", path="/v1/records/batch", lines=lines, window=2,
-        answer=_answer,
-    )  # fmt: skip
-    next(answer)  # the first window answered; the key is held
-    with pytest.raises(KeyInFlight):
-        keyed_answer(
+
+    def ask() -> Iterator[bytes]:
+        return keyed_answer(
             keys, "svc-pl", "key-0000001", path="/v1/records/batch", lines=lines, window=2,
             answer=_answer,
         )  # fmt: skip
+
+    answer = ask()
+    next(answer)  # the first window answered; the key is held
+    with pytest.raises(KeyInFlight):
+        ask()
 
     done = threading.Event()
 
@@ -57,10 +58,7 @@ def test_an_answer_collected_inside_a_transaction_releases_its_key_afterwards(
     deadline = time.monotonic() + 120
     while True:
         try:
-            again = keyed_answer(
-                keys, "svc-pl", "key-0000001", path="/v1/records/batch", lines=lines,
-                window=2, answer=_answer,
-            )  # fmt: skip
+            again = ask()
             break
         except KeyInFlight:
             assert time.monotonic() < deadline, "the key was never released"
