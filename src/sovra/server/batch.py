@@ -254,6 +254,14 @@ def _documented(example_line: dict[str, Any], what: str, most: int) -> dict[str,
                 "description": f"the body is not declared as {MEDIA_TYPE}",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             },
+            409: {
+                "description": "another request with this Idempotency-Key is being answered",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            422: {
+                "description": "this Idempotency-Key was used with another body",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
         },
         "response_class": StreamingResponse,
     }

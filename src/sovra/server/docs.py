@@ -153,8 +153,8 @@ def describe_api(
     ``SovraToken`` security requirement, or ``BearerJWT`` instead where a bearer token
     may call them (under *oidc*'s settings; with none, no route takes one); every route
     gets the 400, 404, 408 and 413 answers the framework and the body limits give, in
-    sovra's error format (422 is never sent: FastAPI's validation errors are answered
-    as 400).
+    sovra's error format (FastAPI's own 422 is never sent: its validation errors are
+    answered as 400; a route may still declare a 422 of its own).
     """
     secured = {
         (route.path, method)
@@ -179,7 +179,8 @@ def describe_api(
         for path, operations in spec.get("paths", {}).items():
             for method, operation in operations.items():
                 responses = operation.setdefault("responses", {})
-                responses.pop("422", None)
+                if "HTTPValidationError" in str(responses.get("422")):
+                    responses.pop("422")  # the framework's: sent as 400 instead
                 codes = ["400", "404", "408", "413"]
                 if (path, method.upper()) in secured:
                     operation["security"] = [{SECURITY_SCHEME: []}]
