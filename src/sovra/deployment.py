@@ -70,6 +70,7 @@ from sovra.store import (
     BlobStoreBase,
     FilesystemBlobStore,
     MetadataStore,
+    PgTimeouts,
     RecordStore,
     is_postgres_url,
     open_guard_journal,
@@ -300,6 +301,7 @@ class Deployment:
                     clock,
                     endpoints.get(j),
                     key_transport=config.jurisdictions[j].key_transport,
+                    pg_timeouts=config.postgres,
                 )
             _require_subject_keys(store, custodians)
             for region in dict.fromkeys(
@@ -550,6 +552,7 @@ def _open_custodian(
     endpoint: custody.Endpoint | None,
     *,
     key_transport: str,
+    pg_timeouts: PgTimeouts | None = None,
 ) -> Custodian:
     """The custodian of *jurisdiction*: its process at *endpoint*, the service that
     ``custodians/<J>.url`` names, or (in-process layout) one opened here."""
@@ -574,6 +577,7 @@ def _open_custodian(
         log_public,
         clock=lambda: int(clock() * 1000),
         transport_suite=key_transport,
+        pg_timeouts=pg_timeouts,
     )
 
 

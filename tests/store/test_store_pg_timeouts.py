@@ -8,6 +8,7 @@ operator's open ``psql`` transaction would hold them.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,15 +17,23 @@ from typing import Any
 
 import psycopg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from tests.scaleout import post_signed
 
+from sovra._cli.keys import pg_timeouts
 from sovra.config import Config
 from sovra.deployment import CONFIG_NAME, Deployment
 from sovra.errors import ConfigError, Unavailable
+from sovra.keys import LocalCustodian
+from sovra.keys.remote import RemoteCustodian
+from sovra.keys.subjects_postgres import PostgresSubjectKeyStore
 from sovra.ledger import leaf_hash
 from sovra.ledger.postgres import PostgresLogStorage
+from sovra.model import RecordHeader, subject_commitment
 from sovra.server import create_app
+from sovra.server.background import running
+from sovra.server.custodian import create_custodian_app
 from sovra.store import PgTimeouts
 from sovra.store.postgres import PostgresGuardJournal
 
@@ -194,3 +203,96 @@ def test_the_limits_default_and_read_from_the_table() -> None:
     }
     got = PgTimeouts.from_table({"lock_timeout_s": 2, "statement_timeout_s": 0})
     assert (got.lock_s, got.statement_s, got.idle_in_transaction_s) == (2, 0, 30.0)
+
+
+# -- the custodian service's own subject-key store -------------------------------------------
+
+# The subject-key store's writers' lock (keys/subjects_postgres.py): what an insert or a
+# shred of another custodian process holds for the length of its transaction.
+_SUBJECT_WRITE_LOCK_KEY = 0x736F767261_54
+_SUBJECT = subject_commitment(b"c" * 32, "PL", "anna@example.pl")
+
+
+@pytest.mark.postgres
+def test_a_subject_key_write_waiting_for_the_writers_lock_gives_up_with_a_503(
+    pg_dsn: str,
+) -> None:
+    store = PostgresSubjectKeyStore(pg_dsn, "PL", timeouts=PgTimeouts(lock_s=0.3))
+    try:
+        with holding(pg_dsn, f"SELECT pg_advisory_xact_lock({_SUBJECT_WRITE_LOCK_KEY})"):
+            with pytest.raises(Unavailable) as waited:
+                store.insert_many([(_SUBJECT, 1, b"sealed")], 5)
+            assert waited.value.retry_after_s == 1
+            assert "subject keys of custodian PL" in waited.value.message
+            assert "waited longer than lock_timeout (0.3 s)" in waited.value.message
+            assert store.get(_SUBJECT) is None  # reads do not wait; nothing was stored
+        assert store.insert_many([(_SUBJECT, 1, b"sealed")], 5) == {}
+        # A shred waiting for the key's row another session holds gives up too, and the
+        # key is still there to shred on the retry.
+        with (
+            holding(pg_dsn, "SELECT * FROM subject_keys FOR UPDATE"),
+            pytest.raises(Unavailable, match=r"lock_timeout \(0\.3 s\)"),
+        ):
+            store.shred(_SUBJECT, 6)
+        assert store.get(_SUBJECT) == (_SUBJECT, 1, b"sealed")
+        assert store.shredded_count() == 0
+        assert store.shred(_SUBJECT, 7) is True
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_subject_key_read_past_statement_timeout_is_cancelled_with_a_503(pg_dsn: str) -> None:
+    store = PostgresSubjectKeyStore(pg_dsn, "PL", timeouts=PgTimeouts(lock_s=0, statement_s=0.3))
+    try:
+        with holding(pg_dsn, "LOCK TABLE subject_keys IN ACCESS EXCLUSIVE MODE"):
+            with pytest.raises(Unavailable) as cancelled:
+                store.lookup([_SUBJECT])
+            assert "ran longer than statement_timeout (0.3 s)" in cancelled.value.message
+        assert store.lookup([_SUBJECT]) == ({}, {})
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_the_custodian_service_answers_503_while_its_store_waits_for_a_lock(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """``sovra custodian serve`` with its subject keys in PostgreSQL: a shred held up by a
+    lock past the deployment's limit is a 503 the gateway's client turns into Unavailable,
+    and the key is still there for the retry."""
+    log_key = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "PL.key"
+    LocalCustodian.create(key_file, "PL", log_key.public_key()).close()
+    root = tmp_path / "deployment"
+    Deployment.init(root, origin="sovra.test/custodian-locks", custodians="in-process")
+    with (root / CONFIG_NAME).open("a") as f:
+        f.write("\n[postgres]\nlock_timeout_s = 0.3\n")
+    limits = pg_timeouts(root)  # what `sovra custodian serve -d ROOT` reads
+    assert limits.lock_s == 0.3
+    custodian = LocalCustodian.open(
+        key_file, "PL", log_key.public_key(), database=pg_dsn, pg_timeouts=limits
+    )
+    token = b"t" * 32
+    try:
+        with running(create_custodian_app(custodian, token=token)) as url:
+            remote = RemoteCustodian(url, "PL", token)
+            try:
+                header = RecordHeader("rec-anna", _SUBJECT, "PL", "eu-central-pl", 1)
+                remote.wrap(os.urandom(32), header)  # her key is made
+                with holding(pg_dsn, f"SELECT pg_advisory_xact_lock({_SUBJECT_WRITE_LOCK_KEY})"):
+                    with pytest.raises(Unavailable) as waited:
+                        remote.shred(_SUBJECT)
+                    assert "lock_timeout (0.3 s)" in waited.value.message
+                    assert waited.value.retry_after_s == 1
+                assert remote.shred(_SUBJECT) is True  # the key was there for the retry
+            finally:
+                remote.close()
+    finally:
+        custodian.close()
+
+
+def test_a_custodian_without_the_deployments_configuration_keeps_the_default_limits(
+    tmp_path: Path,
+) -> None:
+    assert pg_timeouts(tmp_path) == PgTimeouts()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from sovra.keys import LocalCustodian
     from sovra.keys.sealing import Unlock
+    from sovra.store.pg_timeouts import PgTimeouts
 
 __all__ = ["custodian_app", "keys_app"]
 
@@ -268,9 +269,31 @@ def _custodian(
     path = custodian_key_path(deployment, code)
     suite = key_transport(deployment, code)
     custodian = LocalCustodian.open(
-        path, code, log_public, unlock=unlock, database=database, transport_suite=suite
+        path,
+        code,
+        log_public,
+        unlock=unlock,
+        database=database,
+        transport_suite=suite,
+        pg_timeouts=pg_timeouts(deployment),
     )
     return custodian, path
+
+
+def pg_timeouts(deployment: Path) -> PgTimeouts:
+    """How long the custodian's PostgreSQL sessions may wait: ``[postgres]`` of the
+    deployment's ``sovra.toml``, the defaults where there is none (a custodian on a host of
+    its own).
+
+    Raises:
+        ConfigError: the configuration does not parse.
+    """
+    from sovra.config import Config
+    from sovra.deployment import CONFIG_NAME
+    from sovra.store.pg_timeouts import PgTimeouts
+
+    path = deployment / CONFIG_NAME
+    return Config.load(path).postgres if path.exists() else PgTimeouts()
 
 
 def key_transport(deployment: Path, code: str) -> str:
@@ -428,6 +451,7 @@ def _serve_handed_over(
     try:
         code = check_jurisdiction(jurisdiction)
         suite = key_transport(deployment, code)  # read while the configuration is readable
+        timeouts = pg_timeouts(deployment)
         handover = custody.receive_handover(listen_fd, sys.stdin.buffer)
         folder = deployment / "custodians" / code
         if os.geteuid() == 0 and custody.separate(deployment, code):
@@ -437,7 +461,12 @@ def _serve_handed_over(
         key_path = custody.custodian_key_path(deployment, code)
         custody.require_custodian_key(key_path, code)
         custodian = LocalCustodian.open(
-            key_path, code, handover.log_key, unlock=unlock, transport_suite=suite
+            key_path,
+            code,
+            handover.log_key,
+            unlock=unlock,
+            transport_suite=suite,
+            pg_timeouts=timeouts,
         )
         local = handover.listener.family == socket.AF_UNIX
         calls = CustodianCalls(custodian)

@@ -44,6 +44,7 @@ from sovra.keys.witnessed import ReleasePolicy
 from sovra.model import (
     check_jurisdiction,
 )
+from sovra.store.pg_timeouts import PgTimeouts
 
 __all__ = ["LocalCustodian"]
 
@@ -227,6 +228,7 @@ class LocalCustodian(BaseCustodian):
         database: str | None = None,
         witnesses: ReleasePolicy | None = None,
         transport_suite: str = transport.DEFAULT_SUITE,
+        pg_timeouts: PgTimeouts | None = None,
     ) -> LocalCustodian:
         """Load the custodian of *jurisdiction* from its key file.
 
@@ -247,6 +249,8 @@ class LocalCustodian(BaseCustodian):
             unlock: the passphrase or key file of a file sealed at rest.
             transport_suite: the HPKE suite of the transport key (the jurisdiction's
                 ``key_transport``).
+            pg_timeouts: how long a session of a PostgreSQL subject-key store may wait
+                (``[postgres]`` of ``sovra.toml``; the defaults without).
 
         Raises:
             BadRequest: *jurisdiction* is not a two-letter code, or no such suite.
@@ -261,7 +265,7 @@ class LocalCustodian(BaseCustodian):
         witnesses = witnesses or ReleasePolicy.load(path)
         if database is None and not subjects_database_path(path).exists():
             require_subject_store(subjects_path(path))
-        subjects = open_subject_keys(path, jurisdiction, database)
+        subjects = open_subject_keys(path, jurisdiction, database, timeouts=pg_timeouts)
         try:
             return cls(
                 path,

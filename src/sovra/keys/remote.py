@@ -169,6 +169,9 @@ class RemoteCustodian:
             ) from None
         if not isinstance(result, dict):
             raise Unavailable(f"custodian {self._jurisdiction} answered with a non-object")
+        if status == 503:  # its store is down or waited too long for a lock: retry
+            message = str(result.get("errorMessage", ""))
+            raise Unavailable(f"custodian {self._jurisdiction}: {message}", retry_after_s=1.0)
         if status != 200:
             raise self._error(result)
         return result

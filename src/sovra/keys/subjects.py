@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from sovra.errors import BadRequest, ConfigError
 from sovra.keys.files import StrPath
+from sovra.store.pg_timeouts import PgTimeouts
 
 __all__ = [
     "SubjectKeyRow",
@@ -120,10 +121,17 @@ def subjects_database_path(kek_path: StrPath) -> Path:
     return path.with_name(path.stem + ".database")
 
 
-def open_subject_keys(kek_path: StrPath, jurisdiction: str, database: str | None) -> SubjectKeys:
+def open_subject_keys(
+    kek_path: StrPath,
+    jurisdiction: str,
+    database: str | None,
+    *,
+    timeouts: PgTimeouts | None = None,
+) -> SubjectKeys:
     """The subject-key store of the custodian whose KEK file is *kek_path*: in the
     PostgreSQL *database* when given, else the one ``<J>.database`` names, else the SQLite
-    file beside the KEK file.
+    file beside the KEK file. PostgreSQL sessions wait at most as long as *timeouts* say
+    (``[postgres]`` of ``sovra.toml``; the defaults without).
 
     Raises:
         ConfigError: the store cannot be opened (see each store), or ``<J>.database``
@@ -147,7 +155,7 @@ def open_subject_keys(kek_path: StrPath, jurisdiction: str, database: str | None
             "subject keys in PostgreSQL need psycopg and psycopg_pool: "
             "pip install 'sovra[postgres]'"
         ) from None
-    return PostgresSubjectKeyStore(database, jurisdiction)
+    return PostgresSubjectKeyStore(database, jurisdiction, timeouts=timeouts)
 
 
 def subjects_path(kek_path: StrPath) -> Path:

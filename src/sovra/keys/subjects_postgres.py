@@ -17,6 +17,13 @@ after which no remnant anywhere opens).
 The changes counter stands in for SQLite's ``data_version``: every shred or rewrap bumps
 it, so each custodian process drops its cache of unsealed keys when another one changed
 what it caches.
+
+Its sessions wait as long as the ``[postgres]`` table of ``sovra.toml`` allows
+(:mod:`sovra.store.pg_timeouts`), as the gateway's stores do: a shred or an insert waiting
+past ``lock_timeout_s`` for the writers' lock or a row another session holds (another
+custodian process, an operator's open ``psql`` transaction) ends with
+:class:`~sovra.errors.Unavailable` naming the limit (a 503 with Retry-After from the
+custodian service), and keeps nothing of the call.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from sovra.keys.subjects import SubjectKeyRow, SubjectShredded, check_subject
 from sovra.model import check_jurisdiction
 from sovra.store._pg import PgRun, Pool
 from sovra.store.migrations import Dialect, Step
+from sovra.store.pg_timeouts import PgTimeouts
 
 __all__ = ["PostgresSubjectKeyStore"]
 
@@ -69,8 +77,16 @@ SUBJECT_KEY_STEPS: tuple[Step, ...] = (_subject_keys_1,)
 class PostgresSubjectKeyStore:
     """Sealed subject keys and shred tombstones of one custodian, in PostgreSQL."""
 
-    def __init__(self, dsn: str, jurisdiction: str, *, connect_timeout_s: int = 10) -> None:
-        """Connect, create or migrate the tables, and claim them for *jurisdiction*.
+    def __init__(
+        self,
+        dsn: str,
+        jurisdiction: str,
+        *,
+        connect_timeout_s: int = 10,
+        timeouts: PgTimeouts | None = None,
+    ) -> None:
+        """Connect, create or migrate the tables, and claim them for *jurisdiction*; every
+        session waits at most as long as *timeouts* say (the defaults without).
 
         Raises:
             Unavailable: the server cannot be reached.
@@ -85,6 +101,7 @@ class PostgresSubjectKeyStore:
             lock_key=_SCHEMA_LOCK_KEY,
             max_connections=4,
             connect_timeout_s=connect_timeout_s,
+            timeouts=timeouts,
         )
         try:
             self._claim()

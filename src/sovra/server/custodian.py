@@ -29,7 +29,9 @@ back as ``{"errorName": ..., "errorMessage": ...}`` with the XKS names and statu
 Errors: ``ValidationException`` 400, ``InvalidCiphertextException`` 400 (one opaque
 message), ``AuthenticationFailedException`` 401, ``AccessDeniedException`` 403,
 ``KeyNotFoundException`` 404 (other jurisdiction; a shredded subject),
-``ThrottlingException`` 429 with ``Retry-After``, ``InternalException`` 500.
+``ThrottlingException`` 429 with ``Retry-After``, ``InternalException`` 500, or 503 with
+``Retry-After`` when the subject-key store cannot answer now (its database is down, or a
+lock was held past ``[postgres] lock_timeout_s``).
 
 Differences from XKS, on purpose: callers authenticate with a bearer secret (XKS uses
 SigV4; this service runs on loopback or behind a TLS proxy), and an unwrap carries the log
@@ -66,6 +68,7 @@ from sovra.errors import (
     NotFound,
     SovraError,
     Unauthenticated,
+    Unavailable,
 )
 from sovra.keys import LocalCustodian, transport, values
 from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES
@@ -167,6 +170,8 @@ _ERROR_NAMES: list[tuple[type[SovraError], int, str]] = [
     (NotFound, 404, "KeyNotFoundException"),
     (IntegrityError, 400, "InvalidCiphertextException"),
     (BadRequest, 400, "ValidationException"),
+    # The subject-key store is down or waited past its [postgres] limits: retry.
+    (Unavailable, 503, "InternalException"),
 ]
 
 
@@ -708,6 +713,8 @@ def error_answer(exc: SovraError) -> Answer:
     headers = {}
     if isinstance(exc, Throttled):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    elif isinstance(exc, Unavailable):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s or 1)))
     return status, {"errorName": name, "errorMessage": _xks_message(exc)}, headers
 
 
