@@ -78,6 +78,7 @@ from sovra.policy import (
     parse_justification,
 )
 from sovra.policy import dual as two_homes_policy
+from sovra.policy.grants import as_registered
 from sovra.release_proofs import ReleaseProofs
 from sovra.store import BlobStore, MetadataStore
 
@@ -1105,7 +1106,7 @@ class Gateway:
                 verified=False,
                 problem=(f"grant {grant.grant_id} differs from the grant registered under that id"),
             )
-        return facts
+        return facts if registered is None else as_registered(facts, registered)
 
 
 @functools.cache

@@ -31,6 +31,7 @@ from sovra.config import Config
 from sovra.errors import BadRequest, ConfigError, Denied, NotFound, SovraError
 from sovra.keys import Custodian
 from sovra.ledger import TransparencyLog, verify_checkpoint
+from sovra.ledger.storage import MAX_TAGS_PER_ENTRY
 from sovra.model import (
     Decision,
     Grant,
@@ -51,6 +52,7 @@ from sovra.policy import (
     verify_grant_signature,
     verify_pack,
 )
+from sovra.policy.grants import verified_cosigners
 from sovra.store import MetadataStore
 
 __all__ = ["Authorizer", "Governance", "GrantStatus", "ReportEntry", "SubjectReport"]
@@ -218,12 +220,18 @@ class Governance:
                 authority's (logged).
             BadRequest: a grant with this id exists already.
         """
+        # Indexed under the subjects' commitments in every signing jurisdiction: a grant a
+        # second home co-signed is in her report there too.
+        signers = [grant.approver, *sorted(j for j, _ in grant.cosignatures)]
         tags = sorted({self.commitment(grant.approver, s) for s in grant.subjects})
         try:
             verify_grant_signature(grant, self.authority_keys)
+            verified_cosigners(grant, self.authority_keys)
             signed, problem = True, ""
         except Denied as exc:
             signed, problem = False, exc.message
+        if signed and len(signers) * len(tags) <= MAX_TAGS_PER_ENTRY:
+            tags = sorted({self.commitment(j, s) for j in signers for s in grant.subjects})
         decision = self._authorizer.authorize(
             principal,
             "register-grant",
@@ -250,6 +258,7 @@ class Governance:
                 "not_before": grant.not_before,
                 "not_after": grant.not_after,
                 "subjects": tags,
+                **({"cosigners": signers[1:]} if grant.cosignatures else {}),
             },
         )
         return self._authorizer.append(entry, tags)[1]

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.flows.two_homes import two  # noqa: F401  (a fixture: subjects of two countries)
 
 from sovra.deployment import Deployment
 from sovra.model import Role

@@ -10,162 +10,24 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import pytest
-import uvicorn
+from tests.flows.two_homes import ANNA, TEXT, TOKEN, Two, ingest, read
 
-from sovra.deployment import Deployment
 from sovra.errors import BadRequest, Denied, IntegrityError
-from sovra.keys import LocalCustodian, load_ed25519, open_blob
+from sovra.keys import open_blob
 from sovra.keys.remote import RemoteCustodian
 from sovra.keys.split import join, second_header, second_home, wraps_of
-from sovra.model import SPLIT_KEY_FORMAT, Grant, LogEntry, ReleaseAuthorization, Role
-from sovra.policy import sign_grant
-from sovra.server.custodian import create_custodian_app
-
-ANNA = "anna@example.eu"
-TEXT = "Anna Kowalska, tel. +48 601 234 567, anna@example.eu"
-TOKEN = b"t" * 32
-
-
-@dataclass
-class Two:
-    """A deployment where PL and DE both allow the region eu-central-de."""
-
-    dep: Deployment
-    served: dict[str, LocalCustodian]  # the custodians that answer, by jurisdiction
-    clients: list[RemoteCustodian]  # closed at the end
-
-    @property
-    def gw(self) -> Any:
-        return self.dep.gateway
-
-    def principal(self, pid: str) -> Any:
-        return self.dep.store.get_principal(pid)
-
-    def entry(self, index: int) -> LogEntry:
-        return LogEntry.from_bytes(self.gw.log.entry(index))
-
-    def entries(self, kind: str) -> list[LogEntry]:
-        out = [self.entry(i) for i in range(self.gw.log.size)]
-        return [e for e in out if e.kind == kind]
-
-    def released(self, code: str) -> int:
-        return sum(e.outcome == "released" for e in self.served[code].journal())
-
-
-def _configure(root: Path) -> None:
-    toml = root / "sovra.toml"
-    lines = toml.read_text().splitlines()
-    section = ""
-    for n, line in enumerate(lines):
-        if line.startswith("["):
-            section = line
-        elif section == "[jurisdictions.PL]" and line.startswith("regions ="):
-            lines[n] = 'regions = ["eu-central-pl", "eu-central-de"]'
-        # DE redacts phone numbers, PL keeps them: the stricter rule must win.
-        elif section == "[jurisdictions.DE.minimisation]" and line.startswith("phone ="):
-            lines[n] = 'phone = "redact"'
-        elif section == "[jurisdictions.DE]" and line.startswith("purposes ="):
-            lines[n] = line.replace("]", ', "research"]')
-    text = "\n".join(lines) + "\n"
-    assert text.count("eu-central-de") >= 2 and 'phone = "redact"' in text
-    toml.write_text(text)
-
-
-def _serve(custodian: LocalCustodian) -> tuple[uvicorn.Server, threading.Thread, str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_custodian_app(custodian, token=TOKEN)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "the custodian service did not start"
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
-def _stop(server: uvicorn.Server, thread: threading.Thread) -> None:
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(params=["in-process", "services"])
-def two(
-    template: Path, tmp_path: Path, clock: Any, request: pytest.FixtureRequest
-) -> Iterator[Two]:
-    root = tmp_path / "deployment"
-    shutil.copytree(template, root)
-    _configure(root)
-    dep = Deployment.open(root, clock=clock)
-    anna = dep.gateway.commitment("PL", ANNA)
-    dep.register("subject-anna", "PL", Role.SUBJECT, subject=anna)
-    stops = []
-    clients: list[RemoteCustodian] = []
-    try:
-        if request.param == "in-process":
-            served = {j: dep.gateway.custodians[j] for j in ("PL", "DE")}
-        else:
-            log_public = load_ed25519(root / "keys" / "log.key").public_key()
-            served, remotes = {}, {}
-            for j in ("PL", "DE"):
-                served[j] = LocalCustodian.open(
-                    root / "custodians" / f"{j}.key",
-                    j,
-                    log_public,
-                    clock=lambda: int(clock() * 1000),
-                )
-                server, thread, url = _serve(served[j])
-                stops.append((server, thread, served[j]))
-                remotes[j] = RemoteCustodian(url, j, TOKEN)
-            dep.gateway.custodians = {**dep.gateway.custodians, **remotes}
-            clients.extend(remotes.values())
-        yield Two(dep, served, clients)  # type: ignore[arg-type]
-    finally:
-        for c in clients:
-            c.close()
-        dep.close()
-        for server, thread, custodian in stops:
-            _stop(server, thread)
-            custodian.close()
-
-
-def _ingest(two: Two, content: str = TEXT, **kw: Any) -> str:
-    receipt = two.gw.ingest(
-        two.principal("svc-pl"),
-        subject_id=ANNA,
-        jurisdiction="PL",
-        content=content,
-        other_homes=kw.pop("other_homes", ["DE"]),
-        **kw,
-    )
-    return receipt.record_id
-
-
-def _read(two: Two, rid: str, who: str = "subject-anna", **kw: Any) -> Any:
-    if who == "subject-anna":  # her right of access
-        kw = {"purpose": "subject-access", "justification": "subject-request", **kw}
-    kw.setdefault("purpose", "customer-support")
-    return two.gw.access(two.principal(who), record_ids=[rid], **kw)
-
+from sovra.model import SPLIT_KEY_FORMAT, LogEntry, ReleaseAuthorization
 
 # -- ingest ---------------------------------------------------------------------------------
 
 
 def test_a_two_home_record_is_placed_minimised_and_logged_under_both_homes(two: Two) -> None:
-    rid = _ingest(two)
+    rid = ingest(two)
     meta = two.dep.store.get_record(rid)
     pl, de = two.gw.commitment("PL", ANNA), two.gw.commitment("DE", ANNA)
     assert meta.header.format == SPLIT_KEY_FORMAT
@@ -175,22 +37,22 @@ def test_a_two_home_record_is_placed_minimised_and_logged_under_both_homes(two: 
     assert other is not None and (other.jurisdiction, other.subject) == ("DE", de)
     # DE redacts phone numbers, PL keeps them: the stricter rule is the one applied.
     assert meta.actions["phone"] == "redact"
-    (ingest,) = [i for i in two.gw.log.find(de) if two.entry(i).kind == "ingest"]
-    assert ingest in two.gw.log.find(pl)
-    fields = two.entry(ingest).fields
+    (logged,) = [i for i in two.gw.log.find(de) if two.entry(i).kind == "ingest"]
+    assert logged in two.gw.log.find(pl)
+    fields = two.entry(logged).fields
     assert (fields["jurisdiction"], fields["second_home"], fields["second_subject"]) == (
         "PL",
         "DE",
         de,
     )
-    text = _read(two, rid).records[rid]
+    text = read(two, rid).records[rid]
     assert "+48 601 234 567" not in text and "anna@example.eu" in text
 
 
 def test_check_reconciles_two_home_records_as_any_other(two: Two, clock: Any) -> None:
     from sovra.check import check
 
-    _ingest(two)
+    ingest(two)
     two.gw.ingest(two.principal("svc-pl"), subject_id=ANNA, jurisdiction="PL", content="one")
     report = check(two.dep.store, two.gw.log, two.gw.blobs, now_ms=int(clock() * 1000))
     assert report.clean, report.problems
@@ -244,8 +106,8 @@ def test_a_purpose_one_home_does_not_list_is_refused(two: Two) -> None:
 
 
 def test_a_two_home_record_is_unreadable_with_either_custodian_alone(two: Two) -> None:
-    rid = _ingest(two)
-    res = _read(two, rid)  # a logged allow, to present to each custodian on its own
+    rid = ingest(two)
+    res = read(two, rid)  # a logged allow, to present to each custodian on its own
     allow = ReleaseAuthorization.of(
         res.decision, two.gw.log.entry(res.decision_receipt.index), res.decision_receipt
     )
@@ -276,9 +138,9 @@ def test_a_two_home_record_is_unreadable_with_either_custodian_alone(two: Two) -
 
 
 def test_both_allows_release_both_shares_each_logged(two: Two) -> None:
-    rid = _ingest(two)
+    rid = ingest(two)
     before = {j: two.released(j) for j in ("PL", "DE")}
-    res = _read(two, rid)
+    res = read(two, rid)
     assert "Anna Kowalska" in res.records[rid]
     decision = two.entry(res.decision_receipt.index).fields
     pl, de = two.gw.commitment("PL", ANNA), two.gw.commitment("DE", ANNA)
@@ -303,12 +165,12 @@ def test_both_allows_release_both_shares_each_logged(two: Two) -> None:
 
 
 def test_one_home_denying_releases_nothing_and_the_deny_is_logged(two: Two) -> None:
-    rid = _ingest(two)
+    rid = ingest(two)
     before = {j: two.released(j) for j in ("PL", "DE")}
     releases = len(two.entries("key_release"))
     # A PL service is at home under PL's rules and a foreign service under DE's.
     with pytest.raises(Denied) as info:
-        _read(two, rid, who="svc-pl")
+        read(two, rid, who="svc-pl")
     entry = two.entry(info.value.log_index).fields
     assert (entry["effect"], entry["homes"]) == ("deny", ["DE", "PL"])
     assert "DE" in entry["reason"]
@@ -320,7 +182,7 @@ def test_a_single_record_of_the_same_subject_still_reads_as_before(two: Two) -> 
     one = two.gw.ingest(
         two.principal("svc-pl"), subject_id=ANNA, jurisdiction="PL", content="one home"
     ).record_id
-    both = _ingest(two, content="two homes")
+    both = ingest(two, content="two homes")
     res = two.gw.access(
         two.principal("subject-anna"),
         purpose="subject-access",
@@ -337,7 +199,7 @@ def test_a_single_record_of_the_same_subject_still_reads_as_before(two: Two) -> 
     }
     assert releases == {"PL": sorted([one, both]), "DE": [both]}
     # A read of the one-home record alone is logged as ever: one release, no custodian.
-    res = _read(two, one, who="svc-pl")
+    res = read(two, one, who="svc-pl")
     (release,) = [
         e for e in two.entries("key_release") if e.fields["decision_id"] == res.decision.decision_id
     ]
@@ -351,7 +213,7 @@ def test_a_single_record_of_the_same_subject_still_reads_as_before(two: Two) -> 
 def test_one_custodian_refusing_releases_nothing_and_the_refusal_is_logged(
     two: Two, home: str
 ) -> None:
-    rid = _ingest(two)
+    rid = ingest(two)
     keep = two.gw.ingest(
         two.principal("svc-pl"), subject_id=ANNA, jurisdiction="PL", content="one home"
     ).record_id
@@ -361,56 +223,24 @@ def test_one_custodian_refusing_releases_nothing_and_the_refusal_is_logged(
     )
     releases = len(two.entries("key_release"))
     with pytest.raises(Denied, match=f"custodian {home} did not release its share") as info:
-        _read(two, rid)
+        read(two, rid)
     refusal = two.entry(info.value.log_index).fields
     assert refusal["effect"] == "deny" and "had allowed it" in refusal["reason"]
     assert len(two.entries("key_release")) == releases
     if home == "DE":  # her one-home PL record is still hers to read
-        assert _read(two, keep, who="svc-pl").records == {keep: "one home"}
+        assert read(two, keep, who="svc-pl").records == {keep: "one home"}
 
 
 def test_an_unreachable_custodian_releases_nothing_and_is_logged(two: Two) -> None:
-    rid = _ingest(two)
+    rid = ingest(two)
     gone = RemoteCustodian("http://127.0.0.1:9", "DE", TOKEN)
     two.clients.append(gone)
     two.gw.custodians = {**two.gw.custodians, "DE": gone}
     releases = len(two.entries("key_release"))
     with pytest.raises(Denied, match="custodian DE did not release its share") as info:
-        _read(two, rid)
+        read(two, rid)
     assert two.entry(info.value.log_index).fields["effect"] == "deny"
     assert len(two.entries("key_release")) == releases
-
-
-def test_a_grant_of_one_authority_alone_is_refused(two: Two, clock: Any) -> None:
-    rid = _ingest(two)
-    now = int(clock())
-    for approver in ("PL", "DE"):
-        grant = sign_grant(
-            Grant(
-                grant_id=f"g-{approver}",
-                grantee="authority-us",
-                grantee_jurisdiction="US",
-                approver=approver,
-                subjects=(ANNA,),
-                purpose="foreign-legal-process",
-                legal_basis="MLA 2026/7",
-                not_before=now - 10,
-                not_after=now + 86400,
-            ),
-            two.dep.authority_key(approver),
-        )
-        two.dep.governance.register_grant(two.principal(f"authority-{approver.lower()}"), grant)
-        releases = len(two.entries("key_release"))
-        with pytest.raises(Denied) as info:
-            two.gw.access(
-                two.principal("authority-us"),
-                purpose="foreign-legal-process",
-                record_ids=[rid],
-                grant=grant,
-            )
-        entry = two.entry(info.value.log_index).fields
-        assert entry["effect"] == "deny" and entry["homes"] == ["DE", "PL"]
-        assert len(two.entries("key_release")) == releases
 
 
 # -- over HTTP ------------------------------------------------------------------------------
@@ -462,14 +292,14 @@ def test_values_tokenized_under_the_stricter_rule_are_revealed_only_to_an_allow_
     two: Two,
 ) -> None:
     # PL tokenizes PESEL numbers and DE lists no rule for them: the record keeps a token.
-    rid = _ingest(two, content="Anna, PESEL 44051401359")
+    rid = ingest(two, content="Anna, PESEL 44051401359")
     assert two.dep.store.get_record(rid).actions["pl_pesel"] == "tokenize"
-    assert "44051401359" not in _read(two, rid).records[rid]
-    revealed = _read(two, rid, reveal=True)
+    assert "44051401359" not in read(two, rid).records[rid]
+    revealed = read(two, rid, reveal=True)
     assert revealed.records[rid] == "Anna, PESEL 44051401359"
     assert two.entry(revealed.decision_receipt.index).fields["homes"] == ["DE", "PL"]
     with pytest.raises(Denied):
-        _read(two, rid, who="svc-pl", reveal=True)
+        read(two, rid, who="svc-pl", reveal=True)
 
 
 def test_the_python_client_declares_a_second_home(two: Two, clock: Any) -> None:

@@ -139,6 +139,32 @@ class Target:
     scan_required: bool = False
 
 
+def _context(request_key: tuple[Any, ...]) -> dict[str, Any]:
+    """The Cedar context of an access request's facts."""
+    _, _, _, purpose, justification, g, bulk = request_key
+    return {
+        "purpose": purpose,
+        "justification": justification,
+        "grant": {
+            "present": g[0],
+            "verified": g[1],
+            "approver": g[2],
+            "issued_to_requester": g[3],
+            "purpose": g[4],
+            "within_max_records": g[5],
+            "cosigned": g[6],
+            "bulk_scope": g[7],
+        },
+        "bulk": {
+            "over_request_cap": bulk[0],
+            "over_window_budget": bulk[1],
+            "over_jurisdiction_budget": bulk[2],
+            "over_foreign_budget": bulk[3],
+            "enumeration": bulk[4],
+        },
+    }
+
+
 def _within_retention(record: RecordFacts, retention: Mapping[str, int], now: float) -> bool:
     """Whether *record* is within its home's retention period (unknown age: not, if limited)."""
     days = retention.get(record.jurisdiction)
@@ -268,6 +294,7 @@ class DecisionPoint:
         *,
         action: str = "read",
         names: Sequence[str] = (),
+        grants: Sequence[GrantFacts] = (),
     ) -> Decision:
         """Decide whether *principal* may read *records* for *purpose* under *justification*.
 
@@ -277,14 +304,23 @@ class DecisionPoint:
         are what the request named, if not the record ids (the subject ids it asked for):
         the bulk guard looks for enumeration in them. The whole decision is one session
         of the guard, so the budgets it assesses are the ones it spends, whatever other
-        threads or worker processes decide meanwhile.
+        threads or worker processes decide meanwhile. *grants*, when given, is *grant* as
+        each record's home sees it, one per record (a grant co-signed by a record's other
+        home is that home's grant too: :mod:`sovra.policy.dual`); the decision names *grant*.
 
         Raises:
             ValueError: *action* is not one of :data:`ACTIONS` (a caller's bug).
         """
         with self.guard.session():
             return self._decide(
-                principal, purpose, records, grant, justification, action=action, names=names
+                principal,
+                purpose,
+                records,
+                grant,
+                justification,
+                action=action,
+                names=names,
+                grants=grants,
             )
 
     def _decide(
@@ -297,6 +333,7 @@ class DecisionPoint:
         *,
         action: str,
         names: Sequence[str],
+        grants: Sequence[GrantFacts] = (),
     ) -> Decision:
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {ACTIONS}, not {action!r}")
@@ -333,16 +370,19 @@ class DecisionPoint:
         pairs = list(by_subject.items())
         usage = self.guard.assess(principal.id, pj, pairs, names or [r.record_id for r in records])
         limits = self.guard.limits
-        grant_context = (
-            grant.present,
-            grant.verified,
-            grant.approver,
-            grant.present and grant.grantee == principal.id,
-            grant.purpose,
-            not grant.max_records or len(records) <= grant.max_records,
-            len(grant.cosigners) >= pack.parameters.bulk_grant_cosigners,
-            len(grant.subjects) > limits.request_limit,
-        )
+
+        def grant_context(g: GrantFacts) -> tuple[Any, ...]:
+            return (
+                g.present,
+                g.verified,
+                g.approver,
+                g.present and g.grantee == principal.id,
+                g.purpose,
+                not g.max_records or len(records) <= g.max_records,
+                len(g.cosigners) >= pack.parameters.bulk_grant_cosigners,
+                len(g.subjects) > limits.request_limit,
+            )
+
         flags = usage.flags
         request_key = (
             action,
@@ -350,7 +390,7 @@ class DecisionPoint:
             pj,
             purpose,
             str(justification),
-            grant_context,
+            grant_context(grant),
             (
                 flags.over_request_cap,
                 flags.over_window_budget,
@@ -360,21 +400,21 @@ class DecisionPoint:
             ),
         )
         own = principal.subject
-        grant_subjects = grant.subjects
         regions = pack.parameters.regions
         retention = pack.parameters.retention_days
         now = self._clock() if retention else 0.0
+        seen = grants or (grant,) * len(records)
         keys = [
             (
-                request_key,
+                request_key if g is grant else (*request_key[:5], grant_context(g), request_key[6]),
                 r.jurisdiction,
                 bool(own) and r.subject == own,
-                r.subject in grant_subjects,
-                grant.covers(r.kinds),
+                r.subject in g.subjects,
+                g.covers(r.kinds),
                 r.jurisdiction not in regions or r.region in regions[r.jurisdiction],
                 _within_retention(r, retention, now),
             )
-            for r in records
+            for r, g in zip(records, seen, strict=True)
         ]
         answers = self._answers(state, keys)
 
@@ -414,7 +454,7 @@ class DecisionPoint:
             purpose,
             justification,
             records[denied],
-            grant,
+            seen[denied],
             count=len(records),
             limits=limits,
         )
@@ -530,35 +570,15 @@ class DecisionPoint:
         """One Cedar batch for the distinct fact tuples not in the memo."""
         if keys[0][0] == "governance":
             return self._evaluate_governance(state, keys)
-        request_key = keys[0][0]
-        action, role, pj, purpose, justification, g, bulk = request_key
-        context = {
-            "purpose": purpose,
-            "justification": justification,
-            "grant": {
-                "present": g[0],
-                "verified": g[1],
-                "approver": g[2],
-                "issued_to_requester": g[3],
-                "purpose": g[4],
-                "within_max_records": g[5],
-                "cosigned": g[6],
-                "bulk_scope": g[7],
-            },
-            "bulk": {
-                "over_request_cap": bulk[0],
-                "over_window_budget": bulk[1],
-                "over_jurisdiction_budget": bulk[2],
-                "over_foreign_budget": bulk[3],
-                "enumeration": bulk[4],
-            },
-        }
+        # One request key per decision, except where a record's homes see a grant apart.
+        contexts = {k[0]: _context(k[0]) for k in keys}
+        _, role, pj, *_ = keys[0][0]
         entities: list[dict[str, Any]] = [
             {"uid": _PRINCIPAL, "attrs": {"role": role, "jurisdiction": pj}, "parents": []}
         ]
         requests = []
         empty: tuple[list[str], list[str], list[str]] = ([], [], [])
-        for n, (_, rj, own, in_grant, categories, region_ok, recent) in enumerate(keys):
+        for n, (request_key, rj, own, in_grant, categories, region_ok, recent) in enumerate(keys):
             purposes, adequacy, contracts = state.home.get(rj, empty)
             uid = {"type": "Record", "id": f"k{n}"}
             entities.append(
@@ -581,9 +601,9 @@ class DecisionPoint:
             requests.append(
                 {
                     "principal": _PRINCIPAL,
-                    "action": {"type": "Action", "id": action},
+                    "action": {"type": "Action", "id": request_key[0]},
                     "resource": uid,
-                    "context": context,
+                    "context": contexts[request_key],
                 }
             )
         # No per-call schema: the pack was validated against it at load, and these facts are

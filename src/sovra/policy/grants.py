@@ -29,6 +29,7 @@ from sovra.model import Grant
 __all__ = [
     "GrantChecker",
     "GrantFacts",
+    "as_registered",
     "check_grant",
     "cosign_grant",
     "sign_grant",
@@ -77,6 +78,9 @@ class GrantFacts:
     max_records: int = 0
     cosigners: frozenset[str] = frozenset()
     grant_id: str = ""
+    # The co-signers whose co-signature is on the grant as registered, so in the log before
+    # any use (ADR 0001); only these count as a second home's approval (ADR 0025).
+    registered_cosigners: frozenset[str] = frozenset()
 
     @classmethod
     def none(cls) -> GrantFacts:
@@ -183,6 +187,13 @@ class GrantChecker:
             problem = f"grant {grant.grant_id} expired at {grant.not_after}"
             return replace(facts, verified=False, problem=problem)
         return facts
+
+
+def as_registered(facts: GrantFacts, registered: Grant) -> GrantFacts:
+    """*facts* of a presented grant, with the co-signers that the grant as *registered*
+    under its id (the same digest) also carries."""
+    on_file = frozenset(j for j, _ in registered.cosignatures)
+    return replace(facts, registered_cosigners=facts.cosigners & on_file)
 
 
 def verify_grant_signature(grant: Grant, authority_keys: Mapping[str, Ed25519PublicKey]) -> None:
