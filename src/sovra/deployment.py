@@ -197,7 +197,8 @@ class Deployment:
         (root / LOG_VKEY).write_text(NoteSigner(origin, log_key).vkey + "\n")
         write_secret(root / "keys" / "commitment.secret", os.urandom(32))
         for j in jurisdictions:
-            LocalCustodian.create(custody.custodian_key_path(root, j), j, log_key.public_key())
+            key_path = custody.custodian_key_path(root, j)
+            LocalCustodian.create(key_path, j, log_key.public_key()).close()  # its own opens it
             authority = generate_ed25519(custody.authority_key_path(root, j))
             (root / "authorities" / f"{j}.pub").write_text(public_bytes(authority).hex() + "\n")
         (root / CONFIG_NAME).write_text(text)
