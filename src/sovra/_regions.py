@@ -4,6 +4,9 @@
 credentials are; never the secret itself (see :class:`~sovra.config.RegionConfig`). The
 secret comes from two environment variables named there, or from a file of the
 deployment that only its owner can read, or from the S3 client's own chain.
+
+``[log.tiles]`` names the folder or bucket the log's tiles are published into, with the
+same settings and credentials (:func:`open_tile_store`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from pathlib import Path
 
 from sovra.config import Config, RegionConfig
 from sovra.errors import ConfigError
+from sovra.ledger.tiles_store import FolderTileStore, S3TileStore, TileStore
 from sovra.store import BlobStoreBase, FilesystemBlobStore
 
-__all__ = ["open_blob_store"]
+__all__ = ["open_blob_store", "open_tile_store"]
 
 _MAX_CREDENTIALS_BYTES = 4096
 
@@ -57,8 +61,38 @@ def open_blob_store(root: Path, config: Config, region: str) -> BlobStoreBase:
     )
 
 
-def _credentials(root: Path, settings: RegionConfig) -> tuple[str | None, str | None]:
-    where = f"[regions.{settings.name}]"
+def open_tile_store(root: Path, config: Config) -> TileStore | None:
+    """Where ``[log.tiles]`` publishes the log's tiles: its folder inside *root*, or its
+    bucket; None when the deployment publishes none. Nothing is asked of a bucket yet.
+
+    Raises:
+        ConfigError: the folder cannot be made, or the bucket's credentials are missing
+            or in a file others can read.
+    """
+    tiles = config.log_tiles
+    if tiles is None:
+        return None
+    if tiles.bucket is None:
+        return FolderTileStore(root / tiles.location)
+    from sovra.store.s3 import parse_s3_url
+
+    settings = tiles.bucket
+    access, secret = _credentials(root, settings, "[log.tiles]")
+    return S3TileStore(
+        parse_s3_url(tiles.location),
+        endpoint=settings.endpoint,
+        access_key=access,
+        secret_key=secret,
+        signing_region=settings.signing_region,
+        sse=settings.sse,
+        sse_kms_key_id=settings.sse_kms_key_id,
+    )
+
+
+def _credentials(
+    root: Path, settings: RegionConfig, where: str | None = None
+) -> tuple[str | None, str | None]:
+    where = where or f"[regions.{settings.name}]"
     if settings.access_key_env is not None and settings.secret_key_env is not None:
         values = []
         for name in (settings.access_key_env, settings.secret_key_env):

@@ -19,6 +19,7 @@ from sovra.errors import BadRequest, ConfigError, SovraError
 from sovra.keys.transport import DEFAULT_SUITE, check_suite
 from sovra.model import Role, check_jurisdiction, check_purpose, field_problem
 from sovra.store.pg_timeouts import PgTimeouts
+from sovra.store.s3 import parse_s3_url
 from sovra_verify.cosignature import CosignatureVerifier
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "JurisdictionConfig",
     "OidcConfig",
     "RegionConfig",
+    "TilesConfig",
     "render_default_config",
     "render_region",
 ]
@@ -78,6 +80,26 @@ class RegionConfig:
     def is_s3(self) -> bool:
         """Whether the region's blobs are in an S3 bucket rather than a folder."""
         return self.blobs is not None and self.blobs.startswith("s3://")
+
+
+@dataclass(frozen=True, slots=True)
+class TilesConfig:
+    """``[log.tiles]``: where the log's tiles, entry bundles and checkpoint are published as
+    static files (C2SP tlog-tiles) for a web server or a CDN to serve.
+
+    ``location`` is a folder of the deployment, or ``s3://bucket/prefix`` with the bucket's
+    endpoint, credentials and encryption in *bucket* (the keys of a ``[regions.NAME]``
+    table). The server publishes every ``every_s`` seconds when the log grew.
+    """
+
+    location: str
+    every_s: float = 1.0
+    bucket: RegionConfig | None = None
+
+    @property
+    def is_s3(self) -> bool:
+        """Whether the files go to an S3 bucket rather than a folder."""
+        return self.bucket is not None
 
 
 # Asymmetric JWS algorithms only: "none" and the HMAC ones (HS*) are never accepted, so a
@@ -214,6 +236,9 @@ class Config:
     # one is published after every batch of entries as well.
     log_publish_every_s: float = 10.0
     log_publish_after_batch: bool = True
+    # [log.tiles]: the log published as static tlog-tiles files (None: served by the
+    # server alone).
+    log_tiles: TilesConfig | None = None
     # [limits]: a sealed record of up to this many bytes shares its region's small-blob
     # file (one write per batch); a larger one gets a file of its own.
     small_blob_bytes: int = 64 << 10
@@ -515,14 +540,52 @@ def _witnesses(section: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _log(section: Mapping[str, Any]) -> dict[str, Any]:
-    _only(section, {"publish_every_s", "publish_after_batch"}, "[log]")
+    _only(section, {"publish_every_s", "publish_after_batch", "tiles"}, "[log]")
     every = section.get("publish_every_s", 10)
     if not isinstance(every, int | float) or isinstance(every, bool) or not 0 < every <= 86400:
         raise ConfigError(f"[log] publish_every_s must be seconds in (0, 86400], got {every!r}")
     after = section.get("publish_after_batch", True)
     if not isinstance(after, bool):
         raise ConfigError(f"[log] publish_after_batch must be true or false, got {after!r}")
-    return {"log_publish_every_s": float(every), "log_publish_after_batch": after}
+    tiles = _tiles(section["tiles"]) if "tiles" in section else None
+    return {
+        "log_publish_every_s": float(every),
+        "log_publish_after_batch": after,
+        "log_tiles": tiles,
+    }
+
+
+def _tiles(body: object) -> TilesConfig:
+    where = "[log.tiles]"
+    if not isinstance(body, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    _only(body, {"location", "every_s"} | (_REGION_KEYS - {"blobs"}), where)
+    location, every = body.get("location"), body.get("every_s", 1)
+    if not isinstance(location, str) or not location or "\n" in location:
+        raise ConfigError(
+            f'{where} location must be a folder of the deployment or "s3://bucket/prefix"'
+        )
+    if isinstance(every, bool) or not isinstance(every, int | float) or not 0 < every <= 3600:
+        raise ConfigError(f"{where} every_s must be seconds in (0, 3600], got {every!r}")
+    settings = {k: v for k, v in body.items() if k not in ("location", "every_s")}
+    for key, value in settings.items():
+        if not isinstance(value, str) or not value or "\n" in value:
+            raise ConfigError(f"{where} {key} must be a non-empty one-line string")
+    if not location.startswith("s3://"):
+        if location.startswith("/") or ".." in location.split("/") or "://" in location:
+            raise ConfigError(
+                f"{where} location {location!r} must be a folder inside the deployment "
+                '(e.g. "tiles") or "s3://bucket/prefix"'
+            )
+        if settings:
+            raise ConfigError(
+                f'{where} {", ".join(sorted(settings))} needs location = "s3://..."'
+            )
+        return TilesConfig(location, float(every))
+    bucket = RegionConfig(name="log.tiles", blobs=location, **settings)
+    _check_region(bucket, where)
+    parse_s3_url(location)
+    return TilesConfig(location, float(every), bucket)
 
 
 def _auth(section: Mapping[str, Any], known: tuple[str, ...]) -> OidcConfig | None:

@@ -2,6 +2,8 @@
 
     sovra-verify log URL --vkey KEY [--witness W ...] [--quorum N]
                  [--from-checkpoint FILE] [--to-checkpoint FILE]
+    sovra-verify tiles URL_PREFIX|FOLDER --vkey KEY [--witness W ...] [--quorum N]
+                 [--from-checkpoint FILE] [--save-checkpoint FILE]
     sovra-verify prove URL INDEX --vkey KEY
     sovra-verify verify-proof FILE --vkey KEY [--witness W ... [--quorum N] | --policy FILE]
                  [--entry FILE]
@@ -12,7 +14,9 @@ gateway states for itself is never used; it is compared with the given one only 
 which of the two a failure is about. Exit codes: 0 verified; 1 bad input or a refusal;
 2 a usage error; 3 something did not verify (a signature, a hash, a proof, a stale or
 split log, a receipt); 4 the gateway could not be reached or did not answer as one.
-``receipt`` is offline: it reads files only.
+``receipt`` is offline: it reads files only. ``tiles`` replays a log published as static
+C2SP tlog-tiles files (``checkpoint`` and ``tile/...`` under a bucket's or a CDN's URL
+prefix, or in a folder), as ``log`` replays a gateway.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from sovra_verify.errors import BadRequest, IntegrityError, SovraError, Unavaila
 from sovra_verify.proof import check_proof_file, proof_report, trust_policy
 from sovra_verify.receipt import check_receipts
 from sovra_verify.remote import LogReader
+from sovra_verify.static import static_log
 from sovra_verify.verify import verify_checkpoint
 
 __all__ = ["EXIT_UNREACHABLE", "EXIT_UNVERIFIED", "main"]
@@ -51,23 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         "log", help="replay the whole log from its tiles and check every checkpoint"
     )
     log.add_argument("url", help="the gateway's base URL")
-    _vkey_option(log)
-    log.add_argument(
-        "--witness",
-        action="append",
-        default=[],
-        metavar="VKEY",
-        help="vkey of a trusted witness (repeatable): check the cosigned checkpoint",
-    )
-    log.add_argument(
-        "--quorum", type=int, help="how many of the --witness keys must cosign (default: all)"
-    )
-    log.add_argument(
-        "--from-checkpoint",
-        type=Path,
-        metavar="FILE",
-        help="a checkpoint note audited before: replay only what came after it",
-    )
+    _audit_options(log)
     log.add_argument(
         "--to-checkpoint",
         type=Path,
@@ -79,6 +68,21 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="write the newest verified checkpoint note here, for the next --from-checkpoint",
+    )
+
+    tiles = commands.add_parser(
+        "tiles",
+        help="replay a log published as static tlog-tiles files (a bucket, a CDN, a folder)",
+    )
+    tiles.add_argument(
+        "source", help="the URL prefix holding checkpoint and tile/, or a folder holding them"
+    )
+    _audit_options(tiles)
+    tiles.add_argument(
+        "--save-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="write the verified checkpoint note here, for the next --from-checkpoint",
     )
 
     prove = commands.add_parser(
@@ -128,6 +132,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _audit_options(parser: argparse.ArgumentParser) -> None:
+    """--vkey, --witness, --quorum and --from-checkpoint of a replay."""
+    _vkey_option(parser)
+    parser.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="vkey of a trusted witness (repeatable): check the cosigned checkpoint",
+    )
+    parser.add_argument(
+        "--quorum", type=int, help="how many of the --witness keys must cosign (default: all)"
+    )
+    parser.add_argument(
+        "--from-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="a checkpoint note audited before: replay only what came after it",
+    )
+
+
 def _vkey_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--vkey",
@@ -140,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sovra-verify``; return its exit code."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "log":
+        if args.command in ("log", "tiles"):
             _log(args)
         elif args.command == "receipt":
             _receipt(args)
@@ -161,9 +186,12 @@ def _log(args: argparse.Namespace) -> None:
     key = load_vkey(args.vkey)
     witnesses = [CosignatureVerifier.from_vkey(w) for w in args.witness]
     trusted = None if args.from_checkpoint is None else read_note(args.from_checkpoint)
-    target = None if args.to_checkpoint is None else read_note(args.to_checkpoint)
+    target = None
+    if getattr(args, "to_checkpoint", None) is not None:
+        target = read_note(args.to_checkpoint)
+    source = LogReader(args.url) if args.command == "log" else static_log(args.source)
     result = audit_log(
-        LogReader(args.url),
+        source,
         key,
         witnesses=witnesses,
         quorum=args.quorum,

@@ -113,6 +113,14 @@ PINNED = {
         "UntrustedCheckpoint",
         "Witness",
     ],
+    "sovra.ledger.tiles_publish": ["Published", "TilePublisher"],
+    "sovra.ledger.tiles_store": [
+        "CHECKPOINT",
+        "IMMUTABLE",
+        "FolderTileStore",
+        "S3TileStore",
+        "TileStore",
+    ],
     "sovra.ledger.tlog_witness": [
         "MAX_REQUEST_BYTES",
         "SIZE_MEDIA_TYPE",
@@ -219,6 +227,7 @@ PINNED = {
         "verify_receipt",
     ],
     "sovra_verify.remote": ["MAX_ANSWER_BYTES", "LogReader"],
+    "sovra_verify.static": ["StaticFolder", "StaticSite", "static_log"],
     "sovra_verify.verify": [
         "AuditReport",
         "audit",

@@ -271,3 +271,67 @@ def log_verify_proof(
     trust = trust_policy(witness or (), quorum, policy)
     key = None if vkey is None else load_vkey(vkey)
     print_json(proof_report(check_proof_file(file, trust, log_vkey=key, entry=entry)))
+
+
+@log_app.command("publish-tiles")
+def log_publish_tiles(
+    deployment: DeploymentDir = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            help="replace files the store holds with other bytes than the log's (after an "
+            "audit named them)"
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Publish the log's tiles, entry bundles and checkpoint where ``[log.tiles]`` says.
+
+    Backfills an existing log (or catches up after the store was unreachable): writes
+    every C2SP tlog-tiles file the store lacks, up to the log's newest checkpoint, then
+    the checkpoint. Files already there with the same bytes are left alone; one with
+    other bytes is refused (exit 3) unless --repair. `sovra serve` does the same in the
+    background as the log grows.
+    """
+    from sovra._regions import open_tile_store
+    from sovra.config import Config
+    from sovra.deployment import CONFIG_NAME, open_log
+    from sovra.errors import ConfigError
+    from sovra.ledger.tiles_publish import TilePublisher
+
+    deployment = need_deployment(deployment)
+    config = Config.load(deployment / CONFIG_NAME)
+    store = open_tile_store(deployment, config)
+    if store is None:
+        raise ConfigError(
+            f"{deployment / CONFIG_NAME} has no [log.tiles] table: say where to publish, "
+            'e.g. [log.tiles] location = "tiles" or "s3://bucket/prefix"'
+        )
+    log = open_log(deployment, config)
+    try:
+        with progress("publishing tiles") as bar:
+            task = bar.add_task("", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = TilePublisher(log, store).publish(progress=advance, repair=repair)
+    finally:
+        log.close()
+        store.close()
+    facts = {
+        "where": store.where,
+        "size": result.size,
+        "previous": result.previous,
+        "files_written": result.files,
+        "bytes_written": result.bytes,
+        "checkpoint_replaced": result.checkpoint,
+    }
+    if as_json:
+        print_json(facts)
+        return
+    out.print(
+        f"[bold green]published[/] the log up to size {result.size} (was {result.previous}) "
+        f"to {store.where}: {result.files} files, {result.bytes} bytes written",
+        highlight=False,
+    )

@@ -35,7 +35,7 @@ from sovra.server.governance import add_governance_routes
 from sovra.server.handlers import add_error_handlers
 from sovra.server.home import add_home_routes
 from sovra.server.limits import PARSED_BODY, BodyLimits
-from sovra.server.log import add_log_routes
+from sovra.server.log import add_log_routes, publishing_tiles
 from sovra.server.ops import add_operations, note_principal
 from sovra.server.page import add_page_routes
 from sovra.server.policy import add_policy_routes
@@ -83,6 +83,7 @@ def create_app(deployment: Deployment) -> FastAPI:
         with (
             publishing(gw.log.checkpoint, deployment.config.log_publish_every_s),
             following(gov.follow_policy),
+            publishing_tiles(deployment.root, deployment.config, gw.log),
         ):
             yield
 

@@ -10,28 +10,57 @@ Witnesses submit the checkpoints they cosigned to ``POST /v1/log/cosignatures`` 
 signed note, ``text/plain``); the checkpoint routes serve the stored cosignature lines
 after the log's own signature, so each response is one C2SP signed note. The route takes
 no request token: a cosignature authenticates itself against the configured witness keys.
+
+With ``[log.tiles]`` the server also publishes the same files into a folder or a bucket
+in the background (:func:`publishing_tiles`), for a static host or a CDN to serve; these
+routes go on answering from the database whatever becomes of that store.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from sovra._regions import open_tile_store
+from sovra.config import Config
 from sovra.errors import BadRequest, Denied, IntegrityError, NotFound, PayloadTooLarge
 from sovra.ledger import TransparencyLog
 from sovra.ledger.cosigning import MAX_SUBMISSION_BYTES, CheckpointCosignatures
+from sovra.ledger.tiles_publish import TilePublisher
+from sovra.ledger.tiles_store import IMMUTABLE
 from sovra.server.answers import JSONBytes, b64_list
 from sovra_verify.tiles import parse_tile_path
 
-__all__ = ["IMMUTABLE", "add_log_routes"]
+__all__ = ["IMMUTABLE", "add_log_routes", "publishing_tiles"]
 
-IMMUTABLE = "public, max-age=31536000, immutable"
 _REVALIDATE = "no-cache"
 _logger = logging.getLogger("sovra.server")
+
+
+@contextmanager
+def publishing_tiles(root: Path, config: Config, log: TransparencyLog) -> Iterator[None]:
+    """Publish *log*'s tiles where ``[log.tiles]`` says, in a background thread, until
+    the block ends; nothing without ``[log.tiles]``.
+
+    Raises:
+        ConfigError: the folder cannot be made or the bucket's credentials are missing.
+    """
+    store = open_tile_store(root, config)
+    if store is None or config.log_tiles is None:
+        yield
+        return
+    try:
+        with TilePublisher(log, store).running(config.log_tiles.every_s):
+            yield
+    finally:
+        store.close()
 
 
 def _immutable(data: bytes) -> Response:

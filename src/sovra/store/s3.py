@@ -51,6 +51,9 @@ __all__ = [
     "S3BlobStore",
     "S3Location",
     "parse_s3_url",
+    "s3_client",
+    "s3_failure",
+    "sse_arguments",
 ]
 
 DEFAULT_MULTIPART_BYTES = 8 << 20
@@ -180,35 +183,14 @@ class S3BlobStore(BlobStoreBase):
         self._location = location
         self._small_blob_bytes = small_blob_bytes
         self._multipart_bytes = multipart_bytes
-        self._sse = _sse_args(sse, sse_kms_key_id)
+        self._sse = sse_arguments(sse, sse_kms_key_id)
         self._where = f"bucket {location.bucket}" + (f" at {endpoint}" if endpoint else "")
         try:
-            import boto3
-            from botocore.config import Config as BotoConfig
             from botocore.exceptions import BotoCoreError, ClientError
         except ImportError:
             raise ConfigError("an s3:// blob store needs boto3: pip install 'sovra[s3]'") from None
         self._boto_errors = (BotoCoreError, ClientError)
-        with _SESSION_LOCK:
-            # One session for every store: its loaded service model makes the next
-            # client cheap; sessions are not thread-safe, hence the lock.
-            global _SESSION  # noqa: PLW0603 - made once, on first use
-            if _SESSION is None:
-                _SESSION = boto3.session.Session()
-            self._client: Any = _SESSION.client(
-                "s3",
-                endpoint_url=endpoint,
-                aws_access_key_id=access_key,
-                aws_secret_access_key=secret_key,
-                region_name=signing_region,
-                config=BotoConfig(
-                    connect_timeout=timeout_s,
-                    read_timeout=timeout_s,
-                    retries={"max_attempts": 3, "mode": "standard"},
-                    max_pool_connections=32,
-                    s3={"addressing_style": "path"},
-                ),
-            )
+        self._client: Any = s3_client(endpoint, access_key, secret_key, signing_region, timeout_s)
         self._lock = threading.Lock()
         self._rewrite_lock = threading.Lock()
         self._index: dict[str, _Loc] = {}
@@ -700,61 +682,110 @@ class S3BlobStore(BlobStoreBase):
             raise self._translate(doing, exc) from None
 
     def _translate(self, doing: str, exc: Exception) -> Exception:
-        code = _code(exc)
-        where = f"blob store {self.region}: cannot {doing} in {self._where}"
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return FileNotFoundError(errno.ENOENT, "no such object")
-        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-            return FileExistsError(errno.EEXIST, "object exists")
-        if code == "NoSuchBucket":
-            return ConfigError(f"{where}: the bucket does not exist; create it first")
-        if code in ("InvalidRange", "416"):
-            return OSError(errno.EBADMSG, "the object is shorter than its index says")
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"):
-            return ConfigError(
-                f"{where}: the endpoint refused the credentials ({code}); check the region's "
-                "access key and secret"
-            )
-        if code == "403":
-            # A HEAD's answer has no body to tell a wrong key from a refused one.
-            return ConfigError(
-                f"{where}: the endpoint refused the credentials or denied access (403); check "
-                "the region's access key and secret, and the bucket's policy"
-            )
-        if code in ("AccessDenied", "AllAccessDisabled", "AccountProblem"):
-            # The key is known but may not do this here: a bucket policy, a read-only key,
-            # a bucket locked by its owner. Retrying will not help; the operator must.
-            return ConfigError(
-                f"{where}: access denied ({code}); the bucket's policy or the key's "
-                "permissions do not allow it"
-            )
-        status = _status(exc)
-        if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
-            return Unavailable(
-                f"{where}: the endpoint failed ({code}); try again", retry_after_s=_RETRY_AFTER_S
-            )
-        if code == "":
-            name = type(exc).__name__
-            if name in (
-                "EndpointConnectionError",
-                "ConnectTimeoutError",
-                "ReadTimeoutError",
-                "ConnectionClosedError",
-                "ConnectionError",
-                "ProxyConnectionError",
-            ):
-                return Unavailable(
-                    f"{where}: the endpoint cannot be reached; try again",
-                    retry_after_s=_RETRY_AFTER_S,
-                )
-            return ConfigError(f"{where}: {name}")
-        return ConfigError(f"{where}: the endpoint answered {code}")
+        return s3_failure(f"blob store {self.region}: cannot {doing} in {self._where}", exc)
 
     @staticmethod
     def _quietly(call: Callable[[], object]) -> None:
         """Best-effort clean-up: its failure must not hide the error being raised."""
         with contextlib.suppress(OSError, SovraError):
             call()
+
+
+def s3_client(
+    endpoint: str | None,
+    access_key: str | None,
+    secret_key: str | None,
+    signing_region: str,
+    timeout_s: float,
+) -> Any:
+    """A boto3 S3 client (path-style addressing, bounded waits and retries).
+
+    Raises:
+        ConfigError: boto3 is not installed.
+    """
+    try:
+        import boto3
+        from botocore.config import Config as BotoConfig
+    except ImportError:
+        raise ConfigError("an s3:// store needs boto3: pip install 'sovra[s3]'") from None
+    with _SESSION_LOCK:
+        # One session for every store: its loaded service model makes the next
+        # client cheap; sessions are not thread-safe, hence the lock.
+        global _SESSION  # noqa: PLW0603 - made once, on first use
+        if _SESSION is None:
+            _SESSION = boto3.session.Session()
+        return _SESSION.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name=signing_region,
+            config=BotoConfig(
+                connect_timeout=timeout_s,
+                read_timeout=timeout_s,
+                retries={"max_attempts": 3, "mode": "standard"},
+                max_pool_connections=32,
+                s3={"addressing_style": "path"},
+            ),
+        )
+
+
+def s3_failure(where: str, exc: Exception) -> Exception:
+    """A botocore failure in sovra's dialect; *where* says what failed and in which bucket.
+
+    A missing object is ``FileNotFoundError``, a refused condition (``If-None-Match``,
+    ``If-Match``) ``FileExistsError``; refused credentials, a missing bucket or a denied
+    write are :class:`~sovra.errors.ConfigError` (the operator's move), an endpoint that
+    cannot be reached or fails is :class:`~sovra.errors.Unavailable` (retry).
+    """
+    code = _code(exc)
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return FileNotFoundError(errno.ENOENT, "no such object")
+    if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+        return FileExistsError(errno.EEXIST, "object exists")
+    if code == "NoSuchBucket":
+        return ConfigError(f"{where}: the bucket does not exist; create it first")
+    if code in ("InvalidRange", "416"):
+        return OSError(errno.EBADMSG, "the object is shorter than its index says")
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"):
+        return ConfigError(
+            f"{where}: the endpoint refused the credentials ({code}); check the region's "
+            "access key and secret"
+        )
+    if code == "403":
+        # A HEAD's answer has no body to tell a wrong key from a refused one.
+        return ConfigError(
+            f"{where}: the endpoint refused the credentials or denied access (403); check "
+            "the region's access key and secret, and the bucket's policy"
+        )
+    if code in ("AccessDenied", "AllAccessDisabled", "AccountProblem"):
+        # The key is known but may not do this here: a bucket policy, a read-only key,
+        # a bucket locked by its owner. Retrying will not help; the operator must.
+        return ConfigError(
+            f"{where}: access denied ({code}); the bucket's policy or the key's "
+            "permissions do not allow it"
+        )
+    status = _status(exc)
+    if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+        return Unavailable(
+            f"{where}: the endpoint failed ({code}); try again", retry_after_s=_RETRY_AFTER_S
+        )
+    if code == "":
+        name = type(exc).__name__
+        if name in (
+            "EndpointConnectionError",
+            "ConnectTimeoutError",
+            "ReadTimeoutError",
+            "ConnectionClosedError",
+            "ConnectionError",
+            "ProxyConnectionError",
+        ):
+            return Unavailable(
+                f"{where}: the endpoint cannot be reached; try again",
+                retry_after_s=_RETRY_AFTER_S,
+            )
+        return ConfigError(f"{where}: {name}")
+    return ConfigError(f"{where}: the endpoint answered {code}")
 
 
 def _check_endpoint(endpoint: str | None) -> None:
@@ -765,7 +796,7 @@ def _check_endpoint(endpoint: str | None) -> None:
         raise ConfigError(f"S3 endpoint must be an http(s)://host[:port] URL, got {endpoint!r}")
 
 
-def _sse_args(sse: str | None, kms_key_id: str | None) -> dict[str, str]:
+def sse_arguments(sse: str | None, kms_key_id: str | None) -> dict[str, str]:
     """The server-side encryption arguments of every write."""
     if sse is not None and sse not in _SSE:
         raise ConfigError(f"sse must be one of {', '.join(sorted(_SSE))}, got {sse!r}")

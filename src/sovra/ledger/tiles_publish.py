@@ -1,0 +1,264 @@
+"""Publishing the log as static C2SP tlog-tiles files into a :class:`TileStore`.
+
+The database stays the log's source of truth: the sequencer writes entries there, the
+server answers from there, and a publisher copies what a checkpoint covers into a folder
+or a bucket from which a CDN serves the log to anyone (``sovra-verify tiles URL``).
+
+One round of :meth:`TilePublisher.publish`:
+
+1. take the log's newest checkpoint (signing one if the log has none yet) and its size N;
+2. write every tile and entry bundle the tree of N has and the store lacks: from the
+   tiles holding the size published before, up to N, at every level; full tiles and
+   partial tiles alike are written once, as their paths never change their bytes;
+3. replace the store's checkpoint by this one, unless the store holds a larger one
+   (another replica published further meanwhile).
+
+The checkpoint is written last, so a reader who follows it finds every file it needs.
+A round that fails (the bucket unreachable, a write refused) loses nothing: the entries
+are in the database, the store's checkpoint still names what it fully holds, and the
+next round starts from the size published last and catches up. The server runs the
+rounds in a background thread (:meth:`TilePublisher.running`), so a failing store never
+holds up an append or a request; ``sovra log publish-tiles`` runs one round by hand (a
+backfill of an existing log, with a progress bar).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sovra.errors import BadRequest, ConfigError, IntegrityError, SovraError
+from sovra.ledger.log import TransparencyLog
+from sovra.ledger.tiles_store import TileStore
+from sovra_verify.checkpoint import Checkpoint
+from sovra_verify.note import NoteVerifier, open_note
+from sovra_verify.tiles import TILE_WIDTH, entries_path, tile_level_count, tile_path
+
+__all__ = ["Published", "TilePublisher"]
+
+_logger = logging.getLogger("sovra.ledger")
+_MAX_BACKOFF_S = 60.0
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What one round published.
+
+    Attributes:
+        size: the tree size the store's files now cover.
+        previous: the size they covered before the round.
+        files: tiles and entry bundles written (files already there are not counted).
+        bytes: their bytes.
+        checkpoint: whether the store's checkpoint was replaced.
+    """
+
+    size: int
+    previous: int
+    files: int
+    bytes: int
+    checkpoint: bool
+
+
+class TilePublisher:
+    """Copies a log's tiles, entry bundles and checkpoint into a :class:`TileStore`.
+
+    Safe to share between threads: rounds run one at a time.
+    """
+
+    def __init__(self, log: TransparencyLog, store: TileStore) -> None:
+        self._log = log
+        self._store = store
+        self._verifier = NoteVerifier.from_vkey(log.verifier_key)
+        self._lock = threading.Lock()
+        self._published: int | None = None  # what the store's checkpoint covers
+
+    @property
+    def store(self) -> TileStore:
+        """Where the files go."""
+        return self._store
+
+    def _size_of(self, note: bytes | str) -> int:
+        """The size of a checkpoint note signed by this log.
+
+        Raises:
+            IntegrityError: not a checkpoint of this log, or its signature fails.
+        """
+        try:
+            text, _ = open_note(note, [self._verifier])
+            checkpoint = Checkpoint.parse(text)
+        except (BadRequest, IntegrityError) as exc:
+            raise IntegrityError(f"not a checkpoint signed by this log: {exc.message}") from None
+        if checkpoint.origin != self._log.origin:
+            raise IntegrityError(f"a checkpoint of origin {checkpoint.origin!r}")
+        return checkpoint.size
+
+    def published_size(self) -> int:
+        """The tree size the store's checkpoint covers (0 for none, or for one that is
+        not this log's: a round then writes every file again and replaces it).
+
+        Raises:
+            ConfigError: the store holds a checkpoint of this log beyond the log's size
+                (the database lost entries, or it is another deployment of one key).
+            Unavailable: the store cannot be reached.
+        """
+        found = self._store.get("checkpoint")
+        if found is None:
+            return 0
+        try:
+            size = self._size_of(found)
+        except IntegrityError as exc:
+            problem: str | None = exc.message
+        else:
+            problem = None
+        if problem is not None:
+            _logger.error(
+                "the checkpoint in %s is not this log's (%s): publishing every tile again",
+                self._store.where,
+                problem,
+            )
+            return 0
+        held = self._log.stored_size()
+        if size > held:
+            raise ConfigError(
+                f"{self._store.where} holds a checkpoint of size {size}, but the log holds "
+                f"{held} entries: it is not this log's place, or the log lost entries"
+            )
+        return size
+
+    def publish(self, *, progress: Progress | None = None, repair: bool = False) -> Published:
+        """Publish up to the log's newest checkpoint (one round; see the module).
+
+        Args:
+            progress: called with ``(files done, files to write)``.
+            repair: replace files the store holds with other bytes than the log's.
+
+        Raises:
+            IntegrityError: the store holds other bytes at a path than the log (without
+                *repair*), or the log's storage no longer matches its leaves.
+            Unavailable: the store cannot be reached; nothing is lost, retry.
+            ConfigError: the store refuses the writes.
+        """
+        with self._lock:
+            return self._round(progress, repair)
+
+    def _round(self, progress: Progress | None, repair: bool) -> Published:
+        note = self._log.latest_checkpoint() or self._log.checkpoint()
+        size = self._size_of(note)
+        if self._published is None or repair:
+            self._published = 0 if repair else self.published_size()
+        start = self._published
+        if size <= start and not repair:
+            return Published(start, start, 0, 0, False)
+        jobs = _files(start, size)
+        done = [0, 0]  # files written, bytes
+        count = [0]
+        total = len(jobs)
+        counted = threading.Lock()
+
+        def write(job: tuple[int | None, int, int]) -> None:
+            level, index, width = job
+            if level is None:
+                path = entries_path(index, width)
+                data = self._log.entry_bundle(index, width)
+            else:
+                path = tile_path(level, index, width)
+                data = self._log.tile(level, index, width)
+            wrote = self._store.put_once(path, data, repair=repair)
+            with counted:
+                count[0] += 1
+                if wrote:
+                    done[0] += 1
+                    done[1] += len(data)
+                if progress is not None:
+                    progress(count[0], total)
+
+        if self._store.parallel > 1 and len(jobs) > 1:
+            with ThreadPoolExecutor(min(self._store.parallel, len(jobs))) as pool:
+                for _ in pool.map(write, jobs):
+                    pass
+        else:
+            for job in jobs:
+                write(job)
+        encoded = note.encode()
+
+        def newer(current: bytes | None) -> bytes | None:
+            if current is not None and current != encoded:
+                try:
+                    if self._size_of(current) >= size:
+                        return None  # another publisher went as far or further
+                except IntegrityError:
+                    pass  # not this log's: replace it
+            return None if current == encoded else encoded
+
+        swapped = self._store.swap_checkpoint(newer)
+        self._published = size
+        return Published(size, start, done[0], done[1], swapped)
+
+    @contextmanager
+    def running(self, every_s: float = 1.0) -> Iterator[None]:
+        """Publish every *every_s* seconds in a daemon thread until the block ends.
+
+        A failed round is logged (once until a round succeeds again) and retried after a
+        wait that doubles up to a minute; the log and the server go on meanwhile.
+
+        Raises:
+            ConfigError: *every_s* is not a positive number of seconds.
+        """
+        if not every_s > 0:
+            raise ConfigError(f"a tile publication interval must be positive, got {every_s!r}")
+        stop = threading.Event()
+
+        def loop() -> None:
+            wait, failing = every_s, False
+            where = self._store.where
+            while not stop.wait(wait):
+                try:
+                    self.publish()
+                except SovraError as exc:
+                    failure: str | None = exc.diagnostics()
+                else:
+                    failure = None
+                if failure is None:
+                    if failing:
+                        _logger.warning("publishing the log's tiles to %s works again", where)
+                    failing, wait = False, every_s
+                    continue
+                if not failing:
+                    _logger.error(
+                        "publishing the log's tiles to %s failed (retrying until it works; "
+                        "nothing is lost): %s",
+                        where,
+                        failure,
+                    )
+                failing, wait = True, min(_MAX_BACKOFF_S, wait * 2)
+
+        thread = threading.Thread(target=loop, name="sovra-tiles", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _files(start: int, size: int) -> list[tuple[int | None, int, int]]:
+    """The ``(level, index, width)`` of every file the tree of *size* has that the tree
+    of *start* has not (level None: an entry bundle), lowest level first."""
+    jobs: list[tuple[int | None, int, int]] = []
+    level = 0
+    while tile_level_count(size, level):
+        old, new = tile_level_count(start, level), tile_level_count(size, level)
+        if new > old:
+            for index in range(old // TILE_WIDTH, -(-new // TILE_WIDTH)):
+                width = min(TILE_WIDTH, new - index * TILE_WIDTH)
+                if level == 0:
+                    jobs.append((None, index, width))
+                jobs.append((level, index, width))
+        level += 1
+    return jobs

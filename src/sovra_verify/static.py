@@ -1,0 +1,121 @@
+"""Reading a log published as static C2SP tlog-tiles files: a bucket, a CDN, a folder.
+
+A gateway can publish its log into an object store (``[log.tiles]``), from which any web
+server serves ``<prefix>/checkpoint`` and ``<prefix>/tile/...``. :func:`static_log` reads
+such a copy from an ``http(s)://`` URL prefix, or from a local folder holding the files
+(a synced copy, a mounted bucket). It answers as a :class:`~sovra_verify.audit.LogSource`,
+so :func:`~sovra_verify.audit.audit_log` replays it exactly as it replays a gateway: every
+entry hashed, every tile recomputed, the checkpoint's signature checked against the key
+the auditor holds. Nothing the files say is trusted.
+
+A static copy publishes one checkpoint, the newest it covers (with the cosignatures it
+carries, if any); the log size it states is that checkpoint's, so an audit of it proves
+what it covers, and says nothing of entries the gateway holds but has not published yet.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sovra_verify.errors import BadRequest, NotFound, Unavailable
+from sovra_verify.remote import MAX_ANSWER_BYTES, LogReader
+from sovra_verify.tiles import parse_tile_path
+
+__all__ = ["StaticFolder", "StaticSite", "static_log"]
+
+CHECKPOINT = "checkpoint"
+
+
+def _size_line(note: str, where: str) -> int:
+    """The size a checkpoint note states (its second line), not yet verified."""
+    lines = note.split("\n", 2)
+    if len(lines) < 3 or not lines[1].isdigit():
+        raise Unavailable(f"{where} is not a checkpoint note")
+    return int(lines[1])
+
+
+def _check_path(path: str) -> str:
+    if path != CHECKPOINT:
+        parse_tile_path(path)  # raises BadRequest for anything but a canonical tile path
+    return path
+
+
+class _StaticCopy:
+    """What both kinds of copy answer, from the one file reader each has."""
+
+    url: str
+
+    def _file(self, path: str) -> bytes:
+        raise NotImplementedError
+
+    def checkpoint(self) -> str:
+        """The checkpoint note the copy holds."""
+        try:
+            return self._file(CHECKPOINT).decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unavailable(f"{self.url}/checkpoint is not UTF-8 text") from None
+
+    def info(self) -> dict[str, Any]:
+        """The size the copy's checkpoint states (the audit then checks that note)."""
+        return {"log_size": _size_line(self.checkpoint(), f"{self.url}/checkpoint")}
+
+    def checkpoints(self) -> list[str]:
+        """None beside the newest: a static copy holds one checkpoint."""
+        return []
+
+    def cosigned_checkpoint(self) -> str:
+        """The checkpoint, with the cosignature lines it carries."""
+        return self.checkpoint()
+
+    def log_file(self, path: str) -> bytes:
+        """The bytes of a tile or entry bundle of the copy."""
+        return self._file(path)
+
+
+class StaticSite(_StaticCopy, LogReader):
+    """A static copy of a log under an ``http(s)://`` URL prefix (a bucket, a CDN)."""
+
+    def _file(self, path: str) -> bytes:
+        return self._get("/" + _check_path(path))
+
+
+class StaticFolder(_StaticCopy):
+    """A static copy of a log in a local folder (``checkpoint`` and ``tile/`` in it).
+
+    Raises:
+        BadRequest: *folder* is not a folder.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        if not folder.is_dir():
+            raise BadRequest(f"{folder} is not a folder of tlog-tiles files")
+        self._root = folder
+        self.url = str(folder)
+
+    def _file(self, path: str) -> bytes:
+        target = self._root.joinpath(*_check_path(path).split("/"))
+        try:
+            with target.open("rb") as f:
+                data = f.read(MAX_ANSWER_BYTES + 1)
+        except FileNotFoundError:
+            raise NotFound(f"{target} is not there") from None
+        except OSError as exc:
+            raise Unavailable(f"cannot read {target}: {exc.strerror}") from None
+        if len(data) > MAX_ANSWER_BYTES:
+            raise Unavailable(f"{target} is larger than any tlog-tiles file")
+        return data
+
+
+def static_log(source: str, *, timeout_s: float = 30.0) -> StaticSite | StaticFolder:
+    """The static copy at *source*: an ``http(s)://`` URL prefix, or a local folder.
+
+    Raises:
+        BadRequest: neither an http(s) URL nor a folder.
+    """
+    if source.startswith(("http://", "https://")):
+        return StaticSite(source, timeout_s=timeout_s)
+    if "://" in source:
+        raise BadRequest(f"a static log is an http(s):// URL prefix or a folder, not {source!r}")
+    return StaticFolder(Path(os.path.expanduser(source)))

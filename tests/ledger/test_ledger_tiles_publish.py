@@ -1,0 +1,429 @@
+"""The log published as static C2SP tlog-tiles files, into a folder or an S3 bucket, and
+verified from there by ``sovra-verify tiles`` and by an independent tlog-tiles verifier
+(aics-tlog, see test_ledger_witness_interop.py): full tiles written once, partial tiles
+and the checkpoint following the log, a tampered file found, a failed upload caught up.
+
+The bucket is a real SeaweedFS (scripts/with-seaweedfs), read back over plain HTTP
+without a key, as a CDN in front of a public bucket would serve it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+from tests.conftest import S3Bucket
+from tests.scaleout import post_signed
+from typer.testing import CliRunner
+
+from sovra.cli import app as cli
+from sovra.config import Config
+from sovra.deployment import CONFIG_NAME, Deployment
+from sovra.errors import ConfigError, IntegrityError, Unavailable
+from sovra.ledger import MemoryLogStorage, NoteSigner, TransparencyLog
+from sovra.ledger.tiles_publish import TilePublisher
+from sovra.ledger.tiles_store import IMMUTABLE, FolderTileStore, S3TileStore
+from sovra.server import create_app
+from sovra.store.s3 import parse_s3_url
+from sovra_verify.cli import EXIT_UNVERIFIED, main
+from sovra_verify.tiles import entries_path, tile_path
+
+ORIGIN = "tiles.sovra.example/published"
+SIGNER = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
+
+
+def _log() -> TransparencyLog:
+    return TransparencyLog(MemoryLogStorage(), SIGNER, ORIGIN, publish_after_batch=True)
+
+
+def _grow(log: TransparencyLog, count: int) -> None:
+    start = log.size
+    for first in range(start, start + count, 10_000):
+        end = min(start + count, first + 10_000)
+        log.append_many([(b'{"kind":"test","n":%d}' % n, ()) for n in range(first, end)])
+
+
+def _verify(source: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``sovra-verify tiles SOURCE --vkey KEY``: its exit code and what it printed."""
+    code = main(["tiles", source, "--vkey", SIGNER.vkey])
+    printed = capsys.readouterr()
+    return code, printed.out + printed.err
+
+
+def _aics(source: str) -> dict[str, object]:
+    """aics-tlog's verify-checkpoint over the tiles at *source*: its JSON report."""
+    pytest.importorskip("aics_tlog", reason="scripts/bootstrap installs aics-tlog")
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aics_tlog",
+            "verify-checkpoint",
+            "--tiles",
+            source,
+            "--log-key",
+            SIGNER.vkey,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report: dict[str, object] = json.loads(ran.stdout)
+    report["exit"] = ran.returncode
+    return report
+
+
+# -- a folder ----------------------------------------------------------------------------------
+
+
+def test_a_published_folder_is_verified_by_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log()
+    publisher = TilePublisher(log, FolderTileStore(tmp_path / "tiles"))
+    sizes = []
+    for count in (1, 255, 300, 65_536 - 556 + 3, 7):
+        _grow(log, count)
+        sizes.append(publisher.publish().size)
+    assert sizes[-1] == log.size == 65_546  # past 65,536: a level-2 tile
+    code, said = _verify(str(tmp_path / "tiles"), capsys)
+    assert code == 0, said
+    assert f"verified {log.size} entries" in said
+    report = _aics(str(tmp_path / "tiles"))
+    assert report["exit"] == 0 and report["tiles_ok"] is True, report
+    assert report["size"] == log.size
+
+
+def test_full_tiles_are_written_once_and_partial_tiles_follow_the_log(tmp_path: Path) -> None:
+    log = _log()
+    store = FolderTileStore(tmp_path / "tiles")
+    publisher = TilePublisher(log, store)
+    _grow(log, 300)
+    first = publisher.publish()
+    assert (first.previous, first.size) == (0, 300)
+    # tile/0/000, tile/0/001.p/44, the two bundles, tile/1/000.p/1
+    assert first.files == 5
+    full = tmp_path / "tiles" / tile_path(0, 0)
+    stamp = full.stat()
+    assert full.read_bytes() == log.tile(0, 0)
+    _grow(log, 10)
+    second = publisher.publish()
+    assert (second.previous, second.size, second.files) == (300, 310, 2)
+    assert full.stat().st_ino == stamp.st_ino and full.stat().st_mtime_ns == stamp.st_mtime_ns
+    for width in (44, 54):  # each partial tile is its own immutable file
+        assert (tmp_path / "tiles" / tile_path(0, 1, width)).read_bytes() == log.tile(0, 1, width)
+    assert (tmp_path / "tiles" / "checkpoint").read_text() == log.latest_checkpoint()
+    # Nothing new: nothing written, and a new publisher finds where the store is.
+    assert publisher.publish().files == 0
+    again = TilePublisher(log, store)
+    assert again.published_size() == 310 and again.publish().files == 0
+
+
+def test_a_tampered_file_is_found_by_the_verifiers_and_refused_by_the_publisher(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log()
+    folder = tmp_path / "tiles"
+    _grow(log, 600)
+    TilePublisher(log, FolderTileStore(folder)).publish()
+    bundle = folder / entries_path(1)
+    data = bytearray(bundle.read_bytes())
+    data[300] ^= 1  # inside entry 256 + (a few): the verifier names it
+    bundle.write_bytes(bytes(data))
+    code, said = _verify(str(folder), capsys)
+    assert code == EXIT_UNVERIFIED, said
+    assert "NOT VERIFIED" in said
+    found = re.search(r"first bad index (\d+)", said)
+    assert found is not None and 256 <= int(found.group(1)) < 512, said
+    # Republishing from nothing meets the altered file and names it, unless repairing.
+    with pytest.raises(IntegrityError, match=r"tile/entries/001"):
+        _republish_all(log, folder)
+    repaired = TilePublisher(log, FolderTileStore(folder)).publish(repair=True)
+    assert repaired.files == 1  # only the altered bundle was rewritten
+    code, said = _verify(str(folder), capsys)
+    assert code == 0, said
+
+
+def _republish_all(log: TransparencyLog, folder: Path) -> None:
+    """A publisher whose store lost its checkpoint writes (and checks) every file again."""
+    (folder / "checkpoint").unlink()
+    TilePublisher(log, FolderTileStore(folder)).publish()
+
+
+def test_a_tampered_checkpoint_is_refused_and_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log()
+    folder = tmp_path / "tiles"
+    _grow(log, 40)
+    publisher = TilePublisher(log, FolderTileStore(folder))
+    publisher.publish()
+    note = (folder / "checkpoint").read_text()
+    (folder / "checkpoint").write_text(note.replace("\n40\n", "\n41\n"))
+    code, said = _verify(str(folder), capsys)
+    assert code == EXIT_UNVERIFIED, said
+    # A publisher that finds a checkpoint it did not sign starts over and replaces it.
+    fresh = TilePublisher(log, FolderTileStore(folder))
+    assert fresh.published_size() == 0
+    assert fresh.publish().checkpoint is True
+    assert _verify(str(folder), capsys)[0] == 0
+
+
+def test_a_store_ahead_of_the_log_is_refused(tmp_path: Path) -> None:
+    log = _log()
+    _grow(log, 20)
+    folder = tmp_path / "tiles"
+    TilePublisher(log, FolderTileStore(folder)).publish()
+    shorter = TransparencyLog(MemoryLogStorage(), SIGNER, ORIGIN)
+    _grow(shorter, 5)
+    with pytest.raises(ConfigError, match="holds a checkpoint of size 20, but the log holds 5"):
+        TilePublisher(shorter, FolderTileStore(folder)).publish()
+    assert (folder / "checkpoint").read_text() == log.latest_checkpoint()
+
+
+def test_sovra_verify_refuses_what_is_not_a_static_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _verify(str(tmp_path / "absent"), capsys)[0] == 1
+    assert _verify("ftp://example.org/log", capsys)[0] == 1
+    (tmp_path / "empty").mkdir()
+    code, said = _verify(str(tmp_path / "empty"), capsys)
+    assert code != 0 and "checkpoint" in said
+
+
+# -- sovra.toml and the command ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("every_s = 1", "[log.tiles] location must be"),
+        ('location = "/var/tiles"', "must be a folder inside the deployment"),
+        ('location = "../tiles"', "must be a folder inside the deployment"),
+        ('location = "tiles"\nendpoint = "http://x"', 'endpoint needs location = "s3://..."'),
+        ('location = "s3://Bad_Bucket/x"', "S3 bucket name 'Bad_Bucket' is not valid"),
+        ('location = "tiles"\nevery_s = 0', "every_s must be seconds in (0, 3600]"),
+        ('location = "s3://b-1/x"\naccess_key_env = "low"\nsecret_key_env = "S"', "(upper case)"),
+        ('location = "tiles"\nbucket = "b"', "[log.tiles] has unknown"),
+    ],
+)
+def test_bad_tile_settings_are_refused_naming_the_key(
+    tmp_path: Path, table: str, message: str
+) -> None:
+    root = tmp_path / "deployment"
+    Deployment.init(root, origin="sovra.test/tiles-cfg", custodians="in-process")
+    text = (root / CONFIG_NAME).read_text() + f"\n[log.tiles]\n{table}\n"
+    with pytest.raises(ConfigError) as refused:
+        Config.from_text(text, "sovra.toml")
+    assert message in refused.value.message
+
+
+def test_publish_tiles_backfills_an_existing_deployment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "deployment"
+    Deployment.init(root, origin="sovra.test/tiles-cli", custodians="in-process")
+    dep = Deployment.open(root)
+    try:
+        svc = dep.store.get_principal("svc-pl")
+        for n in range(3):
+            dep.gateway.ingest(svc, subject_id=f"p{n}@example.pl", jurisdiction="PL", content="x")
+        size, vkey = dep.gateway.log.size, dep.gateway.log.verifier_key
+    finally:
+        dep.close()
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["log", "publish-tiles", "-d", str(root)])
+    assert missing.exit_code != 0 and "has no [log.tiles] table" in missing.output
+    with (root / CONFIG_NAME).open("a") as f:
+        f.write('\n[log.tiles]\nlocation = "public/log"\n')
+    ran = runner.invoke(cli, ["log", "publish-tiles", "-d", str(root), "--json"])
+    assert ran.exit_code == 0, ran.output
+    facts = json.loads(ran.output)
+    assert facts["size"] >= size and facts["previous"] == 0 and facts["files_written"] > 0
+    code = main(["tiles", str(root / "public" / "log"), "--vkey", vkey])
+    assert code == 0, capsys.readouterr()
+    again = json.loads(
+        runner.invoke(cli, ["log", "publish-tiles", "-d", str(root), "--json"]).output
+    )
+    assert again["files_written"] == 0 and again["previous"] == facts["size"]
+
+
+# -- an S3 bucket (SeaweedFS) ------------------------------------------------------------------
+
+
+@pytest.fixture
+def public_bucket(s3_bucket: S3Bucket) -> Iterator[S3Bucket]:
+    """A prefix of its own in the bucket anyone may read without a key, emptied after."""
+    name = os.environ.get("SOVRA_TEST_S3_PUBLIC_BUCKET")
+    if not name:
+        if os.environ.get("CI"):
+            pytest.fail("scripts/with-seaweedfs exports no SOVRA_TEST_S3_PUBLIC_BUCKET in CI")
+        pytest.skip("scripts/with-seaweedfs exports no SOVRA_TEST_S3_PUBLIC_BUCKET here")
+    client = s3_bucket.client()
+    try:
+        client.create_bucket(Bucket=name)
+    except client.exceptions.ClientError as exc:  # made by another test first
+        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    bucket = S3Bucket(
+        s3_bucket.endpoint,
+        s3_bucket.access_key,
+        s3_bucket.secret_key,
+        name,
+        f"log-{secrets.token_hex(6)}/",
+    )
+    try:
+        yield bucket
+    finally:
+        for key in bucket.objects():
+            client.delete_object(Bucket=name, Key=key)
+
+
+def _s3_store(bucket: S3Bucket, **changes: str) -> S3TileStore:
+    args = {"endpoint": bucket.endpoint, "access_key": bucket.access_key} | {
+        "secret_key": bucket.secret_key
+    }
+    args.update(changes)
+    return S3TileStore(parse_s3_url(f"s3://{bucket.name}/{bucket.prefix}"), **args)
+
+
+def _url(bucket: S3Bucket) -> str:
+    return f"{bucket.endpoint}/{bucket.name}/{bucket.prefix}".rstrip("/")
+
+
+@pytest.mark.s3
+def test_a_published_bucket_is_verified_over_http_by_both_verifiers(
+    public_bucket: S3Bucket, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import urllib.request
+
+    log = _log()
+    publisher = TilePublisher(log, _s3_store(public_bucket))
+    for count in (3, 700, 5):
+        _grow(log, count)
+        publisher.publish()
+    url = _url(public_bucket)
+    code, said = _verify(url, capsys)
+    assert code == 0, said
+    assert f"verified {log.size} entries" in said
+    report = _aics(url)
+    assert report["exit"] == 0 and report["tiles_ok"] is True, report
+    with urllib.request.urlopen(f"{url}/{tile_path(0, 0)}") as answer:
+        assert answer.read() == log.tile(0, 0)
+        assert answer.headers["Cache-Control"] == IMMUTABLE
+    with urllib.request.urlopen(f"{url}/checkpoint") as answer:
+        assert answer.read().decode() == log.latest_checkpoint()
+        assert answer.headers["Cache-Control"] == "no-cache"
+
+
+@pytest.mark.s3
+def test_a_tampered_tile_in_the_bucket_is_detected(
+    public_bucket: S3Bucket, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log()
+    _grow(log, 520)
+    TilePublisher(log, _s3_store(public_bucket)).publish()
+    # The newest leaves' tile, which every verifier needs for the root.
+    client, key = public_bucket.client(), public_bucket.prefix + tile_path(0, 2, 8)
+    data = bytearray(client.get_object(Bucket=public_bucket.name, Key=key)["Body"].read())
+    data[32 * 5] ^= 0x80  # the leaf hash of entry 512 + 5
+    client.put_object(Bucket=public_bucket.name, Key=key, Body=bytes(data))
+    code, said = _verify(_url(public_bucket), capsys)
+    assert code == EXIT_UNVERIFIED, said
+    assert "entry 517 does not hash to its leaf hash" in said
+    assert _aics(_url(public_bucket))["exit"] != 0
+
+
+@pytest.mark.s3
+def test_a_failed_upload_loses_nothing_and_is_caught_up(
+    public_bucket: S3Bucket, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _log()
+    _grow(log, 100)
+    good = TilePublisher(log, _s3_store(public_bucket))
+    good.publish()
+    _grow(log, 300)
+    # The endpoint cannot be reached: a 503-like error, nothing written.
+    unreachable = TilePublisher(log, _s3_store(public_bucket, endpoint="http://127.0.0.1:1"))
+    with pytest.raises(Unavailable, match="cannot be reached"):
+        unreachable.publish()
+    # A key that may read but not write: refused, the checkpoint unmoved.
+    readonly = TilePublisher(
+        log,
+        _s3_store(
+            public_bucket,
+            access_key=os.environ["SOVRA_TEST_S3_READONLY_ACCESS_KEY"],
+            secret_key=os.environ["SOVRA_TEST_S3_READONLY_SECRET_KEY"],
+        ),
+    )
+    with pytest.raises(ConfigError, match="access denied"):
+        readonly.publish()
+    code, said = _verify(_url(public_bucket), capsys)
+    assert code == 0 and "up to size 100" in said, said
+    assert log.size == 400  # the log lost nothing meanwhile
+    caught = good.publish()
+    assert (caught.previous, caught.size) == (100, 400)
+    code, said = _verify(_url(public_bucket), capsys)
+    assert code == 0 and "verified 400 entries" in said, said
+
+
+@pytest.mark.s3
+def test_the_server_serves_from_its_database_while_the_bucket_refuses_writes(
+    tmp_path: Path,
+    public_bucket: S3Bucket,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="sovra.ledger")
+    root = tmp_path / "deployment"
+    Deployment.init(root, origin="sovra.test/tiles-serve", custodians="in-process")
+    with (root / CONFIG_NAME).open("a") as f:
+        f.write(
+            f'\n[log.tiles]\nlocation = "s3://{public_bucket.name}/{public_bucket.prefix}"\n'
+            f'endpoint = "{public_bucket.endpoint}"\nevery_s = 0.05\n'
+            'access_key_env = "TILES_TEST_ACCESS"\nsecret_key_env = "TILES_TEST_SECRET"\n'
+        )
+    os.environ["TILES_TEST_ACCESS"] = os.environ["SOVRA_TEST_S3_READONLY_ACCESS_KEY"]
+    os.environ["TILES_TEST_SECRET"] = os.environ["SOVRA_TEST_S3_READONLY_SECRET_KEY"]
+    try:
+        dep = Deployment.open(root)
+        try:
+            with TestClient(create_app(dep)) as http:
+                record = {"subject_id": "anna@example.pl", "jurisdiction": "PL", "content": "hi"}
+                answer = post_signed(http, dep, "svc-pl", "/v1/records", record)
+                assert answer.status_code == 201, answer.text
+                # The background round met the refusal, said so, and the server went on.
+                deadline = time.monotonic() + 30
+                while "access denied" not in caplog.text and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert "publishing the log's tiles to tile bucket" in caplog.text
+                assert "access denied" in caplog.text
+                tile = http.get(f"/v1/log/{tile_path(0, 0, dep.gateway.log.size)}")
+                assert tile.status_code == 200
+                again = post_signed(http, dep, "svc-pl", "/v1/records", record)
+                assert again.status_code == 201, again.text
+                vkey = dep.gateway.log.verifier_key
+            assert public_bucket.objects() == {}  # the refused writes left nothing
+            # With a key that may write, the same deployment's log catches up.
+            os.environ["TILES_TEST_ACCESS"] = public_bucket.access_key
+            os.environ["TILES_TEST_SECRET"] = public_bucket.secret_key
+            ran = CliRunner().invoke(cli, ["log", "publish-tiles", "-d", str(root), "--json"])
+            assert ran.exit_code == 0, ran.output
+            assert json.loads(ran.output)["size"] == dep.gateway.log.size
+        finally:
+            dep.close()
+    finally:
+        del os.environ["TILES_TEST_ACCESS"], os.environ["TILES_TEST_SECRET"]
+    assert main(["tiles", _url(public_bucket), "--vkey", vkey]) == 0, capsys.readouterr()
