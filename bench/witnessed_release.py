@@ -269,7 +269,6 @@ def bench_unwrap(quick: bool) -> dict[str, Any]:
             "witness_round_trips": on.proofs.round_trips,
             "witnessed_decisions": len(on.latencies),
         }
-        on.proofs.close()
         off.custodian.close(), on.custodian.close()
     print(
         f"unwrap, 2 of 3 witnesses on loopback HTTP: {out['witnessed_unwrap_per_s']:,}/s keys "
@@ -319,7 +318,6 @@ class _Gateway:
         self.gw = self.dep.gateway
         if found:
             self.proofs = self.gw.release_proofs = ReleaseProofs(self.gw.log, found)
-            stack.callback(self.proofs.close)
         self.svc = self.dep.store.get_principal("svc-pl")
         done = self.gw.ingest_many(
             self.svc, [IngestItem(f"s-{i}", "PL", RECORD) for i in range(400)]

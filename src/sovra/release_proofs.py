@@ -20,16 +20,16 @@ A deployment whose log witnesses every batch itself (``[witnesses] policy``,
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol, cast
 
 from sovra.errors import ConfigError, SovraError, Unavailable
 from sovra.ledger.log import TransparencyLog
+from sovra.ledger.tlog_witness import WitnessClient
 from sovra.model import ReleaseAuthorization
 from sovra_verify.checkpoint import Checkpoint
-from sovra_verify.proof import TlogProof
+from sovra_verify.proof import _write_proof
 
 __all__ = ["CheckpointWitness", "ReleaseProofs"]
 
@@ -89,11 +89,6 @@ class ReleaseProofs:
         self._held = [0] * len(witnesses)  # the size each witness holds, as far as known
         self._lock = threading.Lock()
         self._cosigned: tuple[int, str] | None = None
-        self._pool = (
-            ThreadPoolExecutor(len(witnesses), thread_name_prefix="sovra-witness")
-            if len(witnesses) > 1
-            else None
-        )
         self.round_trips = 0
         """How many checkpoints were sent to the witnesses (for benchmarks and tests)."""
         self._source = source
@@ -113,13 +108,11 @@ class ReleaseProofs:
         if not authorizations:
             return []
         size, note = self.cosigned(max(a.receipt.index for a in authorizations) + 1)
+        # The note was checked where it was made (the log's, with verified cosignatures),
+        # so each proof is written without TlogProof's checks of it.
+        path = self._log.inclusion_proof
         return [
-            replace(
-                a,
-                proof=TlogProof(
-                    a.receipt.index, tuple(self._log.inclusion_proof(a.receipt.index, size)), note
-                ).to_text(),
-            )
+            replace(a, proof=_write_proof(a.receipt.index, path(a.receipt.index, size), note))
             for a in authorizations
         ]
 
@@ -178,35 +171,46 @@ class ReleaseProofs:
             return self._cosigned
 
     def _submit(self, note: str, size: int) -> list[str | SovraError]:
-        """Send *note* to every witness at once; each one's new cosignature lines or error."""
+        """Send *note* to every witness, then read their answers: each one's new
+        cosignature lines or error. A remote witness gets its request before any answer
+        is awaited, so the round takes as long as the slowest witness, in one thread."""
+        pending = [self._send(n, note, size) for n in range(len(self._witnesses))]
+        return [self._answer(n, note, size, p) for n, p in enumerate(pending)]
 
-        def one(n: int) -> str | SovraError:
-            held = self._held[n]
-            retried = False
-            while True:
-                try:
-                    proof = self._log.consistency_proof(held, size) if 0 < held < size else []
-                    answer = self._witnesses[n].add_checkpoint(note, held, proof)
-                except SovraError as exc:
-                    # A 409 names the size the witness holds (OldSizeConflict.size): once,
-                    # send the checkpoint again from there (a restart, another replica).
-                    named = getattr(exc, "size", None)
-                    if retried or not _resumable(named, held, size):
-                        return exc
-                    held = self._held[n] = cast("int", named)
-                    retried = True
-                    continue
-                self._held[n] = size
-                return answer.removeprefix(note)
+    def _send(self, n: int, note: str, size: int) -> Callable[[], str] | SovraError:
+        """Start asking witness *n* (a remote one is sent its request now)."""
+        held = self._held[n]
+        witness = self._witnesses[n]
+        try:
+            proof = self._log.consistency_proof(held, size) if 0 < held < size else []
+            if isinstance(witness, WitnessClient):
+                return witness.send(note, held, proof).cosigned
+        except SovraError as exc:
+            return exc
+        return lambda: witness.add_checkpoint(note, held, proof)
 
-        if self._pool is None:
-            return [one(n) for n in range(len(self._witnesses))]
-        return list(self._pool.map(one, range(len(self._witnesses))))
-
-    def close(self) -> None:
-        """Stop the threads that talk to the witnesses."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+    def _answer(
+        self, n: int, note: str, size: int, pending: Callable[[], str] | SovraError
+    ) -> str | SovraError:
+        held = self._held[n]
+        try:
+            if isinstance(pending, SovraError):
+                raise pending
+            answer = pending()
+        except SovraError as exc:
+            # A 409 names the size the witness holds (OldSizeConflict.size): once, send
+            # the checkpoint again from there (a restart, another replica).
+            named = getattr(exc, "size", None)
+            if not _resumable(named, held, size):
+                return exc
+            held = self._held[n] = cast("int", named)
+            try:
+                proof = self._log.consistency_proof(held, size) if 0 < held < size else []
+                answer = self._witnesses[n].add_checkpoint(note, held, proof)
+            except SovraError as again:
+                return again
+        self._held[n] = size
+        return answer.removeprefix(note)
 
 
 def _size(note: str) -> int:

@@ -404,3 +404,35 @@ def test_a_tlog_policy_with_groups(world: World, tmp_path: Path) -> None:
     world.refused(allow, r"cosigned by 2 of its witnesses \(witness.test/b, witness.test/c\)")
     allow = ReleaseProofs(world.log, world.witnesses[::2]).attach([world.decide()])[0]
     assert world.unwrap(allow) == b"k" * 32
+
+
+def test_a_remembered_checkpoint_is_still_held_to_the_age_and_the_proof_format(
+    world: World,
+) -> None:
+    """A checkpoint verified once is remembered (its signatures are not checked again),
+    but every later proof into it is parsed and checked, and its age counted anew."""
+    first, second, third = ReleaseProofs(world.log, world.witnesses).attach(
+        [world.decide() for _ in range(3)]
+    )
+    assert world.unwrap(first) == b"k" * 32  # verified and remembered
+    head, note = second.proof.split("\n\n", 1)
+    lines = head.split("\n")
+    last = lines[-1]
+    spare_bits = last[:42] + ("B" if last[42] != "B" else "C") + "="  # 32 bytes, not canonical
+    for bad, reason in [
+        ("\n".join([*lines[:-1], spare_bits]) + "\n\n" + note, "not canonical"),
+        ("\n".join([*lines[:-1], "A" * 43]) + "\n\n" + note, "not the base64 of 32 bytes"),
+        ("\n".join(lines[:-1]) + "\n\n" + note, "proof has"),
+        ("\n".join(["c2sp.org/tlog-proof@v2", *lines[1:]]) + "\n\n" + note, "starts with"),
+        (head + "\n\n", "needs an empty line and a checkpoint"),
+    ]:
+        world.refused(replace(second, proof=bad), reason)
+    assert world.unwrap(second) == b"k" * 32
+    # The same remembered checkpoint, later than its cosignatures' age: refused, and
+    # before them by more than the age (a clock set back, or stamps from the future).
+    world.clock.ms += (MAX_AGE_S + 1) * 1000
+    world.refused(third, "is stale: 0 of its 3 witness cosignatures")
+    world.clock.ms -= 2 * (MAX_AGE_S + 1) * 1000
+    world.refused(third, "is stale: 0 of its 3 witness cosignatures")
+    world.clock.ms += (MAX_AGE_S + 1) * 1000
+    assert world.unwrap(third) == b"k" * 32

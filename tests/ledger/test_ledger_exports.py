@@ -124,6 +124,7 @@ PINNED = {
     "sovra.ledger.tlog_witness": [
         "MAX_REQUEST_BYTES",
         "SIZE_MEDIA_TYPE",
+        "PendingCosignature",
         "WitnessClient",
         "encode_request",
         "parse_request",

@@ -55,7 +55,7 @@ from sovra_verify._merkle import root_from_inclusion
 from sovra_verify.checkpoint import Checkpoint
 from sovra_verify.note import NoteVerifier, _decode_note, split_signed_note
 from sovra_verify.policy import PolicyWitness, WitnessPolicy
-from sovra_verify.proof import TlogProof
+from sovra_verify.proof import TlogProof, _parse_head, _split_proof
 
 __all__ = [
     "MAX_PROOF_BYTES",
@@ -189,7 +189,7 @@ def _age_ms(seconds: object) -> int:
     return round(seconds * 1000)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Signed:
     """What a checkpoint note's signatures proved: its checkpoint, the configured
     witnesses whose cosignatures verified (name -> timestamp in seconds), and why any
@@ -200,6 +200,10 @@ class _Signed:
     problems: tuple[str, ...]
     complete: bool = True
     """False when cosignatures were left unchecked once a fresh quorum had verified."""
+    fresh_between: tuple[int, int] = (1, 0)
+    """The clock times (ms) between which a set of cosignatures found fresh and meeting
+    the quorum all stay fresh (empty until one is found): a quorum only grows with more
+    witnesses, so in that span the age check holds without being worked out again."""
 
 
 class WitnessedRelease:
@@ -252,32 +256,39 @@ class WitnessedRelease:
             )
         if len(proof_text) > MAX_PROOF_BYTES:
             raise VerificationError(f"the inclusion proof is over {MAX_PROOF_BYTES} bytes")
+        origin = receipt.origin
         try:
-            proof = TlogProof.parse(proof_text)
+            head, note = _split_proof(proof_text)
+            signed = self._remembered(note, origin)
+            if signed is None:  # the whole proof, its checkpoint note too
+                proof = TlogProof.parse(proof_text)
+                index, path = proof.index, proof.proof
+            else:  # a note that was parsed and checked before: only the head is new
+                index, path, _ = _parse_head(head)
         except BadRequest as exc:
             raise VerificationError(f"the inclusion proof is malformed: {exc.message}") from None
-        if proof.index != receipt.index:
+        if index != receipt.index:
             raise VerificationError(
-                f"the inclusion proof is for entry {proof.index}, not the logged allow at "
-                f"{receipt.index}"
+                f"the inclusion proof is for entry {index}, not the logged allow at {receipt.index}"
             )
-        signed = self._signed(proof.checkpoint, receipt.origin, now_ms)
+        if signed is None:
+            signed = self._verified(note, origin, now_ms)
         try:
             self._check_quorum(signed, now_ms)
         except VerificationError:
             if signed.complete:
                 raise
             # Remembered with a quorum fresh then, stale now: every line, for the reason.
-            signed = self._verify_note(proof.checkpoint, receipt.origin, now_ms, every=True)
+            signed = self._verify_note(note, origin, now_ms, every=True)
             self._check_quorum(signed, now_ms)
         cp = signed.checkpoint
         try:
-            root = root_from_inclusion(receipt.leaf_hash, proof.index, cp.size, proof.proof)
+            root = root_from_inclusion(receipt.leaf_hash, index, cp.size, path)
         except VerificationError as exc:
             raise VerificationError(f"the inclusion proof does not fit: {exc.message}") from None
         if root != cp.root_hash:
             raise VerificationError(
-                f"the inclusion proof does not lead from entry {proof.index} to the root of "
+                f"the inclusion proof does not lead from entry {index} to the root of "
                 f"the witnessed checkpoint at size {cp.size} (a proof for another entry?)"
             )
 
@@ -289,6 +300,9 @@ class WitnessedRelease:
         return ", ".join(self._key_names[n] for n in cosigned) or "none"
 
     def _check_quorum(self, signed: _Signed, now_ms: int) -> None:
+        start, end = signed.fresh_between
+        if start <= now_ms <= end:
+            return
         limit = self._policy.max_age_ms
         cp = signed.checkpoint
         if not self._rules.satisfied_by(signed.cosigned):
@@ -308,17 +322,23 @@ class WitnessedRelease:
                 f"{len(ages)} witness cosignatures are at most {limit} ms old, short of its "
                 f"quorum, {self._quorum_words()} (the oldest is {max(ages.values())} ms old)"
             )
+        stamps = [signed.cosigned[n] * 1000 for n in fresh]
+        signed.fresh_between = (max(stamps) - limit, min(stamps) + limit)
 
-    def _signed(self, note: str, origin: str, now_ms: int) -> _Signed:
+    def _remembered(self, note: str, origin: str) -> _Signed | None:
+        """What the signatures of *note* proved when it was last verified, if remembered."""
         key = (note, origin)
         with self._lock:
             hit = self._seen.get(key)
             if hit is not None:
                 self._seen.move_to_end(key)
-                return hit
+            return hit
+
+    def _verified(self, note: str, origin: str, now_ms: int) -> _Signed:
+        """*note*'s signatures verified now, and remembered by its exact bytes."""
         signed = self._verify_note(note, origin, now_ms)
         with self._lock:
-            self._seen[key] = signed
+            self._seen[(note, origin)] = signed
             if len(self._seen) > _CACHE_SIZE:
                 self._seen.popitem(last=False)
         return signed
