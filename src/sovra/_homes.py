@@ -6,7 +6,10 @@ region both homes allow (refused before any byte leaves if there is none), minim
 both homes' rules (the stricter action per kind: :func:`sovra.policy.dual.stricter`), and
 sealed under a data key split between both homes' custodians (:mod:`sovra.keys.split`).
 Its ingest entry names both homes and is indexed under her commitment in each, so each
-home's subject report finds it. An access to it is decided under both homes' rules
+home's subject report finds it, and under :data:`SECOND_HOME_TAG` with her second-home
+commitment, so that naming her by her second home lists it too
+(:func:`records_for_subject`; the metadata store keeps one commitment per row, her first
+home's). An access to it is decided under both homes' rules
 (:mod:`sovra.policy.dual`), both custodians must release their share, and each release
 is logged as its own ``key_release`` entry, naming the custodian.
 """
@@ -21,21 +24,30 @@ from sovra.classify.minimise import Action, Rules, parse_rules
 from sovra.config import Config
 from sovra.errors import BadRequest
 from sovra.keys.split import SecondHome, is_split, second_home, subjects
-from sovra.model import RecordMeta, check_homes
+from sovra.ledger import TransparencyLog
+from sovra.model import LogEntry, RecordMeta, check_homes
 from sovra.placement import Placement
 from sovra.policy import RecordFacts
 from sovra.policy.dual import RecordHomes, stricter
+from sovra.store import RecordStore
 
 __all__ = [
+    "SECOND_HOME_TAG",
     "TwoHomes",
     "check_region",
     "ingest_fields",
     "one_home_only",
+    "other_commitments",
     "plan",
     "record_homes",
+    "records_for_subject",
     "release_groups",
     "tags",
 ]
+
+SECOND_HOME_TAG = "second-home:"
+"""Prefix of the log tag an ingest entry of a record of two homes carries with the
+subject's commitment in her second home: the index that lists the record under it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +150,51 @@ def ingest_fields(second: SecondHome | None) -> dict[str, Any]:
 
 
 def tags(meta: RecordMeta) -> list[str]:
-    """The commitments a record's ingest entry is indexed under: the subject's in each home."""
-    return subjects(meta.header, meta.wrapped_key)
+    """What a record's ingest entry is indexed under: the subject's commitment in each home
+    and, for a record of two homes, :data:`SECOND_HOME_TAG` with her second-home one."""
+    found = subjects(meta.header, meta.wrapped_key)
+    return found if len(found) == 1 else [*found, SECOND_HOME_TAG + found[1]]
+
+
+def records_for_subject(
+    store: RecordStore, log: TransparencyLog, commitment: str
+) -> list[RecordMeta]:
+    """Every visible record of the subject one home knows by *commitment*: those whose
+    first home that is (the store's rows), then those of two homes whose second it is,
+    found through their ingest entries and kept only if the row says the same.
+
+    Raises:
+        BadRequest: *commitment* is not 64 lower-case hex digits.
+        IntegrityError: a stored row no longer parses.
+    """
+    own = store.records_for_subject(commitment)
+    found = log.find(SECOND_HOME_TAG + commitment)
+    if not found:
+        return own
+    ids = []
+    for index in found:
+        entry = LogEntry.from_bytes(log.entry(index))
+        if entry.kind == "ingest" and entry.fields.get("second_subject") == commitment:
+            ids.append(str(entry.fields.get("record")))
+    rows = store.get_records(ids)
+    seconds = []
+    for record_id in dict.fromkeys(ids):
+        meta = rows.get(record_id)
+        other = None if meta is None else second_home(meta.header, meta.wrapped_key)
+        if meta is not None and other is not None and other.subject == commitment:
+            seconds.append(meta)
+    return own + seconds
+
+
+def other_commitments(metas: Sequence[RecordMeta], commitment: str) -> list[str]:
+    """Her commitments in the other home of her records of two homes among *metas*, one
+    home knowing her as *commitment*: an entry about her there belongs in both reports."""
+    out: dict[str, None] = {}
+    for meta in metas:
+        for c in subjects(meta.header, meta.wrapped_key):
+            if c != commitment:
+                out[c] = None
+    return list(out)
 
 
 def record_homes(meta: RecordMeta) -> RecordHomes:

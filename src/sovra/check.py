@@ -16,7 +16,9 @@ blob without a row          crashed at a blob write (older order)   delete the b
 Everything else it reports is an integrity failure it does not touch: a visible row whose
 entry is not its ingest entry, two rows at one index, a logged ingest without its row, a
 missing blob, a blob whose hash or size is not the logged one, a subject key missing from
-its custodian's store without a shred. Repairs are safe beside a running gateway: a
+its custodian's store without a shred. A record of a subject with two homes is checked in
+both: its entry must name the second home its key names, and her key must be at each
+home's custodian (or shredded there). Repairs are safe beside a running gateway: a
 quarantined row is still completed by the writer that logs it, and blobs are written after
 their row, so a blob without a row is never one in flight.
 
@@ -32,7 +34,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sovra.errors import BadRequest, NotFound, SovraError
+from sovra.errors import BadRequest, IntegrityError, NotFound, SovraError
+from sovra.keys.split import second_home
 from sovra.ledger import TransparencyLog
 from sovra.model import LogEntry, RecordMeta
 from sovra.store import PENDING, BlobStore, RecordStore
@@ -143,15 +146,18 @@ class _Logged:
     subject: str
     jurisdiction: str
     region: str
+    second: tuple[str, str] | None = None  # a second home and her commitment there
 
     @classmethod
     def of(cls, index: int, fields: Mapping[str, Any]) -> _Logged:
+        second = fields.get("second_home")
         return cls(
             index,
             str(fields.get("blob_sha256")),
             str(fields.get("subject")),
             str(fields.get("jurisdiction")),
             str(fields.get("region")),
+            None if second is None else (str(second), str(fields.get("second_subject"))),
         )
 
 
@@ -453,6 +459,22 @@ def _check_visible(
         report.add(
             Finding("entry-mismatch", rid, "its ingest entry names another subject or place")
         )
+    try:
+        other = second_home(h, meta.wrapped_key)
+    except IntegrityError as exc:
+        report.add(Finding("entry-mismatch", rid, exc.message))
+        return
+    homes = [(h.jurisdiction, h.subject)]
+    if other is not None:
+        homes.append((other.jurisdiction, other.subject))
+    if logged.second != (None if other is None else homes[1]):
+        report.add(
+            Finding(
+                "entry-mismatch",
+                rid,
+                "its ingest entry names another second home (or none) than its key does",
+            )
+        )
     in_region = blobs.get(h.region)
     if in_region is None:
         report.add(Finding("missing-blob", rid, f"region {h.region} has no blob store"))
@@ -475,14 +497,18 @@ def _check_visible(
                 f"the blob is {len(blob)} bytes, its row says {meta.blob_size}",
             )
         )
-    if subject_keys is not None and subject_keys(h.jurisdiction, h.subject) == "missing":
-        report.add(
-            Finding(
-                "subject-key-missing",
-                rid,
-                f"custodian {h.jurisdiction} holds no key for its subject and shredded none",
+    for n, (jurisdiction, subject) in enumerate(homes if subject_keys is not None else ()):
+        assert subject_keys is not None
+        if subject_keys(jurisdiction, subject) == "missing":
+            where = "" if n == 0 else " in her second home"
+            report.add(
+                Finding(
+                    "subject-key-missing",
+                    rid,
+                    f"custodian {jurisdiction} holds no key for its subject{where} and "
+                    "shredded none",
+                )
             )
-        )
 
 
 def _confirm(store: RecordStore, report: CheckReport) -> CheckReport:

@@ -1061,11 +1061,13 @@ class Gateway:
                 raise NotFound(f"no record {missing}")
             return [found[r] for r in named]
         if subjects:
-            metas = [
-                m
+            # Her records in each home named, those of two homes under either (once).
+            chosen = {
+                m.header.record_id: m
                 for j, s in dict.fromkeys(subjects)
-                for m in self.store.records_for_subject(self.commitment(j, s))
-            ]
+                for m in _homes.records_for_subject(self.store, self.log, self.commitment(j, s))
+            }
+            metas = list(chosen.values())
             if len(metas) > limit:
                 over_limit()
             if not metas:

@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from sovra import _homes
 from sovra.config import Config
 from sovra.errors import BadRequest, ConfigError, Denied, NotFound, SovraError
 from sovra.keys import Custodian
@@ -484,7 +485,7 @@ class Governance:
         decision = self._authorizer.authorize(
             principal, "shred", Target(jurisdiction=jurisdiction, subjects=(commitment,))
         )
-        records = self.store.records_for_subject(commitment)
+        records = _homes.records_for_subject(self.store, self.log, commitment)
         entry = LogEntry(
             kind="shred",
             time_ms=self._authorizer.now_ms(),
@@ -497,7 +498,9 @@ class Governance:
                 "records": len(records),
             },
         )
-        _, receipt = self._authorizer.append(entry, [commitment])
+        # Her records of two homes die with this home's key: in her other home's report too.
+        tags = [commitment, *_homes.other_commitments(records, commitment)]
+        _, receipt = self._authorizer.append(entry, tags)
         self.custodians[jurisdiction].shred(commitment)
         return receipt
 

@@ -12,6 +12,11 @@ subject too. It then checks three things, each a :class:`Problem`:
   listed, or its provider is at home in a jurisdiction the rules exclude), or in a
   region the configuration no longer has.
 
+A record of a subject with two homes (``sovra._homes``) is counted under each home, per
+region (``two_homes`` says how many of a row's records have two), listed under her
+commitment in each when per subject, and must lie where *both* homes allow: a region
+either home no longer allows is a ``disallowed-region`` naming that home.
+
 The stores are listed, not read: the report costs one listing per region and one pass
 over the rows. ``sovra check`` reads every blob and its digest; this answers "where".
 """
@@ -19,11 +24,12 @@ over the rows. ``sovra check`` reads every blob and its digest; this answers "wh
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sovra.config import Config
+from sovra.keys.split import second_home
 from sovra.model import RecordHeader
 from sovra.placement import Placement
 from sovra.store import BlobStore, RecordStore
@@ -46,6 +52,7 @@ class Placed:
     allowed: bool
     records: int
     subjects: int
+    two_homes: int = 0  # of its records, those of a subject with two homes
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON-ready values."""
@@ -58,6 +65,7 @@ class Placed:
             "allowed": self.allowed,
             "records": self.records,
             "subjects": self.subjects,
+            "two_homes": self.two_homes,
         }
 
 
@@ -146,6 +154,7 @@ def residency_report(
     report = ResidencyReport()
     records: Counter[tuple[str, str]] = Counter()
     subjects: Counter[tuple[str, str, str]] = Counter()
+    two_homes: Counter[tuple[str, str]] = Counter()
     named: dict[str, set[str]] = {region: set() for region in blobs}
     total, done, after = store.count_records(), 0, ""
     while page := store.records_page(after, _PAGE):
@@ -156,9 +165,23 @@ def residency_report(
             if meta.log_index < 0:
                 continue  # pending or quarantined: `sovra check` settles those
             done += 1
-            records[h.jurisdiction, h.region] += 1
-            subjects[h.subject, h.jurisdiction, h.region] += 1
-            _check_record(report, h, placement=placement, config=config, stored=stored)
+            other = second_home(h, meta.wrapped_key)
+            homes = [(h.jurisdiction, h.subject)]
+            if other is not None:
+                homes.append((other.jurisdiction, other.subject))
+                for jurisdiction, _ in homes:
+                    two_homes[jurisdiction, h.region] += 1
+            for jurisdiction, subject in homes:
+                records[jurisdiction, h.region] += 1
+                subjects[subject, jurisdiction, h.region] += 1
+            _check_record(
+                report,
+                h,
+                [j for j, _ in homes],
+                placement=placement,
+                config=config,
+                stored=stored,
+            )
         tick("records", done, total)
     for region, keys in stored.items():
         for key in sorted(keys - named[region]):
@@ -180,6 +203,7 @@ def residency_report(
                 _allowed(placement, config, jurisdiction, region),
                 count,
                 per_place[jurisdiction, region],
+                two_homes[jurisdiction, region],
             )
         )
     if by_subject:
@@ -197,37 +221,41 @@ def _allowed(placement: Placement, config: Config, jurisdiction: str, region: st
 def _check_record(
     report: ResidencyReport,
     header: RecordHeader,
+    homes: Sequence[str],
     *,
     placement: Placement,
     config: Config,
     stored: Mapping[str, set[str]],
 ) -> None:
+    """A record's region against the rules of each of its *homes*, and its blob's presence."""
     jurisdiction, region, record_id = header.jurisdiction, header.region, header.record_id
+    what = f"a {jurisdiction} record" if len(homes) == 1 else f"a record of {' and '.join(homes)}"
     if region not in stored:
         report.problems.append(
             Problem(
                 "disallowed-region",
                 region,
                 record_id,
-                f"a {jurisdiction} record in region {region}, which this deployment no "
-                "longer configures",
+                f"{what} in region {region}, which this deployment no longer configures",
             )
         )
         return
-    if not _allowed(placement, config, jurisdiction, region):
+    for home in homes:
+        if _allowed(placement, config, home, region):
+            continue
         allowed = (
-            ", ".join(placement.allowed(jurisdiction))
-            if jurisdiction in config.jurisdictions
+            ", ".join(placement.allowed(home))
+            if home in config.jurisdictions
             else "none: the jurisdiction is not configured"
         )
-        home = config.region(region).provider_home
-        why = f" (its provider is at home in {home})" if home else ""
+        provider = config.region(region).provider_home
+        why = f" (its provider is at home in {provider})" if provider else ""
         report.problems.append(
             Problem(
                 "disallowed-region",
                 region,
                 record_id,
-                f"a {jurisdiction} record in region {region}{why}; {jurisdiction} allows {allowed}",
+                f"{what} in region {region}{why}; {home} allows {allowed}",
             )
         )
     if record_id not in stored[region]:

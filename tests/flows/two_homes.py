@@ -22,7 +22,7 @@ from sovra.keys.remote import RemoteCustodian
 from sovra.model import LogEntry, Role
 from sovra.server.custodian import create_custodian_app
 
-__all__ = ["ANNA", "TEXT", "TOKEN", "Two", "ingest", "read", "two"]
+__all__ = ["ANNA", "TEXT", "TOKEN", "Two", "configure", "ingest", "read", "two"]
 
 ANNA = "anna@example.eu"
 TEXT = "Anna Kowalska, tel. +48 601 234 567, anna@example.eu"
@@ -55,7 +55,7 @@ class Two:
         return sum(e.outcome == "released" for e in self.served[code].journal())
 
 
-def _configure(root: Path) -> None:
+def configure(root: Path) -> None:
     toml = root / "sovra.toml"
     lines = toml.read_text().splitlines()
     section = ""
@@ -102,7 +102,7 @@ def two(
 ) -> Iterator[Two]:
     root = tmp_path / "deployment"
     shutil.copytree(template, root)
-    _configure(root)
+    configure(root)
     dep = Deployment.open(root, clock=clock)
     anna = dep.gateway.commitment("PL", ANNA)
     dep.register("subject-anna", "PL", Role.SUBJECT, subject=anna)

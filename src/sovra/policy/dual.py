@@ -11,9 +11,10 @@ home), so a grant from either authority alone is never enough. A grant approved 
 home and co-signed by the other, both signatures on the grant as registered (so in the
 log before any use, ADR 0001), is each home's grant: each view sees it as approved by
 its own home (:func:`grant_views`). Both views carry the subject's commitment in her
-first home, so that she is the same person to the rules (``own``, ``in_grant``, the bulk
-guard's one subject); the logged decision names her commitment in each home, since each
-home's custodian checks that its own is named, and the homes whose rules decided.
+first home (her second-home one when she asks as her second home knows her), so that she
+is the same person to the rules (``own``, ``in_grant``, the bulk guard's one subject);
+the logged decision names her commitment in each home, since each home's custodian
+checks that its own is named, and the homes whose rules decided.
 
 At ingest, minimisation under both homes' rules keeps, for each kind of data, the
 stricter action (:func:`stricter`).
@@ -96,10 +97,16 @@ def decide(
     views: list[RecordFacts] = []
     extra: set[str] = set()
     for r in records:
-        views.append(r.facts)
-        if r.second is not None:
-            views.append(replace(r.facts, jurisdiction=r.second[0]))
-            extra.add(r.second[1])
+        if r.second is None:
+            views.append(r.facts)
+            continue
+        facts = r.facts
+        if principal.subject and principal.subject == r.second[1]:
+            # She signed in as her second home knows her: her own data all the same.
+            facts = replace(facts, subject=principal.subject)
+            extra.add(r.facts.subject)
+        views.extend((facts, replace(facts, jurisdiction=r.second[0])))
+        extra.add(r.second[1])
     seen = grant_views(grant, records)
     decision = point.decide(
         principal,

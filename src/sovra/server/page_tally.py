@@ -211,6 +211,9 @@ class Tally:
         self._subject_j[str(f.get("subject"))] = j
         purpose = str(f.get("purpose") or "none declared")
         self._file("ingest", f"{j}|{purpose}", index)
+        if f.get("second_home"):  # a subject of two homes: each home's ingests count it
+            self._subject_j[str(f.get("second_subject"))] = str(f["second_home"])
+            self._file("ingest", f"{f['second_home']}|{purpose}", index)
         kinds, actions = f.get("kinds"), f.get("actions")
         if isinstance(kinds, dict):
             for name, n in kinds.items():
