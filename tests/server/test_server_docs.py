@@ -96,3 +96,15 @@ def test_with_an_issuer_the_reading_routes_take_either_credential(http_oidc):
     assert _security(spec, "/v1/records", "post") == ["SovraToken"]
     assert _security(spec, "/v1/grants", "post") == ["SovraToken"]
     assert _security(spec, "/v1/log/checkpoint", "get") == []
+
+
+def test_each_batch_route_documents_the_idempotency_answers_it_gives(http):
+    paths = http.get("/openapi.json").json()["paths"]
+    records = paths["/v1/records/batch"]["post"]["responses"]
+    access = paths["/v1/access/batch"]["post"]["responses"]
+    # Only a record batch takes an Idempotency-Key: a key in flight (409) or reused with
+    # another body (422). An access batch refuses a key with 400, which every route states.
+    assert {"409", "422"} <= set(records)
+    assert "Idempotency-Key" in records["409"]["description"]
+    assert not {"409", "422"} & set(access)
+    assert {"200", "400", "415"} <= set(access)

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
+from starlette.types import Scope
 
 from sovra import __version__
 from sovra.deployment import Deployment
@@ -28,7 +29,7 @@ from sovra.server.answers import JSONBytes
 from sovra.server.background import following, publishing
 from sovra.server.batch import add_batch_routes
 from sovra.server.bodies import AccessBody, IngestBody
-from sovra.server.direct import in_thread, serve_directly
+from sovra.server.direct import DirectRoutes, in_thread, serve_directly
 from sovra.server.docs import describe_api, mount_docs
 from sovra.server.erasure import add_erasure_routes
 from sovra.server.governance import add_governance_routes
@@ -73,6 +74,15 @@ class _Route(APIRoute):
         return handler
 
 
+def _authorization(scope: Scope) -> str:
+    """The request's ``Authorization`` header ("" when it has none), as the framework's
+    request object reads it: the first one, in Latin-1."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return str(value.decode("latin-1"))
+    return ""
+
+
 def create_app(deployment: Deployment) -> FastAPI:
     """Build the ASGI application for an opened deployment."""
     gw = deployment.gateway
@@ -102,24 +112,14 @@ def create_app(deployment: Deployment) -> FastAPI:
     app.router.route_class = _Route
     mount_docs(app)
 
-    # Sizes, time and JSON shape of every body are bounded before any route runs.
-    app.add_middleware(
-        BodyLimits,
-        max_body_bytes=deployment.config.max_body_bytes,
-        body_timeout_s=deployment.config.body_timeout_s,
-    )
-
     bearer_check = bearer_scheme(deployment.bearer)
 
-    def signed_by(request: Request) -> Callable[[bytes], Principal]:
-        """The check of *request*'s token against its body (the body is passed in, so
-        the check can run off the event loop)."""
-        header = request.headers.get("authorization", "")
+    def signed_by(scope: Scope, path: str) -> Callable[[bytes], Principal]:
+        """The check of the token in the request of *scope*, made for *path*, against its
+        body (the body is passed in, so the check can run off the event loop)."""
+        header = _authorization(scope)
         scheme, _, token = header.partition(" ")
-        url = request.url
-        path = url.path + (f"?{url.query}" if url.query else "")
-        method = request.method
-        scope = request.scope
+        method = scope["method"]
         if header and scheme != "Sovra":
             check = bearer_check(scheme, token, method, path)
             return lambda body: note_principal(scope, check(body))
@@ -127,7 +127,8 @@ def create_app(deployment: Deployment) -> FastAPI:
         return lambda body: note_principal(scope, authenticate(token or None, method, path, body))
 
     async def principal(request: Request) -> Principal:
-        check = signed_by(request)
+        url = request.url
+        check = signed_by(request.scope, url.path + (f"?{url.query}" if url.query else ""))
         body = await request.body()
         # Off the loop: the replay store is a database write.
         return await in_thread(check, body)
@@ -138,8 +139,18 @@ def create_app(deployment: Deployment) -> FastAPI:
 
     add_record_routes(app, gw, Caller)
     # The two hot routes: their common case skips the framework's per-request plumbing.
-    serve_directly(app, "/v1/records", IngestBody, signed_by)
-    serve_directly(app, "/v1/access", AccessBody, signed_by)
+    direct = DirectRoutes.table()
+    serve_directly(app, direct, "/v1/records", IngestBody, signed_by)
+    serve_directly(app, direct, "/v1/access", AccessBody, signed_by)
+    app.add_middleware(DirectRoutes, routes=direct)
+
+    # Sizes, time and JSON shape of every body are bounded before any route runs (and
+    # before the direct routes, which read the body this parsed).
+    app.add_middleware(
+        BodyLimits,
+        max_body_bytes=deployment.config.max_body_bytes,
+        body_timeout_s=deployment.config.body_timeout_s,
+    )
 
     add_governance_routes(app, gov, Caller)
     add_policy_routes(app, gov, Caller)

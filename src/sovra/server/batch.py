@@ -210,8 +210,20 @@ def _answer_lines(
     yield _encode({"summary": summary})
 
 
-def _documented(example_line: dict[str, Any], what: str, most: int) -> dict[str, Any]:
-    """The OpenAPI parts a batch route states itself: its JSON-lines body and answer."""
+_ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+_KEYED = {
+    409: "another request with this Idempotency-Key is being answered",
+    422: "this Idempotency-Key was used with another body",
+}
+"""The answers of a route that takes an Idempotency-Key (server/idempotency.py)."""
+
+
+def _documented(
+    example_line: dict[str, Any], what: str, most: int, errors: dict[int, str]
+) -> dict[str, Any]:
+    """The OpenAPI parts a batch route states itself: its JSON-lines body, its answer, and
+    the errors of its own (*errors*, by status) beside those every route gives."""
     line_schema = {
         "type": "object",
         "description": "one per input line, in order; then one summary line",
@@ -252,15 +264,11 @@ def _documented(example_line: dict[str, Any], what: str, most: int) -> dict[str,
             },
             415: {
                 "description": f"the body is not declared as {MEDIA_TYPE}",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                "content": _ERROR_JSON,
             },
-            409: {
-                "description": "another request with this Idempotency-Key is being answered",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            422: {
-                "description": "this Idempotency-Key was used with another body",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            **{
+                status: {"description": why, "content": _ERROR_JSON}
+                for status, why in errors.items()
             },
         },
         "response_class": StreamingResponse,
@@ -292,6 +300,7 @@ class _Route:
     most: int
     example: dict[str, Any]
     result: str  # what a good line's result is, for the document
+    keyed: bool  # takes an Idempotency-Key (and may answer 409 and 422 for it)
 
 
 _ROUTES = (
@@ -306,6 +315,7 @@ _ROUTES = (
         MAX_INGEST_BATCH,
         {"subject_id": "anna@example.pl", "jurisdiction": "PL", "content": "hello"},
         "ingest receipt, as POST /v1/records answers",
+        True,
     ),
     _Route(
         "/v1/access/batch",
@@ -318,6 +328,7 @@ _ROUTES = (
         MAX_ACCESS_BATCH,
         {"purpose": "customer-support", "record_ids": ["r-0123"]},
         "access result, as POST /v1/access answers",
+        False,
     ),
 )
 
@@ -342,7 +353,7 @@ def add_batch_routes(
     keys = idempotency_keys(gw.store, clock=time.time, window_s=WINDOW_S)
     for route in _ROUTES:
         run, render = flows[route.path]
-        keyed = keys if route.path == "/v1/records/batch" else None
+        keyed = keys if route.keyed else None
         _add_route(app, caller, route, run=run, render=render, limit=limit, keys=keyed)
 
 
@@ -392,5 +403,5 @@ def _add_route(
         tags=["records"],
         name=route.name,
         description=route.doc,
-        **_documented(route.example, route.result, route.most),
+        **_documented(route.example, route.result, route.most, _KEYED if route.keyed else {}),
     )(batch)

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 
 from sovra.errors import SovraError, Unavailable
 
-__all__ = ["add_error_handlers", "error_response", "validation_message"]
+__all__ = ["add_error_handlers", "error_response", "sovra_error_response", "validation_message"]
 
 log = logging.getLogger("sovra.server")
 
@@ -47,6 +47,17 @@ def error_response(
     return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
+def sovra_error_response(exc: SovraError) -> Response:
+    """How sovra's own error *exc* is answered: its status and body, ``Retry-After`` when
+    it says when to come back; a 5xx is also written to the server log with its details."""
+    if exc.status >= 500:
+        log.error("%s", exc.diagnostics())
+    headers = None
+    if isinstance(exc, Unavailable) and exc.retry_after_s is not None:
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return error_response(exc.status, exc.to_dict(), headers)
+
+
 def validation_message(errors: Sequence[Any]) -> str:
     """What a body's validation errors say, one ``field: problem`` each, joined by ``; ``."""
     return "; ".join(
@@ -59,12 +70,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SovraError)
     async def _sovra_error(_: Request, exc: SovraError) -> Response:
-        if exc.status >= 500:
-            log.error("%s", exc.diagnostics())
-        headers = None
-        if isinstance(exc, Unavailable) and exc.retry_after_s is not None:
-            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
-        return error_response(exc.status, exc.to_dict(), headers)
+        return sovra_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:

@@ -56,7 +56,8 @@ QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 """Probes and scrapes: counted in the metrics, left out of the access log."""
 REQUEST_ID = "x-request-id"
 
-_access = logging.getLogger("sovra.access")
+_ACCESS = "sovra.access"
+_access = logging.getLogger(_ACCESS)
 _logger = logging.getLogger("sovra.server")
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _UNMATCHED = "(unmatched)"
@@ -125,7 +126,10 @@ class Operations:
                 child = self._children[key] = self._metrics.requests.labels(*key)
             child.observe(elapsed)
             if route not in QUIET_ROUTES and _access.isEnabledFor(logging.INFO):
-                _access.info("%s", _line(scope, request_id, route, status, elapsed))
+                # The record made here, not by Logger.info: that also looks up its caller's
+                # frame, which an access line does not name.
+                line = _line(scope, request_id, route, status, elapsed)
+                _access.handle(_access.makeRecord(_ACCESS, logging.INFO, "", 0, line, (), None))
 
     def _route(self, scope: Scope) -> str:
         """The template of the route that served *scope* (or would have, for a request
@@ -152,10 +156,26 @@ def _request_id(scope: Scope) -> bytes:
     return os.urandom(12).hex().encode()
 
 
+def _now() -> str:
+    """The time now as ``datetime.now(UTC).isoformat(timespec="milliseconds")`` writes it,
+    its date and second formatted once a second."""
+    global _second  # noqa: PLW0603 - the one cache of this module
+    now = time.time()
+    whole = int(now)
+    second = _second
+    if second[0] != whole:
+        stamp = datetime.datetime.fromtimestamp(whole, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        second = _second = (whole, stamp)
+    return f"{second[1]}.{int((now - whole) * 1000):03d}+00:00"
+
+
+_second: tuple[int, str] = (-1, "")
+
+
 def _line(scope: Scope, request_id: bytes, route: str, status: int, elapsed: float) -> str:
     return orjson.dumps(
         {
-            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            "time": _now(),
             "request_id": request_id.decode(),
             "method": scope["method"],
             "route": route,
