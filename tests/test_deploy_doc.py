@@ -157,7 +157,11 @@ def test_the_walk_through_runs_as_written(walkable: Path) -> None:
     # Read back through the other replica; the PESEL tokenized as PL's rules say.
     assert "Anna Kowalska, tel. +48 601 234 567, PESEL [TOKEN:pl_pesel:" in out
     # Both replicas serve the same log, four entries (two ingests, a decision, a release).
-    assert len(re.findall(r"verified 4 entries", out)) == 2, out[-3000:]
+    assert len(re.findall(r"verified 4 entries and \d+ checkpoints,", out)) == 2, out[-3000:]
+    # The log published into the EU bucket and replayed from a copy of it.
+    assert re.search(r"verified \d+ entries and 1 checkpoints of example\.com/sovra", out), out[
+        -3000:
+    ]
     assert "clean" in out
     # Residency: one record in each region's bucket, and every check passed (exit 0).
     assert f"PL eu-central-pl 1 in s3://deploy-eu-{tag}/records" in out, out[-3000:]

@@ -578,9 +578,7 @@ def _tiles(body: object) -> TilesConfig:
                 '(e.g. "tiles") or "s3://bucket/prefix"'
             )
         if settings:
-            raise ConfigError(
-                f'{where} {", ".join(sorted(settings))} needs location = "s3://..."'
-            )
+            raise ConfigError(f'{where} {", ".join(sorted(settings))} needs location = "s3://..."')
         return TilesConfig(location, float(every))
     bucket = RegionConfig(name="log.tiles", blobs=location, **settings)
     _check_region(bucket, where)
@@ -776,6 +774,17 @@ def render_default_config(
         "# when publish_after_batch is true (one signature and one write per batch).",
         "publish_every_s = 10",
         "publish_after_batch = true",
+        "",
+        "# The log's tiles, entry bundles and checkpoint (C2SP tlog-tiles) published as static",
+        "# files for a web server or a CDN, every every_s seconds when the log grew (and by",
+        "# `sovra log publish-tiles`); a folder of this deployment, or an S3 bucket with the",
+        "# settings of a [regions.NAME] table below (docs/ledger.md).",
+        "# [log.tiles]",
+        '# location = "tiles"                      # or "s3://sovra-log/prod"',
+        '# endpoint = "https://s3.eu-central-1.amazonaws.com"',
+        '# access_key_env = "SOVRA_S3_LOG_ACCESS_KEY"',
+        '# secret_key_env = "SOVRA_S3_LOG_SECRET_KEY"',
+        "# every_s = 1",
         "",
         "# With a postgresql:// database: how long a session waits for a lock another holds",
         "# (the log's index row, the bulk guard's journal), how long one statement may run,",

@@ -201,11 +201,15 @@ class TilePublisher:
         return Published(size, start, done[0], done[1], swapped)
 
     @contextmanager
-    def running(self, every_s: float = 1.0) -> Iterator[None]:
+    def running(
+        self, every_s: float = 1.0, *, turn: Callable[[], bool] | None = None
+    ) -> Iterator[None]:
         """Publish every *every_s* seconds in a daemon thread until the block ends.
 
         A failed round is logged (once until a round succeeds again) and retried after a
-        wait that doubles up to a minute; the log and the server go on meanwhile.
+        wait that doubles up to a minute; the log and the server go on meanwhile. With
+        *turn*, a round runs only when it returns True (one worker process of several
+        publishes; the others ask again each round, and take over when it is gone).
 
         Raises:
             ConfigError: *every_s* is not a positive number of seconds.
@@ -218,6 +222,8 @@ class TilePublisher:
             wait, failing = every_s, False
             where = self._store.where
             while not stop.wait(wait):
+                if turn is not None and not turn():
+                    continue
                 try:
                     self.publish()
                 except SovraError as exc:

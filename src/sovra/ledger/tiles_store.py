@@ -26,6 +26,7 @@ import fcntl
 import functools
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -123,6 +124,8 @@ class FolderTileStore:
             raise ConfigError(f"the tile folder {root} is not a folder")
         self._root = root
         self._fsync = fsync
+        self._unsynced: set[Path] = set()  # folders that got new names since the last sync
+        self._unsynced_lock = threading.Lock()
 
     @property
     def where(self) -> str:
@@ -157,6 +160,8 @@ class FolderTileStore:
             tmp = self._temporary(target, data)
             try:
                 os.link(tmp, target)
+                with self._unsynced_lock:
+                    self._unsynced.update(target.parents[: len(Path(path).parts)])
             except FileExistsError:
                 if self.get(path) == data:
                     return False
@@ -188,6 +193,8 @@ class FolderTileStore:
                 new = update(self.get(CHECKPOINT))
                 if new is None:
                     return False
+                if self._fsync:  # the files it covers first, then the checkpoint
+                    self._sync_folders()
                 tmp = self._temporary(target, new)
                 os.replace(tmp, target)
                 if self._fsync:
@@ -198,7 +205,9 @@ class FolderTileStore:
 
     def _sync_folders(self) -> None:
         """Make the new files' names durable before the checkpoint that covers them."""
-        for folder, _, _ in os.walk(self._root):
+        with self._unsynced_lock:
+            folders, self._unsynced = self._unsynced | {self._root}, set()
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
             fd = os.open(folder, os.O_RDONLY)
             try:
                 os.fsync(fd)

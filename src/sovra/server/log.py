@@ -18,6 +18,7 @@ routes go on answering from the database whatever becomes of that store.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,11 +57,23 @@ def publishing_tiles(root: Path, config: Config, log: TransparencyLog) -> Iterat
     if store is None or config.log_tiles is None:
         yield
         return
-    try:
-        with TilePublisher(log, store).running(config.log_tiles.every_s):
-            yield
-    finally:
-        store.close()
+    # One worker process of the host publishes; the lock goes with its process, and
+    # another worker takes it at its next round. Replicas on other hosts publish too:
+    # the store's writes are write-once and compare-and-swap, so they never conflict.
+    with (root / ".tiles-publisher.lock").open("a") as lock:
+
+        def turn() -> bool:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False
+            return True
+
+        try:
+            with TilePublisher(log, store).running(config.log_tiles.every_s, turn=turn):
+                yield
+        finally:
+            store.close()
 
 
 def _immutable(data: bytes) -> Response:
