@@ -51,6 +51,7 @@ from sovra._cli.common import (
     given_deployment,
     out,
     print_json,
+    print_table,
     progress,
     trusted_key,
     usage,
@@ -752,7 +753,7 @@ def demo(
             s.reason,
             "" if s.log_index is None else str(s.log_index),
         )
-    out.print(table, markup=False, soft_wrap=False)
+    print_table(table, markup=False, soft_wrap=False)
     bad = [s.number for s in steps if not s.ok]
     if bad:
         error(f"unexpected outcome in step(s) {bad}")

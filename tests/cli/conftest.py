@@ -76,7 +76,8 @@ def _run_script(*args: str | Path, env: dict[str, str] | None = None) -> Ran:
         [str(SOVRA), *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=60,
+        # A guard against a hang, not a measure of speed: a loaded machine may take minutes.
+        timeout=300,
         env={**os.environ, **(env or {})},
         check=False,
     )

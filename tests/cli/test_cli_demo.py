@@ -16,9 +16,12 @@ def _steps(table: str) -> list[int]:
 
 
 def test_demo_shows_the_seven_outcomes_in_a_fresh_deployment(sovra_script, tmp_path):
-    ran = sovra_script("demo", "--synthetic", "20", env={"TMPDIR": str(tmp_path)})
+    ran = sovra_script("demo", "--synthetic", "20", env={"TMPDIR": str(tmp_path), "COLUMNS": ""})
     assert ran.code == 0, ran.err
     assert _steps(ran.out) == [1, 2, 3, 4, 5, 6, 7]
+    # Into a pipe, a row is not folded to 80 columns: step 4's reason is whole on its line.
+    bulk = next(line for line in ran.out.splitlines() if line.startswith("│ 4 │"))
+    assert "more distinct subjects than the bulk-collection limit allows" in bulk, ran.out
     assert "sovra demo: the seed scenario" in ran.out
     assert ran.out.rstrip().endswith("all seven outcomes as expected")
     assert "unexpected outcome" not in ran.err

@@ -20,6 +20,7 @@ from sovra._cli.common import (
     need_deployment,
     out,
     print_json,
+    print_table,
     progress,
 )
 
@@ -141,7 +142,7 @@ def _summary(report: CheckReport) -> None:
         for f in report.findings:
             state = "repaired" if f.repaired else ("PROBLEM" if f.problem else "note")
             table.add_row(f.kind, f.at, f.detail, state)
-        out.print(table)
+        print_table(table)
     for what in report.not_checked:
         err.print(f"not checked: {what} (a custodian store this user cannot read)")
     problems = len(report.problems)

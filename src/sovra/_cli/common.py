@@ -8,6 +8,7 @@ docs/cli.md documents them.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.text import Text
 
 from sovra.errors import ConfigError, Denied, IntegrityError, SovraError, Unavailable
@@ -59,6 +60,7 @@ __all__ = [
     "need_deployment",
     "out",
     "print_json",
+    "print_table",
     "progress",
     "trusted_key",
     "usage",
@@ -424,6 +426,20 @@ def progress(label: str) -> Progress | _Hidden:
         console=err,
         transient=True,
     )
+
+
+# Tables written to a file or a pipe are not folded to the 80 columns of a terminal that
+# is not there: a row stays on one line, for grep and for a reader of the saved output
+# (unless COLUMNS asks for a width).
+_UNFOLDED_WIDTH = 400
+
+
+def print_table(table: RenderableType, **options: Any) -> None:
+    """Print *table* on ``out``: as wide as the terminal, or unfolded into a file or pipe."""
+    if out.is_terminal or os.environ.get("COLUMNS"):
+        out.print(table, **options)
+    else:
+        Console(file=out.file, soft_wrap=True, width=_UNFOLDED_WIDTH).print(table, **options)
 
 
 def print_json(value: object) -> None:

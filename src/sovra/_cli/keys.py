@@ -28,6 +28,7 @@ from sovra._cli.common import (
     need_deployment,
     out,
     print_json,
+    print_table,
     progress,
     warn,
 )
@@ -85,7 +86,7 @@ def keys_status(
         table.add_row(
             r.jurisdiction, f"v{r.current_kek_version}", versions, str(r.subjects), str(r.shredded)
         )
-    out.print(table)
+    print_table(table)
 
 
 @keys_app.command("rotate")

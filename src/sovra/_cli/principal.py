@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sovra._cli.common import DeploymentDir, JsonOpt, need_deployment, out, print_json
+from sovra._cli.common import DeploymentDir, JsonOpt, need_deployment, print_json, print_table
 from sovra.errors import BadRequest, ConfigError
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def list_(
     table = Table("id", "jurisdiction", "role", "public key (SHA-256, first 16)")
     for p in principals:
         table.add_row(p.id, p.jurisdiction, str(p.role), _fingerprint(p.public_key))
-    out.print(table, markup=False)
+    print_table(table, markup=False)
 
 
 @principal_app.command("revoke")

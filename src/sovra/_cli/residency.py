@@ -13,6 +13,7 @@ from sovra._cli.common import (
     need_deployment,
     out,
     print_json,
+    print_table,
     progress,
 )
 
@@ -98,19 +99,19 @@ def _show(found: ResidencyReport) -> None:
             Text("yes") if p.allowed else Text("NO", style="bold red"),
             str(p.records), str(p.subjects),
         )  # fmt: skip
-    out.print(table, soft_wrap=False)
+    print_table(table, soft_wrap=False)
     if found.subjects is not None:
         per = Table("subject", "jurisdiction", "region", "records", title="per subject")
         for s in found.subjects:
             per.add_row(s.subject, s.jurisdiction, s.region, str(s.records))
-        out.print(per, soft_wrap=False)
+        print_table(per, soft_wrap=False)
     if found.ok:
         out.print("[bold green]every record where its jurisdiction allows, every blob in place[/]")
         return
     problems = Table("problem", "region", "record or blob", "detail")
     for problem in found.problems[:_SHOWN_PROBLEMS]:
         problems.add_row(problem.kind, problem.region, problem.key, problem.detail)
-    out.print(problems, soft_wrap=False)
+    print_table(problems, soft_wrap=False)
     more = len(found.problems) - _SHOWN_PROBLEMS
     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(found.counts().items()))
     out.print(

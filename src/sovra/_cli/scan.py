@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, NamedTuple, TextIO
 
 import typer
 
-from sovra._cli.common import ExitCode, JsonOpt, err, error, out, progress
+from sovra._cli.common import ExitCode, JsonOpt, err, error, print_table, progress
 
 if TYPE_CHECKING:
     from sovra.model import Finding
@@ -662,7 +662,7 @@ def _table(rows: list[dict[str, object]]) -> None:
             f"{row['confidence']:.2f}",
             "yes" if row["validated"] else "no",
         )
-    out.print(table)
+    print_table(table)
 
 
 def _check_lang(value: str) -> str | None:
