@@ -74,10 +74,12 @@ def test_consistency_with_an_earlier_checkpoint_is_proved(page, served):
     page.reload()
     page.wait_for_selector("main[data-ready=yes]")
     status = _state(page, "consistency-status")[0]
-    # After the reload the browser compares the newest with itself; before, with size 6.
+    # After the reload the browser compares the newest with itself; before, with the earlier.
     assert status == "ok"
     assert _seen(page, origin) == newest
-    assert any(f"old=6&new={newest.splitlines()[1]}" in url for url in proofs), proofs
+    old, new = earlier.splitlines()[1], newest.splitlines()[1]
+    assert int(old) < int(new)
+    assert any(f"old={old}&new={new}" in url for url in proofs), proofs
 
 
 def test_a_tampered_checkpoint_is_shown_as_failed(page, served):

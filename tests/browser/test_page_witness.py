@@ -1,11 +1,14 @@
-"""Witness cosignatures end to end: a real witness (``sovra witness``) cosigns the log's
-checkpoint and gives it back to the gateway; the page's log view verifies the cosignature
-with WebCrypto against the witness key the deployment names, and shows a tampered one,
-or one by a key nobody named, for what it is."""
+"""Witness cosignatures end to end: a real witness (``sovra witness serve``) that the log
+pushes each batch's checkpoint to (C2SP tlog-witness, the ``[witnesses] policy`` of
+``sovra.toml``) cosigns it, and the gateway serves the cosigned checkpoint; the page's log
+view verifies the cosignature with WebCrypto against the witness key the deployment names,
+shows the policy's quorum met, and shows a tampered cosignature, or one by a key nobody
+named, for what it is. A proof exported with that cosignature is checked in the page, and
+one with its cosignature tampered with, or stripped, fails the witness check."""
 
 from __future__ import annotations
 
-import re
+import json
 import shutil
 import subprocess
 import tempfile
@@ -14,8 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.browser.conftest import Served, fresh_page, serving
-from tests.serving import SOVRA
+from tests import serving
+from tests.browser.conftest import Served, fresh_page
+from tests.browser.conftest import serving as serving_gateway
+from tests.browser.tlog_proofs import check_in_page, export, signature_line, with_signature_changed
+from tests.cli.test_cli_tlog_proof import _wait as wait_for_witness
+from tests.serving import SOVRA, free_port
 
 from sovra.deployment import Deployment
 
@@ -33,35 +40,49 @@ def _sovra(*args: Any) -> str:
 
 @pytest.fixture(scope="module")
 def witnessed(browser: Any) -> Iterator[tuple[Served, dict[str, str]]]:
-    """``sovra serve`` over a deployment naming witness w1, whose latest checkpoint w1
-    (and an unnamed w2) cosigned with ``sovra witness cosign --submit``."""
+    """``sovra serve`` over a deployment whose ``[witnesses] policy`` names w1 at the URL of
+    a ``sovra witness serve``: every batch's checkpoint is pushed to w1 and its
+    cosignature kept before the batch's receipts return. Records are then ingested over
+    HTTP, so the checkpoint the page gets was cosigned by the log's own pushes."""
     del browser  # no deployment is made where the browser is missing
     base = Path(tempfile.mkdtemp(prefix="sovra-witness-"))
     root = base / "deployment"
+    witness = None
     try:
         Deployment.init(root, origin="sovra.test/witnessed", custodians="in-process")
-        dep = Deployment.open(root)
-        try:
-            log_vkey = dep.gateway.log.verifier_key
-            svc = dep.store.get_principal("svc-pl")
-            for n in range(3):
-                dep.gateway.ingest(
-                    svc, subject_id=f"s{n}@example.pl", jurisdiction="PL", content="tel. 601"
-                )
-        finally:
-            dep.close()
+        log_vkey = (root / "keys" / "log.vkey").read_text().strip()
         vkeys = {
             name: _sovra("witness", "init", base / name, "--name", name, "--log", log_vkey).strip()
             for name in (W1, W2)
         }
+        port = free_port()
+        witness_url = f"http://127.0.0.1:{port}"
+        with (base / "witness.log").open("w") as sink:
+            witness = subprocess.Popen(
+                [SOVRA, "witness", "serve", base / W1, "--port", str(port)],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_witness(witness_url, witness)
+        (root / "witnesses.policy").write_text(
+            f"witness {W1} {vkeys[W1]} {witness_url}\nquorum {W1}\n", encoding="utf-8"
+        )
         toml = root / "sovra.toml"
         toml.write_text(
-            toml.read_text().replace("keys = []", f'keys = ["{vkeys[W1]}"]', 1), encoding="utf-8"
+            toml.read_text().replace(
+                "keys = []\n", 'policy = "witnesses.policy"\ntimeout_s = 30\n', 1
+            ),
+            encoding="utf-8",
         )
-        with serving(root) as gateway:
-            _sovra("witness", "cosign", base / W1, "--url", gateway.url, "--submit")
+        with serving_gateway(root) as gateway:
+            with serving.client(root, gateway.url, "svc-pl") as svc:
+                for n in range(3):
+                    svc.ingest(f"s{n}@example.pl", "PL", "tel. 601")
             yield gateway, vkeys
     finally:
+        if witness is not None:
+            witness.terminate()
+            witness.wait(timeout=60)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -88,37 +109,32 @@ def test_the_witness_cosignature_is_verified_in_the_browser(page, witnessed, sho
     served, vkeys = witnessed
     note = served.get("/v1/log/checkpoint").decode()
     assert f"\u2014 {W1} " in note  # the gateway publishes what w1 cosigned
+    # w1 got it by the log's push (tlog-witness add-checkpoint): it holds the log's size.
+    heads = json.loads((served.root.parent / W1 / "heads.json").read_text())
+    assert heads["heads"]["sovra.test/witnessed"]["size"] == int(note.splitlines()[1])
     _open_log(page)
     assert page.get_attribute("#sig-status", "data-status") == "ok"
     assert _rows(page) == {W1: "verified"}
     assert vkeys[W1] in page.inner_text("main")  # the key it checked with, named by the server
+    assert page.get_attribute("#witness-quorum", "data-status") == "ok"
+    assert f"quorum is {W1}" in page.inner_text("#witness-quorum")
     shoot(page, "log-witness")
-
-
-def _cosignature(note: str, name: str) -> str:
-    found = re.search(rf"^\u2014 {re.escape(name)} (\S+)$", note, re.MULTILINE)
-    assert found, note
-    return found[1]
 
 
 def test_a_tampered_cosignature_is_shown_as_failed(page, witnessed):
     served, _ = witnessed
     note = served.get("/v1/log/checkpoint").decode()
-    good = _cosignature(note, W1)
-    at = len(good.rstrip("=")) - 4  # inside the signature, after key ID and timestamp
-    bad = good[:at] + ("A" if good[at] != "A" else "B") + good[at + 1 :]
-
+    bad = with_signature_changed(note, W1)
     page.route(
         "**/v1/log/checkpoint",
-        lambda route: route.fulfill(
-            status=200, body=note.replace(good, bad), content_type="text/plain"
-        ),
+        lambda route: route.fulfill(status=200, body=bad, content_type="text/plain"),
     )
     _open_log(page)
     # The log's own signature still verifies; the witness's does not.
     assert page.get_attribute("#sig-status", "data-status") == "ok"
     assert _rows(page) == {W1: "failed"}
     assert page.locator("#witness-status .badge[data-status=fail]").count() == 1
+    assert page.get_attribute("#witness-quorum", "data-status") == "warn"
 
 
 def test_a_cosignature_by_a_key_nobody_named_is_not_called_verified(page, witnessed):
@@ -136,3 +152,34 @@ def test_a_cosignature_by_a_key_nobody_named_is_not_called_verified(page, witnes
     rows = _rows(page)
     assert rows[W1] == "verified"
     assert rows[W2] == "unknown"
+
+
+def _latest_ingest(served: Served) -> int:
+    return max(i for i, e in enumerate(served.entries()) if e["kind"] == "ingest")
+
+
+def test_a_cosigned_proof_is_verified_in_the_browser(page, witnessed):
+    served, _ = witnessed
+    index = _latest_ingest(served)
+    proof = export(served.url, served.root, index, "--policy", served.root / "witnesses.policy")
+    assert signature_line(proof, W1)  # the checkpoint the witness cosigned travels with it
+    got = check_in_page(page, proof)
+    assert got["status"] == "ok", got
+    assert got["failed"] == []
+    assert f"cosigned by {W1}, which meets the witness quorum {W1}" in got["steps"]["witnesses"][1]
+    assert f"cosigned by {W1}" in got["words"]
+    assert (got["shown"]["entry"], got["shown"]["kind"]) == (str(index), "ingest")
+
+
+def test_a_proof_with_a_tampered_or_missing_cosignature_fails_the_witness_check(page, witnessed):
+    served, _ = witnessed
+    index = _latest_ingest(served)
+    proof = export(served.url, served.root, index, "--policy", served.root / "witnesses.policy")
+    got = check_in_page(page, with_signature_changed(proof, W1))
+    assert got["status"] == "fail"
+    assert got["failed"] == ["witnesses"]
+    assert f"the cosignature by {W1} does not verify" in got["steps"]["witnesses"][1]
+    stripped = proof.replace(signature_line(proof, W1) + "\n", "")
+    got = check_in_page(page, stripped)
+    assert got["failed"] == ["witnesses"]
+    assert f"below the witness quorum {W1}: cosigned by none" in got["steps"]["witnesses"][1]

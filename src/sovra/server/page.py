@@ -24,8 +24,10 @@ from fastapi.staticfiles import StaticFiles
 
 from sovra.deployment import Deployment
 from sovra.errors import BadRequest, NotFound
+from sovra.ledger.cosigning import CheckpointCosignatures
 from sovra.model import Principal
 from sovra.server.page_tally import Tally
+from sovra_verify.policy import WitnessPolicy
 
 __all__ = ["STATIC", "add_page_routes"]
 
@@ -52,6 +54,7 @@ def add_page_routes(app: FastAPI, deployment: Deployment, answer: type[Any]) -> 
             return None
 
     tally = Tally(principal)
+    witness_policy = _witness_policy(cosigners)
 
     def current() -> Tally:
         tally.update(log.stored_size(), log.iter_entries)
@@ -74,16 +77,17 @@ def add_page_routes(app: FastAPI, deployment: Deployment, answer: type[Any]) -> 
         return answer(
             {
                 "origin": deployment.config.origin,
-                "size": t.size,
-                "facets": t.counts(),
-                "totals": t.totals(),
+                # size, facets, totals, series, facet_series, principals: computed once per
+                # size of the log.
+                **t.summary(_PLOTTED, _SERIES_WIDTH),
+                # Recounted on each request: whether a grant has expired depends on the clock.
                 "grants": t.grant_rows(time.time()),
-                "series": t.series(_SERIES_WIDTH),
-                "facet_series": t.facet_series(_PLOTTED, _SERIES_WIDTH),
-                "principals": t.principals(),
                 # Those of the keys or of the tlog-policy, whichever sovra.toml names.
                 "witnesses": cosigners.witnesses if cosigners is not None else [],
                 "witness_quorum": cosigners.quorum if cosigners is not None else 0,
+                # The same as a C2SP tlog-policy (groups and thresholds, not only a count),
+                # which the page checks a proof's cosignatures against.
+                "witness_policy": witness_policy,
             }
         )
 
@@ -115,3 +119,12 @@ def add_page_routes(app: FastAPI, deployment: Deployment, answer: type[Any]) -> 
                 "entries": [{"index": i, "entry": log.entry(i).decode()} for i in shown],
             }
         )
+
+
+def _witness_policy(cosigners: CheckpointCosignatures | None) -> str:
+    """The witnesses and quorum the log follows, as a C2SP tlog-policy: the ``[witnesses]
+    policy`` file's, or ``[witnesses] keys`` and ``quorum`` as k of n, or ``quorum none``."""
+    if cosigners is None or not cosigners.witnesses:
+        return "quorum none\n"
+    policy = cosigners.policy or WitnessPolicy.k_of_n(cosigners.witnesses, cosigners.quorum)
+    return policy.to_text()

@@ -72,7 +72,8 @@ class Tally:
     _record_j: dict[str, str] = field(default_factory=dict)
     _subject_j: dict[str, str] = field(default_factory=dict)
     _principals: dict[str, Principal | None] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _summary: tuple[tuple[int, int, tuple[str, ...]], dict[str, Any]] | None = None
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def update(self, size: int, read: Callable[[int, int], Iterable[bytes]]) -> None:
         """Take in entries ``[self.size, size)``, read with *read(start, end)*."""
@@ -82,6 +83,28 @@ class Tally:
             for offset, data in enumerate(read(self.size, size)):
                 self._take(self.size + offset, data)
             self.size = size
+
+    def summary(self, facets: Iterable[str], width: int) -> dict[str, Any]:
+        """The counts of the first :attr:`size` entries (``size``): :meth:`counts`, :meth:`totals`,
+        :meth:`series` and :meth:`facet_series` of *facets* in *width* spans, and
+        :meth:`principals`. Computed once per size of the log and kept until
+        :meth:`update` takes in more entries, so a page asking again for an unchanged log
+        costs no pass over the tally. The answer is shared: a caller must not change it."""
+        key = (self.size, width, tuple(facets))
+        with self._lock:
+            if self._summary is None or self._summary[0] != key:
+                self._summary = (
+                    key,
+                    {
+                        "size": self.size,
+                        "facets": self.counts(),
+                        "totals": self.totals(),
+                        "series": self.series(width),
+                        "facet_series": self.facet_series(key[2], width),
+                        "principals": self.principals(),
+                    },
+                )
+            return self._summary[1]
 
     def indices(
         self, facet: str, key: str, start_ms: int | None = None, end_ms: int | None = None

@@ -5,6 +5,8 @@ import { getJSON, getText, h, status, time } from "./dom.js";
 import { groupHex, logKey, witnessKeys } from "./key.js";
 import { fromBase64, parseVkey, checkCosignatures, verifyCheckpoint } from "./note.js";
 import { verifyConsistency } from "./merkle.js";
+import { describeQuorum, parsePolicy, quorumMet, witnessName } from "./policy.js";
+import { proofSection } from "./proofview.js";
 import { growth, legend, stacked } from "./plot.js";
 import { trust } from "./trust.js";
 
@@ -24,7 +26,9 @@ export async function logView(ctx, main) {
     main.append(status("sig-status", "fail", "Failed", `the checkpoint does not verify: ${e.message}.`));
   }
   main.append(h("details", {}, h("summary", {}, "The checkpoint as served"), h("pre", { class: "mono" }, note)));
-  if (!checkpoint) return;
+  const witnesses = await witnessTrust(ctx);
+  const proofs = proofSection(trusted, witnesses);
+  if (!checkpoint) { main.append(proofs); return; }
 
   main.append(h("dl", { class: "facts" },
     h("dt", {}, "origin"), h("dd", {}, h("code", {}, checkpoint.origin)),
@@ -33,8 +37,24 @@ export async function logView(ctx, main) {
 
   const consistent = await consistency(origin, trusted, checkpoint, main);
   if (consistent && !trusted.mismatch) trust.saw(origin, note);
-  await cosignatures(ctx, checkpoint, main);
+  await cosignatures(checkpoint, witnesses, main);
+  main.append(proofs);
   plots(ctx, main);
+}
+
+/** The witness keys this page checks cosignatures with (the server's and this browser's)
+ *  and the quorum over them (a tlog-policy the server states; none when it states none). */
+async function witnessTrust(ctx) {
+  const origin = ctx.info.origin;
+  const s = ctx.summary || {};
+  const keys = await witnessKeys(origin, s.witnesses || []);
+  let policy;
+  try {
+    policy = await parsePolicy(s.witness_policy || "quorum none\n");
+  } catch (e) {
+    policy = { witnesses: [], groups: new Map(), quorum: "none", error: e.message };
+  }
+  return { keys, policy };
 }
 
 function keySection(origin, trusted) {
@@ -109,9 +129,8 @@ async function consistency(origin, trusted, checkpoint, main) {
   return true;
 }
 
-async function cosignatures(ctx, checkpoint, main) {
-  const origin = ctx.info.origin;
-  const keys = await witnessKeys(origin, ctx.summary?.witnesses || []);
+async function cosignatures(checkpoint, witnesses, main) {
+  const { keys, policy } = witnesses;
   const section = h("section", { "aria-labelledby": "wit-h" }, h("h3", { id: "wit-h" }, "Witness cosignatures"));
   const rows = await checkCosignatures(checkpoint, keys);
   if (rows.length === 0) {
@@ -122,6 +141,12 @@ async function cosignatures(ctx, checkpoint, main) {
     section.append(h("ul", { id: "witness-status" }, rows.map((r) => h("li", {},
       h("span", { class: "badge", "data-status": r.status === "verified" ? "ok" : r.status === "failed" ? "fail" : "warn" }, r.status), " ",
       h("code", {}, r.name), r.time ? ` at ${time(r.time * 1000)}` : "", r.reason ? ` (${r.reason})` : ""))));
+  }
+  if (policy.quorum !== "none") {
+    const names = rows.filter((r) => r.status === "verified").map((r) => witnessName(policy, r.key)).filter(Boolean);
+    const met = quorumMet(policy, names);
+    section.append(status("witness-quorum", met ? "ok" : "warn", met ? "Quorum met" : "Below quorum",
+      `the log's witness quorum is ${describeQuorum(policy)}; this checkpoint is cosigned by ${names.join(", ") || "none of them"}.`));
   }
   if (keys.length) {
     section.append(h("p", { class: "muted" }, "Witness keys: ", keys.map((k) => [h("code", {}, k.text), k.mine ? " (added here)" : " (named by the server)", " "])));

@@ -106,19 +106,20 @@ export async function verifyCheckpoint(note, vkey) {
 
 /**
  * Check each non-log signature line against the witness vkeys (parsed); returns one row per
- * line: {name, status: "verified" | "failed" | "unknown", time, reason}.
+ * line: {name, key (the vkey that checked it), status: "verified" | "failed" | "unknown", time,
+ * reason}.
  */
 export async function checkCosignatures(checkpoint, witnesses) {
   const rows = [];
   for (const s of checkpoint.others) {
     const w = witnesses.find((k) => k.name === s.name && k.id === s.id);
     if (!w) { rows.push({ name: s.name, status: "unknown", reason: "no known witness key" }); continue; }
-    if (s.raw.length !== 72) { rows.push({ name: s.name, status: "failed", reason: "malformed cosignature" }); continue; }
+    if (s.raw.length !== 72) { rows.push({ name: s.name, key: w.text, status: "failed", reason: "malformed cosignature" }); continue; }
     const view = new DataView(s.raw.buffer, s.raw.byteOffset, 8);
     const time = view.getBigUint64(0);
     const message = enc.encode(`cosignature/v1\ntime ${time}\n${checkpoint.body}`);
     const ok = await ed25519(w.publicKey, s.raw.slice(8), message);
-    rows.push({ name: s.name, status: ok ? "verified" : "failed", time: Number(time),
+    rows.push({ name: s.name, key: w.text, status: ok ? "verified" : "failed", time: Number(time),
       reason: ok ? "" : "the cosignature does not verify" });
   }
   return rows;
