@@ -10,6 +10,7 @@ custodian services (the ``two`` fixture, tests/flows/two_homes.py).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -42,9 +43,7 @@ def _grant(two: Two, clock: Any, grant_id: str, approver: str, *cosigners: str) 
 
 
 def _register(two: Two, grant: Grant) -> None:
-    two.dep.governance.register_grant(
-        two.principal(f"authority-{grant.approver.lower()}"), grant
-    )
+    two.dep.governance.register_grant(two.principal(f"authority-{grant.approver.lower()}"), grant)
 
 
 def _read_under(two: Two, rid: str, grant: Grant) -> Any:
@@ -180,3 +179,36 @@ def test_a_bad_cosignature_is_refused_at_registration_and_logged(two: Two, clock
     assert two.entry(info.value.log_index).fields["effect"] == "deny"
     assert two.gw.log.size == size + 1  # the refusal, and no grant entry
     assert not [e for e in two.entries("grant") if e.fields["grant_id"] == "g-forged"]
+
+
+def test_an_authority_of_one_home_is_refused_by_the_other_homes_rules(two: Two, clock: Any) -> None:
+    # PL's own authority, under a grant DE approved and PL co-signed: PL's rules want
+    # domestic-legal-process, DE's foreign-legal-process; one request has one
+    # justification, so it is refused by one home's rules (ADR 0025, not covered).
+    rid = ingest(two)
+    grant = sign_grant(
+        replace(
+            _grant(two, clock, "g-to-pl", "DE"),
+            grantee="authority-pl",
+            grantee_jurisdiction="PL",
+        ),
+        two.dep.authority_key("DE"),
+    )
+    grant = cosign_grant(grant, "PL", two.dep.authority_key("PL"))
+    _register(two, grant)
+    releases = len(two.entries("key_release"))
+    for justification, reason in (
+        ("domestic-legal-process", "a foreign authority reads DE subjects' data only through"),
+        ("foreign-legal-process", "PL's authority reads its residents' data under domestic"),
+    ):
+        with pytest.raises(Denied) as info:
+            two.gw.access(
+                two.principal("authority-pl"),
+                purpose="foreign-legal-process",
+                record_ids=[rid],
+                grant=grant,
+                justification=justification,
+            )
+        assert info.value.message.startswith(reason), info.value.message
+        assert two.entry(info.value.log_index).fields["effect"] == "deny"
+    assert len(two.entries("key_release")) == releases

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,16 +42,23 @@ class Live:
         return result.exit_code, result.stdout, " ".join(result.stderr.split())
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    root = tmp_path_factory.mktemp("policy-cli") / "deployment"
-    Deployment.init(root, origin="sovra.test/policy-cli", custodians="in-process")
+@contextmanager
+def serving(root: Path) -> Iterator[Live]:
+    """The deployment at *root*, served on loopback while the block runs."""
     dep = Deployment.open(root)
     try:
         with running(create_app(dep)) as url:
             yield Live(url, root, dep)
     finally:
         dep.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    root = tmp_path_factory.mktemp("policy-cli") / "deployment"
+    Deployment.init(root, origin="sovra.test/policy-cli", custodians="in-process")
+    with serving(root) as served:
+        yield served
 
 
 def test_grant_lifecycle(live: Live, tmp_path: Path) -> None:

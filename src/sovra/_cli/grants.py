@@ -3,7 +3,9 @@
 ``request`` writes the requesting authority's unsigned grant (who asks, for whom, why, on
 which legal basis, which data categories, how long, how many records). ``approve`` signs it
 with the approving (home) authority's key and registers it, so it is in the log before any
-use; with ``--cosigner`` another authority co-signs an approved grant (bulk scope).
+use; with ``--cosigner`` another authority co-signs an approved grant (bulk scope, or the
+other home of a subject of two homes: approve ``--no-register``, then co-sign
+``--register``, so both signatures are on the grant as registered).
 ``revoke`` takes effect at once; ``show`` prints a registered grant and its status.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -31,6 +33,9 @@ from sovra._cli.common import (
     out,
     print_json,
 )
+
+if TYPE_CHECKING:
+    from sovra.model import Grant
 
 __all__ = ["grant_app"]
 
@@ -107,6 +112,15 @@ def approve(
         str | None,
         typer.Option(help="co-sign an approved grant as this jurisdiction's authority"),
     ] = None,
+    register: Annotated[
+        bool | None,
+        typer.Option(
+            "--register/--no-register",
+            help="register the grant (default: when approving, not when co-signing); a grant "
+            "a subject's two homes sign is approved with --no-register, co-signed, then "
+            "registered with --cosigner … --register",
+        ),
+    ] = None,
     deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
 ) -> None:
@@ -127,16 +141,29 @@ def approve(
             f"grant [bold]{escape(grant.grant_id)}[/] co-signed by {cosigner}, "
             f"written to {escape(str(target))}"
         )
+        if register:
+            _register(cosigned, deployment, url)
         return
+    if register is False and not output:
+        error("--no-register needs --out: the signed grant would be lost")
+        raise typer.Exit(ExitCode.USAGE)
     approver = check_jurisdiction(grant.approver)
     signed = sign_grant(grant, load_ed25519(authority_key_path(deployment, approver)))
     if output:
         # Written before registering, so a registered grant is never lost to a bad --out.
         _write(output, signed.to_json(), "grant not registered")
-    with connect(url, f"authority-{approver.lower()}", None, deployment) as client:
-        receipt = client.register_grant(signed)
+    if register is False:
+        out.print(f"grant [bold]{escape(signed.grant_id)}[/] signed by {approver}, not registered")
+        return
+    _register(signed, deployment, url, output)
+
+
+def _register(grant: Grant, deployment: Path, url: str, output: Path | None = None) -> None:
+    """Register *grant* as its approving authority, and say where it is in the log."""
+    with connect(url, f"authority-{grant.approver.lower()}", None, deployment) as client:
+        receipt = client.register_grant(grant)
     out.print(
-        f"grant [bold]{escape(signed.grant_id)}[/] registered at log index "
+        f"grant [bold]{escape(grant.grant_id)}[/] registered at log index "
         f"{receipt['receipt']['index']}" + (f", written to {escape(str(output))}" if output else "")
     )
 

@@ -123,7 +123,7 @@ def decide(
         records=tuple(dict.fromkeys(decision.records)),
         subjects=tuple(sorted({*decision.subjects, *extra})),
         homes=tuple(sorted({v.jurisdiction for v in views})),
-        reason=_reason(decision, grant, records),
+        reason=_reason(decision, principal, grant, records),
     )
 
 
@@ -166,9 +166,12 @@ def grant_views(grant: GrantFacts, records: Sequence[RecordHomes]) -> list[Grant
     return out
 
 
-def _reason(decision: Decision, grant: GrantFacts, records: Sequence[RecordHomes]) -> str:
+def _reason(
+    decision: Decision, principal: Principal, grant: GrantFacts, records: Sequence[RecordHomes]
+) -> str:
     """The decision's reason, saying which home a grant for a record of two homes lacks
-    (refused), or that both approved it (allowed)."""
+    (refused), or that both approved it (allowed), when a requester of neither home
+    presented it (an authority of one home is refused by that home's rules anyway)."""
     if not (grant.present and grant.verified):
         return decision.reason
     approvals = {grant.approver} | grant.registered_cosigners
@@ -176,7 +179,7 @@ def _reason(decision: Decision, grant: GrantFacts, records: Sequence[RecordHomes
         if r.second is None:
             continue
         homes = (r.facts.jurisdiction, r.second[0])
-        if grant.approver not in homes:
+        if grant.approver not in homes or principal.jurisdiction in homes:
             continue
         other = homes[1] if grant.approver == homes[0] else homes[0]
         if decision.allow or other in approvals:
