@@ -332,6 +332,10 @@ class WitnessPolicy:
             )
         return PolicyCheck(checkpoint, signer.vkey, tuple(timestamps), timestamps)
 
+    def describe(self) -> str:
+        """The quorum rule in words: ``2 of (w1, w2, w3)``, one witness's name, or ``none``."""
+        return self._describe(self._quorum)
+
     def _describe(self, name: str) -> str:
         group = self._groups.get(name)
         if group is None:

@@ -1,4 +1,4 @@
-"""``sovra keys status|rotate|shred|transport-key``, ``sovra custodian serve|seal``.
+"""``sovra keys status|rotate|shred|transport-key``, ``sovra custodian serve|seal|witnesses``.
 
 These commands work on the deployment directory directly, as its custodians do: they read
 the KEK files and subject-key stores under ``custodians/``. A gateway serving the same
@@ -528,3 +528,9 @@ def custodian_seal(
     finally:
         custodian.close()
     print_json({"sealed": str(path)})
+
+
+# Last: the witness commands take this module's options (and it is loaded with the group).
+from sovra._cli.custodian_witnesses import witnesses_app  # noqa: E402
+
+custodian_app.add_typer(witnesses_app, name="witnesses")

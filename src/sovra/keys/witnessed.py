@@ -40,6 +40,7 @@ lines)::
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -49,7 +50,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sovra.errors import BadRequest, ConfigError, VerificationError
-from sovra.keys.files import StrPath, no_duplicate_fields
+from sovra.keys.files import StrPath, no_duplicate_fields, write_secret
 from sovra.model import LogReceipt
 from sovra_verify._merkle import root_from_inclusion
 from sovra_verify.checkpoint import Checkpoint
@@ -61,6 +62,7 @@ __all__ = [
     "MAX_PROOF_BYTES",
     "POLICY_TYPE",
     "ReleasePolicy",
+    "WitnessedCheckpoint",
     "WitnessedRelease",
     "policy_path",
 ]
@@ -163,6 +165,44 @@ class ReleasePolicy:
             indent=1,
         ).encode()
 
+    def save(self, key_path: StrPath, *, overwrite: bool = False) -> Path:
+        """Write the policy beside the custodian key file *key_path*; its path.
+
+        Atomically and 0600, as the custodian's other files; written by root, the file
+        is given to the key file's owner (the custodian's own user, which reads it).
+
+        Raises:
+            ConfigError: the file exists and *overwrite* is False, or it cannot be
+                written or given to the key file's owner.
+        """
+        path = policy_path(key_path)
+        if not overwrite and os.path.lexists(path):
+            raise ConfigError(f"{path} already exists; give --force to replace it")
+        write_secret(path, self.to_json() + b"\n", overwrite=overwrite)
+        if os.geteuid() == 0:
+            try:
+                st = os.lstat(key_path)
+                os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot give {path} to the owner of {key_path}: {exc.strerror}"
+                ) from None
+        return path
+
+    def report(self) -> dict[str, object]:
+        """What a custodian with this policy requires, as JSON-ready fields."""
+        rules = self.witnesses
+        return {
+            "witnesses": [
+                {"name": w.name, "vkey": w.verifier.vkey, **({"url": w.url} if w.url else {})}
+                for w in rules.witnesses
+            ],
+            "quorum": rules.describe(),
+            "minimum": rules.minimum(),
+            "max_checkpoint_age_s": self.max_age_ms / 1000,
+            "logs": [log.vkey for log in rules.logs],
+        }
+
     @classmethod
     def load(cls, key_path: StrPath) -> ReleasePolicy | None:
         """The policy beside the custodian key file *key_path*, or None if it has none.
@@ -204,6 +244,22 @@ class _Signed:
     """The clock times (ms) between which a set of cosignatures found fresh and meeting
     the quorum all stay fresh (empty until one is found): a quorum only grows with more
     witnesses, so in that span the age check holds without being worked out again."""
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessedCheckpoint:
+    """A checkpoint that meets a custodian's policy (:meth:`WitnessedRelease.check_checkpoint`).
+
+    Attributes:
+        checkpoint: the checkpoint the log key signed.
+        cosigned: the policy names of its witnesses whose cosignatures verified, and
+            each one's cosignature time (POSIX seconds).
+        problems: why any other signature line did not count.
+    """
+
+    checkpoint: Checkpoint
+    cosigned: dict[str, int]
+    problems: tuple[str, ...]
 
 
 class WitnessedRelease:
@@ -291,6 +347,18 @@ class WitnessedRelease:
                 f"the inclusion proof does not lead from entry {index} to the root of "
                 f"the witnessed checkpoint at size {cp.size} (a proof for another entry?)"
             )
+
+    def check_checkpoint(self, note: str, now_ms: int) -> WitnessedCheckpoint:
+        """Check a checkpoint note as :meth:`check` checks a proof's, every line verified.
+
+        Raises:
+            VerificationError: as :meth:`check`, for the checkpoint: malformed, not signed
+                by the log key, its witnesses short of the quorum, or too old to meet it.
+        """
+        origin = note.split("\n", 1)[0] if isinstance(note, str) else ""
+        signed = self._verify_note(note, origin, now_ms, every=True)
+        self._check_quorum(signed, now_ms)
+        return WitnessedCheckpoint(signed.checkpoint, dict(signed.cosigned), signed.problems)
 
     def _quorum_words(self) -> str:
         rules = self._rules
