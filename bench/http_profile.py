@@ -7,11 +7,12 @@ sovra's settings (:func:`sovra.server.workers.uvicorn_config`), under ``cProfile
 client process sends ``--requests`` signed ingests, then as many signed accesses, one at
 a time. So that one profiler sees all of it, the routes run on the event loop's thread
 instead of the thread pool (one request at a time, the work is the same). The profile is
-cut into the parts of the edge (token check and its pieces, the body's bounded parse, the
-response's encoding), the flow itself (``Gateway.ingest`` / ``Gateway.access``), and the
-rest (uvicorn, Starlette, FastAPI's routing, validation and dependency plumbing).
-Figures are microseconds per request under the profiler, which inflates Python-heavy
-code (the framework) more than C (crypto, SQLite): read them as shares. The last line
+cut into the parts of the edge (token check and its pieces, the body's bounded parse and
+model, the response's encoding, the access line), the flow itself (``Gateway.ingest`` /
+``Gateway.access``), and the rest (uvicorn, the middlewares, the direct routes' plumbing).
+Figures are microseconds of CPU per request (the server thread's, ``time.thread_time``:
+a wait on an fsync costs nothing) under the profiler, which inflates Python-heavy code
+(the framework) more than C (crypto, SQLite): read them as shares. The last line
 printed is one JSON object with every figure.
 """
 
@@ -43,18 +44,22 @@ from sovra.keys import load_ed25519
 
 NOTE = "Klient prosi o kontakt: tel. +48 601 234 567, e-mail anna.kowalska@example.pl. " * 2
 
-# (label, function name, file suffix): cumulative time of each, per request.
+# (label, function name, file suffix, caller): cumulative time of each, per request; with
+# a caller, only the calls from a function of that name (the flows verify signatures and
+# parse JSON too). An empty suffix names a method of pyca/cryptography's Ed25519 key.
 PARTS = [
-    ("token check (whole)", "authenticate", "sovra/auth.py"),
-    ("  Ed25519 verify", "verify", ""),
-    ("  replay store (nonce spent, principal re-read)", "spend_nonce", "sovra/store/_sql.py"),
-    ("  principal lookup (first request only)", "get_principal", "sovra/store/_sql.py"),
-    ("  claims parse", "_parse", "sovra/auth.py"),
-    ("  principal and key load", "_load", "sovra/auth.py"),
-    ("body: bounded parse (BodyLimits)", "parse_json", "sovra/model.py"),
-    ("response: orjson encode", "render", "sovra/server/app.py"),
-    ("flow: Gateway.ingest", "ingest", "sovra/gateway.py"),
-    ("flow: Gateway.access", "access", "sovra/gateway.py"),
+    ("token check (whole)", "authenticate", "sovra/auth.py", ""),
+    ("  Ed25519 verify", "verify", "", "_signed_by"),
+    ("  replay store (nonce spent, principal re-read)", "spend_nonces", "sovra/store/_sql.py", ""),
+    ("  principal lookup (first request only)", "get_principal", "sovra/store/_sql.py", ""),
+    ("  claims parse", "_parse", "sovra/auth.py", "authenticate"),
+    ("  principal and key load", "_load", "sovra/auth.py", "authenticate"),
+    ("body: bounded parse (BodyLimits)", "parse_json", "sovra/model.py", "__call__"),
+    ("body: model (direct route)", "model_validate", "pydantic/main.py", "__call__"),
+    ("response: orjson encode", "render", "sovra/server/answers.py", ""),
+    ("access log: the JSON line", "_line", "sovra/server/ops.py", ""),
+    ("flow: Gateway.ingest", "ingest", "sovra/gateway.py", ""),
+    ("flow: Gateway.access", "access", "sovra/gateway.py", ""),
 ]
 
 
@@ -96,7 +101,9 @@ def main() -> int:
         ready = ctx.Event()
         client = ctx.Process(target=_client, args=(url, str(root), requests, ready))
         client.start()
-        profile = cProfile.Profile()
+        # CPU time of this thread, where everything of the server runs: a wait on an
+        # fsync or a lock costs a core nothing and shows as nothing.
+        profile = cProfile.Profile(time.thread_time)
 
         async def serve() -> None:
             # Enabled on the event loop's thread, where the routes now run too.
@@ -136,7 +143,7 @@ def _parts(stats: pstats.Stats, count: int) -> dict[str, float]:
     only its calls from ``authenticate`` (the flows verify signatures and parse JSON too)."""
     out: dict[str, float] = {}
     raw: dict[tuple[str, int, str], Any] = stats.stats  # type: ignore[attr-defined]
-    for label, name, suffix in PARTS:
+    for label, name, suffix, caller in PARTS:
         cum = 0.0
         for (path, _, func), (_, _, _, whole, callers) in raw.items():
             if suffix:
@@ -144,10 +151,8 @@ def _parts(stats: pstats.Stats, count: int) -> dict[str, float]:
                     continue
             elif not (path == "~" and f"'{name}' of" in func and "Ed25519" in func):
                 continue
-            if label.startswith("  "):  # only what the token check itself called
-                cum += sum(c[3] for (_, _, f), c in callers.items() if f == "authenticate")
-            elif name == "parse_json":  # the body's parse, not the claims'
-                cum += sum(c[3] for (_, _, f), c in callers.items() if f == "__call__")
+            if caller:
+                cum += sum(c[3] for (_, _, f), c in callers.items() if f == caller)
             else:
                 cum += whole
         per = count // 2 if label.startswith("flow:") else count

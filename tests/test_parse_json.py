@@ -1,9 +1,10 @@
 """``model.parse_json``'s short ways give the answers of its full checks, word for word.
 
 The parser skips its walk of the nesting when the text has no more brackets than the
-budget, and its search for lone surrogates when bytes (strict UTF-8) hold no ``\\u``
-escape. Here every input goes through it and through the full checks, always run (the
-parser as it was before the short ways): the same value, or the same refusal.
+budget, and its search for lone surrogates when bytes (strict UTF-8) hold no escape of a
+surrogate (``\\uD800`` to ``\\uDFFF``). Here every input goes through it and through the
+full checks, always run (the parser as it was before the short ways): the same value, or
+the same refusal.
 """
 
 from __future__ import annotations
@@ -109,3 +110,16 @@ def test_the_cases_each_short_way_skips_are_still_refused() -> None:
     ]:
         outcome = _outcome(lambda d: parse_json(d, limit=100, what="x", max_depth=DEPTH), data)
         assert outcome == (("value", [[[["]]]]]]]]"]]]]) if not message else ("refused", message))
+
+
+def test_only_an_escaped_surrogate_costs_the_search_and_every_one_is_found() -> None:
+    def parsed(data: bytes) -> tuple[str, Any]:
+        return _outcome(lambda d: parse_json(d, limit=100, what="x", max_depth=DEPTH), data)
+
+    lone = ("refused", "x holds a lone surrogate, which is not valid Unicode")
+    assert parsed(b'["\\uDBFF"]') == lone  # upper case
+    assert parsed(b'["\\u0142\\uDc00"]') == lone  # after another escape, mixed case
+    assert parsed(b'["\\ud83d\\ude00"]') == ("value", ["\U0001f600"])  # a pair
+    assert parsed(b'["\\u0142"]') == ("value", ["\u0142"])  # no surrogate
+    # An escaped backslash then "ud800": no surrogate, though it looks like one.
+    assert parsed(b'["\\\\ud800"]') == ("value", ["\\ud800"])
