@@ -26,7 +26,8 @@ this process (``*_inprocess_witnesses_*``). 16 threads call ``Gateway.access`` (
 each) back to back, rounds alternating between the three; then ``Gateway.access_many``
 with 1,000 requests a call. ``*_ratio`` is on / off (the target is at least 0.8),
 ``*_cpu_us`` the CPU of this process per access, ``*_per_round_trip`` how many accesses one
-witness round trip served.
+witness round trip served and ``*_round_trip_ms`` how long one took (the witnesses'
+answer time: a ``sovra witness serve`` writes its state durably before it answers).
 
 The machine may be shared: compare the ratios, and the CPU per access, rather than the
 rates. The last line printed is one JSON object.
@@ -374,6 +375,7 @@ def bench_gateway(quick: bool) -> dict[str, Any]:
             cpu_us = dict.fromkeys(sides, float("inf"))
             witnessed = dict.fromkeys(sides, 0)
             trips = {n: s.proofs.round_trips for n, s in sides.items() if s.proofs}
+            waited = {n: s.proofs.round_seconds for n, s in sides.items() if s.proofs}
             for _ in range(rounds):
                 for name, side in sides.items():
                     done, wall, cpu = (
@@ -389,6 +391,9 @@ def bench_gateway(quick: bool) -> dict[str, Any]:
                 sent = max(proofs.round_trips - trips[name], 1)
                 tag = "" if name == "on" else "_inprocess_witnesses"
                 out[f"{prefix}{tag}_per_round_trip"] = round(witnessed[name] / sent, 1)
+                out[f"{prefix}{tag}_round_trip_ms"] = round(
+                    (proofs.round_seconds - waited[name]) / sent * 1e3, 2
+                )
                 out[f"{prefix}{tag}_on_per_s"] = round(rate[name])
                 out[f"{prefix}{tag}_ratio"] = round(rate[name] / rate["off"], 3)
                 out[f"{prefix}{tag}_on_cpu_us"] = round(cpu_us[name], 1)
@@ -400,7 +405,8 @@ def bench_gateway(quick: bool) -> dict[str, Any]:
                     f"({out[f'{prefix}{tag}_on_cpu_us']} us CPU here each) vs "
                     f"{out[f'{prefix}_off_per_s']:,}/s ({out[f'{prefix}_off_cpu_us']} us) "
                     f"without: {out[f'{prefix}{tag}_ratio']}x; "
-                    f"{out[f'{prefix}{tag}_per_round_trip']} accesses per round trip",
+                    f"{out[f'{prefix}{tag}_per_round_trip']} accesses per round trip of "
+                    f"{out[f'{prefix}{tag}_round_trip_ms']} ms",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -165,7 +165,7 @@ class Gateway:
         self._ingests = GroupCommit(self._ingest_batch, MAX_INGEST_BATCH, leaders=_INGEST_LEADERS)
         self._accesses: GroupCommit[tuple[Principal, AccessRequest], AccessResult]
         self._accesses = GroupCommit(self._access_batch, MAX_ACCESS_BATCH, leaders=_ACCESS_LEADERS)
-        self.release_proofs: ReleaseProofs | None = None
+        self._release_proofs: ReleaseProofs | None = None
         """Set when custodians release only against witnessed checkpoints."""
 
     def close(self) -> None:
@@ -498,6 +498,20 @@ class Gateway:
         failed = [r.meta.header.record_id for r in recs if r.error is not None]
         if failed:
             self.store.delete_unlogged_records(failed)
+
+    @property
+    def release_proofs(self) -> ReleaseProofs | None:
+        """Set (before serving) when custodians release only against witnessed checkpoints."""
+        return self._release_proofs
+
+    @release_proofs.setter
+    def release_proofs(self, proofs: ReleaseProofs | None) -> None:
+        self._release_proofs = proofs
+        # A batch of single accesses that sends its own witness round trip waits for it:
+        # one batch at a time then takes every access waiting into the next round (two
+        # split them between two rounds; docs/benchmarks.md, ADR 0023).
+        leaders = 1 if proofs is not None and proofs.sends_rounds else _ACCESS_LEADERS
+        self._accesses = GroupCommit(self._access_batch, MAX_ACCESS_BATCH, leaders=leaders)
 
     # -- access --------------------------------------------------------------------------
 

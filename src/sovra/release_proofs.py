@@ -20,6 +20,7 @@ A deployment whose log witnesses every batch itself (``[witnesses] policy``,
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol, cast
@@ -91,7 +92,14 @@ class ReleaseProofs:
         self._cosigned: tuple[int, str] | None = None
         self.round_trips = 0
         """How many checkpoints were sent to the witnesses (for benchmarks and tests)."""
+        self.round_seconds = 0.0
+        """The wall time those rounds took, from the first request to the last answer."""
         self._source = source
+
+    @property
+    def sends_rounds(self) -> bool:
+        """Whether this sends checkpoints to witnesses itself (not :meth:`following`)."""
+        return self._source is None
 
     @classmethod
     def following(cls, log: TransparencyLog, source: CosignedCheckpoints) -> ReleaseProofs:
@@ -154,7 +162,9 @@ class ReleaseProofs:
             if note is None or reached < size:
                 note = self._log.checkpoint()
                 reached = _size(note)
+            started = time.perf_counter()
             answers = self._submit(note, reached)
+            self.round_seconds += time.perf_counter() - started
             lines = [a for a in answers if isinstance(a, str)]
             if len(lines) < self._quorum:
                 why = "; ".join(
