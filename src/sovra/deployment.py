@@ -63,7 +63,7 @@ from sovra.keys import (
 from sovra.ledger import LogStorage, NoteSigner, SQLiteLogStorage, TransparencyLog
 from sovra.ledger.cosigning import CheckpointCosignatures, cosignature_store
 from sovra.ledger.witnessing import Witnessing, load_policy, open_witnessing
-from sovra.model import Principal, Role, check_id, check_jurisdiction
+from sovra.model import LogEntry, Principal, Role, check_id, check_jurisdiction
 from sovra.policy import BulkGuard, BulkLimits, DecisionPoint, default_pack
 from sovra.release_proofs import ReleaseProofs
 from sovra.store import (
@@ -86,7 +86,9 @@ __all__ = [
     "Deployment",
     "become_gateway",
     "default_principals",
+    "open_log",
     "open_store",
+    "principal_entry",
     "run_as_gateway",
 ]
 
@@ -216,13 +218,7 @@ class Deployment:
                     f"{root / config.blobs}: every replica must reach that folder (or give "
                     "each its bucket with --blobs)"
                 )
-        store = open_metadata_store(_database_url(root, config), timeouts=config.postgres)
-        try:
-            for pid, j, role in default_principals(list(jurisdictions)):
-                key = generate_ed25519(root / "principals" / f"{pid}.key")
-                store.put_principal(Principal(pid, j, role, public_bytes(key)))
-        finally:
-            store.close()
+        _register_principals(root, config, list(jurisdictions))
         if users:
             _give_to_users(root, config, jurisdictions)
         return notes
@@ -451,6 +447,53 @@ def open_store(root: Path) -> tuple[Config, MetadataStore]:
     """
     config = Config.load(root / CONFIG_NAME)
     return config, open_metadata_store(_database_url(root, config), timeouts=config.postgres)
+
+
+def _register_principals(root: Path, config: Config, jurisdictions: list[str]) -> None:
+    """Make the key pairs of :func:`default_principals`, log their ``principal`` entries
+    (as ``sovra principal add`` does, before the store holds them) and register them."""
+    store = open_metadata_store(_database_url(root, config), timeouts=config.postgres)
+    try:
+        made = [
+            Principal(
+                pid, j, role, public_bytes(generate_ed25519(root / "principals" / f"{pid}.key"))
+            )
+            for pid, j, role in default_principals(jurisdictions)
+        ]
+        log = open_log(root, config)
+        try:
+            log.append_many([principal_entry("add", p) for p in made])
+        finally:
+            log.close()
+        for p in made:
+            store.put_principal(p)
+    finally:
+        store.close()
+
+
+PRINCIPALS_LOGGED_BY = "sovra-cli"
+"""Who a ``principal`` entry names as acting: whoever runs ``sovra init`` or ``sovra
+principal`` on the deployment's files (the gateway's operator), not a principal that signs
+requests."""
+
+
+def principal_entry(
+    action: str, principal: Principal, previous_key: bytes | None = None
+) -> tuple[bytes, list[str]]:
+    """The ``principal`` log entry of *action* (``add``, ``revoke``, ``rotate-key``) on
+    *principal*, and its tags: its id, jurisdiction and role, the SHA-256 of its public key
+    (and of the key it replaces), never a key itself."""
+    fields: dict[str, str] = {
+        "action": action,
+        "id": principal.id,
+        "jurisdiction": principal.jurisdiction,
+        "role": str(principal.role),
+        "key": hashlib.sha256(principal.public_key).hexdigest(),
+    }
+    if previous_key is not None:
+        fields["previous_key"] = hashlib.sha256(previous_key).hexdigest()
+    entry = LogEntry("principal", int(time.time() * 1000), PRINCIPALS_LOGGED_BY, fields)
+    return entry.to_bytes(), ["principal", f"principal:{principal.id}"]
 
 
 def open_log(root: Path, config: Config) -> TransparencyLog:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.initial_log import logged_by_init
 
 from sovra.deployment import Deployment
 from sovra.model import LogEntry
@@ -239,7 +240,8 @@ def test_a_file_through_two_workers_is_stored_whole_and_in_order(
     assert ran.json() == {"lines": n, "skipped": 0, "stored": n, "failed": 0}
     stored = [json.loads(x) for x in receipts.read_text().splitlines()]
     assert [r["line"] for r in stored] == list(range(1, n + 1))
-    assert sorted(r["log_index"] for r in stored) == list(range(n))
+    first = logged_by_init(root)  # the entries of sovra init
+    assert sorted(r["log_index"] for r in stored) == list(range(first, first + n))
     dep = Deployment.open(root)
     try:
         for i, r in enumerate(stored):

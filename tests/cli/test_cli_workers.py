@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.initial_log import logged_by_init
 from tests.serving import client, free_port, key, serve, stop, wait_for
 
 from sovra.auth import make_token
@@ -136,17 +137,18 @@ def test_serve_workers_shares_one_log_and_stops_every_worker(sovra, deployment):
             indices, notes = zip(*pool.map(ingest, range(40)), strict=True)
     finally:
         err = stop(proc)
-    assert sorted(indices) == list(range(40))
+    first = logged_by_init(root)  # the entries of sovra init
+    assert sorted(indices) == list(range(first, first + 40))
     for w in workers:  # every worker stopped with the parent
         assert not Path(f"/proc/{w}").exists() or _zombie(w)
     dep = Deployment.open(root)
     try:
         log = dep.gateway.log
         checkpoints = [verify_checkpoint(n, log.verifier_key) for n in notes]
-        assert max(c.size for c in checkpoints) == log.size == 40
+        assert max(c.size for c in checkpoints) == log.size == first + 40
         for c in checkpoints:  # every one a prefix of the same log
-            proof = log.consistency_proof(c.size, 40)
-            verify_consistency(c.size, 40, c.root_hash, log.root(), proof)
+            proof = log.consistency_proof(c.size, log.size)
+            verify_consistency(c.size, log.size, c.root_hash, log.root(), proof)
     finally:
         dep.close()
     assert "worker" not in err

@@ -21,6 +21,7 @@ import orjson
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from tests.initial_log import logged_by_init
 
 from sovra.auth import make_token
 from sovra.client import Client
@@ -68,8 +69,9 @@ def _answer(response: httpx.Response) -> tuple[list[dict[str, Any]], dict[str, A
 
 
 def _stored(dep: Deployment) -> tuple[int, int]:
-    """(records, log entries) of the deployment, as stored (another replica's included)."""
-    return dep.store.count_records(), dep.gateway.log.stored_size()
+    """(records, log entries besides those of ``sovra init``) of the deployment, as stored
+    (another replica's included)."""
+    return dep.store.count_records(), dep.gateway.log.stored_size() - logged_by_init(dep)
 
 
 @pytest.fixture

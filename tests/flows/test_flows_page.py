@@ -6,6 +6,7 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.initial_log import logged_by_init
 
 from sovra.auth import make_token
 from sovra.server import create_app
@@ -44,8 +45,9 @@ def test_counts_link_back_to_the_entries_behind_them(http, dep, clock):
 
     summary = http.get("/v1/page/summary").json()
     facets = summary["facets"]
-    assert summary["size"] == dep.gateway.log.stored_size() == 2
-    assert facets["kind"] == {"ingest": 1, "decision": 1}
+    assert summary["size"] == dep.gateway.log.stored_size() == logged_by_init(dep) + 2
+    # sovra init logged each principal it registered: a principal entry each.
+    assert facets["kind"] == {"principal": logged_by_init(dep), "ingest": 1, "decision": 1}
     assert facets["denied-foreign"] == {"US|PL": 1}
     assert facets["jurisdiction"] == {"deny|PL": 1}
     assert facets["requester"] == {"deny|US": 1}

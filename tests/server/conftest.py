@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests import serving
+from tests.initial_log import logged_by_init
 from tests.serving import free_port
 
 from sovra.deployment import Deployment
@@ -88,10 +89,11 @@ def run_shell(script: str, env: dict[str, str], cwd: Path) -> subprocess.Complet
 
 
 def logged(root: Path) -> list[LogEntry]:
-    """Every entry of the deployment's transparency log, oldest first."""
+    """Every entry of the deployment's transparency log after those of ``sovra init``,
+    oldest first."""
     dep = Deployment.open(root)
     try:
         log = dep.gateway.log
-        return [LogEntry.from_bytes(e) for e in log.entries(0, log.size)]
+        return [LogEntry.from_bytes(e) for e in log.entries(logged_by_init(dep), log.size)]
     finally:
         dep.close()

@@ -188,11 +188,6 @@ def rotate_key(
     print_json(shown | ({"private_key_file": str(written)} if written else {}))
 
 
-LOGGED_BY = "sovra-cli"
-"""Who a ``principal`` entry names as acting: whoever runs ``sovra principal`` on the
-deployment's files (the gateway's operator), not a principal that signs requests."""
-
-
 def _log_change(
     deployment: Path,
     config: Config,
@@ -205,24 +200,11 @@ def _log_change(
     Raises:
         ConfigError: the log cannot be opened or written (nothing changed).
     """
-    import time
+    from sovra.deployment import open_log, principal_entry
 
-    from sovra.deployment import open_log
-    from sovra.model import LogEntry
-
-    fields: dict[str, str] = {
-        "action": action,
-        "id": principal.id,
-        "jurisdiction": principal.jurisdiction,
-        "role": str(principal.role),
-        "key": hashlib.sha256(principal.public_key).hexdigest(),
-    }
-    if previous_key is not None:
-        fields["previous_key"] = hashlib.sha256(previous_key).hexdigest()
-    entry = LogEntry("principal", int(time.time() * 1000), LOGGED_BY, fields)
     log = open_log(deployment, config)
     try:
-        return log.append(entry.to_bytes(), ["principal", f"principal:{principal.id}"]).index
+        return log.append(*principal_entry(action, principal, previous_key)).index
     finally:
         log.close()
 
