@@ -16,7 +16,6 @@ import functools
 import hashlib
 import hmac
 import os
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NoReturn, TypeVar, cast
@@ -114,6 +113,12 @@ MAX_INGEST_BATCH = 1_000
 
 MAX_ACCESS_BATCH = 1_000
 """The most requests one :meth:`Gateway.access_many` call takes."""
+
+
+def _new_record_id() -> str:
+    """A fresh record id: ``r-`` and 128 random bits in hex (the form ``uuid4().hex``
+    gave, at a sixth of its cost)."""
+    return "r-" + os.urandom(16).hex()
 
 
 class Gateway:
@@ -385,7 +390,7 @@ class Gateway:
             )
         custodian = self.custodians[jurisdiction]
         header = RecordHeader(
-            record_id="r-" + uuid.uuid4().hex,
+            record_id=_new_record_id(),
             subject=subject,
             jurisdiction=jurisdiction,
             region=self.placement.region_for(jurisdiction, subject) if two is None else two.region,
@@ -904,7 +909,7 @@ class Gateway:
         self._may_ingest(principal, jurisdiction, subject, client_sealed=True)
         version, public = self._sealing_custodian(jurisdiction).transport_key()
         header = RecordHeader(
-            record_id="r-" + uuid.uuid4().hex,
+            record_id=_new_record_id(),
             subject=subject,
             jurisdiction=jurisdiction,
             region=self.placement.region_for(jurisdiction, subject),

@@ -197,6 +197,18 @@ def test_malformed_record_refused_and_nothing_stored(store: MetadataStore, case:
     assert store.get_record("keep-me") == make_meta("keep-me")
 
 
+def test_labels_checked_once_are_still_checked_for_another_use(store: MetadataStore) -> None:
+    """Label mappings found good are remembered by their text and what they are: the same
+    text as actions (a count where a label belongs) is still refused."""
+    store.put_record(make_meta("counts", findings={"phone": 3}))
+    store.put_record(make_meta("again", findings={"phone": 3}))  # the remembered check
+    with pytest.raises(BadRequest):
+        store.put_record(make_meta("as-actions", actions={"phone": 3}))  # type: ignore[dict-item]
+    with pytest.raises(BadRequest):
+        store.put_record(make_meta("as-bool", findings={"phone": True}))
+    assert store.count_records() == 2
+
+
 def test_log_index_is_set_once(store: MetadataStore) -> None:
     store.put_record(make_meta(log_index=-1))
     store.set_record_log_index("rec-1", 5)

@@ -334,18 +334,24 @@ class SubjectKeyStore:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     self._refuse_shredded(subjects)
-                    stored = {
-                        subject: (subject, int(version), bytes(sealed))
-                        for subject, version, sealed in self._select_in(
-                            "SELECT subject, kek_version, sealed FROM subject_keys "
-                            "WHERE subject IN ({})",
-                            subjects,
-                        )
-                    }
-                    self._db.executemany(
-                        "INSERT INTO subject_keys VALUES (?, ?, ?, ?)",
-                        [(s, v, sealed, now_ms) for s, v, sealed in rows if s not in stored],
-                    )
+                    # Usually every key is new: then the insert says so, and no query
+                    # for keys stored meanwhile is needed.
+                    inserted = self._db.executemany(
+                        "INSERT OR IGNORE INTO subject_keys VALUES (?, ?, ?, ?)",
+                        [(s, v, sealed, now_ms) for s, v, sealed in rows],
+                    ).rowcount
+                    stored: dict[str, SubjectKeyRow] = {}
+                    if inserted != len(rows):
+                        offered = {s: sealed for s, _, sealed in rows}
+                        stored = {
+                            subject: (subject, int(version), bytes(sealed))
+                            for subject, version, sealed in self._select_in(
+                                "SELECT subject, kek_version, sealed FROM subject_keys "
+                                "WHERE subject IN ({})",
+                                subjects,
+                            )
+                            if bytes(sealed) != offered[subject]
+                        }
                 except (sqlite3.Error, SubjectShredded):
                     self._db.execute("ROLLBACK")
                     raise

@@ -124,7 +124,18 @@ def _labels(
 
     *fine* is a quick test that *check* would pass: each entry meets it or goes to the
     full check (which names the entry on a refusal), so no message is built for a good one.
+    A mapping whose canonical JSON passed the checks before (most records of a batch
+    carry the same few) is not checked again: the same text means the same labels and
+    values, which pass alike.
     """
+    text = None
+    if type(value) is dict:
+        try:
+            text = canonical_json(value).decode()
+        except (TypeError, ValueError):
+            text = None  # the checks below say what is wrong with it
+        if text is not None and (what, text) in _CHECKED_LABELS:
+            return text
     if not isinstance(value, Mapping):
         raise BadRequest(f"{what} must be a mapping")
     if len(value) > _MAX_LABELS:
@@ -134,7 +145,17 @@ def _labels(
             _label(k, f"{what} key")
         if not fine(v):
             check(v, f"{what}[{k}]")
-    return canonical_json(value if type(value) is dict else dict(value)).decode()
+    if text is None:
+        return canonical_json(dict(value)).decode()
+    if len(_CHECKED_LABELS) >= _MAX_CHECKED_LABELS:
+        _CHECKED_LABELS.clear()
+    _CHECKED_LABELS[(what, text)] = None
+    return text
+
+
+_CHECKED_LABELS: dict[tuple[str, str], None] = {}
+"""``(what, canonical JSON)`` of label mappings :func:`_labels` found good."""
+_MAX_CHECKED_LABELS = 4096
 
 
 def _count(value: object, what: str) -> int:
