@@ -35,7 +35,7 @@ def test_serve_answers_the_command_and_stops_cleanly(sovra, template, tmp_path, 
     output = tmp_path / "serve.log"
     proc = serving.serve(root, free_port, workers=None, output=output)
     try:
-        serving.wait_for(url, proc, seconds=20)
+        serving.wait_for(url, proc)
         put = _put_note(sovra, root, url, tmp_path)
         assert put.code == 0, put.err
         checkpoint = sovra("log", "checkpoint", "--url", url)

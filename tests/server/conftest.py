@@ -44,7 +44,7 @@ def _serving(root: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     proc = serving.serve(root, port, workers=None)
     try:
-        serving.wait_for(url, proc, seconds=60)
+        serving.wait_for(url, proc)
         yield url
     finally:
         serving.stop(proc)
