@@ -66,9 +66,7 @@ def test_a_listing_by_the_second_home_is_decided_under_both_homes(two: Two) -> N
     # A DE service naming her by her DE identity finds the record and is refused by PL's
     # rules (a DE service is foreign to PL), logged.
     with pytest.raises(Denied) as info:
-        two.gw.access(
-            two.principal("svc-de"), purpose="customer-support", subjects=[("DE", ANNA)]
-        )
+        two.gw.access(two.principal("svc-de"), purpose="customer-support", subjects=[("DE", ANNA)])
     entry = two.entry(info.value.log_index).fields
     assert entry["effect"] == "deny" and entry["records"] == [rid]
     assert "PL" in entry["reason"] and two.gw.log.size == size + 1
@@ -196,3 +194,24 @@ def _narrowed(root: Path, *, write: bool = False) -> Config:
     path = root / ("sovra.toml" if write else "sovra-narrowed.toml")
     path.write_text(narrow)
     return Config.load(path)
+
+
+def test_sovra_residency_report_shows_both_homes(two: Two) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from sovra.cli import app
+
+    ingest(two)
+    root = str(two.dep.root)
+    ran = CliRunner().invoke(app, ["residency", "report", "-d", root, "--json"])
+    assert ran.exit_code == 0, ran.output
+    placed = {
+        (p["jurisdiction"], p["region"]): (p["records"], p["two_homes"])
+        for p in json.loads(ran.stdout)["placed"]
+    }
+    assert placed == {("PL", "eu-central-de"): (1, 1), ("DE", "eu-central-de"): (1, 1)}
+    table = CliRunner().invoke(app, ["residency", "report", "-d", root], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert "two homes" in table.stdout

@@ -41,7 +41,8 @@ def report(
 
     Per jurisdiction and region: the storage, its provider and the provider's home, the
     records and subjects there. Checks: a record whose blob its region's store lacks, a
-    blob no record names, a record in a region its jurisdiction does not allow. Exit code
+    blob no record names, a record in a region its jurisdiction (or either home of a
+    subject of two) does not allow; a record of two homes counts under each. Exit code
     0: every check passed; 3: one failed. Reads the rows and lists the stores; run by the
     deployment's owner (the gateway's user), beside a running gateway if need be.
     """
@@ -91,13 +92,13 @@ def _show(found: ResidencyReport) -> None:
     table.add_column("jurisdiction")
     table.add_column("region", no_wrap=True)
     table.add_column("storage", overflow="fold")
-    for name in ("provider", "home", "allowed", "records", "subjects"):
+    for name in ("provider", "home", "allowed", "records", "subjects", "two homes"):
         table.add_column(name)
     for p in found.placed:
         table.add_row(
             p.jurisdiction, p.region, p.storage, p.provider or "", p.provider_home or "",
             Text("yes") if p.allowed else Text("NO", style="bold red"),
-            str(p.records), str(p.subjects),
+            str(p.records), str(p.subjects), str(p.two_homes),
         )  # fmt: skip
     print_table(table, soft_wrap=False)
     if found.subjects is not None:
