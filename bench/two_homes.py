@@ -13,12 +13,23 @@ them back by id, alternating the two kinds round by round (A/B in the same minut
 
 Figures are the CPU this process spent per access (``getrusage``, user + system, in µs),
 and the ratio two-home / one-home. The machine may be shared: compare CPU, not rates.
-``--quick``: 200 records, 3 rounds. The last line printed is one JSON object.
+
+The listing of a subject's records by one home's commitment (what a request naming
+``subjects`` does per subject) is timed the same way over ``--subjects`` subjects of PL
+and DE, each with one record of each kind: ``listing_rows_cpu_us`` is the store's own
+lookup alone (the listing before two homes), ``listing_first_home_cpu_us`` the listing by
+her PL commitment (the rows, plus one lookup of the second-home tag, which finds
+nothing), ``listing_second_home_cpu_us`` by her DE commitment (her DE rows, plus the
+two-home record found through its ingest entry). A request naming her by a home that
+shares no region with another jurisdiction (no second home can be there) skips the tag
+lookup and costs ``listing_rows_cpu_us``.
+``--quick``: 200 records, 3 rounds, 100 subjects. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import statistics
@@ -28,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sovra import _homes
 from sovra.deployment import Deployment
 from sovra.gateway import AccessRequest, IngestItem
 from sovra.model import Role
@@ -65,6 +77,34 @@ def _ingest(dep: Deployment, n: int, other_homes: list[str]) -> list[str]:
     return out
 
 
+def _listings(dep: Deployment, people: int, rounds: int, samples: dict[str, list[float]]) -> None:
+    """CPU per listing of one subject's records, by each home's commitment (A/B per round)."""
+    svc, gw = dep.store.get_principal("svc-pl"), dep.gateway
+    names = [f"person{n}@example.eu" for n in range(people)]
+    items = [IngestItem(s, "PL", TEXT.format(i=n), None, []) for n, s in enumerate(names)]
+    items += [IngestItem(s, "PL", TEXT.format(i=n), None, ["DE"]) for n, s in enumerate(names)]
+    for got in gw.ingest_many(svc, items):
+        assert not isinstance(got, Exception), got
+    first = [gw.commitment("PL", s) for s in names]
+    second = [gw.commitment("DE", s) for s in names]
+
+    def run(lookup: Callable[[str], list[Any]], commitments: list[str], want: int) -> int:
+        for c in commitments:
+            assert len(lookup(c)) == want
+        return len(commitments)
+
+    listed = functools.partial(_homes.records_for_subject, dep.store, gw.log)
+    for _ in range(rounds):
+        for key, lookup, commitments, want in (
+            ("listing_rows_cpu_us", dep.store.records_for_subject, first, 2),
+            ("listing_first_home_cpu_us", listed, first, 2),
+            ("listing_second_home_cpu_us", listed, second, 1),
+        ):
+            samples.setdefault(key, []).append(
+                _per_access(functools.partial(run, lookup, commitments, want))
+            )
+
+
 def _per_access(run: Callable[[], int]) -> float:
     start = _cpu()
     count = run()
@@ -76,8 +116,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--subjects", type=int, default=500)
     args = parser.parse_args(argv)
     records, rounds = (200, 3) if args.quick else (args.records, args.rounds)
+    people = 100 if args.quick else args.subjects
     with tempfile.TemporaryDirectory(prefix="sovra-two-homes-") as tmp:
         root = Path(tmp) / "deployment"
         Deployment.init(root, origin="bench/two-homes", custodians="in-process")
@@ -125,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         samples.setdefault(f"{mode}_{kind}_cpu_us", []).append(
                             _per_access(make(kind))
                         )
+            _listings(dep, people, rounds, samples)
         finally:
             dep.close()
     result: dict[str, Any] = {"records": records, "rounds": rounds}

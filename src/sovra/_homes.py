@@ -36,6 +36,7 @@ __all__ = [
     "TwoHomes",
     "check_region",
     "ingest_fields",
+    "may_be_second_home",
     "one_home_only",
     "other_commitments",
     "plan",
@@ -165,18 +166,37 @@ def tags(meta: RecordMeta) -> list[str]:
     return found if len(found) == 1 else [*found, SECOND_HOME_TAG + found[1]]
 
 
+def may_be_second_home(config: Config, placement: Placement, jurisdiction: str) -> bool:
+    """Whether *jurisdiction* can be the second home of a record here: it shares an
+    allowed region with another jurisdiction (:func:`plan` refuses every other pair)."""
+    if jurisdiction not in config.jurisdictions:
+        return False
+    mine = set(placement.allowed(jurisdiction))
+    return any(
+        mine.intersection(placement.allowed(other))
+        for other in config.jurisdictions
+        if other != jurisdiction
+    )
+
+
 def records_for_subject(
-    store: RecordStore, log: TransparencyLog, commitment: str
+    store: RecordStore, log: TransparencyLog, commitment: str, *, second: bool = True
 ) -> list[RecordMeta]:
     """Every visible record of the subject one home knows by *commitment*: those whose
-    first home that is (the store's rows), then those of two homes whose second it is,
-    found through their ingest entries and kept only if the row says the same.
+    first home that is (the store's rows), then, unless *second* is False, those of two
+    homes whose second it is, found through their ingest entries and kept only if the row
+    says the same.
+
+    *second* False skips the log's tag lookup, which costs about as much as a listing of
+    her rows: a caller passes :func:`may_be_second_home` for the home that names her.
 
     Raises:
         BadRequest: *commitment* is not 64 lower-case hex digits.
         IntegrityError: a stored row no longer parses.
     """
     own = store.records_for_subject(commitment)
+    if not second:
+        return own
     found = log.find(SECOND_HOME_TAG + commitment)
     if not found:
         return own

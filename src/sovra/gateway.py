@@ -1084,7 +1084,12 @@ class Gateway:
             chosen = {
                 m.header.record_id: m
                 for j, s in dict.fromkeys(subjects)
-                for m in _homes.records_for_subject(self.store, self.log, self.commitment(j, s))
+                for m in _homes.records_for_subject(
+                    self.store,
+                    self.log,
+                    self.commitment(j, s),
+                    second=_homes.may_be_second_home(self.config, self.placement, j),
+                )
             }
             metas = list(chosen.values())
             if len(metas) > limit:

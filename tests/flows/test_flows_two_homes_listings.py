@@ -215,3 +215,21 @@ def test_sovra_residency_report_shows_both_homes(two: Two) -> None:
     table = CliRunner().invoke(app, ["residency", "report", "-d", root], env={"COLUMNS": "200"})
     assert table.exit_code == 0, table.output
     assert "two homes" in table.stdout
+
+
+def test_a_home_sharing_no_region_skips_the_second_home_lookup(two: Two) -> None:
+    from sovra import _homes
+
+    config, placement = two.dep.config, two.gw.placement
+    # PL and DE share eu-central-de; VN shares none, so no record has VN as second home.
+    assert [_homes.may_be_second_home(config, placement, j) for j in ("PL", "DE", "VN", "XX")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    rid = ingest(two)
+    de = two.gw.commitment("DE", ANNA)
+    listed = _homes.records_for_subject(two.dep.store, two.gw.log, de)
+    assert [m.header.record_id for m in listed] == [rid]
+    assert _homes.records_for_subject(two.dep.store, two.gw.log, de, second=False) == []
