@@ -7,7 +7,8 @@ each number to the entries behind it. Only what the log already says publicly is
 counted: kinds of data and actions, never values; subjects only as their commitments.
 
 The subject's jurisdiction of a decision is the one her records were ingested under (an
-``ingest`` entry names record, subject commitment and jurisdiction); a decision that
+``ingest`` entry names record, subject commitment and jurisdiction; a subject of two
+homes counts under both, her entry naming her second home and commitment); a decision that
 names its subjects only by root and count (a bulk request) has jurisdiction ``unlisted``.
 A requester's jurisdiction and role come from the registered principals.
 """
