@@ -134,17 +134,16 @@ def one_home_only(metas: Sequence[RecordMeta]) -> None:
     Client-side access hands each record's data key, encrypted by its custodian, to the
     client. A record of two homes has no such key: only two shares, one per custodian,
     that the gateway joins after both released theirs (ADR 0025). The request is refused
-    as bad input before anything is decided or logged, naming the record and its homes.
+    as bad input before anything is decided or logged, naming the record but not its homes
+    (which jurisdictions claim a record is for a logged decision to tell).
 
     Raises:
         BadRequest: a record of two homes is among *metas*; nothing was decided or logged.
     """
     split = next((m for m in metas if is_split(m.header)), None)
     if split is not None:
-        other = second_home(split.header, split.wrapped_key)
-        homes = split.header.jurisdiction + ("" if other is None else f" and {other.jurisdiction}")
         raise BadRequest(
-            f"record {split.header.record_id} has two homes ({homes}): its key exists only as "
+            f"record {split.header.record_id} has two homes: its key exists only as "
             "two shares, one at each home's custodian, and client-side access releases a "
             "whole key to the client; read it through /v1/access, where both custodians "
             "release their share and each release is logged; nothing was decided or logged"

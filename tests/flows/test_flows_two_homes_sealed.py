@@ -4,7 +4,7 @@ Client-side access (``/v1/sealed/access``) has each record's custodian encrypt t
 data key to the client. A two-home record has no whole key at any custodian, only two
 shares, so it is read through ``/v1/access`` (both custodians release, each logged). A
 sealed access that selects one, alone or among records of one home, is bad input: a 400
-naming the record and its homes, before anything is decided, logged or released. A
+naming the record (not its homes), before anything is decided, logged or released. A
 client-sealed ingest cannot declare a second home at all.
 """
 
@@ -23,7 +23,7 @@ from sovra.errors import BadRequest
 
 def _refusal(rid: str) -> str:
     return (
-        f"record {rid} has two homes (PL and DE): its key exists only as two shares, one at "
+        f"record {rid} has two homes: its key exists only as two shares, one at "
         "each home's custodian, and client-side access releases a whole key to the client; "
         "read it through /v1/access, where both custodians release their share and each "
         "release is logged; nothing was decided or logged"
