@@ -258,6 +258,17 @@ def test_publish_tiles_backfills_an_existing_deployment(
         runner.invoke(cli, ["log", "publish-tiles", "-d", str(root), "--json"]).output
     )
     assert again["files_written"] == 0 and again["previous"] == facts["size"]
+    # A file altered in the store: refused with exit 3 naming it, rewritten with --repair.
+    folder = root / "public" / "log"
+    (folder / "checkpoint").unlink()
+    bundle = folder / entries_path(0, facts["size"])
+    bundle.write_bytes(bundle.read_bytes()[:-1] + b"!")
+    refused = runner.invoke(cli, ["log", "publish-tiles", "-d", str(root)])
+    assert refused.exit_code == 3, refused.output
+    assert entries_path(0, facts["size"]) in refused.output
+    repaired = runner.invoke(cli, ["log", "publish-tiles", "-d", str(root), "--repair", "--json"])
+    assert repaired.exit_code == 0, repaired.output
+    assert main(["tiles", str(folder), "--vkey", vkey]) == 0, capsys.readouterr()
 
 
 # -- an S3 bucket (SeaweedFS) ------------------------------------------------------------------
