@@ -7,11 +7,13 @@ only what replicas share differs): single-record ingests through ``Gateway.inges
 ``--threads`` threads, into ONE gateway, then into TWO gateways over the same database
 (half the threads each, as two replicas or two workers get half the clients), in the
 order one, two, two, one. For each: the process's CPU per ingest (``resource``, every
-thread), records per log batch, and the database's own CPU per ingest is left out (it is
-the same rows). With ``--profile DIR``, py-spy samples the process during each measured
-phase and the script prints the share of the samples under each part of the flow
-(catching up on the other gateway's log entries, signing and storing checkpoints, the
-log's batch transaction, the metadata rows, the custodian, the scanner).
+thread), PostgreSQL's CPU per ingest (the cluster's processes, when
+scripts/with-postgres started it here: ``SOVRA_TEST_PG_DATA``), records per log batch
+(counted by the logs' ``on_batch`` hook) and checkpoints stored. With ``--profile DIR``,
+py-spy samples the process during each measured phase and the script prints the share
+of the samples under each part of the flow (catching up on the other gateway's log
+entries, signing and storing checkpoints, the log's batch transaction, the metadata
+rows, the custodian, the scanner).
 
 ``--quick``: 300 ingests a phase; the full run 1,500. The last line is one JSON object.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import resource
@@ -29,13 +32,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from sovra.deployment import Deployment
+from store import backend_cpu, backend_pids
 
 NOTE = (
     "Klient zgłosił problem z fakturą; tel. +48 601 234 567, prosi o kontakt po 16:00. "
@@ -60,10 +64,28 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def batches(dsn: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM log_checkpoints").fetchone()
-    return int(row[0]) if row else 0
+class Batches:
+    """Log batches integrated by the gateways of this process (each log's ``on_batch``
+    hook, the one already set still told), and checkpoints stored in the database."""
+
+    def __init__(self, gateways: Sequence[Deployment], dsn: str) -> None:
+        self.count = 0
+        self._dsn = dsn
+        self._lock = threading.Lock()
+        for dep in gateways:
+            log = dep.gateway.log
+            log.on_batch = functools.partial(self._told, log.on_batch)
+
+    def _told(self, then: Callable[[int], None] | None, size: int) -> None:
+        with self._lock:
+            self.count += 1
+        if then is not None:
+            then(size)
+
+    def checkpoints(self) -> int:
+        with psycopg.connect(self._dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM log_checkpoints").fetchone()
+        return int(row[0]) if row else 0
 
 
 def phase(gateways: Sequence[Deployment], n: int, threads: int, tag: str) -> dict[str, float]:
@@ -83,18 +105,22 @@ def phase(gateways: Sequence[Deployment], n: int, threads: int, tag: str) -> dic
             errors.append(exc)
 
     pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    pids = {k: v for k, v in backend_pids("http://127.0.0.1:1").items() if k == "postgres"}
+    p0 = backend_cpu(pids)
     c0, t0 = cpu_s(), time.perf_counter()
     for t in pool:
         t.start()
     for t in pool:
         t.join()
     c1, t1 = cpu_s(), time.perf_counter()
+    p1 = backend_cpu(pids)
     if errors:
         raise errors[0]
     done = per * threads
     return {
         "ingests": done,
         "cpu_ms_per_ingest": (c1 - c0) / done * 1000,
+        "postgres_cpu_ms_per_ingest": sum(p1[k] - p0[k] for k in p1) / done * 1000,
         "per_s": done / (t1 - t0),
     }
 
@@ -148,11 +174,12 @@ def main() -> None:
     one = Deployment.open(root)
     two = Deployment.open(root)
     results: dict[str, list[dict[str, Any]]] = {"one": [], "two": []}
+    counted = Batches([one, two], dsn)
     try:
         phase([one, two], args.threads * 4, args.threads, "warm")
         for round_, setup in enumerate(("one", "two", "two", "one")):
             gws = [one] if setup == "one" else [one, two]
-            before = batches(dsn)
+            before, stored = counted.count, counted.checkpoints()
             profiler = None
             if args.profile is not None:
                 args.profile.mkdir(parents=True, exist_ok=True)
@@ -164,7 +191,8 @@ def main() -> None:
                 profiler.send_signal(signal.SIGINT)  # py-spy writes its samples on ^C
                 profiler.wait(timeout=60)
                 got["parts"] = parts_of(raw)  # type: ignore[assignment]
-            got["records_per_batch"] = got["ingests"] / max(1, batches(dsn) - before)
+            got["records_per_batch"] = got["ingests"] / max(1, counted.count - before)
+            got["checkpoints"] = counted.checkpoints() - stored
             print(setup, json.dumps(got), file=sys.stderr, flush=True)
             results[setup].append(got)
     finally:
@@ -181,6 +209,8 @@ def main() -> None:
         "ingests_per_phase": n,
         "one_cpu_ms_per_ingest": mean("one", "cpu_ms_per_ingest"),
         "two_cpu_ms_per_ingest": mean("two", "cpu_ms_per_ingest"),
+        "one_postgres_cpu_ms_per_ingest": mean("one", "postgres_cpu_ms_per_ingest"),
+        "two_postgres_cpu_ms_per_ingest": mean("two", "postgres_cpu_ms_per_ingest"),
         "one_records_per_batch": mean("one", "records_per_batch"),
         "two_records_per_batch": mean("two", "records_per_batch"),
         "one_per_s": mean("one", "per_s"),

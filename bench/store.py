@@ -29,7 +29,12 @@ every request; a warm-up, then ingest, then access of the first records each sto
 - ``two_replicas``: the same kind of deployment served by two ``sovra serve`` processes
   over the same PostgreSQL and SeaweedFS, the client processes split between them.
 
-Every ``sovra serve`` has ``--workers`` workers (default: its own default, one per core).
+The one- and two-replica setups get the same number of worker processes in all
+(``--workers``, default one per core): one replica runs all of them, two replicas half
+each (at least one), so both have the same processes to spread the same clients over
+and the same cores to run on. ``--workers-per-replica`` gives every ``sovra serve`` the
+same count instead (two replicas then run twice the workers). SQLite + folder runs one
+replica with ``--workers``.
 With ``--rounds 2`` (the full run) the one- and two-replica setups run twice in the order
 one, two, two, one, so that a machine getting busier or quieter favours neither; the
 figures are the mean of the rounds.
@@ -128,6 +133,14 @@ def region_tables(buckets: Mapping[str, str], endpoint: str) -> str:
             'provider_home = "PL"',
         ]
     return "\n".join(lines) + "\n"
+
+
+def replica_workers(workers: int, replicas: int, *, each: bool = False) -> int:
+    """Workers each of *replicas* ``sovra serve`` runs: *workers* split between them (at
+    least one each), or *workers* each if *each* (``--workers-per-replica``)."""
+    if each:
+        return workers
+    return max(1, workers // replicas)
 
 
 def mean_phases(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -556,7 +569,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=None, help="s per phase")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
     parser.add_argument("--processes", type=int, default=4, help="client processes")
-    parser.add_argument("--workers", type=int, default=None, help="workers per sovra serve")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes in all (split over replicas)"
+    )
+    parser.add_argument(
+        "--workers-per-replica",
+        action="store_true",
+        help="every replica runs --workers workers (two replicas then run twice as many)",
+    )
     parser.add_argument("--rounds", type=int, default=None, help="of one and two replicas")
     args = parser.parse_args()
     if args.clients < args.processes or args.clients % args.processes:
@@ -604,7 +624,14 @@ def main() -> None:
             name, (root, probe) = f"{kind}-{replicas}", made
             return run_setup(
                 name,
-                lambda: Replicas(name, root, replicas, args.workers, work, env),
+                lambda: Replicas(
+                    name,
+                    root,
+                    replicas,
+                    replica_workers(args.workers, replicas, each=args.workers_per_replica),
+                    work,
+                    env,
+                ),
                 root / "principals" / f"{PRINCIPAL}.key",
                 args,
                 pids,
@@ -634,7 +661,11 @@ def main() -> None:
         "setups": setups,
         "clients": args.clients,
         "client_processes": args.processes,
-        "workers_per_replica": args.workers,
+        "workers": args.workers,
+        "workers_per_replica": {
+            "pg_s3": replica_workers(args.workers, 1, each=args.workers_per_replica),
+            "two_replicas": replica_workers(args.workers, 2, each=args.workers_per_replica),
+        },
         "duration_s": args.duration,
         "rounds": args.rounds,
         "jurisdiction": JURISDICTION,
@@ -647,7 +678,7 @@ def main() -> None:
 def print_table(figures: Mapping[str, Any]) -> None:
     print(
         f"sovra store benchmark: {figures['clients']} clients ({figures['client_processes']} "
-        f"processes), {figures['workers_per_replica']} worker(s) per replica, "
+        f"processes), workers per replica {figures['workers_per_replica']}, "
         f"{figures['duration_s']:g} s per phase, {figures['rounds']} round(s)"
     )
     print(f"{'':28}  {'ingest/s':>9}  {'p99 ms':>7}  {'access/s':>9}  {'p99 ms':>7}  errors")

@@ -72,17 +72,17 @@ def test_bad_purpose_rules_name_the_setting(tmp_path: Path, extra: str, message:
 def test_log_publication_defaults_and_settings(tmp_path: Path) -> None:
     text = render_default_config("sovra.test/log", ["PL"])
     config = Config.load(_write(tmp_path, text))
-    assert (config.log_publish_every_s, config.log_publish_after_batch) == (10.0, True)
-    changed = text.replace("publish_every_s = 10", "publish_every_s = 0.5").replace(
-        "publish_after_batch = true", "publish_after_batch = false"
+    assert (config.log_publish_every_s, config.log_publish_after_batch) == (1.0, False)
+    changed = text.replace("publish_every_s = 1\n", "publish_every_s = 0.5\n").replace(
+        "publish_after_batch = false", "publish_after_batch = true"
     )
     config = Config.load(_write(tmp_path, changed))
-    assert (config.log_publish_every_s, config.log_publish_after_batch) == (0.5, False)
+    assert (config.log_publish_every_s, config.log_publish_after_batch) == (0.5, True)
     head, _, tail = text.partition("\n[log]\n")
     without = head + "\n" + tail[tail.index("\n[") :]
     assert "[log]" not in without
     config = Config.load(_write(tmp_path, without))
-    assert (config.log_publish_every_s, config.log_publish_after_batch) == (10.0, True)
+    assert (config.log_publish_every_s, config.log_publish_after_batch) == (1.0, False)
 
 
 @pytest.mark.parametrize(
@@ -100,8 +100,8 @@ def test_log_publication_defaults_and_settings(tmp_path: Path) -> None:
 )
 def test_bad_log_settings_name_the_setting(tmp_path: Path, line: str, message: str) -> None:
     text = render_default_config("sovra.test/log", ["PL"]).replace("[log]\n", f"[log]\n{line}\n", 1)
-    text = text.replace("publish_every_s = 10\n", "", 1) if "every_s" in line else text
-    text = text.replace("publish_after_batch = true\n", "", 1) if "after" in line else text
+    text = text.replace("publish_every_s = 1\n", "", 1) if "every_s" in line else text
+    text = text.replace("publish_after_batch = false\n", "", 1) if "after" in line else text
     with pytest.raises(ConfigError, match=re.escape(message)):
         Config.load(_write(tmp_path, text))
 

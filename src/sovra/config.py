@@ -234,8 +234,8 @@ class Config:
     body_timeout_s: int = 30
     # [log]: how often the server publishes a checkpoint when the log grew, and whether
     # one is published after every batch of entries as well.
-    log_publish_every_s: float = 10.0
-    log_publish_after_batch: bool = True
+    log_publish_every_s: float = 1.0
+    log_publish_after_batch: bool = False
     # [log.tiles]: the log published as static tlog-tiles files (None: served by the
     # server alone).
     log_tiles: TilesConfig | None = None
@@ -541,10 +541,10 @@ def _witnesses(section: Mapping[str, Any]) -> dict[str, Any]:
 
 def _log(section: Mapping[str, Any]) -> dict[str, Any]:
     _only(section, {"publish_every_s", "publish_after_batch", "tiles"}, "[log]")
-    every = section.get("publish_every_s", 10)
+    every = section.get("publish_every_s", 1)
     if not isinstance(every, int | float) or isinstance(every, bool) or not 0 < every <= 86400:
         raise ConfigError(f"[log] publish_every_s must be seconds in (0, 86400], got {every!r}")
-    after = section.get("publish_after_batch", True)
+    after = section.get("publish_after_batch", False)
     if not isinstance(after, bool):
         raise ConfigError(f"[log] publish_after_batch must be true or false, got {after!r}")
     tiles = _tiles(section["tiles"]) if "tiles" in section else None
@@ -770,10 +770,12 @@ def render_default_config(
         "",
         "[log]",
         "# Checkpoints: an auditor verifies up to the newest one. The server publishes one",
-        "# every publish_every_s seconds when the log grew, and after every batch of entries",
-        "# when publish_after_batch is true (one signature and one write per batch).",
-        "publish_every_s = 10",
-        "publish_after_batch = true",
+        "# every publish_every_s seconds when the log grew (one checkpoint per interval for",
+        "# all workers and replicas), and after every batch of entries as well when",
+        "# publish_after_batch is true (one signature and one write per batch of each).",
+        "# Receipts that wait for a cosigned checkpoint ([witnesses] policy) get one anyway.",
+        "publish_every_s = 1",
+        "publish_after_batch = false",
         "",
         "# The log's tiles, entry bundles and checkpoint (C2SP tlog-tiles) published as static",
         "# files for a web server or a CDN, every every_s seconds when the log grew (and by",

@@ -84,6 +84,7 @@ PINNED = {
         "MAX_TAGS_PER_ENTRY",
         "MAX_TAG_CHARS",
         "SYNC_MODES",
+        "CatchingUp",
         "CosignatureStore",
         "LogStorage",
         "MemoryLogStorage",

@@ -31,6 +31,7 @@ from sovra.ledger.storage import (
     MAX_BATCH,
     MAX_ENTRY_BYTES,
     MAX_TAG_CHARS,
+    CatchingUp,
     LogStorage,
     check_tag,
 )
@@ -108,6 +109,9 @@ class TransparencyLog:
         # Appenders queue here; one of them at a time (the leader) integrates what is
         # queued while the others wait, so one signature and one fsync serve them all.
         self._appends = GroupCommit(self._integrate_locked, MAX_BATCH)
+        # A storage shared by several writers hands back, with each batch, the leaves the
+        # others stored before it: no read of its own to catch up.
+        self._catching_up = storage if isinstance(storage, CatchingUp) else None
         self._tree_lock = threading.Lock()
         self._tree = MerkleTree(storage.read_leaf_hashes(0, storage.size()))
         self._published_size: int | None = None
@@ -246,12 +250,23 @@ class TransparencyLog:
         time_ms = self._clock()
         if isinstance(time_ms, bool) or not isinstance(time_ms, int) or time_ms < 0:
             raise ConfigError(f"the log clock returned {time_ms!r}, not UNIX milliseconds")
-        indices = self._storage.append_batch(batch)
+        others: list[bytes] = []
+        if self._catching_up is None:
+            indices = self._storage.append_batch(batch)
+            known = indices[0]
+        else:
+            with self._tree_lock:
+                known = self._tree.size
+            indices, others = self._catching_up.append_batch_after(batch, known)
         first = indices[0]
         if indices != list(range(first, first + len(batch))):
             raise IntegrityError("storage assigned indices that are not one dense run")
+        if known + len(others) != first:
+            raise IntegrityError("storage returned the wrong leaves before the batch")
         leaves = [leaf for _, leaf, _ in batch]
         with self._tree_lock:
+            if self._tree.size < first:  # readers may have caught up part of it meanwhile
+                self._tree.extend(others[self._tree.size - known :])
             self._catch_up(first)
             if self._tree.size != first:
                 raise IntegrityError(f"storage assigned index {first} out of order")
@@ -426,6 +441,7 @@ class TransparencyLog:
     def _publish(self, *, durable: bool = True, reached: tuple[int, bytes] | None = None) -> str:
         """:meth:`checkpoint`'s work, for the tree as stored or, if given, as *reached*
         (size, root). Caller holds the write lock."""
+        others = reached is None
         if reached is None:
             stored = self._storage.size()
             with self._tree_lock:
@@ -436,6 +452,12 @@ class TransparencyLog:
             latest = self._storage.latest_checkpoint()
             if latest is not None:
                 return latest
+        elif others:
+            # Another writer (a worker, a replica) may have published this size already:
+            # every writer's schedule then adds one checkpoint per interval in all.
+            newer = self._newer_published(size)
+            if newer is not None:
+                return newer
         note = sign_note(Checkpoint(self._origin, size, root).to_text(), [self._signer])
         try:
             self._storage.add_checkpoint(size, note, durable=durable)

@@ -1,9 +1,18 @@
 """The log in PostgreSQL, for gateways that scale out: the sequencer is the database.
 
 Same contract as :class:`~sovra.ledger.storage.SQLiteLogStorage`: the index counter row is
-locked (``SELECT ... FOR UPDATE``) and advanced in the transaction that stores the batch,
-so replicas sharing the database never hand out one index twice and a failed batch leaves
-nothing behind. Tables are created in the connection's first ``search_path`` schema.
+locked and advanced in the transaction that stores the batch, so replicas sharing the
+database never hand out one index twice and a failed batch leaves nothing behind. Tables
+are created in the connection's first ``search_path`` schema.
+
+A batch is ONE statement (:data:`_APPEND`: the counter's ``UPDATE`` takes the row lock,
+the entries and tags are inserted from arrays, the statement commits on its own): one
+round trip, and the row lock is held only while the server runs it, never across a
+round trip to a client that the scheduler may have put to sleep. Replicas and workers
+wait for each other on that lock, so the shorter it is held the less they wait (ADR 0021).
+The same statement returns the leaf hashes other writers stored just below the batch, as
+far as its snapshot saw them, so a writer's tree catches up without another query in
+most batches (:meth:`PostgresLogStorage.append_batch_after`).
 """
 
 from __future__ import annotations
@@ -66,6 +75,35 @@ _SCHEMA = (
     """INSERT INTO log_state (id, schema_version, next_index) VALUES (1, 1, 0)
         ON CONFLICT (id) DO NOTHING""",
 )
+
+
+# The counter's UPDATE takes the row lock (waiting for the writer holding it) and reads the
+# newest counter once it has it; the entries and tags go in at the indices it hands out,
+# all in the statement's own transaction. The leaf hashes of [known, first) come from the
+# statement's snapshot, taken before it waited for the lock: entries committed while it
+# waited are missing from the end of that list (batches commit in index order, since each
+# holds the row until its commit), and are read afterwards.
+_APPEND = """WITH s AS (
+    UPDATE log_state SET next_index = next_index + %(n)s WHERE id = 1
+    RETURNING next_index - %(n)s AS first
+), e AS (
+    INSERT INTO log_entries (idx, entry, leaf_hash)
+    SELECT s.first + t.o - 1, t.entry, t.leaf
+    FROM s, unnest(%(entries)s::bytea[], %(leaves)s::bytea[]) WITH ORDINALITY AS t(entry, leaf, o)
+), g AS (
+    INSERT INTO log_tags (tag, idx)
+    SELECT t.tag, s.first + t.off
+    FROM s, unnest(%(tags)s::text[], %(offsets)s::bigint[]) AS t(tag, off)
+)
+SELECT s.first, ARRAY(
+    SELECT leaf_hash FROM log_entries WHERE idx >= %(known)s AND idx < s.first ORDER BY idx
+) FROM s"""
+
+# One statement, one snapshot: the counter and the rows of a range read together.
+_READ = """SELECT (SELECT next_index FROM log_state WHERE id = 1),
+    ARRAY(SELECT idx FROM log_entries WHERE idx >= %(start)s AND idx < %(end)s ORDER BY idx),
+    ARRAY(SELECT {column} FROM log_entries WHERE idx >= %(start)s AND idx < %(end)s
+          ORDER BY idx)"""
 
 
 class PostgresLogStorage:
@@ -132,13 +170,19 @@ class PostgresLogStorage:
         return conn
 
     @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Cursor[TupleRow]]:
+    def _transaction(self, *, single: bool = False) -> Iterator[psycopg.Cursor[TupleRow]]:
+        """A cursor in a transaction of its own; with *single*, for one statement that is
+        its own transaction (autocommit: no BEGIN and COMMIT round trips)."""
         with self._lock:
             if self._conn.broken:
                 self._conn = self._connect()
             try:
-                with self._conn.transaction(), self._conn.cursor() as cur:
-                    yield cur
+                if single:
+                    with self._conn.cursor() as cur:
+                        yield cur
+                else:
+                    with self._conn.transaction(), self._conn.cursor() as cur:
+                        yield cur
             except psycopg.errors.IntegrityError as exc:
                 # Only a tampered counter makes an insert collide with a stored index.
                 raise IntegrityError(f"PostgreSQL refused a log write: {exc}") from None
@@ -173,37 +217,65 @@ class PostgresLogStorage:
         batch = _check_batch(items)
         if not batch:
             return []
-        with self._transaction() as cur:
-            first = self._next_index(cur, lock=True)
-            cur.executemany(
-                "INSERT INTO log_entries (idx, entry, leaf_hash) VALUES (%s, %s, %s)",
-                [(first + off, entry, leaf) for off, (entry, leaf, _) in enumerate(batch)],
-            )
-            tags = [(tag, first + off) for off, (_, _, ts) in enumerate(batch) for tag in ts]
-            if tags:
-                cur.executemany("INSERT INTO log_tags (tag, idx) VALUES (%s, %s)", tags)
-            cur.execute("UPDATE log_state SET next_index = %s WHERE id = 1", (first + len(batch),))
+        first, _ = self._append(batch, None)
         return list(range(first, first + len(batch)))
+
+    def append_batch_after(
+        self, items: Sequence[BatchItem], known: int
+    ) -> tuple[list[int], list[bytes]]:
+        """See :meth:`~sovra.ledger.storage.CatchingUp.append_batch_after`."""
+        batch = _check_batch(items)
+        if not batch:
+            raise BadRequest("an empty batch has no place in the log")
+        if known < 0:
+            raise BadRequest(f"a log size is not negative, got {known}")
+        first, leaves = self._append(batch, known)
+        if known > first:
+            raise IntegrityError(f"the log held {first} entries before the batch, not {known}")
+        seen = known + len(leaves)
+        if seen < first:  # committed while the statement waited for the index row
+            leaves += self.read_leaf_hashes(seen, first)
+        return list(range(first, first + len(batch))), leaves
+
+    def _append(
+        self, batch: list[tuple[bytes, bytes, tuple[str, ...]]], known: int | None
+    ) -> tuple[int, list[bytes]]:
+        """Run :data:`_APPEND` for *batch*: its first index, and the leaf hashes from
+        *known* up to it that the statement's snapshot held (none without *known*)."""
+        params = {
+            "n": len(batch),
+            "entries": [entry for entry, _, _ in batch],
+            "leaves": [leaf for _, leaf, _ in batch],
+            "tags": [tag for _, _, ts in batch for tag in ts],
+            "offsets": [off for off, (_, _, ts) in enumerate(batch) for _ in ts],
+            # Past every index: the array of what others appended comes back empty.
+            "known": (1 << 63) - 1 if known is None else known,
+        }
+        with self._transaction(single=True) as cur:
+            cur.execute(_APPEND, params)
+            row = cur.fetchone()
+        if row is None:
+            raise IntegrityError("the log's index counter row is missing")
+        return int(row[0]), [bytes(leaf) for leaf in row[1]]
 
     def size(self) -> int:
         """See :meth:`LogStorage.size`."""
-        with self._transaction() as cur:
+        with self._transaction(single=True) as cur:
             return self._next_index(cur)
 
     def _read(self, column: str, start: int, end: int) -> list[bytes]:
-        with self._transaction() as cur:
-            _check_range(start, end, self._next_index(cur))
-            cur.execute(
-                f"SELECT idx, {column} FROM log_entries "  # noqa: S608 - a fixed column name
-                "WHERE idx >= %s AND idx < %s ORDER BY idx",
-                (start, end),
-            )
-            rows = cur.fetchall()
-        if len(rows) != end - start or any(idx != start + n for n, (idx, _) in enumerate(rows)):
-            present = {idx for idx, _ in rows}
+        with self._transaction(single=True) as cur:
+            cur.execute(_READ.format(column=column), {"start": start, "end": end})
+            row = cur.fetchone()
+        if row is None or row[0] is None:
+            raise IntegrityError("the log's index counter row is missing")
+        _check_range(start, end, int(row[0]))
+        indices, values = row[1], row[2]
+        if len(indices) != end - start:  # unique indices in [start, end): all or a gap
+            present = set(indices)
             missing = next(i for i in range(start, end) if i not in present)
             raise IntegrityError(f"log entry {missing} is missing from storage")
-        return [bytes(value) for _, value in rows]
+        return [bytes(value) for value in values]
 
     def read_entries(self, start: int, end: int) -> list[bytes]:
         """See :meth:`LogStorage.read_entries`."""
@@ -240,7 +312,7 @@ class PostgresLogStorage:
 
     def latest_checkpoint(self) -> str | None:
         """See :meth:`LogStorage.latest_checkpoint`."""
-        with self._transaction() as cur:
+        with self._transaction(single=True) as cur:
             cur.execute("SELECT note FROM log_checkpoints ORDER BY seq DESC LIMIT 1")
             row = cur.fetchone()
         return None if row is None else str(row[0])

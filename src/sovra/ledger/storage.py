@@ -33,6 +33,7 @@ __all__ = [
     "MAX_TAGS_PER_ENTRY",
     "MAX_TAG_CHARS",
     "SYNC_MODES",
+    "CatchingUp",
     "CosignatureStore",
     "LogStorage",
     "MemoryLogStorage",
@@ -205,6 +206,27 @@ class LogStorage(Protocol):
 
     def close(self) -> None:
         """Release resources; the storage is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class CatchingUp(Protocol):
+    """A :class:`LogStorage` shared by several writers (worker processes, replicas) that
+    tells a writer, with each batch it stores, what the others stored just before it."""
+
+    def append_batch_after(
+        self, items: Sequence[BatchItem], known: int
+    ) -> tuple[list[int], list[bytes]]:
+        """:meth:`LogStorage.append_batch`, and the leaf hashes of ``[known, first)``:
+        the entries other writers stored after the caller's *known* size and before the
+        batch's first index.
+
+        Raises:
+            BadRequest: a malformed or empty batch, or a negative *known*; nothing is
+                stored.
+            IntegrityError: *known* is beyond the entries stored before the batch (the
+                caller's tree is ahead of the storage; the batch is stored).
+        """
         ...
 
 
