@@ -29,6 +29,10 @@ Two parts, both driven by the measured cost of each component:
   in-process custodians, SQLite and the blob folder) for the measured figures; the ratio
   measured / predicted is printed for each.
 
+``--store OUT...`` fits the replicas model (:class:`SplitModel`: batch size and CPU per
+ingest against the clients per worker process) to the one-replica setups of bench/store.py
+runs and prints its predictions for their two-replica setups, measured beside predicted.
+
 ``--svg PATH`` also writes the plot of docs/scale.md (the limit of each component against
 the number of replicas). The last line printed is one JSON object: the calibration, the
 predictions, the measurements and their ratios, the capacity model's figures at scale.
@@ -899,6 +903,136 @@ def measure(
     }
 
 
+# -- replicas on one machine: batches and CPU per ingest (bench/store.py) -----------------
+
+
+@dataclass(frozen=True)
+class StoreRun:
+    """One setup of a bench/store.py run on PostgreSQL + S3: how many ``sovra serve``
+    processes served how many clients, and what it measured."""
+
+    replicas: int
+    workers: int
+    """Worker processes per replica."""
+    clients: int
+    records_per_batch: float
+    """Records per segment object: one per ingest batch of a worker."""
+    cpu_ms_per_ingest: float
+    """CPU per ingest of every process on its path (gateway, custodians, PostgreSQL,
+    SeaweedFS, client)."""
+
+    @property
+    def processes(self) -> int:
+        """Worker processes in all: each runs a group commit of its own."""
+        return self.replicas * self.workers
+
+
+def store_runs(figures: dict[str, Any]) -> list[StoreRun]:
+    """The one- and two-replica setups of bench/store.py's JSON line *figures*."""
+    per_replica = figures["workers_per_replica"]
+    runs = []
+    for setup, replicas in (("pg_s3", 1), ("two_replicas", 2)):
+        workers = per_replica[setup] if isinstance(per_replica, dict) else per_replica
+        runs.append(
+            StoreRun(
+                replicas,
+                int(workers),
+                int(figures["clients"]),
+                float(figures["setups"][setup]["batching"]["records_per_segment"]),
+                float(figures["cpu_ms_per_request"][setup]["ingest"]),
+            )
+        )
+    return runs
+
+
+@dataclass(frozen=True)
+class SplitModel:
+    """Ingest batches and their CPU when clients are split over worker processes.
+
+    Each worker process batches only what reaches it (its group commit), so a batch holds
+    ``k x (clients / processes) ** alpha`` records, whichever replicas the processes
+    belong to; an ingest costs ``per_record_ms`` plus its share of a batch's fixed
+    ``per_batch_ms`` (the custodian call, the log's and the metadata's transactions, the
+    segment object, the checkpoint when one is published per batch). A replica adds
+    nothing per request beyond its workers: the catching up on other writers' entries is
+    there as soon as there are two workers, in one replica or two.
+    """
+
+    k: float
+    alpha: float
+    per_record_ms: float
+    per_batch_ms: float
+
+    def batch(self, clients: int, processes: int) -> float:
+        """Records per batch of *clients* over *processes* worker processes (at least 1)."""
+        return max(1.0, self.k * (clients / processes) ** self.alpha)
+
+    def cpu_ms(self, clients: int, processes: int) -> float:
+        """CPU per ingest of *clients* over *processes* worker processes."""
+        return self.per_record_ms + self.per_batch_ms / self.batch(clients, processes)
+
+
+def fit_split(runs: list[StoreRun]) -> SplitModel:
+    """The :class:`SplitModel` fitted (least squares) to *runs*, which MUST span at least
+    two numbers of clients per process.
+
+    Raises:
+        ValueError: the runs give one number of clients per process only.
+    """
+    xs = [math.log(r.clients / r.processes) for r in runs]
+    if max(xs) - min(xs) < 1e-9:
+        raise ValueError("fitting needs runs at two or more numbers of clients per process")
+    alpha, log_k = _line(
+        [(x, math.log(r.records_per_batch)) for x, r in zip(xs, runs, strict=True)]
+    )
+    per_batch, per_record = _line([(1 / r.records_per_batch, r.cpu_ms_per_ingest) for r in runs])
+    return SplitModel(math.exp(log_k), alpha, per_record, per_batch)
+
+
+def _line(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Slope and intercept of the least-squares line through *points*."""
+    mx = statistics.fmean(x for x, _ in points)
+    my = statistics.fmean(y for _, y in points)
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+    return slope, my - slope * mx
+
+
+def replicas_check(figures: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fit :class:`SplitModel` to the ONE-replica setups of bench/store.py runs and
+    predict their TWO-replica setups: batch size and CPU per ingest, with the ratio
+    measured / predicted of each (setups named replicas x workers per replica)."""
+    runs = [r for f in figures for r in store_runs(f)]
+    model = fit_split([r for r in runs if r.replicas == 1])
+    rows = []
+    for r in runs:
+        batch, cpu = model.batch(r.clients, r.processes), model.cpu_ms(r.clients, r.processes)
+        rows.append(
+            {
+                "setup": f"{r.replicas} x {r.workers}",
+                "fitted_on": r.replicas == 1,
+                "records_per_batch": {
+                    "predicted": round(batch, 2),
+                    "measured": r.records_per_batch,
+                },
+                "cpu_ms_per_ingest": {
+                    "predicted": round(cpu, 2),
+                    "measured": r.cpu_ms_per_ingest,
+                    "measured_over_predicted": round(r.cpu_ms_per_ingest / cpu, 3),
+                },
+            }
+        )
+    return {
+        "model": {
+            "k": round(model.k, 3),
+            "alpha": round(model.alpha, 3),
+            "per_record_ms": round(model.per_record_ms, 3),
+            "per_batch_ms": round(model.per_batch_ms, 3),
+        },
+        "runs": rows,
+    }
+
+
 # -- the figures at scale ----------------------------------------------------------------
 
 SCALE_RECORDS = 10**10
@@ -1036,7 +1170,19 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4, help="client processes")
     parser.add_argument("--svg", type=Path, default=None, help="write the replicas plot here")
     parser.add_argument("--no-measure", action="store_true", help="predictions only")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="bench/store.py outputs (their last line): fit the replicas model to the "
+        "one-replica setups, predict the two-replica ones, and stop",
+    )
     args = parser.parse_args()
+    if args.store:
+        lines = [p.read_text().strip().splitlines()[-1] for p in args.store]
+        print(json.dumps(replicas_check([json.loads(line) for line in lines])))
+        return
     duration = args.duration or (2.5 if args.quick else 20.0)
     rounds = 15 if args.quick else 200
     cores = os.cpu_count() or 1

@@ -222,3 +222,52 @@ def test_the_plot_is_an_svg_with_a_line_per_component():
     assert text.startswith("<svg") and text.rstrip().endswith("</svg>")
     assert text.count("<polyline") == len(rows)
     assert rows["replicas (CPU)"] == sorted(rows["replicas (CPU)"])
+
+
+def _store_json(workers: dict[str, int], batches: dict[str, float], cpu: dict[str, float]) -> dict:
+    """bench/store.py's last line, as much of it as the replicas model reads."""
+    return {
+        "clients": 16,
+        "workers_per_replica": workers,
+        "setups": {s: {"batching": {"records_per_segment": batches[s]}} for s in batches},
+        "cpu_ms_per_request": {s: {"ingest": cpu[s]} for s in cpu},
+    }
+
+
+def test_the_replicas_model_recovers_its_parameters_and_counts_processes_not_replicas() -> None:
+    truth = sim.SplitModel(k=0.5, alpha=0.75, per_record_ms=3.0, per_batch_ms=15.0)
+
+    def run(workers: dict[str, int]) -> dict:
+        procs = {"pg_s3": workers["pg_s3"], "two_replicas": 2 * workers["two_replicas"]}
+        return _store_json(
+            workers,
+            {s: truth.batch(16, p) for s, p in procs.items()},
+            {s: truth.cpu_ms(16, p) for s, p in procs.items()},
+        )
+
+    got = sim.replicas_check(
+        [run({"pg_s3": 1, "two_replicas": 1}), run({"pg_s3": 2, "two_replicas": 2})]
+    )
+    model = got["model"]
+    assert model == pytest.approx(
+        {"k": 0.5, "alpha": 0.75, "per_record_ms": 3.0, "per_batch_ms": 15.0}, rel=1e-3
+    )
+    for row in got["runs"]:
+        assert row["cpu_ms_per_ingest"]["measured_over_predicted"] == pytest.approx(1.0, rel=1e-3)
+    # One replica of 2 workers and two replicas of 1: the same processes, the same figures.
+    one_of_two, two_of_one = (r for r in got["runs"] if r["setup"] in ("1 x 2", "2 x 1"))
+    assert one_of_two["cpu_ms_per_ingest"]["predicted"] == pytest.approx(
+        two_of_one["cpu_ms_per_ingest"]["predicted"]
+    )
+    # Fewer clients per process, smaller batches, more CPU per ingest.
+    assert truth.batch(16, 4) < truth.batch(16, 2) < truth.batch(16, 1)
+    assert truth.cpu_ms(16, 4) > truth.cpu_ms(16, 2) > truth.cpu_ms(16, 1)
+    assert truth.batch(1, 64) == 1.0  # never below one record
+
+
+def test_the_replicas_model_needs_two_spreads_and_reads_old_outputs() -> None:
+    one = _store_json(2, {"pg_s3": 2.4, "two_replicas": 1.4}, {"pg_s3": 9.6, "two_replicas": 16.4})
+    runs = sim.store_runs(one)  # an output from before the workers were split: one count
+    assert [(r.replicas, r.workers, r.processes) for r in runs] == [(1, 2, 2), (2, 2, 4)]
+    with pytest.raises(ValueError, match="two or more numbers of clients per process"):
+        sim.replicas_check([one])

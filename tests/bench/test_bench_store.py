@@ -106,3 +106,14 @@ def test_summary_ratios_and_the_two_replica_verdict(
     # pg_s3 ingest: server 1.0 + backend 0.1 + client 1.0 ms, at 100/s.
     assert got["cpu_ms_per_request"]["pg_s3"]["ingest"] == 2.1
     assert got["cores_busy"]["pg_s3"]["ingest"] == 0.21
+
+
+@pytest.mark.parametrize(
+    ("workers", "replicas", "each", "expected"),
+    [(2, 1, False, 2), (2, 2, False, 1), (4, 2, False, 2), (1, 2, False, 1), (2, 2, True, 2)],
+)
+def test_replicas_share_the_workers_unless_each_gets_all(
+    workers: int, replicas: int, each: bool, expected: int
+) -> None:
+    # Like with like: one replica of W workers against two of W/2 (never below one).
+    assert bench.replica_workers(workers, replicas, each=each) == expected
