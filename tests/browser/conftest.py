@@ -103,6 +103,12 @@ def served(browser: Any) -> Iterator[Served]:
                 [SOVRA, *args], capture_output=True, text=True, timeout=600, check=False
             )
             assert ran.returncode == 0, ran.stdout + ran.stderr
+            if args[0] == "init":  # a checkpoint per batch: the demo leaves a history
+                toml = root / "sovra.toml"
+                text = toml.read_text(encoding="utf-8")
+                after = text.replace("publish_after_batch = false", "publish_after_batch = true")
+                assert after != text
+                toml.write_text(after, encoding="utf-8")
         with serving(root) as gateway:
             yield gateway
     finally:

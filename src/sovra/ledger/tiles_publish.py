@@ -148,7 +148,8 @@ class TilePublisher:
             return self._round(progress, repair)
 
     def _round(self, progress: Progress | None, repair: bool) -> Published:
-        note = self._log.latest_checkpoint() or self._log.checkpoint()
+        # The newest checkpoint, published now if the log grew since the schedule's last.
+        note = self._log.checkpoint()
         size = self._size_of(note)
         if self._published is None or repair:
             self._published = 0 if repair else self.published_size()
