@@ -141,7 +141,7 @@ def _bad_inputs(tmp_path: Path, log_vkey: str) -> list[tuple[str, list[str], int
     return [
         ("log key as witness", ["--witness", log_vkey], 1, "--witness 1 ("),
         ("not base64", ["--witness", VKEYS[0] + "!"], 1, "not valid base64"),
-        ("wrong key id", ["--witness", "witness.test/w0+00000000+" + VKEYS[0].split("+")[2]], 1,
+        ("wrong key id", ["--witness", "witness.test/w0+00000000+" + VKEYS[0].split("+", 2)[2]], 1,
          "does not match its name and key"),
         ("quorum above n", ["--witness", VKEYS[0], "--quorum", "2"], 1,
          "a quorum of 2 out of 1 witnesses is not possible"),
