@@ -19,15 +19,50 @@ is.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
 from collections.abc import Iterator
 
-__all__ = ["WRITER_SUFFIX", "WriterLock"]
+__all__ = ["WRITER_SUFFIX", "WriterLock", "create_private"]
 
 WRITER_SUFFIX = "-writer"
 """The lock file's name is the database's with this appended."""
+
+
+def create_private(database: str | os.PathLike[str], *, follow: bool = True) -> None:
+    """Create the SQLite file *database* empty and readable by its owner only (0600),
+    if it is not there yet; an existing file is not opened at all.
+
+    SQLite holds its locks with ``fcntl``, which a process loses on *every* descriptor of
+    the file as soon as it closes *any* one of them. Opening and closing an existing
+    database here would drop the locks of this process's open connections to it: in WAL
+    mode each holds a shared lock on the file, which tells another process closing its
+    last connection that the log is still in use. Without it, that process checkpoints
+    and deletes the ``-wal`` file under the connections still writing to it, and their
+    commits are lost or the file is damaged. A file created here is closed at once, before
+    any connection of this process can have opened it.
+
+    Raises:
+        OSError: the file cannot be created (a link where *follow* is false, a folder
+            that does not exist or cannot be written).
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    if not follow:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(database, flags, 0o600)
+    except FileExistsError:
+        if not os.path.islink(database) or os.path.exists(database):
+            if not follow and os.path.islink(database):
+                raise OSError(errno.ELOOP, "is a symbolic link", database) from None
+            return
+        if not follow:
+            raise OSError(errno.ELOOP, "is a symbolic link", database) from None
+        # A link to a file not there yet: its target is made, as SQLite would make it.
+        fd = os.open(database, (flags & ~os.O_EXCL), 0o600)
+    os.close(fd)
 
 
 class WriterLock:

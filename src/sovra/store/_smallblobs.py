@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sovra._writer_lock import WriterLock
+from sovra._writer_lock import WriterLock, create_private
 
 __all__ = ["SMALL_BLOBS_NAME", "SmallBlobs"]
 
@@ -76,7 +76,7 @@ class SmallBlobs:
         if not create and not os.path.lexists(self._path):
             return None
         try:
-            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+            create_private(self._path, follow=False)
             conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
             raise _os_error(exc) from None

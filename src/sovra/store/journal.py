@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sovra._writer_lock import WriterLock
+from sovra._writer_lock import WriterLock, create_private
 from sovra.errors import ConfigError, IntegrityError
 from sovra.store._sql import Run
 from sovra.store.migrations import GUARD_JOURNAL_STEPS, SQLITE, migrate
@@ -145,7 +145,7 @@ class SQLiteGuardJournal:
         # lock without SQLite's polling (sovra._writer_lock).
         self._writer = WriterLock(self._path)
         try:
-            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+            create_private(self._path)
             self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             self._writer.close()

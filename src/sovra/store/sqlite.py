@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from types import TracebackType
 
-from sovra._writer_lock import WriterLock
+from sovra._writer_lock import WriterLock, create_private
 from sovra.errors import ConfigError
 from sovra.store._sql import Run, SQLMetadataStore
 from sovra.store.migrations import SQLITE
@@ -65,7 +65,7 @@ class SQLiteMetadataStore(SQLMetadataStore):
         self._writer = WriterLock(self._path)
         try:
             if self._path != ":memory:":
-                os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+                create_private(self._path)
             # isolation_level=None: transactions are begun explicitly below, so the
             # module never opens one behind our back.
             self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
