@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -355,6 +356,24 @@ def test_a_tampered_tile_in_the_bucket_is_detected(
     assert code == EXIT_UNVERIFIED, said
     assert "entry 517 does not hash to its leaf hash" in said
     assert _aics(_url(public_bucket))["exit"] != 0
+
+
+def test_an_endpoint_that_stops_answering_is_unavailable() -> None:
+    # Taken and never answered, as by a hung server: a read timeout, retried later.
+    log = _log()
+    _grow(log, 10)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        store = S3TileStore(
+            parse_s3_url("s3://any-bucket/"),
+            endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}",
+            access_key="a",
+            secret_key="b",
+            timeout_s=0.2,
+        )
+        with pytest.raises(Unavailable, match="cannot be reached"):
+            TilePublisher(log, store).publish()
 
 
 @pytest.mark.s3

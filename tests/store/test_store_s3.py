@@ -181,6 +181,25 @@ def test_an_endpoint_that_is_down_is_unavailable() -> None:
     assert caught.value.status == 503
 
 
+def test_an_endpoint_that_stops_answering_is_unavailable() -> None:
+    # A server that takes the connection and never answers, as one hung or restarting
+    # does: botocore's read timeout is an OSError too, and must still read as a 503.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(Unavailable, match="cannot be reached; try again") as caught:
+            S3BlobStore(
+                "pl-waw",
+                S3Location("any-bucket"),
+                endpoint=endpoint,
+                access_key="a",
+                secret_key="b",
+                timeout_s=0.2,
+            )
+    assert caught.value.status == 503
+
+
 def test_server_side_encryption_is_asked_for_on_every_write(s3_bucket: S3Bucket) -> None:
     store = open_store(s3_bucket, sse="AES256", small_blob_bytes=10)
     sent: list[str | None] = []

@@ -265,10 +265,11 @@ class S3TileStore:
     def _call(self, doing: str, call: Callable[[], _T]) -> _T:
         try:
             return call()
+        except self._boto_errors as exc:
+            # First: botocore's timeouts are OSErrors too (store/s3.py says why it matters).
+            raise s3_failure(f"cannot {doing} in {self._where}", exc) from None
         except (OSError, SovraError):
             raise
-        except self._boto_errors as exc:
-            raise s3_failure(f"cannot {doing} in {self._where}", exc) from None
 
     def _put(self, path: str, data: bytes, **conditions: str) -> Any:
         immutable = path != CHECKPOINT

@@ -674,12 +674,12 @@ class S3BlobStore(BlobStoreBase):
         """
         try:
             return call()
-        except OSError:
-            raise
-        except SovraError:
-            raise
         except self._boto_errors as exc:
+            # First: botocore's timeouts are OSErrors too (through requests'), and one
+            # left raw would read as a broken store rather than an endpoint to retry.
             raise self._translate(doing, exc) from None
+        except (OSError, SovraError):
+            raise
 
     def _translate(self, doing: str, exc: Exception) -> Exception:
         return s3_failure(f"blob store {self.region}: cannot {doing} in {self._where}", exc)
