@@ -54,14 +54,14 @@ def create_private(database: str | os.PathLike[str], *, follow: bool = True) -> 
     try:
         fd = os.open(database, flags, 0o600)
     except FileExistsError:
-        if not os.path.islink(database) or os.path.exists(database):
-            if not follow and os.path.islink(database):
-                raise OSError(errno.ELOOP, "is a symbolic link", database) from None
+        if not os.path.islink(database):
             return
         if not follow:
             raise OSError(errno.ELOOP, "is a symbolic link", database) from None
+        if os.path.exists(database):
+            return
         # A link to a file not there yet: its target is made, as SQLite would make it.
-        fd = os.open(database, (flags & ~os.O_EXCL), 0o600)
+        fd = os.open(database, flags & ~os.O_EXCL, 0o600)
     os.close(fd)
 
 

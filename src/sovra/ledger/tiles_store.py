@@ -31,8 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sovra.errors import ConfigError, IntegrityError, SovraError
-from sovra.store.s3 import S3Location, s3_client, s3_failure, sse_arguments
+from sovra.errors import ConfigError, IntegrityError
+from sovra.store.s3 import S3Location, s3_call, s3_client, sse_arguments
 
 __all__ = [
     "CHECKPOINT",
@@ -247,9 +247,6 @@ class S3TileStore:
         self._location = location
         self._sse = sse_arguments(sse, sse_kms_key_id)
         self._client: Any = s3_client(endpoint, access_key, secret_key, signing_region, timeout_s)
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        self._boto_errors = (BotoCoreError, ClientError)
         self._where = f"tile bucket {location}" + (f" at {endpoint}" if endpoint else "")
 
     @property
@@ -263,13 +260,7 @@ class S3TileStore:
         return 16
 
     def _call(self, doing: str, call: Callable[[], _T]) -> _T:
-        try:
-            return call()
-        except self._boto_errors as exc:
-            # First: botocore's timeouts are OSErrors too (store/s3.py says why it matters).
-            raise s3_failure(f"cannot {doing} in {self._where}", exc) from None
-        except (OSError, SovraError):
-            raise
+        return s3_call(f"cannot {doing} in {self._where}", call)
 
     def _put(self, path: str, data: bytes, **conditions: str) -> Any:
         immutable = path != CHECKPOINT

@@ -51,6 +51,7 @@ __all__ = [
     "S3BlobStore",
     "S3Location",
     "parse_s3_url",
+    "s3_call",
     "s3_client",
     "s3_failure",
     "sse_arguments",
@@ -666,23 +667,13 @@ class S3BlobStore(BlobStoreBase):
     # -- errors ------------------------------------------------------------------------
 
     def _call(self, doing: str, call: Callable[[], _T]) -> _T:
-        """Run one S3 call, its failure in the store's dialect.
+        """Run one S3 call, its failure in the store's dialect (:func:`s3_call`).
 
         A missing object is ``FileNotFoundError``, a refused ``If-None-Match`` is
         ``FileExistsError`` (both handled by the base); the rest become sovra errors
         that name the bucket and say whose move it is.
         """
-        try:
-            return call()
-        except self._boto_errors as exc:
-            # First: botocore's timeouts are OSErrors too (through requests'), and one
-            # left raw would read as a broken store rather than an endpoint to retry.
-            raise self._translate(doing, exc) from None
-        except (OSError, SovraError):
-            raise
-
-    def _translate(self, doing: str, exc: Exception) -> Exception:
-        return s3_failure(f"blob store {self.region}: cannot {doing} in {self._where}", exc)
+        return s3_call(f"blob store {self.region}: cannot {doing} in {self._where}", call)
 
     @staticmethod
     def _quietly(call: Callable[[], object]) -> None:
@@ -728,6 +719,21 @@ def s3_client(
                 s3={"addressing_style": "path"},
             ),
         )
+
+
+def s3_call(where: str, call: Callable[[], _T]) -> _T:
+    """Run one S3 call; a botocore failure raised as :func:`s3_failure` names *where*.
+
+    botocore's errors are caught before anything else: its timeouts are ``OSError``s
+    too, and one left raw would read as a broken store rather than an endpoint to retry.
+    Every other error of *call* passes unchanged.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call()
+    except (BotoCoreError, ClientError) as exc:
+        raise s3_failure(where, exc) from None
 
 
 def s3_failure(where: str, exc: Exception) -> Exception:
