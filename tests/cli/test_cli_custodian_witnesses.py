@@ -293,3 +293,38 @@ def test_check_against_a_gateway(sovra, dep: Path, live, dead_url: str) -> None:
     assert ran.json()["checkpoint"]["reason"].startswith("no cosigned checkpoint")
     data = json.loads(ran.out)
     assert data["jurisdiction"] == "PL" and data["minimum"] == 1
+
+
+def test_doctor_checks_the_policy_as_it_checks_the_key(sovra, dep: Path) -> None:
+    """Whoever can write the file chooses whose cosignatures release keys: doctor names
+    one open to others, a link, and one the custodian would not start with."""
+    assert _init(sovra, dep, "--witness", VKEYS[0], "--quorum", "1").code == 0
+    path = _file(dep)
+    assert sovra("doctor", dep).code == 0
+
+    path.chmod(0o666)
+    ran = sovra("doctor", dep)
+    assert ran.code == 1
+    assert f"problem: {path}: has mode 0666, open to group or others; fix: chmod 600 {path}" in (
+        ran.out.splitlines()
+    )
+
+    path.chmod(0o600)
+    kept = path.read_bytes()
+    path.write_bytes(b'{"type": "sovra-witnessed-release"}')
+    ran = sovra("doctor", dep)
+    assert ran.code == 1
+    (line,) = [x for x in ran.out.splitlines() if x.startswith(f"problem: {path}:")]
+    assert "is not a witness policy custodian PL can start with (a witness policy has the" in line
+    fix = "fix: write it again with `sovra custodian witnesses init -j PL --force ...`"
+    assert line.endswith(fix)
+    assert path.read_bytes() == b'{"type": "sovra-witnessed-release"}'  # doctor changes nothing
+
+    path.write_bytes(kept)
+    elsewhere = dep.parent / "policy-elsewhere"
+    path.rename(elsewhere)
+    path.symlink_to(elsewhere)
+    ran = sovra("doctor", dep)
+    assert ran.code == 1
+    link = f"problem: {path}: is a link; fix: replace it with the file itself"
+    assert link in ran.out.splitlines()

@@ -10,7 +10,8 @@ What it checks:
 * the layout ``sovra init`` makes: ``sovra.toml`` (and that it loads), the log and
   commitment keys, the database, each jurisdiction's custodian key file and subject-key
   store (or its service's URL and secret), each authority's public key and private key,
-  the principals' keys;
+  the principals' keys, and a custodian's witness policy where it has one (that it
+  loads);
 * that every secret is a regular file of mode 0600 and every key folder 0700, that no
   file in the deployment is a link, that every blob is a plain file with one name, and
   that each region's small-blob file is a plain 0600 file with one name;
@@ -224,6 +225,7 @@ def _custodian(ex: _Examination, code: str, own: bool, key: Path, records: set[s
             )
     fix = "restore it from a backup: without it no record of " + code + " opens"
     ex.entry(key, secret=True, owner=owner, missing=fix)
+    _witness_policy(ex, code, key, owner)
     store = subjects_path(key)
     if ex.entry(store, secret=True, owner=owner, missing=fix) is None:
         return
@@ -232,6 +234,30 @@ def _custodian(ex: _Examination, code: str, own: bool, key: Path, records: set[s
             store,
             f"holds no subject key, yet records of {code} are stored: none of them would open",
             "restore the store from a backup",
+        )
+
+
+def _witness_policy(ex: _Examination, code: str, key: Path, owner: int | None) -> None:
+    """The custodian's ``<J>.witnesses``, when it has one: whoever can write it chooses
+    whose cosignatures release this custodian's keys, so it is checked as its key is,
+    and it must load, or the custodian does not start."""
+    from sovra.errors import ConfigError
+    from sovra.keys.witnessed import ReleasePolicy, policy_path
+
+    path = policy_path(key)
+    if not os.path.lexists(path):
+        return
+    if ex.entry(path, secret=True, owner=owner) is None:
+        return
+    try:
+        ReleasePolicy.from_json(path.read_bytes())
+    except OSError as exc:
+        ex.add(path, f"cannot be read ({exc.strerror})", f"check its owner and mode: {path}")
+    except ConfigError as exc:
+        ex.add(
+            path,
+            f"is not a witness policy custodian {code} can start with ({exc.message})",
+            f"write it again with `sovra custodian witnesses init -j {code} --force ...`",
         )
 
 
