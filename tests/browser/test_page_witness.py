@@ -8,7 +8,6 @@ one with its cosignature tampered with, or stripped, fails the witness check."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests import serving
 from tests.browser.conftest import Served, fresh_page
 from tests.browser.conftest import serving as serving_gateway
@@ -25,6 +25,7 @@ from tests.cli.test_cli_tlog_proof import _wait as wait_for_witness
 from tests.serving import SOVRA, free_port
 
 from sovra.deployment import Deployment
+from sovra.ledger import CosignatureSigner, Witness
 
 W1 = "witness.test/w1"
 W2 = "witness.test/w2"  # cosigns too, but the deployment does not name it
@@ -110,8 +111,12 @@ def test_the_witness_cosignature_is_verified_in_the_browser(page, witnessed, sho
     note = served.get("/v1/log/checkpoint").decode()
     assert f"\u2014 {W1} " in note  # the gateway publishes what w1 cosigned
     # w1 got it by the log's push (tlog-witness add-checkpoint): it holds the log's size.
-    heads = json.loads((served.root.parent / W1 / "heads.json").read_text())
-    assert heads["heads"]["sovra.test/witnessed"]["size"] == int(note.splitlines()[1])
+    held = Witness(
+        CosignatureSigner("reader.test/w", Ed25519PrivateKey.generate()),
+        [(served.root / "keys" / "log.vkey").read_text().strip()],
+        served.root.parent / W1 / "heads.json",
+    ).head("sovra.test/witnessed")
+    assert held is not None and held[0] == int(note.splitlines()[1])
     _open_log(page)
     assert page.get_attribute("#sig-status", "data-status") == "ok"
     assert _rows(page) == {W1: "verified"}

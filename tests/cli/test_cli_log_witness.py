@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 
-from sovra.ledger import verify_cosignatures
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sovra.ledger import CosignatureSigner, Witness, verify_cosignatures
 
 
 def _grow(live, count: int) -> None:
@@ -42,19 +44,27 @@ def test_witness_cosigns_a_growing_log(sovra, live, tmp_path):
     assert second.code == 0, second.err
     cp2, _ = verify_cosignatures(second.out, live.dep.gateway.log.verifier_key, [vkey], quorum=1)
     assert cp2.size == cp.size + 300
-    heads = json.loads((directory / "heads.json").read_text())
-    assert heads["heads"][cp2.origin]["size"] == cp2.size
+    assert _held(directory, live).head(cp2.origin) == (cp2.size, cp2.root_hash)
     log_vkey = live.dep.gateway.log.verifier_key
     again = sovra("witness", "init", directory, "--name", "x", "--log", log_vkey)
     assert again.code == 1 and "already holds a witness" in again.message
 
 
+def _held(directory, live) -> Witness:
+    """The witness's state as it reads it (the newest intact of its two copies)."""
+    signer = CosignatureSigner("reader.test/w", Ed25519PrivateKey.generate())
+    return Witness(signer, [live.dep.gateway.log.verifier_key], directory / "heads.json")
+
+
 def _tamper_head(directory, change) -> None:
+    """Change the one copy of the state one cosign wrote, as a file of earlier versions
+    (no serial, no check: the witness reads it as it is)."""
+    assert not (directory / "heads.json.alt").exists()
     path = directory / "heads.json"
     heads = json.loads(path.read_text())
     for head in heads["heads"].values():
         change(head)
-    path.write_text(json.dumps(heads))
+    path.write_text(json.dumps({"heads": heads["heads"]}))
 
 
 def test_witness_catches_a_fork(sovra, live, tmp_path):

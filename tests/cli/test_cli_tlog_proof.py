@@ -9,16 +9,26 @@ and exit code 3 (did not verify) or 1 (bad input).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.serving import SOVRA, free_port
 
-from sovra.ledger import CosignatureSigner, NoteSigner, Witness
+from sovra.errors import SovraError
+from sovra.ledger import (
+    CosignatureSigner,
+    MemoryLogStorage,
+    NoteSigner,
+    TransparencyLog,
+    Witness,
+)
 from sovra.ledger.tlog_witness import WitnessClient
 from sovra_verify.cli import main as sovra_verify_main
 from sovra_verify.proof import TlogProof
@@ -181,9 +191,80 @@ def test_witness_serve_answers_tlog_witness(sovra, live, tmp_path) -> None:
     assert vkey in output.read_text()
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
-    import time
+def test_a_killed_witness_keeps_what_it_answered_for(sovra, tmp_path) -> None:
+    """``sovra witness serve`` killed (SIGKILL) while a log submits checkpoint after
+    checkpoint comes back holding at least the last size it answered 200 for, with that
+    size's root: it refuses a fork of it, and takes the log's growth on."""
+    origin = "crash.cli.example/log"
+    signer = NoteSigner(origin, Ed25519PrivateKey.generate())
+    log = TransparencyLog(MemoryLogStorage(), signer, origin)
+    directory = tmp_path / "w"
+    init = sovra("witness", "init", directory, "--name", "crash.cli.example", "--log", signer.vkey)
+    assert init.code == 0, init.err
+    vkey = init.out.strip()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
 
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [str(SOVRA), "witness", "serve", str(directory), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    answered: list[int] = []
+    proc = start()
+    try:
+        _wait(url, proc)
+        client = WitnessClient(url, vkey, timeout_s=5, consistency=log.consistency_proof)
+
+        def submit() -> None:
+            held = 0
+            while True:
+                log.append_many([(b"entry %d" % log.size, ())])
+                proof = log.consistency_proof(held, log.size) if held else []
+                try:
+                    client.add_checkpoint(log.checkpoint(), held, proof)
+                except SovraError:
+                    return  # killed
+                held = log.size
+                answered.append(held)
+
+        thread = threading.Thread(target=submit)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while len(answered) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.kill()
+        proc.wait(timeout=30)
+        thread.join(timeout=30)
+        client.close()
+        assert len(answered) >= 20
+        last = answered[-1]
+        proc = start()
+        _wait(url, proc)
+        held = httpx.get(f"{url}/{hashlib.sha256(origin.encode()).hexdigest()}/checkpoint")
+        size = int(held.text.split("\n")[1])
+        assert size >= last
+        assert held.text.split("\n")[2] == base64.b64encode(log.root(size)).decode()
+        # Another tree of the same size, signed with the log's key: a fork, refused.
+        fork = TransparencyLog(MemoryLogStorage(), signer, origin)
+        fork.append_many([(b"forked %d" % i, ()) for i in range(size)])
+        body = b"old %d\n\n" % size + fork.checkpoint().encode()
+        refused = httpx.post(url + "/add-checkpoint", content=body)
+        assert refused.status_code == 422 and "fork detected" in refused.text
+        log.append_many([(b"after the crash", ())])
+        again = WitnessClient(url, vkey, consistency=log.consistency_proof)
+        try:
+            again.add_checkpoint(log.checkpoint(), size, log.consistency_proof(size, log.size))
+        finally:
+            again.close()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:

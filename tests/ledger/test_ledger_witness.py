@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.errors import BadRequest, ConfigError, NotFound, VerificationError
 from sovra.ledger import MemoryLogStorage, NoteSigner, TransparencyLog, open_note
-from sovra.ledger.witness import Witness
+from sovra.ledger.witness import Inconsistent, Rollback, Witness
 from sovra_verify.cosignature import (
     CosignatureSigner,
     CosignatureVerifier,
@@ -176,6 +176,66 @@ def test_a_broken_state_file_is_a_config_error(tmp_path: Path) -> None:
     state.write_text('{"heads": {"x": {"size": "many"}}}')
     with pytest.raises(ConfigError, match="witness state"):
         new_witness(state)
+
+
+def test_a_write_cut_short_leaves_the_copy_that_was_answered_for(tmp_path: Path) -> None:
+    """A crash tears at most the copy being written (no answer went out for it): the
+    witness comes back with the other, and refuses a fork of what it cosigned."""
+    state = tmp_path / "heads.json"
+    alt = tmp_path / "heads.json.alt"
+    log = new_log()
+    witness = new_witness(state)
+    witness.add_checkpoint(grow(log, 10), 0, [])
+    witness.add_checkpoint(grow(log, 7), 10, log.consistency_proof(10, 17))
+    assert json.loads(state.read_bytes())["serial"] == 1
+    assert json.loads(alt.read_bytes())["serial"] == 2  # the copies are written in turn
+    before = state.read_bytes()
+    witness.add_checkpoint(grow(log, 3), 17, log.consistency_proof(17, 20))
+    after = state.read_bytes()
+    assert json.loads(after)["heads"][ORIGIN]["size"] == 20
+    # The disk kept the new copy's first half and the old one's second half.
+    half = len(after.rstrip()) // 2  # within the JSON (the rest is padding)
+    state.write_bytes(after[:half] + before[half:])
+    again = new_witness(state)
+    assert again.head(ORIGIN) == (17, log.root(17))
+    forked = new_log()
+    fork = grow(forked, 17, prefix=b"f")
+    with pytest.raises(Inconsistent, match="two roots for size 17"):
+        again.add_checkpoint(fork, 17, [])
+    with pytest.raises(Rollback):
+        again.add_checkpoint(grow(new_log(), 10), 17, [])
+    # Consistent growth goes on, over the torn copy.
+    again.add_checkpoint(log.checkpoint(), 17, log.consistency_proof(17, 20))
+    assert json.loads(state.read_bytes())["serial"] == 3
+    assert new_witness(state).head(ORIGIN) == (20, log.root(20))
+
+
+def test_both_copies_broken_is_a_config_error(tmp_path: Path) -> None:
+    state = tmp_path / "heads.json"
+    log = new_log()
+    witness = new_witness(state)
+    witness.add_checkpoint(grow(log, 2), 0, [])
+    witness.add_checkpoint(grow(log, 2), 2, log.consistency_proof(2, 4))
+    for path in (state, tmp_path / "heads.json.alt"):
+        body = json.loads(path.read_bytes())
+        body["heads"][ORIGIN]["size"] += 1  # altered without its check
+        path.write_text(json.dumps(body))
+    with pytest.raises(ConfigError, match="check does not match"):
+        new_witness(state)
+
+
+def test_a_state_file_of_earlier_versions_is_read(tmp_path: Path) -> None:
+    """Earlier versions wrote one JSON file by rename, without serial or check."""
+    state = tmp_path / "heads.json"
+    log = new_log()
+    note = new_witness().add_checkpoint(grow(log, 5), 0, [])
+    head = {"size": 5, "root": base64.b64encode(log.root(5)).decode(), "note": note}
+    state.write_text(json.dumps({"heads": {ORIGIN: head}}, indent=1))
+    witness = new_witness(state)
+    assert witness.head(ORIGIN) == (5, log.root(5))
+    witness.add_checkpoint(grow(log, 1), 5, log.consistency_proof(5, 6))
+    assert json.loads(state.read_bytes())["heads"][ORIGIN]["size"] == 5  # left as it was
+    assert new_witness(state).head(ORIGIN) == (6, log.root(6))  # the newer copy wins
 
 
 def test_split_views_are_found() -> None:
