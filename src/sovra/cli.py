@@ -42,6 +42,7 @@ from sovra._cli.common import (
     SigningRegion,
     Sse,
     SseKmsKeyId,
+    Tiles,
     Url,
     VkeyOpt,
     connect,
@@ -250,6 +251,7 @@ def init(
     ] = "separate",
     database: Database = None,
     blobs: Blobs = None,
+    tiles: Tiles = None,
     s3_endpoint: Endpoint = None,
     s3_signing_region: SigningRegion = None,
     s3_access_key_env: AccessKeyEnv = None,
@@ -264,38 +266,28 @@ def init(
 
     With --database, PostgreSQL holds what sovra.db would (and the bulk guard's journal);
     with --blobs REGION=s3://BUCKET/PREFIX (prefix optional), that region's blobs go to
-    the bucket, which must be reachable and hold no blob yet. Nothing is written when a
-    check fails.
+    the bucket, which must be reachable and hold no blob yet; with --tiles FOLDER or
+    --tiles s3://BUCKET/PREFIX, the log is published there as static tiles ([log.tiles]),
+    a place that must hold no checkpoint yet. Nothing is written when a check fails.
     """
     from rich.markup import escape
 
-    from sovra._cli.targets import blob_regions
+    from sovra._cli.targets import s3_options, s3_targets
     from sovra.deployment import Deployment
 
     if custodians not in ("separate", "in-process"):
         error(f"--custodians is 'separate' or 'in-process', not {custodians!r}")
         raise typer.Exit(ExitCode.USAGE)
     codes = [c.strip() for c in jurisdictions.split(",") if c.strip()]
+    regions, tile_place = s3_targets(blobs, tiles, s3_options(locals()))
     notes = Deployment.init(
         directory,
         jurisdictions=codes,
         origin=origin,
         custodians="separate" if custodians == "separate" else "in-process",
         database=database,
-        regions=blob_regions(
-            blobs,
-            {
-                "endpoint": s3_endpoint,
-                "signing_region": s3_signing_region,
-                "access_key_env": s3_access_key_env,
-                "secret_key_env": s3_secret_key_env,
-                "credentials_file": s3_credentials_file,
-                "sse": s3_sse,
-                "sse_kms_key_id": s3_sse_kms_key_id,
-                "provider": s3_provider,
-                "provider_home": s3_provider_home,
-            },
-        ),
+        regions=regions,
+        tiles=tile_place,
     )
     for note in notes:
         warn(note)

@@ -29,6 +29,7 @@ __all__ = [
     "OidcConfig",
     "RegionConfig",
     "TilesConfig",
+    "check_tiles_location",
     "render_default_config",
     "render_region",
 ]
@@ -561,10 +562,11 @@ def _tiles(body: object) -> TilesConfig:
         raise ConfigError(f"{where} must be a table")
     _only(body, {"location", "every_s"} | (_REGION_KEYS - {"blobs"}), where)
     location, every = body.get("location"), body.get("every_s", 1)
-    if not isinstance(location, str) or not location or "\n" in location:
+    if not isinstance(location, str):
         raise ConfigError(
             f'{where} location must be a folder of the deployment or "s3://bucket/prefix"'
         )
+    check_tiles_location(location, f"{where} location")
     if isinstance(every, bool) or not isinstance(every, int | float) or not 0 < every <= 3600:
         raise ConfigError(f"{where} every_s must be seconds in (0, 3600], got {every!r}")
     settings = {k: v for k, v in body.items() if k not in ("location", "every_s")}
@@ -572,18 +574,34 @@ def _tiles(body: object) -> TilesConfig:
         if not isinstance(value, str) or not value or "\n" in value:
             raise ConfigError(f"{where} {key} must be a non-empty one-line string")
     if not location.startswith("s3://"):
-        if location.startswith("/") or ".." in location.split("/") or "://" in location:
-            raise ConfigError(
-                f"{where} location {location!r} must be a folder inside the deployment "
-                '(e.g. "tiles") or "s3://bucket/prefix"'
-            )
         if settings:
             raise ConfigError(f'{where} {", ".join(sorted(settings))} needs location = "s3://..."')
         return TilesConfig(location, float(every))
     bucket = RegionConfig(name="log.tiles", blobs=location, **settings)
     _check_region(bucket, where)
-    parse_s3_url(location)
     return TilesConfig(location, float(every), bucket)
+
+
+def check_tiles_location(location: str, what: str) -> None:
+    """Refuse a ``[log.tiles]`` location that is neither a folder inside the deployment
+    nor an ``s3://bucket[/prefix]`` URL; *what* names the setting in the message.
+
+    Raises:
+        ConfigError: an empty or multi-line value, an absolute path, one with ``..``, a
+            URL of another scheme, or an S3 URL that is not valid.
+    """
+    if not location or "\n" in location:
+        raise ConfigError(f'{what} must be a folder of the deployment or "s3://bucket/prefix"')
+    if location.startswith("s3://"):
+        try:
+            parse_s3_url(location)
+        except ConfigError as exc:
+            raise ConfigError(f"{what}: {exc.message}") from None
+    elif location.startswith("/") or ".." in location.split("/") or "://" in location:
+        raise ConfigError(
+            f"{what} {location!r} must be a folder inside the deployment "
+            '(e.g. "tiles") or "s3://bucket/prefix"'
+        )
 
 
 def _auth(section: Mapping[str, Any], known: tuple[str, ...]) -> OidcConfig | None:
@@ -725,11 +743,26 @@ def render_default_config(
     *,
     database: str | None = None,
     region_settings: Sequence[RegionConfig] = (),
+    tiles: TilesConfig | None = None,
 ) -> str:
     """The commented ``sovra.toml`` that ``sovra init`` writes (with *database*, a
-    PostgreSQL URL, in place of the SQLite file, and a ``[regions.NAME]`` table for each
-    of *region_settings*)."""
+    PostgreSQL URL, in place of the SQLite file, a ``[regions.NAME]`` table for each of
+    *region_settings*, and *tiles* as the ``[log.tiles]`` table)."""
     tables = [line for region in region_settings for line in ["", *render_region(region)]]
+    if tiles is None:
+        tiles_table = [
+            "# [log.tiles]",
+            '# location = "tiles"                      # or "s3://sovra-log/prod"',
+            '# endpoint = "https://s3.eu-central-1.amazonaws.com"',
+            '# access_key_env = "SOVRA_S3_LOG_ACCESS_KEY"',
+            '# secret_key_env = "SOVRA_S3_LOG_SECRET_KEY"',
+            "# every_s = 1",
+        ]
+    else:
+        tiles_table = ["[log.tiles]", f"location = {json.dumps(tiles.location)}"]
+        if tiles.bucket is not None:
+            tiles_table += _render_settings(tiles.bucket, skip="blobs")
+        tiles_table.append(f"every_s = {tiles.every_s:g}")
     lines = [
         "# sovra deployment configuration. Edit and restart `sovra serve` to apply.",
         "",
@@ -781,12 +814,7 @@ def render_default_config(
         "# files for a web server or a CDN, every every_s seconds when the log grew (and by",
         "# `sovra log publish-tiles`); a folder of this deployment, or an S3 bucket with the",
         "# settings of a [regions.NAME] table below (docs/ledger.md).",
-        "# [log.tiles]",
-        '# location = "tiles"                      # or "s3://sovra-log/prod"',
-        '# endpoint = "https://s3.eu-central-1.amazonaws.com"',
-        '# access_key_env = "SOVRA_S3_LOG_ACCESS_KEY"',
-        '# secret_key_env = "SOVRA_S3_LOG_SECRET_KEY"',
-        "# every_s = 1",
+        *tiles_table,
         "",
         "# With a postgresql:// database: how long a session waits for a lock another holds",
         "# (the log's index row, the bulk guard's journal), how long one statement may run,",
@@ -865,9 +893,15 @@ def render_default_config(
 
 def render_region(region: RegionConfig) -> list[str]:
     """The lines of *region*'s ``[regions.NAME]`` table (its settings that are set)."""
-    lines = [f"[regions.{region.name}]"]
+    return [f"[regions.{region.name}]", *_render_settings(region)]
+
+
+def _render_settings(region: RegionConfig, skip: str | None = None) -> list[str]:
+    """``key = value`` lines of *region*'s settings that are set (but *skip*)."""
+    lines = []
     for key in _REGION_KEY_ORDER:
         value = getattr(region, key)
-        if value is not None and not (key == "signing_region" and value == "us-east-1"):
-            lines.append(f"{key} = {json.dumps(value)}")
+        if key == skip or value is None or (key == "signing_region" and value == "us-east-1"):
+            continue
+        lines.append(f"{key} = {json.dumps(value)}")
     return lines

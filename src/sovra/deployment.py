@@ -47,7 +47,13 @@ from sovra._regions import open_blob_store
 from sovra._writer_lock import WRITER_SUFFIX
 from sovra.auth import Authenticator
 from sovra.check import CheckReport
-from sovra.config import DEFAULT_JURISDICTIONS, Config, RegionConfig, render_default_config
+from sovra.config import (
+    DEFAULT_JURISDICTIONS,
+    Config,
+    RegionConfig,
+    TilesConfig,
+    render_default_config,
+)
 from sovra.errors import ConfigError
 from sovra.gateway import Gateway
 from sovra.governance import Governance
@@ -147,6 +153,7 @@ class Deployment:
         custodians: CustodianMode = "separate",
         database: str | None = None,
         regions: Sequence[RegionConfig] = (),
+        tiles: TilesConfig | None = None,
     ) -> list[str]:
         """Create a new deployment in *root* (which must not hold one already).
 
@@ -155,7 +162,10 @@ class Deployment:
         deployment yet) and every replica over it serves the same deployment; by default
         they are SQLite files in *root*. Each of *regions* (``[regions.NAME]`` settings,
         :func:`sovra.targets.parse_blobs`) keeps its blobs in its bucket, which must be
-        reachable and hold no blob yet; the other regions are folders in *root*.
+        reachable and hold no blob yet; the other regions are folders in *root*. With
+        *tiles* (:func:`sovra.targets.parse_tiles`) the log is published there as static
+        tiles (``[log.tiles]``); a bucket must be reachable, and neither it nor a folder
+        may hold a checkpoint yet.
 
         With *custodians* ``"separate"`` (the default) each custodian runs as its own
         process and keeps its keys in a folder of its own (:mod:`sovra.custody`); run as
@@ -167,9 +177,10 @@ class Deployment:
             Notes for the person running it (why the holders share one user, if they do).
 
         Raises:
-            ConfigError: *root*, *database* or a bucket already holds a deployment,
-                *database* is not a PostgreSQL URL, a region is not one a jurisdiction
-                lists or its bucket cannot be used, or a system user cannot be made.
+            ConfigError: *root*, *database*, a bucket or the tile place already holds a
+                deployment, *database* is not a PostgreSQL URL, a region is not one a
+                jurisdiction lists or its bucket cannot be used, or a system user cannot
+                be made.
             Unavailable: the PostgreSQL server or an S3 endpoint cannot be reached.
             BadRequest: a jurisdiction code is malformed.
         """
@@ -184,7 +195,7 @@ class Deployment:
         if (root / CONFIG_NAME).exists():
             raise ConfigError(f"{root} already holds a deployment ({CONFIG_NAME} exists)")
         origin = origin or f"sovra.local/{os.urandom(4).hex()}"
-        text = _new_config(root, origin, list(jurisdictions), database, regions)
+        text = _new_config(root, origin, list(jurisdictions), database, regions, tiles=tiles)
         own = custodians == "separate"
         users = _make_folders(root, jurisdictions, separate=own)
         notes = []
@@ -685,22 +696,29 @@ def _new_config(
     jurisdictions: list[str],
     database: str | None,
     regions: Sequence[RegionConfig],
+    *,
+    tiles: TilesConfig | None,
 ) -> str:
-    """The text of a new deployment's ``sovra.toml``, its S3 regions checked.
+    """The text of a new deployment's ``sovra.toml``, its S3 regions and tile place checked.
 
     Raises:
-        ConfigError: a region is not one a jurisdiction lists, or its bucket cannot be
-            used or holds blobs already.
+        ConfigError: a region is not one a jurisdiction lists, its bucket cannot be used
+            or holds blobs already, or the tile place cannot be used or holds a
+            checkpoint already.
         Unavailable: an S3 endpoint cannot be reached.
     """
-    text = render_default_config(origin, jurisdictions, database=database)
-    if not regions:
+    text = render_default_config(origin, jurisdictions, database=database, tiles=tiles)
+    if not regions and tiles is None:
         return text
     where = str(root / CONFIG_NAME)
     names = [r.name for r in regions]
     targets.require_known_regions(Config.from_text(text, where), names)
-    text = render_default_config(origin, jurisdictions, database=database, region_settings=regions)
-    targets.require_empty_buckets(root, Config.from_text(text, where), names)
+    text = render_default_config(
+        origin, jurisdictions, database=database, region_settings=regions, tiles=tiles
+    )
+    config = Config.from_text(text, where)
+    targets.require_empty_buckets(root, config, names)
+    targets.require_unused_tiles(root, config)
     return text
 
 

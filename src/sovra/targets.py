@@ -5,27 +5,41 @@ S3-compatible bucket per storage region, as ``sovra init`` and ``sovra migrate``
 regions share (endpoint, signing region, where the credentials are) come with them as
 :class:`S3Settings`, and end up in ``[regions.NAME]`` tables of ``sovra.toml``. Never a
 credential itself: the names of two environment variables, or a file only its owner reads.
-Before anything is written the buckets are checked (:func:`require_empty_buckets`):
-reachable, the credentials accepted, and no blob under the prefix yet.
+``--tiles FOLDER|s3://bucket[/prefix]`` says where the log is published as static tiles
+(``[log.tiles]``), a bucket with the same settings. Before anything is written the
+buckets are checked (:func:`require_empty_buckets`, :func:`require_unused_tiles`):
+reachable, the credentials accepted, and no blob, nor another log's checkpoint, there yet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sovra._regions import open_blob_store
-from sovra.config import Config, RegionConfig
+from sovra._regions import open_blob_store, open_tile_store
+from sovra.config import Config, RegionConfig, TilesConfig, check_tiles_location
 from sovra.errors import BadRequest, ConfigError
 from sovra.model import check_id
 
-__all__ = ["S3Settings", "parse_blobs", "require_empty_buckets", "require_known_regions"]
+__all__ = [
+    "TILES",
+    "S3Settings",
+    "parse_blobs",
+    "parse_tiles",
+    "require_empty_buckets",
+    "require_known_regions",
+    "require_unused_tiles",
+]
+
+TILES = "log.tiles"
+"""The name the tile bucket's settings go by (``--s3-endpoint log.tiles=URL``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class S3Settings:
-    """What every bucket named by ``--blobs`` shares (``[regions.NAME]`` keys)."""
+    """What every bucket named by ``--blobs`` and ``--tiles`` shares (``[regions.NAME]``
+    keys)."""
 
     endpoint: str | None = None
     signing_region: str = "us-east-1"
@@ -73,6 +87,54 @@ def parse_blobs(values: Sequence[str], settings: S3Settings) -> list[RegionConfi
             provider_home=settings.provider_home,
         )
     return list(regions.values())
+
+
+def parse_tiles(value: str, settings: S3Settings) -> TilesConfig:
+    """A ``--tiles`` value as ``[log.tiles]`` settings: a folder inside the deployment, or
+    ``s3://bucket[/prefix]`` with *settings*.
+
+    Raises:
+        ConfigError: neither a folder inside the deployment nor a valid S3 URL.
+    """
+    check_tiles_location(value, "--tiles")
+    if not value.startswith("s3://"):
+        return TilesConfig(value)  # the bucket settings are the --blobs buckets'
+    return TilesConfig(value, bucket=RegionConfig(TILES, blobs=value, **asdict(settings)))
+
+
+def require_unused_tiles(root: Path, config: Config) -> None:
+    """Refuse a ``[log.tiles]`` place that holds a checkpoint already (another log's, or
+    an earlier deployment's): the publisher would replace it. A bucket is read, so one
+    that cannot be reached or refuses the credentials is refused too.
+
+    Raises:
+        ConfigError: a checkpoint is there, the folder is a file, or the bucket is
+            missing or refuses the credentials.
+        Unavailable: the bucket's endpoint cannot be reached.
+    """
+    tiles = config.log_tiles
+    if tiles is None:
+        return
+    if not tiles.is_s3:
+        folder = root / tiles.location
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--tiles {tiles.location!r}: {folder} is not a folder")
+        if (folder / "checkpoint").exists():
+            raise ConfigError(
+                f"{folder} already holds a log's checkpoint: publish each log to a place of its own"
+            )
+        return
+    store = open_tile_store(root, config)
+    assert store is not None
+    try:
+        held = store.get("checkpoint")
+    finally:
+        store.close()
+    if held is not None:
+        raise ConfigError(
+            f"{store.where} already holds a log's checkpoint: publish each log to a "
+            "bucket or prefix of its own"
+        )
 
 
 def require_known_regions(config: Config, names: Iterable[str]) -> None:

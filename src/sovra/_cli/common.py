@@ -48,6 +48,7 @@ __all__ = [
     "SigningRegion",
     "Sse",
     "SseKmsKeyId",
+    "Tiles",
     "Url",
     "VkeyOpt",
     "connect",
@@ -194,8 +195,22 @@ Blobs = Annotated[
         "the --s3-* options apply to every bucket named",
     ),
 ]
-# Each --s3-* option: VALUE for every bucket --blobs names, REGION=VALUE for one region.
-_PER_REGION = " (repeatable: VALUE for every --blobs bucket, REGION=VALUE for one)"
+Tiles = Annotated[
+    str | None,
+    typer.Option(
+        "--tiles",
+        metavar="FOLDER|s3://BUCKET/PREFIX",
+        help="publish the log as static C2SP tlog-tiles files ([log.tiles]): a folder "
+        "inside the deployment, or an S3-compatible bucket (reachable, holding no "
+        "checkpoint yet; the --s3-* options apply to it too)",
+    ),
+]
+# Each --s3-* option: VALUE for every bucket --blobs and --tiles name, REGION=VALUE for one
+# region, log.tiles=VALUE for the tile bucket.
+_PER_REGION = (
+    " (repeatable: VALUE for every bucket named, REGION=VALUE for one region, "
+    "log.tiles=VALUE for the --tiles bucket)"
+)
 
 Endpoint = Annotated[
     list[str] | None,

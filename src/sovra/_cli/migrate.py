@@ -26,7 +26,7 @@ from sovra._cli.common import (
     progress,
     usage,
 )
-from sovra._cli.targets import blob_regions
+from sovra._cli.targets import blob_regions, s3_options
 
 __all__ = ["migrate"]
 
@@ -81,20 +81,7 @@ def migrate(
     directory = given_deployment(directory, deployment)
     if database is None:
         usage("migrate needs --database postgresql://... (and --blobs REGION=s3://... per region)")
-    regions = blob_regions(
-        blobs,
-        {
-            "endpoint": s3_endpoint,
-            "signing_region": s3_signing_region,
-            "access_key_env": s3_access_key_env,
-            "secret_key_env": s3_secret_key_env,
-            "credentials_file": s3_credentials_file,
-            "sse": s3_sse,
-            "sse_kms_key_id": s3_sse_kms_key_id,
-            "provider": s3_provider,
-            "provider_home": s3_provider_home,
-        },
-    )
+    regions = blob_regions(blobs, s3_options(locals()))
     with progress("moving") as bar:
         tasks = {stage: bar.add_task(label, total=None) for stage, label in _STAGES.items()}
 
