@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from gateway import (  # beside this file: the script's folder is on sys.path
 from sovra.deployment import Deployment
 from sovra.errors import SovraError
 from sovra.gateway import AccessRequest, IngestItem
+from sovra.model import Principal
 
 READ = 400
 """Distinct records read back: under the default pack's 500 subjects an hour."""
@@ -112,6 +113,27 @@ def _threads(n: int, seconds: float, call: Callable[[int, int], None]) -> int:
     return sum(counts)
 
 
+@contextlib.contextmanager
+def warmed(prefix: str) -> Iterator[tuple[Deployment, Principal, list[str]]]:
+    """A fresh deployment with in-process custodians, its first batches done (tables,
+    caches, the scan helper started): the deployment, the service principal, and the
+    ids of the :data:`READ` records it ingested."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        root = Path(tmp) / "dep"
+        make_deployment(root, in_process=True)
+        dep = Deployment.open(root)
+        try:
+            gw = dep.gateway
+            svc = dep.store.get_principal(PRINCIPAL)
+            warm = gw.ingest_many(svc, _items(0, READ))
+            ids = [r.record_id for r in warm if not isinstance(r, SovraError)]
+            gw.access_many(svc, [AccessRequest(PURPOSE, record_ids=[r]) for r in ids[:50]])
+            time.sleep(1.5)  # the scan helper the first batch started: imports, tables
+            yield dep, svc, ids
+        finally:
+            dep.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -121,58 +143,46 @@ def main() -> None:
     chunks = 2 if args.quick else 10
     seconds = args.seconds or (2.0 if args.quick else 10.0)
     figures: dict[str, Any] = {"threads": args.threads}
-    with tempfile.TemporaryDirectory(prefix="sovra-flow-costs-") as tmp:
-        root = Path(tmp) / "dep"
-        make_deployment(root, in_process=True)
-        dep = Deployment.open(root)
-        try:
-            gw = dep.gateway
-            svc = dep.store.get_principal(PRINCIPAL)
-            warm = gw.ingest_many(svc, _items(0, READ))  # first use: tables, caches
-            ids = [r.record_id for r in warm if not isinstance(r, SovraError)]
-            gw.access_many(svc, [AccessRequest(PURPOSE, record_ids=[r]) for r in ids[:50]])
-            time.sleep(1.5)  # the scan helper the first batch started: imports, tables
+    with warmed("sovra-flow-costs-") as (dep, svc, ids):
+        gw = dep.gateway
 
-            def batch_ingest() -> int:
-                return sum(
-                    not isinstance(r, SovraError)
-                    for k in range(chunks)
-                    for r in gw.ingest_many(svc, _items(1000 * (k + 1), 1000))
-                )
+        def batch_ingest() -> int:
+            return sum(
+                not isinstance(r, SovraError)
+                for k in range(chunks)
+                for r in gw.ingest_many(svc, _items(1000 * (k + 1), 1000))
+            )
 
-            requests = [AccessRequest(PURPOSE, record_ids=[ids[i % len(ids)]]) for i in range(1000)]
+        requests = [AccessRequest(PURPOSE, record_ids=[ids[i % len(ids)]]) for i in range(1000)]
 
-            def batch_access() -> int:
-                return sum(
-                    not isinstance(r, SovraError)
-                    for _ in range(chunks)
-                    for r in gw.access_many(svc, requests)
-                )
+        def batch_access() -> int:
+            return sum(
+                not isinstance(r, SovraError)
+                for _ in range(chunks)
+                for r in gw.access_many(svc, requests)
+            )
 
-            def ingest(t: int, i: int) -> None:
-                gw.ingest(svc, subject_id=f"t{t}-{i}", jurisdiction=JURISDICTION, content=RECORD)
+        def ingest(t: int, i: int) -> None:
+            gw.ingest(svc, subject_id=f"t{t}-{i}", jurisdiction=JURISDICTION, content=RECORD)
 
-            def access(t: int, i: int) -> None:
-                rid = ids[(t * 25 + i) % len(ids)]
-                gw.access(svc, purpose=PURPOSE, record_ids=[rid])
+        def access(t: int, i: int) -> None:
+            rid = ids[(t * 25 + i) % len(ids)]
+            gw.access(svc, purpose=PURPOSE, record_ids=[rid])
 
-            phases: dict[str, Callable[[], int]] = {
-                "batch_ingest": batch_ingest,
-                "batch_access": batch_access,
-                "thread_ingest": lambda: _threads(args.threads, seconds, ingest),
-                "thread_access": lambda: _threads(args.threads, seconds, access),
-            }
-            for name, run in phases.items():
-                got = _measured(run)
-                for key, value in got.items():
-                    figures[f"{name}_{key}"] = value
-                print(
-                    f"{name}: {got['us']} us CPU per record ({got['sys_us']} system), "
-                    f"{got['per_s']}/s",
-                    file=sys.stderr,
-                )
-        finally:
-            dep.close()
+        phases: dict[str, Callable[[], int]] = {
+            "batch_ingest": batch_ingest,
+            "batch_access": batch_access,
+            "thread_ingest": lambda: _threads(args.threads, seconds, ingest),
+            "thread_access": lambda: _threads(args.threads, seconds, access),
+        }
+        for name, run in phases.items():
+            got = _measured(run)
+            for key, value in got.items():
+                figures[f"{name}_{key}"] = value
+            print(
+                f"{name}: {got['us']} us CPU per record ({got['sys_us']} system), {got['per_s']}/s",
+                file=sys.stderr,
+            )
     print(json.dumps(figures))
 
 

@@ -340,7 +340,10 @@ class Gateway:
         if not isinstance(content, str):
             raise BadRequest(f"content must be text, not {type(content).__name__}")
         rules = self.config.jurisdiction(jurisdiction)
-        subject = self.commitment(jurisdiction, item.subject_id)
+        # self.commitment() without looking the jurisdiction up again.
+        subject = subject_commitment(
+            self._secret, jurisdiction, check_id(item.subject_id, "subject id")
+        )
         plan, scan_required = self._rules.rules(
             rules, None if purpose is None else check_purpose(purpose)
         )
@@ -638,7 +641,7 @@ class Gateway:
                 if a.error is not None:
                     continue
                 try:
-                    a.metas = self._targets(a.principal, a.request, a.action, found)
+                    a.metas = self._targets(a.principal, a.request, a.action, found, a.named)
                     if any(m.header.content_type == CLIENT_SEALED_CONTENT_TYPE for m in a.metas):
                         raise BadRequest(
                             "client-sealed records open only on the client: use sealed access"
@@ -1056,17 +1059,20 @@ class Gateway:
         request: AccessRequest,
         action: str,
         loaded: Mapping[str, RecordMeta] | None = None,
+        named: list[str] | None = None,
     ) -> list[RecordMeta]:
         """The records a request selects; a selection over the per-request cap is refused
         by the policy stage and logged, before any record is loaded. Records named by id
-        are taken from *loaded* when given (a batch loads them all at once).
+        are taken from *loaded* when given (a batch loads them all at once); *named* is
+        what :meth:`_selection` returned for the request, when a batch checked it already.
 
         Raises:
             BadRequest: not exactly one kind of target, or an unknown jurisdiction.
             NotFound: a named record does not exist, or the selection is empty.
             Denied: over ``max_records_per_request`` records (logged).
         """
-        named = self._selection(principal, request, action)
+        if named is None:
+            named = self._selection(principal, request, action)
         purpose, subjects, jurisdiction = request.purpose, request.subjects, request.jurisdiction
         limit = self.config.max_records_per_request
 
