@@ -11,6 +11,12 @@ the auditor holds. Nothing the files say is trusted.
 A static copy publishes one checkpoint, the newest it covers (with the cosignatures it
 carries, if any); the log size it states is that checkpoint's, so an audit of it proves
 what it covers, and says nothing of entries the gateway holds but has not published yet.
+
+A publisher may delete a partial tile once the full tile is there (C2SP tlog-tiles), so
+one read mid-way, after a newer checkpoint replaced the one read first, may be gone: the
+full tile is fetched instead and cut to the partial width (its first W hashes, or first W
+entries, are the partial tile's), as the spec lets a client do. The audit checks those
+bytes as it checks any.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sovra_verify.errors import BadRequest, NotFound, Unavailable
+from sovra_verify._merkle import HASH_SIZE
+from sovra_verify.errors import BadRequest, Denied, NotFound, SovraError, Unavailable
 from sovra_verify.remote import MAX_ANSWER_BYTES, LogReader
 from sovra_verify.tiles import parse_tile_path
 
@@ -70,8 +77,33 @@ class _StaticCopy:
         return self.checkpoint()
 
     def log_file(self, path: str) -> bytes:
-        """The bytes of a tile or entry bundle of the copy."""
-        return self._file(path)
+        """The bytes of a tile or entry bundle of the copy; a partial one no longer there
+        is cut from its full tile."""
+        try:
+            return self._file(path)
+        except (NotFound, Denied) as exc:  # a public bucket may answer 403 for a missing key
+            gone: SovraError = exc
+        if ".p/" not in path:
+            raise gone
+        level, _, width = parse_tile_path(path)
+        try:
+            full = self._file(path.split(".p/", 1)[0])
+        except (NotFound, Denied):
+            raise gone from None
+        return _cut(full, level, width)
+
+
+def _cut(full: bytes, level: int | None, width: int) -> bytes:
+    """The first *width* hashes of a hash tile, or entries of a bundle (level None); the
+    bytes as they are when they hold fewer (the audit then names what is wrong)."""
+    if level is not None:
+        return full[: width * HASH_SIZE]
+    at = 0
+    for _ in range(width):
+        if at + 2 > len(full):
+            return full
+        at += 2 + int.from_bytes(full[at : at + 2], "big")
+    return full[:at]
 
 
 class StaticSite(_StaticCopy, LogReader):

@@ -31,14 +31,15 @@ from typer.testing import CliRunner
 from sovra.cli import app as cli
 from sovra.config import Config
 from sovra.deployment import CONFIG_NAME, Deployment
-from sovra.errors import ConfigError, IntegrityError, Unavailable
+from sovra.errors import ConfigError, IntegrityError, NotFound, Unavailable
 from sovra.ledger import MemoryLogStorage, NoteSigner, TransparencyLog
 from sovra.ledger.tiles_publish import TilePublisher
-from sovra.ledger.tiles_store import IMMUTABLE, FolderTileStore, S3TileStore
+from sovra.ledger.tiles_store import IMMUTABLE, FolderTileStore, S3TileStore, TileStore
 from sovra.server import create_app
 from sovra.store.s3 import parse_s3_url
 from sovra_verify.cli import EXIT_UNVERIFIED, main
-from sovra_verify.tiles import entries_path, tile_path
+from sovra_verify.static import static_log
+from sovra_verify.tiles import audit_tiles, entries_path, tile_path
 
 ORIGIN = "tiles.sovra.example/published"
 SIGNER = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
@@ -269,6 +270,7 @@ def test_publish_tiles_backfills_an_existing_deployment(
     assert entries_path(0, facts["size"]) in refused.output
     repaired = runner.invoke(cli, ["log", "publish-tiles", "-d", str(root), "--repair", "--json"])
     assert repaired.exit_code == 0, repaired.output
+    assert json.loads(repaired.output)["partials_removed"] == 0  # the log is one partial tile
     assert main(["tiles", str(folder), "--vkey", vkey]) == 0, capsys.readouterr()
 
 
@@ -457,3 +459,115 @@ def test_the_server_serves_from_its_database_while_the_bucket_refuses_writes(
     finally:
         del os.environ["TILES_TEST_ACCESS"], os.environ["TILES_TEST_SECRET"]
     assert main(["tiles", _url(public_bucket), "--vkey", vkey]) == 0, capsys.readouterr()
+
+
+# -- partial tiles removed once their full tile is there ----------------------------------------
+
+
+@pytest.fixture(params=["folder", pytest.param("bucket", marks=pytest.mark.s3)])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[TileStore, str]:
+    """A tile store (a folder, or a prefix of the public bucket) and where a reader reads it."""
+    if request.param == "folder":
+        return FolderTileStore(tmp_path / "tiles"), str(tmp_path / "tiles")
+    bucket = request.getfixturevalue("public_bucket")
+    return _s3_store(bucket), _url(bucket)
+
+
+def _holds(store: TileStore, *paths: str) -> list[bool]:
+    return [store.get(path) is not None for path in paths]
+
+
+def test_partial_tiles_go_once_their_full_tile_is_there(
+    place: tuple[TileStore, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, source = place
+    log = _log()
+    publisher = TilePublisher(log, store)
+    _grow(log, 300)
+    publisher.publish()
+    old_note = log.latest_checkpoint()
+    _grow(log, 10)
+    assert publisher.publish().removed == 0
+    # Tile 1 is still partial: both of its widths stay (an older checkpoint names the first).
+    older = [tile_path(0, 1, 44), entries_path(1, 44), tile_path(0, 1, 54), entries_path(1, 54)]
+    assert _holds(store, *older) == [True] * 4
+    _grow(log, 290)  # 600: tile 1 full, tile 2 partial
+    result = publisher.publish()
+    assert result.removed == 4
+    assert _holds(store, *older) == [False] * 4
+    assert store.partials(tile_path(0, 1)) == [] and store.partials(entries_path(1)) == []
+    # What the checkpoint names stays: the full tile 1, the partial tile 2 and level 1's.
+    named = [tile_path(0, 1), entries_path(1), tile_path(0, 2, 88), entries_path(2, 88)]
+    assert _holds(store, *named, tile_path(1, 0, 2)) == [True] * 5
+    assert _holds(store, tile_path(1, 0, 1)) == [True]  # level 1's tile 0 is not full yet
+    code, said = _verify(source, capsys)
+    assert code == 0 and "verified 600 entries" in said, said
+    report = _aics(source)
+    assert report["exit"] == 0 and report["tiles_ok"] is True, report
+    # A reader who read the checkpoint of 310 before this round finds its partial tiles
+    # gone, and reads them from the full ones: the audit of that checkpoint still holds.
+    copy = static_log(source)
+    with pytest.raises(NotFound):
+        copy._file(tile_path(0, 1, 54))
+    audit = audit_tiles(copy.log_file, [old_note, log.latest_checkpoint()], SIGNER.vkey)
+    audit.check()
+    assert (audit.size, audit.checkpoints) == (600, 2)
+
+
+def test_repair_removes_partial_tiles_a_round_left_behind(
+    place: tuple[TileStore, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, source = place
+    log = _log()
+    _grow(log, 512)
+    TilePublisher(log, store).publish()
+    # A replica wrote the files of size 600 and stopped before its checkpoint.
+    _grow(log, 88)
+    stray = [tile_path(0, 2, 88), entries_path(2, 88)]
+    for level, path in ((0, stray[0]), (None, stray[1])):
+        data = log.tile(0, 2, 88) if level == 0 else log.entry_bundle(2, 88)
+        store.put_once(path, data)
+    _grow(log, 200)  # 800: tile 2 full
+    result = TilePublisher(log, store).publish()
+    # The store's checkpoint (512) named no partial tile at level 0: the stray ones stay.
+    assert (result.size, result.removed) == (800, 0)
+    assert _holds(store, *stray) == [True, True]
+    repaired = TilePublisher(log, store).publish(repair=True)
+    assert (repaired.files, repaired.removed) == (0, 2)
+    assert _holds(store, *stray) == [False, False]
+    assert _holds(store, tile_path(0, 3, 32), entries_path(3, 32)) == [True, True]
+    assert set(store.partials()) == {
+        tile_path(0, 3, 32),
+        entries_path(3, 32),
+        tile_path(1, 0, 2),
+        tile_path(1, 0, 3),
+    }
+    code, said = _verify(source, capsys)
+    assert code == 0 and "verified 800 entries" in said, said
+
+
+def test_a_removal_that_fails_leaves_the_copy_whole(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sovra.ledger")
+    folder = tmp_path / "tiles"
+    log = _log()
+    publisher = TilePublisher(log, FolderTileStore(folder))
+    _grow(log, 300)
+    publisher.publish()
+    # Something that is not a folder of partial tiles sits where tile 1's are.
+    partials = folder / "tile" / "0" / "001.p"
+    for child in partials.iterdir():
+        child.unlink()
+    partials.rmdir()
+    partials.write_text("not a folder")
+    _grow(log, 300)
+    result = publisher.publish()
+    assert (result.size, result.checkpoint, result.removed) == (600, True, 0)
+    assert "old partial tiles could not be removed" in caplog.text
+    assert str(partials) in caplog.text
+    assert _verify(str(folder), capsys)[0] == 0
+    with pytest.raises(ConfigError, match=r"001\.p"):
+        publisher.publish(repair=True)
+    partials.unlink()
+    assert publisher.publish(repair=True).removed == 1  # entries/001.p/44

@@ -289,9 +289,11 @@ def log_publish_tiles(
 
     Backfills an existing log (or catches up after the store was unreachable): writes
     every C2SP tlog-tiles file the store lacks, up to the log's newest checkpoint, then
-    the checkpoint. Files already there with the same bytes are left alone; one with
-    other bytes is refused (exit 3) unless --repair. `sovra serve` does the same in the
-    background as the log grows.
+    the checkpoint, then removes the partial tiles whose full tile it holds and that the
+    checkpoint no longer names. Files already there with the same bytes are left alone;
+    one with other bytes is refused (exit 3) unless --repair, which also removes every
+    partial tile left behind whose full tile is there. `sovra serve` does the same in
+    the background as the log grows.
     """
     from sovra._regions import open_tile_store
     from sovra.config import Config
@@ -326,12 +328,14 @@ def log_publish_tiles(
         "files_written": result.files,
         "bytes_written": result.bytes,
         "checkpoint_replaced": result.checkpoint,
+        "partials_removed": result.removed,
     }
     if as_json:
         print_json(facts)
         return
     out.print(
         f"[bold green]published[/] the log up to size {result.size} (was {result.previous}) "
-        f"to {store.where}: {result.files} files, {result.bytes} bytes written",
+        f"to {store.where}: {result.files} files, {result.bytes} bytes written, "
+        f"{result.removed} partial tiles removed",
         highlight=False,
     )

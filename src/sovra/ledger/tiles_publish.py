@@ -11,9 +11,20 @@ One round of :meth:`TilePublisher.publish`:
    tiles holding the size published before, up to N, at every level; full tiles and
    partial tiles alike are written once, as their paths never change their bytes;
 3. replace the store's checkpoint by this one, unless the store holds a larger one
-   (another replica published further meanwhile).
+   (another replica published further meanwhile);
+4. remove the partial tiles and bundles that the tree of N has made full: those of the
+   tiles that were partial in the checkpoint the store held before (this round's start,
+   and the one the swap found), at every level.
 
 The checkpoint is written last, so a reader who follows it finds every file it needs.
+Partial tiles go only after it, and only those whose full tile the store holds and that
+neither it nor any later checkpoint names (C2SP tlog-tiles allows a log to delete a partial
+tile once its full tile is available). A reader who fetched the checkpoint before may
+then find a partial tile gone; the full tile is there, and its first W hashes are that
+partial tile (``sovra-verify tiles`` falls back to it, as the spec lets clients do).
+Partial tiles a round did not remove (a round cut short after its checkpoint, or another
+replica's of a size never published) stay until ``--repair``, which lists the store and
+removes every one whose full tile is there.
 A round that fails (the bucket unreachable, a write refused) loses nothing: the entries
 are in the database, the store's checkpoint still names what it fully holds, and the
 next round starts from the size published last and catches up. The server runs the
@@ -36,7 +47,13 @@ from sovra.ledger.log import TransparencyLog
 from sovra.ledger.tiles_store import TileStore
 from sovra_verify.checkpoint import Checkpoint
 from sovra_verify.note import NoteVerifier, open_note
-from sovra_verify.tiles import TILE_WIDTH, entries_path, tile_level_count, tile_path
+from sovra_verify.tiles import (
+    TILE_WIDTH,
+    entries_path,
+    parse_tile_path,
+    tile_level_count,
+    tile_path,
+)
 
 __all__ = ["Published", "TilePublisher"]
 
@@ -56,6 +73,7 @@ class Published:
         files: tiles and entry bundles written (files already there are not counted).
         bytes: their bytes.
         checkpoint: whether the store's checkpoint was replaced.
+        removed: partial tiles and bundles removed, their full ones being there.
     """
 
     size: int
@@ -63,6 +81,7 @@ class Published:
     files: int
     bytes: int
     checkpoint: bool
+    removed: int = 0
 
 
 class TilePublisher:
@@ -136,7 +155,8 @@ class TilePublisher:
 
         Args:
             progress: called with ``(files done, files to write)``.
-            repair: replace files the store holds with other bytes than the log's.
+            repair: replace files the store holds with other bytes than the log's, and
+                remove every partial tile whose full tile the store holds.
 
         Raises:
             IntegrityError: the store holds other bytes at a path than the log (without
@@ -156,6 +176,17 @@ class TilePublisher:
         start = self._published
         if size <= start and not repair:
             return Published(start, start, 0, 0, False)
+        files, written = self._write(start, size, progress, repair)
+        swapped, seen = self._swap(note.encode(), size)
+        self._published = size
+        removed = self._clean([start, *seen], size, repair)
+        return Published(size, start, files, written, swapped, removed)
+
+    def _write(
+        self, start: int, size: int, progress: Progress | None, repair: bool
+    ) -> tuple[int, int]:
+        """Write the files the tree of *size* has and that of *start* has not; how many
+        were written (not there yet) and their bytes."""
         jobs = _files(start, size)
         done = [0, 0]  # files written, bytes
         count = [0]
@@ -186,20 +217,71 @@ class TilePublisher:
         else:
             for job in jobs:
                 write(job)
-        encoded = note.encode()
+        return done[0], done[1]
+
+    def _swap(self, encoded: bytes, size: int) -> tuple[bool, list[int]]:
+        """Replace the store's checkpoint by *encoded* (of *size*) unless it holds one as
+        large; whether it was replaced, and the sizes of this log's checkpoints found."""
+        seen: list[int] = []
 
         def newer(current: bytes | None) -> bytes | None:
             if current is not None and current != encoded:
                 try:
-                    if self._size_of(current) >= size:
-                        return None  # another publisher went as far or further
+                    held = self._size_of(current)
                 except IntegrityError:
                     pass  # not this log's: replace it
+                else:
+                    seen.append(held)
+                    if held >= size:
+                        return None  # another publisher went as far or further
             return None if current == encoded else encoded
 
-        swapped = self._store.swap_checkpoint(newer)
-        self._published = size
-        return Published(size, start, done[0], done[1], swapped)
+        return self._store.swap_checkpoint(newer), seen
+
+    def _clean(self, before: list[int], size: int, repair: bool) -> int:
+        """Remove the partial tiles that were the newest of their level in a tree of one
+        of the sizes *before* (or, with *repair*, any) and are full in the tree of *size*;
+        how many. Run after the swap: the store's checkpoint is of *size* or more, so it
+        names none of them, and the round wrote (or found) their full tiles.
+
+        Raises:
+            SovraError: with *repair*, a listing or a removal failed (without, it is
+                logged: the copy is whole, and a partial tile left over harms no reader).
+        """
+        removed = [0]
+        try:
+            if repair:
+                stale = self._store.partials()
+            else:
+                stale = [
+                    path for full in _filled(before, size) for path in self._store.partials(full)
+                ]
+            self._remove(stale, size, removed)
+        except SovraError as exc:
+            if repair:
+                raise
+            _logger.warning(
+                "the log's tiles are published to %s, but old partial tiles could not be "
+                "removed (`sovra log publish-tiles --repair` removes them): %s",
+                self._store.where,
+                exc.diagnostics(),
+            )
+        return removed[0]
+
+    def _remove(self, paths: list[str], size: int, removed: list[int]) -> None:
+        """Delete those of *paths* whose tile is full in the tree of *size* and whose full
+        tile the store holds, counting them in *removed*."""
+        present: dict[str, bool] = {}
+        for path in paths:
+            level, index, _ = parse_tile_path(path)
+            if (index + 1) * TILE_WIDTH > tile_level_count(size, level or 0):
+                continue  # still the newest tile of its level: a checkpoint may name it
+            full = path.split(".p/", 1)[0]
+            if full not in present:
+                present[full] = self._store.get(full) is not None
+            if present[full]:
+                self._store.delete(path)
+                removed[0] += 1
 
     @contextmanager
     def running(
@@ -252,6 +334,23 @@ class TilePublisher:
         finally:
             stop.set()
             thread.join()
+
+
+def _filled(sizes: list[int], size: int) -> list[str]:
+    """The paths of the full tiles and bundles that were partial in a tree of one of
+    *sizes* and are full in the tree of *size*."""
+    paths: dict[str, None] = {}
+    for old in sizes:
+        level = 0
+        while tile_level_count(old, level):
+            count = tile_level_count(old, level)
+            index = count // TILE_WIDTH
+            if count % TILE_WIDTH and (index + 1) * TILE_WIDTH <= tile_level_count(size, level):
+                if level == 0:
+                    paths[entries_path(index)] = None
+                paths[tile_path(level, index)] = None
+            level += 1
+    return list(paths)
 
 
 def _files(start: int, size: int) -> list[tuple[int | None, int, int]]:

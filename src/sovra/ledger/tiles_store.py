@@ -10,7 +10,10 @@ with no sovra code. Two kinds of file, two kinds of write:
   same bytes is left as it is, one with other bytes is an
   :class:`~sovra.errors.IntegrityError` naming it (altered in the store, or another log's);
 - the checkpoint is replaced, by compare-and-swap (:meth:`TileStore.swap_checkpoint`):
-  two publishers (replicas) never move it back to a smaller tree.
+  two publishers (replicas) never move it back to a smaller tree;
+- a partial tile is removed (:meth:`TileStore.delete`) once its full tile is there and
+  the checkpoint no longer names it (the publisher decides when: see
+  :mod:`sovra.ledger.tiles_publish`); :meth:`TileStore.partials` finds them.
 
 The S3 store writes with ``If-None-Match: *`` and ``If-Match: <etag>`` and sets each
 object's ``Cache-Control`` (a year and ``immutable`` for tiles, ``no-cache`` for the
@@ -22,6 +25,7 @@ credentials, a missing bucket or a denied write.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import os
@@ -31,8 +35,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sovra.errors import ConfigError, IntegrityError
+from sovra.errors import BadRequest, ConfigError, IntegrityError
 from sovra.store.s3 import S3Location, s3_call, s3_client, sse_arguments
+from sovra_verify.tiles import parse_tile_path
 
 __all__ = [
     "CHECKPOINT",
@@ -95,9 +100,46 @@ class TileStore(Protocol):
         """
         ...
 
+    def partials(self, full: str | None = None) -> list[str]:
+        """The paths of the partial tiles and bundles the store holds: those of the full
+        tile or bundle *full* (``<full>.p/<W>``), or every one. Anything else is left out.
+
+        Raises:
+            Unavailable: the store cannot be reached.
+            ConfigError: the store refuses the listing.
+        """
+        ...
+
+    def delete(self, path: str) -> None:
+        """Remove the file *path* (a partial tile or bundle); one not there is no error.
+        MUST NOT be asked to remove the checkpoint.
+
+        Raises:
+            Unavailable: the store cannot be reached.
+            ConfigError: the store refuses the removal.
+        """
+        ...
+
     def close(self) -> None:
         """Release connections; calling it twice is harmless."""
         ...
+
+
+def _partial(path: str) -> bool:
+    """Whether *path* is the canonical path of a partial tile or bundle."""
+    if ".p/" not in path:
+        return False
+    try:
+        parse_tile_path(path)
+    except BadRequest:
+        return False
+    return True
+
+
+def _not_checkpoint(path: str) -> str:
+    if path == CHECKPOINT:
+        raise ConfigError("the checkpoint is replaced, never deleted")
+    return path
 
 
 def _differs(where: str, path: str) -> IntegrityError:
@@ -202,6 +244,34 @@ class FolderTileStore:
                 return True
         except OSError as exc:
             raise ConfigError(f"cannot write {target}: {exc.strerror}") from None
+
+    def partials(self, full: str | None = None) -> list[str]:
+        """The partial files under ``<full>.p/`` (or under ``tile/``), by their paths."""
+        if full is not None:
+            folders = [self._path(full + ".p")]
+        else:
+            folders = sorted(self._root.joinpath("tile").rglob("*.p"))
+        found = []
+        for folder in folders:
+            try:
+                names = sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise ConfigError(f"cannot list {folder}: {exc.strerror}") from None
+            base = folder.relative_to(self._root).as_posix()
+            found += [f"{base}/{name}" for name in names if _partial(f"{base}/{name}")]
+        return found
+
+    def delete(self, path: str) -> None:
+        """Unlink *path*, and its ``.p`` folder once empty."""
+        target = self._path(_not_checkpoint(path))
+        try:
+            target.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot remove {target}: {exc.strerror}") from None
+        with contextlib.suppress(OSError):  # not empty (other widths), or gone already
+            target.parent.rmdir()
 
     def _sync_folders(self) -> None:
         """Make the new files' names durable before the checkpoint that covers them."""
@@ -326,6 +396,29 @@ class S3TileStore:
         raise ConfigError(
             f"the checkpoint in {self._where} kept changing under this publisher; is another "
             "log publishing into the same place?"
+        )
+
+    def partials(self, full: str | None = None) -> list[str]:
+        """The partial objects under ``<full>.p/`` (or under ``tile/``): one listing."""
+        prefix = self._location.prefix
+        under = prefix + (f"{full}.p/" if full is not None else "tile/")
+        pages = self._client.get_paginator("list_objects_v2")
+        keys: list[str] = self._call(
+            "list the partial tiles",
+            lambda: [
+                obj["Key"]
+                for page in pages.paginate(Bucket=self._location.bucket, Prefix=under)
+                for obj in page.get("Contents", [])
+            ],
+        )
+        return [key[len(prefix) :] for key in keys if _partial(key[len(prefix) :])]
+
+    def delete(self, path: str) -> None:
+        """Delete the object *path* (S3 answers a missing key as deleted)."""
+        key = self._location.prefix + _not_checkpoint(path)
+        self._call(
+            f"delete {path}",
+            lambda: self._client.delete_object(Bucket=self._location.bucket, Key=key),
         )
 
     def close(self) -> None:
