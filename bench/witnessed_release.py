@@ -10,7 +10,8 @@ witnesses (C2SP tlog-cosignature, :mod:`sovra.keys.witnessed`), receipts from a 
 (``sovra.server.witness``) and reached with ``WitnessClient`` (C2SP tlog-witness).
 Decisions are logged 128 per batch; for each batch the gateway's
 :class:`~sovra.release_proofs.ReleaseProofs` sends the log's checkpoint to the three
-witnesses at once (one round trip, ``add-checkpoint`` with a consistency proof), then one
+witnesses at once (one round trip, ``add-checkpoint`` with a consistency proof; the
+round goes on once two have cosigned, the custodian's quorum), then one
 key is released per decision, each against its tlog-proof. ``witnessed_unwrap_per_s``
 counts keys per second with the round trips included; ``witnessed_unwrap_p99_ms`` is the
 p99 of one unwrap call; ``witness_round_trip_ms_*`` the per-batch round trip; ``*_cpu_us``
@@ -22,7 +23,8 @@ Gateway (``gateway_access_*``): three deployments made by ``sovra init --custodi
 in-process``, identical but for the custodian's ``<J>.witnesses`` policy (2 of 3) and the
 gateway's ``release_proofs``: none; witnesses as ``sovra witness serve`` processes on
 loopback, as independent witnesses run (``gateway_access_*``); witnesses called directly in
-this process (``*_inprocess_witnesses_*``). 16 threads call ``Gateway.access`` (one record
+this process (``*_inprocess_witnesses_*``); a round goes on once two of the three have
+cosigned (the custodian's quorum). 16 threads call ``Gateway.access`` (one record
 each) back to back, rounds alternating between the three; then ``Gateway.access_many``
 with 1,000 requests a call. ``*_ratio`` is on / off (the target is at least 0.8),
 ``*_cpu_us`` the CPU of this process per access, ``*_per_round_trip`` how many accesses one
@@ -191,7 +193,8 @@ class _Side:
         tmp, name, log_key = self._tmp, self._name, self._log_key
         policy = None
         if witnesses is not None:
-            self.proofs = ReleaseProofs(self.log, witnesses)
+            # The custodian's quorum: a round goes on once two of the three cosigned.
+            self.proofs = ReleaseProofs(self.log, witnesses, quorum=2)
             policy = ReleasePolicy.of([w.vkey for w in witnesses], 2, 60)
         path = tmp / name / "PL.key"
         path.parent.mkdir()
@@ -256,7 +259,8 @@ def bench_unwrap(quick: bool) -> dict[str, Any]:
                     keys, seconds = side.run(batches)
                     best[name] = max(best[name], keys / seconds)
                     cpu_us[name] = min(cpu_us[name], side.cpu / keys * 1e6)
-        assert on.proofs is not None
+            assert on.proofs is not None
+            on.proofs.close()
         out = {
             "witnessed_unwrap_per_s": round(best["on"]),
             "witnessed_unwrap_p99_ms": round(_p(on.latencies, 0.99) * 1e3, 3),
@@ -318,7 +322,8 @@ class _Gateway:
         stack.callback(self.dep.close)
         self.gw = self.dep.gateway
         if found:
-            self.proofs = self.gw.release_proofs = ReleaseProofs(self.gw.log, found)
+            self.proofs = self.gw.release_proofs = ReleaseProofs(self.gw.log, found, quorum=2)
+            stack.callback(self.proofs.close)
         self.svc = self.dep.store.get_principal("svc-pl")
         done = self.gw.ingest_many(
             self.svc, [IngestItem(f"s-{i}", "PL", RECORD) for i in range(400)]

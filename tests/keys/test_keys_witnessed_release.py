@@ -10,19 +10,27 @@ operator holding the log key would make them.
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sovra.errors import ConfigError, Denied, Unavailable
+from sovra.errors import ConfigError, Denied, SovraError, Unavailable
 from sovra.keys import LocalCustodian
 from sovra.keys.witnessed import ReleasePolicy, policy_path
 from sovra.ledger import CosignatureSigner, TransparencyLog, Witness
 from sovra.ledger.storage import MemoryLogStorage
+from sovra.ledger.tlog_witness import WitnessClient
 from sovra.model import Decision, RecordHeader, ReleaseAuthorization, subject_commitment
 from sovra.release_proofs import ReleaseProofs
+from sovra.server.background import running
+from sovra.server.witness import create_witness_app
 from sovra_verify.checkpoint import Checkpoint
 from sovra_verify.note import NoteSigner, sign_note
 from sovra_verify.proof import TlogProof
@@ -436,3 +444,108 @@ def test_a_remembered_checkpoint_is_still_held_to_the_age_and_the_proof_format(
     world.refused(third, "is stale: 0 of its 3 witness cosignatures")
     world.clock.ms += (MAX_AGE_S + 1) * 1000
     assert world.unwrap(third) == b"k" * 32
+
+
+class _SlowWitness(Witness):
+    """A real witness (its state on disk) that takes each request only once the test
+    opens *gate*: a witness slow to answer, as one with a slow disk or a long queue is."""
+
+    def __init__(self, gate: threading.Event, *args: Any) -> None:
+        super().__init__(*args)
+        self.gate = gate
+        self.asked: list[tuple[int, int]] = []  # (old size, checkpoint size) of each request
+        self.answered: list[str] = []  # "200" or the refusal's name, in order
+
+    def add_checkpoint(self, note: str, old_size: int, proof: Sequence[bytes]) -> str:
+        self.asked.append((old_size, Checkpoint.parse(note[: note.index("\n\n") + 1]).size))
+        assert self.gate.wait(timeout=60)
+        try:
+            cosigned = super().add_checkpoint(note, old_size, proof)
+        except SovraError as exc:
+            self.answered.append(type(exc).__name__)
+            raise
+        self.answered.append("200")
+        return cosigned
+
+
+def test_a_round_goes_on_at_quorum_and_a_slow_witness_catches_up(
+    world: World, tmp_path: Path
+) -> None:
+    """2 of 3 witnesses over tlog-witness HTTP, one of them slow: each round goes on once
+    the two quick ones cosigned, the slow one gets no second checkpoint while its first
+    is out, and once its answer is read (a 200, or a 409 naming the size it holds) its
+    next checkpoint goes from the size it holds, with a consistency proof."""
+    gate = threading.Event()
+    clock, vkey = world.clock, world.log.verifier_key
+    signers = [
+        CosignatureSigner(f"witness.test/q{n}", Ed25519PrivateKey.generate(), clock.seconds)
+        for n in range(3)
+    ]
+    quick = [Witness(s, [vkey], tmp_path / f"q{n}.json") for n, s in enumerate(signers[:2])]
+    slow = _SlowWitness(gate, signers[2], [vkey], tmp_path / "slow.json")
+    path = tmp_path / "q" / "PL.key"
+    path.parent.mkdir()
+    LocalCustodian.create(path, "PL", world.log_key.public_key()).close()
+    policy = ReleasePolicy.of([s.vkey for s in signers], 2, MAX_AGE_S)
+    policy_path(path).write_bytes(policy.to_json())
+    custodian = LocalCustodian.open(path, "PL", world.log_key.public_key(), clock=clock)
+    wrapped = custodian.wrap(b"q" * 32, world.header)
+
+    def release(allow: ReleaseAuthorization) -> bytes:
+        return custodian.unwrap(wrapped, world.header, allow, REQUESTER)
+
+    def rounds_until_asked(old: int) -> tuple[int, int]:
+        """Rounds (each releasing at quorum) until the slow one gets a new request from
+        *old*: the round after its late answer reached this gateway; that request."""
+        start, deadline = len(slow.asked), time.monotonic() + 30
+        while not any(o == old for o, _ in slow.asked[start:]):
+            assert time.monotonic() < deadline, slow.asked
+            assert release(proofs.attach([world.decide()])[0]) == b"q" * 32
+        return slow.asked[-1]
+
+    def answers(n: int) -> list[str]:
+        deadline = time.monotonic() + 30
+        while len(slow.answered) < n:
+            assert time.monotonic() < deadline, slow.answered
+            time.sleep(0.01)
+        return slow.answered
+
+    with ExitStack() as stack:
+        urls = [stack.enter_context(running(create_witness_app(w))) for w in [*quick, slow]]
+        clients = [
+            WitnessClient(u, s.vkey, consistency=world.log.consistency_proof)
+            for u, s in zip(urls, signers, strict=True)
+        ]
+        proofs = ReleaseProofs(world.log, clients, quorum=2, timeout_s=30)
+        stack.callback(gate.set)  # first out: the servers stop once their requests end
+        stack.callback(lambda: [c.close() for c in clients])
+        stack.callback(proofs.close)
+        first = proofs.attach([world.decide()])[0]
+        assert release(first) == b"q" * 32
+        assert "\u2014 witness.test/q0 " in first.proof
+        assert "\u2014 witness.test/q2 " not in first.proof
+        size = world.log.size
+        assert slow.asked == [(0, size)] and slow.head(ORIGIN) is None
+        # More rounds while the slow one still holds the first: it is not asked again.
+        for _ in range(2):
+            assert release(proofs.attach([world.decide()])[0]) == b"q" * 32
+        assert slow.asked == [(0, size)]
+        gate.set()  # it answers the first checkpoint; a later round reads the answer
+        _, s2 = rounds_until_asked(size)  # from the size it holds, with a proof
+        assert answers(2) == ["200", "200"]  # no 409
+        _, s3 = rounds_until_asked(s2)
+        assert answers(3)[-1] == "200"
+        assert slow.head(ORIGIN) == (s3, world.log.root(s3))
+        # Another replica of the log moves it on; this gateway still believes it at s3,
+        # and its next request waits at the slow one and is answered late, with a 409.
+        world.decide()
+        moved = world.log.size
+        slow.add_checkpoint(world.log.checkpoint(), s3, world.log.consistency_proof(s3, moved))
+        gate.clear()
+        rounds_until_asked(s3)
+        gate.set()
+        _, last = rounds_until_asked(moved)  # the size its 409 named, with a proof
+        assert answers(6)[3:] == ["200", "OldSizeConflict", "200"]
+        assert slow.head(ORIGIN) == (last, world.log.root(last))
+        proofs.attach([world.decide()])  # all three may cosign again
+    assert custodian.journal()[-1].outcome == "released"

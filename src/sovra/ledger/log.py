@@ -429,14 +429,20 @@ class TransparencyLog:
         with self._tree_lock:
             return self._tree.consistency_proof(old_size, new_size)
 
-    def checkpoint(self) -> str:
+    def checkpoint(self, *, durable: bool = True) -> str:
         """Sign and store a checkpoint for the current size, unless the latest has it.
+
+        Args:
+            durable: False when every entry is known durable (their appends returned),
+                so that a note lost with a power failure loses nothing: the storage may
+                then keep it without a sync of its own (see
+                :meth:`LogStorage.add_checkpoint`).
 
         Returns:
             The checkpoint note covering every entry appended so far.
         """
         with self._write_lock:
-            return self._publish()
+            return self._publish(durable=durable)
 
     def _publish(self, *, durable: bool = True, reached: tuple[int, bytes] | None = None) -> str:
         """:meth:`checkpoint`'s work, for the tree as stored or, if given, as *reached*

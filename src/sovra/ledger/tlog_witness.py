@@ -27,6 +27,7 @@ import base64
 import binascii
 import http.client
 import re
+import selectors
 import ssl
 import threading
 from collections.abc import Callable, Sequence
@@ -371,8 +372,37 @@ class PendingCosignature:
         self._client, self._note, self._size = client, note, size
         self._old_size, self._exchange = old_size, exchange
 
-    def cosigned(self) -> str:
+    @property
+    def size(self) -> int:
+        """The size of the checkpoint sent."""
+        return self._size
+
+    def fileno(self) -> int:
+        """The connection's socket, readable once the answer has begun to arrive (for
+        :mod:`selectors`: a log reads its witnesses' answers in the order they come)."""
+        sock = self._exchange.conn.sock
+        return -1 if sock is None else int(sock.fileno())
+
+    def ready(self) -> bool:
+        """Whether the answer (or the connection's end) has arrived, so that
+        :meth:`cosigned` reads it without waiting for the witness."""
+        sock = self._exchange.conn.sock
+        if sock is None:
+            return True
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_READ)
+            return bool(selector.select(0))
+
+    def cosigned(self, *, retry: bool = True) -> str:
         """The note with the witness's cosignature (as :meth:`WitnessClient.add_checkpoint`).
+
+        Args:
+            retry: on a 409, send the checkpoint once more from the size the witness
+                names (if the client can prove consistency from it); without, the
+                :class:`OldSizeConflict` is raised (an answer read late, to a checkpoint
+                a newer one has replaced, is not worth a second request).
 
         Raises:
             SovraError: as :meth:`WitnessClient.add_checkpoint`.
@@ -380,7 +410,14 @@ class PendingCosignature:
         try:
             return self._client._answer(self._note, self._exchange)
         except OldSizeConflict as conflict:
+            if not retry:
+                raise
             return self._client._retry_from(conflict, self._note, self._size, self._old_size)
+
+    def abandon(self) -> None:
+        """Close the connection without reading the answer (the witness is too slow: it
+        may or may not have stored the checkpoint, which its next 409 tells)."""
+        self._exchange.conn.close()
 
 
 _HEADERS = {"Content-Type": "text/plain; charset=utf-8", "User-Agent": "sovra-log"}
