@@ -94,6 +94,7 @@ __all__ = [
     "default_principals",
     "open_log",
     "open_store",
+    "open_witnessed_log",
     "principal_entry",
     "run_as_gateway",
 ]
@@ -370,14 +371,7 @@ class Deployment:
             store.get_principal, store.spend_nonces, max_age_s=config.token_max_age_s, clock=clock
         )
         governance.restore_policy()  # the last logged activation, so a restart is no rollback
-        policy = load_policy(root / config.witness_policy) if config.witness_policy else None
-        cosignatures = CheckpointCosignatures(
-            log,
-            cosignature_store(log_storage),
-            config.witnesses,
-            quorum=None if policy else config.witness_quorum,
-            policy=policy,
-        )
+        cosignatures = _cosignatures(root, config, log, log_storage)
         witnessing = open_witnessing(log, cosignatures, timeout_s=config.witness_timeout_s)
         if witnessing is not None:  # custodians may then demand the allows' proofs
             gateway.release_proofs = ReleaseProofs.following(log, witnessing)
@@ -514,10 +508,43 @@ def open_log(root: Path, config: Config) -> TransparencyLog:
     Raises:
         ConfigError: the log's key or storage cannot be opened.
     """
-    return TransparencyLog(
-        _open_log_storage(root, config),
-        NoteSigner(config.origin, load_ed25519(root / "keys" / "log.key")),
-        config.origin,
+    return _open_log(root, config)[0]
+
+
+def _open_log(root: Path, config: Config) -> tuple[TransparencyLog, LogStorage]:
+    storage = _open_log_storage(root, config)
+    signer = NoteSigner(config.origin, load_ed25519(root / "keys" / "log.key"))
+    return TransparencyLog(storage, signer, config.origin), storage
+
+
+def open_witnessed_log(
+    root: Path, config: Config
+) -> tuple[TransparencyLog, CheckpointCosignatures]:
+    """The deployment's log and the cosignatures its witnesses (``[witnesses]``) gave it,
+    for commands that publish it beside the gateway (``sovra log publish-tiles``).
+
+    Raises:
+        ConfigError: the log's key or storage, or the witness policy, cannot be opened.
+    """
+    log, storage = _open_log(root, config)
+    try:
+        return log, _cosignatures(root, config, log, storage)
+    except BaseException:
+        log.close()
+        raise
+
+
+def _cosignatures(
+    root: Path, config: Config, log: TransparencyLog, storage: LogStorage
+) -> CheckpointCosignatures:
+    """The cosignatures of *log*'s checkpoints by the witnesses ``[witnesses]`` names."""
+    policy = load_policy(root / config.witness_policy) if config.witness_policy else None
+    return CheckpointCosignatures(
+        log,
+        cosignature_store(storage),
+        config.witnesses,
+        quorum=None if policy else config.witness_quorum,
+        policy=policy,
     )
 
 

@@ -223,6 +223,12 @@ def verify_cosignatures(
     checkpoint = verify_checkpoint(note, log)
     _, names = open_note(note, [log, *known])
     cosigned = [n for n in names if any(w.name == n for w in known)]
+    if not cosigned:
+        raise VerificationError(
+            f"checkpoint at size {checkpoint.size} carries no cosignature by the "
+            f"{len(known)} given witnesses ({quorum} required): its log published it "
+            "without them"
+        )
     if len(cosigned) < quorum:
         raise VerificationError(
             f"checkpoint at size {checkpoint.size} has {len(cosigned)} of the "

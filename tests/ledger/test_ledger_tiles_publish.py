@@ -9,6 +9,7 @@ without a key, as a CDN in front of a public bucket would serve it.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -30,9 +31,16 @@ from typer.testing import CliRunner
 
 from sovra.cli import app as cli
 from sovra.config import Config
-from sovra.deployment import CONFIG_NAME, Deployment
+from sovra.deployment import CONFIG_NAME, LOG_VKEY, Deployment
 from sovra.errors import ConfigError, IntegrityError, NotFound, Unavailable
-from sovra.ledger import MemoryLogStorage, NoteSigner, TransparencyLog
+from sovra.ledger import (
+    CheckpointCosignatures,
+    CosignatureSigner,
+    MemoryLogStorage,
+    NoteSigner,
+    TransparencyLog,
+    Witness,
+)
 from sovra.ledger.tiles_publish import TilePublisher
 from sovra.ledger.tiles_store import IMMUTABLE, FolderTileStore, S3TileStore, TileStore
 from sovra.server import create_app
@@ -63,8 +71,9 @@ def _verify(source: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     return code, printed.out + printed.err
 
 
-def _aics(source: str) -> dict[str, object]:
-    """aics-tlog's verify-checkpoint over the tiles at *source*: its JSON report."""
+def _aics(source: str, *more: str) -> dict[str, object]:
+    """aics-tlog's verify-checkpoint over the tiles at *source* (with *more* arguments):
+    its JSON report."""
     pytest.importorskip("aics_tlog", reason="scripts/bootstrap installs aics-tlog")
     ran = subprocess.run(
         [
@@ -76,6 +85,7 @@ def _aics(source: str) -> dict[str, object]:
             source,
             "--log-key",
             SIGNER.vkey,
+            *more,
         ],
         capture_output=True,
         text=True,
@@ -571,3 +581,148 @@ def test_a_removal_that_fails_leaves_the_copy_whole(
         publisher.publish(repair=True)
     partials.unlink()
     assert publisher.publish(repair=True).removed == 1  # entries/001.p/44
+
+
+# -- the witnesses' cosignatures on the published checkpoint ------------------------------------
+
+
+def _witness(log: TransparencyLog, name: str) -> Witness:
+    signer = CosignatureSigner(name, Ed25519PrivateKey.generate(), clock=lambda: 1_790_000_000)
+    return Witness(signer, [log.verifier_key])
+
+
+def _cosign(cosignatures: CheckpointCosignatures, witness: Witness, log: TransparencyLog) -> int:
+    """*witness* cosigns the log's newest checkpoint (from the size it holds); its size."""
+    note = log.latest_checkpoint()
+    assert note is not None
+    size = int(note.split("\n")[1])
+    held = witness.head(ORIGIN)
+    old = 0 if held is None else held[0]
+    proof = log.consistency_proof(old, size) if 0 < old < size else []
+    cosignatures.submit(witness.add_checkpoint(note, old, proof))
+    return size
+
+
+def _verify_witnessed(
+    source: str, capsys: pytest.CaptureFixture[str], *witnesses: Witness, quorum: int
+) -> tuple[int, str]:
+    args = ["tiles", source, "--vkey", SIGNER.vkey, "--quorum", str(quorum)]
+    for witness in witnesses:
+        args += ["--witness", witness.vkey]
+    code = main(args)
+    printed = capsys.readouterr()
+    return code, printed.out + printed.err
+
+
+def _aics_witnessed(source: str, *witnesses: Witness, quorum: int) -> dict[str, object]:
+    keys = [arg for w in witnesses for arg in ("--witness-key", w.vkey)]
+    return _aics(source, *keys, "--quorum", str(quorum))
+
+
+def test_the_copy_carries_the_checkpoint_its_witnesses_cosigned(
+    place: tuple[TileStore, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, source = place
+    storage = MemoryLogStorage()
+    log = TransparencyLog(storage, SIGNER, ORIGIN, publish_after_batch=True)
+    w1, w2 = _witness(log, "w1.example/witness"), _witness(log, "w2.example/witness")
+    cosignatures = CheckpointCosignatures(log, storage, [w1.vkey, w2.vkey], quorum=2)
+    publisher = TilePublisher(log, store, cosignatures)
+    _grow(log, 300)
+    # No checkpoint has the quorum yet: the newest is published, and said to carry none.
+    first = publisher.publish()
+    assert (first.size, first.cosignatures) == (300, 0)
+    assert _verify(source, capsys)[0] == 0
+    code, said = _verify_witnessed(source, capsys, w1, w2, quorum=2)
+    assert code == EXIT_UNVERIFIED, said
+    assert "carries no cosignature by the 2 given witnesses" in said, said
+    # w1 cosigns it: the same checkpoint, with w1's line, replaces the bare one.
+    _cosign(cosignatures, w1, log)
+    again = publisher.publish()
+    assert (again.size, again.files, again.checkpoint, again.cosignatures) == (300, 0, True, 1)
+    assert _verify_witnessed(source, capsys, w1, quorum=1)[0] == 0
+    code, said = _verify_witnessed(source, capsys, w1, w2, quorum=2)
+    assert code == EXIT_UNVERIFIED and "1 of the 2 witness cosignatures required" in said, said
+    # A publisher without witnesses never puts the bare checkpoint back.
+    bare = TilePublisher(log, store).publish()
+    assert (bare.size, bare.checkpoint) == (300, False)
+    assert _verify_witnessed(source, capsys, w1, quorum=1)[0] == 0
+    # With both lines the quorum is met, for either verifier.
+    _cosign(cosignatures, w2, log)
+    both = publisher.publish()
+    assert (both.checkpoint, both.cosignatures) == (True, 2)
+    code, said = _verify_witnessed(source, capsys, w1, w2, quorum=2)
+    assert code == 0 and "cosigned checkpoint at size 300: 2 trusted witnesses" in said, said
+    report = _aics_witnessed(source, w1, w2, quorum=2)
+    assert report["exit"] == 0 and report["tiles_ok"] is True, report
+    assert report["cosignatures"] == 2, report
+    # The log grows: the copy stays at the cosigned checkpoint until the quorum cosigns
+    # a newer one, then moves to it, tiles and all.
+    _grow(log, 10)
+    log.checkpoint()
+    stay = publisher.publish()
+    assert (stay.size, stay.files, stay.checkpoint) == (300, 0, False)
+    assert _cosign(cosignatures, w1, log) == _cosign(cosignatures, w2, log) == 310
+    moved = publisher.publish()
+    assert (moved.previous, moved.size, moved.cosignatures) == (300, 310, 2)
+    code, said = _verify_witnessed(source, capsys, w1, w2, quorum=2)
+    assert code == 0 and "verified 310 entries" in said, said
+    assert _aics_witnessed(source, w1, w2, quorum=2)["exit"] == 0
+
+
+def test_a_forged_cosignature_in_the_copy_fails_and_is_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = MemoryLogStorage()
+    log = TransparencyLog(storage, SIGNER, ORIGIN, publish_after_batch=True)
+    w1 = _witness(log, "w1.example/witness")
+    cosignatures = CheckpointCosignatures(log, storage, [w1.vkey], quorum=1)
+    folder = tmp_path / "tiles"
+    _grow(log, 20)
+    _cosign(cosignatures, w1, log)
+    TilePublisher(log, FolderTileStore(folder), cosignatures).publish()
+    note = (folder / "checkpoint").read_text()
+    line = note.rstrip("\n").rsplit("\n", 1)[1]
+    name, blob = line[2:].split(" ")
+    forged = bytearray(base64.b64decode(blob))
+    forged[-1] ^= 1
+    (folder / "checkpoint").write_text(
+        note.replace(line, f"— {name} {base64.b64encode(bytes(forged)).decode()}")
+    )
+    code, said = _verify_witnessed(str(folder), capsys, w1, quorum=1)
+    assert code == EXIT_UNVERIFIED, said
+    # Its log signature holds, its witness line does not: a publisher puts the true one back.
+    fixed = TilePublisher(log, FolderTileStore(folder), cosignatures).publish()
+    assert (fixed.size, fixed.checkpoint) == (20, True)
+    assert (folder / "checkpoint").read_text() == note
+    assert _verify_witnessed(str(folder), capsys, w1, quorum=1)[0] == 0
+
+
+def test_publish_tiles_publishes_the_deployments_cosigned_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "deployment"
+    Deployment.init(root, origin="sovra.test/tiles-witnessed", custodians="in-process")
+    vkey = (root / LOG_VKEY).read_text().strip()
+    witness = Witness(CosignatureSigner("w.example/w", Ed25519PrivateKey.generate()), [vkey])
+    with (root / CONFIG_NAME).open("a") as f:
+        f.write('\n[log.tiles]\nlocation = "public"\n')
+    text = (root / CONFIG_NAME).read_text().replace(
+        "keys = []", f"keys = [{json.dumps(witness.vkey)}]", 1
+    )
+    (root / CONFIG_NAME).write_text(text)
+    dep = Deployment.open(root)
+    try:
+        log = dep.gateway.log
+        note = log.checkpoint()
+        size = log.size
+        assert dep.cosignatures is not None
+        dep.cosignatures.submit(witness.add_checkpoint(note, 0, []))
+    finally:
+        dep.close()
+    ran = CliRunner().invoke(cli, ["log", "publish-tiles", "-d", str(root), "--json"])
+    assert ran.exit_code == 0, ran.output
+    facts = json.loads(ran.output)
+    assert (facts["size"], facts["cosignatures"]) == (size, 1)
+    code = main(["tiles", str(root / "public"), "--vkey", vkey, "--witness", witness.vkey])
+    assert code == 0, capsys.readouterr()

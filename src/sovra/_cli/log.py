@@ -288,7 +288,8 @@ def log_publish_tiles(
     """Publish the log's tiles, entry bundles and checkpoint where ``[log.tiles]`` says.
 
     Backfills an existing log (or catches up after the store was unreachable): writes
-    every C2SP tlog-tiles file the store lacks, up to the log's newest checkpoint, then
+    every C2SP tlog-tiles file the store lacks, up to the log's newest checkpoint (with
+    witnesses in [witnesses], the newest their quorum cosigned, with their lines), then
     the checkpoint, then removes the partial tiles whose full tile it holds and that the
     checkpoint no longer names. Files already there with the same bytes are left alone;
     one with other bytes is refused (exit 3) unless --repair, which also removes every
@@ -297,7 +298,7 @@ def log_publish_tiles(
     """
     from sovra._regions import open_tile_store
     from sovra.config import Config
-    from sovra.deployment import CONFIG_NAME, open_log
+    from sovra.deployment import CONFIG_NAME, open_witnessed_log
     from sovra.errors import ConfigError
     from sovra.ledger.tiles_publish import TilePublisher
 
@@ -309,7 +310,7 @@ def log_publish_tiles(
             f"{deployment / CONFIG_NAME} has no [log.tiles] table: say where to publish, "
             'e.g. [log.tiles] location = "tiles" or "s3://bucket/prefix"'
         )
-    log = open_log(deployment, config)
+    log, cosignatures = open_witnessed_log(deployment, config)
     try:
         with progress("publishing tiles") as bar:
             task = bar.add_task("", total=None)
@@ -317,7 +318,8 @@ def log_publish_tiles(
             def advance(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            result = TilePublisher(log, store).publish(progress=advance, repair=repair)
+            publisher = TilePublisher(log, store, cosignatures)
+            result = publisher.publish(progress=advance, repair=repair)
     finally:
         log.close()
         store.close()
@@ -329,6 +331,7 @@ def log_publish_tiles(
         "bytes_written": result.bytes,
         "checkpoint_replaced": result.checkpoint,
         "partials_removed": result.removed,
+        "cosignatures": result.cosignatures,
     }
     if as_json:
         print_json(facts)

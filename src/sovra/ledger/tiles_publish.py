@@ -6,12 +6,17 @@ or a bucket from which a CDN serves the log to anyone (``sovra-verify tiles URL`
 
 One round of :meth:`TilePublisher.publish`:
 
-1. take the log's newest checkpoint (signing one if the log has none yet) and its size N;
+1. take the checkpoint to publish and its size N: the log's newest (signing one if the log
+   grew since its last); with witnesses configured, the newest one their quorum cosigned,
+   as a signed note with their cosignature lines (C2SP tlog-cosignature), or, while no
+   checkpoint has a quorum yet, the newest with the lines it has;
 2. write every tile and entry bundle the tree of N has and the store lacks: from the
    tiles holding the size published before, up to N, at every level; full tiles and
    partial tiles alike are written once, as their paths never change their bytes;
 3. replace the store's checkpoint by this one, unless the store holds a larger one
-   (another replica published further meanwhile);
+   (another replica published further meanwhile), or one of the same size that carries
+   as many cosignatures by the configured witnesses or more: a checkpoint cosigned since
+   replaces the same checkpoint published with fewer lines, never the other way round;
 4. remove the partial tiles and bundles that the tree of N has made full: those of the
    tiles that were partial in the checkpoint the store held before (this round's start,
    and the one the swap found), at every level.
@@ -42,10 +47,19 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sovra.errors import BadRequest, ConfigError, IntegrityError, SovraError
+from sovra.errors import (
+    BadRequest,
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    SovraError,
+    VerificationError,
+)
+from sovra.ledger.cosigning import CheckpointCosignatures
 from sovra.ledger.log import TransparencyLog
 from sovra.ledger.tiles_store import TileStore
 from sovra_verify.checkpoint import Checkpoint
+from sovra_verify.cosignature import CosignatureVerifier
 from sovra_verify.note import NoteVerifier, open_note
 from sovra_verify.tiles import (
     TILE_WIDTH,
@@ -74,6 +88,7 @@ class Published:
         bytes: their bytes.
         checkpoint: whether the store's checkpoint was replaced.
         removed: partial tiles and bundles removed, their full ones being there.
+        cosignatures: how many configured witnesses cosigned the checkpoint published.
     """
 
     size: int
@@ -82,6 +97,7 @@ class Published:
     bytes: int
     checkpoint: bool
     removed: int = 0
+    cosignatures: int = 0
 
 
 class TilePublisher:
@@ -90,12 +106,23 @@ class TilePublisher:
     Safe to share between threads: rounds run one at a time.
     """
 
-    def __init__(self, log: TransparencyLog, store: TileStore) -> None:
+    def __init__(
+        self,
+        log: TransparencyLog,
+        store: TileStore,
+        cosignatures: CheckpointCosignatures | None = None,
+    ) -> None:
+        """Publish *log* into *store*; with *cosignatures* that has witnesses, the
+        checkpoint published is the one their quorum cosigned, with their lines."""
         self._log = log
         self._store = store
         self._verifier = NoteVerifier.from_vkey(log.verifier_key)
+        witnesses = cosignatures.witnesses if cosignatures is not None else []
+        self._cosignatures = cosignatures if witnesses else None
+        self._witnesses = [CosignatureVerifier.from_vkey(w) for w in witnesses]
         self._lock = threading.Lock()
         self._published: int | None = None  # what the store's checkpoint covers
+        self._offered: bytes | None = None  # the note last offered to the store's swap
 
     @property
     def store(self) -> TileStore:
@@ -168,19 +195,41 @@ class TilePublisher:
             return self._round(progress, repair)
 
     def _round(self, progress: Progress | None, repair: bool) -> Published:
-        # The newest checkpoint, published now if the log grew since the schedule's last.
-        note = self._log.checkpoint()
+        note = self._checkpoint().encode()
         size = self._size_of(note)
         if self._published is None or repair:
             self._published = 0 if repair else self.published_size()
         start = self._published
-        if size <= start and not repair:
-            return Published(start, start, 0, 0, False)
+        cosigned = self._cosigned_by(note)
+        if not repair and (size < start or (size == start and note == self._offered)):
+            return Published(start, start, 0, 0, False, 0, cosigned)
         files, written = self._write(start, size, progress, repair)
-        swapped, seen = self._swap(note.encode(), size)
-        self._published = size
+        swapped, seen = self._swap(note, size)
+        self._published, self._offered = size, note
         removed = self._clean([start, *seen], size, repair)
-        return Published(size, start, files, written, swapped, removed)
+        return Published(size, start, files, written, swapped, removed, cosigned)
+
+    def _checkpoint(self) -> str:
+        """The checkpoint note to publish (see the module): the log's newest, published
+        now if the log grew since the schedule's last; with witnesses, the newest their
+        quorum cosigned, or while none is, the newest with the lines it has."""
+        if self._cosignatures is None:
+            return self._log.checkpoint()
+        try:
+            return self._cosignatures.cosigned_checkpoint()
+        except NotFound:
+            return self._cosignatures.checkpoint()
+
+    def _cosigned_by(self, note: bytes) -> int:
+        """How many configured witnesses validly cosigned *note* (0 when a line of one of
+        them does not verify: not a note to keep)."""
+        if not self._witnesses:
+            return 0
+        try:
+            _, names = open_note(note, [self._verifier, *self._witnesses])
+        except (BadRequest, VerificationError):
+            return 0
+        return len([name for name in names if name != self._verifier.name])
 
     def _write(
         self, start: int, size: int, progress: Progress | None, repair: bool
@@ -232,11 +281,24 @@ class TilePublisher:
                     pass  # not this log's: replace it
                 else:
                     seen.append(held)
-                    if held >= size:
+                    if held > size or (held == size and not self._better(encoded, current)):
                         return None  # another publisher went as far or further
             return None if current == encoded else encoded
 
         return self._store.swap_checkpoint(newer), seen
+
+    def _better(self, new: bytes, current: bytes) -> bool:
+        """Whether *new* should replace *current*, a checkpoint of this log of the same
+        size: the same checkpoint, cosigned by more of the configured witnesses."""
+        if open_note(new, [self._verifier])[0] != open_note(current, [self._verifier])[0]:
+            _logger.error(
+                "%s holds a checkpoint of this log's size %d with another root: a split "
+                "view, or the store was altered; it is left as it is",
+                self._store.where,
+                self._size_of(new),
+            )
+            return False
+        return self._cosigned_by(new) > self._cosigned_by(current)
 
     def _clean(self, before: list[int], size: int, repair: bool) -> int:
         """Remove the partial tiles that were the newest of their level in a tree of one

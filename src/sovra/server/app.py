@@ -93,7 +93,7 @@ def create_app(deployment: Deployment) -> FastAPI:
         with (
             publishing(gw.log.checkpoint, deployment.config.log_publish_every_s),
             following(gov.follow_policy),
-            publishing_tiles(deployment.root, deployment.config, gw.log),
+            publishing_tiles(deployment.root, deployment.config, gw.log, deployment.cosignatures),
         ):
             yield
 

@@ -46,9 +46,15 @@ _logger = logging.getLogger("sovra.server")
 
 
 @contextmanager
-def publishing_tiles(root: Path, config: Config, log: TransparencyLog) -> Iterator[None]:
+def publishing_tiles(
+    root: Path,
+    config: Config,
+    log: TransparencyLog,
+    cosignatures: CheckpointCosignatures | None = None,
+) -> Iterator[None]:
     """Publish *log*'s tiles where ``[log.tiles]`` says, in a background thread, until
-    the block ends; nothing without ``[log.tiles]``.
+    the block ends; nothing without ``[log.tiles]``. With *cosignatures* that has
+    witnesses, the checkpoint published is the one their quorum cosigned.
 
     Raises:
         ConfigError: the folder cannot be made or the bucket's credentials are missing.
@@ -70,7 +76,8 @@ def publishing_tiles(root: Path, config: Config, log: TransparencyLog) -> Iterat
             return True
 
         try:
-            with TilePublisher(log, store).running(config.log_tiles.every_s, turn=turn):
+            publisher = TilePublisher(log, store, cosignatures)
+            with publisher.running(config.log_tiles.every_s, turn=turn):
                 yield
         finally:
             store.close()
