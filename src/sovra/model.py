@@ -152,6 +152,12 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+_STRICT = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite
+)
+"""Made once: ``json.loads`` with these arguments builds a decoder on every call."""
+
+
 def parse_json(data: bytes | str, *, limit: int, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse untrusted JSON with every dimension bounded.
 
@@ -182,12 +188,9 @@ def parse_json(data: bytes | str, *, limit: int, what: str, max_depth: int = MAX
             elif bracket in "]}":
                 depth -= 1
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_no_constant,
-            parse_float=_finite,
-        )
+        if text.startswith("\ufeff"):  # as json.loads refuses it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _STRICT.decode(text)
     except ValueError as exc:  # JSONDecodeError, a duplicate, NaN, an over-long integer
         raise BadRequest(f"{what} is not valid JSON: {exc}") from None
     # Strict UTF-8 holds no surrogate: from bytes, only an escape \uD800 to \uDFFF can make

@@ -68,3 +68,30 @@ def test_a_principal_whose_key_changed_signs_with_the_new_key_only(http, dep, cl
     assert (
         _call(http, dep, clock, "svc-pl", "POST", "/v1/records", body, key=new).status_code == 201
     )
+
+
+@pytest.mark.parametrize("path", ["/v1/records", "/v1/access"])
+def test_an_unexpected_error_in_a_hot_route_is_a_bare_500_raised_on(dep, clock, path, caplog):
+    def broken(*_args: object, **_kwargs: object) -> object:
+        raise RuntimeError("secret detail of a bug")
+
+    dep.gateway.ingest = broken  # type: ignore[method-assign]
+    dep.gateway.access = broken  # type: ignore[method-assign]
+    body = (
+        {"subject_id": "bug@example.pl", "jurisdiction": "PL", "content": "hello"}
+        if path == "/v1/records"
+        else {"purpose": "customer-support", "record_ids": ["r-1"]}
+    )
+    # The direct routes sit outside the framework's last-resort handler: they answer as it
+    # does (sovra's format, no detail), and raise the error on to the server as it does.
+    with TestClient(create_app(dep), raise_server_exceptions=False) as client:
+        got = _call(client, dep, clock, "svc-pl", "POST", path, body)
+    assert got.status_code == 500
+    assert got.json() == {"error": "internal", "message": "internal error; see the server log"}
+    assert "secret detail" not in got.text
+    assert any("unexpected RuntimeError" in r.getMessage() for r in caplog.records)
+    with (
+        TestClient(create_app(dep), raise_server_exceptions=True) as client,
+        pytest.raises(RuntimeError, match="secret detail"),
+    ):
+        _call(client, dep, clock, "svc-pl", "POST", path, body)

@@ -8,6 +8,7 @@ compared with what was sent and with the log.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from sovra.errors import Denied
 from sovra.model import LogEntry
 from sovra.server import create_app
 from sovra.server.background import running
+from sovra.server.ops import AccessLines
 
 SOVRA = Path(sys.executable).with_name("sovra")
 NOTE = "Klient prosi o kontakt: tel. +48 601 234 567"
@@ -262,3 +264,26 @@ def test_serve_refuses_an_unknown_log_level(template, tmp_path):
     assert "--log-level is one of critical, error, warning, info, debug, not 'loud'" in " ".join(
         ran.stderr.split()
     )
+
+
+def test_access_lines_read_as_the_logging_path_writes_them():
+    # Operations hands the line straight to the handler sovra serve installs; a filter
+    # on it (or a level above INFO) sends the line through the logging machinery instead.
+    direct, logged = io.StringIO(), io.StringIO()
+    AccessLines(direct).write_line('{"route": "/v1/records"}')
+    record = logging.LogRecord(
+        "sovra.access", logging.INFO, "", 0, '{"route": "/v1/records"}', (), None
+    )
+    AccessLines(logged).handle(record)
+    assert direct.getvalue() == logged.getvalue() == '{"route": "/v1/records"}\n'
+    filtered = io.StringIO()
+    handler = AccessLines(filtered)
+    handler.addFilter(lambda r: "secret" not in r.getMessage())
+    handler.write_line('{"secret": 1}')
+    handler.write_line('{"route": "/v1/access"}')
+    assert filtered.getvalue() == '{"route": "/v1/access"}\n'
+    quiet = io.StringIO()
+    handler = AccessLines(quiet)
+    handler.setLevel(logging.WARNING)
+    handler.write_line('{"route": "/v1/access"}')
+    assert quiet.getvalue() == ""

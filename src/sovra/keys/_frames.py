@@ -50,7 +50,10 @@ MAGIC = b"SVRA\x01"
 NONCE_SIZE = 32
 TAG_SIZE = 32
 _SEQ_STATUS = struct.Struct(">QH")
+_LENGTH = struct.Struct(">I")
 _STATUS = struct.Struct(">H")
+_READ_AHEAD = 64 << 10
+"""What one read of a frame asks for: a whole small frame (most calls) in one system call."""
 _LABEL = b"sovra-custodian-frames/v1\n"
 _REQUEST, _RESPONSE = b"Q", b"R"
 _MAX_REFUSAL = 512
@@ -88,12 +91,13 @@ def read_exact(sock: socket.socket, size: int) -> bytes:
 class Session:
     """One authenticated connection's framing: its key, and the next sequence number."""
 
-    __slots__ = ("_key", "_seq", "_sock")
+    __slots__ = ("_key", "_pending", "_seq", "_sock")
 
     def __init__(self, sock: socket.socket, key: bytes) -> None:
         self._sock = sock
         self._key = key
         self._seq = 0
+        self._pending = b""  # read past the last frame: the start of the next one
 
     @property
     def socket(self) -> socket.socket:
@@ -109,23 +113,56 @@ class Session:
         head = _SEQ_STATUS.pack(seq, status)
         tag = _mac(self._key, direction, head, body)
         length = _SEQ_STATUS.size + len(body) + TAG_SIZE
-        self._sock.sendall(b"".join((struct.pack(">I", length), head, body, tag)))
+        self._sock.sendall(b"".join((_LENGTH.pack(length), head, body, tag)))
 
     def _read(self, direction: bytes, limit: int) -> tuple[int, int, bytes]:
-        (length,) = struct.unpack(">I", read_exact(self._sock, 4))
+        # One read asks for more than the length: a small frame comes whole with it.
+        data = self._pending
+        while len(data) < _LENGTH.size:
+            data += self._receive(len(data), _LENGTH.size)
+        (length,) = _LENGTH.unpack_from(data)
         if length < _SEQ_STATUS.size + TAG_SIZE:
             raise BadRequest(f"a frame of {length} bytes is shorter than its header and tag")
         if length > limit + _SEQ_STATUS.size + TAG_SIZE:
             raise BadRequest(
                 f"a frame of {length} bytes is over the {limit}-byte limit of its body"
             )
-        rest = read_exact(self._sock, length)
+        end = _LENGTH.size + length
+        if len(data) < end:
+            data = data[_LENGTH.size :]
+            try:
+                data += read_exact(self._sock, length - len(data))
+            except EOFError:
+                if data:
+                    raise BadRequest(
+                        f"the connection closed after {len(data)} of {length} bytes"
+                    ) from None
+                raise
+            rest, self._pending = data, b""
+        else:
+            rest, self._pending = data[_LENGTH.size : end], data[end:]
         head, tag = rest[: _SEQ_STATUS.size], rest[-TAG_SIZE:]
         body = rest[_SEQ_STATUS.size : -TAG_SIZE]
         if not hmac.compare_digest(tag, _mac(self._key, direction, head, body)):
             raise Unauthenticated("a frame's tag does not verify (forged, or changed on the way)")
         seq, status = _SEQ_STATUS.unpack(head)
         return seq, status, body
+
+    def _receive(self, got: int, size: int) -> bytes:
+        """What one read gives (up to :data:`_READ_AHEAD` bytes), *got* of *size* bytes
+        of a frame's start being here already.
+
+        Raises:
+            EOFError: the peer closed the connection before anything of the frame came.
+            BadRequest: the peer closed the connection part way.
+            OSError: the socket failed or timed out.
+        """
+        chunk = self._sock.recv(_READ_AHEAD)
+        if not chunk:
+            if got:
+                raise BadRequest(f"the connection closed after {got} of {size} bytes")
+            raise EOFError("the connection closed")
+        return chunk
 
     # -- the gateway's side --------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
 from sovra import __version__
 from sovra.deployment import Deployment
@@ -74,6 +74,27 @@ class _Route(APIRoute):
         return handler
 
 
+class _App(FastAPI):
+    """The framework's application with sovra's own middlewares (request ids and the
+    access log, the body limits, the direct routes) outside the framework's three (its
+    last-resort error handler, its telemetry and its body limit), not inside them: the
+    hot routes' common case, answered by the direct routes, then passes through none of
+    the framework's layers. Every other request goes on through all of them as before.
+    The direct routes answer an unexpected error themselves as the last-resort handler
+    would (:func:`~sovra.server.handlers.unexpected_response`)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """The framework's stack without sovra's middlewares, then those around it."""
+        own, self.user_middleware = self.user_middleware, []
+        try:
+            app = super().build_middleware_stack()
+        finally:
+            self.user_middleware = own
+        for cls, args, kwargs in reversed(own):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
 def _authorization(scope: Scope) -> str:
     """The request's ``Authorization`` header ("" when it has none), as the framework's
     request object reads it: the first one, in Latin-1."""
@@ -97,7 +118,7 @@ def create_app(deployment: Deployment) -> FastAPI:
         ):
             yield
 
-    app = FastAPI(
+    app = _App(
         lifespan=lifespan,
         title="sovra",
         version=__version__,

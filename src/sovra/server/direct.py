@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sovra.errors import SovraError
 from sovra.model import Principal
-from sovra.server.handlers import sovra_error_response
+from sovra.server.handlers import sovra_error_response, unexpected_response
 from sovra.server.limits import PARSED_BODY
 
 __all__ = ["DirectRoutes", "Signer", "in_thread", "serve_directly"]
@@ -107,6 +107,15 @@ async def _serve(
         response = await in_thread(_call, route.endpoint, body, check, raw)
     except SovraError as exc:
         response = sovra_error_response(exc)
+    except Exception as exc:
+        # As the framework's outermost middleware does, which this one sits outside of:
+        # the 500 answered, then the error raised on to the server, which logs it too.
+        await _send(unexpected_response(exc), send)
+        raise
+    await _send(response, send)
+
+
+async def _send(response: Response, send: Send) -> None:
     await send(
         {
             "type": "http.response.start",

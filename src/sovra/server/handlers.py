@@ -21,7 +21,13 @@ from starlette.exceptions import HTTPException
 
 from sovra.errors import SovraError, Unavailable
 
-__all__ = ["add_error_handlers", "error_response", "sovra_error_response", "validation_message"]
+__all__ = [
+    "add_error_handlers",
+    "error_response",
+    "sovra_error_response",
+    "unexpected_response",
+    "validation_message",
+]
 
 log = logging.getLogger("sovra.server")
 
@@ -58,6 +64,15 @@ def sovra_error_response(exc: SovraError) -> Response:
     return error_response(exc.status, exc.to_dict(), headers)
 
 
+def unexpected_response(exc: BaseException) -> Response:
+    """How an unexpected error (a bug, not bad input) is answered: a bare 500; its
+    details go to the server log, never to the caller."""
+    log.error("unexpected %s", type(exc).__name__, exc_info=exc)
+    return error_response(
+        500, {"error": "internal", "message": "internal error; see the server log"}
+    )
+
+
 def validation_message(errors: Sequence[Any]) -> str:
     """What a body's validation errors say, one ``field: problem`` each, joined by ``; ``."""
     return "; ".join(
@@ -88,8 +103,4 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
-        # A bug, not bad input: the details go to the server log, never to the caller.
-        log.error("unexpected %s", type(exc).__name__, exc_info=exc)
-        return error_response(
-            500, {"error": "internal", "message": "internal error; see the server log"}
-        )
+        return unexpected_response(exc)

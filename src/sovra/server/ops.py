@@ -48,7 +48,14 @@ if TYPE_CHECKING:
 
     from sovra.deployment import Deployment
 
-__all__ = ["PRINCIPAL", "QUIET_ROUTES", "add_operations", "metrics_dir_env", "note_principal"]
+__all__ = [
+    "PRINCIPAL",
+    "QUIET_ROUTES",
+    "AccessLines",
+    "add_operations",
+    "metrics_dir_env",
+    "note_principal",
+]
 
 PRINCIPAL = "sovra.principal"
 """Where in the ASGI scope the authenticated principal's id waits for the access log."""
@@ -126,10 +133,12 @@ class Operations:
                 child = self._children[key] = self._metrics.requests.labels(*key)
             child.observe(elapsed)
             if route not in QUIET_ROUTES and _access.isEnabledFor(logging.INFO):
-                # The record made here, not by Logger.info: that also looks up its caller's
-                # frame, which an access line does not name.
                 line = _line(scope, request_id, route, status, elapsed)
-                _access.handle(_access.makeRecord(_ACCESS, logging.INFO, "", 0, line, (), None))
+                handlers = _access.handlers
+                if len(handlers) == 1 and type(handlers[0]) is AccessLines and not _access.filters:
+                    handlers[0].write_line(line)  # as sovra serve logs: no record needed
+                else:
+                    _access.handle(_record(line))
 
     def _route(self, scope: Scope) -> str:
         """The template of the route that served *scope* (or would have, for a request
@@ -143,6 +152,39 @@ class Operations:
                     route = candidate
                     break
         return getattr(route, "path", None) or _UNMATCHED
+
+
+def _record(line: str) -> logging.LogRecord:
+    # Made here, not by Logger.info: that also looks up its caller's frame, which an
+    # access line does not name.
+    return _access.makeRecord(_ACCESS, logging.INFO, "", 0, line, (), None)
+
+
+class AccessLines(logging.StreamHandler):  # type: ignore[type-arg]
+    """The access log's handler under ``sovra serve``: each record's message on a line.
+
+    While it is the access logger's only handler, :class:`Operations` hands it the line
+    itself (:meth:`write_line`): making a log record and passing it through the logging
+    machinery cost more than the line, once per request.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record's message as it is (an access line is already JSON)."""
+        return record.getMessage()
+
+    def write_line(self, line: str) -> None:
+        """Write *line* as :meth:`emit` writes a record whose message it is."""
+        if self.level > logging.INFO:  # as the logger skips a handler above the record's level
+            return
+        if self.filters:
+            self.handle(_record(line))
+            return
+        try:
+            with self.lock:  # type: ignore[union-attr]
+                self.stream.write(line + self.terminator)
+                self.stream.flush()
+        except Exception:  # noqa: BLE001 - as emit: reported by handleError, never raised
+            self.handleError(_record(line))
 
 
 def _request_id(scope: Scope) -> bytes:

@@ -32,6 +32,7 @@ from typing import Any
 import uvicorn
 
 from sovra.errors import ConfigError
+from sovra.server.ops import AccessLines
 
 __all__ = [
     "LOG_LEVELS",
@@ -74,17 +75,17 @@ def configure_logging(level: str) -> None:
     if level not in LOG_LEVELS:
         raise ConfigError(f"--log-level is one of {', '.join(LOG_LEVELS)}, not {level!r}")
     numeric = getattr(logging, level.upper())
-    for name, form in (
-        ("sovra", "%(levelname)s %(name)s: %(message)s"),
-        ("sovra.access", "%(message)s"),
-    ):
-        logger = logging.getLogger(name)
-        logger.setLevel(numeric)
-        if not any(isinstance(h, _Handler) for h in logger.handlers):
-            handler = _Handler(sys.stderr)
-            handler.setFormatter(logging.Formatter(form))
-            logger.addHandler(handler)
-    logging.getLogger("sovra.access").propagate = False
+    sovra = logging.getLogger("sovra")
+    sovra.setLevel(numeric)
+    if not any(isinstance(h, _Handler) for h in sovra.handlers):
+        handler = _Handler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        sovra.addHandler(handler)
+    access = logging.getLogger("sovra.access")
+    access.setLevel(numeric)
+    if not any(isinstance(h, AccessLines) for h in access.handlers):
+        access.addHandler(AccessLines(sys.stderr))
+    access.propagate = False
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
