@@ -726,3 +726,35 @@ def test_publish_tiles_publishes_the_deployments_cosigned_checkpoint(
     assert (facts["size"], facts["cosignatures"]) == (size, 1)
     code = main(["tiles", str(root / "public"), "--vkey", vkey, "--witness", witness.vkey])
     assert code == 0, capsys.readouterr()
+
+
+def test_the_server_publishes_the_checkpoint_once_its_witness_cosigned_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "deployment"
+    Deployment.init(root, origin="sovra.test/tiles-served", custodians="in-process")
+    vkey = (root / LOG_VKEY).read_text().strip()
+    witness = Witness(CosignatureSigner("w.example/w", Ed25519PrivateKey.generate()), [vkey])
+    text = (root / CONFIG_NAME).read_text()
+    text = text.replace("keys = []", f"keys = [{json.dumps(witness.vkey)}]", 1)
+    (root / CONFIG_NAME).write_text(text + '\n[log.tiles]\nlocation = "public"\nevery_s = 0.05\n')
+    copy = root / "public" / "checkpoint"
+    dep = Deployment.open(root)
+    try:
+        with TestClient(create_app(dep)) as http:
+            note = http.get("/v1/log/checkpoint").text
+            deadline = time.monotonic() + 30
+            while not (copy.exists() and copy.read_text() == note):
+                assert time.monotonic() < deadline, "the bare checkpoint was never published"
+                time.sleep(0.05)
+            answer = http.post("/v1/log/cosignatures", content=witness.add_checkpoint(note, 0, []))
+            assert answer.status_code == 200, answer.text
+            cosigned = http.get("/v1/log/checkpoint/cosigned").text
+            assert cosigned != note
+            while copy.read_text() != cosigned:
+                assert time.monotonic() < deadline, "the cosigned checkpoint was never published"
+                time.sleep(0.05)
+    finally:
+        dep.close()
+    args = ["tiles", str(root / "public"), "--vkey", vkey, "--witness", witness.vkey]
+    assert main(args) == 0, capsys.readouterr()

@@ -203,10 +203,12 @@ class TilePublisher:
         cosigned = self._cosigned_by(note)
         if not repair and (size < start or (size == start and note == self._offered)):
             return Published(start, start, 0, 0, False, 0, cosigned)
-        files, written = self._write(start, size, progress, repair)
+        jobs = _files(start, size)
+        files, written = self._write(jobs, progress, repair)
         swapped, seen = self._swap(note, size)
         self._published, self._offered = size, note
-        removed = self._clean([start, *seen], size, repair)
+        full = {_path(job) for job in jobs if job[2] == TILE_WIDTH}  # in the store now
+        removed = self._clean([start, *seen], size, repair, full)
         return Published(size, start, files, written, swapped, removed, cosigned)
 
     def _checkpoint(self) -> str:
@@ -231,26 +233,21 @@ class TilePublisher:
             return 0
         return len([name for name in names if name != self._verifier.name])
 
-    def _write(
-        self, start: int, size: int, progress: Progress | None, repair: bool
-    ) -> tuple[int, int]:
-        """Write the files the tree of *size* has and that of *start* has not; how many
-        were written (not there yet) and their bytes."""
-        jobs = _files(start, size)
+    def _write(self, jobs: list[_Job], progress: Progress | None, repair: bool) -> tuple[int, int]:
+        """Write the files of *jobs* (:func:`_files`); how many were written (not there
+        yet) and their bytes."""
         done = [0, 0]  # files written, bytes
         count = [0]
         total = len(jobs)
         counted = threading.Lock()
 
-        def write(job: tuple[int | None, int, int]) -> None:
+        def write(job: _Job) -> None:
             level, index, width = job
             if level is None:
-                path = entries_path(index, width)
                 data = self._log.entry_bundle(index, width)
             else:
-                path = tile_path(level, index, width)
                 data = self._log.tile(level, index, width)
-            wrote = self._store.put_once(path, data, repair=repair)
+            wrote = self._store.put_once(_path(job), data, repair=repair)
             with counted:
                 count[0] += 1
                 if wrote:
@@ -300,17 +297,17 @@ class TilePublisher:
             return False
         return self._cosigned_by(new) > self._cosigned_by(current)
 
-    def _clean(self, before: list[int], size: int, repair: bool) -> int:
+    def _clean(self, before: list[int], size: int, repair: bool, full: set[str]) -> int:
         """Remove the partial tiles that were the newest of their level in a tree of one
         of the sizes *before* (or, with *repair*, any) and are full in the tree of *size*;
-        how many. Run after the swap: the store's checkpoint is of *size* or more, so it
-        names none of them, and the round wrote (or found) their full tiles.
+        how many (0 when it failed). Run after the swap: the store's checkpoint is of
+        *size* or more, so it names none of them, and the round wrote (or found) their
+        full tiles (*full*; any other is looked for first).
 
         Raises:
             SovraError: with *repair*, a listing or a removal failed (without, it is
                 logged: the copy is whole, and a partial tile left over harms no reader).
         """
-        removed = [0]
         try:
             if repair:
                 stale = self._store.partials()
@@ -318,7 +315,7 @@ class TilePublisher:
                 stale = [
                     path for full in _filled(before, size) for path in self._store.partials(full)
                 ]
-            self._remove(stale, size, removed)
+            return self._remove(stale, size, dict.fromkeys(full, True))
         except SovraError as exc:
             if repair:
                 raise
@@ -328,12 +325,12 @@ class TilePublisher:
                 self._store.where,
                 exc.diagnostics(),
             )
-        return removed[0]
+            return 0
 
-    def _remove(self, paths: list[str], size: int, removed: list[int]) -> None:
+    def _remove(self, paths: list[str], size: int, present: dict[str, bool]) -> int:
         """Delete those of *paths* whose tile is full in the tree of *size* and whose full
-        tile the store holds, counting them in *removed*."""
-        present: dict[str, bool] = {}
+        tile the store holds (*present* says for those known); how many."""
+        gone = []
         for path in paths:
             level, index, _ = parse_tile_path(path)
             if (index + 1) * TILE_WIDTH > tile_level_count(size, level or 0):
@@ -342,8 +339,9 @@ class TilePublisher:
             if full not in present:
                 present[full] = self._store.get(full) is not None
             if present[full]:
-                self._store.delete(path)
-                removed[0] += 1
+                gone.append(path)
+        self._store.delete(gone)
+        return len(gone)
 
     @contextmanager
     def running(
@@ -415,10 +413,18 @@ def _filled(sizes: list[int], size: int) -> list[str]:
     return list(paths)
 
 
-def _files(start: int, size: int) -> list[tuple[int | None, int, int]]:
+_Job = tuple[int | None, int, int]  # (level, index, width); level None: an entry bundle
+
+
+def _path(job: _Job) -> str:
+    level, index, width = job
+    return entries_path(index, width) if level is None else tile_path(level, index, width)
+
+
+def _files(start: int, size: int) -> list[_Job]:
     """The ``(level, index, width)`` of every file the tree of *size* has that the tree
     of *start* has not (level None: an entry bundle), lowest level first."""
-    jobs: list[tuple[int | None, int, int]] = []
+    jobs: list[_Job] = []
     level = 0
     while tile_level_count(size, level):
         old, new = tile_level_count(start, level), tile_level_count(size, level)

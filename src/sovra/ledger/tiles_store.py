@@ -31,7 +31,7 @@ import functools
 import os
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -51,6 +51,7 @@ CHECKPOINT = "checkpoint"
 IMMUTABLE = "public, max-age=31536000, immutable"
 _REVALIDATE = "no-cache"
 _MAX_FILE_BYTES = 64 << 20  # an entry bundle: 256 entries of at most 64 KiB
+_DELETE_BATCH = 1000  # the most keys one S3 DeleteObjects request takes
 _T = TypeVar("_T")
 
 
@@ -110,9 +111,9 @@ class TileStore(Protocol):
         """
         ...
 
-    def delete(self, path: str) -> None:
-        """Remove the file *path* (a partial tile or bundle); one not there is no error.
-        MUST NOT be asked to remove the checkpoint.
+    def delete(self, paths: Sequence[str]) -> None:
+        """Remove the files *paths* (partial tiles and bundles); one not there is no
+        error. MUST NOT be asked to remove the checkpoint.
 
         Raises:
             Unavailable: the store cannot be reached.
@@ -263,15 +264,19 @@ class FolderTileStore:
             found += [f"{base}/{name}" for name in names if _partial(f"{base}/{name}")]
         return found
 
-    def delete(self, path: str) -> None:
-        """Unlink *path*, and its ``.p`` folder once empty."""
-        target = self._path(_not_checkpoint(path))
-        try:
-            target.unlink(missing_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot remove {target}: {exc.strerror}") from None
-        with contextlib.suppress(OSError):  # not empty (other widths), or gone already
-            target.parent.rmdir()
+    def delete(self, paths: Sequence[str]) -> None:
+        """Unlink each of *paths*, and each ``.p`` folder left empty."""
+        folders = set()
+        for path in paths:
+            target = self._path(_not_checkpoint(path))
+            try:
+                target.unlink(missing_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot remove {target}: {exc.strerror}") from None
+            folders.add(target.parent)
+        for folder in folders:
+            with contextlib.suppress(OSError):  # not empty (other widths), or gone already
+                folder.rmdir()
 
     def _sync_folders(self) -> None:
         """Make the new files' names durable before the checkpoint that covers them."""
@@ -413,13 +418,25 @@ class S3TileStore:
         )
         return [key[len(prefix) :] for key in keys if _partial(key[len(prefix) :])]
 
-    def delete(self, path: str) -> None:
-        """Delete the object *path* (S3 answers a missing key as deleted)."""
-        key = self._location.prefix + _not_checkpoint(path)
-        self._call(
-            f"delete {path}",
-            lambda: self._client.delete_object(Bucket=self._location.bucket, Key=key),
-        )
+    def delete(self, paths: Sequence[str]) -> None:
+        """Delete the objects *paths*, up to 1,000 per request (S3 answers a missing
+        key as deleted)."""
+        keys = [self._location.prefix + _not_checkpoint(path) for path in paths]
+        for at in range(0, len(keys), _DELETE_BATCH):
+            batch = [{"Key": key} for key in keys[at : at + _DELETE_BATCH]]
+            got = self._call(
+                "delete partial tiles",
+                functools.partial(
+                    self._client.delete_objects,
+                    Bucket=self._location.bucket,
+                    Delete={"Objects": batch, "Quiet": True},
+                ),
+            )
+            for failed in got.get("Errors", [])[:1]:
+                raise ConfigError(
+                    f"cannot delete {failed.get('Key')} in {self._where}: "
+                    f"{failed.get('Code')} {failed.get('Message', '')}".rstrip()
+                )
 
     def close(self) -> None:
         """Close the client's connections; calling it twice is harmless."""
