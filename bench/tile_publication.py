@@ -9,7 +9,11 @@
   Reported: CPU milliseconds and wall milliseconds per round, files written per round,
   and the CPU of the batch itself beside it (what the round adds to a batch's cost);
 - backfill: ``sovra log publish-tiles`` over a log that has published nothing yet: tiles
-  and entry bundles written per second (wall) and CPU microseconds per file.
+  and entry bundles written per second (wall) and CPU microseconds per file;
+- a tile filling: one round per entry, so a level-0 tile and its bundle leave 255 partial
+  widths each before the round that fills them, which then removes them (510 files).
+  Reported: that round's CPU and wall milliseconds, the partial files it removed, and the
+  mean CPU per round over the tile's 256 rounds (what the removal adds, spread out).
 
 Each store: a folder (fsync on, as the server runs it) and, under scripts/with-seaweedfs,
 a SeaweedFS bucket (16 writes at once). CPU is this process's (time.process_time), the
@@ -29,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,27 +83,32 @@ def _stores(tmp: Path, name: str) -> dict[str, TileStore]:
     return stores
 
 
+def _publishers(tmp: Path, name: str) -> Iterator[tuple[str, TransparencyLog, TilePublisher]]:
+    """A new log and its publisher into each store, closed after the caller's turn."""
+    for kind, store in _stores(tmp, name).items():
+        log = _log(tmp / f"{name}-{kind}.db")
+        try:
+            yield kind, log, TilePublisher(log, store)
+        finally:
+            log.close()
+            store.close()
+
+
 def per_batch(tmp: Path, batch: int, rounds: int) -> dict[str, dict[str, float]]:
     """For each store: medians of CPU ms and wall ms per publication round, files per
     round, and the CPU ms of the batch append itself."""
     out: dict[str, dict[str, float]] = {}
-    for kind, store in _stores(tmp, f"batch{batch}").items():
-        log = _log(tmp / f"batch-{batch}-{kind}.db")
-        publisher = TilePublisher(log, store)
+    for kind, log, publisher in _publishers(tmp, f"batch{batch}"):
         cpu, wall, files, append_cpu = [], [], [], []
-        try:
-            for r in range(rounds):
-                c0 = time.process_time()
-                log.append_many([(entry(r * batch + i), ()) for i in range(batch)])
-                c1, w1 = time.process_time(), time.perf_counter()
-                done = publisher.publish()
-                cpu.append((time.process_time() - c1) * 1000)
-                wall.append((time.perf_counter() - w1) * 1000)
-                append_cpu.append((c1 - c0) * 1000)
-                files.append(done.files)
-        finally:
-            log.close()
-            store.close()
+        for r in range(rounds):
+            c0 = time.process_time()
+            log.append_many([(entry(r * batch + i), ()) for i in range(batch)])
+            c1, w1 = time.process_time(), time.perf_counter()
+            done = publisher.publish()
+            cpu.append((time.process_time() - c1) * 1000)
+            wall.append((time.perf_counter() - w1) * 1000)
+            append_cpu.append((c1 - c0) * 1000)
+            files.append(done.files)
         out[kind] = {
             "cpu_ms_per_round": round(statistics.median(cpu), 3),
             "wall_ms_per_round": round(statistics.median(wall), 3),
@@ -134,6 +144,34 @@ def backfill(tmp: Path, size: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def filling(tmp: Path, tiles: int) -> dict[str, dict[str, float]]:
+    """For each store: medians over *tiles* tiles filled one entry per round of the CPU
+    and wall ms of the round that fills one, the files it removed, and the mean CPU ms
+    per round over the tile's rounds."""
+    out: dict[str, dict[str, float]] = {}
+    for kind, log, publisher in _publishers(tmp, "filling"):
+        fill_cpu, fill_wall, removed, mean_cpu = [], [], [], []
+        for tile in range(tiles):
+            total = 0.0
+            for i in range(256):
+                log.append_many([(entry(tile * 256 + i), ())])
+                c0, w0 = time.process_time(), time.perf_counter()
+                done = publisher.publish()
+                cpu = time.process_time() - c0
+                total += cpu
+            fill_cpu.append(cpu * 1000)
+            fill_wall.append((time.perf_counter() - w0) * 1000)
+            removed.append(getattr(done, "removed", 0))  # 0 before partial tiles were removed
+            mean_cpu.append(total / 256 * 1000)
+        out[kind] = {
+            "fill_cpu_ms": round(statistics.median(fill_cpu), 3),
+            "fill_wall_ms": round(statistics.median(fill_wall), 3),
+            "partials_removed": statistics.median(removed),
+            "mean_cpu_ms_per_round": round(statistics.median(mean_cpu), 3),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small run, under a minute")
@@ -164,6 +202,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"backfill of {size:,} entries, {kind:>6}: {figures['files']:,} files in "
                 f"{figures['seconds']:.2f} s, {figures['files_per_s']:,.0f} files/s, "
                 f"{figures['cpu_us_per_file']:.0f} us CPU per file",
+                flush=True,
+            )
+        result["filling"] = filling(Path(tmp), 2 if args.quick else 5)
+        for kind, figures in result["filling"].items():
+            print(
+                f"a tile filled one entry per round, {kind:>6}: the filling round "
+                f"{figures['fill_cpu_ms']:.2f} ms CPU, {figures['fill_wall_ms']:.1f} ms wall, "
+                f"{figures['partials_removed']:.0f} partial files removed; "
+                f"{figures['mean_cpu_ms_per_round']:.2f} ms CPU per round over the tile",
                 flush=True,
             )
     result["load_1min"] = round(os.getloadavg()[0], 2)
