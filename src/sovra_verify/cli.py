@@ -32,6 +32,7 @@ from sovra_verify import __version__
 from sovra_verify.audit import audit_log, load_vkey, prove_entry, read_note
 from sovra_verify.cosignature import CosignatureVerifier
 from sovra_verify.errors import BadRequest, IntegrityError, SovraError, Unavailable
+from sovra_verify.note import MAX_SIGNATURES, NoteVerifier, split_signed_note
 from sovra_verify.proof import check_proof_file, proof_report, trust_policy
 from sovra_verify.receipt import check_receipts
 from sovra_verify.remote import LogReader
@@ -211,6 +212,20 @@ def _log(args: argparse.Namespace) -> None:
             f"trusted witnesses cosigned it, {result.quorum} required "
             f"({', '.join(result.witnesses)})"
         )
+        return
+    others = _other_signers(result.newest, key)
+    if others:
+        print(
+            f"the checkpoint also carries {len(others)} signature(s) by other keys "
+            f"({', '.join(others)}), not checked: give --witness VKEY for each witness you "
+            "trust (and --quorum N) to check them"
+        )
+
+
+def _other_signers(note: str, key: NoteVerifier) -> list[str]:
+    """The names on a verified note's signature lines that are not *key*'s."""
+    _, lines = split_signed_note(note, MAX_SIGNATURES)
+    return [name for _, name, key_id, _ in lines if (name, key_id) != (key.name, key.key_id)]
 
 
 def _prove(args: argparse.Namespace) -> None:

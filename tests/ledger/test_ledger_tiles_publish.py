@@ -632,7 +632,8 @@ def test_the_copy_carries_the_checkpoint_its_witnesses_cosigned(
     # No checkpoint has the quorum yet: the newest is published, and said to carry none.
     first = publisher.publish()
     assert (first.size, first.cosignatures) == (300, 0)
-    assert _verify(source, capsys)[0] == 0
+    code, said = _verify(source, capsys)
+    assert code == 0 and "other keys" not in said, said
     code, said = _verify_witnessed(source, capsys, w1, w2, quorum=2)
     assert code == EXIT_UNVERIFIED, said
     assert "carries no cosignature by the 2 given witnesses" in said, said
@@ -641,6 +642,8 @@ def test_the_copy_carries_the_checkpoint_its_witnesses_cosigned(
     again = publisher.publish()
     assert (again.size, again.files, again.checkpoint, again.cosignatures) == (300, 0, True, 1)
     assert _verify_witnessed(source, capsys, w1, quorum=1)[0] == 0
+    code, said = _verify(source, capsys)  # no witness key given: the line is named, unchecked
+    assert code == 0 and "also carries 1 signature(s) by other keys (w1.example/witness)" in said
     code, said = _verify_witnessed(source, capsys, w1, w2, quorum=2)
     assert code == EXIT_UNVERIFIED and "1 of the 2 witness cosignatures required" in said, said
     # A publisher without witnesses never puts the bare checkpoint back.
