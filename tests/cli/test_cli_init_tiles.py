@@ -151,4 +151,5 @@ def test_init_tiles_bucket_is_written_published_and_not_shared(
     finally:
         del os.environ["TILES_WRONG_SECRET"]
     assert wrong.code == 1, wrong.err
+    assert "refused the credentials" in wrong.message, wrong.err
     assert not again.exists()

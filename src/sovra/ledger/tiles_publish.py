@@ -88,7 +88,8 @@ class Published:
         bytes: their bytes.
         checkpoint: whether the store's checkpoint was replaced.
         removed: partial tiles and bundles removed, their full ones being there.
-        cosignatures: how many configured witnesses cosigned the checkpoint published.
+        cosignatures: how many configured witnesses cosigned the checkpoint this round
+            offered (the store keeps a larger one, or one as cosigned, if it has it).
     """
 
     size: int
