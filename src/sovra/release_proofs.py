@@ -265,7 +265,7 @@ class ReleaseProofs:
         which the next request's 409 corrects)."""
         pending, _ = self._late.pop(n)
         try:
-            pending.cosigned(retry=False)
+            pending.settle()
         except OldSizeConflict as conflict:
             self._held[n] = conflict.size
         except SovraError:

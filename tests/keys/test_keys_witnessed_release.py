@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tests.slow_witness import SlowWitness
 
-from sovra.errors import ConfigError, Denied, SovraError, Unavailable
+from sovra.errors import ConfigError, Denied, Unavailable
 from sovra.keys import LocalCustodian
 from sovra.keys.witnessed import ReleasePolicy, policy_path
 from sovra.ledger import CosignatureSigner, TransparencyLog, Witness
@@ -446,28 +445,6 @@ def test_a_remembered_checkpoint_is_still_held_to_the_age_and_the_proof_format(
     assert world.unwrap(third) == b"k" * 32
 
 
-class _SlowWitness(Witness):
-    """A real witness (its state on disk) that takes each request only once the test
-    opens *gate*: a witness slow to answer, as one with a slow disk or a long queue is."""
-
-    def __init__(self, gate: threading.Event, *args: Any) -> None:
-        super().__init__(*args)
-        self.gate = gate
-        self.asked: list[tuple[int, int]] = []  # (old size, checkpoint size) of each request
-        self.answered: list[str] = []  # "200" or the refusal's name, in order
-
-    def add_checkpoint(self, note: str, old_size: int, proof: Sequence[bytes]) -> str:
-        self.asked.append((old_size, Checkpoint.parse(note[: note.index("\n\n") + 1]).size))
-        assert self.gate.wait(timeout=60)
-        try:
-            cosigned = super().add_checkpoint(note, old_size, proof)
-        except SovraError as exc:
-            self.answered.append(type(exc).__name__)
-            raise
-        self.answered.append("200")
-        return cosigned
-
-
 def test_a_round_goes_on_at_quorum_and_a_slow_witness_catches_up(
     world: World, tmp_path: Path
 ) -> None:
@@ -482,7 +459,7 @@ def test_a_round_goes_on_at_quorum_and_a_slow_witness_catches_up(
         for n in range(3)
     ]
     quick = [Witness(s, [vkey], tmp_path / f"q{n}.json") for n, s in enumerate(signers[:2])]
-    slow = _SlowWitness(gate, signers[2], [vkey], tmp_path / "slow.json")
+    slow = SlowWitness(gate, signers[2], [vkey], tmp_path / "slow.json")
     path = tmp_path / "q" / "PL.key"
     path.parent.mkdir()
     LocalCustodian.create(path, "PL", world.log_key.public_key()).close()

@@ -182,6 +182,7 @@ class WitnessClient:
         self._timeout_s = float(timeout_s)
         self._consistency = consistency
         self._idle: list[http.client.HTTPConnection] = []
+        self._closed = False  # after close(), a connection in use is closed when done
         self._lock = threading.Lock()
 
     @property
@@ -262,11 +263,12 @@ class WitnessClient:
                 raise self._unreachable(exc) from None
             return _Exchange(conn, body, reused)
 
-    def _answer(self, note: str, exchange: _Exchange) -> str:
-        """Read the answer to *exchange*: *note* with this witness's cosignature."""
+    def _answer(self, note: str, exchange: _Exchange, *, verify: bool = True) -> str:
+        """Read the answer to *exchange*: *note* with this witness's cosignature
+        (without *verify*, *note* alone: the lines are neither checked nor kept)."""
         status, media, data = self._receive(exchange)
         if status == 200:
-            return note + self._cosignature(note, data)
+            return note + self._cosignature(note, data) if verify else note
         detail = data.decode("utf-8", "replace").strip()[:300]
         where = f"the witness {self.name} ({self._url})"
         if status == 409:
@@ -297,10 +299,11 @@ class WitnessClient:
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise self._unreachable(exc) from None
-        if response.isclosed() and not response.will_close:
-            with self._lock:
+        with self._lock:
+            keep = response.isclosed() and not response.will_close and not self._closed
+            if keep:
                 self._idle.append(conn)
-        else:
+        if not keep:
             conn.close()
         return status, media.split(";")[0].strip(), data
 
@@ -341,8 +344,9 @@ class WitnessClient:
         return "".join(line + "\n" for line, _ in mine)
 
     def close(self) -> None:
-        """Close the idle connections."""
+        """Close the idle connections, and each one in use once its answer is read."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
@@ -395,14 +399,8 @@ class PendingCosignature:
             selector.register(sock, selectors.EVENT_READ)
             return bool(selector.select(0))
 
-    def cosigned(self, *, retry: bool = True) -> str:
+    def cosigned(self) -> str:
         """The note with the witness's cosignature (as :meth:`WitnessClient.add_checkpoint`).
-
-        Args:
-            retry: on a 409, send the checkpoint once more from the size the witness
-                names (if the client can prove consistency from it); without, the
-                :class:`OldSizeConflict` is raised (an answer read late, to a checkpoint
-                a newer one has replaced, is not worth a second request).
 
         Raises:
             SovraError: as :meth:`WitnessClient.add_checkpoint`.
@@ -410,9 +408,18 @@ class PendingCosignature:
         try:
             return self._client._answer(self._note, self._exchange)
         except OldSizeConflict as conflict:
-            if not retry:
-                raise
             return self._client._retry_from(conflict, self._note, self._size, self._old_size)
+
+    def settle(self) -> None:
+        """Read the answer to a checkpoint a newer one has replaced: whether the witness
+        stored it (200) or the size it holds (409) is all that is used, so its
+        cosignature is not checked and no second request is sent.
+
+        Raises:
+            OldSizeConflict: a 409 (its ``size`` is the witness's).
+            SovraError: any other refusal, or no answer.
+        """
+        self._client._answer(self._note, self._exchange, verify=False)
 
     def abandon(self) -> None:
         """Close the connection without reading the answer (the witness is too slow: it

@@ -3,7 +3,9 @@
 With a C2SP tlog-policy in ``sovra.toml`` (``[witnesses] policy``), the log submits its
 newest checkpoint to every policy witness that has a URL (C2SP tlog-witness, in
 parallel, one round trip, a timeout) after a batch is integrated and before that
-batch's callers get their receipts. The cosignatures are kept with the checkpoint (the
+batch's callers get their receipts; the round ends once the policy's quorum has
+cosigned, and a slower witness gets its next checkpoint only after it has answered
+(from the size it then holds). The cosignatures are kept with the checkpoint (the
 log's cosignature store, where pushed ones go too: ADR 0010), so the newest cosigned
 checkpoint covers every entry whose receipt was handed out, and a custodian can demand
 it before it releases a key (ADR 0022).
@@ -23,8 +25,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +36,7 @@ from sovra.errors import ConfigError, NotFound, SovraError, Unavailable
 from sovra.ledger.cosigning import CheckpointCosignatures
 from sovra.ledger.log import TransparencyLog
 from sovra.ledger.tlog_witness import WitnessClient
+from sovra.ledger.witness import OldSizeConflict
 from sovra_verify.checkpoint import Checkpoint
 from sovra_verify.cosignature import _note_text
 from sovra_verify.policy import MAX_POLICY_BYTES, WitnessPolicy
@@ -71,14 +75,18 @@ class Round:
     Attributes:
         size: the size of the checkpoint submitted.
         cosigned_by: the policy names of the witnesses whose cosignatures were kept.
-        failures: each other witness's policy name and why it gave none.
+        failures: each witness's policy name that refused or could not be reached, and why.
         quorum_met: whether the policy's quorum cosigned the checkpoint.
+        pending: the witnesses whose answer (to this checkpoint or an earlier one) was
+            still out when the round ended: it went on without them once the quorum had
+            cosigned, or gave up at the timeout.
     """
 
     size: int
     cosigned_by: tuple[str, ...]
     failures: tuple[tuple[str, str], ...]
     quorum_met: bool
+    pending: tuple[str, ...] = ()
 
 
 def load_policy(path: Path) -> WitnessPolicy:
@@ -174,6 +182,9 @@ class Witnessing:
         self._covered = 0  # the largest size a round got cosigned by the quorum
         self._latest: str | None = None  # that checkpoint, with its cosignatures
         self._attempted = 0  # the largest size a round was run for
+        # Requests a round went on without, by witness: C2SP tlog-witness wants each
+        # request from the size the witness holds, which the one still out settles.
+        self._busy: dict[str, Future[str]] = {}
         # Twice the witnesses: a request a round gave up on may still hold a thread.
         self._pool = ThreadPoolExecutor(
             max_workers=2 * len(witnesses), thread_name_prefix="sovra-witness"
@@ -239,23 +250,37 @@ class Witnessing:
     def _round(self, size: int) -> None:
         note = self._log.latest_checkpoint()
         if note is None or Checkpoint.parse(_note_text(note)).size < size:
-            note = self._log.checkpoint()
+            # No sync of its own: the entries it covers were stored before this hook ran.
+            note = self._log.checkpoint(durable=False)
         text = _note_text(note)
         cp = Checkpoint.parse(text)
         self._attempted = max(self._attempted, cp.size)
         self.rounds += 1
         log_signed = _log_signed(note, text)
+        deadline = time.monotonic() + self._timeout_s
+        self._wait_for_free(deadline)
         futures: dict[str, Future[str]] = {
             name: self._pool.submit(self._ask, name, witness, log_signed, cp.size)
             for name, witness in self._witnesses.items()
+            if name not in self._busy
         }
-        done, _ = wait(futures.values(), timeout=self._timeout_s)
+        # Answers as they come, until the quorum has cosigned: a slower witness's
+        # request runs on, and it gets no other checkpoint until it is answered.
+        waiting = set(futures.values())
+        answered: list[str] = []
+        while waiting and not self._policy.satisfied_by(answered):
+            done, waiting = wait(
+                waiting, timeout=max(deadline - time.monotonic(), 0), return_when=FIRST_COMPLETED
+            )
+            if not done:
+                break
+            answered = [n for n, f in futures.items() if f.done() and f.exception() is None]
         lines: list[str] = []
         cosigned: list[str] = []
         failures: list[tuple[str, str]] = []
         for name, future in futures.items():
-            if future not in done:
-                failures.append((name, f"no answer within {self._timeout_s} s"))
+            if not future.done():
+                self._busy[name] = future
                 continue
             error = future.exception()
             if error is None:
@@ -267,12 +292,14 @@ class Witnessing:
         if lines:
             self._cosignatures.submit(log_signed + "".join(lines))
         met = self._policy.satisfied_by(cosigned)
-        self.last = Round(cp.size, tuple(cosigned), tuple(failures), met)
+        pending = tuple(n for n in self._witnesses if n in self._busy)
+        self.last = Round(cp.size, tuple(cosigned), tuple(failures), met, pending)
         if not met:
             raise Unavailable(
                 f"the checkpoint at size {cp.size} was cosigned by "
                 f"{', '.join(cosigned) or 'no witness'}, below the policy's quorum"
                 + "".join(f"; {name}: {why}" for name, why in failures)
+                + "".join(f"; {name}: no answer within {self._timeout_s} s" for name in pending)
             )
         if failures:
             _logger.warning(
@@ -284,10 +311,37 @@ class Witnessing:
             self._covered = cp.size
             self._latest = log_signed + "".join(lines)
 
+    def _wait_for_free(self, deadline: float) -> None:
+        """Forget the requests of earlier rounds that have ended; if the witnesses free
+        for a new one cannot meet the quorum, wait for busy ones until they can, or
+        until *deadline*."""
+        for name, future in list(self._busy.items()):
+            if future.done():
+                del self._busy[name]
+        while self._busy and not self._policy.satisfied_by(
+            [n for n in self._witnesses if n not in self._busy]
+        ):
+            done, _ = wait(
+                self._busy.values(),
+                timeout=max(deadline - time.monotonic(), 0),
+                return_when=FIRST_COMPLETED,
+            )
+            if not done:
+                return
+            for name, future in list(self._busy.items()):
+                if future in done:
+                    del self._busy[name]
+
     def _ask(self, name: str, witness: WitnessLike, note: str, size: int) -> str:
+        """Witness *name*'s cosignature of *note*, from the size it holds; never two at
+        once for one witness (the round that sends waits for, or skips, a busy one)."""
         old = self._held[name]
         proof = self._log.consistency_proof(old, size) if 0 < old < size else []
-        cosigned = witness.add_checkpoint(note, old if old <= size else 0, proof)
+        try:
+            cosigned = witness.add_checkpoint(note, old if old <= size else 0, proof)
+        except OldSizeConflict as conflict:  # the next request goes from there
+            self._held[name] = conflict.size
+            raise
         self._held[name] = max(self._held[name], size)
         return cosigned
 
