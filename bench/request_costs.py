@@ -5,19 +5,19 @@
 One throwaway deployment (in-process custodians, SQLite, files) is opened, and each flow
 is taken apart into the calls the gateway and the HTTP edge make for one request, in
 their order, on fresh data each round: the token check (signature, claims, the replay
-store's insert), the JSON body (the edge's bounded parse, then the framework's parse and
-model), the policy decision, the scanner, minimisation, the seal, the custodian's wrap and
+store's insert), the JSON body (the edge's bounded parse, then the direct route's model
+check), the policy decision, the scanner, minimisation, the seal, the custodian's wrap and
 unwrap (the unwrap checks the logged allow's receipt), the log appends, the metadata row,
-the blob, and the response's encoding. Each stage is timed on its own around the one call;
-a round's stages run back to back, as in the gateway, and the figure per stage is the
-median over the rounds (the machine is shared, so medians, not means), in wall-clock time
-and in CPU time (the calling thread's; a stage that waits on fsync shows far less CPU than
-wall clock, and CPU is what a core can serve). Beside them: the whole request measured
-end to end in the same rounds (each round takes one request apart, then makes it whole
-in-process with ``Gateway.ingest`` / ``Gateway.access``, then over HTTP with the Python
-client against uvicorn on loopback, so all three see the machine alike); what the stages
-do not account for is shown as "other" (the client signing its token, framework, server
-loop, glue between stages).
+the blob, and the response's encoding (orjson, as the direct routes answer). Each stage
+is timed on its own around the one call; a round's stages run back to back, as in the
+gateway, and the figure per stage is the median over the rounds (the machine is shared,
+so medians, not means), in wall-clock time and in CPU time (the calling thread's; a
+stage that waits on fsync shows far less CPU than wall clock, and CPU is what a core can
+serve). Beside them: the whole request measured end to end in the same rounds (each
+round takes one request apart, then makes it whole in-process with ``Gateway.ingest``
+/ ``Gateway.access``, then over HTTP with the Python client against uvicorn on loopback,
+so all three see the machine alike); what the stages do not account for is shown as
+"other" (the client signing its token, framework, server loop, glue between stages).
 
 The log append is shown at batch size 1 (one caller at a time: one fsync per entry) and
 amortised per entry in batches of 64 (``append_many``: what group commit can reach).
@@ -63,6 +63,7 @@ from sovra.model import (
 )
 from sovra.policy import GrantFacts, RecordFacts, Target
 from sovra.server import create_app
+from sovra.server.answers import JSONBytes
 from sovra.server.background import running
 from sovra.server.bodies import AccessBody, IngestBody
 
@@ -128,19 +129,19 @@ def _body(stages: Stages, dep: Deployment, path: str, body: bytes, model: Any) -
         "token check", lambda: dep.authenticator.authenticate(token, "POST", path, body)
     )
     limit = dep.config.max_body_bytes
-    stages.time(
+    value = stages.time(
         "JSON body: bounded parse",
         lambda: parse_json(body, limit=limit, what="request body", max_depth=MAX_JSON_DEPTH),
     )
-    parsed = stages.time(
-        "JSON body: framework parse + model",
-        lambda: model.model_validate(json.loads(body)),
-    )
+    # The direct routes check the parsed body against the route's model; nothing parses
+    # it again.
+    parsed = stages.time("JSON body: model (direct route)", lambda: model.model_validate(value))
     return principal, parsed
 
 
 def _respond(stages: Stages, content: dict[str, Any]) -> None:
-    stages.time("response encoding", lambda: JSONResponse(jsonable_encoder(content)))
+    # As the direct routes answer: the route's dict encoded once by orjson.
+    stages.time("response encoding", lambda: JSONBytes(content))
 
 
 def ingest_dissected(dep: Deployment, stages: Stages, i: int) -> tuple[RecordMeta, str]:
