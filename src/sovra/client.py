@@ -586,7 +586,8 @@ class Client:
         return result
 
     def revoke_grant(self, grant_id: str) -> dict[str, Any]:
-        """Revoke a grant (approving authority only)."""
+        """Revoke a grant (its approving authority), or withdraw a co-signature of it (a
+        co-signing authority)."""
         result: dict[str, Any] = self._call("POST", f"/v1/grants/{grant_id}/revoke")
         return result
 

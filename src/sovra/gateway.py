@@ -1138,7 +1138,12 @@ class Gateway:
                 verified=False,
                 problem=(f"grant {grant.grant_id} differs from the grant registered under that id"),
             )
-        return facts if registered is None else as_registered(facts, registered)
+        if registered is None:
+            return facts
+        withdrawn = (
+            self.store.grant_withdrawals(grant.grant_id) if registered.cosignatures else frozenset()
+        )
+        return as_registered(facts, registered, withdrawn)
 
 
 @functools.cache

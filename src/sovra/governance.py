@@ -40,6 +40,7 @@ from sovra.model import (
     LogReceipt,
     Principal,
     ReleaseAuthorization,
+    Role,
     check_id,
 )
 from sovra.policy import (
@@ -291,21 +292,47 @@ class Governance:
             subjects=tuple(sorted(subjects)),
             grantee=grant.grantee,
             signed=True,  # registered grants were verified when registered
+            cosigners=tuple(sorted(j for j, _ in grant.cosignatures)),
         )
 
     def revoke_grant(self, principal: Principal, grant_id: str) -> LogReceipt:
-        """Revoke a grant at once; only its approving authority may.
+        """Revoke a grant at once, or withdraw a co-signature of it at once.
+
+        The approving authority revokes the grant. An authority whose jurisdiction
+        co-signed the grant (as registered) takes back its co-signature: the grant then
+        no longer counts as that home's approval, so it stops covering the records that
+        needed it (a subject's records of two homes), and the approver's own records stay
+        covered. Either is decided by the policy (``revoke-grant``) and logged as a
+        ``grant_revoked`` entry, a withdrawal with the ``cosigner`` whose co-signature went.
 
         Raises:
             NotFound: no grant with this id.
-            Denied: the policy says no: by default, the principal is not the approving
-                authority (logged).
-            BadRequest: the grant is revoked already.
+            BadRequest: the grant is revoked already, or the principal's co-signature
+                withdrawn already (nothing logged).
+            Denied: the policy says no: by default, the principal is neither the approving
+                authority nor a co-signing one (logged).
         """
         grant = self.get_grant(grant_id)
+        # Revocations are public (their entries are in the log), so saying so before the
+        # decision tells nobody anything, and a request that can change nothing logs nothing.
+        if self.store.grant_revoked(grant_id):
+            raise BadRequest(f"grant {grant_id} is revoked already")
+        cosigner = (
+            principal.jurisdiction
+            if principal.role == Role.AUTHORITY
+            and principal.jurisdiction in {j for j, _ in grant.cosignatures}
+            else None
+        )
+        if cosigner is not None and cosigner in self.store.grant_withdrawals(grant_id):
+            raise BadRequest(
+                f"{cosigner} has withdrawn its co-signature of grant {grant_id} already"
+            )
         decision = self._authorizer.authorize(principal, "revoke-grant", self._grant_target(grant))
         now = self._authorizer.now_ms()
-        self.store.revoke_grant(grant_id, now)
+        if cosigner is None:
+            self.store.revoke_grant(grant_id, now)
+        else:
+            self.store.withdraw_cosignature(grant_id, cosigner, now)
         entry = LogEntry(
             kind="grant_revoked",
             time_ms=now,
@@ -314,6 +341,7 @@ class Governance:
                 "decision_id": decision.decision_id,
                 "grant": grant.digest(),
                 "grant_id": grant_id,
+                **({"cosigner": cosigner} if cosigner is not None else {}),
             },
         )
         return self._authorizer.append(entry, [])[1]

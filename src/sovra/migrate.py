@@ -367,6 +367,13 @@ def _move_grants(parts: _Parts) -> int:
             parts.to_rows.put_grant(grant_id, digest, bytes(grant_json))
         if revoked_ms is not None and not parts.to_rows.grant_revoked(grant_id):
             parts.to_rows.revoke_grant(grant_id, int(revoked_ms))
+    withdrawn = parts.raw.execute(
+        "SELECT grant_id, jurisdiction, withdrawn_ms FROM grant_withdrawals "
+        "ORDER BY grant_id, jurisdiction"
+    ).fetchall()
+    for grant_id, jurisdiction, withdrawn_ms in withdrawn:
+        if jurisdiction not in parts.to_rows.grant_withdrawals(grant_id):
+            parts.to_rows.withdraw_cosignature(grant_id, jurisdiction, int(withdrawn_ms))
     return len(rows)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from tests.flows.two_homes import ANNA, Two, ingest
 
-from sovra.errors import Denied
+from sovra.errors import BadRequest, Denied
 from sovra.model import Grant, LogEntry
 from sovra.policy import cosign_grant, sign_grant
 
@@ -212,3 +212,77 @@ def test_an_authority_of_one_home_is_refused_by_the_other_homes_rules(two: Two, 
         assert info.value.message.startswith(reason), info.value.message
         assert two.entry(info.value.log_index).fields["effect"] == "deny"
     assert len(two.entries("key_release")) == releases
+
+
+@pytest.mark.parametrize(("approver", "other"), [("PL", "DE"), ("DE", "PL")])
+def test_the_cosigning_home_withdraws_its_cosignature_with_effect_at_once(
+    two: Two, clock: Any, approver: str, other: str
+) -> None:
+    both = ingest(two, content="two homes")
+    # Her record of the approver's home alone: the approver's grant covers it by itself.
+    one = two.gw.ingest(
+        two.principal("svc-pl"),
+        subject_id=ANNA,
+        jurisdiction=approver,
+        content="one home",
+    ).record_id
+    grant = _grant(two, clock, f"g-w-{approver}", approver, other)
+    _register(two, grant)
+    assert _read_under(two, both, grant).records == {both: "two homes"}
+
+    receipt = two.dep.governance.revoke_grant(
+        two.principal(f"authority-{other.lower()}"), grant.grant_id
+    )
+    withdrawn = two.entry(receipt.index)
+    assert withdrawn.kind == "grant_revoked" and withdrawn.principal == f"authority-{other.lower()}"
+    assert withdrawn.fields["cosigner"] == other and withdrawn.fields["grant_id"] == grant.grant_id
+    allowed = two.entry(receipt.index - 1).fields
+    assert allowed["effect"] == "allow" and allowed["action"] == "revoke-grant"
+    assert allowed["policies"] == ["cosignature-withdrawn-by-its-cosigner"]
+    assert allowed["decision_id"] == withdrawn.fields["decision_id"]
+    assert not two.dep.store.grant_revoked(grant.grant_id)  # the grant itself stands
+
+    journals = {j: len(c.journal()) for j, c in two.served.items()}
+    releases = len(two.entries("key_release"))
+    with pytest.raises(Denied) as info:
+        _read_under(two, both, grant)
+    assert (
+        f"grant g-w-{approver} is approved by {approver} and {other}'s authority has "
+        "withdrawn its co-signature" in info.value.message
+    ), info.value.message
+    entry = two.entry(info.value.log_index)
+    assert entry.fields["effect"] == "deny" and entry.principal == "authority-us"
+    assert len(two.entries("key_release")) == releases
+    assert {j: len(c.journal()) for j, c in two.served.items()} == journals
+    # The records that needed only the approver are still covered.
+    assert _read_under(two, one, grant).records == {one: "one home"}
+
+
+def test_a_third_jurisdiction_cannot_revoke_and_twice_is_a_precise_error(
+    two: Two, clock: Any
+) -> None:
+    rid = ingest(two)
+    grant = _grant(two, clock, "g-third", "PL", "DE")
+    _register(two, grant)
+    gov = two.dep.governance
+    for who in ("authority-vn", "authority-us", "svc-pl"):
+        with pytest.raises(Denied, match="only PL's authority, or a co-signing one, may") as i:
+            gov.revoke_grant(two.principal(who), grant.grant_id)
+        refused = two.entry(i.value.log_index)
+        assert refused.fields["effect"] == "deny" and refused.fields["action"] == "revoke-grant"
+        assert refused.principal == who
+    assert not two.dep.store.grant_revoked(grant.grant_id)
+    assert two.dep.store.grant_withdrawals(grant.grant_id) == frozenset()
+    assert "Anna Kowalska" in _read_under(two, rid, grant).records[rid]
+
+    gov.revoke_grant(two.principal("authority-de"), grant.grant_id)
+    size = two.gw.log.size
+    with pytest.raises(BadRequest, match="DE has withdrawn its co-signature of grant g-third"):
+        gov.revoke_grant(two.principal("authority-de"), grant.grant_id)
+    assert two.gw.log.size == size
+    gov.revoke_grant(two.principal("authority-pl"), grant.grant_id)
+    size = two.gw.log.size
+    for who in ("authority-pl", "authority-de", "authority-vn"):
+        with pytest.raises(BadRequest, match="grant g-third is revoked already"):
+            gov.revoke_grant(two.principal(who), grant.grant_id)
+    assert two.gw.log.size == size

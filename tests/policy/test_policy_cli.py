@@ -88,7 +88,7 @@ def test_grant_lifecycle(live: Live, tmp_path: Path) -> None:
     assert json.loads(out)["revoked"] is False
     code, _, err = live.run("grant", "revoke", "mla-cli-full", "--as", "authority-us")
     assert code == 4
-    assert "only VN's authority may revoke" in err
+    assert "only VN's authority, or a co-signing one, may revoke" in err
     code, out, err = live.run("grant", "revoke", "mla-cli-full", "--as", "authority-vn")
     assert code == 0, err
     assert re.fullmatch(r"grant mla-cli-full revoked at log index \d+", out.strip())

@@ -195,7 +195,7 @@ def test_grant_registration_show_and_revocation_are_decided_and_logged(dep: Depl
             gov.grant_status(_who(dep, who), "g-1")
         assert _entry(dep, info.value.log_index).fields["action"] == "view-grant"
 
-    with pytest.raises(Denied, match="only PL's authority may revoke") as info:
+    with pytest.raises(Denied, match="only PL's authority, or a co-signing one, may") as info:
         gov.revoke_grant(_who(dep, "authority-us"), "g-1")
     assert _entry(dep, info.value.log_index).fields["effect"] == "deny"
     receipt = gov.revoke_grant(_who(dep, "authority-pl"), "g-1")

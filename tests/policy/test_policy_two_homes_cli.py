@@ -13,6 +13,7 @@ from tests.flows.two_homes import ANNA, TEXT, configure
 from tests.policy.test_policy_cli import Live, serving
 
 from sovra.deployment import Deployment
+from sovra.errors import Denied
 from sovra.model import Grant, LogEntry
 
 
@@ -68,3 +69,32 @@ def test_a_grant_both_homes_sign_is_registered_once_both_signed(live: Live, tmp_
         grant=grant,
     )
     assert "Anna Kowalska" in res.records[rid]
+
+    # Over HTTP (POST /v1/grants/g-two/revoke): a third jurisdiction is refused, logged;
+    # the co-signing home withdraws its co-signature, and the next read is refused, logged.
+    code, _, err = live.run("grant", "revoke", "g-two", "--as", "authority-vn")
+    assert code == 4 and "only PL's authority, or a co-signing one, may revoke" in err
+    refused = LogEntry.from_bytes(gw.log.entry(gw.log.size - 1))
+    assert refused.principal == "authority-vn" and refused.fields["effect"] == "deny"
+    code, out, err = live.run("grant", "revoke", "g-two", "--as", "authority-de")
+    assert code == 0, err
+    withdrawn = LogEntry.from_bytes(gw.log.entry(gw.log.size - 1))
+    assert (withdrawn.kind, withdrawn.fields["cosigner"]) == ("grant_revoked", "DE")
+    releases = sum(
+        LogEntry.from_bytes(gw.log.entry(i)).kind == "key_release" for i in range(gw.log.size)
+    )
+    with pytest.raises(Denied, match="DE's authority has withdrawn its co-signature") as info:
+        gw.access(
+            live.dep.store.get_principal("authority-us"),
+            purpose="foreign-legal-process",
+            record_ids=[rid],
+            grant=grant,
+        )
+    assert LogEntry.from_bytes(gw.log.entry(info.value.log_index)).fields["effect"] == "deny"
+    assert releases == sum(
+        LogEntry.from_bytes(gw.log.entry(i)).kind == "key_release" for i in range(gw.log.size)
+    )
+    size = gw.log.size
+    code, _, err = live.run("grant", "revoke", "g-two", "--as", "authority-de")
+    assert code != 0 and "DE has withdrawn its co-signature of grant g-two already" in err
+    assert gw.log.size == size

@@ -440,6 +440,27 @@ def test_second_revocation_refused_first_time_kept(store: MetadataStore, backend
     assert backend.sql("SELECT revoked_ms FROM grants") == [(1_234,)]
 
 
+def test_cosignature_withdrawn_once_first_time_kept(store: MetadataStore, backend: Backend) -> None:
+    store.put_grant("g-1", DIGEST, GRANT)
+    assert store.grant_withdrawals("g-1") == frozenset()
+    store.withdraw_cosignature("g-1", "DE", 1_234)
+    assert store.grant_withdrawals("g-1") == {"DE"}
+    with pytest.raises(
+        BadRequest, match="DE's co-signature of grant g-1 was already withdrawn at 1234"
+    ):
+        store.withdraw_cosignature("g-1", "DE", 9_999)
+    store.withdraw_cosignature("g-1", "VN", 2_000)
+    assert store.grant_withdrawals("g-1") == {"DE", "VN"}
+    assert store.grant_revoked("g-1") is False  # the grant itself stands
+    for gid, j, ms in [("g-x", "DE", 1), ("../g", "DE", 1), ("g-1", "de", 1), ("g-1", "US", -1)]:
+        with pytest.raises((BadRequest, NotFound)):
+            store.withdraw_cosignature(gid, j, ms)
+    assert sorted(backend.sql("SELECT jurisdiction, withdrawn_ms FROM grant_withdrawals")) == [
+        ("DE", 1_234),
+        ("VN", 2_000),
+    ]
+
+
 def test_duplicate_grant_refused_and_original_kept(store: MetadataStore) -> None:
     store.put_grant("g-1", DIGEST, GRANT)
     with pytest.raises(BadRequest, match="g-1 already exists"):
@@ -673,7 +694,7 @@ def test_reopen_keeps_everything(backend: Backend) -> None:
 def test_newer_schema_version_refused_and_left_as_it_is(backend: Backend) -> None:
     backend.open().put_record(make_meta())
     backend.sql("UPDATE schema_versions SET version = 99 WHERE component = 'metadata'")
-    with pytest.raises(ConfigError, match="version 99, newer than the version 2 this sovra"):
+    with pytest.raises(ConfigError, match="version 99, newer than the version 3 this sovra"):
         backend.open()
     assert backend.sql("SELECT version FROM schema_versions") == [(99,)]
     assert backend.count("records") == 1

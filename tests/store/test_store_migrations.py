@@ -96,7 +96,7 @@ def test_previous_schema_is_upgraded_and_keeps_its_data(
     assert backend.sql("SELECT component, version FROM schema_versions") == [
         ("metadata", SCHEMA_VERSION)
     ]
-    assert SCHEMA_VERSION == len(METADATA_STEPS) == 2
+    assert SCHEMA_VERSION == len(METADATA_STEPS) == 3
     assert "records_unlogged" in _indexes(backend)
     assert store.get_record("rec-old") == RecordMeta(
         header=RecordHeader("rec-old", SUBJECT, "PL", "pl-waw", 2, "text/plain", 1),
@@ -139,11 +139,12 @@ def test_a_failed_step_leaves_the_previous_version(backend: Backend) -> None:
 
 def test_newer_database_is_refused_naming_both_versions(backend: Backend) -> None:
     backend.open().close()
-    backend.sql("UPDATE schema_versions SET version = ? WHERE component = 'metadata'", (3,))
+    newer = SCHEMA_VERSION + 1
+    backend.sql("UPDATE schema_versions SET version = ? WHERE component = 'metadata'", (newer,))
     with pytest.raises(ConfigError) as info:
         backend.open()
-    assert "version 3, newer than the version 2" in info.value.message
-    assert backend.sql("SELECT version FROM schema_versions") == [(3,)]
+    assert f"version {newer}, newer than the version {SCHEMA_VERSION}" in info.value.message
+    assert backend.sql("SELECT version FROM schema_versions") == [(newer,)]
 
 
 def test_processes_opening_a_fresh_database_at_once_migrate_it_once(backend: Backend) -> None:

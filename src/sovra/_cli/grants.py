@@ -171,14 +171,13 @@ def _register(grant: Grant, deployment: Path, url: str, output: Path | None = No
 @grant_app.command()
 def revoke(
     grant_id: Annotated[str, typer.Argument(help="id of the grant to revoke")],
-    principal: Annotated[
-        str, typer.Option("--as", help="the approving authority, e.g. authority-vn")
-    ],
+    principal: Annotated[str, typer.Option("--as", help="the approving or a co-signing authority")],
     key: KeyOpt = None,
     deployment: DeploymentDir = None,
     url: Url = DEFAULT_URL,
 ) -> None:
-    """Revoke a grant; it takes effect at once (its approving authority only)."""
+    """Revoke a grant; it takes effect at once (its approving authority; a co-signing
+    authority withdraws its co-signature instead)."""
     with connect(url, principal, key, deployment) as client:
         receipt = client.revoke_grant(grant_id)
     out.print(

@@ -76,7 +76,7 @@ _WHY_NOT_ACTION = {
     "ingest": "a {role} may not ingest records",
     "register-grant": "the grant is not signed by its approving authority",
     "view-grant": "a grant is shown to its grantee, {j}'s authority, the operator and auditors",
-    "revoke-grant": "only {j}'s authority may revoke this grant",
+    "revoke-grant": "only {j}'s authority, or a co-signing one, may revoke this grant",
     "activate-policy": "only the operator or a jurisdiction authority may activate a policy pack",
     "explain": "no rule lets a {role} have logged decisions explained",
     "view-reviews": "the review queue is for the operator, authorities and auditors",
@@ -127,7 +127,9 @@ class Target:
     concerns (the decision is logged under them); ``grantee`` a grant's grantee; ``signed``
     whether a grant's signature is its approver's, and ``problem`` why not;
     ``client_sealed`` an ingest of a record sealed on the client, whose home
-    ``scan_required`` (refuses kinds of data at ingest).
+    ``scan_required`` (refuses kinds of data at ingest); ``cosigners`` the jurisdictions
+    whose co-signature is on a grant as registered (the policy sees whether the
+    requester's is one of them).
     """
 
     jurisdiction: str = ""
@@ -137,6 +139,7 @@ class Target:
     problem: str = ""
     client_sealed: bool = False
     scan_required: bool = False
+    cosigners: tuple[str, ...] = ()
 
 
 def _context(request_key: tuple[Any, ...]) -> dict[str, Any]:
@@ -485,6 +488,7 @@ class DecisionPoint:
             target.signed,
             target.client_sealed,
             target.scan_required,
+            bool(principal.jurisdiction) and principal.jurisdiction in target.cosigners,
         )
         answer = self._answers(state, [key])[0]
         allowed, fired, errors = answer
@@ -520,7 +524,19 @@ class DecisionPoint:
         later pack: one that does not could never be replaced, so it is not activated."""
         state = self._prepare(pack)
         keys = [
-            ("governance", "activate-policy", str(role), j, "", False, False, False, False, False)
+            (
+                "governance",
+                "activate-policy",
+                str(role),
+                j,
+                "",
+                False,
+                False,
+                False,
+                False,
+                False,
+                False,
+            )
             for role, j in [
                 (Role.OPERATOR, ""),
                 *((Role.AUTHORITY, p) for p in pack.parties),
@@ -624,7 +640,7 @@ class DecisionPoint:
         """One Cedar request per governance fact tuple (each with its own principal)."""
         out: dict[Any, _Answer] = {}
         for key in keys:
-            _, action, role, pj, tj, own, grantee, signed, client_sealed, scan = key
+            _, action, role, pj, tj, own, grantee, signed, client_sealed, scan, cosigner = key
             entities: list[dict[str, Any]] = [
                 {"uid": _PRINCIPAL, "attrs": {"role": role, "jurisdiction": pj}, "parents": []},
                 {
@@ -636,6 +652,7 @@ class DecisionPoint:
                         "signed": signed,
                         "client_sealed": client_sealed,
                         "scan_required": scan,
+                        "cosigner": cosigner,
                     },
                     "parents": [],
                 },

@@ -184,12 +184,15 @@ def _reason(
         other = homes[1] if grant.approver == homes[0] else homes[0]
         if decision.allow or other in approvals:
             continue
-        how = (
-            f"co-signed by {other}, but that co-signature is not on the grant as registered "
-            "under its id (register the grant once both homes signed it)"
-            if other in grant.cosigners
-            else f"not co-signed by {other}"
-        )
+        if other in grant.withdrawn_cosigners:
+            how = f"{other}'s authority has withdrawn its co-signature"
+        elif other in grant.cosigners:
+            how = (
+                f"co-signed by {other}, but that co-signature is not on the grant as "
+                "registered under its id (register the grant once both homes signed it)"
+            )
+        else:
+            how = f"not co-signed by {other}"
         return (
             f"record {r.facts.record_id} has two homes, {homes[0]} and {homes[1]}: a "
             "legal-assistance grant for it needs both homes' authorities (approved by one, "

@@ -81,6 +81,8 @@ class GrantFacts:
     # The co-signers whose co-signature is on the grant as registered, so in the log before
     # any use (ADR 0001); only these count as a second home's approval (ADR 0025).
     registered_cosigners: frozenset[str] = frozenset()
+    # Co-signers that took their co-signature back since (it no longer counts at all).
+    withdrawn_cosigners: frozenset[str] = frozenset()
 
     @classmethod
     def none(cls) -> GrantFacts:
@@ -189,11 +191,21 @@ class GrantChecker:
         return facts
 
 
-def as_registered(facts: GrantFacts, registered: Grant) -> GrantFacts:
+def as_registered(
+    facts: GrantFacts, registered: Grant, withdrawn: frozenset[str] = frozenset()
+) -> GrantFacts:
     """*facts* of a presented grant, with the co-signers that the grant as *registered*
-    under its id (the same digest) also carries."""
+    under its id (the same digest) also carries, less those that have *withdrawn* their
+    co-signature since: a withdrawn co-signature counts for nothing, neither as a second
+    home's approval nor towards a bulk grant's co-signers."""
     on_file = frozenset(j for j, _ in registered.cosignatures)
-    return replace(facts, registered_cosigners=facts.cosigners & on_file)
+    gone = withdrawn & on_file
+    return replace(
+        facts,
+        cosigners=facts.cosigners - gone,
+        registered_cosigners=(facts.cosigners & on_file) - gone,
+        withdrawn_cosigners=gone,
+    )
 
 
 def verify_grant_signature(grant: Grant, authority_keys: Mapping[str, Ed25519PublicKey]) -> None:

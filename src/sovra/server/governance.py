@@ -32,7 +32,8 @@ def add_governance_routes(app: FastAPI, governance: Governance, caller: Any) -> 
 
     @app.post("/v1/grants/{grant_id}/revoke", tags=["grants"])
     def revoke_grant(grant_id: str, principal: caller) -> dict[str, Any]:
-        """Revoke a grant (its approving authority only); takes effect at once."""
+        """Revoke a grant (its approving authority), or withdraw a co-signature of it (a
+        co-signing authority); takes effect at once."""
         return {"receipt": gov.revoke_grant(principal, grant_id).to_dict()}
 
     @app.post("/v1/subjects/report", tags=["subjects"])

@@ -227,7 +227,9 @@ class Tally:
             self._by_digest[g.digest] = g.grant_id
             self._file("grant-registered", g.grant_id, index)
         elif kind == "grant_revoked":
-            self._file("grant-revoked", str(f.get("grant_id")), index)
+            # A co-signer's withdrawal leaves the grant standing for its approver's records.
+            facet = "cosignature-withdrawn" if f.get("cosigner") else "grant-revoked"
+            self._file(facet, str(f.get("grant_id")), index)
 
     def _ingest(self, index: int, f: Mapping[str, Any]) -> None:
         j = str(f.get("jurisdiction", UNKNOWN))

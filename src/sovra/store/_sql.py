@@ -688,6 +688,49 @@ class SQLMetadataStore(abc.ABC):
             raise NotFound(f"no grant {grant_id}")
         return row[0] is not None
 
+    def withdraw_cosignature(self, grant_id: str, jurisdiction: str, time_ms: int) -> None:
+        """Record that *jurisdiction* took back its co-signature of a grant, once, for good.
+
+        Raises:
+            BadRequest: malformed argument, or this co-signature is already withdrawn.
+            NotFound: no such grant.
+        """
+        check_id(grant_id, "grant id")
+        check_jurisdiction(jurisdiction)
+        _count(time_ms, "withdrawal time_ms")
+        with self._transaction(write=True) as run:
+            if run("SELECT 1 FROM grants WHERE grant_id = ?", (grant_id,)).fetchone() is None:
+                raise NotFound(f"no grant {grant_id}")
+            cur = run(
+                "INSERT INTO grant_withdrawals (grant_id, jurisdiction, withdrawn_ms) "
+                "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (grant_id, jurisdiction, time_ms),
+            )
+            if cur.rowcount == 1:
+                return
+            found = run(
+                "SELECT withdrawn_ms FROM grant_withdrawals "
+                "WHERE grant_id = ? AND jurisdiction = ?",
+                (grant_id, jurisdiction),
+            ).fetchone()
+        raise BadRequest(
+            f"{jurisdiction}'s co-signature of grant {grant_id} was already withdrawn "
+            f"at {found[0]} ms"
+        )
+
+    def grant_withdrawals(self, grant_id: str) -> frozenset[str]:
+        """The jurisdictions that withdrew their co-signature of a grant.
+
+        Raises:
+            BadRequest: *grant_id* is not a valid id.
+        """
+        check_id(grant_id, "grant id")
+        with self._transaction(write=False) as run:
+            rows = run(
+                "SELECT jurisdiction FROM grant_withdrawals WHERE grant_id = ?", (grant_id,)
+            ).fetchall()
+        return frozenset(str(r[0]) for r in rows)
+
     # -- principals ------------------------------------------------------------------
 
     def put_principal(self, principal: Principal) -> None:

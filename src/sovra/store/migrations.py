@@ -120,8 +120,22 @@ def _metadata_2(d: Dialect) -> list[str]:
     ]
 
 
-METADATA_STEPS: tuple[Step, ...] = (_metadata_1, _metadata_2)
-"""The metadata tables: records, grants, principals, token nonces."""
+def _metadata_3(d: Dialect) -> list[str]:
+    """Co-signatures withdrawn from registered grants: one row per co-signing home that
+    took its co-signature back, the first withdrawal's time standing."""
+    return [
+        f"""CREATE TABLE grant_withdrawals (
+            grant_id TEXT NOT NULL,
+            jurisdiction TEXT NOT NULL,
+            withdrawn_ms {d.int_type} NOT NULL,
+            PRIMARY KEY (grant_id, jurisdiction)
+        ){d.table_suffix}""",
+    ]
+
+
+METADATA_STEPS: tuple[Step, ...] = (_metadata_1, _metadata_2, _metadata_3)
+"""The metadata tables: records, grants (and withdrawn co-signatures), principals, token
+nonces."""
 
 
 def _guard_journal_1(d: Dialect) -> list[str]:

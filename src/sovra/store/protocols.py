@@ -236,6 +236,27 @@ class GrantStore(Protocol):
         """
         ...
 
+    def withdraw_cosignature(self, grant_id: str, jurisdiction: str, time_ms: int) -> None:
+        """Record that *jurisdiction*'s authority took back its co-signature of a grant as
+        of *time_ms*. Withdrawal is permanent.
+
+        MUST refuse to withdraw one jurisdiction's co-signature twice, so the first time
+        stands, and MUST refuse an unknown grant.
+
+        Raises:
+            BadRequest: malformed argument, or the co-signature is already withdrawn.
+            NotFound: no such grant.
+        """
+        ...
+
+    def grant_withdrawals(self, grant_id: str) -> frozenset[str]:
+        """The jurisdictions that withdrew their co-signature of a grant (empty if none).
+
+        Raises:
+            BadRequest: *grant_id* is not a valid id.
+        """
+        ...
+
 
 @runtime_checkable
 class PrincipalStore(Protocol):
