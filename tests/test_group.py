@@ -215,3 +215,98 @@ def test_a_waiting_leader_runs_what_it_has_once_the_running_batch_ends() -> None
     for t in (first, lone):
         t.join(10)
     assert batches[1:] == [[100]] and got == [200]
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_lone_caller_never_waits_in_the_gather_window() -> None:
+    """One caller after another: its own gaps hold its batch's run time, longer than the
+    window (at most that run time), so it never waits for company."""
+    clock = _Clock()
+    batches: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int]:
+        batches.append(items)
+        clock.now += 0.05  # the batch's run time
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(run, max_batch=8, max_wait_s=1.0, clock=clock)
+    for n in range(30):
+        assert group.submit(n) == n
+        clock.now += 0.001  # straight back, as a busy client is
+    assert group.waits == 0
+    assert batches == [[n] for n in range(30)]
+
+
+def test_under_load_a_leader_waits_for_the_items_the_window_should_bring() -> None:
+    """Items arriving closer together than a batch's run time: a new leader waits for as
+    many more as the window should bring, and runs them in one batch."""
+    clock = _Clock()
+    batches: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int]:
+        batches.append(items)
+        clock.now += 1.0  # each batch runs for 1 s: the window is up to 1 s
+        return [n * 10 for n in items]
+
+    group: GroupCommit[int, int] = GroupCommit(run, max_batch=100, max_wait_s=2.0, clock=clock)
+    assert group.submit(0) == 0  # a batch's run time, and the first arrival, at 0 s
+    assert group.waits == 0
+    clock.now = 1.1
+    # Ten items 0.11 s apart on average: the 1 s window should bring 9 more.
+    ten = threading.Thread(target=group.submit_many, args=(list(range(1, 11)),))
+    ten.start()
+    _until(lambda: group._windowing == 1)
+    assert batches == [[0]] and group.waits == 1
+    rest: dict[int, int] = {}
+    callers = [
+        threading.Thread(target=lambda n=n: rest.__setitem__(n, group.submit(n)))
+        for n in range(11, 20)
+    ]
+    for t in callers:
+        t.start()
+    for t in [ten, *callers]:
+        t.join(10)
+    assert batches[1][:10] == list(range(1, 11))
+    assert sorted(batches[1]) == list(range(1, 20))  # one batch, not one per caller
+    assert rest == {n: n * 10 for n in range(11, 20)}
+    assert group._leading == 0 and group._windowing == 0 and not group._queue
+
+
+def test_a_window_that_brings_nothing_ends_at_its_deadline() -> None:
+    """Under load, a window no item arrives in ends when the clock passes its deadline."""
+    clock = _Clock()
+    batches: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int]:
+        batches.append(items)
+        clock.now += 1.0
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(run, max_batch=100, max_wait_s=2.0, clock=clock)
+    group.submit(0)
+    clock.now = 1.1
+    ten = threading.Thread(target=group.submit_many, args=(list(range(1, 11)),))
+    ten.start()
+    _until(lambda: group._windowing == 1)
+    clock.now = 2.2  # past the deadline: the next arrival's wake-up finds it over
+    late = threading.Thread(target=group.submit, args=(11,))
+    late.start()
+    for t in (ten, late):
+        t.join(10)
+    assert not ten.is_alive() and not late.is_alive()
+    assert batches[1][:10] == list(range(1, 11))
+    assert sorted(n for b in batches for n in b) == list(range(12))
+
+
+def test_a_negative_gather_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="not negative"):
+        GroupCommit(lambda items: items, max_batch=2, max_wait_s=-0.1)

@@ -108,6 +108,9 @@ decisions share an fsync with another's releases. Two, each gathering half of wh
 waiting (see :mod:`sovra._group`): four made batches of four from 16 threads, at a third
 more CPU per access (docs/benchmarks.md)."""
 
+_GATHER_WAIT_S = 0.1
+"""The longest a batch of single calls waits for more under load (:mod:`sovra._group`)."""
+
 MAX_INGEST_BATCH = 1_000
 """The most records one :meth:`Gateway.ingest_many` call takes."""
 
@@ -167,9 +170,13 @@ class Gateway:
         # Concurrent single calls share one batch each (group commit): one transaction,
         # one log batch, one set of fsyncs and one custodian call per jurisdiction.
         self._ingests: GroupCommit[tuple[Principal, IngestItem], IngestReceipt]
-        self._ingests = GroupCommit(self._ingest_batch, MAX_INGEST_BATCH, leaders=_INGEST_LEADERS)
+        self._ingests = GroupCommit(
+            self._ingest_batch, MAX_INGEST_BATCH, leaders=_INGEST_LEADERS, max_wait_s=_GATHER_WAIT_S
+        )
         self._accesses: GroupCommit[tuple[Principal, AccessRequest], AccessResult]
-        self._accesses = GroupCommit(self._access_batch, MAX_ACCESS_BATCH, leaders=_ACCESS_LEADERS)
+        self._accesses = GroupCommit(
+            self._access_batch, MAX_ACCESS_BATCH, leaders=_ACCESS_LEADERS, max_wait_s=_GATHER_WAIT_S
+        )
         self._release_proofs: ReleaseProofs | None = None
         """Set when custodians release only against witnessed checkpoints."""
 
@@ -519,7 +526,9 @@ class Gateway:
         # one batch at a time then takes every access waiting into the next round (two
         # split them between two rounds; docs/benchmarks.md, ADR 0023).
         leaders = 1 if proofs is not None and proofs.sends_rounds else _ACCESS_LEADERS
-        self._accesses = GroupCommit(self._access_batch, MAX_ACCESS_BATCH, leaders=leaders)
+        self._accesses = GroupCommit(
+            self._access_batch, MAX_ACCESS_BATCH, leaders=leaders, max_wait_s=_GATHER_WAIT_S
+        )
 
     # -- access --------------------------------------------------------------------------
 
