@@ -233,3 +233,40 @@ def test_a_home_sharing_no_region_skips_the_second_home_lookup(two: Two) -> None
     listed = _homes.records_for_subject(two.dep.store, two.gw.log, de)
     assert [m.header.record_id for m in listed] == [rid]
     assert _homes.records_for_subject(two.dep.store, two.gw.log, de, second=False) == []
+
+
+def test_a_listing_by_jurisdiction_has_her_two_home_record_under_both_homes(two: Two) -> None:
+    rid = ingest(two)
+    one = two.gw.ingest(
+        two.principal("svc-pl"), subject_id=ANNA, jurisdiction="PL", content="PL only"
+    ).record_id
+
+    def by(jurisdiction: str, who: str = "subject-anna", **kw: Any) -> Any:
+        return two.gw.access(
+            two.principal(who), purpose=kw.pop("purpose", "subject-access"),
+            jurisdiction=jurisdiction, **kw,
+        )  # fmt: skip
+
+    mine = {"justification": "subject-request"}
+    assert set(by("PL", **mine).records) == {rid, one}  # her first home: both of hers
+    res = by("DE", **mine)  # her second home: the two-home record, decided under both
+    assert res.records == {rid: two.gw.access(
+        two.principal("subject-anna"), purpose="subject-access",
+        justification="subject-request", record_ids=[rid],
+    ).records[rid]}  # fmt: skip
+    assert two.entry(res.decision_receipt.index).fields["homes"] == ["DE", "PL"]
+
+    # A DE service listing DE: Jan's DE record and Anna's two-home one; PL's
+    # rules refuse it the latter (a DE service is foreign to PL), logged, nothing released.
+    jan = two.gw.ingest(
+        two.principal("svc-pl"), subject_id="jan@example.de", jurisdiction="DE", content="Jan"
+    ).record_id
+    releases = len(two.entries("key_release"))
+    with pytest.raises(Denied) as info:
+        by("DE", "svc-de", purpose="customer-support")
+    entry = two.entry(info.value.log_index).fields
+    assert entry["effect"] == "deny" and sorted(entry["records"]) == sorted([rid, jan])
+    assert len(two.entries("key_release")) == releases
+    # A jurisdiction that is neither of her homes does not list it.
+    with pytest.raises(NotFound, match="no records of VN subjects"):
+        by("VN", "authority-vn", justification="domestic-legal-process")

@@ -25,7 +25,7 @@ from sovra.errors import (
     Unauthenticated,
     Unavailable,
 )
-from sovra.model import Principal, RecordHeader, RecordMeta, Role, WrappedKey
+from sovra.model import SPLIT_KEY_FORMAT, Principal, RecordHeader, RecordMeta, Role, WrappedKey
 from sovra.store import (
     GrantStore,
     MetadataStore,
@@ -405,6 +405,38 @@ def test_record_ids_for_jurisdiction(store: MetadataStore) -> None:
         store.record_ids_for_jurisdiction("pl", 1)
 
 
+def test_a_two_home_record_is_listed_under_both_homes(store: MetadataStore) -> None:
+    # A split wrapped key starts with its second home (sovra.keys.split); a record of one
+    # home whose wrapped key happens to start with "DE" is not DE's.
+    def two_homes(record_id: str, second: bytes, created_ms: int, **kw: Any) -> RecordMeta:
+        meta = make_meta(record_id, created_ms=created_ms, **kw)
+        return dataclasses.replace(
+            meta,
+            header=dataclasses.replace(meta.header, format=SPLIT_KEY_FORMAT),
+            wrapped_key=dataclasses.replace(meta.wrapped_key, blob=second + b"\x00" * 80),
+        )
+
+    store.put_record(make_meta("pl-one", created_ms=1))
+    store.put_record(two_homes("pl-de", b"DE", 2))
+    store.put_record(make_meta("de-one", jurisdiction="DE", created_ms=3))
+    store.put_record(two_homes("pl-vn", b"VN", 4))
+    store.put_record(two_homes("pl-de-2", b"DE", 5))
+    store.put_record(
+        dataclasses.replace(
+            make_meta("pl-lookalike", created_ms=6),
+            wrapped_key=WrappedKey("PL", 3, b"DE" + b"\x00" * 80),
+        )
+    )
+    store.put_record(two_homes("pl-de-pending", b"DE", 7, log_index=-1))
+    assert store.record_ids_for_jurisdiction("PL", 10) == [
+        "pl-one", "pl-de", "pl-vn", "pl-de-2", "pl-lookalike",
+    ]  # fmt: skip
+    assert store.record_ids_for_jurisdiction("DE", 10) == ["pl-de", "de-one", "pl-de-2"]
+    assert store.record_ids_for_jurisdiction("DE", 2) == ["pl-de", "de-one"]
+    assert store.record_ids_for_jurisdiction("VN", 10) == ["pl-vn"]
+    assert store.record_ids_for_jurisdiction("US", 10) == []
+
+
 def test_corrupted_record_row_is_integrity_error(store: MetadataStore, backend: Backend) -> None:
     store.put_record(make_meta())
     backend.sql("UPDATE records SET findings = ? WHERE record_id = ?", ("[1]", "rec-1"))
@@ -694,7 +726,7 @@ def test_reopen_keeps_everything(backend: Backend) -> None:
 def test_newer_schema_version_refused_and_left_as_it_is(backend: Backend) -> None:
     backend.open().put_record(make_meta())
     backend.sql("UPDATE schema_versions SET version = 99 WHERE component = 'metadata'")
-    with pytest.raises(ConfigError, match="version 99, newer than the version 3 this sovra"):
+    with pytest.raises(ConfigError, match="version 99, newer than the version 4 this sovra"):
         backend.open()
     assert backend.sql("SELECT version FROM schema_versions") == [(99,)]
     assert backend.count("records") == 1

@@ -96,7 +96,7 @@ def test_previous_schema_is_upgraded_and_keeps_its_data(
     assert backend.sql("SELECT component, version FROM schema_versions") == [
         ("metadata", SCHEMA_VERSION)
     ]
-    assert SCHEMA_VERSION == len(METADATA_STEPS) == 3
+    assert SCHEMA_VERSION == len(METADATA_STEPS) == 4
     assert "records_unlogged" in _indexes(backend)
     assert store.get_record("rec-old") == RecordMeta(
         header=RecordHeader("rec-old", SUBJECT, "PL", "pl-waw", 2, "text/plain", 1),

@@ -29,6 +29,7 @@ from sovra.errors import (
     Unauthenticated,
 )
 from sovra.model import (
+    SPLIT_KEY_FORMAT,
     Principal,
     RecordHeader,
     RecordMeta,
@@ -249,6 +250,22 @@ _SELECT_SUBJECT_RECORDS = """SELECT
     wrapped_jurisdiction, wrapped_kek_version, wrapped_key, blob_size, created_ms,
     findings, actions, log_index
 FROM records WHERE subject = ? AND log_index >= 0 ORDER BY created_ms, record_id"""
+
+# A jurisdiction's records: those whose first home it is, and those of two homes whose
+# second home it is (the first two bytes of a split wrapped key; the index
+# records_by_second_home), each side already in order and cut at the limit.
+_SELECT_JURISDICTION_IDS = f"""SELECT record_id FROM (
+    SELECT * FROM (
+        SELECT record_id, created_ms FROM records
+        WHERE jurisdiction = ? AND log_index >= 0 ORDER BY created_ms, record_id LIMIT ?
+    ) AS first_home
+    UNION ALL
+    SELECT * FROM (
+        SELECT record_id, created_ms FROM records
+        WHERE format = {SPLIT_KEY_FORMAT} AND substr(wrapped_key, 1, 2) = ? AND log_index >= 0
+        ORDER BY created_ms, record_id LIMIT ?
+    ) AS second_home
+) AS homes ORDER BY created_ms, record_id LIMIT ?"""  # noqa: S608 - a constant, placeholders
 
 _SELECT_UNLOGGED_RECORDS = """SELECT
     record_id, subject, jurisdiction, region, kek_version, content_type, format,
@@ -586,7 +603,7 @@ class SQLMetadataStore(abc.ABC):
         return [_record_from_row(r) for r in rows]
 
     def record_ids_for_jurisdiction(self, jurisdiction: str, limit: int) -> list[str]:
-        """Up to *limit* record ids in *jurisdiction*, oldest first.
+        """Up to *limit* record ids in *jurisdiction*, first or second home, oldest first.
 
         Raises:
             BadRequest: *jurisdiction* is not a jurisdiction code or *limit* is below 1.
@@ -595,9 +612,8 @@ class SQLMetadataStore(abc.ABC):
         _int(limit, "limit", 1)
         with self._transaction(write=False) as run:
             rows = run(
-                "SELECT record_id FROM records WHERE jurisdiction = ? AND log_index >= 0 "
-                "ORDER BY created_ms, record_id LIMIT ?",
-                (jurisdiction, limit),
+                _SELECT_JURISDICTION_IDS,
+                (jurisdiction, limit, jurisdiction.encode("ascii"), limit, limit),
             ).fetchall()
         return [str(r[0]) for r in rows]
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sovra.errors import ConfigError
+from sovra.model import SPLIT_KEY_FORMAT
 
 if TYPE_CHECKING:
     from sovra.store._sql import Run
@@ -133,7 +134,17 @@ def _metadata_3(d: Dialect) -> list[str]:
     ]
 
 
-METADATA_STEPS: tuple[Step, ...] = (_metadata_1, _metadata_2, _metadata_3)
+def _metadata_4(d: Dialect) -> list[str]:
+    """Records of two homes by their second home (the first two bytes of a split wrapped
+    key, :mod:`sovra.keys.split`), so a listing by jurisdiction finds them under either
+    home without a scan. Both engines take ``substr`` of a blob and a partial index."""
+    return [
+        "CREATE INDEX records_by_second_home ON records "
+        f"(substr(wrapped_key, 1, 2), created_ms, record_id) WHERE format = {SPLIT_KEY_FORMAT}",
+    ]
+
+
+METADATA_STEPS: tuple[Step, ...] = (_metadata_1, _metadata_2, _metadata_3, _metadata_4)
 """The metadata tables: records, grants (and withdrawn co-signatures), principals, token
 nonces."""
 
