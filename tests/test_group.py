@@ -254,14 +254,15 @@ def test_under_load_a_leader_waits_for_the_items_the_window_should_bring() -> No
 
     def run(items: list[int]) -> list[int]:
         batches.append(items)
-        clock.now += 1.0  # each batch runs for 1 s: the window is up to 1 s
+        clock.now += 10.0  # each batch runs for 10 s: the window is up to 10 s
         return [n * 10 for n in items]
 
-    group: GroupCommit[int, int] = GroupCommit(run, max_batch=100, max_wait_s=2.0, clock=clock)
+    group: GroupCommit[int, int] = GroupCommit(run, max_batch=100, max_wait_s=20.0, clock=clock)
     assert group.submit(0) == 0  # a batch's run time, and the first arrival, at 0 s
     assert group.waits == 0
-    clock.now = 1.1
-    # Ten items 0.11 s apart on average: the 1 s window should bring 9 more.
+    clock.now = 11.0
+    # Ten items 1.1 s apart on average: the 10 s window should bring 9 more (each within
+    # two mean gaps of the one before, or the window ends for want of arrivals).
     ten = threading.Thread(target=group.submit_many, args=(list(range(1, 11)),))
     ten.start()
     _until(lambda: group._windowing == 1)
@@ -288,16 +289,16 @@ def test_a_window_that_brings_nothing_ends_at_its_deadline() -> None:
 
     def run(items: list[int]) -> list[int]:
         batches.append(items)
-        clock.now += 1.0
+        clock.now += 10.0
         return items
 
-    group: GroupCommit[int, int] = GroupCommit(run, max_batch=100, max_wait_s=2.0, clock=clock)
+    group: GroupCommit[int, int] = GroupCommit(run, max_batch=100, max_wait_s=20.0, clock=clock)
     group.submit(0)
-    clock.now = 1.1
+    clock.now = 11.0
     ten = threading.Thread(target=group.submit_many, args=(list(range(1, 11)),))
     ten.start()
     _until(lambda: group._windowing == 1)
-    clock.now = 2.2  # past the deadline: the next arrival's wake-up finds it over
+    clock.now = 22.0  # past the deadline: the next arrival's wake-up finds it over
     late = threading.Thread(target=group.submit, args=(11,))
     late.start()
     for t in (ten, late):
@@ -305,6 +306,29 @@ def test_a_window_that_brings_nothing_ends_at_its_deadline() -> None:
     assert not ten.is_alive() and not late.is_alive()
     assert batches[1][:10] == list(range(1, 11))
     assert sorted(n for b in batches for n in b) == list(range(12))
+
+
+def test_a_window_ends_when_items_stop_coming() -> None:
+    """Callers that wait for their answers before they send again are all queued when no
+    more come: the leader runs them after two mean gaps with no arrival, not at the end of
+    the window (here the clock never reaches it)."""
+    clock = _Clock()
+    batches: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int]:
+        batches.append(items)
+        clock.now += 10.0
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(run, max_batch=100, max_wait_s=20.0, clock=clock)
+    group.submit(0)
+    clock.now = 10.5  # ten items 0.05 s apart: the window should bring 199 more
+    ten = threading.Thread(target=group.submit_many, args=(list(range(1, 11)),))
+    ten.start()
+    ten.join(30)
+    assert not ten.is_alive(), "the leader waited on for items no one was sending"
+    assert group.waits == 1 and batches == [[0], list(range(1, 11))]
+    assert group._windowing == 0 and group._leading == 0
 
 
 def test_a_negative_gather_window_is_refused() -> None:

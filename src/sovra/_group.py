@@ -28,7 +28,9 @@ than that (a lone caller, an idle server) are never waited for: such a caller's 
 gaps include its batch's run time, which is longer than the window. Every batch pays a
 fixed part (round trips, a segment object, a custodian call) that the items of a larger
 batch share, so on busy cores a wait of a few milliseconds buys back more CPU than it
-costs in latency.
+costs in latency. The window also ends as soon as items stop coming (two mean gaps with
+none): callers that each wait for their answer before they send again are all queued by
+then, and no more can come until the batch runs.
 
 The work function returns one result per item, in order; a result that is an exception
 is raised to that item's caller only, so one bad item never fails its neighbours. Should
@@ -53,6 +55,11 @@ _GATHER_YIELDS = 8
 
 _WINDOW_SHARE = 1.0
 """The gather window is at most this share of a batch's recent run time (then ``max_wait_s``)."""
+
+_QUIET_GAPS = 2.0
+"""A gather window ends once this many mean gaps pass with no item arriving: callers that
+wait for their answers before they send again (16 threads, HTTP clients) are all queued
+by then, and waiting on for the whole window would only idle the batch."""
 
 _EWMA = 0.2
 """Weight of the newest sample in the running means of arrival gaps and batch run times."""
@@ -239,7 +246,10 @@ class GroupCommit(Generic[_T, _R]):
                 left = deadline - self._clock()
                 if left <= 0:
                     return
-                self._arrived.wait(left)
+                queued = len(self._queue)
+                self._arrived.wait(min(left, _QUIET_GAPS * self._gap))
+                if len(self._queue) == queued:
+                    return  # nothing came: every caller that was coming is here
         finally:
             self._windowing -= 1
 
