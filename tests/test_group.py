@@ -246,18 +246,24 @@ def test_a_lone_caller_never_waits_in_the_gather_window() -> None:
     assert batches == [[n] for n in range(30)]
 
 
-def test_under_load_a_leader_waits_for_the_items_the_window_should_bring() -> None:
-    """Items arriving closer together than a batch's run time: a new leader waits for as
-    many more as the window should bring, and runs them in one batch."""
+def _ten_second_batches() -> tuple[_Clock, list[list[int]], GroupCommit[int, int]]:
+    """A group whose batches each run for 10 s on a hand-moved clock (so its window is up
+    to 10 s), answering n * 10 for n; and the batches it ran."""
     clock = _Clock()
     batches: list[list[int]] = []
 
     def run(items: list[int]) -> list[int]:
         batches.append(items)
-        clock.now += 10.0  # each batch runs for 10 s: the window is up to 10 s
+        clock.now += 10.0
         return [n * 10 for n in items]
 
-    group: GroupCommit[int, int] = GroupCommit(run, max_batch=100, max_wait_s=20.0, clock=clock)
+    return clock, batches, GroupCommit(run, max_batch=100, max_wait_s=20.0, clock=clock)
+
+
+def test_under_load_a_leader_waits_for_the_items_the_window_should_bring() -> None:
+    """Items arriving closer together than a batch's run time: a new leader waits for as
+    many more as the window should bring, and runs them in one batch."""
+    clock, batches, group = _ten_second_batches()
     assert group.submit(0) == 0  # a batch's run time, and the first arrival, at 0 s
     assert group.waits == 0
     clock.now = 11.0
@@ -284,15 +290,7 @@ def test_under_load_a_leader_waits_for_the_items_the_window_should_bring() -> No
 
 def test_a_window_that_brings_nothing_ends_at_its_deadline() -> None:
     """Under load, a window no item arrives in ends when the clock passes its deadline."""
-    clock = _Clock()
-    batches: list[list[int]] = []
-
-    def run(items: list[int]) -> list[int]:
-        batches.append(items)
-        clock.now += 10.0
-        return items
-
-    group: GroupCommit[int, int] = GroupCommit(run, max_batch=100, max_wait_s=20.0, clock=clock)
+    clock, batches, group = _ten_second_batches()
     group.submit(0)
     clock.now = 11.0
     ten = threading.Thread(target=group.submit_many, args=(list(range(1, 11)),))
@@ -312,17 +310,9 @@ def test_a_window_ends_when_items_stop_coming() -> None:
     """Callers that wait for their answers before they send again are all queued when no
     more come: the leader runs them after two mean gaps with no arrival, not at the end of
     the window (here the clock never reaches it)."""
-    clock = _Clock()
-    batches: list[list[int]] = []
-
-    def run(items: list[int]) -> list[int]:
-        batches.append(items)
-        clock.now += 10.0
-        return items
-
-    group: GroupCommit[int, int] = GroupCommit(run, max_batch=100, max_wait_s=20.0, clock=clock)
+    clock, batches, group = _ten_second_batches()
     group.submit(0)
-    clock.now = 10.5  # ten items 0.05 s apart: the window should bring 199 more
+    clock.now = 10.5  # ten items 1.05 s apart: the window should bring 9 more, none comes
     ten = threading.Thread(target=group.submit_many, args=(list(range(1, 11)),))
     ten.start()
     ten.join(30)
