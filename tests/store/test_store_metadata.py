@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import secrets
 import sqlite3
 import stat
 import threading
@@ -790,13 +791,18 @@ def test_sqlite_in_memory_works() -> None:
 
 @pytest.mark.postgres
 def test_postgres_dropped_connections_fail_once_then_reconnect(pg_dsn: str) -> None:
-    with PostgresMetadataStore(pg_dsn) as store:
+    # Only this store's connections are cut, by a name of their own: the database is
+    # shared with the tests running beside this one.
+    name = f"sovra-test-{secrets.token_hex(6)}"
+    with PostgresMetadataStore(f"{pg_dsn}&application_name={name}") as store:
         store.put_record(make_meta())
         with psycopg.connect(pg_dsn, autocommit=True) as admin:
-            admin.execute(
+            cut = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+                "WHERE application_name = %s",
+                (name,),
+            ).fetchall()
+        assert cut, "the store had no open connection to cut"
         with pytest.raises(Unavailable, match="PostgreSQL metadata store unavailable") as info:
             store.count_records()
         assert info.value.status == 503
