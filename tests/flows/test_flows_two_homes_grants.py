@@ -286,3 +286,18 @@ def test_a_third_jurisdiction_cannot_revoke_and_twice_is_a_precise_error(
         with pytest.raises(BadRequest, match="grant g-third is revoked already"):
             gov.revoke_grant(two.principal(who), grant.grant_id)
     assert two.gw.log.size == size
+
+
+def test_the_cosigning_home_is_shown_the_grant_and_a_third_is_not(two: Two, clock: Any) -> None:
+    """The co-signing home's authority sees what it signed (and so can decide to take its
+    co-signature back); an authority that signed nothing is refused, and that is logged."""
+    grant = _grant(two, clock, "g-view", "PL", "DE")
+    _register(two, grant)
+    gov = two.dep.governance
+    for who in ("authority-pl", "authority-de", "authority-us"):
+        assert gov.grant_status(two.principal(who), grant.grant_id).grant == grant
+    with pytest.raises(Denied, match="shown to its grantee, PL's authority, a co-signing one") as i:
+        gov.grant_status(two.principal("authority-vn"), grant.grant_id)
+    refused = two.entry(i.value.log_index)
+    assert refused.fields["effect"] == "deny" and refused.fields["action"] == "view-grant"
+    assert refused.principal == "authority-vn"

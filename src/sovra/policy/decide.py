@@ -75,7 +75,10 @@ _TARGET = {"type": "Target", "id": "target"}
 _WHY_NOT_ACTION = {
     "ingest": "a {role} may not ingest records",
     "register-grant": "the grant is not signed by its approving authority",
-    "view-grant": "a grant is shown to its grantee, {j}'s authority, the operator and auditors",
+    "view-grant": (
+        "a grant is shown to its grantee, {j}'s authority, a co-signing one, the operator "
+        "and auditors"
+    ),
     "revoke-grant": "only {j}'s authority, or a co-signing one, may revoke this grant",
     "activate-policy": "only the operator or a jurisdiction authority may activate a policy pack",
     "explain": "no rule lets a {role} have logged decisions explained",
