@@ -701,19 +701,23 @@ def test_a_forged_cosignature_in_the_copy_fails_and_is_replaced(
     assert _verify_witnessed(str(folder), capsys, w1, quorum=1)[0] == 0
 
 
+def _witnessed_deployment(tmp_path: Path, name: str, tiles: str) -> tuple[Path, str, Witness]:
+    """A deployment whose log names one witness (returned, with the log's vkey) and
+    publishes its tiles to ``public/`` with the further ``[log.tiles]`` lines *tiles*."""
+    root = tmp_path / "deployment"
+    Deployment.init(root, origin=f"sovra.test/{name}", custodians="in-process")
+    vkey = (root / LOG_VKEY).read_text().strip()
+    witness = Witness(CosignatureSigner("w.example/w", Ed25519PrivateKey.generate()), [vkey])
+    text = (root / CONFIG_NAME).read_text()
+    text = text.replace("keys = []", f"keys = [{json.dumps(witness.vkey)}]", 1)
+    (root / CONFIG_NAME).write_text(text + '\n[log.tiles]\nlocation = "public"\n' + tiles)
+    return root, vkey, witness
+
+
 def test_publish_tiles_publishes_the_deployments_cosigned_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = tmp_path / "deployment"
-    Deployment.init(root, origin="sovra.test/tiles-witnessed", custodians="in-process")
-    vkey = (root / LOG_VKEY).read_text().strip()
-    witness = Witness(CosignatureSigner("w.example/w", Ed25519PrivateKey.generate()), [vkey])
-    with (root / CONFIG_NAME).open("a") as f:
-        f.write('\n[log.tiles]\nlocation = "public"\n')
-    text = (root / CONFIG_NAME).read_text().replace(
-        "keys = []", f"keys = [{json.dumps(witness.vkey)}]", 1
-    )
-    (root / CONFIG_NAME).write_text(text)
+    root, vkey, witness = _witnessed_deployment(tmp_path, "tiles-witnessed", "")
     dep = Deployment.open(root)
     try:
         log = dep.gateway.log
@@ -734,13 +738,7 @@ def test_publish_tiles_publishes_the_deployments_cosigned_checkpoint(
 def test_the_server_publishes_the_checkpoint_once_its_witness_cosigned_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = tmp_path / "deployment"
-    Deployment.init(root, origin="sovra.test/tiles-served", custodians="in-process")
-    vkey = (root / LOG_VKEY).read_text().strip()
-    witness = Witness(CosignatureSigner("w.example/w", Ed25519PrivateKey.generate()), [vkey])
-    text = (root / CONFIG_NAME).read_text()
-    text = text.replace("keys = []", f"keys = [{json.dumps(witness.vkey)}]", 1)
-    (root / CONFIG_NAME).write_text(text + '\n[log.tiles]\nlocation = "public"\nevery_s = 0.05\n')
+    root, vkey, witness = _witnessed_deployment(tmp_path, "tiles-served", "every_s = 0.05\n")
     copy = root / "public" / "checkpoint"
     dep = Deployment.open(root)
     try:
