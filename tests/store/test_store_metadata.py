@@ -36,7 +36,7 @@ from sovra.store import (
     SQLiteMetadataStore,
     open_metadata_store,
 )
-from sovra.store._sql import MAX_GRANT_BYTES, MAX_WRAPPED_KEY_BYTES
+from sovra.store._sql import MAX_GRANT_BYTES, MAX_WRAPPED_KEY_BYTES, NONCE_SWEEP_MS
 from sovra.store.postgres import PostgresMetadataStore
 
 
@@ -294,6 +294,29 @@ def test_put_records_stores_a_batch_all_or_none(store: MetadataStore, backend: B
         assert store.record_log_index("new-1") is None
     assert backend.count("records") == 1200
     store.put_records([])
+
+
+def test_a_batch_keeps_what_array_quoting_must_escape(store: MetadataStore) -> None:
+    # PostgreSQL takes a batch's columns as arrays: values with an array literal's
+    # quotes, braces, commas, backslashes and its NULL word come back as they went in.
+    odd = ['a"b', "{x,y}", "back\\slash", "NULL", " lead and trail ", "ż ó"]
+    batch = [
+        make_meta(
+            f"odd-{n}",
+            log_index=-1,
+            header=dataclasses.replace(make_meta().header, record_id=f"odd-{n}", content_type=c),
+            findings={c: n},
+            actions={c: c},
+            wrapped_key=WrappedKey(jurisdiction="PL", kek_version=3, blob=b'\x00{"},\\' * (n + 1)),
+        )
+        for n, c in enumerate(odd)
+    ]
+    store.put_records(batch)
+    store.set_record_log_indices([(m.header.record_id, 10 + n) for n, m in enumerate(batch)])
+    found = store.get_records([m.header.record_id for m in batch])
+    assert found == {
+        m.header.record_id: dataclasses.replace(m, log_index=10 + n) for n, m in enumerate(batch)
+    }
 
 
 def test_get_records_reads_the_visible_ones_at_once(store: MetadataStore) -> None:
@@ -603,13 +626,47 @@ def test_nonce_replay_refused_until_expiry(store: MetadataStore) -> None:
         store.use_nonce("svc-1", "n-1", expires_ms=6_000, now_ms=4_999)
 
 
-def test_expired_nonces_are_pruned(store: MetadataStore, backend: Backend) -> None:
+def test_expired_nonces_are_pruned_at_most_once_a_sweep_interval(
+    store: MetadataStore, backend: Backend
+) -> None:
     for i in range(10):
         store.use_nonce("svc-1", f"n-{i}", expires_ms=1_000 + i, now_ms=0)
     assert backend.count("token_nonces") == 10
-    store.use_nonce("svc-2", "fresh", expires_ms=10_000, now_ms=1_005)
-    # n-0..n-5 expired at or before 1005; n-6..n-9 and the fresh one remain.
-    assert backend.count("token_nonces") == 5
+    # Within the interval no spend deletes: the expired rows stay...
+    store.use_nonce("svc-2", "fresh", expires_ms=10**9, now_ms=1_005)
+    assert backend.count("token_nonces") == 11
+    # ...and refuse nothing they would not refuse deleted: an expired nonce is free again
+    # (its row taken over), an unexpired one is a replay.
+    store.use_nonce("svc-1", "n-0", expires_ms=10**9, now_ms=1_005)
+    with pytest.raises(Unauthenticated, match="token replayed"):
+        store.use_nonce("svc-1", "n-9", expires_ms=10**9, now_ms=1_005)
+    assert backend.count("token_nonces") == 11
+    # A spend an interval after the last sweep deletes every expired nonce.
+    store.use_nonce("svc-2", "later", expires_ms=10**9, now_ms=NONCE_SWEEP_MS)
+    assert backend.count("token_nonces") == 3
+
+
+def test_replay_refused_across_a_sweep(store: MetadataStore, backend: Backend) -> None:
+    store.use_nonce("svc-1", "n-1", expires_ms=2 * NONCE_SWEEP_MS, now_ms=0)
+    store.use_nonce("svc-1", "gone", expires_ms=1, now_ms=0)
+    # This spend sweeps (an interval after the first): the unexpired nonce stays.
+    with pytest.raises(Unauthenticated, match="token replayed"):
+        store.use_nonce("svc-1", "n-1", expires_ms=3 * NONCE_SWEEP_MS, now_ms=NONCE_SWEEP_MS)
+    assert backend.sql("SELECT expires_ms FROM token_nonces") == [(2 * NONCE_SWEEP_MS,)]
+    with pytest.raises(Unauthenticated, match="token replayed"):
+        store.use_nonce(
+            "svc-1", "n-1", expires_ms=3 * NONCE_SWEEP_MS, now_ms=2 * NONCE_SWEEP_MS - 1
+        )
+    # Free again at its expiry, swept or not.
+    store.use_nonce("svc-1", "n-1", expires_ms=3 * NONCE_SWEEP_MS, now_ms=2 * NONCE_SWEEP_MS)
+    (spent, replayed) = store.spend_nonces(
+        [
+            ("svc-1", "gone", 4 * NONCE_SWEEP_MS, 2 * NONCE_SWEEP_MS),
+            ("svc-1", "gone", 4 * NONCE_SWEEP_MS, 2 * NONCE_SWEEP_MS),
+        ]
+    )
+    assert spent is None
+    assert isinstance(replayed, Unauthenticated)
 
 
 def test_replay_refusal_changes_nothing(store: MetadataStore, backend: Backend) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "MAX_GRANT_BYTES",
     "MAX_NONCE_CHARS",
     "MAX_WRAPPED_KEY_BYTES",
+    "NONCE_SWEEP_MS",
     "PENDING",
     "QUARANTINED",
     "SCHEMA_VERSION",
@@ -360,14 +361,21 @@ def _principal_from_row(row: Sequence[Any]) -> Principal:
         raise IntegrityError(f"stored principal {row[0]!r} does not parse: {exc}") from None
 
 
+NONCE_SWEEP_MS = 60_000
+"""How often (by the callers' clocks, in ms) a store deletes expired nonces: at most once
+in this long per process, not in every spend, whose batches are a request or two."""
+
+# A spent nonce is refused while its row is unexpired; an expired row (not swept yet) is
+# taken over by the new spend, so a nonce is free again exactly at its expiry, as if its
+# row had been deleted then. The conflict's WHERE is false for an unexpired row: nothing
+# changes, the count is 0, and the spend is a replay.
+_SPEND_NONCE = """INSERT INTO token_nonces (principal_id, nonce_sha256, expires_ms)
+VALUES (?, ?, ?) ON CONFLICT (principal_id, nonce_sha256)
+DO UPDATE SET expires_ms = excluded.expires_ms WHERE token_nonces.expires_ms <= ?"""
+
+
 class _Taken(Exception):
     """A batch's insert found a record id stored already (its transaction rolls back)."""
-
-
-def _insert_all(run: Run, rows: Sequence[Sequence[object]]) -> None:
-    """Insert record rows; raises :class:`_Taken` if any id was stored already."""
-    if run.many(_INSERT_RECORD, rows) != len(rows):
-        raise _Taken
 
 
 class SQLMetadataStore(abc.ABC):
@@ -380,6 +388,8 @@ class SQLMetadataStore(abc.ABC):
 
     # The engine's column types, for the migrations.
     _DIALECT: Dialect
+    # The clock of the last sweep of expired nonces (None: none yet in this process).
+    _nonces_swept_ms: int | None = None
 
     @abc.abstractmethod
     def _transaction(self, *, write: bool, durable: bool = False) -> AbstractContextManager[Run]:
@@ -393,6 +403,24 @@ class SQLMetadataStore(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the connection. Calling it twice is harmless."""
+
+    def _insert_records(self, run: Run, rows: Sequence[tuple[object, ...]]) -> int:
+        """Insert checked record rows (``_INSERT_RECORD``'s columns), skipping an id stored
+        already; how many went in. An engine that takes arrays does it in one statement."""
+        return run.many(_INSERT_RECORD, rows)
+
+    def _insert_all(self, run: Run, rows: Sequence[tuple[object, ...]]) -> None:
+        """Insert record rows; raises :class:`_Taken` if any id was stored already."""
+        if self._insert_records(run, rows) != len(rows):
+            raise _Taken
+
+    def _set_log_indices(self, run: Run, pairs: Sequence[tuple[str, int]]) -> int:
+        """Give each ``(record id, log index)`` its index where it has none yet; how many
+        rows changed. An engine that takes arrays does it in one statement."""
+        return run.many(
+            "UPDATE records SET log_index = ? WHERE record_id = ? AND log_index < 0",
+            [(index, record_id) for record_id, index in pairs],
+        )
 
     def _init_schema(self, run: Run) -> None:
         """Create the tables on first use, or bring an older schema to this version
@@ -436,7 +464,7 @@ class SQLMetadataStore(abc.ABC):
             return
         try:
             with self._transaction(write=True, durable=durable) as run:
-                _insert_all(run, rows)
+                self._insert_all(run, rows)
         except _Taken:
             taken = next((i for i in ids if self.record_log_index(i) is not None), ids[0])
             raise BadRequest(f"record {taken} already exists") from None
@@ -499,11 +527,7 @@ class SQLMetadataStore(abc.ABC):
             # from different processes cannot both set an index. A quarantined row is
             # completed too: whoever holds the index knows its entry is in the log, and a
             # check that quarantined it only saw the log before the entry arrived.
-            changed = run.many(
-                "UPDATE records SET log_index = ? WHERE record_id = ? AND log_index < 0",
-                [(index, record_id) for record_id, index in pairs],
-            )
-            if changed == len(pairs):
+            if self._set_log_indices(run, pairs) == len(pairs):
                 return
             # Some rows had an index already: a retry is harmless, another index is not.
             for record_id, index in pairs:
@@ -860,17 +884,19 @@ class SQLMetadataStore(abc.ABC):
             return results
         # The earliest clock of the batch: nothing unexpired for any of them is forgotten.
         now_ms = min(nonces[n][3] for n, _, _, _ in spent)
+        sweep = self._nonces_swept_ms is None or not (
+            0 <= now_ms - self._nonces_swept_ms < NONCE_SWEEP_MS
+        )
         with self._transaction(write=True) as run:
-            run("DELETE FROM token_nonces WHERE expires_ms <= ?", (now_ms,))
+            if sweep:
+                run("DELETE FROM token_nonces WHERE expires_ms <= ?", (now_ms,))
             for n, principal_id, digest, expires_ms in spent:
-                cur = run(
-                    "INSERT INTO token_nonces (principal_id, nonce_sha256, expires_ms) "
-                    "VALUES (?, ?, ?) ON CONFLICT (principal_id, nonce_sha256) DO NOTHING",
-                    (principal_id, digest, expires_ms),
-                )
+                cur = run(_SPEND_NONCE, (principal_id, digest, expires_ms, nonces[n][3]))
                 if cur.rowcount != 1:
                     results[n] = Unauthenticated("token replayed")
                     continue
                 row = run(_SELECT_PRINCIPAL, (principal_id,)).fetchone()
                 results[n] = None if row is None else _principal_from_row(row)
+        if sweep:
+            self._nonces_swept_ms = now_ms
         return results

@@ -12,7 +12,7 @@ cannot both win a race.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 
@@ -30,6 +30,24 @@ _SCHEMA_LOCK_KEY = 0x736F767261_01
 _JOURNAL_SCHEMA_LOCK_KEY = 0x736F767261_4A
 # Held by a guard journal session from its first statement to its commit.
 _JOURNAL_SESSION_LOCK_KEY = 0x736F767261_4B
+
+
+# The records of a batch in one statement each (sovra.store._sql's _INSERT_RECORD and
+# its UPDATE of log_index, from arrays): each column one array parameter.
+_INSERT_RECORDS = """INSERT INTO records (
+    record_id, subject, jurisdiction, region, kek_version, content_type, format,
+    wrapped_jurisdiction, wrapped_kek_version, wrapped_key, blob_size, created_ms,
+    findings, actions, log_index
+) SELECT * FROM unnest(
+    ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::bigint[],
+    ?::text[], ?::bigint[], ?::bytea[], ?::bigint[], ?::bigint[],
+    ?::text[], ?::text[], ?::bigint[]
+)
+ON CONFLICT (record_id) DO NOTHING"""
+
+_SET_LOG_INDICES = """UPDATE records SET log_index = given.log_index
+FROM unnest(?::text[], ?::bigint[]) AS given (record_id, log_index)
+WHERE records.record_id = given.record_id AND records.log_index < 0"""
 
 
 class PostgresMetadataStore(SQLMetadataStore):
@@ -63,6 +81,19 @@ class PostgresMetadataStore(SQLMetadataStore):
             connect_timeout_s=connect_timeout_s,
             timeouts=timeouts,
         )
+
+    def _insert_records(self, run: Run, rows: Sequence[tuple[object, ...]]) -> int:
+        # One statement for the batch, its columns as arrays: one row a statement cost
+        # the server a parse, a plan and an index probe each, and the batch a round trip
+        # per row where the pipeline was not used.
+        if not rows:
+            return 0
+        return run(_INSERT_RECORDS, [list(column) for column in zip(*rows, strict=True)]).rowcount
+
+    def _set_log_indices(self, run: Run, pairs: Sequence[tuple[str, int]]) -> int:
+        return run(
+            _SET_LOG_INDICES, ([rid for rid, _ in pairs], [index for _, index in pairs])
+        ).rowcount
 
     @contextmanager
     def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Run]:
