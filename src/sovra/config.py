@@ -32,6 +32,7 @@ __all__ = [
     "check_tiles_location",
     "render_default_config",
     "render_region",
+    "render_tiles",
 ]
 
 _ACTIONS = frozenset({"keep", "redact", "tokenize", "seal", "refuse"})
@@ -759,10 +760,7 @@ def render_default_config(
             "# every_s = 1",
         ]
     else:
-        tiles_table = ["[log.tiles]", f"location = {json.dumps(tiles.location)}"]
-        if tiles.bucket is not None:
-            tiles_table += _render_settings(tiles.bucket, skip="blobs")
-        tiles_table.append(f"every_s = {tiles.every_s:g}")
+        tiles_table = render_tiles(tiles)
     lines = [
         "# sovra deployment configuration. Edit and restart `sovra serve` to apply.",
         "",
@@ -894,6 +892,15 @@ def render_default_config(
 def render_region(region: RegionConfig) -> list[str]:
     """The lines of *region*'s ``[regions.NAME]`` table (its settings that are set)."""
     return [f"[regions.{region.name}]", *_render_settings(region)]
+
+
+def render_tiles(tiles: TilesConfig) -> list[str]:
+    """The lines of the ``[log.tiles]`` table of *tiles*."""
+    lines = ["[log.tiles]", f"location = {json.dumps(tiles.location)}"]
+    if tiles.bucket is not None:
+        lines += _render_settings(tiles.bucket, skip="blobs")
+    lines.append(f"every_s = {tiles.every_s:g}")
+    return lines
 
 
 def _render_settings(region: RegionConfig, skip: str | None = None) -> list[str]:

@@ -92,6 +92,7 @@ __all__ = [
     "Deployment",
     "become_gateway",
     "default_principals",
+    "log_cosignatures",
     "open_log",
     "open_store",
     "open_witnessed_log",
@@ -371,7 +372,7 @@ class Deployment:
             store.get_principal, store.spend_nonces, max_age_s=config.token_max_age_s, clock=clock
         )
         governance.restore_policy()  # the last logged activation, so a restart is no rollback
-        cosignatures = _cosignatures(root, config, log, log_storage)
+        cosignatures = log_cosignatures(root, config, log, log_storage)
         witnessing = open_witnessing(log, cosignatures, timeout_s=config.witness_timeout_s)
         if witnessing is not None:  # custodians may then demand the allows' proofs
             gateway.release_proofs = ReleaseProofs.following(log, witnessing)
@@ -528,16 +529,22 @@ def open_witnessed_log(
     """
     log, storage = _open_log(root, config)
     try:
-        return log, _cosignatures(root, config, log, storage)
+        return log, log_cosignatures(root, config, log, storage)
     except BaseException:
         log.close()
         raise
 
 
-def _cosignatures(
+def log_cosignatures(
     root: Path, config: Config, log: TransparencyLog, storage: LogStorage
 ) -> CheckpointCosignatures:
-    """The cosignatures of *log*'s checkpoints by the witnesses ``[witnesses]`` names."""
+    """The cosignatures of *log*'s checkpoints (kept in its *storage*) by the witnesses
+    ``[witnesses]`` names.
+
+    Raises:
+        ConfigError: the witness policy cannot be read, or *storage* keeps no
+            cosignatures.
+    """
     policy = load_policy(root / config.witness_policy) if config.witness_policy else None
     return CheckpointCosignatures(
         log,

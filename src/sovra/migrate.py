@@ -15,8 +15,14 @@
    its latest checkpoint verifies under the log key; every entry matches its leaf; every
    record's blob is read back from its bucket and checked against its ingest entry's
    digest and its row's size (:func:`sovra.check.check`); the counts agree;
-5. **config**: ``sovra.toml`` names the database and the buckets (the old one is kept as
-   ``sovra.toml.embedded``).
+5. **tiles**, with a tile place (``--tiles FOLDER|s3://bucket[/prefix]``, checked before
+   anything is written as ``sovra init --tiles`` checks it: no other log's checkpoint
+   there, a bucket reachable with the credentials): the moved log's tiles, entry bundles
+   and newest checkpoint (with witnesses, the newest their quorum cosigned) are published
+   there, none signed anew, then replayed from there by the auditor's verifier
+   (:func:`sovra_verify.audit.audit_log`, what ``sovra-verify tiles`` runs);
+6. **config**: ``sovra.toml`` names the database and the buckets, and with a tile place
+   its ``[log.tiles]`` table (the old file is kept as ``sovra.toml.embedded``).
 
 Safe to run again after a failure, and it carries on where it stopped: a state file
 (``migrate.state``) names the target while a move is under way, and only that target
@@ -42,12 +48,13 @@ from pathlib import Path
 from typing import Any
 
 from sovra import check as checker
-from sovra._regions import open_blob_store
-from sovra.config import Config, RegionConfig, render_region
+from sovra._regions import open_blob_store, open_tile_store
+from sovra.config import Config, RegionConfig, TilesConfig, render_region, render_tiles
 from sovra.errors import ConfigError, IntegrityError, NotFound, SovraError
 from sovra.keys import load_ed25519, read_secret
 from sovra.ledger import NoteSigner, SQLiteLogStorage, TransparencyLog, verify_checkpoint
 from sovra.ledger.log import MAX_READ
+from sovra.ledger.tiles_publish import TilePublisher
 from sovra.model import RecordMeta
 from sovra.store import (
     BlobStoreBase,
@@ -57,7 +64,10 @@ from sovra.store import (
     is_postgres_url,
     seal_key,
 )
-from sovra.targets import require_known_regions
+from sovra.targets import require_known_regions, require_unused_tiles
+from sovra_verify.audit import audit_log
+from sovra_verify.note import NoteVerifier
+from sovra_verify.static import StaticFiles
 
 __all__ = ["STATE_NAME", "MoveReport", "Progress", "migrate"]
 
@@ -85,16 +95,22 @@ class MoveReport:
     seconds: dict[str, float] = field(default_factory=dict)
     checkpoint_size: int = 0
     root_hash: str = ""
+    tiles: dict[str, Any] | None = None
+    """With a tile place: ``where``, the ``size`` published and verified there,
+    ``files_written`` and ``entries_verified``."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values."""
-        return {
+        facts = {
             "counts": dict(self.counts),
             "resumed": self.resumed,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "log": {"size": self.counts.get("log_entries", 0), "root": self.root_hash,
                     "checkpoint_size": self.checkpoint_size},
         }  # fmt: skip
+        if self.tiles is not None:
+            facts["tiles"] = dict(self.tiles)
+        return facts
 
 
 def migrate(
@@ -102,41 +118,52 @@ def migrate(
     database: str,
     regions: Sequence[RegionConfig],
     *,
+    tiles: TilesConfig | None = None,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
 ) -> MoveReport:
-    """Move the embedded deployment in *root* to *database* and the buckets of *regions*.
+    """Move the embedded deployment in *root* to *database* and the buckets of *regions*,
+    and with *tiles* (:func:`sovra.targets.parse_tiles`) publish its log there.
 
     Raises:
         ConfigError: *root* is not an embedded deployment, or has rows without a log
-            index; the database or a bucket holds another deployment (or an earlier
-            move to another target is unfinished); a region is unknown or its bucket
-            cannot be used; the deployment changed during the move.
+            index; the database, a bucket or the tile place holds another deployment
+            (or an earlier move to another target is unfinished); a region is unknown
+            or its bucket cannot be used; the deployment changed during the move.
         Unavailable: the database or an S3 endpoint cannot be reached (nothing written
             when it happens during the check; otherwise run it again).
         IntegrityError: a blob or a log entry of the source is damaged, or what was
-            moved does not verify.
+            moved (the published tiles among it) does not verify.
     """
     tick: Progress = progress or (lambda _s, _d, _t: None)
     source = Config.load(root / _CONFIG)
     _require_embedded(root, source, database)
     names = [r.name for r in regions]
     require_known_regions(source, names)
-    target_text = _target_config((root / _CONFIG).read_text(encoding="utf-8"), database, regions)
+    text = (root / _CONFIG).read_text(encoding="utf-8")
+    target_text = _target_config(text, database, regions, tiles)
     target = Config.from_text(target_text, f"the moved {root / _CONFIG}")
+    if tiles is not None and target.log_tiles != tiles:
+        raise ConfigError(
+            f"{root / _CONFIG} sets the log's tiles in a way sovra migrate cannot replace "
+            "(a tiles key of [log]?): remove it, then run sovra migrate again"
+        )
     report = MoveReport()
     started = clock()
     with ExitStack() as stack:
         parts = _Parts.open(root, source, target, stack)
-        report.resumed = _require_target(root, parts, database, regions)
-        _write_state(root, database, regions)
+        report.resumed = _require_target(root, parts, database, regions, tiles)
+        _write_state(root, database, regions, tiles)
         marks = {"check": clock()}
         _move_blobs(parts, names, tick, report)
         marks["blobs"] = clock()
         _move_state(parts, tick, report, now_ms=int(clock() * 1000))
         marks["shared state"] = clock()
-        _verify(parts, tick, report, now_ms=int(clock() * 1000))
+        moved = _verify(parts, tick, report, now_ms=int(clock() * 1000))
         marks["verify"] = clock()
+        if tiles is not None:
+            _publish_tiles(parts, moved, tick, report)
+            marks["tiles"] = clock()
         _require_unchanged(parts, report)
     _write_config(root, target_text)
     (root / STATE_NAME).unlink(missing_ok=True)
@@ -226,14 +253,20 @@ def _require_embedded(root: Path, config: Config, database: str) -> None:
 
 
 def _require_target(
-    root: Path, parts: _Parts, database: str, regions: Sequence[RegionConfig]
+    root: Path,
+    parts: _Parts,
+    database: str,
+    regions: Sequence[RegionConfig],
+    tiles: TilesConfig | None,
 ) -> bool:
     """Refuse a target that holds anything but an unfinished move of this deployment to
     it; whether this run carries one on.
 
     Raises:
         ConfigError: rows without a log index in the source, a target that holds
-            another deployment, or an unfinished move to another target.
+            another deployment (a tile place another log's checkpoint), or an
+            unfinished move to another target.
+        Unavailable: the tile bucket cannot be reached.
     """
     if parts.rows.unlogged_records(1):
         raise ConfigError(
@@ -241,12 +274,16 @@ def _require_target(
             f"`sovra check -d {root} --repair`, then sovra migrate again"
         )
     state = _read_state(root)
-    if state is not None and state != _state(database, regions):
+    if state is not None and state != _state(database, regions, tiles):
         raise ConfigError(
             f"an earlier sovra migrate of {root} to another database or other buckets did "
-            f"not finish ({root / STATE_NAME}): run it again with the same --database and "
-            "--blobs, or remove that file if its target is to be abandoned"
+            f"not finish ({root / STATE_NAME}): run it again with the same --database, "
+            "--blobs and --tiles, or remove that file if its target is to be abandoned"
         )
+    if tiles is not None:
+        # This log's own checkpoint may be there: the place it publishes to already, or
+        # an unfinished move's.
+        require_unused_tiles(root, parts.target, ours=parts.signer.vkey)
     resuming = state is not None
     held = (
         bool(parts.to_rows.list_principals())
@@ -273,12 +310,17 @@ def _require_target(
     return False
 
 
-def _state(database: str, regions: Sequence[RegionConfig]) -> dict[str, Any]:
+def _state(
+    database: str, regions: Sequence[RegionConfig], tiles: TilesConfig | None
+) -> dict[str, Any]:
     # The URL's digest, not the URL: it may carry a password.
-    return {
+    state: dict[str, Any] = {
         "database_sha256": hashlib.sha256(database.encode()).hexdigest(),
         "blobs": {r.name: r.blobs for r in sorted(regions, key=lambda r: r.name)},
     }
+    if tiles is not None:
+        state["tiles"] = tiles.location
+    return state
 
 
 def _read_state(root: Path) -> dict[str, Any] | None:
@@ -291,11 +333,13 @@ def _read_state(root: Path) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else {}
 
 
-def _write_state(root: Path, database: str, regions: Sequence[RegionConfig]) -> None:
+def _write_state(
+    root: Path, database: str, regions: Sequence[RegionConfig], tiles: TilesConfig | None
+) -> None:
     path = root / STATE_NAME
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(_state(database, regions), f)
+        json.dump(_state(database, regions, tiles), f)
         f.flush()
         os.fsync(f.fileno())
 
@@ -507,8 +551,8 @@ def _move_rows(parts: _Parts, tick: Progress, report: MoveReport) -> None:
 # -- verifying -----------------------------------------------------------------------------
 
 
-def _verify(parts: _Parts, tick: Progress, report: MoveReport, *, now_ms: int) -> None:
-    """The moved log, rows and blobs, read back from the target.
+def _verify(parts: _Parts, tick: Progress, report: MoveReport, *, now_ms: int) -> TransparencyLog:
+    """The moved log, rows and blobs, read back from the target; the moved log, open.
 
     Raises:
         IntegrityError: anything moved is not what the source holds.
@@ -568,6 +612,53 @@ def _verify(parts: _Parts, tick: Progress, report: MoveReport, *, now_ms: int) -
         if _target_count(parts, query) != int(count):
             raise IntegrityError(f"the moved deployment does not hold this one's {count} {what}")
     report.counts["blobs_verified"] = result.counts.get("visible_rows", 0)
+    return moved
+
+
+def _publish_tiles(parts: _Parts, log: TransparencyLog, tick: Progress, report: MoveReport) -> None:
+    """The moved *log*'s tiles into the ``[log.tiles]`` place, up to its newest checkpoint
+    (signing none: the moved log stays the same as this one), then audited from there as
+    any auditor would: every entry hashed, every tile recomputed, the checkpoint's
+    signature and root checked under the log key. Files an unfinished move published are
+    there already and are checked, not written again.
+
+    Raises:
+        IntegrityError: the place holds other bytes than the log's, or its copy does not
+            verify.
+        Unavailable: the place cannot be reached.
+        ConfigError: the place refuses the writes.
+    """
+    from sovra.deployment import log_cosignatures
+
+    store = open_tile_store(parts.root, parts.target)
+    assert store is not None  # the target has [log.tiles]
+    try:
+        report.tiles = {"where": store.where, "size": 0, "files_written": 0,
+                        "entries_verified": 0}  # fmt: skip
+        if log.latest_checkpoint() is None:
+            return  # nothing signed yet: the server publishes once it signs a checkpoint
+        cosignatures = log_cosignatures(parts.root, parts.target, log, parts.to_log)
+        publisher = TilePublisher(log, store, cosignatures, sign=False)
+        tick("tiles", 0, None)
+        done = publisher.publish(progress=lambda n, total: tick("tiles", n, total))
+        copy = StaticFiles(store.get, store.where)
+        key = NoteVerifier.from_vkey(parts.signer.vkey)
+        try:
+            audit = audit_log(copy, key, progress=lambda n, total: tick("verify tiles", n, total))
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"the log's tiles published to {store.where} do not verify: {exc.message}"
+            ) from None
+        if audit.size != done.size:
+            raise IntegrityError(
+                f"{store.where} holds the log up to size {audit.size}, not the {done.size} "
+                "just published"
+            )
+        report.tiles.update(
+            size=audit.size, files_written=done.files, entries_verified=audit.entries
+        )
+    finally:
+        store.close()
 
 
 class _ReadAhead:
@@ -653,9 +744,16 @@ def _require_unchanged(parts: _Parts, report: MoveReport) -> None:
 _TABLE = re.compile(r"^\s*\[([^\]]+)\]\s*(#.*)?$")
 
 
-def _target_config(text: str, database: str, regions: Sequence[RegionConfig]) -> str:
-    """*text* with its database set to *database* and each region's bucket settings added
-    (into the region's table if it has one, else as a new table); comments stay."""
+def _target_config(
+    text: str,
+    database: str,
+    regions: Sequence[RegionConfig],
+    tiles: TilesConfig | None = None,
+) -> str:
+    """*text* with its database set to *database*, each region's bucket settings added
+    (into the region's table if it has one, else as a new table) and, with *tiles*, its
+    ``[log.tiles]`` table replaced by that one (where the table, or the commented one
+    ``sovra init`` writes, was; else at the end); comments stay."""
     lines = text.splitlines()
     section = ""
     done_db = False
@@ -682,7 +780,40 @@ def _target_config(text: str, database: str, regions: Sequence[RegionConfig]) ->
             inserts.append((at + 1, table[1:]))
     for at, new in sorted(inserts, reverse=True):
         lines[at:at] = new
+    if tiles is not None:
+        start, end = _tiles_table(lines)
+        if start is None:
+            tail += ["", *render_tiles(tiles)]
+        else:
+            lines[start:end] = render_tiles(tiles)
     return "\n".join([*lines, *tail]) + "\n"
+
+
+_COMMENTED_TILES = re.compile(r"^#\s*\[log\.tiles\]\s*$")
+_COMMENTED_KEY = re.compile(r"^#\s*[a-z_]+\s*=")
+
+
+def _tiles_table(lines: list[str]) -> tuple[int | None, int]:
+    """Where the ``[log.tiles]`` table is in *lines*: its header up to its last setting
+    (the comments before the next table stay with that one); else the commented table
+    ``sovra init`` writes and its commented settings; ``(None, 0)`` for neither."""
+    for n, line in enumerate(lines):
+        header = _TABLE.match(line)
+        if header and header.group(1).strip() == "log.tiles":
+            end = n + 1
+            for m in range(n + 1, len(lines)):
+                if _TABLE.match(lines[m]):
+                    break
+                if lines[m].strip() and not lines[m].lstrip().startswith("#"):
+                    end = m + 1
+            return n, end
+    for n, line in enumerate(lines):
+        if _COMMENTED_TILES.match(line):
+            end = n + 1
+            while end < len(lines) and _COMMENTED_KEY.match(lines[end]):
+                end += 1
+            return n, end
+    return None, 0
 
 
 def _write_config(root: Path, text: str) -> None:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from sovra._regions import open_blob_store, open_tile_store
 from sovra.config import Config, RegionConfig, TilesConfig, check_tiles_location
-from sovra.errors import BadRequest, ConfigError
+from sovra.errors import BadRequest, ConfigError, SovraError
+from sovra.ledger import verify_checkpoint
 from sovra.model import check_id
 
 __all__ = [
@@ -102,10 +103,12 @@ def parse_tiles(value: str, settings: S3Settings) -> TilesConfig:
     return TilesConfig(value, bucket=RegionConfig(TILES, blobs=value, **asdict(settings)))
 
 
-def require_unused_tiles(root: Path, config: Config) -> None:
+def require_unused_tiles(root: Path, config: Config, *, ours: str | None = None) -> None:
     """Refuse a ``[log.tiles]`` place that holds a checkpoint already (another log's, or
     an earlier deployment's): the publisher would replace it. A bucket is read, so one
-    that cannot be reached or refuses the credentials is refused too.
+    that cannot be reached or refuses the credentials is refused too. With *ours*, a log
+    key's vkey, a checkpoint that key signed is no refusal (what an unfinished
+    ``sovra migrate`` of that log published).
 
     Raises:
         ConfigError: a checkpoint is there, the folder is a file, or the bucket is
@@ -119,22 +122,30 @@ def require_unused_tiles(root: Path, config: Config) -> None:
         folder = root / tiles.location
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"--tiles {tiles.location!r}: {folder} is not a folder")
-        if (folder / "checkpoint").exists():
-            raise ConfigError(
-                f"{folder} already holds a log's checkpoint: publish each log to a place of its own"
-            )
-        return
-    store = open_tile_store(root, config)
-    assert store is not None
+        found = folder / "checkpoint"
+        held = found.read_bytes() if found.is_file() else b"" if found.exists() else None
+        where, own = str(folder), "a place of its own"
+    else:
+        store = open_tile_store(root, config)
+        assert store is not None
+        try:
+            held = store.get("checkpoint")
+        finally:
+            store.close()
+        where, own = store.where, "bucket or prefix of its own"
+    if held is not None and not _signed_by(held, ours):
+        raise ConfigError(f"{where} already holds a log's checkpoint: publish each log to {own}")
+
+
+def _signed_by(note: bytes, vkey: str | None) -> bool:
+    """Whether *note* is a checkpoint signed by the log key *vkey*."""
+    if vkey is None:
+        return False
     try:
-        held = store.get("checkpoint")
-    finally:
-        store.close()
-    if held is not None:
-        raise ConfigError(
-            f"{store.where} already holds a log's checkpoint: publish each log to a "
-            "bucket or prefix of its own"
-        )
+        verify_checkpoint(note, vkey)
+    except SovraError:
+        return False
+    return True
 
 
 def require_known_regions(config: Config, names: Iterable[str]) -> None:

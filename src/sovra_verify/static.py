@@ -22,6 +22,7 @@ bytes as it checks any.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from sovra_verify.errors import BadRequest, Denied, NotFound, SovraError, Unavai
 from sovra_verify.remote import MAX_ANSWER_BYTES, LogReader
 from sovra_verify.tiles import parse_tile_path
 
-__all__ = ["StaticFolder", "StaticSite", "static_log"]
+__all__ = ["StaticFiles", "StaticFolder", "StaticSite", "static_log"]
 
 CHECKPOINT = "checkpoint"
 
@@ -137,6 +138,27 @@ class StaticFolder(_StaticCopy):
             raise Unavailable(f"cannot read {target}: {exc.strerror}") from None
         if len(data) > MAX_ANSWER_BYTES:
             raise Unavailable(f"{target} is larger than any tlog-tiles file")
+        return data
+
+
+class StaticFiles(_StaticCopy):
+    """A static copy of a log read through *read*, which returns the bytes of a file by
+    its path, or None when there is no such file (a store the copy was published into:
+    ``sovra migrate`` audits its own copy this way, where no web server serves it yet).
+
+    *where* names the copy in messages.
+    """
+
+    def __init__(self, read: Callable[[str], bytes | None], where: str) -> None:
+        self._read = read
+        self.url = where
+
+    def _file(self, path: str) -> bytes:
+        data = self._read(_check_path(path))
+        if data is None:
+            raise NotFound(f"{self.url} holds no {path}")
+        if len(data) > MAX_ANSWER_BYTES:
+            raise Unavailable(f"{path} in {self.url} is larger than any tlog-tiles file")
         return data
 
 

@@ -229,7 +229,7 @@ PINNED = {
         "verify_receipt",
     ],
     "sovra_verify.remote": ["MAX_ANSWER_BYTES", "LogReader"],
-    "sovra_verify.static": ["StaticFolder", "StaticSite", "static_log"],
+    "sovra_verify.static": ["StaticFiles", "StaticFolder", "StaticSite", "static_log"],
     "sovra_verify.verify": [
         "AuditReport",
         "audit",

@@ -205,6 +205,31 @@ def test_a_store_ahead_of_the_log_is_refused(tmp_path: Path) -> None:
     assert (folder / "checkpoint").read_text() == log.latest_checkpoint()
 
 
+def test_a_publisher_that_does_not_sign_publishes_the_newest_stored_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """What ``sovra migrate`` publishes: the moved log as it is, no checkpoint signed."""
+    storage = MemoryLogStorage()
+    log = TransparencyLog(storage, SIGNER, ORIGIN)
+    witness = _witness(log, "w1.example/witness")
+    cosignatures = CheckpointCosignatures(log, storage, [witness.vkey], quorum=1)
+    _grow(log, 20)
+    for cosigned in (None, cosignatures):  # the witness has cosigned nothing
+        folder = tmp_path / f"tiles-{cosigned is None}"
+        publisher = TilePublisher(log, FolderTileStore(folder), cosigned, sign=False)
+        with pytest.raises(NotFound, match="the log has no checkpoint yet"):
+            publisher.publish()
+        assert log.checkpoints() == [] and not (folder / "checkpoint").exists()
+    note = log.checkpoint()
+    _grow(log, 5)
+    for cosigned in (None, cosignatures):
+        folder = tmp_path / f"tiles-{cosigned is None}"
+        publisher = TilePublisher(log, FolderTileStore(folder), cosigned, sign=False)
+        assert publisher.publish().size == 20
+        assert log.checkpoints() == [note]
+        assert (folder / "checkpoint").read_text() == note
+
+
 def test_sovra_verify_refuses_what_is_not_a_static_log(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

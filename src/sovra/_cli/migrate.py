@@ -20,13 +20,14 @@ from sovra._cli.common import (
     SigningRegion,
     Sse,
     SseKmsKeyId,
+    Tiles,
     given_deployment,
     out,
     print_json,
     progress,
     usage,
 )
-from sovra._cli.targets import blob_regions, s3_options
+from sovra._cli.targets import s3_options, s3_targets
 
 __all__ = ["migrate"]
 
@@ -37,6 +38,8 @@ _STAGES = {
     "verify log": "verify: log",
     "verify records": "verify: records and blobs",
     "verify blobs": "verify: bucket listings",
+    "tiles": "log tiles published",
+    "verify tiles": "verify: log tiles",
 }
 
 
@@ -50,6 +53,7 @@ def migrate(
         ),
     ] = None,
     blobs: Blobs = None,
+    tiles: Tiles = None,
     s3_endpoint: Endpoint = None,
     s3_signing_region: SigningRegion = None,
     s3_access_key_env: AccessKeyEnv = None,
@@ -69,26 +73,31 @@ def migrate(
     with --blobs, every blob into its bucket; then reads everything back and verifies it
     (same log root at the same size, the checkpoint under the log key, each blob against
     its ingest entry's digest) and only then points sovra.toml at the new stores (the old
-    file stays as sovra.toml.embedded, the embedded files as they were).
+    file stays as sovra.toml.embedded, the embedded files as they were). With --tiles
+    FOLDER or --tiles s3://BUCKET/PREFIX the moved log is published there as static tiles
+    up to its newest checkpoint, audited from there, and sovra.toml gets that [log.tiles]
+    table (a place that must hold no other log's checkpoint).
 
     Stop the gateway first. Refused, with nothing changed, when the deployment is not an
-    embedded one, the database or a bucket holds another deployment, or a target cannot
-    be reached. Resumable: run it again after a failure, with the same options, and it
-    carries on where it stopped. The custodians' subject keys stay with the custodians.
+    embedded one, the database, a bucket or the tile place holds another deployment, or
+    a target cannot be reached. Resumable: run it again after a failure, with the same
+    options, and it carries on where it stopped. The custodians' subject keys stay with
+    the custodians.
     """
     from sovra.migrate import migrate as move
 
     directory = given_deployment(directory, deployment)
     if database is None:
         usage("migrate needs --database postgresql://... (and --blobs REGION=s3://... per region)")
-    regions = blob_regions(blobs, s3_options(locals()))
+    regions, tile_place = s3_targets(blobs, tiles, s3_options(locals()))
+    stages = {s: label for s, label in _STAGES.items() if tile_place or "tiles" not in s}
     with progress("moving") as bar:
-        tasks = {stage: bar.add_task(label, total=None) for stage, label in _STAGES.items()}
+        tasks = {stage: bar.add_task(label, total=None) for stage, label in stages.items()}
 
         def tick(stage: str, done: int, total: int | None) -> None:
             bar.update(tasks[stage], completed=done, total=total)
 
-        report = move(directory, database, regions, progress=tick)
+        report = move(directory, database, regions, tiles=tile_place, progress=tick)
     if as_json:
         print_json(report.to_dict())
         return
@@ -104,4 +113,13 @@ def migrate(
         f"checkpoint {report.checkpoint_size}; {c.get('blobs_verified', 0)} records' blobs "
         f"read back and checked; {report.seconds.get('total', 0):.1f} s"
     )
+    if report.tiles is not None:
+        t = report.tiles
+        out.print(
+            f"log tiles: {t['files_written']} files written to {t['where']}, the log up to "
+            f"size {t['size']} audited from there ({t['entries_verified']} entries)"
+            if t["size"]
+            else f"log tiles: nothing published to {t['where']} yet (the log has no "
+            "checkpoint); sovra serve publishes there once it signs one"
+        )
     out.print(f"{directory / 'sovra.toml'} now names the new stores; restart sovra serve")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sovra.config import RegionConfig, TilesConfig
 
-__all__ = ["S3_OPTIONS", "blob_regions", "s3_options", "s3_targets"]
+__all__ = ["S3_OPTIONS", "s3_options", "s3_targets"]
 
 S3_OPTIONS = (
     "endpoint",
@@ -41,18 +41,6 @@ def s3_options(given: Mapping[str, object]) -> dict[str, Sequence[str] | None]:
         value = given[f"s3_{key}"]
         values[key] = value if isinstance(value, list) else None
     return values
-
-
-def blob_regions(
-    blobs: Sequence[str] | None, options: Mapping[str, Sequence[str] | None]
-) -> list[RegionConfig]:
-    """The ``[regions.NAME]`` settings the options ask for; *options* maps each key of
-    :data:`S3_OPTIONS` to the values given for it.
-
-    Raises:
-        ConfigError: as :func:`s3_targets`.
-    """
-    return s3_targets(blobs, None, options)[0]
 
 
 def s3_targets(

@@ -202,9 +202,16 @@ class CheckpointCosignatures:
             signed.append((line, blob, witness))
         return signed
 
-    def checkpoint(self) -> str:
-        """The log's latest checkpoint (published now if the log grew), with its cosignatures."""
-        note = self._log.checkpoint()
+    def checkpoint(self, *, sign: bool = True) -> str:
+        """The log's latest checkpoint (published now if the log grew, unless not to
+        *sign*: then the newest stored), with its cosignatures.
+
+        Raises:
+            NotFound: not to *sign*, and the log has no checkpoint yet.
+        """
+        note = self._log.checkpoint() if sign else self._log.latest_checkpoint()
+        if note is None:
+            raise NotFound("the log has no checkpoint yet")
         return self._with_cosignatures(note)
 
     def cosigned_checkpoint(self) -> str:

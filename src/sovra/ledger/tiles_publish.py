@@ -112,10 +112,15 @@ class TilePublisher:
         log: TransparencyLog,
         store: TileStore,
         cosignatures: CheckpointCosignatures | None = None,
+        *,
+        sign: bool = True,
     ) -> None:
         """Publish *log* into *store*; with *cosignatures* that has witnesses, the
-        checkpoint published is the one their quorum cosigned, with their lines."""
+        checkpoint published is the one their quorum cosigned, with their lines. Not to
+        *sign*, a round publishes up to the newest checkpoint the log has stored and signs
+        none (a copy of a log that nothing appends to: ``sovra migrate``)."""
         self._log = log
+        self._sign = sign
         self._store = store
         self._verifier = NoteVerifier.from_vkey(log.verifier_key)
         witnesses = cosignatures.witnesses if cosignatures is not None else []
@@ -191,6 +196,7 @@ class TilePublisher:
                 *repair*), or the log's storage no longer matches its leaves.
             Unavailable: the store cannot be reached; nothing is lost, retry.
             ConfigError: the store refuses the writes.
+            NotFound: not to sign, and the log has no checkpoint yet.
         """
         with self._lock:
             return self._round(progress, repair)
@@ -215,13 +221,22 @@ class TilePublisher:
     def _checkpoint(self) -> str:
         """The checkpoint note to publish (see the module): the log's newest, published
         now if the log grew since the schedule's last; with witnesses, the newest their
-        quorum cosigned, or while none is, the newest with the lines it has."""
+        quorum cosigned, or while none is, the newest with the lines it has.
+
+        Raises:
+            NotFound: not to sign, and the log has no checkpoint yet.
+        """
         if self._cosignatures is None:
-            return self._log.checkpoint()
+            if self._sign:
+                return self._log.checkpoint()
+            note = self._log.latest_checkpoint()
+            if note is None:
+                raise NotFound("the log has no checkpoint yet")
+            return note
         try:
             return self._cosignatures.cosigned_checkpoint()
         except NotFound:
-            return self._cosignatures.checkpoint()
+            return self._cosignatures.checkpoint(sign=self._sign)
 
     def _cosigned_by(self, note: bytes) -> int:
         """How many configured witnesses validly cosigned *note* (0 when a line of one of
