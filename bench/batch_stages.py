@@ -40,7 +40,7 @@ from sovra.ledger import TransparencyLog
 from sovra.model import LogEntry
 
 INGEST_STAGES: list[tuple[object, str, str]] = [
-    (pool, "scan", "scan, this process's part (the head of the batch)"),
+    (pool, "scan_many", "scan, this process's part (the head of the batch)"),
     (Gateway, "_stage", "`_stage`: checks, commitment, rule, decision, header"),
     (gateway_module, "prepare", "minimise: `prepare` (values to protect)"),
     (Gateway, "_protect_all", "custodian `protect_many` (subject keys made; tokens)"),

@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from sovra.classify import minimise, scan
+from sovra.classify import minimise, scan, scan_many
 
 PUBLIC = {
     "sovra.classify": [
@@ -19,6 +19,7 @@ PUBLIC = {
         "protected_spans",
         "restore",
         "scan",
+        "scan_many",
     ],
     "sovra.classify.contact": [
         "KINDS",
@@ -70,7 +71,14 @@ PUBLIC = {
         "restore",
     ],
     "sovra.classify.registry": ["FAMILIES", "KINDS", "Detector", "Family", "LanguageDetector"],
-    "sovra.classify.scanner": ["DEFAULT_MAX_CHARS", "DEFAULT_MAX_NUMBERS", "LANGUAGES", "scan"],
+    "sovra.classify.scanner": [
+        "DEFAULT_MAX_CHARS",
+        "DEFAULT_MAX_NUMBERS",
+        "LANGUAGES",
+        "Scanned",
+        "scan",
+        "scan_many",
+    ],
 }
 
 
@@ -99,6 +107,10 @@ def test_scan_signature() -> None:
     assert str(inspect.signature(scan)) == (
         "(text: 'str', *, lang: 'str | None' = None, max_chars: 'int' = 10000000, "
         "max_numbers: 'int' = 10000) -> 'list[Finding]'"
+    )
+    assert str(inspect.signature(scan_many)) == (
+        "(texts: 'Sequence[object]', *, lang: 'str | None' = None, "
+        "max_chars: 'int' = 10000000, max_numbers: 'int' = 10000) -> 'list[Scanned]'"
     )
     assert str(inspect.signature(minimise)) == (
         "(text: 'str', findings: 'Iterable[Finding]', rules: 'Mapping[str, Action]', *, "

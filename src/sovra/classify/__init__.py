@@ -17,7 +17,7 @@ from sovra.classify.minimise import (
     restore,
 )
 from sovra.classify.registry import KINDS
-from sovra.classify.scanner import scan
+from sovra.classify.scanner import scan, scan_many
 
 __all__ = [
     "KINDS",
@@ -28,4 +28,5 @@ __all__ = [
     "protected_spans",
     "restore",
     "scan",
+    "scan_many",
 ]

@@ -10,14 +10,14 @@ A result is a tuple of findings, each ``(kind, start, end, confidence, validated
 
 from __future__ import annotations
 
-import dataclasses
 import marshal
 import signal
 import struct
 import sys
 from typing import IO, Any
 
-from sovra.classify.scanner import scan
+from sovra.classify._findings import finding
+from sovra.classify.scanner import scan, scan_many
 from sovra.errors import BadRequest, PayloadTooLarge, SovraError
 from sovra.model import Finding
 
@@ -69,41 +69,17 @@ def results_from(frame: Any, expected: int) -> list[list[Finding] | SovraError]:
             name, message = result
             out.append(_ERRORS.get(name, SovraError)(message))
         else:
-            out.append([_finding(k, s, e, c, v) for k, s, e, c, v in result])
+            out.append([finding(k, s, e, c, v) for k, s, e, c, v in result])
     return out
-
-
-_new = object.__new__
-_FIELDS = ("kind", "start", "end", "confidence", "validated")
-if tuple(f.name for f in dataclasses.fields(Finding)) != _FIELDS:  # pragma: no cover
-    raise ImportError("Finding's fields changed: update sovra.classify._helper._finding")
-_SET_KIND, _SET_START, _SET_END, _SET_CONFIDENCE, _SET_VALIDATED = (
-    Finding.__dict__[name].__set__ for name in _FIELDS
-)
-
-
-def _finding(kind: str, start: int, end: int, confidence: float, validated: bool) -> Finding:
-    """``Finding(...)`` at half the cost: a frozen dataclass's ``__init__`` sets each slot
-    through ``object.__setattr__``; this sets them through their slot descriptors."""
-    finding = _new(Finding)
-    _SET_KIND(finding, kind)
-    _SET_START(finding, start)
-    _SET_END(finding, end)
-    _SET_CONFIDENCE(finding, confidence)
-    _SET_VALIDATED(finding, validated)
-    return finding
 
 
 def _answer(texts: list[str]) -> list[Any]:
-    out: list[Any] = []
-    for text in texts:
-        try:
-            found = scan(text)
-        except SovraError as exc:
-            out.append([type(exc).__name__, str(exc)])
-        else:
-            out.append(tuple((f.kind, f.start, f.end, f.confidence, f.validated) for f in found))
-    return out
+    return [
+        [type(found).__name__, str(found)]
+        if isinstance(found, SovraError)
+        else tuple((f.kind, f.start, f.end, f.confidence, f.validated) for f in found)
+        for found in scan_many(texts)
+    ]
 
 
 def main() -> None:

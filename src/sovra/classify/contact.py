@@ -387,7 +387,8 @@ def detect_phones(text: str) -> Iterator[Finding]:
     Yields:
         Non-overlapping findings in order of start.
     """
-    # Kept for one call only: the numbers of one text, never carried over to the next.
+    # Kept for one call only (one text, or one batch's texts joined by scan_many), never
+    # carried over to the next.
     parsed: dict[tuple[str, bool], int] = {}
     for segment in segments(text):
         start, end = segment.lead, segment.end

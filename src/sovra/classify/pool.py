@@ -28,9 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from sovra.classify._helper import read_frame, results_from, write_frame
-from sovra.classify.scanner import scan
-from sovra.errors import SovraError
-from sovra.model import Finding
+from sovra.classify.scanner import Scanned, scan_many
 
 __all__ = ["MIN_SHARED", "ScanPool", "Scanned"]
 
@@ -53,9 +51,6 @@ _RETRY_AFTER_S = 60.0
 
 _SRC = str(Path(__file__).resolve().parent.parent.parent)
 """The folder holding the ``sovra`` package, for the helper's imports."""
-
-Scanned = list[Finding] | SovraError
-"""One text's findings, or the error scanning it raised."""
 
 
 class _Helper:
@@ -205,8 +200,6 @@ class ScanPool:
 
 
 def _here(texts: Sequence[str]) -> Iterator[Scanned]:
-    for text in texts:
-        try:
-            yield scan(text)
-        except SovraError as exc:
-            yield exc
+    # Scanned when the caller first reads from it, all at once: one joined scan pays the
+    # scanner's set-up once for the batch (see sovra.classify.scanner.scan_many).
+    yield from scan_many(texts)
