@@ -383,6 +383,29 @@ def test_wrap_many_makes_its_new_subject_keys_in_one_transaction(
     assert stored_subjects(key_path) == set(MANY[:100])
 
 
+def test_a_call_reads_and_makes_its_subject_keys_in_one_store_transaction(
+    pl: LocalCustodian, key_path: Path, log_key: Ed25519PrivateKey
+) -> None:
+    statements: list[str] = []
+    pl._subjects._db.set_trace_callback(statements.append)
+    headers = [header(f"r-{i}", MANY[i]) for i in range(5)]
+    rows = ingest_many(pl, headers)
+    # The store's version, the lookup and the new keys: all inside one transaction.
+    kinds = [s.split()[0] for s in statements]
+    assert (kinds[0], kinds[-1], kinds.count("BEGIN")) == ("BEGIN", "COMMIT", 1)
+    # The next request finds the keys cached: the store's version is all it reads.
+    statements.clear()
+    pl.protect_many([(h, [("tokenize", "pl_pesel", PESEL)]) for h in headers])
+    assert statements == ["PRAGMA data_version"]
+    # A process that has cached nothing reads a batch's keys in one transaction too.
+    other = LocalCustodian.open(key_path, "PL", log_key.public_key(), clock=Clock())
+    other._subjects._db.set_trace_callback(statements.append)
+    statements.clear()
+    read_all(other, log_key, rows[:1])
+    kinds = [s.split()[0] for s in statements]
+    assert (kinds[0], kinds[-1], kinds.count("BEGIN")) == ("BEGIN", "COMMIT", 1)
+
+
 @pytest.mark.parametrize(
     ("fault", "message"),
     [

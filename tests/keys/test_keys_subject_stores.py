@@ -108,6 +108,64 @@ def test_racing_shred_and_insert_never_leave_a_key_beside_a_tombstone(open_store
         assert keys == {}, f"round {round_}: a key outlived the shred ({outcomes})"
 
 
+def test_fetch_reads_and_makes_keys_in_one_call(open_store: Opener) -> None:
+    serving, admin = open_store(), open_store()
+    serving.insert_many([(SUBJECTS[0], 1, SEALED[0])], 1)
+    admin.insert_many([(SUBJECTS[1], 1, SEALED[1])], 1)
+    asked: list[list[str]] = []
+
+    def make(subjects: list[str]) -> list[tuple[str, int, bytes]]:
+        asked.append(subjects)
+        return [(s, 2, SEALED[SUBJECTS.index(s)]) for s in subjects]
+
+    got = serving.fetch(SUBJECTS[:4], make, 7)
+    # Only the subjects without a key are made, once; all four come back.
+    assert asked == [SUBJECTS[2:4]]
+    assert got.keys == {
+        SUBJECTS[0]: (SUBJECTS[0], 1, SEALED[0]),
+        SUBJECTS[1]: (SUBJECTS[1], 1, SEALED[1]),
+        SUBJECTS[2]: (SUBJECTS[2], 2, SEALED[2]),
+        SUBJECTS[3]: (SUBJECTS[3], 2, SEALED[3]),
+    }
+    assert got.shredded == {} and got.version == serving.data_version()
+    assert admin.lookup(SUBJECTS[:4])[0] == got.keys
+    # Without make, nothing is stored; a shred shows in the version and the tombstones.
+    assert admin.shred(SUBJECTS[3], 40) is True
+    got = serving.fetch(SUBJECTS[3:6], None, 8)
+    assert (got.keys, got.shredded) == ({}, {SUBJECTS[3]: 40})
+    assert got.version == serving.data_version()
+    # With a shredded subject in the call, nothing is made or stored.
+    assert serving.fetch(SUBJECTS[3:6], make, 9).shredded == {SUBJECTS[3]: 40}
+    assert len(asked) == 1 and admin.lookup(SUBJECTS[4:6]) == ({}, {})
+
+
+@pytest.mark.postgres
+def test_fetch_keeps_what_another_process_did_between_read_and_insert(pg_dsn: str) -> None:
+    # PostgreSQL only: the SQLite store reads under the write lock, nothing comes between.
+    serving, other = PostgresSubjectKeyStore(pg_dsn, "PL"), PostgresSubjectKeyStore(pg_dsn, "PL")
+
+    def racing(subjects: list[str]) -> list[tuple[str, int, bytes]]:
+        # Another custodian process keys one subject and shreds another meanwhile.
+        other.insert_many([(SUBJECTS[0], 1, SEALED[7])], 1)
+        return [(s, 1, SEALED[SUBJECTS.index(s)]) for s in subjects]
+
+    got = serving.fetch(SUBJECTS[:2], racing, 2)
+    assert got.keys == {
+        SUBJECTS[0]: (SUBJECTS[0], 1, SEALED[7]),  # hers, not the one made here
+        SUBJECTS[1]: (SUBJECTS[1], 1, SEALED[1]),
+    }
+
+    def shredding(subjects: list[str]) -> list[tuple[str, int, bytes]]:
+        other.shred(SUBJECTS[3], 5)
+        return [(s, 1, SEALED[SUBJECTS.index(s)]) for s in subjects]
+
+    with pytest.raises(SubjectShredded):
+        serving.fetch(SUBJECTS[2:4], shredding, 3)
+    assert other.lookup(SUBJECTS[2:4]) == ({}, {SUBJECTS[3]: 5})  # all or none
+    serving.close()
+    other.close()
+
+
 def test_rewrap_changes_only_rows_still_under_the_old_version(open_store: Opener) -> None:
     serving, admin = open_store(), open_store()
     serving.insert_many([(s, 1, k) for s, k in zip(SUBJECTS[:3], SEALED, strict=False)], 1)

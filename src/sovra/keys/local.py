@@ -32,6 +32,7 @@ from sovra.keys.keyfile import load_keks, serialize_key_file
 from sovra.keys.protocol import CustodianStatus
 from sovra.keys.sealing import Sealer, Unlock, new_sealer, seal_key_file
 from sovra.keys.subjects import (
+    SubjectKeyRow,
     SubjectKeys,
     SubjectKeyStore,
     SubjectShredded,
@@ -115,6 +116,10 @@ class LocalCustodian(BaseCustodian):
         # Each entry keeps the key and its AES-GCM object, made once per cached subject.
         self._cache: OrderedDict[str, tuple[bytes, AESGCM]] = OrderedDict()
         self._cache_version = self._subjects.data_version()
+        # Set by each request's start: the next look at the store reads its version too
+        # (in the transaction that reads or makes keys, or on its own if the cache holds
+        # them all). A look after a request started covers that request.
+        self._version_due = False
 
     def _stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -420,19 +425,25 @@ class LocalCustodian(BaseCustodian):
         return key
 
     def _begin(self) -> None:
-        # Once per request: drop the cache if another process committed to the store.
+        # Once per request: the cache is dropped if another process committed to the
+        # store (a shred by ``sovra keys shred``), found at the request's first look at
+        # the store, which is then still one transaction.
         with self._lock:
-            version = self._subjects.data_version()
-            if version != self._cache_version:
-                self._cache.clear()
-                self._cache_version = version
+            self._version_due = True
+
+    def _note_version(self, version: int) -> None:
+        """Drop the cache if the store's *version* changed; the caller holds the lock."""
+        self._version_due = False
+        if version != self._cache_version:
+            self._cache.clear()
+            self._cache_version = version
 
     def _subject_key(self, subject: str, *, create: bool) -> bytes:
         return self._subject_entry(subject, create=create)[0]
 
     def _subject_entry(self, subject: str, *, create: bool) -> tuple[bytes, AESGCM]:
         with self._lock:
-            cached = self._cache.get(subject)
+            cached = None if self._version_due else self._cache.get(subject)
             if cached is not None:
                 self._cache.move_to_end(subject)
                 return cached
@@ -442,7 +453,8 @@ class LocalCustodian(BaseCustodian):
         self, subjects: Sequence[str], *, create: bool
     ) -> dict[str, tuple[bytes, AESGCM]]:
         """The keys of *subjects* (distinct), from the cache or the store; with *create*,
-        the missing ones are made and stored in one transaction, all or none.
+        the missing ones are made and stored, all or none. At most one store transaction
+        (:meth:`SubjectKeys.fetch <sovra.keys.subjects.SubjectKeys.fetch>`).
 
         Raises:
             SubjectShredded: with *create*, a subject's key was destroyed; nothing stored.
@@ -452,63 +464,75 @@ class LocalCustodian(BaseCustodian):
             ConfigError: the store could not be written; nothing stored.
         """
         with self._lock:
+            due = self._version_due
+            missing = [s for s in subjects if s not in self._cache]
+            if due and not missing:
+                self._note_version(self._subjects.data_version())
+                due, missing = False, [s for s in subjects if s not in self._cache]
+            if missing:
+                # A due version check reads every subject of the call: if the version
+                # changed, the cached keys are dropped and the rows read serve instead.
+                self._load_subject_keys(list(subjects) if due else missing, create=create)
             found: dict[str, tuple[bytes, AESGCM]] = {}
-            missing = []
             for subject in subjects:
-                cached = self._cache.get(subject)
-                if cached is None:
-                    missing.append(subject)
-                else:
-                    self._cache.move_to_end(subject)
-                    found[subject] = cached
-            if not missing:
-                return found
-            loaded = self._load_subject_keys(missing, create=create)
-            for subject, key in loaded.items():
-                entry = (key, AESGCM(key))
-                found[subject] = entry
-                self._cache[subject] = entry
+                found[subject] = self._cache[subject]
+                self._cache.move_to_end(subject)
             while len(self._cache) > _SUBJECT_CACHE_SIZE:
                 self._cache.popitem(last=False)
             return found
 
-    def _load_subject_keys(self, subjects: list[str], *, create: bool) -> dict[str, bytes]:
-        """:meth:`_subject_entries` for subjects not in the cache: one lookup, one
-        transaction for the keys it makes."""
-        rows, shredded = self._subjects.lookup(subjects)
-        loaded: dict[str, bytes] = {}
-        new: list[tuple[str, int, bytes]] = []
-        version = self.current_kek_version if create else 0
-        for subject in subjects:
-            row = rows.get(subject)
-            if row is not None:
-                loaded[subject] = self._open_subject_key(subject, row[1], row[2])
-            elif subject in shredded:
-                if create:
-                    raise SubjectShredded(subject, shredded[subject])
-                raise NotFound(
-                    f"the subject's key was destroyed (crypto-shredded) at {shredded[subject]} ms"
-                )
-            elif not create:
-                raise IntegrityError("the subject has no key")
-            else:
+    def _load_subject_keys(self, subjects: list[str], *, create: bool) -> None:
+        """Put the keys of *subjects* in the cache: one store transaction reads them and
+        the store's version, and with *create* makes the missing ones; the caller holds
+        the lock."""
+        made: dict[str, tuple[bytes, bytes]] = {}
+
+        def make(new: list[str]) -> list[SubjectKeyRow]:
+            version = self.current_kek_version
+            rows = []
+            for subject in new:
                 key = _aead.new_key()
-                loaded[subject] = key
-                new.append((subject, version, self._seal_subject_key(subject, version, key)))
-        if new:
-            # Another process (a second gateway worker) may have made some of these keys
-            # since the lookup: theirs are kept, and used here instead of the new ones.
-            for subject, version, sealed in self._subjects.insert_many(new, self._clock()).values():
-                loaded[subject] = self._open_subject_key(subject, version, sealed)
-        return loaded
+                sealed = self._seal_subject_key(subject, version, key)
+                made[subject] = (key, sealed)
+                rows.append((subject, version, sealed))
+            return rows
+
+        fetched = self._subjects.fetch(subjects, make if create else None, self._clock())
+        self._note_version(fetched.version)
+        if create:
+            for subject in subjects:
+                if subject in fetched.shredded:
+                    raise SubjectShredded(subject, fetched.shredded[subject])
+        for subject in subjects:
+            if subject in self._cache:
+                continue  # still valid: the version did not change
+            row = fetched.keys.get(subject)
+            if row is not None:
+                mine = made.get(subject)
+                if mine is not None and mine[1] == row[2]:
+                    key = mine[0]
+                else:
+                    # Stored before (or by another process in between): its key, not one
+                    # made here.
+                    key = self._open_subject_key(subject, row[1], row[2])
+                self._cache[subject] = (key, AESGCM(key))
+            elif subject in fetched.shredded:
+                when = fetched.shredded[subject]
+                raise NotFound(f"the subject's key was destroyed (crypto-shredded) at {when} ms")
+            else:
+                raise IntegrityError("the subject has no key")
 
     def _warm(self, subjects: Sequence[str]) -> None:
         with self._lock:
+            due = self._version_due
             missing = [s for s in subjects if s not in self._cache]
             if not missing:
-                return
-            rows, _ = self._subjects.lookup(missing)
-            for subject, version, sealed in rows.values():
+                return  # the first key used checks a due version
+            fetched = self._subjects.fetch(list(subjects) if due else missing, None, self._clock())
+            self._note_version(fetched.version)
+            for subject, version, sealed in fetched.keys.values():
+                if subject in self._cache:
+                    continue
                 try:
                     key = self._open_subject_key(subject, version, sealed)
                 except IntegrityError:

@@ -35,15 +35,17 @@ import re
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sovra.errors import BadRequest, ConfigError
 from sovra.keys.files import StrPath
 from sovra.store.pg_timeouts import PgTimeouts
 
 __all__ = [
+    "Fetched",
+    "MakeKeys",
     "SubjectKeyRow",
     "SubjectKeyStore",
     "SubjectKeys",
@@ -60,6 +62,20 @@ _COMMITMENT = re.compile(r"[0-9a-f]{64}")
 _LOOKUP_CHUNK = 500
 SubjectKeyRow = tuple[str, int, bytes]
 """``(subject commitment, KEK version, sealed subject key)``."""
+
+MakeKeys = Callable[[list[str]], list[SubjectKeyRow]]
+"""Makes and seals new keys for the subjects it is given: a row for each."""
+
+
+class Fetched(NamedTuple):
+    """What :meth:`SubjectKeys.fetch` read (and stored) in one transaction."""
+
+    version: int
+    """The store's :meth:`~SubjectKeys.data_version` as the transaction saw it."""
+    keys: dict[str, SubjectKeyRow]
+    """The sealed key of each subject that has one (new ones included), by subject."""
+    shredded: dict[str, int]
+    """The shred time (UNIX ms) of each subject whose key was destroyed."""
 
 
 class SubjectKeys(Protocol):
@@ -87,6 +103,23 @@ class SubjectKeys(Protocol):
         self, rows: list[tuple[str, int, bytes]], now_ms: int
     ) -> dict[str, SubjectKeyRow]:
         """Store new keys, all or none; the keys other processes stored first."""
+        ...
+
+    def fetch(self, subjects: list[str], make: MakeKeys | None, now_ms: int) -> Fetched:
+        """The store's version, and the keys and shred times of *subjects* (distinct), in
+        one transaction; with *make*, the keys of those that have neither are made there
+        too.
+
+        *make* is called at most once, with the subjects that have neither a key nor a
+        tombstone, and only when no subject of the call has a tombstone (the caller
+        refuses the call then). Its rows are stored all or none, in the transaction that
+        read; a key another process stored first is returned in place of the one made.
+
+        Raises:
+            SubjectShredded: a subject was shredded by another process between the read
+                and the insert; nothing was stored.
+            ConfigError, Unavailable: as :meth:`insert_many`; nothing was stored.
+        """
         ...
 
     def shred(self, subject: str, now_ms: int) -> bool:
@@ -293,19 +326,23 @@ class SubjectKeyStore:
         for subject in subjects:
             check_subject(subject)
         with self._lock:
-            keys = {
-                subject: (subject, int(version), bytes(sealed))
-                for subject, version, sealed in self._select_in(
-                    "SELECT subject, kek_version, sealed FROM subject_keys WHERE subject IN ({})",
-                    subjects,
-                )
-            }
-            shredded = {
-                subject: int(when)
-                for subject, when in self._select_in(
-                    "SELECT subject, shredded_ms FROM shredded WHERE subject IN ({})", subjects
-                )
-            }
+            return self._read(subjects)
+
+    def _read(self, subjects: list[str]) -> tuple[dict[str, SubjectKeyRow], dict[str, int]]:
+        """:meth:`lookup`, the caller holding the lock."""
+        keys = {
+            subject: (subject, int(version), bytes(sealed))
+            for subject, version, sealed in self._select_in(
+                "SELECT subject, kek_version, sealed FROM subject_keys WHERE subject IN ({})",
+                subjects,
+            )
+        }
+        shredded = {
+            subject: int(when)
+            for subject, when in self._select_in(
+                "SELECT subject, shredded_ms FROM shredded WHERE subject IN ({})", subjects
+            )
+        }
         return keys, shredded
 
     def insert_many(
@@ -359,6 +396,41 @@ class SubjectKeyStore:
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot store subject keys in {self._path}: {exc}") from None
         return stored
+
+    def fetch(self, subjects: list[str], make: MakeKeys | None, now_ms: int) -> Fetched:
+        """The version, keys and shred times of *subjects*, and with *make* the new keys,
+        in one transaction (see :class:`SubjectKeys`).
+
+        With *make* the transaction takes the write lock first (``BEGIN IMMEDIATE``), so
+        what it reads is what the insert finds: no other process stores or shreds a key
+        in between.
+
+        Raises:
+            ConfigError: the store could not be read or written; nothing was stored.
+        """
+        for subject in subjects:
+            check_subject(subject)
+        try:
+            with self._lock:
+                self._db.execute("BEGIN" if make is None else "BEGIN IMMEDIATE")
+                try:
+                    (version,) = self._db.execute("PRAGMA data_version").fetchone()
+                    keys, shredded = self._read(subjects)
+                    missing = [s for s in subjects if s not in keys]
+                    if make is not None and missing and not shredded:
+                        rows = make(missing)
+                        self._db.executemany(
+                            "INSERT INTO subject_keys VALUES (?, ?, ?, ?)",
+                            [(s, v, sealed, now_ms) for s, v, sealed in rows],
+                        )
+                        keys.update((row[0], row) for row in rows)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot read or store subject keys in {self._path}: {exc}") from None
+        return Fetched(int(version), keys, shredded)
 
     def _refuse_shredded(self, subjects: list[str]) -> None:
         for subject, when in self._select_in(

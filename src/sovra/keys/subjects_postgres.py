@@ -35,7 +35,13 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from sovra.errors import ConfigError, IntegrityError
-from sovra.keys.subjects import SubjectKeyRow, SubjectShredded, check_subject
+from sovra.keys.subjects import (
+    Fetched,
+    MakeKeys,
+    SubjectKeyRow,
+    SubjectShredded,
+    check_subject,
+)
 from sovra.model import check_jurisdiction
 from sovra.store._pg import PgRun, Pool
 from sovra.store.migrations import Dialect, Step
@@ -72,6 +78,25 @@ def _subject_keys_1(d: Dialect) -> list[str]:
 
 
 SUBJECT_KEY_STEPS: tuple[Step, ...] = (_subject_keys_1,)
+
+
+# A call's subjects, each with its key or tombstone (or neither), and the changes
+# counter: one statement.
+_FETCH = """SELECT given.subject, keys.kek_version, keys.sealed, gone.shredded_ms,
+    (SELECT changes FROM subject_store WHERE id = 1)
+FROM unnest(?::text[]) AS given (subject)
+LEFT JOIN subject_keys AS keys ON keys.subject = given.subject
+LEFT JOIN shredded AS gone ON gone.subject = given.subject"""
+
+# New keys from arrays, except for a subject shredded meanwhile or keyed by another
+# process (the caller holds the writers' lock, so the statement sees every shred before
+# it); the subjects it stored come back.
+_INSERT_NEW = """INSERT INTO subject_keys (subject, kek_version, sealed, created_ms)
+SELECT given.subject, given.kek_version, given.sealed, ?
+FROM unnest(?::text[], ?::bigint[], ?::bytea[]) AS given (subject, kek_version, sealed)
+WHERE NOT EXISTS (SELECT 1 FROM shredded WHERE shredded.subject = given.subject)
+ON CONFLICT (subject) DO NOTHING
+RETURNING subject"""
 
 
 class PostgresSubjectKeyStore:
@@ -141,8 +166,9 @@ class PostgresSubjectKeyStore:
 
     def data_version(self) -> int:
         """A number that changes whenever a shred or a rewrap commits, from any process."""
-        with self._pool.transaction() as run:
-            (changes,) = _one(run("SELECT changes FROM subject_store WHERE id = 1", ()))
+        # One statement, in autocommit: a round trip, where a transaction took three.
+        with self._pool.connection() as conn:
+            (changes,) = _one(conn.execute("SELECT changes FROM subject_store WHERE id = 1"))
         return int(changes)
 
     def get(self, subject: str) -> SubjectKeyRow | None:
@@ -203,6 +229,47 @@ class PostgresSubjectKeyStore:
             )
         return stored
 
+    def fetch(self, subjects: list[str], make: MakeKeys | None, now_ms: int) -> Fetched:
+        """The version, keys and shred times of *subjects*, and with *make* the new keys,
+        in one transaction (see :class:`~sovra.keys.subjects.SubjectKeys`).
+
+        The read is one statement; new keys take the writers' lock and one more. In
+        pipeline mode the transaction's start travels with the read and the lock with
+        the insert: three round trips where the three transactions it replaces took
+        about fourteen.
+
+        Raises:
+            SubjectShredded: a subject was shredded by another process between the read
+                and the insert; nothing was stored.
+            Unavailable: the database cannot be reached; nothing was stored.
+        """
+        for subject in subjects:
+            check_subject(subject)
+        with (
+            self._pool.connection() as conn,
+            conn.pipeline(),
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            run = PgRun(cur)
+            version, keys, shredded = _read(run, subjects)
+            missing = [s for s in subjects if s not in keys and s not in shredded]
+            if make is not None and missing and not shredded:
+                rows = make(missing)
+                run("SELECT pg_advisory_xact_lock(?)", (_WRITE_LOCK_KEY,))
+                columns = ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+                stored = {str(r[0]) for r in run(_INSERT_NEW, (now_ms, *columns)).fetchall()}
+                keys.update((row[0], row) for row in rows if row[0] in stored)
+                if len(stored) != len(rows):
+                    # Rare: another process keyed or shredded one of them since the read.
+                    _, found, gone = _read(run, [r[0] for r in rows if r[0] not in stored])
+                    for subject, when in gone.items():
+                        raise SubjectShredded(subject, when)
+                    keys.update(found)
+        if version is None:
+            version = self.data_version()
+        return Fetched(int(version), keys, shredded)
+
     def shred(self, subject: str, now_ms: int) -> bool:
         """Delete *subject*'s key for good and leave a tombstone; True if a key was deleted.
 
@@ -262,6 +329,23 @@ class PostgresSubjectKeyStore:
             )
             run("UPDATE subject_store SET changes = changes + 1 WHERE id = 1", ())
         return changed
+
+
+def _read(
+    run: PgRun, subjects: list[str]
+) -> tuple[int | None, dict[str, SubjectKeyRow], dict[str, int]]:
+    """The changes counter (None for no subjects), and the keys and shred times of
+    *subjects*, in one statement."""
+    keys: dict[str, SubjectKeyRow] = {}
+    shredded: dict[str, int] = {}
+    version = None
+    for subject, kek_version, sealed, when, changes in run(_FETCH, (subjects,)).fetchall():
+        version = int(changes)
+        if sealed is not None:
+            keys[subject] = (subject, int(kek_version), bytes(sealed))
+        elif when is not None:
+            shredded[subject] = int(when)
+    return version, keys, shredded
 
 
 def _select_in(run: PgRun, query: str, subjects: list[str]) -> Iterator[tuple[Any, ...]]:
