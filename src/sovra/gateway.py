@@ -42,8 +42,14 @@ from sovra.flow_types import (
 from sovra.governance import Authorizer
 from sovra.keys import Custodian, open_blob, seal
 from sovra.keys.custodian import MAX_BATCH, MAX_BATCH_KEYS, MAX_BATCH_VALUES
-from sovra.keys.envelope import BLOB_OVERHEAD, BLOB_PREFIX, STREAM_PREFIX, sealed_size
-from sovra.keys.protocol import SealingCustodian, ValueCustodian
+from sovra.keys.envelope import (
+    BLOB_OVERHEAD,
+    BLOB_PREFIX,
+    STREAM_PREFIX,
+    new_data_key,
+    sealed_size,
+)
+from sovra.keys.protocol import ProtectWrapCustodian, SealingCustodian, ValueCustodian
 from sovra.keys.split import SecondHome
 from sovra.keys.split import unwrap_batches as unwrap_shares
 from sovra.keys.split import wrap_many as wrap_shares
@@ -299,10 +305,11 @@ class Gateway:
             if st.error is None:
                 try:
                     minimised = finish(st.prepared, st.bodies)
-                    st.blob, st.data_key = seal(st.header, minimised.text.encode())
+                    text = minimised.text.encode()
+                    st.blob, st.data_key = seal(st.header, text, st.data_key or None)
                 except SovraError as exc:
                     st.error = exc
-        self._wrap_all(live)
+        self._wrap_all([st for st in live if st.wrapped is None])
         ready = [st for st in live if st.error is None]
         now = self._now_ms()
         stored = self._store_logged_many([self._ingest_record(st, now) for st in ready])
@@ -318,11 +325,34 @@ class Gateway:
             return exc
 
     def _protect_all(self, staged: Sequence[_Staged]) -> None:
-        """Tokens and sealed values: one custodian call for every text of a jurisdiction."""
-        protecting = [st for st in staged if st.prepared.requests and st.error is None]
-        for code, group in grouped(protecting, _Staged.jurisdiction).items():
+        """Tokens, sealed values and wrapped keys: one custodian call per jurisdiction.
+
+        Records of one home get a fresh data key here, before the text it will seal is
+        final, so their custodian protects their values and wraps their keys in the same
+        call. A record of two homes (its key split between both custodians), or one whose
+        custodian has no such call, has its values protected here and its key wrapped once
+        sealed (:meth:`_wrap_all`).
+        """
+        for code, group in grouped(staged, _Staged.jurisdiction).items():
+            custodian = self.custodians[code]
+            if _protects_and_wraps(type(custodian)):
+                keyed = [st for st in group if st.second is None and st.error is None]
+                for st in keyed:
+                    st.data_key = new_data_key()
+                call = functools.partial(
+                    _protect_wrap_staged, cast("ProtectWrapCustodian", custodian)
+                )
+                for run in chunks(keyed, _Staged.values, MAX_BATCH, MAX_BATCH_VALUES):
+                    settle(run, each(call, run), _Staged.keyed)
+            protecting = [
+                st
+                for st in group
+                if st.prepared.requests and st.error is None and st.wrapped is None
+            ]
+            if not protecting:
+                continue
             protect = functools.partial(_protect_staged, self._value_custodian(code))
-            for run in chunks(group, _Staged.values, MAX_BATCH, MAX_BATCH_VALUES):
+            for run in chunks(protecting, _Staged.values, MAX_BATCH, MAX_BATCH_VALUES):
                 settle(run, each(protect, run), _Staged.protected)
 
     def _wrap_all(self, staged: Sequence[_Staged]) -> None:
@@ -1222,6 +1252,20 @@ def _protect_staged(custodian: ValueCustodian, staged: list[_Staged]) -> list[li
     return custodian.protect_many([(st.header, st.prepared.requests) for st in staged])
 
 
+def _protect_wrap_staged(
+    custodian: ProtectWrapCustodian, staged: list[_Staged]
+) -> list[tuple[list[str], WrappedKey]]:
+    return custodian.protect_and_wrap_many(
+        [(st.data_key, st.header, st.prepared.requests) for st in staged]
+    )
+
+
+@functools.cache
+def _protects_and_wraps(kind: type) -> bool:
+    """Whether custodians of class *kind* protect values and wrap keys in one call."""
+    return issubclass(kind, ProtectWrapCustodian)
+
+
 def _wrap_staged(
     custodians: Mapping[str, Custodian], code: str, staged: list[_Staged]
 ) -> list[WrappedKey]:
@@ -1255,6 +1299,9 @@ class _Staged(Failing):
 
     def wrapped_with(self, wrapped: WrappedKey) -> None:
         self.wrapped = wrapped
+
+    def keyed(self, answer: tuple[list[str], WrappedKey]) -> None:
+        self.bodies, self.wrapped = answer
 
     def receipted(self, receipt: LogReceipt) -> None:
         self.receipt = receipt

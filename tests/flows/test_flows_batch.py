@@ -112,6 +112,38 @@ def test_bad_items_get_their_own_errors_and_good_ones_are_stored(
     assert dep.store.count_records() == 2
 
 
+def test_a_shredded_subject_in_a_batch_fails_alone_and_its_neighbours_are_keyed_once(
+    dep: Deployment, principals: dict[str, object]
+) -> None:
+    gw = dep.gateway
+    svc = principals["svc-pl"]
+    authority = principals["authority-pl"]
+    _ingested(gw.ingest_many(svc, [IngestItem("gone@example.pl", "PL", "before")]))  # type: ignore[arg-type]
+    dep.governance.shred(authority, jurisdiction="PL", subject_id="gone@example.pl")  # type: ignore[arg-type]
+    texts = ["plain 0", f"PESEL {PESEL} 1", "shredded 2", f"PESEL {PESEL} 3", "plain 4"]
+    subjects = [f"n{n}@example.pl" if n != 2 else "gone@example.pl" for n in range(5)]
+    items = [IngestItem(s, "PL", t) for s, t in zip(subjects, texts, strict=True)]
+    custodian = gw.custodians["PL"]
+    size, journalled = gw.log.size, len(custodian.journal())  # type: ignore[attr-defined]
+    results = gw.ingest_many(svc, items)  # type: ignore[arg-type]
+    assert isinstance(results[2], BadRequest) and "crypto-shredded" in str(results[2])
+    good = _ingested([r for n, r in enumerate(results) if n != 2])
+    tokenized = {"pl_pesel": "tokenize"}
+    assert [r.actions for r in good] == [{}, tokenized, tokenized, {}]
+    assert gw.log.size == size + 4
+    ids = [r.record_id for r in good]
+    got = gw.access(svc, purpose="customer-support", record_ids=ids).records  # type: ignore[arg-type]
+    assert [got[ids[0]], got[ids[3]]] == ["plain 0", "plain 4"]
+    assert all(
+        PESEL not in got[r] and got[r].endswith(n) for r, n in zip(ids[1:3], "13", strict=True)
+    )
+    # The call for the whole batch was refused for the shredded subject; then each record
+    # was protected and wrapped on its own, in one call each.
+    journal = custodian.journal()[journalled:]  # type: ignore[attr-defined]
+    wraps = [e.outcome for e in journal if e.operation == "wrap"]
+    assert wraps == ["refused"] * 5 + ["wrapped", "wrapped", "refused", "wrapped", "wrapped"]
+
+
 def test_a_refused_or_denied_item_is_logged_on_its_own(
     root: Path, clock: object, principals: dict[str, object]
 ) -> None:

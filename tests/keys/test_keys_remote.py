@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -21,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sovra.deployment import Deployment
 from sovra.errors import BadRequest, Denied, IntegrityError, NotFound, Unauthenticated, Unavailable
+from sovra.gateway import IngestItem, IngestReceipt
 from sovra.keys import Custodian, LocalCustodian, load_ed25519, open_blob, seal, write_secret
+from sovra.keys.envelope import new_data_key
 from sovra.keys.remote import API_PREFIX, RemoteCustodian
 from sovra.model import (
     RecordHeader,
@@ -389,19 +392,32 @@ def test_rate_limiter_refills() -> None:
 # -- the gateway with a remote custodian ------------------------------------------------------
 
 
-def test_gateway_flows_through_a_remote_custodian(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _remote_pl(
+    tmp_path: Path, origin: str
+) -> Iterator[tuple[Deployment, RemoteCustodian, LocalCustodian]]:
+    """A deployment whose gateway asks PL's custodian over HTTP: the deployment, the
+    gateway's client and the custodian the service serves."""
     root = tmp_path / "deployment"
-    Deployment.init(
-        root, jurisdictions=["PL", "VN"], origin="sovra.test/remote", custodians="in-process"
-    )
+    Deployment.init(root, jurisdictions=["PL", "VN"], origin=origin, custodians="in-process")
     log_public = load_ed25519(root / "keys" / "log.key").public_key()
     served = LocalCustodian.open(root / "custodians" / "PL.key", "PL", log_public)
     server, thread, url = _serve(served)
     dep = Deployment.open(root)
     remote = RemoteCustodian(url, "PL", TOKEN)
     try:
+        dep.gateway.custodians = {**dep.gateway.custodians, "PL": remote}
+        yield dep, remote, served
+    finally:
+        remote.close()
+        dep.close()
+        _stop(server, thread)
+        served.close()
+
+
+def test_gateway_flows_through_a_remote_custodian(tmp_path: Path) -> None:
+    with _remote_pl(tmp_path, "sovra.test/remote") as (dep, remote, served):
         gw = dep.gateway
-        gw.custodians = {**gw.custodians, "PL": remote}
         svc = dep.store.get_principal("svc-pl")
         ids = [
             gw.ingest(
@@ -419,11 +435,6 @@ def test_gateway_flows_through_a_remote_custodian(tmp_path: Path) -> None:
         )
         with pytest.raises(NotFound):
             gw.access(svc, purpose="customer-support", record_ids=ids[:1])
-    finally:
-        remote.close()
-        dep.close()
-        _stop(server, thread)
-        served.close()
 
 
 def test_a_deployment_uses_the_custodian_service_its_url_file_names(tmp_path: Path) -> None:
@@ -756,3 +767,99 @@ def test_an_oversized_body_is_refused_before_it_is_read_whole(service: Service) 
     assert streamed.status_code == 400
     assert streamed.json()["errorName"] == "ValidationException"
     assert "request body is over the 16777216-byte limit" in streamed.json()["errorMessage"]
+
+
+# -- protect and wrap in one call (an ingest batch) ------------------------------------------
+
+
+def test_protect_and_wrap_many_is_one_round_trip_that_gives_what_the_two_calls_give(
+    remote: RemoteCustodian, service: Service
+) -> None:
+    people = [subject_commitment(b"c" * 32, "PL", f"pw-{i}-{time.time_ns()}") for i in range(3)]
+    headers = [header(f"r-pw-{i}-{time.time_ns()}", people[i % 3]) for i in range(6)]
+    keys = [new_data_key() for _ in headers]
+    asked = [[("tokenize", "pl_pesel", "44051401359")] if i % 2 == 0 else [] for i in range(6)]
+    remote.current_kek_version  # noqa: B018 - cached before counting
+    before = service.custodian.status().subjects
+    paths = _count_posts(remote)
+    answers = remote.protect_and_wrap_many(
+        [(k, h, items) for k, h, items in zip(keys, headers, asked, strict=True)]
+    )
+    assert paths == [f"{API_PREFIX}/keys/PL/protect-wrap"]
+    assert service.custodian.status().subjects == before + 3
+    # The tokens are those protect gives; the records without items got none.
+    assert [bodies for bodies, _ in answers] == [
+        remote.protect(h, items) if items else [] for h, items in zip(headers, asked, strict=True)
+    ]
+    # Each wrapped key is its record's data key, released against a logged allow.
+    results = remote.unwrap_batches(
+        [
+            ([(w, h)], authorize(service.log_key, [h]), REQUESTER)
+            for (_, w), h in zip(answers, headers, strict=True)
+        ]
+    )
+    assert results == [[k] for k in keys]
+    outcomes = [(e.operation, e.outcome) for e in service.custodian.journal()]
+    assert outcomes.count(("wrap", "wrapped")) >= 6
+
+
+def test_protect_and_wrap_many_refuses_the_whole_call_for_one_bad_request(
+    remote: RemoteCustodian, service: Service
+) -> None:
+    carol = subject_commitment(b"c" * 32, "PL", f"pw-carol-{time.time_ns()}")
+    remote.wrap(b"k" * 32, header(f"r-pw-carol-{time.time_ns()}", carol))
+    assert remote.shred(carol) is True
+    dave = subject_commitment(b"c" * 32, "PL", f"pw-dave-{time.time_ns()}")
+    before = service.custodian.status().subjects
+    good = (new_data_key(), header(f"r-pw-dave-{time.time_ns()}", dave), [])
+    shredded = (new_data_key(), header("r-pw-carol-2", carol), [])
+    with pytest.raises(BadRequest, match=r"item 1: record r-pw-carol-2: .*crypto-shredded"):
+        remote.protect_and_wrap_many([good, shredded])
+    with pytest.raises(BadRequest, match=r"item 0: .*a data key is 32 bytes, got 3"):
+        remote.protect_and_wrap_many([(b"key", good[1], []), good])
+    with pytest.raises(BadRequest, match="mode must be"):
+        remote.protect_and_wrap_many([(good[0], good[1], [("erase", "iban", "x")])])
+    assert service.custodian.status().subjects == before  # nothing made for dave
+
+
+@pytest.mark.parametrize(
+    ("request_body", "message"),
+    [
+        ({"items": []}, "missing dataKey"),
+        ({"dataKey": "%%", "items": []}, "dataKey is not valid base64"),
+        ({"dataKey": "a2V5", "items": {}}, "items must be a list of 0..100"),
+        ({"dataKey": "a2V5", "items": [{"mode": "seal", "kind": "iban"}]}, "missing value"),
+    ],
+)
+def test_bad_protect_wrap_requests_are_refused_with_the_field(
+    service: Service, request_body: dict[str, Any], message: str
+) -> None:
+    body = {
+        "requestMetadata": {"callerPrincipal": "gw", "operation": "protect-wrap", "requestId": "1"},
+        "requests": [{"header": base64.b64encode(header().to_bytes()).decode(), **request_body}],
+    }
+    response = _raw(service, "/keys/PL/protect-wrap", body)
+    assert response.status_code == 400
+    assert response.json()["errorName"] == "ValidationException"
+    assert "protect-wrap request 0" in response.json()["errorMessage"]
+    assert message in response.json()["errorMessage"]
+
+
+def test_an_ingest_batch_asks_its_custodian_once_to_protect_and_wrap(tmp_path: Path) -> None:
+    with _remote_pl(tmp_path, "sovra.test/remote-pw") as (dep, remote, _):
+        gw = dep.gateway
+        svc = dep.store.get_principal("svc-pl")
+        remote.current_kek_version  # noqa: B018 - cached before counting
+        paths = _count_posts(remote)
+        texts = [f"note {i}" + (", PESEL 44051401359" if i % 2 else "") for i in range(6)]
+        items = [IngestItem(f"pw-{i}@example.pl", "PL", text) for i, text in enumerate(texts)]
+        receipts = gw.ingest_many(svc, items)
+        assert paths == [f"{API_PREFIX}/keys/PL/protect-wrap"]
+        ids = [r.record_id for r in receipts if isinstance(r, IngestReceipt)]
+        assert len(ids) == 6
+        assert [r.actions for r in receipts if isinstance(r, IngestReceipt)][1] == {
+            "pl_pesel": "tokenize"
+        }
+        got = gw.access(svc, purpose="customer-support", record_ids=ids).records
+        assert [got[r] for r in ids[::2]] == texts[::2]
+        assert "44051401359" not in got[ids[1]]

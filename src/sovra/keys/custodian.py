@@ -774,20 +774,99 @@ class BaseCustodian(abc.ABC):
                 checked.append(_value_items(items, "value"))
             at = None
             self._begin()
-            keys = self._value_keys(list(dict.fromkeys(h.subject for h in headers)), create=True)
-            out = [
-                [
-                    values.protect_value(keys[h.subject], mode, kind, h.record_id, value)
-                    for mode, kind, value in batch
-                ]
-                for h, batch in zip(headers, checked, strict=True)
-            ]
+            out = self._protect_checked(headers, checked)
         except BadRequest as exc:
             raise self._refuse_batch(exc, now, "protect", headers, at) from None
         self._record_many(
             [JournalEntry(now, "protect", None, h.record_id, "protected") for h in headers]
         )
         return out
+
+    def protect_and_wrap_many(
+        self, requests: Sequence[tuple[bytes, RecordHeader, Sequence[tuple[str, str, str]]]]
+    ) -> list[tuple[list[str], WrappedKey]]:
+        """Protect the values of several records and wrap their data keys, all or none: what
+        :meth:`protect_many` and then :meth:`wrap_many` do, in one call.
+
+        Each request is checked as :meth:`wrap` checks its key and, when it has items, as
+        :meth:`protect` checks them, before any key is touched; the subject keys the call
+        needs and that do not exist yet are made together (by :class:`LocalCustodian` in
+        one transaction). Each record is journalled as wrapped, and as protected when it
+        had items.
+
+        Args:
+            requests: ``(data key, header, items)`` of each record, at most
+                :data:`MAX_BATCH` requests and :data:`MAX_BATCH_VALUES` items in all;
+                *items* may be empty (the key is only wrapped).
+
+        Returns:
+            ``(protected bodies, wrapped key)`` per request, in order.
+
+        Raises:
+            BadRequest: no requests, too many, too many values in all, or as
+                :meth:`wrap_many` and :meth:`protect_many` for the first request at fault
+                (named by its position when the call holds more than one).
+            IntegrityError: as :meth:`wrap`.
+        """
+        now = self._clock()
+        if not 0 < len(requests) <= MAX_BATCH:
+            raise BadRequest(f"a call holds 1..{MAX_BATCH} requests, got {len(requests)}")
+        total = sum(len(items) for _, _, items in requests)
+        if total > MAX_BATCH_VALUES:
+            raise BadRequest(f"a call protects at most {MAX_BATCH_VALUES} values, got {total}")
+        headers = [header for _, header, _ in requests]
+        at: int | None = None
+        try:
+            version = self.current_kek_version
+            checked = []
+            for at, (data_key, header, items) in enumerate(requests):  # noqa: B007
+                self._check_wrap(data_key, header, version)
+                checked.append(_value_items(items, "value") if items else [])
+            at = None
+            self._begin()
+            # The wrap makes every missing subject key in one transaction; the values'
+            # keys are then derived from keys already at hand.
+            blobs = self._wrap_many_with(
+                [(h.subject, k, _wrap_aad(self._jurisdiction, version, h)) for k, h, _ in requests]
+            )
+            _check_wrapped(blobs)
+            out = self._protect_checked(headers, checked)
+        except BadRequest as exc:
+            raise self._refuse_batch(exc, now, "wrap", headers, at) from None
+        except Exception:
+            self._journal_batch(
+                now, "wrap", headers, at=None, reason="wrap failed", outcome="failed"
+            )
+            raise
+        self._record_many(
+            [
+                JournalEntry(now, "protect", None, h.record_id, "protected")
+                for h, batch in zip(headers, checked, strict=True)
+                if batch
+            ]
+            + [JournalEntry(now, "wrap", None, h.record_id, "wrapped") for h in headers]
+        )
+        return [
+            (bodies, WrappedKey(self._jurisdiction, version, blob))
+            for bodies, blob in zip(out, blobs, strict=True)
+        ]
+
+    def _protect_checked(
+        self,
+        headers: Sequence[RecordHeader],
+        checked: Sequence[Sequence[tuple[values.Mode, str, str]]],
+    ) -> list[list[str]]:
+        """The checked items of each record protected under its subject's key (the missing
+        subject keys made together); a record without items gets an empty list."""
+        subjects = [h.subject for h, batch in zip(headers, checked, strict=True) if batch]
+        keys = self._value_keys(list(dict.fromkeys(subjects)), create=True) if subjects else {}
+        return [
+            [
+                values.protect_value(keys[h.subject], mode, kind, h.record_id, value)
+                for mode, kind, value in batch
+            ]
+            for h, batch in zip(headers, checked, strict=True)
+        ]
 
     def reveal(
         self,

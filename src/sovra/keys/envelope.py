@@ -39,6 +39,7 @@ __all__ = [
     "Reader",
     "SeekableReader",
     "Writer",
+    "new_data_key",
     "open_blob",
     "open_into",
     "open_range",
@@ -64,12 +65,23 @@ STREAM_THRESHOLD = _stream.DEFAULT_SEGMENT_SIZE
 """Records over this many bytes are sealed in segments (format 2)."""
 
 
-def seal(header: RecordHeader, plaintext: bytes) -> tuple[bytes, bytes]:
+def new_data_key() -> bytes:
+    """A fresh random data key, for one record alone (:func:`seal`'s *data_key*)."""
+    return _aead.new_key()
+
+
+def seal(
+    header: RecordHeader, plaintext: bytes, data_key: bytes | None = None
+) -> tuple[bytes, bytes]:
     """Encrypt *plaintext* under a fresh data key bound to *header*.
 
     Args:
         header: the record header; its canonical bytes are the associated data.
         plaintext: the record's content, at most :data:`MAX_PLAINTEXT_BYTES`.
+        data_key: the data key, when the caller had it wrapped before the content was
+            final (one custodian call protects the record's values and wraps its key):
+            MUST come from :func:`new_data_key` for this record and no other. None: a
+            new one.
 
     Returns:
         ``(blob, data_key)``: the blob to store and the 32-byte data key, which the
@@ -77,13 +89,17 @@ def seal(header: RecordHeader, plaintext: bytes) -> tuple[bytes, bytes]:
 
     Raises:
         PayloadTooLarge: *plaintext* is over :data:`MAX_PLAINTEXT_BYTES`.
+        BadRequest: *data_key* is not :data:`DATA_KEY_SIZE` bytes.
     """
     if len(plaintext) > MAX_PLAINTEXT_BYTES:
         raise PayloadTooLarge(
             f"record {header.record_id} is {len(plaintext)} bytes, "
             f"over the {MAX_PLAINTEXT_BYTES}-byte limit for one record"
         )
-    data_key = _aead.new_key()
+    if data_key is None:
+        data_key = _aead.new_key()
+    elif len(data_key) != DATA_KEY_SIZE:
+        raise BadRequest(f"a data key is {DATA_KEY_SIZE} bytes, got {len(data_key)}")
     if len(plaintext) > STREAM_THRESHOLD:
         out = bytearray(_stream.sealed_size(len(plaintext)))
         _stream.seal_into(data_key, plaintext, header.to_bytes(), out)

@@ -25,6 +25,7 @@ __all__ = [
     "Custodian",
     "CustodianStatus",
     "JournalEntry",
+    "ProtectWrapCustodian",
     "SealingCustodian",
     "ValueCustodian",
 ]
@@ -197,4 +198,22 @@ class ValueCustodian(Protocol):
         requester: str,
     ) -> list[str | None]:
         """Reveal ``(header, mode, kind, body)`` items under a logged allow to reveal."""
+        ...
+
+
+@runtime_checkable
+class ProtectWrapCustodian(Protocol):
+    """A custodian that protects a record's values and wraps its data key in one call,
+    for several records at once (one round trip, one pass over the subject keys).
+
+    Implementations MUST make the checks of :meth:`Custodian.wrap_many` and
+    :meth:`ValueCustodian.protect_many` on every request before any key is touched, and
+    MUST answer all or none.
+    """
+
+    def protect_and_wrap_many(
+        self, requests: Sequence[tuple[bytes, RecordHeader, Sequence[tuple[str, str, str]]]]
+    ) -> list[tuple[list[str], WrappedKey]]:
+        """For each ``(data key, header, items)``: its items protected (none: an empty
+        list) and its data key wrapped, in order."""
         ...

@@ -526,6 +526,47 @@ class RemoteCustodian:
             out.append(self._bodies(answer, len(items)))
         return out
 
+    def protect_and_wrap_many(
+        self, requests: Sequence[tuple[bytes, RecordHeader, Sequence[tuple[str, str, str]]]]
+    ) -> list[tuple[list[str], WrappedKey]]:
+        """Have the service protect the values of several records and wrap their data keys
+        in one round trip, all or none (see :meth:`BaseCustodian.protect_and_wrap_many`).
+
+        Raises:
+            BadRequest: no requests, too many, too many values in all, or refused by the
+                service (as :meth:`wrap_many` and :meth:`protect_many`).
+            Unavailable: the service cannot be reached or is throttling.
+        """
+        if not 0 < len(requests) <= MAX_BATCH:
+            raise BadRequest(f"a call holds 1..{MAX_BATCH} requests, got {len(requests)}")
+        total = sum(len(items) for _, _, items in requests)
+        if total > MAX_BATCH_VALUES:
+            raise BadRequest(f"a call protects at most {MAX_BATCH_VALUES} values, got {total}")
+        body = {
+            "requests": [
+                {**_protect_body(header, items), "dataKey": _enc(key)}
+                for key, header, items in requests
+            ]
+        }
+        try:
+            result = self._post(
+                self._key("protect-wrap"), "protect-wrap", body, limit=_MAX_BATCH_RESPONSE_BYTES
+            )
+        except BadRequest:
+            self._version = None  # after a rotation, the next ingest asks for the version
+            raise
+        answers = result.get("requests")
+        if not isinstance(answers, list) or len(answers) != len(requests):
+            raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
+        out = []
+        for answer, (_, _, items) in zip(answers, requests, strict=True):
+            if not isinstance(answer, dict):
+                raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
+            bodies = self._bodies(answer, len(items)) if items else []
+            wrapped = WrappedKey(self._jurisdiction, _version(answer), _dec(answer.get("wrapped")))
+            out.append((bodies, wrapped))
+        return out
+
     def _bodies(self, result: dict[str, Any], count: int) -> list[str]:
         bodies = [item.get("body") for item in self._items(result, count)]
         if not all(isinstance(b, str) for b in bodies):

@@ -21,6 +21,8 @@ back as ``{"errorName": ..., "errorMessage": ...}`` with the XKS names and statu
     POST /kms/xks/v1/keys/<J>/protect           batch: values -> tokens or sealed values
                                                 under a subject's key (minimisation)
     POST /kms/xks/v1/keys/<J>/protect-many      protect for many records, all or none
+    POST /kms/xks/v1/keys/<J>/protect-wrap      protect and wrap for many records in one
+                                                call, all or none (ingest batches)
     POST /kms/xks/v1/keys/<J>/reveal            batch: tokens and sealed values -> values,
                                                 against a logged allow to reveal
     POST /kms/xks/v1/keys/<J>/shred             destroy a subject's key
@@ -104,13 +106,13 @@ API_PREFIX = "/kms/xks/v1"
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """A full batch of unwraps with its log entry fits well within this."""
 MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024
-"""The limit of ``unwrap-batches`` and ``protect-many``: up to 1,000 requests, each with its
-own logged allow, and up to 10,000 keys in all."""
+"""The limit of ``unwrap-batches``, ``protect-many`` and ``protect-wrap``: up to 1,000
+requests, each with its own logged allow (or values), and up to 10,000 keys in all."""
 _REQUEST_ID = re.compile(r"[\x20-\x7e]{1,128}")
 _CALLER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
 _JUSTIFICATION = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _T = TypeVar("_T")
-_BATCH_OPERATIONS = frozenset({"unwrap-batches", "protect-many"})
+_BATCH_OPERATIONS = frozenset({"unwrap-batches", "protect-many", "protect-wrap"})
 
 
 class Throttled(SovraError):
@@ -334,11 +336,25 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
 
 def _protect_request(body: Mapping[str, Any]) -> tuple[RecordHeader, list[tuple[str, str, str]]]:
     header = _header(body["header"])
+    return header, _protect_items(_items(body, values.MAX_BATCH_VALUES))
+
+
+def _protect_items(items: list[Any]) -> list[tuple[str, str, str]]:
     triples = []
-    for item in _items(body, values.MAX_BATCH_VALUES):
+    for item in items:
         fields = _fields(item, {"mode", "kind", "value"}, set(), "a protect item")
         triples.append((fields["mode"], fields["kind"], fields["value"]))
-    return header, triples
+    return triples
+
+
+def _protect_wrap_request(
+    body: Mapping[str, Any],
+) -> tuple[bytes, RecordHeader, list[tuple[str, str, str]]]:
+    """``(data key, header, items)`` of one protect-wrap request; *items* may be empty."""
+    items = body["items"]
+    if not isinstance(items, list) or len(items) > values.MAX_BATCH_VALUES:
+        raise BadRequest(f"items must be a list of 0..{values.MAX_BATCH_VALUES} entries")
+    return _b64(body["dataKey"], "dataKey"), _header(body["header"]), _protect_items(items)
 
 
 def _check_justification(authorization: ReleaseAuthorization, justification: str) -> None:
@@ -502,6 +518,27 @@ class _Service:
         out = self.custodian.protect_many(requests)
         return {"requests": [{"items": [{"body": b} for b in bodies]} for bodies in out]}
 
+    def protect_wrap(self, body: dict[str, Any], _caller: str) -> dict[str, Any]:
+        requests = _requests(
+            body,
+            "protect-wrap",
+            {"header", "dataKey", "items"},
+            parse=_protect_wrap_request,
+            size=lambda request: len(request[2]),
+            most=(MAX_BATCH_VALUES, f"a call protects at most {MAX_BATCH_VALUES} values"),
+        )
+        out = self.custodian.protect_and_wrap_many(requests)
+        return {
+            "requests": [
+                {
+                    "items": [{"body": b} for b in bodies],
+                    "kekVersion": wrapped.kek_version,
+                    "wrapped": _enc(wrapped.blob),
+                }
+                for bodies, wrapped in out
+            ]
+        }
+
     def reveal(self, body: dict[str, Any], caller: str) -> dict[str, Any]:
         authorization = _authorization(body)
         requester = _requester(body)
@@ -579,6 +616,7 @@ _OPERATION_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "unwrap-batches": (frozenset({"requests"}), frozenset()),
     "protect": (frozenset({"header", "items"}), frozenset()),
     "protect-many": (frozenset({"requests"}), frozenset()),
+    "protect-wrap": (frozenset({"requests"}), frozenset()),
     "reveal": (frozenset({"items", "authorization", "requester"}), frozenset()),
     "shred": (frozenset({"subject"}), frozenset()),
     "rotate": (frozenset(), frozenset()),
