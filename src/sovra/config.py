@@ -91,12 +91,15 @@ class TilesConfig:
 
     ``location`` is a folder of the deployment, or ``s3://bucket/prefix`` with the bucket's
     endpoint, credentials and encryption in *bucket* (the keys of a ``[regions.NAME]``
-    table). The server publishes every ``every_s`` seconds when the log grew.
+    table). The server publishes every ``every_s`` seconds when the log grew. With
+    ``remove_partial_tiles`` false, partial tiles stay once their full tile is there (a
+    store that allows writes but not deletes).
     """
 
     location: str
     every_s: float = 1.0
     bucket: RegionConfig | None = None
+    remove_partial_tiles: bool = True
 
     @property
     def is_s3(self) -> bool:
@@ -561,8 +564,10 @@ def _tiles(body: object) -> TilesConfig:
     where = "[log.tiles]"
     if not isinstance(body, Mapping):
         raise ConfigError(f"{where} must be a table")
-    _only(body, {"location", "every_s"} | (_REGION_KEYS - {"blobs"}), where)
+    own = {"location", "every_s", "remove_partial_tiles"}
+    _only(body, own | (_REGION_KEYS - {"blobs"}), where)
     location, every = body.get("location"), body.get("every_s", 1)
+    remove = body.get("remove_partial_tiles", True)
     if not isinstance(location, str):
         raise ConfigError(
             f'{where} location must be a folder of the deployment or "s3://bucket/prefix"'
@@ -570,17 +575,19 @@ def _tiles(body: object) -> TilesConfig:
     check_tiles_location(location, f"{where} location")
     if isinstance(every, bool) or not isinstance(every, int | float) or not 0 < every <= 3600:
         raise ConfigError(f"{where} every_s must be seconds in (0, 3600], got {every!r}")
-    settings = {k: v for k, v in body.items() if k not in ("location", "every_s")}
+    if not isinstance(remove, bool):
+        raise ConfigError(f"{where} remove_partial_tiles must be true or false, got {remove!r}")
+    settings = {k: v for k, v in body.items() if k not in own}
     for key, value in settings.items():
         if not isinstance(value, str) or not value or "\n" in value:
             raise ConfigError(f"{where} {key} must be a non-empty one-line string")
     if not location.startswith("s3://"):
         if settings:
             raise ConfigError(f'{where} {", ".join(sorted(settings))} needs location = "s3://..."')
-        return TilesConfig(location, float(every))
+        return TilesConfig(location, float(every), remove_partial_tiles=remove)
     bucket = RegionConfig(name="log.tiles", blobs=location, **settings)
     _check_region(bucket, where)
-    return TilesConfig(location, float(every), bucket)
+    return TilesConfig(location, float(every), bucket, remove)
 
 
 def check_tiles_location(location: str, what: str) -> None:
@@ -758,6 +765,7 @@ def render_default_config(
             '# access_key_env = "SOVRA_S3_LOG_ACCESS_KEY"',
             '# secret_key_env = "SOVRA_S3_LOG_SECRET_KEY"',
             "# every_s = 1",
+            "# remove_partial_tiles = true           # false: a store that may not delete",
         ]
     else:
         tiles_table = render_tiles(tiles)
@@ -811,7 +819,8 @@ def render_default_config(
         "# The log's tiles, entry bundles and checkpoint (C2SP tlog-tiles) published as static",
         "# files for a web server or a CDN, every every_s seconds when the log grew (and by",
         "# `sovra log publish-tiles`); a folder of this deployment, or an S3 bucket with the",
-        "# settings of a [regions.NAME] table below (docs/ledger.md).",
+        "# settings of a [regions.NAME] table below (docs/ledger.md). Partial tiles are",
+        "# removed once their full tile is there, unless remove_partial_tiles is false.",
         *tiles_table,
         "",
         "# With a postgresql:// database: how long a session waits for a lock another holds",
@@ -900,6 +909,7 @@ def render_tiles(tiles: TilesConfig) -> list[str]:
     if tiles.bucket is not None:
         lines += _render_settings(tiles.bucket, skip="blobs")
     lines.append(f"every_s = {tiles.every_s:g}")
+    lines.append(f"remove_partial_tiles = {json.dumps(tiles.remove_partial_tiles)}")
     return lines
 
 

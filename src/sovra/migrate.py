@@ -638,7 +638,8 @@ def _publish_tiles(parts: _Parts, log: TransparencyLog, tick: Progress, report: 
         if log.latest_checkpoint() is None:
             return  # nothing signed yet: the server publishes once it signs a checkpoint
         cosignatures = log_cosignatures(parts.root, parts.target, log, parts.to_log)
-        publisher = TilePublisher(log, store, cosignatures, sign=False)
+        remove = parts.target.log_tiles is None or parts.target.log_tiles.remove_partial_tiles
+        publisher = TilePublisher(log, store, cosignatures, sign=False, remove_partials=remove)
         tick("tiles", 0, None)
         done = publisher.publish(progress=lambda n, total: tick("tiles", n, total))
         copy = StaticFiles(store.get, store.where)

@@ -254,6 +254,10 @@ def test_sovra_verify_refuses_what_is_not_a_static_log(
         ('location = "tiles"\nevery_s = 0', "every_s must be seconds in (0, 3600]"),
         ('location = "s3://b-1/x"\naccess_key_env = "low"\nsecret_key_env = "S"', "(upper case)"),
         ('location = "tiles"\nbucket = "b"', "[log.tiles] has unknown"),
+        (
+            'location = "tiles"\nremove_partial_tiles = "no"',
+            "[log.tiles] remove_partial_tiles must be true or false, got 'no'",
+        ),
     ],
 )
 def test_bad_tile_settings_are_refused_naming_the_key(
@@ -606,6 +610,106 @@ def test_a_removal_that_fails_leaves_the_copy_whole(
         publisher.publish(repair=True)
     partials.unlink()
     assert publisher.publish(repair=True).removed == 1  # entries/001.p/44
+
+
+def _refuse_removals(folder: Path, index: int) -> None:
+    """Make the removal of level-0 tile *index*'s partial tiles fail: a file where the
+    folder that holds them is (the next round that fills the tile lists that folder)."""
+    partials = folder / "tile" / "0" / f"{index:03d}.p"
+    for child in partials.iterdir():
+        child.unlink()
+    partials.rmdir()
+    partials.write_text("not a folder")
+
+
+def _removal_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "could not be removed" in r.getMessage()]
+
+
+def test_removals_that_keep_failing_are_warned_of_once_then_at_most_hourly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every round that fills a tile tries a removal; a store that refuses them is named
+    once, then at most once an hour, with how many rounds failed meanwhile."""
+    caplog.set_level(logging.WARNING, logger="sovra.ledger")
+    folder = tmp_path / "tiles"
+    now = [1_000.0]
+    log = _log()
+    publisher = TilePublisher(log, FolderTileStore(folder), clock=lambda: now[0])
+    _grow(log, 300)
+    publisher.publish()
+    for index in (1, 2, 3):  # three rounds, each filling a tile, twenty minutes apart
+        _refuse_removals(folder, index)
+        _grow(log, 256)
+        assert publisher.publish().removed == 0
+        now[0] += 1_200
+    (first,) = _removal_warnings(caplog)
+    assert str(folder / "tile" / "0" / "001.p") in first
+    assert "remove_partial_tiles = false in [log.tiles] stops the removals" in first
+    assert "since the last warning" not in first
+    _refuse_removals(folder, 4)  # an hour after the first warning
+    _grow(log, 256)
+    publisher.publish()
+    assert len(_removal_warnings(caplog)) == 2
+    assert "(in 3 rounds since the last warning)" in _removal_warnings(caplog)[1]
+    # Removals work again, then fail again: named at once.
+    _grow(log, 256)
+    assert publisher.publish().removed == 2  # tile 5's partial tile and bundle
+    _refuse_removals(folder, 6)
+    _grow(log, 256)
+    publisher.publish()
+    assert len(_removal_warnings(caplog)) == 3
+    assert "since the last warning" not in _removal_warnings(caplog)[2]
+    assert _verify(str(folder), capsys)[0] == 0
+
+
+def test_partial_tiles_stay_when_their_removal_is_turned_off(
+    place: tuple[TileStore, str],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``remove_partial_tiles = false``: a store that may write but not delete keeps every
+    partial tile, --repair included, and nothing is warned of."""
+    caplog.set_level(logging.WARNING, logger="sovra.ledger")
+    store, source = place
+    log = _log()
+    publisher = TilePublisher(log, store, remove_partials=False)
+    _grow(log, 300)
+    publisher.publish()
+    _grow(log, 300)  # 600: tile 1 full, its partial tile and bundle left
+    assert publisher.publish().removed == 0
+    older = [tile_path(0, 1, 44), entries_path(1, 44)]
+    assert _holds(store, *older, tile_path(0, 1), entries_path(1)) == [True] * 4
+    assert publisher.publish(repair=True).removed == 0
+    assert _holds(store, *older) == [True] * 2
+    assert _removal_warnings(caplog) == []
+    code, said = _verify(source, capsys)
+    assert code == 0 and "verified 600 entries" in said, said
+
+
+def test_publish_tiles_keeps_partial_tiles_when_the_deployment_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "deployment"
+    Deployment.init(root, origin="sovra.test/tiles-kept", custodians="in-process")
+    with (root / CONFIG_NAME).open("a") as f:
+        f.write('\n[log.tiles]\nlocation = "public"\nremove_partial_tiles = false\n')
+    tiles = Config.load(root / CONFIG_NAME).log_tiles
+    assert tiles is not None and tiles.remove_partial_tiles is False
+    runner = CliRunner()
+    held = []
+    for count in (300, 256):
+        dep = Deployment.open(root)
+        try:
+            _grow(dep.gateway.log, count)
+            held.append(dep.gateway.log.size)
+        finally:
+            dep.close()
+        ran = runner.invoke(cli, ["log", "publish-tiles", "-d", str(root), "--json"])
+        assert ran.exit_code == 0, ran.output
+        assert json.loads(ran.output)["partials_removed"] == 0
+    first = held[0] % 256  # tile 1's width in the first copy: full in the second
+    assert (root / "public" / tile_path(0, 1)).is_file()
+    assert (root / "public" / tile_path(0, 1, first)).is_file()
+    assert (root / "public" / entries_path(1, first)).is_file()
 
 
 # -- the witnesses' cosignatures on the published checkpoint ------------------------------------

@@ -318,7 +318,8 @@ def log_publish_tiles(
             def advance(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            publisher = TilePublisher(log, store, cosignatures)
+            remove = config.log_tiles is None or config.log_tiles.remove_partial_tiles
+            publisher = TilePublisher(log, store, cosignatures, remove_partials=remove)
             result = publisher.publish(progress=advance, repair=repair)
     finally:
         log.close()

@@ -29,7 +29,10 @@ then find a partial tile gone; the full tile is there, and its first W hashes ar
 partial tile (``sovra-verify tiles`` falls back to it, as the spec lets clients do).
 Partial tiles a round did not remove (a round cut short after its checkpoint, or another
 replica's of a size never published) stay until ``--repair``, which lists the store and
-removes every one whose full tile is there.
+removes every one whose full tile is there. A store that may write but not delete
+(``remove_partial_tiles = false`` in ``[log.tiles]``) keeps every partial tile: the
+publisher then removes none, not even with ``--repair``. A removal the store refuses is
+logged as a warning the first time, then at most once an hour while it keeps failing.
 A round that fails (the bucket unreachable, a write refused) loses nothing: the entries
 are in the database, the store's checkpoint still names what it fully holds, and the
 next round starts from the size published last and catches up. The server runs the
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -73,6 +77,7 @@ __all__ = ["Published", "TilePublisher"]
 
 _logger = logging.getLogger("sovra.ledger")
 _MAX_BACKOFF_S = 60.0
+_REMOVAL_WARNING_EVERY_S = 3600.0
 
 Progress = Callable[[int, int], None]
 
@@ -114,13 +119,22 @@ class TilePublisher:
         cosignatures: CheckpointCosignatures | None = None,
         *,
         sign: bool = True,
+        remove_partials: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Publish *log* into *store*; with *cosignatures* that has witnesses, the
         checkpoint published is the one their quorum cosigned, with their lines. Not to
         *sign*, a round publishes up to the newest checkpoint the log has stored and signs
-        none (a copy of a log that nothing appends to: ``sovra migrate``)."""
+        none (a copy of a log that nothing appends to: ``sovra migrate``). Not to
+        *remove_partials*, partial tiles stay once their full tile is there (a store that
+        may write but not delete). *clock* (seconds) spaces the warnings about removals
+        the store refuses."""
         self._log = log
         self._sign = sign
+        self._remove_partials = remove_partials
+        self._clock = clock
+        self._removal_warned: float | None = None  # when a failed removal was last logged
+        self._removals_failed = 0  # rounds whose removal failed since then
         self._store = store
         self._verifier = NoteVerifier.from_vkey(log.verifier_key)
         witnesses = cosignatures.witnesses if cosignatures is not None else []
@@ -189,7 +203,8 @@ class TilePublisher:
         Args:
             progress: called with ``(files done, files to write)``.
             repair: replace files the store holds with other bytes than the log's, and
-                remove every partial tile whose full tile the store holds.
+                remove every partial tile whose full tile the store holds (none when
+                not to remove partials).
 
         Raises:
             IntegrityError: the store holds other bytes at a path than the log (without
@@ -215,7 +230,7 @@ class TilePublisher:
         swapped, seen = self._swap(note, size)
         self._published, self._offered = size, note
         full = {_path(job) for job in jobs if job[2] == TILE_WIDTH}  # in the store now
-        removed = self._clean([start, *seen], size, repair, full)
+        removed = self._clean([start, *seen], size, repair, full) if self._remove_partials else 0
         return Published(size, start, files, written, swapped, removed, cosigned)
 
     def _checkpoint(self) -> str:
@@ -331,17 +346,41 @@ class TilePublisher:
                 stale = [
                     path for full in _filled(before, size) for path in self._store.partials(full)
                 ]
-            return self._remove(stale, size, dict.fromkeys(full, True))
+            removed = self._remove(stale, size, dict.fromkeys(full, True))
         except SovraError as exc:
             if repair:
                 raise
-            _logger.warning(
-                "the log's tiles are published to %s, but old partial tiles could not be "
-                "removed (`sovra log publish-tiles --repair` removes them): %s",
-                self._store.where,
-                exc.diagnostics(),
-            )
+            self._removal_failed(exc)
             return 0
+        if removed:
+            self._removal_warned, self._removals_failed = None, 0  # deletes work (again)
+        return removed
+
+    def _removal_failed(self, exc: SovraError) -> None:
+        """Log a removal that failed: the first one, then at most one an hour while they
+        keep failing (a store that refuses deletes fails at every round that fills a
+        tile), with how many failed unlogged since."""
+        self._removals_failed += 1
+        now = self._clock()
+        if self._removal_warned is not None and (
+            now - self._removal_warned < _REMOVAL_WARNING_EVERY_S
+        ):
+            return
+        again = (
+            ""
+            if self._removal_warned is None
+            else (f" (in {self._removals_failed} rounds since the last warning)")
+        )
+        self._removal_warned, self._removals_failed = now, 0
+        _logger.warning(
+            "the log's tiles are published to %s, but old partial tiles could not be "
+            "removed%s: %s. The copy is whole; `sovra log publish-tiles --repair` removes "
+            "them, and remove_partial_tiles = false in [log.tiles] stops the removals (a "
+            "store that may write but not delete). Logged again at most once an hour",
+            self._store.where,
+            again,
+            exc.diagnostics(),
+        )
 
     def _remove(self, paths: list[str], size: int, present: dict[str, bool]) -> int:
         """Delete those of *paths* whose tile is full in the tree of *size* and whose full

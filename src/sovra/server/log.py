@@ -76,7 +76,9 @@ def publishing_tiles(
             return True
 
         try:
-            publisher = TilePublisher(log, store, cosignatures)
+            publisher = TilePublisher(
+                log, store, cosignatures, remove_partials=config.log_tiles.remove_partial_tiles
+            )
             with publisher.running(config.log_tiles.every_s, turn=turn):
                 yield
         finally:
