@@ -587,7 +587,8 @@ class Client:
 
     def revoke_grant(self, grant_id: str) -> dict[str, Any]:
         """Revoke a grant (its approving authority), or withdraw a co-signature of it (a
-        co-signing authority)."""
+        co-signing authority): the receipt, ``outcome`` (``revoked`` or
+        ``cosignature-withdrawn``) and, for a withdrawal, the ``cosigner``."""
         result: dict[str, Any] = self._call("POST", f"/v1/grants/{grant_id}/revoke")
         return result
 

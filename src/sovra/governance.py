@@ -57,7 +57,14 @@ from sovra.policy import (
 from sovra.policy.grants import verified_cosigners
 from sovra.store import MetadataStore
 
-__all__ = ["Authorizer", "Governance", "GrantStatus", "ReportEntry", "SubjectReport"]
+__all__ = [
+    "Authorizer",
+    "Governance",
+    "GrantStatus",
+    "ReportEntry",
+    "Revocation",
+    "SubjectReport",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,22 @@ class GrantStatus:
 
     grant: Grant
     revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """What :meth:`Governance.revoke_grant` did, and the log's receipt for it: the grant
+    revoked (``cosigner`` None), or ``cosigner``'s co-signature of it withdrawn (the
+    grant stands, as its approver's alone)."""
+
+    grant_id: str
+    receipt: LogReceipt
+    cosigner: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        """``"revoked"`` or ``"cosignature-withdrawn"``."""
+        return "revoked" if self.cosigner is None else "cosignature-withdrawn"
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,8 +318,9 @@ class Governance:
             cosigners=tuple(sorted(j for j, _ in grant.cosignatures)),
         )
 
-    def revoke_grant(self, principal: Principal, grant_id: str) -> LogReceipt:
-        """Revoke a grant at once, or withdraw a co-signature of it at once.
+    def revoke_grant(self, principal: Principal, grant_id: str) -> Revocation:
+        """Revoke a grant at once, or withdraw a co-signature of it at once; which of the
+        two it was, with the log's receipt.
 
         The approving authority revokes the grant. An authority whose jurisdiction
         co-signed the grant (as registered) takes back its co-signature: the grant then
@@ -344,7 +368,7 @@ class Governance:
                 **({"cosigner": cosigner} if cosigner is not None else {}),
             },
         )
-        return self._authorizer.append(entry, [])[1]
+        return Revocation(grant_id, self._authorizer.append(entry, [])[1], cosigner)
 
     # -- policy: explanations, oversight and pack activation ---------------------------
 

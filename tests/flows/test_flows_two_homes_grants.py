@@ -230,9 +230,11 @@ def test_the_cosigning_home_withdraws_its_cosignature_with_effect_at_once(
     _register(two, grant)
     assert _read_under(two, both, grant).records == {both: "two homes"}
 
-    receipt = two.dep.governance.revoke_grant(
+    done = two.dep.governance.revoke_grant(
         two.principal(f"authority-{other.lower()}"), grant.grant_id
     )
+    assert (done.outcome, done.cosigner) == ("cosignature-withdrawn", other)
+    receipt = done.receipt
     withdrawn = two.entry(receipt.index)
     assert withdrawn.kind == "grant_revoked" and withdrawn.principal == f"authority-{other.lower()}"
     assert withdrawn.fields["cosigner"] == other and withdrawn.fields["grant_id"] == grant.grant_id

@@ -198,7 +198,9 @@ def test_grant_registration_show_and_revocation_are_decided_and_logged(dep: Depl
     with pytest.raises(Denied, match="only PL's authority, or a co-signing one, may") as info:
         gov.revoke_grant(_who(dep, "authority-us"), "g-1")
     assert _entry(dep, info.value.log_index).fields["effect"] == "deny"
-    receipt = gov.revoke_grant(_who(dep, "authority-pl"), "g-1")
+    revoked = gov.revoke_grant(_who(dep, "authority-pl"), "g-1")
+    assert (revoked.outcome, revoked.cosigner, revoked.grant_id) == ("revoked", None, "g-1")
+    receipt = revoked.receipt
     assert _entry(dep, receipt.index - 1).fields["policies"] == ["grant-revoked-by-its-approver"]
 
 

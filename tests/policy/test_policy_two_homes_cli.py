@@ -12,6 +12,7 @@ import pytest
 from tests.flows.two_homes import ANNA, TEXT, configure
 from tests.policy.test_policy_cli import Live, serving
 
+from sovra._cli.common import connect
 from sovra.deployment import Deployment
 from sovra.errors import Denied
 from sovra.model import Grant, LogEntry
@@ -80,6 +81,11 @@ def test_a_grant_both_homes_sign_is_registered_once_both_signed(live: Live, tmp_
     assert code == 0, err
     withdrawn = LogEntry.from_bytes(gw.log.entry(gw.log.size - 1))
     assert (withdrawn.kind, withdrawn.fields["cosigner"]) == ("grant_revoked", "DE")
+    # Said as what it was: a withdrawal, the grant standing (not "grant g-two revoked").
+    assert out.strip() == (
+        f"DE's co-signature of grant g-two withdrawn at log index {gw.log.size - 1} "
+        "(the grant itself stands)"
+    )
     releases = sum(
         LogEntry.from_bytes(gw.log.entry(i)).kind == "key_release" for i in range(gw.log.size)
     )
@@ -98,3 +104,11 @@ def test_a_grant_both_homes_sign_is_registered_once_both_signed(live: Live, tmp_
     code, _, err = live.run("grant", "revoke", "g-two", "--as", "authority-de")
     assert code != 0 and "DE has withdrawn its co-signature of grant g-two already" in err
     assert gw.log.size == size
+    # The approver revokes it: the HTTP answer says so, and names no co-signer.
+    with connect(live.url, "authority-pl", deployment=live.root) as client:
+        answer = client.revoke_grant("g-two")
+    assert answer["receipt"]["index"] == gw.log.size - 1
+    assert {k: v for k, v in answer.items() if k != "receipt"} == {
+        "grant_id": "g-two",
+        "outcome": "revoked",
+    }

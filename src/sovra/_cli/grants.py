@@ -179,10 +179,16 @@ def revoke(
     """Revoke a grant; it takes effect at once (its approving authority; a co-signing
     authority withdraws its co-signature instead)."""
     with connect(url, principal, key, deployment) as client:
-        receipt = client.revoke_grant(grant_id)
-    out.print(
-        f"grant [bold]{escape(grant_id)}[/] revoked at log index {receipt['receipt']['index']}"
-    )
+        done = client.revoke_grant(grant_id)
+    index = done["receipt"]["index"]
+    if done.get("outcome") == "cosignature-withdrawn":
+        out.print(
+            f"{escape(str(done.get('cosigner')))}'s co-signature of grant "
+            f"[bold]{escape(grant_id)}[/] withdrawn at log index {index} (the grant itself "
+            "stands)"
+        )
+        return
+    out.print(f"grant [bold]{escape(grant_id)}[/] revoked at log index {index}")
 
 
 @grant_app.command()

@@ -33,8 +33,15 @@ def add_governance_routes(app: FastAPI, governance: Governance, caller: Any) -> 
     @app.post("/v1/grants/{grant_id}/revoke", tags=["grants"])
     def revoke_grant(grant_id: str, principal: caller) -> dict[str, Any]:
         """Revoke a grant (its approving authority), or withdraw a co-signature of it (a
-        co-signing authority); takes effect at once."""
-        return {"receipt": gov.revoke_grant(principal, grant_id).to_dict()}
+        co-signing authority); takes effect at once. The answer says which: ``outcome``
+        ``revoked``, or ``cosignature-withdrawn`` with the ``cosigner``."""
+        done = gov.revoke_grant(principal, grant_id)
+        return {
+            "receipt": done.receipt.to_dict(),
+            "grant_id": done.grant_id,
+            "outcome": done.outcome,
+            **({"cosigner": done.cosigner} if done.cosigner is not None else {}),
+        }
 
     @app.post("/v1/subjects/report", tags=["subjects"])
     def subject_report(body: SubjectRef, principal: caller) -> dict[str, Any]:
