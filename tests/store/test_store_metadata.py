@@ -646,6 +646,29 @@ def test_expired_nonces_are_pruned_at_most_once_a_sweep_interval(
     assert backend.count("token_nonces") == 3
 
 
+def test_a_batch_of_nonces_is_judged_each_by_its_own_clock(store: MetadataStore) -> None:
+    store.put_principal(make_principal("svc-1"))
+    store.use_nonce("svc-1", "old", expires_ms=1_000, now_ms=0)
+    store.use_nonce("svc-1", "held", expires_ms=5_000, now_ms=0)
+    # No sweep within the interval: "old" expired at 1000 and is still a row.
+    results = store.spend_nonces(
+        [
+            ("svc-1", "new", 9_000, 900),
+            ("svc-1", "old", 9_000, 1_000),  # expired by its own clock, not the batch's first
+            ("svc-1", "held", 9_000, 1_000),
+            ("svc-1", "new", 9_000, 900),
+            ("svc-1", "", 9_000, 900),
+            ("nobody", "new", 9_000, 900),
+        ]
+    )
+    assert results[0] == results[1] == make_principal("svc-1")
+    assert isinstance(results[2], Unauthenticated) and isinstance(results[3], Unauthenticated)
+    assert isinstance(results[4], BadRequest)
+    assert results[5] is None
+    with pytest.raises(Unauthenticated):
+        store.use_nonce("svc-1", "old", expires_ms=9_500, now_ms=8_999)
+
+
 def test_replay_refused_across_a_sweep(store: MetadataStore, backend: Backend) -> None:
     store.use_nonce("svc-1", "n-1", expires_ms=2 * NONCE_SWEEP_MS, now_ms=0)
     store.use_nonce("svc-1", "gone", expires_ms=1, now_ms=0)

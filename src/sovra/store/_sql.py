@@ -861,6 +861,22 @@ class SQLMetadataStore(abc.ABC):
         if isinstance(result, SovraError):
             raise result
 
+    def _spend(
+        self, spent: Sequence[tuple[int, str, str, int, int]], sweep_ms: int | None
+    ) -> dict[int, Sequence[Any] | None]:
+        """Spend checked, distinct nonces ``(n, principal id, digest, expires_ms, now_ms)``
+        after deleting the nonces expired at *sweep_ms* (if given), atomically; for each
+        *n* spent, its principal's row (None if there is none), absent if replayed. An
+        engine that takes arrays does it in one statement."""
+        found: dict[int, Sequence[Any] | None] = {}
+        with self._transaction(write=True) as run:
+            if sweep_ms is not None:
+                run("DELETE FROM token_nonces WHERE expires_ms <= ?", (sweep_ms,))
+            for n, principal_id, digest, expires_ms, now_ms in spent:
+                if run(_SPEND_NONCE, (principal_id, digest, expires_ms, now_ms)).rowcount == 1:
+                    found[n] = run(_SELECT_PRINCIPAL, (principal_id,)).fetchone()
+        return found
+
     def spend_nonces(
         self, nonces: Sequence[tuple[str, str, int, int]]
     ) -> list[Principal | SovraError | None]:
@@ -887,15 +903,17 @@ class SQLMetadataStore(abc.ABC):
         sweep = self._nonces_swept_ms is None or not (
             0 <= now_ms - self._nonces_swept_ms < NONCE_SWEEP_MS
         )
-        with self._transaction(write=True) as run:
-            if sweep:
-                run("DELETE FROM token_nonces WHERE expires_ms <= ?", (now_ms,))
-            for n, principal_id, digest, expires_ms in spent:
-                cur = run(_SPEND_NONCE, (principal_id, digest, expires_ms, nonces[n][3]))
-                if cur.rowcount != 1:
-                    results[n] = Unauthenticated("token replayed")
-                    continue
-                row = run(_SELECT_PRINCIPAL, (principal_id,)).fetchone()
+        # A nonce named twice in the batch is a replay the second time.
+        first = {(principal_id, digest): n for n, principal_id, digest, _ in reversed(spent)}
+        found = self._spend(
+            [(n, p, d, e, nonces[n][3]) for n, p, d, e in spent if first[p, d] == n],
+            now_ms if sweep else None,
+        )
+        for n, _, _, _ in spent:
+            if n not in found:
+                results[n] = Unauthenticated("token replayed")
+            else:
+                row = found[n]
                 results[n] = None if row is None else _principal_from_row(row)
         if sweep:
             self._nonces_swept_ms = now_ms

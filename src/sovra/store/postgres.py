@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
+from typing import Any
 
 from sovra.store._pg import Pool
 from sovra.store._sql import Run, SQLMetadataStore
@@ -48,6 +49,30 @@ ON CONFLICT (record_id) DO NOTHING"""
 _SET_LOG_INDICES = """UPDATE records SET log_index = given.log_index
 FROM unnest(?::text[], ?::bigint[]) AS given (record_id, log_index)
 WHERE records.record_id = given.record_id AND records.log_index < 0"""
+
+
+# A batch of nonce spends and its principals' rows in one statement (sovra.store._sql's
+# _SPEND_NONCE and _SELECT_PRINCIPAL for each): a row for each nonce spent, none for a
+# replay; each nonce's row is taken over only if it expired by that nonce's own clock.
+_SPEND_NONCES = """WITH given AS (
+    SELECT * FROM unnest(?::int[], ?::text[], ?::text[], ?::bigint[], ?::bigint[])
+        AS given (n, principal_id, nonce_sha256, expires_ms, now_ms)
+), spent AS (
+    INSERT INTO token_nonces (principal_id, nonce_sha256, expires_ms)
+    SELECT principal_id, nonce_sha256, expires_ms FROM given
+    ON CONFLICT (principal_id, nonce_sha256) DO UPDATE SET expires_ms = excluded.expires_ms
+    WHERE token_nonces.expires_ms <= (
+        SELECT given.now_ms FROM given
+        WHERE given.principal_id = excluded.principal_id
+        AND given.nonce_sha256 = excluded.nonce_sha256
+    )
+    RETURNING principal_id, nonce_sha256
+)
+SELECT given.n, p.principal_id, p.jurisdiction, p.role, p.public_key, p.subject
+FROM spent
+JOIN given ON given.principal_id = spent.principal_id
+    AND given.nonce_sha256 = spent.nonce_sha256
+LEFT JOIN principals AS p ON p.principal_id = spent.principal_id"""
 
 
 class PostgresMetadataStore(SQLMetadataStore):
@@ -94,6 +119,19 @@ class PostgresMetadataStore(SQLMetadataStore):
         return run(
             _SET_LOG_INDICES, ([rid for rid, _ in pairs], [index for _, index in pairs])
         ).rowcount
+
+    def _spend(
+        self, spent: Sequence[tuple[int, str, str, int, int]], sweep_ms: int | None
+    ) -> dict[int, Sequence[Any] | None]:
+        # One statement, in autocommit: a round trip where a transaction with a statement
+        # per nonce and per principal took four or more. The sweep needs no atomicity with
+        # it (an expired row refuses nothing): a statement of its own, once a minute.
+        with self._pool.connection() as conn:
+            if sweep_ms is not None:
+                conn.execute("DELETE FROM token_nonces WHERE expires_ms <= %s", (sweep_ms,))
+            columns = [list(column) for column in zip(*spent, strict=True)]
+            rows = conn.execute(_SPEND_NONCES.replace("?", "%s"), columns).fetchall()
+        return {int(row[0]): None if row[1] is None else row[1:] for row in rows}
 
     @contextmanager
     def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Run]:
