@@ -234,15 +234,16 @@ class Witness:
                         f"held size {held.size} ({exc.message}); held checkpoint:\n{held.note}"
                     ) from None
             cosigned = self._signer.cosign(note)
-            line = cosigned[len(note) :]
-            self._heads[origin] = _Head(cp.size, cp.root_hash, self._log_signed(note) + line)
+            held_note = self._log_signed(note, origin) + cosigned[len(note) :]
+            self._heads[origin] = _Head(cp.size, cp.root_hash, held_note)
             self._save()
         return cosigned
 
-    def _log_signed(self, note: str) -> str:
-        """*note* with only the log's own signature lines (those this witness verified)."""
+    def _log_signed(self, note: str, origin: str) -> str:
+        """*note* (a verified checkpoint of *origin*) with only the log's own signature
+        lines (those this witness verified)."""
         text, lines = split_signed_note(note, MAX_SIGNATURES)
-        log = self._logs[Checkpoint.parse(text).origin]
+        log = self._logs[origin]
         own = [line for line, name, key_id, _ in lines if (name, key_id) == (log.name, log.key_id)]
         return text + "\n" + "".join(line + "\n" for line in own)
 
@@ -316,9 +317,14 @@ class Witness:
 
 
 def _state_bytes(serial: int, heads: dict[str, dict[str, object]]) -> bytes:
-    """One copy of the state: its serial, its heads and the SHA-256 of both, as JSON."""
-    check = hashlib.sha256(_canonical(serial, heads)).hexdigest()
-    return json.dumps({"serial": serial, "heads": heads, "check": check}, indent=1).encode()
+    """One copy of the state: its serial, its heads and the SHA-256 of both, as JSON.
+
+    The canonical form the check is over, with the check added as its last member: one
+    serialisation per checkpoint cosigned (a reader parses any JSON form).
+    """
+    canonical = _canonical(serial, heads)
+    check = hashlib.sha256(canonical).hexdigest()
+    return canonical[:-1] + b',"check":"' + check.encode() + b'"}\n'
 
 
 def _canonical(serial: int, heads: object) -> bytes:
