@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from typing import cast
 
 from sovra.classify._findings import finding
 from sovra.classify._fold import fold
@@ -147,6 +148,14 @@ def scan_many(
         :class:`~sovra.errors.BadRequest` or :class:`~sovra.errors.PayloadTooLarge`
         :func:`scan` raises for it.
     """
+    if len(texts) == 1:
+        # Nothing to share the set-up with: scan's own path, a few microseconds shorter.
+        try:
+            return [
+                scan(cast(str, texts[0]), lang=lang, max_chars=max_chars, max_numbers=max_numbers)
+            ]
+        except SovraError as exc:
+            return [exc]
     lang = None if lang == "auto" else lang
     out: list[Scanned] = [[] for _ in texts]
     chunk: list[tuple[int, str]] = []  # the texts to scan joined next, and where they go
