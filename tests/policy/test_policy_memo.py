@@ -8,7 +8,9 @@ explained in its own words, never in the words the memo kept for the last pack.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from policy_cases import facts, grant, rec, who
@@ -75,6 +77,37 @@ def test_governance_decided_from_the_memos_as_by_a_fresh_point(index: int) -> No
     principal, action, target = _GOVERNANCE[index]
     fresh = _point().decide_action(principal, action, target)
     assert _same(warm.decide_action(principal, action, target)) == _same(fresh)
+
+
+def test_the_governance_facts_are_the_schemas_target_and_validate_against_it() -> None:
+    """The facts a governance request is decided on carry exactly the attributes of the
+    schema's Target, and an entity built from them passes Cedar's schema validation."""
+    import cedarpy
+
+    from sovra.policy import decide
+    from sovra.policy.decide import _GovernanceFacts
+
+    text = (Path(decide.__file__).parent / "packs" / "schema.cedarschema").read_text()
+    body = re.search(r"entity Target = \{(.*?)\n\};", text, re.S)
+    assert body is not None
+    declared = re.findall(r"^\s*([a-z_]+):", body.group(1), re.M)
+    facts = _GovernanceFacts("revoke-grant", "authority", "DE", "PL", cosigner=True)
+    assert list(facts.target()) == declared
+    assert _GovernanceFacts._fields[3:] == tuple(declared)
+    entities = [
+        {"uid": {"type": "Principal", "id": "p"}, "attrs": {"role": facts.role,
+         "jurisdiction": facts.principal_jurisdiction}, "parents": []},
+        {"uid": {"type": "Target", "id": "t"}, "attrs": facts.target(), "parents": []},
+    ]  # fmt: skip
+    request = {
+        "principal": {"type": "Principal", "id": "p"},
+        "action": {"type": "Action", "id": facts.action},
+        "resource": {"type": "Target", "id": "t"},
+        "context": {},
+    }
+    pack = default_pack()
+    answer = cedarpy.is_authorized(request, pack.policy_set, entities, pack.schema)
+    assert answer.allowed and not answer.diagnostics.errors, answer.diagnostics.errors
 
 
 def _reworded(pack: PolicyPack, words: str) -> PolicyPack:

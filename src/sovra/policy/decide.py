@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import cedarpy
 
@@ -90,6 +90,28 @@ _WHY_NOT_ACTION = {
 
 # (allowed, cedar policy ids that decided, evaluation errors)
 _Answer = tuple[bool, tuple[str, ...], tuple[str, ...]]
+
+
+class _GovernanceFacts(NamedTuple):
+    """What Cedar sees of one governance request: its action, the principal's role and
+    jurisdiction, and the ``Target`` entity's attributes. Built by the decision point,
+    read by the evaluation, and the memo's key (equal facts, equal answers)."""
+
+    action: str
+    role: str
+    principal_jurisdiction: str
+    # The Target's attributes, as the schema (packs/schema.cedarschema) names them.
+    jurisdiction: str = ""
+    own: bool = False
+    grantee: bool = False
+    signed: bool = False
+    client_sealed: bool = False
+    scan_required: bool = False
+    cosigner: bool = False
+
+    def target(self) -> dict[str, Any]:
+        """The ``Target`` entity's attributes: every field after the principal's."""
+        return dict(zip(self._fields[3:], self[3:], strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,19 +501,17 @@ class DecisionPoint:
             raise ValueError(f"action must be one of {GOVERNANCE_ACTIONS}, not {action!r}")
         state = self._state
         pack = state.pack
-        own = bool(principal.subject) and principal.subject in target.subjects
-        key = (
-            "governance",
-            action,
-            str(principal.role),
-            principal.jurisdiction,
-            target.jurisdiction,
-            own,
-            bool(target.grantee) and target.grantee == principal.id,
-            target.signed,
-            target.client_sealed,
-            target.scan_required,
-            bool(principal.jurisdiction) and principal.jurisdiction in target.cosigners,
+        key = _GovernanceFacts(
+            action=action,
+            role=str(principal.role),
+            principal_jurisdiction=principal.jurisdiction,
+            jurisdiction=target.jurisdiction,
+            own=bool(principal.subject) and principal.subject in target.subjects,
+            grantee=bool(target.grantee) and target.grantee == principal.id,
+            signed=target.signed,
+            client_sealed=target.client_sealed,
+            scan_required=target.scan_required,
+            cosigner=bool(principal.jurisdiction) and principal.jurisdiction in target.cosigners,
         )
         answer = self._answers(state, [key])[0]
         allowed, fired, errors = answer
@@ -526,20 +546,8 @@ class DecisionPoint:
         """Whether *pack* lets the operator or any of its parties' authorities activate a
         later pack: one that does not could never be replaced, so it is not activated."""
         state = self._prepare(pack)
-        keys = [
-            (
-                "governance",
-                "activate-policy",
-                str(role),
-                j,
-                "",
-                False,
-                False,
-                False,
-                False,
-                False,
-                False,
-            )
+        keys: list[tuple[Any, ...]] = [
+            _GovernanceFacts("activate-policy", str(role), j)
             for role, j in [
                 (Role.OPERATOR, ""),
                 *((Role.AUTHORITY, p) for p in pack.parties),
@@ -587,7 +595,7 @@ class DecisionPoint:
 
     def _evaluate(self, state: _State, keys: list[tuple[Any, ...]]) -> dict[Any, _Answer]:
         """One Cedar batch for the distinct fact tuples not in the memo."""
-        if keys[0][0] == "governance":
+        if isinstance(keys[0], _GovernanceFacts):
             return self._evaluate_governance(state, keys)
         # One request key per decision, except where a record's homes see a grant apart.
         contexts = {k[0]: _context(k[0]) for k in keys}
@@ -643,26 +651,15 @@ class DecisionPoint:
         """One Cedar request per governance fact tuple (each with its own principal)."""
         out: dict[Any, _Answer] = {}
         for key in keys:
-            _, action, role, pj, tj, own, grantee, signed, client_sealed, scan, cosigner = key
+            facts = _GovernanceFacts(*key)
+            principal = {"role": facts.role, "jurisdiction": facts.principal_jurisdiction}
             entities: list[dict[str, Any]] = [
-                {"uid": _PRINCIPAL, "attrs": {"role": role, "jurisdiction": pj}, "parents": []},
-                {
-                    "uid": _TARGET,
-                    "attrs": {
-                        "jurisdiction": tj,
-                        "own": own,
-                        "grantee": grantee,
-                        "signed": signed,
-                        "client_sealed": client_sealed,
-                        "scan_required": scan,
-                        "cosigner": cosigner,
-                    },
-                    "parents": [],
-                },
+                {"uid": _PRINCIPAL, "attrs": principal, "parents": []},
+                {"uid": _TARGET, "attrs": facts.target(), "parents": []},
             ]
             request = {
                 "principal": _PRINCIPAL,
-                "action": {"type": "Action", "id": action},
+                "action": {"type": "Action", "id": facts.action},
                 "resource": _TARGET,
                 "context": {},
             }
