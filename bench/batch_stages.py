@@ -51,8 +51,8 @@ INGEST_STAGES: list[tuple[object, str, str]] = [
     (LogEntry, "to_bytes", "log entries' canonical JSON"),
     ("store", "put_records", "metadata rows, pending (one transaction)"),
     (Gateway, "_put_blobs", "small blobs (one write per region)"),
-    (TransparencyLog, "append_each", "log append (entries, tree, checkpoint)"),
-    ("store", "set_record_log_indices", "metadata rows, log indices (one transaction)"),
+    (TransparencyLog, "append_each", "log append (entries, tree, checkpoint; SQLite: indices)"),
+    ("store", "set_record_log_indices", "metadata rows, log indices (PostgreSQL: own transaction)"),
     (Gateway, "_ingest_batch", "the rest (batch glue, settle, lists)"),
 ]
 ACCESS_STAGES: list[tuple[object, str, str]] = [

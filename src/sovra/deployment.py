@@ -78,6 +78,7 @@ from sovra.store import (
     MetadataStore,
     PgTimeouts,
     RecordStore,
+    SQLiteMetadataStore,
     is_postgres_url,
     open_guard_journal,
     open_metadata_store,
@@ -292,6 +293,9 @@ class Deployment:
     ) -> Deployment:
         store = open_metadata_store(_database_url(root, config), timeouts=config.postgres)
         log_storage = _open_log_storage(root, config)
+        if isinstance(store, SQLiteMetadataStore) and isinstance(log_storage, SQLiteLogStorage):
+            # One file: an ingest entry's append makes its row visible, in one transaction.
+            log_storage.mark_rows_with(SQLiteMetadataStore.MARK_LOGGED)
         log = TransparencyLog(
             log_storage,
             NoteSigner(config.origin, log_key),

@@ -520,6 +520,12 @@ class Gateway:
         # From here a failure keeps the pending rows: their entries may be in the log.
         live = [r for r in recs if r.error is None]
         items = [(r.entry.to_bytes(), _homes.tags(r.meta)) for r in live]
+        if self.log.marks_rows:
+            # The log shares the rows' SQLite file: the transaction that stores the entries
+            # gives the rows their indices, so they become visible with their entries.
+            marks = [r.meta.header.record_id for r in live]
+            settle(live, self.log.append_each(items, marks), _Record.logged)
+            return [r.result() for r in recs]
         settle(live, self.log.append_each(items), _Record.logged)
         logged = [r for r in live if r.receipt is not None]
         try:

@@ -372,12 +372,14 @@ def test_concurrent_single_calls_share_batches_and_keep_their_own_results(
         assert _entry(dep, r.receipt.index).fields["record"] == r.record_id
 
 
-def test_a_receipted_rows_commit_is_synced_by_the_log_append_after_it(
+def test_a_receipted_rows_commit_is_synced_by_the_log_append_that_shows_them(
     dep: Deployment, principals: dict[str, object]
 ) -> None:
     """On the embedded default the pending rows are committed without a sync of their own:
     the log's append, on the same SQLite file, syncs the write-ahead log after them (the
-    WAL is one sequential file), so both are on disk before any receipt is returned."""
+    WAL is one sequential file), so both are on disk before any receipt is returned. The
+    append's transaction also gives the rows their indices: they become visible in the
+    commit that makes their entries durable, and no transaction of their own follows."""
     store = dep.store
     storage = dep.gateway.log._storage
     files = [c.execute("PRAGMA database_list").fetchone()[2] for c in (store._conn, storage._db)]  # type: ignore[attr-defined]
@@ -394,10 +396,13 @@ def test_a_receipted_rows_commit_is_synced_by_the_log_append_after_it(
     insert = next(n for n, (who, sql) in enumerate(events) if sql.startswith("INSERT INTO records"))
     rows_commit = next(n for n, e in enumerate(events) if n > insert and e == ("rows", "COMMIT"))
     log_commit = next(n for n, e in enumerate(events) if n > rows_commit and e == ("log", "COMMIT"))
-    update = next(n for n, (_, sql) in enumerate(events) if sql.startswith("UPDATE records"))
-    assert insert < rows_commit < log_commit < update
+    entries = next(n for n, (_, sql) in enumerate(events) if sql.startswith("INSERT INTO log_ent"))
+    updates = [(n, who) for n, (who, sql) in enumerate(events) if sql.startswith("UPDATE records")]
+    assert [who for _, who in updates] == ["log"]
+    assert insert < rows_commit < entries < updates[0][0] < log_commit
     assert ("log", "PRAGMA synchronous=NORMAL") not in events[rows_commit:log_commit]
     assert ("rows", "PRAGMA synchronous=FULL") not in events  # no second sync for the rows
+    assert [e for e in events[log_commit:] if e[0] == "rows"] == []  # nor a transaction
 
 
 def test_a_row_that_no_longer_parses_fails_its_own_request_only(

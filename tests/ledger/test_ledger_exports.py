@@ -88,6 +88,7 @@ PINNED = {
         "CosignatureStore",
         "LogStorage",
         "MemoryLogStorage",
+        "RowMarking",
         "SQLiteLogStorage",
         "check_tag",
     ],

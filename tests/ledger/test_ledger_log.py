@@ -377,3 +377,77 @@ def test_concurrent_appends_and_checkpoints(storage: LogStorage) -> None:
     assert log.root() == reference_root(log.leaf_hashes(0, 150))
     sizes = [verify_checkpoint(n, log.verifier_key).size for n in log.checkpoints()]
     assert sizes == sorted(sizes)
+
+
+# -- rows marked in the append's transaction ---------------------------------------------------
+
+_MARK = "UPDATE rows SET idx = ? WHERE name = ? AND idx < 0"
+
+
+def _rows_beside_the_log(path: Path, names: list[str]) -> None:
+    """A table of the log's database whose rows wait for an index, as pending records do."""
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("CREATE TABLE rows (name TEXT PRIMARY KEY, idx INTEGER NOT NULL)")
+        db.executemany("INSERT INTO rows VALUES (?, -1)", [(n,) for n in names])
+    db.close()
+
+
+def _rows(path: Path) -> dict[str, int]:
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT name, idx FROM rows").fetchall())
+    finally:
+        db.close()
+
+
+def test_marked_rows_get_their_entries_indices_in_the_appends_transaction(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "one.db"
+    storage = SQLiteLogStorage(path)
+    _rows_beside_the_log(path, ["a", "b", "c"])
+    log = open_log(storage)
+    assert not log.marks_rows
+    log.append(entry(0))
+    storage.mark_rows_with(_MARK)
+    assert log.marks_rows
+    got = log.append_each([(entry(1), ()), (entry(2), ["t"]), (b"", ())], ["a", "c", "b"])
+    assert [r.index if isinstance(r, LogReceipt) else None for r in got] == [1, 2, None]
+    assert isinstance(got[2], BadRequest)  # a bad entry is refused alone, its row left
+    assert _rows(path) == {"a": 1, "b": -1, "c": 2}
+    assert log.entries(1, 3) == [entry(1), entry(2)]
+
+
+def test_a_row_missing_to_mark_refuses_the_whole_batch(tmp_path: Path) -> None:
+    path = tmp_path / "one.db"
+    storage = SQLiteLogStorage(path)
+    _rows_beside_the_log(path, ["a"])
+    storage.mark_rows_with(_MARK)
+    batch = [item(entry(0)), item(entry(1))]
+    with pytest.raises(IntegrityError, match="1 of 2 rows to mark"):
+        storage.append_marked(batch, [(0, "a"), (1, "gone")])
+    assert storage.size() == 0
+    assert _rows(path) == {"a": -1}
+    with pytest.raises(BadRequest, match="outside the batch of 2"):
+        storage.append_marked(batch, [(2, "a")])
+    assert storage.append_marked(batch, [(1, "a")]) == [0, 1]
+    assert _rows(path) == {"a": 1}
+    # A row marked already is not marked again: the batch that would is refused.
+    with pytest.raises(IntegrityError):
+        storage.append_marked([item(entry(2))], [(0, "a")])
+    assert storage.size() == 2
+
+
+def test_marks_need_a_storage_that_marks_rows(tmp_path: Path) -> None:
+    storage = SQLiteLogStorage(tmp_path / "one.db")
+    with pytest.raises(ConfigError, match="marks no rows"):
+        storage.append_marked([item(entry(0))], [(0, "a")])
+    for log in (open_log(storage), open_log(MemoryLogStorage())):
+        with pytest.raises(ConfigError, match="marks need a storage that marks rows"):
+            log.append_each([(entry(0), ())], ["a"])
+    assert storage.size() == 0
+
+
+def item(data: bytes) -> tuple[bytes, bytes, tuple[str, ...]]:
+    return (data, leaf_hash(data), ())

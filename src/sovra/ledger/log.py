@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from hashlib import sha256 as _sha256
+from typing import cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -33,6 +34,7 @@ from sovra.ledger.storage import (
     MAX_TAG_CHARS,
     CatchingUp,
     LogStorage,
+    RowMarking,
     check_tag,
 )
 from sovra.model import LogReceipt, batch_promise
@@ -112,6 +114,7 @@ class TransparencyLog:
         # A storage shared by several writers hands back, with each batch, the leaves the
         # others stored before it: no read of its own to catch up.
         self._catching_up = storage if isinstance(storage, CatchingUp) else None
+        self._marking = storage if isinstance(storage, RowMarking) else None
         self._tree_lock = threading.Lock()
         self._tree = MerkleTree(storage.read_leaf_hashes(0, storage.size()))
         self._published_size: int | None = None
@@ -188,8 +191,16 @@ class TransparencyLog:
             self.after_append(receipt.index + 1)
         return receipt
 
+    @property
+    def marks_rows(self) -> bool:
+        """Whether :meth:`append_each` takes *marks*: the storage marks rows of its own
+        database in the transaction that stores the entries (:class:`RowMarking`)."""
+        return self._marking is not None and self._marking.marks_rows
+
     def append_each(
-        self, items: Sequence[tuple[bytes, Sequence[str]]]
+        self,
+        items: Sequence[tuple[bytes, Sequence[str]]],
+        marks: Sequence[str] | None = None,
     ) -> list[LogReceipt | SovraError]:
         """Persist entries through the same queue as :meth:`append`, in order; one receipt
         or error per entry.
@@ -197,16 +208,26 @@ class TransparencyLog:
         Unlike :meth:`append_many` the entries are not one all-or-none batch: a malformed
         one gets its :class:`~sovra.errors.BadRequest` and is not stored, and the others
         share batches (and fsyncs) with whatever else is being appended meanwhile.
+
+        *marks*, one per item, only when :attr:`marks_rows`: the row each entry vouches
+        for, which the storage gives the entry's index in the transaction storing it (a
+        missing row fails the whole transaction, with whatever else shared it).
+
+        Raises:
+            ConfigError: *marks* given to a log whose storage marks no rows.
         """
+        if marks is not None and (not self.marks_rows or len(marks) != len(items)):
+            raise ConfigError("marks need a storage that marks rows, and one per item")
         results: list[LogReceipt | SovraError | None] = [None] * len(items)
         queued: list[int] = []
         checked: list[_Item] = []
         for n, item in enumerate(items):
             try:
-                checked.append(_check_item(n, item))
+                one = _check_item(n, item)
             except BadRequest as exc:
                 results[n] = exc
             else:
+                checked.append(one if marks is None else (*one[:3], marks[n]))
                 queued.append(n)
         for n, got in zip(queued, self._appends.submit_many(checked), strict=True):
             if not isinstance(got, SovraError | LogReceipt):
@@ -251,19 +272,25 @@ class TransparencyLog:
         if isinstance(time_ms, bool) or not isinstance(time_ms, int) or time_ms < 0:
             raise ConfigError(f"the log clock returned {time_ms!r}, not UNIX milliseconds")
         others: list[bytes] = []
-        if self._catching_up is None:
-            indices = self._storage.append_batch(batch)
+        marks = [(off, item[3]) for off, item in enumerate(batch) if len(item) == 4]
+        plain = [item[:3] for item in batch] if marks else cast("list[_Plain]", batch)
+        if marks:
+            assert self._marking is not None  # append_each takes marks only then
+            indices = self._marking.append_marked(plain, marks)
+            known = indices[0]
+        elif self._catching_up is None:
+            indices = self._storage.append_batch(plain)
             known = indices[0]
         else:
             with self._tree_lock:
                 known = self._tree.size
-            indices, others = self._catching_up.append_batch_after(batch, known)
+            indices, others = self._catching_up.append_batch_after(plain, known)
         first = indices[0]
         if indices != list(range(first, first + len(batch))):
             raise IntegrityError("storage assigned indices that are not one dense run")
         if known + len(others) != first:
             raise IntegrityError("storage returned the wrong leaves before the batch")
-        leaves = [leaf for _, leaf, _ in batch]
+        leaves = [item[1] for item in batch]
         with self._tree_lock:
             if self._tree.size < first:  # readers may have caught up part of it meanwhile
                 self._tree.extend(others[self._tree.size - known :])
@@ -570,7 +597,9 @@ class TransparencyLog:
         return self._storage.latest_checkpoint()
 
 
-_Item = tuple[bytes, bytes, tuple[str, ...]]
+_Plain = tuple[bytes, bytes, tuple[str, ...]]
+_Item = _Plain | tuple[bytes, bytes, tuple[str, ...], str]
+"""``(entry, leaf hash, tags)``, and the row it marks when the storage marks rows."""
 
 
 def _check_items(items: Sequence[tuple[bytes, Sequence[str]]]) -> list[_Item]:

@@ -37,6 +37,7 @@ __all__ = [
     "CosignatureStore",
     "LogStorage",
     "MemoryLogStorage",
+    "RowMarking",
     "SQLiteLogStorage",
     "check_tag",
 ]
@@ -226,6 +227,30 @@ class CatchingUp(Protocol):
                 stored.
             IntegrityError: *known* is beyond the entries stored before the batch (the
                 caller's tree is ahead of the storage; the batch is stored).
+        """
+        ...
+
+
+@runtime_checkable
+class RowMarking(Protocol):
+    """A storage whose database also holds rows the log vouches for (the embedded default:
+    the metadata store's records in the same SQLite file), which it can mark with their
+    entries' indices in the very transaction that stores the entries."""
+
+    @property
+    def marks_rows(self) -> bool:
+        """Whether :meth:`append_marked` may be called (a marking statement is set)."""
+        ...
+
+    def append_marked(
+        self, items: Sequence[BatchItem], marks: Sequence[tuple[int, str]]
+    ) -> list[int]:
+        """:meth:`LogStorage.append_batch`, and in the same transaction, for each
+        ``(offset, mark)``, the row named *mark* given the index of the item at *offset*.
+
+        Raises:
+            BadRequest: as :meth:`LogStorage.append_batch`.
+            IntegrityError: a marked row is not there to mark; nothing is stored.
         """
         ...
 
@@ -466,6 +491,7 @@ class SQLiteLogStorage:
         if sync not in SYNC_MODES:
             raise ConfigError(f"log sync mode must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         self._sync = sync
+        self._mark: str | None = None
         self._lock = threading.Lock()
         # Worker processes and the metadata store in the same file queue for its write
         # lock without SQLite's polling (sovra._writer_lock).
@@ -514,17 +540,53 @@ class SQLiteLogStorage:
         row = self._db.execute("SELECT next_index FROM log_state WHERE id = 1").fetchone()
         return int(row[0])
 
+    def mark_rows_with(self, statement: str | None) -> None:
+        """Let :meth:`append_marked` run *statement* with ``(index, mark)`` for each marked
+        entry, in the transaction that stores the batch (None: mark no rows). The statement
+        MUST change exactly one row of this database per mark (an ``UPDATE``); fewer
+        refuse the batch."""
+        self._mark = statement
+
+    @property
+    def marks_rows(self) -> bool:
+        """See :meth:`RowMarking.marks_rows`."""
+        return self._mark is not None
+
     def append_batch(self, items: Sequence[BatchItem]) -> list[int]:
         """See :meth:`LogStorage.append_batch`."""
+        return self.append_marked(items, ())
+
+    def append_marked(
+        self, items: Sequence[BatchItem], marks: Sequence[tuple[int, str]]
+    ) -> list[int]:
+        """See :meth:`RowMarking.append_marked`.
+
+        Raises:
+            ConfigError: marks without a marking statement (:meth:`mark_rows_with`).
+        """
         batch = _check_batch(items)
         if not batch:
             return []
+        if marks and self._mark is None:
+            raise ConfigError("this log storage marks no rows: no statement was set")
+        if any(not 0 <= off < len(batch) for off, _ in marks):
+            raise BadRequest(f"a mark names an item outside the batch of {len(batch)}")
         with self._lock, self._writer.held(), _guard(self._db, write=True):
             first = self._next_index()
             self._db.executemany(
                 "INSERT INTO log_entries (idx, entry, leaf_hash) VALUES (?, ?, ?)",
                 [(first + off, entry, leaf) for off, (entry, leaf, _) in enumerate(batch)],
             )
+            if marks:
+                assert self._mark is not None  # checked above
+                changed = self._db.executemany(
+                    self._mark, [(first + off, mark) for off, mark in marks]
+                ).rowcount
+                if changed != len(marks):
+                    raise IntegrityError(
+                        f"{len(marks) - changed} of {len(marks)} rows to mark with this "
+                        "batch's indices are not there; nothing of the batch is stored"
+                    )
             self._db.executemany(
                 "INSERT INTO log_tags_recent (tag, idx) VALUES (?, ?)",
                 [(tag, first + off) for off, (_, _, tags) in enumerate(batch) for tag in tags],

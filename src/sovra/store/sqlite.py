@@ -51,6 +51,12 @@ class SQLiteMetadataStore(SQLMetadataStore):
 
     _DIALECT = SQLITE
 
+    MARK_LOGGED = "UPDATE records SET log_index = ? WHERE record_id = ? AND log_index < 0"
+    """What a log in the same file runs, with ``(index, record id)``, to make a pending row
+    visible in the transaction that stores its ingest entry
+    (:meth:`~sovra.ledger.SQLiteLogStorage.mark_rows_with`): :meth:`set_record_log_indices`
+    without a transaction of its own."""
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         """Open (creating if needed) the store at *path*.
 
