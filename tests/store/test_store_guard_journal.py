@@ -193,3 +193,19 @@ def test_sqlite_journal_file_shows_no_subject(tmp_path: Path) -> None:
     raw = path.read_bytes() + (tmp_path / "guard.db-wal").read_bytes()
     assert _subject(1)[0].encode() not in raw and b"svc-pl" not in raw
     guard.journal.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("key", [SEAL, None])
+def test_a_sessions_events_go_in_together_in_order(open_journal: Opener, key: bytes | None) -> None:
+    writer, reader = open_journal(key), open_journal(key)
+    odd = ['{"a": "b\\\\"}', "{x,y}", "NULL", "ż ó", "", "tab\there"]
+    events = [("usage", 1_800_000_000.0 + n / 8, data) for n, data in enumerate(odd * 20)]
+    with writer.session() as session:
+        first = session.append(events[:1])
+        last = session.append(events[1:])
+    got = reader.read(0)
+    assert [(k, t, d) for _, k, t, d in got] == events
+    seqs = [q for q, _, _, _ in got]
+    assert seqs == sorted(set(seqs)) and (seqs[0], seqs[-1]) == (first, last)
+    with writer.session() as session:
+        assert session.append([]) == last  # nothing appended: the last number stands

@@ -102,6 +102,11 @@ class JournalEvents:
         sealer = self._sealer
         if sealer is not None:
             events = [(k, t, sealer.seal(k, t, d)) for k, t, d in events]
+        return self._insert(events)
+
+    def _insert(self, events: Sequence[tuple[str, float, str]]) -> int:
+        """Insert sealed events in order; the highest sequence number. An engine that
+        takes arrays does it in one statement."""
         self._run.many("INSERT INTO guard_journal (kind, time_s, data) VALUES (?, ?, ?)", events)
         row = self._run("SELECT max(seq) FROM guard_journal", ()).fetchone()
         return int(row[0])

@@ -156,6 +156,31 @@ class PostgresMetadataStore(SQLMetadataStore):
         self.close()
 
 
+# A session's events in one statement (sovra.store.journal's INSERT for each, then the
+# highest sequence number): in order of the arrays, so their numbers ascend as the events
+# do, and the session's lock keeps every other writer out until the commit.
+_APPEND_EVENTS = """WITH appended AS (
+    INSERT INTO guard_journal (kind, time_s, data)
+    SELECT kind, time_s, data
+    FROM unnest(?::text[], ?::double precision[], ?::text[]) WITH ORDINALITY
+        AS given (kind, time_s, data, n)
+    ORDER BY n
+    RETURNING seq
+)
+SELECT max(seq) FROM appended"""
+
+
+class _PgJournalEvents(JournalEvents):
+    __slots__ = ()
+
+    def _insert(self, events: Sequence[tuple[str, float, str]]) -> int:
+        if not events:
+            return super()._insert(events)
+        columns = [list(column) for column in zip(*events, strict=True)]
+        (last,) = self._run(_APPEND_EVENTS, columns).fetchone()
+        return int(last)
+
+
 class PostgresGuardJournal:
     """A :class:`~sovra.store.protocols.GuardJournal` in PostgreSQL, shared by every
     worker of every replica over one database.
@@ -210,7 +235,7 @@ class PostgresGuardJournal:
         """
         with self._pool.transaction() as run:
             run("SELECT pg_advisory_xact_lock(?)", (_JOURNAL_SESSION_LOCK_KEY,))
-            yield JournalEvents(run, self._sealer)
+            yield _PgJournalEvents(run, self._sealer)
 
     def read(self, after: int) -> list[JournalEvent]:
         """Events after *after*, in order (committed ones; no session needed).
