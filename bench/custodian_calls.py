@@ -10,7 +10,10 @@ three calls a gateway makes on its hot paths are timed at batch sizes 1, 16 and 
   custodian makes and stores her key, as on a first ingest);
 - ``wrap_many``: one data key per record, of those (now known) subjects;
 - ``unwrap_batches``: one release request per record, each under its own logged allow
-  (decisions appended 128 to a log batch, as a loaded gateway's group commit does).
+  (decisions appended 128 to a log batch, as a loaded gateway's group commit does);
+- ``protect_and_wrap_many``: what an ingest batch now asks instead of the first two, in
+  one call: one value tokenized and one data key wrapped per record, each record of a
+  new subject (compare with ``protect_many`` + ``wrap_many``).
 
 For each call: the gateway's CPU (this process, ``time.process_time``) and the custodian's
 CPU (every thread of the child, from ``/proc/<pid>/task/*/schedstat``), per call. The
@@ -135,6 +138,11 @@ def one_round(
     for batch in results:
         if not all(isinstance(r, list) for r in batch):
             raise SystemExit(f"{side.name}: a release was refused: {batch[0]!r}")
+    both_in = [
+        [(os.urandom(32), h, [("tokenize", "email", f"{h.record_id}@example.pl")]) for h in b]
+        for b in (headers(size) for _ in range(calls))
+    ]
+    timed("protect_and_wrap_many", c.protect_and_wrap_many, both_in)
     return out
 
 
