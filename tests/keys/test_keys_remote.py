@@ -863,3 +863,45 @@ def test_an_ingest_batch_asks_its_custodian_once_to_protect_and_wrap(tmp_path: P
         got = gw.access(svc, purpose="customer-support", record_ids=ids).records
         assert [got[r] for r in ids[::2]] == texts[::2]
         assert "44051401359" not in got[ids[1]]
+
+
+@pytest.mark.parametrize("carrier", ["http", "unix"])
+def test_a_custodian_of_an_earlier_release_is_asked_in_two_calls(
+    service: Service, carrier: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A custodian without protect-wrap (no route over HTTP; a body naming no operation it
+    knows over frames) is asked protect-many and wrap instead, from then on."""
+    from sovra.server import custodian as served
+
+    monkeypatch.setattr(
+        served, "KEY_OPERATIONS", tuple(set(served.KEY_OPERATIONS) - {"protect-wrap"})
+    )
+    monkeypatch.delitem(served._OPERATION_FIELDS, "protect-wrap")
+    server, thread, url = _serve(service.custodian)
+    try:
+        with RemoteCustodian(url if carrier == "http" else service.socket_url, "PL", TOKEN) as r:
+            r.current_kek_version  # noqa: B018 - cached before counting
+            paths = _count_posts(r)
+            subject = subject_commitment(b"c" * 32, "PL", f"old-{time.time_ns()}")
+            hs = [header(f"r-old-{n}-{time.time_ns()}", subject) for n in range(3)]
+            asked = [[("tokenize", "pl_pesel", "44051401359")], [], []]
+            keys = [new_data_key() for _ in hs]
+            first = r.protect_and_wrap_many(list(zip(keys, hs, asked, strict=True)))
+            again = r.protect_and_wrap_many([(keys[1], hs[1], [])])
+            assert [p.rsplit("/", 1)[1] for p in paths] == [
+                "protect-wrap",
+                "protect-many",
+                "wrap",
+                "wrap",
+            ]
+            assert [b for b, _ in first] == [r.protect(hs[0], asked[0]), [], []]
+            assert again[0][0] == []
+            released = r.unwrap_batches(
+                [
+                    ([(w, h)], authorize(service.log_key, [h]), REQUESTER)
+                    for (_, w), h in zip(first, hs, strict=True)
+                ]
+            )
+            assert released == [[k] for k in keys]
+    finally:
+        _stop(server, thread)

@@ -112,6 +112,7 @@ class RemoteCustodian:
         self._ttl = version_ttl_s
         self._clock = clock
         self._version: tuple[int, float] | None = None
+        self._one_call = True  # until the service says it has no protect-wrap
         self.on_call: Callable[[str, float], None] | None = None
         """Told each call's operation and its seconds, answered or not (the operations
         metrics); MUST NOT raise."""
@@ -169,6 +170,10 @@ class RemoteCustodian:
             ) from None
         if not isinstance(result, dict):
             raise Unavailable(f"custodian {self._jurisdiction} answered with a non-object")
+        if _unknown_operation(status, result):
+            raise _UnknownOperation(
+                f"custodian {self._jurisdiction} at {self._where} has no operation {operation}"
+            )
         if status == 503:  # its store is down or waited too long for a lock: retry
             message = str(result.get("errorMessage", ""))
             raise Unavailable(f"custodian {self._jurisdiction}: {message}", retry_after_s=1.0)
@@ -542,6 +547,8 @@ class RemoteCustodian:
         total = sum(len(items) for _, _, items in requests)
         if total > MAX_BATCH_VALUES:
             raise BadRequest(f"a call protects at most {MAX_BATCH_VALUES} values, got {total}")
+        if not self._one_call:
+            return self._protect_then_wrap(requests)
         body = {
             "requests": [
                 {**_protect_body(header, items), "dataKey": _enc(key)}
@@ -552,6 +559,10 @@ class RemoteCustodian:
             result = self._post(
                 self._key("protect-wrap"), "protect-wrap", body, limit=_MAX_BATCH_RESPONSE_BYTES
             )
+        except _UnknownOperation:
+            # A custodian of an earlier release: two calls, from now on.
+            self._one_call = False
+            return self._protect_then_wrap(requests)
         except BadRequest:
             self._version = None  # after a rotation, the next ingest asks for the version
             raise
@@ -566,6 +577,18 @@ class RemoteCustodian:
             wrapped = WrappedKey(self._jurisdiction, _version(answer), _dec(answer.get("wrapped")))
             out.append((bodies, wrapped))
         return out
+
+    def _protect_then_wrap(
+        self, requests: Sequence[tuple[bytes, RecordHeader, Sequence[tuple[str, str, str]]]]
+    ) -> list[tuple[list[str], WrappedKey]]:
+        """:meth:`protect_and_wrap_many` as the two calls a custodian without it answers."""
+        asked = [(h, items) for _, h, items in requests if items]
+        protected = iter(self.protect_many(asked) if asked else [])
+        wrapped = self.wrap_many([(key, h) for key, h, _ in requests])
+        return [
+            (next(protected) if items else [], w)
+            for (_, _, items), w in zip(requests, wrapped, strict=True)
+        ]
 
     def _bodies(self, result: dict[str, Any], count: int) -> list[str]:
         bodies = [item.get("body") for item in self._items(result, count)]
@@ -612,6 +635,22 @@ class RemoteCustodian:
         if not all(isinstance(i, dict) for i in items):
             raise Unavailable(f"custodian {self._jurisdiction} answered a malformed batch")
         return items
+
+
+class _UnknownOperation(ConfigError):
+    """The service has no such operation: an earlier release (HTTP: no route; frames: the
+    body names no operation it knows)."""
+
+
+def _unknown_operation(status: int, result: dict[str, Any]) -> bool:
+    if status == 404:
+        return "errorName" not in result  # a route it lacks, not a refusal of the call
+    if status != 400:
+        return False
+    message = result.get("errorMessage")
+    return isinstance(message, str) and message.startswith(
+        "requestMetadata.operation must name an operation"
+    )
 
 
 def _protect_body(header: RecordHeader, items: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
