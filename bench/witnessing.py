@@ -183,19 +183,23 @@ def _witnessed_log(
 
 
 def rounds(root: Path, witnesses: list[_Served], k: int, count: int, tag: str) -> dict[str, float]:
-    """Whole witnessing rounds: one single-entry batch each, *k* of the witnesses needed."""
+    """Whole witnessing rounds: one single-entry batch each, *k* of the witnesses needed;
+    the wall time of each, and the CPU of this process per round (the append, its
+    checkpoint and the round, every thread of the process)."""
     log, witnessing = _witnessed_log(root, tag, witnesses, k)
     assert witnessing is not None
     walls: list[float] = []
+    cpu = 0.0
     try:
         for i in range(count):
-            w0 = time.perf_counter()
+            w0, c0 = time.perf_counter(), time.process_time()
             log.append(entry(i))  # the batch, its checkpoint, and the round
             walls.append(time.perf_counter() - w0)
+            cpu += time.process_time() - c0
     finally:
         witnessing.close()
         log.close()
-    return _ms(walls)
+    return {**_ms(walls), "cpu_us_per_round": round(cpu / count * 1e6, 1)}
 
 
 def appends(root: Path, witnesses: list[_Served] | None, total: int, tag: str) -> dict[str, float]:

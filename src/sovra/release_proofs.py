@@ -6,9 +6,11 @@ witnesses cosigned. :class:`ReleaseProofs` makes those proofs for the access flo
 a batch of decisions is logged, it has the log sign a checkpoint covering them, sends it
 to the witnesses (C2SP tlog-witness ``add-checkpoint``: the size each holds and a
 consistency proof from it), all at once, goes on as soon as the quorum has cosigned
-(a slower witness's answer is read by a later round), and attaches to every allow its
-inclusion proof into that cosigned checkpoint. One witness round trip serves the whole batch, and
-a batch already covered by the last cosigned checkpoint costs none.
+(a slower witness's answer is read by a later round; the round is
+:class:`sovra.ledger.rounds.WitnessRounds`'s, as the log's own witnessing's), and attaches
+to every allow its inclusion proof into that cosigned checkpoint. One witness round trip
+serves the whole batch, and a batch already covered by the last cosigned checkpoint costs
+none.
 
 A witness is anything with ``add_checkpoint(note, old_size, proof) -> str`` returning the
 cosignature line(s), or the note with them appended (:class:`sovra.ledger.Witness`).
@@ -20,30 +22,20 @@ A deployment whose log witnesses every batch itself (``[witnesses] policy``,
 
 from __future__ import annotations
 
-import selectors
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Protocol, cast
+from typing import Protocol
 
 from sovra.errors import ConfigError, SovraError, Unavailable
 from sovra.ledger.log import TransparencyLog
-from sovra.ledger.tlog_witness import PendingCosignature, WitnessClient
-from sovra.ledger.witness import OldSizeConflict
+from sovra.ledger.rounds import CheckpointWitness, WitnessRounds
 from sovra.model import ReleaseAuthorization
 from sovra_verify.checkpoint import Checkpoint
 from sovra_verify.proof import _write_proof
 
 __all__ = ["CheckpointWitness", "ReleaseProofs"]
-
-
-class CheckpointWitness(Protocol):
-    """A witness the log submits its checkpoints to (C2SP tlog-witness)."""
-
-    def add_checkpoint(self, note: str, old_size: int, proof: Sequence[bytes]) -> str:
-        """Cosign *note* if it extends the checkpoint of *old_size* the witness holds."""
-        ...
 
 
 class CosignedCheckpoints(Protocol):
@@ -95,13 +87,8 @@ class ReleaseProofs:
         if not 0 < timeout_s <= 600:
             raise ConfigError(f"a witness timeout is 0..600 s, not {timeout_s!r}")
         self._log = log
-        self._witnesses = list(witnesses)
         self._quorum = quorum
-        self._timeout_s = timeout_s
-        self._held = [0] * len(witnesses)  # the size each witness holds, as far as known
-        # Requests a round went on without (by witness): C2SP tlog-witness wants each
-        # request from the size the witness holds, so one gets no other before its answer.
-        self._late: dict[int, tuple[PendingCosignature, float]] = {}
+        self._rounds = WitnessRounds(witnesses, log.consistency_proof, timeout_s=timeout_s)
         self._lock = threading.Lock()
         self._cosigned: tuple[int, str] | None = None
         self.round_trips = 0
@@ -178,7 +165,8 @@ class ReleaseProofs:
                 note = self._log.checkpoint(durable=False)
                 reached = _size(note)
             started = time.perf_counter()
-            answers = self._submit(note, reached)
+            quorum = self._quorum
+            answers = self._rounds.run(note, reached, lambda cosigned: len(cosigned) >= quorum)
             self.round_seconds += time.perf_counter() - started
             lines = [a for a in answers if isinstance(a, str)]
             if len(lines) < self._quorum:
@@ -195,126 +183,12 @@ class ReleaseProofs:
             self._cosigned = (reached, note + "".join(lines))
             return self._cosigned
 
-    def _submit(self, note: str, size: int) -> list[str | SovraError]:
-        """Send *note* to every witness not still busy with an earlier one, then read
-        their answers as they come until the quorum has cosigned: each one's new
-        cosignature lines or error (a witness whose answer is still out, an error). A
-        remote witness gets its request before any answer is awaited, so the round
-        takes as long as the quorum's slowest witness, in one thread."""
-        deadline = time.monotonic() + self._timeout_s
-        free = self._settle_late(deadline)
-        pending = {n: self._send(n, note, size) for n in free}
-        answers: dict[int, str | SovraError] = {}
-        remote: dict[int, PendingCosignature] = {}
-        for n, p in pending.items():
-            if isinstance(p, PendingCosignature):
-                remote[n] = p
-            else:  # in this process, or refused before sending: at once
-                answers[n] = self._answer(n, note, size, p)
-        with selectors.DefaultSelector() as selector:
-            for n, p in remote.items():
-                selector.register(p, selectors.EVENT_READ, n)
-            while remote and sum(isinstance(a, str) for a in answers.values()) < self._quorum:
-                ready = selector.select(max(deadline - time.monotonic(), 0.0))
-                if not ready:
-                    break
-                for key, _ in ready:
-                    n = key.data
-                    selector.unregister(remote[n])
-                    answers[n] = self._answer(n, note, size, remote.pop(n).cosigned)
-        for n, p in remote.items():  # read by a later round
-            self._late[n] = (p, deadline)
-            answers[n] = Unavailable(f"no answer within {self._timeout_s} s yet")
-        for n in range(len(self._witnesses)):
-            answers.setdefault(n, Unavailable("still busy with an earlier checkpoint"))
-        return [answers[n] for n in range(len(self._witnesses))]
-
     def close(self) -> None:
         """Close the connections of answers still out (the witnesses' clients close the
         idle ones)."""
         with self._lock:
-            for pending, _ in self._late.values():
-                pending.abandon()
-            self._late.clear()
-
-    def _settle_late(self, deadline: float) -> list[int]:
-        """Read the answers of earlier rounds' requests that have come; the witnesses
-        free for a new request. If fewer than the quorum are, wait for the busy ones
-        (oldest first) until they are, or until *deadline*."""
-        now = time.monotonic()
-        for n, (pending, given_up) in list(self._late.items()):
-            if pending.ready():
-                self._read_late(n)
-            elif now > given_up + self._timeout_s:
-                pending.abandon()  # its next request learns the size it holds by a 409
-                del self._late[n]
-        waiting = sorted(self._late, key=lambda n: self._late[n][1])
-        free = len(self._witnesses) - len(self._late)
-        for n in waiting[: max(self._quorum - free, 0)]:
-            pending = self._late[n][0]
-            with selectors.DefaultSelector() as selector:
-                selector.register(pending, selectors.EVENT_READ)
-                if not selector.select(max(deadline - time.monotonic(), 0.0)):
-                    break
-            self._read_late(n)
-        return [n for n in range(len(self._witnesses)) if n not in self._late]
-
-    def _read_late(self, n: int) -> None:
-        """Witness *n*'s answer to a checkpoint a round went on without: the size it
-        holds now (the one sent, or the one its 409 names; unknown after another error,
-        which the next request's 409 corrects)."""
-        pending, _ = self._late.pop(n)
-        try:
-            pending.settle()
-        except OldSizeConflict as conflict:
-            self._held[n] = conflict.size
-        except SovraError:
-            pass
-        else:
-            self._held[n] = pending.size
-
-    def _send(
-        self, n: int, note: str, size: int
-    ) -> PendingCosignature | Callable[[], str] | SovraError:
-        """Start asking witness *n* (a remote one is sent its request now)."""
-        held = self._held[n]
-        witness = self._witnesses[n]
-        try:
-            proof = self._log.consistency_proof(held, size) if 0 < held < size else []
-            if isinstance(witness, WitnessClient):
-                return witness.send(note, held, proof)
-        except SovraError as exc:
-            return exc
-        return lambda: witness.add_checkpoint(note, held, proof)
-
-    def _answer(
-        self, n: int, note: str, size: int, pending: Callable[[], str] | SovraError
-    ) -> str | SovraError:
-        held = self._held[n]
-        try:
-            if isinstance(pending, SovraError):
-                raise pending
-            answer = pending()
-        except SovraError as exc:
-            # A 409 names the size the witness holds (OldSizeConflict.size): once, send
-            # the checkpoint again from there (a restart, another replica).
-            named = getattr(exc, "size", None)
-            if not _resumable(named, held, size):
-                return exc
-            held = self._held[n] = cast("int", named)
-            try:
-                proof = self._log.consistency_proof(held, size) if 0 < held < size else []
-                answer = self._witnesses[n].add_checkpoint(note, held, proof)
-            except SovraError as again:
-                return again
-        self._held[n] = size
-        return answer.removeprefix(note)
+            self._rounds.close()
 
 
 def _size(note: str) -> int:
     return Checkpoint.parse(note[: note.rfind("\n\n") + 1]).size
-
-
-def _resumable(named: object, held: int, size: int) -> bool:
-    """Whether a witness's answer names a size to send a checkpoint of *size* from."""
-    return isinstance(named, int) and not isinstance(named, bool) and held != named <= size

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -216,11 +216,16 @@ def test_a_restarted_log_learns_each_witness_size_from_its_409(
     log, _, again = witnessed_log(witnesses.policy(), SQLiteLogStorage(path))
     log.append_many([(b"b%d" % i, ()) for i in range(5)])
     assert again.covered == 12 and again.last is not None and not again.last.failures
-    # A witness the round went on without gets there too, from the size its 409 named.
+    # A witness the round went on without gets there too: a later round reads its 409
+    # and sends from the size it named.
     deadline = time.monotonic() + 30
-    while any(w.head(ORIGIN) != (12, log.root(12)) for w in witnesses.witnesses):
+
+    def caught_up(head: tuple[int, bytes] | None) -> bool:
+        return head is not None and head[0] >= 12 and head == (head[0], log.root(head[0]))
+
+    while not all(caught_up(w.head(ORIGIN)) for w in witnesses.witnesses):
         assert time.monotonic() < deadline
-        time.sleep(0.01)
+        log.append(b"more")
     again.close()
     log.close()
 
@@ -265,6 +270,30 @@ def test_in_process_witnesses_take_part_as_well(witnesses: Witnesses) -> None:
     log.append_many([(b"x", ()), (b"y", ())])
     assert witnessing.covered == 2
     assert policy.check(cosignatures.cosigned_checkpoint()).witnesses == ("A",)
+    witnessing.close()
+
+
+def test_a_round_runs_in_the_appending_thread(witnesses: Witnesses) -> None:
+    """No pool: the remote witnesses' requests go out together from the thread whose
+    append the round covers, and a witness in this process is called there too."""
+    storage = MemoryLogStorage()
+    log = TransparencyLog(storage, LOG_SIGNER, ORIGIN, publish_after_batch=True)
+    policy = WitnessPolicy.parse(witnesses.policy(quorum="quorum A"))
+    cosignatures = CheckpointCosignatures(log, storage, policy=policy)
+    called_in: list[threading.Thread] = []
+
+    class Recording(Witness):
+        def add_checkpoint(self, note: str, old_size: int, proof: Sequence[bytes]) -> str:
+            called_in.append(threading.current_thread())
+            return super().add_checkpoint(note, old_size, proof)
+
+    first = witnesses.witnesses[0]
+    recording = Recording(first._signer, [LOG_SIGNER.vkey])
+    witnessing = Witnessing(log, cosignatures, policy, {"A": recording})
+    log.after_append = witnessing.cover
+    log.append(b"x")
+    assert witnessing.covered == 1
+    assert called_in == [threading.current_thread()]
     witnessing.close()
 
 

@@ -1,14 +1,15 @@
 """Synchronous witnessing: each batch's checkpoint is cosigned before its receipts return.
 
 With a C2SP tlog-policy in ``sovra.toml`` (``[witnesses] policy``), the log submits its
-newest checkpoint to every policy witness that has a URL (C2SP tlog-witness, in
-parallel, one round trip, a timeout) after a batch is integrated and before that
-batch's callers get their receipts; the round ends once the policy's quorum has
-cosigned, and a slower witness gets its next checkpoint only after it has answered
-(from the size it then holds). The cosignatures are kept with the checkpoint (the
-log's cosignature store, where pushed ones go too: ADR 0010), so the newest cosigned
-checkpoint covers every entry whose receipt was handed out, and a custodian can demand
-it before it releases a key (ADR 0022).
+newest checkpoint to every policy witness that has a URL (C2SP tlog-witness, every
+request on the wire before any answer is awaited, one round trip, a timeout) after a
+batch is integrated and before that batch's callers get their receipts; the round ends
+once the policy's quorum has cosigned, and a slower witness gets its next checkpoint
+only after a later round has read its answer, from the size it then holds (the round is
+:class:`sovra.ledger.rounds.WitnessRounds`'s, as witnessed release's). The cosignatures
+are kept with the checkpoint (the log's cosignature store, where pushed ones go too: ADR
+0010), so the newest cosigned checkpoint covers every entry whose receipt was handed
+out, and a custodian can demand it before it releases a key (ADR 0022).
 
 Rounds are group-committed like the appends themselves: one round at a time, each for
 the newest published checkpoint, so batches integrated while a round is in flight are
@@ -25,9 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -35,8 +34,8 @@ from typing import Protocol
 from sovra.errors import ConfigError, NotFound, SovraError, Unavailable
 from sovra.ledger.cosigning import CheckpointCosignatures
 from sovra.ledger.log import TransparencyLog
+from sovra.ledger.rounds import WitnessRounds
 from sovra.ledger.tlog_witness import WitnessClient
-from sovra.ledger.witness import OldSizeConflict
 from sovra_verify.checkpoint import Checkpoint
 from sovra_verify.cosignature import _note_text
 from sovra_verify.policy import MAX_POLICY_BYTES, WitnessPolicy
@@ -176,19 +175,14 @@ class Witnessing:
         self._policy = policy
         self._witnesses = dict(witnesses)
         self._timeout_s = timeout_s
-        # The size each witness was last seen to hold (0: unknown, a 409 corrects it).
-        self._held: dict[str, int] = dict.fromkeys(witnesses, 0)
+        self._names = list(witnesses)
+        self._rounds = WitnessRounds(
+            list(witnesses.values()), log.consistency_proof, timeout_s=timeout_s
+        )
         self._round_lock = threading.Lock()
         self._covered = 0  # the largest size a round got cosigned by the quorum
         self._latest: str | None = None  # that checkpoint, with its cosignatures
         self._attempted = 0  # the largest size a round was run for
-        # Requests a round went on without, by witness: C2SP tlog-witness wants each
-        # request from the size the witness holds, which the one still out settles.
-        self._busy: dict[str, Future[str]] = {}
-        # Twice the witnesses: a request a round gave up on may still hold a thread.
-        self._pool = ThreadPoolExecutor(
-            max_workers=2 * len(witnesses), thread_name_prefix="sovra-witness"
-        )
         self.rounds = 0
         """How many rounds ran (for metrics and tests)."""
         self.last: Round | None = None
@@ -257,42 +251,28 @@ class Witnessing:
         self._attempted = max(self._attempted, cp.size)
         self.rounds += 1
         log_signed = _log_signed(note, text)
-        deadline = time.monotonic() + self._timeout_s
-        self._wait_for_free(deadline)
-        futures: dict[str, Future[str]] = {
-            name: self._pool.submit(self._ask, name, witness, log_signed, cp.size)
-            for name, witness in self._witnesses.items()
-            if name not in self._busy
-        }
-        # Answers as they come, until the quorum has cosigned: a slower witness's
-        # request runs on, and it gets no other checkpoint until it is answered.
-        waiting = set(futures.values())
-        answered: list[str] = []
-        while waiting and not self._policy.satisfied_by(answered):
-            done, waiting = wait(
-                waiting, timeout=max(deadline - time.monotonic(), 0), return_when=FIRST_COMPLETED
-            )
-            if not done:
-                break
-            answered = [n for n, f in futures.items() if f.done() and f.exception() is None]
+        names = self._names
+        answers = self._rounds.run(
+            log_signed,
+            cp.size,
+            lambda cosigned: self._policy.satisfied_by([names[n] for n in cosigned]),
+        )
+        busy = self._rounds.pending  # still out: this round went on without them
         lines: list[str] = []
         cosigned: list[str] = []
         failures: list[tuple[str, str]] = []
-        for name, future in futures.items():
-            if not future.done():
-                self._busy[name] = future
+        for n, answer in enumerate(answers):
+            if n in busy:
                 continue
-            error = future.exception()
-            if error is None:
-                lines.append(future.result()[len(log_signed) :])
-                cosigned.append(name)
+            if isinstance(answer, str):
+                lines.append(answer)
+                cosigned.append(names[n])
             else:
-                reason = error.message if isinstance(error, SovraError) else repr(error)
-                failures.append((name, reason))
+                failures.append((names[n], answer.message))
         if lines:
             self._cosignatures.submit(log_signed + "".join(lines))
         met = self._policy.satisfied_by(cosigned)
-        pending = tuple(n for n in self._witnesses if n in self._busy)
+        pending = tuple(names[n] for n in sorted(busy))
         self.last = Round(cp.size, tuple(cosigned), tuple(failures), met, pending)
         if not met:
             raise Unavailable(
@@ -310,40 +290,6 @@ class Witnessing:
         if cp.size > self._covered:
             self._covered = cp.size
             self._latest = log_signed + "".join(lines)
-
-    def _wait_for_free(self, deadline: float) -> None:
-        """Forget the requests of earlier rounds that have ended; if the witnesses free
-        for a new one cannot meet the quorum, wait for busy ones until they can, or
-        until *deadline*."""
-        for name, future in list(self._busy.items()):
-            if future.done():
-                del self._busy[name]
-        while self._busy and not self._policy.satisfied_by(
-            [n for n in self._witnesses if n not in self._busy]
-        ):
-            done, _ = wait(
-                self._busy.values(),
-                timeout=max(deadline - time.monotonic(), 0),
-                return_when=FIRST_COMPLETED,
-            )
-            if not done:
-                return
-            for name, future in list(self._busy.items()):
-                if future in done:
-                    del self._busy[name]
-
-    def _ask(self, name: str, witness: WitnessLike, note: str, size: int) -> str:
-        """Witness *name*'s cosignature of *note*, from the size it holds; never two at
-        once for one witness (the round that sends waits for, or skips, a busy one)."""
-        old = self._held[name]
-        proof = self._log.consistency_proof(old, size) if 0 < old < size else []
-        try:
-            cosigned = witness.add_checkpoint(note, old if old <= size else 0, proof)
-        except OldSizeConflict as conflict:  # the next request goes from there
-            self._held[name] = conflict.size
-            raise
-        self._held[name] = max(self._held[name], size)
-        return cosigned
 
     def cosigned_checkpoint(self) -> str:
         """The newest checkpoint this process got cosigned by the quorum, with its lines.
@@ -372,8 +318,9 @@ class Witnessing:
         return TlogProof(index, path, note, self._log.entry(index))
 
     def close(self) -> None:
-        """Stop the round threads and close the witnesses' connections."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Close the witnesses' connections, those of answers still out too."""
+        with self._round_lock:
+            self._rounds.close()
         for witness in self._witnesses.values():
             if isinstance(witness, WitnessClient):
                 witness.close()
