@@ -31,6 +31,13 @@ with 1,000 requests a call. ``*_ratio`` is on / off (the target is at least 0.8)
 witness round trip served and ``*_round_trip_ms`` how long one took (the witnesses'
 answer time: a ``sovra witness serve`` writes its state durably before it answers).
 
+``gateway_access*_log_witnessing_*``: a fourth deployment whose log witnesses each batch
+itself (``[witnesses] policy`` in ``sovra.toml``: the same three kinds of ``sovra witness
+serve`` processes, 2 of 3) and whose custodian requires the same 2 of 3; the gateway hands
+it proofs into the log's cosigned checkpoints (``ReleaseProofs.following``). Every append
+waits for a round of the log, the key releases' too, so an access waits for two;
+``*_per_round`` is accesses per round of the log.
+
 The machine may be shared: compare the ratios, and the CPU per access, rather than the
 rates. The last line printed is one JSON object.
 """
@@ -167,6 +174,10 @@ def witness_processes(
             child.wait(timeout=10)
 
 
+def _no_proofs(old: int, new: int) -> list[bytes]:
+    raise SystemExit("the bench's own witness clients send nothing for a log that witnesses")
+
+
 def _p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -300,7 +311,9 @@ class _Gateway:
         Deployment.init(root, jurisdictions=["PL"], custodians="in-process")
         self.proofs: ReleaseProofs | None = None
         found: list[CheckpointWitness] = []
-        if witnesses is not None:
+        if witnesses == "log":
+            self._log_witnessed(root, stack)
+        elif witnesses is not None:
             dep = Deployment.open(root)
             vkey = dep.gateway.log.verifier_key
             dep.close()
@@ -321,6 +334,7 @@ class _Gateway:
         self.dep = Deployment.open(root)
         stack.callback(self.dep.close)
         self.gw = self.dep.gateway
+        self.witnessing = self.dep.witnessing
         if found:
             self.proofs = self.gw.release_proofs = ReleaseProofs(self.gw.log, found, quorum=2)
             stack.callback(self.proofs.close)
@@ -333,6 +347,28 @@ class _Gateway:
             AccessRequest(PURPOSE, record_ids=[self.ids[i % len(self.ids)]]) for i in range(1000)
         ]
         self.check()
+
+    def _log_witnessed(self, root: Path, stack: ExitStack) -> None:
+        """The log witnesses each batch itself (``[witnesses] policy``, 2 of 3 ``sovra
+        witness serve`` processes) and the custodian requires the same 2 of 3: the
+        gateway hands it proofs into the log's cosigned checkpoints."""
+        dep = Deployment.open(root)
+        log = dep.gateway.log
+        dep.close()
+        clients = stack.enter_context(witness_processes(root.parent, log.verifier_key, _no_proofs))
+        lines = [
+            f"witness W{n} {c.vkey} {c.url.removesuffix('/add-checkpoint')}"
+            for n, c in enumerate(clients)
+        ]
+        policy_text = "\n".join([*lines, "group q 2 W0 W1 W2", "quorum q"]) + "\n"
+        (root / "witnesses.policy").write_text(policy_text)
+        toml = (root / "sovra.toml").read_text()
+        if "keys = []\n" not in toml:
+            raise SystemExit("sovra init wrote no [witnesses] keys line to replace")
+        policy_line = 'policy = "witnesses.policy"\ntimeout_s = 5\n'
+        (root / "sovra.toml").write_text(toml.replace("keys = []\n", policy_line, 1))
+        policy = ReleasePolicy.of([c.vkey for c in clients], 2, 60)
+        policy_path(root / "custodians" / "PL.key").write_bytes(policy.to_json())
 
     def check(self) -> None:
         """One access must release (a refused one would make a fast, empty benchmark)."""
@@ -367,13 +403,16 @@ def bench_gateway(quick: bool) -> dict[str, Any]:
         ExitStack() as stack,
     ):
         base = Path(tmp)
-        (base / "off").mkdir(), (base / "on").mkdir(), (base / "objects").mkdir()
+        for name in ("off", "on", "objects", "log"):
+            (base / name).mkdir()
         sides = {
             "off": _Gateway(base / "off" / "dep", None, stack),
             # As deployed: witnesses are other parties, here processes of their own.
             "on": _Gateway(base / "on" / "dep", "processes", stack),
             # Every witness's work in this process too.
             "objects": _Gateway(base / "objects" / "dep", "objects", stack),
+            # The log's own witnessing (its rounds also cover the key releases' appends).
+            "log": _Gateway(base / "log" / "dep", "log", stack),
         }
         for phase in ("threaded", "batched"):
             rate = dict.fromkeys(sides, 0.0)
@@ -381,6 +420,7 @@ def bench_gateway(quick: bool) -> dict[str, Any]:
             witnessed = dict.fromkeys(sides, 0)
             trips = {n: s.proofs.round_trips for n, s in sides.items() if s.proofs}
             waited = {n: s.proofs.round_seconds for n, s in sides.items() if s.proofs}
+            log_rounds = _log_rounds(sides["log"])
             for _ in range(rounds):
                 for name, side in sides.items():
                     done, wall, cpu = (
@@ -402,6 +442,11 @@ def bench_gateway(quick: bool) -> dict[str, Any]:
                 out[f"{prefix}{tag}_on_per_s"] = round(rate[name])
                 out[f"{prefix}{tag}_ratio"] = round(rate[name] / rate["off"], 3)
                 out[f"{prefix}{tag}_on_cpu_us"] = round(cpu_us[name], 1)
+            ran = max(_log_rounds(sides["log"]) - log_rounds, 1)
+            out[f"{prefix}_log_witnessing_per_round"] = round(witnessed["log"] / ran, 1)
+            out[f"{prefix}_log_witnessing_on_per_s"] = round(rate["log"])
+            out[f"{prefix}_log_witnessing_ratio"] = round(rate["log"] / rate["off"], 3)
+            out[f"{prefix}_log_witnessing_on_cpu_us"] = round(cpu_us["log"], 1)
             out[f"{prefix}_off_per_s"] = round(rate["off"])
             out[f"{prefix}_off_cpu_us"] = round(cpu_us["off"], 1)
             for tag, what in (("", "witness processes"), ("_inprocess_witnesses", "in process")):
@@ -415,7 +460,22 @@ def bench_gateway(quick: bool) -> dict[str, Any]:
                     file=sys.stderr,
                     flush=True,
                 )
+            print(
+                f"{prefix}, the log's own witnessing (witness processes): "
+                f"{out[f'{prefix}_log_witnessing_on_per_s']:,}/s "
+                f"({out[f'{prefix}_log_witnessing_on_cpu_us']} us CPU here each): "
+                f"{out[f'{prefix}_log_witnessing_ratio']}x; "
+                f"{out[f'{prefix}_log_witnessing_per_round']} accesses per round of the log",
+                file=sys.stderr,
+                flush=True,
+            )
     return out
+
+
+def _log_rounds(side: _Gateway) -> int:
+    """How many rounds the log's own witnessing of *side* has run."""
+    assert side.witnessing is not None
+    return side.witnessing.rounds
 
 
 WITNESSED_SUMMARY = (
