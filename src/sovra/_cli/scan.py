@@ -32,6 +32,11 @@ workers: it finds the cut points, builds the scanner's tables once before the wo
 start (forked, they inherit them), and each worker returns its findings as finished JSON
 lines, which the parent only writes out.
 
+A line file (JSONL, CSV) has each line scanned alone, many lines to a
+:func:`~sovra.classify.scanner.scan_many` call (:data:`_LINE_BATCH_CHARS` characters at
+most), which gives each exactly what a call of its own would and pays a call's set-up
+once per batch.
+
 Bad input never crashes the command: a binary file (a NUL byte in its first 8 KiB) or
 invalid UTF-8 is reported on stderr with its path (and the byte offset of the first bad
 byte, or its line) and not scanned further, the findings before the bad range or line
@@ -80,6 +85,10 @@ _BINARY_PROBE = 8192
 # which glibc lets a freed block raise its threshold (see _settle).
 _HEAP_BYTES = 31 << 20
 _LINE_FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv")
+# The characters of a line file scanned in one scan_many call (each line counted one
+# more): enough lines to share a call's set-up, few enough that the lines and their
+# findings stay small in memory. A longer line is scanned alone.
+_LINE_BATCH_CHARS = 1 << 18
 
 
 # JSON lines of one range held in memory, in characters; past this they go to a file.
@@ -192,6 +201,23 @@ def _scan_text(text: str, lang: str | None) -> list[Finding]:
     # The whole chunk is scanned as one text: the per-text bound on separate numbers
     # protects a gateway's latency; here the input's size is the bound.
     return scan_text(text, lang=lang, max_chars=len(text) + 1, max_numbers=len(text) + 1)
+
+
+def _scan_lines(lines: list[str], lang: str | None) -> list[list[Finding]]:
+    """Each of *lines* scanned alone: :func:`_scan_text`'s findings for each, in order.
+
+    :func:`~sovra.classify.scanner.scan_many` scans them joined, paying a call's set-up
+    once for many short lines, and gives each exactly what a call of its own finds.
+    """
+    from sovra.classify.scanner import scan_many
+
+    bound = sum(map(len, lines)) + 1  # as in _scan_text: the input's size is the bound
+    found: list[list[Finding]] = []
+    for each in scan_many(lines, lang=lang, max_chars=bound, max_numbers=bound):
+        if not isinstance(each, list):
+            raise each  # a line is a string within both bounds: never, as with scan
+        found.append(each)
+    return found
 
 
 def _row(
@@ -354,19 +380,34 @@ def _scan_line_range(
     lines come before the range. Returns the lines read and why it stopped early."""
     raw.seek(part.lo)
     position, number = part.lo, first
+    batch: list[str] = []  # lines read and not yet scanned
+    start = first + 1  # the number of the batch's first line
+    held = 0
+    problem = None
+
+    def flush() -> None:
+        for at, found in enumerate(_scan_lines(batch, lang), start=start):
+            for finding in found:
+                sink.add(_row(finding, 0, part.path, at))
+        batch.clear()
+
     for data in raw:
         number += 1
         try:
             line = data.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as exc:
             problem = f"{part.path}: not UTF-8 (line {number}, byte {exc.start} of the line)"
-            return number - first, problem
-        for finding in _scan_text(line, lang):
-            sink.add(_row(finding, 0, part.path, number))
+            break
+        if held + len(line) > _LINE_BATCH_CHARS and batch:
+            flush()
+            start, held = number, 0
+        batch.append(line)
+        held += len(line) + 1
         position += len(data)
         if part.hi is not None and position >= part.hi:
             break
-    return number - first, None
+    flush()  # the lines before a bad one are written, as they were one at a time
+    return number - first, problem
 
 
 def _scan_range(part: _Range, base: int, lang: str | None, fmt: str, spill: str | None) -> _Part:
