@@ -404,15 +404,13 @@ class SQLMetadataStore(abc.ABC):
     def close(self) -> None:
         """Release the connection. Calling it twice is harmless."""
 
-    def _insert_records(self, run: Run, rows: Sequence[tuple[object, ...]]) -> int:
-        """Insert checked record rows (``_INSERT_RECORD``'s columns), skipping an id stored
-        already; how many went in. An engine that takes arrays does it in one statement."""
-        return run.many(_INSERT_RECORD, rows)
-
-    def _insert_all(self, run: Run, rows: Sequence[tuple[object, ...]]) -> None:
-        """Insert record rows; raises :class:`_Taken` if any id was stored already."""
-        if self._insert_records(run, rows) != len(rows):
-            raise _Taken
+    def _put_rows(self, rows: Sequence[tuple[object, ...]], *, durable: bool) -> None:
+        """Store checked record rows (``_INSERT_RECORD``'s columns) all or none; raises
+        :class:`_Taken` (nothing stored) if any id was stored already. An engine that
+        takes arrays does it in one statement."""
+        with self._transaction(write=True, durable=durable) as run:
+            if run.many(_INSERT_RECORD, rows) != len(rows):
+                raise _Taken
 
     def _set_log_indices(self, run: Run, pairs: Sequence[tuple[str, int]]) -> int:
         """Give each ``(record id, log index)`` its index where it has none yet; how many
@@ -463,8 +461,7 @@ class SQLMetadataStore(abc.ABC):
         if not rows:
             return
         try:
-            with self._transaction(write=True, durable=durable) as run:
-                self._insert_all(run, rows)
+            self._put_rows(rows, durable=durable)
         except _Taken:
             taken = next((i for i in ids if self.record_log_index(i) is not None), ids[0])
             raise BadRequest(f"record {taken} already exists") from None

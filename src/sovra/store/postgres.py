@@ -17,8 +17,10 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+import psycopg
+
 from sovra.store._pg import Pool
-from sovra.store._sql import Run, SQLMetadataStore
+from sovra.store._sql import Run, SQLMetadataStore, _Taken
 from sovra.store.journal import JournalEvent, JournalEvents, _Sealer
 from sovra.store.migrations import GUARD_JOURNAL_STEPS, METADATA_STEPS, POSTGRES
 from sovra.store.pg_timeouts import PgTimeouts
@@ -33,8 +35,9 @@ _JOURNAL_SCHEMA_LOCK_KEY = 0x736F767261_4A
 _JOURNAL_SESSION_LOCK_KEY = 0x736F767261_4B
 
 
-# The records of a batch in one statement each (sovra.store._sql's _INSERT_RECORD and
-# its UPDATE of log_index, from arrays): each column one array parameter.
+# The records of a batch in one statement each (sovra.store._sql's _INSERT_RECORD, which
+# a stored id here aborts whole, and its UPDATE of log_index, from arrays): each column
+# one array parameter.
 _INSERT_RECORDS = """INSERT INTO records (
     record_id, subject, jurisdiction, region, kek_version, content_type, format,
     wrapped_jurisdiction, wrapped_kek_version, wrapped_key, blob_size, created_ms,
@@ -43,8 +46,7 @@ _INSERT_RECORDS = """INSERT INTO records (
     ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::bigint[],
     ?::text[], ?::bigint[], ?::bytea[], ?::bigint[], ?::bigint[],
     ?::text[], ?::text[], ?::bigint[]
-)
-ON CONFLICT (record_id) DO NOTHING"""
+)"""
 
 _SET_LOG_INDICES = """UPDATE records SET log_index = given.log_index
 FROM unnest(?::text[], ?::bigint[]) AS given (record_id, log_index)
@@ -107,13 +109,17 @@ class PostgresMetadataStore(SQLMetadataStore):
             timeouts=timeouts,
         )
 
-    def _insert_records(self, run: Run, rows: Sequence[tuple[object, ...]]) -> int:
-        # One statement for the batch, its columns as arrays: one row a statement cost
-        # the server a parse, a plan and an index probe each, and the batch a round trip
-        # per row where the pipeline was not used.
-        if not rows:
-            return 0
-        return run(_INSERT_RECORDS, [list(column) for column in zip(*rows, strict=True)]).rowcount
+    def _put_rows(self, rows: Sequence[tuple[object, ...]], *, durable: bool) -> None:
+        # One statement for the batch, its columns as arrays, in autocommit: one round
+        # trip where BEGIN, an INSERT per record and COMMIT took three or more. A stored
+        # id aborts the statement whole, so nothing of the batch is kept; every commit
+        # here is durable, so *durable* asks for nothing more.
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        with self._pool.connection() as conn:
+            try:
+                conn.execute(_INSERT_RECORDS.replace("?", "%s"), columns)
+            except psycopg.errors.UniqueViolation:
+                raise _Taken from None
 
     def _set_log_indices(self, run: Run, pairs: Sequence[tuple[str, int]]) -> int:
         return run(
