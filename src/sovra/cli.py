@@ -267,7 +267,7 @@ def init(
     With --database, PostgreSQL holds what sovra.db would (and the bulk guard's journal);
     with --blobs REGION=s3://BUCKET/PREFIX (prefix optional), that region's blobs go to
     the bucket, which must be reachable and hold no blob yet; with --tiles FOLDER or
-    --tiles s3://BUCKET/PREFIX, the log is published there as static tiles ([log.tiles]),
+    --tiles s3://BUCKET/PREFIX, the log is published there as static tiles (\\[log.tiles]),
     a place that must hold no checkpoint yet. Nothing is written when a check fails.
     """
     from rich.markup import escape

@@ -220,9 +220,13 @@ def test_verify_fails_when_the_newest_checkpoint_is_stale(template: Path, tmp_pa
     (root / "sovra.toml").write_text(
         (root / "sovra.toml")
         .read_text()
-        .replace("publish_after_batch = true", "publish_after_batch = false"),
+        # Nothing published but the test's own checkpoint: the server's schedule would
+        # publish the newest size once a second, and a loaded machine can take that long
+        # between the appends and the audit (the audit then sees a newer checkpoint).
+        .replace("publish_every_s = 1\n", "publish_every_s = 86400\n"),
         encoding="utf-8",
     )
+    assert "publish_every_s = 86400\n" in (root / "sovra.toml").read_text(encoding="utf-8")
     dep = Deployment.open(root)
     try:
         log = dep.gateway.log
