@@ -247,6 +247,37 @@ def test_postgres_shred_removes_the_sealed_key_from_the_tables_pages(pg_dsn: str
 
 
 @pytest.mark.postgres
+def test_postgres_shred_prunes_the_row_once_an_older_snapshot_ends(pg_dsn: str) -> None:
+    """A session whose snapshot predates the delete keeps the row's bytes from VACUUM;
+    the shred waits for it to end (bounded) and prunes the row then."""
+    data = os.environ.get("SOVRA_TEST_PG_DATA")
+    if not data:
+        reason = "scripts/with-postgres exports no SOVRA_TEST_PG_DATA here"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run this test")
+        pytest.skip(reason)
+    store = PostgresSubjectKeyStore(pg_dsn, "PL")
+    reader = psycopg.connect(pg_dsn)
+    try:
+        marker = b"SEALED-KEY-" + secrets.token_hex(20).encode()
+        store.insert_many([(SUBJECTS[2], 1, marker)], 1)
+        reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        assert reader.execute("SELECT count(*) FROM subject_keys").fetchone() == (1,)
+        ending = threading.Timer(0.5, reader.rollback)
+        ending.start()
+        assert store.shred(SUBJECTS[2], 7) is True
+        ending.join()
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute("CHECKPOINT")
+            row = admin.execute("SELECT pg_relation_filepath('subject_keys')").fetchone()
+        assert row is not None
+        assert marker not in (Path(data) / str(row[0])).read_bytes()
+    finally:
+        reader.close()
+        store.close()
+
+
+@pytest.mark.postgres
 def test_open_subject_keys_follows_the_database_file(pg_dsn: str, tmp_path: Path) -> None:
     kek = tmp_path / "PL.key"
     sqlite_store = open_subject_keys(kek, "PL", None)

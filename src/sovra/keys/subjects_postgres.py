@@ -28,6 +28,7 @@ custodian service), and keeps nothing of the call.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +54,16 @@ _SCHEMA_LOCK_KEY = 0x736F767261_53
 _WRITE_LOCK_KEY = 0x736F767261_54
 _LOOKUP_CHUNK = 500
 _TABLES = ("subject_keys", "shredded", "subject_store")
+_PRUNE_WAIT_S = 5.0
+"""How long a shred waits for transactions older than its delete to end before it
+prunes the key's dead row: VACUUM keeps a row that a snapshot taken before the delete
+could still read."""
+
+# Sessions of this database whose snapshot began before the given time: while any is
+# open, the deleted row may still be visible to it and VACUUM leaves its bytes in place.
+_OLDER_SNAPSHOTS = """SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+AND backend_type = 'client backend' AND backend_xmin IS NOT NULL AND xact_start < %s"""
 
 
 def _subject_keys_1(d: Dialect) -> list[str]:
@@ -288,8 +299,18 @@ class PostgresSubjectKeyStore:
             deleted = run("DELETE FROM subject_keys WHERE subject = ?", (subject,)).rowcount
             run("UPDATE subject_store SET changes = changes + 1 WHERE id = 1", ())
         if deleted:
-            # Outside a transaction (VACUUM cannot run in one): prune the dead row now.
+            # Outside a transaction (VACUUM cannot run in one): prune the dead row now,
+            # once no snapshot older than the delete is left (bounded: a session that
+            # stays open longer leaves the row to a later VACUUM; a role that may not see
+            # other sessions' snapshots does not wait).
             with self._pool.connection() as conn:
+                row = conn.execute("SELECT clock_timestamp()").fetchone()
+                deadline = time.monotonic() + _PRUNE_WAIT_S
+                while row is not None and time.monotonic() < deadline:
+                    older = conn.execute(_OLDER_SNAPSHOTS, (row[0],)).fetchone()
+                    if older is None or older[0] == 0:
+                        break
+                    time.sleep(0.01)
                 conn.execute("VACUUM subject_keys")
         return deleted > 0
 
