@@ -123,6 +123,7 @@ PINNED = {
         "S3TileStore",
         "TileStore",
     ],
+    "sovra.ledger.rounds": ["CheckpointWitness", "WitnessRounds"],
     "sovra.ledger.tlog_witness": [
         "MAX_REQUEST_BYTES",
         "SIZE_MEDIA_TYPE",
