@@ -26,6 +26,15 @@ def _absent(backend: str, script: str, variable: str) -> NoReturn:
 
 
 @pytest.fixture
+def pg_data() -> Path:
+    """The throwaway PostgreSQL cluster's data folder (for tests that read its files)."""
+    data = os.environ.get("SOVRA_TEST_PG_DATA")
+    if not data:
+        _absent("PostgreSQL's data folder", "scripts/with-postgres", "SOVRA_TEST_PG_DATA")
+    return Path(data)
+
+
+@pytest.fixture
 def pg_dsn() -> Iterator[str]:
     """A DSN for the throwaway PostgreSQL cluster, scoped to a fresh empty schema.
 

@@ -4,7 +4,6 @@ process at once, and the key gone from the store's data when the shred returns."
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -217,45 +216,38 @@ def test_postgres_store_refuses_tables_another_role_may_read(pg_dsn: str) -> Non
     PostgresSubjectKeyStore(pg_dsn, "PL").close()
 
 
+def _subject_keys_pages(pg_dsn: str, data: Path) -> bytes:
+    """The bytes of the subject-key table's file, after a checkpoint wrote its pages."""
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute("CHECKPOINT")
+        row = admin.execute("SELECT pg_relation_filepath('subject_keys')").fetchone()
+    assert row is not None
+    return (data / str(row[0])).read_bytes()
+
+
 @pytest.mark.postgres
-def test_postgres_shred_removes_the_sealed_key_from_the_tables_pages(pg_dsn: str) -> None:
-    data = os.environ.get("SOVRA_TEST_PG_DATA")
-    if not data:
-        reason = "scripts/with-postgres exports no SOVRA_TEST_PG_DATA here"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run this test")
-        pytest.skip(reason)
+def test_postgres_shred_removes_the_sealed_key_from_the_tables_pages(
+    pg_dsn: str, pg_data: Path
+) -> None:
     store = PostgresSubjectKeyStore(pg_dsn, "PL")
     try:
         marker = b"SEALED-KEY-" + secrets.token_hex(20).encode()
         store.insert_many([(SUBJECTS[0], 1, marker), (SUBJECTS[1], 1, SEALED[1])], 1)
-        with psycopg.connect(pg_dsn, autocommit=True) as admin:
-            admin.execute("CHECKPOINT")
-            row = admin.execute("SELECT pg_relation_filepath('subject_keys')").fetchone()
-        assert row is not None
-        table_file = Path(data) / str(row[0])
-        assert marker in table_file.read_bytes()  # the check can see it when it is there
+        # The check can see it when it is there.
+        assert marker in _subject_keys_pages(pg_dsn, pg_data)
         assert store.shred(SUBJECTS[0], 7) is True
-        with psycopg.connect(pg_dsn, autocommit=True) as admin:
-            admin.execute("CHECKPOINT")
-            row = admin.execute("SELECT pg_relation_filepath('subject_keys')").fetchone()
-        assert row is not None
-        assert marker not in (Path(data) / str(row[0])).read_bytes()
+        assert marker not in _subject_keys_pages(pg_dsn, pg_data)
         assert store.get(SUBJECTS[1]) == (SUBJECTS[1], 1, SEALED[1])
     finally:
         store.close()
 
 
 @pytest.mark.postgres
-def test_postgres_shred_prunes_the_row_once_an_older_snapshot_ends(pg_dsn: str) -> None:
+def test_postgres_shred_prunes_the_row_once_an_older_snapshot_ends(
+    pg_dsn: str, pg_data: Path
+) -> None:
     """A session whose snapshot predates the delete keeps the row's bytes from VACUUM;
     the shred waits for it to end (bounded) and prunes the row then."""
-    data = os.environ.get("SOVRA_TEST_PG_DATA")
-    if not data:
-        reason = "scripts/with-postgres exports no SOVRA_TEST_PG_DATA here"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run this test")
-        pytest.skip(reason)
     store = PostgresSubjectKeyStore(pg_dsn, "PL")
     reader = psycopg.connect(pg_dsn)
     try:
@@ -267,11 +259,7 @@ def test_postgres_shred_prunes_the_row_once_an_older_snapshot_ends(pg_dsn: str) 
         ending.start()
         assert store.shred(SUBJECTS[2], 7) is True
         ending.join()
-        with psycopg.connect(pg_dsn, autocommit=True) as admin:
-            admin.execute("CHECKPOINT")
-            row = admin.execute("SELECT pg_relation_filepath('subject_keys')").fetchone()
-        assert row is not None
-        assert marker not in (Path(data) / str(row[0])).read_bytes()
+        assert marker not in _subject_keys_pages(pg_dsn, pg_data)
     finally:
         reader.close()
         store.close()
